@@ -1,0 +1,1 @@
+//! Networking types on the reactor.
