@@ -1,1 +1,2 @@
 //! Synchronisation primitives for tasks.
+pub mod oneshot;

@@ -225,10 +225,7 @@ where
     S: Schedule,
 {
     fn wake(self: Arc<Self>) {
-        let submit = self.state.transition_to_notified();
-        if submit == Submit::Yes {
-            self.scheduler.schedule(Notified(self));
-        }
+        self.wake_by_ref()
     }
 
     fn wake_by_ref(self: &Arc<Self>) {

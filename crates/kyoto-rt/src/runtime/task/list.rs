@@ -83,7 +83,7 @@ impl OwnedTasks {
         for shard in self.shards.iter() {
             // Take the tasks out first: shutting one down re-enters `remove` on the same shard.
             let tasks: Vec<Task> = {
-                let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+                let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
                 shard.values().cloned().collect()
             };
             for task in tasks {
