@@ -1,0 +1,157 @@
+//! A resource's link to its reactor: waits for readiness and runs non-blocking operations.
+use super::driver;
+use super::scheduled_io::{shutdown_error, Direction, ReadyEvent, ScheduledIo};
+use super::Interest;
+use crate::loom::sync::Arc;
+use std::io;
+use std::task::{Context, Poll};
+
+/// The error for creating a socket on a thread that has not entered a kyoto runtime.
+pub(crate) fn no_runtime_error() -> io::Error {
+    io::Error::other(
+        "there is no kyoto reactor running: create sockets inside a runtime (block_on, a spawned task, \
+         or Handle::enter)",
+    )
+}
+
+/// A registered resource: the runtime it belongs to and its readiness state.
+///
+/// The registration does not own the OS source; whoever does (see
+/// [`PollEvented`](super::poll_evented::PollEvented)) must call [`Registration::deregister`] before
+/// closing it.
+pub(crate) struct Registration {
+    handle: Arc<crate::runtime::driver::Handle>,
+    shared: Arc<ScheduledIo>,
+}
+
+impl Registration {
+    /// Registers `source` with the reactor of the runtime entered on this thread.
+    pub(crate) fn new(
+        source: &mut impl mio::event::Source,
+        interest: Interest,
+    ) -> io::Result<Self> {
+        let handle = crate::runtime::context::current_driver().ok_or_else(no_runtime_error)?;
+        Self::new_with_handle(source, interest, handle)
+    }
+
+    /// Registers `source` with the given runtime's reactor.
+    pub(crate) fn new_with_handle(
+        source: &mut impl mio::event::Source,
+        interest: Interest,
+        handle: Arc<crate::runtime::driver::Handle>,
+    ) -> io::Result<Self> {
+        let shared = handle.io.add_source(source, interest)?;
+        Ok(Registration { handle, shared })
+    }
+
+    /// The runtime this resource is registered with (new resources it creates, such as accepted
+    /// streams, register there too).
+    pub(crate) fn handle(&self) -> &Arc<crate::runtime::driver::Handle> {
+        &self.handle
+    }
+
+    fn io_handle(&self) -> &driver::Handle {
+        &self.handle.io
+    }
+
+    /// Removes `source` from the poller. Must be called before the source is closed.
+    pub(crate) fn deregister(&self, source: &mut impl mio::event::Source) -> io::Result<()> {
+        self.io_handle().deregister_source(&self.shared, source)
+    }
+
+    /// Waits (single waker per direction) until the direction is ready.
+    pub(crate) fn poll_ready(
+        &self,
+        cx: &mut Context<'_>,
+        direction: Direction,
+    ) -> Poll<io::Result<ReadyEvent>> {
+        let coop = std::task::ready!(crate::runtime::coop::poll_proceed(cx));
+        let event = std::task::ready!(self.shared.poll_readiness(cx, direction));
+        coop.made_progress();
+        if event.is_shutdown {
+            return Poll::Ready(Err(shutdown_error()));
+        }
+        Poll::Ready(Ok(event))
+    }
+
+    /// `poll_ready(cx, Direction::Read)`.
+    pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<ReadyEvent>> {
+        self.poll_ready(cx, Direction::Read)
+    }
+
+    /// `poll_ready(cx, Direction::Write)`.
+    pub(crate) fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<ReadyEvent>> {
+        self.poll_ready(cx, Direction::Write)
+    }
+
+    /// Forgets the readiness in `event` (after `WouldBlock`), unless a newer event arrived.
+    pub(crate) fn clear_readiness(&self, event: ReadyEvent) {
+        self.shared.clear_readiness(event);
+    }
+
+    /// Runs `f` whenever the direction is ready, until it returns something other than `WouldBlock`.
+    pub(crate) fn poll_io<R>(
+        &self,
+        cx: &mut Context<'_>,
+        direction: Direction,
+        mut f: impl FnMut() -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        loop {
+            let event = std::task::ready!(self.poll_ready(cx, direction))?;
+            match f() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.clear_readiness(event),
+                res => return Poll::Ready(res),
+            }
+        }
+    }
+
+    /// Runs `f` once if the cached readiness matches `interest`; `WouldBlock` otherwise.
+    pub(crate) fn try_io<R>(
+        &self,
+        interest: Interest,
+        f: impl FnOnce() -> io::Result<R>,
+    ) -> io::Result<R> {
+        let event = match self.shared.ready_event(interest.mask()) {
+            Some(event) => event,
+            None => return Err(io::ErrorKind::WouldBlock.into()),
+        };
+        if event.is_shutdown {
+            return Err(shutdown_error());
+        }
+        let res = f();
+        if matches!(&res, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+            self.clear_readiness(event);
+        }
+        res
+    }
+
+    /// Waits until readiness matching `interest` is cached (any number of tasks may wait at once).
+    pub(crate) async fn readiness(&self, interest: Interest) -> io::Result<ReadyEvent> {
+        let event = self.shared.readiness(interest).await;
+        if event.is_shutdown {
+            return Err(shutdown_error());
+        }
+        Ok(event)
+    }
+
+    /// Waits for `interest` and runs `f`, again after every `WouldBlock`.
+    pub(crate) async fn async_io<R>(
+        &self,
+        interest: Interest,
+        mut f: impl FnMut() -> io::Result<R>,
+    ) -> io::Result<R> {
+        loop {
+            let event = self.readiness(interest).await?;
+            match f() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.clear_readiness(event),
+                res => return res,
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Registration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registration").finish_non_exhaustive()
+    }
+}
