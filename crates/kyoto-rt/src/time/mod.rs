@@ -53,13 +53,20 @@ fn current_driver(what: &str) -> Arc<crate::runtime::driver::Handle> {
 /// following real time. Time then moves by [`advance`], or by auto-advance to the next timer when the
 /// runtime is idle.
 ///
-/// Meant for tests, on a current-thread runtime.
+/// Meant for tests. Only a current-thread runtime can be paused: on a multi-thread runtime other
+/// workers keep running while one is idle, so "idle" (when auto-advance jumps) would be meaningless.
 ///
 /// # Panics
 ///
-/// Outside a kyoto runtime, or if the clock is already paused.
+/// Outside a kyoto runtime, on a multi-thread runtime, or if the clock is already paused.
 #[track_caller]
 pub fn pause() {
+    let multi_thread = crate::runtime::context::with_current(|h| {
+        matches!(h, crate::runtime::scheduler::Handle::MultiThread(_))
+    });
+    if multi_thread == Some(true) {
+        panic!("`kyoto_rt::time::pause()` requires a current-thread runtime");
+    }
     current_driver("pause").time.clock().pause();
 }
 
