@@ -286,16 +286,17 @@ fn a_multicast_group_joined_on_loopback_receives_its_datagrams() {
         let sender = UdpSocket::bind("127.0.0.1:0").await.expect("bind sender");
         sender.set_multicast_loop_v4(true).expect("loop");
         sender.set_multicast_ttl_v4(1).expect("ttl");
-        // Send through loopback: IP_MULTICAST_IF = 127.0.0.1 (bound address picks the interface).
+        // Sent from a loopback-bound socket, so the datagram goes out (and loops back) on `lo`.
         let target = SocketAddr::from((group, port));
         if sender.send_to(b"to the group", target).await.is_err() {
             return;
         }
         let mut buf = [0u8; 32];
-        match kyoto_rt::time::timeout(Duration::from_secs(2), receiver.recv_from(&mut buf)).await {
-            Ok(Ok((n, _))) => assert_eq!(&buf[..n], b"to the group"),
-            // Some sandboxes route multicast nowhere; the join itself worked.
-            _ => {}
+        // Some sandboxes route multicast nowhere (then only the join and leave are checked).
+        if let Ok(Ok((n, _))) =
+            kyoto_rt::time::timeout(Duration::from_secs(2), receiver.recv_from(&mut buf)).await
+        {
+            assert_eq!(&buf[..n], b"to the group");
         }
         receiver
             .leave_multicast_v4(group, Ipv4Addr::LOCALHOST)
