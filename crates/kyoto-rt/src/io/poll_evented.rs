@@ -1,8 +1,7 @@
 //! [`PollEvented`]: a mio source together with its registration; deregisters on drop.
-use super::registration::Registration;
+use super::registration::{DriverHandle, Registration};
 use super::scheduled_io::Direction;
 use super::Interest;
-use crate::loom::sync::Arc;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::ops::Deref;
 use std::task::{Context, Poll};
@@ -32,10 +31,7 @@ impl<E: mio::event::Source> PollEvented<E> {
     }
 
     /// Registers `io` for reading and writing with the given runtime's reactor.
-    pub(crate) fn new_with_handle(
-        mut io: E,
-        handle: Arc<crate::runtime::driver::Handle>,
-    ) -> io::Result<Self> {
+    pub(crate) fn new_with_handle(mut io: E, handle: DriverHandle) -> io::Result<Self> {
         let registration = Registration::new_with_handle(
             &mut io,
             Interest::READABLE | Interest::WRITABLE,

@@ -6,6 +6,10 @@ use crate::loom::sync::Arc;
 use std::io;
 use std::task::{Context, Poll};
 
+/// How resources hold their runtime's drivers. `runtime::context::current_driver` hands out a
+/// `std::sync::Arc` (it is not a synchronisation primitive loom needs to model), so this stays std.
+pub(crate) type DriverHandle = std::sync::Arc<crate::runtime::driver::Handle>;
+
 /// The error for creating a socket on a thread that has not entered a kyoto runtime.
 pub(crate) fn no_runtime_error() -> io::Error {
     io::Error::other(
@@ -20,7 +24,7 @@ pub(crate) fn no_runtime_error() -> io::Error {
 /// [`PollEvented`](super::poll_evented::PollEvented)) must call [`Registration::deregister`] before
 /// closing it.
 pub(crate) struct Registration {
-    handle: Arc<crate::runtime::driver::Handle>,
+    handle: DriverHandle,
     shared: Arc<ScheduledIo>,
 }
 
@@ -38,7 +42,7 @@ impl Registration {
     pub(crate) fn new_with_handle(
         source: &mut impl mio::event::Source,
         interest: Interest,
-        handle: Arc<crate::runtime::driver::Handle>,
+        handle: DriverHandle,
     ) -> io::Result<Self> {
         let shared = handle.io.add_source(source, interest)?;
         Ok(Registration { handle, shared })
@@ -46,7 +50,7 @@ impl Registration {
 
     /// The runtime this resource is registered with (new resources it creates, such as accepted
     /// streams, register there too).
-    pub(crate) fn handle(&self) -> &Arc<crate::runtime::driver::Handle> {
+    pub(crate) fn handle(&self) -> &DriverHandle {
         &self.handle
     }
 

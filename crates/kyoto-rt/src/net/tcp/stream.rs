@@ -1,10 +1,10 @@
 //! [`TcpStream`]: a connected TCP socket.
 use super::split::{self, OwnedReadHalf, OwnedWriteHalf, ReadHalf, WriteHalf};
 use crate::io::poll_evented::PollEvented;
+use crate::io::registration::DriverHandle;
 use crate::io::scheduled_io::Direction;
 use crate::io::{AsyncRead, AsyncWrite, Interest, Ready};
 use crate::loom::sync::atomic::{AtomicBool, Ordering};
-use crate::loom::sync::Arc;
 use crate::net::ToSocketAddrs;
 use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
@@ -83,7 +83,7 @@ impl TcpStream {
     /// Registers a connected mio stream with the given runtime.
     pub(crate) fn new_with_handle(
         sys: mio::net::TcpStream,
-        handle: Arc<crate::runtime::driver::Handle>,
+        handle: DriverHandle,
     ) -> io::Result<TcpStream> {
         Ok(TcpStream {
             io: PollEvented::new_with_handle(sys, handle)?,

@@ -2,9 +2,9 @@
 use super::split::{self, OwnedReadHalf, OwnedWriteHalf, ReadHalf, WriteHalf};
 use super::{SocketAddr, UCred};
 use crate::io::poll_evented::PollEvented;
+use crate::io::registration::DriverHandle;
 use crate::io::{AsyncRead, AsyncWrite, Interest, Ready};
 use crate::loom::sync::atomic::{AtomicBool, Ordering};
-use crate::loom::sync::Arc;
 use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::Shutdown;
@@ -52,7 +52,7 @@ impl UnixStream {
 
     pub(crate) fn new_with_handle(
         sys: mio::net::UnixStream,
-        handle: Arc<crate::runtime::driver::Handle>,
+        handle: DriverHandle,
     ) -> io::Result<UnixStream> {
         Ok(UnixStream {
             io: PollEvented::new_with_handle(sys, handle)?,
