@@ -194,13 +194,13 @@ fn a_task_sleeping_when_the_runtime_shuts_down_is_dropped_cleanly() {
     });
     rt.block_on(async { kyoto_rt::task::yield_now().await });
     drop(rt);
-    let _ = handle;
+    drop(handle);
 }
 
 #[test]
 #[should_panic(expected = "no kyoto runtime")]
 fn creating_a_sleep_outside_a_runtime_panics_with_a_clear_message() {
-    let _ = sleep(Duration::from_millis(1));
+    drop(sleep(Duration::from_millis(1)));
 }
 
 #[test]
