@@ -91,7 +91,7 @@ where
             match (&mut self.source()).read(buf) {
                 Ok(n) => {
                     if n > 0 && n < len && cfg!(not(windows)) {
-                        self.registration.clear_readiness(event);
+                        self.registration.clear_drained(event);
                     }
                     return Poll::Ready(Ok(n));
                 }
@@ -128,7 +128,7 @@ where
             match (&mut self.source()).write(buf) {
                 Ok(n) => {
                     if n > 0 && n < len && cfg!(not(windows)) {
-                        self.registration.clear_readiness(event);
+                        self.registration.clear_drained(event);
                     }
                     return Poll::Ready(Ok(n));
                 }

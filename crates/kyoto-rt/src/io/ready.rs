@@ -11,9 +11,9 @@ const ERROR: u16 = 0b10_0000;
 
 /// A set of readiness states of an I/O resource, as returned by `ready(interest)`.
 ///
-/// The "closed" states are sticky: once the reactor has seen the peer close a direction, that
-/// direction stays ready (operations return their end-of-stream result at once) until the resource is
-/// dropped. The other states are cleared when an operation returns `WouldBlock`.
+/// Readiness is cached until an operation in that direction returns `WouldBlock`. So the "closed"
+/// states are in effect sticky: once the reactor has seen the peer close a direction, operations in
+/// it return their end-of-stream result (never `WouldBlock`) and the state stays.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Ready(u16);
 
@@ -37,7 +37,7 @@ impl Ready {
     pub const ALL: Ready =
         Ready(READABLE | WRITABLE | READ_CLOSED | WRITE_CLOSED | PRIORITY | ERROR);
 
-    /// The states that survive `clear_readiness` (they never go away once seen).
+    /// The states a short read or write does not clear (their edge is reported only once).
     pub(crate) const CLOSED: Ready = Ready(READ_CLOSED | WRITE_CLOSED);
 
     pub(crate) fn from_mio(event: &mio::event::Event) -> Ready {

@@ -88,9 +88,16 @@ impl Registration {
         self.poll_ready(cx, Direction::Write)
     }
 
-    /// Forgets the readiness in `event` (after `WouldBlock`), unless a newer event arrived.
+    /// Forgets the readiness in `event` after an operation returned `WouldBlock` (closed states
+    /// included), unless a newer event arrived.
     pub(crate) fn clear_readiness(&self, event: ReadyEvent) {
-        self.shared.clear_readiness(event);
+        self.shared.clear_readiness(event, true);
+    }
+
+    /// Forgets the readiness in `event` after a short read or write proved the socket drained or
+    /// full; closed states stay (their edge will not be reported again).
+    pub(crate) fn clear_drained(&self, event: ReadyEvent) {
+        self.shared.clear_readiness(event, false);
     }
 
     /// Runs `f` whenever the direction is ready, until it returns something other than `WouldBlock`.
@@ -109,6 +116,17 @@ impl Registration {
         }
     }
 
+    /// A `WouldBlock` from an operation of one direction proves that direction open, so its closed
+    /// state (if any was cached) is spurious and cleared too. An operation waiting on several
+    /// directions proves nothing about any one of them: their closed states stay.
+    fn clear_after_would_block(&self, interest: Interest, event: ReadyEvent) {
+        if interest == Interest::READABLE || interest == Interest::WRITABLE {
+            self.clear_readiness(event);
+        } else {
+            self.clear_drained(event);
+        }
+    }
+
     /// Runs `f` once if the cached readiness matches `interest`; `WouldBlock` otherwise.
     pub(crate) fn try_io<R>(
         &self,
@@ -124,7 +142,7 @@ impl Registration {
         }
         let res = f();
         if matches!(&res, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
-            self.clear_readiness(event);
+            self.clear_after_would_block(interest, event);
         }
         res
     }
@@ -147,7 +165,9 @@ impl Registration {
         loop {
             let event = self.readiness(interest).await?;
             match f() {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.clear_readiness(event),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.clear_after_would_block(interest, event)
+                }
                 res => return res,
             }
         }

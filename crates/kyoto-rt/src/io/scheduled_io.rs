@@ -141,9 +141,20 @@ impl ScheduledIo {
         }
     }
 
-    /// Clears the non-closed states of `event` unless the driver dispatched a newer event since.
-    pub(crate) fn clear_readiness(&self, event: ReadyEvent) {
-        let clear = (event.ready - Ready::CLOSED).as_usize();
+    /// Clears the states of `event` unless the driver dispatched a newer event since.
+    ///
+    /// `include_closed`: also clear the closed states. Right after an operation returned
+    /// `WouldBlock` that is sound (a closed direction returns end of stream or an error, never
+    /// `WouldBlock`) and it keeps a spurious closed state (mio maps `EPOLLERR|EPOLLOUT` on a UDP
+    /// socket to write-closed) from making every later operation spin. After a short read or write
+    /// the closed states must stay: the edge that reported them will not come again.
+    pub(crate) fn clear_readiness(&self, event: ReadyEvent, include_closed: bool) {
+        let clear = if include_closed {
+            event.ready
+        } else {
+            event.ready - Ready::CLOSED
+        };
+        let clear = clear.as_usize();
         let mut curr = self.readiness.load(Ordering::Acquire);
         loop {
             if tick_of(curr) != event.tick {
@@ -344,20 +355,20 @@ mod tests {
         assert_eq!(seen.tick, 1);
         // A newer edge arrives (driver turn 2) before the task clears after its WouldBlock.
         io.set_readiness(2, Ready::READABLE);
-        io.clear_readiness(seen);
+        io.clear_readiness(seen, true);
         assert!(io.ready_event(Direction::Read.mask()).is_some());
         // With the current tick the clear goes through.
         let seen = io.ready_event(Direction::Read.mask()).expect("readable");
-        io.clear_readiness(seen);
+        io.clear_readiness(seen, true);
         assert!(io.ready_event(Direction::Read.mask()).is_none());
     }
 
     #[test]
-    fn closed_states_survive_a_clear_and_shutdown_is_always_ready() {
+    fn closed_states_survive_a_drained_clear_and_shutdown_is_always_ready() {
         let io = ScheduledIo::new(0);
         io.set_readiness(3, Ready::READABLE | Ready::READ_CLOSED);
         let seen = io.ready_event(Direction::Read.mask()).expect("readable");
-        io.clear_readiness(seen);
+        io.clear_readiness(seen, false);
         let after = io
             .ready_event(Direction::Read.mask())
             .expect("still read-closed");
@@ -369,5 +380,15 @@ mod tests {
                 .expect("shut down")
                 .is_shutdown
         );
+    }
+
+    #[test]
+    fn a_would_block_clear_also_drops_a_spurious_closed_state() {
+        let io = ScheduledIo::new(0);
+        // A UDP socket with a queued ICMP error: EPOLLERR|EPOLLOUT, which mio calls write-closed.
+        io.set_readiness(4, Ready::WRITABLE | Ready::WRITE_CLOSED | Ready::ERROR);
+        let seen = io.ready_event(Direction::Write.mask()).expect("writable");
+        io.clear_readiness(seen, true);
+        assert!(io.ready_event(Direction::Write.mask()).is_none());
     }
 }

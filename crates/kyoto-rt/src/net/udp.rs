@@ -702,12 +702,12 @@ mod sys {
             hdr.msg_iov = &mut iovecs[i];
             hdr.msg_iovlen = 1;
         }
+        let (fd, count) = (socket.as_raw_fd(), n as libc::c_uint);
         // SAFETY: `hdrs[..n]` are initialised headers whose `msg_iov` point at `iovecs[i]` (each
         // describing a live caller buffer the kernel only reads) and whose `msg_name`, when set, point
         // at `names[i]`, a valid socket address of `len()` bytes. The arrays outlive the call, the fd
         // is a live socket owned by `socket`, and `n <= BATCH` bounds the vector length.
-        let sent =
-            unsafe { libc::sendmmsg(socket.as_raw_fd(), hdrs.as_mut_ptr(), n as libc::c_uint, 0) };
+        let sent = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), count, 0) };
         if sent < 0 {
             return Err(io::Error::last_os_error());
         }

@@ -13,7 +13,7 @@ use std::time::Duration;
 /// use kyoto_rt::net::TcpSocket;
 /// let socket = TcpSocket::new_v4()?;
 /// socket.set_reuseaddr(true)?;
-/// socket.bind("127.0.0.1:0".parse().unwrap())?;
+/// socket.bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
 /// let listener = socket.listen(128)?;
 /// # Ok(()) }
 /// ```
