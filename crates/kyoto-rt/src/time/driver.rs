@@ -405,6 +405,46 @@ impl Handle {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::Context;
+
+    #[test]
+    fn the_handle_counts_registered_timers_and_forgets_cancelled_and_fired_ones() {
+        let rt = crate::runtime::Builder::new_current_thread()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        let _guard = rt.enter();
+        let driver = crate::runtime::context::current_driver().expect("entered");
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut a = crate::time::sleep(Duration::from_secs(60));
+        let mut b = crate::time::sleep(Duration::from_secs(120));
+        assert_eq!(driver.time.num_timers(), 0, "registered on the first poll");
+        assert!(Pin::new(&mut a).poll(&mut cx).is_pending());
+        assert!(Pin::new(&mut b).poll(&mut cx).is_pending());
+        assert_eq!(driver.time.num_timers(), 2);
+        drop(a);
+        assert_eq!(driver.time.num_timers(), 1);
+        b.reset(driver.time.clock().now());
+        assert_eq!(
+            driver.time.num_timers(),
+            0,
+            "a deadline already reached fires at once"
+        );
+        assert!(Pin::new(&mut b).poll(&mut cx).is_ready());
+        b.reset(driver.time.clock().now() + Duration::from_secs(1));
+        assert_eq!(driver.time.num_timers(), 1, "re-armed after firing");
+        let deadline = b.deadline();
+        let next = driver
+            .time
+            .next_expiration()
+            .expect("a timer is registered");
+        assert!(
+            next <= deadline,
+            "never after the deadline: {next:?} > {deadline:?}"
+        );
+    }
 
     #[test]
     fn milliseconds_are_rounded_up() {
@@ -416,5 +456,45 @@ mod tests {
             ceil_millis(Duration::MAX),
             u64::try_from(Duration::MAX.as_nanos().div_ceil(NANOS_PER_MILLI)).unwrap_or(u64::MAX)
         );
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::loom::sync::atomic::AtomicBool;
+    use std::task::Wake;
+
+    struct Flag(AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// The poll side stores its waker, then re-reads the state; the firing side sets the state, then
+    /// takes the waker. Whatever the interleaving, the poller either sees the timer fired or is woken.
+    #[test]
+    fn a_timer_firing_while_it_is_polled_never_loses_the_wake_up() {
+        loom::model(|| {
+            let shared = Arc::new(TimerShared::new());
+            let flag = Arc::new(Flag(AtomicBool::new(false)));
+            let waker = Waker::from(flag.clone());
+            let firer = {
+                let shared = shared.clone();
+                crate::loom::thread::spawn(move || {
+                    if let Some(w) = shared.complete(FIRED) {
+                        w.wake();
+                    }
+                })
+            };
+            let seen = shared.result().is_some() || {
+                shared.register_waker(&waker);
+                shared.result().is_some()
+            };
+            firer.join().expect("the firing thread does not panic");
+            assert!(seen || flag.0.load(Ordering::SeqCst), "lost wake-up");
+        });
     }
 }
