@@ -196,15 +196,21 @@ impl ScheduledIo {
 
     /// Drops every stored waker (the resource is being deregistered).
     pub(crate) fn clear_wakers(&self) {
-        let (reader, writer) = {
+        let dropped: Vec<Waker> = {
             let mut waiters = self.lock();
-            for waiter in waiters.list.iter_mut().flatten() {
-                waiter.waker = None;
-            }
-            (waiters.reader.take(), waiters.writer.take())
+            let mut dropped: Vec<Waker> = waiters
+                .list
+                .iter_mut()
+                .flatten()
+                .filter_map(|waiter| waiter.waker.take())
+                .collect();
+            dropped.extend(waiters.reader.take());
+            dropped.extend(waiters.writer.take());
+            dropped
         };
-        // Dropped outside the lock: a waker's drop may run arbitrary code.
-        drop((reader, writer));
+        // Dropped outside the lock: dropping a task's last waker may free the task, and with it
+        // anything (even another handle to this resource) that takes this lock.
+        drop(dropped);
     }
 
     /// The readiness matching `mask` right now, if any (a shut-down resource always matches).
@@ -240,21 +246,27 @@ impl ScheduledIo {
         if let Some(event) = self.ready_event(mask) {
             return Poll::Ready(event);
         }
-        let mut waiters = self.lock();
-        let slot = match direction {
-            Direction::Read => &mut waiters.reader,
-            Direction::Write => &mut waiters.writer,
+        let (replaced, result) = {
+            let mut waiters = self.lock();
+            let slot = match direction {
+                Direction::Read => &mut waiters.reader,
+                Direction::Write => &mut waiters.writer,
+            };
+            let replaced = match slot {
+                Some(w) if w.will_wake(cx.waker()) => None,
+                _ => slot.replace(cx.waker().clone()),
+            };
+            // Checked again under the lock: the driver sets readiness before taking the lock to
+            // collect wakers, so either we see its readiness here or it sees the waker just stored.
+            let result = match self.ready_event(mask) {
+                Some(event) => Poll::Ready(event),
+                None => Poll::Pending,
+            };
+            (replaced, result)
         };
-        match slot {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => *slot = Some(cx.waker().clone()),
-        }
-        // Checked again under the lock: the driver sets readiness before taking the lock to collect
-        // wakers, so either we see its readiness here or it sees the waker we just stored.
-        match self.ready_event(mask) {
-            Some(event) => Poll::Ready(event),
-            None => Poll::Pending,
-        }
+        // The previous waiter's waker is dropped unlocked (see `clear_wakers`).
+        drop(replaced);
+        result
     }
 
     /// A future resolving when readiness matching `interest` is cached (any number of tasks may wait).
@@ -301,39 +313,49 @@ impl Future for Readiness<'_> {
             this.release_slot();
             return Poll::Ready(event);
         }
-        let mut waiters = this.io.lock();
-        let waiter = Waiter {
-            mask: this.mask,
-            waker: Some(cx.waker().clone()),
-        };
-        match this.slot {
-            Some(slot) if slot < waiters.list.len() => waiters.list[slot] = Some(waiter),
-            _ => {
-                let slot = match waiters.list.iter().position(Option::is_none) {
-                    Some(free) => {
-                        waiters.list[free] = Some(waiter);
-                        free
-                    }
-                    None => {
-                        waiters.list.push(Some(waiter));
-                        waiters.list.len() - 1
-                    }
-                };
-                this.slot = Some(slot);
-            }
-        }
-        // Re-checked under the lock, as in `poll_readiness`.
-        if let Some(event) = this.io.ready_event(this.mask) {
-            if let Some(slot) = this.slot.take() {
-                if let Some(entry) = waiters.list.get_mut(slot) {
-                    *entry = None;
+        let (replaced, removed, ready) = {
+            let mut waiters = this.io.lock();
+            let waiter = Waiter {
+                mask: this.mask,
+                waker: Some(cx.waker().clone()),
+            };
+            let replaced = match this.slot {
+                Some(slot) if slot < waiters.list.len() => waiters.list[slot].replace(waiter),
+                _ => {
+                    let slot = match waiters.list.iter().position(Option::is_none) {
+                        Some(free) => {
+                            waiters.list[free] = Some(waiter);
+                            free
+                        }
+                        None => {
+                            waiters.list.push(Some(waiter));
+                            waiters.list.len() - 1
+                        }
+                    };
+                    this.slot = Some(slot);
+                    None
                 }
+            };
+            // Re-checked under the lock, as in `poll_readiness`.
+            let ready = this.io.ready_event(this.mask);
+            let removed = match ready {
+                Some(_) => this
+                    .slot
+                    .take()
+                    .and_then(|slot| waiters.list.get_mut(slot).and_then(Option::take)),
+                None => None,
+            };
+            (replaced, removed, ready)
+        };
+        // Wakers are dropped unlocked (see `ScheduledIo::clear_wakers`).
+        drop((replaced, removed));
+        match ready {
+            Some(event) => {
+                coop.made_progress();
+                Poll::Ready(event)
             }
-            drop(waiters);
-            coop.made_progress();
-            return Poll::Ready(event);
+            None => Poll::Pending,
         }
-        Poll::Pending
     }
 }
 
