@@ -1,0 +1,41 @@
+// Test-only access to the package's internals (compiled to dist/__test__, next to dist/lib).
+import { createRequire } from 'node:module';
+import * as path from 'node:path';
+
+const req = createRequire(__filename);
+
+/** The subset of the native binding the tests poke at directly. */
+export interface NativeForTests {
+  bridgeNoop(id: number): void;
+  bridgeRefs(): number;
+  testCompleteFromThread(ids: number[], value?: string | null): void;
+  now(): number;
+}
+
+/** The bridge module's test-visible functions. */
+export interface BridgeForTests {
+  submit<T>(owner: object, start: (id: number) => void): Promise<T>;
+  pendingCount(): number;
+}
+
+export const native: NativeForTests = req('../lib/native.js').native;
+export const bridge: BridgeForTests = req('../lib/bridge.js');
+
+/** The package root (where package.json is). */
+export const packageRoot = path.resolve(__dirname, '..', '..');
+
+/** Resolves after `ms` real milliseconds (Node timers, independent of kyoto's clock). */
+export function realDelay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Whether a promise is settled right now (after draining the microtask queue a little). */
+export async function isSettled(p: Promise<unknown>): Promise<boolean> {
+  let settled = false;
+  p.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  for (let i = 0; i < 10; i++) await Promise.resolve();
+  return settled;
+}

@@ -1,0 +1,65 @@
+import test from 'ava';
+import { createRequire } from 'node:module';
+import { execFileSync } from 'node:child_process';
+import { packageRoot } from './helpers';
+
+const req = createRequire(__filename);
+
+const SUBPATHS: Record<string, string[]> = {
+  'kyoto/runtime': ['Runtime'],
+  'kyoto/time': [
+    'sleep',
+    'sleepUntil',
+    'timeout',
+    'timeoutAt',
+    'interval',
+    'intervalAt',
+    'Instant',
+    'Interval',
+    'Elapsed',
+    'pause',
+    'resume',
+    'advance',
+    'isPaused',
+  ],
+  'kyoto/task': ['spawn', 'JoinHandle', 'JoinError', 'JoinSet', 'yieldNow', 'select'],
+};
+
+test('require() of the package and each subpath exposes every public name', (t) => {
+  const root = req('kyoto');
+  for (const [sub, names] of Object.entries(SUBPATHS)) {
+    const mod = req(sub);
+    for (const name of names) {
+      t.is(typeof mod[name], 'function', `${sub} ${name}`);
+      t.is(root[name], mod[name], `kyoto re-exports ${name} from ${sub}`);
+    }
+  }
+  t.is(req('kyoto/package.json').name, 'kyoto');
+});
+
+test('import() of the package and each subpath sees the same named exports as require()', async (t) => {
+  // Node's ESM loader reads the CommonJS build's named exports with cjs-module-lexer; run it in a
+  // separate ESM process so TypeScript's CommonJS output cannot rewrite the dynamic import.
+  const script = `
+    const out = {};
+    for (const sub of ${JSON.stringify(['kyoto', ...Object.keys(SUBPATHS)])}) {
+      const m = await import(sub);
+      out[sub] = Object.keys(m).filter((k) => k !== 'default' && typeof m[k] === 'function').sort();
+    }
+    console.log(JSON.stringify(out));`;
+  const stdout = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+    cwd: packageRoot,
+    encoding: 'utf8',
+  });
+  const esm = JSON.parse(stdout) as Record<string, string[]>;
+  for (const [sub, names] of Object.entries(SUBPATHS)) {
+    for (const name of names) {
+      t.true(esm[sub].includes(name), `import('${sub}').${name}`);
+      t.true(esm.kyoto.includes(name), `import('kyoto').${name}`);
+    }
+  }
+});
+
+test('internal modules are not reachable through the exports map', (t) => {
+  t.throws(() => req('kyoto/dist/lib/bridge.js'), { code: 'ERR_PACKAGE_PATH_NOT_EXPORTED' });
+});

@@ -1,0 +1,11 @@
+/**
+ * kyoto — Tokio's design brought to Node.js.
+ *
+ * Everything exported by the subpaths (`kyoto/runtime`, `kyoto/time`, `kyoto/task`) is re-exported
+ * here.
+ * @packageDocumentation
+ */
+export * from './lib/runtime';
+export * from './lib/time';
+export * from './lib/task';
+export { AbortError, type CodedError } from './lib/errors';

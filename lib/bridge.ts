@@ -1,0 +1,147 @@
+/**
+ * The JS half of the completion bridge.
+ *
+ * Native operations are identified by a number. Submitting one stores its resolvers here (one small
+ * object per operation, no native promise or threadsafe function); the native side delivers
+ * finished operations in batches: one call of {@link onBatch} per batch, with ids and statuses in
+ * two typed arrays shared with native code at init and the few values that exist in one array.
+ * @internal
+ * @module
+ */
+import { native } from './native';
+import { abortReason, codedError } from './errors';
+
+const CAPACITY = 4096;
+const ids = new Uint32Array(CAPACITY);
+const statuses = new Uint8Array(CAPACITY);
+
+/** Something operations belong to (a runtime), so they can be rejected together. */
+export interface OpOwner {
+  /** @internal */
+  readonly _ownerTag: true;
+}
+
+class Pending {
+  constructor(
+    readonly resolve: (value: unknown) => void,
+    readonly reject: (reason: unknown) => void,
+    readonly owner: OpOwner,
+    public signal: AbortSignal | undefined,
+    public onAbort: (() => void) | undefined,
+  ) {}
+
+  detach(): void {
+    if (this.onAbort !== undefined) {
+      this.signal!.removeEventListener('abort', this.onAbort);
+      this.onAbort = undefined;
+      this.signal = undefined;
+    }
+  }
+}
+
+const pending = new Map<number, Pending>();
+// Ids stay small integers (V8 Smis) and wrap; an id still pending after a wrap is skipped.
+const MAX_ID = 2 ** 30 - 1;
+let nextId = 0;
+let wrapped = false;
+
+function allocId(): number {
+  for (;;) {
+    if (nextId === MAX_ID) {
+      nextId = 0;
+      wrapped = true;
+    }
+    const id = ++nextId;
+    if (!wrapped || !pending.has(id)) return id;
+  }
+}
+
+function onBatch(count: number, values: unknown[] | undefined): void {
+  let vi = 0;
+  for (let i = 0; i < count; i++) {
+    const id = ids[i];
+    const status = statuses[i];
+    const p = pending.get(id);
+    if (status === 0) {
+      if (p === undefined) continue;
+      pending.delete(id);
+      p.detach();
+      p.resolve(undefined);
+    } else if (status === 1) {
+      const value = values![vi++];
+      if (p === undefined) continue;
+      pending.delete(id);
+      p.detach();
+      p.resolve(value);
+    } else {
+      const code = values![vi++] as string;
+      const message = values![vi++] as string;
+      if (p === undefined) continue;
+      pending.delete(id);
+      p.detach();
+      p.reject(codedError(code, message));
+    }
+  }
+}
+
+native.bridgeInit(onBatch, ids, statuses);
+
+/**
+ * Starts a native operation: `start(id)` submits it (and may throw); the returned promise settles
+ * when its completion arrives.
+ */
+export function submit<T>(owner: OpOwner, start: (id: number) => void): Promise<T> {
+  const id = allocId();
+  return new Promise<T>((resolve, reject) => {
+    start(id);
+    pending.set(id, new Pending(resolve as (v: unknown) => void, reject, owner, undefined, undefined));
+  });
+}
+
+/**
+ * Like {@link submit} for an operation started as cancellable: if `signal` aborts first, the native
+ * operation is cancelled and the promise rejects with the signal's reason (or an `AbortError`).
+ */
+export function submitCancellable<T>(
+  owner: OpOwner,
+  signal: AbortSignal | undefined,
+  start: (id: number, cancellable: boolean) => void,
+): Promise<T> {
+  if (signal === undefined) return submit(owner, (id) => start(id, false));
+  if (signal.aborted) return Promise.reject(abortReason(signal));
+  const id = allocId();
+  return new Promise<T>((resolve, reject) => {
+    start(id, true);
+    const onAbort = (): void => {
+      const p = pending.get(id);
+      if (p === undefined) return;
+      pending.delete(id);
+      p.detach();
+      native.cancel(id);
+      reject(abortReason(signal));
+    };
+    pending.set(id, new Pending(resolve as (v: unknown) => void, reject, owner, signal, onAbort));
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** Rejects every pending operation of `owner` with `reason()` and cancels what can be cancelled. */
+export function rejectAll(owner: OpOwner, reason: () => unknown): void {
+  for (const [id, p] of pending) {
+    if (p.owner !== owner) continue;
+    pending.delete(id);
+    p.detach();
+    native.cancel(id);
+    p.reject(reason());
+  }
+}
+
+/** Number of operations waiting for a completion in this thread (tests, diagnostics). */
+export function pendingCount(): number {
+  return pending.size;
+}
+
+/** Takes (`+1`) or releases (`-1`) a hold on the event loop for a JS-level handle. */
+export function keepAlive(delta: 1 | -1): void {
+  native.keepAlive(delta);
+}

@@ -1,0 +1,210 @@
+/**
+ * `kyoto/runtime`: native runtimes, the lazily started default runtime, metrics and shutdown.
+ * @module
+ */
+import { native, type NativeRuntime } from './native';
+import { rejectAll, submit, type OpOwner } from './bridge';
+import {
+  invalidArgType,
+  invalidArgValue,
+  optionsBag,
+  runtimeShutdownError,
+  validateDuration,
+  validateInteger,
+  validateString,
+} from './errors';
+
+/** Options of {@link Runtime}. */
+export interface RuntimeOptions {
+  /** `'multi_thread'` (work-stealing, default) or `'current_thread'` (one thread). */
+  flavor?: 'multi_thread' | 'current_thread';
+  /** Worker threads of a multi-thread runtime; default one per core. */
+  workerThreads?: number;
+  /** Prefix of the runtime threads' names. */
+  threadName?: string;
+  /** Scheduler ticks between two polls of the I/O and timer driver (Tokio default 61). */
+  eventInterval?: number;
+  /** Scheduler ticks between two checks of the global queue. */
+  globalQueueInterval?: number;
+  /** Cap on the blocking pool's threads. */
+  maxBlockingThreads?: number;
+}
+
+/** A snapshot of a runtime's counters, as returned by {@link Runtime.metrics}. */
+export interface RuntimeMetrics {
+  /** The runtime's flavor. */
+  flavor: 'multi_thread' | 'current_thread';
+  /** Number of worker threads. */
+  workers: number;
+  /** Tasks spawned and not yet finished. */
+  aliveTasks: number;
+  /** Tasks spawned since start. */
+  spawnedTasks: number;
+  /** Tasks waiting in the global (injector) queue. */
+  globalQueueDepth: number;
+  /** Per worker: tasks polled. */
+  workerPollCount: number[];
+  /** Per worker: steal operations that took work from another worker. */
+  workerStealCount: number[];
+  /** Per worker: times the worker parked. */
+  workerParkCount: number[];
+  /** Per worker: tasks in its local queue. */
+  workerLocalQueueDepth: number[];
+  /** I/O readiness events dispatched by the reactor. */
+  ioEvents: number;
+  /** Times a task was forced to yield because its cooperative budget ran out. */
+  budgetForcedYields: number;
+  /** Live threads of the blocking pool. */
+  blockingThreads: number;
+}
+
+/** Options bag accepted by every operation that may run on a specific runtime. */
+export interface RuntimeOption {
+  /** The runtime to use instead of the default one. */
+  runtime?: Runtime;
+}
+
+const WORKER_ENV = 'KYOTO_WORKER_THREADS';
+const MAX_U32 = 2 ** 32 - 1;
+
+function nativeOptions(opts: RuntimeOptions): {
+  flavor?: string;
+  workerThreads?: number;
+  threadName?: string;
+  eventInterval?: number;
+  globalQueueInterval?: number;
+  maxBlockingThreads?: number;
+} {
+  const out: ReturnType<typeof nativeOptions> = {};
+  if (opts.flavor !== undefined) {
+    validateString(opts.flavor, 'options.flavor');
+    if (opts.flavor !== 'multi_thread' && opts.flavor !== 'current_thread') {
+      throw invalidArgValue('options.flavor', "must be 'multi_thread' or 'current_thread'", opts.flavor);
+    }
+    out.flavor = opts.flavor;
+  }
+  if (opts.workerThreads !== undefined) {
+    validateInteger(opts.workerThreads, 'options.workerThreads', 1, 1024);
+    out.workerThreads = opts.workerThreads;
+  }
+  if (opts.threadName !== undefined) {
+    validateString(opts.threadName, 'options.threadName');
+    out.threadName = opts.threadName;
+  }
+  if (opts.eventInterval !== undefined) {
+    validateInteger(opts.eventInterval, 'options.eventInterval', 1, MAX_U32);
+    out.eventInterval = opts.eventInterval;
+  }
+  if (opts.globalQueueInterval !== undefined) {
+    validateInteger(opts.globalQueueInterval, 'options.globalQueueInterval', 1, MAX_U32);
+    out.globalQueueInterval = opts.globalQueueInterval;
+  }
+  if (opts.maxBlockingThreads !== undefined) {
+    validateInteger(opts.maxBlockingThreads, 'options.maxBlockingThreads', 1, 65536);
+    out.maxBlockingThreads = opts.maxBlockingThreads;
+  }
+  return out;
+}
+
+let defaultRuntime: Runtime | undefined;
+const SHARED = Symbol('kyoto.shared');
+
+/**
+ * A kyoto runtime: a pool of native worker threads (or one thread) running timers, tasks and I/O.
+ *
+ * A runtime never keeps the process alive by itself; its pending operations do, like Node handles.
+ * Most programs use the lazily started {@link Runtime.default} runtime, shared by every
+ * `worker_threads` thread of the process.
+ */
+export class Runtime implements OpOwner {
+  /** @internal */
+  readonly _ownerTag = true as const;
+  #native: NativeRuntime;
+  #closed = false;
+  #shared: boolean;
+  #shutdownPromise: Promise<void> | undefined;
+
+  /**
+   * Starts a runtime owned by the calling thread (shut down when the thread exits).
+   * @param options - flavor and scheduler knobs; see {@link RuntimeOptions}.
+   * @throws TypeError `ERR_INVALID_ARG_TYPE` / `ERR_INVALID_ARG_VALUE` on bad options,
+   *   RangeError `ERR_OUT_OF_RANGE` on out-of-range numbers.
+   */
+  constructor(options?: RuntimeOptions);
+  /** @internal */
+  constructor(options: RuntimeOptions | undefined, shared: typeof SHARED);
+  constructor(options?: RuntimeOptions, shared?: typeof SHARED) {
+    const opts = nativeOptions(optionsBag<RuntimeOptions>(options));
+    this.#shared = shared === SHARED;
+    this.#native = this.#shared ? native.NativeRuntime.shared(opts) : new native.NativeRuntime(opts);
+  }
+
+  /**
+   * The default runtime: multi-thread, one worker per core (`KYOTO_WORKER_THREADS` overrides),
+   * started on first use and shared by every thread of the process.
+   */
+  static default(): Runtime {
+    if (defaultRuntime === undefined || defaultRuntime.#closed) {
+      const opts: RuntimeOptions = { threadName: 'kyoto-worker' };
+      const env = process.env[WORKER_ENV];
+      if (env !== undefined && /^\s*\d+\s*$/.test(env)) {
+        const n = Number(env);
+        if (n >= 1 && n <= 1024) opts.workerThreads = n;
+      }
+      defaultRuntime = new Runtime(opts, SHARED);
+    }
+    return defaultRuntime;
+  }
+
+  /** Whether {@link Runtime.shutdown} was called. */
+  get isShutdown(): boolean {
+    return this.#closed;
+  }
+
+  /** A snapshot of the runtime's counters. */
+  metrics(): RuntimeMetrics {
+    return this.#native.metrics() as RuntimeMetrics;
+  }
+
+  /**
+   * Shuts the runtime down: every operation pending on it rejects with `ERR_RUNTIME_SHUTDOWN`, its
+   * tasks are dropped and its threads stop (waiting at most `timeoutMs` for them). Shutting down
+   * the shared default runtime only affects the calling thread's operations; the next use of
+   * {@link Runtime.default} gets a fresh handle.
+   * @param timeoutMs - how long to wait for the threads to stop; default 5000.
+   */
+  shutdown(timeoutMs = 5000): Promise<void> {
+    validateDuration(timeoutMs, 'timeoutMs');
+    if (this.#shutdownPromise !== undefined) return this.#shutdownPromise;
+    this.#closed = true;
+    rejectAll(this, runtimeShutdownError);
+    const nativeRt = this.#native;
+    const done = submit<void>(SHUTDOWN_OWNER, (id) => nativeRt.shutdown(id, timeoutMs));
+    this.#shutdownPromise = done;
+    return done;
+  }
+
+  /** The native handle; throws `ERR_RUNTIME_SHUTDOWN` once shut down. @internal */
+  _native(): NativeRuntime {
+    if (this.#closed) throw runtimeShutdownError();
+    return this.#native;
+  }
+
+  /** Resolves the runtime an operation runs on: `options.runtime` or the default. @internal */
+  static _of(options: RuntimeOption | undefined): Runtime {
+    const rt = options?.runtime;
+    if (rt === undefined) return Runtime.default();
+    if (!(rt instanceof Runtime)) {
+      throw invalidArgType('options.runtime', 'an instance of Runtime', rt);
+    }
+    return rt;
+  }
+
+  /** @internal */
+  get [Symbol.toStringTag](): string {
+    return 'Runtime';
+  }
+}
+
+const SHUTDOWN_OWNER: OpOwner = { _ownerTag: true };
+

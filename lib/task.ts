@@ -1,0 +1,421 @@
+/**
+ * `kyoto/task`: JS tasks with Tokio's shape — `spawn` → `JoinHandle`, `JoinError`, `JoinSet`,
+ * `select`, `yieldNow`. Tasks run on the calling JS thread; cancellation is an `AbortSignal`.
+ * @module
+ */
+import {
+  invalidArgType,
+  invalidArgValue,
+  optionsBag,
+  validateFunction,
+  validateSignal,
+  validateString,
+  abortReason,
+  AbortError,
+} from './errors';
+
+let nextTaskId = 1;
+
+/** Why a task did not produce a value: it was cancelled (aborted) or it "panicked" (threw). */
+export class JoinError extends Error {
+  /** The task's id. */
+  readonly id: number;
+  /** Always `'ERR_TASK_CANCELLED'` or `'ERR_TASK_PANICKED'`. */
+  readonly code: 'ERR_TASK_CANCELLED' | 'ERR_TASK_PANICKED';
+  readonly #cancelled: boolean;
+
+  /** @internal */
+  constructor(id: number, cancelled: boolean, cause?: unknown) {
+    super(
+      cancelled ? `task ${id} was cancelled` : `task ${id} panicked with message ${JSON.stringify(panicMessage(cause))}`,
+      cause === undefined ? undefined : { cause },
+    );
+    this.name = 'JoinError';
+    this.id = id;
+    this.#cancelled = cancelled;
+    this.code = cancelled ? 'ERR_TASK_CANCELLED' : 'ERR_TASK_PANICKED';
+  }
+
+  /** True when the task was aborted before it finished. */
+  isCancelled(): boolean {
+    return this.#cancelled;
+  }
+
+  /** True when the task threw (or its promise rejected) on its own. */
+  isPanic(): boolean {
+    return !this.#cancelled;
+  }
+}
+
+function panicMessage(cause: unknown): string {
+  if (cause instanceof Error) return cause.message;
+  if (typeof cause === 'string') return cause;
+  try {
+    return String(cause);
+  } catch {
+    return 'Box<dyn Any>';
+  }
+}
+
+type Outcome<T> = { ok: true; value: T } | { ok: false; error: JoinError };
+
+/** Options of {@link spawn}. */
+export interface SpawnOptions {
+  /** A name for diagnostics. */
+  name?: string;
+}
+
+/** A task body: receives an `AbortSignal` that fires when the task is aborted. */
+export type TaskFn<T> = (signal: AbortSignal) => PromiseLike<T> | T;
+
+
+/**
+ * The handle of a spawned task: `await` it for the task's value (it rejects with a
+ * {@link JoinError}); `abort()` cancels the task. Not awaiting it detaches the task, and a failing
+ * detached task never becomes an unhandled rejection.
+ */
+export class JoinHandle<T> implements PromiseLike<T> {
+  /** The task's id (unique in this thread). */
+  readonly id: number;
+  /** The name given at spawn, if any. */
+  readonly name: string | undefined;
+  readonly #ac = new AbortController();
+  #finished = false;
+  /** @internal Settles with the outcome; never rejects. */
+  readonly _outcome: Promise<Outcome<T>>;
+  #result: Promise<T> | undefined;
+
+  /** @internal Use {@link spawn}. */
+  constructor(fn: TaskFn<T>, name: string | undefined) {
+    this.id = nextTaskId++;
+    this.name = name;
+    const signal = this.#ac.signal;
+    const id = this.id;
+    this._outcome = new Promise<Outcome<T>>((resolve) => {
+      const fail = (err: unknown): void => {
+        this.#finished = true;
+        resolve({ ok: false, error: new JoinError(id, signal.aborted, err) });
+      };
+      // A task starts at spawn; its body runs as soon as the spawner yields (like a spawned Tokio
+      // task's first poll). Aborted before that, it never runs.
+      queueMicrotask(() => {
+        if (signal.aborted) {
+          this.#finished = true;
+          resolve({ ok: false, error: new JoinError(id, true) });
+          return;
+        }
+        let ret: PromiseLike<T> | T;
+        try {
+          ret = fn(signal);
+        } catch (err) {
+          fail(err);
+          return;
+        }
+        Promise.resolve(ret).then((value) => {
+          this.#finished = true;
+          resolve({ ok: true, value });
+        }, fail);
+      });
+    });
+  }
+
+  #promise(): Promise<T> {
+    if (this.#result === undefined) {
+      this.#result = this._outcome.then((o) => {
+        if (o.ok) return o.value;
+        throw o.error;
+      });
+    }
+    return this.#result;
+  }
+
+  /** Settles with the task's value, or rejects with its {@link JoinError}. */
+  then<R1 = T, R2 = never>(
+    onfulfilled?: ((value: T) => R1 | PromiseLike<R1>) | null,
+    onrejected?: ((reason: unknown) => R2 | PromiseLike<R2>) | null,
+  ): Promise<R1 | R2> {
+    return this.#promise().then(onfulfilled, onrejected);
+  }
+
+  /** Like `Promise.prototype.catch`. */
+  catch<R = never>(onrejected?: ((reason: unknown) => R | PromiseLike<R>) | null): Promise<T | R> {
+    return this.#promise().catch(onrejected);
+  }
+
+  /** Like `Promise.prototype.finally`. */
+  finally(onfinally?: (() => void) | null): Promise<T> {
+    return this.#promise().finally(onfinally);
+  }
+
+  /**
+   * Cancels the task: fires its signal. The handle rejects with a cancelled {@link JoinError} once
+   * the task has stopped; a task that finishes without noticing resolves normally. No-op once
+   * finished.
+   */
+  abort(): void {
+    if (!this.#finished) this.#ac.abort(new JoinError(this.id, true));
+  }
+
+  /** Whether the task has stopped (with a value, an error or cancelled). */
+  isFinished(): boolean {
+    return this.#finished;
+  }
+
+  /** @internal */
+  get [Symbol.toStringTag](): string {
+    return 'JoinHandle';
+  }
+}
+
+/**
+ * Spawns `fn` as a task on the calling thread and returns its {@link JoinHandle}.
+ * @param fn - the task body; its `signal` aborts when the task is aborted.
+ * @param options - `name` for diagnostics.
+ */
+export function spawn<T>(fn: TaskFn<T>, options?: SpawnOptions): JoinHandle<T> {
+  validateFunction(fn, 'fn');
+  const opts = optionsBag<SpawnOptions>(options);
+  if (opts.name !== undefined) validateString(opts.name, 'options.name');
+  return new JoinHandle(fn, opts.name);
+}
+
+/**
+ * Resolves after letting pending timers, I/O and other callbacks run (a turn of the event loop),
+ * like Tokio's `yield_now`.
+ */
+export function yieldNow(options?: { signal?: AbortSignal }): Promise<void> {
+  const opts = optionsBag<{ signal?: AbortSignal }>(options);
+  validateSignal(opts.signal);
+  const signal = opts.signal;
+  if (signal?.aborted) return Promise.reject(abortReason(signal));
+  return new Promise<void>((resolve, reject) => {
+    const onAbort = (): void => {
+      clearImmediate(im);
+      reject(abortReason(signal!));
+    };
+    const im = setImmediate(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    });
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * A set of tasks joined in completion order.
+ *
+ * `abortAll()` cancels every task but keeps them in the set until joined (each then yields a
+ * cancelled {@link JoinError}); `[Symbol.asyncDispose]` (= `shutdown`) aborts and joins everything.
+ */
+export class JoinSet<T> implements AsyncIterable<T>, AsyncDisposable {
+  readonly #tasks = new Set<JoinHandle<T>>();
+  readonly #done: JoinHandle<T>[] = [];
+  readonly #settled = new Map<JoinHandle<T>, Outcome<T>>();
+  #waiters: (() => void)[] = [];
+
+  /** Number of tasks in the set (running or finished but not yet joined). */
+  get size(): number {
+    return this.#tasks.size;
+  }
+
+  /** Whether the set is empty. */
+  isEmpty(): boolean {
+    return this.#tasks.size === 0;
+  }
+
+  /** Spawns `fn` into the set. */
+  spawn(fn: TaskFn<T>, options?: SpawnOptions): JoinHandle<T> {
+    const handle = spawn(fn, options);
+    this.#tasks.add(handle);
+    handle._outcome.then((o) => {
+      if (!this.#tasks.has(handle)) return;
+      this.#settled.set(handle, o);
+      this.#done.push(handle);
+      const w = this.#waiters;
+      this.#waiters = [];
+      for (const wake of w) wake();
+    });
+    return handle;
+  }
+
+  #take(): Outcome<T> | undefined {
+    while (this.#done.length > 0) {
+      const h = this.#done.shift()!;
+      const o = this.#settled.get(h);
+      this.#settled.delete(h);
+      if (o !== undefined && this.#tasks.delete(h)) return o;
+    }
+    return undefined;
+  }
+
+  /**
+   * Waits for the next task to finish and returns its value; `undefined` when the set is empty.
+   * Rejects with the task's {@link JoinError}.
+   */
+  async joinNext(options?: { signal?: AbortSignal }): Promise<T | undefined> {
+    const opts = optionsBag<{ signal?: AbortSignal }>(options);
+    validateSignal(opts.signal);
+    const signal = opts.signal;
+    for (;;) {
+      const o = this.#take();
+      if (o !== undefined) {
+        if (o.ok) return o.value;
+        throw o.error;
+      }
+      if (this.#tasks.size === 0) return undefined;
+      if (signal?.aborted) throw abortReason(signal);
+      await new Promise<void>((resolve, reject) => {
+        const onAbort = (): void => {
+          this.#waiters = this.#waiters.filter((w) => w !== wake);
+          reject(abortReason(signal!));
+        };
+        const wake = (): void => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        };
+        this.#waiters.push(wake);
+        signal?.addEventListener('abort', onAbort, { once: true });
+      });
+    }
+  }
+
+  /**
+   * The value of a task that has already finished, without waiting; `undefined` if none has.
+   * Throws the task's {@link JoinError} if it failed.
+   */
+  tryJoinNext(): T | undefined {
+    const o = this.#take();
+    if (o === undefined) return undefined;
+    if (o.ok) return o.value;
+    throw o.error;
+  }
+
+  /**
+   * Waits for every task and returns their values in completion order. The first failure aborts
+   * the remaining tasks, removes them from the set and rejects with its {@link JoinError}.
+   */
+  async joinAll(): Promise<T[]> {
+    const out: T[] = [];
+    for (;;) {
+      let v: T | undefined;
+      try {
+        if (this.#tasks.size === 0) return out;
+        v = await this.joinNext();
+      } catch (err) {
+        this.abortAll();
+        this.detachAll();
+        throw err;
+      }
+      out.push(v as T);
+    }
+  }
+
+  /** Aborts every task; they stay in the set until joined. */
+  abortAll(): void {
+    for (const h of this.#tasks) h.abort();
+  }
+
+  /** Removes every task from the set without aborting them (they keep running, detached). */
+  detachAll(): void {
+    this.#tasks.clear();
+    this.#done.length = 0;
+    this.#settled.clear();
+    const w = this.#waiters;
+    this.#waiters = [];
+    for (const wake of w) wake();
+  }
+
+  /** Aborts every task and waits until all have stopped; the set is then empty. */
+  async shutdown(): Promise<void> {
+    this.abortAll();
+    while (this.#tasks.size > 0) {
+      try {
+        await this.joinNext();
+      } catch {
+        // cancelled or failed: dropped, like Tokio's shutdown
+      }
+    }
+  }
+
+  /** Same as {@link JoinSet.shutdown}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.shutdown();
+  }
+
+  /** Yields task values in completion order until the set is empty; a failure throws. */
+  async *[Symbol.asyncIterator](): AsyncGenerator<T, void, undefined> {
+    while (this.#tasks.size > 0) {
+      yield (await this.joinNext()) as T;
+    }
+  }
+}
+
+/** The winner of {@link select}. */
+export interface Selected<K extends PropertyKey, V> {
+  /** The key of the branch that settled first. */
+  key: K;
+  /** Its value. */
+  value: V;
+}
+
+type Branches = Record<string, (signal: AbortSignal) => unknown>;
+type BranchValue<F> = F extends (signal: AbortSignal) => infer R ? Awaited<R> : never;
+/** The union of `{ key, value }` over the branches of a {@link select}. */
+export type SelectResult<B extends Branches> = { [K in keyof B]: Selected<K, BranchValue<B[K]>> }[keyof B];
+
+/**
+ * Runs every branch and settles like the first one to settle (resolving `{ key, value }`, or
+ * rejecting with its error); the other branches' signals are aborted.
+ * @param branches - an object of `(signal) => value | promise`.
+ * @param options - an outer `signal` that aborts every branch and rejects.
+ */
+export function select<B extends Branches>(branches: B, options?: { signal?: AbortSignal }): Promise<SelectResult<B>> {
+  if (branches === null || typeof branches !== 'object') throw invalidArgType('branches', 'of type object', branches);
+  const keys = Object.keys(branches);
+  if (keys.length === 0) throw invalidArgValue('branches', 'must have at least one branch', branches);
+  for (const k of keys) validateFunction(branches[k], `branches.${k}`);
+  const opts = optionsBag<{ signal?: AbortSignal }>(options);
+  validateSignal(opts.signal);
+  const outer = opts.signal;
+  if (outer?.aborted) return Promise.reject(abortReason(outer));
+  return new Promise<SelectResult<B>>((resolve, reject) => {
+    const controllers = keys.map(() => new AbortController());
+    let done = false;
+    const settle = (winner: number): void => {
+      done = true;
+      outer?.removeEventListener('abort', onOuter);
+      controllers.forEach((c, i) => {
+        if (i !== winner) c.abort(new AbortError('another select branch settled first'));
+      });
+    };
+    const onOuter = (): void => {
+      if (done) return;
+      settle(-1);
+      reject(abortReason(outer!));
+    };
+    outer?.addEventListener('abort', onOuter, { once: true });
+    keys.forEach((key, i) => {
+      if (done) return;
+      let ret: unknown;
+      try {
+        ret = branches[key](controllers[i].signal);
+      } catch (err) {
+        settle(i);
+        reject(err);
+        return;
+      }
+      Promise.resolve(ret).then(
+        (value) => {
+          if (done) return;
+          settle(i);
+          resolve({ key, value } as SelectResult<B>);
+        },
+        (err) => {
+          if (done) return;
+          settle(i);
+          reject(err);
+        },
+      );
+    });
+  });
+}

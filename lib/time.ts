@@ -1,0 +1,461 @@
+/**
+ * `kyoto/time`: `sleep`, `timeout`, `interval` and `Instant` on the runtime's timer wheel, plus the
+ * pausable test clock. Durations are milliseconds (fractions allowed); deadlines are rounded up to
+ * the wheel's 1 ms resolution.
+ * @module
+ */
+import { native } from './native';
+import { submit, submitCancellable, keepAlive } from './bridge';
+import { Runtime, type RuntimeOption } from './runtime';
+
+const runtimeOf = Runtime._of;
+import {
+  codedError,
+  invalidArgType,
+  invalidArgValue,
+  optionsBag,
+  outOfRange,
+  validateDuration,
+  validateNumber,
+  validateSignal,
+  abortReason,
+} from './errors';
+
+/**
+ * A point on the runtime's monotonic clock, in milliseconds. Follows {@link pause} and
+ * {@link advance}; comparable with `<`/`>` through `valueOf()`.
+ */
+export class Instant {
+  readonly #ms: number;
+
+  /** @internal Use {@link Instant.now}. */
+  constructor(ms: number) {
+    this.#ms = ms;
+  }
+
+  /** The current instant of the runtime clock. */
+  static now(): Instant {
+    return new Instant(native.now());
+  }
+
+  /** Milliseconds since this instant (0 if it is in the future). */
+  elapsed(): number {
+    return Math.max(0, native.now() - this.#ms);
+  }
+
+  /** Milliseconds from `earlier` to this instant, saturating at 0. */
+  durationSince(earlier: Instant): number {
+    if (!(earlier instanceof Instant)) throw invalidArgType('earlier', 'an instance of Instant', earlier);
+    return Math.max(0, this.#ms - earlier.#ms);
+  }
+
+  /** This instant plus `ms`. */
+  add(ms: number): Instant {
+    validateNumber(ms, 'ms', -Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
+    return new Instant(this.#ms + ms);
+  }
+
+  /** This instant minus `ms`. */
+  sub(ms: number): Instant {
+    validateNumber(ms, 'ms', -Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
+    return new Instant(this.#ms - ms);
+  }
+
+  /** The instant in ms on the runtime clock (monotonic; origin is process start-up). */
+  valueOf(): number {
+    return this.#ms;
+  }
+
+  /** `Instant(<ms>)`. */
+  toString(): string {
+    return `Instant(${this.#ms})`;
+  }
+
+  /** @internal */
+  get [Symbol.toStringTag](): string {
+    return 'Instant';
+  }
+}
+
+function instantMs(v: unknown, name: string): number {
+  if (!(v instanceof Instant)) throw invalidArgType(name, 'an instance of Instant', v);
+  return v.valueOf();
+}
+
+/** Options of every wait in this module. */
+export interface WaitOptions extends RuntimeOption {
+  /** Aborting it rejects the wait with the signal's reason (or an `AbortError`). */
+  signal?: AbortSignal;
+}
+
+function sleepUntilMs(deadline: number, rt: Runtime, signal: AbortSignal | undefined, refed = true): Promise<void> {
+  const nrt = rt._native();
+  return submitCancellable<void>(rt, signal, (id, cancellable) => nrt.sleepUntil(id, deadline, refed, cancellable));
+}
+
+/**
+ * Resolves after `ms` milliseconds (1 ms resolution, rounded up). A pending sleep keeps the process
+ * alive.
+ * @param ms - a duration >= 0.
+ * @param options - `signal` to cancel the sleep; `runtime` to use another runtime.
+ * @throws TypeError `ERR_INVALID_ARG_TYPE`, RangeError `ERR_OUT_OF_RANGE` on a bad `ms`.
+ */
+export function sleep(ms: number, options?: WaitOptions): Promise<void> {
+  validateDuration(ms, 'ms');
+  const opts = optionsBag<WaitOptions>(options);
+  validateSignal(opts.signal);
+  return sleepUntilMs(native.now() + ms, runtimeOf(opts), opts.signal);
+}
+
+/**
+ * Resolves at `deadline` (at once if it has passed).
+ * @param deadline - an {@link Instant}.
+ * @param options - `signal` to cancel the sleep; `runtime` to use another runtime.
+ */
+export function sleepUntil(deadline: Instant, options?: WaitOptions): Promise<void> {
+  const ms = instantMs(deadline, 'deadline');
+  const opts = optionsBag<WaitOptions>(options);
+  validateSignal(opts.signal);
+  return sleepUntilMs(ms, runtimeOf(opts), opts.signal);
+}
+
+/** The error a {@link timeout} rejects with when the deadline passes first (`code: 'ERR_ELAPSED'`). */
+export class Elapsed extends Error {
+  /** Always `'ERR_ELAPSED'`. */
+  readonly code = 'ERR_ELAPSED';
+  constructor() {
+    super('deadline has elapsed');
+    this.name = 'Elapsed';
+  }
+}
+
+/** Work given to {@link timeout}: a promise, or a function of an `AbortSignal` returning one. */
+export type TimeoutWork<T> = PromiseLike<T> | T | ((signal: AbortSignal) => PromiseLike<T> | T);
+
+function runWithDeadline<T>(deadline: number, work: TimeoutWork<T>, opts: WaitOptions): Promise<T> {
+  validateSignal(opts.signal);
+  const rt = runtimeOf(opts);
+  const outer = opts.signal;
+  if (outer?.aborted) return Promise.reject(abortReason(outer));
+  const workAc = new AbortController();
+  let started: PromiseLike<T> | T;
+  if (typeof work === 'function') {
+    try {
+      started = (work as (signal: AbortSignal) => PromiseLike<T> | T)(workAc.signal);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  } else {
+    started = work;
+  }
+  return new Promise<T>((resolve, reject) => {
+    let done = false;
+    const timerAc = new AbortController();
+    const onOuterAbort = (): void => {
+      if (done) return;
+      done = true;
+      timerAc.abort();
+      workAc.abort(abortReason(outer!));
+      reject(abortReason(outer!));
+    };
+    outer?.addEventListener('abort', onOuterAbort, { once: true });
+    const finish = (): void => {
+      done = true;
+      outer?.removeEventListener('abort', onOuterAbort);
+    };
+    // The work's settlement is observed through a microtask while the timer needs a native round
+    // trip (a macrotask), so work that has already settled wins even at a 0 deadline.
+    Promise.resolve(started).then(
+      (value) => {
+        if (done) return;
+        finish();
+        timerAc.abort();
+        resolve(value);
+      },
+      (err) => {
+        if (done) return;
+        finish();
+        timerAc.abort();
+        reject(err);
+      },
+    );
+    sleepUntilMs(deadline, rt, timerAc.signal).then(
+      () => {
+        if (done) return;
+        finish();
+        const elapsed = new Elapsed();
+        workAc.abort(elapsed);
+        reject(elapsed);
+      },
+      () => {},
+    );
+  });
+}
+
+/**
+ * Runs `work` with a time limit. Rejects with {@link Elapsed} (and aborts the work's signal) if
+ * `ms` passes first; work that has already settled wins even at a 0 deadline.
+ * @param ms - the limit, >= 0.
+ * @param work - a promise, or `(signal) => promise` (the signal aborts on elapse).
+ * @param options - an outer `signal`; `runtime`.
+ */
+export function timeout<T>(ms: number, work: TimeoutWork<T>, options?: WaitOptions): Promise<T> {
+  validateDuration(ms, 'ms');
+  return runWithDeadline(native.now() + ms, work, optionsBag<WaitOptions>(options));
+}
+
+/** Like {@link timeout} with an {@link Instant} deadline. */
+export function timeoutAt<T>(deadline: Instant, work: TimeoutWork<T>, options?: WaitOptions): Promise<T> {
+  const ms = instantMs(deadline, 'deadline');
+  return runWithDeadline(ms, work, optionsBag<WaitOptions>(options));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interval
+
+/** What an {@link Interval} does with ticks it missed (Tokio's `MissedTickBehavior`). */
+export type MissedTickBehavior = 'burst' | 'delay' | 'skip';
+
+/** Options of {@link interval} / {@link intervalAt}. */
+export interface IntervalOptions extends RuntimeOption {
+  /** Missed-tick policy; default `'burst'`. */
+  missedTickBehavior?: MissedTickBehavior;
+  /** First tick's instant (default: now, i.e. the first tick is immediate). */
+  start?: Instant;
+}
+
+/** A tick is "missed" only when it is observed more than this many ms late (Tokio's rule). */
+const MISSED_THRESHOLD_MS = 5;
+
+class Reset {}
+const RESET = new Reset();
+
+/**
+ * A stream of ticks every `period` ms (see {@link interval}). Holds the process alive until
+ * disposed (like `setInterval`) unless {@link Interval.unref}'d.
+ */
+export class Interval implements AsyncIterable<Instant>, Disposable {
+  readonly #period: number;
+  readonly #behavior: MissedTickBehavior;
+  readonly #rt: Runtime;
+  #deadline: number;
+  #chain: Promise<unknown> = Promise.resolve();
+  #wake: AbortController | undefined;
+  #disposed = false;
+  #refed = true;
+
+  /** @internal Use {@link interval} / {@link intervalAt}. */
+  constructor(start: number, period: number, behavior: MissedTickBehavior, rt: Runtime) {
+    this.#deadline = start;
+    this.#period = period;
+    this.#behavior = behavior;
+    this.#rt = rt;
+    keepAlive(1);
+  }
+
+  /** The period in ms. */
+  get period(): number {
+    return this.#period;
+  }
+
+  /** The missed-tick policy. */
+  get missedTickBehavior(): MissedTickBehavior {
+    return this.#behavior;
+  }
+
+  /**
+   * Waits for the next tick and resolves with its scheduled instant. Concurrent calls are served in
+   * order. Rejects with `ERR_INTERVAL_CLOSED` once disposed.
+   */
+  tick(options?: { signal?: AbortSignal }): Promise<Instant> {
+    const opts = optionsBag<{ signal?: AbortSignal }>(options);
+    validateSignal(opts.signal);
+    const run = this.#chain.then(() => this.#tick(opts.signal));
+    this.#chain = run.catch(() => {});
+    return run;
+  }
+
+  async #tick(signal: AbortSignal | undefined): Promise<Instant> {
+    for (;;) {
+      if (this.#disposed) throw closedError();
+      if (signal?.aborted) throw abortReason(signal);
+      const deadline = this.#deadline;
+      if (native.now() < deadline) {
+        const wake = new AbortController();
+        this.#wake = wake;
+        const onAbort = (): void => wake.abort(abortReason(signal!));
+        signal?.addEventListener('abort', onAbort, { once: true });
+        try {
+          await sleepUntilMs(deadline, this.#rt, wake.signal, this.#refed);
+        } catch (err) {
+          if (err !== RESET) throw err;
+          continue; // reset while waiting: look at the new deadline
+        } finally {
+          signal?.removeEventListener('abort', onAbort);
+          this.#wake = undefined;
+        }
+        if (this.#deadline !== deadline) continue;
+      }
+      const timeout = deadline;
+      const now = native.now();
+      this.#deadline =
+        now - timeout > MISSED_THRESHOLD_MS ? nextTimeout(this.#behavior, timeout, now, this.#period) : timeout + this.#period;
+      return new Instant(timeout);
+    }
+  }
+
+  #setDeadline(ms: number): void {
+    this.#deadline = ms;
+    this.#wake?.abort(RESET);
+  }
+
+  /** The next tick happens one period from now. */
+  reset(): void {
+    this.#setDeadline(native.now() + this.#period);
+  }
+
+  /** The next tick happens now. */
+  resetImmediately(): void {
+    this.#setDeadline(native.now());
+  }
+
+  /** The next tick happens `ms` from now. */
+  resetAfter(ms: number): void {
+    validateDuration(ms, 'ms');
+    this.#setDeadline(native.now() + ms);
+  }
+
+  /** The next tick happens at `deadline`. */
+  resetAt(deadline: Instant): void {
+    this.#setDeadline(instantMs(deadline, 'deadline'));
+  }
+
+  /** Lets the process exit while this interval is alive (ticks awaited meanwhile do not hold it). */
+  unref(): this {
+    if (this.#refed && !this.#disposed) keepAlive(-1);
+    this.#refed = false;
+    return this;
+  }
+
+  /** Undoes {@link Interval.unref}. */
+  ref(): this {
+    if (!this.#refed && !this.#disposed) keepAlive(1);
+    this.#refed = true;
+    return this;
+  }
+
+  /** Whether the interval holds the process alive. */
+  hasRef(): boolean {
+    return this.#refed && !this.#disposed;
+  }
+
+  /** Stops the interval: a pending tick rejects with `ERR_INTERVAL_CLOSED`; releases the process. */
+  close(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    if (this.#refed) keepAlive(-1);
+    this.#wake?.abort(closedError());
+  }
+
+  /** Same as {@link Interval.close}. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /** Ticks until the interval is closed (the loop then ends). */
+  async *[Symbol.asyncIterator](): AsyncGenerator<Instant, void, undefined> {
+    while (!this.#disposed) {
+      let t: Instant;
+      try {
+        t = await this.tick();
+      } catch (err) {
+        if (this.#disposed) return;
+        throw err;
+      }
+      yield t;
+    }
+  }
+}
+
+function closedError(): Error {
+  return codedError('ERR_INTERVAL_CLOSED', 'the interval was closed');
+}
+
+function nextTimeout(behavior: MissedTickBehavior, timeout: number, now: number, period: number): number {
+  switch (behavior) {
+    case 'burst':
+      return timeout + period;
+    case 'delay':
+      return now + period;
+    case 'skip':
+      return now + period - ((now - timeout) % period);
+  }
+}
+
+function makeInterval(start: number, period: unknown, options: unknown): Interval {
+  validateNumber(period, 'periodMs', 0, Number.MAX_SAFE_INTEGER);
+  if (period === 0) throw outOfRange('periodMs', '> 0', period);
+  const opts = optionsBag<IntervalOptions>(options);
+  const behavior = opts.missedTickBehavior ?? 'burst';
+  if (behavior !== 'burst' && behavior !== 'delay' && behavior !== 'skip') {
+    if (typeof behavior !== 'string') throw invalidArgType('options.missedTickBehavior', 'of type string', behavior);
+    throw invalidArgValue('options.missedTickBehavior', "must be 'burst', 'delay' or 'skip'", behavior);
+  }
+  const rt = runtimeOf(opts);
+  rt._native();
+  return new Interval(start, period, behavior, rt);
+}
+
+/**
+ * An {@link Interval} ticking every `periodMs`; the first tick is immediate (or at
+ * `options.start`).
+ * @throws RangeError `ERR_OUT_OF_RANGE` for a zero or negative period.
+ */
+export function interval(periodMs: number, options?: IntervalOptions): Interval {
+  const opts = optionsBag<IntervalOptions>(options);
+  const start = opts.start === undefined ? native.now() : instantMs(opts.start, 'options.start');
+  return makeInterval(start, periodMs, opts);
+}
+
+/** An {@link Interval} whose first tick is at `start`. */
+export function intervalAt(start: Instant, periodMs: number, options?: IntervalOptions): Interval {
+  return makeInterval(instantMs(start, 'start'), periodMs, options);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Test clock
+
+/**
+ * Freezes the runtime clock: every kyoto timer (JS-facing and native) follows the virtual clock,
+ * which moves only with {@link advance} — or, when the runtime is idle, jumps to the next timer.
+ */
+export function pause(): void {
+  native.pause();
+}
+
+/** Lets the clock run again from where it was frozen. */
+export function resume(): void {
+  native.resume();
+}
+
+/** Whether the clock is paused. */
+export function isPaused(): boolean {
+  return native.isPaused();
+}
+
+/**
+ * Moves the paused clock forward by exactly `ms` and resolves once the timers that came due have
+ * fired. Rejects with `ERR_CLOCK_NOT_PAUSED` when the clock runs.
+ */
+export function advance(ms: number, options?: RuntimeOption): Promise<void> {
+  validateDuration(ms, 'ms');
+  const opts = optionsBag<RuntimeOption>(options);
+  const rt = runtimeOf(opts);
+  if (!native.advance(ms)) {
+    return Promise.reject(codedError('ERR_CLOCK_NOT_PAUSED', 'the clock is not paused; call pause() first'));
+  }
+  // A timer at "now" is ordered after every timer that came due, so its completion arrives after
+  // theirs.
+  const nrt = rt._native();
+  return submit<void>(rt, (id) => nrt.sleepUntil(id, native.now(), true, false));
+}
