@@ -414,3 +414,72 @@ mod tests {
         assert!(io.ready_event(Direction::Write.mask()).is_none());
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::loom::sync::atomic::AtomicBool;
+    use crate::loom::sync::Arc;
+    use std::task::Wake;
+
+    /// A waker recording that it was woken.
+    struct Flag(AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn dispatch(io: &ScheduledIo, tick: u16) {
+        io.set_readiness(tick, Ready::READABLE);
+        let mut wakers = Vec::new();
+        io.take_wakers(Ready::READABLE, &mut wakers);
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+
+    /// A task clears readiness after `WouldBlock` and waits again while the driver dispatches a
+    /// new edge: either the task sees the new readiness or it is woken. Never neither.
+    #[test]
+    fn an_edge_racing_a_clear_and_a_wait_is_never_lost() {
+        loom::model(|| {
+            let io = Arc::new(ScheduledIo::new(0));
+            io.set_readiness(1, Ready::READABLE);
+            let seen = io.ready_event(Direction::Read.mask());
+            let driver = {
+                let io = io.clone();
+                crate::loom::thread::spawn(move || dispatch(&io, 2))
+            };
+            if let Some(seen) = seen {
+                io.clear_readiness(seen, true);
+            }
+            let flag = std::sync::Arc::new(Flag(AtomicBool::new(false)));
+            let waker = Waker::from(flag.clone());
+            let mut cx = Context::from_waker(&waker);
+            let polled = io.poll_readiness(&mut cx, Direction::Read);
+            let _ = driver.join();
+            assert!(polled.is_ready() || flag.0.load(Ordering::SeqCst));
+        });
+    }
+
+    /// The same for a `readiness()` waiter in the list.
+    #[test]
+    fn an_edge_racing_a_listed_waiter_is_never_lost() {
+        loom::model(|| {
+            let io = Arc::new(ScheduledIo::new(0));
+            let driver = {
+                let io = io.clone();
+                crate::loom::thread::spawn(move || dispatch(&io, 1))
+            };
+            let flag = std::sync::Arc::new(Flag(AtomicBool::new(false)));
+            let waker = Waker::from(flag.clone());
+            let mut cx = Context::from_waker(&waker);
+            let mut wait = io.readiness(Interest::READABLE);
+            let polled = Pin::new(&mut wait).poll(&mut cx);
+            let _ = driver.join();
+            assert!(polled.is_ready() || flag.0.load(Ordering::SeqCst));
+        });
+    }
+}
