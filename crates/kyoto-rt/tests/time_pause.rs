@@ -103,8 +103,6 @@ fn instant_now_outside_the_runtime_ignores_its_paused_clock() {
 }
 
 #[test]
-#[ignore = "the blocking pool inhibits auto-advance only once a pool thread starts the task, so an \
-            idle runtime can jump first; it must inhibit in spawn_blocking, before queueing"]
 fn a_running_blocking_task_inhibits_auto_advance() {
     current_thread(true).block_on(async {
         let r = time::timeout(

@@ -154,6 +154,14 @@ impl Builder {
 
     /// Builds the runtime; for multi-thread this starts the worker threads.
     pub fn build(&mut self) -> io::Result<Runtime> {
+        if self.start_paused && self.flavor == RuntimeFlavor::MultiThread {
+            // The paused clock auto-advances when the runtime is idle, which only a single thread
+            // can know for sure (as in Tokio).
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "start_paused requires a current-thread runtime",
+            ));
+        }
         let (driver, driver_handle) = driver::Driver::new(driver::Cfg {
             nevents: self.max_io_events_per_tick,
             start_paused: self.start_paused,

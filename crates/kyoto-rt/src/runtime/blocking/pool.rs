@@ -92,6 +92,7 @@ impl BlockingPool {
         drop(shared);
         for task in queued {
             task.0.shutdown();
+            inner.allow_auto_advance();
         }
         let mut shared = inner.lock();
         while shared.num_threads > 0 {
@@ -114,6 +115,20 @@ impl BlockingPool {
 }
 
 impl Inner {
+    /// A queued or running blocking task keeps a paused clock from auto-advancing: the runtime is
+    /// not idle while it waits for that task's result.
+    fn inhibit_auto_advance(&self) {
+        if let Some(d) = self.driver.upgrade() {
+            d.time.clock().inhibit_auto_advance();
+        }
+    }
+
+    fn allow_auto_advance(&self) {
+        if let Some(d) = self.driver.upgrade() {
+            d.time.clock().allow_auto_advance();
+        }
+    }
+
     fn lock(&self) -> crate::loom::sync::MutexGuard<'_, Shared> {
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -160,6 +175,8 @@ impl Spawner {
             task.shutdown();
             return join;
         }
+        // Inhibited from queueing (not from start) until the task completed and woke its joiner.
+        inner.inhibit_auto_advance();
         shared.queue.push_back(notified);
         if shared.num_idle == 0 {
             if shared.num_threads < inner.thread_cap {
@@ -179,6 +196,7 @@ impl Spawner {
                         drop(shared);
                         drop(queued);
                         task.shutdown();
+                        inner.allow_auto_advance();
                         return join;
                     }
                 }
@@ -197,14 +215,8 @@ impl Spawner {
         'outer: loop {
             while let Some(task) = shared.queue.pop_front() {
                 drop(shared);
-                let driver = inner.driver.upgrade();
-                if let Some(d) = &driver {
-                    d.time.clock().inhibit_auto_advance();
-                }
                 task.run();
-                if let Some(d) = &driver {
-                    d.time.clock().allow_auto_advance();
-                }
+                inner.allow_auto_advance();
                 shared = inner.lock();
             }
             if shared.shutdown {

@@ -96,10 +96,6 @@ impl OwnedTasks {
         self.closed.load(Ordering::Acquire)
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.alive.load(Ordering::Acquire) == 0
-    }
-
     /// Tasks spawned and not yet completed.
     pub(crate) fn alive(&self) -> usize {
         self.alive.load(Ordering::Relaxed)

@@ -65,11 +65,6 @@ impl Notified {
     pub(crate) fn run(self) {
         self.0.run()
     }
-
-    /// The task's id.
-    pub(crate) fn id(&self) -> Id {
-        self.0.id()
-    }
 }
 
 impl std::fmt::Debug for Notified {

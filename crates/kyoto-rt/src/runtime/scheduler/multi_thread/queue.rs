@@ -48,9 +48,6 @@ mod imp {
         pub(crate) fn is_empty(&self) -> bool {
             self.0.is_empty()
         }
-        pub(crate) fn len(&self) -> usize {
-            self.0.len()
-        }
         /// Moves a batch into `dst` and returns one task to run. Retries crossbeam's `Retry`.
         pub(crate) fn steal_into(&self, dst: &mut Local) -> Option<Notified> {
             loop {
@@ -133,9 +130,6 @@ mod imp {
     impl Steal_ {
         pub(crate) fn is_empty(&self) -> bool {
             self.0.lock().unwrap().is_empty()
-        }
-        pub(crate) fn len(&self) -> usize {
-            self.0.lock().unwrap().len()
         }
         pub(crate) fn steal_into(&self, dst: &mut Local) -> Option<Notified> {
             let mut src = self.0.lock().unwrap();

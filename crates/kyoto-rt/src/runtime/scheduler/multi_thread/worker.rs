@@ -69,6 +69,8 @@ pub(super) struct Shared {
     idle: Idle,
     pub(super) owned: OwnedTasks,
     is_shutdown: AtomicBool,
+    // Cores travel between threads boxed so handing one over moves a pointer, not the struct.
+    #[allow(clippy::vec_box)]
     shutdown_cores: Mutex<Vec<Box<Core>>>,
     shutdown_done: (Mutex<bool>, Condvar),
     driver: LoomArc<SharedDriver>,
@@ -103,6 +105,7 @@ pub(crate) struct Context {
 }
 
 /// Builds the handle and one core per worker; the caller starts a thread per core with [`run`].
+#[allow(clippy::vec_box)]
 pub(super) fn create(
     size: usize,
     driver: driver::Driver,
