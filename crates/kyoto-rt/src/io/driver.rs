@@ -111,22 +111,25 @@ impl Driver {
     }
 
     /// Blocks in the poller until an event, `timeout` or an unpark (`Some(ZERO)` only polls), then
-    /// caches the readiness of every reported resource and wakes the tasks waiting for it.
-    pub(crate) fn park(&mut self, handle: &Handle, timeout: Option<Duration>) {
+    /// caches the readiness of every reported resource and wakes the tasks waiting for it. Returns
+    /// whether anything happened (an I/O event or an unpark), which the paused clock needs to know
+    /// before it auto-advances.
+    pub(crate) fn park(&mut self, handle: &Handle, timeout: Option<Duration>) -> bool {
         if !self.is_shutdown {
             handle.release_pending();
         }
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
             // A signal interrupted the wait: a spurious wake-up, not an error.
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return false,
             // EBADF/EFAULT/EINVAL: the poller itself is broken, an invariant no caller can violate.
             Err(e) => panic!("unexpected error from the I/O poller: {e}"),
         }
         if self.is_shutdown {
             // The registration set was emptied at shutdown; tokens may no longer be live.
-            return;
+            return false;
         }
+        let woke = !self.events.is_empty();
         self.tick = (self.tick + 1) & MAX_TICK;
         let mut dispatched = 0u64;
         for event in self.events.iter() {
@@ -152,6 +155,7 @@ impl Driver {
         if dispatched > 0 {
             handle.io_events.fetch_add(dispatched, Ordering::Relaxed);
         }
+        woke
     }
 
     /// Wakes every registered resource with the shutdown error and refuses new registrations.

@@ -153,7 +153,7 @@ impl Driver {
         } else {
             let now = time.clock.now();
             let io_timeout = time.prepare_park(now, timeout, None);
-            self.park.park(&handle.io, io_timeout);
+            let _ = self.park.park(&handle.io, io_timeout);
         }
         time.process();
     }
@@ -174,9 +174,9 @@ impl Driver {
         };
         let now = time.clock.now();
         let io_timeout = time.prepare_park(now, io_timeout, Some(io_timeout));
-        let events_before = handle.io.io_events();
-        self.park.park(&handle.io, io_timeout);
-        if can_auto_advance && has_timers && handle.io.io_events() == events_before {
+        let woke = self.park.park(&handle.io, io_timeout);
+        // An I/O event or an unpark from another thread means the runtime is not idle after all.
+        if can_auto_advance && has_timers && !woke {
             // Nothing happened: jump to the next timer. The wheel may first name points where
             // entries move to a lower level (never later than the earliest deadline), so walk
             // those until something fires.
