@@ -1,0 +1,183 @@
+// Shared plumbing for the benchmark drivers (bench/run.mjs, bench/showcase.mjs): building the native
+// tools, starting and stopping echo servers, running kyoto-loadgen, reading /proc, and cleaning up
+// every child process on exit or Ctrl-C.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+// Scripts use cargo's default target/ unless CARGO_TARGET_DIR says otherwise (as cargo itself does).
+export const TARGET = process.env.CARGO_TARGET_DIR
+  ? path.resolve(ROOT, process.env.CARGO_TARGET_DIR)
+  : path.join(ROOT, 'target');
+export const BIN = {
+  loadgen: path.join(TARGET, 'release', 'kyoto-loadgen'),
+  kyotoEcho: path.join(TARGET, 'release', 'kyoto-echo'),
+  tokioEcho: path.join(TARGET, 'release', 'examples', 'tokio-echo'),
+  nodeEcho: path.join(ROOT, 'bench', 'servers', 'node-echo.mjs'),
+};
+
+const children = new Set();
+
+function killAll(signal = 'SIGTERM') {
+  for (const c of children) {
+    try {
+      c.kill(signal);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+let exiting = false;
+process.on('exit', () => killAll('SIGKILL'));
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    if (exiting) return;
+    exiting = true;
+    process.stderr.write(`\n${sig}: stopping benchmark processes\n`);
+    killAll('SIGKILL');
+    process.exit(130);
+  });
+}
+
+/** Builds the native tools with cargo when any is missing (or always, with `always`). */
+export function ensureBuilt({ examples = false, always = false, log = console.error } = {}) {
+  const needed = [BIN.loadgen, BIN.kyotoEcho, ...(examples ? [BIN.tokioEcho] : [])];
+  if (!always && needed.every((p) => existsSync(p))) return;
+  const args = ['build', '--release', '-p', 'kyoto-bench', '--bins'];
+  if (examples) args.push('--example', 'tokio-echo');
+  log(`building the native benchmark tools: cargo ${args.join(' ')}`);
+  const r = spawnSync('cargo', args, { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
+  if (r.status !== 0) throw new Error(`cargo ${args.join(' ')} failed (status ${r.status})`);
+  for (const p of needed) if (!existsSync(p)) throw new Error(`${p} is missing after the build`);
+}
+
+/**
+ * Starts an echo server and waits (at most `timeoutMs`) for its `listening <addr>` line.
+ * Returns { name, pid, addr, child }.
+ */
+export function startServer(name, cmd, args, { timeoutMs = 10_000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.add(child);
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${name} did not start within ${timeoutMs} ms: ${err.trim()}`));
+    }, timeoutMs);
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = /listening (\S+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        child.stdout.removeAllListeners('data');
+        child.stdout.resume();
+        resolve({ name, pid: child.pid, addr: m[1], child });
+      }
+    });
+    child.stderr.on('data', (d) => {
+      if (err.length < 4096) err += d;
+    });
+    child.on('exit', (code, sig) => {
+      children.delete(child);
+      clearTimeout(timer);
+      reject(new Error(`${name} exited (${code ?? sig}) before listening: ${err.trim()}`));
+    });
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+}
+
+/** Stops a server: SIGTERM, then SIGKILL after `graceMs`. */
+export async function stopServer(server, graceMs = 2000) {
+  const { child } = server;
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const done = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await done;
+  clearTimeout(t);
+  children.delete(child);
+}
+
+/** Peak RSS (VmHWM) of a live process, KiB. */
+export function peakRssKib(pid) {
+  try {
+    const m = /VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Runs kyoto-loadgen against `addr` (flags as an object: { conns: 50, ... }), reporting the CPU of
+ * `watchPid` over the measured window. Resolves with the parsed JSON. Bounded by `timeoutMs`.
+ */
+export function loadgen(addr, flags, { watchPid, timeoutMs = 120_000 } = {}) {
+  const args = ['--addr', addr];
+  for (const [k, v] of Object.entries(flags)) {
+    if (v === true) args.push(`--${k}`);
+    else if (v !== false && v !== undefined) args.push(`--${k}`, String(v));
+  }
+  if (watchPid) args.push('--watch-pid', String(watchPid));
+  return new Promise((resolve, reject) => {
+    const child = spawn(BIN.loadgen, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.add(child);
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    child.on('error', reject);
+    child.on('exit', (code, sig) => {
+      children.delete(child);
+      clearTimeout(timer);
+      const line = out.trim().split('\n').pop() ?? '';
+      try {
+        const r = JSON.parse(line);
+        r.exitCode = code;
+        resolve(r);
+      } catch {
+        reject(new Error(`kyoto-loadgen ${args.join(' ')} failed (${code ?? sig}): ${err.trim() || out.trim()}`));
+      }
+    });
+  });
+}
+
+export const median = (xs) => {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+export const loadAverage = () => os.loadavg().map((x) => x.toFixed(2)).join(' ');
+
+export function machine() {
+  const cpus = os.cpus();
+  return `${cpus.length} × ${cpus[0]?.model?.trim() ?? 'cpu'}, Linux ${os.release()}, Node ${process.version}`;
+}
+
+export const fmtInt = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : 'n/a');
+export const fmtNum = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
+export const fmtRatio = (x) => (Number.isFinite(x) ? `${x.toFixed(2)}×` : 'n/a');
+export const fmtMiB = (kib) => (Number.isFinite(kib) ? `${(kib / 1024).toFixed(1)} MiB` : 'n/a');
+
+/** Renders a markdown table from a header row and rows (arrays of strings). */
+export function table(header, rows, align) {
+  const al = align ?? header.map((_, i) => (i === 0 ? '---' : '---:'));
+  return [
+    `| ${header.join(' | ')} |`,
+    `|${al.join('|')}|`,
+    ...rows.map((r) => `| ${r.join(' | ')} |`),
+  ].join('\n');
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

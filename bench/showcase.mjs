@@ -1,0 +1,148 @@
+// The showcase (`npm start`): a kyoto TCP echo server and the same server on node:net, both driven by
+// the native load generator (kyoto-loadgen, a separate Rust process) with the same load, side by side.
+//
+//   node bench/showcase.mjs [--rounds 1] [--duration 5] [--warmup 1] [--conns 50] [--inflight 1]
+//                           [--bytes 64] [--workers 2] [--no-build]
+//
+// Which kyoto server: for now the native Rust server on kyoto-rt (crates/kyoto-bench, `kyoto-echo`:
+// `kyoto_rt::io::copy` per connection) — the Node binding does not expose TCP yet. Once it does, this
+// switches to a kyoto server whose handler is JavaScript. The table header says which one ran.
+import {
+  BIN,
+  ensureBuilt,
+  fmtInt,
+  fmtMiB,
+  fmtNum,
+  fmtRatio,
+  loadAverage,
+  loadgen,
+  machine,
+  median,
+  peakRssKib,
+  startServer,
+  stopServer,
+  table,
+} from './lib/harness.mjs';
+
+const argv = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 && i + 1 < argv.length ? Number(argv[i + 1]) : dflt;
+};
+const rounds = Math.max(1, opt('rounds', 1));
+const duration = opt('duration', 5);
+const warmup = opt('warmup', 1);
+const load = { conns: opt('conns', 50), inflight: opt('inflight', 1), bytes: opt('bytes', 64) };
+const workers = Math.max(1, opt('workers', 2));
+
+async function main() {
+  if (!argv.includes('--no-build')) ensureBuilt();
+  const loadBefore = loadAverage();
+  const servers = [
+    {
+      key: 'kyoto',
+      label: `kyoto (native kyoto-rt server, ${workers} workers)`,
+      start: () =>
+        startServer('kyoto-echo', BIN.kyotoEcho, ['--host', '127.0.0.1', '--port', '0', '--workers', String(workers)]),
+    },
+    {
+      key: 'node',
+      label: 'node:net (1 JS thread)',
+      start: () => startServer('node-echo', process.execPath, [BIN.nodeEcho, '--host', '127.0.0.1', '--port', '0']),
+    },
+  ];
+  console.log(
+    `\nkyoto showcase — TCP echo, ${load.conns} connections × ${load.inflight} in flight × ${load.bytes} B, ` +
+      `${warmup} s warm-up + ${duration} s measured${rounds > 1 ? `, median of ${rounds} rounds` : ''}`,
+  );
+  console.log(`machine: ${machine()}; load average ${loadBefore}`);
+  const results = Object.fromEntries(servers.map((s) => [s.key, []]));
+  const rss = {};
+  const running = {};
+  try {
+    for (const s of servers) {
+      running[s.key] = await s.start();
+    }
+    for (let r = 0; r < rounds; r++) {
+      // Alternate the order so a drift in machine load does not always favour the same server.
+      const order = r % 2 === 0 ? servers : [...servers].reverse();
+      for (const s of order) {
+        const srv = running[s.key];
+        process.stderr.write(`  ${s.key}: round ${r + 1}/${rounds} … `);
+        const res = await loadgen(srv.addr, { ...load, warmup, duration }, { watchPid: srv.pid });
+        process.stderr.write(`${fmtInt(res.ops_per_sec)} ops/s\n`);
+        results[s.key].push(res);
+      }
+    }
+    for (const s of servers) rss[s.key] = peakRssKib(running[s.key].pid);
+  } finally {
+    for (const srv of Object.values(running)) await stopServer(srv);
+  }
+
+  const summary = {};
+  for (const s of servers) {
+    const rs = results[s.key];
+    summary[s.key] = {
+      ops: median(rs.map((x) => x.ops_per_sec)),
+      p50: median(rs.map((x) => x.latency_us.p50)),
+      p99: median(rs.map((x) => x.latency_us.p99)),
+      cpu: median(rs.map((x) => x.server?.percent)),
+      opsPerCpu: median(rs.map((x) => x.ops_per_sec / Math.max(1e-9, (x.server?.percent ?? NaN) / 100))),
+      genCpu: median(rs.map((x) => x.cpu.percent)),
+      errors: rs.reduce((a, x) => a + x.errors.total, 0),
+      rss: rss[s.key],
+    };
+  }
+  const k = summary.kyoto;
+  const n = summary.node;
+  const rows = servers.map((s) => {
+    const x = summary[s.key];
+    return [
+      s.label,
+      fmtInt(x.ops),
+      fmtNum(x.p50),
+      fmtNum(x.p99),
+      `${fmtNum(x.cpu, 0)} %`,
+      fmtInt(x.opsPerCpu),
+      fmtMiB(x.rss),
+      `${fmtNum(x.genCpu, 0)} %`,
+      String(x.errors),
+    ];
+  });
+  rows.push([
+    '**kyoto / node**',
+    `**${fmtRatio(k.ops / n.ops)}**`,
+    fmtRatio(k.p50 / n.p50),
+    fmtRatio(k.p99 / n.p99),
+    fmtRatio(k.cpu / n.cpu),
+    fmtRatio(k.opsPerCpu / n.opsPerCpu),
+    fmtRatio(k.rss / n.rss),
+    '',
+    '',
+  ]);
+  console.log(
+    `\n### kyoto-rt native echo server vs node:net (kyoto side: Rust, not yet a JS handler — ` +
+      `the Node binding does not expose TCP yet)\n`,
+  );
+  console.log(
+    table(
+      ['server', 'ops/s', 'p50 µs', 'p99 µs', 'server CPU', 'ops per CPU-s', 'peak RSS', 'loadgen CPU', 'errors'],
+      rows,
+    ),
+  );
+  console.log(
+    `\nCPU is % of one core over the measured window (/proc/<pid>/stat); peak RSS is VmHWM. ` +
+      `The load generator is a separate native process (1 thread); its CPU is shown so it can be seen ` +
+      `not to be the bottleneck. Load average after: ${loadAverage()} — numbers taken on a busy machine are noisy.`,
+  );
+  const anyErrors = Object.values(summary).some((x) => x.errors > 0);
+  if (anyErrors) {
+    console.log('\nWARNING: the load generator reported errors (see the errors column).');
+    process.exitCode = 1;
+  }
+}
+
+main().catch((e) => {
+  console.error(`showcase failed: ${e.message}`);
+  process.exitCode = 1;
+});
