@@ -13,10 +13,16 @@ use std::time::{Duration, Instant};
 
 fn runtimes() -> Vec<(&'static str, Runtime)> {
     vec![
-        ("current_thread", Builder::new_current_thread().build().unwrap()),
+        (
+            "current_thread",
+            Builder::new_current_thread().build().unwrap(),
+        ),
         (
             "multi_thread",
-            Builder::new_multi_thread().worker_threads(2).build().unwrap(),
+            Builder::new_multi_thread()
+                .worker_threads(2)
+                .build()
+                .unwrap(),
         ),
     ]
 }
@@ -38,7 +44,9 @@ fn a_hundred_tasks_that_wake_themselves_constantly_do_not_stop_a_tcp_echo() {
     for (name, rt) in runtimes() {
         let polls = Arc::new(AtomicUsize::new(0));
         rt.block_on(async {
-            let busy: Vec<_> = (0..100).map(|_| task::spawn(WakeSelf(polls.clone()))).collect();
+            let busy: Vec<_> = (0..100)
+                .map(|_| task::spawn(WakeSelf(polls.clone())))
+                .collect();
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
             let server = task::spawn(async move {

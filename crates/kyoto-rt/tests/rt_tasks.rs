@@ -17,7 +17,10 @@ fn runtimes() -> Vec<(&'static str, Runtime)> {
         ),
         (
             "multi_thread",
-            Builder::new_multi_thread().worker_threads(2).build().unwrap(),
+            Builder::new_multi_thread()
+                .worker_threads(2)
+                .build()
+                .unwrap(),
         ),
     ]
 }
@@ -70,7 +73,10 @@ fn a_panicking_task_reports_its_message_and_the_runtime_keeps_running() {
             format!("task {} panicked with message \"boom\"", err.id()),
             "{name}"
         );
-        assert_eq!(rt.block_on(async { task::spawn(async { 1 }).await.unwrap() }), 1);
+        assert_eq!(
+            rt.block_on(async { task::spawn(async { 1 }).await.unwrap() }),
+            1
+        );
     }
 }
 
@@ -91,7 +97,10 @@ fn an_aborted_task_reports_cancelled_and_its_future_is_dropped() {
         });
         assert!(err.is_cancelled(), "{name}");
         assert_eq!(err.to_string(), format!("task {} was cancelled", err.id()));
-        assert!(dropped.load(SeqCst), "{name}: future dropped before completion was observable");
+        assert!(
+            dropped.load(SeqCst),
+            "{name}: future dropped before completion was observable"
+        );
     }
 }
 
@@ -196,7 +205,10 @@ fn runtime_shutdown_drops_a_forever_pending_task() {
 
 #[test]
 fn a_task_spawned_after_shutdown_is_cancelled_at_once() {
-    let rt = Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let rt = Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
     let handle = rt.handle().clone();
     rt.shutdown_timeout(Duration::from_secs(5));
     let h = handle.spawn(async { 1 });
@@ -211,7 +223,10 @@ fn a_task_spawned_after_shutdown_is_cancelled_at_once() {
 
 #[test]
 fn ten_thousand_tasks_spawned_from_one_worker_finish_and_other_workers_steal() {
-    let rt = Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let rt = Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
     let done = Arc::new(AtomicUsize::new(0));
     let d = done.clone();
     rt.block_on(async move {
@@ -402,7 +417,10 @@ fn handle_current_panics_outside_a_runtime_and_works_inside() {
 
 #[test]
 fn block_on_inside_a_task_panics_instead_of_deadlocking() {
-    let rt = Builder::new_multi_thread().worker_threads(1).build().unwrap();
+    let rt = Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
     let err = rt
         .block_on(rt.spawn(async {
             let inner = Builder::new_current_thread().build().unwrap();

@@ -140,11 +140,12 @@ impl Driver {
             dispatched += 1;
             let ready = Ready::from_mio(event);
             let ptr = token.0 as *const ScheduledIo;
-            // SAFETY: every token other than WAKE_TOKEN was registered by `Handle::add_source` as the
+            // Soundness: every token other than WAKE_TOKEN was registered by `Handle::add_source` as the
             // address of an `Arc<ScheduledIo>` that `Synced::slots` holds. That `Arc` is dropped only
             // by `release_pending` (called above, before this poll, and only for sources already
             // removed from the OS poller, which therefore cannot be in this batch) or by `shutdown`
             // (after which we return above without dispatching). So the pointee is alive here.
+            // SAFETY: sound by the argument just above.
             let io = unsafe { &*ptr };
             io.set_readiness(self.tick, ready);
             io.take_wakers(ready, &mut self.wakers);

@@ -604,9 +604,10 @@ mod sys {
     }
 
     fn zeroed_mmsghdr() -> libc::mmsghdr {
-        // SAFETY: `mmsghdr` is a plain C struct of integers and raw pointers (and, on some libcs,
+        // Soundness: `mmsghdr` is a plain C struct of integers and raw pointers (and, on some libcs,
         // private padding fields); the all-zero bit pattern is a valid value of each (null
         // pointers, zero lengths), which is how C code initialises it.
+        // SAFETY: sound by the argument just above.
         unsafe { std::mem::zeroed() }
     }
 
@@ -641,10 +642,11 @@ mod sys {
             hdr.msg_iov = &mut iovecs[i];
             hdr.msg_iovlen = 1;
         }
-        // SAFETY: `hdrs[..n]` are initialised headers whose `msg_iov` point at `iovecs[i]` (each
+        // Soundness: `hdrs[..n]` are initialised headers whose `msg_iov` point at `iovecs[i]` (each
         // describing a live, exclusively borrowed caller buffer of `iov_len` bytes) and whose
         // `msg_name` point at `names[i]` with its true size. All of these arrays outlive the call, the
         // fd is a live socket owned by `socket`, and `n <= BATCH` bounds the vector length.
+        // SAFETY: sound by the argument just above.
         let received = unsafe {
             libc::recvmmsg(
                 socket.as_raw_fd(),
@@ -703,10 +705,11 @@ mod sys {
             hdr.msg_iovlen = 1;
         }
         let (fd, count) = (socket.as_raw_fd(), n as libc::c_uint);
-        // SAFETY: `hdrs[..n]` are initialised headers whose `msg_iov` point at `iovecs[i]` (each
+        // Soundness: `hdrs[..n]` are initialised headers whose `msg_iov` point at `iovecs[i]` (each
         // describing a live caller buffer the kernel only reads) and whose `msg_name`, when set, point
         // at `names[i]`, a valid socket address of `len()` bytes. The arrays outlive the call, the fd
         // is a live socket owned by `socket`, and `n <= BATCH` bounds the vector length.
+        // SAFETY: sound by the argument just above.
         let sent = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), count, 0) };
         if sent < 0 {
             return Err(io::Error::last_os_error());

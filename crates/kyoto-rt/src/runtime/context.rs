@@ -68,9 +68,10 @@ pub(crate) fn set_scheduler<R>(cx: &scheduler::Context, f: impl FnOnce() -> R) -
 /// Calls `f` with this thread's scheduler context (`None` when no scheduler loop runs here).
 pub(crate) fn with_scheduler<R>(f: impl FnOnce(Option<&scheduler::Context>) -> R) -> R {
     let ptr = SCHEDULER.try_with(|c| c.get()).unwrap_or(std::ptr::null());
-    // SAFETY: the pointer is set only by `set_scheduler`, on this thread, to a context that outlives
+    // Soundness: the pointer is set only by `set_scheduler`, on this thread, to a context that outlives
     // the closure it runs, and is reset before that closure returns (also on unwind). So a non-null
     // pointer read here refers to a live `Context` borrowed by a frame below us on this stack.
+    // SAFETY: sound by the argument just above.
     let cx = unsafe { ptr.as_ref() };
     f(cx)
 }

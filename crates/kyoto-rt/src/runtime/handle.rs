@@ -27,7 +27,9 @@ pub struct TryCurrentError(());
 
 impl std::fmt::Display for TryCurrentError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("there is no kyoto runtime running, must be called from the context of a kyoto runtime")
+        f.write_str(
+            "there is no kyoto runtime running, must be called from the context of a kyoto runtime",
+        )
     }
 }
 

@@ -73,12 +73,13 @@ impl<T: Future> Future for Timeout<T> {
     type Output = Result<T::Output, Elapsed>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // SAFETY: `value` is structurally pinned and `delay` is not. The pinned projection to `value`
+        // Soundness: `value` is structurally pinned and `delay` is not. The pinned projection to `value`
         // is sound because `Timeout` never moves `value` out of a pinned `Timeout`: the only by-value
         // accessor, `into_inner`, takes an unpinned `self`; `get_mut` takes `&mut self`, which safe
         // code can only get from a pinned `Timeout` when `T: Unpin` (`Timeout<T>` is `Unpin` exactly
         // when `T` is, as `Sleep` is `Unpin`); `Timeout` has no `Drop` impl and is not
         // `#[repr(packed)]`. `delay` is only used through `&mut`, which is fine since `Sleep: Unpin`.
+        // SAFETY: sound by the argument just above.
         let (value, delay) = unsafe {
             let this = self.get_unchecked_mut();
             (Pin::new_unchecked(&mut this.value), &mut this.delay)

@@ -179,8 +179,7 @@ impl CurrentThread {
             (core, ())
         });
         let outcome = DriveOutcome {
-            has_ready_tasks: !core.tasks.is_empty()
-                || handle.shared.inject_len.load(Acquire) > 0,
+            has_ready_tasks: !core.tasks.is_empty() || handle.shared.inject_len.load(Acquire) > 0,
             next_timer: handle.driver.time.next_expiration(),
         };
         self.return_core(core);
@@ -361,7 +360,8 @@ impl Context {
         s.polls.store(core.polls, Relaxed);
         s.parks.store(core.parks, Relaxed);
         s.local_queue_depth.store(core.tasks.len(), Relaxed);
-        s.forced_yields.fetch_add(coop::take_forced_yields(), Relaxed);
+        s.forced_yields
+            .fetch_add(coop::take_forced_yields(), Relaxed);
     }
 
     pub(crate) fn defer(&self, waker: &Waker) {

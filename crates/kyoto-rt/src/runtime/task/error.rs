@@ -17,11 +17,17 @@ pub struct JoinError {
 // SAFETY-free: the panic payload is only reachable through `&mut self`/`self`, never shared.
 impl JoinError {
     pub(crate) fn cancelled(id: Id) -> JoinError {
-        JoinError { repr: Repr::Cancelled, id }
+        JoinError {
+            repr: Repr::Cancelled,
+            id,
+        }
     }
 
     pub(crate) fn panic(id: Id, payload: Box<dyn Any + Send + 'static>) -> JoinError {
-        JoinError { repr: Repr::Panic(payload), id }
+        JoinError {
+            repr: Repr::Panic(payload),
+            id,
+        }
     }
 
     /// The task was cancelled.

@@ -141,7 +141,10 @@ impl State {
 
     pub(crate) fn transition_to_complete(&self) {
         let prev = self.0.fetch_xor(RUNNING | COMPLETE, AcqRel);
-        debug_assert!(prev & RUNNING != 0 && prev & COMPLETE == 0, "state {prev:#b}");
+        debug_assert!(
+            prev & RUNNING != 0 && prev & COMPLETE == 0,
+            "state {prev:#b}"
+        );
     }
 
     pub(crate) fn is_complete(&self) -> bool {

@@ -25,7 +25,8 @@ pub(crate) struct Stats {
 impl Stats {
     pub(crate) fn submit(&mut self, to: &WorkerMetrics, local_queue_depth: usize) {
         to.polls.fetch_add(std::mem::take(&mut self.polls), Relaxed);
-        to.steals.fetch_add(std::mem::take(&mut self.steals), Relaxed);
+        to.steals
+            .fetch_add(std::mem::take(&mut self.steals), Relaxed);
         to.parks.fetch_add(std::mem::take(&mut self.parks), Relaxed);
         to.overflows
             .fetch_add(std::mem::take(&mut self.overflows), Relaxed);
