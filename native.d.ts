@@ -39,6 +39,12 @@ export declare class NativeRuntime {
 export declare function advance(ms: number): boolean
 
 /**
+ * On a paused clock with no timer due, jumps to the earliest pending timer (the JS layer calls
+ * this when its thread is idle). Returns whether the clock moved.
+ */
+export declare function autoAdvance(): boolean
+
+/**
  * Installs this thread's completion bridge: `onBatch(count, values)` is called once per batch of
  * completions; the ids and statuses of the batch are in the first `count` slots of `ids` and
  * `statuses` (status 0: resolved with `undefined`; 1: resolved with the next value of `values`; 2:

@@ -837,6 +837,7 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.NativeRuntime = nativeBinding.NativeRuntime
 module.exports.advance = nativeBinding.advance
+module.exports.autoAdvance = nativeBinding.autoAdvance
 module.exports.bridgeInit = nativeBinding.bridgeInit
 module.exports.bridgeNoop = nativeBinding.bridgeNoop
 module.exports.bridgeRefs = nativeBinding.bridgeRefs

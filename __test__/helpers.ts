@@ -39,3 +39,15 @@ export async function isSettled(p: Promise<unknown>): Promise<boolean> {
   for (let i = 0; i < 10; i++) await Promise.resolve();
   return settled;
 }
+
+/** The native handle behind a Runtime (internal API). */
+export interface NativeRuntimeForTests {
+  noop(id: number): void;
+  echo(id: number, value: string | number): void;
+  panicOp(id: number): void;
+}
+
+/** `runtime._native()` (stripped from the public typings). */
+export function nativeOf(rt: object): NativeRuntimeForTests {
+  return (rt as { _native(): NativeRuntimeForTests })._native();
+}

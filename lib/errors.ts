@@ -72,9 +72,19 @@ export class AbortError extends Error {
   }
 }
 
-/** What an aborted wait rejects with: the signal's reason, or an `AbortError`. */
+/**
+ * What an aborted wait rejects with: the signal's reason when one was given, else (no reason, or
+ * the platform's default `DOMException` reason) an {@link AbortError} whose `cause` is that reason.
+ */
 export function abortReason(signal: AbortSignal): unknown {
-  return signal.reason !== undefined ? signal.reason : new AbortError();
+  const reason: unknown = signal.reason;
+  if (
+    reason === undefined ||
+    (typeof DOMException !== 'undefined' && reason instanceof DOMException && reason.name === 'AbortError')
+  ) {
+    return new AbortError(undefined, { cause: reason });
+  }
+  return reason;
 }
 
 /** The rejection of operations pending on a runtime that shuts down. */

@@ -90,7 +90,28 @@ export interface WaitOptions extends RuntimeOption {
 
 function sleepUntilMs(deadline: number, rt: Runtime, signal: AbortSignal | undefined, refed = true): Promise<void> {
   const nrt = rt._native();
-  return submitCancellable<void>(rt, signal, (id, cancellable) => nrt.sleepUntil(id, deadline, refed, cancellable));
+  const p = submitCancellable<void>(rt, signal, (id, cancellable) => nrt.sleepUntil(id, deadline, refed, cancellable));
+  if (native.isPaused()) {
+    scheduleAutoAdvance();
+    p.then(scheduleAutoAdvance, scheduleAutoAdvance);
+  }
+  return p;
+}
+
+let autoAdvanceScheduled = false;
+
+/**
+ * On a paused clock, an idle runtime jumps to its next timer. "Idle" includes this JS thread: the
+ * jump happens from a `setImmediate`, i.e. once the current turn (and its microtasks) is over, so
+ * timers started together are all registered before the clock moves.
+ */
+function scheduleAutoAdvance(): void {
+  if (autoAdvanceScheduled) return;
+  autoAdvanceScheduled = true;
+  setImmediate(() => {
+    autoAdvanceScheduled = false;
+    if (native.isPaused()) native.autoAdvance();
+  }).unref();
 }
 
 /**
@@ -431,6 +452,7 @@ export function intervalAt(start: Instant, periodMs: number, options?: IntervalO
  */
 export function pause(): void {
   native.pause();
+  scheduleAutoAdvance();
 }
 
 /** Lets the clock run again from where it was frozen. */

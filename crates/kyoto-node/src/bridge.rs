@@ -144,13 +144,42 @@ impl Op {
     }
 }
 
+thread_local! {
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Installs (once per process) a panic hook that records the message of a panic on the panicking
+/// thread, so the `Op` dropped while unwinding can reject its promise with it.
+pub fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let msg = if let Some(s) = info.payload().downcast_ref::<&str>() {
+                (*s).to_owned()
+            } else if let Some(s) = info.payload().downcast_ref::<String>() {
+                s.clone()
+            } else {
+                "Box<dyn Any>".to_owned()
+            };
+            let at = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            LAST_PANIC.with(|p| *p.borrow_mut() = Some(format!("{msg}{at}")));
+        }));
+    });
+}
+
 impl Drop for Op {
     fn drop(&mut self) {
         if !self.done {
             let value = if std::thread::panicking() {
+                let msg = LAST_PANIC
+                    .with(|p| p.borrow().clone())
+                    .unwrap_or_else(|| "unknown".to_owned());
                 Value::Error {
                     code: "ERR_KYOTO_PANIC",
-                    message: "a native operation panicked".to_owned(),
+                    message: format!("a native operation panicked: {msg}"),
                 }
             } else {
                 Value::Error {
@@ -227,6 +256,7 @@ pub fn init(
     // Runtime threads are shared by all envs and outlive any one of them: the image must not be
     // unmapped when the env that loaded it goes away.
     napi::bindgen_prelude::retain_current_module_for_unload_safety();
+    install_panic_hook();
 
     let (ids_ptr, ids_len) = typed_array_data(env, ids, sys::TypedarrayType::uint32_array)?;
     let (st_ptr, st_len) = typed_array_data(env, statuses, sys::TypedarrayType::uint8_array)?;

@@ -43,9 +43,10 @@ fn now_locked(c: &ClockState) -> f64 {
     }
 }
 
-/// Now, in ms since the process-wide origin.
+/// Now, in ms since the process-wide origin, quantised to 1/1024 ms: a dyadic fraction, so
+/// adding whole (or binary-fraction) milliseconds to an instant is exact in an f64.
 pub fn now_ms() -> f64 {
-    now_locked(&lock(clock()))
+    (now_locked(&lock(clock())) * 1024.0).floor() / 1024.0
 }
 
 /// Freezes the clock. Returns false if it was already paused.
@@ -54,7 +55,7 @@ pub fn pause() -> bool {
     if c.paused {
         return false;
     }
-    c.base_virtual = now_locked(&c);
+    c.base_virtual = (now_locked(&c) * 1024.0).floor() / 1024.0;
     c.paused = true;
     drop(c);
     wake_all_timers();
@@ -91,11 +92,34 @@ pub fn advance(ms: f64) -> bool {
     true
 }
 
-fn set_virtual_at_least(t: f64) {
-    let mut c = lock(clock());
-    if c.paused && c.base_virtual < t {
-        c.base_virtual = t;
+/// On a paused clock: when no timer is due (none is in flight), jumps to the earliest timer of
+/// any runtime and fires it. Returns whether the clock moved.
+pub fn auto_advance() -> bool {
+    let mut next = f64::INFINITY;
+    {
+        let mut all = lock(all_timers());
+        all.retain(|w| w.strong_count() > 0);
+        for t in all.iter().filter_map(|w| w.upgrade()) {
+            let q = lock(&t.q);
+            if let Some(d) = q
+                .heap
+                .iter()
+                .filter(|e| !e.op.is_cancelled())
+                .map(|e| e.deadline)
+                .reduce(f64::min)
+            {
+                next = next.min(d);
+            }
+        }
     }
+    let mut c = lock(clock());
+    if !c.paused || !next.is_finite() || next <= c.base_virtual {
+        return false;
+    }
+    c.base_virtual = next;
+    drop(c);
+    wake_all_timers();
+    true
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -183,10 +207,9 @@ fn timer_loop(t: Arc<Timers>) {
         let next = g.heap.peek().map(|e| e.deadline);
         match next {
             None => g = t.cv.wait(g).unwrap_or_else(|e| e.into_inner()),
-            Some(d) if is_paused() => {
-                // An idle runtime on a paused clock jumps straight to its next timer.
-                set_virtual_at_least(d);
-            }
+            // A paused clock only moves by `advance` / `auto_advance` (called from the JS thread
+            // when it is idle), which notify this condvar.
+            Some(_) if is_paused() => g = t.cv.wait(g).unwrap_or_else(|e| e.into_inner()),
             Some(d) => {
                 let wait = Duration::from_secs_f64(((d - now) / 1000.0).max(0.0));
                 g =
@@ -304,7 +327,7 @@ impl Runtime {
         self.shared.cv.notify_one();
     }
 
-    /// Completes `op` at `deadline` (ms on the clock).
+    /// Completes `op` at `deadline` (ms on the clock; timers with equal deadlines fire in order).
     pub fn sleep_until(&self, op: Op, deadline: f64) {
         let t = &self.shared.timers;
         let mut q = lock(&t.q);
@@ -313,11 +336,7 @@ impl Runtime {
         }
         q.seq += 1;
         let seq = q.seq;
-        q.heap.push(Entry {
-            deadline: deadline.ceil(),
-            seq,
-            op,
-        });
+        q.heap.push(Entry { deadline, seq, op });
         drop(q);
         t.cv.notify_one();
     }

@@ -78,6 +78,13 @@ pub fn is_paused() -> bool {
     interim::is_paused()
 }
 
+/// On a paused clock with no timer due, jumps to the earliest pending timer (the JS layer calls
+/// this when its thread is idle). Returns whether the clock moved.
+#[napi]
+pub fn auto_advance() -> bool {
+    interim::auto_advance()
+}
+
 /// Moves the paused clock forward by `ms`; returns false if the clock is not paused.
 #[napi]
 pub fn advance(ms: f64) -> Result<bool> {

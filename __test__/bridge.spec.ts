@@ -1,0 +1,73 @@
+import test from 'ava';
+import { Runtime } from 'kyoto';
+import { native, bridge, realDelay, nativeOf } from './helpers';
+
+const owner = { _ownerTag: true as const };
+
+test('a native no-op through the runtime resolves with undefined', async (t) => {
+  const rt = Runtime.default();
+  const nrt = nativeOf(rt);
+  t.is(await bridge.submit(rt, (id) => nrt.noop(id)), undefined);
+});
+
+test('string and number values cross the bridge', async (t) => {
+  const nrt = nativeOf(Runtime.default());
+  t.is(await bridge.submit(owner, (id) => nrt.echo(id, 'héllo ✓')), 'héllo ✓');
+  t.is(await bridge.submit(owner, (id) => nrt.echo(id, 4.25)), 4.25);
+});
+
+test('a panic in a native task becomes a rejected promise', async (t) => {
+  const nrt = nativeOf(Runtime.default());
+  const err = await t.throwsAsync(bridge.submit(owner, (id) => nrt.panicOp(id)));
+  t.is((err as Error & { code: string }).code, 'ERR_KYOTO_PANIC');
+  t.regex(err!.message, /panic requested by panicOp/);
+  // the runtime keeps working afterwards
+  t.is(await bridge.submit(owner, (id) => nrt.noop(id)), undefined);
+});
+
+test('completions produced by a plain native thread all arrive, in order', async (t) => {
+  const ids: number[] = [];
+  const order: number[] = [];
+  const ps: Promise<unknown>[] = [];
+  for (let i = 0; i < 5000; i++) {
+    ps.push(
+      bridge
+        .submit<string>(owner, (id) => ids.push(id))
+        .then((v) => {
+          order.push(i);
+          return v;
+        }),
+    );
+  }
+  native.testCompleteFromThread(ids, 'x');
+  const values = await Promise.all(ps);
+  t.true(values.every((v) => v === 'x'));
+  t.deepEqual(order, [...Array(5000).keys()]);
+});
+
+test.serial('many concurrent no-ops settle and the event-loop holds return to zero', async (t) => {
+  const nrt = nativeOf(Runtime.default());
+  const ps = [];
+  for (let i = 0; i < 10_000; i++) ps.push(bridge.submit(owner, (id) => nrt.noop(id)));
+  t.true(native.bridgeRefs() > 0);
+  await Promise.all(ps);
+  t.is(native.bridgeRefs(), 0);
+  t.is(bridge.pendingCount(), 0);
+});
+
+test('completions arrive in batches, not one wake-up per operation', async (t) => {
+  // 2000 completions queued by one native call before the JS thread can run: all of them must
+  // be settled by the first delivery (one batch), i.e. before a timer of the next loop turn.
+  const ps: Promise<unknown>[] = [];
+  let settled = 0;
+  for (let i = 0; i < 2000; i++) {
+    ps.push(bridge.submit(owner, (id) => native.bridgeNoop(id)).then(() => settled++));
+  }
+  await ps[0];
+  t.is(settled, 2000);
+});
+
+test.serial('an env that never submits anything does not hold the loop', async (t) => {
+  await realDelay(1);
+  t.is(native.bridgeRefs(), 0);
+});

@@ -1,0 +1,94 @@
+// Event-loop citizenship, checked in child processes.
+import test from 'ava';
+import { spawn as spawnChild } from 'node:child_process';
+import { packageRoot } from './helpers';
+
+interface Run {
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }>;
+  lines: string[];
+  lineAt: Map<string, number>;
+  kill(): void;
+}
+
+function run(code: string): Run {
+  const start = Date.now();
+  const child = spawnChild(process.execPath, ['-e', code], { cwd: packageRoot, stdio: ['ignore', 'pipe', 'inherit'] });
+  const lines: string[] = [];
+  const lineAt = new Map<string, number>();
+  let buf = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    buf += d;
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      lines.push(line);
+      lineAt.set(line, Date.now());
+    }
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal, ms: Date.now() - start })),
+  );
+  return { exited, lines, lineAt, kill: () => child.kill('SIGKILL') };
+}
+
+const within = <T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> =>
+  Promise.race([p, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), ms))]);
+
+test('a script that only awaits sleep(50) exits by itself within a second', async (t) => {
+  const r = run("require('kyoto').sleep(50).then(() => console.log('slept'))");
+  const res = await within(r.exited, 10_000);
+  t.not(res, 'timeout');
+  if (res === 'timeout') return r.kill();
+  t.is(res.code, 0);
+  t.deepEqual(r.lines, ['slept']);
+  t.true(Date.now() - r.lineAt.get('slept')! < 1000, 'exit follows the sleep at once');
+});
+
+test('an idle runtime never holds the event loop', async (t) => {
+  const r = run("const k = require('kyoto'); k.Runtime.default(); new k.Runtime({ workerThreads: 2 }); console.log('up')");
+  const res = await within(r.exited, 10_000);
+  t.not(res, 'timeout');
+  if (res === 'timeout') return r.kill();
+  t.is(res.code, 0);
+});
+
+test('a pending interval keeps the process alive until it is disposed', async (t) => {
+  const alive = run("const iv = require('kyoto').interval(100); iv.tick().then(() => console.log('ticked'))");
+  const res = await within(alive.exited, 1500);
+  t.is(res, 'timeout', 'still running with an undisposed interval');
+  alive.kill();
+  t.deepEqual(alive.lines, ['ticked']);
+
+  const disposed = run(`
+    (async () => {
+      const iv = require('kyoto').interval(20);
+      let n = 0;
+      for await (const _ of iv) if (++n === 3) iv[Symbol.dispose]();
+      console.log('disposed');
+    })()`);
+  const res2 = await within(disposed.exited, 10_000);
+  t.not(res2, 'timeout');
+  if (res2 === 'timeout') return disposed.kill();
+  t.is(res2.code, 0);
+  t.true(Date.now() - disposed.lineAt.get('disposed')! < 1000);
+});
+
+test('an unref’d interval does not keep the process alive', async (t) => {
+  const r = run("require('kyoto').interval(100).unref(); console.log('ok')");
+  const res = await within(r.exited, 10_000);
+  t.not(res, 'timeout');
+  if (res === 'timeout') return r.kill();
+  t.is(res.code, 0);
+});
+
+test('a pending sleep on an explicit runtime keeps the process alive until it fires', async (t) => {
+  const r = run(
+    "const k = require('kyoto'); const rt = new k.Runtime({ workerThreads: 1 }); k.sleep(300, { runtime: rt }).then(() => console.log('late'))",
+  );
+  const res = await within(r.exited, 10_000);
+  t.not(res, 'timeout');
+  if (res === 'timeout') return r.kill();
+  t.deepEqual(r.lines, ['late']);
+  t.true(res.ms >= 300);
+});

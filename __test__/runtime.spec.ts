@@ -1,0 +1,93 @@
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import { Runtime, sleep } from 'kyoto';
+import { packageRoot } from './helpers';
+
+test('Runtime.default() is lazily created, shared and multi-thread', (t) => {
+  const rt = Runtime.default();
+  t.is(Runtime.default(), rt);
+  const m = rt.metrics();
+  t.is(m.flavor, 'multi_thread');
+  t.true(m.workers >= 1);
+});
+
+test('metrics() has every documented field with the right shape', (t) => {
+  const m = Runtime.default().metrics();
+  for (const k of ['workers', 'aliveTasks', 'spawnedTasks', 'globalQueueDepth', 'ioEvents', 'budgetForcedYields', 'blockingThreads'] as const) {
+    t.is(typeof m[k], 'number', k);
+  }
+  for (const k of ['workerPollCount', 'workerStealCount', 'workerParkCount', 'workerLocalQueueDepth'] as const) {
+    t.true(Array.isArray(m[k]), k);
+    t.is(m[k].length, m.workers, k);
+  }
+});
+
+test('a current_thread runtime has one worker and runs sleeps', async (t) => {
+  const rt = new Runtime({ flavor: 'current_thread' });
+  t.is(rt.metrics().flavor, 'current_thread');
+  t.is(rt.metrics().workers, 1);
+  await sleep(1, { runtime: rt });
+  await rt.shutdown();
+});
+
+test('new Runtime honours workerThreads and threadName', async (t) => {
+  const rt = new Runtime({ workerThreads: 3, threadName: 'kyoto-test' });
+  t.is(rt.metrics().workers, 3);
+  await rt.shutdown();
+});
+
+test('new Runtime rejects bad options with Node-style errors', (t) => {
+  t.throws(() => new Runtime({ workerThreads: 0 }), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => new Runtime({ workerThreads: 1.5 }), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => new Runtime({ workerThreads: '2' as unknown as number }), {
+    instanceOf: TypeError,
+    code: 'ERR_INVALID_ARG_TYPE',
+  });
+  t.throws(() => new Runtime({ flavor: 'fast' as 'multi_thread' }), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_VALUE' });
+  t.throws(() => new Runtime({ threadName: 5 as unknown as string }), { code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => new Runtime({ eventInterval: -1 }), { code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => new Runtime({ globalQueueInterval: 0 }), { code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => new Runtime({ maxBlockingThreads: NaN }), { code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => new Runtime(42 as unknown as object), { code: 'ERR_INVALID_ARG_TYPE' });
+});
+
+test('shutdown() rejects pending operations with ERR_RUNTIME_SHUTDOWN', async (t) => {
+  const rt = new Runtime({ workerThreads: 1 });
+  const pending = sleep(60_000, { runtime: rt });
+  const done = rt.shutdown(100);
+  await t.throwsAsync(pending, { code: 'ERR_RUNTIME_SHUTDOWN' });
+  await done;
+  t.true(rt.isShutdown);
+  await t.throwsAsync(async () => sleep(1, { runtime: rt }), { code: 'ERR_RUNTIME_SHUTDOWN' });
+  t.is(rt.shutdown(), done, 'shutdown is idempotent');
+});
+
+test('shutdown() validates its timeout', (t) => {
+  const rt = new Runtime({ workerThreads: 1 });
+  t.throws(() => rt.shutdown(-1), { code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => rt.shutdown('1' as unknown as number), { code: 'ERR_INVALID_ARG_TYPE' });
+  return rt.shutdown();
+});
+
+test.serial('shutting down the default runtime rejects this thread’s operations and a fresh default follows', async (t) => {
+  const rt = Runtime.default();
+  const p = sleep(60_000, { signal: new AbortController().signal });
+  await rt.shutdown();
+  await t.throwsAsync(p, { code: 'ERR_RUNTIME_SHUTDOWN' });
+  const next = Runtime.default();
+  t.not(next, rt);
+  await sleep(1);
+});
+
+test('KYOTO_WORKER_THREADS sets the default runtime’s worker count', (t) => {
+  const out = execFileSync(
+    process.execPath,
+    ['-e', "console.log(require('kyoto').Runtime.default().metrics().workers)"],
+    { cwd: packageRoot, env: { ...process.env, KYOTO_WORKER_THREADS: '3' }, encoding: 'utf8' },
+  );
+  t.is(out.trim(), '3');
+});
+
+test('options.runtime must be a Runtime', (t) => {
+  t.throws(() => sleep(1, { runtime: {} as Runtime }), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
+});

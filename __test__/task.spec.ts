@@ -1,0 +1,265 @@
+import test from 'ava';
+import { spawn, JoinHandle, JoinError, JoinSet, yieldNow, select, sleep } from 'kyoto';
+import { isSettled, realDelay } from './helpers';
+
+const never = (signal: AbortSignal): Promise<never> =>
+  new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }));
+
+test('spawn runs the task and the handle resolves with its value', async (t) => {
+  const h = spawn(async () => 42);
+  t.true(h instanceof JoinHandle);
+  t.is(typeof h.id, 'number');
+  t.is(await h, 42);
+  t.true(h.isFinished());
+});
+
+test('a task starts at spawn even if its handle is never awaited', async (t) => {
+  let ran = false;
+  spawn(() => {
+    ran = true;
+  });
+  await yieldNow();
+  t.true(ran);
+});
+
+test('spawn accepts a sync function and a name; validates its arguments', async (t) => {
+  const h = spawn(() => 'sync', { name: 'worker' });
+  t.is(h.name, 'worker');
+  t.is(await h, 'sync');
+  t.throws(() => spawn(42 as unknown as () => void), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => spawn(() => 1, { name: 5 as unknown as string }), { code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => spawn(() => 1, 'x' as unknown as object), { code: 'ERR_INVALID_ARG_TYPE' });
+});
+
+test('a task that throws rejects its handle with a panic JoinError', async (t) => {
+  const boom = new Error('boom');
+  const h = spawn(async () => {
+    throw boom;
+  });
+  const err = await t.throwsAsync(h);
+  t.true(err instanceof JoinError);
+  const je = err as JoinError;
+  t.true(je.isPanic());
+  t.false(je.isCancelled());
+  t.is(je.cause, boom);
+  t.is(je.id, h.id);
+  t.is(je.message, `task ${h.id} panicked with message "boom"`);
+  t.is(je.code, 'ERR_TASK_PANICKED');
+});
+
+test('a failing task whose handle is not awaited is not an unhandled rejection', async (t) => {
+  let unhandled = 0;
+  const onUnhandled = (): void => {
+    unhandled++;
+  };
+  process.on('unhandledRejection', onUnhandled);
+  spawn(() => {
+    throw new Error('ignored');
+  });
+  spawn(async () => Promise.reject(new Error('ignored too')));
+  await realDelay(20);
+  process.off('unhandledRejection', onUnhandled);
+  t.is(unhandled, 0);
+});
+
+test('abort() fires the task’s signal and the handle rejects with a cancelled JoinError', async (t) => {
+  let signal: AbortSignal | undefined;
+  const h = spawn((s) => {
+    signal = s;
+    return never(s);
+  });
+  await yieldNow();
+  h.abort();
+  const err = (await t.throwsAsync(h)) as JoinError;
+  t.true(signal!.aborted);
+  t.true(err.isCancelled());
+  t.is(err.message, `task ${h.id} was cancelled`);
+  t.is(err.code, 'ERR_TASK_CANCELLED');
+});
+
+test('a task aborted before it first runs never runs', async (t) => {
+  let ran = false;
+  const h = spawn(() => {
+    ran = true;
+  });
+  h.abort();
+  t.true(((await t.throwsAsync(h)) as JoinError).isCancelled());
+  t.false(ran);
+});
+
+test('a task that finishes before noticing the abort resolves normally', async (t) => {
+  const h = spawn(async () => {
+    await sleep(5);
+    return 'done';
+  });
+  await yieldNow();
+  h.abort();
+  t.is(await h, 'done');
+  h.abort(); // no-op once finished
+});
+
+test('JoinHandle is PromiseLike with catch and finally', async (t) => {
+  let fin = false;
+  t.is(await spawn(() => 1).finally(() => (fin = true)), 1);
+  t.true(fin);
+  t.true((await spawn(() => Promise.reject(new Error('x'))).catch((e) => e)) instanceof JoinError);
+});
+
+test('yieldNow lets timers and I/O run before continuing', async (t) => {
+  let immediate = false;
+  setImmediate(() => (immediate = true));
+  await yieldNow();
+  t.true(immediate);
+  await t.throwsAsync(yieldNow({ signal: AbortSignal.abort() }), { name: 'AbortError' });
+  t.throws(() => yieldNow({ signal: 1 as unknown as AbortSignal }), { code: 'ERR_INVALID_ARG_TYPE' });
+});
+
+test('JoinSet joins in completion order and is empty afterwards', async (t) => {
+  const set = new JoinSet<number>();
+  set.spawn(async () => (await sleep(30), 3));
+  set.spawn(async () => (await sleep(10), 1));
+  set.spawn(async () => (await sleep(20), 2));
+  t.is(set.size, 3);
+  t.is(await set.joinNext(), 1);
+  t.is(await set.joinNext(), 2);
+  t.is(await set.joinNext(), 3);
+  t.is(await set.joinNext(), undefined);
+  t.true(set.isEmpty());
+});
+
+test('JoinSet.tryJoinNext returns finished values without waiting', async (t) => {
+  const set = new JoinSet<string>();
+  t.is(set.tryJoinNext(), undefined);
+  set.spawn(() => 'a');
+  await yieldNow();
+  t.is(set.tryJoinNext(), 'a');
+  set.spawn(() => {
+    throw new Error('bad');
+  });
+  await yieldNow();
+  t.throws(() => set.tryJoinNext(), { instanceOf: JoinError });
+});
+
+test('JoinSet.abortAll keeps tasks until joined and yields cancelled JoinErrors', async (t) => {
+  const set = new JoinSet<void>();
+  set.spawn(never);
+  set.spawn(never);
+  await yieldNow();
+  set.abortAll();
+  t.is(set.size, 2);
+  for (let i = 0; i < 2; i++) {
+    const err = (await t.throwsAsync(set.joinNext())) as JoinError;
+    t.true(err.isCancelled());
+  }
+  t.is(set.size, 0);
+  t.is(await set.joinNext(), undefined);
+});
+
+test('JoinSet.joinAll returns every value in completion order', async (t) => {
+  const set = new JoinSet<number>();
+  set.spawn(async () => (await sleep(20), 2));
+  set.spawn(async () => 1);
+  t.deepEqual(await set.joinAll(), [1, 2]);
+});
+
+test('JoinSet.joinAll rejects on the first failure and aborts the rest', async (t) => {
+  const set = new JoinSet<number>();
+  const signals: AbortSignal[] = [];
+  set.spawn((s) => (signals.push(s), never(s)));
+  set.spawn((s) => (signals.push(s), never(s)));
+  set.spawn(async () => {
+    await sleep(5);
+    throw new Error('first failure');
+  });
+  const err = (await t.throwsAsync(set.joinAll())) as JoinError;
+  t.true(err.isPanic());
+  t.is((err.cause as Error).message, 'first failure');
+  t.true(signals.every((s) => s.aborted));
+  t.is(set.size, 0);
+});
+
+test('JoinSet.detachAll empties the set without aborting', async (t) => {
+  const set = new JoinSet<void>();
+  let signal: AbortSignal | undefined;
+  set.spawn(async (s) => {
+    signal = s;
+    await sleep(5);
+  });
+  await yieldNow();
+  set.detachAll();
+  t.is(set.size, 0);
+  t.false(signal!.aborted);
+});
+
+test('JoinSet.shutdown and asyncDispose abort and drain everything', async (t) => {
+  const set = new JoinSet<void>();
+  const signals: AbortSignal[] = [];
+  set.spawn((s) => (signals.push(s), never(s)));
+  set.spawn((s) => (signals.push(s), never(s)));
+  await set[Symbol.asyncDispose]();
+  t.is(set.size, 0);
+  t.true(signals.every((s) => s.aborted));
+  await set.shutdown();
+});
+
+test('JoinSet is async-iterable in completion order', async (t) => {
+  const set = new JoinSet<number>();
+  set.spawn(async () => (await sleep(10), 2));
+  set.spawn(() => 1);
+  const seen: number[] = [];
+  for await (const v of set) seen.push(v);
+  t.deepEqual(seen, [1, 2]);
+});
+
+test('JoinSet.joinNext can be aborted', async (t) => {
+  const set = new JoinSet<void>();
+  set.spawn(never);
+  const ac = new AbortController();
+  const p = set.joinNext({ signal: ac.signal });
+  ac.abort();
+  await t.throwsAsync(p, { name: 'AbortError' });
+  await set.shutdown();
+});
+
+test('select resolves with the first branch to settle and aborts the losers’ signals', async (t) => {
+  const signals: Record<string, AbortSignal> = {};
+  const r = await select({
+    slow: (s) => ((signals.slow = s), never(s)),
+    fast: async (s) => {
+      signals.fast = s;
+      await sleep(5);
+      return 'fast';
+    },
+    slower: (s) => ((signals.slower = s), sleep(10_000, { signal: s })),
+  });
+  t.deepEqual(r, { key: 'fast', value: 'fast' });
+  t.true(signals.slow.aborted);
+  t.true(signals.slower.aborted);
+  t.false(signals.fast.aborted);
+});
+
+test('select rejects when the first branch to settle rejects', async (t) => {
+  const boom = new Error('boom');
+  let other: AbortSignal | undefined;
+  const err = await t.throwsAsync(
+    select({
+      a: () => Promise.reject(boom),
+      b: (s) => ((other = s), never(s)),
+    }),
+  );
+  t.is(err, boom);
+  t.true(other!.aborted);
+});
+
+test('select validates branches and honours an outer signal', async (t) => {
+  t.throws(() => select({}), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_VALUE' });
+  t.throws(() => select(null as unknown as Record<string, never>), { code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => select({ a: 1 as unknown as () => void }), { code: 'ERR_INVALID_ARG_TYPE' });
+  const ac = new AbortController();
+  let inner: AbortSignal | undefined;
+  const p = select({ a: (s) => ((inner = s), never(s)) }, { signal: ac.signal });
+  ac.abort();
+  await t.throwsAsync(p, { name: 'AbortError' });
+  t.true(inner!.aborted);
+  t.false(await isSettled(new Promise(() => {})));
+});

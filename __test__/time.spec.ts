@@ -1,0 +1,233 @@
+import test from 'ava';
+import { sleep, sleepUntil, timeout, timeoutAt, Instant, Elapsed, interval, intervalAt, Runtime } from 'kyoto';
+import { isSettled, realDelay, native } from './helpers';
+
+test('sleep(ms) resolves after at least ms', async (t) => {
+  const start = Instant.now();
+  const real = Date.now();
+  await sleep(30);
+  t.true(start.elapsed() >= 30);
+  t.true(Date.now() - real >= 29);
+});
+
+test('sleep(0) and fractional durations resolve', async (t) => {
+  await sleep(0);
+  await sleep(0.5);
+  t.pass();
+});
+
+test('sleep validates its arguments', (t) => {
+  t.throws(() => sleep(-1), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => sleep(NaN), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => sleep(Infinity), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => sleep('5' as unknown as number), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => sleep(5, 'x' as unknown as object), { code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => sleep(5, { signal: {} as AbortSignal }), { code: 'ERR_INVALID_ARG_TYPE' });
+});
+
+test('an aborted sleep rejects with the signal’s reason and releases the loop', async (t) => {
+  const ac = new AbortController();
+  const p = sleep(60_000, { signal: ac.signal });
+  const reason = new Error('stop');
+  ac.abort(reason);
+  t.is(await t.throwsAsync(p), reason);
+});
+
+test('a sleep aborted without a reason rejects with an AbortError', async (t) => {
+  const ac = new AbortController();
+  const p = sleep(60_000, { signal: ac.signal });
+  ac.abort();
+  await t.throwsAsync(p, { name: 'AbortError' });
+});
+
+test('a sleep with an already-aborted signal rejects at once', async (t) => {
+  await t.throwsAsync(sleep(10, { signal: AbortSignal.abort() }), { name: 'AbortError' });
+});
+
+test('sleepUntil(instant) resolves at the instant; a past instant resolves at once', async (t) => {
+  const deadline = Instant.now().add(20);
+  await sleepUntil(deadline);
+  t.true(Instant.now() >= deadline);
+  await sleepUntil(Instant.now().sub(1000));
+  t.throws(() => sleepUntil(5 as unknown as Instant), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
+});
+
+test('sleepUntil can be aborted', async (t) => {
+  const ac = new AbortController();
+  const p = sleepUntil(Instant.now().add(60_000), { signal: ac.signal });
+  ac.abort();
+  await t.throwsAsync(p, { name: 'AbortError' });
+});
+
+test('Instant arithmetic: add, sub, durationSince saturates, valueOf is monotonic', (t) => {
+  const a = Instant.now();
+  const b = a.add(10);
+  const near = (x: number): number => Math.round(x * 1e6) / 1e6;
+  t.is(near(b.valueOf() - a.valueOf()), 10);
+  t.is(near(b.durationSince(a)), 10);
+  t.is(a.durationSince(b), 0);
+  t.is(near(b.sub(10).valueOf()), near(a.valueOf()));
+  t.true(Instant.now() >= a);
+  t.true(a.elapsed() >= 0);
+  t.regex(String(a), /^Instant\(/);
+  t.throws(() => a.add('1' as unknown as number), { code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => a.durationSince(1 as unknown as Instant), { code: 'ERR_INVALID_ARG_TYPE' });
+});
+
+test('timeout resolves with the work’s value when it is fast enough', async (t) => {
+  t.is(await timeout(1000, Promise.resolve(7)), 7);
+  t.is(await timeout(1000, async () => 'fn'), 'fn');
+});
+
+test('timeout of an already-settled promise at a 0 deadline resolves', async (t) => {
+  t.is(await timeout(0, Promise.resolve('ready')), 'ready');
+  const settled = Promise.resolve(1);
+  await settled;
+  t.is(await timeoutAt(Instant.now().sub(5), settled), 1);
+});
+
+test('timeout rejects with Elapsed and aborts the work’s signal', async (t) => {
+  let seen: AbortSignal | undefined;
+  const err = await t.throwsAsync(
+    timeout(10, (signal) => {
+      seen = signal;
+      return new Promise(() => {});
+    }),
+  );
+  t.true(err instanceof Elapsed);
+  t.is((err as Elapsed).code, 'ERR_ELAPSED');
+  t.true(seen!.aborted);
+  t.true(seen!.reason instanceof Elapsed);
+});
+
+test('timeout passes the work’s rejection through', async (t) => {
+  const boom = new Error('boom');
+  t.is(await t.throwsAsync(timeout(1000, Promise.reject(boom))), boom);
+  t.is(
+    await t.throwsAsync(
+      timeout(1000, () => {
+        throw boom;
+      }),
+    ),
+    boom,
+  );
+});
+
+test('timeout can be cancelled with an outer signal', async (t) => {
+  const ac = new AbortController();
+  let inner: AbortSignal | undefined;
+  const p = timeout(60_000, (s) => ((inner = s), new Promise(() => {})), { signal: ac.signal });
+  ac.abort();
+  await t.throwsAsync(p, { name: 'AbortError' });
+  t.true(inner!.aborted);
+});
+
+test('timeout and timeoutAt validate their arguments', (t) => {
+  t.throws(() => timeout(-1, Promise.resolve()), { code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => timeoutAt(1 as unknown as Instant, Promise.resolve()), { code: 'ERR_INVALID_ARG_TYPE' });
+});
+
+test.serial('a timeout whose work won does not keep the process waiting for the timer', async (t) => {
+  await timeout(60_000, Promise.resolve());
+  await realDelay(20);
+  t.is(native.bridgeRefs(), 0);
+});
+
+test('interval: first tick is immediate, then every period', async (t) => {
+  const iv = interval(20);
+  t.teardown(() => iv.close());
+  const t0 = await iv.tick();
+  const t1 = await iv.tick();
+  const t2 = await iv.tick();
+  t.is(t1.valueOf() - t0.valueOf(), 20);
+  t.is(t2.valueOf() - t1.valueOf(), 20);
+  t.is(iv.period, 20);
+  t.is(iv.missedTickBehavior, 'burst');
+  iv.close();
+});
+
+test('interval rejects a zero or negative period with RangeError', (t) => {
+  t.throws(() => interval(0), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => interval(-5), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => interval('1' as unknown as number), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => interval(10, { missedTickBehavior: 'later' as 'burst' }), { code: 'ERR_INVALID_ARG_VALUE' });
+  t.throws(() => intervalAt(3 as unknown as Instant, 10), { code: 'ERR_INVALID_ARG_TYPE' });
+});
+
+test('intervalAt starts at the given instant', async (t) => {
+  const start = Instant.now().add(15);
+  const iv = intervalAt(start, 10);
+  t.is((await iv.tick()).valueOf(), start.valueOf());
+  t.true(Instant.now() >= start);
+  iv.close();
+});
+
+test('a pending tick rejects when the interval is disposed, and the iterator ends', async (t) => {
+  const iv = interval(60_000);
+  await iv.tick();
+  const p = iv.tick();
+  iv[Symbol.dispose]();
+  await t.throwsAsync(p, { code: 'ERR_INTERVAL_CLOSED' });
+  await t.throwsAsync(iv.tick(), { code: 'ERR_INTERVAL_CLOSED' });
+  const seen = [];
+  for await (const x of iv) seen.push(x);
+  t.is(seen.length, 0);
+});
+
+test('a tick can be aborted with a signal', async (t) => {
+  const iv = interval(60_000);
+  await iv.tick();
+  const ac = new AbortController();
+  const p = iv.tick({ signal: ac.signal });
+  ac.abort();
+  await t.throwsAsync(p, { name: 'AbortError' });
+  iv.close();
+});
+
+test('interval reset* move the next tick', async (t) => {
+  const iv = interval(60_000);
+  await iv.tick();
+  const pending = iv.tick();
+  iv.resetAfter(10); // a tick already waiting sees the new deadline
+  const before = Instant.now();
+  const at = await pending;
+  t.true(at.valueOf() - before.valueOf() <= 60);
+  iv.resetImmediately();
+  const now = Instant.now();
+  t.true((await iv.tick()).valueOf() <= now.valueOf() + 1);
+  iv.resetAt(Instant.now().add(5));
+  await iv.tick();
+  iv.reset();
+  t.false(await isSettled(iv.tick()));
+  t.throws(() => iv.resetAfter(-1), { code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => iv.resetAt(1 as unknown as Instant), { code: 'ERR_INVALID_ARG_TYPE' });
+  iv.close();
+});
+
+test('interval as an async iterator yields ticks until closed', async (t) => {
+  const iv = interval(5);
+  const seen: Instant[] = [];
+  for await (const at of iv) {
+    seen.push(at);
+    if (seen.length === 3) iv.close();
+  }
+  t.is(seen.length, 3);
+});
+
+test('interval ref/unref/hasRef', (t) => {
+  const iv = interval(1000);
+  t.true(iv.hasRef());
+  iv.unref();
+  t.false(iv.hasRef());
+  iv.ref();
+  t.true(iv.hasRef());
+  iv.close();
+  t.false(iv.hasRef());
+});
+
+test('time functions run on an explicit runtime', async (t) => {
+  const rt = new Runtime({ workerThreads: 1 });
+  await sleep(1, { runtime: rt });
+  t.is(await timeout(100, Promise.resolve(3), { runtime: rt }), 3);
+  await rt.shutdown();
+});

@@ -1,0 +1,462 @@
+//! Values crossing threads: what a channel stores between a send in one env and a receive in
+//! another. Primitives are stored as Rust values; the bytes of Buffers, typed arrays, DataViews and
+//! ArrayBuffers are copied once out of the sender's memory (whose ArrayBuffer is then detached when
+//! it is the sole owner of that memory) and handed to the receiver as an external buffer over the
+//! same allocation (no second copy); anything else arrives here already structured-cloned
+//! (`v8.serialize`) by the TypeScript layer and is revived by its `v8.deserialize` callback.
+use std::cell::RefCell;
+use std::ffi::c_void;
+use std::ptr;
+
+use napi::sys;
+
+/// How the JS layer tagged a value it passes in.
+pub const TAG_PLAIN: u32 = 0;
+/// The value is a Buffer holding `v8.serialize` output.
+pub const TAG_CLONED: u32 = 1;
+/// The value is a Node `Buffer` (moved, arrives as a Buffer).
+pub const TAG_BUFFER: u32 = 2;
+
+/// The shape moved bytes are revived as.
+#[derive(Clone, Copy)]
+pub enum BytesKind {
+    Buffer,
+    ArrayBuffer,
+    Typed(sys::napi_typedarray_type, usize),
+    DataView,
+}
+
+/// A value stored in a shared object.
+pub enum Msg {
+    Undefined,
+    Null,
+    Bool(bool),
+    Num(f64),
+    Str(String),
+    Bytes(Vec<u8>, BytesKind),
+    Cloned(Vec<u8>),
+}
+
+struct EnvRefs {
+    deserialize: sys::napi_ref,
+    empty: sys::napi_ref,
+    closed: sys::napi_ref,
+}
+
+thread_local! {
+    static REFS: RefCell<Option<EnvRefs>> = const { RefCell::new(None) };
+}
+
+fn err(msg: &str) -> napi::Error {
+    napi::Error::new(napi::Status::InvalidArg, msg.to_owned())
+}
+
+fn check(status: sys::napi_status, what: &str) -> napi::Result<()> {
+    if status == sys::Status::napi_ok {
+        Ok(())
+    } else {
+        Err(napi::Error::new(
+            napi::Status::GenericFailure,
+            format!("kyoto/sync: {what} failed (napi status {status})"),
+        ))
+    }
+}
+
+/// Stores this env's `deserialize` function and the two sentinels `tryRecv` returns.
+pub fn init(
+    env: sys::napi_env,
+    deserialize: sys::napi_value,
+    empty: sys::napi_value,
+    closed: sys::napi_value,
+) -> napi::Result<()> {
+    if REFS.with(|r| r.borrow().is_some()) {
+        return Ok(());
+    }
+    let mut refs = [ptr::null_mut(); 3];
+    for (slot, v) in refs.iter_mut().zip([deserialize, empty, closed]) {
+        // SAFETY: live env and a value of the current callback scope; the reference lives as long
+        // as the env (Node reclaims it at env teardown).
+        check(
+            unsafe { sys::napi_create_reference(env, v, 1, slot) },
+            "napi_create_reference",
+        )?;
+    }
+    REFS.with(|r| {
+        *r.borrow_mut() = Some(EnvRefs {
+            deserialize: refs[0],
+            empty: refs[1],
+            closed: refs[2],
+        })
+    });
+    Ok(())
+}
+
+fn get_ref(env: sys::napi_env, pick: fn(&EnvRefs) -> sys::napi_ref) -> napi::Result<sys::napi_value> {
+    let r = REFS
+        .with(|r| r.borrow().as_ref().map(pick))
+        .ok_or_else(|| err("kyoto/sync is not initialised in this thread"))?;
+    let mut v = ptr::null_mut();
+    // SAFETY: `r` is a live reference created in `init` for this env.
+    check(
+        unsafe { sys::napi_get_reference_value(env, r, &mut v) },
+        "napi_get_reference_value",
+    )?;
+    Ok(v)
+}
+
+/// The `EMPTY` sentinel of this env.
+pub fn empty(env: sys::napi_env) -> napi::Result<sys::napi_value> {
+    get_ref(env, |r| r.empty)
+}
+
+/// The `CLOSED` sentinel of this env.
+pub fn closed(env: sys::napi_env) -> napi::Result<sys::napi_value> {
+    get_ref(env, |r| r.closed)
+}
+
+fn type_of(env: sys::napi_env, v: sys::napi_value) -> napi::Result<sys::napi_valuetype> {
+    let mut t = 0;
+    // SAFETY: live env and value.
+    check(unsafe { sys::napi_typeof(env, v, &mut t) }, "napi_typeof")?;
+    Ok(t)
+}
+
+/// Copies `len` bytes at `data` (null allowed when `len == 0`).
+fn copy_bytes(data: *const c_void, len: usize) -> Vec<u8> {
+    if len == 0 || data.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: napi reported `data` as the start of `len` readable bytes of a live backing store;
+    // nothing runs JS (which could detach or shrink it) while we copy.
+    unsafe { std::slice::from_raw_parts(data as *const u8, len) }.to_vec()
+}
+
+/// Detaches `ab` if these bytes were all of it (never a pooled Buffer's shared slab, never a
+/// SharedArrayBuffer: napi refuses those and we ignore the refusal).
+fn detach_if_sole(env: sys::napi_env, ab: sys::napi_value, offset: usize, len: usize) {
+    if ab.is_null() || offset != 0 {
+        return;
+    }
+    let mut data = ptr::null_mut();
+    let mut ab_len = 0usize;
+    // SAFETY: live env; `ab` is the ArrayBuffer napi returned for the view.
+    let st = unsafe { sys::napi_get_arraybuffer_info(env, ab, &mut data, &mut ab_len) };
+    if st == sys::Status::napi_ok && ab_len == len && len > 0 {
+        // SAFETY: live env and ArrayBuffer; detaching a non-detachable buffer only returns an error.
+        unsafe { sys::napi_detach_arraybuffer(env, ab) };
+    }
+}
+
+/// Converts a JS value (tagged by the TS layer) into a [`Msg`]. Moves byte containers.
+pub fn from_js(env: sys::napi_env, v: sys::napi_value, tag: u32) -> napi::Result<Msg> {
+    let t = type_of(env, v)?;
+    match t {
+        sys::ValueType::napi_undefined => return Ok(Msg::Undefined),
+        sys::ValueType::napi_null => return Ok(Msg::Null),
+        sys::ValueType::napi_boolean => {
+            let mut b = false;
+            // SAFETY: live env; `v` is a boolean.
+            check(unsafe { sys::napi_get_value_bool(env, v, &mut b) }, "napi_get_value_bool")?;
+            return Ok(Msg::Bool(b));
+        }
+        sys::ValueType::napi_number => {
+            let mut n = 0f64;
+            // SAFETY: live env; `v` is a number.
+            check(unsafe { sys::napi_get_value_double(env, v, &mut n) }, "napi_get_value_double")?;
+            return Ok(Msg::Num(n));
+        }
+        sys::ValueType::napi_string => {
+            let mut len = 0usize;
+            // SAFETY: live env; `v` is a string; a null buffer asks for the length.
+            check(
+                unsafe { sys::napi_get_value_string_utf8(env, v, ptr::null_mut(), 0, &mut len) },
+                "napi_get_value_string_utf8",
+            )?;
+            let mut buf = vec![0u8; len + 1];
+            let mut written = 0usize;
+            // SAFETY: `buf` has room for `len` bytes plus the terminator napi writes.
+            check(
+                unsafe {
+                    sys::napi_get_value_string_utf8(
+                        env,
+                        v,
+                        buf.as_mut_ptr().cast(),
+                        len + 1,
+                        &mut written,
+                    )
+                },
+                "napi_get_value_string_utf8",
+            )?;
+            buf.truncate(written);
+            // napi writes UTF-8 (lone surrogates become U+FFFD), so this cannot fail; be defensive.
+            let s = String::from_utf8(buf).map_err(|_| err("string is not valid UTF-8"))?;
+            return Ok(Msg::Str(s));
+        }
+        sys::ValueType::napi_object => {}
+        _ => return Err(err("kyoto/sync: this value must be structured-cloned first")),
+    }
+    let mut is = false;
+    // SAFETY: live env and value (for each of the predicates below).
+    check(unsafe { sys::napi_is_typedarray(env, v, &mut is) }, "napi_is_typedarray")?;
+    if is {
+        let mut ty = 0;
+        let mut len = 0usize;
+        let mut data = ptr::null_mut();
+        let mut ab = ptr::null_mut();
+        let mut off = 0usize;
+        // SAFETY: `v` is a typed array; all out-pointers are valid.
+        check(
+            unsafe {
+                sys::napi_get_typedarray_info(env, v, &mut ty, &mut len, &mut data, &mut ab, &mut off)
+            },
+            "napi_get_typedarray_info",
+        )?;
+        let size = elem_size(ty);
+        let bytes = len.checked_mul(size).ok_or_else(|| err("typed array too large"))?;
+        let vec = copy_bytes(data, bytes);
+        if tag == TAG_CLONED {
+            return Ok(Msg::Cloned(vec));
+        }
+        detach_if_sole(env, ab, off, bytes);
+        let kind = if tag == TAG_BUFFER {
+            BytesKind::Buffer
+        } else {
+            BytesKind::Typed(ty, size)
+        };
+        return Ok(Msg::Bytes(vec, kind));
+    }
+    // SAFETY: as above.
+    check(unsafe { sys::napi_is_dataview(env, v, &mut is) }, "napi_is_dataview")?;
+    if is {
+        let mut len = 0usize;
+        let mut data = ptr::null_mut();
+        let mut ab = ptr::null_mut();
+        let mut off = 0usize;
+        // SAFETY: `v` is a DataView; all out-pointers are valid.
+        check(
+            unsafe { sys::napi_get_dataview_info(env, v, &mut len, &mut data, &mut ab, &mut off) },
+            "napi_get_dataview_info",
+        )?;
+        let vec = copy_bytes(data, len);
+        detach_if_sole(env, ab, off, len);
+        return Ok(Msg::Bytes(vec, BytesKind::DataView));
+    }
+    // SAFETY: as above.
+    check(unsafe { sys::napi_is_arraybuffer(env, v, &mut is) }, "napi_is_arraybuffer")?;
+    if is {
+        let mut data = ptr::null_mut();
+        let mut len = 0usize;
+        // SAFETY: `v` is an ArrayBuffer.
+        check(
+            unsafe { sys::napi_get_arraybuffer_info(env, v, &mut data, &mut len) },
+            "napi_get_arraybuffer_info",
+        )?;
+        let vec = copy_bytes(data, len);
+        detach_if_sole(env, v, 0, len);
+        return Ok(Msg::Bytes(vec, BytesKind::ArrayBuffer));
+    }
+    Err(err("kyoto/sync: this value must be structured-cloned first"))
+}
+
+fn elem_size(ty: sys::napi_typedarray_type) -> usize {
+    use sys::TypedarrayType as T;
+    match ty {
+        T::int8_array | T::uint8_array | T::uint8_clamped_array => 1,
+        T::int16_array | T::uint16_array => 2,
+        T::int32_array | T::uint32_array | T::float32_array => 4,
+        _ => 8, // float64, bigint64, biguint64
+    }
+}
+
+unsafe extern "C" fn free_vec(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
+    // SAFETY: `hint` is the `Box<Vec<u8>>` leaked in `external`; V8 finalizes an external buffer
+    // exactly once.
+    drop(unsafe { Box::from_raw(hint as *mut Vec<u8>) });
+}
+
+/// Creates an external ArrayBuffer (or Buffer) over `vec`'s allocation, without copying.
+fn external(env: sys::napi_env, vec: Vec<u8>, buffer: bool) -> napi::Result<sys::napi_value> {
+    let mut out = ptr::null_mut();
+    if vec.is_empty() {
+        let mut data = ptr::null_mut();
+        // SAFETY: live env; zero-length allocations need no backing memory.
+        let st = unsafe {
+            if buffer {
+                sys::napi_create_buffer(env, 0, &mut data, &mut out)
+            } else {
+                sys::napi_create_arraybuffer(env, 0, &mut data, &mut out)
+            }
+        };
+        check(st, "napi_create_buffer")?;
+        return Ok(out);
+    }
+    let mut boxed = Box::new(vec);
+    let data = boxed.as_mut_ptr();
+    let len = boxed.len();
+    let hint = Box::into_raw(boxed);
+    // SAFETY: `data` points to `len` bytes owned by `*hint`, which stays alive (and unmoved: the
+    // Vec is never touched again) until `free_vec` reclaims it when V8 collects the buffer.
+    let st = unsafe {
+        if buffer {
+            sys::napi_create_external_buffer(env, len, data.cast(), Some(free_vec), hint.cast(), &mut out)
+        } else {
+            sys::napi_create_external_arraybuffer(
+                env,
+                data.cast(),
+                len,
+                Some(free_vec),
+                hint.cast(),
+                &mut out,
+            )
+        }
+    };
+    if st != sys::Status::napi_ok {
+        // SAFETY: creation failed, so the finalizer will never run: reclaim the box here.
+        let back = unsafe { Box::from_raw(hint) };
+        // Some embedders forbid external buffers: fall back to one copy.
+        return copy_out(env, &back, buffer);
+    }
+    Ok(out)
+}
+
+fn copy_out(env: sys::napi_env, bytes: &[u8], buffer: bool) -> napi::Result<sys::napi_value> {
+    let mut out = ptr::null_mut();
+    let mut data = ptr::null_mut();
+    // SAFETY: live env; `data` receives a fresh allocation of `bytes.len()` bytes which we fill.
+    unsafe {
+        if buffer {
+            check(
+                sys::napi_create_buffer(env, bytes.len(), &mut data, &mut out),
+                "napi_create_buffer",
+            )?;
+        } else {
+            check(
+                sys::napi_create_arraybuffer(env, bytes.len(), &mut data, &mut out),
+                "napi_create_arraybuffer",
+            )?;
+        }
+        if !bytes.is_empty() {
+            ptr::copy_nonoverlapping(bytes.as_ptr(), data as *mut u8, bytes.len());
+        }
+    }
+    Ok(out)
+}
+
+fn bytes_to_js(
+    env: sys::napi_env,
+    data: BytesSrc<'_>,
+    kind: BytesKind,
+) -> napi::Result<sys::napi_value> {
+    let len = data.len();
+    let make = |buffer: bool| match data {
+        BytesSrc::Owned(v) => external(env, v, buffer),
+        BytesSrc::Borrowed(b) => copy_out(env, b, buffer),
+    };
+    match kind {
+        BytesKind::Buffer => make(true),
+        BytesKind::ArrayBuffer => make(false),
+        BytesKind::Typed(ty, size) => {
+            let ab = make(false)?;
+            let mut out = ptr::null_mut();
+            // SAFETY: live env; `ab` holds `len` bytes, a multiple of the element size.
+            check(
+                unsafe { sys::napi_create_typedarray(env, ty, len / size.max(1), ab, 0, &mut out) },
+                "napi_create_typedarray",
+            )?;
+            Ok(out)
+        }
+        BytesKind::DataView => {
+            let ab = make(false)?;
+            let mut out = ptr::null_mut();
+            // SAFETY: live env; `ab` holds `len` bytes.
+            check(
+                unsafe { sys::napi_create_dataview(env, len, ab, 0, &mut out) },
+                "napi_create_dataview",
+            )?;
+            Ok(out)
+        }
+    }
+}
+
+enum BytesSrc<'a> {
+    Owned(Vec<u8>),
+    Borrowed(&'a [u8]),
+}
+
+impl BytesSrc<'_> {
+    fn len(&self) -> usize {
+        match self {
+            BytesSrc::Owned(v) => v.len(),
+            BytesSrc::Borrowed(b) => b.len(),
+        }
+    }
+}
+
+fn deserialize(env: sys::napi_env, buf: sys::napi_value) -> napi::Result<sys::napi_value> {
+    let f = get_ref(env, |r| r.deserialize)?;
+    let mut undefined = ptr::null_mut();
+    let mut out = ptr::null_mut();
+    // SAFETY: live env; `f` is the deserialize function stored at init; one valid argument.
+    let st = unsafe {
+        sys::napi_get_undefined(env, &mut undefined);
+        sys::napi_call_function(env, undefined, f, 1, &buf, &mut out)
+    };
+    if st == sys::Status::napi_pending_exception {
+        // Leave the exception pending: napi-rs rethrows it when the native call returns.
+        return Err(napi::Error::new(
+            napi::Status::PendingException,
+            "deserialize threw".to_owned(),
+        ));
+    }
+    check(st, "deserialize")?;
+    Ok(out)
+}
+
+fn prim_to_js(env: sys::napi_env, m: &Msg) -> napi::Result<Option<sys::napi_value>> {
+    let mut out = ptr::null_mut();
+    // SAFETY: live env in a callback scope; strings are valid UTF-8 of the given length.
+    let st = unsafe {
+        match m {
+            Msg::Undefined => sys::napi_get_undefined(env, &mut out),
+            Msg::Null => sys::napi_get_null(env, &mut out),
+            Msg::Bool(b) => sys::napi_get_boolean(env, *b, &mut out),
+            Msg::Num(n) => sys::napi_create_double(env, *n, &mut out),
+            Msg::Str(s) => sys::napi_create_string_utf8(env, s.as_ptr().cast(), s.len() as isize, &mut out),
+            _ => return Ok(None),
+        }
+    };
+    check(st, "create value")?;
+    Ok(Some(out))
+}
+
+impl Msg {
+    /// Gives the value to JS, moving any bytes (no copy).
+    pub fn into_js(self, env: sys::napi_env) -> napi::Result<sys::napi_value> {
+        if let Some(v) = prim_to_js(env, &self)? {
+            return Ok(v);
+        }
+        match self {
+            Msg::Bytes(v, kind) => bytes_to_js(env, BytesSrc::Owned(v), kind),
+            Msg::Cloned(v) => {
+                let buf = external(env, v, true)?;
+                deserialize(env, buf)
+            }
+            _ => unreachable!("primitives handled above"),
+        }
+    }
+
+    /// Gives JS a copy of the value (the stored one stays).
+    pub fn to_js(&self, env: sys::napi_env) -> napi::Result<sys::napi_value> {
+        if let Some(v) = prim_to_js(env, self)? {
+            return Ok(v);
+        }
+        match self {
+            Msg::Bytes(v, kind) => bytes_to_js(env, BytesSrc::Borrowed(v), *kind),
+            Msg::Cloned(v) => {
+                let buf = copy_out(env, v, true)?;
+                deserialize(env, buf)
+            }
+            _ => unreachable!("primitives handled above"),
+        }
+    }
+}

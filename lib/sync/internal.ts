@@ -1,0 +1,277 @@
+/**
+ * Shared machinery of `kyoto/sync`: intrusive wait lists, abort-signal plumbing and the batch
+ * semaphore (Tokio's `batch_semaphore`) that Semaphore, Mutex, RwLock and bounded mpsc are built on.
+ * @internal
+ * @module
+ */
+import { abortReason, invalidArgType, outOfRange, validateSignal } from '../errors';
+import { AcquireError, TryAcquireError } from './errors';
+
+/** A node of a {@link WaitList}. */
+export class WaitNode {
+  prev: WaitNode | null = null;
+  next: WaitNode | null = null;
+  linked = false;
+}
+
+/** An intrusive doubly-linked FIFO: O(1) push, shift, pop and removal of any node. */
+export class WaitList<N extends WaitNode> {
+  head: N | null = null;
+  tail: N | null = null;
+  size = 0;
+
+  push(n: N): void {
+    n.prev = this.tail;
+    n.next = null;
+    if (this.tail === null) this.head = n;
+    else this.tail.next = n;
+    this.tail = n;
+    n.linked = true;
+    this.size++;
+  }
+
+  shift(): N | null {
+    const n = this.head;
+    if (n !== null) this.remove(n);
+    return n;
+  }
+
+  pop(): N | null {
+    const n = this.tail;
+    if (n !== null) this.remove(n);
+    return n;
+  }
+
+  remove(n: N): void {
+    if (!n.linked) return;
+    if (n.prev === null) this.head = n.next as N | null;
+    else n.prev.next = n.next;
+    if (n.next === null) this.tail = n.prev as N | null;
+    else n.next.prev = n.prev;
+    n.prev = n.next = null;
+    n.linked = false;
+    this.size--;
+  }
+
+  /** Removes and returns every node, in order. */
+  drain(): N[] {
+    const out: N[] = [];
+    for (let n = this.shift(); n !== null; n = this.shift()) out.push(n);
+    return out;
+  }
+}
+
+/** A pending wait: its resolvers and (optionally) the abort listener to remove on settle. */
+export class Waiter<T> extends WaitNode {
+  signal: AbortSignal | undefined = undefined;
+  onAbort: (() => void) | undefined = undefined;
+  constructor(
+    public resolve: (v: T) => void,
+    public reject: (e: unknown) => void,
+  ) {
+    super();
+  }
+
+  /** Removes the abort listener (call on every settle so long-lived signals never accumulate listeners). */
+  disarm(): void {
+    if (this.onAbort !== undefined) {
+      this.signal!.removeEventListener('abort', this.onAbort);
+      this.onAbort = undefined;
+      this.signal = undefined;
+    }
+  }
+
+  arm(signal: AbortSignal, onAbort: () => void): void {
+    this.signal = signal;
+    this.onAbort = onAbort;
+    signal.addEventListener('abort', onAbort, { once: true });
+  }
+
+  settle(v: T): void {
+    this.disarm();
+    this.resolve(v);
+  }
+
+  fail(e: unknown): void {
+    this.disarm();
+    this.reject(e);
+  }
+}
+
+/** Reads `{ signal }` from an options bag (validated). */
+export function signalOf(options: unknown): AbortSignal | undefined {
+  if (options === undefined) return undefined;
+  if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
+  const signal = (options as { signal?: unknown }).signal;
+  validateSignal(signal);
+  return signal;
+}
+
+/** Options accepted by every wait. */
+export interface WaitOptions {
+  /** Aborting it cancels the wait exactly as dropping the Tokio future would. */
+  signal?: AbortSignal;
+}
+
+/**
+ * The largest permit count a semaphore can hold: `2^53 - 1` (`Number.MAX_SAFE_INTEGER`), so that
+ * every count stays an exact JS integer. (Tokio's limit is `usize::MAX >> 3`.)
+ */
+export const MAX_PERMITS = Number.MAX_SAFE_INTEGER;
+
+/** Validates a permit count `0 <= n <= MAX_PERMITS`. */
+export function validatePermits(n: unknown, name = 'n'): asserts n is number {
+  if (typeof n !== 'number') throw invalidArgType(name, 'of type number', n);
+  if (!Number.isInteger(n) || n < 0 || n > MAX_PERMITS) throw outOfRange(name, `an integer >= 0 && <= ${MAX_PERMITS}`, n);
+}
+
+export const RESOLVED: Promise<void> = Promise.resolve();
+
+/**
+ * The permit core behind Semaphore, Mutex, RwLock and bounded mpsc. A grant is a number `key`: 0
+ * in JS mode (the count alone is the state), a native holding id once the object is shared.
+ */
+export interface SemCore {
+  readonly native: boolean;
+  /** Acquires `n` permits FIFO; `make(key)` builds the resolved value at grant time. */
+  acquire<T>(n: number, signal: AbortSignal | undefined, make: (key: number) => T): Promise<T>;
+  /** Takes `n` free permits now or throws {@link TryAcquireError}; returns the grant key. */
+  tryAcquire(n: number): number;
+  /** Returns `n` permits of grant `key`. */
+  release(key: number, n: number): void;
+  /** Drops `n` permits of grant `key` without returning them. */
+  forget(key: number, n: number): void;
+  /** Splits `n` permits of grant `key` into a new grant; returns its key. */
+  split(key: number, n: number): number;
+  /** Moves every permit of grant `src` into grant `dst`. */
+  merge(dst: number, src: number): void;
+  available(): number;
+  addPermits(n: number): void;
+  forgetPermits(n: number): number;
+  close(): void;
+  isClosed(): boolean;
+}
+
+class SemWaiter extends Waiter<number> {
+  assigned = 0;
+  constructor(
+    readonly need: number,
+    resolve: (v: number) => void,
+    reject: (e: unknown) => void,
+  ) {
+    super(resolve, reject);
+  }
+}
+
+/** The same-thread batch semaphore: FIFO with partial assignment to the head waiter. */
+export class JsSem implements SemCore {
+  readonly native = false;
+  permits: number;
+  closed = false;
+  readonly queue = new WaitList<SemWaiter>();
+
+  constructor(permits: number) {
+    this.permits = permits;
+  }
+
+  acquire<T>(n: number, signal: AbortSignal | undefined, make: (key: number) => T): Promise<T> {
+    if (this.closed) return Promise.reject(new AcquireError());
+    if (n === 0 || (this.queue.size === 0 && this.permits >= n)) {
+      this.permits -= n;
+      return Promise.resolve(make(0));
+    }
+    if (signal !== undefined && signal.aborted) return Promise.reject(abortReason(signal));
+    return new Promise<T>((resolve, reject) => {
+      const w = new SemWaiter(n, (key) => resolve(make(key)), reject);
+      if (this.queue.size === 0) {
+        // The new head takes what is free now; the rest is assigned as permits come back.
+        w.assigned = this.permits;
+        this.permits = 0;
+      }
+      this.queue.push(w);
+      if (signal !== undefined) {
+        w.arm(signal, () => {
+          w.onAbort = undefined;
+          w.signal = undefined;
+          if (!w.linked) return;
+          this.queue.remove(w);
+          const back = w.assigned;
+          w.assigned = 0;
+          reject(abortReason(signal));
+          // A dropped Tokio Acquire returns what it was partly assigned.
+          this.release(0, back);
+        });
+      }
+    });
+  }
+
+  tryAcquire(n: number): number {
+    if (this.closed) throw new TryAcquireError('closed');
+    if (this.permits >= n && (n === 0 || this.queue.size === 0)) {
+      this.permits -= n;
+      return 0;
+    }
+    throw new TryAcquireError('no_permits');
+  }
+
+  release(_key: number, n: number): void {
+    if (n <= 0) return;
+    this.permits += n;
+    for (let w = this.queue.head; w !== null && this.permits > 0; w = this.queue.head) {
+      const take = Math.min(this.permits, w.need - w.assigned);
+      w.assigned += take;
+      this.permits -= take;
+      if (w.assigned < w.need) break;
+      this.queue.remove(w);
+      w.settle(0);
+    }
+  }
+
+  forget(): void {}
+
+  split(): number {
+    return 0;
+  }
+
+  merge(): void {}
+
+  available(): number {
+    return this.permits;
+  }
+
+  addPermits(n: number): void {
+    if (this.permits + n > MAX_PERMITS) throw outOfRange('n', `<= ${MAX_PERMITS - this.permits} (MAX_PERMITS - available)`, n);
+    this.release(0, n);
+  }
+
+  forgetPermits(n: number): number {
+    const removed = Math.min(n, this.permits);
+    this.permits -= removed;
+    return removed;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const w of this.queue.drain()) {
+      this.permits += w.assigned;
+      w.assigned = 0;
+      w.fail(new AcquireError());
+    }
+  }
+
+  isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Hands every waiter over to `target` (in order) when the object is shared. */
+  moveWaitersTo(target: SemCore): void {
+    for (const w of this.queue.drain()) {
+      this.permits += w.assigned;
+      w.assigned = 0;
+      const signal = w.signal;
+      w.disarm();
+      target.acquire(w.need, signal, (k) => k).then(w.resolve, w.reject);
+    }
+  }
+}
