@@ -4,7 +4,8 @@
 //! Run with `cargo bench -p kyoto-rt --bench p8_scheduler`. Environment knobs:
 //! `P8_WORKERS` (default 2), `P8_ROUNDS` (default 11, at least 5), `P8_SAMPLE_MS` (target length of
 //! one timed sample, default 100), `P8_ONLY` (comma-separated benchmark names), `P8_RUNTIMES`
-//! (`kyoto`, `tokio` or both), `P8_JSON=1` (one JSON line at the end, for `bench/run.mjs`).
+//! (`kyoto`, `tokio` or both), `P8_JSON=1` (one JSON line at the end, for `bench/run.mjs`),
+//! `P8_ITERS` (fixed iterations per sample instead of calibrating; for profilers).
 //!
 //! Method:
 //! - The benchmark bodies are written once, in [`suite!`], and instantiated for each runtime with that
@@ -222,6 +223,11 @@ fn main() {
         .unwrap_or_default();
     let which = std::env::var("P8_RUNTIMES").unwrap_or_else(|_| "kyoto,tokio".to_string());
     let json = std::env::var("P8_JSON").is_ok_and(|v| v == "1");
+    // For profilers (callgrind): a fixed iteration count instead of the time-based calibration.
+    let fixed_iters: Option<usize> = std::env::var("P8_ITERS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .map(|n: usize| n.max(1));
 
     let mut runtimes = Vec::new();
     if which.contains("kyoto") {
@@ -256,9 +262,12 @@ fn main() {
             rt.sample(bench, 1);
         }
         let probe = runtimes[runtimes.len() - 1].sample(bench, 3).as_secs_f64() / 3.0;
-        let iters = ((sample_ms / 1e3) / probe.max(1e-9))
-            .round()
-            .clamp(1.0, 100_000.0) as usize;
+        let iters = match fixed_iters {
+            Some(n) => n,
+            None => ((sample_ms / 1e3) / probe.max(1e-9))
+                .round()
+                .clamp(1.0, 100_000.0) as usize,
+        };
         for rt in &runtimes {
             rt.sample(bench, iters.div_ceil(4));
         }
