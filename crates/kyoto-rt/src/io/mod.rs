@@ -32,3 +32,8 @@ pub use ready::Ready;
 pub use util::{
     copy, copy_bidirectional, copy_bidirectional_with_sizes, AsyncReadExt, AsyncWriteExt,
 };
+
+pub use util::{
+    codec, duplex, AsyncBufReadExt, BufReader, DuplexReadHalf, DuplexStream, DuplexWriteHalf,
+    Framed, FramedParts, FramedRead, FramedWrite, Lines,
+};

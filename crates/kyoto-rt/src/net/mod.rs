@@ -20,12 +20,14 @@
 //!
 //! Read and write methods of streams come from [`AsyncReadExt`](crate::io::AsyncReadExt) and
 //! [`AsyncWriteExt`](crate::io::AsyncWriteExt).
+mod lookup_host;
 mod split;
 pub mod tcp;
 pub mod udp;
 #[cfg(unix)]
 pub mod unix;
 
+pub use lookup_host::lookup_host;
 pub use std::net::ToSocketAddrs;
 pub use tcp::{TcpListener, TcpSocket, TcpStream};
 pub use udp::{RecvBatch, RecvMeta, SendMsg, UdpSocket};

@@ -12,3 +12,16 @@ pub use write::{AsyncWriteExt, Flush, Shutdown, Write, WriteAll, WriteVectored};
 
 /// The buffer size `copy` and `copy_bidirectional` use: 8 KiB, as Tokio.
 pub const DEFAULT_BUF_SIZE: usize = 8 * 1024;
+
+mod buf_read;
+mod buf_reader;
+pub mod codec;
+mod duplex;
+mod framed;
+mod lines;
+
+pub use buf_read::{AsyncBufReadExt, ReadLine, ReadUntil};
+pub use buf_reader::BufReader;
+pub use duplex::{duplex, DuplexReadHalf, DuplexStream, DuplexWriteHalf};
+pub use framed::{Framed, FramedParts, FramedRead, FramedWrite};
+pub use lines::Lines;
