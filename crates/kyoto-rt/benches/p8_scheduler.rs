@@ -216,8 +216,19 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .collect();
     let workers = env_usize("P8_WORKERS", 2).max(1);
-    let rounds = env_usize("P8_ROUNDS", 11).max(5);
-    let sample_ms = env_usize("P8_SAMPLE_MS", 100).max(1) as f64;
+    // `cargo test --all-targets` runs this binary without `--bench`: then it is a smoke test (every
+    // benchmark once, tiny samples) rather than a minute of measurement.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let rounds = if smoke {
+        1
+    } else {
+        env_usize("P8_ROUNDS", 11).max(5)
+    };
+    let sample_ms = if smoke {
+        1.0
+    } else {
+        env_usize("P8_SAMPLE_MS", 100).max(1) as f64
+    };
     let only: Vec<String> = std::env::var("P8_ONLY")
         .map(|s| s.split(',').map(|x| x.trim().to_string()).collect())
         .unwrap_or_default();
@@ -303,6 +314,11 @@ fn main() {
             .map(|n| n.get())
             .unwrap_or(0)
     );
+    if smoke {
+        println!(
+            "SMOKE RUN (no `--bench` flag, e.g. `cargo test --all-targets`): not a measurement.\n"
+        );
+    }
     let names: Vec<&str> = runtimes.iter().map(|r| r.name()).collect();
     let mut header = "| benchmark | iters/sample |".to_string();
     let mut rule = "|---|---:|".to_string();

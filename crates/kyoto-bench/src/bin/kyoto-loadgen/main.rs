@@ -309,7 +309,7 @@ fn main() {
             let cpu = b.saturating_sub(a).as_secs_f64();
             format!(
                 ",\"server\":{{\"pid\":{pid},\"cpu_s\":{cpu:.3},\"percent\":{:.1},\"peak_rss_kib\":{}}}",
-                if wall > 0.0 { 100.0 * cpu / wall } else { 0.0 },
+                if wall > 0.01 { 100.0 * cpu / wall } else { 0.0 },
                 proc_stats::process_peak_rss_kib(pid).unwrap_or(0)
             )
         }
@@ -343,7 +343,7 @@ fn main() {
         hist.mean() / 1e3,
         user,
         sys,
-        if wall > 0.0 { 100.0 * (user + sys) / wall } else { 0.0 },
+        if wall > 0.01 { 100.0 * (user + sys) / wall } else { 0.0 },
         proc_stats::peak_rss_kib().unwrap_or(0),
         total_errors,
         errors.connect,
