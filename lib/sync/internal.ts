@@ -143,8 +143,8 @@ export interface SemCore {
   forget(key: number, n: number): void;
   /** Splits `n` permits of grant `key` into a new grant; returns its key. */
   split(key: number, n: number): number;
-  /** Moves every permit of grant `src` into grant `dst`. */
-  merge(dst: number, src: number): void;
+  /** Merges grants `a` (`na` permits) and `b` (`nb`); returns the key of the merged grant. */
+  merge(a: number, na: number, b: number, nb: number): number;
   available(): number;
   addPermits(n: number): void;
   forgetPermits(n: number): number;
@@ -182,7 +182,21 @@ export class JsSem implements SemCore {
     }
     if (signal !== undefined && signal.aborted) return Promise.reject(abortReason(signal));
     return new Promise<T>((resolve, reject) => {
-      const w = new SemWaiter(n, (key) => resolve(make(key)), reject);
+      const w = new SemWaiter(
+        n,
+        (key) => {
+          // `make` runs at grant time, inside `release`: it must never throw out of it.
+          let v: T;
+          try {
+            v = make(key);
+          } catch (e) {
+            reject(e);
+            return;
+          }
+          resolve(v);
+        },
+        reject,
+      );
       if (this.queue.size === 0) {
         // The new head takes what is free now; the rest is assigned as permits come back.
         w.assigned = this.permits;
@@ -233,7 +247,9 @@ export class JsSem implements SemCore {
     return 0;
   }
 
-  merge(): void {}
+  merge(): number {
+    return 0;
+  }
 
   available(): number {
     return this.permits;
@@ -264,14 +280,21 @@ export class JsSem implements SemCore {
     return this.closed;
   }
 
-  /** Hands every waiter over to `target` (in order) when the object is shared. */
-  moveWaitersTo(target: SemCore): void {
+  /** Free permits plus those partly assigned to waiters (what a native copy starts with). */
+  freeAndAssigned(): number {
+    let n = this.permits;
+    for (let w = this.queue.head; w !== null; w = w.next as SemWaiter | null) n += w.assigned;
+    return n;
+  }
+
+  /** Hands every waiter over (in order) to `acquire` when the object is shared. */
+  moveWaitersTo(acquire: (need: number, signal: AbortSignal | undefined) => Promise<number>): void {
     for (const w of this.queue.drain()) {
       this.permits += w.assigned;
       w.assigned = 0;
       const signal = w.signal;
       w.disarm();
-      target.acquire(w.need, signal, (k) => k).then(w.resolve, w.reject);
+      acquire(w.need, signal).then(w.resolve, w.reject);
     }
   }
 }

@@ -10,8 +10,7 @@ use std::ptr;
 
 use napi::sys;
 
-/// How the JS layer tagged a value it passes in.
-pub const TAG_PLAIN: u32 = 0;
+// How the JS layer tags a value it passes in: 0 = plain (primitives, typed arrays, ArrayBuffers).
 /// The value is a Buffer holding `v8.serialize` output.
 pub const TAG_CLONED: u32 = 1;
 /// The value is a Node `Buffer` (moved, arrives as a Buffer).
