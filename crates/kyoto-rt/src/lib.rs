@@ -10,7 +10,7 @@
 //!   `timeout`, `Instant` and a pausable test clock.
 //! - [`net`]: TCP, UDP and Unix sockets on one `mio::Poll` reactor.
 //!
-//! Every atomic, lock and cell is imported through [`loom`](crate::loom) so the concurrency-critical
+//! Every atomic, lock and cell is imported through one internal `loom` module so the concurrency-critical
 //! parts run unchanged under the `loom` model checker (`RUSTFLAGS="--cfg loom"`).
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]

@@ -15,8 +15,9 @@
 //! down, every pending and later operation fails with "the runtime has shut down".
 //!
 //! Addresses are resolved with `std::net::ToSocketAddrs`, re-exported here: IP-literal addresses
-//! (`"127.0.0.1:80"`, a `SocketAddr`) never block, but a host name is resolved synchronously on the
-//! calling thread.
+//! (`"127.0.0.1:80"`, a `SocketAddr`) never block, but a host name passed to `bind`/`connect` is
+//! resolved synchronously on the calling thread; resolve names first with [`lookup_host`], which
+//! runs the lookup on the blocking pool.
 //!
 //! Read and write methods of streams come from [`AsyncReadExt`](crate::io::AsyncReadExt) and
 //! [`AsyncWriteExt`](crate::io::AsyncWriteExt).

@@ -51,6 +51,7 @@ pub trait AsyncReadExt: AsyncRead {
             reader: self,
             buf,
             start,
+            window: MIN_READ_TO_END_WINDOW,
         }
     }
 }
@@ -117,6 +118,9 @@ impl<R: AsyncRead + Unpin + ?Sized> Future for ReadExact<'_, R> {
     }
 }
 
+const MIN_READ_TO_END_WINDOW: usize = 512;
+const MAX_READ_TO_END_WINDOW: usize = 1 << 16;
+
 /// Future of [`AsyncReadExt::read_to_end`].
 #[derive(Debug)]
 #[must_use = "futures do nothing unless polled"]
@@ -124,6 +128,9 @@ pub struct ReadToEnd<'a, R: ?Sized> {
     reader: &'a mut R,
     buf: &'a mut Vec<u8>,
     start: usize,
+    /// Bytes offered to the reader per attempt: starts small and doubles whenever a read fills it,
+    /// so a stream of small reads does not pay for zeroing a large window each time.
+    window: usize,
 }
 
 impl<R: AsyncRead + Unpin + ?Sized> Future for ReadToEnd<'_, R> {
@@ -137,9 +144,10 @@ impl<R: AsyncRead + Unpin + ?Sized> Future for ReadToEnd<'_, R> {
                 this.buf.reserve(extra);
             }
             let old_len = this.buf.len();
-            // Zero (and offer the reader) at most 64 KiB per attempt, so a reader that keeps
-            // returning `Pending` does not cost a memset of the whole spare capacity each poll.
-            let end = this.buf.capacity().min(old_len + (1 << 16));
+            // Zero (and offer the reader) at most `window` bytes (≤ 64 KiB) per attempt, so neither
+            // a reader that keeps returning `Pending` nor one that returns a few bytes at a time
+            // costs a memset of the whole spare capacity on each poll.
+            let end = this.buf.capacity().min(old_len + this.window);
             this.buf.resize(end, 0);
             let res = Pin::new(&mut *this.reader).poll_read(cx, &mut this.buf[old_len..]);
             match res {
@@ -147,7 +155,12 @@ impl<R: AsyncRead + Unpin + ?Sized> Future for ReadToEnd<'_, R> {
                     this.buf.truncate(old_len);
                     return Poll::Ready(Ok(old_len - this.start));
                 }
-                Poll::Ready(Ok(n)) => this.buf.truncate(old_len + n.min(end - old_len)),
+                Poll::Ready(Ok(n)) => {
+                    if n >= end - old_len {
+                        this.window = (this.window * 2).min(MAX_READ_TO_END_WINDOW);
+                    }
+                    this.buf.truncate(old_len + n.min(end - old_len));
+                }
                 Poll::Ready(Err(e)) => {
                     this.buf.truncate(old_len);
                     return Poll::Ready(Err(e));

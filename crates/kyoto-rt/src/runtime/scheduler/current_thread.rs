@@ -1,8 +1,8 @@
 //! The current-thread scheduler: every task runs on the thread that drives the runtime.
 //!
 //! The thread that holds the [`Core`] drives: inside `block_on`, or — for an embedder such as Node's
-//! event loop — through [`CurrentThread::drive`], which runs ready tasks, polls the driver without
-//! blocking and returns, leaving the embedder to watch [`CurrentThread::poller_fd`] and the next timer
+//! event loop — through `CurrentThread::drive`, which runs ready tasks, polls the driver without
+//! blocking and returns, leaving the embedder to watch `CurrentThread::poller_fd` and the next timer
 //! deadline. Wakes from the driving thread push to the local queue; wakes from other threads push to
 //! the remote queue and unpark the driver (a `mio::Waker`, which also makes the poller fd readable).
 //!
@@ -71,7 +71,7 @@ pub(crate) struct Context {
     defer: RefCell<Vec<Waker>>,
 }
 
-/// What one call to [`CurrentThread::drive`] left behind.
+/// What one call to [`Runtime::drive`](crate::Runtime::drive) left behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DriveOutcome {
     /// Tasks are still queued: call `drive` again soon (after letting the embedder's loop breathe).
