@@ -19,6 +19,8 @@ mod metrics;
 mod runtime;
 pub(crate) mod scheduler;
 pub(crate) mod task;
+#[cfg(all(test, loom))]
+mod tests;
 
 pub use builder::Builder;
 pub use handle::{EnterGuard, Handle, TryCurrentError};

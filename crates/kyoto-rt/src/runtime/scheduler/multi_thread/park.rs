@@ -26,15 +26,46 @@ const NOTIFIED: usize = 3;
 /// The driver and the lock that makes one worker at a time its owner.
 pub(crate) struct SharedDriver {
     driver: Mutex<Option<Driver>>,
+    #[cfg(not(loom))]
     pub(crate) handle: std::sync::Arc<driver::Handle>,
+    /// `None` only for [`SharedDriver::without_driver`] (loom models), whose parkers never park in
+    /// the driver and so never need its handle.
+    #[cfg(loom)]
+    pub(crate) handle: Option<std::sync::Arc<driver::Handle>>,
 }
 
 impl SharedDriver {
     pub(crate) fn new(driver: Driver, handle: std::sync::Arc<driver::Handle>) -> SharedDriver {
         SharedDriver {
             driver: Mutex::new(Some(driver)),
+            #[cfg(not(loom))]
             handle,
+            #[cfg(loom)]
+            handle: Some(handle),
         }
+    }
+
+    /// A shared driver slot that is empty from the start, so every park takes the condvar path: lets
+    /// the loom models explore park/unpark without an I/O driver (which loom cannot run).
+    #[cfg(loom)]
+    #[allow(dead_code)]
+    pub(crate) fn without_driver() -> SharedDriver {
+        SharedDriver {
+            driver: Mutex::new(None),
+            handle: None,
+        }
+    }
+
+    #[cfg(not(loom))]
+    fn handle(&self) -> &driver::Handle {
+        &self.handle
+    }
+
+    #[cfg(loom)]
+    fn handle(&self) -> &driver::Handle {
+        self.handle
+            .as_deref()
+            .expect("a SharedDriver without a driver is never parked in")
     }
 
     /// Takes the driver out for good (shutdown), waiting for the worker parked in it to return.
@@ -159,7 +190,7 @@ impl Inner {
             }
             Err(actual) => unreachable!("inconsistent park state {actual}"),
         }
-        driver.park(&self.shared.handle, timeout);
+        driver.park(self.shared.handle(), timeout);
         // Either we were notified (NOTIFIED) or the driver returned on its own (PARKED_DRIVER);
         // both end the park.
         match self.state.swap(EMPTY, SeqCst) {
@@ -177,7 +208,7 @@ impl Inner {
                 drop(self.mutex.lock().unwrap_or_else(|e| e.into_inner()));
                 self.condvar.notify_one();
             }
-            PARKED_DRIVER => self.shared.handle.unpark(),
+            PARKED_DRIVER => self.shared.handle().unpark(),
             actual => unreachable!("inconsistent park state {actual}"),
         }
     }

@@ -12,7 +12,12 @@
 use crate::runtime::task::Notified;
 
 /// How many tasks a worker's local queue holds before half of them overflow to the injector.
+#[cfg(not(loom))]
 pub(crate) const LOCAL_QUEUE_CAPACITY: usize = 256;
+/// Under loom the local queue holds 4 tasks, so that a model overflows it with a handful of tasks
+/// (every task is several scheduling points; 257 would make the model intractable).
+#[cfg(loom)]
+pub(crate) const LOCAL_QUEUE_CAPACITY: usize = 4;
 
 #[cfg(not(loom))]
 mod imp {
