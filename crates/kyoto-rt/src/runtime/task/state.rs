@@ -100,16 +100,19 @@ impl State {
     }
 
     /// A wake. Submits the task only when it was idle.
+    ///
+    /// Always a read-modify-write, even when the task already looks notified: a plain load may read
+    /// a stale `NOTIFIED` while the poll it stands for already runs without this waker's writes (the
+    /// store-buffering pattern; found by the `loom_state`/`loom_task` models). The RMW either
+    /// precedes that poll's `RUNNING` CAS, which then synchronizes with it, or follows it and sets
+    /// `NOTIFIED` on the running task, which is requeued. `NOTIFIED` on a `COMPLETE` task is inert.
     pub(crate) fn transition_to_notified(&self) -> Submit {
-        self.update(|cur| {
-            if cur & (COMPLETE | NOTIFIED) != 0 {
-                (None, Submit::No)
-            } else if cur & RUNNING != 0 {
-                (Some(cur | NOTIFIED), Submit::No)
-            } else {
-                (Some(cur | NOTIFIED), Submit::Yes)
-            }
-        })
+        let prev = self.0.fetch_or(NOTIFIED, AcqRel);
+        if prev & (COMPLETE | NOTIFIED | RUNNING) == 0 {
+            Submit::Yes
+        } else {
+            Submit::No
+        }
     }
 
     /// `abort()`. Submits the task when it was idle, so that a worker drops its future promptly.

@@ -21,7 +21,6 @@ fn run(state: &State, flags: &[AtomicBool; 2]) -> [bool; 2] {
 }
 
 #[test]
-#[ignore = "reproduces a lost wake-up in State::transition_to_notified (see the test's comment)"]
 fn loom_state_a_wake_is_followed_by_a_poll_that_sees_the_wakers_writes() {
     check(4, || {
         // The contract of `Waker::wake`: a poll follows, and it sees what the waker wrote before

@@ -268,7 +268,6 @@ fn loom_task_a_wake_during_a_poll_requeues_the_task_instead_of_scheduling_it() {
 /// The lost wake-up of `loom_state_a_wake_is_followed_by_a_poll_that_sees_the_wakers_writes`,
 /// through the real task cell and scheduler.
 #[test]
-#[ignore = "reproduces a lost wake-up in State::transition_to_notified (see loom_state.rs)"]
 fn loom_task_a_wake_during_a_poll_is_never_lost() {
     wake_during_a_poll(true);
 }

@@ -15,8 +15,9 @@
 //! - [`loom_state`]: the state word alone, with the waker's data in loom atomics.
 //! - [`loom_idle`]: the searching/parked bookkeeping of `Idle` racing a remote notification.
 //!
-//! Two models are `#[ignore]`d because they fail: they reproduce a lost wake-up in
-//! `State::transition_to_notified` (see `loom_state.rs`). Run them with `-- --ignored`.
+//! `loom_state` and `loom_task_a_wake_during_a_poll_is_never_lost` found a lost wake-up in
+//! `State::transition_to_notified` (a plain load of a stale `NOTIFIED`); they now guard its fix
+//! (every wake is a read-modify-write).
 //!
 //! `park.rs`, `idle.rs` and `state.rs` are private modules; the models compile the very same source
 //! files a second time, here, through `#[path]` (`queue` and the rest of `task` are reachable
