@@ -8,4 +8,5 @@
 export * from './lib/runtime';
 export * from './lib/time';
 export * from './lib/task';
+export * from './lib/sync';
 export { AbortError, type CodedError } from './lib/errors';

@@ -35,6 +35,109 @@ export declare class NativeRuntime {
   shutdown(id: number, timeoutMs: number): void
 }
 
+/** The shared state of a Barrier. */
+export declare class SyncBarrier {
+  /** Arrives; op `id` completes with 1 for the leader, 0 for the others. */
+  wait(id: number): void
+  n(): number
+  share(): Array<number>
+}
+
+/** The shared state of an mpsc channel (either end). */
+export declare class SyncChan {
+  /** Sends now if capacity is free: 0 sent, 1 full, 2 closed. */
+  trySend(value: unknown, tag: number): number
+  /** Appends a message without taking capacity (the buffered messages moved in by `share`). */
+  pushInit(value: unknown, tag: number): void
+  /** Reserves `n` slots now: the holding key, -1 (full) or -2 (closed). */
+  tryReserve(n: number): number
+  /** Queues op `id` for `n` slots; it completes with the holding key or rejects when closed. */
+  reserveWait(id: number, n: number): void
+  /**
+   * Sends through one reserved slot of holding `key` (0: reserved before sharing). Never fails
+   * (after the receiver is gone the value is dropped).
+   */
+  permitSend(key: number, value: unknown, tag: number): void
+  /** Returns `n` reserved slots of holding `key` unused. */
+  permitRelease(key: number, n: number): void
+  /** The next message, or the `EMPTY` / `CLOSED` sentinel. */
+  tryRecv(): unknown
+  /** Up to `limit` messages as an array (empty when none is buffered), or `CLOSED`. */
+  recvMany(limit: number): unknown
+  /** Queues op `id` to complete when the receiver has something to look at. */
+  recvWait(id: number): void
+  /** Queues op `id` to complete when the receiver closes (`Sender.closed()`). */
+  closedWait(id: number): void
+  /** `Receiver.close()`. */
+  closeRx(): void
+  /** A new sender clone held by this env; returns its holding key. */
+  addSender(): number
+  /** Drops sender `key` (0: a sender from before sharing). */
+  dropSender(key: number): void
+  /** Drops the receiver `key` for good (0: the receiver from before sharing). */
+  dropReceiver(key: number): void
+  /** Whether the receiver closed (what senders see). */
+  rxClosed(): boolean
+  /** Whether no more messages can arrive (what the receiver sees). */
+  isClosed(): boolean
+  len(): number
+  /** Free capacity (bounded). */
+  capacity(): number
+  /** The channel's capacity (0 = unbounded). */
+  maxCapacity(): number
+  /** The holding key this wrapper was revived with (0 if created by `share`). */
+  endKey(): number
+  /** A handle carrying one new sender clone (revivable once). */
+  shareSender(): Array<number>
+  /** A handle the receiver (holding `key`, 0 if untracked) moves into (revivable once). */
+  shareReceiver(key: number): Array<number>
+}
+
+/** The shared state of a Notify. */
+export declare class SyncNotify {
+  /** Consumes the stored permit if there is one. */
+  tryTake(): boolean
+  /** Queues op `id` until notified. */
+  wait(id: number): void
+  notifyOne(): void
+  notifyLast(): void
+  notifyWaiters(): void
+  hasPermit(): boolean
+  share(): Array<number>
+}
+
+/** The shared state of a Semaphore, Mutex or RwLock. */
+export declare class SyncSem {
+  /** Takes `n` free permits now: returns the holding key, -1 (no permits) or -2 (closed). */
+  tryAcquire(n: number): number
+  /** Queues op `id` for `n` permits; it completes with the holding key (or rejects closed). */
+  acquireWait(id: number, n: number): void
+  /** Returns `n` permits of holding `key` (0: permits taken before the object was shared). */
+  release(key: number, n: number): void
+  /** Drops `n` permits of holding `key` without returning them. */
+  forget(key: number, n: number): void
+  /** Moves `n` permits of holding `key` into a new holding; returns its key (0 if untracked). */
+  split(key: number, n: number): number
+  /** Merges holdings `a` (`na` permits) and `b` (`nb`) into one; returns its key. */
+  merge(a: number, na: number, b: number, nb: number): number
+  /** Free permits. */
+  available(): number
+  /** Adds `n` permits; false if that would pass the maximum. */
+  addPermits(n: number): boolean
+  /** Removes up to `n` free permits; returns how many. */
+  forgetPermits(n: number): number
+  close(): void
+  isClosed(): boolean
+  /** The permit count the object was created with as its maximum (RwLock's `maxReaders`). */
+  max(): number
+  /** A copy of the stored value (Mutex/RwLock). */
+  getValue(): unknown
+  /** Stores a value (tag: 0 plain, 1 `v8.serialize` output, 2 Buffer). */
+  setValue(value: unknown, tag: number): void
+  /** A handle (`[index, generation, secretHi, secretLo]`) reviving this object as `kind`. */
+  share(kind: number): Array<number>
+}
+
 /** Moves the paused clock forward by `ms`; returns false if the clock is not paused. */
 export declare function advance(ms: number): boolean
 
@@ -116,6 +219,39 @@ export interface RuntimeOptions {
   /** Cap of the blocking pool. */
   maxBlockingThreads?: number
 }
+
+/** Creates a shared barrier of `n` parties, `arrived` of which are already waiting. */
+export declare function syncBarrierCreate(n: number, arrived: number): SyncBarrier
+
+/**
+ * Creates a shared channel: capacity `cap` (0 = unbounded) of which `free` are free,
+ * `txCount` live senders, closed by the receiver or not.
+ */
+export declare function syncChanCreate(cap: number, free: number, txCount: number, rxClosed: boolean): SyncChan
+
+/**
+ * Installs this env's `deserialize(buffer)` callback and the `EMPTY`/`CLOSED` sentinels that
+ * non-blocking receives return.
+ */
+export declare function syncInit(deserialize: (buf: Buffer) => unknown, empty: object, closed: object): void
+
+/** Creates a shared Notify (with its stored permit, if any). */
+export declare function syncNotifyCreate(permit: boolean): SyncNotify
+
+/** Revives a Barrier handle; null if it is not a live handle. */
+export declare function syncReviveBarrier(index: number, gen: number, hi: number, lo: number): SyncBarrier | null
+
+/** Revives a channel end: 4/6 sender (bounded/unbounded), 5/7 receiver. Null if not a live handle. */
+export declare function syncReviveChan(kind: number, index: number, gen: number, hi: number, lo: number): SyncChan | null
+
+/** Revives a Notify handle; null if it is not a live handle. */
+export declare function syncReviveNotify(index: number, gen: number, hi: number, lo: number): SyncNotify | null
+
+/** Revives a Semaphore (1), Mutex (2) or RwLock (3) handle; null if it is not a live handle. */
+export declare function syncReviveSem(kind: number, index: number, gen: number, hi: number, lo: number): SyncSem | null
+
+/** Creates the shared state of a semaphore with `permits` free permits and at most `max`. */
+export declare function syncSemCreate(permits: number, max: number, closed: boolean): SyncSem
 
 /**
  * Test hook: a plain native thread (not a runtime thread) completes `ids` in order, each resolved

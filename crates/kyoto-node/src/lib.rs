@@ -9,6 +9,7 @@
 mod bridge;
 mod interim;
 mod runtime;
+mod sync;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;

@@ -76,14 +76,18 @@ impl Sem {
     /// Serves the queue from the free permits (head first, partially).
     fn assign(self: &Arc<Self>, st: &mut State, done: &mut Done) {
         while st.permits > 0 {
-            let Some(w) = st.waiters.front_mut() else { break };
+            let Some(w) = st.waiters.front_mut() else {
+                break;
+            };
             let take = st.permits.min(w.need - w.assigned);
             w.assigned += take;
             st.permits -= take;
             if w.assigned < w.need {
                 break;
             }
-            let Some(w) = st.waiters.pop_front() else { break };
+            let Some(w) = st.waiters.pop_front() else {
+                break;
+            };
             match w.hold.insert(w.key, Held::Permits(self.clone(), w.need)) {
                 Ok(()) => done.push((w.op, Value::Number(w.key as f64))),
                 // The waiting env is gone: its wait is void, the permits go to the next waiter.

@@ -90,7 +90,10 @@ pub fn init(
     Ok(())
 }
 
-fn get_ref(env: sys::napi_env, pick: fn(&EnvRefs) -> sys::napi_ref) -> napi::Result<sys::napi_value> {
+fn get_ref(
+    env: sys::napi_env,
+    pick: fn(&EnvRefs) -> sys::napi_ref,
+) -> napi::Result<sys::napi_value> {
     let r = REFS
         .with(|r| r.borrow().as_ref().map(pick))
         .ok_or_else(|| err("kyoto/sync is not initialised in this thread"))?;
@@ -155,13 +158,19 @@ pub fn from_js(env: sys::napi_env, v: sys::napi_value, tag: u32) -> napi::Result
         sys::ValueType::napi_boolean => {
             let mut b = false;
             // SAFETY: live env; `v` is a boolean.
-            check(unsafe { sys::napi_get_value_bool(env, v, &mut b) }, "napi_get_value_bool")?;
+            check(
+                unsafe { sys::napi_get_value_bool(env, v, &mut b) },
+                "napi_get_value_bool",
+            )?;
             return Ok(Msg::Bool(b));
         }
         sys::ValueType::napi_number => {
             let mut n = 0f64;
             // SAFETY: live env; `v` is a number.
-            check(unsafe { sys::napi_get_value_double(env, v, &mut n) }, "napi_get_value_double")?;
+            check(
+                unsafe { sys::napi_get_value_double(env, v, &mut n) },
+                "napi_get_value_double",
+            )?;
             return Ok(Msg::Num(n));
         }
         sys::ValueType::napi_string => {
@@ -192,11 +201,18 @@ pub fn from_js(env: sys::napi_env, v: sys::napi_value, tag: u32) -> napi::Result
             return Ok(Msg::Str(s));
         }
         sys::ValueType::napi_object => {}
-        _ => return Err(err("kyoto/sync: this value must be structured-cloned first")),
+        _ => {
+            return Err(err(
+                "kyoto/sync: this value must be structured-cloned first",
+            ))
+        }
     }
     let mut is = false;
     // SAFETY: live env and value (for each of the predicates below).
-    check(unsafe { sys::napi_is_typedarray(env, v, &mut is) }, "napi_is_typedarray")?;
+    check(
+        unsafe { sys::napi_is_typedarray(env, v, &mut is) },
+        "napi_is_typedarray",
+    )?;
     if is {
         let mut ty = 0;
         let mut len = 0usize;
@@ -206,12 +222,16 @@ pub fn from_js(env: sys::napi_env, v: sys::napi_value, tag: u32) -> napi::Result
         // SAFETY: `v` is a typed array; all out-pointers are valid.
         check(
             unsafe {
-                sys::napi_get_typedarray_info(env, v, &mut ty, &mut len, &mut data, &mut ab, &mut off)
+                sys::napi_get_typedarray_info(
+                    env, v, &mut ty, &mut len, &mut data, &mut ab, &mut off,
+                )
             },
             "napi_get_typedarray_info",
         )?;
         let size = elem_size(ty);
-        let bytes = len.checked_mul(size).ok_or_else(|| err("typed array too large"))?;
+        let bytes = len
+            .checked_mul(size)
+            .ok_or_else(|| err("typed array too large"))?;
         let vec = copy_bytes(data, bytes);
         if tag == TAG_CLONED {
             return Ok(Msg::Cloned(vec));
@@ -225,7 +245,10 @@ pub fn from_js(env: sys::napi_env, v: sys::napi_value, tag: u32) -> napi::Result
         return Ok(Msg::Bytes(vec, kind));
     }
     // SAFETY: as above.
-    check(unsafe { sys::napi_is_dataview(env, v, &mut is) }, "napi_is_dataview")?;
+    check(
+        unsafe { sys::napi_is_dataview(env, v, &mut is) },
+        "napi_is_dataview",
+    )?;
     if is {
         let mut len = 0usize;
         let mut data = ptr::null_mut();
@@ -241,7 +264,10 @@ pub fn from_js(env: sys::napi_env, v: sys::napi_value, tag: u32) -> napi::Result
         return Ok(Msg::Bytes(vec, BytesKind::DataView));
     }
     // SAFETY: as above.
-    check(unsafe { sys::napi_is_arraybuffer(env, v, &mut is) }, "napi_is_arraybuffer")?;
+    check(
+        unsafe { sys::napi_is_arraybuffer(env, v, &mut is) },
+        "napi_is_arraybuffer",
+    )?;
     if is {
         let mut data = ptr::null_mut();
         let mut len = 0usize;
@@ -254,7 +280,9 @@ pub fn from_js(env: sys::napi_env, v: sys::napi_value, tag: u32) -> napi::Result
         detach_if_sole(env, v, 0, len);
         return Ok(Msg::Bytes(vec, BytesKind::ArrayBuffer));
     }
-    Err(err("kyoto/sync: this value must be structured-cloned first"))
+    Err(err(
+        "kyoto/sync: this value must be structured-cloned first",
+    ))
 }
 
 fn elem_size(ty: sys::napi_typedarray_type) -> usize {
@@ -297,7 +325,14 @@ fn external(env: sys::napi_env, vec: Vec<u8>, buffer: bool) -> napi::Result<sys:
     // Vec is never touched again) until `free_vec` reclaims it when V8 collects the buffer.
     let st = unsafe {
         if buffer {
-            sys::napi_create_external_buffer(env, len, data.cast(), Some(free_vec), hint.cast(), &mut out)
+            sys::napi_create_external_buffer(
+                env,
+                len,
+                data.cast(),
+                Some(free_vec),
+                hint.cast(),
+                &mut out,
+            )
         } else {
             sys::napi_create_external_arraybuffer(
                 env,
@@ -420,7 +455,9 @@ fn prim_to_js(env: sys::napi_env, m: &Msg) -> napi::Result<Option<sys::napi_valu
             Msg::Null => sys::napi_get_null(env, &mut out),
             Msg::Bool(b) => sys::napi_get_boolean(env, *b, &mut out),
             Msg::Num(n) => sys::napi_create_double(env, *n, &mut out),
-            Msg::Str(s) => sys::napi_create_string_utf8(env, s.as_ptr().cast(), s.len() as isize, &mut out),
+            Msg::Str(s) => {
+                sys::napi_create_string_utf8(env, s.as_ptr().cast(), s.len() as isize, &mut out)
+            }
             _ => return Ok(None),
         }
     };

@@ -1,0 +1,574 @@
+import test from 'ava';
+import { setImmediate as tick } from 'node:timers/promises';
+import { getEventListeners, setMaxListeners } from 'node:events';
+import {
+  mpsc,
+  oneshot,
+  broadcast,
+  watch,
+  Mutex,
+  RwLock,
+  Semaphore,
+  Notify,
+  Barrier,
+  OnceCell,
+  SendError,
+  RecvError,
+  TryRecvError,
+  TrySendError,
+  AcquireError,
+  TryAcquireError,
+  TryLockError,
+  SetError,
+} from 'kyoto/sync';
+import { isSettled } from './helpers';
+
+// ---------------------------------------------------------------------------------------------
+// mpsc
+
+test('mpsc channel(1): a second reserve waits, recv wakes it, and a racing trySend then fails full', async (t) => {
+  const [tx, rx] = mpsc.channel<number>(1);
+  const p1 = await tx.reserve();
+  p1.send(1);
+  const second = tx.reserve();
+  t.false(await isSettled(second));
+  t.is(await rx.recv(), 1);
+  // The freed slot went to the oldest waiting reserve, not to trySend.
+  const err = t.throws(() => tx.trySend(2), { instanceOf: TrySendError });
+  t.is(err!.kind, 'full');
+  t.is(err!.code, 'ERR_CHANNEL_FULL');
+  const p2 = await second;
+  p2.send(3);
+  t.is(await rx.recv(), 3);
+});
+
+test('mpsc capacity falls on reserve and on send and returns only on receive', async (t) => {
+  const [tx, rx] = mpsc.channel<number>(4);
+  t.is(tx.capacity(), 4);
+  const p = await tx.reserve();
+  t.is(tx.capacity(), 3);
+  await tx.send(1);
+  t.is(tx.capacity(), 2);
+  p.send(2);
+  t.is(tx.capacity(), 2);
+  t.is(tx.maxCapacity(), 4);
+  t.is(rx.len, 2);
+  await rx.recv();
+  t.is(tx.capacity(), 3);
+});
+
+test('mpsc waiting senders are served in FIFO order', async (t) => {
+  const [tx, rx] = mpsc.channel<string>(1);
+  await tx.send('a');
+  const order: string[] = [];
+  const b = tx.send('b').then(() => order.push('b'));
+  const c = tx.send('c').then(() => order.push('c'));
+  t.is(await rx.recv(), 'a');
+  t.is(await rx.recv(), 'b');
+  t.is(await rx.recv(), 'c');
+  await Promise.all([b, c]);
+  t.deepEqual(order, ['b', 'c']);
+});
+
+test('mpsc after close() outstanding permits still send and recv() is undefined only when none remain', async (t) => {
+  const [tx, rx] = mpsc.channel<number>(4);
+  await tx.send(1);
+  const permit = await tx.reserve();
+  rx.close();
+  await t.throwsAsync(tx.send(2), { instanceOf: SendError, code: 'ERR_CHANNEL_CLOSED' });
+  t.true(tx.isClosed());
+  t.is(await rx.recv(), 1);
+  // A permit is outstanding: not the end yet.
+  t.is(t.throws(() => rx.tryRecv(), { instanceOf: TryRecvError })!.kind, 'empty');
+  const next = rx.recv();
+  t.false(await isSettled(next));
+  permit.send(5);
+  t.is(await next, 5);
+  t.is(await rx.recv(), undefined);
+  t.is(t.throws(() => rx.tryRecv(), { instanceOf: TryRecvError })!.kind, 'disconnected');
+});
+
+test('mpsc a released permit after close ends the stream', async (t) => {
+  const [tx, rx] = mpsc.channel<number>(2);
+  const permit = await tx.reserve();
+  rx.close();
+  const end = rx.recv();
+  t.false(await isSettled(end));
+  permit.release();
+  t.is(await end, undefined);
+});
+
+test('mpsc the channel closes for the receiver when every sender clone is closed', async (t) => {
+  const [tx, rx] = mpsc.unboundedChannel<number>();
+  const tx2 = tx.clone();
+  tx.send(1);
+  tx.close();
+  tx2.send(2);
+  const got: number[] = [];
+  const done = (async () => {
+    for await (const v of rx) got.push(v);
+  })();
+  await tick();
+  t.false(await isSettled(done));
+  tx2.close();
+  await done;
+  t.deepEqual(got, [1, 2]);
+  t.true(rx.isClosed());
+});
+
+test('mpsc an aborted send drops its value and loses its place', async (t) => {
+  const [tx, rx] = mpsc.channel<string>(1);
+  await tx.send('a');
+  const ac = new AbortController();
+  const dropped = tx.send('dropped', { signal: ac.signal });
+  const kept = tx.send('kept');
+  ac.abort();
+  await t.throwsAsync(dropped, { name: 'AbortError', code: 'ABORT_ERR' });
+  t.is(await rx.recv(), 'a');
+  await kept;
+  t.is(await rx.recv(), 'kept');
+  t.is(rx.len, 0);
+});
+
+test('mpsc recvMany returns what is buffered up to the limit and waits for at least one', async (t) => {
+  const [tx, rx] = mpsc.channel<number>(8);
+  for (let i = 0; i < 5; i++) await tx.send(i);
+  t.deepEqual(await rx.recvMany(3), [0, 1, 2]);
+  t.deepEqual(await rx.recvMany(10), [3, 4]);
+  t.deepEqual(await rx.recvMany(0), []);
+  const p = rx.recvMany(4);
+  t.false(await isSettled(p));
+  await tx.send(9);
+  t.deepEqual(await p, [9]);
+  tx.close();
+  t.deepEqual(await rx.recvMany(4), []);
+});
+
+test('mpsc reserveMany beyond the capacity fails at once; 0 succeeds even when full', async (t) => {
+  const [tx] = mpsc.channel<number>(2);
+  await t.throwsAsync(tx.reserveMany(3), { instanceOf: SendError });
+  await tx.send(1);
+  await tx.send(2);
+  const p = await tx.reserveMany(0);
+  t.is(p.remaining, 0);
+  t.is(t.throws(() => tx.tryReserveMany(3), { instanceOf: TrySendError })!.kind, 'full');
+});
+
+test('mpsc channel(0) and bad capacities throw RangeError', (t) => {
+  t.throws(() => mpsc.channel(0), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => mpsc.channel(1.5), { instanceOf: RangeError });
+  t.throws(() => mpsc.channel('2' as unknown as number), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
+});
+
+test('mpsc an aborted recv loses no message', async (t) => {
+  const [tx, rx] = mpsc.unboundedChannel<number>();
+  const ac = new AbortController();
+  const p = rx.recv({ signal: ac.signal });
+  ac.abort();
+  await t.throwsAsync(p, { code: 'ABORT_ERR' });
+  tx.send(7);
+  t.is(await rx.recv(), 7);
+});
+
+test('mpsc unbounded send is synchronous and throws SendError after the receiver closed', (t) => {
+  const [tx, rx] = mpsc.unboundedChannel<number>();
+  tx.send(1);
+  rx.close();
+  t.throws(() => tx.send(2), { instanceOf: SendError, code: 'ERR_CHANNEL_CLOSED' });
+  t.is(rx.tryRecv(), 1);
+});
+
+// ---------------------------------------------------------------------------------------------
+// oneshot
+
+test('oneshot delivers one value; a closed sender rejects the receiver with RecvError', async (t) => {
+  const [tx, rx] = oneshot.channel<number>();
+  t.is(t.throws(() => rx.tryRecv(), { instanceOf: TryRecvError })!.kind, 'empty');
+  t.true(tx.send(42));
+  t.is(await rx, 42);
+  const [tx2, rx2] = oneshot.channel<number>();
+  tx2.close();
+  await t.throwsAsync(Promise.resolve(rx2), { instanceOf: RecvError, code: 'ERR_CHANNEL_CLOSED' });
+});
+
+test('oneshot after rx.close() a value sent before is still received and later sends fail', async (t) => {
+  const [tx, rx] = oneshot.channel<number>();
+  tx.send(1);
+  rx.close();
+  t.is(rx.tryRecv(), 1);
+  t.is(t.throws(() => rx.tryRecv(), { instanceOf: TryRecvError })!.kind, 'closed');
+  const [tx2, rx2] = oneshot.channel<number>();
+  const closed = tx2.closed();
+  rx2.close();
+  await closed;
+  t.true(tx2.isClosed());
+  t.false(tx2.send(2));
+});
+
+// ---------------------------------------------------------------------------------------------
+// broadcast
+
+test('broadcast capacity 4: send 1–4, receive 1, send 5–8 → lagged with 3 skipped, then 5, 6, 7, 8', async (t) => {
+  const [tx, rx] = broadcast.channel<number>(4);
+  for (let i = 1; i <= 4; i++) tx.send(i);
+  t.is(await rx.recv(), 1);
+  for (let i = 5; i <= 8; i++) tx.send(i);
+  const err = await t.throwsAsync(rx.recv(), { instanceOf: RecvError });
+  t.is(err!.kind, 'lagged');
+  t.is(err!.code, 'ERR_LAGGED');
+  t.is(err!.skipped, 3);
+  for (let i = 5; i <= 8; i++) t.is(await rx.recv(), i);
+});
+
+test('broadcast capacity rounds up to a power of two', (t) => {
+  const [tx, rx] = broadcast.channel<number>(3);
+  for (let i = 0; i < 4; i++) tx.send(i);
+  t.is(rx.tryRecv(), 0); // 4 retained, no lag
+  tx.send(4);
+  tx.send(5);
+  const e = t.throws(() => rx.tryRecv(), { instanceOf: TryRecvError });
+  t.is(e!.kind, 'lagged');
+  t.is(e!.skipped, 1);
+  t.is(rx.tryRecv(), 2);
+});
+
+test('broadcast send with no receivers throws; closing never overwrites and receivers drain first', async (t) => {
+  const [tx, rx] = broadcast.channel<number>(2);
+  const rx2 = tx.subscribe();
+  t.is(tx.send(1), 2);
+  t.is(tx.receiverCount(), 2);
+  tx.send(2);
+  tx.close();
+  t.is(await rx.recv(), 1);
+  t.is(await rx.recv(), 2);
+  t.is(await rx.recv(), undefined);
+  t.is(rx2.tryRecv(), 1);
+  t.is(rx2.tryRecv(), 2);
+  t.is(t.throws(() => rx2.tryRecv(), { instanceOf: TryRecvError })!.kind, 'closed');
+  const [tx3, rx3] = broadcast.channel<number>(2);
+  rx3.close();
+  t.throws(() => tx3.send(1), { instanceOf: SendError });
+});
+
+test('broadcast resubscribe starts at the tail', async (t) => {
+  const [tx, rx] = broadcast.channel<number>(4);
+  tx.send(1);
+  const late = rx.resubscribe();
+  tx.send(2);
+  t.is(await late.recv(), 2);
+  t.is(await rx.recv(), 1);
+});
+
+// ---------------------------------------------------------------------------------------------
+// watch
+
+test('watch: the initial value counts as seen; changed() resolves after a send and marks it seen', async (t) => {
+  const [tx, rx] = watch.channel('a');
+  t.false(rx.hasChanged());
+  const ch = rx.changed();
+  t.false(await isSettled(ch));
+  tx.send('b');
+  await ch;
+  t.is(rx.borrow(), 'b');
+  t.false(rx.hasChanged());
+  tx.send('c');
+  tx.send('d'); // coalesced
+  t.true(rx.hasChanged());
+  t.is(rx.borrowAndUpdate(), 'd');
+});
+
+test('watch changed() fails only when closed and seen; hasChanged() fails whenever closed', async (t) => {
+  const [tx, rx] = watch.channel(0);
+  tx.send(1);
+  tx.close();
+  t.throws(() => rx.hasChanged(), { instanceOf: RecvError });
+  await rx.changed(); // unseen value: ok even though closed
+  await t.throwsAsync(rx.changed(), { instanceOf: RecvError, code: 'ERR_CHANNEL_CLOSED' });
+});
+
+test('watch send fails with no receivers but sendReplace and sendModify store', (t) => {
+  const [tx, rx] = watch.channel({ n: 0 });
+  rx.close();
+  t.throws(() => tx.send({ n: 1 }), { instanceOf: SendError });
+  t.is(tx.borrow().n, 0);
+  t.deepEqual(tx.sendReplace({ n: 2 }), { n: 0 });
+  tx.sendModify((v) => {
+    v.n++;
+  });
+  t.is(tx.borrow().n, 3);
+  const rx2 = tx.subscribe();
+  t.false(rx2.hasChanged());
+  t.false(tx.sendIfModified(() => false));
+  t.false(rx2.hasChanged());
+  t.true(tx.sendIfModified((v) => ((v.n = 9), true)));
+  t.true(rx2.hasChanged());
+});
+
+test('watch waitFor checks the current value first', async (t) => {
+  const [tx, rx] = watch.channel(5);
+  t.is(await rx.waitFor((v) => v > 3), 5);
+  const p = rx.waitFor((v) => v > 10);
+  tx.send(7);
+  t.false(await isSettled(p));
+  tx.send(11);
+  t.is(await p, 11);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Semaphore
+
+test('Semaphore(5): acquire 1, acquire(5) waits with availablePermits() 0, acquire(3) waits, release 1 → acquire(5) completes and acquire(3) does not', async (t) => {
+  const sem = new Semaphore(5);
+  const one = await sem.acquire(1);
+  const five = sem.acquire(5);
+  t.false(await isSettled(five));
+  t.is(sem.availablePermits(), 0);
+  const three = sem.acquire(3);
+  one.release();
+  t.true(await isSettled(five));
+  t.false(await isSettled(three));
+  (await five).release();
+  t.is((await three).permits, 3);
+});
+
+test('Semaphore(10): tryAcquire(4), acquire(8) waits, abort it → 6 available', async (t) => {
+  const sem = new Semaphore(10);
+  const four = sem.tryAcquire(4);
+  const ac = new AbortController();
+  const eight = sem.acquire(8, { signal: ac.signal });
+  t.is(sem.availablePermits(), 0);
+  ac.abort();
+  await t.throwsAsync(eight, { code: 'ABORT_ERR' });
+  t.is(sem.availablePermits(), 6);
+  four.release();
+  t.is(sem.availablePermits(), 10);
+});
+
+test('Semaphore tryAcquire kinds, close, addPermits after close, forget/split/merge', async (t) => {
+  const sem = new Semaphore(2);
+  const e = t.throws(() => sem.tryAcquire(3), { instanceOf: TryAcquireError });
+  t.is(e!.kind, 'no_permits');
+  t.is(e!.code, 'ERR_NO_PERMITS');
+  const p = sem.tryAcquire(2);
+  const half = p.split(1)!;
+  t.is(p.permits, 1);
+  t.is(p.split(5), undefined);
+  p.merge(half);
+  t.is(p.permits, 2);
+  t.is(half.permits, 0);
+  const waiting = sem.acquire(1);
+  sem.close();
+  await t.throwsAsync(waiting, { instanceOf: AcquireError, code: 'ERR_SEMAPHORE_CLOSED' });
+  t.is(t.throws(() => sem.tryAcquire(1), { instanceOf: TryAcquireError })!.kind, 'closed');
+  sem.addPermits(3);
+  t.is(sem.availablePermits(), 3);
+  p.forget();
+  t.is(sem.availablePermits(), 3);
+  t.is(sem.forgetPermits(5), 3);
+});
+
+test('Semaphore.MAX_PERMITS is a safe integer and is enforced', (t) => {
+  t.is(Semaphore.MAX_PERMITS, Number.MAX_SAFE_INTEGER);
+  t.notThrows(() => new Semaphore(Semaphore.MAX_PERMITS));
+  t.throws(() => new Semaphore(Semaphore.MAX_PERMITS + 1), { instanceOf: RangeError });
+  const s = new Semaphore(Semaphore.MAX_PERMITS);
+  t.throws(() => s.addPermits(1), { instanceOf: RangeError });
+  t.throws(() => new Semaphore(-1), { instanceOf: RangeError });
+});
+
+test('permits and guards release with using', async (t) => {
+  const sem = new Semaphore(1);
+  {
+    using _p = await sem.acquire();
+    t.is(sem.availablePermits(), 0);
+  }
+  t.is(sem.availablePermits(), 1);
+  const m = new Mutex(1);
+  {
+    using g = await m.lock();
+    g.value = 2;
+  }
+  t.is(m.tryLock().value, 2);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Notify
+
+test('Notify: notifyOne before any waiter lets exactly one later notified() through', async (t) => {
+  const n = new Notify();
+  n.notifyOne();
+  n.notifyOne(); // permits do not accumulate
+  await n.notified();
+  t.false(await isSettled(n.notified()));
+});
+
+test('Notify: notifyWaiters wakes current waiters and stores no permit; notifyLast is LIFO', async (t) => {
+  const n = new Notify();
+  const a = n.notified();
+  const b = n.notified();
+  n.notifyWaiters();
+  await Promise.all([a, b]);
+  t.false(await isSettled(n.notified()));
+  const n2 = new Notify();
+  const order: string[] = [];
+  const x = n2.notified().then(() => order.push('x'));
+  const y = n2.notified().then(() => order.push('y'));
+  n2.notifyLast();
+  await y;
+  n2.notifyOne();
+  await x;
+  t.deepEqual(order, ['y', 'x']);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Mutex / RwLock
+
+test('Mutex is strictly FIFO and tryLock throws would_block while held', async (t) => {
+  const m = new Mutex<number[]>([]);
+  const g = await m.lock();
+  const order: number[] = [];
+  const waits = [1, 2, 3].map((i) =>
+    m.lock().then((g2) => {
+      order.push(i);
+      g2.value.push(i);
+      g2.release();
+    }),
+  );
+  const e = t.throws(() => m.tryLock(), { instanceOf: TryLockError });
+  t.is(e!.kind, 'would_block');
+  g.release();
+  await Promise.all(waits);
+  t.deepEqual(order, [1, 2, 3]);
+  t.deepEqual(m.tryLock().value, [1, 2, 3]);
+});
+
+test('Mutex: an aborted lock loses its place; runExclusive releases on throw', async (t) => {
+  const m = new Mutex(0);
+  const g = await m.lock();
+  const ac = new AbortController();
+  const a = m.lock({ signal: ac.signal });
+  const b = m.lock();
+  ac.abort();
+  await t.throwsAsync(a, { code: 'ABORT_ERR' });
+  g.release();
+  (await b).release();
+  await t.throwsAsync(
+    m.runExclusive(() => {
+      throw new Error('boom');
+    }),
+    { message: 'boom' },
+  );
+  t.is(await m.runExclusive((g2) => (g2.value = 5)), 5);
+  const g3 = m.tryLock();
+  g3.release();
+  t.throws(() => g3.value, { code: 'ERR_INVALID_STATE' });
+});
+
+test('RwLock: readers share, a queued writer blocks later readers (FIFO)', async (t) => {
+  const l = new RwLock({ v: 1 });
+  const r1 = await l.read();
+  const r2 = await l.read();
+  const w = l.write();
+  const r3 = l.read();
+  t.false(await isSettled(w));
+  t.false(await isSettled(r3));
+  t.throws(() => l.tryRead(), { instanceOf: TryLockError });
+  r1.release();
+  r2.release();
+  const wg = await w;
+  t.false(await isSettled(r3));
+  wg.value = { v: 2 };
+  const rg = wg.downgrade();
+  t.is((await r3).value.v, 2);
+  rg.release();
+  t.throws(() => l.tryWrite(), { instanceOf: TryLockError });
+});
+
+test('RwLock maxReaders limits concurrent readers', async (t) => {
+  const l = new RwLock(0, { maxReaders: 2 });
+  await l.read();
+  await l.read();
+  t.false(await isSettled(l.read()));
+  t.throws(() => new RwLock(0, { maxReaders: 0 }), { instanceOf: RangeError });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Barrier, OnceCell
+
+test('Barrier releases each generation with exactly one leader and is reusable', async (t) => {
+  const b = new Barrier(3);
+  for (let round = 0; round < 2; round++) {
+    const rs = await Promise.all([b.wait(), b.wait(), b.wait()]);
+    t.is(rs.filter((r) => r.isLeader).length, 1);
+  }
+  t.true((await new Barrier(0).wait()).isLeader);
+});
+
+test('OnceCell: concurrent getOrInit share one initialisation; a failed one lets the next retry', async (t) => {
+  const c = new OnceCell<number>();
+  let calls = 0;
+  const failing = c.getOrInit(async () => {
+    calls++;
+    await tick();
+    throw new Error('first fails');
+  });
+  const second = c.getOrInit(async () => {
+    calls++;
+    return 2;
+  });
+  const third = c.getOrInit(async () => {
+    calls++;
+    return 3;
+  });
+  t.throws(() => c.set(9), { instanceOf: SetError, message: /initialis/ });
+  await t.throwsAsync(failing, { message: 'first fails' });
+  t.is(await second, 2);
+  t.is(await third, 2);
+  t.is(calls, 2);
+  t.true(c.initialized());
+  t.is(c.get(), 2);
+  t.is(t.throws(() => c.set(3), { instanceOf: SetError })!.kind, 'already_initialized');
+});
+
+// ---------------------------------------------------------------------------------------------
+// abort listeners
+
+test('10 000 aborted waits leave no listeners on a long-lived signal', async (t) => {
+  const long = new AbortController();
+  setMaxListeners(20_000, long.signal);
+  const sem = new Semaphore(0);
+  const m = new Mutex(0);
+  const held = await m.lock();
+  const n = new Notify();
+  const [, rx] = mpsc.channel<number>(1);
+  const waits: Promise<unknown>[] = [];
+  for (let i = 0; i < 2500; i++) {
+    // Waits on the long-lived signal that settle normally must remove their listener...
+    waits.push(sem.acquire(1, { signal: long.signal }));
+    waits.push(m.lock({ signal: long.signal }));
+    waits.push(n.notified({ signal: long.signal }));
+    waits.push(rx.recv({ signal: long.signal }));
+  }
+  t.is(getEventListeners(long.signal, 'abort').length, 10_000);
+  sem.addPermits(2500);
+  held.release();
+  n.notifyWaiters();
+  // mutex waiters are served one by one
+  for (let i = 0; i < 2500; i++) {
+    const g = (await waits[i * 4 + 1]) as { release(): void };
+    g.release();
+  }
+  await Promise.all(waits.filter((_, i) => i % 4 !== 3));
+  t.is(getEventListeners(long.signal, 'abort').length, 2500); // only the pending recvs remain
+  // ...and aborted ones too.
+  const ac2 = new AbortController();
+  setMaxListeners(20_000, ac2.signal);
+  const many: Promise<unknown>[] = [];
+  for (let i = 0; i < 10_000; i++) many.push(sem.acquire(10_000, { signal: ac2.signal }).catch(() => {}));
+  ac2.abort();
+  await Promise.all(many);
+  t.is(getEventListeners(ac2.signal, 'abort').length, 0);
+  long.abort();
+  await Promise.allSettled(waits);
+  t.is(getEventListeners(long.signal, 'abort').length, 0);
+});

@@ -1,0 +1,266 @@
+//! The shared mpsc channel: a FIFO of [`Msg`]s, a sender count, one receiver, and (bounded) a
+//! [`Sem`] of capacity permits that return when the receiver takes a message.
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::sem::Sem;
+use super::value::Msg;
+use crate::bridge::{Op, Value};
+
+struct State {
+    queue: VecDeque<Msg>,
+    tx_count: u64,
+    rx_closed: bool,
+    rx_dropped: bool,
+    /// The receiver's pending wait: `(wait id, op)`; completed (with no value) when there is
+    /// something to look at. The receiver then takes it synchronously.
+    rx_waiter: Option<(u64, Op)>,
+    closed_waiters: Vec<(u64, Op)>,
+}
+
+/// A shared mpsc channel.
+pub struct Chan {
+    st: Mutex<State>,
+    /// Capacity permits (bounded channels only).
+    pub sem: Option<Arc<Sem>>,
+    /// The capacity (0 = unbounded).
+    pub cap: u64,
+}
+
+/// The outcome of a non-blocking receive.
+pub enum TryRecv {
+    Value(Msg),
+    Empty,
+    Closed,
+}
+
+fn wake(op: Option<(u64, Op)>) {
+    if let Some((_, op)) = op {
+        op.complete(Value::Undefined);
+    }
+}
+
+impl Chan {
+    /// A channel of capacity `cap` (0 = unbounded) with `free` free permits, `tx_count` senders.
+    pub fn new(cap: u64, free: u64, tx_count: u64, rx_closed: bool) -> Arc<Chan> {
+        let sem = (cap > 0).then(|| Sem::new(free, rx_closed));
+        let chan = Arc::new(Chan {
+            st: Mutex::new(State {
+                queue: VecDeque::new(),
+                tx_count,
+                rx_closed,
+                rx_dropped: false,
+                rx_waiter: None,
+                closed_waiters: Vec::new(),
+            }),
+            sem,
+            cap,
+        });
+        if let Some(sem) = &chan.sem {
+            sem.set_chan(Arc::downgrade(&chan));
+        }
+        chan
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.st.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn is_idle(&self) -> bool {
+        self.sem.as_ref().is_none_or(|s| s.available() >= self.cap)
+    }
+
+    /// Appends a message whose capacity was already taken (or an unbounded one). Returns false
+    /// (dropping it) if the receiver is gone.
+    pub fn push(&self, msg: Msg) -> bool {
+        let waiter = {
+            let mut st = self.lock();
+            if st.rx_dropped {
+                return false;
+            }
+            st.queue.push_back(msg);
+            st.rx_waiter.take()
+        };
+        wake(waiter);
+        true
+    }
+
+    /// Unbounded send: fails when the receiver closed.
+    pub fn send_unbounded(&self, msg: Msg) -> bool {
+        let waiter = {
+            let mut st = self.lock();
+            if st.rx_closed {
+                return false;
+            }
+            st.queue.push_back(msg);
+            st.rx_waiter.take()
+        };
+        wake(waiter);
+        true
+    }
+
+    /// Whether the receiver closed the channel (what `Sender.isClosed()` reports).
+    pub fn rx_closed(&self) -> bool {
+        self.lock().rx_closed
+    }
+
+    /// Whether no more messages can arrive (receiver closed or every sender gone).
+    pub fn is_closed(&self) -> bool {
+        let st = self.lock();
+        st.rx_closed || st.tx_count == 0
+    }
+
+    /// Closed, empty and with no capacity permit outstanding: `recv` yields the end.
+    pub fn is_drained_closed(&self) -> bool {
+        let (empty, closed) = {
+            let st = self.lock();
+            (st.queue.is_empty(), st.rx_closed || st.tx_count == 0)
+        };
+        empty && closed && self.is_idle() && self.len() == 0
+    }
+
+    /// Buffered messages.
+    pub fn len(&self) -> usize {
+        self.lock().queue.len()
+    }
+
+    /// Takes the oldest message; its capacity permit goes to the oldest waiting sender.
+    pub fn try_recv(&self) -> TryRecv {
+        let (msg, closed) = {
+            let mut st = self.lock();
+            let m = st.queue.pop_front();
+            (m, st.rx_closed || st.tx_count == 0)
+        };
+        match msg {
+            Some(m) => {
+                if let Some(sem) = &self.sem {
+                    sem.release(1);
+                }
+                TryRecv::Value(m)
+            }
+            None if closed && self.is_drained_closed() => TryRecv::Closed,
+            None => TryRecv::Empty,
+        }
+    }
+
+    /// Takes up to `limit` messages.
+    pub fn recv_many(&self, limit: usize, out: &mut Vec<Msg>) {
+        {
+            let mut st = self.lock();
+            let k = limit.min(st.queue.len());
+            out.extend(st.queue.drain(..k));
+        }
+        if let Some(sem) = &self.sem {
+            sem.release(out.len() as u64);
+        }
+    }
+
+    /// Registers the receiver's wait; completes it at once if there is something to look at.
+    pub fn recv_wait(&self, wait: u64, op: Op) {
+        let (now, old) = {
+            let mut st = self.lock();
+            let ready = !st.queue.is_empty() || st.rx_closed || st.tx_count == 0;
+            if ready && (!st.queue.is_empty() || self.is_idle()) {
+                (Some(op), None)
+            } else {
+                (None, st.rx_waiter.replace((wait, op)))
+            }
+        };
+        wake(old);
+        if let Some(op) = now {
+            op.complete(Value::Undefined);
+        }
+    }
+
+    /// Drops the receiver's wait `wait` (its op was cancelled).
+    pub fn cancel_recv(&self, wait: u64) {
+        let mut st = self.lock();
+        if st.rx_waiter.as_ref().is_some_and(|(w, _)| *w == wait) {
+            st.rx_waiter = None;
+        }
+    }
+
+    /// `Sender.closed()`: completes when the receiver closes.
+    pub fn closed_wait(&self, wait: u64, op: Op) {
+        let now = {
+            let mut st = self.lock();
+            if st.rx_closed {
+                Some(op)
+            } else {
+                st.closed_waiters.push((wait, op));
+                None
+            }
+        };
+        if let Some(op) = now {
+            op.complete(Value::Undefined);
+        }
+    }
+
+    /// Drops a `closed()` wait.
+    pub fn cancel_closed(&self, wait: u64) {
+        self.lock().closed_waiters.retain(|(w, _)| *w != wait);
+    }
+
+    /// `Receiver.close()`: no more sends; buffered messages and outstanding permits stay valid.
+    pub fn close_rx(&self) {
+        let (waiters, rx) = {
+            let mut st = self.lock();
+            st.rx_closed = true;
+            (std::mem::take(&mut st.closed_waiters), st.rx_waiter.take())
+        };
+        if let Some(sem) = &self.sem {
+            sem.close();
+        }
+        for (_, op) in waiters {
+            op.complete(Value::Undefined);
+        }
+        wake(rx);
+    }
+
+    /// The receiver is gone for good (its env died): close and drop the buffered messages.
+    pub fn drop_receiver(&self) {
+        self.close_rx();
+        let n = {
+            let mut st = self.lock();
+            st.rx_dropped = true;
+            let n = st.queue.len();
+            st.queue.clear();
+            n
+        };
+        if let Some(sem) = &self.sem {
+            sem.release(n as u64);
+        }
+    }
+
+    /// A sender clone appears.
+    pub fn add_sender(&self) {
+        self.lock().tx_count += 1;
+    }
+
+    /// A sender clone is dropped; the last one closes the channel for the receiver.
+    pub fn drop_sender(&self) {
+        let rx = {
+            let mut st = self.lock();
+            st.tx_count = st.tx_count.saturating_sub(1);
+            if st.tx_count == 0 {
+                st.rx_waiter.take()
+            } else {
+                None
+            }
+        };
+        wake(rx);
+    }
+
+    /// Capacity permits came back: a closed channel's receiver may now see the end.
+    pub fn permits_returned(&self) {
+        let rx = {
+            let mut st = self.lock();
+            if (st.rx_closed || st.tx_count == 0) && st.queue.is_empty() {
+                st.rx_waiter.take()
+            } else {
+                None
+            }
+        };
+        wake(rx);
+    }
+}

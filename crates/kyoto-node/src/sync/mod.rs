@@ -1,0 +1,736 @@
+//! `kyoto/sync` across threads: the native shared state behind a primitive after `share()`.
+//!
+//! Same-thread use never comes here (the TypeScript objects keep their state in JS). `share()`
+//! moves the state into one of these objects; every env (main thread or Worker) that revives a
+//! handle gets its own JS wrapper around the same `Arc`. A wait is a native waiter entry naming
+//! `(env, op id)`: whoever frees the resource completes the op through that env's completion
+//! bridge. Aborting a wait runs its canceller on the waiting env's thread, which removes the entry
+//! exactly as dropping the Tokio future would. What an env holds is recorded in its [`hold`] table
+//! and released by the env's cleanup hook.
+mod chan;
+mod hold;
+mod notify;
+mod registry;
+mod sem;
+mod value;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use napi::bindgen_prelude::*;
+use napi::sys;
+use napi_derive::napi;
+
+use crate::bridge;
+use chan::{Chan, TryRecv};
+use hold::Held;
+use notify::{Barrier, Notify};
+use registry::{Handle, Obj};
+use sem::{Sem, TryErr};
+use value::Msg;
+
+const KIND_SEMAPHORE: u32 = 1;
+const KIND_MUTEX: u32 = 2;
+const KIND_RWLOCK: u32 = 3;
+const KIND_SENDER: u32 = 4;
+const KIND_RECEIVER: u32 = 5;
+const KIND_USENDER: u32 = 6;
+const KIND_URECEIVER: u32 = 7;
+const KIND_NOTIFY: u32 = 8;
+const KIND_BARRIER: u32 = 9;
+
+/// The largest count accepted anywhere (2^53 - 1, JS's `Number.MAX_SAFE_INTEGER`).
+const MAX_COUNT: f64 = 9_007_199_254_740_991.0;
+
+fn invalid(msg: &str) -> Error {
+    Error::new(Status::InvalidArg, msg.to_owned())
+}
+
+/// A count argument: an integer in `0..=2^53-1`.
+fn count(n: f64) -> Result<u64> {
+    if (0.0..=MAX_COUNT).contains(&n) && n.fract() == 0.0 {
+        Ok(n as u64)
+    } else {
+        Err(invalid(
+            "kyoto/sync: expected an integer count >= 0 and <= 2^53 - 1",
+        ))
+    }
+}
+
+/// A raw JS value returned as is.
+pub struct Raw(sys::napi_value);
+
+impl ToNapiValue for Raw {
+    unsafe fn to_napi_value(_env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
+        Ok(val.0)
+    }
+}
+
+/// A semaphore plus the value of the Mutex/RwLock it implements.
+pub struct SemObj {
+    sem: Arc<Sem>,
+    max: u64,
+    value: Mutex<Msg>,
+}
+
+impl SemObj {
+    fn value(&self) -> MutexGuard<'_, Msg> {
+        self.value.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn handle_out(h: Handle) -> Vec<f64> {
+    vec![
+        h.index as f64,
+        h.gen as f64,
+        (h.secret >> 32) as f64,
+        (h.secret & 0xffff_ffff) as f64,
+    ]
+}
+
+fn handle_in(index: f64, gen: f64, hi: f64, lo: f64) -> Option<Handle> {
+    let ok = |x: f64| x.is_finite() && x >= 0.0 && x <= u32::MAX as f64 && x.fract() == 0.0;
+    if !(ok(index) && ok(gen) && ok(hi) && ok(lo)) {
+        return None;
+    }
+    Some(Handle {
+        index: index as u32,
+        gen: gen as u32,
+        secret: ((hi as u64) << 32) | lo as u64,
+    })
+}
+
+/// Installs this env's `deserialize(buffer)` callback and the `EMPTY`/`CLOSED` sentinels that
+/// non-blocking receives return.
+#[napi(ts_args_type = "deserialize: (buf: Buffer) => unknown, empty: object, closed: object")]
+pub fn sync_init(env: Env, deserialize: Unknown, empty: Unknown, closed: Unknown) -> Result<()> {
+    if deserialize.get_type()? != ValueType::Function {
+        return Err(invalid("deserialize must be a function"));
+    }
+    value::init(env.raw(), deserialize.raw(), empty.raw(), closed.raw())
+}
+
+/// Registers op `id` of this env as a cancellable, ref'd wait whose cancellation runs `cancel`.
+fn wait_op(id: u32, cancel: Box<dyn FnOnce()>) -> Result<bridge::Op> {
+    let state = bridge::current()?;
+    let op = state.op(id, true, true);
+    state.set_canceller(id, cancel);
+    Ok(op)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Semaphore / Mutex / RwLock
+
+/// The shared state of a Semaphore, Mutex or RwLock.
+#[napi]
+pub struct SyncSem {
+    obj: Arc<SemObj>,
+}
+
+/// Creates the shared state of a semaphore with `permits` free permits and at most `max`.
+#[napi]
+pub fn sync_sem_create(permits: f64, max: f64, closed: bool) -> Result<SyncSem> {
+    let permits = count(permits)?;
+    let max = count(max)?;
+    Ok(SyncSem {
+        obj: Arc::new(SemObj {
+            sem: Sem::new(permits, closed),
+            max,
+            value: Mutex::new(Msg::Undefined),
+        }),
+    })
+}
+
+/// Records `n` permits of `sem` as held by this env; returns the holding key.
+fn hold_permits(sem: &Arc<Sem>, n: u64) -> Result<u64> {
+    let hold = hold::current()?;
+    let key = hold::new_key();
+    if let Err(h) = hold.insert(key, Held::Permits(sem.clone(), n)) {
+        h.release();
+        return Err(invalid("kyoto/sync: this env is shutting down"));
+    }
+    Ok(key)
+}
+
+/// Moves `n` permits out of holding `key` (0 = untracked: nothing to do); returns how many moved.
+fn take_from(key: u64, n: u64) -> Result<u64> {
+    if key == 0 {
+        return Ok(n);
+    }
+    let hold = hold::current()?;
+    Ok(hold
+        .update(key, |h| match h {
+            Held::Permits(_, m) => {
+                let k = n.min(*m);
+                *m -= k;
+                (k, *m == 0)
+            }
+            _ => (0, false),
+        })
+        .unwrap_or(0))
+}
+
+#[napi]
+impl SyncSem {
+    /// Takes `n` free permits now: returns the holding key, -1 (no permits) or -2 (closed).
+    #[napi]
+    pub fn try_acquire(&self, n: f64) -> Result<f64> {
+        let n = count(n)?;
+        match self.obj.sem.try_acquire(n) {
+            Ok(()) => Ok(hold_permits(&self.obj.sem, n)? as f64),
+            Err(TryErr::NoPermits) => Ok(-1.0),
+            Err(TryErr::Closed) => Ok(-2.0),
+        }
+    }
+
+    /// Queues op `id` for `n` permits; it completes with the holding key (or rejects closed).
+    #[napi]
+    pub fn acquire_wait(&self, id: u32, n: f64) -> Result<()> {
+        let n = count(n)?;
+        let hold = hold::current()?;
+        let key = hold::new_key();
+        let sem = self.obj.sem.clone();
+        let h2 = hold.clone();
+        let op = wait_op(id, Box::new(move || sem.cancel(key, &h2)))?;
+        self.obj.sem.enqueue(n, op, key, hold);
+        Ok(())
+    }
+
+    /// Returns `n` permits of holding `key` (0: permits taken before the object was shared).
+    #[napi]
+    pub fn release(&self, key: f64, n: f64) -> Result<()> {
+        let k = take_from(count(key)?, count(n)?)?;
+        self.obj.sem.release(k);
+        Ok(())
+    }
+
+    /// Drops `n` permits of holding `key` without returning them.
+    #[napi]
+    pub fn forget(&self, key: f64, n: f64) -> Result<()> {
+        take_from(count(key)?, count(n)?)?;
+        Ok(())
+    }
+
+    /// Moves `n` permits of holding `key` into a new holding; returns its key (0 if untracked).
+    #[napi]
+    pub fn split(&self, key: f64, n: f64) -> Result<f64> {
+        let key = count(key)?;
+        if key == 0 {
+            return Ok(0.0);
+        }
+        let k = take_from(key, count(n)?)?;
+        Ok(hold_permits(&self.obj.sem, k)? as f64)
+    }
+
+    /// Merges holdings `a` (`na` permits) and `b` (`nb`) into one; returns its key.
+    #[napi]
+    pub fn merge(&self, a: f64, na: f64, b: f64, nb: f64) -> Result<f64> {
+        let (a, b) = (count(a)?, count(b)?);
+        if a == 0 && b == 0 {
+            return Ok(0.0);
+        }
+        let k = take_from(a, count(na)?)? + take_from(b, count(nb)?)?;
+        Ok(hold_permits(&self.obj.sem, k)? as f64)
+    }
+
+    /// Free permits.
+    #[napi]
+    pub fn available(&self) -> f64 {
+        self.obj.sem.available() as f64
+    }
+
+    /// Adds `n` permits; false if that would pass the maximum.
+    #[napi]
+    pub fn add_permits(&self, n: f64) -> Result<bool> {
+        Ok(self.obj.sem.add_permits(count(n)?, self.obj.max))
+    }
+
+    /// Removes up to `n` free permits; returns how many.
+    #[napi]
+    pub fn forget_permits(&self, n: f64) -> Result<f64> {
+        Ok(self.obj.sem.forget_permits(count(n)?) as f64)
+    }
+
+    #[napi]
+    pub fn close(&self) {
+        self.obj.sem.close()
+    }
+
+    #[napi]
+    pub fn is_closed(&self) -> bool {
+        self.obj.sem.is_closed()
+    }
+
+    /// The permit count the object was created with as its maximum (RwLock's `maxReaders`).
+    #[napi]
+    pub fn max(&self) -> f64 {
+        self.obj.max as f64
+    }
+
+    /// A copy of the stored value (Mutex/RwLock).
+    #[napi(ts_return_type = "unknown")]
+    pub fn get_value(&self, env: Env) -> Result<Raw> {
+        Ok(Raw(self.obj.value().to_js(env.raw())?))
+    }
+
+    /// Stores a value (tag: 0 plain, 1 `v8.serialize` output, 2 Buffer).
+    #[napi(ts_args_type = "value: unknown, tag: number")]
+    pub fn set_value(&self, env: Env, value: Unknown, tag: u32) -> Result<()> {
+        let m = value::from_js(env.raw(), value.raw(), tag)?;
+        *self.obj.value() = m;
+        Ok(())
+    }
+
+    /// A handle (`[index, generation, secretHi, secretLo]`) reviving this object as `kind`.
+    #[napi]
+    pub fn share(&self, kind: u32) -> Result<Vec<f64>> {
+        if !matches!(kind, KIND_SEMAPHORE | KIND_MUTEX | KIND_RWLOCK) {
+            return Err(invalid("bad kind"));
+        }
+        Ok(handle_out(registry::share_weak(
+            kind,
+            &Obj::Sem(self.obj.clone()),
+        )))
+    }
+}
+
+/// Revives a Semaphore (1), Mutex (2) or RwLock (3) handle; null if it is not a live handle.
+#[napi]
+pub fn sync_revive_sem(kind: u32, index: f64, gen: f64, hi: f64, lo: f64) -> Option<SyncSem> {
+    let h = handle_in(index, gen, hi, lo)?;
+    match registry::revive(kind, h)? {
+        Obj::Sem(obj) => Some(SyncSem { obj }),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// mpsc
+
+/// The shared state of an mpsc channel (either end).
+#[napi]
+pub struct SyncChan {
+    chan: Arc<Chan>,
+    /// The holding key of the end this wrapper was revived as (0 when created by `share`).
+    end: u64,
+}
+
+/// Creates a shared channel: capacity `cap` (0 = unbounded) of which `free` are free,
+/// `txCount` live senders, closed by the receiver or not.
+#[napi]
+pub fn sync_chan_create(cap: f64, free: f64, tx_count: f64, rx_closed: bool) -> Result<SyncChan> {
+    Ok(SyncChan {
+        chan: Chan::new(count(cap)?, count(free)?, count(tx_count)?, rx_closed),
+        end: 0,
+    })
+}
+
+#[napi]
+impl SyncChan {
+    /// Sends now if capacity is free: 0 sent, 1 full, 2 closed.
+    #[napi(ts_args_type = "value: unknown, tag: number")]
+    pub fn try_send(&self, env: Env, value: Unknown, tag: u32) -> Result<u32> {
+        let c = &self.chan;
+        match &c.sem {
+            None => {
+                let m = value::from_js(env.raw(), value.raw(), tag)?;
+                Ok(if c.send_unbounded(m) { 0 } else { 2 })
+            }
+            Some(sem) => match sem.try_acquire(1) {
+                Ok(()) => match value::from_js(env.raw(), value.raw(), tag) {
+                    Ok(m) => {
+                        c.push(m);
+                        Ok(0)
+                    }
+                    Err(e) => {
+                        sem.release(1);
+                        Err(e)
+                    }
+                },
+                Err(TryErr::NoPermits) => Ok(1),
+                Err(TryErr::Closed) => Ok(2),
+            },
+        }
+    }
+
+    /// Appends a message without taking capacity (the buffered messages moved in by `share`).
+    #[napi(ts_args_type = "value: unknown, tag: number")]
+    pub fn push_init(&self, env: Env, value: Unknown, tag: u32) -> Result<()> {
+        let m = value::from_js(env.raw(), value.raw(), tag)?;
+        self.chan.push(m);
+        Ok(())
+    }
+
+    /// Reserves `n` slots now: the holding key, -1 (full) or -2 (closed).
+    #[napi]
+    pub fn try_reserve(&self, n: f64) -> Result<f64> {
+        let n = count(n)?;
+        let Some(sem) = &self.chan.sem else {
+            return Err(invalid("unbounded channel"));
+        };
+        match sem.try_acquire(n) {
+            Ok(()) => Ok(hold_permits(sem, n)? as f64),
+            Err(TryErr::NoPermits) => Ok(-1.0),
+            Err(TryErr::Closed) => Ok(-2.0),
+        }
+    }
+
+    /// Queues op `id` for `n` slots; it completes with the holding key or rejects when closed.
+    #[napi]
+    pub fn reserve_wait(&self, id: u32, n: f64) -> Result<()> {
+        let n = count(n)?;
+        let Some(sem) = self.chan.sem.clone() else {
+            return Err(invalid("unbounded channel"));
+        };
+        let hold = hold::current()?;
+        let key = hold::new_key();
+        let s2 = sem.clone();
+        let h2 = hold.clone();
+        let op = wait_op(id, Box::new(move || s2.cancel(key, &h2)))?;
+        sem.enqueue(n, op, key, hold);
+        Ok(())
+    }
+
+    /// Sends through one reserved slot of holding `key` (0: reserved before sharing). Never fails
+    /// (after the receiver is gone the value is dropped).
+    #[napi(ts_args_type = "key: number, value: unknown, tag: number")]
+    pub fn permit_send(&self, env: Env, key: f64, value: Unknown, tag: u32) -> Result<()> {
+        let m = value::from_js(env.raw(), value.raw(), tag)?;
+        take_from(count(key)?, 1)?;
+        self.chan.push(m);
+        Ok(())
+    }
+
+    /// Returns `n` reserved slots of holding `key` unused.
+    #[napi]
+    pub fn permit_release(&self, key: f64, n: f64) -> Result<()> {
+        let k = take_from(count(key)?, count(n)?)?;
+        if let Some(sem) = &self.chan.sem {
+            sem.release(k);
+        }
+        Ok(())
+    }
+
+    /// The next message, or the `EMPTY` / `CLOSED` sentinel.
+    #[napi(ts_return_type = "unknown")]
+    pub fn try_recv(&self, env: Env) -> Result<Raw> {
+        let env = env.raw();
+        Ok(Raw(match self.chan.try_recv() {
+            TryRecv::Value(m) => m.into_js(env)?,
+            TryRecv::Empty => value::empty(env)?,
+            TryRecv::Closed => value::closed(env)?,
+        }))
+    }
+
+    /// Up to `limit` messages as an array (empty when none is buffered), or `CLOSED`.
+    #[napi(ts_return_type = "unknown")]
+    pub fn recv_many(&self, env: Env, limit: u32) -> Result<Raw> {
+        let env = env.raw();
+        let mut msgs = Vec::new();
+        self.chan.recv_many(limit as usize, &mut msgs);
+        if msgs.is_empty() && self.chan.is_drained_closed() {
+            return Ok(Raw(value::closed(env)?));
+        }
+        let mut arr = std::ptr::null_mut();
+        // SAFETY: live env inside a callback scope.
+        let st = unsafe { sys::napi_create_array_with_length(env, msgs.len(), &mut arr) };
+        if st != sys::Status::napi_ok {
+            return Err(invalid("napi_create_array_with_length failed"));
+        }
+        // Convert every message even if one fails, so no moved bytes leak unaccounted.
+        let mut first_err = None;
+        for (i, m) in msgs.into_iter().enumerate() {
+            match m.into_js(env) {
+                // SAFETY: live env; `arr` is the array created above.
+                Ok(v) => unsafe {
+                    sys::napi_set_element(env, arr, i as u32, v);
+                },
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(Raw(arr)),
+        }
+    }
+
+    /// Queues op `id` to complete when the receiver has something to look at.
+    #[napi]
+    pub fn recv_wait(&self, id: u32) -> Result<()> {
+        let wait = hold::new_key();
+        let c = self.chan.clone();
+        let op = wait_op(id, Box::new(move || c.cancel_recv(wait)))?;
+        self.chan.recv_wait(wait, op);
+        Ok(())
+    }
+
+    /// Queues op `id` to complete when the receiver closes (`Sender.closed()`).
+    #[napi]
+    pub fn closed_wait(&self, id: u32) -> Result<()> {
+        let wait = hold::new_key();
+        let c = self.chan.clone();
+        let op = wait_op(id, Box::new(move || c.cancel_closed(wait)))?;
+        self.chan.closed_wait(wait, op);
+        Ok(())
+    }
+
+    /// `Receiver.close()`.
+    #[napi]
+    pub fn close_rx(&self) {
+        self.chan.close_rx()
+    }
+
+    /// A new sender clone held by this env; returns its holding key.
+    #[napi]
+    pub fn add_sender(&self) -> Result<f64> {
+        let hold = hold::current()?;
+        let key = hold::new_key();
+        self.chan.add_sender();
+        if let Err(h) = hold.insert(key, Held::Sender(self.chan.clone())) {
+            h.release();
+            return Err(invalid("kyoto/sync: this env is shutting down"));
+        }
+        Ok(key as f64)
+    }
+
+    /// Drops sender `key` (0: a sender from before sharing).
+    #[napi]
+    pub fn drop_sender(&self, key: f64) -> Result<()> {
+        let key = count(key)?;
+        if key == 0 {
+            self.chan.drop_sender();
+        } else if let Some(h) = hold::current()?.take(key) {
+            h.release();
+        }
+        Ok(())
+    }
+
+    /// Drops the receiver `key` for good (0: the receiver from before sharing).
+    #[napi]
+    pub fn drop_receiver(&self, key: f64) -> Result<()> {
+        let key = count(key)?;
+        if key == 0 {
+            self.chan.drop_receiver();
+        } else if let Some(h) = hold::current()?.take(key) {
+            h.release();
+        }
+        Ok(())
+    }
+
+    /// Whether the receiver closed (what senders see).
+    #[napi]
+    pub fn rx_closed(&self) -> bool {
+        self.chan.rx_closed()
+    }
+
+    /// Whether no more messages can arrive (what the receiver sees).
+    #[napi]
+    pub fn is_closed(&self) -> bool {
+        self.chan.is_closed()
+    }
+
+    #[napi]
+    pub fn len(&self) -> f64 {
+        self.chan.len() as f64
+    }
+
+    /// Free capacity (bounded).
+    #[napi]
+    pub fn capacity(&self) -> f64 {
+        self.chan.sem.as_ref().map_or(0, |s| s.available()) as f64
+    }
+
+    /// The channel's capacity (0 = unbounded).
+    #[napi]
+    pub fn max_capacity(&self) -> f64 {
+        self.chan.cap as f64
+    }
+
+    /// The holding key this wrapper was revived with (0 if created by `share`).
+    #[napi]
+    pub fn end_key(&self) -> f64 {
+        self.end as f64
+    }
+
+    /// A handle carrying one new sender clone (revivable once).
+    #[napi]
+    pub fn share_sender(&self) -> Vec<f64> {
+        self.chan.add_sender();
+        let kind = if self.chan.cap == 0 {
+            KIND_USENDER
+        } else {
+            KIND_SENDER
+        };
+        handle_out(registry::share_once(kind, Obj::Chan(self.chan.clone())))
+    }
+
+    /// A handle the receiver (holding `key`, 0 if untracked) moves into (revivable once).
+    #[napi]
+    pub fn share_receiver(&self, key: f64) -> Result<Vec<f64>> {
+        let key = count(key)?;
+        if key != 0 {
+            // Moved, not released: the token now owns the receiver.
+            hold::current()?.take(key);
+        }
+        let kind = if self.chan.cap == 0 {
+            KIND_URECEIVER
+        } else {
+            KIND_RECEIVER
+        };
+        Ok(handle_out(registry::share_once(
+            kind,
+            Obj::Chan(self.chan.clone()),
+        )))
+    }
+}
+
+/// Revives a channel end: 4/6 sender (bounded/unbounded), 5/7 receiver. Null if not a live handle.
+#[napi]
+pub fn sync_revive_chan(
+    kind: u32,
+    index: f64,
+    gen: f64,
+    hi: f64,
+    lo: f64,
+) -> Result<Option<SyncChan>> {
+    let Some(h) = handle_in(index, gen, hi, lo) else {
+        return Ok(None);
+    };
+    let Some(Obj::Chan(chan)) = registry::revive(kind, h) else {
+        return Ok(None);
+    };
+    let hold = hold::current()?;
+    let key = hold::new_key();
+    let held = match kind {
+        KIND_SENDER | KIND_USENDER => Held::Sender(chan.clone()),
+        _ => Held::Receiver(chan.clone()),
+    };
+    if let Err(h) = hold.insert(key, held) {
+        h.release();
+        return Ok(None);
+    }
+    Ok(Some(SyncChan { chan, end: key }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Notify, Barrier
+
+/// The shared state of a Notify.
+#[napi]
+pub struct SyncNotify {
+    n: Arc<Notify>,
+}
+
+/// Creates a shared Notify (with its stored permit, if any).
+#[napi]
+pub fn sync_notify_create(permit: bool) -> SyncNotify {
+    SyncNotify {
+        n: Notify::new(permit),
+    }
+}
+
+#[napi]
+impl SyncNotify {
+    /// Consumes the stored permit if there is one.
+    #[napi]
+    pub fn try_take(&self) -> bool {
+        self.n.try_take()
+    }
+
+    /// Queues op `id` until notified.
+    #[napi]
+    pub fn wait(&self, id: u32) -> Result<()> {
+        let wait = hold::new_key();
+        let how = notify::new_how();
+        let (n2, h2) = (self.n.clone(), how.clone());
+        let op = wait_op(id, Box::new(move || n2.cancel(wait, &h2)))?;
+        self.n.wait(wait, how, op);
+        Ok(())
+    }
+
+    #[napi]
+    pub fn notify_one(&self) {
+        self.n.notify_one()
+    }
+
+    #[napi]
+    pub fn notify_last(&self) {
+        self.n.notify_last()
+    }
+
+    #[napi]
+    pub fn notify_waiters(&self) {
+        self.n.notify_waiters()
+    }
+
+    #[napi]
+    pub fn has_permit(&self) -> bool {
+        self.n.has_permit()
+    }
+
+    #[napi]
+    pub fn share(&self) -> Vec<f64> {
+        handle_out(registry::share_weak(
+            KIND_NOTIFY,
+            &Obj::Notify(self.n.clone()),
+        ))
+    }
+}
+
+/// Revives a Notify handle; null if it is not a live handle.
+#[napi]
+pub fn sync_revive_notify(index: f64, gen: f64, hi: f64, lo: f64) -> Option<SyncNotify> {
+    match registry::revive(KIND_NOTIFY, handle_in(index, gen, hi, lo)?)? {
+        Obj::Notify(n) => Some(SyncNotify { n }),
+        _ => None,
+    }
+}
+
+/// The shared state of a Barrier.
+#[napi]
+pub struct SyncBarrier {
+    b: Arc<Barrier>,
+}
+
+/// Creates a shared barrier of `n` parties, `arrived` of which are already waiting.
+#[napi]
+pub fn sync_barrier_create(n: f64, arrived: f64) -> Result<SyncBarrier> {
+    Ok(SyncBarrier {
+        b: Barrier::new(count(n)?, count(arrived)?),
+    })
+}
+
+#[napi]
+impl SyncBarrier {
+    /// Arrives; op `id` completes with 1 for the leader, 0 for the others.
+    #[napi]
+    pub fn wait(&self, id: u32) -> Result<()> {
+        // Not cancel-safe, like Tokio's: a cancelled arrival still counts.
+        let op = wait_op(id, Box::new(|| {}))?;
+        self.b.wait(op);
+        Ok(())
+    }
+
+    #[napi]
+    pub fn n(&self) -> f64 {
+        self.b.n() as f64
+    }
+
+    #[napi]
+    pub fn share(&self) -> Vec<f64> {
+        handle_out(registry::share_weak(
+            KIND_BARRIER,
+            &Obj::Barrier(self.b.clone()),
+        ))
+    }
+}
+
+/// Revives a Barrier handle; null if it is not a live handle.
+#[napi]
+pub fn sync_revive_barrier(index: f64, gen: f64, hi: f64, lo: f64) -> Option<SyncBarrier> {
+    match registry::revive(KIND_BARRIER, handle_in(index, gen, hi, lo)?)? {
+        Obj::Barrier(b) => Some(SyncBarrier { b }),
+        _ => None,
+    }
+}

@@ -1,0 +1,680 @@
+/**
+ * Multi-producer, single-consumer channels (Tokio's `mpsc`), bounded and unbounded.
+ *
+ * Capacity is counted in permits: `send`/`reserve` takes one and it returns only when the
+ * receiver takes the message, going to the oldest waiting sender (a racing `trySend` fails
+ * `'full'`). After `close()` outstanding permits can still send and `recv()` yields `undefined`
+ * only once nothing is buffered and no permit is outstanding.
+ * @module
+ */
+import { abortReason, invalidArgType, outOfRange, validateInteger } from '../errors';
+import { InvalidStateError, SendError, TryAcquireError, TryRecvError, TrySendError } from './errors';
+import { JsSem, MAX_PERMITS, RESOLVED, WaitList, Waiter, signalOf, validatePermits, type WaitOptions } from './internal';
+import {
+  CLOSED,
+  EMPTY,
+  makeHandle,
+  mapSendError,
+  nwait,
+  payload,
+  registerReviver,
+  sn,
+  tagOf,
+  type NChan,
+  type SyncHandle,
+} from './native';
+
+const END: unique symbol = Symbol('kyoto.sync.end');
+type End = typeof END;
+const RESOLVED_UNDEFINED: Promise<undefined> = Promise.resolve(undefined);
+const RESOLVED_EMPTY_ARRAY = (): Promise<never[]> => Promise.resolve([]);
+
+const KIND_SENDER = 4;
+const KIND_RECEIVER = 5;
+const KIND_USENDER = 6;
+const KIND_URECEIVER = 7;
+
+/** The state shared by every end of one channel (JS mode), or the route to native state. */
+class Chan<T> {
+  q: (T | undefined)[] = [];
+  head = 0;
+  tx = 1;
+  rxClosed = false;
+  readonly rxWaiters = new WaitList<Waiter<T | End>>();
+  readonly closedWaiters = new WaitList<Waiter<void>>();
+  readonly sem: JsSem | null;
+  n: NChan | undefined = undefined;
+
+  constructor(readonly cap: number) {
+    this.sem = cap > 0 ? new JsSem(cap) : null;
+  }
+
+  get len(): number {
+    return this.q.length - this.head;
+  }
+
+  closed(): boolean {
+    return this.rxClosed || this.tx === 0;
+  }
+
+  /** No capacity permit outstanding (always true for unbounded). */
+  idle(): boolean {
+    return this.sem === null || this.sem.permits >= this.cap;
+  }
+
+  returnPermits(k: number): void {
+    const s = this.sem;
+    if (s === null || k === 0) return;
+    if (s.queue.size === 0) s.permits += k;
+    else s.release(0, k);
+  }
+
+  take(): T {
+    const v = this.q[this.head] as T;
+    this.q[this.head] = undefined;
+    this.head++;
+    if (this.head === this.q.length) {
+      this.q.length = 0;
+      this.head = 0;
+    } else if (this.head >= 1024 && this.head * 2 >= this.q.length) {
+      this.q = this.q.slice(this.head);
+      this.head = 0;
+    }
+    this.returnPermits(1);
+    return v;
+  }
+
+  takeMany(limit: number): T[] {
+    const k = Math.min(limit, this.len);
+    const out = this.q.slice(this.head, this.head + k) as T[];
+    if (this.head + k === this.q.length) {
+      this.q.length = 0;
+      this.head = 0;
+    } else {
+      this.q.fill(undefined, this.head, this.head + k);
+      this.head += k;
+      if (this.head >= 1024 && this.head * 2 >= this.q.length) {
+        this.q = this.q.slice(this.head);
+        this.head = 0;
+      }
+    }
+    this.returnPermits(k);
+    return out;
+  }
+
+  /** A message enters (its capacity, if any, already taken). */
+  deliver(v: T): void {
+    const w = this.rxWaiters.shift();
+    if (w !== null) {
+      this.returnPermits(1);
+      w.settle(v);
+      return;
+    }
+    this.q.push(v);
+  }
+
+  /** Wakes waiting receivers with the end if the channel is closed, drained and idle. */
+  checkEnd(): void {
+    if (this.rxWaiters.size === 0 || this.len !== 0 || !this.closed() || !this.idle()) return;
+    for (const w of this.rxWaiters.drain()) w.settle(END);
+  }
+
+  permitSend(key: number, v: T): void {
+    const n = this.n;
+    if (n !== undefined) {
+      const tag = tagOf(v);
+      n.permitSend(key, payload(v, tag), tag);
+    } else this.deliver(v);
+  }
+
+  permitRelease(key: number, k: number): void {
+    const n = this.n;
+    if (n !== undefined) n.permitRelease(key, k);
+    else {
+      this.returnPermits(k);
+      if (this.rxClosed || this.tx === 0) this.checkEnd();
+    }
+  }
+
+  closeRx(): void {
+    if (this.n !== undefined) {
+      this.n.closeRx();
+      return;
+    }
+    if (this.rxClosed) return;
+    this.rxClosed = true;
+    this.sem?.close();
+    for (const w of this.closedWaiters.drain()) w.settle(undefined);
+    this.checkEnd();
+  }
+
+  dropSender(key: number): void {
+    if (this.n !== undefined) {
+      this.n.dropSender(key);
+      return;
+    }
+    this.tx--;
+    if (this.tx === 0) this.checkEnd();
+  }
+
+  /** Waits for the next message or the end. */
+  next(signal: AbortSignal | undefined): Promise<T | End> {
+    const n = this.n;
+    if (n !== undefined) return nativeNext(n, signal);
+    if (this.len > 0) return Promise.resolve(this.take());
+    if (this.closed() && this.idle()) return Promise.resolve(END);
+    if (signal !== undefined && signal.aborted) return Promise.reject(abortReason(signal));
+    return new Promise<T | End>((resolve, reject) => {
+      const w = new Waiter<T | End>(resolve, reject);
+      this.rxWaiters.push(w);
+      if (signal !== undefined) {
+        w.arm(signal, () => {
+          w.onAbort = undefined;
+          w.signal = undefined;
+          if (!w.linked) return;
+          this.rxWaiters.remove(w);
+          reject(abortReason(signal));
+        });
+      }
+    });
+  }
+
+  /** Moves the state into native memory (once). */
+  toNative(): NChan {
+    if (this.n !== undefined) return this.n;
+    // Serialize every buffered value first, so a non-cloneable one throws before anything moves.
+    const buffered: [unknown, number][] = [];
+    for (let i = this.head; i < this.q.length; i++) {
+      const tag = tagOf(this.q[i]);
+      buffered.push([payload(this.q[i], tag), tag]);
+    }
+    const sem = this.sem;
+    const free = sem === null ? 0 : sem.freeAndAssigned();
+    const n = sn().syncChanCreate(this.cap, free, this.tx, this.rxClosed);
+    for (const [p, tag] of buffered) n.pushInit(p, tag);
+    this.q = [];
+    this.head = 0;
+    this.n = n;
+    if (sem !== null) {
+      sem.moveWaitersTo((need, signal) => nwait<number>(signal, (id) => n.reserveWait(id, need)));
+      sem.permits = 0;
+    }
+    for (const w of this.rxWaiters.drain()) {
+      const signal = w.signal;
+      w.disarm();
+      nativeNext<T>(n, signal).then(w.resolve, w.reject);
+    }
+    for (const w of this.closedWaiters.drain()) {
+      const signal = w.signal;
+      w.disarm();
+      nativeClosed(n, signal).then(w.resolve, w.reject);
+    }
+    return n;
+  }
+}
+
+function nativeNext<T>(n: NChan, signal: AbortSignal | undefined): Promise<T | End> {
+  const r = n.tryRecv();
+  if (r === EMPTY) return nwait<void>(signal, (id) => n.recvWait(id)).then(() => nativeNext<T>(n, signal));
+  if (r === CLOSED) return Promise.resolve(END);
+  return Promise.resolve(r as T);
+}
+
+function nativeClosed(n: NChan, signal: AbortSignal | undefined): Promise<void> {
+  if (n.rxClosed()) return RESOLVED;
+  return nwait<void>(signal, (id) => n.closedWait(id));
+}
+
+function sendersClosed(): Promise<never> {
+  return Promise.reject(new InvalidStateError('this sender was closed'));
+}
+
+/** Common sender methods. */
+abstract class SenderBase<T> {
+  /** @internal */
+  protected readonly _c: Chan<T>;
+  /** @internal */
+  protected _key: number;
+  /** @internal */
+  protected _dropped = false;
+
+  /** @internal */
+  constructor(c: Chan<T>, key: number) {
+    this._c = c;
+    this._key = key;
+  }
+
+  /** Resolves when the receiver closes the channel (or is gone). */
+  closed(options?: WaitOptions): Promise<void> {
+    const signal = signalOf(options);
+    const c = this._c;
+    if (c.n !== undefined) return nativeClosed(c.n, signal);
+    if (c.rxClosed) return RESOLVED;
+    if (signal !== undefined && signal.aborted) return Promise.reject(abortReason(signal));
+    return new Promise<void>((resolve, reject) => {
+      const w = new Waiter<void>(resolve, reject);
+      c.closedWaiters.push(w);
+      if (signal !== undefined) {
+        w.arm(signal, () => {
+          w.onAbort = undefined;
+          w.signal = undefined;
+          if (!w.linked) return;
+          c.closedWaiters.remove(w);
+          reject(abortReason(signal));
+        });
+      }
+    });
+  }
+
+  /** Whether the receiver closed the channel: every send fails from now on. */
+  isClosed(): boolean {
+    const c = this._c;
+    return c.n !== undefined ? c.n.rxClosed() : c.rxClosed;
+  }
+
+  /**
+   * Drops this sender (idempotent). The channel closes for the receiver once every clone is
+   * closed. (JS has no destructors: a sender that is never closed keeps the channel open.)
+   */
+  close(): void {
+    if (this._dropped) return;
+    this._dropped = true;
+    this._c.dropSender(this._key);
+  }
+
+  /** @internal */
+  protected _cloneKey(): number {
+    if (this._dropped) throw new InvalidStateError('this sender was closed');
+    const c = this._c;
+    if (c.n !== undefined) return c.n.addSender();
+    c.tx++;
+    return 0;
+  }
+
+  /** @internal */
+  protected _shareParts(): number[] {
+    if (this._dropped) throw new InvalidStateError('this sender was closed');
+    return this._c.toNative().shareSender();
+  }
+}
+
+/**
+ * A reservation of channel capacity made by `reserve()`/`reserveMany(n)`: each `send(v)` uses one
+ * slot and cannot fail; `release()` (or `using`) returns the unused ones.
+ */
+export class Permit<T> implements Disposable {
+  #c: Chan<T>;
+  #key: number;
+  #n: number;
+
+  /** @internal */
+  constructor(c: Chan<T>, key: number, n: number) {
+    this.#c = c;
+    this.#key = key;
+    this.#n = n;
+  }
+
+  /** Unused slots left. */
+  get remaining(): number {
+    return this.#n;
+  }
+
+  /** Sends through one reserved slot. Never fails (even after the receiver closed). */
+  send(value: T): void {
+    if (this.#n === 0) throw new InvalidStateError('the permit was used up or released');
+    this.#n--;
+    this.#c.permitSend(this.#key, value);
+  }
+
+  /** Returns the unused slots (idempotent). */
+  release(): void {
+    const n = this.#n;
+    if (n === 0) return;
+    this.#n = 0;
+    this.#c.permitRelease(this.#key, n);
+  }
+
+  /** Same as {@link release}. */
+  [Symbol.dispose](): void {
+    this.release();
+  }
+}
+
+/** The sending half of a bounded channel. Clone it for more producers. */
+export class Sender<T> extends SenderBase<T> {
+  /**
+   * Sends `value`, waiting (FIFO) for capacity. Rejects with `SendError` (`ERR_CHANNEL_CLOSED`)
+   * when the receiver closed. Aborting the wait drops the value (it is never sent).
+   */
+  send(value: T, options?: WaitOptions): Promise<void> {
+    const signal = options === undefined ? undefined : signalOf(options);
+    if (this._dropped) return sendersClosed();
+    const c = this._c;
+    const n = c.n;
+    if (n !== undefined) return nativeSend(n, value, signal);
+    const s = c.sem!;
+    if (c.rxClosed) return Promise.reject(new SendError());
+    if (s.queue.size === 0 && s.permits > 0) {
+      s.permits--;
+      c.deliver(value);
+      return RESOLVED;
+    }
+    return s.acquire(1, signal, (key) => c.permitSend(key, value)).catch(mapSendError);
+  }
+
+  /** Sends now or throws `TrySendError` (`kind: 'full'` or `'closed'`). */
+  trySend(value: T): void {
+    if (this._dropped) throw new InvalidStateError('this sender was closed');
+    const c = this._c;
+    const n = c.n;
+    if (n !== undefined) {
+      const tag = tagOf(value);
+      const r = n.trySend(payload(value, tag), tag);
+      if (r === 0) return;
+      throw new TrySendError(r === 1 ? 'full' : 'closed');
+    }
+    const s = c.sem!;
+    if (c.rxClosed) throw new TrySendError('closed');
+    if (s.queue.size === 0 && s.permits > 0) {
+      s.permits--;
+      c.deliver(value);
+      return;
+    }
+    throw new TrySendError('full');
+  }
+
+  /** Waits for one slot of capacity. */
+  reserve(options?: WaitOptions): Promise<Permit<T>> {
+    return this.reserveMany(1, options);
+  }
+
+  /**
+   * Waits for `n` slots at once. `n` above the channel's capacity rejects at once with
+   * `SendError`; `n = 0` succeeds at once unless the channel is closed.
+   */
+  reserveMany(n: number, options?: WaitOptions): Promise<Permit<T>> {
+    validatePermits(n);
+    const signal = signalOf(options);
+    if (this._dropped) return sendersClosed();
+    const c = this._c;
+    if (n > c.cap) return Promise.reject(new SendError('requested more slots than the channel capacity'));
+    const make = (key: number): Permit<T> => new Permit<T>(c, key, n);
+    const nc = c.n;
+    if (nc !== undefined) {
+      const k = nc.tryReserve(n);
+      if (k >= 0) return Promise.resolve(make(k));
+      if (k === -2) return Promise.reject(new SendError());
+      return nwait<number>(signal, (id) => nc.reserveWait(id, n)).then(make, mapSendError);
+    }
+    if (c.rxClosed) return Promise.reject(new SendError());
+    return c.sem!.acquire(n, signal, make).catch(mapSendError);
+  }
+
+  /** One slot now, or `TrySendError` (`'full'` / `'closed'`). */
+  tryReserve(): Permit<T> {
+    return this.tryReserveMany(1);
+  }
+
+  /** `n` slots now, or `TrySendError` (`'full'` / `'closed'`; `'full'` also when `n` > capacity). */
+  tryReserveMany(n: number): Permit<T> {
+    validatePermits(n);
+    if (this._dropped) throw new InvalidStateError('this sender was closed');
+    const c = this._c;
+    if (c.n !== undefined) {
+      const k = n > c.cap ? -1 : c.n.tryReserve(n);
+      if (k >= 0) return new Permit<T>(c, k, n);
+      throw new TrySendError(k === -2 ? 'closed' : 'full');
+    }
+    if (c.rxClosed) throw new TrySendError('closed');
+    try {
+      return new Permit<T>(c, c.sem!.tryAcquire(n), n);
+    } catch (e) {
+      if (e instanceof TryAcquireError) throw new TrySendError(e.kind === 'closed' ? 'closed' : 'full');
+      throw e;
+    }
+  }
+
+  /** Free capacity right now. */
+  capacity(): number {
+    const c = this._c;
+    return c.n !== undefined ? c.n.capacity() : c.sem!.permits;
+  }
+
+  /** The capacity the channel was created with. */
+  maxCapacity(): number {
+    return this._c.cap;
+  }
+
+  /** Another sender of the same channel. */
+  clone(): Sender<T> {
+    return new Sender<T>(this._c, this._cloneKey());
+  }
+
+  /**
+   * Moves the channel into shared memory and returns a handle carrying one new sender clone:
+   * `fromShared(handle)` in any worker revives it (once). The clone counts as a live sender from
+   * now on, so revive every handle you make (or the channel never closes for the receiver).
+   */
+  share(): SyncHandle {
+    return makeHandle('mpsc.Sender', this._shareParts());
+  }
+}
+
+function nativeSend<T>(n: NChan, value: T, signal: AbortSignal | undefined): Promise<void> {
+  const tag = tagOf(value);
+  const p = payload(value, tag);
+  const r = n.trySend(p, tag);
+  if (r === 0) return RESOLVED;
+  if (r === 2) return Promise.reject(new SendError());
+  return nwait<number>(signal, (id) => n.reserveWait(id, 1)).then((key) => n.permitSend(key, p, tag), mapSendError);
+}
+
+/** The sending half of an unbounded channel: `send` never waits. */
+export class UnboundedSender<T> extends SenderBase<T> {
+  /** Sends `value` now; throws `SendError` (`ERR_CHANNEL_CLOSED`) when the receiver closed. */
+  send(value: T): void {
+    if (this._dropped) throw new InvalidStateError('this sender was closed');
+    const c = this._c;
+    const n = c.n;
+    if (n !== undefined) {
+      const tag = tagOf(value);
+      if (n.trySend(payload(value, tag), tag) !== 0) throw new SendError();
+      return;
+    }
+    if (c.rxClosed) throw new SendError();
+    c.deliver(value);
+  }
+
+  /** Another sender of the same channel. */
+  clone(): UnboundedSender<T> {
+    return new UnboundedSender<T>(this._c, this._cloneKey());
+  }
+
+  /** Like {@link Sender.share}. */
+  share(): SyncHandle {
+    return makeHandle('mpsc.UnboundedSender', this._shareParts());
+  }
+}
+
+/** The receiving half of a channel (bounded or unbounded). */
+export class Receiver<T> implements AsyncIterable<T> {
+  #c: Chan<T>;
+  #key: number;
+  #moved = false;
+
+  /** @internal */
+  constructor(c: Chan<T>, key: number) {
+    this.#c = c;
+    this.#key = key;
+  }
+
+  #live(): Chan<T> {
+    if (this.#moved) throw new InvalidStateError('this receiver was moved to another thread by share()');
+    return this.#c;
+  }
+
+  /**
+   * The next message; `undefined` once the channel is closed, drained and no permit is
+   * outstanding. Cancel-safe: aborting loses no message.
+   */
+  recv(options?: WaitOptions): Promise<T | undefined> {
+    const signal = options === undefined ? undefined : signalOf(options);
+    let c: Chan<T>;
+    try {
+      c = this.#live();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (c.n === undefined) {
+      if (c.len > 0) return Promise.resolve(c.take());
+      if (c.closed() && c.idle()) return RESOLVED_UNDEFINED;
+    }
+    return c.next(signal).then(unEnd);
+  }
+
+  /**
+   * Up to `limit` messages at once (at least one unless the channel is closed and drained, then
+   * `[]`). `limit = 0` resolves `[]` at once.
+   */
+  recvMany(limit: number, options?: WaitOptions): Promise<T[]> {
+    validateInteger(limit, 'limit', 0, 0xffffffff);
+    const signal = signalOf(options);
+    let c: Chan<T>;
+    try {
+      c = this.#live();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (limit === 0) return RESOLVED_EMPTY_ARRAY();
+    const n = c.n;
+    if (n !== undefined) return nativeMany<T>(n, limit, signal);
+    if (c.len > 0) return Promise.resolve(c.takeMany(limit));
+    return c.next(signal).then((v) => {
+      if (v === END) return [];
+      const out = [v];
+      if (limit > 1 && c.n === undefined && c.len > 0) for (const x of c.takeMany(limit - 1)) out.push(x);
+      return out;
+    });
+  }
+
+  /**
+   * The next message now, or `TryRecvError`: `kind: 'empty'` (nothing buffered, or a permit is
+   * still outstanding) or `'disconnected'` (closed and drained).
+   */
+  tryRecv(): T {
+    const c = this.#live();
+    const n = c.n;
+    if (n !== undefined) {
+      const r = n.tryRecv();
+      if (r === EMPTY) throw new TryRecvError('empty');
+      if (r === CLOSED) throw new TryRecvError('disconnected');
+      return r as T;
+    }
+    if (c.len > 0) return c.take();
+    if (c.closed() && c.idle()) throw new TryRecvError('disconnected');
+    throw new TryRecvError('empty');
+  }
+
+  /**
+   * Closes the channel from the receiving side: every later send fails, waiting senders are
+   * rejected, but buffered messages and outstanding permits can still be received.
+   */
+  close(): void {
+    this.#live().closeRx();
+  }
+
+  /** Buffered messages. */
+  get len(): number {
+    const c = this.#live();
+    return c.n !== undefined ? c.n.len() : c.len;
+  }
+
+  /** Whether nothing is buffered. */
+  isEmpty(): boolean {
+    return this.len === 0;
+  }
+
+  /** Whether the channel is closed (receiver closed it, or every sender is gone). */
+  isClosed(): boolean {
+    const c = this.#live();
+    return c.n !== undefined ? c.n.isClosed() : c.closed();
+  }
+
+  /** The channel's capacity (0 for unbounded). */
+  maxCapacity(): number {
+    return this.#c.cap;
+  }
+
+  /**
+   * Moves the receiving end into shared memory and out of this object (which is unusable
+   * afterwards): `fromShared(handle)` revives it once, in any worker.
+   */
+  share(): SyncHandle {
+    const c = this.#live();
+    const parts = c.toNative().shareReceiver(this.#key);
+    this.#moved = true;
+    return makeHandle(c.cap === 0 ? 'mpsc.UnboundedReceiver' : 'mpsc.Receiver', parts);
+  }
+
+  /** Yields every message until the channel is closed and drained. */
+  async *[Symbol.asyncIterator](): AsyncGenerator<T, void, undefined> {
+    for (;;) {
+      const v = await this.#live().next(undefined);
+      if (v === END) return;
+      yield v;
+    }
+  }
+}
+
+function unEnd<T>(v: T | End): T | undefined {
+  return v === END ? undefined : v;
+}
+
+function nativeMany<T>(n: NChan, limit: number, signal: AbortSignal | undefined): Promise<T[]> {
+  const r = n.recvMany(limit);
+  if (r === CLOSED) return RESOLVED_EMPTY_ARRAY();
+  if ((r as T[]).length > 0) return Promise.resolve(r as T[]);
+  return nwait<void>(signal, (id) => n.recvWait(id)).then(() => nativeMany<T>(n, limit, signal));
+}
+
+/**
+ * A bounded channel of `capacity` slots (an integer `1..MAX_PERMITS`; 0 throws `RangeError`).
+ */
+export function channel<T>(capacity: number): [Sender<T>, Receiver<T>] {
+  if (typeof capacity !== 'number') throw invalidArgType('capacity', 'of type number', capacity);
+  if (!Number.isInteger(capacity) || capacity < 1 || capacity > MAX_PERMITS) {
+    throw outOfRange('capacity', `an integer >= 1 && <= ${MAX_PERMITS}`, capacity);
+  }
+  const c = new Chan<T>(capacity);
+  return [new Sender<T>(c, 0), new Receiver<T>(c, 0)];
+}
+
+/** An unbounded channel: sends never wait (memory is the limit). */
+export function unboundedChannel<T>(): [UnboundedSender<T>, Receiver<T>] {
+  const c = new Chan<T>(0);
+  return [new UnboundedSender<T>(c, 0), new Receiver<T>(c, 0)];
+}
+
+function revived<T>(n: NChan): Chan<T> {
+  const c = new Chan<T>(n.maxCapacity());
+  c.n = n;
+  return c;
+}
+
+registerReviver('mpsc.Sender', (i, g, h, l) => {
+  const n = sn().syncReviveChan(KIND_SENDER, i, g, h, l);
+  return n === null ? null : new Sender(revived(n), n.endKey());
+});
+registerReviver('mpsc.UnboundedSender', (i, g, h, l) => {
+  const n = sn().syncReviveChan(KIND_USENDER, i, g, h, l);
+  return n === null ? null : new UnboundedSender(revived(n), n.endKey());
+});
+registerReviver('mpsc.Receiver', (i, g, h, l) => {
+  const n = sn().syncReviveChan(KIND_RECEIVER, i, g, h, l);
+  return n === null ? null : new Receiver(revived(n), n.endKey());
+});
+registerReviver('mpsc.UnboundedReceiver', (i, g, h, l) => {
+  const n = sn().syncReviveChan(KIND_URECEIVER, i, g, h, l);
+  return n === null ? null : new Receiver(revived(n), n.endKey());
+});
+

@@ -1,0 +1,288 @@
+/**
+ * The TypeScript side of shared (cross-thread) mode: the native binding's `kyoto/sync` surface,
+ * value encoding, waits through the completion bridge, and handles.
+ * @internal
+ * @module
+ */
+import * as v8 from 'node:v8';
+import { native } from '../native';
+import { submitCancellable, type OpOwner } from '../bridge';
+import { invalidArgType, outOfRange } from '../errors';
+import { AcquireError, InvalidHandleError, SendError, TryAcquireError } from './errors';
+import { MAX_PERMITS, type SemCore } from './internal';
+
+/** Shared semaphore state (Semaphore, Mutex, RwLock). */
+export interface NSem {
+  tryAcquire(n: number): number;
+  acquireWait(id: number, n: number): void;
+  release(key: number, n: number): void;
+  forget(key: number, n: number): void;
+  split(key: number, n: number): number;
+  merge(a: number, na: number, b: number, nb: number): number;
+  available(): number;
+  addPermits(n: number): boolean;
+  forgetPermits(n: number): number;
+  close(): void;
+  isClosed(): boolean;
+  max(): number;
+  getValue(): unknown;
+  setValue(value: unknown, tag: number): void;
+  share(kind: number): number[];
+}
+
+/** Shared mpsc channel state. */
+export interface NChan {
+  trySend(value: unknown, tag: number): number;
+  pushInit(value: unknown, tag: number): void;
+  tryReserve(n: number): number;
+  reserveWait(id: number, n: number): void;
+  permitSend(key: number, value: unknown, tag: number): void;
+  permitRelease(key: number, n: number): void;
+  tryRecv(): unknown;
+  recvMany(limit: number): unknown;
+  recvWait(id: number): void;
+  closedWait(id: number): void;
+  closeRx(): void;
+  addSender(): number;
+  dropSender(key: number): void;
+  dropReceiver(key: number): void;
+  rxClosed(): boolean;
+  isClosed(): boolean;
+  len(): number;
+  capacity(): number;
+  maxCapacity(): number;
+  endKey(): number;
+  shareSender(): number[];
+  shareReceiver(key: number): number[];
+}
+
+/** Shared Notify state. */
+export interface NNotify {
+  tryTake(): boolean;
+  wait(id: number): void;
+  notifyOne(): void;
+  notifyLast(): void;
+  notifyWaiters(): void;
+  hasPermit(): boolean;
+  share(): number[];
+}
+
+/** Shared Barrier state. */
+export interface NBarrier {
+  wait(id: number): void;
+  n(): number;
+  share(): number[];
+}
+
+interface SyncNative {
+  syncInit(deserialize: (buf: Buffer) => unknown, empty: object, closed: object): void;
+  syncSemCreate(permits: number, max: number, closed: boolean): NSem;
+  syncReviveSem(kind: number, index: number, gen: number, hi: number, lo: number): NSem | null;
+  syncChanCreate(cap: number, free: number, txCount: number, rxClosed: boolean): NChan;
+  syncReviveChan(kind: number, index: number, gen: number, hi: number, lo: number): NChan | null;
+  syncNotifyCreate(permit: boolean): NNotify;
+  syncReviveNotify(index: number, gen: number, hi: number, lo: number): NNotify | null;
+  syncBarrierCreate(n: number, arrived: number): NBarrier;
+  syncReviveBarrier(index: number, gen: number, hi: number, lo: number): NBarrier | null;
+}
+
+/** Returned by a native non-blocking receive when nothing is buffered. */
+export const EMPTY: object = Object.freeze({ empty: true });
+/** Returned by a native non-blocking receive when the channel is closed and drained. */
+export const CLOSED: object = Object.freeze({ closed: true });
+
+let inited = false;
+
+/** The native binding, initialised for this thread on first use. */
+export function sn(): SyncNative {
+  const n = native as unknown as SyncNative;
+  if (!inited) {
+    if (typeof n.syncInit !== 'function') {
+      throw new Error('kyoto/sync: the native addon was built without shared-mode support');
+    }
+    n.syncInit((buf) => v8.deserialize(buf), EMPTY, CLOSED);
+    inited = true;
+  }
+  return n;
+}
+
+/** Value tags understood by the native side. */
+export const TAG_PLAIN = 0;
+export const TAG_CLONED = 1;
+export const TAG_BUFFER = 2;
+
+/**
+ * How a value crosses threads: primitives as themselves, Buffers / typed arrays / DataViews /
+ * ArrayBuffers moved (their bytes are copied once into native memory and the sender's
+ * ArrayBuffer detached), everything else structured-cloned with `v8.serialize`.
+ */
+export function tagOf(v: unknown): number {
+  const t = typeof v;
+  if (t === 'object') {
+    if (v === null) return TAG_PLAIN;
+    if (Buffer.isBuffer(v)) return TAG_BUFFER;
+    if (ArrayBuffer.isView(v) || v instanceof ArrayBuffer) return TAG_PLAIN;
+    return TAG_CLONED;
+  }
+  if (t === 'function' || t === 'symbol' || t === 'bigint') return TAG_CLONED;
+  return TAG_PLAIN;
+}
+
+/** The value to hand to native code for `tag`. */
+export function payload(v: unknown, tag: number): unknown {
+  return tag === TAG_CLONED ? v8.serialize(v) : v;
+}
+
+const OWNER = { _ownerTag: true } as OpOwner;
+
+/** A cross-thread wait: `start(id)` queues a native waiter naming op `id` of this env. */
+export function nwait<T>(signal: AbortSignal | undefined, start: (id: number) => void): Promise<T> {
+  return submitCancellable<T>(OWNER, signal, (id) => start(id));
+}
+
+function mapSemError(e: unknown): never {
+  if ((e as { code?: string })?.code === 'ERR_SEMAPHORE_CLOSED') throw new AcquireError();
+  throw e;
+}
+
+/** Maps a native "semaphore closed" (a channel's capacity) to a channel `SendError`. */
+export function mapSendError(e: unknown): never {
+  if (e instanceof AcquireError || (e as { code?: string })?.code === 'ERR_SEMAPHORE_CLOSED') throw new SendError();
+  throw e;
+}
+
+/** A {@link SemCore} over shared native state. */
+export class NativeSemCore implements SemCore {
+  readonly native = true;
+  constructor(readonly n: NSem) {}
+
+  acquire<T>(need: number, signal: AbortSignal | undefined, make: (key: number) => T): Promise<T> {
+    const k = this.n.tryAcquire(need);
+    if (k >= 0) return Promise.resolve(make(k));
+    if (k === -2) return Promise.reject(new AcquireError());
+    return nwait<number>(signal, (id) => this.n.acquireWait(id, need)).then(make, mapSemError);
+  }
+
+  tryAcquire(need: number): number {
+    const k = this.n.tryAcquire(need);
+    if (k >= 0) return k;
+    throw new TryAcquireError(k === -2 ? 'closed' : 'no_permits');
+  }
+
+  release(key: number, n: number): void {
+    this.n.release(key, n);
+  }
+
+  forget(key: number, n: number): void {
+    this.n.forget(key, n);
+  }
+
+  split(key: number, n: number): number {
+    return this.n.split(key, n);
+  }
+
+  merge(a: number, na: number, b: number, nb: number): number {
+    return this.n.merge(a, na, b, nb);
+  }
+
+  available(): number {
+    return this.n.available();
+  }
+
+  addPermits(n: number): void {
+    if (!this.n.addPermits(n)) throw outOfRange('n', `<= ${MAX_PERMITS - this.n.available()} (MAX_PERMITS - available)`, n);
+  }
+
+  forgetPermits(n: number): number {
+    return this.n.forgetPermits(n);
+  }
+
+  close(): void {
+    this.n.close();
+  }
+
+  isClosed(): boolean {
+    return this.n.isClosed();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handles
+
+/**
+ * A structured-cloneable reference to a shared primitive or channel end, made by `share()` and
+ * revived by `fromShared()`. Plain data: a registry slot, its generation and a random 64-bit
+ * secret — never a pointer.
+ */
+export interface SyncHandle {
+  /** Marks a kyoto/sync handle (always 1). */
+  readonly kyotoSync: 1;
+  /** The class it revives as, e.g. `'Semaphore'`, `'mpsc.Sender'`. */
+  readonly type: string;
+  /** Registry slot. */
+  readonly index: number;
+  /** Slot generation. */
+  readonly gen: number;
+  /** 16 hex digits. */
+  readonly secret: string;
+}
+
+const hex8 = (n: number): string => n.toString(16).padStart(8, '0');
+
+/** Builds a handle from native `[index, gen, hi, lo]`. */
+export function makeHandle(type: string, parts: number[]): SyncHandle {
+  return Object.freeze({
+    kyotoSync: 1 as const,
+    type,
+    index: parts[0],
+    gen: parts[1],
+    secret: hex8(parts[2]) + hex8(parts[3]),
+  });
+}
+
+const u32 = (x: unknown): x is number => typeof x === 'number' && Number.isInteger(x) && x >= 0 && x <= 0xffffffff;
+
+/** Parses a handle; throws `ERR_INVALID_HANDLE` when malformed. Returns `[type, index, gen, hi, lo]`. */
+export function parseHandle(h: unknown): [string, number, number, number, number] {
+  if (h === null || typeof h !== 'object') throw new InvalidHandleError('a kyoto/sync handle must be an object');
+  const o = h as Record<string, unknown>;
+  let secret: unknown, type: unknown, index: unknown, gen: unknown, mark: unknown;
+  try {
+    ({ kyotoSync: mark, type, index, gen, secret } = o);
+  } catch {
+    throw new InvalidHandleError();
+  }
+  if (mark !== 1 || typeof type !== 'string' || !u32(index) || !u32(gen) || typeof secret !== 'string' || !/^[0-9a-f]{16}$/.test(secret)) {
+    throw new InvalidHandleError();
+  }
+  return [type, index, gen, parseInt(secret.slice(0, 8), 16), parseInt(secret.slice(8), 16)];
+}
+
+type Reviver = (index: number, gen: number, hi: number, lo: number) => object | null;
+const revivers = new Map<string, Reviver>();
+
+/** Registers how handles of `type` are revived. */
+export function registerReviver(type: string, r: Reviver): void {
+  revivers.set(type, r);
+}
+
+/**
+ * Revives a handle made by `share()` (possibly in another worker): returns an object of the same
+ * class bound to the same shared state. Sender handles and receiver handles are revivable once
+ * (each carries one channel end); primitive handles any number of times while the primitive is
+ * alive somewhere. A forged, stale or malformed handle throws a `TypeError` with
+ * `code: 'ERR_INVALID_HANDLE'`.
+ */
+export function fromShared<T = unknown>(handle: SyncHandle): T {
+  const [type, index, gen, hi, lo] = parseHandle(handle);
+  const r = revivers.get(type);
+  if (r === undefined) throw new InvalidHandleError(`unknown kyoto/sync handle type`);
+  const obj = r(index, gen, hi, lo);
+  if (obj === null) throw new InvalidHandleError();
+  return obj as T;
+}
+
+/** @internal */
+export function checkType(value: unknown, ctor: abstract new (...a: never[]) => unknown, name: string, expected: string): void {
+  if (!(value instanceof ctor)) throw invalidArgType(name, expected, value);
+}

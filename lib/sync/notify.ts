@@ -1,0 +1,260 @@
+/**
+ * Notify, Barrier and OnceCell.
+ * @module
+ */
+import { abortReason, invalidArgType, validateInteger } from '../errors';
+import { SetError } from './errors';
+import { JsSem, RESOLVED, WaitList, Waiter, signalOf, type WaitOptions } from './internal';
+import { makeHandle, nwait, registerReviver, sn, type NBarrier, type NNotify, type SyncHandle } from './native';
+
+/**
+ * Wakes tasks (Tokio's `Notify`). `notifyOne()` wakes the oldest waiter or, with none, stores a
+ * single permit (repeated calls still store one) that the next `notified()` consumes at once;
+ * `notifyLast()` wakes the newest waiter; `notifyWaiters()` wakes every current waiter and stores
+ * nothing. A waiter counts from the moment `notified()` is called. In shared mode, a waiter that
+ * is aborted after `notifyOne` picked it (before it saw the wake-up) passes the notification on.
+ */
+export class Notify {
+  #permit = false;
+  readonly #waiters = new WaitList<Waiter<void>>();
+  #n: NNotify | undefined = undefined;
+  #handle: SyncHandle | undefined = undefined;
+
+  /** Resolves on the next notification (or at once, consuming a stored permit). */
+  notified(options?: WaitOptions): Promise<void> {
+    const signal = signalOf(options);
+    const n = this.#n;
+    if (n !== undefined) {
+      if (n.tryTake()) return RESOLVED;
+      return nwait<void>(signal, (id) => n.wait(id));
+    }
+    if (this.#permit) {
+      this.#permit = false;
+      return RESOLVED;
+    }
+    if (signal !== undefined && signal.aborted) return Promise.reject(abortReason(signal));
+    return new Promise<void>((resolve, reject) => {
+      const w = new Waiter<void>(resolve, reject);
+      this.#waiters.push(w);
+      if (signal !== undefined) {
+        w.arm(signal, () => {
+          w.onAbort = undefined;
+          w.signal = undefined;
+          if (!w.linked) return;
+          this.#waiters.remove(w);
+          reject(abortReason(signal));
+        });
+      }
+    });
+  }
+
+  /** Wakes the oldest waiter, or stores one permit. */
+  notifyOne(): void {
+    if (this.#n !== undefined) return this.#n.notifyOne();
+    const w = this.#waiters.shift();
+    if (w === null) this.#permit = true;
+    else w.settle(undefined);
+  }
+
+  /** Wakes the newest waiter, or stores one permit. */
+  notifyLast(): void {
+    if (this.#n !== undefined) return this.#n.notifyLast();
+    const w = this.#waiters.pop();
+    if (w === null) this.#permit = true;
+    else w.settle(undefined);
+  }
+
+  /** Wakes every current waiter; stores no permit. */
+  notifyWaiters(): void {
+    if (this.#n !== undefined) return this.#n.notifyWaiters();
+    for (const w of this.#waiters.drain()) w.settle(undefined);
+  }
+
+  /** Moves the Notify into shared memory; returns a handle for `fromShared` in any worker. */
+  share(): SyncHandle {
+    if (this.#handle !== undefined) return this.#handle;
+    if (this.#n === undefined) {
+      const n = sn().syncNotifyCreate(this.#permit);
+      this.#permit = false;
+      this.#n = n;
+      for (const w of this.#waiters.drain()) {
+        const signal = w.signal;
+        w.disarm();
+        nwait<void>(signal, (id) => n.wait(id)).then(w.resolve, w.reject);
+      }
+    }
+    return (this.#handle = makeHandle('Notify', this.#n.share()));
+  }
+
+  /** @internal */
+  static _revive(n: NNotify): Notify {
+    const x = new Notify();
+    x.#n = n;
+    return x;
+  }
+}
+
+/** What {@link Barrier.wait} resolves with. */
+export interface BarrierWaitResult {
+  /** True for exactly one waiter of each generation (the one whose arrival released it). */
+  readonly isLeader: boolean;
+}
+
+const LEADER: BarrierWaitResult = Object.freeze({ isLeader: true });
+const FOLLOWER: BarrierWaitResult = Object.freeze({ isLeader: false });
+
+/**
+ * Lets `n` tasks wait for each other: the `n`-th `wait()` releases the whole generation (and is its
+ * leader), then the barrier is reused. `n = 0` behaves like 1. Like Tokio's, a wait is not
+ * cancel-safe: an aborted `wait()` rejects but its arrival still counts.
+ */
+export class Barrier {
+  readonly #n: number;
+  #waiting: Waiter<BarrierWaitResult>[] = [];
+  #arrived = 0;
+  #nb: NBarrier | undefined = undefined;
+  #handle: SyncHandle | undefined = undefined;
+
+  /** @param n - the number of parties (an integer `0..2^32-1`). */
+  constructor(n: number) {
+    validateInteger(n, 'n', 0, 0xffffffff);
+    this.#n = Math.max(1, n);
+  }
+
+  /** Arrives and waits for the rest of the generation. */
+  wait(options?: WaitOptions): Promise<BarrierWaitResult> {
+    const signal = signalOf(options);
+    const nb = this.#nb;
+    if (nb !== undefined) {
+      return nwait<number>(signal, (id) => nb.wait(id)).then((x) => (x === 1 ? LEADER : FOLLOWER));
+    }
+    if (signal !== undefined && signal.aborted) return Promise.reject(abortReason(signal));
+    this.#arrived++;
+    if (this.#arrived >= this.#n) {
+      const ws = this.#waiting;
+      this.#waiting = [];
+      this.#arrived = 0;
+      for (const w of ws) w.settle(FOLLOWER);
+      return Promise.resolve(LEADER);
+    }
+    return new Promise<BarrierWaitResult>((resolve, reject) => {
+      const w = new Waiter<BarrierWaitResult>(resolve, reject);
+      this.#waiting.push(w);
+      if (signal !== undefined) {
+        w.arm(signal, () => {
+          w.onAbort = undefined;
+          w.signal = undefined;
+          // The arrival stays counted (not cancel-safe, as in Tokio); only this promise rejects.
+          w.resolve = () => {};
+          reject(abortReason(signal));
+        });
+      }
+    });
+  }
+
+  /** Moves the barrier into shared memory; returns a handle for `fromShared` in any worker. */
+  share(): SyncHandle {
+    if (this.#handle !== undefined) return this.#handle;
+    if (this.#nb === undefined) {
+      const nb = sn().syncBarrierCreate(this.#n, 0);
+      // Current JS waiters keep their arrival: they re-arrive natively, in order.
+      const ws = this.#waiting;
+      this.#waiting = [];
+      this.#arrived = 0;
+      this.#nb = nb;
+      for (const w of ws) {
+        const signal = w.signal;
+        w.disarm();
+        nwait<number>(signal, (id) => nb.wait(id)).then((x) => w.resolve(x === 1 ? LEADER : FOLLOWER), w.reject);
+      }
+    }
+    return (this.#handle = makeHandle('Barrier', this.#nb.share()));
+  }
+
+  /** @internal */
+  static _revive(nb: NBarrier): Barrier {
+    const b = new Barrier(nb.n());
+    b.#nb = nb;
+    return b;
+  }
+}
+
+/**
+ * A value set at most once (Tokio's `OnceCell`). Concurrent `getOrInit` callers share one
+ * initialisation; if it throws (or rejects), the next waiting caller runs its own initialiser.
+ * (Same-thread only: it has no `share()`; use a shared Mutex for a cross-thread lazy value.)
+ */
+export class OnceCell<T> {
+  #value: T | undefined = undefined;
+  #set = false;
+  readonly #sem = new JsSem(1);
+
+  /** @param value - when given (even `undefined`, if passed explicitly), the cell starts initialised. */
+  constructor(...value: [] | [T]) {
+    if (value.length > 0) {
+      this.#value = value[0];
+      this.#set = true;
+      this.#sem.close();
+    }
+  }
+
+  /** The value, or `undefined` while uninitialised. */
+  get(): T | undefined {
+    return this.#value;
+  }
+
+  /** Whether a value is stored. */
+  initialized(): boolean {
+    return this.#set;
+  }
+
+  /**
+   * Stores `value`; throws `SetError` with `kind: 'already_initialized'` once set, or
+   * `'initializing'` while a `getOrInit` is running.
+   */
+  set(value: T): void {
+    if (this.#set) throw new SetError('already_initialized');
+    if (this.#sem.permits === 0) throw new SetError('initializing');
+    this.#value = value;
+    this.#set = true;
+    this.#sem.close();
+  }
+
+  /** The value, initialising it with `init()` first if needed (one initialiser at a time). */
+  async getOrInit(init: () => T | PromiseLike<T>, options?: WaitOptions): Promise<T> {
+    if (typeof init !== 'function') throw invalidArgType('init', 'of type function', init);
+    if (this.#set) return this.#value as T;
+    const signal = signalOf(options);
+    try {
+      await this.#sem.acquire(1, signal, () => undefined);
+    } catch (e) {
+      // Closed: another caller stored the value while we waited.
+      if (this.#set) return this.#value as T;
+      throw e;
+    }
+    if (this.#set) {
+      this.#sem.release(0, 1);
+      return this.#value as T;
+    }
+    let v: T;
+    try {
+      v = await init();
+    } catch (e) {
+      this.#sem.release(0, 1); // the next waiter retries
+      throw e;
+    }
+    this.#value = v;
+    this.#set = true;
+    this.#sem.close(); // wakes every waiter, who then read the value
+    return v;
+  }
+}
+
+registerReviver('Notify', (i, g, h, l) => {
+  const n = sn().syncReviveNotify(i, g, h, l);
+  return n === null ? null : Notify._revive(n);
+});
+registerReviver('Barrier', (i, g, h, l) => {
+  const n = sn().syncReviveBarrier(i, g, h, l);
+  return n === null ? null : Barrier._revive(n);
+});
