@@ -14,6 +14,8 @@ pub(crate) struct Driver {
 pub(crate) struct Handle {
     pub(crate) io: crate::io::driver::Handle,
     pub(crate) time: crate::time::driver::Handle,
+    /// The clock was paused through `runtime::Handle::pause_clock` (auto-advance held off).
+    pub(crate) embedder_paused: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) struct Cfg {
@@ -31,6 +33,7 @@ impl Driver {
             Handle {
                 io: io_handle,
                 time: time_handle,
+                embedder_paused: std::sync::atomic::AtomicBool::new(false),
             },
         ))
     }

@@ -4,6 +4,7 @@ use super::task::{Id, JoinHandle};
 use super::{context, RuntimeFlavor, RuntimeMetrics};
 use std::future::Future;
 use std::pin::pin;
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -20,6 +21,29 @@ impl std::fmt::Debug for Handle {
             .finish()
     }
 }
+
+/// Why a test-clock operation on a [`Handle`] was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockError {
+    /// The clock is already paused.
+    AlreadyPaused,
+    /// The clock is not paused.
+    NotPaused,
+    /// The new reading would not fit in an `Instant`.
+    Overflow,
+}
+
+impl std::fmt::Display for ClockError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ClockError::AlreadyPaused => "time is already paused",
+            ClockError::NotPaused => "time is not paused",
+            ClockError::Overflow => "advancing the clock overflows Instant",
+        })
+    }
+}
+
+impl std::error::Error for ClockError {}
 
 /// There is no runtime entered on this thread.
 #[derive(Debug)]
@@ -112,6 +136,88 @@ impl Handle {
     /// A snapshot of the runtime's counters.
     pub fn metrics(&self) -> RuntimeMetrics {
         RuntimeMetrics::collect(&self.inner)
+    }
+
+    /// Pauses this runtime's clock, on either flavor, for an embedder that decides itself when the
+    /// runtime is idle (the Node binding: when its JS thread has nothing left to do). Unlike
+    /// [`crate::time::pause`], the clock does not auto-advance: it moves only through
+    /// [`advance_clock`](Self::advance_clock) and
+    /// [`advance_clock_to_next_timer`](Self::advance_clock_to_next_timer).
+    pub fn pause_clock(&self) -> Result<(), ClockError> {
+        let driver = self.inner.driver();
+        let clock = driver.time.clock();
+        if driver.embedder_paused.swap(true, SeqCst) {
+            return Err(ClockError::AlreadyPaused);
+        }
+        clock.inhibit_auto_advance();
+        if !clock.try_pause() {
+            clock.allow_auto_advance();
+            driver.embedder_paused.store(false, SeqCst);
+            return Err(ClockError::AlreadyPaused);
+        }
+        // A worker sleeping until a real-time deadline re-plans on the paused clock.
+        driver.unpark();
+        Ok(())
+    }
+
+    /// Restarts a clock paused by [`pause_clock`](Self::pause_clock) (or by
+    /// [`crate::time::pause`] / `start_paused`) from its current, possibly advanced, reading.
+    pub fn resume_clock(&self) -> Result<(), ClockError> {
+        let driver = self.inner.driver();
+        let clock = driver.time.clock();
+        if !clock.try_resume() {
+            return Err(ClockError::NotPaused);
+        }
+        if driver.embedder_paused.swap(false, SeqCst) {
+            clock.allow_auto_advance();
+        }
+        driver.unpark();
+        Ok(())
+    }
+
+    /// Whether this runtime's clock is paused.
+    pub fn is_clock_paused(&self) -> bool {
+        self.inner.driver().time.clock().is_paused()
+    }
+
+    /// The reading of this runtime's clock (virtual while paused).
+    pub fn clock_now(&self) -> crate::time::Instant {
+        self.inner.driver().time.clock().now()
+    }
+
+    /// Moves a paused clock forward by exactly `duration` and fires the timers that came due (their
+    /// tasks are woken; a parked worker re-plans).
+    pub fn advance_clock(&self, duration: std::time::Duration) -> Result<(), ClockError> {
+        let driver = self.inner.driver();
+        driver
+            .time
+            .clock()
+            .try_advance(duration)
+            .map_err(|e| match e {
+                crate::time::AdvanceError::NotPaused => ClockError::NotPaused,
+                crate::time::AdvanceError::Overflow => ClockError::Overflow,
+            })?;
+        driver.time.fire_due();
+        driver.unpark();
+        Ok(())
+    }
+
+    /// Moves a paused clock to the next pending timer's deadline and fires it. Returns false when
+    /// the clock runs or no timer is pending. The embedder calls this when it knows the runtime is
+    /// idle — the auto-advance of a paused clock, under the embedder's control.
+    pub fn advance_clock_to_next_timer(&self) -> bool {
+        let driver = self.inner.driver();
+        let advanced = driver.time.advance_to_next_timer();
+        if advanced {
+            driver.unpark();
+        }
+        advanced
+    }
+
+    /// When the next timer is due (on this runtime's clock), if any. May name an earlier point at
+    /// which timers move between wheel levels; never later than the earliest deadline.
+    pub fn next_timer(&self) -> Option<crate::time::Instant> {
+        self.inner.driver().time.next_expiration()
     }
 
     /// Whether both handles refer to the same runtime.

@@ -23,7 +23,7 @@ pub(crate) mod task;
 mod tests;
 
 pub use builder::Builder;
-pub use handle::{EnterGuard, Handle, TryCurrentError};
+pub use handle::{ClockError, EnterGuard, Handle, TryCurrentError};
 pub use metrics::RuntimeMetrics;
 pub use runtime::{Runtime, RuntimeFlavor};
 pub use scheduler::current_thread::DriveOutcome;

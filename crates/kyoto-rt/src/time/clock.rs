@@ -13,6 +13,13 @@ use std::time::Duration;
 /// while blocking tasks run, since they may wake the runtime in real time).
 ///
 /// All methods take `&self` and are thread-safe.
+/// Why [`Clock::try_advance`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AdvanceError {
+    NotPaused,
+    Overflow,
+}
+
 #[derive(Debug)]
 pub(crate) struct Clock {
     /// False until the clock is first paused: until then `now()` is the system clock, read without
@@ -77,14 +84,21 @@ impl Clock {
     ///
     /// If the clock is already paused.
     pub(crate) fn pause(&self) {
+        if !self.try_pause() {
+            panic!("time is already paused");
+        }
+    }
+
+    /// Stops the clock at its current reading; false (and no change) if it is already paused.
+    pub(crate) fn try_pause(&self) -> bool {
         // Switch readers to the locked path first, so none reads the system clock once paused.
         self.altered.store(true, Ordering::Release);
         let mut inner = lock(&self.inner);
         let Some(unfrozen) = inner.unfrozen.take() else {
-            drop(inner);
-            panic!("time is already paused");
+            return false;
         };
         inner.base += unfrozen.elapsed();
+        true
     }
 
     /// Restarts a paused clock from its current reading.
@@ -93,12 +107,19 @@ impl Clock {
     ///
     /// If the clock is not paused.
     pub(crate) fn resume(&self) {
-        let mut inner = lock(&self.inner);
-        if inner.unfrozen.is_some() {
-            drop(inner);
+        if !self.try_resume() {
             panic!("time is not paused");
         }
+    }
+
+    /// Restarts a paused clock; false (and no change) if it is running.
+    pub(crate) fn try_resume(&self) -> bool {
+        let mut inner = lock(&self.inner);
+        if inner.unfrozen.is_some() {
+            return false;
+        }
         inner.unfrozen = Some(std::time::Instant::now());
+        true
     }
 
     /// Moves a paused clock forward by exactly `duration`.
@@ -107,18 +128,26 @@ impl Clock {
     ///
     /// If the clock is not paused, or if the new reading cannot be represented by an `Instant`.
     pub(crate) fn advance(&self, duration: Duration) {
-        let mut inner = lock(&self.inner);
-        if inner.unfrozen.is_some() {
-            drop(inner);
-            panic!("time can only be advanced while it is paused");
-        }
-        match inner.base.checked_add(duration) {
-            Some(base) => inner.base = base,
-            None => {
-                drop(inner);
-                panic!("advancing the clock by {duration:?} overflows `Instant`");
+        match self.try_advance(duration) {
+            Ok(()) => {}
+            Err(AdvanceError::NotPaused) => panic!("time can only be advanced while it is paused"),
+            Err(AdvanceError::Overflow) => {
+                panic!("advancing the clock by {duration:?} overflows `Instant`")
             }
         }
+    }
+
+    /// Moves a paused clock forward by exactly `duration`, or says why it cannot.
+    pub(crate) fn try_advance(&self, duration: Duration) -> Result<(), AdvanceError> {
+        let mut inner = lock(&self.inner);
+        if inner.unfrozen.is_some() {
+            return Err(AdvanceError::NotPaused);
+        }
+        inner.base = inner
+            .base
+            .checked_add(duration)
+            .ok_or(AdvanceError::Overflow)?;
+        Ok(())
     }
 
     /// Moves a paused clock forward to `target`, if it is later than the current reading. Returns

@@ -223,6 +223,32 @@ impl Handle {
         next.map(|tick| self.tick_to_instant(tick))
     }
 
+    /// Fires every timer due at the clock's current reading (for an embedder that moved a paused
+    /// clock). Returns how many fired.
+    pub(crate) fn fire_due(&self) -> usize {
+        self.process()
+    }
+
+    /// Moves a paused clock to the next timer's deadline and fires what came due. Returns false
+    /// (and changes nothing) when the clock runs or no timer is pending.
+    pub(crate) fn advance_to_next_timer(&self) -> bool {
+        if !self.clock.is_paused() {
+            return false;
+        }
+        // The wheel may first name points where entries move to a lower level (never later than
+        // the earliest deadline), so walk those until something fires.
+        for _ in 0..4 * super::wheel::NUM_LEVELS {
+            let Some(tick) = self.next_tick() else {
+                return false;
+            };
+            self.clock.advance_to(self.tick_to_instant(tick));
+            if self.process() > 0 {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Number of timers waiting in the wheel (a metric).
     #[allow(dead_code)] // For the runtime's metrics.
     pub(crate) fn num_timers(&self) -> usize {

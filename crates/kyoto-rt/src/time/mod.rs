@@ -25,7 +25,7 @@ mod sleep;
 mod timeout;
 pub(crate) mod wheel;
 
-pub(crate) use clock::Clock;
+pub(crate) use clock::{AdvanceError, Clock};
 pub use error::{Elapsed, Error};
 pub use instant::Instant;
 pub use interval::{interval, interval_at, Interval, MissedTickBehavior};
