@@ -8,30 +8,55 @@
 //!     assert_eq!(rx.await, Ok(7));
 //! });
 //! ```
-use crate::loom::sync::{Arc, Mutex, MutexGuard};
+//!
+//! # Design
+//!
+//! One allocation holds a state word, the value slot and one waker slot per side; no lock. The state
+//! word's bits say who may touch which slot:
+//!
+//! - `COMPLETE`: the sender is done (it stored a value, or was dropped without one). Before it, only
+//!   the sender touches `value`; after it, only the receiver does. It is never set once `CLOSED` is:
+//!   a sender that finds the channel closed keeps (and returns) its value instead.
+//! - `CLOSED`: the receiver closed or was dropped; `send` fails from then on.
+//! - `RX_WAKER` / `TX_WAKER`: the receiver's (sender's) waker slot holds a waker the other side may
+//!   take and wake. A side writes its slot only while its bit is clear, and clears the bit (with a
+//!   read-modify-write that tells it whether the other side got there first) before rewriting it.
+//!
+//! The models in `loom_tests` below explore send racing receive, close and drop.
+use crate::loom::cell::UnsafeCell;
+use crate::loom::sync::atomic::{AtomicUsize, Ordering::AcqRel, Ordering::Acquire};
+use crate::loom::sync::Arc;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
+const RX_WAKER: usize = 0b0001;
+const COMPLETE: usize = 0b0010;
+const CLOSED: usize = 0b0100;
+const TX_WAKER: usize = 0b1000;
+
 struct Inner<T> {
-    value: Option<T>,
-    /// The value was taken by the receiver.
-    taken: bool,
-    rx_waker: Option<Waker>,
-    tx_waker: Option<Waker>,
-    tx_gone: bool,
-    rx_closed: bool,
+    state: AtomicUsize,
+    value: UnsafeCell<Option<T>>,
+    rx_waker: UnsafeCell<Option<Waker>>,
+    tx_waker: UnsafeCell<Option<Waker>>,
 }
+
+// SAFETY: the cells are only accessed under the state protocol described in the module docs, which
+// gives each access exclusive ownership of its slot; `T` and `Waker` move between threads.
+unsafe impl<T: Send> Send for Inner<T> {}
+// SAFETY: see above.
+unsafe impl<T: Send> Sync for Inner<T> {}
 
 /// Sends the value. Dropping it unsent makes the receiver fail with [`RecvError`].
 pub struct Sender<T> {
-    inner: Option<Arc<Mutex<Inner<T>>>>,
+    inner: Option<Arc<Inner<T>>>,
 }
 
 /// Receives the value; a future of `Result<T, RecvError>`.
 pub struct Receiver<T> {
-    inner: Arc<Mutex<Inner<T>>>,
+    inner: Option<Arc<Inner<T>>>,
 }
 
 /// The sender was dropped without sending.
@@ -68,24 +93,88 @@ impl std::error::Error for TryRecvError {}
 
 /// Creates a one-shot channel.
 pub fn channel<T>() -> (Sender<T>, Receiver<T>) {
-    let inner = Arc::new(Mutex::new(Inner {
-        value: None,
-        taken: false,
-        rx_waker: None,
-        tx_waker: None,
-        tx_gone: false,
-        rx_closed: false,
-    }));
+    let inner = Arc::new(Inner {
+        state: AtomicUsize::new(0),
+        value: UnsafeCell::new(None),
+        rx_waker: UnsafeCell::new(None),
+        tx_waker: UnsafeCell::new(None),
+    });
     (
         Sender {
             inner: Some(inner.clone()),
         },
-        Receiver { inner },
+        Receiver { inner: Some(inner) },
     )
 }
 
-fn lock<T>(m: &Mutex<Inner<T>>) -> MutexGuard<'_, Inner<T>> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+impl<T> Inner<T> {
+    /// Takes the value. The caller owns the value slot (see the module docs).
+    fn take_value(&self) -> Option<T> {
+        // SAFETY: the caller owns the value slot: the receiver after observing COMPLETE, or the
+        // sender before setting COMPLETE / after seeing CLOSED in the word it replaced.
+        self.value.with_mut(|v| unsafe { (*v).take() })
+    }
+
+    /// Marks the sender done and wakes the receiver. Returns the previous state. On a closed
+    /// channel `COMPLETE` is *not* set: the receiver may still be polling, and it must never read
+    /// the value slot while the sender takes its value back.
+    fn complete(&self) -> usize {
+        let mut prev = self.state.load(Acquire);
+        loop {
+            if prev & CLOSED != 0 {
+                return prev;
+            }
+            match self
+                .state
+                .compare_exchange_weak(prev, prev | COMPLETE, AcqRel, Acquire)
+            {
+                Ok(_) => break,
+                Err(actual) => prev = actual,
+            }
+        }
+        if prev & RX_WAKER != 0 {
+            // SAFETY: RX_WAKER was set, so the receiver wrote its waker and will not touch the slot
+            // again before clearing the bit, which it only does while COMPLETE is clear; we just set
+            // COMPLETE, so the slot is ours to read.
+            let waker = self.rx_waker.with(|w| unsafe { (*w).clone() });
+            if let Some(w) = waker {
+                w.wake();
+            }
+        }
+        prev
+    }
+
+    /// Registers `waker` in the slot guarded by `bit`, unless `done` is set meanwhile. Returns the
+    /// state after registration; the caller checks `done` in it.
+    fn register(
+        &self,
+        slot: &UnsafeCell<Option<Waker>>,
+        bit: usize,
+        done: usize,
+        waker: &Waker,
+    ) -> usize {
+        let mut state = self.state.load(Acquire);
+        if state & done != 0 {
+            return state;
+        }
+        if state & bit != 0 {
+            // SAFETY: our bit is set, so we wrote the slot and the other side only reads it after
+            // setting `done` (checked clear just now; a read racing us is of an unchanged slot).
+            let same = slot.with(|w| unsafe { (*w).as_ref().is_some_and(|w| w.will_wake(waker)) });
+            if same {
+                return state;
+            }
+            state = self.state.fetch_and(!bit, AcqRel);
+            if state & done != 0 {
+                // The other side finished first and may be reading our old waker: leave the slot.
+                self.state.fetch_or(bit, AcqRel);
+                return state | bit;
+            }
+        }
+        // SAFETY: our bit is clear, so the other side never reads the slot: it is ours to write.
+        slot.with_mut(|w| unsafe { *w = Some(waker.clone()) });
+        self.state.fetch_or(bit, AcqRel) | bit
+    }
 }
 
 impl<T> Sender<T> {
@@ -94,55 +183,51 @@ impl<T> Sender<T> {
         let Some(inner) = self.inner.take() else {
             return Err(value);
         };
-        let waker = {
-            let mut g = lock(&inner);
-            if g.rx_closed {
-                g.tx_gone = true;
-                return Err(value);
+        if inner.state.load(Acquire) & CLOSED != 0 {
+            return Err(value);
+        }
+        // SAFETY: COMPLETE is not set yet, so the value slot belongs to the sender.
+        inner.value.with_mut(|v| unsafe { *v = Some(value) });
+        let prev = inner.complete();
+        if prev & CLOSED != 0 {
+            // Closed first: COMPLETE was not set, the receiver never reads the slot; take it back.
+            if let Some(v) = inner.take_value() {
+                return Err(v);
             }
-            g.value = Some(value);
-            g.tx_gone = true;
-            g.rx_waker.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
         }
         Ok(())
     }
 
     /// Whether the receiver closed or was dropped.
     pub fn is_closed(&self) -> bool {
-        self.inner.as_ref().is_none_or(|i| lock(i).rx_closed)
+        self.inner
+            .as_ref()
+            .is_none_or(|i| i.state.load(Acquire) & CLOSED != 0)
+    }
+
+    /// Polls for the receiver closing (see [`closed`](Self::closed)).
+    pub fn poll_closed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(inner) = self.inner.as_ref() else {
+            return Poll::Ready(());
+        };
+        let state = inner.register(&inner.tx_waker, TX_WAKER, CLOSED, cx.waker());
+        if state & CLOSED != 0 {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 
     /// Completes when the receiver closes or is dropped.
     pub async fn closed(&mut self) {
-        std::future::poll_fn(|cx| {
-            let Some(inner) = self.inner.as_ref() else {
-                return Poll::Ready(());
-            };
-            let mut g = lock(inner);
-            if g.rx_closed {
-                return Poll::Ready(());
-            }
-            g.tx_waker = Some(cx.waker().clone());
-            Poll::Pending
-        })
-        .await
+        std::future::poll_fn(|cx| self.poll_closed(cx)).await
     }
 }
 
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
         if let Some(inner) = self.inner.take() {
-            let waker = {
-                let mut g = lock(&inner);
-                g.tx_gone = true;
-                g.rx_waker.take()
-            };
-            if let Some(w) = waker {
-                w.wake();
-            }
+            inner.complete();
         }
     }
 }
@@ -150,27 +235,35 @@ impl<T> Drop for Sender<T> {
 impl<T> Receiver<T> {
     /// Takes the value if it was sent.
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        let mut g = lock(&self.inner);
-        if let Some(v) = g.value.take() {
-            g.taken = true;
-            return Ok(v);
+        let Some(inner) = self.inner.as_ref() else {
+            return Err(TryRecvError::Closed);
+        };
+        let state = inner.state.load(Acquire);
+        if state & COMPLETE == 0 {
+            return if state & CLOSED != 0 {
+                Err(TryRecvError::Closed)
+            } else {
+                Err(TryRecvError::Empty)
+            };
         }
-        if g.tx_gone || g.taken {
-            Err(TryRecvError::Closed)
-        } else {
-            Err(TryRecvError::Empty)
-        }
+        let value = inner.take_value();
+        self.inner = None;
+        value.ok_or(TryRecvError::Closed)
     }
 
     /// Refuses the value: a later `send` fails. A value sent before stays receivable.
     pub fn close(&mut self) {
-        let waker = {
-            let mut g = lock(&self.inner);
-            g.rx_closed = true;
-            g.tx_waker.take()
+        let Some(inner) = self.inner.as_ref() else {
+            return;
         };
-        if let Some(w) = waker {
-            w.wake();
+        let prev = inner.state.fetch_or(CLOSED, AcqRel);
+        if prev & (TX_WAKER | COMPLETE) == TX_WAKER {
+            // SAFETY: TX_WAKER set: the sender wrote its waker and only rewrites the slot after
+            // clearing the bit while CLOSED is clear; we just set CLOSED, so the slot is ours to read.
+            let waker = inner.tx_waker.with(|w| unsafe { (*w).clone() });
+            if let Some(w) = waker {
+                w.wake();
+            }
         }
     }
 }
@@ -178,9 +271,13 @@ impl<T> Receiver<T> {
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
         self.close();
-        // Drop an unreceived value here rather than whenever the sender's side lets go.
-        let value = lock(&self.inner).value.take();
-        drop(value);
+        let Some(inner) = self.inner.as_ref() else {
+            return;
+        };
+        // COMPLETE is only ever set before CLOSED, so if it is set now the value slot is ours.
+        if inner.state.load(Acquire) & COMPLETE != 0 {
+            drop(inner.take_value());
+        }
     }
 }
 
@@ -189,18 +286,24 @@ impl<T> Future for Receiver<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let coop = std::task::ready!(crate::runtime::coop::poll_proceed(cx));
-        let mut g = lock(&self.inner);
-        if let Some(v) = g.value.take() {
-            g.taken = true;
+        let this = self.get_mut();
+        let Some(inner) = this.inner.as_ref() else {
+            panic!("oneshot::Receiver polled after completion");
+        };
+        if inner.state.load(Acquire) & (COMPLETE | CLOSED) == CLOSED {
+            // Closed before any value: none will come (a later send fails).
             coop.made_progress();
-            return Poll::Ready(Ok(v));
-        }
-        if g.tx_gone || g.taken {
-            coop.made_progress();
+            this.inner = None;
             return Poll::Ready(Err(RecvError(())));
         }
-        g.rx_waker = Some(cx.waker().clone());
-        Poll::Pending
+        let state = inner.register(&inner.rx_waker, RX_WAKER, COMPLETE, cx.waker());
+        if state & COMPLETE == 0 {
+            return Poll::Pending;
+        }
+        coop.made_progress();
+        let value = inner.take_value();
+        this.inner = None;
+        Poll::Ready(value.ok_or(RecvError(())))
     }
 }
 
@@ -213,5 +316,117 @@ impl<T> fmt::Debug for Sender<T> {
 impl<T> fmt::Debug for Receiver<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("oneshot::Receiver").finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::loom::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use loom::future::block_on;
+    use loom::thread;
+
+    /// Counts drops, so the models can check a value is dropped exactly once.
+    struct Counted(Arc<AtomicUsize>);
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+
+    #[test]
+    fn loom_oneshot_a_value_sent_from_another_thread_is_received_exactly_once() {
+        loom::model(|| {
+            let drops = Arc::new(AtomicUsize::new(0));
+            let (tx, rx) = channel();
+            let d = drops.clone();
+            let t = thread::spawn(move || {
+                assert!(tx.send(Counted(d)).is_ok());
+            });
+            let v = block_on(rx).expect("sent");
+            t.join().unwrap();
+            drop(v);
+            assert_eq!(drops.load(SeqCst), 1);
+        });
+    }
+
+    #[test]
+    fn loom_oneshot_a_sender_dropped_unsent_wakes_the_receiver_with_an_error() {
+        loom::model(|| {
+            let (tx, rx) = channel::<u8>();
+            let t = thread::spawn(move || drop(tx));
+            assert_eq!(block_on(rx), Err(RecvError(())));
+            t.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn loom_oneshot_send_racing_the_receivers_drop_drops_the_value_exactly_once() {
+        loom::model(|| {
+            let drops = Arc::new(AtomicUsize::new(0));
+            let (tx, rx) = channel();
+            let d = drops.clone();
+            let t = thread::spawn(move || {
+                // Either delivered (and dropped with the receiver) or handed back (dropped here).
+                let _ = tx.send(Counted(d));
+            });
+            drop(rx);
+            t.join().unwrap();
+            assert_eq!(drops.load(SeqCst), 1);
+        });
+    }
+
+    #[test]
+    fn loom_oneshot_close_racing_send_either_delivers_or_returns_the_value() {
+        loom::model(|| {
+            let drops = Arc::new(AtomicUsize::new(0));
+            let (tx, mut rx) = channel();
+            let d = drops.clone();
+            let t = thread::spawn(move || tx.send(Counted(d)).is_ok());
+            rx.close();
+            let got = rx.try_recv();
+            let sent = t.join().unwrap();
+            // A value whose send succeeded stays receivable after close (it arrived first);
+            // otherwise `send` handed it back.
+            if let Ok(v) = got {
+                assert!(sent);
+                drop(v);
+            }
+            drop(rx);
+            assert_eq!(drops.load(SeqCst), 1);
+        });
+    }
+
+    #[test]
+    fn loom_oneshot_closed_completes_when_the_receiver_is_dropped() {
+        loom::model(|| {
+            let (mut tx, rx) = channel::<u8>();
+            let t = thread::spawn(move || drop(rx));
+            block_on(tx.closed());
+            assert!(tx.is_closed());
+            t.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn loom_oneshot_a_receiver_repolled_with_a_new_waker_still_gets_the_value() {
+        loom::model(|| {
+            let (tx, mut rx) = channel::<u8>();
+            let t = thread::spawn(move || {
+                let _ = tx.send(3);
+            });
+            // First poll with one waker, then finish with block_on's waker: the re-registration
+            // path (clearing RX_WAKER) races the send.
+            let noop = Waker::noop();
+            let mut cx = Context::from_waker(noop);
+            let first = Pin::new(&mut rx).poll(&mut cx);
+            let v = match first {
+                Poll::Ready(v) => v,
+                Poll::Pending => block_on(rx),
+            };
+            assert_eq!(v, Ok(3));
+            t.join().unwrap();
+        });
     }
 }
