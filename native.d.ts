@@ -45,6 +45,8 @@ export declare class SyncBarrier {
 
 /** The shared state of an mpsc channel (either end). */
 export declare class SyncChan {
+  /** This object's local id (for the `syncChan*` fast-path functions). */
+  lid(): number
   /** Sends now if capacity is free: 0 sent, 1 full, 2 closed. */
   trySend(value: unknown, tag: number): number
   /** Appends a message without taking capacity (the buffered messages moved in by `share`). */
@@ -108,6 +110,8 @@ export declare class SyncNotify {
 
 /** The shared state of a Semaphore, Mutex or RwLock. */
 export declare class SyncSem {
+  /** This object's local id (for the `syncSem*` fast-path functions). */
+  lid(): number
   /** Takes `n` free permits now: returns the holding key, -1 (no permits) or -2 (closed). */
   tryAcquire(n: number): number
   /** Queues op `id` for `n` permits; it completes with the holding key (or rejects closed). */
@@ -229,6 +233,15 @@ export declare function syncBarrierCreate(n: number, arrived: number): SyncBarri
  */
 export declare function syncChanCreate(cap: number, free: number, txCount: number, rxClosed: boolean): SyncChan
 
+/** Fast path of `SyncChan.recvMany` by local id. */
+export declare function syncChanRecvMany(lid: number, limit: number): unknown
+
+/** Fast path of `SyncChan.tryRecv` by local id. */
+export declare function syncChanTryRecv(lid: number): unknown
+
+/** Fast path of `SyncChan.trySend` by local id. */
+export declare function syncChanTrySend(lid: number, value: unknown, tag: number): number
+
 /**
  * Installs this env's `deserialize(buffer)` callback and the `EMPTY`/`CLOSED` sentinels that
  * non-blocking receives return.
@@ -252,6 +265,12 @@ export declare function syncReviveSem(kind: number, index: number, gen: number, 
 
 /** Creates the shared state of a semaphore with `permits` free permits and at most `max`. */
 export declare function syncSemCreate(permits: number, max: number, closed: boolean): SyncSem
+
+/** Fast path of `SyncSem.release` by local id. */
+export declare function syncSemRelease(lid: number, key: number, n: number): void
+
+/** Fast path of `SyncSem.tryAcquire` by local id. */
+export declare function syncSemTryAcquire(lid: number, n: number): number
 
 /**
  * Test hook: a plain native thread (not a runtime thread) completes `ids` in order, each resolved

@@ -127,14 +127,20 @@ export function validatePermits(n: unknown, name = 'n'): asserts n is number {
 
 export const RESOLVED: Promise<void> = Promise.resolve();
 
+/** Builds what an acquire resolves with, at grant time (a plain function: no closure per call). */
+export type Make<T, O> = (owner: O, key: number, n: number) => T;
+
+/** A `make` that resolves with the grant key itself. */
+export const KEY = (_o: unknown, key: number): number => key;
+
 /**
  * The permit core behind Semaphore, Mutex, RwLock and bounded mpsc. A grant is a number `key`: 0
  * in JS mode (the count alone is the state), a native holding id once the object is shared.
  */
 export interface SemCore {
   readonly native: boolean;
-  /** Acquires `n` permits FIFO; `make(key)` builds the resolved value at grant time. */
-  acquire<T>(n: number, signal: AbortSignal | undefined, make: (key: number) => T): Promise<T>;
+  /** Acquires `n` permits FIFO; `make(owner, key, n)` builds the resolved value at grant time. */
+  acquire<T, O>(n: number, signal: AbortSignal | undefined, make: Make<T, O>, owner: O): Promise<T>;
   /** Takes `n` free permits now or throws {@link TryAcquireError}; returns the grant key. */
   tryAcquire(n: number): number;
   /** Returns `n` permits of grant `key`. */
@@ -152,14 +158,29 @@ export interface SemCore {
   isClosed(): boolean;
 }
 
-class SemWaiter extends Waiter<number> {
+class SemWaiter extends Waiter<any> {
   assigned = 0;
   constructor(
     readonly need: number,
-    resolve: (v: number) => void,
+    readonly make: Make<any, any>,
+    readonly owner: unknown,
+    resolve: (v: any) => void,
     reject: (e: unknown) => void,
   ) {
     super(resolve, reject);
+  }
+
+  /** Grants: builds the value (a throwing `make` rejects instead of escaping `release`). */
+  grant(key: number): void {
+    this.disarm();
+    let v: unknown;
+    try {
+      v = this.make(this.owner, key, this.need);
+    } catch (e) {
+      this.reject(e);
+      return;
+    }
+    this.resolve(v);
   }
 }
 
@@ -174,29 +195,15 @@ export class JsSem implements SemCore {
     this.permits = permits;
   }
 
-  acquire<T>(n: number, signal: AbortSignal | undefined, make: (key: number) => T): Promise<T> {
+  acquire<T, O>(n: number, signal: AbortSignal | undefined, make: Make<T, O>, owner: O): Promise<T> {
     if (this.closed) return Promise.reject(new AcquireError());
     if (n === 0 || (this.queue.size === 0 && this.permits >= n)) {
       this.permits -= n;
-      return Promise.resolve(make(0));
+      return Promise.resolve(make(owner, 0, n));
     }
     if (signal !== undefined && signal.aborted) return Promise.reject(abortReason(signal));
     return new Promise<T>((resolve, reject) => {
-      const w = new SemWaiter(
-        n,
-        (key) => {
-          // `make` runs at grant time, inside `release`: it must never throw out of it.
-          let v: T;
-          try {
-            v = make(key);
-          } catch (e) {
-            reject(e);
-            return;
-          }
-          resolve(v);
-        },
-        reject,
-      );
+      const w = new SemWaiter(n, make, owner, resolve, reject);
       if (this.queue.size === 0) {
         // The new head takes what is free now; the rest is assigned as permits come back.
         w.assigned = this.permits;
@@ -237,7 +244,7 @@ export class JsSem implements SemCore {
       this.permits -= take;
       if (w.assigned < w.need) break;
       this.queue.remove(w);
-      w.settle(0);
+      w.grant(0);
     }
   }
 
@@ -294,7 +301,8 @@ export class JsSem implements SemCore {
       w.assigned = 0;
       const signal = w.signal;
       w.disarm();
-      acquire(w.need, signal).then(w.resolve, w.reject);
+      const { make, owner, need } = w;
+      acquire(need, signal).then((key) => make(owner, key, need)).then(w.resolve, w.reject);
     }
   }
 }

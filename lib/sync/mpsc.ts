@@ -9,7 +9,7 @@
  */
 import { abortReason, invalidArgType, outOfRange, validateInteger } from '../errors';
 import { InvalidStateError, SendError, TryAcquireError, TryRecvError, TrySendError } from './errors';
-import { JsSem, MAX_PERMITS, RESOLVED, WaitList, Waiter, signalOf, validatePermits, type WaitOptions } from './internal';
+import { JsSem, MAX_PERMITS, RESOLVED, type Make, WaitList, Waiter, signalOf, validatePermits, type WaitOptions } from './internal';
 import {
   CLOSED,
   EMPTY,
@@ -359,7 +359,7 @@ export class Sender<T> extends SenderBase<T> {
       c.deliver(value);
       return RESOLVED;
     }
-    return s.acquire(1, signal, (key) => c.permitSend(key, value)).catch(mapSendError);
+    return s.acquire(1, signal, (o: Chan<T>, key) => o.permitSend(key, value), c).catch(mapSendError);
   }
 
   /** Sends now or throws `TrySendError` (`kind: 'full'` or `'closed'`). */
@@ -398,16 +398,15 @@ export class Sender<T> extends SenderBase<T> {
     if (this._dropped) return sendersClosed();
     const c = this._c;
     if (n > c.cap) return Promise.reject(new SendError('requested more slots than the channel capacity'));
-    const make = (key: number): Permit<T> => new Permit<T>(c, key, n);
     const nc = c.n;
     if (nc !== undefined) {
       const k = nc.tryReserve(n);
-      if (k >= 0) return Promise.resolve(make(k));
+      if (k >= 0) return Promise.resolve(new Permit<T>(c, k, n));
       if (k === -2) return Promise.reject(new SendError());
-      return nwait<number>(signal, (id) => nc.reserveWait(id, n)).then(make, mapSendError);
+      return nwait<number>(signal, (id) => nc.reserveWait(id, n)).then((key) => new Permit<T>(c, key, n), mapSendError);
     }
     if (c.rxClosed) return Promise.reject(new SendError());
-    return c.sem!.acquire(n, signal, make).catch(mapSendError);
+    return c.sem!.acquire(n, signal, makePermit as Make<Permit<T>, Chan<T>>, c).catch(mapSendError);
   }
 
   /** One slot now, or `TrySendError` (`'full'` / `'closed'`). */
@@ -624,6 +623,10 @@ export class Receiver<T> implements AsyncIterable<T> {
       yield v;
     }
   }
+}
+
+function makePermit(c: Chan<unknown>, key: number, n: number): Permit<unknown> {
+  return new Permit(c, key, n);
 }
 
 function unEnd<T>(v: T | End): T | undefined {

@@ -4,7 +4,7 @@
  */
 import { abortReason, invalidArgType, validateInteger } from '../errors';
 import { SetError } from './errors';
-import { JsSem, RESOLVED, WaitList, Waiter, signalOf, type WaitOptions } from './internal';
+import { JsSem, KEY, RESOLVED, WaitList, Waiter, signalOf, type WaitOptions } from './internal';
 import { makeHandle, nwait, registerReviver, sn, type NBarrier, type NNotify, type SyncHandle } from './native';
 
 /**
@@ -226,7 +226,7 @@ export class OnceCell<T> {
     if (this.#set) return this.#value as T;
     const signal = signalOf(options);
     try {
-      await this.#sem.acquire(1, signal, () => undefined);
+      await this.#sem.acquire(1, signal, KEY, undefined);
     } catch (e) {
       // Closed: another caller stored the value while we waited.
       if (this.#set) return this.#value as T;

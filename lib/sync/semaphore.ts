@@ -6,7 +6,7 @@
  */
 import { invalidArgType, validateInteger } from '../errors';
 import { InvalidStateError, TryAcquireError, TryLockError } from './errors';
-import { JsSem, MAX_PERMITS, signalOf, validatePermits, type SemCore, type WaitOptions } from './internal';
+import { JsSem, KEY, MAX_PERMITS, signalOf, validatePermits, type SemCore, type WaitOptions } from './internal';
 import {
   NativeSemCore,
   makeHandle,
@@ -27,7 +27,7 @@ function toNative(core: JsSem, max: number, setCore: (c: SemCore) => void): NSem
   const n = sn().syncSemCreate(core.freeAndAssigned(), max, core.closed);
   const nc = new NativeSemCore(n);
   setCore(nc);
-  core.moveWaitersTo((need, signal) => nc.acquire(need, signal, (k) => k));
+  core.moveWaitersTo((need, signal) => nc.acquire(need, signal, KEY, undefined));
   core.permits = 0;
   return n;
 }
@@ -134,7 +134,7 @@ export class Semaphore {
   acquire(n = 1, options?: WaitOptions): Promise<SemaphorePermit> {
     validatePermits(n);
     const signal = signalOf(options);
-    return this._core.acquire(n, signal, (key) => new SemaphorePermit(this, key, n));
+    return this._core.acquire(n, signal, makePermit, this);
   }
 
   /**
@@ -336,7 +336,7 @@ export class Mutex<T = void> extends Locked<T> {
   /** Waits for the lock. */
   lock(options?: WaitOptions): Promise<MutexGuard<T>> {
     const signal = signalOf(options);
-    return this._core.acquire(1, signal, (key) => new MutexGuard<T>(this, key, 1));
+    return this._core.acquire(1, signal, makeMutexGuard, this) as Promise<MutexGuard<T>>;
   }
 
   /** Takes the lock now or throws `TryLockError` (`kind: 'would_block'`). */
@@ -455,14 +455,13 @@ export class RwLock<T = void> extends Locked<T> {
   /** Waits for shared read access. */
   read(options?: WaitOptions): Promise<RwLockReadGuard<T>> {
     const signal = signalOf(options);
-    return this._core.acquire(1, signal, (key) => new RwLockReadGuard<T>(this, key, 1));
+    return this._core.acquire(1, signal, makeReadGuard, this) as Promise<RwLockReadGuard<T>>;
   }
 
   /** Waits for exclusive write access. */
   write(options?: WaitOptions): Promise<RwLockWriteGuard<T>> {
     const signal = signalOf(options);
-    const max = this._max;
-    return this._core.acquire(max, signal, (key) => new RwLockWriteGuard<T>(this, key, max));
+    return this._core.acquire(this._max, signal, makeWriteGuard, this) as Promise<RwLockWriteGuard<T>>;
   }
 
   /** Read access now or `TryLockError` (`kind: 'would_block'`). */
@@ -501,6 +500,19 @@ export class RwLock<T = void> extends Locked<T> {
     l._native = n;
     return l;
   }
+}
+
+function makePermit(s: Semaphore, key: number, n: number): SemaphorePermit {
+  return new SemaphorePermit(s, key, n);
+}
+function makeMutexGuard(m: Mutex<unknown>, key: number): MutexGuard<unknown> {
+  return new MutexGuard(m, key, 1);
+}
+function makeReadGuard(l: RwLock<unknown>, key: number): RwLockReadGuard<unknown> {
+  return new RwLockReadGuard(l, key, 1);
+}
+function makeWriteGuard(l: RwLock<unknown>, key: number, n: number): RwLockWriteGuard<unknown> {
+  return new RwLockWriteGuard(l, key, n);
 }
 
 registerReviver('Semaphore', (i, g, h, l) => {

@@ -56,6 +56,64 @@ fn count(n: f64) -> Result<u64> {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Fast path: napi-rs class methods pay a type-tag check per call (~300 ns); the hot operations are
+// plain functions taking a per-env local id instead. The id indexes this env's table of the shared
+// objects its JS wrappers use; a wrapper's finalizer frees its entry. A wrong id finds nothing.
+
+thread_local! {
+    static LOCAL: std::cell::RefCell<(Vec<Option<Obj>>, Vec<u32>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+fn local_add(obj: Obj) -> u32 {
+    LOCAL.with(|l| {
+        let mut l = l.borrow_mut();
+        match l.1.pop() {
+            Some(i) => {
+                l.0[i as usize] = Some(obj);
+                i
+            }
+            None => {
+                l.0.push(Some(obj));
+                (l.0.len() - 1) as u32
+            }
+        }
+    })
+}
+
+fn local_free(id: u32) {
+    let _ = LOCAL.try_with(|l| {
+        if let Ok(mut l) = l.try_borrow_mut() {
+            if let Some(slot) = l.0.get_mut(id as usize) {
+                if slot.take().is_some() {
+                    l.1.push(id);
+                }
+            }
+        }
+    });
+}
+
+fn local_get(id: u32) -> Result<Obj> {
+    LOCAL
+        .with(|l| l.borrow().0.get(id as usize).and_then(|o| o.clone()))
+        .ok_or_else(|| invalid("kyoto/sync: unknown local id"))
+}
+
+fn local_chan(id: u32) -> Result<Arc<Chan>> {
+    match local_get(id)? {
+        Obj::Chan(c) => Ok(c),
+        _ => Err(invalid("kyoto/sync: not a channel")),
+    }
+}
+
+fn local_sem(id: u32) -> Result<Arc<SemObj>> {
+    match local_get(id)? {
+        Obj::Sem(s) => Ok(s),
+        _ => Err(invalid("kyoto/sync: not a semaphore")),
+    }
+}
+
 /// A raw JS value returned as is.
 pub struct Raw(sys::napi_value);
 
@@ -124,6 +182,20 @@ fn wait_op(id: u32, cancel: Box<dyn FnOnce()>) -> Result<bridge::Op> {
 #[napi]
 pub struct SyncSem {
     obj: Arc<SemObj>,
+    lid: u32,
+}
+
+impl SyncSem {
+    fn new(obj: Arc<SemObj>) -> SyncSem {
+        let lid = local_add(Obj::Sem(obj.clone()));
+        SyncSem { obj, lid }
+    }
+}
+
+impl Drop for SyncSem {
+    fn drop(&mut self) {
+        local_free(self.lid);
+    }
 }
 
 /// Creates the shared state of a semaphore with `permits` free permits and at most `max`.
@@ -131,13 +203,11 @@ pub struct SyncSem {
 pub fn sync_sem_create(permits: f64, max: f64, closed: bool) -> Result<SyncSem> {
     let permits = count(permits)?;
     let max = count(max)?;
-    Ok(SyncSem {
-        obj: Arc::new(SemObj {
-            sem: Sem::new(permits, closed),
-            max,
-            value: Mutex::new(Msg::Undefined),
-        }),
-    })
+    Ok(SyncSem::new(Arc::new(SemObj {
+        sem: Sem::new(permits, closed),
+        max,
+        value: Mutex::new(Msg::Undefined),
+    })))
 }
 
 /// Records `n` permits of `sem` as held by this env; returns the holding key.
@@ -171,15 +241,16 @@ fn take_from(key: u64, n: u64) -> Result<u64> {
 
 #[napi]
 impl SyncSem {
+    /// This object's local id (for the `syncSem*` fast-path functions).
+    #[napi]
+    pub fn lid(&self) -> u32 {
+        self.lid
+    }
+
     /// Takes `n` free permits now: returns the holding key, -1 (no permits) or -2 (closed).
     #[napi]
     pub fn try_acquire(&self, n: f64) -> Result<f64> {
-        let n = count(n)?;
-        match self.obj.sem.try_acquire(n) {
-            Ok(()) => Ok(hold_permits(&self.obj.sem, n)? as f64),
-            Err(TryErr::NoPermits) => Ok(-1.0),
-            Err(TryErr::Closed) => Ok(-2.0),
-        }
+        sem_try_acquire(&self.obj, n)
     }
 
     /// Queues op `id` for `n` permits; it completes with the holding key (or rejects closed).
@@ -198,9 +269,7 @@ impl SyncSem {
     /// Returns `n` permits of holding `key` (0: permits taken before the object was shared).
     #[napi]
     pub fn release(&self, key: f64, n: f64) -> Result<()> {
-        let k = take_from(count(key)?, count(n)?)?;
-        self.obj.sem.release(k);
-        Ok(())
+        sem_release(&self.obj, key, n)
     }
 
     /// Drops `n` permits of holding `key` without returning them.
@@ -293,12 +362,39 @@ impl SyncSem {
     }
 }
 
+fn sem_try_acquire(obj: &Arc<SemObj>, n: f64) -> Result<f64> {
+    let n = count(n)?;
+    match obj.sem.try_acquire(n) {
+        Ok(()) => Ok(hold_permits(&obj.sem, n)? as f64),
+        Err(TryErr::NoPermits) => Ok(-1.0),
+        Err(TryErr::Closed) => Ok(-2.0),
+    }
+}
+
+fn sem_release(obj: &Arc<SemObj>, key: f64, n: f64) -> Result<()> {
+    let k = take_from(count(key)?, count(n)?)?;
+    obj.sem.release(k);
+    Ok(())
+}
+
+/// Fast path of `SyncSem.tryAcquire` by local id.
+#[napi]
+pub fn sync_sem_try_acquire(lid: u32, n: f64) -> Result<f64> {
+    sem_try_acquire(&local_sem(lid)?, n)
+}
+
+/// Fast path of `SyncSem.release` by local id.
+#[napi]
+pub fn sync_sem_release(lid: u32, key: f64, n: f64) -> Result<()> {
+    sem_release(&local_sem(lid)?, key, n)
+}
+
 /// Revives a Semaphore (1), Mutex (2) or RwLock (3) handle; null if it is not a live handle.
 #[napi]
 pub fn sync_revive_sem(kind: u32, index: f64, gen: f64, hi: f64, lo: f64) -> Option<SyncSem> {
     let h = handle_in(index, gen, hi, lo)?;
     match registry::revive(kind, h)? {
-        Obj::Sem(obj) => Some(SyncSem { obj }),
+        Obj::Sem(obj) => Some(SyncSem::new(obj)),
         _ => None,
     }
 }
@@ -312,44 +408,44 @@ pub struct SyncChan {
     chan: Arc<Chan>,
     /// The holding key of the end this wrapper was revived as (0 when created by `share`).
     end: u64,
+    lid: u32,
+}
+
+impl SyncChan {
+    fn new(chan: Arc<Chan>, end: u64) -> SyncChan {
+        let lid = local_add(Obj::Chan(chan.clone()));
+        SyncChan { chan, end, lid }
+    }
+}
+
+impl Drop for SyncChan {
+    fn drop(&mut self) {
+        local_free(self.lid);
+    }
 }
 
 /// Creates a shared channel: capacity `cap` (0 = unbounded) of which `free` are free,
 /// `txCount` live senders, closed by the receiver or not.
 #[napi]
 pub fn sync_chan_create(cap: f64, free: f64, tx_count: f64, rx_closed: bool) -> Result<SyncChan> {
-    Ok(SyncChan {
-        chan: Chan::new(count(cap)?, count(free)?, count(tx_count)?, rx_closed),
-        end: 0,
-    })
+    Ok(SyncChan::new(
+        Chan::new(count(cap)?, count(free)?, count(tx_count)?, rx_closed),
+        0,
+    ))
 }
 
 #[napi]
 impl SyncChan {
+    /// This object's local id (for the `syncChan*` fast-path functions).
+    #[napi]
+    pub fn lid(&self) -> u32 {
+        self.lid
+    }
+
     /// Sends now if capacity is free: 0 sent, 1 full, 2 closed.
     #[napi(ts_args_type = "value: unknown, tag: number")]
     pub fn try_send(&self, env: Env, value: Unknown, tag: u32) -> Result<u32> {
-        let c = &self.chan;
-        match &c.sem {
-            None => {
-                let m = value::from_js(env.raw(), value.raw(), tag)?;
-                Ok(if c.send_unbounded(m) { 0 } else { 2 })
-            }
-            Some(sem) => match sem.try_acquire(1) {
-                Ok(()) => match value::from_js(env.raw(), value.raw(), tag) {
-                    Ok(m) => {
-                        c.push(m);
-                        Ok(0)
-                    }
-                    Err(e) => {
-                        sem.release(1);
-                        Err(e)
-                    }
-                },
-                Err(TryErr::NoPermits) => Ok(1),
-                Err(TryErr::Closed) => Ok(2),
-            },
-        }
+        chan_try_send(&self.chan, env, value, tag)
     }
 
     /// Appends a message without taking capacity (the buffered messages moved in by `share`).
@@ -413,46 +509,13 @@ impl SyncChan {
     /// The next message, or the `EMPTY` / `CLOSED` sentinel.
     #[napi(ts_return_type = "unknown")]
     pub fn try_recv(&self, env: Env) -> Result<Raw> {
-        let env = env.raw();
-        Ok(Raw(match self.chan.try_recv() {
-            TryRecv::Value(m) => m.into_js(env)?,
-            TryRecv::Empty => value::empty(env)?,
-            TryRecv::Closed => value::closed(env)?,
-        }))
+        chan_try_recv(&self.chan, env)
     }
 
     /// Up to `limit` messages as an array (empty when none is buffered), or `CLOSED`.
     #[napi(ts_return_type = "unknown")]
     pub fn recv_many(&self, env: Env, limit: u32) -> Result<Raw> {
-        let env = env.raw();
-        let mut msgs = Vec::new();
-        self.chan.recv_many(limit as usize, &mut msgs);
-        if msgs.is_empty() && self.chan.is_drained_closed() {
-            return Ok(Raw(value::closed(env)?));
-        }
-        let mut arr = std::ptr::null_mut();
-        // SAFETY: live env inside a callback scope.
-        let st = unsafe { sys::napi_create_array_with_length(env, msgs.len(), &mut arr) };
-        if st != sys::Status::napi_ok {
-            return Err(invalid("napi_create_array_with_length failed"));
-        }
-        // Convert every message even if one fails, so no moved bytes leak unaccounted.
-        let mut first_err = None;
-        for (i, m) in msgs.into_iter().enumerate() {
-            match m.into_js(env) {
-                // SAFETY: live env; `arr` is the array created above.
-                Ok(v) => unsafe {
-                    sys::napi_set_element(env, arr, i as u32, v);
-                },
-                Err(e) => {
-                    first_err.get_or_insert(e);
-                }
-            }
-        }
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(Raw(arr)),
-        }
+        chan_recv_many(&self.chan, env, limit)
     }
 
     /// Queues op `id` to complete when the receiver has something to look at.
@@ -585,6 +648,91 @@ impl SyncChan {
     }
 }
 
+fn chan_try_send(c: &Chan, env: Env, value: Unknown, tag: u32) -> Result<u32> {
+    match &c.sem {
+        None => {
+            let m = value::from_js(env.raw(), value.raw(), tag)?;
+            Ok(if c.send_unbounded(m) { 0 } else { 2 })
+        }
+        Some(sem) => match sem.try_acquire(1) {
+            Ok(()) => match value::from_js(env.raw(), value.raw(), tag) {
+                Ok(m) => {
+                    c.push(m);
+                    Ok(0)
+                }
+                Err(e) => {
+                    sem.release(1);
+                    Err(e)
+                }
+            },
+            Err(TryErr::NoPermits) => Ok(1),
+            Err(TryErr::Closed) => Ok(2),
+        },
+    }
+}
+
+fn chan_try_recv(c: &Chan, env: Env) -> Result<Raw> {
+    let env = env.raw();
+    Ok(Raw(match c.try_recv() {
+        TryRecv::Value(m) => m.into_js(env)?,
+        TryRecv::Empty => value::empty(env)?,
+        TryRecv::Closed => value::closed(env)?,
+    }))
+}
+
+fn chan_recv_many(c: &Chan, env: Env, limit: u32) -> Result<Raw> {
+    let env = env.raw();
+    let mut msgs = Vec::new();
+    c.recv_many(limit as usize, &mut msgs);
+    if msgs.is_empty() && c.is_drained_closed() {
+        return Ok(Raw(value::closed(env)?));
+    }
+    let mut arr = std::ptr::null_mut();
+    // SAFETY: live env inside a callback scope.
+    let st = unsafe { sys::napi_create_array_with_length(env, msgs.len(), &mut arr) };
+    if st != sys::Status::napi_ok {
+        return Err(invalid("napi_create_array_with_length failed"));
+    }
+    // Convert every message even if one fails, so no moved bytes leak unaccounted.
+    let mut first_err = None;
+    for (i, m) in msgs.into_iter().enumerate() {
+        match m.into_js(env) {
+            // SAFETY: live env; `arr` is the array created above.
+            Ok(v) => unsafe {
+                sys::napi_set_element(env, arr, i as u32, v);
+            },
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(Raw(arr)),
+    }
+}
+
+/// Fast path of `SyncChan.trySend` by local id.
+#[napi(ts_args_type = "lid: number, value: unknown, tag: number")]
+pub fn sync_chan_try_send(env: Env, lid: u32, value: Unknown, tag: u32) -> Result<u32> {
+    let c = local_chan(lid)?;
+    chan_try_send(&c, env, value, tag)
+}
+
+/// Fast path of `SyncChan.tryRecv` by local id.
+#[napi(ts_return_type = "unknown")]
+pub fn sync_chan_try_recv(env: Env, lid: u32) -> Result<Raw> {
+    let c = local_chan(lid)?;
+    chan_try_recv(&c, env)
+}
+
+/// Fast path of `SyncChan.recvMany` by local id.
+#[napi(ts_return_type = "unknown")]
+pub fn sync_chan_recv_many(env: Env, lid: u32, limit: u32) -> Result<Raw> {
+    let c = local_chan(lid)?;
+    chan_recv_many(&c, env, limit)
+}
+
 /// Revives a channel end: 4/6 sender (bounded/unbounded), 5/7 receiver. Null if not a live handle.
 #[napi]
 pub fn sync_revive_chan(
@@ -610,7 +758,7 @@ pub fn sync_revive_chan(
         h.release();
         return Ok(None);
     }
-    Ok(Some(SyncChan { chan, end: key }))
+    Ok(Some(SyncChan::new(chan, key)))
 }
 
 // ---------------------------------------------------------------------------------------------
