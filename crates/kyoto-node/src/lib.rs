@@ -10,6 +10,7 @@ mod bridge;
 mod interim;
 mod runtime;
 mod sync;
+mod net;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;

@@ -1,0 +1,804 @@
+//! Native socket objects and the one task per socket that does its I/O.
+//!
+//! Reading is push-style: while JS has reading enabled, a stream's task reads whatever arrives and
+//! queues it for JS, stopping when `UNDELIVERED_LIMIT` bytes wait for the JS thread or when JS pauses
+//! the socket (its own buffer is full). Writes queued by JS go out from the JS thread directly when
+//! the socket takes them (`current_thread` data path) or through the socket's task (`multi_thread`),
+//! and what the kernel does not take waits in a bounded backlog that the task flushes.
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use kyoto_rt::io::Interest;
+use kyoto_rt::net::{RecvMeta, SendMsg, TcpListener, TcpStream, UdpSocket};
+use kyoto_rt::task::AbortHandle;
+
+use super::queue::*;
+use super::Shared;
+
+/// Bytes a socket may have queued for the JS thread before its task stops reading.
+pub const UNDELIVERED_LIMIT: usize = 256 * 1024;
+/// Largest single read.
+pub const READ_CHUNK: usize = 64 * 1024;
+/// A write backlog above this marks the socket blocked (JS `write` waits for a drain).
+pub const BACKLOG_HWM: usize = 64 * 1024;
+/// Datagrams in a UDP send backlog above which the socket is blocked.
+pub const DGRAM_HWM: usize = 256;
+/// Datagrams received per `recvmmsg`.
+const RECV_BATCH: usize = 32;
+/// Buffer of one received datagram (the largest UDP payload).
+const DGRAM_SLOT: usize = 65536;
+
+pub const F_READING: u32 = 1;
+pub const F_CLOSED: u32 = 2;
+pub const F_COPYING: u32 = 4;
+pub const F_ARMED: u32 = 8;
+pub const F_EOF: u32 = 16;
+pub const F_THROTTLED: u32 = 32;
+pub const F_CONNECTING: u32 = 64;
+pub const F_WRITE_FAILED: u32 = 128;
+
+pub enum Kind {
+    Stream(TcpStream),
+    Listener(TcpListener),
+    Udp(UdpSocket),
+}
+
+pub struct Dgram {
+    pub data: Vec<u8>,
+    pub addr: Option<SocketAddr>,
+}
+
+#[derive(Default)]
+pub struct St {
+    pub out: Vec<u8>,
+    pub out_pos: usize,
+    pub dout: VecDeque<Dgram>,
+    pub waker: Option<Waker>,
+    /// JS waits for a K_DRAIN (blocked write, `flush()`, `shutdown()`).
+    pub drain_wanted: bool,
+    pub shutdown_pending: bool,
+    pub abort: Option<AbortHandle>,
+    pub retry: Option<Pin<Box<kyoto_rt::time::Sleep>>>,
+}
+
+impl St {
+    pub fn backlog(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+}
+
+pub struct Sock {
+    pub h: u32,
+    pub kind: Kind,
+    pub shared: Arc<Shared>,
+    pub flags: AtomicU32,
+    pub undelivered: AtomicUsize,
+    pub st: Mutex<St>,
+}
+
+impl Sock {
+    pub fn new(h: u32, kind: Kind, shared: Arc<Shared>, flags: u32) -> Sock {
+        Sock {
+            h,
+            kind,
+            shared,
+            flags: AtomicU32::new(flags),
+            undelivered: AtomicUsize::new(0),
+            st: Mutex::new(St::default()),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, St> {
+        self.st.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn has(&self, f: u32) -> bool {
+        self.flags.load(Ordering::Acquire) & f != 0
+    }
+
+    pub fn set(&self, f: u32) -> u32 {
+        self.flags.fetch_or(f, Ordering::AcqRel)
+    }
+
+    pub fn clear(&self, f: u32) -> u32 {
+        self.flags.fetch_and(!f, Ordering::AcqRel)
+    }
+
+    /// Wakes the socket's task (to notice new flags or backlog).
+    pub fn wake(&self) {
+        let w = self.lock().waker.clone();
+        if let Some(w) = w {
+            w.wake();
+        }
+    }
+
+    pub fn stream(&self) -> Option<&TcpStream> {
+        match &self.kind {
+            Kind::Stream(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn push(&self, ev: Ev) {
+        self.shared.q.push(ev, &[], &[]);
+    }
+
+    fn push_err(&self, e: &io::Error, sys: i32) {
+        self.push(Ev::new(self.h, K_ERROR, errno(e), sys));
+    }
+
+    /// Queues read bytes for JS, counting them against the undelivered limit.
+    fn push_data(self: &Arc<Self>, kind: i32, a: i32, b: i32, bytes: &[u8], extra: &[u8]) {
+        self.undelivered.fetch_add(bytes.len(), Ordering::AcqRel);
+        let mut ev = Ev::new(self.h, kind, a, b);
+        ev.sock = Some(self.clone());
+        self.shared.q.push(ev, bytes, extra);
+    }
+
+    /// Called on the JS thread when a data event was delivered.
+    pub fn delivered(&self, n: usize) {
+        let before = self.undelivered.fetch_sub(n, Ordering::AcqRel);
+        if before >= UNDELIVERED_LIMIT && before - n < UNDELIVERED_LIMIT && self.has(F_THROTTLED)
+        {
+            self.clear(F_THROTTLED);
+            self.wake();
+        }
+    }
+
+    fn may_read(&self) -> bool {
+        let f = self.flags.load(Ordering::Acquire);
+        if f & (F_READING | F_CLOSED | F_COPYING | F_EOF | F_CONNECTING) != F_READING {
+            return false;
+        }
+        if self.undelivered.load(Ordering::Acquire) >= UNDELIVERED_LIMIT {
+            self.set(F_THROTTLED);
+            // Re-check: a delivery may have happened between the load and the flag.
+            return self.undelivered.load(Ordering::Acquire) < UNDELIVERED_LIMIT;
+        }
+        true
+    }
+}
+
+/// The OS error number of `e` (EIO when it has none).
+pub fn errno(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(match e.kind() {
+        io::ErrorKind::UnexpectedEof => 0,
+        io::ErrorKind::WriteZero => EPIPE,
+        io::ErrorKind::TimedOut => ETIMEDOUT,
+        io::ErrorKind::InvalidInput => EINVAL,
+        _ => EIO,
+    })
+}
+
+#[cfg(unix)]
+const EIO: i32 = libc::EIO;
+#[cfg(unix)]
+const EPIPE: i32 = libc::EPIPE;
+#[cfg(unix)]
+const ETIMEDOUT: i32 = libc::ETIMEDOUT;
+#[cfg(unix)]
+const EINVAL: i32 = libc::EINVAL;
+#[cfg(not(unix))]
+const EIO: i32 = 5;
+#[cfg(not(unix))]
+const EPIPE: i32 = 32;
+#[cfg(not(unix))]
+const ETIMEDOUT: i32 = 10060;
+#[cfg(not(unix))]
+const EINVAL: i32 = 22;
+
+/// Port | family << 16 of an address, and its IP bytes.
+pub fn addr_parts(addr: &SocketAddr) -> (i32, Vec<u8>) {
+    match addr.ip() {
+        IpAddr::V4(ip) => (addr.port() as i32 | 4 << 16, ip.octets().to_vec()),
+        IpAddr::V6(ip) => (addr.port() as i32 | 6 << 16, ip.octets().to_vec()),
+    }
+}
+
+fn is_would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+/// Whether an accept error means "out of descriptors/memory": retry later instead of failing.
+fn is_resource_error(e: &io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        matches!(
+            e.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        )
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = e;
+        false
+    }
+}
+
+fn is_transient_accept_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted
+    )
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; READ_CHUNK]);
+    static DGRAM_SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Shuts the write direction of a stream down (a FIN). Idempotent as far as callers are concerned.
+pub fn shutdown_write(s: &TcpStream) -> io::Result<()> {
+    #[cfg(unix)]
+    let r = socket2::SockRef::from(s).shutdown(std::net::Shutdown::Write);
+    #[cfg(windows)]
+    let r = {
+        use std::os::windows::io::{AsRawSocket, BorrowedSocket};
+        // SAFETY: the socket is owned by `s`, which outlives this borrow.
+        let b = unsafe { BorrowedSocket::borrow_raw(s.as_raw_socket()) };
+        socket2::SockRef::from(&b).shutdown(std::net::Shutdown::Write)
+    };
+    match r {
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+        r => r,
+    }
+}
+
+/// Writes as much of the stream's backlog as the socket takes. `Ready(Err)` on a write error.
+fn poll_flush_backlog(s: &TcpStream, st: &mut St, cx: Option<&mut Context<'_>>) -> Poll<io::Result<()>> {
+    let mut cx = cx;
+    while st.out_pos < st.out.len() {
+        match s.try_write(&st.out[st.out_pos..]) {
+            Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            Ok(n) => st.out_pos += n,
+            Err(e) if is_would_block(&e) => match cx.as_deref_mut() {
+                Some(cx) => match s.poll_write_ready(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Ready(Ok(())) => {}
+                },
+                None => return Poll::Pending,
+            },
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+    }
+    st.out.clear();
+    st.out_pos = 0;
+    Poll::Ready(Ok(()))
+}
+
+/// Appends `data` to the stream's backlog (the JS thread, `multi_thread` data path), or — when
+/// `direct` — first writes what the socket takes right now. Returns whether the socket is blocked
+/// (backlog above the high-water mark) and whether the task must be woken.
+pub fn stream_write(sock: &Sock, data: &[u8], direct: bool) -> (bool, bool) {
+    let Some(s) = sock.stream() else {
+        return (false, false);
+    };
+    if sock.has(F_CLOSED | F_WRITE_FAILED) {
+        return (false, false);
+    }
+    let mut st = sock.lock();
+    let mut data = data;
+    let was_empty = st.backlog() == 0;
+    if direct && was_empty && !sock.has(F_COPYING | F_CONNECTING) {
+        loop {
+            match s.try_write(data) {
+                Ok(n) if n == data.len() => return (false, false),
+                Ok(0) => break,
+                Ok(n) => data = &data[n..],
+                Err(e) if is_would_block(&e) => break,
+                Err(e) => {
+                    // Reported once, through the task's error event.
+                    drop(st);
+                    sock.set(F_WRITE_FAILED);
+                    sock.push_err(&e, SYS_WRITE);
+                    return (false, false);
+                }
+            }
+        }
+    }
+    if st.out_pos > 0 && st.out_pos * 2 > st.out.len() {
+        let pos = st.out_pos;
+        st.out.drain(..pos);
+        st.out_pos = 0;
+    }
+    st.out.extend_from_slice(data);
+    let blocked = st.backlog() >= BACKLOG_HWM;
+    if blocked {
+        st.drain_wanted = true;
+    }
+    (blocked, was_empty)
+}
+
+/// Queues datagrams for a UDP socket's task, sending what the socket takes first when `direct`.
+pub fn udp_send(sock: &Sock, msgs: &[SendMsg<'_>], direct: bool) -> (bool, bool) {
+    let Kind::Udp(u) = &sock.kind else {
+        return (false, false);
+    };
+    if sock.has(F_CLOSED) {
+        return (false, false);
+    }
+    let mut st = sock.lock();
+    let was_empty = st.dout.is_empty();
+    let mut rest = msgs;
+    if direct && was_empty {
+        while !rest.is_empty() {
+            match u.try_send_many(rest) {
+                Ok(0) => break,
+                Ok(n) => rest = &rest[n..],
+                Err(e) if is_would_block(&e) => break,
+                Err(e) => {
+                    // UDP errors (e.g. ECONNREFUSED from an earlier ICMP) belong to the next recv;
+                    // drop the first datagram so the rest can go.
+                    sock.shared.q.push(Ev::new(sock.h, K_ERROR, errno(&e), SYS_SEND), &[], &[]);
+                    rest = &rest[1..];
+                }
+            }
+        }
+    }
+    for m in rest {
+        st.dout.push_back(Dgram {
+            data: m.data.to_vec(),
+            addr: m.addr,
+        });
+    }
+    let blocked = st.dout.len() >= DGRAM_HWM;
+    if blocked {
+        st.drain_wanted = true;
+    }
+    (blocked, was_empty && !rest.is_empty())
+}
+
+/// The task that serves one socket.
+pub struct SockTask(pub Arc<Sock>);
+
+impl Future for SockTask {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let sock = &self.0;
+        if sock.has(F_CLOSED) {
+            return Poll::Ready(());
+        }
+        {
+            let mut st = sock.lock();
+            match &st.waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => st.waker = Some(cx.waker().clone()),
+            }
+        }
+        let done = match &sock.kind {
+            Kind::Stream(s) => poll_stream(sock, s, cx),
+            Kind::Listener(l) => poll_listener(sock, l, cx),
+            Kind::Udp(u) => poll_udp(sock, u, cx),
+        };
+        if done {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// Returns true when the task is finished.
+fn poll_stream(sock: &Arc<Sock>, s: &TcpStream, cx: &mut Context<'_>) -> bool {
+    if sock.has(F_CONNECTING) {
+        loop {
+            match s.poll_write_ready(cx) {
+                Poll::Pending => return false,
+                Poll::Ready(Err(e)) => {
+                    sock.push_err(&e, SYS_CONNECT);
+                    return true;
+                }
+                Poll::Ready(Ok(())) => {}
+            }
+            let r = s.try_io(Interest::WRITABLE, || {
+                if let Some(e) = s.take_error()? {
+                    return Err(e);
+                }
+                match s.peer_addr() {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                        Err(io::ErrorKind::WouldBlock.into())
+                    }
+                    Err(e) => Err(e),
+                }
+            });
+            match r {
+                Ok(()) => {
+                    sock.clear(F_CONNECTING);
+                    sock.push(Ev::new(sock.h, K_CONNECTED, 0, 0));
+                    break;
+                }
+                Err(e) if is_would_block(&e) => continue,
+                Err(e) => {
+                    sock.push_err(&e, SYS_CONNECT);
+                    return true;
+                }
+            }
+        }
+    }
+    if sock.has(F_COPYING) {
+        return false;
+    }
+    // Write side: flush the backlog.
+    {
+        let mut st = sock.lock();
+        if st.backlog() > 0 && !sock.has(F_WRITE_FAILED) {
+            match poll_flush_backlog(s, &mut st, Some(cx)) {
+                Poll::Pending => {}
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => {
+                    st.out.clear();
+                    st.out_pos = 0;
+                    drop(st);
+                    sock.set(F_WRITE_FAILED);
+                    sock.push_err(&e, SYS_WRITE);
+                    st = sock.lock();
+                }
+            }
+        }
+        if st.backlog() == 0 && (st.drain_wanted || st.shutdown_pending) {
+            let mut err = None;
+            if st.shutdown_pending {
+                st.shutdown_pending = false;
+                if let Err(e) = shutdown_write(s) {
+                    err = Some(e);
+                }
+            }
+            st.drain_wanted = false;
+            drop(st);
+            match err {
+                Some(e) => sock.push_err(&e, SYS_SHUTDOWN),
+                None => sock.push(Ev::new(sock.h, K_DRAIN, 0, 0)),
+            }
+        }
+    }
+    // Read side.
+    let mut budget = 16;
+    while sock.may_read() {
+        if budget == 0 {
+            cx.waker().wake_by_ref();
+            return false;
+        }
+        budget -= 1;
+        let r = SCRATCH.with(|b| {
+            let mut b = b.borrow_mut();
+            match s.try_read(&mut b[..]) {
+                Ok(0) => Ok(0),
+                Ok(n) => {
+                    sock.push_data(K_DATA, 0, 0, &b[..n], &[]);
+                    Ok(n)
+                }
+                Err(e) => Err(e),
+            }
+        });
+        match r {
+            Ok(0) => {
+                sock.set(F_EOF);
+                sock.push(Ev::new(sock.h, K_EOF, 0, 0));
+            }
+            Ok(_) => {}
+            Err(e) if is_would_block(&e) => match s.poll_read_ready(cx) {
+                Poll::Pending => break,
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => {
+                    sock.set(F_EOF);
+                    sock.push_err(&e, SYS_READ);
+                }
+            },
+            Err(e) => {
+                sock.set(F_EOF);
+                sock.push_err(&e, SYS_READ);
+            }
+        }
+    }
+    false
+}
+
+fn poll_listener(sock: &Arc<Sock>, l: &TcpListener, cx: &mut Context<'_>) -> bool {
+    {
+        let mut st = sock.lock();
+        if let Some(sleep) = st.retry.as_mut() {
+            if sleep.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            st.retry = None;
+        }
+    }
+    let mut budget = 64;
+    while sock.has(F_ARMED) && !sock.has(F_CLOSED) {
+        if budget == 0 {
+            cx.waker().wake_by_ref();
+            return false;
+        }
+        budget -= 1;
+        match l.poll_accept(cx) {
+            Poll::Pending => break,
+            Poll::Ready(Ok((stream, addr))) => {
+                let shared = sock.shared.clone();
+                let Some(h) = shared.insert(|h| Sock::new(h, Kind::Stream(stream), shared.clone(), 0))
+                else {
+                    continue; // the env is gone
+                };
+                let (pf, ip) = addr_parts(&addr);
+                sock.shared.q.push(Ev::new(sock.h, K_ACCEPT, h as i32, pf), &ip, &[]);
+            }
+            Poll::Ready(Err(e)) if is_transient_accept_error(&e) => {}
+            Poll::Ready(Err(e)) if is_resource_error(&e) => {
+                // Out of descriptors: keep the connection queued and try again shortly.
+                let mut sleep = Box::pin(kyoto_rt::time::sleep(Duration::from_millis(50)));
+                if sleep.as_mut().poll(cx).is_pending() {
+                    sock.lock().retry = Some(sleep);
+                    return false;
+                }
+            }
+            Poll::Ready(Err(e)) => {
+                sock.push_err(&e, SYS_ACCEPT);
+                sock.clear(F_ARMED);
+            }
+        }
+    }
+    false
+}
+
+fn poll_udp(sock: &Arc<Sock>, u: &UdpSocket, cx: &mut Context<'_>) -> bool {
+    // Send side.
+    {
+        let mut st = sock.lock();
+        while !st.dout.is_empty() {
+            let msgs: Vec<SendMsg<'_>> = st
+                .dout
+                .iter()
+                .take(64)
+                .map(|d| SendMsg {
+                    data: &d.data,
+                    addr: d.addr,
+                })
+                .collect();
+            match u.try_send_many(&msgs) {
+                Ok(n) => {
+                    drop(msgs);
+                    let k = n.max(1).min(st.dout.len());
+                    st.dout.drain(..k);
+                }
+                Err(e) if is_would_block(&e) => {
+                    drop(msgs);
+                    match u.poll_send_ready(cx) {
+                        Poll::Pending => break,
+                        Poll::Ready(_) => continue,
+                    }
+                }
+                Err(e) => {
+                    drop(msgs);
+                    st.dout.pop_front();
+                    sock.shared.q.push(Ev::new(sock.h, K_ERROR, errno(&e), SYS_SEND), &[], &[]);
+                }
+            }
+        }
+        if st.dout.is_empty() && st.drain_wanted {
+            st.drain_wanted = false;
+            drop(st);
+            sock.push(Ev::new(sock.h, K_DRAIN, 0, 0));
+        }
+    }
+    // Receive side.
+    let mut budget = 8;
+    while sock.may_read() {
+        if budget == 0 {
+            cx.waker().wake_by_ref();
+            return false;
+        }
+        budget -= 1;
+        let r = DGRAM_SCRATCH.with(|b| {
+            let mut b = b.borrow_mut();
+            if b.is_empty() {
+                b.resize(RECV_BATCH * DGRAM_SLOT, 0);
+            }
+            let mut meta = [RecvMeta::default(); RECV_BATCH];
+            let mut bufs: Vec<&mut [u8]> = b.chunks_mut(DGRAM_SLOT).collect();
+            let n = u.try_recv_many(&mut bufs, &mut meta)?;
+            for (buf, m) in bufs.iter().zip(meta.iter()).take(n) {
+                let (pf, ip) = addr_parts(&m.addr);
+                let pf = pf | (m.truncated as i32) << 24;
+                let a = match m.addr.ip() {
+                    IpAddr::V4(v4) => u32::from(v4) as i32,
+                    IpAddr::V6(_) => -1,
+                };
+                let extra: &[u8] = if a == -1 { &ip } else { &[] };
+                sock.push_data(K_DGRAM, a, pf, &buf[..m.len], extra);
+            }
+            Ok::<usize, io::Error>(n)
+        });
+        match r {
+            Ok(_) => {}
+            Err(e) if is_would_block(&e) => match u.poll_recv_ready(cx) {
+                Poll::Pending => break,
+                Poll::Ready(_) => {}
+            },
+            Err(e) => {
+                sock.shared.q.push(Ev::new(sock.h, K_ERROR, errno(&e), SYS_RECV), &[], &[]);
+            }
+        }
+    }
+    false
+}
+
+/// One direction of a native copy.
+struct Dir {
+    src: Arc<Sock>,
+    dst: Arc<Sock>,
+    buf: Box<[u8]>,
+    pos: usize,
+    cap: usize,
+    read_done: bool,
+    done: bool,
+    n: u64,
+    shutdown_on_eof: bool,
+}
+
+impl Dir {
+    fn new(src: Arc<Sock>, dst: Arc<Sock>, shutdown_on_eof: bool) -> Dir {
+        Dir {
+            src,
+            dst,
+            buf: vec![0u8; 64 * 1024].into_boxed_slice(),
+            pos: 0,
+            cap: 0,
+            read_done: false,
+            done: false,
+            n: 0,
+            shutdown_on_eof,
+        }
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), (io::Error, i32)>> {
+        let (Some(src), Some(dst)) = (self.src.stream(), self.dst.stream()) else {
+            return Poll::Ready(Ok(()));
+        };
+        let mut budget = 32;
+        loop {
+            if self.done {
+                return Poll::Ready(Ok(()));
+            }
+            if self.src.has(F_CLOSED) || self.dst.has(F_CLOSED) {
+                return Poll::Ready(Err((io::Error::from_raw_os_error(EBADF), SYS_READ)));
+            }
+            if budget == 0 {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            budget -= 1;
+            if self.pos < self.cap {
+                match dst.try_write(&self.buf[self.pos..self.cap]) {
+                    Ok(0) => return Poll::Ready(Err((io::ErrorKind::WriteZero.into(), SYS_WRITE))),
+                    Ok(k) => {
+                        self.pos += k;
+                        self.n += k as u64;
+                    }
+                    Err(e) if is_would_block(&e) => match dst.poll_write_ready(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err((e, SYS_WRITE))),
+                        Poll::Ready(Ok(())) => {}
+                    },
+                    Err(e) => return Poll::Ready(Err((e, SYS_WRITE))),
+                }
+                continue;
+            }
+            if self.read_done {
+                if self.shutdown_on_eof {
+                    if let Err(e) = shutdown_write(dst) {
+                        return Poll::Ready(Err((e, SYS_SHUTDOWN)));
+                    }
+                }
+                self.done = true;
+                continue;
+            }
+            match src.try_read(&mut self.buf) {
+                Ok(0) => {
+                    self.read_done = true;
+                    self.src.set(F_EOF);
+                }
+                Ok(k) => {
+                    self.pos = 0;
+                    self.cap = k;
+                }
+                Err(e) if is_would_block(&e) => match src.poll_read_ready(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err((e, SYS_READ))),
+                    Poll::Ready(Ok(())) => {}
+                },
+                Err(e) => return Poll::Ready(Err((e, SYS_READ))),
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
+const EBADF: i32 = libc::EBADF;
+#[cfg(not(unix))]
+const EBADF: i32 = 9;
+
+/// A native `copy` (one direction) or `copyBidirectional` between two kyoto streams.
+pub struct CopyTask {
+    op: u32,
+    q: Arc<super::Shared>,
+    a: Dir,
+    b: Option<Dir>,
+    finished: bool,
+}
+
+impl CopyTask {
+    pub fn new(op: u32, shared: Arc<Shared>, src: Arc<Sock>, dst: Arc<Sock>, bidi: bool) -> CopyTask {
+        let b = bidi.then(|| Dir::new(dst.clone(), src.clone(), true));
+        CopyTask {
+            op,
+            q: shared,
+            a: Dir::new(src, dst, bidi),
+            b,
+            finished: false,
+        }
+    }
+
+    fn finish(&mut self, err: Option<(io::Error, i32)>) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        for s in [&self.a.src, &self.a.dst] {
+            s.clear(F_COPYING);
+            s.wake();
+        }
+        let (a, b) = match &err {
+            Some((e, sys)) => (errno(e), *sys),
+            None => (0, 0),
+        };
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&self.a.n.to_le_bytes());
+        bytes[8..].copy_from_slice(&self.b.as_ref().map_or(0, |d| d.n).to_le_bytes());
+        self.q.q.push(Ev::new(self.op, K_COPY, a, b), &bytes, &[]);
+    }
+}
+
+impl Future for CopyTask {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        let ra = this.a.poll(cx);
+        let rb = match this.b.as_mut() {
+            Some(b) => b.poll(cx),
+            None => Poll::Ready(Ok(())),
+        };
+        match (ra, rb) {
+            (Poll::Ready(Err(e)), _) | (_, Poll::Ready(Err(e))) => {
+                this.finish(Some(e));
+                Poll::Ready(())
+            }
+            (Poll::Ready(Ok(())), Poll::Ready(Ok(()))) => {
+                this.finish(None);
+                Poll::Ready(())
+            }
+            _ => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for CopyTask {
+    fn drop(&mut self) {
+        // Aborted (a stream closed, the env or runtime went away): settle the JS side anyway.
+        self.finish(Some((io::Error::from_raw_os_error(ECANCELED), SYS_READ)));
+    }
+}
+
+#[cfg(unix)]
+const ECANCELED: i32 = libc::ECANCELED;
+#[cfg(not(unix))]
+const ECANCELED: i32 = 125;

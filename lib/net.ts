@@ -1,0 +1,1318 @@
+/**
+ * `kyoto/net`: TCP and UDP sockets on kyoto's native reactor.
+ *
+ * Reads are delivered to JavaScript in batches (one call per batch of ready sockets, data in one
+ * shared arena), writes are queued in a shared arena and sent by one native pass per turn. By default
+ * the reactor is a current-thread kyoto runtime driven from Node's own event loop (no thread hop);
+ * `KYOTO_NET_FLAVOR=multi_thread` runs socket I/O on kyoto worker threads instead.
+ * @module
+ */
+import * as dns from 'node:dns';
+import * as net from 'node:net';
+import { Duplex } from 'node:stream';
+import { native } from './native';
+import { abortReason, codedError, invalidArgType, invalidArgValue, optionsBag, outOfRange, validateSignal } from './errors';
+import {
+  DIRECT_WRITE_MIN,
+  K_ACCEPT,
+  K_CONNECTED,
+  K_DATA,
+  K_DGRAM,
+  K_DRAIN,
+  K_EOF,
+  K_ERROR,
+  SYSCALLS,
+  flavor,
+  hold,
+  ipv4ToInt,
+  isBlocked,
+  parseNativeAddr,
+  queueWrite,
+  rarena,
+  register,
+  systemError,
+  unregister,
+  v4Address,
+  v6Address,
+  type Endpoint,
+  type SocketAddress,
+  type SystemError,
+} from './net/core';
+
+export type { SocketAddress, SystemError };
+
+/** The I/O data path in use in this thread: `'current_thread'` or `'multi_thread'`. */
+export const netFlavor: string = flavor;
+
+/** An address: `"host:port"`, `{ host, port }` or `{ address, port }`. */
+export type AddressLike = string | { host: string; port: number } | { address: string; port: number };
+
+/** Options of every waiting call. */
+export interface SignalOption {
+  /** Aborts the wait. */
+  signal?: AbortSignal;
+}
+
+const READ_HWM = 1 << 20;
+const READ_LWM = 256 * 1024;
+const DGRAM_HWM = 4096;
+
+function splitAddr(addr: unknown, name = 'addr'): { host: string; port: number } {
+  let host: unknown;
+  let port: unknown;
+  if (typeof addr === 'string') {
+    const i = addr.lastIndexOf(':');
+    if (i < 0) throw invalidArgValue(name, 'must be "host:port"', addr);
+    host = addr.slice(0, i);
+    port = Number(addr.slice(i + 1));
+    if (addr.slice(i + 1) === '') port = NaN;
+    if (typeof host === 'string' && host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
+  } else if (addr !== null && typeof addr === 'object') {
+    const o = addr as Record<string, unknown>;
+    host = o.host ?? o.address;
+    port = o.port;
+  } else {
+    throw invalidArgType(name, 'a "host:port" string or an object with host/address and port', addr);
+  }
+  if (typeof host !== 'string') throw invalidArgType(`${name}.host`, 'of type string', host);
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw Object.assign(outOfRange(`${name}.port`, '>= 0 && <= 65535', port), { code: 'ERR_SOCKET_BAD_PORT' });
+  }
+  if (host === '') host = '0.0.0.0';
+  return { host: host as string, port: port as number };
+}
+
+const lookupCache = new Map<string, string>();
+
+async function resolveHost(host: string, family?: 4 | 6): Promise<string> {
+  if (net.isIP(host)) return host;
+  if (host === 'localhost' && family !== 6) return '127.0.0.1';
+  const cached = lookupCache.get(host);
+  if (cached !== undefined) return cached;
+  const r = await dns.promises.lookup(host, family ? { family } : {});
+  if (lookupCache.size > 256) lookupCache.clear();
+  lookupCache.set(host, r.address);
+  return r.address;
+}
+
+async function resolveAddr(addr: unknown, name = 'addr'): Promise<{ host: string; port: number }> {
+  const { host, port } = splitAddr(addr, name);
+  return { host: await resolveHost(host), port };
+}
+
+function checkSignal(signal: AbortSignal | undefined): void {
+  validateSignal(signal);
+  if (signal?.aborted) throw abortReason(signal);
+}
+
+/** Runs `wait` with `signal`: an abort removes the waiter via `cancel` and rejects. */
+function withSignal<T>(
+  signal: AbortSignal | undefined,
+  register: (resolve: (v: T) => void, reject: (e: unknown) => void) => () => void,
+): Promise<T> {
+  if (signal === undefined) {
+    return new Promise<T>((resolve, reject) => {
+      register(resolve, reject);
+    });
+  }
+  if (signal.aborted) return Promise.reject(abortReason(signal));
+  return new Promise<T>((resolve, reject) => {
+    let cancel: (() => void) | undefined;
+    const onAbort = (): void => {
+      cancel?.();
+      reject(abortReason(signal));
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    cancel = register(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
+function toBytes(data: unknown, name = 'data'): Uint8Array {
+  if (data instanceof Uint8Array) return data;
+  if (typeof data === 'string') return Buffer.from(data);
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  throw invalidArgType(name, 'a string, Buffer, TypedArray or DataView', data);
+}
+
+function closedError(): Error {
+  return codedError('ERR_SOCKET_CLOSED', 'Socket is closed');
+}
+
+const O_REUSE_ADDR = 1;
+const O_REUSE_PORT = 2;
+const O_NODELAY = 8;
+const O_KEEPALIVE = 16;
+
+// ---------------------------------------------------------------------------------------------
+// TcpStream
+
+interface ReadWaiter {
+  buf: Uint8Array | undefined; // undefined: take a whole chunk (iterator)
+  peek: boolean;
+  resolve: (v: number | Buffer | undefined) => void;
+  reject: (e: unknown) => void;
+}
+
+/**
+ * A TCP connection. Reads land in the caller's buffer; `write` resolves once the kernel took the
+ * bytes or a bounded per-socket buffer has room.
+ */
+export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
+  /** @internal */ readonly _h: number;
+  #chunks: Buffer[] = [];
+  #chunkOff = 0;
+  #buffered = 0;
+  #eof = false;
+  #readErr: Error | undefined;
+  #writeErr: Error | undefined;
+  #reading = false;
+  #waiters: ReadWaiter[] = [];
+  #drainWaiters: Array<[() => void, (e: unknown) => void]> = [];
+  #connect: [(s: TcpStream) => void, (e: unknown) => void, string, number] | undefined;
+  #closed = false;
+  #shutdown: Promise<void> | undefined;
+  #copying = false;
+  #peer: SocketAddress | undefined;
+  #node: Duplex | undefined;
+
+  /** @internal */
+  constructor(h: number, peer?: SocketAddress) {
+    this._h = h;
+    this.#peer = peer;
+    register(h, this);
+  }
+
+  /**
+   * Connects to `addr`.
+   * @param addr - `"host:port"`, `{ host, port }` or `{ address, port }`.
+   * @param options - `signal`, `noDelay`, `keepAlive`.
+   */
+  static async connect(
+    addr: AddressLike,
+    options?: SignalOption & { noDelay?: boolean; keepAlive?: boolean },
+  ): Promise<TcpStream> {
+    const opts = optionsBag<SignalOption & { noDelay?: boolean; keepAlive?: boolean }>(options);
+    checkSignal(opts.signal);
+    const { host, port } = await resolveAddr(addr);
+    const flags = (opts.noDelay ? O_NODELAY : 0) | (opts.keepAlive ? O_KEEPALIVE : 0);
+    return TcpStream._connect(host, port, '', 0, flags, 0, 0, opts.signal);
+  }
+
+  /** @internal */
+  static _connect(
+    host: string,
+    port: number,
+    localIp: string,
+    localPort: number,
+    flags: number,
+    sndbuf: number,
+    rcvbuf: number,
+    signal: AbortSignal | undefined,
+  ): Promise<TcpStream> {
+    checkSignal(signal);
+    const h = native.netTcpConnect(host, port, localIp, localPort, flags, sndbuf, rcvbuf);
+    if (h < 0) return Promise.reject(systemError(-h, 'connect', host, port));
+    const s = new TcpStream(h);
+    hold(1);
+    return withSignal<TcpStream>(signal, (resolve, reject) => {
+      s.#connect = [resolve, reject, host, port];
+      return () => {
+        if (s.#connect !== undefined) {
+          s.#connect = undefined;
+          hold(-1);
+          s.close();
+        }
+      };
+    });
+  }
+
+  /** @internal */
+  onEvent(kind: number, a: number, b: number, off: number, len: number): void {
+    switch (kind) {
+      case K_DATA:
+        this.#onData(off, len);
+        break;
+      case K_EOF:
+        this.#eof = true;
+        this.#service();
+        break;
+      case K_DRAIN: {
+        const w = this.#drainWaiters;
+        this.#drainWaiters = [];
+        for (const [res] of w) res();
+        break;
+      }
+      case K_CONNECTED: {
+        const c = this.#connect;
+        if (c !== undefined) {
+          this.#connect = undefined;
+          hold(-1);
+          c[0](this);
+        }
+        break;
+      }
+      case K_ERROR: {
+        const sys = SYSCALLS[b] ?? 'read';
+        if (sys === 'connect') {
+          const c = this.#connect;
+          this.#connect = undefined;
+          if (c !== undefined) {
+            hold(-1);
+            this.close();
+            c[1](systemError(a, 'connect', c[2], c[3]));
+          }
+          return;
+        }
+        const err = systemError(a, sys);
+        if (sys === 'read') {
+          this.#readErr ??= err;
+          this.#eof = true;
+          this.#service();
+        } else {
+          this.#writeErr ??= err;
+          const w = this.#drainWaiters;
+          this.#drainWaiters = [];
+          for (const [, rej] of w) rej(err);
+        }
+        break;
+      }
+    }
+  }
+
+  #onData(off: number, len: number): void {
+    const w = this.#waiters;
+    if (w.length > 0 && this.#buffered === 0 && !w[0].peek && w[0].buf !== undefined) {
+      // Fast path: straight into the caller's buffer.
+      const first = w.shift()!;
+      const buf = first.buf!;
+      const n = len < buf.length ? len : buf.length;
+      rarena.copy(buf, 0, off, off + n);
+      if (w.length === 0) hold(-1);
+      if (n < len) this.#push(Buffer.from(rarena.subarray(off + n, off + len)));
+      first.resolve(n);
+      if (w.length > 0 && this.#buffered > 0) this.#service();
+      return;
+    }
+    this.#push(Buffer.from(rarena.subarray(off, off + len)));
+    this.#service();
+  }
+
+  #push(chunk: Buffer): void {
+    this.#chunks.push(chunk);
+    this.#buffered += chunk.length;
+    if (this.#buffered > READ_HWM && this.#reading) {
+      this.#reading = false;
+      native.netRead(this._h, false);
+    }
+  }
+
+  /** Copies (and unless `peek`, consumes) up to `buf.length` buffered bytes. */
+  #take(buf: Uint8Array, peek: boolean): number {
+    let n = 0;
+    let ci = 0;
+    let off = this.#chunkOff;
+    while (n < buf.length && ci < this.#chunks.length) {
+      const c = this.#chunks[ci];
+      const k = Math.min(c.length - off, buf.length - n);
+      c.copy(buf, n, off, off + k);
+      n += k;
+      off += k;
+      if (off === c.length) {
+        ci++;
+        off = 0;
+      }
+    }
+    if (!peek) {
+      this.#chunks.splice(0, ci);
+      this.#chunkOff = off;
+      this.#buffered -= n;
+      this.#maybeResume();
+    }
+    return n;
+  }
+
+  #takeChunk(): Buffer {
+    const c = this.#chunks.shift()!;
+    const out = this.#chunkOff > 0 ? c.subarray(this.#chunkOff) : c;
+    this.#chunkOff = 0;
+    this.#buffered -= out.length;
+    this.#maybeResume();
+    return out;
+  }
+
+  #maybeResume(): void {
+    if (!this.#reading && !this.#eof && !this.#closed && !this.#copying && this.#buffered < READ_LWM) {
+      this.#reading = true;
+      native.netRead(this._h, true);
+    }
+  }
+
+  #service(): void {
+    const w = this.#waiters;
+    while (w.length > 0) {
+      const first = w[0];
+      if (this.#buffered > 0) {
+        w.shift();
+        if (first.buf === undefined) first.resolve(this.#takeChunk());
+        else first.resolve(this.#take(first.buf, first.peek));
+      } else if (this.#eof || this.#closed) {
+        w.shift();
+        if (this.#readErr !== undefined && !this.#closed) first.reject(this.#readErr);
+        else if (this.#closed) first.reject(closedError());
+        else first.resolve(first.buf === undefined ? undefined : 0);
+      } else {
+        return;
+      }
+      if (w.length === 0) hold(-1);
+    }
+  }
+
+  #wait(buf: Uint8Array | undefined, peek: boolean, signal: AbortSignal | undefined): Promise<number | Buffer | undefined> {
+    if (!this.#reading && !this.#eof && !this.#closed) this.#maybeResume();
+    return withSignal(signal, (resolve, reject) => {
+      const w: ReadWaiter = { buf, peek, resolve, reject };
+      if (this.#waiters.length === 0) hold(1);
+      this.#waiters.push(w);
+      return () => {
+        const i = this.#waiters.indexOf(w);
+        if (i >= 0) {
+          this.#waiters.splice(i, 1);
+          if (this.#waiters.length === 0) hold(-1);
+        }
+      };
+    });
+  }
+
+  /**
+   * Reads into `buf`; resolves with the number of bytes read, 0 at end of stream.
+   * @param buf - the destination.
+   * @param options - `signal`.
+   */
+  read(buf: Uint8Array, options?: SignalOption): Promise<number> {
+    if (!(buf instanceof Uint8Array)) return Promise.reject(invalidArgType('buf', 'an instance of Uint8Array', buf));
+    if (this.#buffered > 0) return Promise.resolve(this.#take(buf, false));
+    if (this.#closed) return Promise.reject(closedError());
+    if (this.#eof) return this.#readErr ? Promise.reject(this.#readErr) : Promise.resolve(0);
+    if (buf.length === 0) return Promise.resolve(0);
+    return this.#wait(buf, false, options?.signal) as Promise<number>;
+  }
+
+  /** Reads into `buf` without consuming the data. */
+  peek(buf: Uint8Array, options?: SignalOption): Promise<number> {
+    if (!(buf instanceof Uint8Array)) return Promise.reject(invalidArgType('buf', 'an instance of Uint8Array', buf));
+    if (this.#buffered > 0) return Promise.resolve(this.#take(buf, true));
+    if (this.#closed) return Promise.reject(closedError());
+    if (this.#eof) return this.#readErr ? Promise.reject(this.#readErr) : Promise.resolve(0);
+    return this.#wait(buf, true, options?.signal) as Promise<number>;
+  }
+
+  /** Fills `buf` completely; rejects with `ERR_UNEXPECTED_EOF` if the stream ends first. */
+  async readExact(buf: Uint8Array, options?: SignalOption): Promise<number> {
+    let n = 0;
+    while (n < buf.length) {
+      const k = await this.read(buf.subarray(n), options);
+      if (k === 0) throw codedError('ERR_UNEXPECTED_EOF', `early eof: read ${n} of ${buf.length} bytes`);
+      n += k;
+    }
+    return n;
+  }
+
+  /** The next chunk as it arrived, or `undefined` at end of stream. */
+  readChunk(options?: SignalOption): Promise<Buffer | undefined> {
+    if (this.#buffered > 0) return Promise.resolve(this.#takeChunk());
+    if (this.#closed) return Promise.reject(closedError());
+    if (this.#eof) return this.#readErr ? Promise.reject(this.#readErr) : Promise.resolve(undefined);
+    return this.#wait(undefined, false, options?.signal) as Promise<Buffer | undefined>;
+  }
+
+  /** Reads until end of stream. */
+  async readToEnd(options?: SignalOption): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    for (;;) {
+      const c = await this.readChunk(options);
+      if (c === undefined) return Buffer.concat(parts);
+      parts.push(c);
+    }
+  }
+
+  #blockedWait(signal?: AbortSignal): Promise<void> {
+    return withSignal<void>(signal, (resolve, reject) => {
+      const entry: [() => void, (e: unknown) => void] = [resolve, reject];
+      if (this.#drainWaiters.length === 0) hold(1);
+      this.#drainWaiters.push(entry);
+      const done = (): void => {
+        const i = this.#drainWaiters.indexOf(entry);
+        if (i >= 0) this.#drainWaiters.splice(i, 1);
+      };
+      entry[0] = () => {
+        done();
+        if (this.#drainWaiters.length === 0) hold(-1);
+        resolve();
+      };
+      entry[1] = (e) => {
+        done();
+        if (this.#drainWaiters.length === 0) hold(-1);
+        reject(e);
+      };
+      return done;
+    });
+  }
+
+  /**
+   * Writes `data`; resolves with its length once the kernel took it or a bounded buffer has room.
+   * @param data - a string (UTF-8), Buffer, TypedArray or DataView.
+   */
+  write(data: Uint8Array | string, options?: SignalOption): Promise<number> {
+    let bytes: Uint8Array;
+    try {
+      bytes = toBytes(data);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (this.#closed) return Promise.reject(closedError());
+    if (this.#writeErr) return Promise.reject(this.#writeErr);
+    if (this.#shutdown) return Promise.reject(codedError('ERR_STREAM_WRITE_AFTER_END', 'write after end'));
+    if (isBlocked(this._h)) return this.#blockedWait(options?.signal).then(() => this.write(bytes, options));
+    if (queueWrite(this._h, bytes)) return Promise.resolve(bytes.length);
+    return this.#writeDirect(bytes, options);
+  }
+
+  async #writeDirect(bytes: Uint8Array, options?: SignalOption): Promise<number> {
+    for (let off = 0; off < bytes.length; ) {
+      const end = Math.min(bytes.length, off + 4 * DIRECT_WRITE_MIN * 16);
+      const r = native.netWrite(this._h, bytes.subarray(off, end));
+      if (r < 0) throw (this.#writeErr ??= systemError(-r, 'write'));
+      off = end;
+      if (r === 1 || isBlocked(this._h)) await this.#blockedWait(options?.signal);
+      if (this.#writeErr) throw this.#writeErr;
+    }
+    return bytes.length;
+  }
+
+  /** Writes all of `data` (same as {@link TcpStream.write}: it always takes everything). */
+  async writeAll(data: Uint8Array | string, options?: SignalOption): Promise<void> {
+    await this.write(data, options);
+  }
+
+  /** Resolves once everything written so far was handed to the kernel. */
+  async flush(options?: SignalOption): Promise<void> {
+    if (this.#closed) throw closedError();
+    if (this.#writeErr) throw this.#writeErr;
+    if (native.netDrain(this._h) === 1) await this.#blockedWait(options?.signal);
+    if (this.#writeErr) throw this.#writeErr;
+  }
+
+  /** Sends a FIN after the data written so far. Idempotent. */
+  shutdown(): Promise<void> {
+    if (this.#shutdown) return this.#shutdown;
+    if (this.#closed) return Promise.reject(closedError());
+    const r = native.netShutdown(this._h);
+    if (r < 0) this.#shutdown = Promise.reject(systemError(-r, 'shutdown'));
+    else if (r === 0) this.#shutdown = Promise.resolve();
+    else this.#shutdown = this.#blockedWait();
+    this.#shutdown.catch(() => {});
+    return this.#shutdown;
+  }
+
+  /** The local address. */
+  localAddr(): SocketAddress {
+    return parseNativeAddr(native.netAddr(this._h, false), 'getsockname');
+  }
+
+  /** The peer's address. */
+  peerAddr(): SocketAddress {
+    this.#peer ??= parseNativeAddr(native.netAddr(this._h, true), 'getpeername');
+    return this.#peer;
+  }
+
+  #opt(opt: number, a: number, b = 0, name = 'setsockopt'): void {
+    const r = native.netSetOpt(this._h, opt, a, b);
+    if (r < 0) throw systemError(-r, name);
+  }
+
+  /** Sets `TCP_NODELAY`. */
+  setNoDelay(on = true): void {
+    this.#opt(1, on ? 1 : 0);
+  }
+
+  /** Sets `SO_KEEPALIVE` (and the idle time before probes, in ms). */
+  setKeepAlive(on = true, initialDelayMs = 0): void {
+    this.#opt(2, on ? 1 : 0, initialDelayMs);
+  }
+
+  /** Sets `SO_LINGER` (ms; `null` turns it off). */
+  setLinger(ms: number | null): void {
+    this.#opt(3, ms === null ? -1 : ms / 1000);
+  }
+
+  /** Sets the IP TTL. */
+  setTtl(ttl: number): void {
+    this.#opt(4, ttl);
+  }
+
+  /** Splits into a read half and a write half (closing the write half sends a FIN). */
+  split(): [ReadHalf, WriteHalf] {
+    const state = { open: 2 };
+    return [new ReadHalf(this, state), new WriteHalf(this, state)];
+  }
+
+  /** Closes the connection (data queued by `write` is sent first when the socket takes it). */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    native.netClose(this._h);
+    unregister(this._h);
+    this.#service();
+    const w = this.#drainWaiters;
+    this.#drainWaiters = [];
+    for (const [, rej] of w) rej(closedError());
+  }
+
+  /** Closes the connection. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+  }
+
+  /** Whether {@link TcpStream.close} was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** The data received so far, as chunks, until end of stream. */
+  async *[Symbol.asyncIterator](): AsyncIterator<Buffer> {
+    for (;;) {
+      const c = await this.readChunk();
+      if (c === undefined) return;
+      yield c;
+    }
+  }
+
+  /** @internal Hands buffered data over for a native copy and stops JS reads. */
+  _beginCopy(): Buffer {
+    this.#copying = true;
+    if (this.#reading) {
+      this.#reading = false;
+      native.netRead(this._h, false);
+    }
+    const parts = this.#chunks;
+    const first = this.#chunkOff;
+    this.#chunks = [];
+    this.#chunkOff = 0;
+    this.#buffered = 0;
+    if (parts.length > 0 && first > 0) parts[0] = parts[0].subarray(first);
+    return Buffer.concat(parts);
+  }
+
+  /** @internal */
+  _endCopy(sawEof: boolean): void {
+    this.#copying = false;
+    if (sawEof) this.#eof = true;
+  }
+
+  /** @internal */
+  get _eof(): boolean {
+    return this.#eof && this.#buffered === 0;
+  }
+
+  /**
+   * A Node `stream.Duplex` over this connection, for any Node library (e.g.
+   * `http.Server#emit('connection', stream.toNodeStream())`). Ending it sends a FIN; destroying it
+   * closes the connection.
+   */
+  toNodeStream(): Duplex {
+    if (this.#node) return this.#node;
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const self = this;
+    let reading = false;
+    const d = new Duplex({
+      allowHalfOpen: true,
+      read() {
+        if (reading) return;
+        reading = true;
+        const pump = (): void => {
+          self.readChunk().then(
+            (c) => {
+              if (c === undefined) {
+                reading = false;
+                d.push(null);
+              } else if (d.push(c)) {
+                pump();
+              } else {
+                reading = false;
+              }
+            },
+            (e) => {
+              reading = false;
+              d.destroy(e);
+            },
+          );
+        };
+        pump();
+      },
+      write(chunk: Buffer, _enc, cb) {
+        self.write(chunk).then(() => cb(), cb);
+      },
+      writev(chunks, cb) {
+        const total = Buffer.concat(chunks.map((c) => c.chunk as Buffer));
+        self.write(total).then(() => cb(), cb);
+      },
+      final(cb) {
+        self.shutdown().then(() => cb(), cb);
+      },
+      destroy(err, cb) {
+        self.close();
+        cb(err);
+      },
+    });
+    const extra = d as Duplex & Record<string, unknown>;
+    let peer: SocketAddress | undefined;
+    try {
+      peer = this.peerAddr();
+    } catch {
+      peer = undefined;
+    }
+    extra.remoteAddress = peer?.address;
+    extra.remotePort = peer?.port;
+    extra.remoteFamily = peer?.family;
+    extra.setNoDelay = (on?: boolean) => {
+      try {
+        self.setNoDelay(on ?? true);
+      } catch {
+        /* closed */
+      }
+      return d;
+    };
+    extra.setKeepAlive = (on?: boolean, delay?: number) => {
+      try {
+        self.setKeepAlive(on ?? false, delay ?? 0);
+      } catch {
+        /* closed */
+      }
+      return d;
+    };
+    extra.setTimeout = (ms: number, cb?: () => void) => {
+      const timers = extra as { _kyotoTimer?: NodeJS.Timeout };
+      if (timers._kyotoTimer) clearTimeout(timers._kyotoTimer);
+      timers._kyotoTimer = undefined;
+      if (cb) d.once('timeout', cb);
+      if (ms > 0) {
+        timers._kyotoTimer = setTimeout(() => d.emit('timeout'), ms);
+        timers._kyotoTimer.unref();
+      }
+      return d;
+    };
+    extra.address = () => {
+      try {
+        return self.localAddr();
+      } catch {
+        return {};
+      }
+    };
+    this.#node = d;
+    return d;
+  }
+}
+
+/** The read half of a split {@link TcpStream}. */
+export class ReadHalf implements AsyncIterable<Buffer> {
+  /** @internal */
+  constructor(
+    /** @internal */ readonly _s: TcpStream,
+    private readonly _state: { open: number },
+  ) {}
+  /** See {@link TcpStream.read}. */
+  read(buf: Uint8Array, options?: SignalOption): Promise<number> {
+    return this._s.read(buf, options);
+  }
+  /** See {@link TcpStream.readExact}. */
+  readExact(buf: Uint8Array, options?: SignalOption): Promise<number> {
+    return this._s.readExact(buf, options);
+  }
+  /** See {@link TcpStream.readToEnd}. */
+  readToEnd(options?: SignalOption): Promise<Buffer> {
+    return this._s.readToEnd(options);
+  }
+  /** See {@link TcpStream.peek}. */
+  peek(buf: Uint8Array, options?: SignalOption): Promise<number> {
+    return this._s.peek(buf, options);
+  }
+  /** See {@link TcpStream.peerAddr}. */
+  peerAddr(): SocketAddress {
+    return this._s.peerAddr();
+  }
+  /** See {@link TcpStream.localAddr}. */
+  localAddr(): SocketAddress {
+    return this._s.localAddr();
+  }
+  /** Drops this half; the connection closes when both halves are closed. */
+  close(): void {
+    if (this._state.open > 0 && --this._state.open === 0) this._s.close();
+  }
+  /** The received chunks until end of stream. */
+  [Symbol.asyncIterator](): AsyncIterator<Buffer> {
+    return this._s[Symbol.asyncIterator]();
+  }
+}
+
+/** The write half of a split {@link TcpStream}; closing it sends a FIN. */
+export class WriteHalf {
+  #closed = false;
+  /** @internal */
+  constructor(
+    /** @internal */ readonly _s: TcpStream,
+    private readonly _state: { open: number },
+  ) {}
+  /** See {@link TcpStream.write}. */
+  write(data: Uint8Array | string, options?: SignalOption): Promise<number> {
+    return this._s.write(data, options);
+  }
+  /** See {@link TcpStream.writeAll}. */
+  writeAll(data: Uint8Array | string, options?: SignalOption): Promise<void> {
+    return this._s.writeAll(data, options);
+  }
+  /** See {@link TcpStream.flush}. */
+  flush(options?: SignalOption): Promise<void> {
+    return this._s.flush(options);
+  }
+  /** Sends a FIN (idempotent). */
+  shutdown(): Promise<void> {
+    return this._s.shutdown();
+  }
+  /** See {@link TcpStream.peerAddr}. */
+  peerAddr(): SocketAddress {
+    return this._s.peerAddr();
+  }
+  /** See {@link TcpStream.localAddr}. */
+  localAddr(): SocketAddress {
+    return this._s.localAddr();
+  }
+  /** Sends a FIN and drops this half. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      await this._s.shutdown();
+    } finally {
+      if (this._state.open > 0 && --this._state.open === 0) this._s.close();
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// TcpListener
+
+/** Options of {@link TcpListener.bind}. */
+export interface BindOptions extends SignalOption {
+  /** Listen backlog (default 1024). */
+  backlog?: number;
+  /** `SO_REUSEADDR` (always on for listeners on Unix, like Node). */
+  reuseAddr?: boolean;
+  /** `SO_REUSEPORT`. */
+  reusePort?: boolean;
+}
+
+/** A listening TCP socket. Keeps the process alive until closed or `unref()`ed. */
+export class TcpListener implements Endpoint, AsyncIterable<TcpStream> {
+  /** @internal */ readonly _h: number;
+  #queue: Array<[TcpStream, SocketAddress]> = [];
+  #waiters: Array<[(v: [TcpStream, SocketAddress]) => void, (e: unknown) => void]> = [];
+  #armed = false;
+  #refd = true;
+  #closed = false;
+  #err: Error | undefined;
+
+  /** @internal */
+  constructor(h: number) {
+    this._h = h;
+    register(h, this);
+    hold(1);
+  }
+
+  /**
+   * Binds and listens on `addr` (port 0 picks a free port; see {@link TcpListener.localAddr}).
+   */
+  static async bind(addr: AddressLike, options?: BindOptions): Promise<TcpListener> {
+    const opts = optionsBag<BindOptions>(options);
+    checkSignal(opts.signal);
+    const backlog = opts.backlog ?? 1024;
+    if (!Number.isInteger(backlog) || backlog < 1) throw outOfRange('options.backlog', '>= 1', backlog);
+    const { host, port } = await resolveAddr(addr);
+    checkSignal(opts.signal);
+    const flags = (opts.reuseAddr ? O_REUSE_ADDR : 0) | (opts.reusePort ? O_REUSE_PORT : 0);
+    return TcpListener._listen(host, port, backlog, flags, 0, 0);
+  }
+
+  /** @internal */
+  static _listen(host: string, port: number, backlog: number, flags: number, snd: number, rcv: number): TcpListener {
+    const h = native.netTcpListen(host, port, backlog, flags, snd, rcv);
+    if (h < 0) throw systemError(-h, 'listen', host, port);
+    return new TcpListener(h);
+  }
+
+  /** @internal */
+  onEvent(kind: number, a: number, b: number, off: number, len: number): void {
+    if (kind === K_ACCEPT) {
+      const port = b & 0xffff;
+      const addr = len === 4 ? v4Address(rarena.readUInt32BE(off), port) : v6Address(off, port);
+      const s = new TcpStream(a, addr);
+      const w = this.#waiters.shift();
+      if (w) {
+        if (this.#waiters.length === 0) this.#arm(false);
+        w[0]([s, addr]);
+      } else {
+        this.#queue.push([s, addr]);
+        if (this.#queue.length >= 128) this.#arm(false);
+      }
+    } else if (kind === K_ERROR) {
+      this.#err = systemError(a, 'accept');
+      this.#armed = false;
+      for (const [, rej] of this.#waiters.splice(0)) rej(this.#err);
+    }
+  }
+
+  #arm(on: boolean): void {
+    if (this.#armed === on || this.#closed) return;
+    this.#armed = on;
+    native.netArm(this._h, on);
+  }
+
+  /** Waits for a connection: `[stream, peerAddress]`. */
+  accept(options?: SignalOption): Promise<[TcpStream, SocketAddress]> {
+    const q = this.#queue.shift();
+    if (q) {
+      if (this.#queue.length < 64 && this.#waiters.length === 0) this.#arm(true);
+      return Promise.resolve(q);
+    }
+    if (this.#closed) return Promise.reject(closedError());
+    if (this.#err) {
+      const e = this.#err;
+      this.#err = undefined;
+      return Promise.reject(e);
+    }
+    this.#arm(true);
+    return withSignal(options?.signal, (resolve, reject) => {
+      const w: [(v: [TcpStream, SocketAddress]) => void, (e: unknown) => void] = [resolve, reject];
+      this.#waiters.push(w);
+      return () => {
+        const i = this.#waiters.indexOf(w);
+        if (i >= 0) this.#waiters.splice(i, 1);
+      };
+    });
+  }
+
+  /** The bound address. */
+  localAddr(): SocketAddress {
+    return parseNativeAddr(native.netAddr(this._h, false), 'getsockname');
+  }
+
+  /** Lets the process exit while this listener is open. */
+  unref(): this {
+    if (this.#refd && !this.#closed) {
+      this.#refd = false;
+      hold(-1);
+    }
+    return this;
+  }
+
+  /** Keeps the process alive while this listener is open (the default). */
+  ref(): this {
+    if (!this.#refd && !this.#closed) {
+      this.#refd = true;
+      hold(1);
+    }
+    return this;
+  }
+
+  /** Stops listening; pending `accept()`s reject with `ERR_SOCKET_CLOSED`. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#refd) hold(-1);
+    native.netClose(this._h);
+    unregister(this._h);
+    for (const [, rej] of this.#waiters.splice(0)) rej(closedError());
+    for (const [s] of this.#queue.splice(0)) s.close();
+  }
+
+  /** Stops listening. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+  }
+
+  /** Accepted connections, until the listener is closed. */
+  async *[Symbol.asyncIterator](): AsyncIterator<TcpStream> {
+    for (;;) {
+      let s: TcpStream;
+      try {
+        [s] = await this.accept();
+      } catch (e) {
+        if (this.#closed) return;
+        throw e;
+      }
+      yield s;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// TcpSocket
+
+/** An unconnected TCP socket to set options on before `bind`+`listen` or `connect`. */
+export class TcpSocket {
+  #flags = 0;
+  #snd = 0;
+  #rcv = 0;
+  #bind: { host: string; port: number } | undefined;
+  #used = false;
+  private constructor(private readonly _v6: boolean) {}
+  /** A new IPv4 socket. */
+  static v4(): TcpSocket {
+    return new TcpSocket(false);
+  }
+  /** A new IPv6 socket. */
+  static v6(): TcpSocket {
+    return new TcpSocket(true);
+  }
+  /** `SO_REUSEADDR`. */
+  setReuseAddr(on: boolean): void {
+    this.#flags = on ? this.#flags | O_REUSE_ADDR : this.#flags & ~O_REUSE_ADDR;
+  }
+  /** `SO_REUSEPORT`. */
+  setReusePort(on: boolean): void {
+    this.#flags = on ? this.#flags | O_REUSE_PORT : this.#flags & ~O_REUSE_PORT;
+  }
+  /** `SO_SNDBUF`. */
+  setSendBufferSize(n: number): void {
+    if (!Number.isInteger(n) || n < 1) throw outOfRange('size', '>= 1', n);
+    this.#snd = n;
+  }
+  /** `SO_RCVBUF`. */
+  setRecvBufferSize(n: number): void {
+    if (!Number.isInteger(n) || n < 1) throw outOfRange('size', '>= 1', n);
+    this.#rcv = n;
+  }
+  /** Sets the local address (an IP literal and port). */
+  bind(addr: AddressLike): void {
+    const a = splitAddr(addr);
+    if (!net.isIP(a.host)) throw invalidArgValue('addr', 'must be an IP address', a.host);
+    if ((net.isIP(a.host) === 6) !== this._v6) throw invalidArgValue('addr', `must be an IPv${this._v6 ? 6 : 4} address`, a.host);
+    this.#bind = a;
+  }
+  #take(): void {
+    if (this.#used) throw codedError('ERR_SOCKET_CLOSED', 'the socket was already used');
+    this.#used = true;
+  }
+  /** Listens (after {@link TcpSocket.bind}). */
+  listen(backlog = 1024): TcpListener {
+    const b = this.#bind ?? { host: this._v6 ? '::' : '0.0.0.0', port: 0 };
+    this.#take();
+    return TcpListener._listen(b.host, b.port, backlog, this.#flags, this.#snd, this.#rcv);
+  }
+  /** Connects to `addr`. */
+  async connect(addr: AddressLike, options?: SignalOption): Promise<TcpStream> {
+    this.#take();
+    const { host, port } = await resolveAddr(addr);
+    return TcpStream._connect(
+      host,
+      port,
+      this.#bind?.host ?? '',
+      this.#bind?.port ?? 0,
+      this.#flags,
+      this.#snd,
+      this.#rcv,
+      options?.signal,
+    );
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// UdpSocket
+
+interface Datagram {
+  data: Buffer;
+  address: SocketAddress;
+}
+
+interface RecvWaiter {
+  kind: 0 | 1 | 2 | 3; // recv, recvFrom, peekFrom, recvMany
+  buf: Uint8Array | undefined;
+  max: number;
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+}
+
+/** A UDP socket. Received datagrams are batched natively (`recvmmsg`); sends too (`sendmmsg`). */
+export class UdpSocket implements Endpoint {
+  /** @internal */ readonly _h: number;
+  #queue: Datagram[] = [];
+  #head = 0;
+  #waiters: RecvWaiter[] = [];
+  #reading = false;
+  #closed = false;
+  #err: Error | undefined;
+  #drain: Array<() => void> = [];
+  #connected = false;
+
+  /** @internal */
+  constructor(h: number) {
+    this._h = h;
+    register(h, this);
+  }
+
+  /** Binds to `addr` (port 0 picks a free port). */
+  static async bind(addr: AddressLike, options?: { reuseAddr?: boolean; reusePort?: boolean }): Promise<UdpSocket> {
+    const opts = optionsBag<{ reuseAddr?: boolean; reusePort?: boolean }>(options);
+    const { host, port } = await resolveAddr(addr);
+    const flags = (opts.reuseAddr ? O_REUSE_ADDR : 0) | (opts.reusePort ? O_REUSE_PORT : 0);
+    const h = native.netUdpBind(host, port, flags, 0, 0);
+    if (h < 0) throw systemError(-h, 'bind', host, port);
+    return new UdpSocket(h);
+  }
+
+  /** @internal */
+  onEvent(kind: number, a: number, b: number, off: number, len: number): void {
+    if (kind === K_DGRAM) {
+      const port = b & 0xffff;
+      const address = a !== -1 || (b >> 16 & 0xff) === 4 ? v4Address(a, port) : v6Address(off + len, port);
+      const w = this.#waiters;
+      if (w.length > 0 && this.#queue.length === this.#head && w[0].kind !== 2 && w[0].kind !== 3) {
+        const first = w.shift()!;
+        if (w.length === 0) hold(-1);
+        const buf = first.buf!;
+        const n = len < buf.length ? len : buf.length;
+        rarena.copy(buf, 0, off, off + n);
+        first.resolve(first.kind === 0 ? n : { bytes: n, address });
+        return;
+      }
+      this.#queue.push({ data: Buffer.from(rarena.subarray(off, off + len)), address });
+      if (this.#queue.length - this.#head > DGRAM_HWM && this.#reading) {
+        this.#reading = false;
+        native.netRead(this._h, false);
+      }
+      this.#service();
+    } else if (kind === K_ERROR) {
+      const err = systemError(a, SYSCALLS[b] ?? 'recv');
+      const w = this.#waiters.shift();
+      if (w) {
+        if (this.#waiters.length === 0) hold(-1);
+        w.reject(err);
+      } else {
+        this.#err = err;
+      }
+    } else if (kind === K_DRAIN) {
+      for (const r of this.#drain.splice(0)) r();
+    }
+  }
+
+  #pending(): number {
+    return this.#queue.length - this.#head;
+  }
+
+  #shift(): Datagram {
+    const d = this.#queue[this.#head++];
+    if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#head);
+      this.#head = 0;
+    }
+    if (!this.#reading && !this.#closed && this.#pending() < DGRAM_HWM / 4) {
+      this.#reading = true;
+      native.netRead(this._h, true);
+    }
+    return d;
+  }
+
+  #fulfil(w: RecvWaiter): void {
+    if (w.kind === 3) {
+      const out: Datagram[] = [];
+      while (out.length < w.max && this.#pending() > 0) out.push(this.#shift());
+      w.resolve(out);
+      return;
+    }
+    const d = w.kind === 2 ? this.#queue[this.#head] : this.#shift();
+    const n = Math.min(d.data.length, w.buf!.length);
+    d.data.copy(w.buf!, 0, 0, n);
+    w.resolve(w.kind === 0 ? n : { bytes: n, address: d.address });
+  }
+
+  #service(): void {
+    while (this.#waiters.length > 0 && this.#pending() > 0) {
+      const w = this.#waiters.shift()!;
+      if (this.#waiters.length === 0) hold(-1);
+      this.#fulfil(w);
+    }
+  }
+
+  #recv<T>(kind: 0 | 1 | 2 | 3, buf: Uint8Array | undefined, max: number, signal?: AbortSignal): Promise<T> {
+    if (kind !== 3 && !(buf instanceof Uint8Array)) return Promise.reject(invalidArgType('buf', 'an instance of Uint8Array', buf));
+    if (this.#closed) return Promise.reject(closedError());
+    if (this.#err) {
+      const e = this.#err;
+      this.#err = undefined;
+      return Promise.reject(e);
+    }
+    if (!this.#reading) {
+      this.#reading = true;
+      native.netRead(this._h, true);
+    }
+    return withSignal<T>(signal, (resolve, reject) => {
+      const w: RecvWaiter = { kind, buf, max, resolve: resolve as (v: unknown) => void, reject };
+      if (this.#waiters.length === 0 && this.#pending() === 0) hold(1);
+      if (this.#pending() > 0 && this.#waiters.length === 0) this.#fulfil(w);
+      else this.#waiters.push(w);
+      return () => {
+        const i = this.#waiters.indexOf(w);
+        if (i >= 0) {
+          this.#waiters.splice(i, 1);
+          if (this.#waiters.length === 0) hold(-1);
+        }
+      };
+    });
+  }
+
+  /** Receives one datagram into `buf` (excess bytes are discarded); resolves with its length. */
+  recv(buf: Uint8Array, options?: SignalOption): Promise<number> {
+    return this.#recv(0, buf, 0, options?.signal);
+  }
+
+  /** Receives one datagram: `{ bytes, address }`. */
+  recvFrom(buf: Uint8Array, options?: SignalOption): Promise<{ bytes: number; address: SocketAddress }> {
+    return this.#recv(1, buf, 0, options?.signal);
+  }
+
+  /** Like {@link UdpSocket.recvFrom} but leaves the datagram queued. */
+  peekFrom(buf: Uint8Array, options?: SignalOption): Promise<{ bytes: number; address: SocketAddress }> {
+    return this.#recv(2, buf, 0, options?.signal);
+  }
+
+  /** Receives up to `max` queued datagrams at once (waits for at least one). */
+  recvMany(max = 64, options?: SignalOption): Promise<Datagram[]> {
+    if (!Number.isInteger(max) || max < 1) return Promise.reject(outOfRange('max', '>= 1', max));
+    return this.#recv(3, undefined, max, options?.signal);
+  }
+
+  #destination(addr: AddressLike): { host: string; port: number } {
+    const a = splitAddr(addr);
+    if (!net.isIP(a.host)) {
+      if (a.host === 'localhost') return { host: '127.0.0.1', port: a.port };
+      throw invalidArgValue('addr', 'must be an IP address for UDP sends (resolve names first)', a.host);
+    }
+    return a;
+  }
+
+  #send(bytes: Uint8Array, host: string, port: number): Promise<number> {
+    if (this.#closed) return Promise.reject(closedError());
+    const ip = host === '' ? 0 : ipv4ToInt(host);
+    if (ip !== -1 && (host !== '' || this.#connected) && !isBlocked(this._h)) {
+      if (queueWrite(this._h, bytes, ip, host === '' ? 0 : port | (4 << 16))) return Promise.resolve(bytes.length);
+    }
+    const r = native.netUdpSend(this._h, bytes, host, port);
+    if (r < 0) return Promise.reject(systemError(-r, 'send', host || undefined, host ? port : undefined));
+    if (r === 1) return new Promise((res) => this.#drain.push(() => res(bytes.length)));
+    return Promise.resolve(bytes.length);
+  }
+
+  /** Sends to the connected peer. */
+  send(data: Uint8Array | string): Promise<number> {
+    if (!this.#connected) return Promise.reject(codedError('ERR_SOCKET_DGRAM_NOT_CONNECTED', 'Not connected'));
+    return this.#send(toBytes(data), '', 0);
+  }
+
+  /** Sends one datagram to `addr` (an IP literal). */
+  sendTo(data: Uint8Array | string, addr: AddressLike): Promise<number> {
+    let bytes: Uint8Array;
+    let a: { host: string; port: number };
+    try {
+      bytes = toBytes(data);
+      a = this.#destination(addr);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#send(bytes, a.host, a.port);
+  }
+
+  /** Sends several datagrams (one `sendmmsg` per run); resolves with how many were queued. */
+  async sendMany(msgs: Array<{ data: Uint8Array | string; address?: AddressLike }>): Promise<number> {
+    if (!Array.isArray(msgs)) throw invalidArgType('msgs', 'an array', msgs);
+    let n = 0;
+    for (const m of msgs) {
+      if (m.address === undefined) await this.send(m.data);
+      else await this.sendTo(m.data, m.address);
+      n++;
+    }
+    return n;
+  }
+
+  /** Connects: `send` goes to `addr`, and only its datagrams are received. */
+  async connect(addr: AddressLike): Promise<void> {
+    const { host, port } = await resolveAddr(addr);
+    const r = native.netUdpConnect(this._h, host, port);
+    if (r < 0) throw systemError(-r, 'connect', host, port);
+    this.#connected = true;
+  }
+
+  #opt(opt: number, a: number): void {
+    const r = native.netSetOpt(this._h, opt, a, 0);
+    if (r < 0) throw systemError(-r, 'setsockopt');
+  }
+
+  /** `SO_BROADCAST`. */
+  setBroadcast(on: boolean): void {
+    this.#opt(5, on ? 1 : 0);
+  }
+  /** IP TTL. */
+  setTtl(ttl: number): void {
+    this.#opt(4, ttl);
+  }
+  /** `IP_MULTICAST_LOOP`. */
+  setMulticastLoopV4(on: boolean): void {
+    this.#opt(6, on ? 1 : 0);
+  }
+  /** `IP_MULTICAST_TTL`. */
+  setMulticastTtlV4(ttl: number): void {
+    this.#opt(7, ttl);
+  }
+  /** Joins an IPv4 multicast group on interface `iface` (an IPv4 address; default any). */
+  joinMulticastV4(group: string, iface = '0.0.0.0'): void {
+    const r = native.netMulticast(this._h, true, group, iface);
+    if (r < 0) throw systemError(-r, 'addMembership');
+  }
+  /** Leaves an IPv4 multicast group. */
+  leaveMulticastV4(group: string, iface = '0.0.0.0'): void {
+    const r = native.netMulticast(this._h, false, group, iface);
+    if (r < 0) throw systemError(-r, 'dropMembership');
+  }
+  /** The bound address. */
+  localAddr(): SocketAddress {
+    return parseNativeAddr(native.netAddr(this._h, false), 'getsockname');
+  }
+  /** Closes the socket; pending receives reject with `ERR_SOCKET_CLOSED`. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    native.netClose(this._h);
+    unregister(this._h);
+    if (this.#waiters.length > 0) hold(-1);
+    for (const w of this.#waiters.splice(0)) w.reject(closedError());
+  }
+  /** Closes the socket. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+  }
+}
+
+/** @internal Whether `x` is a kyoto TCP stream (or a half of one). */
+export function nativeStream(x: unknown): TcpStream | undefined {
+  if (x instanceof TcpStream) return x;
+  if (x instanceof ReadHalf || x instanceof WriteHalf) return x._s;
+  return undefined;
+}

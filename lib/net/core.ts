@@ -1,0 +1,296 @@
+/**
+ * The JS half of `kyoto/net`'s data path (internal).
+ *
+ * Native socket tasks report events in batches: one call of {@link onBatch} per batch, with six-int
+ * records in a shared `Int32Array` and their bytes in one shared arena, both created here once.
+ * Writes go the other way without a native call each: their bytes are copied into a shared write
+ * arena and described in a shared write table, which native code sends in one pass per turn (right
+ * after the batch call on the `current_thread` data path, or from one microtask otherwise).
+ * @internal
+ * @module
+ */
+import * as util from 'node:util';
+import { native } from '../native';
+
+/** Ints per event record. */
+const EV = 6;
+const EV_CAP = 4096;
+const RARENA = 4 << 20;
+const WREC = 5;
+const WTAB_CAP = 4096;
+const WARENA = 1 << 20;
+/** Writes larger than this bypass the shared arena (one native call). */
+export const DIRECT_WRITE_MIN = 16 * 1024;
+const IDX_MASK = (1 << 20) - 1;
+
+export const K_DATA = 1;
+export const K_EOF = 2;
+export const K_ERROR = 3;
+export const K_ACCEPT = 4;
+export const K_CONNECTED = 5;
+export const K_DRAIN = 6;
+export const K_DGRAM = 7;
+export const K_COPY = 8;
+
+export const SYSCALLS = ['read', 'write', 'connect', 'accept', 'recv', 'send', 'shutdown'] as const;
+
+const ev = new Int32Array(EV_CAP * EV);
+const rarenaU8 = new Uint8Array(RARENA);
+/** The receive arena as a Buffer (for cheap copies and latin1 decoding). */
+export const rarena = Buffer.from(rarenaU8.buffer, 0, RARENA);
+const wtab = new Int32Array(WTAB_CAP * WREC);
+const warenaU8 = new Uint8Array(WARENA);
+const warena = Buffer.from(warenaU8.buffer, 0, WARENA);
+/** [0] queued write records, [1] write arena bytes used, [2] native turn in progress. */
+const ctl = new Int32Array(4);
+/** Per socket index: 1 while its native write backlog is above the high-water mark. */
+const blocked = new Uint8Array(1 << 20);
+
+/** Something that receives a socket's events. */
+export interface Endpoint {
+  onEvent(kind: number, a: number, b: number, off: number, len: number): void;
+}
+
+const endpoints = new Map<number, Endpoint>();
+const copyOps = new Map<number, (errno: number, sys: number, aToB: number, bToA: number) => void>();
+let nextCopyOp = 0;
+
+function onBatch(count: number): void {
+  for (let i = 0; i < count; i++) {
+    const o = i * EV;
+    const h = ev[o];
+    const kind = ev[o + 1];
+    if (kind === K_COPY) {
+      const done = copyOps.get(h);
+      if (done === undefined) continue;
+      copyOps.delete(h);
+      native.netCopyDone(h);
+      const off = ev[o + 4];
+      const aToB = Number(rarena.readBigUInt64LE(off));
+      const bToA = Number(rarena.readBigUInt64LE(off + 8));
+      done(ev[o + 2], ev[o + 3], aToB, bToA);
+      continue;
+    }
+    const e = endpoints.get(h);
+    if (e === undefined) continue;
+    if (kind === K_DRAIN) blocked[h & IDX_MASK] = 0;
+    e.onEvent(kind, ev[o + 2], ev[o + 3], ev[o + 4], ev[o + 5]);
+  }
+}
+
+const requested = (process.env.KYOTO_NET_FLAVOR ?? 'current_thread').trim();
+/** The data path in use: `'current_thread'` (uv_poll on this thread's loop) or `'multi_thread'`. */
+export const flavor: string = native.netInit(
+  requested === 'multi_thread' ? 'multi_thread' : 'current_thread',
+  onBatch,
+  ev,
+  rarenaU8,
+  wtab,
+  warenaU8,
+  ctl,
+  blocked,
+);
+
+export function register(h: number, e: Endpoint): void {
+  endpoints.set(h, e);
+}
+
+export function unregister(h: number): void {
+  endpoints.delete(h);
+  blocked[h & IDX_MASK] = 0;
+}
+
+export function isBlocked(h: number): boolean {
+  return blocked[h & IDX_MASK] === 1;
+}
+
+let flushScheduled = false;
+function flushMicrotask(): void {
+  flushScheduled = false;
+  if (ctl[0] > 0) native.netFlush();
+}
+
+/**
+ * Queues `data` for socket `h` in the shared write table (`a`/`b`: IPv4 destination of a
+ * datagram). Returns false when `data` is too large for the arena path (use a direct call).
+ */
+export function queueWrite(h: number, data: Uint8Array, a = 0, b = 0): boolean {
+  const len = data.length;
+  if (len > DIRECT_WRITE_MIN) return false;
+  let n = ctl[0];
+  let used = ctl[1];
+  if (n >= WTAB_CAP || used + len > WARENA) {
+    native.netFlush();
+    n = 0;
+    used = 0;
+  }
+  warena.set(data, used);
+  const o = n * WREC;
+  wtab[o] = h;
+  wtab[o + 1] = used;
+  wtab[o + 2] = len;
+  wtab[o + 3] = a;
+  wtab[o + 4] = b;
+  ctl[0] = n + 1;
+  ctl[1] = used + len;
+  if (!flushScheduled && ctl[2] === 0) {
+    flushScheduled = true;
+    queueMicrotask(flushMicrotask);
+  }
+  return true;
+}
+
+/** Starts a native copy; `done` gets the outcome. Returns the op id or a negative errno. */
+export function startCopy(
+  src: number,
+  dst: number,
+  bidi: boolean,
+  done: (errno: number, sys: number, aToB: number, bToA: number) => void,
+): number {
+  nextCopyOp = (nextCopyOp + 1) & 0x3fffffff;
+  const op = nextCopyOp;
+  copyOps.set(op, done);
+  const r = native.netCopy(op, src, dst, bidi);
+  if (r < 0) {
+    copyOps.delete(op);
+    return r;
+  }
+  return op;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Event-loop holds: listeners (unless unref'd) and pending operations keep the process alive.
+
+let holds = 0;
+/** Adds `delta` holds on the event loop. */
+export function hold(delta: number): void {
+  const before = holds;
+  holds += delta;
+  if (holds < 0) holds = 0;
+  if (before === 0 && holds > 0) native.netRef(true);
+  else if (before > 0 && holds === 0) native.netRef(false);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Addresses
+
+/** `{ address, family, port }`, like Node's `socket.address()`. */
+export interface SocketAddress {
+  /** The IP address. */
+  address: string;
+  /** `'IPv4'` or `'IPv6'`. */
+  family: 'IPv4' | 'IPv6';
+  /** The port. */
+  port: number;
+}
+
+const v4Cache = new Map<number, SocketAddress>();
+
+/** The address of an IPv4 `ip` (as u32) and port, from a small cache. */
+export function v4Address(ip: number, port: number): SocketAddress {
+  const key = (ip >>> 0) * 65536 + port;
+  let a = v4Cache.get(key);
+  if (a === undefined) {
+    const u = ip >>> 0;
+    a = Object.freeze({
+      address: `${u >>> 24}.${(u >>> 16) & 255}.${(u >>> 8) & 255}.${u & 255}`,
+      family: 'IPv4' as const,
+      port,
+    });
+    if (v4Cache.size > 4096) v4Cache.clear();
+    v4Cache.set(key, a);
+  }
+  return a;
+}
+
+/** Decodes 16 IPv6 bytes at `off` of the receive arena. */
+export function v6Address(off: number, port: number): SocketAddress {
+  const groups: string[] = [];
+  for (let i = 0; i < 8; i++) groups.push(rarena.readUInt16BE(off + i * 2).toString(16));
+  // Compress the longest run of zero groups (RFC 5952).
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== '0') {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === '0') j++;
+    if (j - i > bestLen) {
+      best = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  let text: string;
+  if (best >= 0) {
+    text = `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`;
+  } else {
+    text = groups.join(':');
+  }
+  if (/^::ffff:[0-9a-f]{1,4}:[0-9a-f]{1,4}$/.test(text)) {
+    const hi = parseInt(groups[6], 16);
+    const lo = parseInt(groups[7], 16);
+    text = `::ffff:${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+  }
+  return Object.freeze({ address: text, family: 'IPv6' as const, port });
+}
+
+/** Parses native's `"family|ip|port"` (or `"!errno"`). */
+export function parseNativeAddr(s: string, syscall: string): SocketAddress {
+  if (s.startsWith('!')) throw systemError(Number(s.slice(1)), syscall);
+  const [fam, address, port] = s.split('|');
+  return Object.freeze({ address, family: fam === '6' ? ('IPv6' as const) : ('IPv4' as const), port: Number(port) });
+}
+
+/** IPv4 text → u32 (or -1 if not a dotted quad). */
+export function ipv4ToInt(ip: string): number {
+  const p = ip.split('.');
+  if (p.length !== 4) return -1;
+  let v = 0;
+  for (const s of p) {
+    const n = Number(s);
+    if (!Number.isInteger(n) || n < 0 || n > 255 || s === '') return -1;
+    v = v * 256 + n;
+  }
+  return v | 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/** A Node-shaped system error. */
+export interface SystemError extends Error {
+  /** e.g. `'ECONNREFUSED'`. */
+  code: string;
+  /** Negative errno, as Node reports it. */
+  errno: number;
+  /** The failing call, e.g. `'connect'`. */
+  syscall: string;
+  /** The address involved, if any. */
+  address?: string;
+  /** The port involved, if any. */
+  port?: number;
+}
+
+let errMap: Map<number, [string, string]> | undefined;
+
+/** Builds a Node-shaped system error from a positive errno. */
+export function systemError(errno: number, syscall: string, address?: string, port?: number): SystemError {
+  errMap ??= util.getSystemErrorMap() as Map<number, [string, string]>;
+  const uv = -Math.abs(errno);
+  const entry = errMap.get(uv);
+  const code = entry?.[0] ?? `Unknown system error ${uv}`;
+  let msg = `${syscall} ${code}`;
+  if (syscall === 'listen' || syscall === 'bind') msg += `: ${entry?.[1] ?? 'unknown error'}`;
+  if (address !== undefined) msg += port !== undefined ? ` ${address}:${port}` : ` ${address}`;
+  const err = new Error(msg) as SystemError;
+  err.errno = uv;
+  err.code = code;
+  err.syscall = syscall;
+  if (address !== undefined) err.address = address;
+  if (port !== undefined) err.port = port;
+  Error.captureStackTrace?.(err, systemError);
+  return err;
+}
