@@ -9,4 +9,6 @@ export * from './lib/runtime';
 export * from './lib/time';
 export * from './lib/task';
 export * from './lib/sync';
+export * from './lib/net';
+export * from './lib/io';
 export { AbortError, type CodedError } from './lib/errors';

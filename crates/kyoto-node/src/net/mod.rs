@@ -172,12 +172,25 @@ struct NetEnv {
     in_turn: Cell<bool>,
 }
 
+/// The env's state in its thread-local slot. If the thread exits without the env cleanup hook
+/// (e.g. `process.exit()` on the main thread), the state is leaked rather than dropped: tearing a
+/// runtime down from a thread-local destructor would touch other, already destroyed thread-locals.
+struct Slot(Option<Rc<NetEnv>>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(n) = self.0.take() {
+            std::mem::forget(n);
+        }
+    }
+}
+
 thread_local! {
-    static NET: RefCell<Option<Rc<NetEnv>>> = const { RefCell::new(None) };
+    static NET: RefCell<Slot> = const { RefCell::new(Slot(None)) };
 }
 
 fn net() -> Result<Rc<NetEnv>> {
-    NET.with(|n| n.borrow().clone())
+    NET.with(|n| n.borrow().0.clone())
         .ok_or_else(|| Error::from_reason("kyoto/net is not initialised in this thread"))
 }
 
@@ -234,7 +247,7 @@ pub fn net_init(
     ctl: Unknown,
     blocked: Unknown,
 ) -> Result<String> {
-    if let Some(n) = NET.with(|n| n.borrow().clone()) {
+    if let Some(n) = NET.with(|n| n.borrow().0.clone()) {
         return Ok(if n.threaded { "multi_thread" } else { "current_thread" }.to_owned());
     }
     napi::bindgen_prelude::retain_current_module_for_unload_safety();
@@ -356,7 +369,7 @@ pub fn net_init(
         let glue = uv::UvGlue::new(lp.cast(), fd, on_poll, on_timer).map_err(Error::from_reason)?;
         *state.uv.borrow_mut() = Some(glue);
     }
-    NET.with(|n| *n.borrow_mut() = Some(state));
+    NET.with(|n| n.borrow_mut().0 = Some(state));
     // SAFETY: `env_cleanup` takes no data and is a valid extern "C" function.
     unsafe { sys::napi_add_env_cleanup_hook(raw, Some(env_cleanup), ptr::null_mut()) };
     Ok(if threaded { "multi_thread" } else { "current_thread" }.to_owned())
@@ -377,7 +390,7 @@ unsafe extern "C" fn call_js(
     if env.is_null() || js_cb.is_null() {
         return;
     }
-    let Some(n) = NET.with(|n| n.borrow().clone()) else {
+    let Some(n) = NET.with(|n| n.borrow().0.clone()) else {
         return;
     };
     if n.closed.get() {
@@ -387,7 +400,7 @@ unsafe extern "C" fn call_js(
 }
 
 unsafe extern "C" fn env_cleanup(_arg: *mut c_void) {
-    let Some(n) = NET.with(|n| n.borrow_mut().take()) else {
+    let Some(n) = NET.with(|n| n.borrow_mut().0.take()) else {
         return;
     };
     n.closed.set(true);
@@ -424,7 +437,7 @@ unsafe extern "C" fn on_timer(_h: *mut c_void) {
 /// One turn of the `current_thread` data path, from a libuv callback on the JS thread.
 #[cfg(unix)]
 fn turn() {
-    let Some(n) = NET.with(|n| n.borrow().clone()) else {
+    let Some(n) = NET.with(|n| n.borrow().0.clone()) else {
         return;
     };
     if n.closed.get() || n.in_turn.get() {

@@ -1,0 +1,123 @@
+// P1 (shared/PERFORMANCE.md): TCP echo with the handler in JS (`read` → `write` per chunk), kyoto vs
+// node:net, and kyoto's two JS data paths side by side:
+//   - kyoto (b) current_thread: a current-thread kyoto runtime driven from Node's loop via uv_poll;
+//   - kyoto (a) multi_thread: socket I/O on kyoto worker threads, batches delivered by one TSFN wake.
+// Driven by kyoto-loadgen (a separate native process); rounds rotate the server order; reports the
+// median ops/s, p50/p99 latency, server CPU over the measured window and peak RSS.
+//
+//   node bench/p1_js_echo.mjs [--rounds 5] [--duration 3] [--warmup 1] [--scale] [--json out.json]
+//
+// `--scale` adds the 10 000-connection load (raises the fd limit through `ulimit -n` in a shell).
+import { writeFileSync } from 'node:fs';
+import {
+  BIN,
+  ensureBuilt,
+  fmtInt,
+  fmtMiB,
+  fmtNum,
+  fmtRatio,
+  loadAverage,
+  loadgen,
+  machine,
+  median,
+  peakRssKib,
+  startServer,
+  stopServer,
+  table,
+} from './lib/harness.mjs';
+
+const argv = process.argv.slice(2);
+const optStr = (name, dflt) => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 && i + 1 < argv.length ? argv[i + 1] : dflt;
+};
+const rounds = Math.max(1, Number(optStr('rounds', 5)));
+const duration = Number(optStr('duration', 3));
+const warmup = Number(optStr('warmup', 1));
+const mode = optStr('mode', 'js'); // 'js' (P1) or 'copy' (the JS API's native copy(s, s), P2-style)
+const LOADS = [
+  { conns: 50, inflight: 1, bytes: 64 },
+  { conns: 200, inflight: 4, bytes: 128 },
+  ...(argv.includes('--scale') ? [{ conns: 10_000, inflight: 1, bytes: 64 }] : []),
+];
+
+const KYOTO = 'bench/servers/kyoto-js-echo.mjs';
+const extra = mode === 'copy' ? ['--copy'] : [];
+const SERVERS = [
+  { name: 'node:net', cmd: process.execPath, args: [BIN.nodeEcho], env: {} },
+  { name: 'kyoto (b) current_thread', cmd: process.execPath, args: [KYOTO, ...extra], env: { KYOTO_NET_FLAVOR: 'current_thread' } },
+  { name: 'kyoto (a) multi_thread', cmd: process.execPath, args: [KYOTO, ...extra], env: { KYOTO_NET_FLAVOR: 'multi_thread' } },
+];
+
+async function start(s) {
+  const saved = { ...process.env };
+  Object.assign(process.env, s.env);
+  try {
+    return await startServer(s.name, s.cmd, s.args);
+  } finally {
+    for (const k of Object.keys(s.env)) {
+      if (saved[k] === undefined) delete process.env[k];
+      else process.env[k] = saved[k];
+    }
+  }
+}
+
+ensureBuilt();
+const report = { bench: mode === 'copy' ? 'P1-copy' : 'P1', machine: machine(), loadBefore: loadAverage(), loads: [] };
+console.log(`# P1 — TCP echo, handler in JS (${mode}); ${report.machine}; load before: ${report.loadBefore}`);
+for (const load of LOADS) {
+  const results = SERVERS.map(() => []);
+  const servers = [];
+  for (const s of SERVERS) servers.push(await start(s));
+  for (let r = 0; r < rounds; r++) {
+    for (let k = 0; k < SERVERS.length; k++) {
+      const i = (k + r) % SERVERS.length;
+      const res = await loadgen(servers[i].addr, { ...load, duration, warmup, timeout: 30 }, { watchPid: servers[i].pid });
+      results[i].push(res);
+    }
+  }
+  const rows = [];
+  const base = median(results[0].map((x) => x.ops_per_sec));
+  const out = { load, servers: [] };
+  for (let i = 0; i < SERVERS.length; i++) {
+    const rs = results[i];
+    const ops = median(rs.map((x) => x.ops_per_sec));
+    const row = {
+      name: SERVERS[i].name,
+      ops,
+      ratio: ops / base,
+      p50: median(rs.map((x) => x.latency_us.p50)),
+      p99: median(rs.map((x) => x.latency_us.p99)),
+      cpu: median(rs.map((x) => x.server?.percent)),
+      rss: peakRssKib(servers[i].pid),
+      errors: rs.reduce((a, x) => a + x.errors.total, 0),
+      loadgenCpu: median(rs.map((x) => x.cpu.percent)),
+    };
+    out.servers.push(row);
+    rows.push([
+      row.name,
+      fmtInt(row.ops),
+      fmtRatio(row.ratio),
+      fmtNum(row.p50, 0),
+      fmtNum(row.p99, 0),
+      `${fmtNum(row.cpu, 0)}%`,
+      fmtMiB(row.rss),
+      String(row.errors),
+      `${fmtNum(row.loadgenCpu, 0)}%`,
+    ]);
+  }
+  for (const s of servers) await stopServer(s);
+  report.loads.push(out);
+  console.log(`\n### ${load.conns} conns × ${load.inflight} in flight × ${load.bytes} B (median of ${rounds})`);
+  console.log(
+    table(
+      ['server', 'ops/s', 'vs node:net', 'p50 µs', 'p99 µs', 'server CPU', 'peak RSS', 'errors', 'loadgen CPU'],
+      rows,
+      ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+    ),
+  );
+}
+report.loadAfter = loadAverage();
+console.log(`\nload after: ${report.loadAfter}`);
+const json = optStr('json', null);
+if (json) writeFileSync(json, JSON.stringify(report, null, 2));

@@ -1,0 +1,111 @@
+// P4 (shared/PERFORMANCE.md): UDP echo with the handler in JS, 16 sockets × 8 in flight × 64 B —
+// node:dgram vs kyoto's per-datagram API (`recvFrom` → `sendTo`) and batch API (`recvMany` →
+// `sendMany`), each on both JS data paths (b) current_thread and (a) multi_thread. Driven by
+// kyoto-loadgen --udp; rounds rotate the server order; median pps, latency, server CPU, peak RSS.
+//
+//   node bench/p4_udp_echo.mjs [--rounds 5] [--duration 3] [--warmup 1] [--json out.json]
+import { writeFileSync } from 'node:fs';
+import {
+  BIN,
+  ensureBuilt,
+  fmtInt,
+  fmtMiB,
+  fmtNum,
+  fmtRatio,
+  loadAverage,
+  loadgen,
+  machine,
+  median,
+  peakRssKib,
+  startServer,
+  stopServer,
+  table,
+} from './lib/harness.mjs';
+
+const argv = process.argv.slice(2);
+const optStr = (name, dflt) => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 && i + 1 < argv.length ? argv[i + 1] : dflt;
+};
+const rounds = Math.max(1, Number(optStr('rounds', 5)));
+const duration = Number(optStr('duration', 3));
+const warmup = Number(optStr('warmup', 1));
+const load = { udp: true, conns: 16, inflight: 8, bytes: 64 };
+
+const KYOTO = 'bench/servers/kyoto-js-echo.mjs';
+const CT = { KYOTO_NET_FLAVOR: 'current_thread' };
+const MT = { KYOTO_NET_FLAVOR: 'multi_thread' };
+const SERVERS = [
+  { name: 'node:dgram', args: [BIN.nodeEcho, '--udp'], env: {} },
+  { name: 'kyoto (b) per-datagram', args: [KYOTO, '--udp'], env: CT },
+  { name: 'kyoto (b) recvMany/sendMany', args: [KYOTO, '--udp', '--batch'], env: CT },
+  { name: 'kyoto (a) per-datagram', args: [KYOTO, '--udp'], env: MT },
+  { name: 'kyoto (a) recvMany/sendMany', args: [KYOTO, '--udp', '--batch'], env: MT },
+];
+
+async function start(s) {
+  const saved = { ...process.env };
+  Object.assign(process.env, s.env);
+  try {
+    return await startServer(s.name, process.execPath, s.args);
+  } finally {
+    for (const k of Object.keys(s.env)) {
+      if (saved[k] === undefined) delete process.env[k];
+      else process.env[k] = saved[k];
+    }
+  }
+}
+
+ensureBuilt();
+const report = { bench: 'P4', machine: machine(), loadBefore: loadAverage(), servers: [] };
+console.log(`# P4 — UDP echo, handler in JS; ${report.machine}; load before: ${report.loadBefore}`);
+const servers = [];
+for (const s of SERVERS) servers.push(await start(s));
+const results = SERVERS.map(() => []);
+for (let r = 0; r < rounds; r++) {
+  for (let k = 0; k < SERVERS.length; k++) {
+    const i = (k + r) % SERVERS.length;
+    results[i].push(await loadgen(servers[i].addr, { ...load, duration, warmup, timeout: 30 }, { watchPid: servers[i].pid }));
+  }
+}
+const base = median(results[0].map((x) => x.ops_per_sec));
+const rows = [];
+for (let i = 0; i < SERVERS.length; i++) {
+  const rs = results[i];
+  const row = {
+    name: SERVERS[i].name,
+    pps: median(rs.map((x) => x.ops_per_sec)),
+    p50: median(rs.map((x) => x.latency_us.p50)),
+    p99: median(rs.map((x) => x.latency_us.p99)),
+    cpu: median(rs.map((x) => x.server?.percent)),
+    rss: peakRssKib(servers[i].pid),
+    lost: rs.reduce((a, x) => a + x.errors.lost + x.errors.timeout, 0),
+    loadgenCpu: median(rs.map((x) => x.cpu.percent)),
+  };
+  row.ratio = row.pps / base;
+  report.servers.push(row);
+  rows.push([
+    row.name,
+    fmtInt(row.pps),
+    fmtRatio(row.ratio),
+    fmtNum(row.p50, 0),
+    fmtNum(row.p99, 0),
+    `${fmtNum(row.cpu, 0)}%`,
+    fmtMiB(row.rss),
+    String(row.lost),
+    `${fmtNum(row.loadgenCpu, 0)}%`,
+  ]);
+}
+for (const s of servers) await stopServer(s);
+console.log(`\n### 16 sockets × 8 in flight × 64 B (median of ${rounds})`);
+console.log(
+  table(
+    ['server', 'pps', 'vs node:dgram', 'p50 µs', 'p99 µs', 'server CPU', 'peak RSS', 'lost', 'loadgen CPU'],
+    rows,
+    ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+  ),
+);
+report.loadAfter = loadAverage();
+console.log(`\nload after: ${report.loadAfter}`);
+const json = optStr('json', null);
+if (json) writeFileSync(json, JSON.stringify(report, null, 2));

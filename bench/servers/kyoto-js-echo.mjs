@@ -1,0 +1,71 @@
+// A kyoto echo server with the handler in JS — the kyoto side of benchmarks P1 and P4: per connection
+// `read(buf)` → `write(chunk)` (TCP), per datagram `recvFrom` → `sendTo` (`--udp`), or batches of
+// `recvMany` → `sendMany` (`--udp --batch`). The data path is chosen by KYOTO_NET_FLAVOR
+// (`current_thread`, the default, or `multi_thread`).
+//
+//   node bench/servers/kyoto-js-echo.mjs [--host 127.0.0.1] [--port 0] [--udp [--batch]] [--copy]
+//
+// `--copy` serves TCP with the native `copy(s, s)` instead of the JS loop (benchmark P2's JS API).
+// Prints `listening <host>:<port>` once bound; exits cleanly on SIGTERM/SIGINT.
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const { TcpListener, UdpSocket, netFlavor } = require('../../dist/lib/net.js');
+const { copy } = require('../../dist/lib/io.js');
+
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && i + 1 < args.length ? args[i + 1] : dflt;
+};
+const host = opt('host', '127.0.0.1');
+const port = Number(opt('port', '0'));
+const udp = args.includes('--udp');
+const batch = args.includes('--batch');
+const useCopy = args.includes('--copy');
+
+const quit = () => process.exit(0);
+process.on('SIGTERM', quit);
+process.on('SIGINT', quit);
+
+if (udp) {
+  const sock = await UdpSocket.bind({ host, port });
+  const a = sock.localAddr();
+  process.stdout.write(`listening ${a.address}:${a.port} (${netFlavor})\n`);
+  if (batch) {
+    for (;;) {
+      const msgs = await sock.recvMany(64);
+      await sock.sendMany(msgs);
+    }
+  } else {
+    const buf = Buffer.allocUnsafe(65536);
+    for (;;) {
+      const { bytes, address } = await sock.recvFrom(buf);
+      await sock.sendTo(buf.subarray(0, bytes), address);
+    }
+  }
+} else {
+  const listener = await TcpListener.bind({ host, port }, { backlog: 4096 });
+  const a = listener.localAddr();
+  process.stdout.write(`listening ${a.address}:${a.port} (${netFlavor})\n`);
+  const serve = async (s) => {
+    try {
+      s.setNoDelay(true);
+      if (useCopy) {
+        await copy(s, s);
+      } else {
+        const buf = Buffer.allocUnsafe(65536);
+        for (;;) {
+          const n = await s.read(buf);
+          if (n === 0) break;
+          await s.write(buf.subarray(0, n));
+        }
+      }
+    } catch {
+      // a reset peer is not the server's problem
+    } finally {
+      s.close();
+    }
+  };
+  for await (const s of listener) serve(s);
+}
