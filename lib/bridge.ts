@@ -125,6 +125,28 @@ export function submitCancellable<T>(
   });
 }
 
+/**
+ * Starts a native operation whose outcome goes to callbacks instead of a promise (one pending entry,
+ * no promise): `start(id)` submits it; exactly one of `resolve` / `reject` is called unless the
+ * operation is cancelled with {@link cancelOp}. Returns the operation's id.
+ */
+export function submitCallbacks(
+  owner: OpOwner,
+  start: (id: number) => void,
+  resolve: (value: unknown) => void,
+  reject: (reason: unknown) => void,
+): number {
+  const id = allocId();
+  start(id);
+  pending.set(id, new Pending(resolve, reject, owner, undefined, undefined));
+  return id;
+}
+
+/** Cancels an operation started with {@link submitCallbacks}; its callbacks are not called. */
+export function cancelOp(id: number): void {
+  if (pending.delete(id)) native.cancel(id);
+}
+
 /** Rejects every pending operation of `owner` with `reason()` and cancels what can be cancelled. */
 export function rejectAll(owner: OpOwner, reason: () => unknown): void {
   for (const [id, p] of pending) {

@@ -64,7 +64,6 @@ export interface RuntimeOption {
   runtime?: Runtime;
 }
 
-const WORKER_ENV = 'KYOTO_WORKER_THREADS';
 const MAX_U32 = 2 ** 32 - 1;
 
 function nativeOptions(opts: RuntimeOptions): {
@@ -136,7 +135,15 @@ export class Runtime implements OpOwner {
   constructor(options?: RuntimeOptions, shared?: typeof SHARED) {
     const opts = nativeOptions(optionsBag<RuntimeOptions>(options));
     this.#shared = shared === SHARED;
-    this.#native = this.#shared ? native.NativeRuntime.shared(opts) : new native.NativeRuntime(opts);
+    this.#native = this.#shared ? native.NativeRuntime.shared() : new native.NativeRuntime(opts);
+  }
+
+  /** This thread's timers on this runtime (owned by `kyoto/time`). @internal */
+  _timers: unknown = undefined;
+
+  /** Whether this is (a handle of) the process-wide default runtime. @internal */
+  get _isShared(): boolean {
+    return this.#shared;
   }
 
   /**
@@ -145,13 +152,9 @@ export class Runtime implements OpOwner {
    */
   static default(): Runtime {
     if (defaultRuntime === undefined || defaultRuntime.#closed) {
-      const opts: RuntimeOptions = { threadName: 'kyoto-worker' };
-      const env = process.env[WORKER_ENV];
-      if (env !== undefined && /^\s*\d+\s*$/.test(env)) {
-        const n = Number(env);
-        if (n >= 1 && n <= 1024) opts.workerThreads = n;
-      }
-      defaultRuntime = new Runtime(opts, SHARED);
+      // The worker count comes from the native builder's default: `KYOTO_WORKER_THREADS`, else
+      // one per core.
+      defaultRuntime = new Runtime(undefined, SHARED);
     }
     return defaultRuntime;
   }

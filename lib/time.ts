@@ -4,8 +4,8 @@
  * the wheel's 1 ms resolution.
  * @module
  */
-import { native } from './native';
-import { submit, submitCancellable, keepAlive } from './bridge';
+import { native, type NativeRuntime } from './native';
+import { submit, submitCallbacks, cancelOp, keepAlive } from './bridge';
 import { Runtime, type RuntimeOption } from './runtime';
 
 const runtimeOf = Runtime._of;
@@ -19,6 +19,7 @@ import {
   validateNumber,
   validateSignal,
   abortReason,
+  runtimeShutdownError,
 } from './errors';
 
 /**
@@ -88,16 +89,176 @@ export interface WaitOptions extends RuntimeOption {
   signal?: AbortSignal;
 }
 
-function sleepUntilMs(deadline: number, rt: Runtime, signal: AbortSignal | undefined, refed = true): Promise<void> {
-  const nrt = rt._native();
-  const p = submitCancellable<void>(rt, signal, (id, cancellable) => nrt.sleepUntil(id, deadline, refed, cancellable));
-  if (native.isPaused()) {
-    scheduleAutoAdvance();
-    p.then(scheduleAutoAdvance, scheduleAutoAdvance);
-  }
-  return p;
+// ---------------------------------------------------------------------------------------------
+// Timers: one native wheel entry per (runtime, 1 ms tick), shared by every sleep ending on it.
+
+/** A cancellable sleep waiting in a {@link TimerGroup}. */
+class Member {
+  dead = false;
+  constructor(
+    readonly group: TimerGroup,
+    readonly resolve: () => void,
+    readonly reject: (reason: unknown) => void,
+    readonly signal: AbortSignal,
+  ) {}
+
+  readonly onAbort = (): void => {
+    if (this.dead) return;
+    this.dead = true;
+    this.reject(abortReason(this.signal));
+    this.group.release();
+  };
 }
 
+/**
+ * Every sleep of one runtime that fires on the same tick of its timer wheel: one native timer
+ * (registered directly in the wheel, no task), one bridge operation. A sleep without a signal gets
+ * `promise.then()` (a promise of its own, resolved with the group); a cancellable one a member entry.
+ */
+class TimerGroup {
+  id = 0;
+  /** Sleeps still waiting: the group's native timer is cancelled when this drops to 0. */
+  live = 0;
+  promise: Promise<void> | undefined;
+  resolveAll: (() => void) | undefined;
+  rejectAll: ((reason: unknown) => void) | undefined;
+  members: Member[] | undefined;
+
+  constructor(
+    readonly table: TimerTable,
+    readonly map: Map<number, TimerGroup>,
+    readonly key: number,
+  ) {}
+
+  /** A promise of its own for a sleep that cannot be cancelled. */
+  join(): Promise<void> {
+    this.live++;
+    if (this.promise === undefined) {
+      this.promise = new Promise<void>((resolve, reject) => {
+        this.resolveAll = resolve;
+        this.rejectAll = reject;
+      });
+    }
+    return this.promise.then();
+  }
+
+  /** A cancellable sleep. */
+  joinCancellable(signal: AbortSignal): Promise<void> {
+    this.live++;
+    return new Promise<void>((resolve, reject) => {
+      const m = new Member(this, resolve as () => void, reject, signal);
+      (this.members ??= []).push(m);
+      signal.addEventListener('abort', m.onAbort, { once: true });
+    });
+  }
+
+  /** A cancellable sleep gave up its place. */
+  release(): void {
+    if (--this.live > 0) return;
+    this.#detach();
+    cancelOp(this.id);
+  }
+
+  #detach(): void {
+    if (this.map.get(this.key) === this) this.map.delete(this.key);
+  }
+
+  readonly fire = (): void => {
+    this.#detach();
+    const ms = this.members;
+    if (ms !== undefined) {
+      for (const m of ms) {
+        if (m.dead) continue;
+        m.dead = true;
+        m.signal.removeEventListener('abort', m.onAbort);
+        m.resolve();
+      }
+    }
+    this.resolveAll?.();
+    this.table.fired();
+  };
+
+  readonly fail = (reason: unknown): void => {
+    this.#detach();
+    const ms = this.members;
+    if (ms !== undefined) {
+      for (const m of ms) {
+        if (m.dead) continue;
+        m.dead = true;
+        m.signal.removeEventListener('abort', m.onAbort);
+        m.reject(reason);
+      }
+    }
+    this.rejectAll?.(reason);
+  };
+}
+
+/** Key of the group of sleeps whose deadline has already passed (fired at once). */
+const DUE = -Infinity;
+
+/** The timers of one runtime in this thread. @internal */
+export class TimerTable {
+  readonly #refed = new Map<number, TimerGroup>();
+  readonly #unrefed = new Map<number, TimerGroup>();
+  readonly #phase: number;
+  readonly now: () => number;
+  /** Whether this thread paused the runtime's clock (auto-advance is then its job). */
+  paused = false;
+
+  constructor(
+    readonly rt: Runtime,
+    readonly nrt: NativeRuntime,
+    shared: boolean,
+  ) {
+    this.#phase = nrt.tickPhase;
+    this.now = shared ? native.now : () => nrt.now();
+  }
+
+  /** A promise resolved at `deadline` (ms on this runtime's clock), rounded up to a wheel tick. */
+  sleepUntil(deadline: number, signal: AbortSignal | undefined, refed: boolean): Promise<void> {
+    const now = this.now();
+    return this.#sleep(deadline <= now ? DUE : Math.ceil(deadline - this.#phase), now, signal, refed);
+  }
+
+  /** A promise resolved `ms` (>= 0) from now on this runtime's clock. */
+  sleepFor(ms: number, signal: AbortSignal | undefined, refed: boolean): Promise<void> {
+    const now = this.now();
+    return this.#sleep(ms === 0 ? DUE : Math.ceil(now + ms - this.#phase), now, signal, refed);
+  }
+
+  #sleep(key: number, now: number, signal: AbortSignal | undefined, refed: boolean): Promise<void> {
+    if (signal?.aborted) return Promise.reject(abortReason(signal));
+    const map = refed ? this.#refed : this.#unrefed;
+    let g = map.get(key);
+    if (g === undefined) {
+      g = new TimerGroup(this, map, key);
+      map.set(key, g);
+      const at = key === DUE ? now : key + this.#phase;
+      const nrt = this.nrt;
+      g.id = submitCallbacks(this.rt, (id) => nrt.sleepUntil(id, at, refed, true), g.fire, g.fail);
+      if (this.paused) scheduleAutoAdvance();
+    }
+    return signal === undefined ? g.join() : g.joinCancellable(signal);
+  }
+
+  /** A group fired: on a paused clock, the next idle moment may jump to the next timer. */
+  fired(): void {
+    if (this.paused) scheduleAutoAdvance();
+  }
+}
+
+/** The timer table of `rt` in this thread. @internal */
+export function timersOf(rt: Runtime): TimerTable {
+  if (rt.isShutdown) throw runtimeShutdownError();
+  let t = rt._timers as TimerTable | undefined;
+  if (t === undefined) {
+    t = new TimerTable(rt, rt._native(), rt._isShared);
+    rt._timers = t;
+  }
+  return t;
+}
+
+const pausedTables = new Set<TimerTable>();
 let autoAdvanceScheduled = false;
 
 /**
@@ -110,8 +271,23 @@ function scheduleAutoAdvance(): void {
   autoAdvanceScheduled = true;
   setImmediate(() => {
     autoAdvanceScheduled = false;
-    if (native.isPaused()) native.autoAdvance();
+    for (const t of pausedTables) {
+      if (t.rt.isShutdown || !t.nrt.isClockPaused()) continue;
+      t.nrt.advanceToNextTimer();
+    }
   }).unref();
+}
+
+function sleepUntilMs(deadline: number, rt: Runtime, signal: AbortSignal | undefined, refed = true): Promise<void> {
+  return timersOf(rt).sleepUntil(deadline, signal, refed);
+}
+
+let defaultTable: TimerTable | undefined;
+
+function defaultTimers(): TimerTable {
+  const rt = Runtime.default();
+  if (defaultTable === undefined || defaultTable.rt !== rt) defaultTable = timersOf(rt);
+  return defaultTable;
 }
 
 /**
@@ -122,10 +298,11 @@ function scheduleAutoAdvance(): void {
  * @throws TypeError `ERR_INVALID_ARG_TYPE`, RangeError `ERR_OUT_OF_RANGE` on a bad `ms`.
  */
 export function sleep(ms: number, options?: WaitOptions): Promise<void> {
-  validateDuration(ms, 'ms');
+  if (typeof ms !== 'number' || !(ms >= 0 && ms <= Number.MAX_SAFE_INTEGER)) validateDuration(ms, 'ms');
+  if (options === undefined) return defaultTimers().sleepFor(ms, undefined, true);
   const opts = optionsBag<WaitOptions>(options);
   validateSignal(opts.signal);
-  return sleepUntilMs(native.now() + ms, runtimeOf(opts), opts.signal);
+  return timersOf(runtimeOf(opts)).sleepFor(ms, opts.signal, true);
 }
 
 /**
@@ -222,7 +399,8 @@ function runWithDeadline<T>(deadline: number, work: TimeoutWork<T>, opts: WaitOp
  */
 export function timeout<T>(ms: number, work: TimeoutWork<T>, options?: WaitOptions): Promise<T> {
   validateDuration(ms, 'ms');
-  return runWithDeadline(native.now() + ms, work, optionsBag<WaitOptions>(options));
+  const opts = optionsBag<WaitOptions>(options);
+  return runWithDeadline(timersOf(runtimeOf(opts)).now() + ms, work, opts);
 }
 
 /** Like {@link timeout} with an {@link Instant} deadline. */
@@ -259,6 +437,7 @@ export class Interval implements AsyncIterable<Instant>, Disposable {
   readonly #period: number;
   readonly #behavior: MissedTickBehavior;
   readonly #rt: Runtime;
+  readonly #table: TimerTable;
   #deadline: number;
   #chain: Promise<unknown> = Promise.resolve();
   #wake: AbortController | undefined;
@@ -271,6 +450,7 @@ export class Interval implements AsyncIterable<Instant>, Disposable {
     this.#period = period;
     this.#behavior = behavior;
     this.#rt = rt;
+    this.#table = timersOf(rt);
     keepAlive(1);
   }
 
@@ -301,7 +481,7 @@ export class Interval implements AsyncIterable<Instant>, Disposable {
       if (this.#disposed) throw closedError();
       if (signal?.aborted) throw abortReason(signal);
       const deadline = this.#deadline;
-      if (native.now() < deadline) {
+      if (this.#table.now() < deadline) {
         const wake = new AbortController();
         this.#wake = wake;
         const onAbort = (): void => wake.abort(abortReason(signal!));
@@ -318,7 +498,7 @@ export class Interval implements AsyncIterable<Instant>, Disposable {
         if (this.#deadline !== deadline) continue;
       }
       const timeout = deadline;
-      const now = native.now();
+      const now = this.#table.now();
       this.#deadline =
         now - timeout > MISSED_THRESHOLD_MS ? nextTimeout(this.#behavior, timeout, now, this.#period) : timeout + this.#period;
       return new Instant(timeout);
@@ -332,18 +512,18 @@ export class Interval implements AsyncIterable<Instant>, Disposable {
 
   /** The next tick happens one period from now. */
   reset(): void {
-    this.#setDeadline(native.now() + this.#period);
+    this.#setDeadline(this.#table.now() + this.#period);
   }
 
   /** The next tick happens now. */
   resetImmediately(): void {
-    this.#setDeadline(native.now());
+    this.#setDeadline(this.#table.now());
   }
 
   /** The next tick happens `ms` from now. */
   resetAfter(ms: number): void {
     validateDuration(ms, 'ms');
-    this.#setDeadline(native.now() + ms);
+    this.#setDeadline(this.#table.now() + ms);
   }
 
   /** The next tick happens at `deadline`. */
@@ -434,7 +614,7 @@ function makeInterval(start: number, period: unknown, options: unknown): Interva
  */
 export function interval(periodMs: number, options?: IntervalOptions): Interval {
   const opts = optionsBag<IntervalOptions>(options);
-  const start = opts.start === undefined ? native.now() : instantMs(opts.start, 'options.start');
+  const start = opts.start === undefined ? timersOf(runtimeOf(opts)).now() : instantMs(opts.start, 'options.start');
   return makeInterval(start, periodMs, opts);
 }
 
@@ -447,37 +627,55 @@ export function intervalAt(start: Instant, periodMs: number, options?: IntervalO
 // Test clock
 
 /**
- * Freezes the runtime clock: every kyoto timer (JS-facing and native) follows the virtual clock,
- * which moves only with {@link advance} — or, when the runtime is idle, jumps to the next timer.
+ * Freezes the runtime's clock (the default runtime's unless `options.runtime` is given): every
+ * kyoto timer of that runtime (JS-facing and native) then follows the virtual clock, which moves
+ * only with {@link advance} — or, when the runtime and this JS thread are idle, jumps to the next
+ * timer. The default runtime is shared by every thread of the process, and so is its clock.
+ * @param options - `runtime`: the runtime whose clock to pause.
  */
-export function pause(): void {
-  native.pause();
+export function pause(options?: RuntimeOption): void {
+  const t = timersOf(runtimeOf(optionsBag<RuntimeOption>(options)));
+  t.nrt.pauseClock();
+  t.paused = true;
+  pausedTables.add(t);
   scheduleAutoAdvance();
 }
 
-/** Lets the clock run again from where it was frozen. */
-export function resume(): void {
-  native.resume();
+/**
+ * Lets the clock run again from where it was frozen (plus what it was advanced by).
+ * @param options - `runtime`: the runtime whose clock to resume.
+ */
+export function resume(options?: RuntimeOption): void {
+  const t = timersOf(runtimeOf(optionsBag<RuntimeOption>(options)));
+  t.nrt.resumeClock();
+  t.paused = false;
+  pausedTables.delete(t);
 }
 
-/** Whether the clock is paused. */
-export function isPaused(): boolean {
-  return native.isPaused();
+/**
+ * Whether the clock is paused.
+ * @param options - `runtime`: the runtime whose clock to look at.
+ */
+export function isPaused(options?: RuntimeOption): boolean {
+  return timersOf(runtimeOf(optionsBag<RuntimeOption>(options))).nrt.isClockPaused();
 }
 
 /**
  * Moves the paused clock forward by exactly `ms` and resolves once the timers that came due have
  * fired. Rejects with `ERR_CLOCK_NOT_PAUSED` when the clock runs.
+ * @param ms - a duration >= 0.
+ * @param options - `runtime`: the runtime whose clock to advance.
  */
 export function advance(ms: number, options?: RuntimeOption): Promise<void> {
   validateDuration(ms, 'ms');
   const opts = optionsBag<RuntimeOption>(options);
   const rt = runtimeOf(opts);
-  if (!native.advance(ms)) {
+  const t = timersOf(rt);
+  if (!t.nrt.advanceClock(ms)) {
     return Promise.reject(codedError('ERR_CLOCK_NOT_PAUSED', 'the clock is not paused; call pause() first'));
   }
-  // A timer at "now" is ordered after every timer that came due, so its completion arrives after
-  // theirs.
-  const nrt = rt._native();
-  return submit<void>(rt, (id) => nrt.sleepUntil(id, native.now(), true, false));
+  // The timers that came due completed while the clock moved (on this thread); an operation due at
+  // once is queued behind them, so its completion arrives after theirs.
+  const nrt = t.nrt;
+  return submit<void>(rt, (id) => nrt.sleepUntil(id, -1e12, true, false));
 }

@@ -115,6 +115,7 @@ pub struct Op {
 
 impl Op {
     /// Whether JS cancelled this operation (its completion would be dropped).
+    #[allow(dead_code)] // part of the Op API for the binding's modules
     pub fn is_cancelled(&self) -> bool {
         self.claim
             .as_ref()
@@ -419,7 +420,6 @@ impl EnvState {
     }
 
     /// Attaches the native canceller (e.g. a task abort) to a cancellable op.
-    #[allow(dead_code)] // used once ops run as kyoto_rt tasks
     pub fn set_canceller(&self, id: u32, cancel: Canceller) {
         if let Some(c) = self.cancellable.borrow_mut().get_mut(&id) {
             c.cancel = Some(cancel);

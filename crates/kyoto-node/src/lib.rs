@@ -1,15 +1,16 @@
 //! kyoto's Node.js binding (napi-rs v3).
 //!
 //! The TypeScript layer (`lib/*.ts`) is the public API; this crate exposes the small native surface it
-//! needs: the completion bridge ([`bridge`]), runtime handles ([`runtime`]) and the clock. All JS
+//! needs: the completion bridge ([`bridge`]), runtime handles over `kyoto_rt` ([`runtime`]) and
+//! timers registered directly in the runtime's wheel ([`time`]). All JS
 //! argument validation happens in TypeScript first; the checks here are a second line so that no
 //! input can panic Rust.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod bridge;
-mod interim;
 mod runtime;
 mod sync;
+mod time;
 mod net;
 
 use napi::bindgen_prelude::*;
@@ -56,44 +57,11 @@ pub fn bridge_refs() -> Result<f64> {
     Ok(bridge::current()?.refs() as f64)
 }
 
-/// The runtime clock, in milliseconds since a process-wide origin (follows `pause`/`advance`).
-#[napi]
-pub fn now() -> f64 {
-    interim::now_ms()
-}
-
-/// Freezes the clock; returns false if it was already paused.
-#[napi]
-pub fn pause() -> bool {
-    interim::pause()
-}
-
-/// Unfreezes the clock; returns false if it was not paused.
-#[napi]
-pub fn resume() -> bool {
-    interim::resume()
-}
-
-/// Whether the clock is paused.
-#[napi]
-pub fn is_paused() -> bool {
-    interim::is_paused()
-}
-
-/// On a paused clock with no timer due, jumps to the earliest pending timer (the JS layer calls
-/// this when its thread is idle). Returns whether the clock moved.
-#[napi]
-pub fn auto_advance() -> bool {
-    interim::auto_advance()
-}
-
-/// Moves the paused clock forward by `ms`; returns false if the clock is not paused.
-#[napi]
-pub fn advance(ms: f64) -> Result<bool> {
-    if !ms.is_finite() || ms < 0.0 {
-        return Err(invalid("ms must be a finite number >= 0"));
-    }
-    Ok(interim::advance(ms))
+/// The default runtime's clock, in milliseconds since the process-wide origin (follows
+/// `pause`/`advance`). Starts the default runtime if needed.
+#[napi(catch_unwind)]
+pub fn now() -> Result<f64> {
+    Ok(time::to_ms(runtime::default_runtime()?.handle().clock_now()))
 }
 
 /// Test hook: a plain native thread (not a runtime thread) completes `ids` in order, each resolved
