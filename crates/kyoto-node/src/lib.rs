@@ -9,9 +9,9 @@
 
 mod bridge;
 mod runtime;
-mod sync;
+pub mod sync;
 mod time;
-mod net;
+pub mod net;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
