@@ -1,6 +1,7 @@
 // The paused test clock. Everything here is serial: the clock is shared by the whole thread.
 import test from 'ava';
-import { pause, resume, advance, isPaused, Instant, interval, sleep, timeout, type MissedTickBehavior } from 'kyoto';
+import { pause, resume, advance, isPaused, Instant, interval, sleep, timeout, Runtime, type MissedTickBehavior } from 'kyoto';
+import { bridge, realDelay } from './helpers';
 
 const near = (x: number): number => Math.round(x * 1000) / 1000;
 
@@ -92,4 +93,62 @@ test.serial('a tick less than 5 ms late is not missed', async (t) => {
   t.is(near((await iv.tick()).valueOf() - start.valueOf()), 100);
   t.is(near((await iv.tick()).valueOf() - start.valueOf()), 200); // not 204 + 100
   iv.close();
+});
+
+test.serial('native timers (runtime tasks in kyoto_rt::time::sleep) follow the paused clock', async (t) => {
+  pause();
+  await realDelay(5); // let the auto-advance check scheduled by pause() pass
+  const rt = Runtime.default();
+  const nrt = (rt as unknown as { _native(): { spawnSleepers(id: number, n: number, ms: number): void } })._native();
+  let done = false;
+  const p = bridge.submit(rt, (id) => nrt.spawnSleepers(id, 3, 10 * 60_000)).then(() => (done = true));
+  await realDelay(30); // the tasks register their sleeps on the runtime's threads
+  t.false(done);
+  const real = Date.now();
+  await advance(10 * 60_000);
+  await p;
+  t.true(done);
+  t.true(Date.now() - real < 2000);
+});
+
+test.serial('an idle runtime auto-advances to native timers too', async (t) => {
+  pause();
+  const rt = Runtime.default();
+  const nrt = (rt as unknown as { _native(): { spawnSleepers(id: number, n: number, ms: number): void } })._native();
+  const a = Instant.now();
+  const real = Date.now();
+  // A JS sleep keeps the auto-advance going until the native ones (registered meanwhile) fire.
+  await Promise.all([bridge.submit(rt, (id) => nrt.spawnSleepers(id, 3, 3_600_000)), sleep(7_200_000)]);
+  t.true(Instant.now().valueOf() - a.valueOf() >= 7_200_000);
+  t.true(Date.now() - real < 2000);
+});
+
+test.serial('sleeps ending on the same tick share a wheel entry but get their own promises, in order', async (t) => {
+  pause();
+  const order: number[] = [];
+  const ps = [];
+  for (let i = 0; i < 1000; i++) ps.push(sleep(250).then(() => order.push(i)));
+  t.not(ps[0], ps[1]);
+  const a = Instant.now();
+  await advance(251);
+  await Promise.all(ps);
+  t.deepEqual(order, [...Array(1000).keys()]);
+  t.true(Instant.now().valueOf() - a.valueOf() >= 250);
+});
+
+test.serial('auto-advance on a paused clock never fires a sleep early', async (t) => {
+  pause();
+  const start = Instant.now();
+  const seen: number[] = [];
+  await Promise.all(
+    [1, 2.5, 17, 64, 65, 4096, 262_144].map((ms) =>
+      sleep(ms).then(() => {
+        const el = Instant.now().valueOf() - start.valueOf();
+        t.true(el >= ms, `${ms} fired at ${el}`);
+        t.true(el < ms + 1.001, `${ms} fired late at ${el}`);
+        seen.push(ms);
+      }),
+    ),
+  );
+  t.is(seen.length, 7);
 });

@@ -1,7 +1,10 @@
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { Runtime, sleep } from 'kyoto';
-import { packageRoot } from './helpers';
+import { packageRoot, bridge, native, realDelay } from './helpers';
 
 test('Runtime.default() is lazily created, shared and multi-thread', (t) => {
   const rt = Runtime.default();
@@ -90,4 +93,84 @@ test('KYOTO_WORKER_THREADS sets the default runtime’s worker count', (t) => {
 
 test('options.runtime must be a Runtime', (t) => {
   t.throws(() => sleep(1, { runtime: {} as Runtime }), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
+});
+
+// ---------------------------------------------------------------------------------------------
+// On kyoto-rt
+
+interface SleepersForTests {
+  spawnSleepers(id: number, count: number, ms: number): void;
+}
+const sleepers = (rt: Runtime): SleepersForTests => (rt as unknown as { _native(): SleepersForTests })._native();
+
+test('metrics() reflect native tasks spawned on the runtime', async (t) => {
+  const rt = new Runtime({ workerThreads: 2 });
+  const before = rt.metrics();
+  const done = bridge.submit(rt, (id) => sleepers(rt).spawnSleepers(id, 50, 200));
+  await realDelay(50);
+  const during = rt.metrics();
+  t.true(during.spawnedTasks >= before.spawnedTasks + 50, `spawned ${during.spawnedTasks}`);
+  t.true(during.aliveTasks >= 50, `alive ${during.aliveTasks}`);
+  await done;
+  await realDelay(20);
+  const after = rt.metrics();
+  t.true(after.aliveTasks < 50, `alive after ${after.aliveTasks}`);
+  t.true(after.workerPollCount.reduce((a, b) => a + b, 0) >= 50);
+  await rt.shutdown();
+});
+
+for (const flavor of ['multi_thread', 'current_thread'] as const) {
+  test.serial(`${flavor}: shutdown() rejects every pending sleep with ERR_RUNTIME_SHUTDOWN and never blocks`, async (t) => {
+    const rt = new Runtime({ flavor, workerThreads: 1 });
+    const ac = new AbortController();
+    const ps = [sleep(60_000, { runtime: rt }), sleep(60_000, { runtime: rt }), sleep(30_000, { runtime: rt, signal: ac.signal })];
+    const nativeDone = bridge.submit(rt, (id) => sleepers(rt).spawnSleepers(id, 3, 60_000));
+    const t0 = Date.now();
+    const done = rt.shutdown(2000);
+    t.true(Date.now() - t0 < 50, 'shutdown() returns at once');
+    for (const p of ps) await t.throwsAsync(p, { code: 'ERR_RUNTIME_SHUTDOWN' });
+    await t.throwsAsync(nativeDone, { code: 'ERR_RUNTIME_SHUTDOWN' });
+    await done;
+    for (let i = 0; i < 50 && native.bridgeRefs() > 0; i++) await realDelay(10);
+    t.is(native.bridgeRefs(), 0);
+  });
+}
+
+test('a current_thread runtime runs native tasks on its own thread', async (t) => {
+  const rt = new Runtime({ flavor: 'current_thread', threadName: 'kyoto-ct' });
+  await bridge.submit(rt, (id) => sleepers(rt).spawnSleepers(id, 10, 5));
+  const m = rt.metrics();
+  t.true(m.spawnedTasks >= 10);
+  t.is(m.workerPollCount.length, 1);
+  await rt.shutdown();
+});
+
+test.serial('a worker terminated mid-sleep leaks no descriptor (own runtimes of both flavors and the default)', async (t) => {
+  if (!existsSync('/proc/self/fd')) return t.pass();
+  const entry = path.join(packageRoot, 'dist', 'index.js');
+  await sleep(1);
+  const fds = (): number => readdirSync('/proc/self/fd').length;
+  const before = fds();
+  for (let i = 0; i < 6; i++) {
+    const w = new Worker(
+      `const { parentPort, workerData } = require('node:worker_threads');
+       const k = require(workerData.entry);
+       const a = new k.Runtime({ workerThreads: 1 });
+       const b = new k.Runtime({ flavor: 'current_thread' });
+       for (const runtime of [a, b, undefined]) k.sleep(60_000, runtime ? { runtime } : undefined);
+       k.sleep(1, { runtime: b }).then(() => parentPort.postMessage('sleeping'));`,
+      { eval: true, workerData: { entry } },
+    );
+    await new Promise((resolve, reject) => {
+      w.once('message', resolve);
+      w.once('error', reject);
+    });
+    await w.terminate();
+  }
+  let after = fds();
+  for (let i = 0; i < 50 && after > before; i++) {
+    await realDelay(100);
+    after = fds();
+  }
+  t.is(after, before);
 });

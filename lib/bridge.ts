@@ -56,7 +56,15 @@ function allocId(): number {
   }
 }
 
+let afterBatch: (() => void) | undefined;
+
+/** Registers the function called after every batch (the paused clock's auto-advance). */
+export function setAfterBatch(fn: () => void): void {
+  afterBatch = fn;
+}
+
 function onBatch(count: number, values: unknown[] | undefined): void {
+  afterBatch?.();
   let vi = 0;
   for (let i = 0; i < count; i++) {
     const id = ids[i];

@@ -5,7 +5,7 @@
  * @module
  */
 import { native, type NativeRuntime } from './native';
-import { submit, submitCallbacks, cancelOp, keepAlive } from './bridge';
+import { submit, submitCallbacks, cancelOp, keepAlive, setAfterBatch } from './bridge';
 import { Runtime, type RuntimeOption } from './runtime';
 
 const runtimeOf = Runtime._of;
@@ -277,6 +277,12 @@ function scheduleAutoAdvance(): void {
     }
   }).unref();
 }
+
+// Completions of any kind (native tasks, sync waits, I/O) mean the thread was busy: look again at
+// the next idle moment.
+setAfterBatch(() => {
+  if (pausedTables.size > 0) scheduleAutoAdvance();
+});
 
 function sleepUntilMs(deadline: number, rt: Runtime, signal: AbortSignal | undefined, refed = true): Promise<void> {
   return timersOf(rt).sleepUntil(deadline, signal, refed);
