@@ -197,6 +197,10 @@ export class BufReader implements Reader {
       if (i >= 0 && i < this.#end) {
         let lineEnd = i;
         if (lineEnd > this.#pos && this.#buf[lineEnd - 1] === 13) lineEnd--;
+        if (lineEnd - this.#pos > max) {
+          this.#pos = i + 1; // the oversize line is discarded
+          throw codedError('ERR_LINE_TOO_LONG', `line longer than ${max} bytes`);
+        }
         const line = this.#buf.toString('utf8', this.#pos, lineEnd);
         this.#pos = i + 1;
         return line;
@@ -362,7 +366,7 @@ export interface Framed<T> extends AsyncIterable<T> {
   /** The next frame, or `undefined` at end of stream. */
   next(options?: SignalOption): Promise<T | undefined>;
   /** Writes one frame. */
-  send(frame: T | Uint8Array): Promise<void>;
+  send(frame: T | Uint8Array | string): Promise<void>;
 }
 
 /** Frames `stream` with `codec` (lines → strings, length-delimited → Buffers). */

@@ -124,6 +124,10 @@ impl Shared {
 
 fn close_sock(shared: &Shared, sock: &Sock) {
     sock.set(F_CLOSED);
+    if let Kind::Listener(l) = &sock.kind {
+        let l = l.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(l);
+    }
     let abort = sock.lock().abort.take();
     if let Some(a) = abort {
         a.abort();
@@ -219,9 +223,12 @@ fn typed_array(
     if !is_ta {
         return Err(Error::new(Status::InvalidArg, "expected a typed array"));
     }
-    let (mut ty, mut len, mut data, mut ab, mut off) = (0, 0usize, ptr::null_mut(), ptr::null_mut(), 0usize);
+    let (mut ty, mut len, mut data, mut ab, mut off) =
+        (0, 0usize, ptr::null_mut(), ptr::null_mut(), 0usize);
     // SAFETY: `v` is a typed array; all out-pointers are valid.
-    unsafe { sys::napi_get_typedarray_info(env, v, &mut ty, &mut len, &mut data, &mut ab, &mut off) };
+    unsafe {
+        sys::napi_get_typedarray_info(env, v, &mut ty, &mut len, &mut data, &mut ab, &mut off)
+    };
     if ty != want {
         return Err(Error::new(Status::InvalidArg, "wrong typed array kind"));
     }
@@ -248,7 +255,12 @@ pub fn net_init(
     blocked: Unknown,
 ) -> Result<String> {
     if let Some(n) = NET.with(|n| n.borrow().0.clone()) {
-        return Ok(if n.threaded { "multi_thread" } else { "current_thread" }.to_owned());
+        return Ok(if n.threaded {
+            "multi_thread"
+        } else {
+            "current_thread"
+        }
+        .to_owned());
     }
     napi::bindgen_prelude::retain_current_module_for_unload_safety();
     crate::bridge::install_panic_hook();
@@ -272,7 +284,10 @@ pub fn net_init(
         threaded = true;
     }
     let (handle, rt) = if threaded {
-        (mt_runtime().map_err(|e| Error::from_reason(e.to_string()))?, None)
+        (
+            mt_runtime().map_err(|e| Error::from_reason(e.to_string()))?,
+            None,
+        )
     } else {
         let rt = kyoto_rt::Builder::new_current_thread()
             .enable_all()
@@ -372,7 +387,12 @@ pub fn net_init(
     NET.with(|n| n.borrow_mut().0 = Some(state));
     // SAFETY: `env_cleanup` takes no data and is a valid extern "C" function.
     unsafe { sys::napi_add_env_cleanup_hook(raw, Some(env_cleanup), ptr::null_mut()) };
-    Ok(if threaded { "multi_thread" } else { "current_thread" }.to_owned())
+    Ok(if threaded {
+        "multi_thread"
+    } else {
+        "current_thread"
+    }
+    .to_owned())
 }
 
 unsafe extern "C" fn tsfn_finalize(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
@@ -587,7 +607,15 @@ impl NetEnv {
             let st = if make_callback {
                 let mut global = ptr::null_mut();
                 sys::napi_get_global(env, &mut global);
-                sys::napi_make_callback(env, self.async_ctx, global, js_cb, 1, argv.as_ptr(), &mut ret)
+                sys::napi_make_callback(
+                    env,
+                    self.async_ctx,
+                    global,
+                    js_cb,
+                    1,
+                    argv.as_ptr(),
+                    &mut ret,
+                )
             } else {
                 let mut undefined = ptr::null_mut();
                 sys::napi_get_undefined(env, &mut undefined);
@@ -625,7 +653,9 @@ impl NetEnv {
         let rec = |i: usize| -> [i32; WREC_INTS] {
             let mut r = [0i32; WREC_INTS];
             // SAFETY: `i < count <= wtab_cap`; JS thread.
-            unsafe { ptr::copy_nonoverlapping(self.wtab.add(i * WREC_INTS), r.as_mut_ptr(), WREC_INTS) };
+            unsafe {
+                ptr::copy_nonoverlapping(self.wtab.add(i * WREC_INTS), r.as_mut_ptr(), WREC_INTS)
+            };
             r
         };
         let arena = |off: usize, len: usize| -> &[u8] {
@@ -649,7 +679,8 @@ impl NetEnv {
             };
             match &sock.kind {
                 Kind::Stream(_) => {
-                    let (blocked, wake) = stream_write(&sock, arena(r[1] as usize, r[2] as usize), direct);
+                    let (blocked, wake) =
+                        stream_write(&sock, arena(r[1] as usize, r[2] as usize), direct);
                     if blocked {
                         self.set_blocked(h);
                     }
@@ -764,7 +795,14 @@ fn apply_common(s: &Socket, flags: u32, sndbuf: u32, rcvbuf: u32, v6: bool) -> i
 
 /// Binds and listens; returns the listener's handle or a negative errno.
 #[napi]
-pub fn net_tcp_listen(ip: String, port: u32, backlog: u32, flags: u32, sndbuf: u32, rcvbuf: u32) -> Result<i32> {
+pub fn net_tcp_listen(
+    ip: String,
+    port: u32,
+    backlog: u32,
+    flags: u32,
+    sndbuf: u32,
+    rcvbuf: u32,
+) -> Result<i32> {
     let n = net()?;
     let ip = match parse_ip(&ip) {
         Ok(ip) => ip,
@@ -791,7 +829,8 @@ pub fn net_tcp_listen(ip: String, port: u32, backlog: u32, flags: u32, sndbuf: u
         Err(e) => return Ok(neg(&e)),
     };
     let shared = n.shared.clone();
-    let h = shared.insert(|h| Sock::new(h, Kind::Listener(l), n.shared.clone(), 0));
+    let h =
+        shared.insert(|h| Sock::new(h, Kind::Listener(Mutex::new(Some(l))), n.shared.clone(), 0));
     Ok(h.map_or(-ebadf(), |h| h as i32))
 }
 
@@ -907,7 +946,9 @@ pub fn net_udp_connect(h: u32, ip: String, port: u32) -> Result<i32> {
     with_sock(
         h,
         |_, s| match &s.kind {
-            Kind::Udp(u) => sock_ref_udp(u, |r| r.connect(&SocketAddr::new(ip, port as u16).into())),
+            Kind::Udp(u) => {
+                sock_ref_udp(u, |r| r.connect(&SocketAddr::new(ip, port as u16).into()))
+            }
             _ => -einval(),
         },
         -ebadf(),
@@ -1137,7 +1178,12 @@ pub fn net_addr(h: u32, peer: bool) -> Result<String> {
             let r = match (&s.kind, peer) {
                 (Kind::Stream(t), false) => t.local_addr(),
                 (Kind::Stream(t), true) => t.peer_addr(),
-                (Kind::Listener(l), false) => l.local_addr(),
+                (Kind::Listener(l), false) => {
+                    match l.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                        Some(l) => l.local_addr(),
+                        None => Err(io::Error::from_raw_os_error(ebadf())),
+                    }
+                }
                 (Kind::Udp(u), false) => u.local_addr(),
                 (Kind::Udp(u), true) => u.peer_addr(),
                 _ => Err(io::Error::from_raw_os_error(einval())),
@@ -1182,9 +1228,9 @@ pub fn net_set_opt(h: u32, opt: u32, a: f64, b: f64) -> Result<i32> {
                     } else {
                         Some(std::time::Duration::from_secs_f64(a))
                     }),
-                    4 => r.set_ttl_v4(a as u32).or_else(|e| {
-                        r.set_unicast_hops_v6(a as u32).map_err(|_| e)
-                    }),
+                    4 => r
+                        .set_ttl_v4(a as u32)
+                        .or_else(|e| r.set_unicast_hops_v6(a as u32).map_err(|_| e)),
                     5 => r.set_broadcast(on),
                     6 => r.set_multicast_loop_v4(on),
                     7 => r.set_multicast_ttl_v4(a as u32),

@@ -87,12 +87,19 @@ pub struct Queue {
     inner: Mutex<QInner>,
 }
 
-// SAFETY: the only non-Send/Sync field is the raw TSFN pointer, which Node documents as callable
-// from any thread; it is read and nulled only under the mutex (the env teardown nulls it before
-// Node may free it).
+// The only non-Send/Sync field is the raw TSFN pointer, which Node documents as callable from any
+// thread; it is read and nulled only under the mutex (the env teardown nulls it before Node may
+// free it).
+// SAFETY: see above.
 unsafe impl Send for Queue {}
 // SAFETY: see the `Send` impl; every access goes through the mutex.
 unsafe impl Sync for Queue {}
+
+impl Default for Queue {
+    fn default() -> Queue {
+        Queue::new()
+    }
+}
 
 impl Queue {
     pub fn new() -> Queue {

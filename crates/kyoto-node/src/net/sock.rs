@@ -46,7 +46,8 @@ pub const F_WRITE_FAILED: u32 = 128;
 
 pub enum Kind {
     Stream(TcpStream),
-    Listener(TcpListener),
+    /// Taken (and so closed) synchronously by `close`: a connect right after must be refused.
+    Listener(Mutex<Option<TcpListener>>),
     Udp(UdpSocket),
 }
 
@@ -145,8 +146,7 @@ impl Sock {
     /// Called on the JS thread when a data event was delivered.
     pub fn delivered(&self, n: usize) {
         let before = self.undelivered.fetch_sub(n, Ordering::AcqRel);
-        if before >= UNDELIVERED_LIMIT && before - n < UNDELIVERED_LIMIT && self.has(F_THROTTLED)
-        {
+        if before >= UNDELIVERED_LIMIT && before - n < UNDELIVERED_LIMIT && self.has(F_THROTTLED) {
             self.clear(F_THROTTLED);
             self.wake();
         }
@@ -225,7 +225,9 @@ fn is_resource_error(e: &io::Error) -> bool {
 fn is_transient_accept_error(e: &io::Error) -> bool {
     matches!(
         e.kind(),
-        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
     )
 }
 
@@ -252,7 +254,11 @@ pub fn shutdown_write(s: &TcpStream) -> io::Result<()> {
 }
 
 /// Writes as much of the stream's backlog as the socket takes. `Ready(Err)` on a write error.
-fn poll_flush_backlog(s: &TcpStream, st: &mut St, cx: Option<&mut Context<'_>>) -> Poll<io::Result<()>> {
+fn poll_flush_backlog(
+    s: &TcpStream,
+    st: &mut St,
+    cx: Option<&mut Context<'_>>,
+) -> Poll<io::Result<()>> {
     let mut cx = cx;
     while st.out_pos < st.out.len() {
         match s.try_write(&st.out[st.out_pos..]) {
@@ -337,7 +343,9 @@ pub fn udp_send(sock: &Sock, msgs: &[SendMsg<'_>], direct: bool) -> (bool, bool)
                 Err(e) => {
                     // UDP errors (e.g. ECONNREFUSED from an earlier ICMP) belong to the next recv;
                     // drop the first datagram so the rest can go.
-                    sock.shared.q.push(Ev::new(sock.h, K_ERROR, errno(&e), SYS_SEND), &[], &[]);
+                    sock.shared
+                        .q
+                        .push(Ev::new(sock.h, K_ERROR, errno(&e), SYS_SEND), &[], &[]);
                     rest = &rest[1..];
                 }
             }
@@ -376,7 +384,13 @@ impl Future for SockTask {
         }
         let done = match &sock.kind {
             Kind::Stream(s) => poll_stream(sock, s, cx),
-            Kind::Listener(l) => poll_listener(sock, l, cx),
+            Kind::Listener(l) => {
+                let l = l.lock().unwrap_or_else(|e| e.into_inner());
+                match l.as_ref() {
+                    Some(l) => poll_listener(sock, l, cx),
+                    None => true,
+                }
+            }
             Kind::Udp(u) => poll_udp(sock, u, cx),
         };
         if done {
@@ -524,12 +538,15 @@ fn poll_listener(sock: &Arc<Sock>, l: &TcpListener, cx: &mut Context<'_>) -> boo
             Poll::Pending => break,
             Poll::Ready(Ok((stream, addr))) => {
                 let shared = sock.shared.clone();
-                let Some(h) = shared.insert(|h| Sock::new(h, Kind::Stream(stream), shared.clone(), 0))
+                let Some(h) =
+                    shared.insert(|h| Sock::new(h, Kind::Stream(stream), shared.clone(), 0))
                 else {
                     continue; // the env is gone
                 };
                 let (pf, ip) = addr_parts(&addr);
-                sock.shared.q.push(Ev::new(sock.h, K_ACCEPT, h as i32, pf), &ip, &[]);
+                sock.shared
+                    .q
+                    .push(Ev::new(sock.h, K_ACCEPT, h as i32, pf), &ip, &[]);
             }
             Poll::Ready(Err(e)) if is_transient_accept_error(&e) => {}
             Poll::Ready(Err(e)) if is_resource_error(&e) => {
@@ -579,7 +596,9 @@ fn poll_udp(sock: &Arc<Sock>, u: &UdpSocket, cx: &mut Context<'_>) -> bool {
                 Err(e) => {
                     drop(msgs);
                     st.dout.pop_front();
-                    sock.shared.q.push(Ev::new(sock.h, K_ERROR, errno(&e), SYS_SEND), &[], &[]);
+                    sock.shared
+                        .q
+                        .push(Ev::new(sock.h, K_ERROR, errno(&e), SYS_SEND), &[], &[]);
                 }
             }
         }
@@ -624,7 +643,9 @@ fn poll_udp(sock: &Arc<Sock>, u: &UdpSocket, cx: &mut Context<'_>) -> bool {
                 Poll::Ready(_) => {}
             },
             Err(e) => {
-                sock.shared.q.push(Ev::new(sock.h, K_ERROR, errno(&e), SYS_RECV), &[], &[]);
+                sock.shared
+                    .q
+                    .push(Ev::new(sock.h, K_ERROR, errno(&e), SYS_RECV), &[], &[]);
             }
         }
     }
@@ -736,7 +757,13 @@ pub struct CopyTask {
 }
 
 impl CopyTask {
-    pub fn new(op: u32, shared: Arc<Shared>, src: Arc<Sock>, dst: Arc<Sock>, bidi: bool) -> CopyTask {
+    pub fn new(
+        op: u32,
+        shared: Arc<Shared>,
+        src: Arc<Sock>,
+        dst: Arc<Sock>,
+        bidi: bool,
+    ) -> CopyTask {
         let b = bidi.then(|| Dir::new(dst.clone(), src.clone(), true));
         CopyTask {
             op,

@@ -10,16 +10,23 @@ type PollCb = unsafe extern "C" fn(*mut c_void, c_int, c_int);
 type TimerCb = unsafe extern "C" fn(*mut c_void);
 type CloseCb = unsafe extern "C" fn(*mut c_void);
 
-#[allow(clippy::type_complexity)]
+type PollInitFn = unsafe extern "C" fn(*mut c_void, *mut c_void, c_int) -> c_int;
+type PollStartFn = unsafe extern "C" fn(*mut c_void, c_int, PollCb) -> c_int;
+type TimerInitFn = unsafe extern "C" fn(*mut c_void, *mut c_void) -> c_int;
+type TimerStartFn = unsafe extern "C" fn(*mut c_void, TimerCb, u64, u64) -> c_int;
+type TimerStopFn = unsafe extern "C" fn(*mut c_void) -> c_int;
+type CloseFn = unsafe extern "C" fn(*mut c_void, Option<CloseCb>);
+type RefFn = unsafe extern "C" fn(*mut c_void);
+
 pub struct UvApi {
-    poll_init: unsafe extern "C" fn(*mut c_void, *mut c_void, c_int) -> c_int,
-    poll_start: unsafe extern "C" fn(*mut c_void, c_int, PollCb) -> c_int,
-    timer_init: unsafe extern "C" fn(*mut c_void, *mut c_void) -> c_int,
-    timer_start: unsafe extern "C" fn(*mut c_void, TimerCb, u64, u64) -> c_int,
-    timer_stop: unsafe extern "C" fn(*mut c_void) -> c_int,
-    close: unsafe extern "C" fn(*mut c_void, Option<CloseCb>),
-    uv_ref: unsafe extern "C" fn(*mut c_void),
-    uv_unref: unsafe extern "C" fn(*mut c_void),
+    poll_init: PollInitFn,
+    poll_start: PollStartFn,
+    timer_init: TimerInitFn,
+    timer_start: TimerStartFn,
+    timer_stop: TimerStopFn,
+    close: CloseFn,
+    uv_ref: RefFn,
+    uv_unref: RefFn,
 }
 
 fn sym(name: &CStr) -> Option<*mut c_void> {
@@ -43,14 +50,14 @@ pub fn api() -> Option<&'static UvApi> {
         // SAFETY: these are libuv's exported functions with exactly these C signatures (uv.h, v1).
         unsafe {
             Some(UvApi {
-                poll_init: std::mem::transmute::<*mut c_void, _>(poll_init),
-                poll_start: std::mem::transmute::<*mut c_void, _>(poll_start),
-                timer_init: std::mem::transmute::<*mut c_void, _>(timer_init),
-                timer_start: std::mem::transmute::<*mut c_void, _>(timer_start),
-                timer_stop: std::mem::transmute::<*mut c_void, _>(timer_stop),
-                close: std::mem::transmute::<*mut c_void, _>(close),
-                uv_ref: std::mem::transmute::<*mut c_void, _>(uv_ref),
-                uv_unref: std::mem::transmute::<*mut c_void, _>(uv_unref),
+                poll_init: std::mem::transmute::<*mut c_void, PollInitFn>(poll_init),
+                poll_start: std::mem::transmute::<*mut c_void, PollStartFn>(poll_start),
+                timer_init: std::mem::transmute::<*mut c_void, TimerInitFn>(timer_init),
+                timer_start: std::mem::transmute::<*mut c_void, TimerStartFn>(timer_start),
+                timer_stop: std::mem::transmute::<*mut c_void, TimerStopFn>(timer_stop),
+                close: std::mem::transmute::<*mut c_void, CloseFn>(close),
+                uv_ref: std::mem::transmute::<*mut c_void, RefFn>(uv_ref),
+                uv_unref: std::mem::transmute::<*mut c_void, RefFn>(uv_unref),
             })
         }
     })
