@@ -22,7 +22,7 @@ const SUBPATHS: Record<string, string[]> = {
     'advance',
     'isPaused',
   ],
-  'kyoto/task': ['spawn', 'JoinHandle', 'JoinError', 'JoinSet', 'yieldNow', 'select'],
+  'kyoto/task': ['spawn', 'spawnBlocking', 'JoinHandle', 'JoinError', 'JoinSet', 'yieldNow', 'select'],
 };
 
 test('require() of the package and each subpath exposes every public name', (t) => {

@@ -1,6 +1,9 @@
 import test from 'ava';
-import { spawn, JoinHandle, JoinError, JoinSet, yieldNow, select, sleep } from 'kyoto';
-import { isSettled, realDelay } from './helpers';
+import { spawn, spawnBlocking, JoinHandle, JoinError, JoinSet, yieldNow, select, sleep, Runtime } from 'kyoto';
+import { execFileSync } from 'node:child_process';
+import * as path from 'node:path';
+import { pathToFileURL, fileURLToPath } from 'node:url';
+import { isSettled, realDelay, packageRoot } from './helpers';
 
 const never = (signal: AbortSignal): Promise<never> =>
   new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }));
@@ -262,4 +265,101 @@ test('select validates branches and honours an outer signal', async (t) => {
   await t.throwsAsync(p, { name: 'AbortError' });
   t.true(inner!.aborted);
   t.false(await isSettled(new Promise(() => {})));
+});
+
+// ---------------------------------------------------------------------------------------------
+// spawnBlocking
+
+const fixture = pathToFileURL(path.join(__dirname, 'fixtures', 'blocking.js'));
+
+test('spawnBlocking runs an exported function on a worker thread and returns its value', async (t) => {
+  t.is(await spawnBlocking<number>(fixture, 'add', 2, 3), 5);
+  const where = await spawnBlocking<number>(fixture.href, 'whereAmI');
+  t.not(where, 0);
+  t.is(await spawnBlocking<string>(fileURLToPath(fixture), 'later', 5, 'async'), 'async');
+  const h = spawnBlocking(fixture, 'add', 1, 1);
+  t.is(typeof h.id, 'number');
+  await h;
+  t.true(h.isFinished());
+});
+
+test('spawnBlocking: many small tasks all complete, on more than one thread, in any order', async (t) => {
+  const rt = new Runtime({ maxBlockingThreads: 2 });
+  const hs = [];
+  for (let i = 0; i < 5000; i++) hs.push(rt.spawnBlocking<number>(fixture, 'add', i, 1));
+  const out = await Promise.all(hs);
+  t.deepEqual(out, [...Array(5000).keys()].map((i) => i + 1));
+  await rt.shutdown();
+});
+
+test('spawnBlocking: a throw or a rejection becomes a JoinError (panic) with the error as cause', async (t) => {
+  const e1 = await t.throwsAsync(spawnBlocking(fixture, 'fail', 'boom'));
+  t.true(e1 instanceof JoinError);
+  t.true((e1 as JoinError).isPanic());
+  t.regex(e1!.message, /panicked with message "boom"/);
+  t.true((e1 as JoinError).cause instanceof RangeError);
+  const e2 = await t.throwsAsync(spawnBlocking(fixture, 'rejectLater', 'later boom'));
+  t.true((e2 as JoinError).isPanic());
+  t.regex(e2!.message, /later boom/);
+  const e3 = await t.throwsAsync(spawnBlocking(fixture, 'noSuchExport'));
+  t.true((e3 as JoinError).isPanic());
+  t.regex(e3!.message, /no exported function .*noSuchExport/);
+  const e4 = await t.throwsAsync(spawnBlocking(pathToFileURL('/no/such/module.mjs'), 'x'));
+  t.true((e4 as JoinError).isPanic());
+  const e5 = await t.throwsAsync(spawnBlocking(fixture, 'uncloneable'));
+  t.regex(e5!.message, /could not be cloned/);
+  const e6 = await t.throwsAsync(spawnBlocking(fixture, 'add', () => 1, 2));
+  t.true((e6 as JoinError).isPanic());
+  // the pool keeps working
+  t.is(await spawnBlocking(fixture, 'add', 1, 2), 3);
+});
+
+test('spawnBlocking: abort before start prevents the task; a started task cannot be aborted', async (t) => {
+  const rt = new Runtime({ maxBlockingThreads: 1 });
+  await rt.spawnBlocking(fixture, 'add', 0, 0); // the worker is up and the module loaded
+  const running = rt.spawnBlocking<string>(fixture, 'spin', 300, 'ran');
+  const queued = rt.spawnBlocking<string>(fixture, 'spin', 1, 'should not run');
+  const later = rt.spawnBlocking<string>(fixture, 'add', 'a', 'b');
+  await realDelay(60); // `running` has started, `queued` waits behind it in the worker's batch
+  running.abort();
+  queued.abort();
+  const err = await t.throwsAsync(queued);
+  t.true((err as JoinError).isCancelled());
+  t.true(queued.isFinished());
+  t.is(await running, 'ran');
+  t.is(await later, 'ab');
+  // aborted synchronously, before dispatch
+  const never = rt.spawnBlocking(fixture, 'fail', 'must not run');
+  never.abort();
+  t.true((await t.throwsAsync(never) as JoinError).isCancelled());
+  await rt.shutdown();
+});
+
+test('spawnBlocking validates its arguments', (t) => {
+  t.throws(() => spawnBlocking(5 as unknown as string, 'x'), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => spawnBlocking('relative/path.js', 'x'), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_VALUE' });
+  t.throws(() => spawnBlocking(fixture, 7 as unknown as string), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
+});
+
+test('spawnBlocking: shutting the runtime down cancels its blocking tasks', async (t) => {
+  const rt = new Runtime({ maxBlockingThreads: 1 });
+  const a = rt.spawnBlocking(fixture, 'later', 5000, 1);
+  const b = rt.spawnBlocking(fixture, 'add', 1, 1);
+  await realDelay(50);
+  await rt.shutdown();
+  t.true((await t.throwsAsync(a) as JoinError).isCancelled());
+  t.true((await t.throwsAsync(b) as JoinError).isCancelled());
+  t.throws(() => rt.spawnBlocking(fixture, 'add', 1, 1), { code: 'ERR_RUNTIME_SHUTDOWN' });
+});
+
+test('an idle blocking pool does not keep the process alive', (t) => {
+  const out = execFileSync(
+    process.execPath,
+    [
+      '-e',
+      `const k = require('kyoto'); k.spawnBlocking(${JSON.stringify(fixture.href)}, 'add', 20, 22).then((v) => console.log(v));`,
+    ],
+    { cwd: packageRoot, encoding: 'utf8', timeout: 10_000 },
+  );
+  t.is(out.trim(), '42');
 });

@@ -43,7 +43,7 @@ async function concurrent(name, total, width, fn) {
 }
 
 const rows = [];
-rows.push(measureSync('sync napi call (isPaused)', N * 5, () => native.isPaused()));
+rows.push(measureSync('sync napi call (bridgeRefs)', N * 5, () => native.bridgeRefs()));
 rows.push(await measure('await Promise.resolve()', N * 5, () => Promise.resolve()));
 rows.push(await measure('await native no-op via runtime (sequential)', N, noop));
 const bridgeOnly = () => submit(rt, (id) => native.bridgeNoop(id));
@@ -51,5 +51,5 @@ rows.push(await measure('await bridge-only no-op (sequential)', N, bridgeOnly));
 rows.push(await concurrent('bridge-only no-op, 1000 in flight', N * 5, 1000, bridgeOnly));
 rows.push(await concurrent('native no-op via runtime, 1000 in flight', N * 5, 1000, noop));
 rows.push(await measure('await sleep(0) (sequential)', Math.min(N, 50_000), () => kyoto.sleep(0)));
-console.log(`node ${process.version}, ${os.cpus().length} cpus (${os.cpus()[0]?.model ?? '?'}), workers ${rt.metrics().workers}`);
+console.log(`node ${process.version}, ${os.cpus().length} cpus (${os.cpus()[0]?.model ?? "?"}), load ${os.loadavg().map((x) => x.toFixed(2)).join(" ")}, runtime: kyoto-rt ${rt.metrics().flavor} with ${rt.metrics().workers} workers`);
 console.table(rows);

@@ -4,6 +4,7 @@
  */
 import { native, type NativeRuntime } from './native';
 import { rejectAll, submit, type OpOwner } from './bridge';
+import type { JoinHandle } from './task';
 import {
   invalidArgType,
   invalidArgValue,
@@ -141,6 +142,35 @@ export class Runtime implements OpOwner {
   /** This thread's timers on this runtime (owned by `kyoto/time`). @internal */
   _timers: unknown = undefined;
 
+  /** This thread's blocking pool on this runtime (owned by `kyoto/task`). @internal */
+  _blocking: unknown = undefined;
+
+  #shutdownHooks: (() => void)[] = [];
+
+  /** Runs `fn` when this runtime is shut down. @internal */
+  _onShutdown(fn: () => void): void {
+    this.#shutdownHooks.push(fn);
+  }
+
+  /** The `maxBlockingThreads` option. @internal */
+  get _maxBlockingThreads(): number | undefined {
+    return this.#native.maxBlockingThreads ?? undefined;
+  }
+
+  /**
+   * Like `spawnBlocking` of `kyoto/task`, on this runtime's blocking pool (`maxBlockingThreads`
+   * worker threads, default one per core).
+   * @param moduleUrl - a `file:` URL or an absolute path of the module.
+   * @param exportName - the exported function to run.
+   * @param args - its arguments (structured-cloned).
+   */
+  spawnBlocking<T = unknown>(moduleUrl: string | URL, exportName: string, ...args: unknown[]): JoinHandle<T> {
+    // Loaded on demand: kyoto/task imports this module.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const task = require('./task') as typeof import('./task');
+    return task.spawnBlockingOn<T>(this, moduleUrl, exportName, args);
+  }
+
   /** Whether this is (a handle of) the process-wide default runtime. @internal */
   get _isShared(): boolean {
     return this.#shared;
@@ -181,6 +211,7 @@ export class Runtime implements OpOwner {
     if (this.#shutdownPromise !== undefined) return this.#shutdownPromise;
     this.#closed = true;
     rejectAll(this, runtimeShutdownError);
+    for (const fn of this.#shutdownHooks.splice(0)) fn();
     const nativeRt = this.#native;
     const done = submit<void>(SHUTDOWN_OWNER, (id) => nativeRt.shutdown(id, timeoutMs));
     this.#shutdownPromise = done;
