@@ -291,3 +291,63 @@ test('fromShared rejects forged, stale and malformed handles with ERR_INVALID_HA
   t.throws(() => fromShared(once), { code: 'ERR_INVALID_HANDLE' });
   t.true(fromShared<Semaphore>(good) instanceof Semaphore);
 });
+
+test('shared unbounded channel: simple values and objects interleaved past the ring size keep their order', async (t) => {
+  const [tx, rx] = mpsc.unboundedChannel<unknown>();
+  fromShared<mpsc.UnboundedSender<unknown>>(tx.share()).close(); // into shared mode; drop the handle's clone
+  const sent: unknown[] = [];
+  for (let i = 0; i < 5000; i++) {
+    const v = i % 97 === 0 ? { i } : i % 89 === 0 ? `s${i}` : i % 5 === 0 ? null : i % 7 === 0 ? undefined : i % 11 === 0 ? i % 2 === 0 : i;
+    sent.push(v);
+    tx.send(v);
+  }
+  t.is(rx.len, 5000);
+  const got: unknown[] = [rx.tryRecv()];
+  got.push(...(await rx.recvMany(1000)));
+  while (got.length < 5000) got.push(await rx.recv());
+  t.deepEqual(got, sent);
+  t.throws(() => rx.tryRecv(), { code: 'ERR_CHANNEL_EMPTY' });
+  tx.close();
+  t.is(await rx.recv(), undefined);
+});
+
+test('shared unbounded channel: a send after the receiver closed throws, what was sent before still drains', async (t) => {
+  const [tx, rx] = mpsc.unboundedChannel<number>();
+  fromShared<mpsc.UnboundedSender<unknown>>(tx.share()).close(); // into shared mode; drop the handle's clone
+  tx.send(1);
+  tx.send(2);
+  rx.close();
+  t.throws(() => tx.send(3), { code: 'ERR_CHANNEL_CLOSED' });
+  t.is(await rx.recv(), 1);
+  t.is(await rx.recv(), 2);
+  tx.close();
+  t.is(await rx.recv(), undefined);
+});
+
+test('shared unbounded channel: a receiver moved away keeps the messages it had already pulled', async (t) => {
+  const [tx, rx] = mpsc.unboundedChannel<number>();
+  fromShared<mpsc.UnboundedSender<unknown>>(tx.share()).close(); // into shared mode; drop the handle's clone
+  for (let i = 1; i <= 10; i++) tx.send(i);
+  t.is(await rx.recv(), 1); // pulls the batch into the receiver's JS buffer
+  const rx2 = fromShared<mpsc.Receiver<number>>(rx.share());
+  t.is(rx2.len, 9);
+  t.deepEqual(await rx2.recvMany(100), [2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  tx.close();
+  t.is(await rx2.recv(), undefined);
+});
+
+test('a worker sending numbers through its ring and exiting: every value arrives, then the end', async (t) => {
+  const [tx, rx] = mpsc.unboundedChannel<number>();
+  const w = spawn({ task: 'ring-producer', id: 0, n: 100_000, handles: [tx.share()] });
+  tx.close();
+  let sum = 0;
+  let count = 0;
+  for await (const v of rx) {
+    if (v !== count) throw new Error(`expected ${count}, got ${v}`);
+    sum += v;
+    count++;
+  }
+  t.is(count, 100_000);
+  t.is(sum, (100_000 * 99_999) / 2);
+  await w.exited;
+});

@@ -11,8 +11,8 @@ import { abortReason, invalidArgType, outOfRange, validateInteger } from '../err
 import { InvalidStateError, SendError, TryAcquireError, TryRecvError, TrySendError } from './errors';
 import { JsSem, MAX_PERMITS, RESOLVED, type Make, WaitList, Waiter, signalOf, validatePermits, type WaitOptions } from './internal';
 import {
-  CLOSED,
-  EMPTY,
+  BATCH,
+  BATCH_MAX,
   makeHandle,
   mapSendError,
   nwait,
@@ -29,6 +29,62 @@ type End = typeof END;
 const RESOLVED_UNDEFINED: Promise<undefined> = Promise.resolve(undefined);
 const RESOLVED_EMPTY_ARRAY = (): Promise<never[]> => Promise.resolve([]);
 
+/** Slots of a sender ring (must match `RING_N` in `crates/kyoto-node/src/sync/ring.rs`). */
+const RING_N = 1024;
+const R_HEAD = 0;
+const R_TAIL = 1;
+const R_CLOSED = 2;
+const R_RXW = 3;
+
+/**
+ * JS view of a sender's lock-free ring in native memory: simple values (numbers, booleans, `null`,
+ * `undefined`) are published by writing a slot and `Atomics.store`-ing the tail, with no native
+ * call. The receiver (any thread) takes them under the channel lock.
+ */
+class RingView {
+  readonly ctrl: Int32Array;
+  readonly kinds: Uint8Array;
+  readonly nums: Float64Array;
+  /** The tail (owned by this thread: the only producer). */
+  tail = 0;
+  /** The last head seen (refreshed when the ring looks full). */
+  head = 0;
+
+  constructor(ab: ArrayBuffer) {
+    this.ctrl = new Int32Array(ab, 0, 4);
+    this.kinds = new Uint8Array(ab, 16, RING_N);
+    this.nums = new Float64Array(ab, 16 + RING_N, RING_N);
+    this.tail = Atomics.load(this.ctrl, R_TAIL);
+    this.head = Atomics.load(this.ctrl, R_HEAD);
+  }
+}
+
+/**
+ * Publishes `v` into the ring if it is a simple value and there is room; false otherwise (the
+ * caller then sends through native code, which first moves the ring's entries to the queue).
+ */
+function ringPut(r: RingView, n: NChan, v: unknown): boolean {
+  let kind: number;
+  if (typeof v === 'number') kind = 0;
+  else if (v === undefined) kind = 1;
+  else if (v === null) kind = 2;
+  else if (v === false) kind = 3;
+  else if (v === true) kind = 4;
+  else return false;
+  const t = r.tail;
+  if (((t - r.head) | 0) >= RING_N) {
+    r.head = Atomics.load(r.ctrl, R_HEAD);
+    if (((t - r.head) | 0) >= RING_N) return false;
+  }
+  const i = t & (RING_N - 1);
+  r.kinds[i] = kind;
+  if (kind === 0) r.nums[i] = v as number;
+  r.tail = (t + 1) | 0;
+  Atomics.store(r.ctrl, R_TAIL, r.tail);
+  if (Atomics.load(r.ctrl, R_RXW) !== 0) n.kick();
+  return true;
+}
+
 const KIND_SENDER = 4;
 const KIND_RECEIVER = 5;
 const KIND_USENDER = 6;
@@ -44,6 +100,11 @@ class Chan<T> {
   readonly closedWaiters = new WaitList<Waiter<void>>();
   readonly sem: JsSem | null;
   n: NChan | undefined = undefined;
+  /** Shared mode, sending: this wrapper's ring (null: none available; undefined: not made yet). */
+  ring: RingView | null | undefined = undefined;
+  /** Shared mode, receiving: messages already taken from native memory, not yet handed out. */
+  rbuf: T[] = [];
+  rhead = 0;
 
   constructor(readonly cap: number) {
     this.sem = cap > 0 ? new JsSem(cap) : null;
@@ -51,6 +112,69 @@ class Chan<T> {
 
   get len(): number {
     return this.q.length - this.head;
+  }
+
+  /** Messages in {@link rbuf}. */
+  get blen(): number {
+    return this.rbuf.length - this.rhead;
+  }
+
+  /** The next message of {@link rbuf} (non-empty). */
+  bshift(): T {
+    const v = this.rbuf[this.rhead];
+    this.rbuf[this.rhead] = undefined as T;
+    if (++this.rhead === this.rbuf.length) {
+      this.rbuf.length = 0;
+      this.rhead = 0;
+    }
+    return v;
+  }
+
+  /** Up to `limit` messages of {@link rbuf}. */
+  btake(limit: number): T[] {
+    const k = Math.min(limit, this.blen);
+    const out = this.rbuf.slice(this.rhead, this.rhead + k);
+    this.rhead += k;
+    if (this.rhead === this.rbuf.length) {
+      this.rbuf.length = 0;
+      this.rhead = 0;
+    } else this.rbuf.fill(undefined as T, this.rhead - k, this.rhead);
+    return out;
+  }
+
+  /**
+   * Shared mode: takes up to `limit` messages from native memory into {@link rbuf} in one call.
+   * Returns how many, 0 (none yet) or -1 (closed and drained). Only unbounded channels take more
+   * than the caller consumes at once (a bounded channel's slot must free only when its message is
+   * handed out).
+   */
+  pull(n: NChan, limit: number): number {
+    let k: number;
+    try {
+      k = n.recvBatch(Math.min(limit, BATCH_MAX));
+    } catch (e) {
+      BATCH.others.length = 0;
+      throw e;
+    }
+    if (k <= 0) return k;
+    const { kinds, nums, others } = BATCH;
+    const buf = this.rbuf;
+    let j = 0;
+    for (let i = 0; i < k; i++) {
+      const kind = kinds[i];
+      buf.push((kind === 0 ? nums[i] : kind === 5 ? others[j++] : kind === 1 ? undefined : kind === 2 ? null : kind === 4) as T);
+    }
+    if (j > 0) others.length = 0;
+    return k;
+  }
+
+  /** The sending wrapper's ring (made on first use). */
+  senderRing(n: NChan): RingView | null {
+    if (this.ring === undefined) {
+      const ab = n.senderRing();
+      this.ring = ab === null ? null : new RingView(ab);
+    }
+    return this.ring;
   }
 
   closed(): boolean {
@@ -159,8 +283,7 @@ class Chan<T> {
 
   /** Waits for the next message or the end. */
   next(signal: AbortSignal | undefined): Promise<T | End> {
-    const n = this.n;
-    if (n !== undefined) return nativeNext(n, signal);
+    if (this.n !== undefined) return nativeNext(this, signal);
     if (this.len > 0) return Promise.resolve(this.take());
     if (this.closed() && this.idle()) return Promise.resolve(END);
     if (signal !== undefined && signal.aborted) return Promise.reject(abortReason(signal));
@@ -202,7 +325,7 @@ class Chan<T> {
     for (const w of this.rxWaiters.drain()) {
       const signal = w.signal;
       w.disarm();
-      nativeNext<T>(n, signal).then(w.resolve, w.reject);
+      nativeNext<T>(this, signal).then(w.resolve, w.reject);
     }
     for (const w of this.closedWaiters.drain()) {
       const signal = w.signal;
@@ -213,11 +336,13 @@ class Chan<T> {
   }
 }
 
-function nativeNext<T>(n: NChan, signal: AbortSignal | undefined): Promise<T | End> {
-  const r = n.tryRecv();
-  if (r === EMPTY) return nwait<void>(signal, (id) => n.recvWait(id)).then(() => nativeNext<T>(n, signal));
-  if (r === CLOSED) return Promise.resolve(END);
-  return Promise.resolve(r as T);
+function nativeNext<T>(c: Chan<T>, signal: AbortSignal | undefined): Promise<T | End> {
+  if (c.blen > 0) return Promise.resolve(c.bshift());
+  const n = c.n!;
+  const k = c.pull(n, c.cap === 0 ? BATCH_MAX : 1);
+  if (k > 0) return Promise.resolve(c.bshift());
+  if (k < 0) return Promise.resolve(END);
+  return nwait<void>(signal, (id) => n.recvWait(id)).then(() => nativeNext<T>(c, signal));
 }
 
 function nativeClosed(n: NChan, signal: AbortSignal | undefined): Promise<void> {
@@ -476,6 +601,11 @@ export class UnboundedSender<T> extends SenderBase<T> {
     const c = this._c;
     const n = c.n;
     if (n !== undefined) {
+      const r = c.ring === undefined ? c.senderRing(n) : c.ring;
+      if (r !== null) {
+        if (Atomics.load(r.ctrl, R_CLOSED) !== 0) throw new SendError();
+        if (ringPut(r, n, value)) return;
+      }
       const tag = tagOf(value);
       if (n.trySend(payload(value, tag), tag) !== 0) throw new SendError();
       return;
@@ -527,7 +657,7 @@ export class Receiver<T> implements AsyncIterable<T> {
     if (c.n === undefined) {
       if (c.len > 0) return Promise.resolve(c.take());
       if (c.closed() && c.idle()) return RESOLVED_UNDEFINED;
-    }
+    } else if (c.blen > 0) return Promise.resolve(c.bshift());
     return c.next(signal).then(unEnd);
   }
 
@@ -545,8 +675,7 @@ export class Receiver<T> implements AsyncIterable<T> {
       return Promise.reject(e);
     }
     if (limit === 0) return RESOLVED_EMPTY_ARRAY();
-    const n = c.n;
-    if (n !== undefined) return nativeMany<T>(n, limit, signal);
+    if (c.n !== undefined) return nativeMany<T>(c, limit, signal);
     if (c.len > 0) return Promise.resolve(c.takeMany(limit));
     return c.next(signal).then((v) => {
       if (v === END) return [];
@@ -564,10 +693,10 @@ export class Receiver<T> implements AsyncIterable<T> {
     const c = this.#live();
     const n = c.n;
     if (n !== undefined) {
-      const r = n.tryRecv();
-      if (r === EMPTY) throw new TryRecvError('empty');
-      if (r === CLOSED) throw new TryRecvError('disconnected');
-      return r as T;
+      if (c.blen > 0) return c.bshift();
+      const k = c.pull(n, c.cap === 0 ? BATCH_MAX : 1);
+      if (k > 0) return c.bshift();
+      throw new TryRecvError(k < 0 ? 'disconnected' : 'empty');
     }
     if (c.len > 0) return c.take();
     if (c.closed() && c.idle()) throw new TryRecvError('disconnected');
@@ -585,7 +714,7 @@ export class Receiver<T> implements AsyncIterable<T> {
   /** Buffered messages. */
   get len(): number {
     const c = this.#live();
-    return c.n !== undefined ? c.n.len() : c.len;
+    return c.n !== undefined ? c.blen + c.n.len() : c.len;
   }
 
   /** Whether nothing is buffered. */
@@ -599,6 +728,19 @@ export class Receiver<T> implements AsyncIterable<T> {
     return c.n !== undefined ? c.n.isClosed() : c.closed();
   }
 
+  /** @internal Puts messages taken into the JS buffer back into native memory (before moving). */
+  #unpull(c: Chan<T>, n: NChan): void {
+    // Serialize first so a non-cloneable value throws before anything moves.
+    const items: [unknown, number][] = [];
+    for (let i = c.rbuf.length - 1; i >= c.rhead; i--) {
+      const tag = tagOf(c.rbuf[i]);
+      items.push([payload(c.rbuf[i], tag), tag]);
+    }
+    for (const [p, tag] of items) n.pushFront(p, tag);
+    c.rbuf = [];
+    c.rhead = 0;
+  }
+
   /** The channel's capacity (0 for unbounded). */
   maxCapacity(): number {
     return this.#c.cap;
@@ -610,7 +752,9 @@ export class Receiver<T> implements AsyncIterable<T> {
    */
   share(): SyncHandle {
     const c = this.#live();
-    const parts = c.toNative().shareReceiver(this.#key);
+    const n = c.toNative();
+    if (c.blen > 0) this.#unpull(c, n);
+    const parts = n.shareReceiver(this.#key);
     this.#moved = true;
     return makeHandle(c.cap === 0 ? 'mpsc.UnboundedReceiver' : 'mpsc.Receiver', parts);
   }
@@ -633,11 +777,13 @@ function unEnd<T>(v: T | End): T | undefined {
   return v === END ? undefined : v;
 }
 
-function nativeMany<T>(n: NChan, limit: number, signal: AbortSignal | undefined): Promise<T[]> {
-  const r = n.recvMany(limit);
-  if (r === CLOSED) return RESOLVED_EMPTY_ARRAY();
-  if ((r as T[]).length > 0) return Promise.resolve(r as T[]);
-  return nwait<void>(signal, (id) => n.recvWait(id)).then(() => nativeMany<T>(n, limit, signal));
+function nativeMany<T>(c: Chan<T>, limit: number, signal: AbortSignal | undefined): Promise<T[]> {
+  if (c.blen > 0) return Promise.resolve(c.btake(limit));
+  const n = c.n!;
+  const k = c.pull(n, limit);
+  if (k > 0) return Promise.resolve(c.btake(limit));
+  if (k < 0) return RESOLVED_EMPTY_ARRAY();
+  return nwait<void>(signal, (id) => n.recvWait(id)).then(() => nativeMany<T>(c, limit, signal));
 }
 
 /**

@@ -54,6 +54,13 @@ export interface NChan {
   endKey(): number;
   shareSender(): number[];
   shareReceiver(key: number): number[];
+  /** This wrapper's sender ring (unbounded channels), or null. */
+  senderRing(): ArrayBuffer | null;
+  pushFront(value: unknown, tag: number): void;
+  /** Takes up to `limit` messages into {@link BATCH}; the count, or -1 when closed and drained. */
+  recvBatch(limit: number): number;
+  /** Wakes the waiting receiver after a ring publish. */
+  kick(): void;
 }
 
 /** Shared Notify state. */
@@ -78,12 +85,21 @@ interface SyncNativeRaw extends SyncNative {
   syncChanTrySend(lid: number, value: unknown, tag: number): number;
   syncChanTryRecv(lid: number): unknown;
   syncChanRecvMany(lid: number, limit: number): unknown;
+  syncChanRecvBatch(lid: number, limit: number): number;
+  syncChanKick(lid: number): void;
   syncSemTryAcquire(lid: number, n: number): number;
   syncSemRelease(lid: number, key: number, n: number): void;
 }
 
 interface SyncNative {
-  syncInit(deserialize: (buf: Buffer) => unknown, empty: object, closed: object): void;
+  syncInit(
+    deserialize: (buf: Buffer) => unknown,
+    empty: object,
+    closed: object,
+    kinds: Uint8Array,
+    nums: Float64Array,
+    others: unknown[],
+  ): void;
   syncSemCreate(permits: number, max: number, closed: boolean): NSem;
   syncReviveSem(kind: number, index: number, gen: number, hi: number, lo: number): NSem | null;
   syncChanCreate(cap: number, free: number, txCount: number, rxClosed: boolean): NChan;
@@ -101,6 +117,19 @@ export const CLOSED: object = Object.freeze({ closed: true });
 
 let api: SyncNative | undefined;
 
+/** How many messages one batch receive can carry. */
+export const BATCH_MAX = 4096;
+
+/**
+ * The arrays native batch receives write into (one set per thread): per message a kind (0 number,
+ * 1 undefined, 2 null, 3 false, 4 true, 5 the next element of `others`) and, for numbers, the value.
+ */
+export const BATCH = {
+  kinds: new Uint8Array(BATCH_MAX),
+  nums: new Float64Array(BATCH_MAX),
+  others: [] as unknown[],
+};
+
 // napi-rs class methods pay a type-tag check per call (~300 ns); the hot ones are rebound to plain
 // native functions that take the object's per-thread local id (~30 ns).
 function fastChan<T extends NChan | null>(c: T): T {
@@ -111,6 +140,8 @@ function fastChan<T extends NChan | null>(c: T): T {
   f.trySend = (v, tag) => n.syncChanTrySend(lid, v, tag);
   f.tryRecv = () => n.syncChanTryRecv(lid);
   f.recvMany = (limit) => n.syncChanRecvMany(lid, limit);
+  f.recvBatch = (limit) => n.syncChanRecvBatch(lid, limit);
+  f.kick = () => n.syncChanKick(lid);
   return c;
 }
 
@@ -131,7 +162,7 @@ export function sn(): SyncNative {
   if (typeof n.syncInit !== 'function') {
     throw new Error('kyoto/sync: the native addon was built without shared-mode support');
   }
-  n.syncInit((buf) => v8.deserialize(buf), EMPTY, CLOSED);
+  n.syncInit((buf) => v8.deserialize(buf), EMPTY, CLOSED, BATCH.kinds, BATCH.nums, BATCH.others);
   api = {
     syncInit: n.syncInit,
     syncSemCreate: (p, m, c) => fastSem(n.syncSemCreate(p, m, c)),

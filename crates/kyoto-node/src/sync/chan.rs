@@ -3,6 +3,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::ring::Ring;
 use super::sem::Sem;
 use super::value::Msg;
 use crate::bridge::{Op, Value};
@@ -16,6 +17,39 @@ struct State {
     /// something to look at. The receiver then takes it synchronously.
     rx_waiter: Option<(u64, Op)>,
     closed_waiters: Vec<(u64, Op)>,
+    /// The lock-free rings of this channel's sending wrappers (unbounded channels only).
+    rings: Vec<Arc<Ring>>,
+    /// The ring the next receive starts with (round robin).
+    rr: usize,
+}
+
+impl State {
+    fn rings_len(&self) -> usize {
+        self.rings.iter().map(|r| r.len()).sum()
+    }
+
+    fn has_messages(&self) -> bool {
+        !self.queue.is_empty() || self.rings.iter().any(|r| r.len() > 0)
+    }
+
+    /// Takes the receiver's wait (and tells every ring's sender it need not kick any more).
+    fn take_rx(&mut self) -> Option<(u64, Op)> {
+        let w = self.rx_waiter.take();
+        if w.is_some() {
+            for r in &self.rings {
+                r.set_rx_waiting(false);
+            }
+        }
+        w
+    }
+
+    /// Moves `ring`'s published entries to the end of the queue (its sender is about to push
+    /// through the queue, or goes away: its order is kept).
+    fn drain_ring(&mut self, ring: &Ring) {
+        let mut tmp = Vec::new();
+        ring.take(usize::MAX, &mut tmp);
+        self.queue.extend(tmp);
+    }
 }
 
 /// A shared mpsc channel.
@@ -52,6 +86,8 @@ impl Chan {
                 rx_dropped: false,
                 rx_waiter: None,
                 closed_waiters: Vec::new(),
+                rings: Vec::new(),
+                rr: 0,
             }),
             sem,
             cap,
@@ -79,21 +115,33 @@ impl Chan {
                 return false;
             }
             st.queue.push_back(msg);
-            st.rx_waiter.take()
+            st.take_rx()
         };
         wake(waiter);
         true
     }
 
-    /// Unbounded send: fails when the receiver closed.
-    pub fn send_unbounded(&self, msg: Msg) -> bool {
+    /// Puts a message back at the front (it was taken, not consumed, by a receiver that moves).
+    pub fn push_front(&self, msg: Msg) {
+        let mut st = self.lock();
+        if !st.rx_dropped {
+            st.queue.push_front(msg);
+        }
+    }
+
+    /// Unbounded send: fails when the receiver closed. `ring` is the sending wrapper's ring, whose
+    /// entries go first (they were sent before).
+    pub fn send_unbounded(&self, ring: Option<&Ring>, msg: Msg) -> bool {
         let waiter = {
             let mut st = self.lock();
             if st.rx_closed {
                 return false;
             }
+            if let Some(r) = ring {
+                st.drain_ring(r);
+            }
             st.queue.push_back(msg);
-            st.rx_waiter.take()
+            st.take_rx()
         };
         wake(waiter);
         true
@@ -114,44 +162,93 @@ impl Chan {
     pub fn is_drained_closed(&self) -> bool {
         let (empty, closed) = {
             let st = self.lock();
-            (st.queue.is_empty(), st.rx_closed || st.tx_count == 0)
+            (!st.has_messages(), st.rx_closed || st.tx_count == 0)
         };
         empty && closed && self.is_idle() && self.len() == 0
     }
 
     /// Buffered messages.
     pub fn len(&self) -> usize {
-        self.lock().queue.len()
+        let st = self.lock();
+        st.queue.len() + st.rings_len()
+    }
+
+    /// Registers a sender wrapper's ring (flags set to the channel's current state).
+    pub fn add_ring(&self, ring: Arc<Ring>) {
+        let mut st = self.lock();
+        if st.rx_closed {
+            ring.set_closed();
+        }
+        if st.rx_waiter.is_some() {
+            ring.set_rx_waiting(true);
+        }
+        st.rings.push(ring);
+    }
+
+    /// Unregisters a ring whose sender wrapper is gone; what it still holds stays receivable.
+    pub fn remove_ring(&self, ring: &Arc<Ring>) {
+        let rx = {
+            let mut st = self.lock();
+            let Some(pos) = st.rings.iter().position(|r| Arc::ptr_eq(r, ring)) else {
+                return;
+            };
+            st.rings.swap_remove(pos);
+            if !st.rx_dropped {
+                st.drain_ring(ring);
+            }
+            if st.queue.is_empty() {
+                None
+            } else {
+                st.take_rx()
+            }
+        };
+        wake(rx);
+    }
+
+    /// A sender published into its ring while the receiver waited: wake the receiver.
+    pub fn kick(&self) {
+        let rx = self.lock().take_rx();
+        wake(rx);
     }
 
     /// Takes the oldest message; its capacity permit goes to the oldest waiting sender.
     pub fn try_recv(&self) -> TryRecv {
-        let (msg, closed) = {
-            let mut st = self.lock();
-            let m = st.queue.pop_front();
-            (m, st.rx_closed || st.tx_count == 0)
+        let mut one = Vec::with_capacity(1);
+        self.recv_many(1, &mut one);
+        let closed = {
+            let st = self.lock();
+            st.rx_closed || st.tx_count == 0
         };
-        match msg {
-            Some(m) => {
-                if let Some(sem) = &self.sem {
-                    sem.release(1);
-                }
-                TryRecv::Value(m)
-            }
+        match one.pop() {
+            Some(m) => TryRecv::Value(m),
             None if closed && self.is_drained_closed() => TryRecv::Closed,
             None => TryRecv::Empty,
         }
     }
 
-    /// Takes up to `limit` messages.
+    /// Takes up to `limit` messages: the queue first (a sender's queued messages are older than
+    /// its ring's), then the rings, round robin.
     pub fn recv_many(&self, limit: usize, out: &mut Vec<Msg>) {
-        {
+        let from_queue = {
             let mut st = self.lock();
             let k = limit.min(st.queue.len());
             out.extend(st.queue.drain(..k));
-        }
+            let nr = st.rings.len();
+            if out.len() < limit && nr > 0 {
+                let start = st.rr % nr;
+                for j in 0..nr {
+                    let left = limit - out.len();
+                    if left == 0 {
+                        break;
+                    }
+                    st.rings[(start + j) % nr].take(left, out);
+                }
+                st.rr = start + 1;
+            }
+            k
+        };
         if let Some(sem) = &self.sem {
-            sem.release(out.len() as u64);
+            sem.release(from_queue as u64);
         }
     }
 
@@ -159,11 +256,23 @@ impl Chan {
     pub fn recv_wait(&self, wait: u64, op: Op) {
         let (now, old) = {
             let mut st = self.lock();
-            let ready = !st.queue.is_empty() || st.rx_closed || st.tx_count == 0;
-            if ready && (!st.queue.is_empty() || self.is_idle()) {
+            let has = st.has_messages();
+            let ready = has || st.rx_closed || st.tx_count == 0;
+            if ready && (has || self.is_idle()) {
                 (Some(op), None)
             } else {
-                (None, st.rx_waiter.replace((wait, op)))
+                let old = st.rx_waiter.replace((wait, op));
+                // Dekker with the senders: raise RXW, then look at the rings again. A sender
+                // publishes, then reads RXW; one of us sees the other.
+                for r in &st.rings {
+                    r.set_rx_waiting(true);
+                }
+                if st.rings.iter().any(|r| r.len() > 0) {
+                    let w = st.take_rx();
+                    (w.map(|(_, op)| op), old)
+                } else {
+                    (None, old)
+                }
             }
         };
         wake(old);
@@ -176,7 +285,7 @@ impl Chan {
     pub fn cancel_recv(&self, wait: u64) {
         let mut st = self.lock();
         if st.rx_waiter.as_ref().is_some_and(|(w, _)| *w == wait) {
-            st.rx_waiter = None;
+            st.take_rx();
         }
     }
 
@@ -206,7 +315,10 @@ impl Chan {
         let (waiters, rx) = {
             let mut st = self.lock();
             st.rx_closed = true;
-            (std::mem::take(&mut st.closed_waiters), st.rx_waiter.take())
+            for r in &st.rings {
+                r.set_closed();
+            }
+            (std::mem::take(&mut st.closed_waiters), st.take_rx())
         };
         if let Some(sem) = &self.sem {
             sem.close();
@@ -225,6 +337,9 @@ impl Chan {
             st.rx_dropped = true;
             let n = st.queue.len();
             st.queue.clear();
+            for r in &st.rings {
+                r.clear();
+            }
             n
         };
         if let Some(sem) = &self.sem {
@@ -243,7 +358,7 @@ impl Chan {
             let mut st = self.lock();
             st.tx_count = st.tx_count.saturating_sub(1);
             if st.tx_count == 0 {
-                st.rx_waiter.take()
+                st.take_rx()
             } else {
                 None
             }
@@ -255,8 +370,8 @@ impl Chan {
     pub fn permits_returned(&self) {
         let rx = {
             let mut st = self.lock();
-            if (st.rx_closed || st.tx_count == 0) && st.queue.is_empty() {
-                st.rx_waiter.take()
+            if (st.rx_closed || st.tx_count == 0) && !st.has_messages() {
+                st.take_rx()
             } else {
                 None
             }

@@ -11,6 +11,7 @@ mod chan;
 mod hold;
 mod notify;
 mod registry;
+mod ring;
 mod sem;
 mod value;
 
@@ -25,6 +26,7 @@ use chan::{Chan, TryRecv};
 use hold::Held;
 use notify::{Barrier, Notify};
 use registry::{Handle, Obj};
+use ring::Ring;
 use sem::{Sem, TryErr};
 use value::Msg;
 
@@ -61,12 +63,22 @@ fn count(n: f64) -> Result<u64> {
 // plain functions taking a per-env local id instead. The id indexes this env's table of the shared
 // objects its JS wrappers use; a wrapper's finalizer frees its entry. A wrong id finds nothing.
 
+/// What a local id names: a semaphore, or a channel wrapper with its (lazily made) sender ring.
+#[derive(Clone)]
+enum Local {
+    Sem(Arc<SemObj>),
+    Chan(Arc<Chan>, RingCell),
+}
+
+/// A channel wrapper's sender ring, shared with its local-table entry.
+type RingCell = std::rc::Rc<std::cell::RefCell<Option<Arc<Ring>>>>;
+
 thread_local! {
-    static LOCAL: std::cell::RefCell<(Vec<Option<Obj>>, Vec<u32>)> =
+    static LOCAL: std::cell::RefCell<(Vec<Option<Local>>, Vec<u32>)> =
         const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
-fn local_add(obj: Obj) -> u32 {
+fn local_add(obj: Local) -> u32 {
     LOCAL.with(|l| {
         let mut l = l.borrow_mut();
         match l.1.pop() {
@@ -94,22 +106,22 @@ fn local_free(id: u32) {
     });
 }
 
-fn local_get(id: u32) -> Result<Obj> {
+fn local_get(id: u32) -> Result<Local> {
     LOCAL
         .with(|l| l.borrow().0.get(id as usize).and_then(|o| o.clone()))
         .ok_or_else(|| invalid("kyoto/sync: unknown local id"))
 }
 
-fn local_chan(id: u32) -> Result<Arc<Chan>> {
+fn local_chan(id: u32) -> Result<(Arc<Chan>, RingCell)> {
     match local_get(id)? {
-        Obj::Chan(c) => Ok(c),
+        Local::Chan(c, r) => Ok((c, r)),
         _ => Err(invalid("kyoto/sync: not a channel")),
     }
 }
 
 fn local_sem(id: u32) -> Result<Arc<SemObj>> {
     match local_get(id)? {
-        Obj::Sem(s) => Ok(s),
+        Local::Sem(s) => Ok(s),
         _ => Err(invalid("kyoto/sync: not a semaphore")),
     }
 }
@@ -157,14 +169,38 @@ fn handle_in(index: f64, gen: f64, hi: f64, lo: f64) -> Option<Handle> {
     })
 }
 
-/// Installs this env's `deserialize(buffer)` callback and the `EMPTY`/`CLOSED` sentinels that
-/// non-blocking receives return.
-#[napi(ts_args_type = "deserialize: (buf: Buffer) => unknown, empty: object, closed: object")]
-pub fn sync_init(env: Env, deserialize: Unknown, empty: Unknown, closed: Unknown) -> Result<()> {
+/// Installs this env's `deserialize(buffer)` callback, the `EMPTY`/`CLOSED` sentinels that
+/// non-blocking receives return, and the arrays batch receives write into (`kinds`: Uint8Array,
+/// `nums`: Float64Array of the same length, `others`: Array).
+#[napi(
+    ts_args_type = "deserialize: (buf: Buffer) => unknown, empty: object, closed: object, kinds: Uint8Array, nums: Float64Array, others: unknown[]"
+)]
+pub fn sync_init(
+    env: Env,
+    deserialize: Unknown,
+    empty: Unknown,
+    closed: Unknown,
+    kinds: Unknown,
+    nums: Unknown,
+    others: Unknown,
+) -> Result<()> {
     if deserialize.get_type()? != ValueType::Function {
         return Err(invalid("deserialize must be a function"));
     }
-    value::init(env.raw(), deserialize.raw(), empty.raw(), closed.raw())
+    if others.get_type()? != ValueType::Object {
+        return Err(invalid("others must be an array"));
+    }
+    value::init(
+        env.raw(),
+        [
+            deserialize.raw(),
+            empty.raw(),
+            closed.raw(),
+            kinds.raw(),
+            nums.raw(),
+            others.raw(),
+        ],
+    )
 }
 
 /// Registers op `id` of this env as a cancellable, ref'd wait whose cancellation runs `cancel`.
@@ -187,7 +223,7 @@ pub struct SyncSem {
 
 impl SyncSem {
     fn new(obj: Arc<SemObj>) -> SyncSem {
-        let lid = local_add(Obj::Sem(obj.clone()));
+        let lid = local_add(Local::Sem(obj.clone()));
         SyncSem { obj, lid }
     }
 }
@@ -409,19 +445,43 @@ pub struct SyncChan {
     /// The holding key of the end this wrapper was revived as (0 when created by `share`).
     end: u64,
     lid: u32,
+    ring: RingCell,
 }
 
 impl SyncChan {
     fn new(chan: Arc<Chan>, end: u64) -> SyncChan {
-        let lid = local_add(Obj::Chan(chan.clone()));
-        SyncChan { chan, end, lid }
+        let ring = RingCell::default();
+        let lid = local_add(Local::Chan(chan.clone(), ring.clone()));
+        SyncChan {
+            chan,
+            end,
+            lid,
+            ring,
+        }
     }
 }
 
 impl Drop for SyncChan {
     fn drop(&mut self) {
         local_free(self.lid);
+        // The wrapper is gone, so its JS sender writes no more: what its ring holds moves to the
+        // queue (still receivable) and the ring leaves the channel.
+        let ring = self.ring.try_borrow_mut().ok().and_then(|mut r| r.take());
+        if let Some(r) = ring {
+            self.chan.remove_ring(&r);
+        }
     }
+}
+
+/// Keeps a ring alive for as long as the external `ArrayBuffer` over it.
+unsafe extern "C" fn free_ring(
+    _env: sys::napi_env,
+    _data: *mut std::ffi::c_void,
+    hint: *mut std::ffi::c_void,
+) {
+    // SAFETY: `hint` is the `Box<Arc<Ring>>` leaked in `sender_ring`; V8 finalizes an external
+    // ArrayBuffer exactly once.
+    drop(unsafe { Box::from_raw(hint as *mut Arc<Ring>) });
 }
 
 /// Creates a shared channel: capacity `cap` (0 = unbounded) of which `free` are free,
@@ -445,7 +505,63 @@ impl SyncChan {
     /// Sends now if capacity is free: 0 sent, 1 full, 2 closed.
     #[napi(ts_args_type = "value: unknown, tag: number")]
     pub fn try_send(&self, env: Env, value: Unknown, tag: u32) -> Result<u32> {
-        chan_try_send(&self.chan, env, value, tag)
+        chan_try_send(&self.chan, &self.ring, env, value, tag)
+    }
+
+    /// This wrapper's sender ring (unbounded channels), as an `ArrayBuffer` over native memory
+    /// that JS writes simple values into (see `ring.rs` for the layout); null when the channel is
+    /// bounded or this Node refuses external ArrayBuffers (then every send is a native call).
+    #[napi(ts_return_type = "ArrayBuffer | null")]
+    pub fn sender_ring(&self, env: Env) -> Result<Raw> {
+        let env = env.raw();
+        let mut out = std::ptr::null_mut();
+        if self.chan.cap != 0 {
+            // SAFETY: live env.
+            unsafe { sys::napi_get_null(env, &mut out) };
+            return Ok(Raw(out));
+        }
+        let ring = {
+            let mut cell = self.ring.borrow_mut();
+            match &*cell {
+                Some(r) => r.clone(),
+                None => {
+                    let r = Arc::new(Ring::new());
+                    self.chan.add_ring(r.clone());
+                    *cell = Some(r.clone());
+                    r
+                }
+            }
+        };
+        let (data, len) = ring.bytes();
+        let hint = Box::into_raw(Box::new(ring));
+        // SAFETY: `data` points to `len` bytes owned by the ring, which `*hint` keeps alive (and
+        // unmoved: a boxed slice never moves) until `free_ring` runs when V8 collects the buffer.
+        let st = unsafe {
+            sys::napi_create_external_arraybuffer(
+                env,
+                data.cast(),
+                len,
+                Some(free_ring),
+                hint.cast(),
+                &mut out,
+            )
+        };
+        if st != sys::Status::napi_ok {
+            // SAFETY: creation failed, so the finalizer never runs: reclaim the box here.
+            drop(unsafe { Box::from_raw(hint) });
+            // SAFETY: live env.
+            unsafe { sys::napi_get_null(env, &mut out) };
+        }
+        Ok(Raw(out))
+    }
+
+    /// Puts a message back at the front of the queue (a receiver moving away with messages it
+    /// had already taken into its JS buffer; called newest first).
+    #[napi(ts_args_type = "value: unknown, tag: number")]
+    pub fn push_front(&self, env: Env, value: Unknown, tag: u32) -> Result<()> {
+        let m = value::from_js(env.raw(), value.raw(), tag)?;
+        self.chan.push_front(m);
+        Ok(())
     }
 
     /// Appends a message without taking capacity (the buffered messages moved in by `share`).
@@ -648,11 +764,16 @@ impl SyncChan {
     }
 }
 
-fn chan_try_send(c: &Chan, env: Env, value: Unknown, tag: u32) -> Result<u32> {
+fn chan_try_send(c: &Chan, ring: &RingCell, env: Env, value: Unknown, tag: u32) -> Result<u32> {
     match &c.sem {
         None => {
             let m = value::from_js(env.raw(), value.raw(), tag)?;
-            Ok(if c.send_unbounded(m) { 0 } else { 2 })
+            let r = ring.borrow().clone();
+            Ok(if c.send_unbounded(r.as_deref(), m) {
+                0
+            } else {
+                2
+            })
         }
         Some(sem) => match sem.try_acquire(1) {
             Ok(()) => match value::from_js(env.raw(), value.raw(), tag) {
@@ -715,22 +836,46 @@ fn chan_recv_many(c: &Chan, env: Env, limit: u32) -> Result<Raw> {
 /// Fast path of `SyncChan.trySend` by local id.
 #[napi(ts_args_type = "lid: number, value: unknown, tag: number")]
 pub fn sync_chan_try_send(env: Env, lid: u32, value: Unknown, tag: u32) -> Result<u32> {
-    let c = local_chan(lid)?;
-    chan_try_send(&c, env, value, tag)
+    let (c, ring) = local_chan(lid)?;
+    chan_try_send(&c, &ring, env, value, tag)
 }
 
 /// Fast path of `SyncChan.tryRecv` by local id.
 #[napi(ts_return_type = "unknown")]
 pub fn sync_chan_try_recv(env: Env, lid: u32) -> Result<Raw> {
-    let c = local_chan(lid)?;
+    let (c, _) = local_chan(lid)?;
     chan_try_recv(&c, env)
 }
 
 /// Fast path of `SyncChan.recvMany` by local id.
 #[napi(ts_return_type = "unknown")]
 pub fn sync_chan_recv_many(env: Env, lid: u32, limit: u32) -> Result<Raw> {
-    let c = local_chan(lid)?;
+    let (c, _) = local_chan(lid)?;
     chan_recv_many(&c, env, limit)
+}
+
+/// Takes up to `limit` messages (at most the batch arrays' length) into this env's batch arrays
+/// (see `syncInit`); returns how many, or -1 when the channel is closed and drained.
+#[napi]
+pub fn sync_chan_recv_batch(env: Env, lid: u32, limit: u32) -> Result<i32> {
+    let (c, _) = local_chan(lid)?;
+    let env = env.raw();
+    let limit = (limit as usize)
+        .min(value::batch_cap(env)?)
+        .min(i32::MAX as usize);
+    let mut msgs = Vec::new();
+    c.recv_many(limit, &mut msgs);
+    if msgs.is_empty() {
+        return Ok(if c.is_drained_closed() { -1 } else { 0 });
+    }
+    Ok(value::write_batch(env, msgs)? as i32)
+}
+
+/// A sender published into its ring and saw the receiver waiting: wakes it.
+#[napi]
+pub fn sync_chan_kick(lid: u32) -> Result<()> {
+    local_chan(lid)?.0.kick();
+    Ok(())
 }
 
 /// Revives a channel end: 4/6 sender (bounded/unbounded), 5/7 receiver. Null if not a live handle.

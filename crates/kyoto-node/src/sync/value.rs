@@ -40,6 +40,11 @@ struct EnvRefs {
     deserialize: sys::napi_ref,
     empty: sys::napi_ref,
     closed: sys::napi_ref,
+    /// Batch receives: a `Uint8Array` of kinds, a `Float64Array` of numbers (same length) and an
+    /// array for the other values (see [`write_batch`]).
+    kinds: sys::napi_ref,
+    nums: sys::napi_ref,
+    others: sys::napi_ref,
 }
 
 thread_local! {
@@ -61,18 +66,21 @@ fn check(status: sys::napi_status, what: &str) -> napi::Result<()> {
     }
 }
 
-/// Stores this env's `deserialize` function and the two sentinels `tryRecv` returns.
-pub fn init(
-    env: sys::napi_env,
-    deserialize: sys::napi_value,
-    empty: sys::napi_value,
-    closed: sys::napi_value,
-) -> napi::Result<()> {
+/// Stores this env's `deserialize` function, the two sentinels `tryRecv` returns and the batch
+/// arrays (`kinds`: Uint8Array, `nums`: Float64Array of the same length, `others`: Array).
+pub fn init(env: sys::napi_env, vals: [sys::napi_value; 6]) -> napi::Result<()> {
     if REFS.with(|r| r.borrow().is_some()) {
         return Ok(());
     }
-    let mut refs = [ptr::null_mut(); 3];
-    for (slot, v) in refs.iter_mut().zip([deserialize, empty, closed]) {
+    let (kl, _) = typed(env, vals[3], sys::TypedarrayType::uint8_array)?;
+    let (nl, _) = typed(env, vals[4], sys::TypedarrayType::float64_array)?;
+    if kl == 0 || kl != nl {
+        return Err(err(
+            "kyoto/sync: batch arrays must be non-empty and of equal length",
+        ));
+    }
+    let mut refs = [ptr::null_mut(); 6];
+    for (slot, v) in refs.iter_mut().zip(vals) {
         // SAFETY: live env and a value of the current callback scope; the reference lives as long
         // as the env (Node reclaims it at env teardown).
         check(
@@ -85,6 +93,9 @@ pub fn init(
             deserialize: refs[0],
             empty: refs[1],
             closed: refs[2],
+            kinds: refs[3],
+            nums: refs[4],
+            others: refs[5],
         })
     });
     Ok(())
@@ -104,6 +115,102 @@ fn get_ref(
         "napi_get_reference_value",
     )?;
     Ok(v)
+}
+
+/// A typed array's element count and data pointer, checked to be of kind `want`.
+fn typed(
+    env: sys::napi_env,
+    v: sys::napi_value,
+    want: sys::napi_typedarray_type,
+) -> napi::Result<(usize, *mut c_void)> {
+    let mut is = false;
+    // SAFETY: live env and value.
+    check(
+        unsafe { sys::napi_is_typedarray(env, v, &mut is) },
+        "napi_is_typedarray",
+    )?;
+    if !is {
+        return Err(err("kyoto/sync: expected a typed array"));
+    }
+    let (mut ty, mut len, mut data, mut ab, mut off) =
+        (0, 0usize, ptr::null_mut(), ptr::null_mut(), 0usize);
+    // SAFETY: `v` is a typed array; all out-pointers are valid.
+    check(
+        unsafe {
+            sys::napi_get_typedarray_info(env, v, &mut ty, &mut len, &mut data, &mut ab, &mut off)
+        },
+        "napi_get_typedarray_info",
+    )?;
+    if ty != want {
+        return Err(err("kyoto/sync: wrong typed array kind"));
+    }
+    Ok((len, data))
+}
+
+/// The most messages one [`write_batch`] can hold in this env.
+pub fn batch_cap(env: sys::napi_env) -> napi::Result<usize> {
+    let k = get_ref(env, |r| r.kinds)?;
+    Ok(typed(env, k, sys::TypedarrayType::uint8_array)?.0)
+}
+
+/// Writes `msgs` into this env's batch arrays: per message a kind (0 number, 1 undefined, 2 null,
+/// 3 false, 4 true, 5 the next element of `others`) and, for numbers, the value. Every message is
+/// converted even if one fails, so no moved bytes are lost unaccounted. `msgs.len()` must not
+/// exceed [`batch_cap`].
+pub fn write_batch(env: sys::napi_env, msgs: Vec<Msg>) -> napi::Result<usize> {
+    let kv = get_ref(env, |r| r.kinds)?;
+    let nv = get_ref(env, |r| r.nums)?;
+    let ov = get_ref(env, |r| r.others)?;
+    let mut first_err = None;
+    let mut n_others = 0u32;
+    let count = msgs.len();
+    let read = || -> napi::Result<(usize, *mut u8, *mut f64)> {
+        let (kl, kp) = typed(env, kv, sys::TypedarrayType::uint8_array)?;
+        let (nl, np) = typed(env, nv, sys::TypedarrayType::float64_array)?;
+        Ok((kl.min(nl), kp.cast(), np.cast()))
+    };
+    let (mut len, mut kp, mut np) = read()?;
+    for (i, m) in msgs.into_iter().enumerate() {
+        let (kind, num) = match m {
+            Msg::Num(x) => (0u8, x),
+            Msg::Undefined => (1, 0.0),
+            Msg::Null => (2, 0.0),
+            Msg::Bool(false) => (3, 0.0),
+            Msg::Bool(true) => (4, 0.0),
+            other => {
+                match other.into_js(env) {
+                    Ok(v) => {
+                        // SAFETY: live env; `ov` is the env's others array.
+                        check(
+                            unsafe { sys::napi_set_element(env, ov, n_others, v) },
+                            "napi_set_element",
+                        )?;
+                    }
+                    Err(e) => {
+                        first_err.get_or_insert(e);
+                    }
+                }
+                n_others += 1;
+                // A deserialize callback ran JS: read the arrays' data again (JS cannot reach
+                // these module-private arrays, but nothing here relies on that).
+                (len, kp, np) = read()?;
+                (5, 0.0)
+            }
+        };
+        if i >= len {
+            return Err(err("kyoto/sync: batch larger than the batch arrays"));
+        }
+        // SAFETY: `i < len`, the length of both arrays; the pointers were read from the live typed
+        // arrays after the last point where JS could run.
+        unsafe {
+            *kp.add(i) = kind;
+            *np.add(i) = num;
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(count),
+    }
 }
 
 /// The `EMPTY` sentinel of this env.
