@@ -107,6 +107,7 @@ function nativeOptions(opts: RuntimeOptions): {
 }
 
 let defaultRuntime: Runtime | undefined;
+let taskModule: typeof import('./task') | undefined;
 const SHARED = Symbol('kyoto.shared');
 
 /**
@@ -165,10 +166,10 @@ export class Runtime implements OpOwner {
    * @param args - its arguments (structured-cloned).
    */
   spawnBlocking<T = unknown>(moduleUrl: string | URL, exportName: string, ...args: unknown[]): JoinHandle<T> {
-    // Loaded on demand: kyoto/task imports this module.
+    // Loaded on demand (once): kyoto/task imports this module.
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const task = require('./task') as typeof import('./task');
-    return task.spawnBlockingOn<T>(this, moduleUrl, exportName, args);
+    taskModule ??= require('./task') as typeof import('./task');
+    return taskModule.spawnBlockingOn<T>(this, moduleUrl, exportName, args);
   }
 
   /** Whether this is (a handle of) the process-wide default runtime. @internal */

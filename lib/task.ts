@@ -475,8 +475,8 @@ const RUNNING = 2;
 const CANCELLED = 3;
 
 // The worker: runs every task of a batch, answers with one message per batch (plus one per tick for
-// tasks that settle later). Task `i` of a batch is `[slot, url, export, args]` at `4 * i`; a result
-// is `[slot, status, value]` (status 1 value, 0 error, 2 cancelled before it started).
+// tasks that settle later). A batch is a list of groups `url, export, count, (slot, args) × count`;
+// a result is `slot, status, value` (status 1 value, 0 error, 2 cancelled before it started).
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const state = new Uint8Array(workerData.state);
@@ -541,22 +541,25 @@ function load(url) {
   return p;
 }
 parentPort.on('message', (m) => {
-  for (let i = 0; i < m.length; i += 4) {
-    const slot = m[i];
-    if (Atomics.compareExchange(state, slot, ${QUEUED}, ${RUNNING}) !== ${QUEUED}) {
-      out.push(slot, 2, undefined);
-      continue;
-    }
-    const url = m[i + 1];
-    const mod = loaded.get(url);
-    if (mod !== undefined) {
-      run(slot, mod, url, m[i + 2], m[i + 3]);
-    } else {
-      const name = m[i + 2], args = m[i + 3];
-      load(url).then((mod) => {
-        run(slot, mod, url, name, args);
-        if (!later) { later = true; setImmediate(flush); }
-      }, (e) => settle(slot, 0, e));
+  let i = 0;
+  while (i < m.length) {
+    const url = m[i], name = m[i + 1], end = i + 3 + 2 * m[i + 2];
+    for (i += 3; i < end; i += 2) {
+      const slot = m[i];
+      if (Atomics.compareExchange(state, slot, ${QUEUED}, ${RUNNING}) !== ${QUEUED}) {
+        out.push(slot, 2, undefined);
+        continue;
+      }
+      const mod = loaded.get(url);
+      if (mod !== undefined) {
+        run(slot, mod, url, name, m[i + 1]);
+      } else {
+        const args = m[i + 1];
+        load(url).then((mod) => {
+          run(slot, mod, url, name, args);
+          if (!later) { later = true; setImmediate(flush); }
+        }, (e) => settle(slot, 0, e));
+      }
     }
   }
   flush();
@@ -677,6 +680,7 @@ export class BlockingPool {
       const take = Math.min(room, CHUNK, Math.max(1, Math.ceil(waiting / n)));
       const msg: unknown[] = [];
       const sent: BlockingTask[] = [];
+      let group = -1;
       while (sent.length < take && this.#head < this.#queue.length) {
         const task = this.#queue[this.#head++];
         waiting--;
@@ -686,7 +690,12 @@ export class BlockingPool {
         task.worker = w;
         w.tasks[slot - w.base] = task;
         Atomics.store(this.state, slot, QUEUED);
-        msg.push(slot, task.url, task.name, task.args);
+        if (group < 0 || msg[group] !== task.url || msg[group + 1] !== task.name) {
+          group = msg.length;
+          msg.push(task.url, task.name, 0);
+        }
+        (msg[group + 2] as number)++;
+        msg.push(slot, task.args);
         sent.push(task);
       }
       if (sent.length === 0) continue;
@@ -696,11 +705,11 @@ export class BlockingPool {
         w.worker.postMessage(msg);
       } catch {
         // Some argument cannot be cloned: send the tasks one by one, failing those that cannot go.
-        for (let i = 0; i < sent.length; i++) {
+        for (const task of sent) {
           try {
-            w.worker.postMessage(msg.slice(4 * i, 4 * i + 4));
+            w.worker.postMessage([task.url, task.name, 1, task.slot, task.args]);
           } catch (err) {
-            this.#finish(w, sent[i].slot, 0, err);
+            this.#finish(w, task.slot, 0, err);
           }
         }
       }
@@ -752,9 +761,20 @@ export class BlockingPool {
   }
 }
 
+let lastModuleUrl: unknown;
+let lastModuleHref = '';
+
 function moduleUrlOf(moduleUrl: unknown): string {
+  if (moduleUrl === lastModuleUrl && typeof moduleUrl === 'string') return lastModuleHref;
   if (moduleUrl instanceof URL) return moduleUrl.href;
   validateString(moduleUrl, 'moduleUrl');
+  lastModuleUrl = undefined;
+  lastModuleHref = parseModuleUrl(moduleUrl);
+  lastModuleUrl = moduleUrl;
+  return lastModuleHref;
+}
+
+function parseModuleUrl(moduleUrl: string): string {
   if (isAbsolute(moduleUrl)) return pathToFileURL(moduleUrl).href;
   try {
     return new URL(moduleUrl).href;
