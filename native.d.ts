@@ -13,24 +13,54 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 export declare class NativeRuntime {
   /** Starts a runtime owned by the calling env (shut down when the env goes away). */
   constructor(opts: RuntimeOptions)
+  /** The process-wide default runtime, shared by every env. Its `shutdown` only completes `id`. */
+  static shared(): NativeRuntime
+  /** `'multi_thread'` or `'current_thread'`. */
+  get flavor(): string
+  /** The `maxBlockingThreads` option, if given. */
+  get maxBlockingThreads(): number | null
+  /** Offset in ms (in `[0, 1)`) of the timer wheel's 1 ms ticks from whole ms of `now()`. */
+  get tickPhase(): number
   /**
-   * The process-wide default runtime, shared by every env; started by the first call (later
-   * calls ignore `opts`). Its `shutdown` only affects the calling env's operations.
+   * An operation completed (with `undefined`) by a task spawned on the runtime: the bridge's
+   * round trip.
    */
-  static shared(opts: RuntimeOptions): NativeRuntime
-  /** An operation that completes (with `undefined`) from a runtime task: the bridge's round trip. */
   noop(id: number): void
-  /** An operation that resolves with `value` from a runtime task (tests the value path). */
+  /** An operation resolved with `value` by a runtime task (tests the value path). */
   echo(id: number, value: string | number): void
+  /**
+   * Test hook: `count` runtime tasks, each completing after `ms` on the runtime's clock; the
+   * operation `id` completes when all have (so metrics can be read while they are alive).
+   */
+  spawnSleepers(id: number, count: number, ms: number): void
   /** An operation whose task panics: its promise rejects with `ERR_KYOTO_PANIC`. */
   panicOp(id: number): void
-  /** Completes operation `id` at `deadline` (ms on the runtime clock, rounded up to 1 ms). */
+  /**
+   * Completes operation `id` at `deadline` (ms since the origin on this runtime's clock): a
+   * timer registered directly in the runtime's wheel, no task.
+   */
   sleepUntil(id: number, deadline: number, refed: boolean, cancellable: boolean): void
+  /** This runtime's clock, in ms since the process-wide origin. */
+  now(): number
+  /** Pauses this runtime's clock; false if it was already paused. */
+  pauseClock(): boolean
+  /** Restarts this runtime's clock; false if it was not paused. */
+  resumeClock(): boolean
+  /** Whether this runtime's clock is paused. */
+  isClockPaused(): boolean
+  /** Moves the paused clock by `ms` and fires what came due; false if it is not paused. */
+  advanceClock(ms: number): boolean
+  /**
+   * On a paused clock, jumps to the next timer and fires it (called by JS when its thread is
+   * idle). Returns whether the clock moved.
+   */
+  advanceToNextTimer(): boolean
   /** A snapshot of the runtime's metrics. */
   metrics(): RuntimeMetrics
   /**
-   * Shuts an owned runtime down (a background thread waits at most `timeoutMs` for its threads)
-   * and completes operation `id` when done. For the shared default runtime only `id` completes.
+   * Shuts an owned runtime down on a background thread (waiting at most `timeoutMs` for its
+   * threads; never blocks the JS thread) and completes operation `id` when done. For the shared
+   * default runtime only `id` completes.
    */
   shutdown(id: number, timeoutMs: number): void
 }
@@ -49,6 +79,17 @@ export declare class SyncChan {
   lid(): number
   /** Sends now if capacity is free: 0 sent, 1 full, 2 closed. */
   trySend(value: unknown, tag: number): number
+  /**
+   * This wrapper's sender ring (unbounded channels), as an `ArrayBuffer` over native memory
+   * that JS writes simple values into (see `ring.rs` for the layout); null when the channel is
+   * bounded or this Node refuses external ArrayBuffers (then every send is a native call).
+   */
+  senderRing(): ArrayBuffer | null
+  /**
+   * Puts a message back at the front of the queue (a receiver moving away with messages it
+   * had already taken into its JS buffer; called newest first).
+   */
+  pushFront(value: unknown, tag: number): void
   /** Appends a message without taking capacity (the buffered messages moved in by `share`). */
   pushInit(value: unknown, tag: number): void
   /** Reserves `n` slots now: the holding key, -1 (full) or -2 (closed). */
@@ -142,15 +183,6 @@ export declare class SyncSem {
   share(kind: number): Array<number>
 }
 
-/** Moves the paused clock forward by `ms`; returns false if the clock is not paused. */
-export declare function advance(ms: number): boolean
-
-/**
- * On a paused clock with no timer due, jumps to the earliest pending timer (the JS layer calls
- * this when its thread is idle). Returns whether the clock moved.
- */
-export declare function autoAdvance(): boolean
-
 /**
  * Installs this thread's completion bridge: `onBatch(count, values)` is called once per batch of
  * completions; the ids and statuses of the batch are in the first `count` slots of `ids` and
@@ -174,45 +206,136 @@ export declare function bridgeRefs(): number
  */
 export declare function cancel(id: number): boolean
 
-/** Whether the clock is paused. */
-export declare function isPaused(): boolean
-
 /**
  * Adds `delta` (±) to this thread's count of things holding the event loop open (JS-level handles
  * such as an `Interval`). The loop is held while the count of holds and ref'd operations is > 0.
  */
 export declare function keepAlive(delta: number): void
 
-/** The runtime clock, in milliseconds since a process-wide origin (follows `pause`/`advance`). */
+/** `"family|ip|port"` of the local (or peer) address, or `"!errno"`. */
+export declare function netAddr(h: number, peer: boolean): string
+
+/** Listener: accept connections (K_ACCEPT events) while `on`. */
+export declare function netArm(h: number, on: boolean): number
+
+/** Closes a socket (after sending what JS queued): its task stops and the descriptor closes. */
+export declare function netClose(h: number): number
+
+/**
+ * Starts a native copy `src → dst` (and `dst → src` when `bidi`); K_COPY with handle `op`
+ * reports the result. 0 or a negative errno.
+ */
+export declare function netCopy(op: number, src: number, dst: number, bidi: boolean): number
+
+/** Forgets a finished copy (JS calls this when it got K_COPY). */
+export declare function netCopyDone(op: number): void
+
+/** 0 when nothing is waiting to be written; 1 when a K_DRAIN will follow. */
+export declare function netDrain(h: number): number
+
+/**
+ * Sends the queued write table now (JS calls this once per microtask turn when it queued writes
+ * outside a native turn).
+ */
+export declare function netFlush(): void
+
+/**
+ * Initialises `kyoto/net` in this env. `flavor`: `'current_thread'` (uv_poll on this thread's
+ * loop; the default where supported) or `'multi_thread'`. Returns the flavor in use.
+ */
+export declare function netInit(flavor: string, onBatch: (count: number) => void, ev: Int32Array, rarena: Uint8Array, wtab: Int32Array, warena: Uint8Array, ctl: Int32Array, blocked: Uint8Array): string
+
+/** Live sockets of this env (tests). */
+export declare function netLive(): number
+
+/** Joins (or leaves) an IPv4 multicast group on `iface` (an IPv4 address, `""` = any). */
+export declare function netMulticast(h: number, join: boolean, group: string, iface: string): number
+
+/** Stream/UDP: read (K_DATA / K_DGRAM events) while `on`. */
+export declare function netRead(h: number, on: boolean): number
+
+/** Holds (or releases) the event loop for the env's ref'd sockets and pending operations. */
+export declare function netRef(on: boolean): void
+
+/**
+ * Sets a socket option: 1 nodelay(a), 2 keepalive(a, b = idle ms), 3 linger(a < 0: off, else
+ * seconds), 4 ttl(a), 5 broadcast(a), 6 multicast loop v4(a), 7 multicast ttl v4(a), 8 send
+ * buffer(a), 9 receive buffer(a). 0 or a negative errno.
+ */
+export declare function netSetOpt(h: number, opt: number, a: number, b: number): number
+
+/**
+ * Shuts the write direction down after the backlog: 0 done, 1 pending (K_DRAIN follows), < 0
+ * errno.
+ */
+export declare function netShutdown(h: number): number
+
+/**
+ * Starts a connect; returns the stream's handle (K_CONNECTED or K_ERROR follows) or a negative
+ * errno.
+ */
+export declare function netTcpConnect(ip: string, port: number, localIp: string, localPort: number, flags: number, sndbuf: number, rcvbuf: number): number
+
+/** Binds and listens; returns the listener's handle or a negative errno. */
+export declare function netTcpListen(ip: string, port: number, backlog: number, flags: number, sndbuf: number, rcvbuf: number): number
+
+/** Binds a UDP socket; returns its handle or a negative errno. */
+export declare function netUdpBind(ip: string, port: number, flags: number, sndbuf: number, rcvbuf: number): number
+
+/** Connects a UDP socket (filters what it receives); 0 or a negative errno. */
+export declare function netUdpConnect(h: number, ip: string, port: number): number
+
+/**
+ * Sends one datagram to `ip:port` (or the connected peer when `ip` is empty): 0, 1 blocked, or
+ * a negative errno.
+ */
+export declare function netUdpSend(h: number, data: Uint8Array, ip: string, port: number): number
+
+/** Writes `data` (after the queued table): 0 taken, 1 blocked (wait for K_DRAIN), < 0 errno. */
+export declare function netWrite(h: number, data: Uint8Array): number
+
+/**
+ * The default runtime's clock, in milliseconds since the process-wide origin (follows
+ * `pause`/`advance`). Starts the default runtime if needed.
+ */
 export declare function now(): number
 
-/** Freezes the clock; returns false if it was already paused. */
-export declare function pause(): boolean
-
-/** Unfreezes the clock; returns false if it was not paused. */
-export declare function resume(): boolean
-
-/** A snapshot of a runtime's metrics. */
+/** A snapshot of a runtime's metrics (`kyoto_rt::runtime::RuntimeMetrics`). */
 export interface RuntimeMetrics {
+  /** `'multi_thread'` or `'current_thread'`. */
   flavor: string
+  /** Worker threads. */
   workers: number
+  /** Tasks spawned and not yet completed. */
   aliveTasks: number
+  /** Tasks ever spawned. */
   spawnedTasks: number
+  /** Tasks in the global queue. */
   globalQueueDepth: number
+  /** Task polls per worker. */
   workerPollCount: Array<number>
+  /** Tasks stolen per worker. */
   workerStealCount: Array<number>
+  /** Parks per worker. */
   workerParkCount: Array<number>
+  /** Local queue depth per worker. */
   workerLocalQueueDepth: Array<number>
+  /** I/O readiness events dispatched. */
   ioEvents: number
+  /** Polls cut short by the coop budget. */
   budgetForcedYields: number
+  /** Threads of the blocking pool. */
   blockingThreads: number
 }
 
-/** Options of `new Runtime(...)` (validated by the TypeScript layer). */
+/** Options of `new Runtime(...)` (validated by the TypeScript layer, checked again here). */
 export interface RuntimeOptions {
   /** `'multi_thread'` (default) or `'current_thread'`. */
   flavor?: string
-  /** Worker threads of a multi-thread runtime (default: one per core). */
+  /**
+   * Worker threads of a multi-thread runtime (default: `KYOTO_WORKER_THREADS`, else one per
+   * core).
+   */
   workerThreads?: number
   /** Prefix of the runtime's thread names. */
   threadName?: string
@@ -233,6 +356,15 @@ export declare function syncBarrierCreate(n: number, arrived: number): SyncBarri
  */
 export declare function syncChanCreate(cap: number, free: number, txCount: number, rxClosed: boolean): SyncChan
 
+/** A sender published into its ring and saw the receiver waiting: wakes it. */
+export declare function syncChanKick(lid: number): void
+
+/**
+ * Takes up to `limit` messages (at most the batch arrays' length) into this env's batch arrays
+ * (see `syncInit`); returns how many, or -1 when the channel is closed and drained.
+ */
+export declare function syncChanRecvBatch(lid: number, limit: number): number
+
 /** Fast path of `SyncChan.recvMany` by local id. */
 export declare function syncChanRecvMany(lid: number, limit: number): unknown
 
@@ -243,10 +375,11 @@ export declare function syncChanTryRecv(lid: number): unknown
 export declare function syncChanTrySend(lid: number, value: unknown, tag: number): number
 
 /**
- * Installs this env's `deserialize(buffer)` callback and the `EMPTY`/`CLOSED` sentinels that
- * non-blocking receives return.
+ * Installs this env's `deserialize(buffer)` callback, the `EMPTY`/`CLOSED` sentinels that
+ * non-blocking receives return, and the arrays batch receives write into (`kinds`: Uint8Array,
+ * `nums`: Float64Array of the same length, `others`: Array).
  */
-export declare function syncInit(deserialize: (buf: Buffer) => unknown, empty: object, closed: object): void
+export declare function syncInit(deserialize: (buf: Buffer) => unknown, empty: object, closed: object, kinds: Uint8Array, nums: Float64Array, others: unknown[]): void
 
 /** Creates a shared Notify (with its stored permit, if any). */
 export declare function syncNotifyCreate(permit: boolean): SyncNotify
