@@ -2,10 +2,10 @@
 // printed as markdown tables (median of ≥ 5 rounds, ratios to the peers).
 //
 //   node bench/run.mjs [--only p8,p2] [--rounds 5] [--duration 3] [--warmup 1] [--no-scale]
-//                      [--workers 2] [--json results.json] [--no-build]
+//                      [--workers <cores - 1>] [--json results.json] [--no-build]
 //
 // - P8 (native scheduler): `cargo bench -p kyoto-rt --bench p8_scheduler` — kyoto vs tokio
-//   multi-thread runtimes, same worker count.
+//   multi-thread runtimes, one worker per core for both.
 // - P2 (native TCP echo): the kyoto-rt echo server (`kyoto-echo`, io::copy per connection) vs the same
 //   server on tokio (`examples/tokio-echo.rs`, same worker count) vs a node:net echo server, driven by
 //   kyoto-loadgen (a separate native process, 1 thread) at 50 × 1 × 64 B, 200 × 4 × 128 B and
@@ -13,6 +13,7 @@
 //   loadgen's measured window; peak RSS is the server's VmHWM after all rounds of a load.
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import os from 'node:os';
 import {
   BIN,
   ROOT,
@@ -41,7 +42,8 @@ const only = optStr('only', 'p8,p2').split(',');
 const rounds = Math.max(5, opt('rounds', 5));
 const duration = opt('duration', 3);
 const warmup = opt('warmup', 1);
-const workers = Math.max(1, opt('workers', 2));
+// Server worker threads (kyoto and tokio alike): every core but the one the load generator runs on.
+const workers = Math.max(1, opt('workers', os.cpus().length - 1));
 const jsonOut = optStr('json', null);
 
 const LOADS = [
@@ -56,7 +58,7 @@ function runP8() {
   console.log('\n## P8 — native scheduler: kyoto-rt vs tokio (cargo bench -p kyoto-rt --bench p8_scheduler)');
   const r = spawnSync('cargo', ['bench', '-p', 'kyoto-rt', '--bench', 'p8_scheduler'], {
     cwd: ROOT,
-    env: { ...process.env, P8_JSON: '1', P8_WORKERS: String(workers) },
+    env: { ...process.env, P8_JSON: '1', P8_WORKERS: String(os.cpus().length) },
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'inherit'],
     timeout: 15 * 60_000,
@@ -74,12 +76,12 @@ function runP8() {
 const SERVERS = [
   {
     key: 'kyoto',
-    label: `kyoto-rt native (${workers} workers)`,
+    label: `kyoto-rt native (${workers} worker${workers === 1 ? '' : 's'})`,
     start: () => startServer('kyoto-echo', BIN.kyotoEcho, ['--port', '0', '--workers', String(workers)]),
   },
   {
     key: 'tokio',
-    label: `tokio (${workers} workers)`,
+    label: `tokio (${workers} worker${workers === 1 ? '' : 's'})`,
     start: () => startServer('tokio-echo', BIN.tokioEcho, ['--port', '0', '--workers', String(workers)]),
   },
   {

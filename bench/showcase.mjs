@@ -2,7 +2,7 @@
 // the native load generator (kyoto-loadgen, a separate Rust process) with the same load, side by side.
 //
 //   node bench/showcase.mjs [--rounds 1] [--duration 5] [--warmup 1] [--conns 50] [--inflight 1]
-//                           [--bytes 64] [--workers 2] [--no-build]
+//                           [--bytes 64] [--workers <cores - 1>] [--no-build]
 //
 // Which kyoto server: for now the native Rust server on kyoto-rt (crates/kyoto-bench, `kyoto-echo`:
 // `kyoto_rt::io::copy` per connection) — the Node binding does not expose TCP yet. Once it does, this
@@ -23,6 +23,7 @@ import {
   stopServer,
   table,
 } from './lib/harness.mjs';
+import os from 'node:os';
 
 const argv = process.argv.slice(2);
 const opt = (name, dflt) => {
@@ -33,7 +34,8 @@ const rounds = Math.max(1, opt('rounds', 1));
 const duration = opt('duration', 5);
 const warmup = opt('warmup', 1);
 const load = { conns: opt('conns', 50), inflight: opt('inflight', 1), bytes: opt('bytes', 64) };
-const workers = Math.max(1, opt('workers', 2));
+// Default: every core but the one the load generator runs on (1 on this 2-core machine).
+const workers = Math.max(1, opt('workers', os.cpus().length - 1));
 
 async function main() {
   if (!argv.includes('--no-build')) ensureBuilt();
@@ -41,7 +43,7 @@ async function main() {
   const servers = [
     {
       key: 'kyoto',
-      label: `kyoto (native kyoto-rt server, ${workers} workers)`,
+      label: `kyoto (native kyoto-rt server, ${workers} worker${workers === 1 ? '' : 's'})`,
       start: () =>
         startServer('kyoto-echo', BIN.kyotoEcho, ['--host', '127.0.0.1', '--port', '0', '--workers', String(workers)]),
     },
