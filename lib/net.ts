@@ -379,6 +379,13 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
 
   #wait(buf: Uint8Array | undefined, peek: boolean, signal: AbortSignal | undefined): Promise<number | Buffer | undefined> {
     if (!this.#reading && !this.#eof && !this.#closed) this.#maybeResume();
+    if (signal === undefined) {
+      // The hot path: one promise and one waiter record per read.
+      return new Promise((resolve, reject) => {
+        if (this.#waiters.length === 0) hold(1);
+        this.#waiters.push({ buf, peek, resolve, reject });
+      });
+    }
     return withSignal(signal, (resolve, reject) => {
       const w: ReadWaiter = { buf, peek, resolve, reject };
       if (this.#waiters.length === 0) hold(1);

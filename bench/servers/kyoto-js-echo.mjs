@@ -54,7 +54,7 @@ if (udp) {
       if (useCopy) {
         await copy(s, s);
       } else {
-        const buf = Buffer.allocUnsafe(65536);
+        const buf = Buffer.allocUnsafe(16384);
         for (;;) {
           const n = await s.read(buf);
           if (n === 0) break;
