@@ -2,7 +2,21 @@ import test from 'ava';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { setTimeout as delay } from 'node:timers/promises';
-import { fromShared, mpsc, Mutex, Notify, Semaphore, Barrier, RwLock, type SyncHandle } from 'kyoto/sync';
+import { getEventListeners, setMaxListeners } from 'node:events';
+import {
+  fromShared,
+  mpsc,
+  oneshot,
+  broadcast,
+  watch,
+  Mutex,
+  Notify,
+  OnceCell,
+  Semaphore,
+  Barrier,
+  RwLock,
+  type SyncHandle,
+} from 'kyoto/sync';
 
 const FIXTURE = path.join(__dirname, 'fixtures', 'sync-worker.js');
 
@@ -349,5 +363,196 @@ test('a worker sending numbers through its ring and exiting: every value arrives
   }
   t.is(count, 100_000);
   t.is(sum, (100_000 * 99_999) / 2);
+  await w.exited;
+});
+
+test('oneshot across threads: a sender moved to a worker delivers a structured clone; a receiver moved there gets ours', async (t) => {
+  const [tx, rx] = oneshot.channel<{ hello: string; n: number; buf: Buffer }>();
+  const pending = rx.then((v) => v); // awaited before the sender moves: the wait follows it
+  const w = spawn({ task: 'oneshot-send', id: 0, n: 0, handles: [tx.share()] });
+  t.throws(() => tx.send({ hello: '', n: 0, buf: Buffer.alloc(0) }), { code: 'ERR_INVALID_STATE' });
+  t.deepEqual(await bounded(w.next()), { sent: true });
+  const v = await bounded(pending);
+  t.is(v.hello, 'world');
+  t.is(v.n, 42);
+  t.is(Buffer.from(v.buf).toString(), 'abc');
+  t.throws(() => rx.tryRecv(), { code: 'ERR_CHANNEL_CLOSED' });
+
+  const [tx2, rx2] = oneshot.channel<string>();
+  const w2 = spawn({ task: 'oneshot-recv', id: 0, n: 0, handles: [rx2.share()] });
+  await delay(20);
+  t.false(tx2.isClosed());
+  t.true(tx2.send('over there'));
+  t.deepEqual(await bounded(w2.next()), { got: 'over there' });
+  await bounded(tx2.closed()); // receiving closed the receiver
+});
+
+test('oneshot across threads: a worker terminated holding the sender makes the receiver reject with RecvError', async (t) => {
+  const [tx, rx] = oneshot.channel<number>();
+  const w = spawn({ task: 'hold-oneshot-and-die', id: 0, n: 0, handles: [tx.share()] });
+  t.is(await bounded(w.next()), 'holding');
+  t.throws(() => rx.tryRecv(), { code: 'ERR_CHANNEL_EMPTY' });
+  const r = rx.then(
+    () => 'value',
+    (e: unknown) => `${(e as { code: string }).code}:${(e as { kind: string }).kind}`,
+  );
+  await w.worker.terminate();
+  t.is(await bounded(r, 10_000, 'oneshot after worker death'), 'ERR_CHANNEL_CLOSED:closed');
+});
+
+test('shared broadcast capacity 4 (5 rounds up to 8 too): lagged with the skipped count, then the oldest retained', async (t) => {
+  const [tx, rx] = broadcast.channel<number>(4);
+  tx.send(1);
+  fromShared<broadcast.Sender<number>>(tx.share()).close(); // into shared mode with a retained value
+  for (const v of [2, 3, 4]) tx.send(v);
+  t.is(await rx.recv(), 1);
+  for (const v of [5, 6, 7, 8]) tx.send(v);
+  const e = await t.throwsAsync(rx.recv(), { code: 'ERR_LAGGED' });
+  t.is((e as unknown as { skipped: number }).skipped, 3);
+  t.deepEqual([await rx.recv(), await rx.recv(), await rx.recv(), await rx.recv()], [5, 6, 7, 8]);
+  t.throws(() => rx.tryRecv(), { code: 'ERR_CHANNEL_EMPTY' });
+  const [tx8, rx8] = broadcast.channel<number>(5);
+  tx8.share();
+  for (let i = 1; i <= 9; i++) tx8.send(i);
+  t.throws(() => rx8.tryRecv(), { code: 'ERR_LAGGED', message: /1 values/ });
+  t.is(rx8.tryRecv(), 2);
+});
+
+test('broadcast across threads: a receiver moved to a worker sees every value in order (cloned per receiver), then the close', async (t) => {
+  const [tx, rx] = broadcast.channel<number | { k: number }>(16);
+  const mine = tx.subscribe();
+  const w = spawn({ task: 'bcast-recv', id: 0, n: 0, handles: [rx.share()] });
+  t.is(await bounded(w.next()), 'ready');
+  t.is(tx.receiverCount(), 2);
+  for (let i = 0; i < 10; i++) t.is(tx.send(i % 2 === 0 ? i : { k: i }), 2);
+  t.is(mine.len, 10);
+  for (let i = 0; i < 10; i++) t.deepEqual(await mine.recv(), i % 2 === 0 ? i : { k: i });
+  mine.close();
+  tx.close();
+  const { got } = (await bounded(w.next())) as { got: unknown[] };
+  t.deepEqual(got.slice(0, 10), [0, { k: 1 }, 2, { k: 3 }, 4, { k: 5 }, 6, { k: 7 }, 8, { k: 9 }]);
+});
+
+test('broadcast across threads: a worker terminated while subscribed stops counting as a receiver', async (t) => {
+  const [tx, rx] = broadcast.channel<number>(2);
+  const extra = tx.subscribe();
+  const w = spawn({ task: 'hold-bcast-rx-and-die', id: 0, n: 0, handles: [rx.share()] });
+  t.is(await bounded(w.next()), 'holding');
+  t.is(tx.receiverCount(), 2);
+  extra.close();
+  const closed = tx.closed();
+  await w.worker.terminate();
+  await bounded(closed, 10_000, 'broadcast closed() after the last receiver died');
+  t.is(tx.receiverCount(), 0);
+  t.throws(() => tx.send(1), { code: 'ERR_CHANNEL_CLOSED' });
+});
+
+test('watch across threads: sendModify from two workers is atomic, a worker receiver sees changes and the close', async (t) => {
+  const [tx, rx] = watch.channel<{ count: number }>({ count: 0 });
+  const h = tx.share();
+  const N = 200;
+  const ws = [0, 1].map((id) => spawn({ task: 'watch-modify', id, n: N, handles: [id === 0 ? h : tx.share()] }));
+  await bounded(Promise.all(ws.map((w) => w.next())), 60_000, 'watch modifiers');
+  t.is(rx.borrow().count, 2 * N);
+  t.true(rx.hasChanged());
+  await rx.changed();
+  t.false(rx.hasChanged());
+
+  const [stx, srx] = watch.channel<string>('a');
+  const w = spawn({ task: 'watch-changed', id: 0, n: 0, handles: [srx.share()] });
+  srx.close();
+  t.is(await bounded(w.next()), 'ready');
+  t.is(stx.receiverCount(), 1);
+  stx.send('b');
+  t.is(await bounded(w.next()), 'seen');
+  t.is(stx.sendReplace('c'), 'b');
+  t.is(await bounded(w.next()), 'seen');
+  stx.close();
+  const { seen } = (await bounded(w.next())) as { seen: string[] };
+  t.deepEqual(seen, ['a', 'b', 'c', 'closed:ERR_CHANNEL_CLOSED']);
+});
+
+test('OnceCell across threads: one initialiser at a time, a failed one lets another retry, all see one value', async (t) => {
+  const cell = new OnceCell<string>();
+  const h = cell.share();
+  const counters = new Int32Array(new SharedArrayBuffer(4));
+  const ws = [0, 1, 2].map((id) => spawn({ task: 'once-init', id, n: 0, handles: [h], counters }));
+  const mine = cell.getOrInit(async () => {
+    Atomics.add(counters, 0, 1);
+    await delay(30);
+    return 'main';
+  });
+  const results = (await bounded(Promise.all(ws.map((w) => w.next())), 30_000, 'once-init')) as { v?: string; failed?: string }[];
+  const v = await bounded(mine);
+  const failures = results.filter((r) => r.failed !== undefined);
+  t.true(failures.every((r, i) => r.failed === 'the first initialiser fails' && (i === 0 || failures.length <= 1)));
+  for (const r of results) if (r.v !== undefined) t.is(r.v, v);
+  t.not(v, 'w0');
+  t.is(Atomics.load(counters, 0), 1 + failures.length);
+  t.is(cell.get(), v);
+  t.true(cell.initialized());
+  t.throws(() => cell.set('x'), { code: 'ERR_ONCE_CELL_SET' });
+});
+
+test('OnceCell across threads: a worker terminated while initialising lets a waiting caller retry', async (t) => {
+  const cell = new OnceCell<string>();
+  const w = spawn({ task: 'once-init-and-die', id: 0, n: 0, handles: [cell.share()] });
+  t.is(await bounded(w.next()), 'initializing');
+  t.throws(() => cell.set('x'), { code: 'ERR_ONCE_CELL_SET', message: /being initialised/ });
+  let ran = false;
+  const v = cell.getOrInit(() => {
+    ran = true;
+    return 'mine';
+  });
+  await delay(30);
+  t.false(ran);
+  await w.worker.terminate();
+  t.is(await bounded(v, 10_000, 'OnceCell retry after worker death'), 'mine');
+  t.true(ran);
+});
+
+test('cross-thread: 10 000 waits settled or aborted leave no listeners on a long-lived signal', async (t) => {
+  const long = new AbortController();
+  setMaxListeners(20_000, long.signal);
+  const sem = new Semaphore(0);
+  const m = new Mutex(0);
+  const n = new Notify();
+  const [tx, rx] = mpsc.channel<number>(1);
+  const N = 2500;
+  const w = spawn({ task: 'release-all', id: 0, n: N, handles: [sem.share(), m.share(), n.share(), tx.share()] });
+  tx.close();
+  t.is(await bounded(w.next()), 'locked');
+  const waits: Promise<unknown>[] = [];
+  for (let i = 0; i < N; i++) {
+    // Shared-mode waits on the long-lived signal, settled by the worker: each removes its listener.
+    waits.push(sem.acquire(1, { signal: long.signal }));
+    waits.push(m.lock({ signal: long.signal }));
+    waits.push(n.notified({ signal: long.signal }));
+    waits.push(rx.recv({ signal: long.signal }));
+  }
+  t.is(getEventListeners(long.signal, 'abort').length, 4 * N);
+  w.worker.postMessage('go');
+  for (let i = 0; i < N; i++) {
+    const g = (await bounded(waits[i * 4 + 1] as Promise<{ release(): void }>, 20_000, 'shared mutex waiter')) as { release(): void };
+    g.release();
+  }
+  const settled = await bounded(Promise.all(waits), 30_000, 'shared waits');
+  t.is(settled.filter((v, i) => i % 4 === 3).length, N);
+  t.is(getEventListeners(long.signal, 'abort').length, 0);
+  for (let i = 0; i < N; i++) (settled[i * 4] as { release(): void }).release();
+  t.is(sem.availablePermits(), N);
+  // Aborted cross-thread waits: each leaves the native queue and removes its listener.
+  const ac = new AbortController();
+  setMaxListeners(20_000, ac.signal);
+  const many: Promise<unknown>[] = [];
+  for (let i = 0; i < 10_000; i++) many.push(sem.acquire(N + 1, { signal: ac.signal }).catch((e: { code?: string }) => e.code));
+  t.is(sem.availablePermits(), 0); // the head waiter holds the partial assignment
+  ac.abort();
+  const codes = await bounded(Promise.all(many), 20_000, 'aborted shared waits');
+  t.true(codes.every((c) => c === 'ABORT_ERR'));
+  t.is(getEventListeners(ac.signal, 'abort').length, 0);
+  t.is(sem.availablePermits(), N); // partial assignments returned, no waiter left in native memory
+  sem.tryAcquire(N).release();
+  long.abort();
   await w.exited;
 });

@@ -2,17 +2,20 @@
  * Broadcast channels (Tokio's `broadcast`): every receiver sees every value sent after it
  * subscribed, within a ring of `capacity` (rounded up to a power of two) values. A receiver that
  * falls behind gets one `RecvError` with `kind: 'lagged'` and `skipped: n`, then resumes at the
- * oldest retained value. Same-thread only for now.
+ * oldest retained value. `share()` moves the channel into native memory: a sender handle carries a
+ * new sender clone, a receiver handle moves that receiver (its position) to another worker; every
+ * receiver then gets its own structured clone of each value.
  * @module
  */
 import { abortReason, invalidArgType, outOfRange } from '../errors';
 import { InvalidStateError, RecvError, SendError, TryRecvError } from './errors';
 import { RESOLVED, WaitList, Waiter, signalOf, type WaitOptions } from './internal';
+import { CELL, CLOSED, EMPTY, encode, makeHandle, nwait, registerReviver, sn, type NCell, type SyncHandle } from './native';
 
 const MAX_CAPACITY = 2 ** 30;
 
 class Shared<T> {
-  readonly buf: (T | undefined)[];
+  buf: (T | undefined)[];
   readonly mask: number;
   tail = 0;
   tx = 1;
@@ -20,14 +23,47 @@ class Shared<T> {
   readonly waiters = new WaitList<RxWaiter<T>>();
   readonly closedWaiters = new WaitList<Waiter<void>>();
   readonly rxs = new Set<BroadcastReceiver<T>>();
+  readonly txs = new Set<BroadcastSender<T>>();
+  /** Shared mode: the native state. */
+  n: NCell | undefined = undefined;
 
-  constructor(readonly cap: number) {
-    this.buf = new Array<T | undefined>(cap).fill(undefined);
+  constructor(
+    readonly cap: number,
+    ring = true,
+  ) {
+    this.buf = ring ? new Array<T | undefined>(cap).fill(undefined) : [];
     this.mask = cap - 1;
   }
 
   get closed(): boolean {
     return this.tx === 0;
+  }
+
+  /** Moves the channel into native memory (once); every local end and wait follows. */
+  toNative(): NCell {
+    if (this.n !== undefined) return this.n;
+    // Serialize the retained values first: a non-cloneable one throws before anything moves.
+    const retained: [number, [unknown, number]][] = [];
+    for (let pos = Math.max(0, this.tail - this.cap); pos < this.tail; pos++) retained.push([pos, encode(this.buf[pos & this.mask])]);
+    const n = sn().syncBcastCreate(this.cap, this.tail, this.tx);
+    for (const [pos, [p, tag]] of retained) n.bcPut(pos, p, tag);
+    for (const tx of this.txs) tx._adopt(n.adoptEnd(CELL.BC_TX, 0));
+    for (const rx of this.rxs) {
+      const [key, id] = n.newEnd(CELL.BC_RX, rx._next());
+      rx._adopt(key, id);
+    }
+    this.n = n;
+    this.buf = [];
+    this.txs.clear();
+    this.rxs.clear();
+    // Local waits were "something happened" signals: wake them to poll the native state.
+    for (const w of this.waiters.drain()) w.settle(undefined);
+    for (const w of this.closedWaiters.drain()) {
+      const signal = w.signal;
+      w.disarm();
+      nwait<void>(signal, (id) => n.bcClosedWait(id)).then(w.resolve, w.reject);
+    }
+    return n;
   }
 }
 
@@ -48,10 +84,18 @@ const RESULT_CLOSED = 1;
 export class BroadcastSender<T> {
   #s: Shared<T>;
   #closed = false;
+  #key = 0;
 
   /** @internal */
-  constructor(s: Shared<T>) {
+  constructor(s: Shared<T>, key = 0) {
     this.#s = s;
+    this.#key = key;
+    if (s.n === undefined) s.txs.add(this);
+  }
+
+  /** @internal */
+  _adopt(key: number): void {
+    this.#key = key;
   }
 
   /**
@@ -61,6 +105,14 @@ export class BroadcastSender<T> {
   send(value: T): number {
     if (this.#closed) throw new InvalidStateError('this sender was closed');
     const s = this.#s;
+    const n = s.n;
+    if (n !== undefined) {
+      if (n.bcRxCount() === 0) throw new SendError('no receivers');
+      const [p, tag] = encode(value);
+      const k = n.bcSend(p, tag);
+      if (k < 0) throw new SendError('no receivers');
+      return k;
+    }
     if (s.rxCount === 0) throw new SendError('no receivers');
     s.buf[s.tail & s.mask] = value;
     s.tail++;
@@ -75,12 +127,14 @@ export class BroadcastSender<T> {
 
   /** How many receivers exist. */
   receiverCount(): number {
-    return this.#s.rxCount;
+    const s = this.#s;
+    return s.n !== undefined ? s.n.bcRxCount() : s.rxCount;
   }
 
   /** Values not yet seen by every receiver (at most the capacity). */
   get len(): number {
     const s = this.#s;
+    if (s.n !== undefined) return s.n.bcLen();
     let min = s.tail;
     for (const r of s.rxs) min = Math.min(min, r._next());
     return Math.min(s.cap, s.tail - min);
@@ -94,14 +148,21 @@ export class BroadcastSender<T> {
   /** Another sender of the same channel. */
   clone(): BroadcastSender<T> {
     if (this.#closed) throw new InvalidStateError('this sender was closed');
-    this.#s.tx++;
-    return new BroadcastSender<T>(this.#s);
+    const s = this.#s;
+    if (s.n !== undefined) return new BroadcastSender<T>(s, s.n.newEnd(CELL.BC_TX, 0)[0]);
+    s.tx++;
+    return new BroadcastSender<T>(s);
   }
 
   /** Resolves when there are no receivers (a later `subscribe` re-arms it). */
   closed(options?: WaitOptions): Promise<void> {
     const signal = signalOf(options);
     const s = this.#s;
+    const n = s.n;
+    if (n !== undefined) {
+      if (n.bcRxCount() === 0) return RESOLVED;
+      return nwait<void>(signal, (id) => n.bcClosedWait(id));
+    }
     if (s.rxCount === 0) return RESOLVED;
     if (signal !== undefined && signal.aborted) return Promise.reject(abortReason(signal));
     return new Promise<void>((resolve, reject) => {
@@ -127,8 +188,25 @@ export class BroadcastSender<T> {
     if (this.#closed) return;
     this.#closed = true;
     const s = this.#s;
+    if (s.n !== undefined) {
+      const k = this.#key;
+      this.#key = 0;
+      if (k !== 0) s.n.dropEnd(k);
+      return;
+    }
+    s.txs.delete(this);
     s.tx--;
     if (s.tx === 0) for (const w of s.waiters.drain()) w.settle(undefined);
+  }
+
+  /**
+   * Moves the channel into shared memory and returns a handle carrying one new sender clone:
+   * `fromShared(handle)` in any worker revives it (once). The clone counts as a live sender, so
+   * revive every handle you make.
+   */
+  share(): SyncHandle {
+    if (this.#closed) throw new InvalidStateError('this sender was closed');
+    return makeHandle('broadcast.Sender', this.#s.toNative().shareNew(CELL.BC_TX, 0));
   }
 }
 
@@ -137,6 +215,10 @@ export class BroadcastReceiver<T> implements AsyncIterable<T> {
   #s: Shared<T>;
   #next: number;
   #closed = false;
+  #moved = false;
+  /** Shared mode: this receiver's holding key and native id. */
+  #key = 0;
+  #id = 0;
 
   /** @internal */
   constructor(s: Shared<T>, next: number) {
@@ -147,9 +229,27 @@ export class BroadcastReceiver<T> implements AsyncIterable<T> {
   /** @internal */
   static _new<T>(s: Shared<T>, next: number): BroadcastReceiver<T> {
     const r = new BroadcastReceiver<T>(s, next);
+    if (s.n !== undefined) {
+      const [key, id] = s.n.newEnd(CELL.BC_RX, -1);
+      r._adopt(key, id);
+      return r;
+    }
     s.rxCount++;
     s.rxs.add(r);
     return r;
+  }
+
+  /** @internal */
+  static _revived<T>(s: Shared<T>, key: number, id: number): BroadcastReceiver<T> {
+    const r = new BroadcastReceiver<T>(s, 0);
+    r._adopt(key, id);
+    return r;
+  }
+
+  /** @internal */
+  _adopt(key: number, id: number): void {
+    this.#key = key;
+    this.#id = id;
   }
 
   /** @internal */
@@ -159,8 +259,20 @@ export class BroadcastReceiver<T> implements AsyncIterable<T> {
 
   /** Returns a value, RESULT_EMPTY or RESULT_CLOSED; throws lagged. */
   #poll(lagged: (n: number) => Error): { v: T } | number {
+    if (this.#moved) throw new InvalidStateError('this receiver was moved to another thread by share()');
     if (this.#closed) return RESULT_CLOSED;
     const s = this.#s;
+    const n = s.n;
+    if (n !== undefined) {
+      const r = n.bcTryRecv(this.#id);
+      if (r === EMPTY) {
+        const skipped = sn().syncBcLagged();
+        if (skipped > 0) throw lagged(skipped);
+        return RESULT_EMPTY;
+      }
+      if (r === CLOSED) return RESULT_CLOSED;
+      return { v: r as T };
+    }
     if (this.#next < s.tail) {
       const oldest = Math.max(0, s.tail - s.cap);
       if (this.#next < oldest) {
@@ -192,6 +304,11 @@ export class BroadcastReceiver<T> implements AsyncIterable<T> {
   #wait(signal: AbortSignal | undefined): Promise<void> {
     if (signal !== undefined && signal.aborted) return Promise.reject(abortReason(signal));
     const s = this.#s;
+    const n = s.n;
+    if (n !== undefined) {
+      const id = this.#id;
+      return nwait<void>(signal, (op) => n.bcRecvWait(op, id));
+    }
     return new Promise<void>((resolve, reject) => {
       const w = new RxWaiter<T>(this, resolve, reject);
       s.waiters.push(w);
@@ -221,7 +338,9 @@ export class BroadcastReceiver<T> implements AsyncIterable<T> {
 
   /** Values this receiver has not seen (counted from its cursor, so it can exceed the capacity before a lag is reported). */
   get len(): number {
-    return this.#s.tail - this.#next;
+    const s = this.#s;
+    if (s.n !== undefined) return this.#closed || this.#moved ? 0 : s.n.bcRxLen(this.#id);
+    return s.tail - this.#next;
   }
 
   /** Whether {@link len} is 0. */
@@ -231,14 +350,21 @@ export class BroadcastReceiver<T> implements AsyncIterable<T> {
 
   /** Whether every sender is closed. */
   isClosed(): boolean {
-    return this.#s.closed;
+    const s = this.#s;
+    return s.n !== undefined ? s.n.bcIsClosed() : s.closed;
   }
 
   /** Drops this receiver (its unread values count as read). */
   close(): void {
-    if (this.#closed) return;
+    if (this.#closed || this.#moved) return;
     this.#closed = true;
     const s = this.#s;
+    if (s.n !== undefined) {
+      const k = this.#key;
+      this.#key = 0;
+      if (k !== 0) s.n.dropEnd(k);
+      return;
+    }
     s.rxs.delete(this);
     s.rxCount--;
     for (let w = s.waiters.head; w !== null; ) {
@@ -250,6 +376,20 @@ export class BroadcastReceiver<T> implements AsyncIterable<T> {
       w = nx;
     }
     if (s.rxCount === 0) for (const w of s.closedWaiters.drain()) w.settle(undefined);
+  }
+
+  /**
+   * Moves the channel into shared memory and this receiver (with its position) out of this
+   * object, which is unusable afterwards: `fromShared(handle)` revives it once, in any worker.
+   */
+  share(): SyncHandle {
+    if (this.#moved) throw new InvalidStateError('this receiver was moved to another thread by share()');
+    if (this.#closed) throw new InvalidStateError('this receiver was closed');
+    const n = this.#s.toNative();
+    const parts = n.shareEnd(this.#key, CELL.BC_RX);
+    this.#key = 0;
+    this.#moved = true;
+    return makeHandle('broadcast.Receiver', parts);
   }
 
   /** Yields values until the channel closes (a lag throws out of the loop). */
@@ -279,3 +419,18 @@ export function channel<T>(capacity: number): [BroadcastSender<T>, BroadcastRece
 }
 
 export { BroadcastSender as Sender, BroadcastReceiver as Receiver };
+
+function revivedShared<T>(n: NCell): Shared<T> {
+  const s = new Shared<T>(n.bcCap(), false);
+  s.n = n;
+  return s;
+}
+
+registerReviver('broadcast.Sender', (i, g, h, l) => {
+  const n = sn().syncReviveCell(CELL.BC_TX, i, g, h, l);
+  return n === null ? null : new BroadcastSender(revivedShared(n), n.key());
+});
+registerReviver('broadcast.Receiver', (i, g, h, l) => {
+  const n = sn().syncReviveCell(CELL.BC_RX, i, g, h, l);
+  return n === null ? null : BroadcastReceiver._revived(revivedShared(n), n.key(), n.aux());
+});

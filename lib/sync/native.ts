@@ -81,6 +81,65 @@ export interface NBarrier {
   share(): number[];
 }
 
+/**
+ * Shared oneshot / broadcast / watch / OnceCell state (one native class; methods are prefixed by
+ * the primitive they apply to).
+ */
+export interface NCell {
+  key(): number;
+  aux(): number;
+  adoptEnd(which: number, aux: number): number;
+  newEnd(which: number, aux: number): number[];
+  dropEnd(key: number): void;
+  shareEnd(key: number, which: number): number[];
+  shareNew(which: number, aux: number): number[];
+  shareCell(): number[];
+  osSend(value: unknown, tag: number): boolean;
+  osTryRecv(): unknown;
+  osRecvWait(id: number): void;
+  osClosedWait(id: number): void;
+  osRxClosed(): boolean;
+  osCloseRx(): void;
+  osCloseTx(): void;
+  bcPut(pos: number, value: unknown, tag: number): void;
+  bcSend(value: unknown, tag: number): number;
+  bcTryRecv(id: number): unknown;
+  bcRecvWait(opId: number, id: number): void;
+  bcClosedWait(opId: number): void;
+  bcRxCount(): number;
+  bcLen(): number;
+  bcRxLen(id: number): number;
+  bcIsClosed(): boolean;
+  bcCap(): number;
+  wSend(value: unknown, tag: number, requireRx: boolean): number;
+  wReplace(value: unknown, tag: number): unknown;
+  wModifyBegin(): [unknown, number];
+  wModifyEnd(key: number, store: boolean, value: unknown, tag: number, notify: boolean): void;
+  wBorrow(): [unknown, number];
+  wVersion(): number;
+  wRxCount(): number;
+  wIsClosed(): boolean;
+  wChangedWait(id: number, seen: number): void;
+  wClosedWait(id: number): void;
+  oTryBegin(): number;
+  oFinish(key: number, value: unknown, tag: number): boolean;
+  oAbandon(key: number): void;
+  oSet(value: unknown, tag: number): number;
+  oGet(): unknown;
+  oWait(id: number): void;
+}
+
+/** End / handle kinds of {@link NCell} objects (must match `cells_js.rs`). */
+export const CELL = {
+  OS_TX: 10,
+  OS_RX: 11,
+  BC_TX: 12,
+  BC_RX: 13,
+  W_TX: 14,
+  W_RX: 15,
+  ONCE: 16,
+} as const;
+
 interface SyncNativeRaw extends SyncNative {
   syncChanTrySend(lid: number, value: unknown, tag: number): number;
   syncChanTryRecv(lid: number): unknown;
@@ -108,6 +167,12 @@ interface SyncNative {
   syncReviveNotify(index: number, gen: number, hi: number, lo: number): NNotify | null;
   syncBarrierCreate(n: number, arrived: number): NBarrier;
   syncReviveBarrier(index: number, gen: number, hi: number, lo: number): NBarrier | null;
+  syncOneshotCreate(has: boolean, value: unknown, tag: number, txClosed: boolean, rxClosed: boolean, taken: boolean): NCell;
+  syncBcastCreate(cap: number, tail: number, tx: number): NCell;
+  syncWatchCreate(value: unknown, tag: number, version: number, tx: number): NCell;
+  syncOnceCreate(has: boolean, value: unknown, tag: number): NCell;
+  syncReviveCell(kind: number, index: number, gen: number, hi: number, lo: number): NCell | null;
+  syncBcLagged(): number;
 }
 
 /** Returned by a native non-blocking receive when nothing is buffered. */
@@ -173,6 +238,12 @@ export function sn(): SyncNative {
     syncReviveNotify: n.syncReviveNotify,
     syncBarrierCreate: n.syncBarrierCreate,
     syncReviveBarrier: n.syncReviveBarrier,
+    syncOneshotCreate: n.syncOneshotCreate,
+    syncBcastCreate: n.syncBcastCreate,
+    syncWatchCreate: n.syncWatchCreate,
+    syncOnceCreate: n.syncOnceCreate,
+    syncReviveCell: n.syncReviveCell,
+    syncBcLagged: n.syncBcLagged,
   };
   return api;
 }
@@ -214,6 +285,12 @@ export function nwait<T>(signal: AbortSignal | undefined, start: (id: number) =>
 function mapSemError(e: unknown): never {
   if ((e as { code?: string })?.code === 'ERR_SEMAPHORE_CLOSED') throw new AcquireError();
   throw e;
+}
+
+/** Encodes `v` for native code: `[payload, tag]` (throws `DataCloneError` before anything moves). */
+export function encode(v: unknown): [unknown, number] {
+  const tag = tagOf(v);
+  return [payload(v, tag), tag];
 }
 
 /** Maps a native "semaphore closed" (a channel's capacity) to a channel `SendError`. */

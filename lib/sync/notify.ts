@@ -5,7 +5,19 @@
 import { abortReason, invalidArgType, validateInteger } from '../errors';
 import { SetError } from './errors';
 import { JsSem, KEY, RESOLVED, WaitList, Waiter, signalOf, type WaitOptions } from './internal';
-import { makeHandle, nwait, registerReviver, sn, type NBarrier, type NNotify, type SyncHandle } from './native';
+import {
+  CELL,
+  EMPTY,
+  encode,
+  makeHandle,
+  nwait,
+  registerReviver,
+  sn,
+  type NBarrier,
+  type NCell,
+  type NNotify,
+  type SyncHandle,
+} from './native';
 
 /**
  * Wakes tasks (Tokio's `Notify`). `notifyOne()` wakes the oldest waiter or, with none, stores a
@@ -182,12 +194,18 @@ export class Barrier {
 /**
  * A value set at most once (Tokio's `OnceCell`). Concurrent `getOrInit` callers share one
  * initialisation; if it throws (or rejects), the next waiting caller runs its own initialiser.
- * (Same-thread only: it has no `share()`; use a shared Mutex for a cross-thread lazy value.)
+ * `share()` moves the cell into native memory so workers share it: the initialiser runs in the
+ * thread of the caller that wins, the others wait; if that thread dies mid-initialisation, a
+ * waiting caller retries. Values are then structured-cloned (each `get()` returns a copy).
  */
 export class OnceCell<T> {
   #value: T | undefined = undefined;
   #set = false;
   readonly #sem = new JsSem(1);
+  #n: NCell | undefined = undefined;
+  #handle: SyncHandle | undefined = undefined;
+  /** Shared mode: the key of an initialisation started in JS mode before `share()`. */
+  #initKey = 0;
 
   /** @param value - when given (even `undefined`, if passed explicitly), the cell starts initialised. */
   constructor(...value: [] | [T]) {
@@ -200,12 +218,18 @@ export class OnceCell<T> {
 
   /** The value, or `undefined` while uninitialised. */
   get(): T | undefined {
+    const n = this.#n;
+    if (n !== undefined) {
+      const v = n.oGet();
+      return v === EMPTY ? undefined : (v as T);
+    }
     return this.#value;
   }
 
   /** Whether a value is stored. */
   initialized(): boolean {
-    return this.#set;
+    const n = this.#n;
+    return n !== undefined ? n.oGet() !== EMPTY : this.#set;
   }
 
   /**
@@ -213,6 +237,14 @@ export class OnceCell<T> {
    * `'initializing'` while a `getOrInit` is running.
    */
   set(value: T): void {
+    const n = this.#n;
+    if (n !== undefined) {
+      const [p, tag] = encode(value);
+      const r = n.oSet(p, tag);
+      if (r === 1) throw new SetError('already_initialized');
+      if (r === 2) throw new SetError('initializing');
+      return;
+    }
     if (this.#set) throw new SetError('already_initialized');
     if (this.#sem.permits === 0) throw new SetError('initializing');
     this.#value = value;
@@ -223,30 +255,114 @@ export class OnceCell<T> {
   /** The value, initialising it with `init()` first if needed (one initialiser at a time). */
   async getOrInit(init: () => T | PromiseLike<T>, options?: WaitOptions): Promise<T> {
     if (typeof init !== 'function') throw invalidArgType('init', 'of type function', init);
-    if (this.#set) return this.#value as T;
     const signal = signalOf(options);
-    try {
-      await this.#sem.acquire(1, signal, KEY, undefined);
-    } catch (e) {
-      // Closed: another caller stored the value while we waited.
+    for (;;) {
+      if (this.#n !== undefined) return this.#nativeGetOrInit(this.#n, init, signal);
       if (this.#set) return this.#value as T;
-      throw e;
+      try {
+        await this.#sem.acquire(1, signal, KEY, undefined);
+      } catch (e) {
+        // Closed: another caller stored the value while we waited, or the cell was shared.
+        if (this.#set) return this.#value as T;
+        if (this.#n !== undefined) continue;
+        throw e;
+      }
+      if (this.#n !== undefined) continue;
+      if (this.#set) {
+        this.#sem.release(0, 1);
+        return this.#value as T;
+      }
+      let v: T;
+      try {
+        v = await init();
+      } catch (e) {
+        const sn2 = this.#shared();
+        if (sn2 !== undefined) sn2.oAbandon(this.#takeInitKey());
+        else this.#sem.release(0, 1); // the next waiter retries
+        throw e;
+      }
+      const shared = this.#shared();
+      if (shared !== undefined) {
+        // Shared while we were initialising: finish natively.
+        const key = this.#takeInitKey();
+        let enc: [unknown, number];
+        try {
+          enc = encode(v);
+        } catch (e) {
+          shared.oAbandon(key);
+          throw e;
+        }
+        shared.oFinish(key, enc[0], enc[1]);
+        return v;
+      }
+      this.#value = v;
+      this.#set = true;
+      this.#sem.close(); // wakes every waiter, who then read the value
+      return v;
     }
-    if (this.#set) {
-      this.#sem.release(0, 1);
-      return this.#value as T;
+  }
+
+  /** The native state (a method, so TypeScript does not narrow it across awaits). */
+  #shared(): NCell | undefined {
+    return this.#n;
+  }
+
+  #takeInitKey(): number {
+    const k = this.#initKey;
+    this.#initKey = 0;
+    return k;
+  }
+
+  async #nativeGetOrInit(n: NCell, init: () => T | PromiseLike<T>, signal: AbortSignal | undefined): Promise<T> {
+    for (;;) {
+      const k = n.oTryBegin();
+      if (k === -2) return n.oGet() as T;
+      if (k > 0) {
+        let v: T;
+        try {
+          v = await init();
+        } catch (e) {
+          n.oAbandon(k);
+          throw e;
+        }
+        try {
+          const [p, tag] = encode(v);
+          n.oFinish(k, p, tag);
+        } catch (e) {
+          n.oAbandon(k);
+          throw e;
+        }
+        return v;
+      }
+      await nwait<void>(signal, (id) => n.oWait(id));
     }
-    let v: T;
-    try {
-      v = await init();
-    } catch (e) {
-      this.#sem.release(0, 1); // the next waiter retries
-      throw e;
+  }
+
+  /**
+   * Moves the cell into shared memory (if it is not there yet) and returns a handle;
+   * `fromShared(handle)` in any worker revives it.
+   */
+  share(): SyncHandle {
+    if (this.#handle !== undefined) return this.#handle;
+    if (this.#n === undefined) {
+      const [p, tag] = this.#set ? encode(this.#value) : [undefined, 0];
+      const n = sn().syncOnceCreate(this.#set, p, tag);
+      if (!this.#set && this.#sem.permits === 0) {
+        // An initialisation is running here: it continues as this env's native initialisation.
+        this.#initKey = n.oTryBegin();
+      }
+      this.#n = n;
+      this.#value = undefined;
+      this.#sem.close(); // local waiters loop into the native path
     }
-    this.#value = v;
-    this.#set = true;
-    this.#sem.close(); // wakes every waiter, who then read the value
-    return v;
+    return (this.#handle = makeHandle('OnceCell', this.#n.shareCell()));
+  }
+
+  /** @internal */
+  static _revive<T>(n: NCell): OnceCell<T> {
+    const c = new OnceCell<T>();
+    c.#n = n;
+    return c;
   }
 }
 
@@ -257,4 +373,8 @@ registerReviver('Notify', (i, g, h, l) => {
 registerReviver('Barrier', (i, g, h, l) => {
   const n = sn().syncReviveBarrier(i, g, h, l);
   return n === null ? null : Barrier._revive(n);
+});
+registerReviver('OnceCell', (i, g, h, l) => {
+  const n = sn().syncReviveCell(CELL.ONCE, i, g, h, l);
+  return n === null ? null : OnceCell._revive(n);
 });

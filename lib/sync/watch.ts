@@ -1,12 +1,16 @@
 /**
  * Watch channels (Tokio's `watch`): one current value, observed by many receivers. The initial
  * value counts as seen; `changed()` resolves after a later send and fails only when the channel is
- * closed and the current value is seen. Intermediate values are coalesced. Same-thread only for now.
+ * closed and the current value is seen. Intermediate values are coalesced. `share()` on either end
+ * moves the channel into native memory and returns a handle carrying a new clone of that end
+ * (a receiver clone keeps the sharer's seen version); values are then structured-cloned, and every
+ * write holds the channel's write lock, so a `sendModify` is atomic across threads.
  * @module
  */
 import { abortReason, invalidArgType } from '../errors';
 import { InvalidStateError, RecvError, SendError } from './errors';
 import { RESOLVED, WaitList, Waiter, signalOf, type WaitOptions } from './internal';
+import { CELL, encode, makeHandle, nwait, registerReviver, sn, type NCell, type SyncHandle } from './native';
 
 class Shared<T> {
   version = 0;
@@ -14,6 +18,10 @@ class Shared<T> {
   rxCount = 0;
   readonly waiters = new WaitList<Waiter<void>>();
   readonly closedWaiters = new WaitList<Waiter<void>>();
+  readonly txs = new Set<WatchSender<T>>();
+  readonly rxs = new Set<WatchReceiver<T>>();
+  /** Shared mode: the native state. */
+  n: NCell | undefined = undefined;
   constructor(public value: T) {}
 
   get closed(): boolean {
@@ -23,6 +31,27 @@ class Shared<T> {
   notify(): void {
     this.version++;
     for (const w of this.waiters.drain()) w.settle(undefined);
+  }
+
+  /** Moves the channel into native memory (once); every local end and wait follows. */
+  toNative(): NCell {
+    if (this.n !== undefined) return this.n;
+    const [p, tag] = encode(this.value); // may throw before anything moves
+    const n = sn().syncWatchCreate(p, tag, this.version, this.tx);
+    for (const tx of this.txs) tx._adopt(n.adoptEnd(CELL.W_TX, 0));
+    for (const rx of this.rxs) rx._adopt(n.newEnd(CELL.W_RX, rx._seen())[0]);
+    this.n = n;
+    this.value = undefined as T;
+    this.txs.clear();
+    this.rxs.clear();
+    // Local waits were "something happened" signals: wake them to poll the native state.
+    for (const w of this.waiters.drain()) w.settle(undefined);
+    for (const w of this.closedWaiters.drain()) {
+      const signal = w.signal;
+      w.disarm();
+      nwait<void>(signal, (id) => n.wClosedWait(id)).then(w.resolve, w.reject);
+    }
+    return n;
   }
 }
 
@@ -43,14 +72,52 @@ function waitOn(list: WaitList<Waiter<void>>, signal: AbortSignal | undefined): 
   });
 }
 
+/** Shared mode: runs `fn` on a copy of the value under the write lock, then stores it back. */
+function nativeModify<T>(n: NCell, fn: (v: T) => unknown, always: boolean): unknown {
+  const [v, key] = n.wModifyBegin() as [T, number];
+  let r: unknown;
+  try {
+    r = fn(v);
+  } catch (e) {
+    // Partial changes stay; nobody is notified.
+    let enc: [unknown, number] | undefined;
+    try {
+      enc = encode(v);
+    } catch {
+      enc = undefined;
+    }
+    if (enc === undefined) n.wModifyEnd(key, false, undefined, 0, false);
+    else n.wModifyEnd(key, true, enc[0], enc[1], false);
+    throw e;
+  }
+  const nv = always && r !== undefined ? r : v;
+  let enc: [unknown, number];
+  try {
+    enc = encode(nv);
+  } catch (e) {
+    n.wModifyEnd(key, false, undefined, 0, false);
+    throw e;
+  }
+  n.wModifyEnd(key, true, enc[0], enc[1], always || r === true);
+  return r;
+}
+
 /** The sending half of a watch channel. */
 export class WatchSender<T> {
   #s: Shared<T>;
   #closed = false;
+  #key = 0;
 
   /** @internal */
-  constructor(s: Shared<T>) {
+  constructor(s: Shared<T>, key = 0) {
     this.#s = s;
+    this.#key = key;
+    if (s.n === undefined) s.txs.add(this);
+  }
+
+  /** @internal */
+  _adopt(key: number): void {
+    this.#key = key;
   }
 
   #live(): Shared<T> {
@@ -61,6 +128,13 @@ export class WatchSender<T> {
   /** Stores `value` and notifies receivers; throws `SendError` (value not stored) with no receivers. */
   send(value: T): void {
     const s = this.#live();
+    const n = s.n;
+    if (n !== undefined) {
+      if (n.wRxCount() === 0) throw new SendError('no receivers');
+      const [p, tag] = encode(value);
+      if (n.wSend(p, tag, true) !== 0) throw new SendError('no receivers');
+      return;
+    }
     if (s.rxCount === 0) throw new SendError('no receivers');
     s.value = value;
     s.notify();
@@ -69,11 +143,16 @@ export class WatchSender<T> {
   /**
    * Modifies the value in place with `fn(value)` (its return value, if not `undefined`, replaces
    * it), then notifies — always, even with no receivers. If `fn` throws, its partial changes stay
-   * and nobody is notified.
+   * and nobody is notified. In shared mode `fn` gets a copy and runs under the channel's write
+   * lock (other threads' writes wait; a write from inside `fn` throws).
    */
   sendModify(fn: (value: T) => T | void): void {
     if (typeof fn !== 'function') throw invalidArgType('fn', 'of type function', fn);
     const s = this.#live();
+    if (s.n !== undefined) {
+      nativeModify(s.n, fn, true);
+      return;
+    }
     const r = fn(s.value);
     if (r !== undefined) s.value = r as T;
     s.notify();
@@ -83,6 +162,7 @@ export class WatchSender<T> {
   sendIfModified(fn: (value: T) => boolean): boolean {
     if (typeof fn !== 'function') throw invalidArgType('fn', 'of type function', fn);
     const s = this.#live();
+    if (s.n !== undefined) return nativeModify(s.n, fn, false) === true;
     const modified = fn(s.value) === true;
     if (modified) s.notify();
     return modified;
@@ -91,43 +171,61 @@ export class WatchSender<T> {
   /** Stores `value` (always, even with no receivers), notifies, and returns the previous value. */
   sendReplace(value: T): T {
     const s = this.#live();
+    if (s.n !== undefined) {
+      const [p, tag] = encode(value);
+      return s.n.wReplace(p, tag) as T;
+    }
     const old = s.value;
     s.value = value;
     s.notify();
     return old;
   }
 
-  /** The current value. */
+  /** The current value (in shared mode, a copy). */
   borrow(): T {
-    return this.#s.value;
+    const s = this.#s;
+    return s.n !== undefined ? (s.n.wBorrow()[0] as T) : s.value;
   }
 
   /** A new receiver; the current value counts as seen by it. */
   subscribe(): WatchReceiver<T> {
-    return WatchReceiver._new(this.#s, this.#s.version);
+    const s = this.#s;
+    if (s.n !== undefined) {
+      const seen = s.n.wVersion();
+      return new WatchReceiver<T>(s, seen, s.n.newEnd(CELL.W_RX, seen)[0]);
+    }
+    return WatchReceiver._new(s, s.version);
   }
 
   /** How many receivers exist. */
   receiverCount(): number {
-    return this.#s.rxCount;
+    const s = this.#s;
+    return s.n !== undefined ? s.n.wRxCount() : s.rxCount;
   }
 
   /** Whether there are no receivers. */
   isClosed(): boolean {
-    return this.#s.rxCount === 0;
+    return this.receiverCount() === 0;
   }
 
   /** Resolves when there are no receivers. */
   closed(options?: WaitOptions): Promise<void> {
     const signal = signalOf(options);
+    const n = this.#s.n;
+    if (n !== undefined) {
+      if (n.wRxCount() === 0) return RESOLVED;
+      return nwait<void>(signal, (id) => n.wClosedWait(id));
+    }
     if (this.#s.rxCount === 0) return RESOLVED;
     return waitOn(this.#s.closedWaiters, signal);
   }
 
   /** Another sender of the same channel. */
   clone(): WatchSender<T> {
-    this.#live().tx++;
-    return new WatchSender<T>(this.#s);
+    const s = this.#live();
+    if (s.n !== undefined) return new WatchSender<T>(s, s.n.newEnd(CELL.W_TX, 0)[0]);
+    s.tx++;
+    return new WatchSender<T>(s);
   }
 
   /** Drops this sender; the last one closes the channel for receivers. */
@@ -135,8 +233,24 @@ export class WatchSender<T> {
     if (this.#closed) return;
     this.#closed = true;
     const s = this.#s;
+    if (s.n !== undefined) {
+      const k = this.#key;
+      this.#key = 0;
+      if (k !== 0) s.n.dropEnd(k);
+      return;
+    }
+    s.txs.delete(this);
     s.tx--;
     if (s.tx === 0) for (const w of s.waiters.drain()) w.settle(undefined);
+  }
+
+  /**
+   * Moves the channel into shared memory and returns a handle carrying a new sender clone:
+   * `fromShared(handle)` in any worker revives it (once). Revive every handle you make.
+   */
+  share(): SyncHandle {
+    const s = this.#live();
+    return makeHandle('watch.Sender', s.toNative().shareNew(CELL.W_TX, 0));
   }
 }
 
@@ -145,34 +259,71 @@ export class WatchReceiver<T> {
   #s: Shared<T>;
   #seen: number;
   #closed = false;
+  #key = 0;
 
   /** @internal */
-  constructor(s: Shared<T>, seen: number) {
+  constructor(s: Shared<T>, seen: number, key = 0) {
     this.#s = s;
     this.#seen = seen;
+    this.#key = key;
   }
 
   /** @internal */
   static _new<T>(s: Shared<T>, seen: number): WatchReceiver<T> {
     s.rxCount++;
-    return new WatchReceiver<T>(s, seen);
+    const r = new WatchReceiver<T>(s, seen);
+    s.rxs.add(r);
+    return r;
   }
 
-  /** The current value (does not mark it seen). */
+  /** @internal */
+  _adopt(key: number): void {
+    this.#key = key;
+  }
+
+  /** @internal */
+  _seen(): number {
+    return this.#seen;
+  }
+
+  #version(): number {
+    const s = this.#s;
+    return s.n !== undefined ? s.n.wVersion() : s.version;
+  }
+
+  #isClosed(): boolean {
+    const s = this.#s;
+    return s.n !== undefined ? s.n.wIsClosed() : s.closed;
+  }
+
+  #wait(seen: number, signal: AbortSignal | undefined): Promise<void> {
+    const n = this.#s.n;
+    if (n === undefined) return waitOn(this.#s.waiters, signal);
+    return nwait<void>(signal, (id) => n.wChangedWait(id, seen));
+  }
+
+  /** The current value (does not mark it seen; in shared mode, a copy). */
   borrow(): T {
-    return this.#s.value;
+    const s = this.#s;
+    return s.n !== undefined ? (s.n.wBorrow()[0] as T) : s.value;
   }
 
   /** The current value, marking it seen. */
   borrowAndUpdate(): T {
-    this.#seen = this.#s.version;
-    return this.#s.value;
+    const s = this.#s;
+    if (s.n !== undefined) {
+      const [v, ver] = s.n.wBorrow();
+      this.#seen = ver;
+      return v as T;
+    }
+    this.#seen = s.version;
+    return s.value;
   }
 
   /** Whether the current value is unseen; throws `RecvError` whenever the channel is closed. */
   hasChanged(): boolean {
-    if (this.#s.closed) throw new RecvError('closed');
-    return this.#seen !== this.#s.version;
+    if (this.#isClosed()) throw new RecvError('closed');
+    return this.#seen !== this.#version();
   }
 
   /** Marks the current value unseen. */
@@ -182,7 +333,7 @@ export class WatchReceiver<T> {
 
   /** Marks the current value seen. */
   markUnchanged(): void {
-    this.#seen = this.#s.version;
+    this.#seen = this.#version();
   }
 
   /**
@@ -191,15 +342,15 @@ export class WatchReceiver<T> {
    */
   async changed(options?: WaitOptions): Promise<void> {
     const signal = signalOf(options);
-    const s = this.#s;
     for (;;) {
       if (this.#closed) throw new RecvError('closed');
-      if (this.#seen !== s.version) {
-        this.#seen = s.version;
+      const ver = this.#version();
+      if (this.#seen !== ver) {
+        this.#seen = ver;
         return;
       }
-      if (s.closed) throw new RecvError('closed');
-      await waitOn(s.waiters, signal);
+      if (this.#isClosed()) throw new RecvError('closed');
+      await this.#wait(ver, signal);
     }
   }
 
@@ -210,21 +361,21 @@ export class WatchReceiver<T> {
   async waitFor(pred: (value: T) => boolean, options?: WaitOptions): Promise<T> {
     if (typeof pred !== 'function') throw invalidArgType('pred', 'of type function', pred);
     const signal = signalOf(options);
-    const s = this.#s;
     for (;;) {
       if (this.#closed) throw new RecvError('closed');
-      this.#seen = s.version;
-      const v = s.value;
+      const v = this.borrowAndUpdate();
       if (pred(v)) return v;
-      if (s.closed) throw new RecvError('closed');
-      await waitOn(s.waiters, signal);
+      if (this.#isClosed()) throw new RecvError('closed');
+      await this.#wait(this.#seen, signal);
     }
   }
 
   /** Another receiver with the same seen state. */
   clone(): WatchReceiver<T> {
     if (this.#closed) throw new InvalidStateError('this receiver was closed');
-    return WatchReceiver._new(this.#s, this.#seen);
+    const s = this.#s;
+    if (s.n !== undefined) return new WatchReceiver<T>(s, this.#seen, s.n.newEnd(CELL.W_RX, this.#seen)[0]);
+    return WatchReceiver._new(s, this.#seen);
   }
 
   /** Drops this receiver. */
@@ -232,8 +383,24 @@ export class WatchReceiver<T> {
     if (this.#closed) return;
     this.#closed = true;
     const s = this.#s;
+    if (s.n !== undefined) {
+      const k = this.#key;
+      this.#key = 0;
+      if (k !== 0) s.n.dropEnd(k);
+      return;
+    }
+    s.rxs.delete(this);
     s.rxCount--;
     if (s.rxCount === 0) for (const w of s.closedWaiters.drain()) w.settle(undefined);
+  }
+
+  /**
+   * Moves the channel into shared memory and returns a handle carrying a new receiver clone with
+   * this receiver's seen state: `fromShared(handle)` in any worker revives it (once).
+   */
+  share(): SyncHandle {
+    if (this.#closed) throw new InvalidStateError('this receiver was closed');
+    return makeHandle('watch.Receiver', this.#s.toNative().shareNew(CELL.W_RX, this.#seen));
   }
 }
 
@@ -244,3 +411,18 @@ export function channel<T>(init: T): [WatchSender<T>, WatchReceiver<T>] {
 }
 
 export { WatchSender as Sender, WatchReceiver as Receiver };
+
+function revivedShared<T>(n: NCell): Shared<T> {
+  const s = new Shared<T>(undefined as T);
+  s.n = n;
+  return s;
+}
+
+registerReviver('watch.Sender', (i, g, h, l) => {
+  const n = sn().syncReviveCell(CELL.W_TX, i, g, h, l);
+  return n === null ? null : new WatchSender(revivedShared(n), n.key());
+});
+registerReviver('watch.Receiver', (i, g, h, l) => {
+  const n = sn().syncReviveCell(CELL.W_RX, i, g, h, l);
+  return n === null ? null : new WatchReceiver(revivedShared(n), n.aux(), n.key());
+});

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::cells::{End, OnceN, Watch};
 use super::chan::Chan;
 use super::sem::Sem;
 
@@ -18,6 +19,12 @@ pub enum Held {
     Sender(Arc<Chan>),
     /// The receiver of an mpsc channel.
     Receiver(Arc<Chan>),
+    /// One end of a oneshot, broadcast or watch channel.
+    End(End),
+    /// The right to finish a shared OnceCell's initialisation (key).
+    OnceInit(Arc<OnceN>, u64),
+    /// A watch channel's write lock, taken by `sendModify` while its function runs.
+    WatchWrite(Arc<Watch>),
 }
 
 impl Held {
@@ -27,6 +34,9 @@ impl Held {
             Held::Permits(sem, n) => sem.release(n),
             Held::Sender(chan) => chan.drop_sender(),
             Held::Receiver(chan) => chan.drop_receiver(),
+            Held::End(end) => end.release(),
+            Held::OnceInit(cell, key) => cell.abandon(key),
+            Held::WatchWrite(w) => w.unlock_write(),
         }
     }
 }

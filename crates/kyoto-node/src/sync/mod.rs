@@ -7,6 +7,8 @@
 //! bridge. Aborting a wait runs its canceller on the waiting env's thread, which removes the entry
 //! exactly as dropping the Tokio future would. What an env holds is recorded in its [`hold`] table
 //! and released by the env's cleanup hook.
+mod cells;
+mod cells_js;
 mod chan;
 mod hold;
 mod notify;

@@ -7,6 +7,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
+use super::cells::{End, OnceN};
 use super::chan::Chan;
 use super::notify::{Barrier, Notify};
 use super::SemObj;
@@ -18,12 +19,16 @@ pub enum Obj {
     Chan(Arc<Chan>),
     Notify(Arc<Notify>),
     Barrier(Arc<Barrier>),
+    Once(Arc<OnceN>),
+    /// A oneshot/broadcast/watch channel end (shared once).
+    End(End),
 }
 
 enum WeakObj {
     Sem(Weak<SemObj>),
     Notify(Weak<Notify>),
     Barrier(Weak<Barrier>),
+    Once(Weak<OnceN>),
 }
 
 impl WeakObj {
@@ -32,6 +37,7 @@ impl WeakObj {
             WeakObj::Sem(w) => w.upgrade().map(Obj::Sem),
             WeakObj::Notify(w) => w.upgrade().map(Obj::Notify),
             WeakObj::Barrier(w) => w.upgrade().map(Obj::Barrier),
+            WeakObj::Once(w) => w.upgrade().map(Obj::Once),
         }
     }
 }
@@ -140,7 +146,15 @@ pub fn share_weak(kind: u32, obj: &Obj) -> Handle {
         Obj::Sem(a) => WeakObj::Sem(Arc::downgrade(a)),
         Obj::Notify(a) => WeakObj::Notify(Arc::downgrade(a)),
         Obj::Barrier(a) => WeakObj::Barrier(Arc::downgrade(a)),
-        Obj::Chan(_) => unreachable!("channel ends are shared with share_once"),
+        Obj::Once(a) => WeakObj::Once(Arc::downgrade(a)),
+        // Channel ends are shared with `share_once`; never reached (callers pass primitives).
+        Obj::Chan(_) | Obj::End(_) => {
+            return Handle {
+                index: u32::MAX,
+                gen: 0,
+                secret: 0,
+            }
+        }
     };
     registry().alloc(kind, Entry::Weak(w))
 }

@@ -26,6 +26,7 @@ pub enum BytesKind {
 }
 
 /// A value stored in a shared object.
+#[derive(Clone)]
 pub enum Msg {
     Undefined,
     Null,
