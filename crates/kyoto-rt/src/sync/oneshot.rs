@@ -133,9 +133,10 @@ impl<T> Inner<T> {
             }
         }
         if prev & RX_WAKER != 0 {
-            // SAFETY: RX_WAKER was set, so the receiver wrote its waker and will not touch the slot
+            // Soundness: RX_WAKER was set, so the receiver wrote its waker and will not touch the slot
             // again before clearing the bit, which it only does while COMPLETE is clear; we just set
             // COMPLETE, so the slot is ours to read.
+            // SAFETY: sound by the argument just above.
             let waker = self.rx_waker.with(|w| unsafe { (*w).clone() });
             if let Some(w) = waker {
                 w.wake();
