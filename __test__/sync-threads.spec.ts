@@ -283,7 +283,7 @@ test('fromShared rejects forged, stale and malformed handles with ERR_INVALID_HA
     },
   ];
   // Fuzz: random slots, generations and secrets for every type.
-  const types = ['Semaphore', 'Mutex', 'RwLock', 'Notify', 'Barrier', 'mpsc.Sender', 'mpsc.Receiver', 'mpsc.UnboundedSender', 'mpsc.UnboundedReceiver'];
+  const types = ['Semaphore', 'Mutex', 'RwLock', 'Notify', 'Barrier', 'OnceCell', 'mpsc.Sender', 'mpsc.Receiver', 'mpsc.UnboundedSender', 'mpsc.UnboundedReceiver', 'oneshot.Sender', 'oneshot.Receiver', 'broadcast.Sender', 'broadcast.Receiver', 'watch.Sender', 'watch.Receiver'];
   for (let i = 0; i < 2000; i++) {
     const hex = Array.from({ length: 16 }, () => '0123456789abcdef'[Math.floor(Math.random() * 16)]).join('');
     bad.push({
@@ -555,4 +555,26 @@ test('cross-thread: 10 000 waits settled or aborted leave no listeners on a long
   sem.tryAcquire(N).release();
   long.abort();
   await w.exited;
+});
+
+test('shared permits, guards and channel ends collected without release() or close() give back what they held', async (t) => {
+  const { execFile } = await import('node:child_process');
+  const out = await bounded(
+    new Promise<string>((resolve, reject) =>
+      execFile(process.execPath, ['--expose-gc', path.join(__dirname, 'fixtures', 'sync-gc.js')], { timeout: 30_000 }, (err, stdout) =>
+        err ? reject(new Error(`${err.message}\n${stdout}`)) : resolve(stdout),
+      ),
+    ),
+    40_000,
+    'gc child',
+  );
+  t.deepEqual(JSON.parse(out.trim().split('\n').pop()!), {
+    permits: true,
+    mutex: true,
+    mpsc: true,
+    sender: true,
+    oneshot: 'ERR_CHANNEL_CLOSED',
+    broadcast: true,
+    watch: true,
+  });
 });

@@ -10,9 +10,12 @@
 import { abortReason, invalidArgType, outOfRange } from '../errors';
 import { InvalidStateError, RecvError, SendError, TryRecvError } from './errors';
 import { RESOLVED, WaitList, Waiter, signalOf, type WaitOptions } from './internal';
-import { CELL, CLOSED, EMPTY, encode, makeHandle, nwait, registerReviver, sn, type NCell, type SyncHandle } from './native';
+import { CELL, CLOSED, EMPTY, encode, makeHandle, nwait, registerReviver, sn, track, untrack, type NCell, type SyncHandle } from './native';
 
 const MAX_CAPACITY = 2 ** 30;
+
+/** What a collected shared end gives back: its holding. */
+const dropEnd = (n: NCell, key: number): void => n.dropEnd(key);
 
 class Shared<T> {
   buf: (T | undefined)[];
@@ -46,13 +49,13 @@ class Shared<T> {
     const retained: [number, [unknown, number]][] = [];
     for (let pos = Math.max(0, this.tail - this.cap); pos < this.tail; pos++) retained.push([pos, encode(this.buf[pos & this.mask])]);
     const n = sn().syncBcastCreate(this.cap, this.tail, this.tx);
+    this.n = n; // before adopting ends: their safety net refers to it
     for (const [pos, [p, tag]] of retained) n.bcPut(pos, p, tag);
     for (const tx of this.txs) tx._adopt(n.adoptEnd(CELL.BC_TX, 0));
     for (const rx of this.rxs) {
       const [key, id] = n.newEnd(CELL.BC_RX, rx._next());
       rx._adopt(key, id);
     }
-    this.n = n;
     this.buf = [];
     this.txs.clear();
     this.rxs.clear();
@@ -91,11 +94,13 @@ export class BroadcastSender<T> {
     this.#s = s;
     this.#key = key;
     if (s.n === undefined) s.txs.add(this);
+    else if (key !== 0) track(this, dropEnd, s.n, key);
   }
 
   /** @internal */
   _adopt(key: number): void {
     this.#key = key;
+    track(this, dropEnd, this.#s.n!, key);
   }
 
   /**
@@ -191,6 +196,7 @@ export class BroadcastSender<T> {
     if (s.n !== undefined) {
       const k = this.#key;
       this.#key = 0;
+      untrack(this);
       if (k !== 0) s.n.dropEnd(k);
       return;
     }
@@ -250,6 +256,7 @@ export class BroadcastReceiver<T> implements AsyncIterable<T> {
   _adopt(key: number, id: number): void {
     this.#key = key;
     this.#id = id;
+    track(this, dropEnd, this.#s.n!, key);
   }
 
   /** @internal */
@@ -362,6 +369,7 @@ export class BroadcastReceiver<T> implements AsyncIterable<T> {
     if (s.n !== undefined) {
       const k = this.#key;
       this.#key = 0;
+      untrack(this);
       if (k !== 0) s.n.dropEnd(k);
       return;
     }
@@ -389,6 +397,7 @@ export class BroadcastReceiver<T> implements AsyncIterable<T> {
     const parts = n.shareEnd(this.#key, CELL.BC_RX);
     this.#key = 0;
     this.#moved = true;
+    untrack(this);
     return makeHandle('broadcast.Receiver', parts);
   }
 

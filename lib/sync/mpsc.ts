@@ -20,6 +20,8 @@ import {
   registerReviver,
   sn,
   tagOf,
+  track,
+  untrack,
   type NChan,
   type SyncHandle,
 } from './native';
@@ -350,6 +352,15 @@ function nativeClosed(n: NChan, signal: AbortSignal | undefined): Promise<void> 
   return nwait<void>(signal, (id) => n.closedWait(id));
 }
 
+// What collected channel objects give back (see `track`): a sender drops its clone, a receiver
+// drops the receiving end (closing the channel), a permit returns its unused slots.
+const dropSender = (c: Chan<unknown>, key: number): void => c.dropSender(key);
+const dropReceiver = (c: Chan<unknown>, key: number): void => {
+  if (c.n !== undefined) c.n.dropReceiver(key);
+  else c.closeRx();
+};
+const releasePermit = (c: Chan<unknown>, key: number): void => c.permitRelease(key, MAX_PERMITS);
+
 function sendersClosed(): Promise<never> {
   return Promise.reject(new InvalidStateError('this sender was closed'));
 }
@@ -367,6 +378,7 @@ abstract class SenderBase<T> {
   constructor(c: Chan<T>, key: number) {
     this._c = c;
     this._key = key;
+    track(this, dropSender, c as Chan<unknown>, key);
   }
 
   /** Resolves when the receiver closes the channel (or is gone). */
@@ -404,6 +416,7 @@ abstract class SenderBase<T> {
   close(): void {
     if (this._dropped) return;
     this._dropped = true;
+    untrack(this);
     this._c.dropSender(this._key);
   }
 
@@ -437,6 +450,7 @@ export class Permit<T> implements Disposable {
     this.#c = c;
     this.#key = key;
     this.#n = n;
+    if (key !== 0) track(this, releasePermit, c as Chan<unknown>, key);
   }
 
   /** Unused slots left. */
@@ -448,6 +462,7 @@ export class Permit<T> implements Disposable {
   send(value: T): void {
     if (this.#n === 0) throw new InvalidStateError('the permit was used up or released');
     this.#n--;
+    if (this.#n === 0 && this.#key !== 0) untrack(this);
     this.#c.permitSend(this.#key, value);
   }
 
@@ -455,6 +470,7 @@ export class Permit<T> implements Disposable {
   release(): void {
     const n = this.#n;
     if (n === 0) return;
+    if (this.#key !== 0) untrack(this);
     this.#n = 0;
     this.#c.permitRelease(this.#key, n);
   }
@@ -635,6 +651,7 @@ export class Receiver<T> implements AsyncIterable<T> {
   constructor(c: Chan<T>, key: number) {
     this.#c = c;
     this.#key = key;
+    track(this, dropReceiver, c as Chan<unknown>, key);
   }
 
   #live(): Chan<T> {
@@ -756,6 +773,7 @@ export class Receiver<T> implements AsyncIterable<T> {
     if (c.blen > 0) this.#unpull(c, n);
     const parts = n.shareReceiver(this.#key);
     this.#moved = true;
+    untrack(this);
     return makeHandle(c.cap === 0 ? 'mpsc.UnboundedReceiver' : 'mpsc.Receiver', parts);
   }
 

@@ -287,6 +287,36 @@ function mapSemError(e: unknown): never {
   throw e;
 }
 
+/** What a collected object still had to give back: `f(a, k)` gives it back. */
+interface Leftover {
+  f: (a: any, k: number) => void; // eslint-disable-line @typescript-eslint/no-explicit-any
+  a: unknown;
+  k: number;
+}
+
+const finalizer = new FinalizationRegistry<Leftover>((h) => {
+  try {
+    h.f(h.a, h.k);
+  } catch {
+    // The thread is going away (its holdings are released by the env teardown anyway).
+  }
+});
+
+/**
+ * Safety net: when `obj` (a permit, guard or channel end) is garbage-collected without being
+ * released or closed, `f(a, k)` runs to give back what it held (as dropping it would in Tokio).
+ * `a` must not reference `obj`. Tracking again replaces the previous entry.
+ */
+export function track<A>(obj: object, f: (a: A, k: number) => void, a: A, k = 0): void {
+  finalizer.unregister(obj);
+  finalizer.register(obj, { f, a, k }, obj);
+}
+
+/** Ends {@link track}ing `obj` (it was released, closed or moved explicitly). */
+export function untrack(obj: object): void {
+  finalizer.unregister(obj);
+}
+
 /** Encodes `v` for native code: `[payload, tag]` (throws `DataCloneError` before anything moves). */
 export function encode(v: unknown): [unknown, number] {
   const tag = tagOf(v);

@@ -7,7 +7,7 @@
 import { abortReason } from '../errors';
 import { InvalidStateError, RecvError, TryRecvError } from './errors';
 import { RESOLVED, WaitList, Waiter, signalOf, type WaitOptions } from './internal';
-import { CELL, CLOSED, EMPTY, encode, makeHandle, nwait, registerReviver, sn, type NCell, type SyncHandle } from './native';
+import { CELL, CLOSED, EMPTY, encode, makeHandle, nwait, registerReviver, sn, track, untrack, type NCell, type SyncHandle } from './native';
 
 class Cell<T> {
   value: T | undefined = undefined;
@@ -79,6 +79,36 @@ function nativeRecv<T>(c: Cell<T>): Promise<T> {
   return Promise.resolve(r as T);
 }
 
+/** Drops the sender end without sending (explicit close, or the sender object was collected). */
+function closeTx<T>(c: Cell<T>): void {
+  if (c.n !== undefined) {
+    c.n.osCloseTx();
+    c.dropTx();
+    return;
+  }
+  if (c.txClosed) return;
+  c.txClosed = true;
+  const w = c.rx;
+  if (w !== null) {
+    c.rx = null;
+    w.fail(new RecvError('closed'));
+  }
+}
+
+/** Closes the receiver end (explicit close, or the receiver object was collected). */
+function closeRx<T>(c: Cell<T>, drop: boolean): void {
+  if (c.n !== undefined) {
+    c.n.osCloseRx();
+    if (drop) c.dropRx();
+    return;
+  }
+  if (c.rxClosed) return;
+  c.rxClosed = true;
+  c.wakeClosed();
+}
+
+const collectedRx = <T>(c: Cell<T>): void => closeRx(c, true);
+
 const movedError = (): InvalidStateError => new InvalidStateError('this channel end was moved to another thread by share()');
 
 /** The sending half: `send` once. */
@@ -89,6 +119,7 @@ export class OneshotSender<T> {
   /** @internal */
   constructor(c: Cell<T>) {
     this.#c = c;
+    track(this, closeTx, c);
   }
 
   #live(): Cell<T> {
@@ -167,26 +198,17 @@ export class OneshotSender<T> {
     const parts = n.shareEnd(c.txKey, CELL.OS_TX);
     c.txKey = 0;
     this.#moved = true;
+    untrack(this);
     return makeHandle('oneshot.Sender', parts);
   }
 
   /** Drops the sender without sending: the receiver rejects with `RecvError`. */
   close(): void {
     if (this.#moved) return;
-    const c = this.#c;
-    if (c.n !== undefined) {
-      c.n.osCloseTx();
-      c.dropTx();
-      return;
-    }
-    if (c.txClosed) return;
-    c.txClosed = true;
-    const w = c.rx;
-    if (w !== null) {
-      c.rx = null;
-      w.fail(new RecvError('closed'));
-    }
+    untrack(this);
+    closeTx(this.#c);
   }
+
 }
 
 /**
@@ -200,6 +222,7 @@ export class OneshotReceiver<T> implements PromiseLike<T> {
   /** @internal */
   constructor(c: Cell<T>) {
     this.#c = c;
+    track(this, collectedRx, c);
   }
 
   #promise(): Promise<T> {
@@ -274,15 +297,9 @@ export class OneshotReceiver<T> implements PromiseLike<T> {
    */
   close(): void {
     if (this.#moved) return;
-    const c = this.#c;
-    if (c.n !== undefined) {
-      c.n.osCloseRx();
-      return;
-    }
-    if (c.rxClosed) return;
-    c.rxClosed = true;
-    c.wakeClosed();
+    closeRx(this.#c, false);
   }
+
 
   /**
    * Moves the receiver into shared memory and out of this object (unusable afterwards):
@@ -297,6 +314,7 @@ export class OneshotReceiver<T> implements PromiseLike<T> {
     const parts = n.shareEnd(c.rxKey, CELL.OS_RX);
     c.rxKey = 0;
     this.#moved = true;
+    untrack(this);
     return makeHandle('oneshot.Receiver', parts);
   }
 }

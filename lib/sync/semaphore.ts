@@ -14,9 +14,16 @@ import {
   registerReviver,
   sn,
   tagOf,
+  track,
+  untrack,
   type NSem,
   type SyncHandle,
 } from './native';
+
+/** Gives back every permit still in native holding `key` (a collected permit or guard). */
+function releaseHolding(core: SemCore, key: number): void {
+  core.release(key, MAX_PERMITS);
+}
 
 const KIND_SEMAPHORE = 1;
 const KIND_MUTEX = 2;
@@ -49,6 +56,7 @@ export class SemaphorePermit implements Disposable {
     this.#sem = sem;
     this.#key = key;
     this.#n = n;
+    if (key !== 0) track(this, releaseHolding, sem._core, key);
   }
 
   /** How many permits this object holds (0 once released or forgotten). */
@@ -60,6 +68,7 @@ export class SemaphorePermit implements Disposable {
   release(): void {
     const n = this.#n;
     if (n === 0 && this.#key === 0) return;
+    if (this.#key !== 0) untrack(this);
     this.#n = 0;
     this.#sem._core.release(this.#key, n);
     this.#key = 0;
@@ -68,6 +77,7 @@ export class SemaphorePermit implements Disposable {
   /** Drops the permits without returning them: the semaphore has that many fewer for good. */
   forget(): void {
     const n = this.#n;
+    if (this.#key !== 0) untrack(this);
     this.#n = 0;
     this.#sem._core.forget(this.#key, n);
     this.#key = 0;
@@ -92,8 +102,10 @@ export class SemaphorePermit implements Disposable {
     if (other === this) return;
     this.#key = this.#sem._core.merge(this.#key, this.#n, other.#key, other.#n);
     this.#n += other.#n;
+    if (other.#key !== 0) untrack(other);
     other.#n = 0;
     other.#key = 0;
+    if (this.#key !== 0) track(this, releaseHolding, this.#sem._core, this.#key);
   }
 
   /** Same as {@link release}. */
@@ -244,6 +256,8 @@ abstract class GuardBase<T> implements Disposable {
     this._lock = lock;
     this._key = key;
     this._n = n;
+    // A collected guard unlocks (its value is not stored back, as when its worker dies).
+    if (key !== 0) track(this, releaseHolding, lock._core, key);
   }
 
   /** @internal */
@@ -283,6 +297,7 @@ abstract class GuardBase<T> implements Disposable {
     const l = this._lock;
     if (l === null) return;
     this._lock = null;
+    if (this._key !== 0) untrack(this);
     if (this.#fetched && this._writes()) {
       const v = this.#cached;
       this.#cached = undefined;
@@ -422,6 +437,7 @@ export class RwLockWriteGuard<T> extends GuardBase<T> {
     const key = this._key;
     const extra = this._n - 1;
     this._lock = null;
+    if (key !== 0) untrack(this);
     l._core.release(key, extra);
     return new RwLockReadGuard<T>(l, key, 1);
   }

@@ -10,7 +10,10 @@
 import { abortReason, invalidArgType } from '../errors';
 import { InvalidStateError, RecvError, SendError } from './errors';
 import { RESOLVED, WaitList, Waiter, signalOf, type WaitOptions } from './internal';
-import { CELL, encode, makeHandle, nwait, registerReviver, sn, type NCell, type SyncHandle } from './native';
+import { CELL, encode, makeHandle, nwait, registerReviver, sn, track, untrack, type NCell, type SyncHandle } from './native';
+
+/** What a collected shared end gives back: its holding. */
+const dropEnd = (n: NCell, key: number): void => n.dropEnd(key);
 
 class Shared<T> {
   version = 0;
@@ -38,9 +41,9 @@ class Shared<T> {
     if (this.n !== undefined) return this.n;
     const [p, tag] = encode(this.value); // may throw before anything moves
     const n = sn().syncWatchCreate(p, tag, this.version, this.tx);
+    this.n = n; // before adopting ends: their safety net refers to it
     for (const tx of this.txs) tx._adopt(n.adoptEnd(CELL.W_TX, 0));
     for (const rx of this.rxs) rx._adopt(n.newEnd(CELL.W_RX, rx._seen())[0]);
-    this.n = n;
     this.value = undefined as T;
     this.txs.clear();
     this.rxs.clear();
@@ -113,11 +116,13 @@ export class WatchSender<T> {
     this.#s = s;
     this.#key = key;
     if (s.n === undefined) s.txs.add(this);
+    else if (key !== 0) track(this, dropEnd, s.n, key);
   }
 
   /** @internal */
   _adopt(key: number): void {
     this.#key = key;
+    track(this, dropEnd, this.#s.n!, key);
   }
 
   #live(): Shared<T> {
@@ -236,6 +241,7 @@ export class WatchSender<T> {
     if (s.n !== undefined) {
       const k = this.#key;
       this.#key = 0;
+      untrack(this);
       if (k !== 0) s.n.dropEnd(k);
       return;
     }
@@ -266,6 +272,7 @@ export class WatchReceiver<T> {
     this.#s = s;
     this.#seen = seen;
     this.#key = key;
+    if (key !== 0) track(this, dropEnd, s.n!, key);
   }
 
   /** @internal */
@@ -279,6 +286,7 @@ export class WatchReceiver<T> {
   /** @internal */
   _adopt(key: number): void {
     this.#key = key;
+    track(this, dropEnd, this.#s.n!, key);
   }
 
   /** @internal */
@@ -386,6 +394,7 @@ export class WatchReceiver<T> {
     if (s.n !== undefined) {
       const k = this.#key;
       this.#key = 0;
+      untrack(this);
       if (k !== 0) s.n.dropEnd(k);
       return;
     }
