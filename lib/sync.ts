@@ -2,11 +2,19 @@
  * `kyoto/sync`: channels and synchronisation primitives with Tokio's semantics — mpsc (bounded
  * and unbounded), oneshot, broadcast, watch, Mutex, RwLock, Semaphore, Notify, Barrier, OnceCell.
  *
- * Within one thread everything runs in plain JS (no native call per operation). `share()` on a
- * Semaphore, Mutex, RwLock, Notify, Barrier or mpsc end moves its state into native memory and
- * returns a structured-cloneable handle; {@link fromShared} revives it in another worker. Waits
- * across threads go through the runtime's batched completion bridge; a worker that exits or is
- * terminated releases what it held (permits, locks, sender clones, its receiver).
+ * Within one thread everything runs in plain JS (no native call per operation). `share()` on any
+ * of them (or on a channel end) moves its state into native memory and returns a
+ * structured-cloneable handle; {@link fromShared} revives it in another worker. Waits across
+ * threads go through the runtime's batched completion bridge; a worker that exits or is
+ * terminated releases what it held (permits, locks, sender clones, receivers, an unsent oneshot
+ * sender, a OnceCell initialisation in progress). A permit, guard or channel end that is
+ * garbage-collected without `release()`/`close()` gives back what it held as well.
+ *
+ * Shared unbounded mpsc senders publish numbers, booleans, `null` and `undefined` through a
+ * per-sender lock-free ring in native memory (no native call per send), and receivers take
+ * messages in batches; other values are structured-cloned, Buffers and ArrayBuffers are moved
+ * (copied once into native memory, the sender's detached) — N-API cannot hand a V8 backing store
+ * to another isolate, so a large Buffer costs one copy where `MessagePort` transfers it.
  *
  * Every wait takes `{ signal }`; aborting it behaves as dropping the Tokio future.
  * @module
