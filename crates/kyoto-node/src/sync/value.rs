@@ -84,10 +84,8 @@ pub fn init(env: sys::napi_env, vals: [sys::napi_value; 6]) -> napi::Result<()> 
     for (slot, v) in refs.iter_mut().zip(vals) {
         // SAFETY: live env and a value of the current callback scope; the reference lives as long
         // as the env (Node reclaims it at env teardown).
-        check(
-            unsafe { sys::napi_create_reference(env, v, 1, slot) },
-            "napi_create_reference",
-        )?;
+        let st = unsafe { sys::napi_create_reference(env, v, 1, slot) };
+        check(st, "napi_create_reference")?;
     }
     REFS.with(|r| {
         *r.borrow_mut() = Some(EnvRefs {
@@ -111,10 +109,8 @@ fn get_ref(
         .ok_or_else(|| err("kyoto/sync is not initialised in this thread"))?;
     let mut v = ptr::null_mut();
     // SAFETY: `r` is a live reference created in `init` for this env.
-    check(
-        unsafe { sys::napi_get_reference_value(env, r, &mut v) },
-        "napi_get_reference_value",
-    )?;
+    let st = unsafe { sys::napi_get_reference_value(env, r, &mut v) };
+    check(st, "napi_get_reference_value")?;
     Ok(v)
 }
 
@@ -126,22 +122,18 @@ fn typed(
 ) -> napi::Result<(usize, *mut c_void)> {
     let mut is = false;
     // SAFETY: live env and value.
-    check(
-        unsafe { sys::napi_is_typedarray(env, v, &mut is) },
-        "napi_is_typedarray",
-    )?;
+    let st = unsafe { sys::napi_is_typedarray(env, v, &mut is) };
+    check(st, "napi_is_typedarray")?;
     if !is {
         return Err(err("kyoto/sync: expected a typed array"));
     }
     let (mut ty, mut len, mut data, mut ab, mut off) =
         (0, 0usize, ptr::null_mut(), ptr::null_mut(), 0usize);
     // SAFETY: `v` is a typed array; all out-pointers are valid.
-    check(
-        unsafe {
-            sys::napi_get_typedarray_info(env, v, &mut ty, &mut len, &mut data, &mut ab, &mut off)
-        },
-        "napi_get_typedarray_info",
-    )?;
+    let st = unsafe {
+        sys::napi_get_typedarray_info(env, v, &mut ty, &mut len, &mut data, &mut ab, &mut off)
+    };
+    check(st, "napi_get_typedarray_info")?;
     if ty != want {
         return Err(err("kyoto/sync: wrong typed array kind"));
     }
@@ -182,10 +174,8 @@ pub fn write_batch(env: sys::napi_env, msgs: Vec<Msg>) -> napi::Result<usize> {
                 match other.into_js(env) {
                     Ok(v) => {
                         // SAFETY: live env; `ov` is the env's others array.
-                        check(
-                            unsafe { sys::napi_set_element(env, ov, n_others, v) },
-                            "napi_set_element",
-                        )?;
+                        let st = unsafe { sys::napi_set_element(env, ov, n_others, v) };
+                        check(st, "napi_set_element")?;
                     }
                     Err(e) => {
                         first_err.get_or_insert(e);
@@ -266,43 +256,36 @@ pub fn from_js(env: sys::napi_env, v: sys::napi_value, tag: u32) -> napi::Result
         sys::ValueType::napi_boolean => {
             let mut b = false;
             // SAFETY: live env; `v` is a boolean.
-            check(
-                unsafe { sys::napi_get_value_bool(env, v, &mut b) },
-                "napi_get_value_bool",
-            )?;
+            let st = unsafe { sys::napi_get_value_bool(env, v, &mut b) };
+            check(st, "napi_get_value_bool")?;
             return Ok(Msg::Bool(b));
         }
         sys::ValueType::napi_number => {
             let mut n = 0f64;
             // SAFETY: live env; `v` is a number.
-            check(
-                unsafe { sys::napi_get_value_double(env, v, &mut n) },
-                "napi_get_value_double",
-            )?;
+            let st = unsafe { sys::napi_get_value_double(env, v, &mut n) };
+            check(st, "napi_get_value_double")?;
             return Ok(Msg::Num(n));
         }
         sys::ValueType::napi_string => {
             let mut len = 0usize;
             // SAFETY: live env; `v` is a string; a null buffer asks for the length.
-            check(
-                unsafe { sys::napi_get_value_string_utf8(env, v, ptr::null_mut(), 0, &mut len) },
-                "napi_get_value_string_utf8",
-            )?;
+            let st =
+                unsafe { sys::napi_get_value_string_utf8(env, v, ptr::null_mut(), 0, &mut len) };
+            check(st, "napi_get_value_string_utf8")?;
             let mut buf = vec![0u8; len + 1];
             let mut written = 0usize;
             // SAFETY: `buf` has room for `len` bytes plus the terminator napi writes.
-            check(
-                unsafe {
-                    sys::napi_get_value_string_utf8(
-                        env,
-                        v,
-                        buf.as_mut_ptr().cast(),
-                        len + 1,
-                        &mut written,
-                    )
-                },
-                "napi_get_value_string_utf8",
-            )?;
+            let st = unsafe {
+                sys::napi_get_value_string_utf8(
+                    env,
+                    v,
+                    buf.as_mut_ptr().cast(),
+                    len + 1,
+                    &mut written,
+                )
+            };
+            check(st, "napi_get_value_string_utf8")?;
             buf.truncate(written);
             // napi writes UTF-8 (lone surrogates become U+FFFD), so this cannot fail; be defensive.
             let s = String::from_utf8(buf).map_err(|_| err("string is not valid UTF-8"))?;
@@ -317,10 +300,8 @@ pub fn from_js(env: sys::napi_env, v: sys::napi_value, tag: u32) -> napi::Result
     }
     let mut is = false;
     // SAFETY: live env and value (for each of the predicates below).
-    check(
-        unsafe { sys::napi_is_typedarray(env, v, &mut is) },
-        "napi_is_typedarray",
-    )?;
+    let st = unsafe { sys::napi_is_typedarray(env, v, &mut is) };
+    check(st, "napi_is_typedarray")?;
     if is {
         let mut ty = 0;
         let mut len = 0usize;
@@ -328,14 +309,10 @@ pub fn from_js(env: sys::napi_env, v: sys::napi_value, tag: u32) -> napi::Result
         let mut ab = ptr::null_mut();
         let mut off = 0usize;
         // SAFETY: `v` is a typed array; all out-pointers are valid.
-        check(
-            unsafe {
-                sys::napi_get_typedarray_info(
-                    env, v, &mut ty, &mut len, &mut data, &mut ab, &mut off,
-                )
-            },
-            "napi_get_typedarray_info",
-        )?;
+        let st = unsafe {
+            sys::napi_get_typedarray_info(env, v, &mut ty, &mut len, &mut data, &mut ab, &mut off)
+        };
+        check(st, "napi_get_typedarray_info")?;
         let size = elem_size(ty);
         let bytes = len
             .checked_mul(size)
@@ -353,37 +330,30 @@ pub fn from_js(env: sys::napi_env, v: sys::napi_value, tag: u32) -> napi::Result
         return Ok(Msg::Bytes(vec, kind));
     }
     // SAFETY: as above.
-    check(
-        unsafe { sys::napi_is_dataview(env, v, &mut is) },
-        "napi_is_dataview",
-    )?;
+    let st = unsafe { sys::napi_is_dataview(env, v, &mut is) };
+    check(st, "napi_is_dataview")?;
     if is {
         let mut len = 0usize;
         let mut data = ptr::null_mut();
         let mut ab = ptr::null_mut();
         let mut off = 0usize;
         // SAFETY: `v` is a DataView; all out-pointers are valid.
-        check(
-            unsafe { sys::napi_get_dataview_info(env, v, &mut len, &mut data, &mut ab, &mut off) },
-            "napi_get_dataview_info",
-        )?;
+        let st =
+            unsafe { sys::napi_get_dataview_info(env, v, &mut len, &mut data, &mut ab, &mut off) };
+        check(st, "napi_get_dataview_info")?;
         let vec = copy_bytes(data, len);
         detach_if_sole(env, ab, off, len);
         return Ok(Msg::Bytes(vec, BytesKind::DataView));
     }
     // SAFETY: as above.
-    check(
-        unsafe { sys::napi_is_arraybuffer(env, v, &mut is) },
-        "napi_is_arraybuffer",
-    )?;
+    let st = unsafe { sys::napi_is_arraybuffer(env, v, &mut is) };
+    check(st, "napi_is_arraybuffer")?;
     if is {
         let mut data = ptr::null_mut();
         let mut len = 0usize;
         // SAFETY: `v` is an ArrayBuffer.
-        check(
-            unsafe { sys::napi_get_arraybuffer_info(env, v, &mut data, &mut len) },
-            "napi_get_arraybuffer_info",
-        )?;
+        let st = unsafe { sys::napi_get_arraybuffer_info(env, v, &mut data, &mut len) };
+        check(st, "napi_get_arraybuffer_info")?;
         let vec = copy_bytes(data, len);
         detach_if_sole(env, v, 0, len);
         return Ok(Msg::Bytes(vec, BytesKind::ArrayBuffer));
@@ -501,20 +471,17 @@ fn bytes_to_js(
             let ab = make(false)?;
             let mut out = ptr::null_mut();
             // SAFETY: live env; `ab` holds `len` bytes, a multiple of the element size.
-            check(
-                unsafe { sys::napi_create_typedarray(env, ty, len / size.max(1), ab, 0, &mut out) },
-                "napi_create_typedarray",
-            )?;
+            let st =
+                unsafe { sys::napi_create_typedarray(env, ty, len / size.max(1), ab, 0, &mut out) };
+            check(st, "napi_create_typedarray")?;
             Ok(out)
         }
         BytesKind::DataView => {
             let ab = make(false)?;
             let mut out = ptr::null_mut();
             // SAFETY: live env; `ab` holds `len` bytes.
-            check(
-                unsafe { sys::napi_create_dataview(env, len, ab, 0, &mut out) },
-                "napi_create_dataview",
-            )?;
+            let st = unsafe { sys::napi_create_dataview(env, len, ab, 0, &mut out) };
+            check(st, "napi_create_dataview")?;
             Ok(out)
         }
     }
