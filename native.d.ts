@@ -73,6 +73,93 @@ export declare class SyncBarrier {
   share(): Array<number>
 }
 
+/** The shared state of a oneshot, broadcast or watch channel, or a OnceCell, as seen by one env. */
+export declare class SyncCell {
+  /** The holding key this wrapper was revived with (0 if created here). */
+  key(): number
+  /** A revived broadcast receiver's id, or a revived watch receiver's seen version. */
+  aux(): number
+  /** Records end `which` (already counted at creation) as held by this env; returns its key. */
+  adoptEnd(which: number, aux: number): number
+  /**
+   * A new end `which` (a sender clone, a watch receiver clone with seen version `aux`, or a
+   * broadcast receiver reading from position `aux`, or from the tail if `aux < 0`) held by this
+   * env. Returns `[key, id]` (id: the broadcast receiver's id, else 0).
+   */
+  newEnd(which: number, aux: number): Array<number>
+  /** Drops the end held under `key` (nothing if it is not held). */
+  dropEnd(key: number): void
+  /** Moves the end held under `key` into a handle of kind `which` (revivable once). */
+  shareEnd(key: number, which: number): Array<number>
+  /**
+   * A handle carrying a new end `which` (sender clone, or watch receiver clone with seen
+   * version `aux`), revivable once.
+   */
+  shareNew(which: number, aux: number): Array<number>
+  /** A handle to this OnceCell (revivable while it is alive). */
+  shareCell(): Array<number>
+  osSend(value: unknown, tag: number): boolean
+  /** The value, or the `EMPTY` / `CLOSED` sentinel. */
+  osTryRecv(): unknown
+  osRecvWait(id: number): void
+  osClosedWait(id: number): void
+  osRxClosed(): boolean
+  osCloseRx(): void
+  osCloseTx(): void
+  /** Stores a retained value at position `pos` (moving a JS channel in). */
+  bcPut(pos: number, value: unknown, tag: number): void
+  /** Sends; returns the receiver count, or -1 (value dropped) with no receivers. */
+  bcSend(value: unknown, tag: number): number
+  /** Receiver `id`'s next value, `CLOSED`, or `EMPTY` (then `syncBcLagged()` tells a lag). */
+  bcTryRecv(id: number): unknown
+  bcRecvWait(opId: number, id: number): void
+  bcClosedWait(opId: number): void
+  bcRxCount(): number
+  bcLen(): number
+  bcRxLen(id: number): number
+  bcIsClosed(): boolean
+  bcCap(): number
+  /**
+   * Stores and notifies (under the write lock). With `requireRx` and no receivers: returns 1
+   * and stores nothing; 0 otherwise.
+   */
+  wSend(value: unknown, tag: number, requireRx: boolean): number
+  /** Stores and notifies; returns the previous value. */
+  wReplace(value: unknown, tag: number): unknown
+  /**
+   * Takes the write lock (waiting for another thread's `sendModify`) and returns a copy of the
+   * value; `wModifyEnd` must follow. Returns the holding key of the lock in `[value, key]`.
+   */
+  wModifyBegin(): [unknown, number]
+  /**
+   * Ends `wModifyBegin` (lock key `key`): stores the value if `store`, notifies if `notify`,
+   * and releases the lock (also when storing fails).
+   */
+  wModifyEnd(key: number, store: boolean, value: unknown, tag: number, notify: boolean): void
+  /** `[value copy, version]`. */
+  wBorrow(): [unknown, number]
+  wVersion(): number
+  wRxCount(): number
+  wIsClosed(): boolean
+  /** Completes op `id` once the version differs from `seen` or the channel is closed. */
+  wChangedWait(id: number, seen: number): void
+  wClosedWait(id: number): void
+  /**
+   * -2: the value is set; -1: another initialisation runs (wait with `oWait`); else the key of
+   * the initialisation this env now runs (finish with `oFinish` or `oAbandon`).
+   */
+  oTryBegin(): number
+  /** Stores the initialised value; false if the initialisation was no longer this env's. */
+  oFinish(key: number, value: unknown, tag: number): boolean
+  /** The initialisation `key` failed: the next caller retries. */
+  oAbandon(key: number): void
+  /** 0 stored, 1 already initialised, 2 initialising. */
+  oSet(value: unknown, tag: number): number
+  /** A copy of the value, or the `EMPTY` sentinel. */
+  oGet(): unknown
+  oWait(id: number): void
+}
+
 /** The shared state of an mpsc channel (either end). */
 export declare class SyncChan {
   /** This object's local id (for the `syncChan*` fast-path functions). */
@@ -197,6 +284,12 @@ export declare function bridgeInit(onBatch: (count: number, values: unknown[] | 
  */
 export declare function bridgeNoop(id: number): void
 
+/**
+ * Number of completions queued for this thread and not yet delivered to JS (the paused clock's
+ * auto-advance waits until they are: the JS thread is not idle before).
+ */
+export declare function bridgeQueued(): number
+
 /** The number of holds on this thread's event loop (ref'd pending operations + `keepAlive`). */
 export declare function bridgeRefs(): number
 
@@ -251,6 +344,9 @@ export declare function netLive(): number
 /** Joins (or leaves) an IPv4 multicast group on `iface` (an IPv4 address, `""` = any). */
 export declare function netMulticast(h: number, join: boolean, group: string, iface: string): number
 
+/** `"pid|uid|gid"` of a Unix stream's peer (pid -1 when unknown), or `"!errno"`. */
+export declare function netPeerCred(h: number): string
+
 /** Stream/UDP: read (K_DATA / K_DGRAM events) while `on`. */
 export declare function netRead(h: number, on: boolean): number
 
@@ -290,6 +386,27 @@ export declare function netUdpConnect(h: number, ip: string, port: number): numb
  * a negative errno.
  */
 export declare function netUdpSend(h: number, data: Uint8Array, ip: string, port: number): number
+
+/** Connects to a Unix socket path; the handle (K_CONNECTED or K_ERROR follows) or a negative errno. */
+export declare function netUnixConnect(path: string): number
+
+/** A Unix datagram socket bound to `path` (unbound when `path` is empty); handle or -errno. */
+export declare function netUnixDgram(path: string): number
+
+/** Connects a Unix datagram socket to `path`: 0 or -errno. */
+export declare function netUnixDgramConnect(h: number, path: string): number
+
+/** A connected pair of Unix datagram sockets: `[a, b]`, or `[-errno]`. */
+export declare function netUnixDgramPair(): Array<number>
+
+/** Sends a Unix datagram to `path` (the connected peer when empty): 0, 1 blocked, or -errno. */
+export declare function netUnixDgramSend(h: number, data: Uint8Array, path: string): number
+
+/** Binds and listens on a Unix socket path; the handle or a negative errno. */
+export declare function netUnixListen(path: string, backlog: number): number
+
+/** A connected pair of Unix streams: `[a, b]` handles, or `[-errno]`. */
+export declare function netUnixPair(): Array<number>
 
 /** Writes `data` (after the queued table): 0 taken, 1 blocked (wait for K_DRAIN), < 0 errno. */
 export declare function netWrite(h: number, data: Uint8Array): number
@@ -351,6 +468,18 @@ export interface RuntimeOptions {
 export declare function syncBarrierCreate(n: number, arrived: number): SyncBarrier
 
 /**
+ * Creates a shared broadcast channel of capacity `cap` whose next value is number `tail`, with
+ * `tx` senders (each adopted with `adoptEnd`).
+ */
+export declare function syncBcastCreate(cap: number, tail: number, tx: number): SyncCell
+
+/**
+ * The skipped count of the last broadcast receive of this thread that found a lag (then reset);
+ * 0 when that receive found nothing.
+ */
+export declare function syncBcLagged(): number
+
+/**
  * Creates a shared channel: capacity `cap` (0 = unbounded) of which `free` are free,
  * `txCount` live senders, closed by the receiver or not.
  */
@@ -384,8 +513,17 @@ export declare function syncInit(deserialize: (buf: Buffer) => unknown, empty: o
 /** Creates a shared Notify (with its stored permit, if any). */
 export declare function syncNotifyCreate(permit: boolean): SyncNotify
 
+/** Creates a shared OnceCell, set (`has`) or not. */
+export declare function syncOnceCreate(has: boolean, value: unknown, tag: number): SyncCell
+
+/** Creates a shared oneshot in the given state. */
+export declare function syncOneshotCreate(has: boolean, value: unknown, tag: number, txClosed: boolean, rxClosed: boolean, taken: boolean): SyncCell
+
 /** Revives a Barrier handle; null if it is not a live handle. */
 export declare function syncReviveBarrier(index: number, gen: number, hi: number, lo: number): SyncBarrier | null
+
+/** Revives a handle of kind 10..=16; null if it is not a live handle of that kind. */
+export declare function syncReviveCell(kind: number, index: number, gen: number, hi: number, lo: number): SyncCell | null
 
 /** Revives a channel end: 4/6 sender (bounded/unbounded), 5/7 receiver. Null if not a live handle. */
 export declare function syncReviveChan(kind: number, index: number, gen: number, hi: number, lo: number): SyncChan | null
@@ -404,6 +542,9 @@ export declare function syncSemRelease(lid: number, key: number, n: number): voi
 
 /** Fast path of `SyncSem.tryAcquire` by local id. */
 export declare function syncSemTryAcquire(lid: number, n: number): number
+
+/** Creates a shared watch channel holding `value` at `version`, with `tx` senders. */
+export declare function syncWatchCreate(value: unknown, tag: number, version: number, tx: number): SyncCell
 
 /**
  * Test hook: a plain native thread (not a runtime thread) completes `ids` in order, each resolved

@@ -269,13 +269,22 @@ let autoAdvanceScheduled = false;
 function scheduleAutoAdvance(): void {
   if (autoAdvanceScheduled) return;
   autoAdvanceScheduled = true;
-  setImmediate(() => {
-    autoAdvanceScheduled = false;
-    for (const t of pausedTables) {
-      if (t.rt.isShutdown || !t.nrt.isClockPaused()) continue;
-      t.nrt.advanceToNextTimer();
-    }
-  }).unref();
+  setImmediate(autoAdvance).unref();
+}
+
+function autoAdvance(): void {
+  autoAdvanceScheduled = false;
+  if (pausedTables.size === 0) return;
+  // Completions not yet delivered: this thread is not idle; their batch re-arms the check.
+  if (native.bridgeQueued() > 0) return;
+  for (const t of pausedTables) {
+    if (t.rt.isShutdown || !t.nrt.isClockPaused()) continue;
+    t.nrt.advanceToNextTimer();
+  }
+  // While operations are pending, native tasks (woken by this jump or about to register timers on
+  // the runtime's threads) may need the clock to move again without any completion reaching this
+  // thread: look again shortly (1 ms of real time, unref'd).
+  if (native.bridgeRefs() > 0) setTimeout(scheduleAutoAdvance, 1).unref();
 }
 
 // Completions of any kind (native tasks, sync waits, I/O) mean the thread was busy: look again at

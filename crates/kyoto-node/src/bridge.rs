@@ -464,6 +464,11 @@ impl EnvState {
         self.refs.get()
     }
 
+    /// Number of completions queued for JS and not yet delivered.
+    pub fn queued(&self) -> usize {
+        self.sink.lock().queue.len()
+    }
+
     /// Runs `f` when the env is torn down (e.g. shut down a runtime the env created).
     pub fn on_teardown(&self, f: Box<dyn FnOnce()>) {
         self.teardown.borrow_mut().push(f);

@@ -8,10 +8,10 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod bridge;
+pub mod net;
 mod runtime;
 pub mod sync;
 mod time;
-pub mod net;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -57,11 +57,20 @@ pub fn bridge_refs() -> Result<f64> {
     Ok(bridge::current()?.refs() as f64)
 }
 
+/// Number of completions queued for this thread and not yet delivered to JS (the paused clock's
+/// auto-advance waits until they are: the JS thread is not idle before).
+#[napi]
+pub fn bridge_queued() -> Result<u32> {
+    Ok(bridge::current()?.queued() as u32)
+}
+
 /// The default runtime's clock, in milliseconds since the process-wide origin (follows
 /// `pause`/`advance`). Starts the default runtime if needed.
 #[napi(catch_unwind)]
 pub fn now() -> Result<f64> {
-    Ok(time::to_ms(runtime::default_runtime()?.handle().clock_now()))
+    Ok(time::to_ms(
+        runtime::default_runtime()?.handle().clock_now(),
+    ))
 }
 
 /// Test hook: a plain native thread (not a runtime thread) completes `ids` in order, each resolved
