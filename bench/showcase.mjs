@@ -1,7 +1,7 @@
 // The showcase (`npm start`): a kyoto TCP echo server and the same server on node:net, both driven by
 // the native load generator (kyoto-loadgen, a separate Rust process) with the same load, side by side.
 //
-//   node bench/showcase.mjs [--rounds 1] [--duration 5] [--warmup 1] [--conns 50] [--inflight 1]
+//   node bench/showcase.mjs [--rounds 3] [--duration 5] [--warmup 1] [--conns 50] [--inflight 1]
 //                           [--bytes 64] [--workers <cores - 1>] [--no-build]
 //
 // Which kyoto server: for now the native Rust server on kyoto-rt (crates/kyoto-bench, `kyoto-echo`:
@@ -30,7 +30,7 @@ const opt = (name, dflt) => {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 && i + 1 < argv.length ? Number(argv[i + 1]) : dflt;
 };
-const rounds = Math.max(1, opt('rounds', 1));
+const rounds = Math.max(1, opt('rounds', 3));
 const duration = opt('duration', 5);
 const warmup = opt('warmup', 1);
 const load = { conns: opt('conns', 50), inflight: opt('inflight', 1), bytes: opt('bytes', 64) };
@@ -38,7 +38,8 @@ const load = { conns: opt('conns', 50), inflight: opt('inflight', 1), bytes: opt
 const workers = Math.max(1, opt('workers', os.cpus().length - 1));
 
 async function main() {
-  if (!argv.includes('--no-build')) ensureBuilt();
+  // Always ask cargo (a no-op in a second when fresh), so a changed kyoto-rt is never shown stale.
+  if (!argv.includes('--no-build')) ensureBuilt({ always: true });
   const loadBefore = loadAverage();
   const servers = [
     {
