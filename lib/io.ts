@@ -83,6 +83,8 @@ export async function copy(reader: Reader, writer: Writer, options?: SignalOptio
     const pre = a._beginCopy();
     b._beginCopy();
     if (pre.length > 0) await b.write(pre);
+    // The native copy owns the writer's readiness: what JS queued must be out first.
+    await b.flush();
     if (a._eof) {
       a._endCopy(true);
       b._endCopy(false);
@@ -112,6 +114,7 @@ export async function copyBidirectional(
     const preB = nb._beginCopy();
     if (preA.length > 0) await nb.write(preA);
     if (preB.length > 0) await na.write(preB);
+    await Promise.all([na.flush(), nb.flush()]);
     const [x, y] = await nativeCopy(na, nb, true);
     return [x + preA.length, y + preB.length];
   }

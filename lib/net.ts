@@ -222,10 +222,14 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
     checkSignal(signal);
     const h = native.netTcpConnect(host, port, localIp, localPort, flags, sndbuf, rcvbuf);
     if (h < 0) return Promise.reject(systemError(-h, 'connect', host, port));
-    const s = new TcpStream(h);
+    return TcpStream._waitConnected(new TcpStream(h), host, port, signal);
+  }
+
+  /** @internal Resolves with `s` once its connect finished (`port` -1: a Unix path). */
+  static _waitConnected<T extends TcpStream>(s: T, host: string, port: number, signal: AbortSignal | undefined): Promise<T> {
     hold(1);
-    return withSignal<TcpStream>(signal, (resolve, reject) => {
-      s.#connect = [resolve, reject, host, port];
+    return withSignal<T>(signal, (resolve, reject) => {
+      s.#connect = [resolve as (s: TcpStream) => void, reject, host, port];
       return () => {
         if (s.#connect !== undefined) {
           s.#connect = undefined;
@@ -269,7 +273,7 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
           if (c !== undefined) {
             hold(-1);
             this.close();
-            c[1](systemError(a, 'connect', c[2], c[3]));
+            c[1](c[3] < 0 ? systemError(a, 'connect', c[2]) : systemError(a, 'connect', c[2], c[3]));
           }
           return;
         }
@@ -834,6 +838,13 @@ export class TcpListener implements Endpoint, AsyncIterable<TcpStream> {
   #queue: Array<[TcpStream, SocketAddress]> = [];
   #waiters: Array<[(v: [TcpStream, SocketAddress]) => void, (e: unknown) => void]> = [];
   #armed = false;
+
+  /** @internal The stream object of an accepted connection and its peer address. */
+  _adopt(h: number, b: number, off: number, len: number): [TcpStream, SocketAddress] {
+    const port = b & 0xffff;
+    const addr = len === 4 ? v4Address(rarena.readUInt32BE(off), port) : v6Address(off, port);
+    return [new TcpStream(h, addr), addr];
+  }
   #refd = true;
   #closed = false;
   #err: Error | undefined;
@@ -869,9 +880,7 @@ export class TcpListener implements Endpoint, AsyncIterable<TcpStream> {
   /** @internal */
   onEvent(kind: number, a: number, b: number, off: number, len: number): void {
     if (kind === K_ACCEPT) {
-      const port = b & 0xffff;
-      const addr = len === 4 ? v4Address(rarena.readUInt32BE(off), port) : v6Address(off, port);
-      const s = new TcpStream(a, addr);
+      const [s, addr] = this._adopt(a, b, off, len);
       const w = this.#waiters.shift();
       if (w) {
         if (this.#waiters.length === 0) this.#arm(false);
@@ -908,7 +917,7 @@ export class TcpListener implements Endpoint, AsyncIterable<TcpStream> {
     }
     this.#arm(true);
     return withSignal(options?.signal, (resolve, reject) => {
-      const w: [(v: [TcpStream, SocketAddress]) => void, (e: unknown) => void] = [resolve, reject];
+      const w: [(v: [TcpStream, SocketAddress]) => void, (e: unknown) => void] = [resolve as (v: [TcpStream, SocketAddress]) => void, reject];
       this.#waiters.push(w);
       return () => {
         const i = this.#waiters.indexOf(w);
@@ -1322,4 +1331,283 @@ export function nativeStream(x: unknown): TcpStream | undefined {
   if (x instanceof TcpStream) return x;
   if (x instanceof ReadHalf || x instanceof WriteHalf) return x._s;
   return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Unix domain sockets
+
+/** The address of a Unix domain socket (`path` is `''` for an unnamed socket). */
+export interface UnixSocketAddress {
+  /** The socket's path. */
+  path: string;
+}
+
+function unixAddr(s: string, syscall: string): UnixSocketAddress {
+  if (s.startsWith('!')) throw systemError(Number(s.slice(1)), syscall);
+  return { path: s.split('|')[1] ?? '' };
+}
+
+function validatePath(path: unknown): asserts path is string {
+  if (typeof path !== 'string') throw invalidArgType('path', 'of type string', path);
+  if (path === '') throw invalidArgValue('path', 'must not be empty', path);
+}
+
+function unixOnly(): never {
+  throw codedError('ERR_FEATURE_UNAVAILABLE_ON_PLATFORM', 'Unix domain sockets are not available on this platform');
+}
+
+/** The credentials of a Unix socket's peer. */
+export interface UCred {
+  /** Process id (undefined when the platform does not say). */
+  pid: number | undefined;
+  /** User id. */
+  uid: number;
+  /** Group id. */
+  gid: number;
+}
+
+/** A connected Unix domain stream socket: the methods of {@link TcpStream}, plus {@link UnixStream.peerCred}. */
+export class UnixStream extends TcpStream {
+  /** Connects to the socket at `path`. */
+  static override async connect(path: AddressLike | string, options?: SignalOption): Promise<UnixStream> {
+    validatePath(path);
+    const opts = optionsBag<SignalOption>(options);
+    checkSignal(opts.signal);
+    if (typeof native.netUnixConnect !== 'function') unixOnly();
+    const h = native.netUnixConnect(path);
+    if (h < 0) throw systemError(-h, 'connect', path);
+    return TcpStream._waitConnected(new UnixStream(h), path, -1, opts.signal);
+  }
+
+  /** A connected pair of Unix streams (like `socketpair(2)`). */
+  static pair(): [UnixStream, UnixStream] {
+    if (typeof native.netUnixPair !== 'function') unixOnly();
+    const r = native.netUnixPair();
+    if (r.length === 1) throw systemError(-r[0], 'socketpair');
+    return [new UnixStream(r[0]), new UnixStream(r[1])];
+  }
+
+  /** The local address. */
+  override localAddr(): SocketAddress & UnixSocketAddress {
+    return unixAddr(native.netAddr(this._h, false), 'getsockname') as SocketAddress & UnixSocketAddress;
+  }
+
+  /** The peer's address. */
+  override peerAddr(): SocketAddress & UnixSocketAddress {
+    return unixAddr(native.netAddr(this._h, true), 'getpeername') as SocketAddress & UnixSocketAddress;
+  }
+
+  /** The peer process's credentials (`SO_PEERCRED`). */
+  peerCred(): UCred {
+    const s = native.netPeerCred(this._h);
+    if (s.startsWith('!')) throw systemError(Number(s.slice(1)), 'getsockopt');
+    const [pid, uid, gid] = s.split('|').map(Number);
+    return { pid: pid < 0 ? undefined : pid, uid, gid };
+  }
+}
+
+/** A listening Unix domain socket. Keeps the process alive until closed or `unref()`ed. */
+export class UnixListener extends TcpListener {
+  /** Binds and listens on `path` (which must not exist). */
+  static override async bind(path: AddressLike | string, options?: { backlog?: number }): Promise<UnixListener> {
+    validatePath(path);
+    if (typeof native.netUnixListen !== 'function') unixOnly();
+    const backlog = options?.backlog ?? 1024;
+    const h = native.netUnixListen(path, backlog);
+    if (h < 0) throw systemError(-h, 'listen', path);
+    return new UnixListener(h);
+  }
+
+  /** @internal */
+  override _adopt(h: number, _b: number, off: number, len: number): [TcpStream, SocketAddress] {
+    const addr = { path: rarena.toString('utf8', off, off + len) };
+    return [new UnixStream(h), addr as unknown as SocketAddress];
+  }
+
+  /** Waits for a connection: `[stream, peerAddress]`. */
+  override accept(options?: SignalOption): Promise<[UnixStream, SocketAddress & UnixSocketAddress]> {
+    return super.accept(options) as Promise<[UnixStream, SocketAddress & UnixSocketAddress]>;
+  }
+
+  /** The bound path. */
+  override localAddr(): SocketAddress & UnixSocketAddress {
+    return unixAddr(native.netAddr(this._h, false), 'getsockname') as SocketAddress & UnixSocketAddress;
+  }
+}
+
+interface UnixDgram {
+  data: Buffer;
+  path: string;
+}
+
+/** A Unix domain datagram socket. */
+export class UnixDatagram implements Endpoint {
+  /** @internal */ readonly _h: number;
+  #queue: UnixDgram[] = [];
+  #waiters: Array<{ buf: Uint8Array; from: boolean; resolve: (v: unknown) => void; reject: (e: unknown) => void }> = [];
+  #reading = false;
+  #closed = false;
+  #err: Error | undefined;
+  #drain: Array<() => void> = [];
+
+  private constructor(h: number) {
+    this._h = h;
+    register(h, this);
+  }
+
+  /** Binds to `path`. */
+  static bind(path: string): UnixDatagram {
+    validatePath(path);
+    if (typeof native.netUnixDgram !== 'function') unixOnly();
+    const h = native.netUnixDgram(path);
+    if (h < 0) throw systemError(-h, 'bind', path);
+    return new UnixDatagram(h);
+  }
+
+  /** An unbound socket (it can send, and receive once connected or on a pair). */
+  static unbound(): UnixDatagram {
+    if (typeof native.netUnixDgram !== 'function') unixOnly();
+    const h = native.netUnixDgram('');
+    if (h < 0) throw systemError(-h, 'socket');
+    return new UnixDatagram(h);
+  }
+
+  /** A connected pair. */
+  static pair(): [UnixDatagram, UnixDatagram] {
+    if (typeof native.netUnixDgramPair !== 'function') unixOnly();
+    const r = native.netUnixDgramPair();
+    if (r.length === 1) throw systemError(-r[0], 'socketpair');
+    return [new UnixDatagram(r[0]), new UnixDatagram(r[1])];
+  }
+
+  /** @internal */
+  onEvent(kind: number, a: number, b: number, off: number, len: number): void {
+    if (kind === K_DGRAM) {
+      const path = b > 0 ? rarena.toString('utf8', off + len, off + len + b) : '';
+      const w = this.#waiters.shift();
+      if (w) {
+        if (this.#waiters.length === 0) hold(-1);
+        const n = Math.min(len, w.buf.length);
+        rarena.copy(w.buf, 0, off, off + n);
+        w.resolve(w.from ? { bytes: n, address: { path } } : n);
+        return;
+      }
+      this.#queue.push({ data: Buffer.from(rarena.subarray(off, off + len)), path });
+      if (this.#queue.length > DGRAM_HWM && this.#reading) {
+        this.#reading = false;
+        native.netRead(this._h, false);
+      }
+    } else if (kind === K_ERROR) {
+      const err = systemError(a, SYSCALLS[b] ?? 'recv');
+      const w = this.#waiters.shift();
+      if (w) {
+        if (this.#waiters.length === 0) hold(-1);
+        w.reject(err);
+      } else this.#err = err;
+    } else if (kind === K_DRAIN) {
+      for (const r of this.#drain.splice(0)) r();
+    }
+  }
+
+  #recv<T>(buf: Uint8Array, from: boolean, signal?: AbortSignal): Promise<T> {
+    if (!(buf instanceof Uint8Array)) return Promise.reject(invalidArgType('buf', 'an instance of Uint8Array', buf));
+    if (this.#closed) return Promise.reject(closedError());
+    if (this.#err) {
+      const e = this.#err;
+      this.#err = undefined;
+      return Promise.reject(e);
+    }
+    const d = this.#queue.shift();
+    if (d) {
+      const n = Math.min(d.data.length, buf.length);
+      d.data.copy(buf, 0, 0, n);
+      if (!this.#reading && this.#queue.length < DGRAM_HWM / 4) {
+        this.#reading = true;
+        native.netRead(this._h, true);
+      }
+      return Promise.resolve((from ? { bytes: n, address: { path: d.path } } : n) as T);
+    }
+    if (!this.#reading) {
+      this.#reading = true;
+      native.netRead(this._h, true);
+    }
+    return withSignal<T>(signal, (resolve, reject) => {
+      const w = { buf, from, resolve: resolve as (v: unknown) => void, reject };
+      if (this.#waiters.length === 0) hold(1);
+      this.#waiters.push(w);
+      return () => {
+        const i = this.#waiters.indexOf(w);
+        if (i >= 0) {
+          this.#waiters.splice(i, 1);
+          if (this.#waiters.length === 0) hold(-1);
+        }
+      };
+    });
+  }
+
+  /** Receives one datagram into `buf` (excess bytes are discarded). */
+  recv(buf: Uint8Array, options?: SignalOption): Promise<number> {
+    return this.#recv(buf, false, options?.signal);
+  }
+
+  /** Receives one datagram: `{ bytes, address: { path } }`. */
+  recvFrom(buf: Uint8Array, options?: SignalOption): Promise<{ bytes: number; address: UnixSocketAddress }> {
+    return this.#recv(buf, true, options?.signal);
+  }
+
+  #send(data: Uint8Array | string, path: string): Promise<number> {
+    if (this.#closed) return Promise.reject(closedError());
+    const bytes = toBytes(data);
+    const r = native.netUnixDgramSend(this._h, bytes, path);
+    if (r < 0) return Promise.reject(systemError(-r, 'send', path || undefined));
+    if (r === 1) return new Promise((res) => this.#drain.push(() => res(bytes.length)));
+    return Promise.resolve(bytes.length);
+  }
+
+  /** Sends to the connected peer. */
+  send(data: Uint8Array | string): Promise<number> {
+    return this.#send(data, '');
+  }
+
+  /** Sends to the socket at `path`. */
+  sendTo(data: Uint8Array | string, path: string): Promise<number> {
+    try {
+      validatePath(path);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#send(data, path);
+  }
+
+  /** Connects to `path`: `send` goes there and only its datagrams are received. */
+  connect(path: string): void {
+    validatePath(path);
+    const r = native.netUnixDgramConnect(this._h, path);
+    if (r < 0) throw systemError(-r, 'connect', path);
+  }
+
+  /** The bound address. */
+  localAddr(): UnixSocketAddress {
+    return unixAddr(native.netAddr(this._h, false), 'getsockname');
+  }
+
+  /** The connected peer's address. */
+  peerAddr(): UnixSocketAddress {
+    return unixAddr(native.netAddr(this._h, true), 'getpeername');
+  }
+
+  /** Closes the socket. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    native.netClose(this._h);
+    unregister(this._h);
+    if (this.#waiters.length > 0) hold(-1);
+    for (const w of this.#waiters.splice(0)) w.reject(closedError());
+  }
+
+  /** Closes the socket. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+  }
 }

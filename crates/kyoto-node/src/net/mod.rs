@@ -30,6 +30,8 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use kyoto_rt::net::{SendMsg, TcpListener, TcpStream, UdpSocket};
+#[cfg(unix)]
+use kyoto_rt::net::{UnixDatagram, UnixListener, UnixStream};
 use kyoto_rt::task::AbortHandle;
 use napi::bindgen_prelude::*;
 use napi::sys;
@@ -123,6 +125,16 @@ impl Shared {
 }
 
 fn close_sock(shared: &Shared, sock: &Sock) {
+    // What JS wrote before closing goes out if the socket takes it now (the task that would
+    // flush the backlog later is about to stop).
+    if let Kind::Stream(s) = &sock.kind {
+        if !sock.has(F_CLOSED | F_WRITE_FAILED) {
+            let mut st = sock.lock();
+            if st.backlog() > 0 {
+                let _ = flush_backlog_now(s, &mut st);
+            }
+        }
+    }
     sock.set(F_CLOSED);
     if let Kind::Listener(l) = &sock.kind {
         let l = l.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -721,7 +733,7 @@ impl NetEnv {
                         sock.wake();
                     }
                 }
-                Kind::Listener(_) => i += 1,
+                _ => i += 1,
             }
             last = Some(sock);
         }
@@ -829,8 +841,14 @@ pub fn net_tcp_listen(
         Err(e) => return Ok(neg(&e)),
     };
     let shared = n.shared.clone();
-    let h =
-        shared.insert(|h| Sock::new(h, Kind::Listener(Mutex::new(Some(l))), n.shared.clone(), 0));
+    let h = shared.insert(|h| {
+        Sock::new(
+            h,
+            Kind::Listener(Mutex::new(Some(Listener::Tcp(l)))),
+            n.shared.clone(),
+            0,
+        )
+    });
     Ok(h.map_or(-ebadf(), |h| h as i32))
 }
 
@@ -892,7 +910,14 @@ pub fn net_tcp_connect(
         Err(e) => return Ok(neg(&e)),
     };
     let shared = n.shared.clone();
-    let h = shared.insert(|h| Sock::new(h, Kind::Stream(s), n.shared.clone(), F_CONNECTING));
+    let h = shared.insert(|h| {
+        Sock::new(
+            h,
+            Kind::Stream(Stream::Tcp(s)),
+            n.shared.clone(),
+            F_CONNECTING,
+        )
+    });
     Ok(h.map_or(-ebadf(), |h| h as i32))
 }
 
@@ -963,22 +988,6 @@ fn sock_ref_udp(u: &UdpSocket, f: impl FnOnce(&socket2::SockRef<'_>) -> io::Resu
         use std::os::windows::io::{AsRawSocket, BorrowedSocket};
         // SAFETY: the socket is owned by `u`, which outlives this borrow.
         let b = unsafe { BorrowedSocket::borrow_raw(u.as_raw_socket()) };
-        f(&socket2::SockRef::from(&b))
-    };
-    match r {
-        Ok(()) => 0,
-        Err(e) => neg(&e),
-    }
-}
-
-fn sock_ref_tcp(s: &TcpStream, f: impl FnOnce(&socket2::SockRef<'_>) -> io::Result<()>) -> i32 {
-    #[cfg(unix)]
-    let r = f(&socket2::SockRef::from(s));
-    #[cfg(windows)]
-    let r = {
-        use std::os::windows::io::{AsRawSocket, BorrowedSocket};
-        // SAFETY: the socket is owned by `s`, which outlives this borrow.
-        let b = unsafe { BorrowedSocket::borrow_raw(s.as_raw_socket()) };
         f(&socket2::SockRef::from(&b))
     };
     match r {
@@ -1176,25 +1185,28 @@ pub fn net_addr(h: u32, peer: bool) -> Result<String> {
         h,
         |_, s| {
             let r = match (&s.kind, peer) {
-                (Kind::Stream(t), false) => t.local_addr(),
-                (Kind::Stream(t), true) => t.peer_addr(),
+                (Kind::Stream(t), _) => t.addr(peer),
                 (Kind::Listener(l), false) => {
                     match l.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-                        Some(l) => l.local_addr(),
+                        Some(l) => l.addr(),
                         None => Err(io::Error::from_raw_os_error(ebadf())),
                     }
                 }
-                (Kind::Udp(u), false) => u.local_addr(),
-                (Kind::Udp(u), true) => u.peer_addr(),
+                (Kind::Udp(u), _) => (if peer { u.peer_addr() } else { u.local_addr() }).map(|a| {
+                    format!(
+                        "{}|{}|{}",
+                        if a.is_ipv4() { 4 } else { 6 },
+                        a.ip(),
+                        a.port()
+                    )
+                }),
+                #[cfg(unix)]
+                (Kind::UnixDgram(u), _) => (if peer { u.peer_addr() } else { u.local_addr() })
+                    .map(|a| unix_addr_string(&a)),
                 _ => Err(io::Error::from_raw_os_error(einval())),
             };
             match r {
-                Ok(a) => format!(
-                    "{}|{}|{}",
-                    if a.is_ipv4() { 4 } else { 6 },
-                    a.ip(),
-                    a.port()
-                ),
+                Ok(a) => a,
                 Err(e) => format!("!{}", errno(&e)),
             }
         },
@@ -1240,8 +1252,16 @@ pub fn net_set_opt(h: u32, opt: u32, a: f64, b: f64) -> Result<i32> {
                 }
             };
             match &s.kind {
-                Kind::Stream(t) => sock_ref_tcp(t, f),
+                Kind::Stream(t) => match t.with_ref(f) {
+                    Ok(()) => 0,
+                    Err(e) => neg(&e),
+                },
                 Kind::Udp(u) => sock_ref_udp(u, f),
+                #[cfg(unix)]
+                Kind::UnixDgram(u) => match f(&socket2::SockRef::from(&**u)) {
+                    Ok(()) => 0,
+                    Err(e) => neg(&e),
+                },
                 Kind::Listener(_) => -einval(),
             }
         },
@@ -1348,4 +1368,180 @@ pub fn net_live() -> Result<u32> {
     let n = net()?;
     let s = n.shared.slab();
     Ok(s.entries.iter().filter(|e| e.is_some()).count() as u32)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Unix domain sockets
+
+#[cfg(unix)]
+fn register_stream(n: &NetEnv, s: UnixStream, flags: u32) -> i32 {
+    let shared = n.shared.clone();
+    let h = shared.insert(|h| Sock::new(h, Kind::Stream(Stream::Unix(s)), n.shared.clone(), flags));
+    h.map_or(-ebadf(), |h| h as i32)
+}
+
+/// Binds and listens on a Unix socket path; the handle or a negative errno.
+#[cfg(unix)]
+#[napi]
+pub fn net_unix_listen(path: String, backlog: u32) -> Result<i32> {
+    let n = net()?;
+    let r = (|| -> io::Result<std::os::unix::net::UnixListener> {
+        let s = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+        s.set_nonblocking(true)?;
+        s.bind(&socket2::SockAddr::unix(&path)?)?;
+        s.listen(backlog.clamp(1, 65535) as i32)?;
+        Ok(s.into())
+    })();
+    let std_l = match r {
+        Ok(l) => l,
+        Err(e) => return Ok(neg(&e)),
+    };
+    let _g = n.shared.handle.enter();
+    let l = match UnixListener::from_std(std_l) {
+        Ok(l) => l,
+        Err(e) => return Ok(neg(&e)),
+    };
+    let shared = n.shared.clone();
+    let h = shared.insert(|h| {
+        Sock::new(
+            h,
+            Kind::Listener(Mutex::new(Some(Listener::Unix(l)))),
+            n.shared.clone(),
+            0,
+        )
+    });
+    Ok(h.map_or(-ebadf(), |h| h as i32))
+}
+
+/// Connects to a Unix socket path; the handle (K_CONNECTED or K_ERROR follows) or a negative errno.
+#[cfg(unix)]
+#[napi]
+pub fn net_unix_connect(path: String) -> Result<i32> {
+    let n = net()?;
+    let r = (|| -> io::Result<std::os::unix::net::UnixStream> {
+        let s = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+        s.set_nonblocking(true)?;
+        match s.connect(&socket2::SockAddr::unix(&path)?) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(s.into())
+    })();
+    let std_s = match r {
+        Ok(s) => s,
+        Err(e) => return Ok(neg(&e)),
+    };
+    let _g = n.shared.handle.enter();
+    match UnixStream::from_std(std_s) {
+        Ok(s) => Ok(register_stream(&n, s, F_CONNECTING)),
+        Err(e) => Ok(neg(&e)),
+    }
+}
+
+/// A connected pair of Unix streams: `[a, b]` handles, or `[-errno]`.
+#[cfg(unix)]
+#[napi]
+pub fn net_unix_pair() -> Result<Vec<i32>> {
+    let n = net()?;
+    let _g = n.shared.handle.enter();
+    match UnixStream::pair() {
+        Ok((a, b)) => Ok(vec![register_stream(&n, a, 0), register_stream(&n, b, 0)]),
+        Err(e) => Ok(vec![neg(&e)]),
+    }
+}
+
+/// `"pid|uid|gid"` of a Unix stream's peer (pid -1 when unknown), or `"!errno"`.
+#[cfg(unix)]
+#[napi]
+pub fn net_peer_cred(h: u32) -> Result<String> {
+    with_sock(
+        h,
+        |_, s| match &s.kind {
+            Kind::Stream(Stream::Unix(u)) => match u.peer_cred() {
+                Ok(c) => format!("{}|{}|{}", c.pid().unwrap_or(-1), c.uid(), c.gid()),
+                Err(e) => format!("!{}", errno(&e)),
+            },
+            _ => format!("!{}", einval()),
+        },
+        format!("!{}", ebadf()),
+    )
+}
+
+#[cfg(unix)]
+fn register_dgram(n: &NetEnv, u: UnixDatagram) -> i32 {
+    let shared = n.shared.clone();
+    let h = shared.insert(|h| Sock::new(h, Kind::UnixDgram(Arc::new(u)), n.shared.clone(), 0));
+    h.map_or(-ebadf(), |h| h as i32)
+}
+
+/// A Unix datagram socket bound to `path` (unbound when `path` is empty); handle or -errno.
+#[cfg(unix)]
+#[napi]
+pub fn net_unix_dgram(path: String) -> Result<i32> {
+    let n = net()?;
+    let _g = n.shared.handle.enter();
+    let r = if path.is_empty() {
+        UnixDatagram::unbound()
+    } else {
+        UnixDatagram::bind(&path)
+    };
+    Ok(match r {
+        Ok(u) => register_dgram(&n, u),
+        Err(e) => neg(&e),
+    })
+}
+
+/// A connected pair of Unix datagram sockets: `[a, b]`, or `[-errno]`.
+#[cfg(unix)]
+#[napi]
+pub fn net_unix_dgram_pair() -> Result<Vec<i32>> {
+    let n = net()?;
+    let _g = n.shared.handle.enter();
+    match UnixDatagram::pair() {
+        Ok((a, b)) => Ok(vec![register_dgram(&n, a), register_dgram(&n, b)]),
+        Err(e) => Ok(vec![neg(&e)]),
+    }
+}
+
+/// Connects a Unix datagram socket to `path`: 0 or -errno.
+#[cfg(unix)]
+#[napi]
+pub fn net_unix_dgram_connect(h: u32, path: String) -> Result<i32> {
+    with_sock(
+        h,
+        |_, s| match &s.kind {
+            Kind::UnixDgram(u) => match u.connect(&path) {
+                Ok(()) => 0,
+                Err(e) => neg(&e),
+            },
+            _ => -einval(),
+        },
+        -ebadf(),
+    )
+}
+
+/// Sends a Unix datagram to `path` (the connected peer when empty): 0, 1 blocked, or -errno.
+#[cfg(unix)]
+#[napi]
+pub fn net_unix_dgram_send(h: u32, data: &[u8], path: String) -> Result<i32> {
+    let path = (!path.is_empty()).then(|| std::path::PathBuf::from(path));
+    with_sock(
+        h,
+        |n, s| match unix_dgram_send(s, data, path) {
+            Ok((blocked, wake)) => {
+                if wake {
+                    s.wake();
+                }
+                if blocked {
+                    n.set_blocked(h);
+                    1
+                } else {
+                    0
+                }
+            }
+            Err(e) => neg(&e),
+        },
+        -ebadf(),
+    )
 }

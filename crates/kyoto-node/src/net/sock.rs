@@ -44,16 +44,164 @@ pub const F_THROTTLED: u32 = 32;
 pub const F_CONNECTING: u32 = 64;
 pub const F_WRITE_FAILED: u32 = 128;
 
+/// A connected byte stream: TCP, or a Unix domain socket.
+pub enum Stream {
+    Tcp(TcpStream),
+    #[cfg(unix)]
+    Unix(kyoto_rt::net::UnixStream),
+}
+
+macro_rules! each_stream {
+    ($self:expr, $s:ident => $e:expr) => {
+        match $self {
+            Stream::Tcp($s) => $e,
+            #[cfg(unix)]
+            Stream::Unix($s) => $e,
+        }
+    };
+}
+
+impl Stream {
+    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        each_stream!(self, s => s.try_read(buf))
+    }
+    pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        each_stream!(self, s => s.try_write(buf))
+    }
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each_stream!(self, s => s.poll_read_ready(cx))
+    }
+    pub fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each_stream!(self, s => s.poll_write_ready(cx))
+    }
+    pub fn try_io<R>(
+        &self,
+        interest: Interest,
+        f: impl FnOnce() -> io::Result<R>,
+    ) -> io::Result<R> {
+        each_stream!(self, s => s.try_io(interest, f))
+    }
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        each_stream!(self, s => s.take_error())
+    }
+    /// Ok once the connection is established (`ENOTCONN` while a connect is in progress).
+    pub fn check_connected(&self) -> io::Result<()> {
+        each_stream!(self, s => s.peer_addr().map(|_| ()))
+    }
+    /// `"family|address|port"` of the local or peer address (`u|path|0` for Unix sockets).
+    pub fn addr(&self, peer: bool) -> io::Result<String> {
+        match self {
+            Stream::Tcp(s) => {
+                let a = if peer {
+                    s.peer_addr()?
+                } else {
+                    s.local_addr()?
+                };
+                Ok(format!(
+                    "{}|{}|{}",
+                    if a.is_ipv4() { 4 } else { 6 },
+                    a.ip(),
+                    a.port()
+                ))
+            }
+            #[cfg(unix)]
+            Stream::Unix(s) => {
+                let a = if peer {
+                    s.peer_addr()?
+                } else {
+                    s.local_addr()?
+                };
+                Ok(unix_addr_string(&a))
+            }
+        }
+    }
+    /// Runs `f` on a borrowed `socket2` view of the socket.
+    pub fn with_ref<R>(&self, f: impl FnOnce(&socket2::SockRef<'_>) -> R) -> R {
+        match self {
+            #[cfg(unix)]
+            Stream::Tcp(s) => f(&socket2::SockRef::from(s)),
+            #[cfg(unix)]
+            Stream::Unix(s) => f(&socket2::SockRef::from(s)),
+            #[cfg(windows)]
+            Stream::Tcp(s) => {
+                use std::os::windows::io::{AsRawSocket, BorrowedSocket};
+                // SAFETY: the socket is owned by `s`, which outlives this borrow.
+                let b = unsafe { BorrowedSocket::borrow_raw(s.as_raw_socket()) };
+                f(&socket2::SockRef::from(&b))
+            }
+        }
+    }
+}
+
+/// `u|path|0` (path empty for an unnamed socket).
+#[cfg(unix)]
+pub fn unix_addr_string(a: &kyoto_rt::net::unix::SocketAddr) -> String {
+    let p = a
+        .as_pathname()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!("u|{p}|0")
+}
+
+/// A listening socket: TCP or Unix.
+pub enum Listener {
+    Tcp(TcpListener),
+    #[cfg(unix)]
+    Unix(kyoto_rt::net::UnixListener),
+}
+
+impl Listener {
+    /// Accepts one connection: the stream, and the peer's `port | family << 16` and address bytes
+    /// (family 1 and the path for Unix sockets).
+    fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(Stream, i32, Vec<u8>)>> {
+        match self {
+            Listener::Tcp(l) => l.poll_accept(cx).map_ok(|(s, a)| {
+                let (pf, ip) = addr_parts(&a);
+                (Stream::Tcp(s), pf, ip)
+            }),
+            #[cfg(unix)]
+            Listener::Unix(l) => l.poll_accept(cx).map_ok(|(s, a)| {
+                let p = a
+                    .as_pathname()
+                    .map(|p| p.to_string_lossy().into_owned().into_bytes())
+                    .unwrap_or_default();
+                (Stream::Unix(s), 1 << 16, p)
+            }),
+        }
+    }
+
+    pub fn addr(&self) -> io::Result<String> {
+        match self {
+            Listener::Tcp(l) => {
+                let a = l.local_addr()?;
+                Ok(format!(
+                    "{}|{}|{}",
+                    if a.is_ipv4() { 4 } else { 6 },
+                    a.ip(),
+                    a.port()
+                ))
+            }
+            #[cfg(unix)]
+            Listener::Unix(l) => Ok(unix_addr_string(&l.local_addr()?)),
+        }
+    }
+}
+
 pub enum Kind {
-    Stream(TcpStream),
+    Stream(Stream),
     /// Taken (and so closed) synchronously by `close`: a connect right after must be refused.
-    Listener(Mutex<Option<TcpListener>>),
+    Listener(Mutex<Option<Listener>>),
+    /// A Unix datagram socket (addresses are paths).
+    #[cfg(unix)]
+    UnixDgram(Arc<kyoto_rt::net::UnixDatagram>),
     Udp(UdpSocket),
 }
 
 pub struct Dgram {
     pub data: Vec<u8>,
     pub addr: Option<SocketAddr>,
+    /// Destination path of a Unix datagram (`None`: the connected peer).
+    pub path: Option<std::path::PathBuf>,
 }
 
 #[derive(Default)]
@@ -67,6 +215,27 @@ pub struct St {
     pub shutdown_pending: bool,
     pub abort: Option<AbortHandle>,
     pub retry: Option<Pin<Box<kyoto_rt::time::Sleep>>>,
+    /// Unix datagram sockets: pending readiness waits (they own an `Arc` of the socket).
+    pub rd: Option<ReadyFut>,
+    pub wr: Option<ReadyFut>,
+}
+
+pub type ReadyFut = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
+
+/// Polls a stored readiness wait, creating it with `make` when there is none; `Ready` consumes it.
+fn poll_stored(
+    slot: &mut Option<ReadyFut>,
+    make: impl FnOnce() -> ReadyFut,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    let fut = slot.get_or_insert_with(make);
+    match fut.as_mut().poll(cx) {
+        Poll::Pending => Poll::Pending,
+        Poll::Ready(_) => {
+            *slot = None;
+            Poll::Ready(())
+        }
+    }
 }
 
 impl St {
@@ -120,7 +289,7 @@ impl Sock {
         }
     }
 
-    pub fn stream(&self) -> Option<&TcpStream> {
+    pub fn stream(&self) -> Option<&Stream> {
         match &self.kind {
             Kind::Stream(s) => Some(s),
             _ => None,
@@ -237,16 +406,8 @@ thread_local! {
 }
 
 /// Shuts the write direction of a stream down (a FIN). Idempotent as far as callers are concerned.
-pub fn shutdown_write(s: &TcpStream) -> io::Result<()> {
-    #[cfg(unix)]
-    let r = socket2::SockRef::from(s).shutdown(std::net::Shutdown::Write);
-    #[cfg(windows)]
-    let r = {
-        use std::os::windows::io::{AsRawSocket, BorrowedSocket};
-        // SAFETY: the socket is owned by `s`, which outlives this borrow.
-        let b = unsafe { BorrowedSocket::borrow_raw(s.as_raw_socket()) };
-        socket2::SockRef::from(&b).shutdown(std::net::Shutdown::Write)
-    };
+pub fn shutdown_write(s: &Stream) -> io::Result<()> {
+    let r = s.with_ref(|r| r.shutdown(std::net::Shutdown::Write));
     match r {
         Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
         r => r,
@@ -255,7 +416,7 @@ pub fn shutdown_write(s: &TcpStream) -> io::Result<()> {
 
 /// Writes as much of the stream's backlog as the socket takes. `Ready(Err)` on a write error.
 fn poll_flush_backlog(
-    s: &TcpStream,
+    s: &Stream,
     st: &mut St,
     cx: Option<&mut Context<'_>>,
 ) -> Poll<io::Result<()>> {
@@ -278,6 +439,14 @@ fn poll_flush_backlog(
     st.out.clear();
     st.out_pos = 0;
     Poll::Ready(Ok(()))
+}
+
+/// Writes what the socket takes of the backlog right now, without waiting.
+pub fn flush_backlog_now(s: &Stream, st: &mut St) -> io::Result<()> {
+    match poll_flush_backlog(s, st, None) {
+        Poll::Ready(r) => r,
+        Poll::Pending => Ok(()),
+    }
 }
 
 /// Appends `data` to the stream's backlog (the JS thread, `multi_thread` data path), or — when
@@ -355,6 +524,7 @@ pub fn udp_send(sock: &Sock, msgs: &[SendMsg<'_>], direct: bool) -> (bool, bool)
         st.dout.push_back(Dgram {
             data: m.data.to_vec(),
             addr: m.addr,
+            path: None,
         });
     }
     let blocked = st.dout.len() >= DGRAM_HWM;
@@ -392,6 +562,8 @@ impl Future for SockTask {
                 }
             }
             Kind::Udp(u) => poll_udp(sock, u, cx),
+            #[cfg(unix)]
+            Kind::UnixDgram(u) => poll_unix_dgram(sock, u, cx),
         };
         if done {
             Poll::Ready(())
@@ -402,7 +574,7 @@ impl Future for SockTask {
 }
 
 /// Returns true when the task is finished.
-fn poll_stream(sock: &Arc<Sock>, s: &TcpStream, cx: &mut Context<'_>) -> bool {
+fn poll_stream(sock: &Arc<Sock>, s: &Stream, cx: &mut Context<'_>) -> bool {
     if sock.has(F_CONNECTING) {
         loop {
             match s.poll_write_ready(cx) {
@@ -417,8 +589,8 @@ fn poll_stream(sock: &Arc<Sock>, s: &TcpStream, cx: &mut Context<'_>) -> bool {
                 if let Some(e) = s.take_error()? {
                     return Err(e);
                 }
-                match s.peer_addr() {
-                    Ok(_) => Ok(()),
+                match s.check_connected() {
+                    Ok(()) => Ok(()),
                     Err(e) if e.kind() == io::ErrorKind::NotConnected => {
                         Err(io::ErrorKind::WouldBlock.into())
                     }
@@ -517,7 +689,7 @@ fn poll_stream(sock: &Arc<Sock>, s: &TcpStream, cx: &mut Context<'_>) -> bool {
     false
 }
 
-fn poll_listener(sock: &Arc<Sock>, l: &TcpListener, cx: &mut Context<'_>) -> bool {
+fn poll_listener(sock: &Arc<Sock>, l: &Listener, cx: &mut Context<'_>) -> bool {
     {
         let mut st = sock.lock();
         if let Some(sleep) = st.retry.as_mut() {
@@ -536,14 +708,13 @@ fn poll_listener(sock: &Arc<Sock>, l: &TcpListener, cx: &mut Context<'_>) -> boo
         budget -= 1;
         match l.poll_accept(cx) {
             Poll::Pending => break,
-            Poll::Ready(Ok((stream, addr))) => {
+            Poll::Ready(Ok((stream, pf, ip))) => {
                 let shared = sock.shared.clone();
                 let Some(h) =
                     shared.insert(|h| Sock::new(h, Kind::Stream(stream), shared.clone(), 0))
                 else {
                     continue; // the env is gone
                 };
-                let (pf, ip) = addr_parts(&addr);
                 sock.shared
                     .q
                     .push(Ev::new(sock.h, K_ACCEPT, h as i32, pf), &ip, &[]);
@@ -882,3 +1053,125 @@ impl Drop for CopyTask {
 const ECANCELED: i32 = libc::ECANCELED;
 #[cfg(not(unix))]
 const ECANCELED: i32 = 125;
+
+/// Sends one Unix datagram now if the socket takes it, else queues it for the task. Returns
+/// (blocked, wake the task), or an error for the caller.
+#[cfg(unix)]
+pub fn unix_dgram_send(
+    sock: &Sock,
+    data: &[u8],
+    path: Option<std::path::PathBuf>,
+) -> io::Result<(bool, bool)> {
+    let Kind::UnixDgram(u) = &sock.kind else {
+        return Err(io::Error::from_raw_os_error(EINVAL));
+    };
+    let mut st = sock.lock();
+    let was_empty = st.dout.is_empty();
+    if was_empty {
+        let r = match &path {
+            Some(p) => u.try_send_to(data, p),
+            None => u.try_send(data),
+        };
+        match r {
+            Ok(_) => return Ok((false, false)),
+            Err(e) if is_would_block(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    st.dout.push_back(Dgram {
+        data: data.to_vec(),
+        addr: None,
+        path,
+    });
+    let blocked = st.dout.len() >= DGRAM_HWM;
+    if blocked {
+        st.drain_wanted = true;
+    }
+    Ok((blocked, was_empty))
+}
+
+#[cfg(unix)]
+fn poll_unix_dgram(
+    sock: &Arc<Sock>,
+    u: &Arc<kyoto_rt::net::UnixDatagram>,
+    cx: &mut Context<'_>,
+) -> bool {
+    {
+        let mut st = sock.lock();
+        let st = &mut *st;
+        while let Some(d) = st.dout.front() {
+            let r = match &d.path {
+                Some(p) => u.try_send_to(&d.data, p),
+                None => u.try_send(&d.data),
+            };
+            match r {
+                Ok(_) => {
+                    st.dout.pop_front();
+                }
+                Err(e) if is_would_block(&e) => {
+                    let u2 = u.clone();
+                    match poll_stored(
+                        &mut st.wr,
+                        || Box::pin(async move { u2.writable().await }),
+                        cx,
+                    ) {
+                        Poll::Pending => break,
+                        Poll::Ready(()) => continue,
+                    }
+                }
+                Err(e) => {
+                    st.dout.pop_front();
+                    sock.shared
+                        .q
+                        .push(Ev::new(sock.h, K_ERROR, errno(&e), SYS_SEND), &[], &[]);
+                }
+            }
+        }
+        if st.dout.is_empty() && st.drain_wanted {
+            st.drain_wanted = false;
+            sock.push(Ev::new(sock.h, K_DRAIN, 0, 0));
+        }
+    }
+    let mut budget = 64;
+    while sock.may_read() {
+        if budget == 0 {
+            cx.waker().wake_by_ref();
+            return false;
+        }
+        budget -= 1;
+        let r = DGRAM_SCRATCH.with(|b| {
+            let mut b = b.borrow_mut();
+            if b.is_empty() {
+                *b = vec![0u8; RECV_BATCH * DGRAM_SLOT];
+            }
+            let (n, addr) = u.try_recv_from(&mut b[..DGRAM_SLOT])?;
+            let path = addr
+                .as_pathname()
+                .map(|p| p.to_string_lossy().into_owned().into_bytes())
+                .unwrap_or_default();
+            sock.push_data(K_DGRAM, -2, path.len() as i32, &b[..n], &path);
+            Ok::<(), io::Error>(())
+        });
+        match r {
+            Ok(()) => {}
+            Err(e) if is_would_block(&e) => {
+                let u2 = u.clone();
+                let mut st = sock.lock();
+                match poll_stored(
+                    &mut st.rd,
+                    || Box::pin(async move { u2.readable().await }),
+                    cx,
+                ) {
+                    Poll::Pending => break,
+                    Poll::Ready(()) => {}
+                }
+            }
+            Err(e) => {
+                sock.shared
+                    .q
+                    .push(Ev::new(sock.h, K_ERROR, errno(&e), SYS_RECV), &[], &[]);
+            }
+        }
+    }
+    false
+}

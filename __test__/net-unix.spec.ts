@@ -1,0 +1,98 @@
+import test from 'ava';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { UnixDatagram, UnixListener, UnixStream, copy } from 'kyoto';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'kyoto-unix-'));
+let n = 0;
+const sockPath = (): string => path.join(dir, `s${n++}.sock`);
+test.after.always(() => rmSync(dir, { recursive: true, force: true }));
+
+test('UnixListener accepts a UnixStream; bytes flow both ways; addresses are paths', async (t) => {
+  const p = sockPath();
+  const l = await UnixListener.bind(p);
+  t.is(l.localAddr().path, p);
+  const acc = l.accept();
+  const c = await UnixStream.connect(p);
+  const [s, peer] = await acc;
+  t.true(s instanceof UnixStream);
+  t.is(peer.path, '');
+  t.is(c.peerAddr().path, p);
+  await c.write('over unix');
+  const b = Buffer.alloc(9);
+  await s.readExact(b);
+  t.is(b.toString(), 'over unix');
+  await c.shutdown();
+  t.is(await s.read(b), 0);
+  c.close();
+  s.close();
+  l.close();
+});
+
+test('UnixStream.pair() is connected and peerCred() names this process', async (t) => {
+  const [a, b] = UnixStream.pair();
+  await a.write('x');
+  const buf = Buffer.alloc(1);
+  await b.readExact(buf);
+  t.is(buf.toString(), 'x');
+  const cred = a.peerCred();
+  t.is(cred.pid, process.pid);
+  t.is(cred.uid, process.getuid!());
+  t.is(cred.gid, process.getgid!());
+  a.close();
+  b.close();
+});
+
+test('copy(s, s) echoes over a Unix stream natively', async (t) => {
+  const [a, b] = UnixStream.pair();
+  const echo = copy(b, b);
+  await a.write('echo');
+  const buf = Buffer.alloc(4);
+  await a.readExact(buf);
+  t.is(buf.toString(), 'echo');
+  await a.shutdown();
+  t.is(await echo, 4);
+  a.close();
+  b.close();
+});
+
+test('connecting to a missing path and binding an existing one are Node-shaped errors', async (t) => {
+  const missing = path.join(dir, 'missing.sock');
+  await t.throwsAsync(UnixStream.connect(missing), { code: 'ENOENT' });
+  const p = sockPath();
+  const l = await UnixListener.bind(p);
+  const err = await t.throwsAsync(UnixListener.bind(p));
+  t.is((err as unknown as { code: string }).code, 'EADDRINUSE');
+  await t.throwsAsync(UnixStream.connect(42 as never), { code: 'ERR_INVALID_ARG_TYPE' });
+  l.close();
+});
+
+test('UnixDatagram: bind, sendTo, recvFrom with the sender path; pair; connect', async (t) => {
+  const pa = sockPath();
+  const pb = sockPath();
+  const a = UnixDatagram.bind(pa);
+  const b = UnixDatagram.bind(pb);
+  t.is(a.localAddr().path, pa);
+  await a.sendTo('dgram', pb);
+  const buf = Buffer.alloc(16);
+  const r = await b.recvFrom(buf);
+  t.is(buf.subarray(0, r.bytes).toString(), 'dgram');
+  t.is(r.address.path, pa);
+  b.connect(pa);
+  await b.send('back');
+  t.is(buf.subarray(0, await a.recv(buf)).toString(), 'back');
+  const [x, y] = UnixDatagram.pair();
+  await x.send('paired');
+  t.is(buf.subarray(0, await y.recv(buf)).toString(), 'paired');
+  // b is connected to a: it ignores other senders; a fresh socket hears the unbound one.
+  const pc = sockPath();
+  const c = UnixDatagram.bind(pc);
+  const u = UnixDatagram.unbound();
+  await u.sendTo('from unbound', pc);
+  const r2 = await c.recvFrom(buf);
+  t.is(buf.subarray(0, r2.bytes).toString(), 'from unbound');
+  t.is(r2.address.path, '');
+  for (const s of [a, b, c, x, y, u]) s.close();
+  await t.throwsAsync(a.recv(buf), { code: 'ERR_SOCKET_CLOSED' });
+});
