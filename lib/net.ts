@@ -22,6 +22,7 @@ import {
   K_EOF,
   K_ERROR,
   SYSCALLS,
+  encodedV4,
   flavor,
   hold,
   ipv4ToInt,
@@ -1180,6 +1181,14 @@ export class UdpSocket implements Endpoint {
       this.#reading = true;
       native.netRead(this._h, true);
     }
+    if (signal === undefined) {
+      return new Promise<T>((resolve, reject) => {
+        const w: RecvWaiter = { kind, buf, max, resolve: resolve as (v: unknown) => void, reject };
+        if (this.#waiters.length === 0 && this.#pending() === 0) hold(1);
+        if (this.#pending() > 0 && this.#waiters.length === 0) this.#fulfil(w);
+        else this.#waiters.push(w);
+      });
+    }
     return withSignal<T>(signal, (resolve, reject) => {
       const w: RecvWaiter = { kind, buf, max, resolve: resolve as (v: unknown) => void, reject };
       if (this.#waiters.length === 0 && this.#pending() === 0) hold(1);
@@ -1245,6 +1254,11 @@ export class UdpSocket implements Endpoint {
 
   /** Sends one datagram to `addr` (an IP literal). */
   sendTo(data: Uint8Array | string, addr: AddressLike): Promise<number> {
+    // Fast path: an address object received from this module (e.g. `recvFrom`'s).
+    const enc = typeof addr === 'object' && addr !== null ? encodedV4(addr) : undefined;
+    if (enc !== undefined && data instanceof Uint8Array && !this.#closed && !isBlocked(this._h)) {
+      if (queueWrite(this._h, data, enc[0], enc[1])) return Promise.resolve(data.length);
+    }
     let bytes: Uint8Array;
     let a: { host: string; port: number };
     try {

@@ -185,6 +185,13 @@ export interface SocketAddress {
 }
 
 const v4Cache = new Map<number, SocketAddress>();
+/** IPv4 addresses made here, with their wire encoding `[ip, port | 4 << 16]` (no re-parsing on send). */
+const v4Encoding = new WeakMap<SocketAddress, [number, number]>();
+
+/** The wire encoding of an address object this module made, if it is IPv4. */
+export function encodedV4(a: object): [number, number] | undefined {
+  return v4Encoding.get(a as SocketAddress);
+}
 
 /** The address of an IPv4 `ip` (as u32) and port, from a small cache. */
 export function v4Address(ip: number, port: number): SocketAddress {
@@ -199,6 +206,7 @@ export function v4Address(ip: number, port: number): SocketAddress {
     });
     if (v4Cache.size > 4096) v4Cache.clear();
     v4Cache.set(key, a);
+    v4Encoding.set(a, [ip | 0, port | (4 << 16)]);
   }
   return a;
 }
