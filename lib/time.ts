@@ -269,7 +269,14 @@ let autoAdvanceScheduled = false;
 function scheduleAutoAdvance(): void {
   if (autoAdvanceScheduled) return;
   autoAdvanceScheduled = true;
-  setImmediate(autoAdvance).unref();
+  // Ref'd on purpose: Node arms the loop's idle handle only for ref'd immediates, so an unref'd one
+  // scheduled from a timer callback would wait for the next unrelated event. It runs this turn.
+  setImmediate(autoAdvance);
+}
+
+/** The 1 ms re-check: a timer callback runs when the thread is idle, so check at once. */
+function recheck(): void {
+  if (!autoAdvanceScheduled) autoAdvance();
 }
 
 function autoAdvance(): void {
@@ -284,7 +291,7 @@ function autoAdvance(): void {
   // While operations are pending, native tasks (woken by this jump or about to register timers on
   // the runtime's threads) may need the clock to move again without any completion reaching this
   // thread: look again shortly (1 ms of real time, unref'd).
-  if (native.bridgeRefs() > 0) setTimeout(scheduleAutoAdvance, 1).unref();
+  if (native.bridgeRefs() > 0) setTimeout(recheck, 1).unref();
 }
 
 // Completions of any kind (native tasks, sync waits, I/O) mean the thread was busy: look again at
