@@ -201,6 +201,9 @@ test('socket options can be set', async (t) => {
     c.setLinger(null);
     c.setTtl(32);
   });
+  t.throws(() => c.setLinger(NaN), { code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => c.setTtl(0), { code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => c.setKeepAlive(true, -1), { code: 'ERR_OUT_OF_RANGE' });
   c.close();
   t.throws(() => c.setNoDelay(true), { code: 'EBADF' });
   s.close();

@@ -11,7 +11,17 @@ import * as dns from 'node:dns';
 import * as net from 'node:net';
 import { Duplex } from 'node:stream';
 import { native } from './native';
-import { abortReason, codedError, invalidArgType, invalidArgValue, optionsBag, outOfRange, validateSignal } from './errors';
+import {
+  abortReason,
+  codedError,
+  invalidArgType,
+  invalidArgValue,
+  optionsBag,
+  outOfRange,
+  validateInteger,
+  validateNumber,
+  validateSignal,
+} from './errors';
 import {
   DIRECT_WRITE_MIN,
   K_ACCEPT,
@@ -559,16 +569,19 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
 
   /** Sets `SO_KEEPALIVE` (and the idle time before probes, in ms). */
   setKeepAlive(on = true, initialDelayMs = 0): void {
+    validateNumber(initialDelayMs, 'initialDelayMs', 0, 2 ** 31);
     this.#opt(2, on ? 1 : 0, initialDelayMs);
   }
 
   /** Sets `SO_LINGER` (ms; `null` turns it off). */
   setLinger(ms: number | null): void {
+    if (ms !== null) validateNumber(ms, 'ms', 0, 2 ** 31);
     this.#opt(3, ms === null ? -1 : ms / 1000);
   }
 
   /** Sets the IP TTL. */
   setTtl(ttl: number): void {
+    validateInteger(ttl, 'ttl', 1, 255);
     this.#opt(4, ttl);
   }
 
@@ -1301,6 +1314,7 @@ export class UdpSocket implements Endpoint {
   }
   /** IP TTL. */
   setTtl(ttl: number): void {
+    validateInteger(ttl, 'ttl', 1, 255);
     this.#opt(4, ttl);
   }
   /** `IP_MULTICAST_LOOP`. */
@@ -1309,6 +1323,7 @@ export class UdpSocket implements Endpoint {
   }
   /** `IP_MULTICAST_TTL`. */
   setMulticastTtlV4(ttl: number): void {
+    validateInteger(ttl, 'ttl', 0, 255);
     this.#opt(7, ttl);
   }
   /** Joins an IPv4 multicast group on interface `iface` (an IPv4 address; default any). */

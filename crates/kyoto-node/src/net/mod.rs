@@ -253,6 +253,7 @@ fn typed_array(
 /// Initialises `kyoto/net` in this env. `flavor`: `'current_thread'` (uv_poll on this thread's
 /// loop; the default where supported) or `'multi_thread'`. Returns the flavor in use.
 #[napi(
+    catch_unwind,
     ts_args_type = "flavor: string, onBatch: (count: number) => void, ev: Int32Array, rarena: Uint8Array, wtab: Int32Array, warena: Uint8Array, ctl: Int32Array, blocked: Uint8Array"
 )]
 pub fn net_init(
@@ -806,7 +807,7 @@ fn apply_common(s: &Socket, flags: u32, sndbuf: u32, rcvbuf: u32, v6: bool) -> i
 }
 
 /// Binds and listens; returns the listener's handle or a negative errno.
-#[napi]
+#[napi(catch_unwind)]
 pub fn net_tcp_listen(
     ip: String,
     port: u32,
@@ -854,7 +855,7 @@ pub fn net_tcp_listen(
 
 /// Starts a connect; returns the stream's handle (K_CONNECTED or K_ERROR follows) or a negative
 /// errno.
-#[napi]
+#[napi(catch_unwind)]
 pub fn net_tcp_connect(
     ip: String,
     port: u32,
@@ -922,7 +923,7 @@ pub fn net_tcp_connect(
 }
 
 /// Binds a UDP socket; returns its handle or a negative errno.
-#[napi]
+#[napi(catch_unwind)]
 pub fn net_udp_bind(ip: String, port: u32, flags: u32, sndbuf: u32, rcvbuf: u32) -> Result<i32> {
     let n = net()?;
     let ip = match parse_ip(&ip) {
@@ -962,7 +963,7 @@ fn with_sock<T>(h: u32, f: impl FnOnce(&NetEnv, &Arc<Sock>) -> T, missing: T) ->
 }
 
 /// Connects a UDP socket (filters what it receives); 0 or a negative errno.
-#[napi]
+#[napi(catch_unwind)]
 pub fn net_udp_connect(h: u32, ip: String, port: u32) -> Result<i32> {
     let ip = match parse_ip(&ip) {
         Ok(ip) => ip,
@@ -997,7 +998,7 @@ fn sock_ref_udp(u: &UdpSocket, f: impl FnOnce(&socket2::SockRef<'_>) -> io::Resu
 }
 
 /// Listener: accept connections (K_ACCEPT events) while `on`.
-#[napi]
+#[napi(catch_unwind)]
 pub fn net_arm(h: u32, on: bool) -> Result<i32> {
     with_sock(
         h,
@@ -1016,7 +1017,7 @@ pub fn net_arm(h: u32, on: bool) -> Result<i32> {
 }
 
 /// Stream/UDP: read (K_DATA / K_DGRAM events) while `on`.
-#[napi]
+#[napi(catch_unwind)]
 pub fn net_read(h: u32, on: bool) -> Result<i32> {
     with_sock(
         h,
@@ -1036,7 +1037,7 @@ pub fn net_read(h: u32, on: bool) -> Result<i32> {
 
 /// Sends the queued write table now (JS calls this once per microtask turn when it queued writes
 /// outside a native turn).
-#[napi]
+#[napi(catch_unwind)]
 pub fn net_flush() -> Result<()> {
     let n = net()?;
     n.flush();
@@ -1045,7 +1046,7 @@ pub fn net_flush() -> Result<()> {
 }
 
 /// Writes `data` (after the queued table): 0 taken, 1 blocked (wait for K_DRAIN), < 0 errno.
-#[napi]
+#[napi(catch_unwind)]
 pub fn net_write(h: u32, data: &[u8]) -> Result<i32> {
     let n = net()?;
     n.flush();
@@ -1083,7 +1084,7 @@ fn epipe() -> i32 {
 
 /// Sends one datagram to `ip:port` (or the connected peer when `ip` is empty): 0, 1 blocked, or
 /// a negative errno.
-#[napi]
+#[napi(catch_unwind)]
 pub fn net_udp_send(h: u32, data: &[u8], ip: String, port: u32) -> Result<i32> {
     let n = net()?;
     n.flush();
@@ -1114,7 +1115,7 @@ pub fn net_udp_send(h: u32, data: &[u8], ip: String, port: u32) -> Result<i32> {
 }
 
 /// 0 when nothing is waiting to be written; 1 when a K_DRAIN will follow.
-#[napi]
+#[napi(catch_unwind)]
 pub fn net_drain(h: u32) -> Result<i32> {
     let n = net()?;
     n.flush();
@@ -1137,7 +1138,7 @@ pub fn net_drain(h: u32) -> Result<i32> {
 
 /// Shuts the write direction down after the backlog: 0 done, 1 pending (K_DRAIN follows), < 0
 /// errno.
-#[napi]
+#[napi(catch_unwind)]
 pub fn net_shutdown(h: u32) -> Result<i32> {
     let n = net()?;
     n.flush();
@@ -1166,7 +1167,7 @@ pub fn net_shutdown(h: u32) -> Result<i32> {
 }
 
 /// Closes a socket (after sending what JS queued): its task stops and the descriptor closes.
-#[napi]
+#[napi(catch_unwind)]
 pub fn net_close(h: u32) -> Result<i32> {
     let n = net()?;
     n.flush();
@@ -1179,7 +1180,7 @@ pub fn net_close(h: u32) -> Result<i32> {
 }
 
 /// `"family|ip|port"` of the local (or peer) address, or `"!errno"`.
-#[napi]
+#[napi(catch_unwind)]
 pub fn net_addr(h: u32, peer: bool) -> Result<String> {
     with_sock(
         h,
@@ -1217,7 +1218,7 @@ pub fn net_addr(h: u32, peer: bool) -> Result<String> {
 /// Sets a socket option: 1 nodelay(a), 2 keepalive(a, b = idle ms), 3 linger(a < 0: off, else
 /// seconds), 4 ttl(a), 5 broadcast(a), 6 multicast loop v4(a), 7 multicast ttl v4(a), 8 send
 /// buffer(a), 9 receive buffer(a). 0 or a negative errno.
-#[napi]
+#[napi(catch_unwind)]
 pub fn net_set_opt(h: u32, opt: u32, a: f64, b: f64) -> Result<i32> {
     with_sock(
         h,
@@ -1238,7 +1239,10 @@ pub fn net_set_opt(h: u32, opt: u32, a: f64, b: f64) -> Result<i32> {
                     3 => r.set_linger(if a < 0.0 {
                         None
                     } else {
-                        Some(std::time::Duration::from_secs_f64(a))
+                        Some(
+                            std::time::Duration::try_from_secs_f64(a)
+                                .map_err(|_| io::Error::from_raw_os_error(einval()))?,
+                        )
                     }),
                     4 => r
                         .set_ttl_v4(a as u32)
@@ -1270,7 +1274,7 @@ pub fn net_set_opt(h: u32, opt: u32, a: f64, b: f64) -> Result<i32> {
 }
 
 /// Joins (or leaves) an IPv4 multicast group on `iface` (an IPv4 address, `""` = any).
-#[napi]
+#[napi(catch_unwind)]
 pub fn net_multicast(h: u32, join: bool, group: String, iface: String) -> Result<i32> {
     let Ok(IpAddr::V4(g)) = group.parse::<IpAddr>() else {
         return Ok(-einval());
@@ -1301,7 +1305,7 @@ pub fn net_multicast(h: u32, join: bool, group: String, iface: String) -> Result
 
 /// Starts a native copy `src → dst` (and `dst → src` when `bidi`); K_COPY with handle `op`
 /// reports the result. 0 or a negative errno.
-#[napi]
+#[napi(catch_unwind)]
 pub fn net_copy(op: u32, src: u32, dst: u32, bidi: bool) -> Result<i32> {
     let n = net()?;
     n.flush();
@@ -1325,7 +1329,7 @@ pub fn net_copy(op: u32, src: u32, dst: u32, bidi: bool) -> Result<i32> {
 }
 
 /// Forgets a finished copy (JS calls this when it got K_COPY).
-#[napi]
+#[napi(catch_unwind)]
 pub fn net_copy_done(op: u32) -> Result<()> {
     let n = net()?;
     n.shared
@@ -1337,7 +1341,7 @@ pub fn net_copy_done(op: u32) -> Result<()> {
 }
 
 /// Holds (or releases) the event loop for the env's ref'd sockets and pending operations.
-#[napi]
+#[napi(catch_unwind)]
 pub fn net_ref(on: bool) -> Result<()> {
     let n = net()?;
     if n.refd.get() == on || n.closed.get() {
@@ -1363,7 +1367,7 @@ pub fn net_ref(on: bool) -> Result<()> {
 }
 
 /// Live sockets of this env (tests).
-#[napi]
+#[napi(catch_unwind)]
 pub fn net_live() -> Result<u32> {
     let n = net()?;
     let s = n.shared.slab();
@@ -1382,7 +1386,7 @@ fn register_stream(n: &NetEnv, s: UnixStream, flags: u32) -> i32 {
 
 /// Binds and listens on a Unix socket path; the handle or a negative errno.
 #[cfg(unix)]
-#[napi]
+#[napi(catch_unwind)]
 pub fn net_unix_listen(path: String, backlog: u32) -> Result<i32> {
     let n = net()?;
     let r = (|| -> io::Result<std::os::unix::net::UnixListener> {
@@ -1415,7 +1419,7 @@ pub fn net_unix_listen(path: String, backlog: u32) -> Result<i32> {
 
 /// Connects to a Unix socket path; the handle (K_CONNECTED or K_ERROR follows) or a negative errno.
 #[cfg(unix)]
-#[napi]
+#[napi(catch_unwind)]
 pub fn net_unix_connect(path: String) -> Result<i32> {
     let n = net()?;
     let r = (|| -> io::Result<std::os::unix::net::UnixStream> {
@@ -1441,7 +1445,7 @@ pub fn net_unix_connect(path: String) -> Result<i32> {
 
 /// A connected pair of Unix streams: `[a, b]` handles, or `[-errno]`.
 #[cfg(unix)]
-#[napi]
+#[napi(catch_unwind)]
 pub fn net_unix_pair() -> Result<Vec<i32>> {
     let n = net()?;
     let _g = n.shared.handle.enter();
@@ -1453,7 +1457,7 @@ pub fn net_unix_pair() -> Result<Vec<i32>> {
 
 /// `"pid|uid|gid"` of a Unix stream's peer (pid -1 when unknown), or `"!errno"`.
 #[cfg(unix)]
-#[napi]
+#[napi(catch_unwind)]
 pub fn net_peer_cred(h: u32) -> Result<String> {
     with_sock(
         h,
@@ -1477,7 +1481,7 @@ fn register_dgram(n: &NetEnv, u: UnixDatagram) -> i32 {
 
 /// A Unix datagram socket bound to `path` (unbound when `path` is empty); handle or -errno.
 #[cfg(unix)]
-#[napi]
+#[napi(catch_unwind)]
 pub fn net_unix_dgram(path: String) -> Result<i32> {
     let n = net()?;
     let _g = n.shared.handle.enter();
@@ -1494,7 +1498,7 @@ pub fn net_unix_dgram(path: String) -> Result<i32> {
 
 /// A connected pair of Unix datagram sockets: `[a, b]`, or `[-errno]`.
 #[cfg(unix)]
-#[napi]
+#[napi(catch_unwind)]
 pub fn net_unix_dgram_pair() -> Result<Vec<i32>> {
     let n = net()?;
     let _g = n.shared.handle.enter();
@@ -1506,7 +1510,7 @@ pub fn net_unix_dgram_pair() -> Result<Vec<i32>> {
 
 /// Connects a Unix datagram socket to `path`: 0 or -errno.
 #[cfg(unix)]
-#[napi]
+#[napi(catch_unwind)]
 pub fn net_unix_dgram_connect(h: u32, path: String) -> Result<i32> {
     with_sock(
         h,
@@ -1523,7 +1527,7 @@ pub fn net_unix_dgram_connect(h: u32, path: String) -> Result<i32> {
 
 /// Sends a Unix datagram to `path` (the connected peer when empty): 0, 1 blocked, or -errno.
 #[cfg(unix)]
-#[napi]
+#[napi(catch_unwind)]
 pub fn net_unix_dgram_send(h: u32, data: &[u8], path: String) -> Result<i32> {
     let path = (!path.is_empty()).then(|| std::path::PathBuf::from(path));
     with_sock(
