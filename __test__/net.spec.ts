@@ -471,13 +471,17 @@ test('UDP socket options and multicast calls', async (t) => {
   await t.throwsAsync(a.recv(Buffer.alloc(1)), { code: 'ERR_SOCKET_CLOSED' });
 });
 
-function runChild(code: string, limitFds?: number): Promise<{ out: string; code: number | null }> {
+function runChild(
+  code: string,
+  limitFds?: number,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ out: string; code: number | null }> {
   const cmd = limitFds ? 'prlimit' : process.execPath;
   const args = limitFds
     ? [`--nofile=${limitFds}`, process.execPath, '-e', code]
     : ['-e', code];
   return new Promise((resolve) => {
-    const child = spawn(cmd, args, { cwd: packageRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { cwd: packageRoot, stdio: ['ignore', 'pipe', 'pipe'], env });
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (out += d));
@@ -568,4 +572,31 @@ test('a worker terminated mid-operation leaks no descriptor', async (t) => {
   }
   await realDelay(300);
   t.true(fds() <= before + 3, `fds before ${before}, after ${fds()}`);
+});
+
+test('both data paths serve TCP, UDP and native copy (KYOTO_NET_FLAVOR)', async (t) => {
+  const code = `
+    const { TcpListener, TcpStream, UdpSocket, netFlavor } = require('./dist/lib/net.js');
+    const { copy } = require('./dist/lib/io.js');
+    (async () => {
+      const l = await TcpListener.bind('127.0.0.1:0');
+      (async () => { for await (const s of l) copy(s, s).finally(() => s.close()); })();
+      const c = await TcpStream.connect(l.localAddr());
+      const big = Buffer.alloc(300000, 5);
+      const w = c.write(big).then(() => c.shutdown());
+      const back = await c.readToEnd();
+      await w;
+      const u1 = await UdpSocket.bind('127.0.0.1:0');
+      const u2 = await UdpSocket.bind('127.0.0.1:0');
+      await u1.sendTo('dgram', u2.localAddr());
+      const b = Buffer.alloc(8);
+      const { bytes } = await u2.recvFrom(b);
+      console.log(JSON.stringify({ flavor: netFlavor, echoed: back.length, ok: back.equals(big), dgram: b.subarray(0, bytes).toString() }));
+      c.close(); u1.close(); u2.close(); l.close();
+    })().catch((e) => { console.log('ERR ' + e.stack); process.exit(1); });`;
+  for (const flavor of ['current_thread', 'multi_thread']) {
+    const { out, code: rc } = await runChild(code, undefined, { ...process.env, KYOTO_NET_FLAVOR: flavor });
+    t.is(rc, 0, out);
+    t.deepEqual(JSON.parse(out.trim().split('\n').pop()!), { flavor, echoed: 300000, ok: true, dgram: 'dgram' });
+  }
 });
