@@ -546,6 +546,25 @@ test('an idle kyoto/net never holds the process; an unref()ed listener does not 
     })();`;
   const r2 = await runChild(held);
   t.true(r2.out.includes('still alive'), 'a ref()ed listener keeps the process alive');
+  // Several writers waiting on one drain release exactly their own holds.
+  const drained = `
+    const { TcpListener, TcpStream } = require('./dist/lib/net.js');
+    (async () => {
+      const l = await TcpListener.bind('127.0.0.1:0');
+      const acc = l.accept();
+      const c = await TcpStream.connect(l.localAddr());
+      const [s] = await acc;
+      const big = Buffer.alloc(4 << 20, 1);
+      const writes = [c.write(big), c.write(big), c.write(big), c.flush()];
+      let got = 0;
+      const buf = Buffer.alloc(1 << 16);
+      while (got < 3 * big.length) got += await s.read(buf);
+      await Promise.all(writes);
+      c.close(); s.close();
+      setTimeout(() => { console.log('listener still holds'); l.close(); }, 200).unref();
+    })();`;
+  const r3 = await runChild(drained);
+  t.true(r3.out.includes('listener still holds'), r3.out);
 });
 
 test('a worker terminated mid-operation leaks no descriptor', async (t) => {

@@ -261,12 +261,10 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
         this.#eof = true;
         this.#service();
         break;
-      case K_DRAIN: {
-        const w = this.#drainWaiters;
-        this.#drainWaiters = [];
-        for (const [res] of w) res();
+      case K_DRAIN:
+        // Each waiter removes itself; the last one releases the loop hold.
+        for (const [res] of this.#drainWaiters.slice()) res();
         break;
-      }
       case K_CONNECTED: {
         const c = this.#connect;
         if (c !== undefined) {
@@ -295,9 +293,7 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
           this.#service();
         } else {
           this.#writeErr ??= err;
-          const w = this.#drainWaiters;
-          this.#drainWaiters = [];
-          for (const [, rej] of w) rej(err);
+          for (const [, rej] of this.#drainWaiters.slice()) rej(err);
         }
         break;
       }
@@ -472,21 +468,23 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
       const entry: [() => void, (e: unknown) => void] = [resolve, reject];
       if (this.#drainWaiters.length === 0) hold(1);
       this.#drainWaiters.push(entry);
-      const done = (): void => {
+      // Removes the entry; the last one out releases the loop hold (exactly once per entry).
+      const done = (): boolean => {
         const i = this.#drainWaiters.indexOf(entry);
-        if (i >= 0) this.#drainWaiters.splice(i, 1);
+        if (i < 0) return false;
+        this.#drainWaiters.splice(i, 1);
+        if (this.#drainWaiters.length === 0) hold(-1);
+        return true;
       };
       entry[0] = () => {
-        done();
-        if (this.#drainWaiters.length === 0) hold(-1);
-        resolve();
+        if (done()) resolve();
       };
       entry[1] = (e) => {
-        done();
-        if (this.#drainWaiters.length === 0) hold(-1);
-        reject(e);
+        if (done()) reject(e);
       };
-      return done;
+      return () => {
+        done();
+      };
     });
   }
 
@@ -598,9 +596,7 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
     native.netClose(this._h);
     unregister(this._h);
     this.#service();
-    const w = this.#drainWaiters;
-    this.#drainWaiters = [];
-    for (const [, rej] of w) rej(closedError());
+    for (const [, rej] of this.#drainWaiters.slice()) rej(closedError());
   }
 
   /** Closes the connection. */
