@@ -42,7 +42,9 @@ test.serial('an idle runtime on a paused clock auto-advances to the next timer',
   const real = Date.now();
   await sleep(3_600_000);
   t.true(Instant.now().valueOf() - a.valueOf() >= 3_600_000);
-  t.true(Date.now() - real < 2000);
+  // Hours of virtual time in far less real time (loose bound: this is not a speed test, and the
+  // CI machine may be loaded); without auto-advance the test would wait the full duration.
+  t.true(Date.now() - real < 60_000);
 });
 
 test.serial('timers fire in deadline order on the paused clock', async (t) => {
@@ -108,7 +110,9 @@ test.serial('native timers (runtime tasks in kyoto_rt::time::sleep) follow the p
   await advance(10 * 60_000);
   await p;
   t.true(done);
-  t.true(Date.now() - real < 2000);
+  // Hours of virtual time in far less real time (loose bound: this is not a speed test, and the
+  // CI machine may be loaded); without auto-advance the test would wait the full duration.
+  t.true(Date.now() - real < 60_000);
 });
 
 test.serial('an idle runtime auto-advances to native timers too', async (t) => {
@@ -120,7 +124,9 @@ test.serial('an idle runtime auto-advances to native timers too', async (t) => {
   // A JS sleep keeps the auto-advance going until the native ones (registered meanwhile) fire.
   await Promise.all([bridge.submit(rt, (id) => nrt.spawnSleepers(id, 3, 3_600_000)), sleep(7_200_000)]);
   t.true(Instant.now().valueOf() - a.valueOf() >= 7_200_000);
-  t.true(Date.now() - real < 2000);
+  // Hours of virtual time in far less real time (loose bound: this is not a speed test, and the
+  // CI machine may be loaded); without auto-advance the test would wait the full duration.
+  t.true(Date.now() - real < 60_000);
 });
 
 test.serial('sleeps ending on the same tick share a wheel entry but get their own promises, in order', async (t) => {
