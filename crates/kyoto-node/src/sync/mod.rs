@@ -8,7 +8,7 @@
 //! exactly as dropping the Tokio future would. What an env holds is recorded in its [`hold`] table
 //! and released by the env's cleanup hook.
 mod cells;
-mod cells_js;
+pub mod cells_js;
 mod chan;
 mod hold;
 mod notify;
