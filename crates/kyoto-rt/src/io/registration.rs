@@ -147,6 +147,34 @@ impl Registration {
         res
     }
 
+    /// [`try_io`](Self::try_io) for a read or write of `len` bytes: a short transfer proves the socket
+    /// drained (or its send buffer full), so the cached readiness is cleared at once, saving the
+    /// caller a read that would only return `WouldBlock`. Closed states stay (their edge is not
+    /// reported again). Windows reports readiness differently, so there only `WouldBlock` clears.
+    pub(crate) fn try_transfer(
+        &self,
+        interest: Interest,
+        len: usize,
+        f: impl FnOnce() -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let event = match self.shared.ready_event(interest.mask()) {
+            Some(event) => event,
+            None => return Err(io::ErrorKind::WouldBlock.into()),
+        };
+        if event.is_shutdown {
+            return Err(shutdown_error());
+        }
+        let res = f();
+        match &res {
+            Ok(n) if *n > 0 && *n < len && cfg!(not(windows)) => self.clear_drained(event),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.clear_after_would_block(interest, event)
+            }
+            _ => {}
+        }
+        res
+    }
+
     /// Waits until readiness matching `interest` is cached (any number of tasks may wait at once).
     pub(crate) async fn readiness(&self, interest: Interest) -> io::Result<ReadyEvent> {
         let event = self.shared.readiness(interest).await;

@@ -149,11 +149,13 @@ impl TcpStream {
         self.io.registration().poll_write_ready(cx).map_ok(|_| ())
     }
 
-    /// Reads without waiting: `WouldBlock` unless the stream is cached as readable.
+    /// Reads without waiting: `WouldBlock` unless the stream is cached as readable. A short read
+    /// clears the cached readiness (the socket is drained), so the next call returns `WouldBlock`
+    /// without a system call until the reactor reports new data.
     pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.io
             .registration()
-            .try_io(Interest::READABLE, || (&mut &*self.io).read(buf))
+            .try_transfer(Interest::READABLE, buf.len(), || (&mut &*self.io).read(buf))
     }
 
     /// Vectored [`try_read`](Self::try_read).
@@ -167,7 +169,9 @@ impl TcpStream {
     pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         self.io
             .registration()
-            .try_io(Interest::WRITABLE, || (&mut &*self.io).write(buf))
+            .try_transfer(Interest::WRITABLE, buf.len(), || {
+                (&mut &*self.io).write(buf)
+            })
     }
 
     /// Vectored [`try_write`](Self::try_write).

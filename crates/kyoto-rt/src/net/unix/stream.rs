@@ -121,7 +121,7 @@ impl UnixStream {
     pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.io
             .registration()
-            .try_io(Interest::READABLE, || (&mut &*self.io).read(buf))
+            .try_transfer(Interest::READABLE, buf.len(), || (&mut &*self.io).read(buf))
     }
 
     /// Vectored [`try_read`](Self::try_read).
@@ -135,7 +135,9 @@ impl UnixStream {
     pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         self.io
             .registration()
-            .try_io(Interest::WRITABLE, || (&mut &*self.io).write(buf))
+            .try_transfer(Interest::WRITABLE, buf.len(), || {
+                (&mut &*self.io).write(buf)
+            })
     }
 
     /// Vectored [`try_write`](Self::try_write).
