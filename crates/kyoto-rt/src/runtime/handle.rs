@@ -59,6 +59,12 @@ impl std::fmt::Display for TryCurrentError {
 
 impl std::error::Error for TryCurrentError {}
 
+impl TryCurrentError {
+    pub(crate) fn outside() -> TryCurrentError {
+        TryCurrentError(())
+    }
+}
+
 /// Leaves the runtime's context when dropped (see [`Handle::enter`]).
 pub struct EnterGuard<'a> {
     _guard: context::SetCurrentGuard,

@@ -20,9 +20,13 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    match Handle::try_current() {
-        Ok(handle) => handle.spawn(future),
-        Err(e) => panic!("spawn called outside a runtime: {e}"),
+    // Borrow the entered runtime rather than cloning its handle (two atomics per spawn).
+    match context::with_current(|h| h.spawn(future, crate::runtime::task::Id::next())) {
+        Some(join) => join,
+        None => panic!(
+            "spawn called outside a runtime: {}",
+            crate::runtime::TryCurrentError::outside()
+        ),
     }
 }
 

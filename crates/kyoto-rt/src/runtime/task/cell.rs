@@ -17,6 +17,11 @@ pub(crate) struct Cell<F: Future, S> {
     /// The future while it runs; `None` once it completed or was cancelled. Only the holder of the
     /// `RUNNING` bit touches it.
     future: UnsafeCell<Option<F>>,
+    /// A waker for this task, made at the first poll and lent to every poll after, so a poll costs
+    /// no reference-count traffic of its own. It is a reference to the task itself, so it is
+    /// dropped together with the future (at completion or cancellation), breaking the cycle. Only
+    /// the holder of `RUNNING` touches it.
+    poll_waker: UnsafeCell<Option<Waker>>,
     join: Mutex<JoinSlot<F::Output>>,
 }
 
@@ -45,6 +50,7 @@ where
             id,
             scheduler,
             future: UnsafeCell::new(Some(future)),
+            poll_waker: UnsafeCell::new(None),
             join: Mutex::new(JoinSlot {
                 output: None,
                 waker: None,
@@ -55,8 +61,12 @@ where
 
     /// Polls the future once. Must hold `RUNNING`.
     fn poll_future(self: &Arc<Self>) -> Result<Poll<F::Output>, Box<dyn std::any::Any + Send>> {
-        let waker = Waker::from(self.clone());
-        let mut cx = Context::from_waker(&waker);
+        // SAFETY: we hold RUNNING, so no other thread touches `poll_waker`; the reference lives
+        // only for this poll, and the slot is cleared only by `drop_future`, also under RUNNING.
+        let waker: &Waker = self
+            .poll_waker
+            .with_mut(|w| unsafe { (*w).get_or_insert_with(|| Waker::from(self.clone())) });
+        let mut cx = Context::from_waker(waker);
         catch_unwind(AssertUnwindSafe(|| {
             coop::budget(|| {
                 self.future.with_mut(|ptr| {
@@ -75,14 +85,20 @@ where
 
     /// Drops the future in place, catching a panicking destructor. Must hold `RUNNING`.
     fn drop_future(&self) -> Option<Box<dyn std::any::Any + Send>> {
-        catch_unwind(AssertUnwindSafe(|| {
+        let panic = catch_unwind(AssertUnwindSafe(|| {
             self.future.with_mut(|ptr| {
                 // SAFETY: we hold RUNNING (exclusive access); setting the slot to None drops the
                 // pinned future in place, which is allowed.
                 unsafe { *ptr = None };
             })
         }))
-        .err()
+        .err();
+        // The cached waker is a reference to this task: drop it with the future, or the task would
+        // keep itself alive. Taken out first so its drop runs outside the cell.
+        // SAFETY: we hold RUNNING (exclusive access to `poll_waker`).
+        let waker = self.poll_waker.with_mut(|w| unsafe { (*w).take() });
+        drop(waker);
+        panic
     }
 
     /// Publishes the output, wakes the join handle and releases the task from its scheduler.

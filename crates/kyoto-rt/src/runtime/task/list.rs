@@ -3,7 +3,7 @@
 //! Sharded by task id to keep `spawn` and completion on different workers from contending on one lock.
 //! Once closed (at shutdown) it refuses new tasks: a task spawned during shutdown is cancelled at once.
 use super::{Id, Task};
-use crate::loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use crate::loom::sync::atomic::{AtomicBool, Ordering};
 use crate::loom::sync::Mutex;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -26,13 +26,17 @@ impl Hasher for IdHasher {
     }
 }
 
-type Shard = HashMap<Id, Task, BuildHasherDefault<IdHasher>>;
+/// One shard: its tasks, and how many it ever took (counted under the lock it already holds, so
+/// `spawn` pays no extra atomic for the metric).
+#[derive(Default)]
+struct Shard {
+    tasks: HashMap<Id, Task, BuildHasherDefault<IdHasher>>,
+    spawned: u64,
+}
 
 pub(crate) struct OwnedTasks {
     shards: Box<[Mutex<Shard>]>,
     closed: AtomicBool,
-    alive: AtomicUsize,
-    spawned: AtomicU64,
 }
 
 impl OwnedTasks {
@@ -40,8 +44,6 @@ impl OwnedTasks {
         OwnedTasks {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             closed: AtomicBool::new(false),
-            alive: AtomicUsize::new(0),
-            spawned: AtomicU64::new(0),
         }
     }
 
@@ -61,19 +63,14 @@ impl OwnedTasks {
         if self.closed.load(Ordering::Acquire) {
             return false;
         }
-        shard.insert(id, task.clone());
-        self.alive.fetch_add(1, Ordering::Relaxed);
-        self.spawned.fetch_add(1, Ordering::Relaxed);
+        shard.tasks.insert(id, task.clone());
+        shard.spawned += 1;
         true
     }
 
     /// Removes a completed task.
     pub(crate) fn remove(&self, id: Id) -> Option<Task> {
-        let removed = self.shard(id).remove(&id);
-        if removed.is_some() {
-            self.alive.fetch_sub(1, Ordering::Relaxed);
-        }
-        removed
+        self.shard(id).tasks.remove(&id)
     }
 
     /// Closes the list and cancels every task in it. Tasks being polled right now finish their
@@ -84,7 +81,7 @@ impl OwnedTasks {
             // Take the tasks out first: shutting one down re-enters `remove` on the same shard.
             let tasks: Vec<Task> = {
                 let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-                shard.values().cloned().collect()
+                shard.tasks.values().cloned().collect()
             };
             for task in tasks {
                 task.shutdown();
@@ -96,13 +93,19 @@ impl OwnedTasks {
         self.closed.load(Ordering::Acquire)
     }
 
-    /// Tasks spawned and not yet completed.
-    pub(crate) fn alive(&self) -> usize {
-        self.alive.load(Ordering::Relaxed)
+    fn lock_all(&self) -> impl Iterator<Item = crate::loom::sync::MutexGuard<'_, Shard>> {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Tasks ever spawned.
+    /// Tasks spawned and not yet completed (a metric: takes every shard lock in turn).
+    pub(crate) fn alive(&self) -> usize {
+        self.lock_all().map(|s| s.tasks.len()).sum()
+    }
+
+    /// Tasks ever spawned (a metric).
     pub(crate) fn spawned(&self) -> u64 {
-        self.spawned.load(Ordering::Relaxed)
+        self.lock_all().map(|s| s.spawned).sum()
     }
 }
