@@ -9,6 +9,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::task::{Context, Poll};
 
+/// The backlog `TcpListener::bind` listens with (the kernel caps it at `somaxconn`).
+const LISTEN_BACKLOG: i32 = 1024;
+
 /// A listening TCP socket.
 ///
 /// [`bind`](TcpListener::bind) sets `SO_REUSEADDR` on Unix (so a restarted server can bind while old
@@ -32,7 +35,19 @@ impl TcpListener {
     }
 
     fn bind_addr(addr: SocketAddr) -> io::Result<TcpListener> {
-        TcpListener::new(mio::net::TcpListener::bind(addr)?)
+        // Not `mio::net::TcpListener::bind`: it listens with std's backlog of 128, which drops
+        // connection bursts (10 000 clients connecting at once) that a server should absorb.
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        #[cfg(not(windows))]
+        socket.set_reuse_address(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(LISTEN_BACKLOG)?;
+        TcpListener::new(mio::net::TcpListener::from_std(socket.into()))
     }
 
     pub(crate) fn new(sys: mio::net::TcpListener) -> io::Result<TcpListener> {
