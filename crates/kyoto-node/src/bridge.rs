@@ -59,9 +59,10 @@ pub struct Sink {
     inner: Mutex<SinkInner>,
 }
 
-// SAFETY: the only non-Send/Sync field is the raw TSFN pointer. Node documents
+// Soundness: the only non-Send/Sync field is the raw TSFN pointer. Node documents
 // `napi_call_threadsafe_function` as callable from any thread, and the pointer is only read under
 // the mutex, which the teardown paths also take before nulling it.
+// SAFETY: sound by the argument just above.
 unsafe impl Send for Sink {}
 // SAFETY: see the `Send` impl; all access goes through the mutex.
 unsafe impl Sync for Sink {}
@@ -80,9 +81,10 @@ impl Sink {
         let was_empty = g.queue.is_empty();
         g.queue.push(c);
         if was_empty {
-            // SAFETY: `tsfn` is non-null, and it is nulled under this same lock (cleanup hook,
+            // Soundness: `tsfn` is non-null, and it is nulled under this same lock (cleanup hook,
             // finalizer) before Node may free it, so it is alive for the duration of this call. The
             // queue is unbounded, so a non-blocking call never waits.
+            // SAFETY: sound by the argument just above.
             unsafe {
                 sys::napi_call_threadsafe_function(
                     g.tsfn,

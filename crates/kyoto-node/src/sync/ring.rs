@@ -39,9 +39,10 @@ impl Ring {
 
     fn ctrl(&self, i: usize) -> &AtomicU32 {
         let i = i & 3;
-        // SAFETY: the first 16 bytes of `mem` (two u64 words, 8-aligned) hold four u32 control
+        // Soundness: the first 16 bytes of `mem` (two u64 words, 8-aligned) hold four u32 control
         // words; an atomic integer has the same layout as the integer, and `i < 4` stays inside
         // those bytes, which live as long as `self`.
+        // SAFETY: sound by the argument just above.
         unsafe { &*(self.mem.as_ptr() as *const AtomicU32).add(i) }
     }
 

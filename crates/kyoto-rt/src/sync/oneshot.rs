@@ -133,13 +133,13 @@ impl<T> Inner<T> {
             }
         }
         if prev & RX_WAKER != 0 {
+            // Woken in place: cloning first would cost two more atomics per message.
             // Soundness: RX_WAKER was set, so the receiver wrote its waker and will not touch the slot
             // again before clearing the bit, which it only does while COMPLETE is clear; we just set
             // COMPLETE, so the slot is ours to read.
+            let slot = &self.rx_waker;
             // SAFETY: sound by the argument just above.
-            // Woken in place: cloning first would cost two more atomics per message.
-            self.rx_waker
-                .with(|w| unsafe { (*w).as_ref().map(Waker::wake_by_ref) });
+            slot.with(|w| unsafe { (*w).as_ref().map(Waker::wake_by_ref) });
         }
         prev
     }
@@ -258,11 +258,11 @@ impl<T> Receiver<T> {
         };
         let prev = inner.state.fetch_or(CLOSED, AcqRel);
         if prev & (TX_WAKER | COMPLETE) == TX_WAKER {
-            // SAFETY: TX_WAKER set: the sender wrote its waker and only rewrites the slot after
+            // Soundness: TX_WAKER set: the sender wrote its waker and only rewrites the slot after
             // clearing the bit while CLOSED is clear; we just set CLOSED, so the slot is ours to read.
-            inner
-                .tx_waker
-                .with(|w| unsafe { (*w).as_ref().map(Waker::wake_by_ref) });
+            let slot = &inner.tx_waker;
+            // SAFETY: sound by the argument just above.
+            slot.with(|w| unsafe { (*w).as_ref().map(Waker::wake_by_ref) });
         }
     }
 }

@@ -61,11 +61,11 @@ where
 
     /// Polls the future once. Must hold `RUNNING`.
     fn poll_future(self: &Arc<Self>) -> Result<Poll<F::Output>, Box<dyn std::any::Any + Send>> {
-        // SAFETY: we hold RUNNING, so no other thread touches `poll_waker`; the reference lives
+        // Soundness: we hold RUNNING, so no other thread touches `poll_waker`; the reference lives
         // only for this poll, and the slot is cleared only by `drop_future`, also under RUNNING.
-        let waker: &Waker = self
-            .poll_waker
-            .with_mut(|w| unsafe { (*w).get_or_insert_with(|| Waker::from(self.clone())) });
+        let (slot, make) = (&self.poll_waker, || Waker::from(self.clone()));
+        // SAFETY: sound by the argument just above.
+        let waker: &Waker = slot.with_mut(|w| unsafe { (*w).get_or_insert_with(make) });
         let mut cx = Context::from_waker(waker);
         catch_unwind(AssertUnwindSafe(|| {
             coop::budget(|| {
