@@ -4,9 +4,9 @@
 //   node bench/showcase.mjs [--rounds 3] [--duration 5] [--warmup 1] [--conns 50] [--inflight 1]
 //                           [--bytes 64] [--workers <cores - 1>] [--no-build]
 //
-// Which kyoto server: for now the native Rust server on kyoto-rt (crates/kyoto-bench, `kyoto-echo`:
-// `kyoto_rt::io::copy` per connection) — the Node binding does not expose TCP yet. Once it does, this
-// switches to a kyoto server whose handler is JavaScript. The table header says which one ran.
+// The kyoto servers: the same JS echo as node's, on kyoto/net (bench/servers/kyoto-js-echo.mjs: per
+// connection `read(buf)` → `write(chunk)`), and, for reference, the native Rust server on kyoto-rt alone
+// (crates/kyoto-bench `kyoto-echo`, `kyoto_rt::io::copy` per connection).
 import {
   BIN,
   ensureBuilt,
@@ -24,6 +24,9 @@ import {
   table,
 } from './lib/harness.mjs';
 import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+
+const KYOTO_JS_ECHO = fileURLToPath(new URL('./servers/kyoto-js-echo.mjs', import.meta.url));
 
 const argv = process.argv.slice(2);
 const opt = (name, dflt) => {
@@ -44,13 +47,19 @@ async function main() {
   const servers = [
     {
       key: 'kyoto',
-      label: `kyoto (native kyoto-rt server, ${workers} worker${workers === 1 ? '' : 's'})`,
+      label: 'kyoto, handler in JS (`read` → `write` per chunk, 1 JS thread)',
+      start: () =>
+        startServer('kyoto-js-echo', process.execPath, [KYOTO_JS_ECHO, '--host', '127.0.0.1', '--port', '0']),
+    },
+    {
+      key: 'native',
+      label: `kyoto-rt native echo (Rust \`copy\`, ${workers} worker${workers === 1 ? '' : 's'})`,
       start: () =>
         startServer('kyoto-echo', BIN.kyotoEcho, ['--host', '127.0.0.1', '--port', '0', '--workers', String(workers)]),
     },
     {
       key: 'node',
-      label: 'node:net (1 JS thread)',
+      label: 'node:net, handler in JS (1 JS thread)',
       start: () => startServer('node-echo', process.execPath, [BIN.nodeEcho, '--host', '127.0.0.1', '--port', '0']),
     },
   ];
@@ -96,7 +105,6 @@ async function main() {
       rss: rss[s.key],
     };
   }
-  const k = summary.kyoto;
   const n = summary.node;
   const rows = servers.map((s) => {
     const x = summary[s.key];
@@ -112,21 +120,24 @@ async function main() {
       String(x.errors),
     ];
   });
-  rows.push([
-    '**kyoto / node**',
-    `**${fmtRatio(k.ops / n.ops)}**`,
-    fmtRatio(k.p50 / n.p50),
-    fmtRatio(k.p99 / n.p99),
-    fmtRatio(k.cpu / n.cpu),
-    fmtRatio(k.opsPerCpu / n.opsPerCpu),
-    fmtRatio(k.rss / n.rss),
-    '',
-    '',
-  ]);
-  console.log(
-    `\n### kyoto-rt native echo server vs node:net (kyoto side: Rust, not yet a JS handler — ` +
-      `the Node binding does not expose TCP yet)\n`,
-  );
+  for (const [key, name] of [
+    ['kyoto', 'kyoto JS / node'],
+    ['native', 'kyoto-rt native / node'],
+  ]) {
+    const k = summary[key];
+    rows.push([
+      `**${name}**`,
+      `**${fmtRatio(k.ops / n.ops)}**`,
+      fmtRatio(k.p50 / n.p50),
+      fmtRatio(k.p99 / n.p99),
+      fmtRatio(k.cpu / n.cpu),
+      fmtRatio(k.opsPerCpu / n.opsPerCpu),
+      fmtRatio(k.rss / n.rss),
+      '',
+      '',
+    ]);
+  }
+  console.log('\n### The same echo server on kyoto (JS handler), on kyoto-rt alone (Rust), and on node:net\n');
   console.log(
     table(
       ['server', 'ops/s', 'p50 µs', 'p99 µs', 'server CPU', 'ops per CPU-s', 'peak RSS', 'loadgen CPU', 'errors'],
