@@ -11,6 +11,9 @@
 //   kyoto-loadgen (a separate native process, 1 thread) at 50 × 1 × 64 B, 200 × 4 × 128 B and
 //   10 000 × 1 × 64 B. Rounds rotate the server order; server CPU is measured over exactly the
 //   loadgen's measured window; peak RSS is the server's VmHWM after all rounds of a load.
+// - P3 (TCP proxy, bench/p3_proxy.mjs): kyoto copyBidirectional vs node:net pipe() vs nginx's stream
+//   proxy (skipped when not installed) vs tokio copy_bidirectional, same worker count, in front of the
+//   native kyoto-echo; 10 × 1 × 16 KiB (MB/s) and 50 × 1 × 64 B (ops/s).
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -31,6 +34,7 @@ import {
   stopServer,
   table,
 } from './lib/harness.mjs';
+import { buildP3, runP3 } from './p3_proxy.mjs';
 
 const argv = process.argv.slice(2);
 const optStr = (name, dflt) => {
@@ -38,7 +42,7 @@ const optStr = (name, dflt) => {
   return i >= 0 && i + 1 < argv.length ? argv[i + 1] : dflt;
 };
 const opt = (name, dflt) => Number(optStr(name, dflt));
-const only = optStr('only', 'p8,p2').split(',');
+const only = optStr('only', 'p8,p2,p3').split(',');
 const rounds = Math.max(5, opt('rounds', 5));
 const duration = opt('duration', 3);
 const warmup = opt('warmup', 1);
@@ -174,6 +178,10 @@ async function main() {
   if (only.includes('p2')) ensureBuilt({ examples: true, always: !argv.includes('--no-build') });
   if (only.includes('p8')) runP8();
   if (only.includes('p2')) await runP2();
+  if (only.includes('p3')) {
+    buildP3({ always: !argv.includes('--no-build') });
+    report.p3 = await runP3({ rounds, duration, warmup, workers });
+  }
   report.loadAfter = loadAverage();
   console.log(
     `\nload average after: ${report.loadAfter}. CPU is % of one core over the measured window; ` +
