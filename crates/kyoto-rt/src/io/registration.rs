@@ -127,19 +127,22 @@ impl Registration {
         }
     }
 
+    /// The cached readiness for `interest`: `WouldBlock` when none, the shutdown error after shutdown.
+    fn cached_ready(&self, interest: Interest) -> io::Result<ReadyEvent> {
+        match self.shared.ready_event(interest.mask()) {
+            None => Err(io::ErrorKind::WouldBlock.into()),
+            Some(event) if event.is_shutdown => Err(shutdown_error()),
+            Some(event) => Ok(event),
+        }
+    }
+
     /// Runs `f` once if the cached readiness matches `interest`; `WouldBlock` otherwise.
     pub(crate) fn try_io<R>(
         &self,
         interest: Interest,
         f: impl FnOnce() -> io::Result<R>,
     ) -> io::Result<R> {
-        let event = match self.shared.ready_event(interest.mask()) {
-            Some(event) => event,
-            None => return Err(io::ErrorKind::WouldBlock.into()),
-        };
-        if event.is_shutdown {
-            return Err(shutdown_error());
-        }
+        let event = self.cached_ready(interest)?;
         let res = f();
         if matches!(&res, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
             self.clear_after_would_block(interest, event);
@@ -157,13 +160,7 @@ impl Registration {
         len: usize,
         f: impl FnOnce() -> io::Result<usize>,
     ) -> io::Result<usize> {
-        let event = match self.shared.ready_event(interest.mask()) {
-            Some(event) => event,
-            None => return Err(io::ErrorKind::WouldBlock.into()),
-        };
-        if event.is_shutdown {
-            return Err(shutdown_error());
-        }
+        let event = self.cached_ready(interest)?;
         let res = f();
         match &res {
             Ok(n) if *n > 0 && *n < len && cfg!(not(windows)) => self.clear_drained(event),
