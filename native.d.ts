@@ -370,13 +370,13 @@ export declare function netShutdown(h: number): number
  * Starts a connect; returns the stream's handle (K_CONNECTED or K_ERROR follows) or a negative
  * errno.
  */
-export declare function netTcpConnect(ip: string, port: number, localIp: string, localPort: number, flags: number, sndbuf: number, rcvbuf: number): number
+export declare function netTcpConnect(ip: string, port: number, localIp: string, localPort: number, flags: number, sndbuf: number, rcvbuf: number, runtime?: NativeRuntime | undefined | null): number
 
 /** Binds and listens; returns the listener's handle or a negative errno. */
-export declare function netTcpListen(ip: string, port: number, backlog: number, flags: number, sndbuf: number, rcvbuf: number): number
+export declare function netTcpListen(ip: string, port: number, backlog: number, flags: number, sndbuf: number, rcvbuf: number, runtime?: NativeRuntime | undefined | null): number
 
 /** Binds a UDP socket; returns its handle or a negative errno. */
-export declare function netUdpBind(ip: string, port: number, flags: number, sndbuf: number, rcvbuf: number): number
+export declare function netUdpBind(ip: string, port: number, flags: number, sndbuf: number, rcvbuf: number, runtime?: NativeRuntime | undefined | null): number
 
 /** Connects a UDP socket (filters what it receives); 0 or a negative errno. */
 export declare function netUdpConnect(h: number, ip: string, port: number): number
@@ -388,25 +388,25 @@ export declare function netUdpConnect(h: number, ip: string, port: number): numb
 export declare function netUdpSend(h: number, data: Uint8Array, ip: string, port: number): number
 
 /** Connects to a Unix socket path; the handle (K_CONNECTED or K_ERROR follows) or a negative errno. */
-export declare function netUnixConnect(path: string): number
+export declare function netUnixConnect(path: string, runtime?: NativeRuntime | undefined | null): number
 
 /** A Unix datagram socket bound to `path` (unbound when `path` is empty); handle or -errno. */
-export declare function netUnixDgram(path: string): number
+export declare function netUnixDgram(path: string, runtime?: NativeRuntime | undefined | null): number
 
 /** Connects a Unix datagram socket to `path`: 0 or -errno. */
 export declare function netUnixDgramConnect(h: number, path: string): number
 
 /** A connected pair of Unix datagram sockets: `[a, b]`, or `[-errno]`. */
-export declare function netUnixDgramPair(): Array<number>
+export declare function netUnixDgramPair(runtime?: NativeRuntime | undefined | null): Array<number>
 
 /** Sends a Unix datagram to `path` (the connected peer when empty): 0, 1 blocked, or -errno. */
 export declare function netUnixDgramSend(h: number, data: Uint8Array, path: string): number
 
 /** Binds and listens on a Unix socket path; the handle or a negative errno. */
-export declare function netUnixListen(path: string, backlog: number): number
+export declare function netUnixListen(path: string, backlog: number, runtime?: NativeRuntime | undefined | null): number
 
 /** A connected pair of Unix streams: `[a, b]` handles, or `[-errno]`. */
-export declare function netUnixPair(): Array<number>
+export declare function netUnixPair(runtime?: NativeRuntime | undefined | null): Array<number>
 
 /** Writes `data` (after the queued table): 0 taken, 1 blocked (wait for K_DRAIN), < 0 errno. */
 export declare function netWrite(h: number, data: Uint8Array): number

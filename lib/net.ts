@@ -11,6 +11,7 @@ import * as dns from 'node:dns';
 import * as net from 'node:net';
 import { Duplex } from 'node:stream';
 import { native } from './native';
+import { Runtime, type RuntimeOption } from './runtime';
 import {
   abortReason,
   codedError,
@@ -38,9 +39,11 @@ import {
   ipv4ToInt,
   isBlocked,
   parseNativeAddr,
+  pinRuntime,
   queueWrite,
   rarena,
   register,
+  runtimeOf,
   systemError,
   unregister,
   v4Address,
@@ -62,6 +65,24 @@ export type AddressLike = string | { host: string; port: number } | { address: s
 export interface SignalOption {
   /** Aborts the wait. */
   signal?: AbortSignal;
+}
+
+/**
+ * The runtime a new socket's I/O runs on. Without `runtime` (or with the default runtime) a socket
+ * uses this thread's data path (see {@link netFlavor}); with another {@link Runtime} its reads,
+ * writes and accepts run on that runtime's threads, its events reach this thread batched, and
+ * shutting that runtime down fails the socket's pending and later operations with
+ * `ERR_RUNTIME_SHUTDOWN`.
+ */
+function isRuntimeShutdown(e: Error): boolean {
+  return (e as { code?: string }).code === 'ERR_RUNTIME_SHUTDOWN';
+}
+
+function socketRuntime(opts: RuntimeOption): [Runtime | undefined, ReturnType<Runtime['_native']> | undefined] {
+  if (opts.runtime === undefined) return [undefined, undefined];
+  const rt = Runtime._of(opts);
+  if (rt._isShared) return [undefined, undefined];
+  return [rt, rt._native()];
 }
 
 const READ_HWM = 1 << 20;
@@ -210,13 +231,14 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
    */
   static async connect(
     addr: AddressLike,
-    options?: SignalOption & { noDelay?: boolean; keepAlive?: boolean },
+    options?: SignalOption & RuntimeOption & { noDelay?: boolean; keepAlive?: boolean },
   ): Promise<TcpStream> {
-    const opts = optionsBag<SignalOption & { noDelay?: boolean; keepAlive?: boolean }>(options);
+    const opts = optionsBag<SignalOption & RuntimeOption & { noDelay?: boolean; keepAlive?: boolean }>(options);
     checkSignal(opts.signal);
+    socketRuntime(opts); // validates before the lookup
     const { host, port } = await resolveAddr(addr);
     const flags = (opts.noDelay ? O_NODELAY : 0) | (opts.keepAlive ? O_KEEPALIVE : 0);
-    return TcpStream._connect(host, port, '', 0, flags, 0, 0, opts.signal);
+    return TcpStream._connect(host, port, '', 0, flags, 0, 0, opts.signal, opts.runtime);
   }
 
   /** @internal */
@@ -229,11 +251,15 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
     sndbuf: number,
     rcvbuf: number,
     signal: AbortSignal | undefined,
+    runtime?: Runtime,
   ): Promise<TcpStream> {
     checkSignal(signal);
-    const h = native.netTcpConnect(host, port, localIp, localPort, flags, sndbuf, rcvbuf);
+    const [rt, nrt] = socketRuntime({ runtime });
+    const h = native.netTcpConnect(host, port, localIp, localPort, flags, sndbuf, rcvbuf, nrt);
     if (h < 0) return Promise.reject(systemError(-h, 'connect', host, port));
-    return TcpStream._waitConnected(new TcpStream(h), host, port, signal);
+    const s = new TcpStream(h);
+    pinRuntime(h, rt);
+    return TcpStream._waitConnected(s, host, port, signal);
   }
 
   /** @internal Resolves with `s` once its connect finished (`port` -1: a Unix path). */
@@ -833,7 +859,7 @@ export class WriteHalf {
 // TcpListener
 
 /** Options of {@link TcpListener.bind}. */
-export interface BindOptions extends SignalOption {
+export interface BindOptions extends SignalOption, RuntimeOption {
   /** Listen backlog (default 1024). */
   backlog?: number;
   /** `SO_REUSEADDR` (always on for listeners on Unix, like Node). */
@@ -877,20 +903,32 @@ export class TcpListener implements Endpoint, AsyncIterable<TcpStream> {
     const { host, port } = await resolveAddr(addr);
     checkSignal(opts.signal);
     const flags = (opts.reuseAddr ? O_REUSE_ADDR : 0) | (opts.reusePort ? O_REUSE_PORT : 0);
-    return TcpListener._listen(host, port, backlog, flags, 0, 0);
+    return TcpListener._listen(host, port, backlog, flags, 0, 0, opts.runtime);
   }
 
   /** @internal */
-  static _listen(host: string, port: number, backlog: number, flags: number, snd: number, rcv: number): TcpListener {
-    const h = native.netTcpListen(host, port, backlog, flags, snd, rcv);
+  static _listen(
+    host: string,
+    port: number,
+    backlog: number,
+    flags: number,
+    snd: number,
+    rcv: number,
+    runtime?: Runtime,
+  ): TcpListener {
+    const [rt, nrt] = socketRuntime({ runtime });
+    const h = native.netTcpListen(host, port, backlog, flags, snd, rcv, nrt);
     if (h < 0) throw systemError(-h, 'listen', host, port);
-    return new TcpListener(h);
+    const l = new TcpListener(h);
+    pinRuntime(h, rt);
+    return l;
   }
 
   /** @internal */
   onEvent(kind: number, a: number, b: number, off: number, len: number): void {
     if (kind === K_ACCEPT) {
       const [s, addr] = this._adopt(a, b, off, len);
+      pinRuntime(a, runtimeOf(this._h));
       const w = this.#waiters.shift();
       if (w) {
         if (this.#waiters.length === 0) this.#arm(false);
@@ -922,7 +960,7 @@ export class TcpListener implements Endpoint, AsyncIterable<TcpStream> {
     if (this.#closed) return Promise.reject(closedError());
     if (this.#err) {
       const e = this.#err;
-      this.#err = undefined;
+      if (!isRuntimeShutdown(e)) this.#err = undefined; // a dead runtime fails every later call too
       return Promise.reject(e);
     }
     this.#arm(true);
@@ -1096,13 +1134,20 @@ export class UdpSocket implements Endpoint {
   }
 
   /** Binds to `addr` (port 0 picks a free port). */
-  static async bind(addr: AddressLike, options?: { reuseAddr?: boolean; reusePort?: boolean }): Promise<UdpSocket> {
-    const opts = optionsBag<{ reuseAddr?: boolean; reusePort?: boolean }>(options);
+  static async bind(
+    addr: AddressLike,
+    options?: RuntimeOption & { reuseAddr?: boolean; reusePort?: boolean },
+  ): Promise<UdpSocket> {
+    const opts = optionsBag<RuntimeOption & { reuseAddr?: boolean; reusePort?: boolean }>(options);
+    socketRuntime(opts); // validates before the lookup
     const { host, port } = await resolveAddr(addr);
     const flags = (opts.reuseAddr ? O_REUSE_ADDR : 0) | (opts.reusePort ? O_REUSE_PORT : 0);
-    const h = native.netUdpBind(host, port, flags, 0, 0);
+    const [rt, nrt] = socketRuntime(opts);
+    const h = native.netUdpBind(host, port, flags, 0, 0, nrt);
     if (h < 0) throw systemError(-h, 'bind', host, port);
-    return new UdpSocket(h);
+    const u = new UdpSocket(h);
+    pinRuntime(h, rt);
+    return u;
   }
 
   /** @internal */
@@ -1128,6 +1173,13 @@ export class UdpSocket implements Endpoint {
       this.#service();
     } else if (kind === K_ERROR) {
       const err = systemError(a, SYSCALLS[b] ?? 'recv');
+      if (isRuntimeShutdown(err)) {
+        this.#err = err;
+        const ws = this.#waiters.splice(0);
+        if (ws.length > 0) hold(-1);
+        for (const w of ws) w.reject(err);
+        return;
+      }
       const w = this.#waiters.shift();
       if (w) {
         if (this.#waiters.length === 0) hold(-1);
@@ -1183,7 +1235,7 @@ export class UdpSocket implements Endpoint {
     if (this.#closed) return Promise.reject(closedError());
     if (this.#err) {
       const e = this.#err;
-      this.#err = undefined;
+      if (!isRuntimeShutdown(e)) this.#err = undefined; // a dead runtime fails every later call too
       return Promise.reject(e);
     }
     if (!this.#reading) {
@@ -1394,21 +1446,27 @@ export interface UCred {
 /** A connected Unix domain stream socket: the methods of {@link TcpStream}, plus {@link UnixStream.peerCred}. */
 export class UnixStream extends TcpStream {
   /** Connects to the socket at `path`. */
-  static override async connect(path: AddressLike | string, options?: SignalOption): Promise<UnixStream> {
+  static override async connect(path: AddressLike | string, options?: SignalOption & RuntimeOption): Promise<UnixStream> {
     validatePath(path);
-    const opts = optionsBag<SignalOption>(options);
+    const opts = optionsBag<SignalOption & RuntimeOption>(options);
     checkSignal(opts.signal);
     if (typeof native.netUnixConnect !== 'function') unixOnly();
-    const h = native.netUnixConnect(path);
+    const [rt, nrt] = socketRuntime(opts);
+    const h = native.netUnixConnect(path, nrt);
     if (h < 0) throw systemError(-h, 'connect', path);
-    return TcpStream._waitConnected(new UnixStream(h), path, -1, opts.signal);
+    const s = new UnixStream(h);
+    pinRuntime(h, rt);
+    return TcpStream._waitConnected(s, path, -1, opts.signal);
   }
 
   /** A connected pair of Unix streams (like `socketpair(2)`). */
-  static pair(): [UnixStream, UnixStream] {
+  static pair(options?: RuntimeOption): [UnixStream, UnixStream] {
     if (typeof native.netUnixPair !== 'function') unixOnly();
-    const r = native.netUnixPair();
+    const [rt, nrt] = socketRuntime(optionsBag<RuntimeOption>(options));
+    const r = native.netUnixPair(nrt);
     if (r.length === 1) throw systemError(-r[0], 'socketpair');
+    pinRuntime(r[0], rt);
+    pinRuntime(r[1], rt);
     return [new UnixStream(r[0]), new UnixStream(r[1])];
   }
 
@@ -1434,13 +1492,17 @@ export class UnixStream extends TcpStream {
 /** A listening Unix domain socket. Keeps the process alive until closed or `unref()`ed. */
 export class UnixListener extends TcpListener {
   /** Binds and listens on `path` (which must not exist). */
-  static override async bind(path: AddressLike | string, options?: { backlog?: number }): Promise<UnixListener> {
+  static override async bind(path: AddressLike | string, options?: RuntimeOption & { backlog?: number }): Promise<UnixListener> {
     validatePath(path);
     if (typeof native.netUnixListen !== 'function') unixOnly();
-    const backlog = options?.backlog ?? 1024;
-    const h = native.netUnixListen(path, backlog);
+    const opts = optionsBag<RuntimeOption & { backlog?: number }>(options);
+    const backlog = opts.backlog ?? 1024;
+    const [rt, nrt] = socketRuntime(opts);
+    const h = native.netUnixListen(path, backlog, nrt);
     if (h < 0) throw systemError(-h, 'listen', path);
-    return new UnixListener(h);
+    const l = new UnixListener(h);
+    pinRuntime(h, rt);
+    return l;
   }
 
   /** @internal */
@@ -1481,27 +1543,34 @@ export class UnixDatagram implements Endpoint {
   }
 
   /** Binds to `path`. */
-  static bind(path: string): UnixDatagram {
+  static bind(path: string, options?: RuntimeOption): UnixDatagram {
     validatePath(path);
     if (typeof native.netUnixDgram !== 'function') unixOnly();
-    const h = native.netUnixDgram(path);
+    const [rt, nrt] = socketRuntime(optionsBag<RuntimeOption>(options));
+    const h = native.netUnixDgram(path, nrt);
     if (h < 0) throw systemError(-h, 'bind', path);
+    pinRuntime(h, rt);
     return new UnixDatagram(h);
   }
 
   /** An unbound socket (it can send, and receive once connected or on a pair). */
-  static unbound(): UnixDatagram {
+  static unbound(options?: RuntimeOption): UnixDatagram {
     if (typeof native.netUnixDgram !== 'function') unixOnly();
-    const h = native.netUnixDgram('');
+    const [rt, nrt] = socketRuntime(optionsBag<RuntimeOption>(options));
+    const h = native.netUnixDgram('', nrt);
     if (h < 0) throw systemError(-h, 'socket');
+    pinRuntime(h, rt);
     return new UnixDatagram(h);
   }
 
   /** A connected pair. */
-  static pair(): [UnixDatagram, UnixDatagram] {
+  static pair(options?: RuntimeOption): [UnixDatagram, UnixDatagram] {
     if (typeof native.netUnixDgramPair !== 'function') unixOnly();
-    const r = native.netUnixDgramPair();
+    const [rt, nrt] = socketRuntime(optionsBag<RuntimeOption>(options));
+    const r = native.netUnixDgramPair(nrt);
     if (r.length === 1) throw systemError(-r[0], 'socketpair');
+    pinRuntime(r[0], rt);
+    pinRuntime(r[1], rt);
     return [new UnixDatagram(r[0]), new UnixDatagram(r[1])];
   }
 
@@ -1524,6 +1593,13 @@ export class UnixDatagram implements Endpoint {
       }
     } else if (kind === K_ERROR) {
       const err = systemError(a, SYSCALLS[b] ?? 'recv');
+      if (isRuntimeShutdown(err)) {
+        this.#err = err;
+        const ws = this.#waiters.splice(0);
+        if (ws.length > 0) hold(-1);
+        for (const w of ws) w.reject(err);
+        return;
+      }
       const w = this.#waiters.shift();
       if (w) {
         if (this.#waiters.length === 0) hold(-1);
@@ -1539,7 +1615,7 @@ export class UnixDatagram implements Endpoint {
     if (this.#closed) return Promise.reject(closedError());
     if (this.#err) {
       const e = this.#err;
-      this.#err = undefined;
+      if (!isRuntimeShutdown(e)) this.#err = undefined; // a dead runtime fails every later call too
       return Promise.reject(e);
     }
     const d = this.#queue.shift();

@@ -11,6 +11,7 @@
  */
 import * as util from 'node:util';
 import { native } from '../native';
+import { runtimeShutdownError } from '../errors';
 
 /** Ints per event record. */
 const EV = 6;
@@ -91,12 +92,29 @@ export const flavor: string = native.netInit(
   blocked,
 );
 
+/** The errno of error events sent when a socket's runtime shut down (see `sock.rs`). */
+export const E_RUNTIME_SHUTDOWN = 0x4b590001;
+
+/** The runtime each socket created with `{ runtime }` runs on, kept alive while the socket is. */
+const runtimes = new Map<number, object>();
+
 export function register(h: number, e: Endpoint): void {
   endpoints.set(h, e);
 }
 
+/** Records that socket `h` runs on `runtime` (no-op for `undefined`). */
+export function pinRuntime(h: number, runtime: object | undefined): void {
+  if (runtime !== undefined) runtimes.set(h, runtime);
+}
+
+/** The runtime socket `h` was created on (`undefined`: the data path's own). */
+export function runtimeOf(h: number): object | undefined {
+  return runtimes.get(h);
+}
+
 export function unregister(h: number): void {
   endpoints.delete(h);
+  runtimes.delete(h);
   blocked[h & IDX_MASK] = 0;
 }
 
@@ -286,6 +304,7 @@ let errMap: Map<number, [string, string]> | undefined;
 
 /** Builds a Node-shaped system error from a positive errno. */
 export function systemError(errno: number, syscall: string, address?: string, port?: number): SystemError {
+  if (errno === E_RUNTIME_SHUTDOWN) return Object.assign(runtimeShutdownError(), { syscall }) as SystemError;
   errMap ??= util.getSystemErrorMap() as Map<number, [string, string]>;
   const uv = -Math.abs(errno);
   const entry = errMap.get(uv);

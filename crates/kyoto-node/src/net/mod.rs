@@ -41,6 +41,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 use queue::{Ev, Queue, EV_INTS};
 use sock::*;
 
+use crate::runtime::NativeRuntime;
+
 const IDX_BITS: u32 = 20;
 const IDX_MASK: u32 = (1 << IDX_BITS) - 1;
 const WREC_INTS: usize = 5;
@@ -60,7 +62,8 @@ struct Slab {
 pub struct Shared {
     pub q: Queue,
     slab: Mutex<Slab>,
-    handle: kyoto_rt::Handle,
+    /// The runtime of sockets created without `{ runtime }`.
+    pub handle: kyoto_rt::Handle,
     copies: Mutex<HashMap<u32, (AbortHandle, u32, u32)>>,
 }
 
@@ -69,9 +72,20 @@ impl Shared {
         self.slab.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers a new socket under a fresh handle and spawns its task. `None` when the env is gone
-    /// or the table is full (the socket is then closed).
+    /// Registers a new socket under a fresh handle and spawns its task on the env's runtime.
+    /// `None` when the env is gone or the table is full (the socket is then closed).
     pub fn insert(self: &Arc<Self>, make: impl FnOnce(u32) -> Sock) -> Option<u32> {
+        let rt = self.handle.clone();
+        self.insert_on(&rt, make)
+    }
+
+    /// Like [`Shared::insert`], with the socket's task on `rt` (whose reactor the socket is
+    /// registered with).
+    pub fn insert_on(
+        self: &Arc<Self>,
+        rt: &kyoto_rt::Handle,
+        make: impl FnOnce(u32) -> Sock,
+    ) -> Option<u32> {
         let sock = {
             let mut s = self.slab();
             if s.closed {
@@ -97,7 +111,7 @@ impl Shared {
             sock
         };
         let h = sock.h;
-        let jh = self.handle.spawn(SockTask(sock.clone()));
+        let jh = rt.spawn(SockTask::new(sock.clone()));
         sock.lock().abort = Some(jh.abort_handle());
         Some(h)
     }
@@ -354,34 +368,7 @@ pub fn net_init(
         in_turn: Cell::new(false),
     });
     if threaded {
-        let mut tsfn = ptr::null_mut();
-        let finalize_data = Arc::into_raw(shared.clone()) as *mut c_void;
-        // SAFETY: valid env/function/name; `finalize_data` is an owned Arc reclaimed once in
-        // `tsfn_finalize` (or right below if creation fails).
-        let st = unsafe {
-            sys::napi_create_threadsafe_function(
-                raw,
-                on_batch.raw(),
-                ptr::null_mut(),
-                name,
-                0,
-                1,
-                finalize_data,
-                Some(tsfn_finalize),
-                ptr::null_mut(),
-                Some(call_js),
-                &mut tsfn,
-            )
-        };
-        if st != sys::Status::napi_ok {
-            // SAFETY: creation failed, the finalizer never runs.
-            drop(unsafe { Arc::from_raw(finalize_data as *const Shared) });
-            return Err(Error::from_reason("napi_create_threadsafe_function failed"));
-        }
-        // SAFETY: JS thread, live TSFN: an idle env never holds the loop.
-        unsafe { sys::napi_unref_threadsafe_function(raw, tsfn) };
-        shared.q.lock().tsfn = tsfn;
-        state.tsfn.set(tsfn);
+        state.create_wake(on_batch.raw())?;
     }
     #[cfg(unix)]
     if !threaded {
@@ -480,6 +467,70 @@ fn turn() {
 }
 
 impl NetEnv {
+    /// Creates the env's threadsafe function: how events pushed on other threads (the
+    /// `multi_thread` data path, sockets on a `{ runtime }`) wake this JS thread, one call per
+    /// batch. It holds the loop only while the env is ref'd.
+    fn create_wake(&self, on_batch: sys::napi_value) -> Result<()> {
+        let raw = self.env;
+        let mut name = ptr::null_mut();
+        let label = "kyoto.net";
+        // SAFETY: live env on its JS thread; valid UTF-8 of the given length.
+        unsafe {
+            sys::napi_create_string_utf8(
+                raw,
+                label.as_ptr().cast(),
+                label.len() as isize,
+                &mut name,
+            )
+        };
+        let mut tsfn = ptr::null_mut();
+        let finalize_data = Arc::into_raw(self.shared.clone()) as *mut c_void;
+        // SAFETY: valid env/function/name; `finalize_data` is an owned Arc reclaimed once in
+        // `tsfn_finalize` (or right below if creation fails).
+        let st = unsafe {
+            sys::napi_create_threadsafe_function(
+                raw,
+                on_batch,
+                ptr::null_mut(),
+                name,
+                0,
+                1,
+                finalize_data,
+                Some(tsfn_finalize),
+                ptr::null_mut(),
+                Some(call_js),
+                &mut tsfn,
+            )
+        };
+        if st != sys::Status::napi_ok {
+            // SAFETY: creation failed, the finalizer never runs.
+            drop(unsafe { Arc::from_raw(finalize_data as *const Shared) });
+            return Err(Error::from_reason("napi_create_threadsafe_function failed"));
+        }
+        if !self.refd.get() {
+            // SAFETY: JS thread, live TSFN: an idle env never holds the loop.
+            unsafe { sys::napi_unref_threadsafe_function(raw, tsfn) };
+        }
+        self.shared.q.lock().tsfn = tsfn;
+        self.tsfn.set(tsfn);
+        Ok(())
+    }
+
+    /// The runtime a new socket's task runs on: the env's own, or `runtime` (its events then
+    /// reach this thread through the threadsafe function, created on first use).
+    fn runtime_for(&self, runtime: Option<&NativeRuntime>) -> Result<kyoto_rt::Handle> {
+        let Some(rt) = runtime else {
+            return Ok(self.shared.handle.clone());
+        };
+        if self.tsfn.get().is_null() {
+            let mut cb = ptr::null_mut();
+            // SAFETY: `cb` is a live reference to the onBatch function; JS thread.
+            unsafe { sys::napi_get_reference_value(self.env, self.cb, &mut cb) };
+            self.create_wake(cb)?;
+        }
+        Ok(rt.inner().handle().clone())
+    }
+
     fn ctl(&self, i: usize) -> i32 {
         // SAFETY: `ctl` has at least 4 ints (checked at init), kept alive by a reference; JS thread.
         unsafe { *self.ctl.add(i) }
@@ -497,6 +548,8 @@ impl NetEnv {
         {
             let rt = self.rt.borrow();
             if let Some(rt) = rt.as_ref() {
+                // Pushes from inside drive() are delivered by this turn: no wake-up needed.
+                let _driving = queue::Driving::enter();
                 for _ in 0..3 {
                     let o = rt.drive(1024);
                     let again = o.is_some_and(|o| o.has_ready_tasks);
@@ -815,8 +868,10 @@ pub fn net_tcp_listen(
     flags: u32,
     sndbuf: u32,
     rcvbuf: u32,
+    runtime: Option<&NativeRuntime>,
 ) -> Result<i32> {
     let n = net()?;
+    let rt = n.runtime_for(runtime)?;
     let ip = match parse_ip(&ip) {
         Ok(ip) => ip,
         Err(e) => return Ok(e),
@@ -836,13 +891,13 @@ pub fn net_tcp_listen(
         Ok(l) => l,
         Err(e) => return Ok(neg(&e)),
     };
-    let _g = n.shared.handle.enter();
+    let _g = rt.enter();
     let l = match TcpListener::from_std(std_l) {
         Ok(l) => l,
         Err(e) => return Ok(neg(&e)),
     };
     let shared = n.shared.clone();
-    let h = shared.insert(|h| {
+    let h = shared.insert_on(&rt, |h| {
         Sock::new(
             h,
             Kind::Listener(Mutex::new(Some(Listener::Tcp(l)))),
@@ -864,8 +919,10 @@ pub fn net_tcp_connect(
     flags: u32,
     sndbuf: u32,
     rcvbuf: u32,
+    runtime: Option<&NativeRuntime>,
 ) -> Result<i32> {
     let n = net()?;
+    let rt = n.runtime_for(runtime)?;
     let ip = match parse_ip(&ip) {
         Ok(ip) => ip,
         Err(e) => return Ok(e),
@@ -905,13 +962,13 @@ pub fn net_tcp_connect(
         Ok(s) => s,
         Err(e) => return Ok(neg(&e)),
     };
-    let _g = n.shared.handle.enter();
+    let _g = rt.enter();
     let s = match TcpStream::from_std(std_s) {
         Ok(s) => s,
         Err(e) => return Ok(neg(&e)),
     };
     let shared = n.shared.clone();
-    let h = shared.insert(|h| {
+    let h = shared.insert_on(&rt, |h| {
         Sock::new(
             h,
             Kind::Stream(Stream::Tcp(s)),
@@ -924,8 +981,16 @@ pub fn net_tcp_connect(
 
 /// Binds a UDP socket; returns its handle or a negative errno.
 #[napi(catch_unwind)]
-pub fn net_udp_bind(ip: String, port: u32, flags: u32, sndbuf: u32, rcvbuf: u32) -> Result<i32> {
+pub fn net_udp_bind(
+    ip: String,
+    port: u32,
+    flags: u32,
+    sndbuf: u32,
+    rcvbuf: u32,
+    runtime: Option<&NativeRuntime>,
+) -> Result<i32> {
     let n = net()?;
+    let rt = n.runtime_for(runtime)?;
     let ip = match parse_ip(&ip) {
         Ok(ip) => ip,
         Err(e) => return Ok(e),
@@ -942,13 +1007,13 @@ pub fn net_udp_bind(ip: String, port: u32, flags: u32, sndbuf: u32, rcvbuf: u32)
         Ok(s) => s,
         Err(e) => return Ok(neg(&e)),
     };
-    let _g = n.shared.handle.enter();
+    let _g = rt.enter();
     let u = match UdpSocket::from_std(std_s) {
         Ok(u) => u,
         Err(e) => return Ok(neg(&e)),
     };
     let shared = n.shared.clone();
-    let h = shared.insert(|h| Sock::new(h, Kind::Udp(u), n.shared.clone(), 0));
+    let h = shared.insert_on(&rt, |h| Sock::new(h, Kind::Udp(u), n.shared.clone(), 0));
     Ok(h.map_or(-ebadf(), |h| h as i32))
 }
 
@@ -1378,17 +1443,20 @@ pub fn net_live() -> Result<u32> {
 // Unix domain sockets
 
 #[cfg(unix)]
-fn register_stream(n: &NetEnv, s: UnixStream, flags: u32) -> i32 {
+fn register_stream(n: &NetEnv, rt: &kyoto_rt::Handle, s: UnixStream, flags: u32) -> i32 {
     let shared = n.shared.clone();
-    let h = shared.insert(|h| Sock::new(h, Kind::Stream(Stream::Unix(s)), n.shared.clone(), flags));
+    let h = shared.insert_on(rt, |h| {
+        Sock::new(h, Kind::Stream(Stream::Unix(s)), n.shared.clone(), flags)
+    });
     h.map_or(-ebadf(), |h| h as i32)
 }
 
 /// Binds and listens on a Unix socket path; the handle or a negative errno.
 #[cfg(unix)]
 #[napi(catch_unwind)]
-pub fn net_unix_listen(path: String, backlog: u32) -> Result<i32> {
+pub fn net_unix_listen(path: String, backlog: u32, runtime: Option<&NativeRuntime>) -> Result<i32> {
     let n = net()?;
+    let rt = n.runtime_for(runtime)?;
     let r = (|| -> io::Result<std::os::unix::net::UnixListener> {
         let s = Socket::new(Domain::UNIX, Type::STREAM, None)?;
         s.set_nonblocking(true)?;
@@ -1400,13 +1468,13 @@ pub fn net_unix_listen(path: String, backlog: u32) -> Result<i32> {
         Ok(l) => l,
         Err(e) => return Ok(neg(&e)),
     };
-    let _g = n.shared.handle.enter();
+    let _g = rt.enter();
     let l = match UnixListener::from_std(std_l) {
         Ok(l) => l,
         Err(e) => return Ok(neg(&e)),
     };
     let shared = n.shared.clone();
-    let h = shared.insert(|h| {
+    let h = shared.insert_on(&rt, |h| {
         Sock::new(
             h,
             Kind::Listener(Mutex::new(Some(Listener::Unix(l)))),
@@ -1420,8 +1488,9 @@ pub fn net_unix_listen(path: String, backlog: u32) -> Result<i32> {
 /// Connects to a Unix socket path; the handle (K_CONNECTED or K_ERROR follows) or a negative errno.
 #[cfg(unix)]
 #[napi(catch_unwind)]
-pub fn net_unix_connect(path: String) -> Result<i32> {
+pub fn net_unix_connect(path: String, runtime: Option<&NativeRuntime>) -> Result<i32> {
     let n = net()?;
+    let rt = n.runtime_for(runtime)?;
     let r = (|| -> io::Result<std::os::unix::net::UnixStream> {
         let s = Socket::new(Domain::UNIX, Type::STREAM, None)?;
         s.set_nonblocking(true)?;
@@ -1436,9 +1505,9 @@ pub fn net_unix_connect(path: String) -> Result<i32> {
         Ok(s) => s,
         Err(e) => return Ok(neg(&e)),
     };
-    let _g = n.shared.handle.enter();
+    let _g = rt.enter();
     match UnixStream::from_std(std_s) {
-        Ok(s) => Ok(register_stream(&n, s, F_CONNECTING)),
+        Ok(s) => Ok(register_stream(&n, &rt, s, F_CONNECTING)),
         Err(e) => Ok(neg(&e)),
     }
 }
@@ -1446,11 +1515,15 @@ pub fn net_unix_connect(path: String) -> Result<i32> {
 /// A connected pair of Unix streams: `[a, b]` handles, or `[-errno]`.
 #[cfg(unix)]
 #[napi(catch_unwind)]
-pub fn net_unix_pair() -> Result<Vec<i32>> {
+pub fn net_unix_pair(runtime: Option<&NativeRuntime>) -> Result<Vec<i32>> {
     let n = net()?;
-    let _g = n.shared.handle.enter();
+    let rt = n.runtime_for(runtime)?;
+    let _g = rt.enter();
     match UnixStream::pair() {
-        Ok((a, b)) => Ok(vec![register_stream(&n, a, 0), register_stream(&n, b, 0)]),
+        Ok((a, b)) => Ok(vec![
+            register_stream(&n, &rt, a, 0),
+            register_stream(&n, &rt, b, 0),
+        ]),
         Err(e) => Ok(vec![neg(&e)]),
     }
 }
@@ -1473,25 +1546,28 @@ pub fn net_peer_cred(h: u32) -> Result<String> {
 }
 
 #[cfg(unix)]
-fn register_dgram(n: &NetEnv, u: UnixDatagram) -> i32 {
+fn register_dgram(n: &NetEnv, rt: &kyoto_rt::Handle, u: UnixDatagram) -> i32 {
     let shared = n.shared.clone();
-    let h = shared.insert(|h| Sock::new(h, Kind::UnixDgram(Arc::new(u)), n.shared.clone(), 0));
+    let h = shared.insert_on(rt, |h| {
+        Sock::new(h, Kind::UnixDgram(Arc::new(u)), n.shared.clone(), 0)
+    });
     h.map_or(-ebadf(), |h| h as i32)
 }
 
 /// A Unix datagram socket bound to `path` (unbound when `path` is empty); handle or -errno.
 #[cfg(unix)]
 #[napi(catch_unwind)]
-pub fn net_unix_dgram(path: String) -> Result<i32> {
+pub fn net_unix_dgram(path: String, runtime: Option<&NativeRuntime>) -> Result<i32> {
     let n = net()?;
-    let _g = n.shared.handle.enter();
+    let rt = n.runtime_for(runtime)?;
+    let _g = rt.enter();
     let r = if path.is_empty() {
         UnixDatagram::unbound()
     } else {
         UnixDatagram::bind(&path)
     };
     Ok(match r {
-        Ok(u) => register_dgram(&n, u),
+        Ok(u) => register_dgram(&n, &rt, u),
         Err(e) => neg(&e),
     })
 }
@@ -1499,11 +1575,12 @@ pub fn net_unix_dgram(path: String) -> Result<i32> {
 /// A connected pair of Unix datagram sockets: `[a, b]`, or `[-errno]`.
 #[cfg(unix)]
 #[napi(catch_unwind)]
-pub fn net_unix_dgram_pair() -> Result<Vec<i32>> {
+pub fn net_unix_dgram_pair(runtime: Option<&NativeRuntime>) -> Result<Vec<i32>> {
     let n = net()?;
-    let _g = n.shared.handle.enter();
+    let rt = n.runtime_for(runtime)?;
+    let _g = rt.enter();
     match UnixDatagram::pair() {
-        Ok((a, b)) => Ok(vec![register_dgram(&n, a), register_dgram(&n, b)]),
+        Ok((a, b)) => Ok(vec![register_dgram(&n, &rt, a), register_dgram(&n, &rt, b)]),
         Err(e) => Ok(vec![neg(&e)]),
     }
 }

@@ -10,6 +10,7 @@
 //! through one threadsafe function (one `uv_async_send` per batch). With the `current_thread` data
 //! path every push happens on the JS thread inside `Runtime::drive`, and the libuv callback that
 //! drove the runtime delivers the batch right after (no wake-up needed).
+use std::cell::Cell;
 use std::ptr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -47,6 +48,26 @@ pub const SYS_ACCEPT: i32 = 3;
 pub const SYS_RECV: i32 = 4;
 pub const SYS_SEND: i32 = 5;
 pub const SYS_SHUTDOWN: i32 = 6;
+
+thread_local! {
+    static DRIVING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks this thread as driving an env's `current_thread` runtime: what its tasks push now is
+/// delivered by the same libuv turn, so the push need not wake the JS thread.
+pub struct Driving(bool);
+
+impl Driving {
+    pub fn enter() -> Driving {
+        Driving(DRIVING.replace(true))
+    }
+}
+
+impl Drop for Driving {
+    fn drop(&mut self) {
+        DRIVING.set(self.0);
+    }
+}
 
 /// One event on its way to JS.
 pub struct Ev {
@@ -130,7 +151,7 @@ impl Queue {
         g.data.extend_from_slice(extra);
         let was_empty = g.evs.is_empty();
         g.evs.push(ev);
-        if was_empty && !g.tsfn.is_null() {
+        if was_empty && !g.tsfn.is_null() && !DRIVING.get() {
             // SAFETY: `tsfn` is non-null and nulled under this same lock before Node may free it;
             // the queue is unbounded, so a non-blocking call never waits.
             unsafe {

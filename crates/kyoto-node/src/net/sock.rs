@@ -534,15 +534,53 @@ pub fn udp_send(sock: &Sock, msgs: &[SendMsg<'_>], direct: bool) -> (bool, bool)
     (blocked, was_empty && !rest.is_empty())
 }
 
+/// The errno of the error events a socket gets when the runtime serving it shuts down (no OS
+/// uses it; JS turns it into `ERR_RUNTIME_SHUTDOWN`).
+pub const E_RUNTIME_SHUTDOWN: i32 = 0x4b59_0001;
+
 /// The task that serves one socket.
-pub struct SockTask(pub Arc<Sock>);
+pub struct SockTask {
+    sock: Arc<Sock>,
+    finished: bool,
+}
+
+impl SockTask {
+    pub fn new(sock: Arc<Sock>) -> SockTask {
+        SockTask {
+            sock,
+            finished: false,
+        }
+    }
+}
+
+impl Drop for SockTask {
+    /// Dropped unfinished and not closed by JS: the runtime is shutting down (or the task was
+    /// aborted for it). Every wait JS has on the socket must end, so report it in each direction.
+    fn drop(&mut self) {
+        let sock = &self.sock;
+        if self.finished || sock.has(F_CLOSED) {
+            return;
+        }
+        let sys: &[i32] = match &sock.kind {
+            Kind::Stream(_) if sock.has(F_CONNECTING) => &[SYS_CONNECT],
+            Kind::Stream(_) => &[SYS_READ, SYS_WRITE],
+            Kind::Listener(_) => &[SYS_ACCEPT],
+            _ => &[SYS_RECV],
+        };
+        for &s in sys {
+            sock.push(Ev::new(sock.h, K_ERROR, E_RUNTIME_SHUTDOWN, s));
+        }
+    }
+}
 
 impl Future for SockTask {
     type Output = ();
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let sock = &self.0;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        let sock = &this.sock;
         if sock.has(F_CLOSED) {
+            this.finished = true;
             return Poll::Ready(());
         }
         {
@@ -566,6 +604,7 @@ impl Future for SockTask {
             Kind::UnixDgram(u) => poll_unix_dgram(sock, u, cx),
         };
         if done {
+            this.finished = true;
             Poll::Ready(())
         } else {
             Poll::Pending
@@ -710,9 +749,11 @@ fn poll_listener(sock: &Arc<Sock>, l: &Listener, cx: &mut Context<'_>) -> bool {
             Poll::Pending => break,
             Poll::Ready(Ok((stream, pf, ip))) => {
                 let shared = sock.shared.clone();
-                let Some(h) =
-                    shared.insert(|h| Sock::new(h, Kind::Stream(stream), shared.clone(), 0))
-                else {
+                // The stream is registered with this task's runtime: its task runs there too.
+                let rt = kyoto_rt::Handle::try_current().unwrap_or_else(|_| shared.handle.clone());
+                let Some(h) = shared.insert_on(&rt, |h| {
+                    Sock::new(h, Kind::Stream(stream), shared.clone(), 0)
+                }) else {
                     continue; // the env is gone
                 };
                 sock.shared

@@ -1,0 +1,195 @@
+// Sockets given `{ runtime }`: their I/O runs on that runtime's threads, and its shutdown ends them.
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Runtime, TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream } from 'kyoto';
+import { packageRoot } from './helpers';
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p,
+    new Promise<T>((_, rej) => {
+      timer = setTimeout(() => rej(new Error(`${what} timed out after ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+function sockPath(tag: string): string {
+  return path.join(os.tmpdir(), `kyoto-rt-${process.pid}-${tag}-${Math.random().toString(36).slice(2)}.sock`);
+}
+
+test('a TCP echo on a multi-thread Runtime moves every byte and counts its I/O in that runtime', async (t) => {
+  const rt = new Runtime({ flavor: 'multi_thread', workerThreads: 2 });
+  try {
+    const l = await TcpListener.bind('127.0.0.1:0', { runtime: rt });
+    const served = (async () => {
+      const [s] = await l.accept();
+      const buf = Buffer.alloc(64 * 1024);
+      for (;;) {
+        const n = await s.read(buf);
+        if (n === 0) break;
+        await s.writeAll(buf.subarray(0, n));
+      }
+      await s.shutdown();
+      s.close();
+    })();
+    const c = await TcpStream.connect(l.localAddr(), { runtime: rt });
+    const payload = Buffer.alloc(4 << 20);
+    for (let i = 0; i < payload.length; i += 4) payload.writeUInt32LE((i * 2654435761) >>> 0, i);
+    const reading = c.readToEnd();
+    await c.writeAll(payload);
+    await c.shutdown();
+    const back = await withTimeout(reading, 20_000, 'echo');
+    await served;
+    t.is(back.length, payload.length);
+    t.is(createHash('sha256').update(back).digest('hex'), createHash('sha256').update(payload).digest('hex'));
+    const m = rt.metrics();
+    t.true(m.ioEvents > 0, 'the runtime’s reactor saw the sockets');
+    t.true(m.spawnedTasks >= 3, 'listener, accepted stream and client ran as tasks of the runtime');
+    c.close();
+    l.close();
+  } finally {
+    await rt.shutdown();
+  }
+});
+
+test('a current-thread Runtime serves sockets too', async (t) => {
+  const rt = new Runtime({ flavor: 'current_thread' });
+  try {
+    const l = await TcpListener.bind('127.0.0.1:0', { runtime: rt });
+    const accepted = l.accept();
+    const c = await TcpStream.connect(l.localAddr());
+    const [s] = await accepted;
+    await c.writeAll('ping');
+    const buf = Buffer.alloc(8);
+    t.is(await s.read(buf), 4);
+    await s.writeAll(buf.subarray(0, 4));
+    t.is(await c.read(buf), 4);
+    t.is(buf.subarray(0, 4).toString(), 'ping');
+    c.close();
+    s.close();
+    l.close();
+  } finally {
+    await rt.shutdown();
+  }
+});
+
+test('UDP and Unix sockets take { runtime } as well', async (t) => {
+  const rt = new Runtime({ flavor: 'multi_thread', workerThreads: 1 });
+  try {
+    const a = await UdpSocket.bind('127.0.0.1:0', { runtime: rt });
+    const b = await UdpSocket.bind('127.0.0.1:0');
+    await b.sendTo('over udp', a.localAddr());
+    const buf = Buffer.alloc(32);
+    const { bytes, address } = await withTimeout(a.recvFrom(buf), 5000, 'recvFrom');
+    t.is(buf.subarray(0, bytes).toString(), 'over udp');
+    t.is(address.port, b.localAddr().port);
+    a.close();
+    b.close();
+
+    if (process.platform !== 'win32') {
+      const [x, y] = UnixStream.pair({ runtime: rt });
+      await x.writeAll('unix');
+      t.is(await y.read(buf), 4);
+      x.close();
+      y.close();
+
+      const p = sockPath('l');
+      const l = await UnixListener.bind(p, { runtime: rt });
+      const accepted = l.accept();
+      const c = await UnixStream.connect(p, { runtime: rt });
+      const [s] = await accepted;
+      await s.writeAll('hi');
+      t.is(await c.read(buf), 2);
+      c.close();
+      s.close();
+      l.close();
+
+      const [d1, d2] = UnixDatagram.pair({ runtime: rt });
+      await d1.send('dgram');
+      t.is(await d2.recv(buf), 5);
+      d1.close();
+      d2.close();
+    }
+  } finally {
+    await rt.shutdown();
+  }
+});
+
+test('shutting the runtime down fails pending accept, read, write and recv with ERR_RUNTIME_SHUTDOWN', async (t) => {
+  const rt = new Runtime({ flavor: 'multi_thread', workerThreads: 1 });
+  const l = await TcpListener.bind('127.0.0.1:0', { runtime: rt });
+  const peer = await TcpListener.bind('127.0.0.1:0');
+  const peerAccepted = peer.accept();
+  const c = await TcpStream.connect(peer.localAddr(), { runtime: rt });
+  const [p] = await peerAccepted;
+  const u = await UdpSocket.bind('127.0.0.1:0', { runtime: rt });
+
+  const accept = l.accept();
+  const read = c.read(Buffer.alloc(16));
+  const recv = u.recv(Buffer.alloc(16));
+  // The peer never reads: this write waits for room that never comes before the shutdown.
+  const write = c.writeAll(Buffer.alloc(64 << 20));
+  await rt.shutdown();
+
+  const code = { code: 'ERR_RUNTIME_SHUTDOWN' };
+  await t.throwsAsync(withTimeout(accept, 5000, 'accept'), code);
+  await t.throwsAsync(withTimeout(read, 5000, 'read'), code);
+  await t.throwsAsync(withTimeout(recv, 5000, 'recv'), code);
+  await t.throwsAsync(withTimeout(write, 5000, 'write'), code);
+  // And later calls do not wait for a runtime that is gone.
+  await t.throwsAsync(withTimeout(l.accept(), 5000, 'second accept'), code);
+  await t.throwsAsync(withTimeout(c.read(Buffer.alloc(16)), 5000, 'second read'), code);
+  await t.throwsAsync(withTimeout(u.recv(Buffer.alloc(16)), 5000, 'second recv'), code);
+  // New sockets on it are refused.
+  await t.throwsAsync(TcpListener.bind('127.0.0.1:0', { runtime: rt }), code);
+  await t.throwsAsync(TcpStream.connect(peer.localAddr(), { runtime: rt }), code);
+  l.close();
+  c.close();
+  u.close();
+  p.close();
+  peer.close();
+});
+
+test('options.runtime of a socket must be a Runtime', async (t) => {
+  const bad = { runtime: {} as Runtime };
+  const shape = { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' };
+  await t.throwsAsync(TcpListener.bind('127.0.0.1:0', bad), shape);
+  await t.throwsAsync(TcpStream.connect('127.0.0.1:1', bad), shape);
+  await t.throwsAsync(UdpSocket.bind('127.0.0.1:0', bad), shape);
+});
+
+test('the default runtime given explicitly keeps the thread’s own data path', async (t) => {
+  const l = await TcpListener.bind('127.0.0.1:0', { runtime: Runtime.default() });
+  const accepted = l.accept();
+  const c = await TcpStream.connect(l.localAddr(), { runtime: Runtime.default() });
+  const [s] = await accepted;
+  await c.writeAll('x');
+  t.is(await s.read(Buffer.alloc(4)), 1);
+  c.close();
+  s.close();
+  l.close();
+});
+
+test('a process whose sockets on a custom runtime are closed exits on its own', (t) => {
+  const script = `
+    const { Runtime, TcpListener, TcpStream } = require('kyoto');
+    (async () => {
+      const rt = new Runtime({ workerThreads: 1 });
+      const l = await TcpListener.bind('127.0.0.1:0', { runtime: rt });
+      const accepted = l.accept();
+      const c = await TcpStream.connect(l.localAddr(), { runtime: rt });
+      const [s] = await accepted;
+      await c.writeAll('bye');
+      const b = Buffer.alloc(8);
+      const n = await s.read(b);
+      c.close(); s.close(); l.close();
+      console.log('read ' + n);
+    })();
+  `;
+  const out = execFileSync(process.execPath, ['-e', script], { cwd: packageRoot, encoding: 'utf8', timeout: 20_000 });
+  t.is(out.trim(), 'read 3');
+});
