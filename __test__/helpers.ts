@@ -51,3 +51,14 @@ export interface NativeRuntimeForTests {
 export function nativeOf(rt: object): NativeRuntimeForTests {
   return (rt as { _native(): NativeRuntimeForTests })._native();
 }
+
+/** `p`, or a rejection naming `what` once `ms` real milliseconds pass. */
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p,
+    new Promise<T>((_, rej) => {
+      timer = setTimeout(() => rej(new Error(`${what} timed out after ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}

@@ -5,17 +5,7 @@ import { createHash } from 'node:crypto';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Runtime, TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream } from 'kyoto';
-import { packageRoot } from './helpers';
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p,
-    new Promise<T>((_, rej) => {
-      timer = setTimeout(() => rej(new Error(`${what} timed out after ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
+import { packageRoot, withTimeout } from './helpers';
 
 function sockPath(tag: string): string {
   return path.join(os.tmpdir(), `kyoto-rt-${process.pid}-${tag}-${Math.random().toString(36).slice(2)}.sock`);

@@ -4,7 +4,7 @@ import * as http from 'node:http';
 import { readdirSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { TcpListener, TcpStream, TcpSocket, UdpSocket, type SocketAddress } from 'kyoto';
-import { packageRoot, realDelay } from './helpers';
+import { packageRoot, realDelay, withTimeout } from './helpers';
 
 async function pair(): Promise<{ l: TcpListener; c: TcpStream; s: TcpStream }> {
   const l = await TcpListener.bind('127.0.0.1:0');
@@ -12,16 +12,6 @@ async function pair(): Promise<{ l: TcpListener; c: TcpStream; s: TcpStream }> {
   const c = await TcpStream.connect(l.localAddr());
   const [s] = await accepted;
   return { l, c, s };
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let t: NodeJS.Timeout;
-  return Promise.race([
-    p,
-    new Promise<T>((_, rej) => {
-      t = setTimeout(() => rej(new Error(`${what} timed out after ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(t));
 }
 
 test('a listener accepts a connection and both ends exchange bytes', async (t) => {

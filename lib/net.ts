@@ -78,6 +78,13 @@ function isRuntimeShutdown(e: Error): boolean {
   return (e as { code?: string }).code === 'ERR_RUNTIME_SHUTDOWN';
 }
 
+/** Rejects and removes every waiter of `ws`, releasing their loop hold. */
+function rejectAll(ws: Array<{ reject: (e: unknown) => void }>, err: Error): void {
+  const all = ws.splice(0);
+  if (all.length > 0) hold(-1);
+  for (const w of all) w.reject(err);
+}
+
 function socketRuntime(opts: RuntimeOption): [Runtime | undefined, ReturnType<Runtime['_native']> | undefined] {
   if (opts.runtime === undefined) return [undefined, undefined];
   const rt = Runtime._of(opts);
@@ -1175,9 +1182,7 @@ export class UdpSocket implements Endpoint {
       const err = systemError(a, SYSCALLS[b] ?? 'recv');
       if (isRuntimeShutdown(err)) {
         this.#err = err;
-        const ws = this.#waiters.splice(0);
-        if (ws.length > 0) hold(-1);
-        for (const w of ws) w.reject(err);
+        rejectAll(this.#waiters, err);
         return;
       }
       const w = this.#waiters.shift();
@@ -1595,9 +1600,7 @@ export class UnixDatagram implements Endpoint {
       const err = systemError(a, SYSCALLS[b] ?? 'recv');
       if (isRuntimeShutdown(err)) {
         this.#err = err;
-        const ws = this.#waiters.splice(0);
-        if (ws.length > 0) hold(-1);
-        for (const w of ws) w.reject(err);
+        rejectAll(this.#waiters, err);
         return;
       }
       const w = this.#waiters.shift();
