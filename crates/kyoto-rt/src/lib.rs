@@ -17,6 +17,7 @@
 
 pub(crate) mod loom;
 
+pub mod instrument;
 pub mod io;
 pub mod net;
 pub mod runtime;

@@ -93,15 +93,18 @@ impl Handle {
 
     /// Spawns a task: it starts running at once, on this runtime. Dropping the returned handle
     /// detaches the task.
+    #[track_caller]
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.inner.spawn(future, Id::next())
+        self.inner
+            .spawn(future, Id::next(), std::panic::Location::caller())
     }
 
     /// Runs `f` on the blocking pool.
+    #[track_caller]
     pub fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
     where
         F: FnOnce() -> R + Send + 'static,

@@ -61,6 +61,7 @@ impl Runtime {
     }
 
     /// Spawns a task on this runtime (see [`crate::spawn`]).
+    #[track_caller]
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
@@ -70,6 +71,7 @@ impl Runtime {
     }
 
     /// Runs `f` on the blocking pool (see [`crate::spawn_blocking`]).
+    #[track_caller]
     pub fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
     where
         F: FnOnce() -> R + Send + 'static,

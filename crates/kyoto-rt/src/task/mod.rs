@@ -15,13 +15,16 @@ pub use crate::runtime::task::{AbortHandle, Id, JoinError, JoinHandle};
 ///
 /// # Panics
 /// Outside a runtime (use [`Handle::spawn`] from other threads).
+#[track_caller]
 pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
+    // The spawn site, for instrumentation (a closure does not forward `#[track_caller]`).
+    let location = std::panic::Location::caller();
     // Borrow the entered runtime rather than cloning its handle (two atomics per spawn).
-    match context::with_current(|h| h.spawn(future, crate::runtime::task::Id::next())) {
+    match context::with_current(|h| h.spawn(future, crate::runtime::task::Id::next(), location)) {
         Some(join) => join,
         None => panic!(
             "spawn called outside a runtime: {}",
@@ -35,6 +38,7 @@ where
 ///
 /// # Panics
 /// Outside a runtime.
+#[track_caller]
 pub fn spawn_blocking<F, R>(f: F) -> JoinHandle<R>
 where
     F: FnOnce() -> R + Send + 'static,

@@ -161,13 +161,19 @@ impl<F: FnOnce() -> R, R> Future for BlockingTask<F> {
 }
 
 impl Spawner {
+    #[track_caller]
     pub(crate) fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
     where
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        let (task, notified, join) =
-            task::new_task(BlockingTask(Some(f)), BlockingSchedule, Id::next());
+        let (task, notified, join) = task::new_task(
+            BlockingTask(Some(f)),
+            BlockingSchedule,
+            Id::next(),
+            crate::instrument::TaskKind::Blocking,
+            std::panic::Location::caller(),
+        );
         let inner = &self.inner;
         let mut shared = inner.lock();
         if shared.shutdown {

@@ -5,6 +5,7 @@ pub(crate) mod multi_thread;
 use crate::runtime::task::{Id, JoinHandle, OwnedTasks};
 use crate::runtime::{blocking, driver};
 use std::future::Future;
+use std::panic::Location;
 use std::sync::Arc;
 use std::task::Waker;
 
@@ -62,14 +63,19 @@ impl Handle {
         }
     }
 
-    pub(crate) fn spawn<F>(&self, future: F, id: Id) -> JoinHandle<F::Output>
+    pub(crate) fn spawn<F>(
+        &self,
+        future: F,
+        id: Id,
+        location: &'static Location<'static>,
+    ) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
         match self {
-            Handle::CurrentThread(h) => current_thread::Handle::spawn(h, future, id),
-            Handle::MultiThread(h) => multi_thread::Handle::spawn(h, future, id),
+            Handle::CurrentThread(h) => current_thread::Handle::spawn(h, future, id, location),
+            Handle::MultiThread(h) => multi_thread::Handle::spawn(h, future, id, location),
         }
     }
 

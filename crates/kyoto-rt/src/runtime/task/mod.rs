@@ -90,17 +90,23 @@ pub(crate) trait Schedule: Send + Sync + Sized + 'static {
 
 /// Allocates a task for `future`, owned by `scheduler`. Returns the join handle and a `Notified` to
 /// queue; the caller must first insert the task into its `OwnedTasks` (see [`OwnedTasks::bind`]).
+///
+/// `kind` and `location` (the caller of the public `spawn`) are recorded only when instrumentation is
+/// on (see [`crate::instrument`]); otherwise this costs one relaxed load.
 pub(crate) fn new_task<F, S>(
     future: F,
     scheduler: S,
     id: Id,
+    kind: crate::instrument::TaskKind,
+    location: &'static std::panic::Location<'static>,
 ) -> (Task, Notified, JoinHandle<F::Output>)
 where
     F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
     S: Schedule,
 {
-    let cell = cell::Cell::new(future, scheduler, id);
+    let stats = crate::instrument::on_spawn(id.0, kind, location);
+    let cell = cell::Cell::new(future, scheduler, id, stats);
     let task: Task = cell.clone();
     let notified = Notified(cell.clone());
     (task, notified, JoinHandle::new(cell))

@@ -124,7 +124,13 @@ impl TestSched {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (task, notified, join) = task::new_task(future, self.clone(), Id::next());
+        let (task, notified, join) = task::new_task(
+            future,
+            self.clone(),
+            Id::next(),
+            crate::instrument::TaskKind::Spawn,
+            std::panic::Location::caller(),
+        );
         if self.0.owned.bind(&task) {
             self.schedule(notified);
         } else {

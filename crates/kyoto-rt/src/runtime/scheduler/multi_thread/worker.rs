@@ -425,12 +425,23 @@ impl Core {
 }
 
 impl Handle {
-    pub(crate) fn spawn<F>(me: &Arc<Handle>, future: F, id: Id) -> JoinHandle<F::Output>
+    pub(crate) fn spawn<F>(
+        me: &Arc<Handle>,
+        future: F,
+        id: Id,
+        location: &'static std::panic::Location<'static>,
+    ) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (task, notified, join) = task::new_task(future, me.clone(), id);
+        let (task, notified, join) = task::new_task(
+            future,
+            me.clone(),
+            id,
+            crate::instrument::TaskKind::Spawn,
+            location,
+        );
         if !me.shared.owned.bind(&task) {
             // Spawned during shutdown: cancelled at once.
             task.shutdown();
