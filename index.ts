@@ -1,8 +1,8 @@
 /**
  * kyoto — Tokio's design brought to Node.js.
  *
- * Everything exported by the subpaths (`kyoto/runtime`, `kyoto/time`, `kyoto/task`) is re-exported
- * here.
+ * Everything exported by the subpaths (`kyoto/runtime`, `kyoto/time`, `kyoto/task`, `kyoto/sync`,
+ * `kyoto/net`, `kyoto/io`, `kyoto/console`) is re-exported here.
  * @packageDocumentation
  */
 export * from './lib/runtime';
@@ -11,4 +11,5 @@ export * from './lib/task';
 export * from './lib/sync';
 export * from './lib/net';
 export * from './lib/io';
+export * from './lib/console';
 export { AbortError, type CodedError } from './lib/errors';

@@ -300,10 +300,78 @@ export declare function bridgeRefs(): number
 export declare function cancel(id: number): boolean
 
 /**
+ * Switches native task instrumentation on for this thread's console. Returns false when another
+ * thread of the process already owns it (this thread's console then shows JS tasks only).
+ * Idempotent on the owning thread.
+ */
+export declare function consoleAttach(): boolean
+
+/** Switches native task instrumentation off (if this thread owns it). */
+export declare function consoleDetach(): void
+
+/**
+ * The native tasks that are new or changed since the previous call; `null` when this thread does
+ * not own the instrumentation.
+ */
+export declare function consoleSnapshot(): NativeTaskSnapshot | null
+
+/**
  * Adds `delta` (±) to this thread's count of things holding the event loop open (JS-level handles
  * such as an `Interval`). The loop is held while the count of holds and ref'd operations is > 0.
  */
 export declare function keepAlive(delta: number): void
+
+/** One native task that is new or changed since the previous snapshot. */
+export interface NativeTaskRecord {
+  /** The kyoto-rt task id (unique in the process). */
+  id: number
+  /** `'task'` (spawned on a runtime) or `'blocking'` (`spawn_blocking`). */
+  kind: string
+  /** First report of this task: the static fields below are set. */
+  isNew: boolean
+  /** Source file of the spawn site (new tasks only). */
+  file?: string
+  /** Line of the spawn site (new tasks only). */
+  line?: number
+  /** Column of the spawn site (new tasks only). */
+  column?: number
+  /** Spawn time, ms since the Unix epoch. */
+  created: number
+  /** Completion time, ms since the Unix epoch. */
+  dropped?: number
+  /** `'running'`, `'ok'`, `'panicked'` or `'cancelled'`. */
+  outcome: string
+  /** Polls begun. */
+  polls: number
+  /** Time spent in finished polls, ns. */
+  busyNs: number
+  /** Time from wakes to the polls they caused, ns. */
+  scheduledNs: number
+  /** First poll start, ms since the Unix epoch. */
+  firstPoll?: number
+  /** Latest poll start, ms since the Unix epoch. */
+  lastPollStarted?: number
+  /** Latest poll end, ms since the Unix epoch. */
+  lastPollEnded?: number
+  /** Wakes (self-wakes included). */
+  wakes: number
+  /** Wakes from inside the task's own poll. */
+  selfWakes: number
+  /** Waker clones made by the task's future. */
+  wakerClones: number
+  /** Drops of those clones. */
+  wakerDrops: number
+  /** Latest wake, ms since the Unix epoch. */
+  lastWake?: number
+}
+
+/** The tasks that are new or changed since the previous snapshot. */
+export interface NativeTaskSnapshot {
+  /** New or changed tasks. */
+  tasks: Array<NativeTaskRecord>
+  /** Tasks that went uninstrumented because no snapshot was taken for too long. */
+  droppedEvents: number
+}
 
 /** `"family|ip|port"` of the local (or peer) address, or `"!errno"`. */
 export declare function netAddr(h: number, peer: boolean): string

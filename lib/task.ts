@@ -20,6 +20,7 @@ import { pathToFileURL } from 'node:url';
 import { isAbsolute } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { Runtime } from './runtime';
+import { observingTasks, taskSpawned, taskEnded, firstPoll, type TaskRec, type TaskOutcome } from './console/instrument';
 
 let nextTaskId = 1;
 
@@ -94,23 +95,31 @@ export class JoinHandle<T> implements PromiseLike<T> {
   /** @internal Settles with the outcome; never rejects. */
   readonly _outcome: Promise<Outcome<T>>;
   #result: Promise<T> | undefined;
+  /** Spawned while a console served or a `kyoto:task:*` channel had subscribers. */
+  #observed = false;
+  #rec: TaskRec | undefined;
 
   /** @internal Use {@link spawn} / {@link spawnBlocking}. */
   constructor(fn: TaskFn<T> | null, name: string | undefined) {
     this.id = nextTaskId++;
     this.name = name;
+    // Instrumentation (kyoto/console, diagnostics_channel): one check when nobody looks.
+    if (observingTasks()) this.#observed = true;
     if (fn === null) {
+      if (this.#observed) this.#rec = taskSpawned(this.id, name, 'blocking');
       this._outcome = new Promise<Outcome<T>>((resolve) => {
         this.#settle = resolve;
       });
       return;
     }
+    const rec = this.#observed ? (this.#rec = taskSpawned(this.id, name, 'local')) : undefined;
     const ac = (this.#ac = new AbortController());
     const signal = ac.signal;
     const id = this.id;
     this._outcome = new Promise<Outcome<T>>((resolve) => {
       const fail = (err: unknown): void => {
         this.#finished = true;
+        if (this.#observed) this.#ended(signal.aborted ? 'cancelled' : 'error');
         resolve({ ok: false, error: new JoinError(id, signal.aborted, err) });
       };
       // A task starts at spawn; its body runs as soon as the spawner yields (like a spawned Tokio
@@ -118,22 +127,28 @@ export class JoinHandle<T> implements PromiseLike<T> {
       queueMicrotask(() => {
         if (signal.aborted) {
           this.#finished = true;
+          if (this.#observed) this.#ended('cancelled');
           resolve({ ok: false, error: new JoinError(id, true) });
           return;
         }
         let ret: PromiseLike<T> | T;
         try {
-          ret = fn(signal);
+          ret = rec === undefined ? fn(signal) : firstPoll(rec, () => fn(signal));
         } catch (err) {
           fail(err);
           return;
         }
         Promise.resolve(ret).then((value) => {
           this.#finished = true;
+          if (this.#observed) this.#ended('ok');
           resolve({ ok: true, value });
         }, fail);
       });
     });
+  }
+
+  #ended(outcome: TaskOutcome): void {
+    taskEnded(this.id, this.name, this.#ac === undefined ? 'blocking' : 'local', this.#rec, outcome);
   }
 
   /** @internal A handle settled from outside (a blocking task); `cancel` stops it if not started. */
@@ -147,6 +162,7 @@ export class JoinHandle<T> implements PromiseLike<T> {
   _complete(status: number, value: unknown): void {
     if (this.#finished) return;
     this.#finished = true;
+    if (this.#observed) this.#ended(status === 1 ? 'ok' : status === 2 ? 'cancelled' : 'error');
     const settle = this.#settle!;
     if (status === 1) settle({ ok: true, value: value as T });
     else settle({ ok: false, error: new JoinError(this.id, status === 2, status === 2 ? undefined : value) });

@@ -7,6 +7,7 @@
 import { native, type NativeRuntime } from './native';
 import { submit, submitCallbacks, cancelOp, keepAlive, setAfterBatch } from './bridge';
 import { Runtime, type RuntimeOption } from './runtime';
+import { observingResources, resourceCreated, resourceClosed, type ResourceToken } from './console/instrument';
 
 const runtimeOf = Runtime._of;
 import {
@@ -95,6 +96,8 @@ export interface WaitOptions extends RuntimeOption {
 /** A cancellable sleep waiting in a {@link TimerGroup}. */
 class Member {
   dead = false;
+  /** The sleep's console/diagnostics resource, when instrumentation looked. */
+  token: ResourceToken | undefined = undefined;
   constructor(
     readonly group: TimerGroup,
     readonly resolve: () => void,
@@ -105,6 +108,7 @@ class Member {
   readonly onAbort = (): void => {
     if (this.dead) return;
     this.dead = true;
+    if (this.token !== undefined) resourceClosed(this.token);
     this.reject(abortReason(this.signal));
     this.group.release();
   };
@@ -123,6 +127,8 @@ class TimerGroup {
   resolveAll: (() => void) | undefined;
   rejectAll: ((reason: unknown) => void) | undefined;
   members: Member[] | undefined;
+  /** Resources of the sleeps in this group (instrumentation on only); closed when it fires. */
+  tokens: ResourceToken[] | undefined;
 
   constructor(
     readonly table: TimerTable,
@@ -143,10 +149,11 @@ class TimerGroup {
   }
 
   /** A cancellable sleep. */
-  joinCancellable(signal: AbortSignal): Promise<void> {
+  joinCancellable(signal: AbortSignal, token?: ResourceToken): Promise<void> {
     this.live++;
     return new Promise<void>((resolve, reject) => {
       const m = new Member(this, resolve as () => void, reject, signal);
+      m.token = token;
       (this.members ??= []).push(m);
       signal.addEventListener('abort', m.onAbort, { once: true });
     });
@@ -163,8 +170,16 @@ class TimerGroup {
     if (this.map.get(this.key) === this) this.map.delete(this.key);
   }
 
+  #closeTokens(): void {
+    const ts = this.tokens;
+    if (ts === undefined) return;
+    this.tokens = undefined;
+    for (const t of ts) resourceClosed(t);
+  }
+
   readonly fire = (): void => {
     this.#detach();
+    this.#closeTokens();
     const ms = this.members;
     if (ms !== undefined) {
       for (const m of ms) {
@@ -180,6 +195,7 @@ class TimerGroup {
 
   readonly fail = (reason: unknown): void => {
     this.#detach();
+    this.#closeTokens();
     const ms = this.members;
     if (ms !== undefined) {
       for (const m of ms) {
@@ -214,19 +230,30 @@ export class TimerTable {
     this.now = shared ? native.now : () => nrt.now();
   }
 
-  /** A promise resolved at `deadline` (ms on this runtime's clock), rounded up to a wheel tick. */
-  sleepUntil(deadline: number, signal: AbortSignal | undefined, refed: boolean): Promise<void> {
+  /**
+   * A promise resolved at `deadline` (ms on this runtime's clock), rounded up to a wheel tick.
+   * `parent`: the resource (an `Interval`) this sleep is part of, for the console.
+   */
+  sleepUntil(deadline: number, signal: AbortSignal | undefined, refed: boolean, parent?: ResourceToken): Promise<void> {
     const now = this.now();
-    return this.#sleep(deadline <= now ? DUE : Math.ceil(deadline - this.#phase), now, signal, refed);
+    const key = deadline <= now ? DUE : Math.ceil(deadline - this.#phase);
+    return this.#sleep(key, now, signal, refed, parent, deadline - now);
   }
 
   /** A promise resolved `ms` (>= 0) from now on this runtime's clock. */
   sleepFor(ms: number, signal: AbortSignal | undefined, refed: boolean): Promise<void> {
     const now = this.now();
-    return this.#sleep(ms === 0 ? DUE : Math.ceil(now + ms - this.#phase), now, signal, refed);
+    return this.#sleep(ms === 0 ? DUE : Math.ceil(now + ms - this.#phase), now, signal, refed, undefined, ms);
   }
 
-  #sleep(key: number, now: number, signal: AbortSignal | undefined, refed: boolean): Promise<void> {
+  #sleep(
+    key: number,
+    now: number,
+    signal: AbortSignal | undefined,
+    refed: boolean,
+    parent: ResourceToken | undefined,
+    ms: number,
+  ): Promise<void> {
     if (signal?.aborted) return Promise.reject(abortReason(signal));
     const map = refed ? this.#refed : this.#unrefed;
     let g = map.get(key);
@@ -237,6 +264,12 @@ export class TimerTable {
       const nrt = this.nrt;
       g.id = submitCallbacks(this.rt, (id) => nrt.sleepUntil(id, at, refed, true), g.fire, g.fail);
       if (this.paused) scheduleAutoAdvance();
+    }
+    if (observingResources()) {
+      // kyoto/console, diagnostics_channel: one resource per sleep, closed when it fires or aborts.
+      const token = resourceCreated('timer', 'Sleep', [{ name: 'duration', value: Math.max(0, Math.round(ms)), unit: 'ms' }], undefined, parent);
+      (g.tokens ??= []).push(token);
+      return signal === undefined ? g.join() : g.joinCancellable(signal, token);
     }
     return signal === undefined ? g.join() : g.joinCancellable(signal);
   }
@@ -300,8 +333,14 @@ setAfterBatch(() => {
   if (pausedTables.size > 0) scheduleAutoAdvance();
 });
 
-function sleepUntilMs(deadline: number, rt: Runtime, signal: AbortSignal | undefined, refed = true): Promise<void> {
-  return timersOf(rt).sleepUntil(deadline, signal, refed);
+function sleepUntilMs(
+  deadline: number,
+  rt: Runtime,
+  signal: AbortSignal | undefined,
+  refed = true,
+  parent?: ResourceToken,
+): Promise<void> {
+  return timersOf(rt).sleepUntil(deadline, signal, refed, parent);
 }
 
 let defaultTable: TimerTable | undefined;
@@ -465,6 +504,7 @@ export class Interval implements AsyncIterable<Instant>, Disposable {
   #wake: AbortController | undefined;
   #disposed = false;
   #refed = true;
+  #token: ResourceToken | undefined;
 
   /** @internal Use {@link interval} / {@link intervalAt}. */
   constructor(start: number, period: number, behavior: MissedTickBehavior, rt: Runtime) {
@@ -474,6 +514,12 @@ export class Interval implements AsyncIterable<Instant>, Disposable {
     this.#rt = rt;
     this.#table = timersOf(rt);
     keepAlive(1);
+    if (observingResources()) {
+      this.#token = resourceCreated('timer', 'Interval', [
+        { name: 'period', value: period, unit: 'ms' },
+        { name: 'missed_tick_behavior', value: behavior },
+      ]);
+    }
   }
 
   /** The period in ms. */
@@ -509,7 +555,7 @@ export class Interval implements AsyncIterable<Instant>, Disposable {
         const onAbort = (): void => wake.abort(abortReason(signal!));
         signal?.addEventListener('abort', onAbort, { once: true });
         try {
-          await sleepUntilMs(deadline, this.#rt, wake.signal, this.#refed);
+          await sleepUntilMs(deadline, this.#rt, wake.signal, this.#refed, this.#token);
         } catch (err) {
           if (err !== RESET) throw err;
           continue; // reset while waiting: look at the new deadline
@@ -577,6 +623,7 @@ export class Interval implements AsyncIterable<Instant>, Disposable {
     if (this.#disposed) return;
     this.#disposed = true;
     if (this.#refed) keepAlive(-1);
+    if (this.#token !== undefined) resourceClosed(this.#token);
     this.#wake?.abort(closedError());
   }
 

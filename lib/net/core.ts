@@ -12,6 +12,7 @@
 import * as util from 'node:util';
 import { native } from '../native';
 import { runtimeShutdownError } from '../errors';
+import { observingResources, resourceCreated, resourceClosed, type Attr, type ResourceToken } from '../console/instrument';
 
 /** Ints per event record. */
 const EV = 6;
@@ -98,8 +99,49 @@ export const E_RUNTIME_SHUTDOWN = 0x4b590001;
 /** The runtime each socket created with `{ runtime }` runs on, kept alive while the socket is. */
 const runtimes = new Map<number, object>();
 
+/** Console/diagnostics resources of sockets, by handle (instrumentation on only). */
+const tokens = new Map<number, ResourceToken>();
+
 export function register(h: number, e: Endpoint): void {
   endpoints.set(h, e);
+  if (observingResources()) tokens.set(h, resourceCreated('net', e.constructor.name, undefined, addressReader(e)));
+}
+
+function fmtAddr(a: unknown): string | undefined {
+  if (a === null || typeof a !== 'object') return undefined;
+  const o = a as { address?: unknown; port?: unknown; path?: unknown; family?: unknown };
+  if (typeof o.path === 'string') return o.path === '' ? '(unnamed)' : o.path;
+  if (typeof o.address !== 'string') return undefined;
+  return o.family === 'IPv6' ? `[${o.address}]:${String(o.port)}` : `${o.address}:${String(o.port)}`;
+}
+
+/** Reads a socket's addresses for the console, until both (or the local one) are known. */
+function addressReader(e: Endpoint): () => Attr[] | undefined {
+  let done = false;
+  return () => {
+    if (done) return undefined;
+    const s = e as { localAddr?: () => unknown; peerAddr?: () => unknown };
+    const attrs: Attr[] = [];
+    let local: string | undefined;
+    let peer: string | undefined;
+    try {
+      local = fmtAddr(s.localAddr?.());
+    } catch {
+      // not bound yet, or closed
+    }
+    if (local !== undefined) attrs.push({ name: 'local.addr', value: local });
+    const hasPeer = typeof s.peerAddr === 'function' && !('accept' in (e as object));
+    if (hasPeer) {
+      try {
+        peer = fmtAddr(s.peerAddr!());
+      } catch {
+        // not connected
+      }
+      if (peer !== undefined) attrs.push({ name: 'peer.addr', value: peer });
+    }
+    done = local !== undefined && (!hasPeer || peer !== undefined);
+    return attrs.length > 0 ? attrs : undefined;
+  };
 }
 
 /** Records that socket `h` runs on `runtime` (no-op for `undefined`). */
@@ -113,6 +155,13 @@ export function runtimeOf(h: number): object | undefined {
 }
 
 export function unregister(h: number): void {
+  if (tokens.size > 0) {
+    const t = tokens.get(h);
+    if (t !== undefined) {
+      tokens.delete(h);
+      resourceClosed(t);
+    }
+  }
   endpoints.delete(h);
   runtimes.delete(h);
   blocked[h & IDX_MASK] = 0;

@@ -19,6 +19,35 @@ import {
   type NSem,
   type SyncHandle,
 } from './native';
+import { observingResources, resourceCreated, closeWhenCollected, type Attr } from '../console/instrument';
+
+/**
+ * kyoto/console, diagnostics_channel: `obj` becomes a `sync` resource, dropped when garbage-collected;
+ * its attributes are read (through a weak reference) when the console publishes.
+ */
+function observeSync(obj: { _core: SemCore }, type: string, attrs: (core: SemCore, o: object) => Attr[]): void {
+  const ref = new WeakRef(obj);
+  const read = (): Attr[] | undefined => {
+    const o = ref.deref();
+    return o === undefined ? undefined : attrs(o._core, o);
+  };
+  closeWhenCollected(obj, resourceCreated('sync', type, read(), read));
+}
+
+function semaphoreAttrs(core: SemCore): Attr[] {
+  return [
+    { name: 'permits', value: core.available() },
+    { name: 'closed', value: core.isClosed() },
+  ];
+}
+
+function lockAttrs(core: SemCore, o: object): Attr[] {
+  const max = o instanceof RwLock ? o._max : 1;
+  const free = core.available();
+  const attrs: Attr[] = [{ name: 'locked', value: free < max }];
+  if (max > 1) attrs.push({ name: 'permits', value: free });
+  return attrs;
+}
 
 /** Gives back every permit still in native holding `key` (a collected permit or guard). */
 function releaseHolding(core: SemCore, key: number): void {
@@ -137,6 +166,7 @@ export class Semaphore {
   constructor(permits: number) {
     validatePermits(permits, 'permits');
     this._core = new JsSem(permits);
+    if (observingResources()) observeSync(this, 'Semaphore', semaphoreAttrs);
   }
 
   /**
@@ -222,6 +252,7 @@ abstract class Locked<T> {
   constructor(value: T, permits: number) {
     this._core = new JsSem(permits);
     this._value = value;
+    if (observingResources()) observeSync(this, new.target.name, lockAttrs);
   }
 
   /** @internal */
