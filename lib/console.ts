@@ -17,12 +17,12 @@
  *   location = the `spawn` call site. A JS task's **poll** is one run of its code: the first run of
  *   its body, then every continuation (a promise reaction job) of a promise the task created — in
  *   practice each resumption after an `await`. **Busy** time is the time spent in those runs. A
- *   **wake** is the settlement, outside the task's own runs, of a promise the task created; a
- *   continuation that starts without one (e.g. after `await` of an already-settled value) counts as a
- *   **self-wake**. **Scheduled** time runs from the first wake to the next poll. "Waker clones/drops"
- *   are the promises the task created and those of them that settled (a pending promise is what
- *   can still resume a JS task). `spawnBlocking` tasks run on other threads: they show their spawn
- *   and completion only, with no polls.
+ *   **wake** is the settlement, outside the task's own runs, of a promise the task waits on (one it
+ *   `await`ed or chained with `then` during a run); a continuation that needs none (after `await` of
+ *   an already-settled value) is a poll without a wake, like a cooperative yield, and JS tasks report
+ *   no self-wakes. **Scheduled** time runs from the first wake to the next poll. "Waker
+ *   clones/drops" are the promises the task created and those of them that settled. `spawnBlocking`
+ *   tasks run on other threads: they show their spawn and completion only, with no polls.
  * - *Native tasks* of kyoto-rt (every runtime in the process — e.g. the task behind each `kyoto/net`
  *   socket, `kyoto/io` copies, runtime operations): target `kyoto_rt::task`, kind `task` or
  *   `blocking`, field `task.id`, location = the Rust `spawn` site. Polls, busy, scheduled time, wakes,

@@ -241,16 +241,35 @@ export function callerLocation(): Loc | undefined {
 
 /** The JS task whose code runs right now (its first poll or a continuation), if any. */
 let current: TaskRec | undefined;
+/** Promises created by a JS task (during one of its runs). */
 const owner = new WeakMap<Promise<unknown>, TaskRec>();
+/** Promises a JS task registered a continuation on (`await p`, `p.then(…)` in one of its runs). */
+const awaitedBy = new WeakMap<Promise<unknown>, TaskRec | TaskRec[]>();
 let stopHook: (() => void) | undefined;
+
+function addWaiter(p: Promise<unknown>, t: TaskRec): void {
+  const w = awaitedBy.get(p);
+  if (w === undefined) awaitedBy.set(p, t);
+  else if (w === t) return;
+  else if (Array.isArray(w)) {
+    if (!w.includes(t)) w.push(t);
+  } else awaitedBy.set(p, [w, t]);
+}
+
+function wakeWaiter(t: TaskRec): void {
+  if (t !== current && t.dropped === 0) t.wake();
+}
 
 function installPromiseHook(): void {
   if (stopHook !== undefined) return;
   stopHook = <() => void>promiseHooks.createHook({
-    init(p) {
+    init(p, parent) {
       if (current === undefined) return;
       owner.set(p, current);
       current.wakerClones++; // "waker clones" of a JS task: the promises it created
+      // `parent` is the promise this one continues (`await parent`, `parent.then(…)`): its
+      // settlement resumes the task.
+      if (parent !== undefined) addWaiter(parent, current);
     },
     before(p) {
       const t = owner.get(p);
@@ -266,10 +285,15 @@ function installPromiseHook(): void {
     },
     settled(p) {
       const t = owner.get(p);
-      if (t === undefined || t.dropped !== 0) return;
-      t.wakerDrops++; // … and those that settled
-      if (t === current) t.v++;
-      else t.wake();
+      if (t !== undefined && t.dropped === 0) {
+        t.wakerDrops++; // … and those that settled
+        t.v++;
+      }
+      const w = awaitedBy.get(p);
+      if (w === undefined) return;
+      awaitedBy.delete(p);
+      if (Array.isArray(w)) for (const x of w) wakeWaiter(x);
+      else wakeWaiter(w);
     },
   });
 }
