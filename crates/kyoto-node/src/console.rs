@@ -146,3 +146,38 @@ pub fn console_snapshot() -> Option<NativeTaskSnapshot> {
         })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_owning_thread_sees_native_tasks_and_detaching_turns_instrumentation_off() {
+        assert!(console_snapshot().is_none(), "not attached yet");
+        assert!(console_attach());
+        assert!(console_attach(), "idempotent on the owning thread");
+        let other = std::thread::spawn(console_attach).join().unwrap();
+        assert!(!other, "one owner per process");
+
+        let rt = kyoto_rt::Builder::new_current_thread().build().unwrap();
+        let join = rt.spawn(async { 5 });
+        let id = join.id().as_u64() as f64;
+        assert_eq!(rt.block_on(join).unwrap(), 5);
+
+        let snap = console_snapshot().expect("attached");
+        let r = snap
+            .tasks
+            .iter()
+            .find(|r| r.id == id)
+            .expect("the task is reported");
+        assert!(r.is_new);
+        assert_eq!(r.kind, "task");
+        assert!(r.file.as_deref().unwrap().ends_with("console.rs"));
+        assert_eq!((r.polls, r.outcome.as_str()), (1.0, "ok"));
+        assert!(r.dropped.unwrap() >= r.created);
+
+        console_detach();
+        assert!(console_snapshot().is_none());
+        assert!(!kyoto_rt::instrument::Consumer::is_enabled());
+    }
+}

@@ -8,7 +8,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod bridge;
-mod console;
+pub mod console;
 pub mod net;
 mod runtime;
 pub mod sync;
