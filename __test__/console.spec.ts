@@ -3,8 +3,10 @@ import * as http2 from 'node:http2';
 import * as dc from 'node:diagnostics_channel';
 import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { serveConsole, type ConsoleServer } from 'kyoto/console';
-import { spawn, JoinSet, sleep, TcpListener, TcpStream, Semaphore, Mutex, type JoinHandle } from 'kyoto';
+import { spawn, spawnBlocking, JoinSet, sleep, TcpListener, TcpStream, Semaphore, Mutex, type JoinHandle } from 'kyoto';
 import { packageRoot, realDelay } from './helpers';
 
 const req = createRequire(__filename);
@@ -647,23 +649,27 @@ test.serial('kyoto:task:spawn and kyoto:task:end carry { id, name, kind } and th
     const ac = spawn((signal) => new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason))));
     const set = new JoinSet<number>();
     const member = set.spawn(async () => 2, { name: 'member' });
+    const blocking = spawnBlocking<number>(pathToFileURL(path.join(__dirname, 'fixtures', 'blocking.js')), 'add', 1, 2);
     await ok;
     await t.throwsAsync(bad);
     ac.abort();
     await t.throwsAsync(ac);
     await set.joinAll();
+    t.is(await blocking, 3);
     t.deepEqual(spawns, [
       { id: ok.id, name: 'fine', kind: 'spawn' },
       { id: bad.id, name: undefined, kind: 'spawn' },
       { id: ac.id, name: undefined, kind: 'spawn' },
       { id: member.id, name: 'member', kind: 'spawn' },
+      { id: blocking.id, name: undefined, kind: 'blocking' },
     ]);
     const byId = new Map((ends as Array<{ id: number }>).map((e) => [e.id, e]));
     t.deepEqual(byId.get(ok.id), { id: ok.id, name: 'fine', kind: 'spawn', outcome: 'ok' });
     t.deepEqual(byId.get(bad.id), { id: bad.id, name: undefined, kind: 'spawn', outcome: 'error' });
     t.deepEqual(byId.get(ac.id), { id: ac.id, name: undefined, kind: 'spawn', outcome: 'cancelled' });
     t.deepEqual(byId.get(member.id), { id: member.id, name: 'member', kind: 'spawn', outcome: 'ok' });
-    t.is(ends.length, 4);
+    t.deepEqual(byId.get(blocking.id), { id: blocking.id, name: undefined, kind: 'blocking', outcome: 'ok' });
+    t.is(ends.length, 5);
   } finally {
     dc.unsubscribe('kyoto:task:spawn', onSpawn);
     dc.unsubscribe('kyoto:task:end', onEnd);

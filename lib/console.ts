@@ -72,7 +72,10 @@ export interface ServeConsoleOptions {
   host?: string;
   /** Milliseconds between updates sent to each client (default 1000, at least 10). */
   publishInterval?: number;
-  /** How long a completed task or closed resource is kept for clients that connect later (ms, default 60 000). */
+  /**
+   * How long a completed task or closed resource is kept for clients that connect later (ms, default
+   * 60 000; at most the 10 000 most recent of each are kept).
+   */
   retention?: number;
 }
 
@@ -449,8 +452,27 @@ function refresh(retention: number): void {
   for (const r of I.resources.values()) r.refresh();
   // While some client is paused, keep everything: it has not seen the final states yet.
   for (const s of servers) if (s._paused) return;
-  for (const [k, t] of I.tasks) if (t.dropped !== 0 && now - t.dropped > retention) I.tasks.delete(k);
-  for (const [k, r] of I.resources) if (r.dropped !== 0 && now - r.dropped > retention) I.resources.delete(k);
+  evict(I.tasks, now, retention);
+  evict(I.resources, now, retention);
+}
+
+/** Completed tasks (closed resources) kept at most, oldest forgotten first, whatever the retention. */
+const MAX_RETAINED = 10_000;
+
+function evict(map: Map<number, { dropped: number }>, now: number, retention: number): void {
+  let retained = 0;
+  for (const [k, r] of map) {
+    if (r.dropped === 0) continue;
+    if (now - r.dropped > retention) map.delete(k);
+    else retained++;
+  }
+  if (retained <= MAX_RETAINED) return;
+  // Insertion order is creation order: drop the oldest completed ones.
+  for (const [k, r] of map) {
+    if (r.dropped === 0) continue;
+    map.delete(k);
+    if (--retained <= MAX_RETAINED) return;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
