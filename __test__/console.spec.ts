@@ -730,6 +730,34 @@ test.serial('nothing is published on the kyoto channels when no one subscribes',
   }
 });
 
+test.serial('a Worker that serves a console owns the native tasks until it is terminated', async (t) => {
+  const { Worker } = await import('node:worker_threads');
+  const w = new Worker(
+    `const { serveConsole } = require('kyoto/console');
+     const { parentPort } = require('node:worker_threads');
+     serveConsole({ port: 0 }).then((c) => parentPort.postMessage(c.port));`,
+    { eval: true },
+  );
+  const port = await new Promise<number>((resolve, reject) => {
+    w.once('message', resolve);
+    w.once('error', reject);
+  });
+  t.true(port > 0);
+  const here = await serveConsole({ port: 0 });
+  t.is(native.consoleSnapshot(), null, 'the worker owns the native instrumentation: this console shows JS tasks only');
+  await here.close();
+  await w.terminate();
+  // The worker's thread gives it back when it ends (its thread-locals are destroyed).
+  let owned = false;
+  for (let i = 0; i < 40 && !owned; i++) {
+    const after = await serveConsole({ port: 0 });
+    owned = native.consoleSnapshot() !== null;
+    await after.close();
+    if (!owned) await realDelay(50);
+  }
+  t.true(owned, "the terminated worker's thread gave the native instrumentation back");
+});
+
 test.serial('a listening console holds the process open; unref() lets it exit', (t) => {
   const script = (unref: boolean): string => `
     const { serveConsole } = require('kyoto/console');
