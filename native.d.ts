@@ -316,10 +316,35 @@ export declare function consoleDetach(): void
 export declare function consoleSnapshot(): NativeTaskSnapshot | null
 
 /**
+ * The histograms of a tracked native task (alive, or completed and not yet in a snapshot); `null`
+ * when unknown or when this thread does not own the instrumentation.
+ */
+export declare function consoleTaskHistograms(id: number): NativeTaskHistograms | null
+
+/**
  * Adds `delta` (±) to this thread's count of things holding the event loop open (JS-level handles
  * such as an `Interval`). The loop is held while the count of holds and ref'd operations is > 0.
  */
 export declare function keepAlive(delta: number): void
+
+/**
+ * A task's duration histograms: counts in HdrHistogram's layout (`kyoto_rt::instrument::histogram`:
+ * 1 ns .. 1 s, 1 significant digit), plus the outliers above 1 s.
+ */
+export interface NativeTaskHistograms {
+  /** Poll durations. */
+  poll: Array<number>
+  /** Polls longer than 1 s. */
+  pollOutliers: number
+  /** The longest of them, ns. */
+  pollMaxOutlier?: number
+  /** Durations from a wake to the poll it caused. */
+  scheduled: Array<number>
+  /** Those longer than 1 s. */
+  scheduledOutliers: number
+  /** The longest of them, ns. */
+  scheduledMaxOutlier?: number
+}
 
 /** One native task that is new or changed since the previous snapshot. */
 export interface NativeTaskRecord {

@@ -849,6 +849,7 @@ module.exports.cancel = nativeBinding.cancel
 module.exports.consoleAttach = nativeBinding.consoleAttach
 module.exports.consoleDetach = nativeBinding.consoleDetach
 module.exports.consoleSnapshot = nativeBinding.consoleSnapshot
+module.exports.consoleTaskHistograms = nativeBinding.consoleTaskHistograms
 module.exports.keepAlive = nativeBinding.keepAlive
 module.exports.netAddr = nativeBinding.netAddr
 module.exports.netArm = nativeBinding.netArm

@@ -95,6 +95,50 @@ class Msg {
   }
 }
 
+/** An HdrHistogram V2 (uncompressed) serialization: its header and counts. */
+function decodeHdrV2(b: Buffer): { sigfig: number; low: number; high: number; counts: number[] } {
+  if (b.readUInt32BE(0) !== 0x1c849313) throw new Error('not a V2 histogram');
+  const payloadLen = b.readUInt32BE(4);
+  if (b.readUInt32BE(8) !== 0) throw new Error('normalizing offset');
+  const sigfig = b.readUInt32BE(12);
+  const low = Number(b.readBigUInt64BE(16));
+  const high = Number(b.readBigUInt64BE(24));
+  if (b.readDoubleBE(32) !== 1) throw new Error('int-to-double ratio');
+  if (b.length !== 40 + payloadLen) throw new Error('payload length');
+  const counts: number[] = [];
+  let i = 40;
+  while (i < b.length) {
+    let zz = 0;
+    let mul = 1;
+    for (;;) {
+      const x = b[i++];
+      zz += (x & 0x7f) * mul;
+      if ((x & 0x80) === 0) break;
+      mul *= 128;
+    }
+    const n = zz % 2 === 0 ? zz / 2 : -(zz + 1) / 2;
+    if (n < 0) for (let k = 0; k < -n; k++) counts.push(0);
+    else counts.push(n);
+  }
+  return { sigfig, low, high, counts };
+}
+
+function varint(n: number): number[] {
+  const out: number[] = [];
+  while (n >= 0x80) {
+    out.push((n % 0x80) | 0x80);
+    n = Math.floor(n / 0x80);
+  }
+  out.push(n);
+  return out;
+}
+
+/** TaskDetailsRequest { id: Id { id } }. */
+function detailsRequest(id: number): Buffer {
+  const inner = [0x08, ...varint(id)];
+  return Buffer.from([0x0a, ...varint(inner.length), ...inner]);
+}
+
 /** google.protobuf.Timestamp / Duration → ms. */
 function ms(m: Msg | undefined): number | undefined {
   if (m === undefined) return undefined;
@@ -439,10 +483,16 @@ test.serial('a native workload (a socket pair) shows up as kyoto-rt tasks', asyn
     });
     const natives = [...seen.values()].filter((x) => metas.get(x.metaId)?.target === 'kyoto_rt::task');
     t.true(natives.length >= 3, `one native task per socket: ${natives.length}`);
-    const n = natives[0];
+    const n = natives.find((x) => (stats.get(x.spanId)?.polls ?? 0) > 0)!;
     t.is(n.fields.get('kind'), 'task');
     t.is(typeof n.fields.get('task.id'), 'number');
     t.true(n.location?.file?.endsWith('.rs'), `a Rust spawn site: ${n.location?.file}`);
+    // Its poll times come from kyoto-rt's own histogram.
+    const d = call(session, SERVICE + 'WatchTaskDetails', detailsRequest(n.spanId));
+    const det = new Msg((await d.next(5000))!);
+    const v2 = decodeHdrV2(det.msg(4)!.fields.get(1)![0] as Buffer);
+    t.true(v2.counts.reduce((a, b) => a + b, 0) >= 1, 'the native task has poll-time samples');
+    d.cancel();
     c.cancel();
     session.close();
     client.close();
@@ -571,21 +621,36 @@ test.serial('an unknown method gets grpc-status 12 UNIMPLEMENTED', async (t) => 
 test.serial('WatchTaskDetails streams details of a known task and NOT_FOUND for an unknown one', async (t) => {
   await withConsole(async (console) => {
     let release!: () => void;
-    const h = spawn(() => new Promise<void>((r) => (release = r)), { name: 'detailed' });
-    await realDelay(5);
+    const h = spawn(
+      async () => {
+        await sleep(1);
+        await new Promise<void>((r) => (release = r));
+      },
+      { name: 'detailed' },
+    );
+    await realDelay(50);
     const session = connect(console.port);
     const c = call(session, SERVICE + 'WatchUpdates');
     const metas = new Map<number, Meta>();
     const u = decodeUpdate((await c.next(5000))!, metas);
     const task = u.tasks.find((x) => x.fields.get('task.name') === 'detailed')!;
-    const idMsg = Buffer.from([0x08, task.spanId]); // Id { id }
-    const body = Buffer.concat([Buffer.from([0x0a, idMsg.length]), idMsg]); // TaskDetailsRequest { id }
-    const d = call(session, SERVICE + 'WatchTaskDetails', body);
+    const d = call(session, SERVICE + 'WatchTaskDetails', detailsRequest(task.spanId));
     const det = new Msg((await d.next(5000))!);
     t.is(det.msg(1)?.num(1), task.spanId);
     t.true(det.has(2), 'with a timestamp');
+    const hist = det.msg(4)!; // DurationHistogram (the current form, not legacy_histogram = 3)
+    t.is(hist.num(2), 1e9, 'max_value: 1 s');
+    t.is(hist.num(3), 0, 'no outliers');
+    const v2 = decodeHdrV2(hist.fields.get(1)![0] as Buffer);
+    t.like(v2, { sigfig: 1, low: 1, high: 1e9 });
+    t.is(
+      v2.counts.reduce((a, b) => a + b, 0),
+      u.taskStats.get(task.spanId)!.polls,
+      'one poll-time sample per poll',
+    );
+    t.true(det.has(5), 'and a scheduled-times histogram');
     await d.next(5000); // periodic
-    const missing = call(session, SERVICE + 'WatchTaskDetails', Buffer.from([0x0a, 0x03, 0x08, 0xff, 0x7f]));
+    const missing = call(session, SERVICE + 'WatchTaskDetails', detailsRequest(2 ** 40));
     t.is((await missing.trailers)['grpc-status'], '5');
     release();
     await h;

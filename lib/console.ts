@@ -36,9 +36,13 @@
  *   `Semaphore` (`permits`, `closed`), `Mutex` and `RwLock` (`locked`, `permits`) as kind `Sync`,
  *   dropped when garbage-collected (JS has no destructors).
  *
+ * **Task details** (`WatchTaskDetails`): poll-time and scheduled-time histograms in HdrHistogram's
+ * format, 1 ns to 1 s at one significant digit (each bucket at most 1/16 of its value wide; longer
+ * durations are counted as outliers), for JS and native tasks alike. A native task's histograms are
+ * read while it runs; after it completes the view keeps the last ones read.
+ *
  * **Not shown** (kyoto cannot know, or does not record): async operations and poll operations on
- * resources (the resource detail view lists none), task poll-time and scheduled-time histograms (the
- * task view shows no histogram), parent spans, and future sizes.
+ * resources (the resource detail view lists none), parent spans, and future sizes.
  *
  * **Cost.** Until a console serves or a `kyoto:*` channel has subscribers, an instrumented JS site
  * pays one variable read and one `hasSubscribers` check, and a native spawn one relaxed atomic load.
@@ -60,6 +64,7 @@ import { native } from './native';
 import { codedError, optionsBag, validateNumber, validateString } from './errors';
 import * as I from './console/instrument';
 import { Writer, decodeFields, timestamp, duration } from './console/proto';
+import { durationHistogram } from './console/histogram';
 
 // ---------------------------------------------------------------------------------------------
 // Public types
@@ -833,11 +838,34 @@ function encodeState(paused: boolean): Uint8Array {
   return w.finish();
 }
 
-/** tasks.TaskDetails: the task id and the time (kyoto records no poll-time histograms). */
+/** The latest histograms read for a native task (kept after kyoto-rt forgets the task). */
+const nativeHistograms = new WeakMap<I.TaskRec, NonNullable<ReturnType<typeof native.consoleTaskHistograms>>>();
+
+/** tasks.TaskDetails: the task id, the time, and its poll-time and scheduled-time histograms. */
 function encodeDetails(task: I.TaskRec): Uint8Array {
   const w = new Writer();
   w.message(1, (id) => id.uint(1, task.spanId));
   timestamp(w, 2, I.wallNow());
+  if (task.origin === 'js') {
+    const p = task.pollTimes;
+    const s = task.scheduledTimes;
+    if (p !== undefined) durationHistogram(w, 4, p.counts, p.outliers, p.maxOutlier);
+    if (s !== undefined) durationHistogram(w, 5, s.counts, s.outliers, s.maxOutlier);
+  } else {
+    let h = nativeHistograms.get(task);
+    if (nativeOwned && task.dropped === 0) {
+      try {
+        h = native.consoleTaskHistograms(task.taskId) ?? h;
+      } catch {
+        // keep the last one
+      }
+      if (h !== undefined) nativeHistograms.set(task, h);
+    }
+    if (h !== undefined) {
+      durationHistogram(w, 4, h.poll, h.pollOutliers, h.pollMaxOutlier ?? undefined);
+      durationHistogram(w, 5, h.scheduled, h.scheduledOutliers, h.scheduledMaxOutlier ?? undefined);
+    }
+  }
   return w.finish();
 }
 

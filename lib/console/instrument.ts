@@ -12,6 +12,7 @@
 import * as dc from 'node:diagnostics_channel';
 import { promiseHooks } from 'node:v8';
 import { dirname, sep } from 'node:path';
+import { Histogram } from './histogram';
 
 // ---------------------------------------------------------------------------------------------
 // diagnostics_channel
@@ -79,6 +80,10 @@ export class TaskRec implements Versioned {
   /** First wake since the last poll started (0: none). */
   woken = 0;
   outcome: string | undefined;
+  /** Poll durations (JS tasks; native ones are read from kyoto-rt on demand). */
+  pollTimes: Histogram | undefined;
+  /** Durations from a wake to the next poll. */
+  scheduledTimes: Histogram | undefined;
   #polling = false;
 
   constructor(
@@ -102,7 +107,9 @@ export class TaskRec implements Versioned {
     // A continuation that starts with no wake pending (after `await` of an already-settled value)
     // is a poll without a wake: JS queued it itself, the way a Tokio task yields cooperatively.
     if (this.woken !== 0) {
-      this.scheduled += Math.max(0, t - this.woken);
+      const d = Math.max(0, t - this.woken);
+      this.scheduled += d;
+      (this.scheduledTimes ??= new Histogram()).record(d * 1e6);
       this.woken = 0;
     }
     this.polls++;
@@ -116,7 +123,9 @@ export class TaskRec implements Versioned {
     if (!this.#polling) return;
     this.#polling = false;
     const t = wallNow();
-    this.busy += Math.max(0, t - this.lastPollStarted);
+    const d = Math.max(0, t - this.lastPollStarted);
+    this.busy += d;
+    (this.pollTimes ??= new Histogram()).record(d * 1e6);
     this.lastPollEnded = t;
     this.v++;
   }

@@ -58,6 +58,24 @@ pub struct NativeTaskRecord {
     pub last_wake: Option<f64>,
 }
 
+/// A task's duration histograms: counts in HdrHistogram's layout (`kyoto_rt::instrument::histogram`:
+/// 1 ns .. 1 s, 1 significant digit), plus the outliers above 1 s.
+#[napi(object)]
+pub struct NativeTaskHistograms {
+    /// Poll durations.
+    pub poll: Vec<u32>,
+    /// Polls longer than 1 s.
+    pub poll_outliers: f64,
+    /// The longest of them, ns.
+    pub poll_max_outlier: Option<f64>,
+    /// Durations from a wake to the poll it caused.
+    pub scheduled: Vec<u32>,
+    /// Those longer than 1 s.
+    pub scheduled_outliers: f64,
+    /// The longest of them, ns.
+    pub scheduled_max_outlier: Option<f64>,
+}
+
 /// The tasks that are new or changed since the previous snapshot.
 #[napi(object)]
 pub struct NativeTaskSnapshot {
@@ -131,6 +149,28 @@ pub fn console_detach() {
     drop(consumer);
 }
 
+/// The histograms of a tracked native task (alive, or completed and not yet in a snapshot); `null`
+/// when unknown or when this thread does not own the instrumentation.
+#[napi(catch_unwind)]
+pub fn console_task_histograms(id: f64) -> Option<NativeTaskHistograms> {
+    if !(id >= 0.0 && id <= u64::MAX as f64) {
+        return None;
+    }
+    CONSUMER.with(|c| {
+        let c = c.borrow();
+        let s = c.as_ref()?.task(id as u64)?;
+        let (p, q) = (s.poll_times(), s.scheduled_times());
+        Some(NativeTaskHistograms {
+            poll: p.counts,
+            poll_outliers: p.outliers as f64,
+            poll_max_outlier: p.max_outlier.map(|v| v as f64),
+            scheduled: q.counts,
+            scheduled_outliers: q.outliers as f64,
+            scheduled_max_outlier: q.max_outlier.map(|v| v as f64),
+        })
+    })
+}
+
 /// The native tasks that are new or changed since the previous call; `null` when this thread does
 /// not own the instrumentation.
 #[napi(catch_unwind)]
@@ -163,6 +203,10 @@ mod tests {
         let join = rt.spawn(async { 5 });
         let id = join.id().as_u64() as f64;
         assert_eq!(rt.block_on(join).unwrap(), 5);
+        let h = console_task_histograms(id).expect("tracked until reported");
+        assert_eq!(h.poll.iter().sum::<u32>(), 1);
+        assert_eq!(h.poll.len(), kyoto_rt::instrument::histogram::LEN);
+        assert!(console_task_histograms(-1.0).is_none());
 
         let snap = console_snapshot().expect("attached");
         let r = snap

@@ -20,9 +20,12 @@
 //! (the wakers a future stored away; the waker lent to every poll is not counted, as in Tokio), and
 //! the completion time and outcome. Tasks spawned before the consumer existed stay uninstrumented.
 //!
+//! Each task also keeps two [`histogram`]s (poll durations, scheduled durations) in
+//! HdrHistogram's counts layout, so a console can serialize them for tokio-console's task view.
+//!
 //! The consumer sees new and changed tasks with [`Consumer::poll`]; a completed task is reported once
 //! more after it completed and then forgotten.
-use crate::loom::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use crate::loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use crate::loom::sync::Mutex;
 use std::cell::Cell;
 use std::panic::Location;
@@ -69,6 +72,87 @@ fn now() -> u64 {
 
 fn wall(t: u64) -> Option<SystemTime> {
     (t != 0).then(|| base().1 + Duration::from_nanos(t - 1))
+}
+
+/// Duration histograms in HdrHistogram's layout: lowest discernible value 1 ns, highest trackable
+/// value [`HIGH`](histogram::HIGH) (1 s, as console-subscriber's defaults), 1 significant digit (a
+/// bucket is at most 1/16 of its value wide). A longer duration is an *outlier*: counted apart and
+/// recorded at `HIGH`, as console-subscriber does.
+pub mod histogram {
+    /// Lowest discernible value, ns.
+    pub const LOW: u64 = 1;
+    /// Highest trackable value, ns (1 s).
+    pub const HIGH: u64 = 1_000_000_000;
+    /// Significant value digits.
+    pub const SIGFIG: u32 = 1;
+    /// log2 of the sub-bucket count (2 × 10^SIGFIG = 20, rounded up to 32).
+    const SUB_BUCKET_COUNT_MAGNITUDE: u32 = 5;
+    const SUB_BUCKET_HALF_COUNT_MAGNITUDE: u32 = SUB_BUCKET_COUNT_MAGNITUDE - 1;
+    const SUB_BUCKET_HALF_COUNT: usize = 1 << SUB_BUCKET_HALF_COUNT_MAGNITUDE;
+    const SUB_BUCKET_MASK: u64 = (1 << SUB_BUCKET_COUNT_MAGNITUDE) - 1;
+    /// 26 buckets cover `HIGH` (32 × 2^25 > 10^9); HdrHistogram keeps (buckets + 1) half-buckets.
+    pub const LEN: usize = 27 * SUB_BUCKET_HALF_COUNT;
+
+    /// The counts index of `value` (ns, at most `HIGH`), as HdrHistogram computes it.
+    pub fn index(value: u64) -> usize {
+        let value = value.min(HIGH);
+        let bucket = (64 - SUB_BUCKET_COUNT_MAGNITUDE) - (value | SUB_BUCKET_MASK).leading_zeros();
+        let sub_bucket = (value >> bucket) as usize;
+        ((bucket as usize + 1) << SUB_BUCKET_HALF_COUNT_MAGNITUDE) + sub_bucket
+            - SUB_BUCKET_HALF_COUNT
+    }
+}
+
+/// A duration histogram of one task (see [`histogram`]).
+#[derive(Debug)]
+pub(crate) struct Histogram {
+    counts: Box<[AtomicU32]>,
+    outliers: AtomicU64,
+    max_outlier: AtomicU64,
+}
+
+impl Histogram {
+    fn new() -> Histogram {
+        Histogram {
+            counts: (0..histogram::LEN).map(|_| AtomicU32::new(0)).collect(),
+            outliers: AtomicU64::new(0),
+            max_outlier: AtomicU64::new(0),
+        }
+    }
+
+    fn record(&self, ns: u64) {
+        if ns > histogram::HIGH {
+            self.outliers.fetch_add(1, Ordering::Relaxed);
+            self.max_outlier.fetch_max(ns, Ordering::Relaxed);
+        }
+        self.counts[histogram::index(ns)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> HistogramSnapshot {
+        HistogramSnapshot {
+            counts: self
+                .counts
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect(),
+            outliers: self.outliers.load(Ordering::Relaxed),
+            max_outlier: match self.max_outlier.load(Ordering::Relaxed) {
+                0 => None,
+                v => Some(v),
+            },
+        }
+    }
+}
+
+/// A copy of a task's duration histogram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistogramSnapshot {
+    /// Counts in HdrHistogram's layout ([`histogram::LEN`] entries, see [`histogram::index`]).
+    pub counts: Vec<u32>,
+    /// Durations above [`histogram::HIGH`] (also counted at `HIGH`).
+    pub outliers: u64,
+    /// The longest of them, ns.
+    pub max_outlier: Option<u64>,
 }
 
 /// How a task was spawned.
@@ -129,6 +213,8 @@ pub struct TaskStats {
     woken: AtomicU64,
     /// Changed since the consumer last looked.
     dirty: AtomicBool,
+    poll_times: Histogram,
+    scheduled_times: Histogram,
 }
 
 /// Called by `new_task`: a stats record when instrumentation is on, else `None` after one relaxed load.
@@ -171,6 +257,8 @@ fn register(
         last_wake: AtomicU64::new(0),
         woken: AtomicU64::new(0),
         dirty: AtomicBool::new(true),
+        poll_times: Histogram::new(),
+        scheduled_times: Histogram::new(),
     });
     let mut pending = lock(&PENDING);
     if pending.len() >= PENDING_CAP {
@@ -204,6 +292,7 @@ impl TaskStats {
         let woken = self.woken.swap(0, Ordering::Relaxed);
         if woken != 0 && woken < t {
             self.scheduled.fetch_add(t - woken, Ordering::Relaxed);
+            self.scheduled_times.record(t - woken);
         }
         self.dirty.store(true, Ordering::Relaxed);
         let prev = POLLING.with(|p| p.replace(self as *const TaskStats));
@@ -214,8 +303,9 @@ impl TaskStats {
     pub(crate) fn poll_end(&self, g: PollGuard) {
         POLLING.with(|p| p.set(g.prev));
         let t = now();
-        self.busy
-            .fetch_add(t.saturating_sub(g.started), Ordering::Relaxed);
+        let took = t.saturating_sub(g.started);
+        self.busy.fetch_add(took, Ordering::Relaxed);
+        self.poll_times.record(took);
         self.last_poll_ended.store(t, Ordering::Relaxed);
         self.dirty.store(true, Ordering::Relaxed);
     }
@@ -345,6 +435,16 @@ impl TaskStats {
         wall(self.last_wake.load(Ordering::Relaxed))
     }
 
+    /// The durations of its polls so far.
+    pub fn poll_times(&self) -> HistogramSnapshot {
+        self.poll_times.snapshot()
+    }
+
+    /// The durations from a wake to the poll it caused, so far.
+    pub fn scheduled_times(&self) -> HistogramSnapshot {
+        self.scheduled_times.snapshot()
+    }
+
     fn is_dropped(&self) -> bool {
         self.dropped.load(Ordering::Acquire) != 0
     }
@@ -408,6 +508,15 @@ impl Consumer {
     pub fn tracked(&self) -> usize {
         self.tracked.len()
     }
+
+    /// A task by id: spawned since the last [`Consumer::poll`], or tracked (alive, or completed
+    /// and not yet reported).
+    pub fn task(&self, id: u64) -> Option<Arc<TaskStats>> {
+        if let Some(s) = self.tracked.iter().find(|s| s.id == id) {
+            return Some(s.clone());
+        }
+        lock(&PENDING).iter().find(|s| s.id == id).cloned()
+    }
 }
 
 impl Drop for Consumer {
@@ -415,5 +524,31 @@ impl Drop for Consumer {
         ENABLED.store(false, Ordering::Release);
         lock(&PENDING).clear();
         TAKEN.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::histogram::{index, HIGH, LEN};
+
+    #[test]
+    fn histogram_indices_follow_hdrhistogram_with_one_significant_digit() {
+        // Bucket 0 holds 0..32 one per slot; each later bucket doubles the width of its 16 slots.
+        assert_eq!(index(0), 0);
+        assert_eq!(index(31), 31);
+        assert_eq!(index(32), 32);
+        assert_eq!(index(33), 32);
+        assert_eq!(index(34), 33);
+        assert_eq!(index(64), 48);
+        assert_eq!(index(1_000), 16 * 6 + (1_000 >> 5) - 16);
+        assert_eq!(index(HIGH), 429);
+        assert!(index(HIGH) < LEN);
+        assert_eq!(index(u64::MAX), index(HIGH), "clamped");
+        let mut last = 0;
+        for v in (0..HIGH).step_by(7_777) {
+            let i = index(v);
+            assert!(i >= last, "monotonic");
+            last = i;
+        }
     }
 }

@@ -22,6 +22,8 @@ struct Seen {
     dropped: bool,
     first_poll: bool,
     reports: u32,
+    poll_hist: u64,
+    sched_hist: u64,
 }
 
 fn collect(c: &mut Consumer, seen: &mut HashMap<u64, Seen>) {
@@ -45,6 +47,8 @@ fn collect(c: &mut Consumer, seen: &mut HashMap<u64, Seen>) {
                 dropped: false,
                 first_poll: false,
                 reports: 0,
+                poll_hist: 0,
+                sched_hist: 0,
             }
         });
         e.polls = s.polls();
@@ -57,6 +61,17 @@ fn collect(c: &mut Consumer, seen: &mut HashMap<u64, Seen>) {
         e.dropped = s.dropped_at().is_some();
         e.first_poll = s.first_poll().is_some();
         e.reports += 1;
+        e.poll_hist = s.poll_times().counts.iter().map(|&c| u64::from(c)).sum();
+        e.sched_hist = s
+            .scheduled_times()
+            .counts
+            .iter()
+            .map(|&c| u64::from(c))
+            .sum();
+        assert_eq!(
+            s.poll_times().counts.len(),
+            kyoto_rt::instrument::histogram::LEN
+        );
         if let (Some(d), c) = (s.dropped_at(), s.created_at()) {
             assert!(d >= c, "dropped before created");
         }
@@ -142,6 +157,14 @@ fn a_consumer_sees_spawns_polls_wakes_and_completion_and_nothing_is_recorded_wit
     );
     assert!(s.busy > Duration::ZERO && s.first_poll);
     assert!(s.dropped && s.outcome == Outcome::Ok);
+    assert_eq!(
+        s.poll_hist, s.polls,
+        "every poll is in the poll-time histogram"
+    );
+    assert_eq!(
+        s.sched_hist, 3,
+        "one scheduled time per wake that led to a poll"
+    );
 
     let s = &seen[&ids[1]];
     assert_eq!((s.polls, s.wakes, s.self_wakes), (4, 3, 3), "{s:?}");
