@@ -23,6 +23,7 @@ const SUBPATHS: Record<string, string[]> = {
     'isPaused',
   ],
   'kyoto/task': ['spawn', 'spawnBlocking', 'JoinHandle', 'JoinError', 'JoinSet', 'yieldNow', 'select'],
+  'kyoto/console': ['serveConsole', 'ConsoleServer'],
 };
 
 test('require() of the package and each subpath exposes every public name', (t) => {
