@@ -15,6 +15,7 @@
 //! shared `Uint8Array`. Every synchronous call returns a negative errno instead of throwing.
 #![allow(clippy::too_many_arguments)]
 
+pub mod frame;
 pub mod queue;
 pub mod sock;
 #[cfg(unix)]
@@ -1429,6 +1430,93 @@ pub fn net_ref(on: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Claims a stream for `kyoto/io`'s `framed()`: from now on its task splits what it reads into
+/// frames (`kind` 1: lines of at most `max` bytes; 2: length-delimited with a `fieldBytes`-byte
+/// big-endian header and payloads of at most `max` bytes). The task first pushes `K_FRAME_SYNC`
+/// and stops reading until JS hands over what it buffered with [`net_frame_feed`]. 0 or a negative
+/// errno (`EINVAL`: not a stream, already framed, or a bad codec).
+#[napi(catch_unwind)]
+pub fn net_frame(h: u32, kind: u32, max: f64, field_bytes: u32) -> Result<i32> {
+    with_sock(
+        h,
+        |_, s| {
+            if s.stream().is_none() || s.has(F_FRAMED) || max.is_nan() || max < 0.0 {
+                return -einval();
+            }
+            // `as` saturates: anything above u64::MAX (or +inf) means no limit.
+            let max = max as u64;
+            let framer = match kind {
+                1 => frame::Framer::lines(max),
+                2 => match frame::Framer::length_delimited(field_bytes as usize, max) {
+                    Some(f) => f,
+                    None => return -einval(),
+                },
+                _ => return -einval(),
+            };
+            *s.lock_framer() = Some(framer);
+            s.set(F_FRAMED | F_FRAME_HOLD | F_FRAME_SYNC);
+            s.wake();
+            0
+        },
+        -ebadf(),
+    )
+}
+
+/// Hands what JS had buffered of a stream, when it received `K_FRAME_SYNC`, to the stream's framer
+/// (before anything read later), then lets the task read through the framer. `end` 1: the stream
+/// had ended (the framer finishes and a `K_EOF` follows the frames); 2: it failed with `errno` (a
+/// read `K_ERROR` follows). 0 or a negative errno.
+#[napi(catch_unwind)]
+pub fn net_frame_feed(h: u32, data: &[u8], end: u32, errno: i32) -> Result<i32> {
+    with_sock(
+        h,
+        |_, s| {
+            if !s.has(F_FRAMED) || s.has(F_FRAME_ACTIVE) {
+                return -einval();
+            }
+            {
+                let mut g = s.lock_framer();
+                let Some(f) = g.as_mut() else {
+                    return -einval();
+                };
+                // In read-sized pieces: each event must fit the shared arena.
+                for c in data.chunks(READ_CHUNK) {
+                    s.push_framed(f, Some(c));
+                }
+                match end {
+                    1 => {
+                        s.push_framed(f, None);
+                        s.push(Ev::new(s.h, queue::K_EOF, 0, 0));
+                    }
+                    2 => s.push(Ev::new(s.h, queue::K_ERROR, errno, queue::SYS_READ)),
+                    _ => {}
+                }
+            }
+            s.set(F_FRAME_ACTIVE);
+            s.clear(F_FRAME_HOLD);
+            s.wake();
+            0
+        },
+        -ebadf(),
+    )
+}
+
+/// `[undelivered bytes, bytes the framer holds]` of a socket, or `[]` (tests: bounded buffering).
+#[napi(catch_unwind)]
+pub fn net_frame_stats(h: u32) -> Result<Vec<f64>> {
+    with_sock(
+        h,
+        |_, s| {
+            let held = s.lock_framer().as_ref().map_or(0, |f| f.held());
+            vec![
+                s.undelivered.load(std::sync::atomic::Ordering::Acquire) as f64,
+                held as f64,
+            ]
+        },
+        Vec::new(),
+    )
 }
 
 /// Live sockets of this env (tests).

@@ -40,6 +40,16 @@ pub const K_DGRAM: i32 = 7;
 /// A native copy ended: `handle` = the copy op id, `a` = errno (0: success), `b` = syscall code,
 /// `off`/`len` = two little-endian u64 byte counts.
 pub const K_COPY: i32 = 8;
+/// Frames of a framed stream (`kyoto/io` `framed`): `a` = segment count; `off`/`len` = the
+/// segments' bytes followed by `a` pairs of little-endian u32s (start relative to `off`, length with
+/// bit 31 set when the segment does not end its frame: the frame continues in a later event).
+pub const K_FRAMES: i32 = 9;
+/// A framed stream broke its codec's rules: `a` = [`super::frame::FrameErr::code`]; `off`/`len` =
+/// a little-endian u64 (the announced length of an oversize frame, else 0).
+pub const K_FRAME_ERR: i32 = 10;
+/// A framed stream's task stopped reading raw data: every `K_DATA` it pushed came before this
+/// record, so JS can hand what it buffered to the native framer (`netFrameFeed`).
+pub const K_FRAME_SYNC: i32 = 11;
 
 pub const SYS_READ: i32 = 0;
 pub const SYS_WRITE: i32 = 1;
@@ -103,6 +113,27 @@ pub struct QInner {
     pub closed: bool,
 }
 
+impl QInner {
+    /// Appends `ev`; the push that makes the queue non-empty wakes the JS thread (through the TSFN,
+    /// unless this thread is driving the env's own runtime: that turn delivers it).
+    fn add(&mut self, ev: Ev) {
+        let was_empty = self.evs.is_empty();
+        self.evs.push(ev);
+        if was_empty && !self.tsfn.is_null() && !DRIVING.get() {
+            // SAFETY: `tsfn` is non-null and nulled under the queue's lock (held by the caller
+            // through `&mut self`) before Node may free it; the queue is unbounded, so a
+            // non-blocking call never waits.
+            unsafe {
+                sys::napi_call_threadsafe_function(
+                    self.tsfn,
+                    ptr::null_mut(),
+                    sys::ThreadsafeFunctionCallMode::nonblocking,
+                );
+            }
+        }
+    }
+}
+
 /// The queue shared by an env's socket tasks.
 pub struct Queue {
     inner: Mutex<QInner>,
@@ -149,19 +180,25 @@ impl Queue {
         ev.len = bytes.len() as u32;
         g.data.extend_from_slice(bytes);
         g.data.extend_from_slice(extra);
-        let was_empty = g.evs.is_empty();
-        g.evs.push(ev);
-        if was_empty && !g.tsfn.is_null() && !DRIVING.get() {
-            // SAFETY: `tsfn` is non-null and nulled under this same lock before Node may free it;
-            // the queue is unbounded, so a non-blocking call never waits.
-            unsafe {
-                sys::napi_call_threadsafe_function(
-                    g.tsfn,
-                    ptr::null_mut(),
-                    sys::ThreadsafeFunctionCallMode::nonblocking,
-                );
-            }
+        g.add(ev);
+        true
+    }
+
+    /// Queues `ev` with `parts` concatenated as its bytes (`off`/`len` cover all of them). Returns
+    /// false when the env is gone.
+    pub fn push_parts(&self, mut ev: Ev, parts: &[&[u8]]) -> bool {
+        let mut g = self.lock();
+        if g.closed {
+            return false;
         }
+        ev.off = g.data.len() as u32;
+        let mut len = 0;
+        for p in parts {
+            g.data.extend_from_slice(p);
+            len += p.len();
+        }
+        ev.len = len as u32;
+        g.add(ev);
         true
     }
 

@@ -19,6 +19,7 @@ use kyoto_rt::io::Interest;
 use kyoto_rt::net::{RecvMeta, SendMsg, TcpListener, TcpStream, UdpSocket};
 use kyoto_rt::task::AbortHandle;
 
+use super::frame::{FrameErr, Framer, Sink};
 use super::queue::*;
 use super::Shared;
 
@@ -43,6 +44,14 @@ pub const F_EOF: u32 = 16;
 pub const F_THROTTLED: u32 = 32;
 pub const F_CONNECTING: u32 = 64;
 pub const F_WRITE_FAILED: u32 = 128;
+/// `framed()` claimed the stream: a [`Framer`] is installed.
+pub const F_FRAMED: u32 = 256;
+/// Framing is being set up: no reads until JS handed its buffered bytes over (`netFrameFeed`).
+pub const F_FRAME_HOLD: u32 = 512;
+/// The task still has to push `K_FRAME_SYNC`.
+pub const F_FRAME_SYNC: u32 = 1024;
+/// Reads go through the framer (set once JS's buffered bytes went through it first).
+pub const F_FRAME_ACTIVE: u32 = 2048;
 
 /// A connected byte stream: TCP, or a Unix domain socket.
 pub enum Stream {
@@ -251,6 +260,8 @@ pub struct Sock {
     pub flags: AtomicU32,
     pub undelivered: AtomicUsize,
     pub st: Mutex<St>,
+    /// The stream's framer once `framed()` claimed it (see [`super::frame`]).
+    pub framer: Mutex<Option<Framer>>,
 }
 
 impl Sock {
@@ -262,6 +273,7 @@ impl Sock {
             flags: AtomicU32::new(flags),
             undelivered: AtomicUsize::new(0),
             st: Mutex::new(St::default()),
+            framer: Mutex::new(None),
         }
     }
 
@@ -296,7 +308,7 @@ impl Sock {
         }
     }
 
-    fn push(&self, ev: Ev) {
+    pub fn push(&self, ev: Ev) {
         self.shared.q.push(ev, &[], &[]);
     }
 
@@ -312,6 +324,37 @@ impl Sock {
         self.shared.q.push(ev, bytes, extra);
     }
 
+    pub fn lock_framer(&self) -> MutexGuard<'_, Option<Framer>> {
+        self.framer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `framer` over `chunk` (or, with `None`, over the end of the stream) and queues the
+    /// result: one `K_FRAMES` event per run of segments, one `K_FRAME_ERR` per broken rule. The
+    /// frame bytes and their range table count against the undelivered limit like read data.
+    pub fn push_framed(self: &Arc<Self>, framer: &mut Framer, chunk: Option<&[u8]>) {
+        FRAME_TABLE.with(|t| {
+            let mut table = t.borrow_mut();
+            table.clear();
+            let mut sink = QueueSink {
+                sock: self,
+                pre: framer.prefix(),
+                s: chunk.unwrap_or_default(),
+                table: &mut table,
+                first: 0,
+                last_end: 0,
+                count: 0,
+            };
+            match chunk {
+                Some(c) => framer.feed(c, &mut sink),
+                None => framer.finish(&mut sink),
+            }
+            sink.flush();
+            if table.capacity() > 64 * 1024 {
+                *table = Vec::new();
+            }
+        });
+    }
+
     /// Called on the JS thread when a data event was delivered.
     pub fn delivered(&self, n: usize) {
         let before = self.undelivered.fetch_sub(n, Ordering::AcqRel);
@@ -323,7 +366,8 @@ impl Sock {
 
     fn may_read(&self) -> bool {
         let f = self.flags.load(Ordering::Acquire);
-        if f & (F_READING | F_CLOSED | F_COPYING | F_EOF | F_CONNECTING) != F_READING {
+        if f & (F_READING | F_CLOSED | F_COPYING | F_EOF | F_CONNECTING | F_FRAME_HOLD) != F_READING
+        {
             return false;
         }
         if self.undelivered.load(Ordering::Acquire) >= UNDELIVERED_LIMIT {
@@ -400,7 +444,84 @@ fn is_transient_accept_error(e: &io::Error) -> bool {
     )
 }
 
+/// Collects a framer's segments for one chunk into `K_FRAMES` events (see [`K_FRAMES`]).
+struct QueueSink<'a> {
+    sock: &'a Arc<Sock>,
+    /// The held bytes the framer's ranges count from, then the chunk.
+    pre: &'a [u8],
+    s: &'a [u8],
+    table: &'a mut Vec<u8>,
+    /// Range of the input covered by the pending segments.
+    first: usize,
+    last_end: usize,
+    count: u32,
+}
+
+impl QueueSink<'_> {
+    /// Queues the pending segments as one event: the bytes they cover, then their range table.
+    fn flush(&mut self) {
+        if self.count == 0 {
+            return;
+        }
+        let (a, b) = covered(self.pre, self.s, self.first, self.last_end);
+        let total = a.len() + b.len() + self.table.len();
+        self.sock.undelivered.fetch_add(total, Ordering::AcqRel);
+        let mut ev = Ev::new(self.sock.h, K_FRAMES, self.count as i32, 0);
+        ev.sock = Some(self.sock.clone());
+        self.sock.shared.q.push_parts(ev, &[a, b, self.table]);
+        self.table.clear();
+        self.count = 0;
+    }
+}
+
+/// Bytes `first..last_end` of `pre` followed by `s`, as (the part in `pre`, the part in `s`).
+pub fn covered<'a>(
+    pre: &'a [u8],
+    s: &'a [u8],
+    first: usize,
+    last_end: usize,
+) -> (&'a [u8], &'a [u8]) {
+    let p = pre.len();
+    if first < p {
+        (
+            &pre[first..last_end.min(p)],
+            &s[..last_end.saturating_sub(p)],
+        )
+    } else {
+        (&s[first - p..last_end - p], &[])
+    }
+}
+
+impl Sink for QueueSink<'_> {
+    fn seg(&mut self, start: usize, len: usize, end: bool) {
+        if self.count == 0 {
+            self.first = start;
+        }
+        let rel = (start - self.first) as u32;
+        let l = len as u32 | if end { 0 } else { 1 << 31 };
+        self.table.extend_from_slice(&rel.to_le_bytes());
+        self.table.extend_from_slice(&l.to_le_bytes());
+        self.last_end = start + len;
+        self.count += 1;
+    }
+
+    fn err(&mut self, e: FrameErr) {
+        self.flush();
+        let n = match e {
+            FrameErr::FrameTooBig(n) => n,
+            _ => 0,
+        };
+        self.sock.shared.q.push(
+            Ev::new(self.sock.h, K_FRAME_ERR, e.code(), 0),
+            &n.to_le_bytes(),
+            &[],
+        );
+    }
+}
+
 thread_local! {
+    /// The range table of the `K_FRAMES` event being built on this thread.
+    static FRAME_TABLE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; READ_CHUNK]);
     static DGRAM_SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
@@ -686,6 +807,10 @@ fn poll_stream(sock: &Arc<Sock>, s: &Stream, cx: &mut Context<'_>) -> bool {
             }
         }
     }
+    // Framing requested: everything read raw so far was pushed before this marker.
+    if sock.has(F_FRAME_SYNC) && sock.clear(F_FRAME_SYNC) & F_FRAME_SYNC != 0 {
+        sock.push(Ev::new(sock.h, K_FRAME_SYNC, 0, 0));
+    }
     // Read side.
     let mut budget = 16;
     while sock.may_read() {
@@ -699,7 +824,13 @@ fn poll_stream(sock: &Arc<Sock>, s: &Stream, cx: &mut Context<'_>) -> bool {
             match s.try_read(&mut b[..]) {
                 Ok(0) => Ok(0),
                 Ok(n) => {
-                    sock.push_data(K_DATA, 0, 0, &b[..n], &[]);
+                    if sock.has(F_FRAME_ACTIVE) {
+                        if let Some(f) = sock.lock_framer().as_mut() {
+                            sock.push_framed(f, Some(&b[..n]));
+                        }
+                    } else {
+                        sock.push_data(K_DATA, 0, 0, &b[..n], &[]);
+                    }
                     Ok(n)
                 }
                 Err(e) => Err(e),
@@ -708,6 +839,11 @@ fn poll_stream(sock: &Arc<Sock>, s: &Stream, cx: &mut Context<'_>) -> bool {
         match r {
             Ok(0) => {
                 sock.set(F_EOF);
+                if sock.has(F_FRAME_ACTIVE) {
+                    if let Some(f) = sock.lock_framer().as_mut() {
+                        sock.push_framed(f, None);
+                    }
+                }
                 sock.push(Ev::new(sock.h, K_EOF, 0, 0));
             }
             Ok(_) => {}
@@ -1215,4 +1351,18 @@ fn poll_unix_dgram(
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::covered;
+
+    #[test]
+    fn the_bytes_of_a_run_of_segments_span_the_held_prefix_and_the_chunk() {
+        let (pre, s) = (&b"\r"[..], &b"abc\n"[..]);
+        assert_eq!(covered(pre, s, 0, 4), (&b"\r"[..], &b"abc"[..]));
+        assert_eq!(covered(pre, s, 0, 1), (&b"\r"[..], &b""[..]));
+        assert_eq!(covered(pre, s, 1, 3), (&b"ab"[..], &b""[..]));
+        assert_eq!(covered(b"", s, 2, 4), (&b"c\n"[..], &b""[..]));
+    }
 }
