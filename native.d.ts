@@ -426,6 +426,26 @@ export declare function netDrain(h: number): number
 export declare function netFlush(): void
 
 /**
+ * Claims a stream for `kyoto/io`'s `framed()`: from now on its task splits what it reads into
+ * frames (`kind` 1: lines of at most `max` bytes; 2: length-delimited with a `fieldBytes`-byte
+ * big-endian header and payloads of at most `max` bytes). The task first pushes `K_FRAME_SYNC`
+ * and stops reading until JS hands over what it buffered with [`net_frame_feed`]. 0 or a negative
+ * errno (`EINVAL`: not a stream, already framed, or a bad codec).
+ */
+export declare function netFrame(h: number, kind: number, max: number, fieldBytes: number): number
+
+/**
+ * Hands what JS had buffered of a stream, when it received `K_FRAME_SYNC`, to the stream's framer
+ * (before anything read later), then lets the task read through the framer. `end` 1: the stream
+ * had ended (the framer finishes and a `K_EOF` follows the frames); 2: it failed with `errno` (a
+ * read `K_ERROR` follows). 0 or a negative errno.
+ */
+export declare function netFrameFeed(h: number, data: Uint8Array, end: number, errno: number): number
+
+/** `[undelivered bytes, bytes the framer holds]` of a socket, or `[]` (tests: bounded buffering). */
+export declare function netFrameStats(h: number): Array<number>
+
+/**
  * Initialises `kyoto/net` in this env. `flavor`: `'current_thread'` (uv_poll on this thread's
  * loop; the default where supported) or `'multi_thread'`. Returns the flavor in use.
  */

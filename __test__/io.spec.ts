@@ -162,7 +162,7 @@ test('framed with LengthDelimitedCodec round-trips frames; maxFrameLength is enf
   await t.throwsAsync(fc.send(Buffer.alloc(1001)), { code: 'ERR_FRAME_TOO_BIG' });
   await c.write(Buffer.from([0x10, 0x00]));
   await t.throwsAsync(fs.next(), { code: 'ERR_FRAME_TOO_BIG' });
-  t.throws(() => new LengthDelimitedCodec({ lengthFieldBytes: 5 }), { code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => new LengthDelimitedCodec({ lengthFieldBytes: 9 }), { code: 'ERR_OUT_OF_RANGE' });
   c.close();
   s.close();
   l.close();

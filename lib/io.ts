@@ -3,7 +3,8 @@
  *
  * `copy` and `copyBidirectional` run entirely in native code when both ends are kyoto TCP streams
  * (after handing over whatever JS had already buffered); for other readers/writers they run a JS
- * loop over `read`/`write`.
+ * loop over `read`/`write`. `framed` splits frames in native code on kyoto streams and in JS
+ * otherwise (see `lib/io/framed.ts` for the exact semantics).
  * @module
  */
 import { codedError, invalidArgType, optionsBag, outOfRange } from './errors';
@@ -333,110 +334,6 @@ export function duplex(maxBuf: number): [DuplexStream, DuplexStream] {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Framing
+// Framing (lib/io/framed.ts)
 
-/** Splits a byte stream into newline-terminated strings. */
-export class LinesCodec {
-  /** Longest accepted line in bytes. */
-  readonly maxLength: number;
-  /** @param options - `maxLength` (default unlimited). */
-  constructor(options?: { maxLength?: number }) {
-    const m = options?.maxLength ?? Infinity;
-    if (m !== Infinity && (!Number.isInteger(m) || m < 1)) throw outOfRange('options.maxLength', '>= 1', m);
-    this.maxLength = m;
-  }
-}
-
-/** Frames prefixed by a big-endian length field. */
-export class LengthDelimitedCodec {
-  /** Bytes of the length field (1, 2, 3, 4). */
-  readonly lengthFieldBytes: number;
-  /** Largest accepted frame. */
-  readonly maxFrameLength: number;
-  /** @param options - `lengthFieldBytes` (default 4), `maxFrameLength` (default 8 MiB). */
-  constructor(options?: { lengthFieldBytes?: number; maxFrameLength?: number }) {
-    const b = options?.lengthFieldBytes ?? 4;
-    if (![1, 2, 3, 4].includes(b)) throw outOfRange('options.lengthFieldBytes', '1, 2, 3 or 4', b);
-    const m = options?.maxFrameLength ?? 8 * 1024 * 1024;
-    if (!Number.isInteger(m) || m < 0) throw outOfRange('options.maxFrameLength', '>= 0', m);
-    this.lengthFieldBytes = b;
-    this.maxFrameLength = m;
-  }
-}
-
-/** A framed stream: `next()` gives whole frames, `send(frame)` writes one. */
-export interface Framed<T> extends AsyncIterable<T> {
-  /** The next frame, or `undefined` at end of stream. */
-  next(options?: SignalOption): Promise<T | undefined>;
-  /** Writes one frame. */
-  send(frame: T | Uint8Array | string): Promise<void>;
-}
-
-/** Frames `stream` with `codec` (lines → strings, length-delimited → Buffers). */
-export function framed(stream: Reader & Writer, codec: LinesCodec): Framed<string>;
-export function framed(stream: Reader & Writer, codec: LengthDelimitedCodec): Framed<Buffer>;
-export function framed(stream: Reader & Writer, codec: LinesCodec | LengthDelimitedCodec): Framed<string> | Framed<Buffer> {
-  const reader = new BufReader(stream, 64 * 1024);
-  if (codec instanceof LinesCodec) {
-    const f: Framed<string> = {
-      next: (options) => reader.readLine({ ...options, maxLength: codec.maxLength }),
-      send: async (line) => {
-        const s = typeof line === 'string' ? line : Buffer.from(line).toString('utf8');
-        await writeAllTo(stream, Buffer.from(`${s}\n`));
-      },
-      async *[Symbol.asyncIterator]() {
-        for (;;) {
-          const l = await f.next();
-          if (l === undefined) return;
-          yield l;
-        }
-      },
-    };
-    return f;
-  }
-  if (!(codec instanceof LengthDelimitedCodec)) throw invalidArgType('codec', 'a LinesCodec or LengthDelimitedCodec', codec);
-  const hdr = Buffer.alloc(codec.lengthFieldBytes);
-  const f: Framed<Buffer> = {
-    next: async (options) => {
-      let got = 0;
-      while (got < hdr.length) {
-        const n = await reader.read(hdr.subarray(got), options);
-        if (n === 0) {
-          if (got === 0) return undefined;
-          throw codedError('ERR_UNEXPECTED_EOF', 'stream ended inside a frame header');
-        }
-        got += n;
-      }
-      const len = hdr.readUIntBE(0, hdr.length);
-      if (len > codec.maxFrameLength) {
-        throw codedError('ERR_FRAME_TOO_BIG', `frame of ${len} bytes exceeds maxFrameLength ${codec.maxFrameLength}`);
-      }
-      const body = Buffer.allocUnsafe(len);
-      let off = 0;
-      while (off < len) {
-        const n = await reader.read(body.subarray(off), options);
-        if (n === 0) throw codedError('ERR_UNEXPECTED_EOF', 'stream ended inside a frame');
-        off += n;
-      }
-      return body;
-    },
-    send: async (frame) => {
-      const body = typeof frame === 'string' ? Buffer.from(frame) : frame;
-      if (body.length > codec.maxFrameLength || body.length >= 2 ** (8 * codec.lengthFieldBytes)) {
-        throw codedError('ERR_FRAME_TOO_BIG', `frame of ${body.length} bytes exceeds maxFrameLength ${codec.maxFrameLength}`);
-      }
-      const out = Buffer.allocUnsafe(codec.lengthFieldBytes + body.length);
-      out.writeUIntBE(body.length, 0, codec.lengthFieldBytes);
-      out.set(body, codec.lengthFieldBytes);
-      await writeAllTo(stream, out);
-    },
-    async *[Symbol.asyncIterator]() {
-      for (;;) {
-        const fr = await f.next();
-        if (fr === undefined) return;
-        yield fr;
-      }
-    },
-  };
-  return f;
-}
+export { LengthDelimitedCodec, LinesCodec, framed, type Framed } from './io/framed';

@@ -32,6 +32,9 @@ import {
   K_DRAIN,
   K_EOF,
   K_ERROR,
+  K_FRAME_ERR,
+  K_FRAME_SYNC,
+  K_FRAMES,
   SYSCALLS,
   encodedV4,
   flavor,
@@ -40,6 +43,7 @@ import {
   isBlocked,
   parseNativeAddr,
   pinRuntime,
+  queueFrame,
   queueWrite,
   rarena,
   register,
@@ -187,6 +191,23 @@ function closedError(): Error {
   return codedError('ERR_SOCKET_CLOSED', 'Socket is closed');
 }
 
+function framedError(): Error {
+  return codedError('ERR_STREAM_FRAMED', 'the stream is framed: read frames with framed(...).next()');
+}
+
+/**
+ * @internal The receiving side of `framed()` on a kyoto stream: gets the stream's frame events once
+ * the native framer took over.
+ */
+export interface FrameSink {
+  /** `K_FRAMES`, `K_FRAME_ERR`, `K_EOF` or a read `K_ERROR` (after the switch to native framing). */
+  onFrameEvent(kind: number, a: number, b: number, off: number, len: number): void;
+  /** The native framer took over: reading may be turned on. */
+  onSynced(): void;
+  /** The stream was closed locally. */
+  onStreamClosed(): void;
+}
+
 const O_REUSE_ADDR = 1;
 const O_REUSE_PORT = 2;
 const O_NODELAY = 8;
@@ -223,6 +244,9 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
   #copying = false;
   #peer: SocketAddress | undefined;
   #node: Duplex | undefined;
+  #framer: FrameSink | undefined;
+  #frameSynced = false;
+  #readErrno = 0;
 
   /** @internal */
   constructor(h: number, peer?: SocketAddress) {
@@ -286,6 +310,7 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
 
   /** @internal */
   onEvent(kind: number, a: number, b: number, off: number, len: number): void {
+    if (this.#framer !== undefined && this.#onFramedEvent(this.#framer, kind, a, b, off, len)) return;
     switch (kind) {
       case K_DATA:
         this.#onData(off, len);
@@ -321,6 +346,7 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
         }
         const err = systemError(a, sys);
         if (sys === 'read') {
+          if (this.#readErr === undefined) this.#readErrno = a;
           this.#readErr ??= err;
           this.#eof = true;
           this.#service();
@@ -331,6 +357,115 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
         break;
       }
     }
+  }
+
+  /** A framed stream's events; false for those handled as usual (write side). */
+  #onFramedEvent(f: FrameSink, kind: number, a: number, b: number, off: number, len: number): boolean {
+    switch (kind) {
+      case K_DATA:
+        // Read before the native framer took over: handed to it at K_FRAME_SYNC.
+        this.#chunks.push(Buffer.from(rarena.subarray(off, off + len)));
+        this.#buffered += len;
+        return true;
+      case K_FRAME_SYNC: {
+        const raw = this.#takeBuffered();
+        const end = this.#eof ? (this.#readErr !== undefined ? 2 : 1) : 0;
+        this.#frameSynced = true;
+        const r = native.netFrameFeed(this._h, raw, end, this.#readErrno);
+        if (r === 0) f.onSynced();
+        else f.onFrameEvent(K_ERROR, -r, 0, 0, 0);
+        return true;
+      }
+      case K_FRAMES:
+      case K_FRAME_ERR:
+        f.onFrameEvent(kind, a, b, off, len);
+        return true;
+      case K_EOF:
+        if (this.#frameSynced) f.onFrameEvent(kind, a, b, off, len);
+        else this.#eof = true;
+        return true;
+      case K_ERROR:
+        if ((SYSCALLS[b] ?? 'read') !== 'read') return false;
+        if (this.#frameSynced) {
+          f.onFrameEvent(kind, a, b, off, len);
+        } else {
+          if (this.#readErr === undefined) this.#readErrno = a;
+          this.#readErr ??= systemError(a, 'read');
+          this.#eof = true;
+        }
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  /** Everything buffered on the JS side, as one Buffer (emptying the buffer). */
+  #takeBuffered(): Buffer {
+    const parts = this.#chunks;
+    const first = this.#chunkOff;
+    this.#chunks = [];
+    this.#chunkOff = 0;
+    this.#buffered = 0;
+    if (parts.length > 0 && first > 0) parts[0] = parts[0].subarray(first);
+    return parts.length === 1 ? parts[0] : Buffer.concat(parts);
+  }
+
+  /**
+   * @internal Hands the read side to native framing (`kind` 1 lines, 2 length-delimited): raw reads
+   * end (pending ones reject with `ERR_STREAM_FRAMED`), and `sink` receives the frames. Bytes
+   * already buffered or on their way go through the framer first.
+   */
+  _attachFramer(sink: FrameSink, kind: number, max: number, fieldBytes: number): void {
+    if (this.#framer !== undefined) throw codedError('ERR_STREAM_FRAMED', 'the stream is already framed');
+    if (this.#copying) throw codedError('ERR_INVALID_STATE', 'the stream is being copied natively');
+    if (!this.#closed) {
+      const r = native.netFrame(this._h, kind, max, fieldBytes);
+      if (r < 0) throw systemError(-r, 'framed');
+    }
+    this.#framer = sink;
+    if (this.#reading) {
+      this.#reading = false;
+      native.netRead(this._h, false);
+    }
+    if (this.#waiters.length > 0) hold(-1);
+    for (const w of this.#waiters.splice(0)) w.reject(framedError());
+    if (this.#closed) sink.onStreamClosed();
+  }
+
+  /** @internal Whether `framed()` claimed the read side. */
+  get _framed(): boolean {
+    return this.#framer !== undefined;
+  }
+
+  /**
+   * @internal Writes one frame as one write: a `hdr`-byte big-endian length header (0: none),
+   * `body`, then `\n` when `nl`. A body longer than `max` bytes rejects with `tooBig(length)`.
+   */
+  _sendFrame(
+    body: Uint8Array | string,
+    hdr: number,
+    nl: boolean,
+    max: number,
+    tooBig: (len: number) => Error,
+  ): Promise<void> {
+    if (this.#closed) return Promise.reject(closedError());
+    if (this.#writeErr) return Promise.reject(this.#writeErr);
+    if (this.#shutdown) return Promise.reject(codedError('ERR_STREAM_WRITE_AFTER_END', 'write after end'));
+    if (isBlocked(this._h)) return this.#blockedWait().then(() => this._sendFrame(body, hdr, nl, max, tooBig));
+    const r = queueFrame(this._h, hdr, body, nl, max);
+    if (r >= 0) return Promise.resolve();
+    const bytes = typeof body === 'string' ? Buffer.from(body) : body;
+    if (r === -2 || bytes.length > max) return Promise.reject(tooBig(bytes.length));
+    const out = Buffer.allocUnsafe(hdr + bytes.length + (nl ? 1 : 0));
+    if (hdr > 6) {
+      out.fill(0, 0, hdr - 6);
+      out.writeUIntBE(bytes.length, hdr - 6, 6);
+    } else if (hdr > 0) {
+      out.writeUIntBE(bytes.length, 0, hdr);
+    }
+    out.set(bytes, hdr);
+    if (nl) out[out.length - 1] = 10;
+    return this.#writeDirect(out).then(() => undefined);
   }
 
   #onData(off: number, len: number): void {
@@ -395,7 +530,14 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
   }
 
   #maybeResume(): void {
-    if (!this.#reading && !this.#eof && !this.#closed && !this.#copying && this.#buffered < READ_LWM) {
+    if (
+      !this.#reading &&
+      !this.#eof &&
+      !this.#closed &&
+      !this.#copying &&
+      this.#framer === undefined &&
+      this.#buffered < READ_LWM
+    ) {
       this.#reading = true;
       native.netRead(this._h, true);
     }
@@ -451,6 +593,7 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
    */
   read(buf: Uint8Array, options?: SignalOption): Promise<number> {
     if (!(buf instanceof Uint8Array)) return Promise.reject(invalidArgType('buf', 'an instance of Uint8Array', buf));
+    if (this.#framer !== undefined) return Promise.reject(framedError());
     if (this.#buffered > 0) return Promise.resolve(this.#take(buf, false));
     if (this.#closed) return Promise.reject(closedError());
     if (this.#eof) return this.#readErr ? Promise.reject(this.#readErr) : Promise.resolve(0);
@@ -461,6 +604,7 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
   /** Reads into `buf` without consuming the data. */
   peek(buf: Uint8Array, options?: SignalOption): Promise<number> {
     if (!(buf instanceof Uint8Array)) return Promise.reject(invalidArgType('buf', 'an instance of Uint8Array', buf));
+    if (this.#framer !== undefined) return Promise.reject(framedError());
     if (this.#buffered > 0) return Promise.resolve(this.#take(buf, true));
     if (this.#closed) return Promise.reject(closedError());
     if (this.#eof) return this.#readErr ? Promise.reject(this.#readErr) : Promise.resolve(0);
@@ -480,6 +624,7 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
 
   /** The next chunk as it arrived, or `undefined` at end of stream. */
   readChunk(options?: SignalOption): Promise<Buffer | undefined> {
+    if (this.#framer !== undefined) return Promise.reject(framedError());
     if (this.#buffered > 0) return Promise.resolve(this.#takeChunk());
     if (this.#closed) return Promise.reject(closedError());
     if (this.#eof) return this.#readErr ? Promise.reject(this.#readErr) : Promise.resolve(undefined);
@@ -630,6 +775,7 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
     unregister(this._h);
     this.#service();
     for (const [, rej] of this.#drainWaiters.slice()) rej(closedError());
+    this.#framer?.onStreamClosed();
   }
 
   /** Closes the connection. */
@@ -658,13 +804,7 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
       this.#reading = false;
       native.netRead(this._h, false);
     }
-    const parts = this.#chunks;
-    const first = this.#chunkOff;
-    this.#chunks = [];
-    this.#chunkOff = 0;
-    this.#buffered = 0;
-    if (parts.length > 0 && first > 0) parts[0] = parts[0].subarray(first);
-    return Buffer.concat(parts);
+    return this.#takeBuffered();
   }
 
   /** @internal */
@@ -1408,8 +1548,17 @@ export class UdpSocket implements Endpoint {
   }
 }
 
-/** @internal Whether `x` is a kyoto TCP stream (or a half of one). */
+/**
+ * @internal Whether `x` is a kyoto stream (TCP or Unix, or a half of one) that native copies may
+ * use: not one whose read side `framed()` claimed.
+ */
 export function nativeStream(x: unknown): TcpStream | undefined {
+  const s = kyotoStream(x);
+  return s !== undefined && !s._framed ? s : undefined;
+}
+
+/** @internal The kyoto stream behind `x` (TCP or Unix, or a half of one), if it is one. */
+export function kyotoStream(x: unknown): TcpStream | undefined {
   if (x instanceof TcpStream) return x;
   if (x instanceof ReadHalf || x instanceof WriteHalf) return x._s;
   return undefined;

@@ -33,6 +33,13 @@ export const K_CONNECTED = 5;
 export const K_DRAIN = 6;
 export const K_DGRAM = 7;
 export const K_COPY = 8;
+/** Frames of a framed stream: `a` segments, their bytes then a (start, length | more << 31) table. */
+export const K_FRAMES = 9;
+/** A framed stream broke its codec's rules: `a` = 1 line too long, 2 frame too big (u64 length at
+ * `off`), 3 EOF in a header, 4 EOF in a frame. */
+export const K_FRAME_ERR = 10;
+/** Every raw `K_DATA` of a stream that is being framed came before this record. */
+export const K_FRAME_SYNC = 11;
 
 export const SYSCALLS = ['read', 'write', 'connect', 'accept', 'recv', 'send', 'shutdown'] as const;
 
@@ -205,6 +212,59 @@ export function queueWrite(h: number, data: Uint8Array, a = 0, b = 0): boolean {
     queueMicrotask(flushMicrotask);
   }
   return true;
+}
+
+/**
+ * Queues one frame for stream `h` in the shared write table, as one write: a `hdr`-byte big-endian
+ * length header (0: none), `body` (a string is written as UTF-8), then `\n` when `nl`. Returns the
+ * body's byte length; -1 when the frame is too large for the arena path (nothing queued: use a direct
+ * write); -2 when the body is longer than `max` bytes (nothing queued).
+ */
+export function queueFrame(h: number, hdr: number, body: Uint8Array | string, nl: boolean, max: number): number {
+  const str = typeof body === 'string';
+  const extra = hdr + (nl ? 1 : 0);
+  let room = (str ? body.length * 3 : body.length) + extra;
+  if (room > DIRECT_WRITE_MIN) {
+    const exact = str ? Buffer.byteLength(body) : body.length;
+    if (exact > max) return -2;
+    if (exact + extra > DIRECT_WRITE_MIN) return -1;
+    room = exact + extra;
+  }
+  let n = ctl[0];
+  let used = ctl[1];
+  if (n >= WTAB_CAP || used + room > WARENA) {
+    native.netFlush();
+    n = 0;
+    used = 0;
+  }
+  let len: number;
+  if (str) {
+    len = warena.write(body, used + hdr);
+  } else {
+    warena.set(body, used + hdr);
+    len = body.length;
+  }
+  if (len > max) return -2; // nothing committed: the next write reuses these arena bytes
+  if (hdr > 6) {
+    warena.fill(0, used, used + hdr - 6);
+    warena.writeUIntBE(len, used + hdr - 6, 6);
+  } else if (hdr > 0) {
+    warena.writeUIntBE(len, used, hdr);
+  }
+  if (nl) warena[used + hdr + len] = 10;
+  const o = n * WREC;
+  wtab[o] = h;
+  wtab[o + 1] = used;
+  wtab[o + 2] = len + extra;
+  wtab[o + 3] = 0;
+  wtab[o + 4] = 0;
+  ctl[0] = n + 1;
+  ctl[1] = used + len + extra;
+  if (!flushScheduled && ctl[2] === 0) {
+    flushScheduled = true;
+    queueMicrotask(flushMicrotask);
+  }
+  return len;
 }
 
 /** Starts a native copy; `done` gets the outcome. Returns the op id or a negative errno. */
