@@ -562,12 +562,20 @@ fn poll_flush_backlog(
     Poll::Ready(Ok(()))
 }
 
-/// Writes what the socket takes of the backlog right now, without waiting.
+/// Writes what the socket takes of the backlog right now, as the socket closes: straight through
+/// the descriptor, not the registration, whose cached readiness may not have seen the socket's
+/// first writable edge yet (a stream written to and closed in the same turn as it was created).
 pub fn flush_backlog_now(s: &Stream, st: &mut St) -> io::Result<()> {
-    match poll_flush_backlog(s, st, None) {
-        Poll::Ready(r) => r,
-        Poll::Pending => Ok(()),
+    while st.out_pos < st.out.len() {
+        match s.with_ref(|r| r.send(&st.out[st.out_pos..])) {
+            Ok(0) => break,
+            Ok(n) => st.out_pos += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if is_would_block(&e) => break,
+            Err(e) => return Err(e),
+        }
     }
+    Ok(())
 }
 
 /// Appends `data` to the stream's backlog (the JS thread, `multi_thread` data path), or — when
