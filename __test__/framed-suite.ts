@@ -151,10 +151,10 @@ export function defineFramedTests(opts: { withJsFallback: boolean }): void {
       p.done();
     });
 
-    test(`over ${on}, a thousand lines in one write arrive as a thousand frames`, async (t) => {
+    test(`over ${on}, a thousand lines in one write arrive as a thousand frames (ASCII or not)`, async (t) => {
       const p = await tr.make();
       const f = framed(p.r, new LinesCodec());
-      const want = Array.from({ length: 1000 }, (_, i) => `line ${i}`);
+      const want = Array.from({ length: 1000 }, (_, i) => (i % 2 === 0 ? `line ${i}` : `línea ${i} ✓`));
       await p.w.write(want.map((l) => `${l}\n`).join(''));
       await p.w.shutdown();
       t.deepEqual(await collect(f), want);

@@ -142,6 +142,15 @@ abstract class FrameSource<T> {
   /** A frame left the queue. */
   protected dequeued(): void {}
 
+  /** `next()` for iteration: one promise per frame, settled with the iterator result. */
+  nextResult(): Promise<IteratorResult<T, undefined>> {
+    if (this.#head < this.#q.length) {
+      const item = this.#take();
+      return item instanceof FrameFailure ? Promise.reject(item.error) : Promise.resolve({ done: false, value: item });
+    }
+    return this.next().then((value) => (value === undefined ? { done: true, value: undefined } : { done: false, value }));
+  }
+
   next(options?: SignalOption): Promise<T | undefined> {
     let signal: AbortSignal | undefined;
     try {
@@ -180,6 +189,11 @@ abstract class FrameSource<T> {
   }
 
   #shift(): Promise<T | undefined> {
+    const item = this.#take();
+    return item instanceof FrameFailure ? Promise.reject(item.error) : Promise.resolve(item);
+  }
+
+  #take(): T | FrameFailure {
     const item = this.#q[this.#head++];
     if (this.#head === this.#q.length) {
       this.#q = [];
@@ -188,13 +202,9 @@ abstract class FrameSource<T> {
       this.#q = this.#q.slice(this.#head);
       this.#head = 0;
     }
-    if (item instanceof FrameFailure) {
-      this.dequeued();
-      return Promise.reject(item.error);
-    }
-    this.queued -= this.#size(item);
+    if (!(item instanceof FrameFailure)) this.queued -= this.#size(item);
     this.dequeued();
-    return Promise.resolve(item);
+    return item;
   }
 
   #size(item: T): number {
@@ -294,7 +304,7 @@ class NativeSource<T extends string | Buffer> extends FrameSource<T> implements 
     if (this.ended) return;
     switch (kind) {
       case K_FRAMES:
-        this.#onFrames(a, off, len);
+        this.#onFrames(a, b, off, len);
         if (this.queued > QUEUE_HWM) this.#setReading(false);
         break;
       case K_FRAME_ERR: {
@@ -318,15 +328,20 @@ class NativeSource<T extends string | Buffer> extends FrameSource<T> implements 
     }
   }
 
-  #onFrames(count: number, off: number, len: number): void {
+  #onFrames(count: number, flags: number, off: number, len: number): void {
+    const a = rarena;
     let t = off + len - 8 * count;
+    // Lines in an all-ASCII event: one decode for the event, then substrings (as readline's split
+    // of a decoded chunk, each line shares the decoded chunk's memory).
+    const text = this.#lines && (flags & 1) === 1 ? a.toString('latin1', off, t) : undefined;
     for (let i = 0; i < count; i++, t += 8) {
-      const start = off + rarena.readUInt32LE(t);
-      const l = rarena.readUInt32LE(t + 4);
-      const segLen = l & 0x7fffffff;
-      const more = l > 0x7fffffff;
+      // Little-endian u32s (start; length | more << 31), read inline.
+      const start = off + (a[t] | (a[t + 1] << 8) | (a[t + 2] << 16) | (a[t + 3] << 24));
+      const segLen = a[t + 4] | (a[t + 5] << 8) | (a[t + 6] << 16) | ((a[t + 7] & 0x7f) << 24);
+      const more = a[t + 7] > 0x7f;
       if (this.#partsLen === 0 && this.#parts.length === 0 && !more) {
-        this.deliver(this.#decode(start, start + segLen));
+        if (text !== undefined) this.deliver(text.substring(start - off, start - off + segLen) as T);
+        else this.deliver(this.#decode(start, start + segLen));
         continue;
       }
       this.#parts.push(Buffer.from(rarena.subarray(start, start + segLen)));
@@ -628,13 +643,12 @@ export function framed(stream: Reader | Writer, codec: LinesCodec | LengthDelimi
     send = () => Promise.reject(invalidArgType('stream', 'an object with a write() method to send frames', stream));
   }
 
-  const next = (options?: SignalOption): Promise<string | Buffer | undefined> => source.next(options);
   return {
-    next,
+    next: (options?: SignalOption): Promise<string | Buffer | undefined> => source.next(options),
     send,
-    [Symbol.asyncIterator](): AsyncIterator<string | Buffer> {
+    [Symbol.asyncIterator](): AsyncIterator<string | Buffer, undefined> {
       return {
-        next: () => next().then((value) => (value === undefined ? { done: true, value: undefined } : { done: false, value })),
+        next: () => source.nextResult(),
         return: async () => ({ done: true, value: undefined }),
       };
     },

@@ -33,7 +33,8 @@ export const K_CONNECTED = 5;
 export const K_DRAIN = 6;
 export const K_DGRAM = 7;
 export const K_COPY = 8;
-/** Frames of a framed stream: `a` segments, their bytes then a (start, length | more << 31) table. */
+/** Frames of a framed stream: `a` segments, their bytes then a (start, length | more << 31) table;
+ * `b` & 1: the bytes are all ASCII. */
 export const K_FRAMES = 9;
 /** A framed stream broke its codec's rules: `a` = 1 line too long, 2 frame too big (u64 length at
  * `off`), 3 EOF in a header, 4 EOF in a frame. */

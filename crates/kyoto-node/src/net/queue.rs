@@ -43,6 +43,7 @@ pub const K_COPY: i32 = 8;
 /// Frames of a framed stream (`kyoto/io` `framed`): `a` = segment count; `off`/`len` = the
 /// segments' bytes followed by `a` pairs of little-endian u32s (start relative to `off`, length with
 /// bit 31 set when the segment does not end its frame: the frame continues in a later event).
+/// `b` = 1 when the segments' bytes are all ASCII (lines: JS decodes them as one string).
 pub const K_FRAMES: i32 = 9;
 /// A framed stream broke its codec's rules: `a` = [`super::frame::FrameErr::code`]; `off`/`len` =
 /// a little-endian u64 (the announced length of an oversize frame, else 0).

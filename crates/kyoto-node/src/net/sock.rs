@@ -343,6 +343,7 @@ impl Sock {
                 first: 0,
                 last_end: 0,
                 count: 0,
+                text: matches!(framer, Framer::Lines(_)),
             };
             match chunk {
                 Some(c) => framer.feed(c, &mut sink),
@@ -455,6 +456,8 @@ struct QueueSink<'a> {
     first: usize,
     last_end: usize,
     count: u32,
+    /// Text frames: flag events whose bytes are all ASCII (JS decodes them with one call).
+    text: bool,
 }
 
 impl QueueSink<'_> {
@@ -466,7 +469,8 @@ impl QueueSink<'_> {
         let (a, b) = covered(self.pre, self.s, self.first, self.last_end);
         let total = a.len() + b.len() + self.table.len();
         self.sock.undelivered.fetch_add(total, Ordering::AcqRel);
-        let mut ev = Ev::new(self.sock.h, K_FRAMES, self.count as i32, 0);
+        let ascii = self.text && a.is_ascii() && b.is_ascii();
+        let mut ev = Ev::new(self.sock.h, K_FRAMES, self.count as i32, i32::from(ascii));
         ev.sock = Some(self.sock.clone());
         self.sock.shared.q.push_parts(ev, &[a, b, self.table]);
         self.table.clear();
