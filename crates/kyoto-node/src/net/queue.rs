@@ -121,9 +121,9 @@ impl QInner {
         let was_empty = self.evs.is_empty();
         self.evs.push(ev);
         if was_empty && !self.tsfn.is_null() && !DRIVING.get() {
-            // SAFETY: `tsfn` is non-null and nulled under the queue's lock (held by the caller
-            // through `&mut self`) before Node may free it; the queue is unbounded, so a
-            // non-blocking call never waits.
+            // The queue is unbounded, so a non-blocking call never waits.
+            // SAFETY: non-null, and nulled under the queue's lock (held by the caller through
+            // `&mut self`) before Node may free it.
             unsafe {
                 sys::napi_call_threadsafe_function(
                     self.tsfn,

@@ -308,6 +308,7 @@ impl Sock {
         }
     }
 
+    /// Queues an event without bytes.
     pub fn push(&self, ev: Ev) {
         self.shared.q.push(ev, &[], &[]);
     }
@@ -324,6 +325,7 @@ impl Sock {
         self.shared.q.push(ev, bytes, extra);
     }
 
+    /// The stream's framer slot (`None` until `framed()` claimed the stream).
     pub fn lock_framer(&self) -> MutexGuard<'_, Option<Framer>> {
         self.framer.lock().unwrap_or_else(|e| e.into_inner())
     }
