@@ -346,6 +346,20 @@ export function defineFramedTests(opts: { withJsFallback: boolean }): void {
     });
   }
 
+  test(`over a kyoto TCP pair (${netFlavor}), a connection reset rejects next() with ECONNRESET, again and again`, async (t) => {
+    const p = await tcpPair();
+    const f = framed(p.r, new LinesCodec());
+    await p.w.write('ok\n');
+    t.is(await f.next(), 'ok');
+    await p.w.write('partial');
+    await realDelay(20);
+    (p.w as TcpStream).setLinger(0);
+    p.w.close();
+    await t.throwsAsync(f.next(), { code: 'ECONNRESET' });
+    await t.throwsAsync(f.next(), { code: 'ECONNRESET' });
+    p.done();
+  });
+
   // Native-only behaviour.
   for (const tr of transports.filter((x) => x.native)) {
     const on = `${tr.name} (${netFlavor})`;
@@ -359,6 +373,18 @@ export function defineFramedTests(opts: { withJsFallback: boolean }): void {
       await p.w.write('ial\nafter\n');
       await p.w.shutdown();
       t.deepEqual(await collect(f), ['early', 'partial', 'after']);
+      p.done();
+    });
+
+    test(`over ${on}, framed() after the stream already reached EOF still yields its buffered lines`, async (t) => {
+      const p = await tr.make();
+      await p.w.write('a\nb');
+      await p.w.shutdown();
+      const peek = Buffer.alloc(3);
+      while ((await (p.r as TcpStream).peek(peek)) < 3) await realDelay(1);
+      await realDelay(30); // the EOF event arrives too
+      const f = framed(p.r, new LinesCodec());
+      t.deepEqual(await collect(f), ['a', 'b']);
       p.done();
     });
 

@@ -587,7 +587,9 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
   }
 
   /**
-   * Reads into `buf`; resolves with the number of bytes read, 0 at end of stream.
+   * Reads into `buf`; resolves with the number of bytes read, 0 at end of stream. Once `framed()`
+   * (`kyoto/io`) claimed the stream, raw reads (`read`, `peek`, `readChunk`, iteration) reject with
+   * `ERR_STREAM_FRAMED`.
    * @param buf - the destination.
    * @param options - `signal`.
    */

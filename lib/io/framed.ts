@@ -12,7 +12,8 @@
  *   (without its terminator) makes `next()` reject once with `ERR_LINE_TOO_LONG` as soon as that
  *   is certain; the rest of that line is discarded without being buffered and the next `next()`
  *   returns the line after it. Lines are decoded as UTF-8 (invalid sequences become U+FFFD, as
- *   `Buffer#toString` does).
+ *   `Buffer#toString` does). `send(line)` writes the line and `\n` as they are (a `\n` inside
+ *   `line` splits it for the reader), and rejects a line longer than `maxLength` bytes.
  * - {@link LengthDelimitedCodec}: a big-endian length header of `lengthFieldBytes` (1–8) then that
  *   many payload bytes. A header announcing more than `maxFrameLength` makes `next()` reject once
  *   with `ERR_FRAME_TOO_BIG` right after the header; that payload is skipped without being
