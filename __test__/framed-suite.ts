@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import {
   LengthDelimitedCodec,
   LinesCodec,
+  Runtime,
   TcpListener,
   TcpStream,
   UnixStream,
@@ -358,6 +359,24 @@ export function defineFramedTests(opts: { withJsFallback: boolean }): void {
     await t.throwsAsync(f.next(), { code: 'ECONNRESET' });
     await t.throwsAsync(f.next(), { code: 'ECONNRESET' });
     p.done();
+  });
+
+  test(`a framed stream on a { runtime } that shuts down rejects next() with ERR_RUNTIME_SHUTDOWN (${netFlavor})`, async (t) => {
+    for (const when of ['after the switch', 'during the switch']) {
+      const rt = new Runtime({ flavor: 'multi_thread', workerThreads: 1 });
+      const [a, b] = UnixStream.pair({ runtime: rt });
+      const f = framed(b, new LinesCodec());
+      if (when === 'after the switch') {
+        await a.write('one\n');
+        t.is(await f.next(), 'one');
+      }
+      const pending = f.next();
+      await rt.shutdown();
+      await t.throwsAsync(pending, { code: 'ERR_RUNTIME_SHUTDOWN' }, when);
+      await t.throwsAsync(f.next(), { code: 'ERR_RUNTIME_SHUTDOWN' }, when);
+      a.close();
+      b.close();
+    }
   });
 
   // Native-only behaviour.

@@ -367,15 +367,9 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
         this.#chunks.push(Buffer.from(rarena.subarray(off, off + len)));
         this.#buffered += len;
         return true;
-      case K_FRAME_SYNC: {
-        const raw = this.#takeBuffered();
-        const end = this.#eof ? (this.#readErr !== undefined ? 2 : 1) : 0;
-        this.#frameSynced = true;
-        const r = native.netFrameFeed(this._h, raw, end, this.#readErrno);
-        if (r === 0) f.onSynced();
-        else f.onFrameEvent(K_ERROR, -r, 0, 0, 0);
+      case K_FRAME_SYNC:
+        if (!this.#frameSynced) this.#frameSync(f);
         return true;
-      }
       case K_FRAMES:
       case K_FRAME_ERR:
         f.onFrameEvent(kind, a, b, off, len);
@@ -397,6 +391,19 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
       default:
         return false;
     }
+  }
+
+  /**
+   * Hands what JS buffered (and how the stream ended, if it did) to the native framer: from now on
+   * the stream's frames, end and read errors go to `f`.
+   */
+  #frameSync(f: FrameSink): void {
+    const raw = this.#takeBuffered();
+    const end = this.#eof ? (this.#readErr !== undefined ? 2 : 1) : 0;
+    this.#frameSynced = true;
+    const r = native.netFrameFeed(this._h, raw, end, this.#readErrno);
+    if (r === 0) f.onSynced();
+    else f.onFrameEvent(K_ERROR, -r, 0, 0, 0);
   }
 
   /** Everything buffered on the JS side, as one Buffer (emptying the buffer). */
@@ -430,6 +437,9 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
     if (this.#waiters.length > 0) hold(-1);
     for (const w of this.#waiters.splice(0)) w.reject(framedError());
     if (this.#closed) sink.onStreamClosed();
+    // Already ended: no raw data can follow, so no need to wait for the task's marker (whose task
+    // may be gone, e.g. with its runtime); a marker that still comes is ignored.
+    else if (this.#eof) this.#frameSync(sink);
   }
 
   /** @internal Whether `framed()` claimed the read side. */

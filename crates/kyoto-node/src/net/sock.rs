@@ -696,6 +696,11 @@ impl Drop for SockTask {
         if self.finished || sock.has(F_CLOSED) {
             return;
         }
+        // A framed stream whose marker was still due: JS must get it first, or its framing would
+        // wait for it forever (what follows are the errors below, no data).
+        if sock.has(F_FRAME_SYNC) && sock.clear(F_FRAME_SYNC) & F_FRAME_SYNC != 0 {
+            sock.push(Ev::new(sock.h, K_FRAME_SYNC, 0, 0));
+        }
         let sys: &[i32] = match &sock.kind {
             Kind::Stream(_) if sock.has(F_CONNECTING) => &[SYS_CONNECT],
             Kind::Stream(_) => &[SYS_READ, SYS_WRITE],
