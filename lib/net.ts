@@ -247,6 +247,12 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
   #framer: FrameSink | undefined;
   #frameSynced = false;
   #readErrno = 0;
+  #refd = true;
+  #held = 0;
+  /** @internal Stop native reads above this many buffered bytes (kyoto/compat/net lowers it). */
+  _readHwm = READ_HWM;
+  /** @internal Resume native reads below this many buffered bytes. */
+  _readLwm = READ_LWM;
 
   /** @internal */
   constructor(h: number, peer?: SocketAddress) {
@@ -295,17 +301,30 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
 
   /** @internal Resolves with `s` once its connect finished (`port` -1: a Unix path). */
   static _waitConnected<T extends TcpStream>(s: T, host: string, port: number, signal: AbortSignal | undefined): Promise<T> {
-    hold(1);
+    s.#hold(1);
     return withSignal<T>(signal, (resolve, reject) => {
       s.#connect = [resolve as (s: TcpStream) => void, reject, host, port];
       return () => {
         if (s.#connect !== undefined) {
           s.#connect = undefined;
-          hold(-1);
+          s.#hold(-1);
           s.close();
         }
       };
     });
+  }
+
+  /** Adds `delta` to this stream's event-loop holds (pending connect, reads, drain waits). */
+  #hold(delta: number): void {
+    this.#held += delta;
+    if (this.#refd) hold(delta);
+  }
+
+  /** @internal Node-style ref/unref: whether this stream's pending operations keep the loop alive. */
+  _setRef(on: boolean): void {
+    if (on === this.#refd) return;
+    this.#refd = on;
+    if (this.#held > 0) hold(on ? this.#held : -this.#held);
   }
 
   /** @internal */
@@ -327,7 +346,7 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
         const c = this.#connect;
         if (c !== undefined) {
           this.#connect = undefined;
-          hold(-1);
+          this.#hold(-1);
           c[0](this);
         }
         break;
@@ -338,7 +357,7 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
           const c = this.#connect;
           this.#connect = undefined;
           if (c !== undefined) {
-            hold(-1);
+            this.#hold(-1);
             this.close();
             c[1](c[3] < 0 ? systemError(a, 'connect', c[2]) : systemError(a, 'connect', c[2], c[3]));
           }
@@ -434,7 +453,7 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
       this.#reading = false;
       native.netRead(this._h, false);
     }
-    if (this.#waiters.length > 0) hold(-1);
+    if (this.#waiters.length > 0) this.#hold(-1);
     for (const w of this.#waiters.splice(0)) w.reject(framedError());
     if (this.#closed) sink.onStreamClosed();
     // Already ended: no raw data can follow, so no need to wait for the task's marker (whose task
@@ -486,7 +505,7 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
       const buf = first.buf!;
       const n = len < buf.length ? len : buf.length;
       rarena.copy(buf, 0, off, off + n);
-      if (w.length === 0) hold(-1);
+      if (w.length === 0) this.#hold(-1);
       if (n < len) this.#push(Buffer.from(rarena.subarray(off + n, off + len)));
       first.resolve(n);
       if (w.length > 0 && this.#buffered > 0) this.#service();
@@ -499,7 +518,7 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
   #push(chunk: Buffer): void {
     this.#chunks.push(chunk);
     this.#buffered += chunk.length;
-    if (this.#buffered > READ_HWM && this.#reading) {
+    if (this.#buffered > this._readHwm && this.#reading) {
       this.#reading = false;
       native.netRead(this._h, false);
     }
@@ -546,7 +565,7 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
       !this.#closed &&
       !this.#copying &&
       this.#framer === undefined &&
-      this.#buffered < READ_LWM
+      this.#buffered < this._readLwm
     ) {
       this.#reading = true;
       native.netRead(this._h, true);
@@ -569,7 +588,7 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
       } else {
         return;
       }
-      if (w.length === 0) hold(-1);
+      if (w.length === 0) this.#hold(-1);
     }
   }
 
@@ -578,19 +597,19 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
     if (signal === undefined) {
       // The hot path: one promise and one waiter record per read.
       return new Promise((resolve, reject) => {
-        if (this.#waiters.length === 0) hold(1);
+        if (this.#waiters.length === 0) this.#hold(1);
         this.#waiters.push({ buf, peek, resolve, reject });
       });
     }
     return withSignal(signal, (resolve, reject) => {
       const w: ReadWaiter = { buf, peek, resolve, reject };
-      if (this.#waiters.length === 0) hold(1);
+      if (this.#waiters.length === 0) this.#hold(1);
       this.#waiters.push(w);
       return () => {
         const i = this.#waiters.indexOf(w);
         if (i >= 0) {
           this.#waiters.splice(i, 1);
-          if (this.#waiters.length === 0) hold(-1);
+          if (this.#waiters.length === 0) this.#hold(-1);
         }
       };
     });
@@ -656,14 +675,14 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
   #blockedWait(signal?: AbortSignal): Promise<void> {
     return withSignal<void>(signal, (resolve, reject) => {
       const entry: [() => void, (e: unknown) => void] = [resolve, reject];
-      if (this.#drainWaiters.length === 0) hold(1);
+      if (this.#drainWaiters.length === 0) this.#hold(1);
       this.#drainWaiters.push(entry);
       // Removes the entry; the last one out releases the loop hold (exactly once per entry).
       const done = (): boolean => {
         const i = this.#drainWaiters.indexOf(entry);
         if (i < 0) return false;
         this.#drainWaiters.splice(i, 1);
-        if (this.#drainWaiters.length === 0) hold(-1);
+        if (this.#drainWaiters.length === 0) this.#hold(-1);
         return true;
       };
       entry[0] = () => {
@@ -1285,11 +1304,26 @@ export class UdpSocket implements Endpoint {
   #err: Error | undefined;
   #drain: Array<() => void> = [];
   #connected = false;
+  #refd = true;
+  #held = 0;
 
   /** @internal */
   constructor(h: number) {
     this._h = h;
     register(h, this);
+  }
+
+  /** Adds `delta` to this socket's event-loop holds (pending receives). */
+  #hold(delta: number): void {
+    this.#held += delta;
+    if (this.#refd) hold(delta);
+  }
+
+  /** @internal Node-style ref/unref: whether a pending receive keeps the loop alive. */
+  _setRef(on: boolean): void {
+    if (on === this.#refd) return;
+    this.#refd = on;
+    if (this.#held > 0) hold(on ? this.#held : -this.#held);
   }
 
   /** Binds to `addr` (port 0 picks a free port). */
@@ -1317,7 +1351,7 @@ export class UdpSocket implements Endpoint {
       const w = this.#waiters;
       if (w.length > 0 && this.#queue.length === this.#head && w[0].kind !== 2 && w[0].kind !== 3) {
         const first = w.shift()!;
-        if (w.length === 0) hold(-1);
+        if (w.length === 0) this.#hold(-1);
         const buf = first.buf!;
         const n = len < buf.length ? len : buf.length;
         rarena.copy(buf, 0, off, off + n);
@@ -1339,7 +1373,7 @@ export class UdpSocket implements Endpoint {
       }
       const w = this.#waiters.shift();
       if (w) {
-        if (this.#waiters.length === 0) hold(-1);
+        if (this.#waiters.length === 0) this.#hold(-1);
         w.reject(err);
       } else {
         this.#err = err;
@@ -1382,7 +1416,7 @@ export class UdpSocket implements Endpoint {
   #service(): void {
     while (this.#waiters.length > 0 && this.#pending() > 0) {
       const w = this.#waiters.shift()!;
-      if (this.#waiters.length === 0) hold(-1);
+      if (this.#waiters.length === 0) this.#hold(-1);
       this.#fulfil(w);
     }
   }
@@ -1402,21 +1436,21 @@ export class UdpSocket implements Endpoint {
     if (signal === undefined) {
       return new Promise<T>((resolve, reject) => {
         const w: RecvWaiter = { kind, buf, max, resolve: resolve as (v: unknown) => void, reject };
-        if (this.#waiters.length === 0 && this.#pending() === 0) hold(1);
+        if (this.#waiters.length === 0 && this.#pending() === 0) this.#hold(1);
         if (this.#pending() > 0 && this.#waiters.length === 0) this.#fulfil(w);
         else this.#waiters.push(w);
       });
     }
     return withSignal<T>(signal, (resolve, reject) => {
       const w: RecvWaiter = { kind, buf, max, resolve: resolve as (v: unknown) => void, reject };
-      if (this.#waiters.length === 0 && this.#pending() === 0) hold(1);
+      if (this.#waiters.length === 0 && this.#pending() === 0) this.#hold(1);
       if (this.#pending() > 0 && this.#waiters.length === 0) this.#fulfil(w);
       else this.#waiters.push(w);
       return () => {
         const i = this.#waiters.indexOf(w);
         if (i >= 0) {
           this.#waiters.splice(i, 1);
-          if (this.#waiters.length === 0) hold(-1);
+          if (this.#waiters.length === 0) this.#hold(-1);
         }
       };
     });
@@ -1551,7 +1585,7 @@ export class UdpSocket implements Endpoint {
     this.#closed = true;
     native.netClose(this._h);
     unregister(this._h);
-    if (this.#waiters.length > 0) hold(-1);
+    if (this.#waiters.length > 0) this.#hold(-1);
     for (const w of this.#waiters.splice(0)) w.reject(closedError());
   }
   /** Closes the socket. */
