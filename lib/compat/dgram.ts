@@ -1,0 +1,714 @@
+/**
+ * `kyoto/compat/dgram`: a drop-in replacement for `node:dgram` on kyoto's {@link UdpSocket}.
+ *
+ * `createSocket` and `Socket` have `node:dgram`'s signatures, events (`listening`, `message`,
+ * `connect`, `close`, `error`), errors and options. Received datagrams are read in batches
+ * (`recvmmsg`) and emitted one `'message'` each.
+ *
+ * Not supported (they throw an error with `code: 'ERR_NOT_SUPPORTED'`): `disconnect()`,
+ * `setMulticastInterface()`, source-specific membership, IPv6 multicast (membership of an IPv6
+ * group, `setMulticastTTL`/`setMulticastLoopback` on `udp6` sockets), reading the buffer sizes
+ * back (`getRecvBufferSize()`/`getSendBufferSize()`), and binding to a descriptor or handle.
+ * @module
+ */
+import * as dns from 'node:dns';
+import { EventEmitter } from 'node:events';
+import { isIPv6 } from 'node:net';
+import { native } from '../native';
+import { parseNativeAddr, systemError, type SystemError } from '../net/core';
+import { UdpSocket } from '../net';
+import {
+  argType,
+  errnoError,
+  missingArgs,
+  nodeError,
+  notSupported,
+  onAbort,
+  outOfRange,
+  validateAbortSignal,
+  validateFunction,
+  validateNumber,
+  validatePort,
+  validateString,
+} from './common';
+
+/** `'udp4'` or `'udp6'`. */
+export type SocketType = 'udp4' | 'udp6';
+
+/** Options of {@link createSocket}. */
+export interface SocketOptions {
+  /** `'udp4'` or `'udp6'` (required). */
+  type: SocketType;
+  /** `SO_REUSEADDR` (several sockets may bind the same address, e.g. for multicast). */
+  reuseAddr?: boolean;
+  /** `SO_REUSEPORT`. */
+  reusePort?: boolean;
+  /** `IPV6_V6ONLY` for a `udp6` socket. */
+  ipv6Only?: boolean;
+  /** `SO_RCVBUF` at bind time. */
+  recvBufferSize?: number;
+  /** `SO_SNDBUF` at bind time. */
+  sendBufferSize?: number;
+  /** A `dns.lookup`-compatible resolver for bind/send/connect addresses. */
+  lookup?: (hostname: string, family: number, callback: (err: Error | null, address: string, family: number) => void) => void;
+  /** Closes the socket when aborted. */
+  signal?: AbortSignal;
+}
+
+/** Options of `socket.bind(options)`. */
+export interface BindOptions {
+  /** Port (0 or omitted: any free port). */
+  port?: number;
+  /** Address (default `0.0.0.0` for udp4, `::` for udp6). */
+  address?: string;
+  /** Accepted for compatibility; there is no cluster sharing here. */
+  exclusive?: boolean;
+  /** Not supported: binding to a descriptor. */
+  fd?: number;
+}
+
+/** The sender of a received datagram. */
+export interface RemoteInfo {
+  /** Sender IP. */
+  address: string;
+  /** `'IPv4'` or `'IPv6'`. */
+  family: 'IPv4' | 'IPv6';
+  /** Sender port. */
+  port: number;
+  /** Datagram size in bytes. */
+  size: number;
+}
+
+/** `{ address, family, port }`. */
+export interface AddressInfo {
+  /** The IP address. */
+  address: string;
+  /** `'IPv4'` or `'IPv6'`. */
+  family: string;
+  /** The port. */
+  port: number;
+}
+
+type SendCallback = (error: Error | null, bytes?: number) => void;
+type Lookup = NonNullable<SocketOptions['lookup']>;
+
+const UNBOUND = 0;
+const BINDING = 1;
+const BOUND = 2;
+const DISCONNECTED = 0;
+const CONNECTING = 1;
+const CONNECTED = 2;
+
+// Option codes of native.netSetOpt.
+const OPT_TTL = 4;
+const OPT_BROADCAST = 5;
+const OPT_MCAST_LOOP = 6;
+const OPT_MCAST_TTL = 7;
+const OPT_SNDBUF = 8;
+const OPT_RCVBUF = 9;
+const O_REUSE_ADDR = 1;
+const O_REUSE_PORT = 2;
+const O_V6_ONLY = 4;
+
+function notRunning(): Error {
+  return nodeError(Error, 'ERR_SOCKET_DGRAM_NOT_RUNNING', 'Not running');
+}
+
+function notConnected(): Error {
+  return nodeError(Error, 'ERR_SOCKET_DGRAM_NOT_CONNECTED', 'Not connected');
+}
+
+function isConnected(): Error {
+  return nodeError(Error, 'ERR_SOCKET_DGRAM_IS_CONNECTED', 'Already connected');
+}
+
+/** Node's `ExceptionWithHostPort` (no libuv description in the message: `bind EADDRINUSE 0.0.0.0:41234`). */
+function withHostPort(err: unknown, syscall: string, address?: string, port?: number): unknown {
+  const e = err as SystemError;
+  if (typeof e?.errno !== 'number' || typeof e.code !== 'string') return err;
+  const out = systemError(Math.abs(e.errno), syscall, address, port);
+  let details = '';
+  if (port && port > 0) details = ` ${address}:${port}`;
+  else if (address) details = ` ${address}`;
+  out.message = `${syscall} ${out.code}${details}`;
+  return out;
+}
+
+function bufferSizeError(syscall: string, errno: number): Error {
+  const sys = systemError(errno, syscall);
+  const err = nodeError(Error, 'ERR_SOCKET_BUFFER_SIZE', `Could not get or set buffer size: ${syscall} returned ${sys.code}`);
+  Object.assign(err, { name: 'SystemError', errno: sys.errno, syscall, info: { errno: sys.errno, code: sys.code, syscall } });
+  return err;
+}
+
+function toBufferList(list: unknown[]): Buffer[] | null {
+  const out: Buffer[] = [];
+  for (const b of list) {
+    if (typeof b === 'string') out.push(Buffer.from(b));
+    else if (ArrayBuffer.isView(b)) out.push(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+    else return null;
+  }
+  return out;
+}
+
+function sliceBuffer(buffer: unknown, offset: unknown, length: unknown): Buffer {
+  let b: ArrayBufferView;
+  if (typeof buffer === 'string') b = Buffer.from(buffer);
+  else if (ArrayBuffer.isView(buffer)) b = buffer;
+  else throw argType('buffer', 'of type string or an instance of Buffer, TypedArray, or DataView', buffer);
+  const off = (offset as number) >>> 0;
+  const len = (length as number) >>> 0;
+  if (off > b.byteLength) throw nodeError(RangeError, 'ERR_BUFFER_OUT_OF_BOUNDS', '"offset" is outside of buffer bounds');
+  if (off + len > b.byteLength) throw nodeError(RangeError, 'ERR_BUFFER_OUT_OF_BOUNDS', '"length" is outside of buffer bounds');
+  return Buffer.from(b.buffer, b.byteOffset + off, len);
+}
+
+/**
+ * `node:dgram`'s `Socket`: an `EventEmitter` over a kyoto {@link UdpSocket}, bound on `bind()` (or
+ * implicitly by the first `send()`/`connect()`).
+ */
+export class Socket extends EventEmitter {
+  /** `'udp4'` or `'udp6'`. */
+  readonly type: SocketType;
+  #sock: UdpSocket | undefined;
+  #closed = false;
+  #bindState = UNBOUND;
+  #connectState = DISCONNECTED;
+  #queue: Array<() => void> | undefined;
+  #flags: number;
+  #recvBufferSize: number;
+  #sendBufferSize: number;
+  #lookup: Lookup;
+  #refd = true;
+  #queuedSends = 0;
+  #queuedBytes = 0;
+
+  /**
+   * @param type - `'udp4'`, `'udp6'` or {@link SocketOptions}.
+   * @param listener - added for `'message'`.
+   */
+  constructor(type: SocketType | SocketOptions, listener?: (msg: Buffer, rinfo: RemoteInfo) => void) {
+    super();
+    let options: SocketOptions | undefined;
+    let lookup: Lookup | undefined;
+    if (type !== null && typeof type === 'object') {
+      options = type;
+      type = options.type;
+      lookup = options.lookup;
+      for (const k of ['recvBufferSize', 'sendBufferSize'] as const) {
+        const v = options[k];
+        if (v) {
+          if (typeof v !== 'number') throw argType(`options.${k}`, 'of type number', v);
+          if (!Number.isInteger(v)) throw outOfRange(`options.${k}`, 'an integer', v);
+          if (v < 0 || v > 4294967295) throw outOfRange(`options.${k}`, '>= 0 && <= 4294967295', v);
+        }
+      }
+    }
+    if (lookup !== undefined) validateFunction(lookup, 'lookup');
+    if (type !== 'udp4' && type !== 'udp6') {
+      throw nodeError(TypeError, 'ERR_SOCKET_BAD_TYPE', 'Bad socket type specified. Valid types are: udp4, udp6');
+    }
+    this.type = type;
+    const base = lookup ?? (dns.lookup as unknown as Lookup);
+    const family = type === 'udp4' ? 4 : 6;
+    const dflt = type === 'udp4' ? '127.0.0.1' : '::1';
+    this.#lookup = (address, _family, cb) => base(address || dflt, family, cb);
+    this.#flags =
+      (options?.reuseAddr ? O_REUSE_ADDR : 0) | (options?.reusePort ? O_REUSE_PORT : 0) | (options?.ipv6Only ? O_V6_ONLY : 0);
+    this.#recvBufferSize = options?.recvBufferSize ?? 0;
+    this.#sendBufferSize = options?.sendBufferSize ?? 0;
+    if (typeof listener === 'function') this.on('message', listener);
+    if (options?.signal !== undefined) {
+      validateAbortSignal(options.signal, 'options.signal');
+      const signal = options.signal;
+      const close = (): void => {
+        if (!this.#closed) this.close();
+      };
+      if (signal.aborted) close();
+      else this.once('close', onAbort(signal, close));
+    }
+  }
+
+  #healthCheck(): void {
+    if (this.#closed) throw notRunning();
+  }
+
+  /** The bound socket, or a Node-shaped EBADF for `syscall` (the OS's answer for an unbound one). */
+  #bound(syscall: string): UdpSocket {
+    this.#healthCheck();
+    if (this.#sock === undefined) throw errnoError('EBADF', syscall);
+    return this.#sock;
+  }
+
+  /**
+   * Binds: `bind([port][, address][, callback])` or `bind(options[, callback])`; `callback` runs on
+   * `'listening'`. Errors (e.g. `EADDRINUSE`) are emitted as `'error'`.
+   */
+  bind(port?: number, address?: string, callback?: () => void): this;
+  bind(port?: number, callback?: () => void): this;
+  bind(callback?: () => void): this;
+  bind(options: BindOptions, callback?: () => void): this;
+  bind(...args: unknown[]): this {
+    let port: unknown = args[0];
+    this.#healthCheck();
+    if (this.#bindState !== UNBOUND) throw nodeError(Error, 'ERR_SOCKET_ALREADY_BOUND', 'Socket is already bound');
+    const cb = args.length > 0 ? args[args.length - 1] : undefined;
+    let address: unknown;
+    if (port !== null && typeof port === 'object') {
+      const o = port as BindOptions & { recvStart?: unknown };
+      if (typeof o.recvStart === 'function' || (Number.isInteger(o.fd) && (o.fd as number) > 0)) {
+        throw notSupported('dgram', 'binding to a descriptor or handle');
+      }
+      address = o.address || '';
+      port = o.port;
+    } else {
+      address = typeof args[1] === 'function' ? '' : args[1];
+    }
+    if (typeof port === 'function') port = undefined;
+    const p = port === undefined || port === null ? 0 : validatePort(port, 'Port');
+    if (address !== undefined && address !== null && address !== '' && typeof address !== 'string') {
+      throw argType('address', 'of type string', address);
+    }
+    this.#bindState = BINDING;
+    if (typeof cb === 'function') {
+      const onListening = (): void => {
+        this.removeListener('error', removeListeners);
+        (cb as () => void).call(this);
+      };
+      const removeListeners = (): void => {
+        this.removeListener('error', removeListeners);
+        this.removeListener('listening', onListening);
+      };
+      this.on('error', removeListeners);
+      this.on('listening', onListening);
+    }
+    const addr = (address as string) || (this.type === 'udp4' ? '0.0.0.0' : '::');
+    this.#lookup(addr, 0, (err, ip) => {
+      if (this.#closed) return;
+      if (err) {
+        this.#bindState = UNBOUND;
+        this.emit('error', err);
+        return;
+      }
+      const h = native.netUdpBind(ip, p, this.#flags, this.#sendBufferSize, this.#recvBufferSize);
+      if (h < 0) {
+        this.#bindState = UNBOUND;
+        this.emit('error', withHostPort(systemError(-h, 'bind'), 'bind', ip, p));
+        return;
+      }
+      const sock = new UdpSocket(h);
+      if (!this.#refd) sock._setRef(false);
+      this.#sock = sock;
+      this.#bindState = BOUND;
+      void this.#receive(sock);
+      this.emit('listening');
+    });
+    return this;
+  }
+
+  async #receive(sock: UdpSocket): Promise<void> {
+    for (;;) {
+      let batch: Array<{ data: Buffer; address: { address: string; family: 'IPv4' | 'IPv6'; port: number } }>;
+      try {
+        batch = await sock.recvMany(64);
+      } catch (e) {
+        if (this.#sock !== sock) return;
+        const errno = (e as SystemError).errno;
+        this.#emitSafely('error', typeof errno === 'number' ? systemError(Math.abs(errno), 'recvmsg') : e);
+        continue;
+      }
+      for (const d of batch) {
+        if (this.#sock !== sock) return;
+        const a = d.address;
+        this.#emitSafely('message', d.data, { address: a.address, family: a.family, port: a.port, size: d.data.length });
+      }
+    }
+  }
+
+  /** Emits; a throwing listener becomes an uncaught exception (as with `node:dgram`), not a rejection. */
+  #emitSafely(event: string, ...args: unknown[]): void {
+    try {
+      this.emit(event, ...args);
+    } catch (e) {
+      process.nextTick(() => {
+        throw e;
+      });
+    }
+  }
+
+  #enqueue(fn: () => void): void {
+    if (this.#queue === undefined) {
+      const queue: Array<() => void> = [];
+      this.#queue = queue;
+      const onError = (): void => {
+        this.removeListener('listening', onListening);
+        this.#queue = undefined;
+      };
+      const onListening = (): void => {
+        this.removeListener(EventEmitter.errorMonitor, onError);
+        this.#queue = undefined;
+        for (const f of queue) f();
+      };
+      this.once(EventEmitter.errorMonitor, onError);
+      this.once('listening', onListening);
+    }
+    this.#queue.push(fn);
+  }
+
+  /**
+   * Associates the socket with `address:port`: `send` may then omit them, and only that peer's
+   * datagrams are received. Binds first when unbound. `callback` runs on `'connect'` (or gets the
+   * error).
+   */
+  connect(port: number, address?: string, callback?: (err?: Error) => void): void;
+  connect(port: number, callback: (err?: Error) => void): void;
+  connect(port: number, address?: unknown, callback?: (err?: Error) => void): void {
+    const p = validatePort(port, 'Port', false);
+    if (typeof address === 'function') {
+      callback = address as (err?: Error) => void;
+      address = '';
+    } else if (address === undefined) {
+      address = '';
+    }
+    validateString(address, 'address');
+    this.#healthCheck();
+    if (this.#connectState !== DISCONNECTED) throw isConnected();
+    this.#connectState = CONNECTING;
+    if (this.#bindState === UNBOUND) this.bind({ port: 0, exclusive: true });
+    if (this.#bindState !== BOUND) {
+      this.#enqueue(() => this.#connect(p, address as string, callback));
+      return;
+    }
+    this.#connect(p, address, callback);
+  }
+
+  #connect(port: number, address: string, callback?: (err?: Error) => void): void {
+    if (callback) this.once('connect', callback);
+    this.#lookup(address, 0, (ex, ip) => {
+      const sock = this.#sock;
+      if (sock === undefined) return;
+      const fail = (e: unknown): void => {
+        this.#connectState = DISCONNECTED;
+        process.nextTick(() => {
+          if (callback) {
+            this.removeListener('connect', callback);
+            callback(e as Error);
+          } else {
+            this.emit('error', e);
+          }
+        });
+      };
+      if (ex) {
+        fail(ex);
+        return;
+      }
+      sock.connect({ address: ip, port }).then(
+        () => {
+          if (this.#sock !== sock) return;
+          this.#connectState = CONNECTED;
+          process.nextTick(() => this.emit('connect'));
+        },
+        (e) => {
+          if (this.#sock === sock) fail(withHostPort(e, 'connect', address, port));
+        },
+      );
+    });
+  }
+
+  /**
+   * Not supported: kyoto's UDP socket cannot dissolve its association (no `AF_UNSPEC` connect);
+   * throws `ERR_NOT_SUPPORTED` (or `ERR_SOCKET_DGRAM_NOT_CONNECTED` when not connected, like Node).
+   */
+  disconnect(): void {
+    if (this.#connectState !== CONNECTED) throw notConnected();
+    throw notSupported('dgram', 'socket.disconnect()');
+  }
+
+  /**
+   * Sends one datagram: `send(msg[, offset, length][, port][, address][, callback])`. `msg` is a
+   * string, Buffer, TypedArray, DataView or an array of them (sent as one datagram). Connected
+   * sockets omit `port` and `address`. Binds first when unbound. `callback(err, bytes)`.
+   */
+  send(msg: string | Uint8Array | ReadonlyArray<unknown>, port?: number, address?: string, callback?: SendCallback): void;
+  send(msg: string | Uint8Array | ReadonlyArray<unknown>, port?: number, callback?: SendCallback): void;
+  send(msg: string | Uint8Array | ReadonlyArray<unknown>, callback?: SendCallback): void;
+  send(msg: string | Uint8Array, offset: number, length: number, port?: number, address?: string, callback?: SendCallback): void;
+  send(msg: string | Uint8Array, offset: number, length: number, port?: number, callback?: SendCallback): void;
+  send(msg: string | Uint8Array, offset: number, length: number, callback?: SendCallback): void;
+  send(buffer: unknown, offset?: unknown, length?: unknown, port?: unknown, address?: unknown, callback?: unknown): void {
+    let list: Buffer[] | null;
+    const connected = this.#connectState === CONNECTED;
+    if (!connected) {
+      if (address || (port && typeof port !== 'function')) {
+        buffer = sliceBuffer(buffer, offset, length);
+      } else {
+        callback = port;
+        port = offset;
+        address = length;
+      }
+    } else {
+      if (typeof length === 'number') {
+        buffer = sliceBuffer(buffer, offset, length);
+        if (typeof port === 'function') {
+          callback = port;
+          port = null;
+        }
+      } else {
+        callback = offset;
+      }
+      if (port || address) throw isConnected();
+    }
+    if (!Array.isArray(buffer)) {
+      if (typeof buffer === 'string') list = [Buffer.from(buffer)];
+      else if (!ArrayBuffer.isView(buffer)) {
+        throw argType('buffer', 'of type string or an instance of Buffer, TypedArray, or DataView', buffer);
+      } else list = [Buffer.from(buffer.buffer, buffer.byteOffset, buffer.byteLength)];
+    } else if ((list = toBufferList(buffer)) === null) {
+      throw argType('buffer list arguments', 'of type string or an instance of Buffer, TypedArray, or DataView', buffer);
+    }
+    let p = 0;
+    if (!connected) p = validatePort(port, 'Port', false);
+    let cb = typeof callback === 'function' ? (callback as SendCallback) : undefined;
+    if (typeof address === 'function') {
+      cb = address as SendCallback;
+      address = undefined;
+    } else if (address != null) {
+      validateString(address, 'address');
+    }
+    this.#healthCheck();
+    if (this.#bindState === UNBOUND) this.bind({ port: 0, exclusive: true });
+    const data = list.length === 1 ? list[0] : Buffer.concat(list);
+    const addr = address as string | undefined;
+    if (this.#bindState !== BOUND) {
+      this.#queued(data.length, 1);
+      this.#enqueue(() => {
+        this.#queued(data.length, -1);
+        this.#sendNow(data, connected, p, addr, cb);
+      });
+      return;
+    }
+    this.#sendNow(data, connected, p, addr, cb);
+  }
+
+  #queued(bytes: number, n: number): void {
+    this.#queuedSends += n;
+    this.#queuedBytes += n * bytes;
+  }
+
+  #sendNow(data: Buffer, connected: boolean, port: number, address: string | undefined, cb: SendCallback | undefined): void {
+    const afterDns = (ex: Error | null, ip: string): void => {
+      if (ex) {
+        if (cb) process.nextTick(cb, ex);
+        else process.nextTick(() => this.emit('error', ex));
+        return;
+      }
+      const sock = this.#sock;
+      if (sock === undefined) return;
+      this.#queued(data.length, 1);
+      const sent = connected ? sock.send(data) : sock.sendTo(data, { address: ip, port });
+      sent.then(
+        () => {
+          this.#queued(data.length, -1);
+          cb?.(null, data.length);
+        },
+        (e) => {
+          this.#queued(data.length, -1);
+          // Like node:dgram, a failed send is reported to its callback only.
+          cb?.(withHostPort(e, 'send', address, connected ? undefined : port) as Error);
+        },
+      );
+    };
+    if (connected) afterDns(null, '');
+    else {
+      this.#queued(data.length, 1);
+      this.#lookup(address ?? '', 0, (ex, ip) => {
+        this.#queued(data.length, -1);
+        afterDns(ex, ip);
+      });
+    }
+  }
+
+  /** Closes the socket; `'close'` (and `callback`) follow. Throws `ERR_SOCKET_DGRAM_NOT_RUNNING` when already closed. */
+  close(callback?: () => void): this {
+    if (typeof callback === 'function') this.on('close', callback);
+    if (this.#queue !== undefined) {
+      this.#queue.push(() => this.close());
+      return this;
+    }
+    this.#healthCheck();
+    this.#closed = true;
+    const sock = this.#sock;
+    this.#sock = undefined;
+    sock?.close();
+    process.nextTick(() => this.emit('close'));
+    return this;
+  }
+
+  /** Closes the socket (resolves on `'close'`). */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (this.#closed) return;
+    await new Promise<void>((resolve) => this.close(resolve));
+  }
+
+  /** The bound address `{ address, family, port }`. */
+  address(): AddressInfo {
+    const a = this.#bound('getsockname').localAddr();
+    return { address: a.address, family: a.family, port: a.port };
+  }
+
+  /** The connected peer's address; throws `ERR_SOCKET_DGRAM_NOT_CONNECTED` when not connected. */
+  remoteAddress(): AddressInfo {
+    this.#healthCheck();
+    if (this.#connectState !== CONNECTED || this.#sock === undefined) throw notConnected();
+    const a = parseNativeAddr(native.netAddr(this.#sock._h, true), 'getpeername');
+    return { address: a.address, family: a.family, port: a.port };
+  }
+
+  #setOpt(syscall: string, opt: number, value: number): void {
+    const sock = this.#bound(syscall);
+    const r = native.netSetOpt(sock._h, opt, value, 0);
+    if (r < 0) throw systemError(-r, syscall);
+  }
+
+  /** `SO_BROADCAST`. */
+  setBroadcast(flag: boolean): void {
+    this.#setOpt('setBroadcast', OPT_BROADCAST, flag ? 1 : 0);
+  }
+
+  /** The unicast TTL (1..255); returns it. */
+  setTTL(ttl: number): number {
+    validateNumber(ttl, 'ttl');
+    this.#bound('setTTL');
+    if (!(Number.isInteger(ttl) && ttl >= 1 && ttl <= 255)) throw errnoError('EINVAL', 'setTTL');
+    this.#setOpt('setTTL', OPT_TTL, ttl);
+    return ttl;
+  }
+
+  /** The IPv4 multicast TTL (0..255); returns it. */
+  setMulticastTTL(ttl: number): number {
+    validateNumber(ttl, 'ttl');
+    this.#bound('setMulticastTTL');
+    if (this.type === 'udp6') throw notSupported('dgram', 'setMulticastTTL() on udp6 sockets');
+    if (!(Number.isInteger(ttl) && ttl >= 0 && ttl <= 255)) throw errnoError('EINVAL', 'setMulticastTTL');
+    this.#setOpt('setMulticastTTL', OPT_MCAST_TTL, ttl);
+    return ttl;
+  }
+
+  /** `IP_MULTICAST_LOOP`; returns `flag`. */
+  setMulticastLoopback(flag: boolean): boolean {
+    this.#bound('setMulticastLoopback');
+    if (this.type === 'udp6') throw notSupported('dgram', 'setMulticastLoopback() on udp6 sockets');
+    this.#setOpt('setMulticastLoopback', OPT_MCAST_LOOP, flag ? 1 : 0);
+    return flag;
+  }
+
+  /** Not supported (kyoto has no `IP_MULTICAST_IF` setter): throws `ERR_NOT_SUPPORTED`. */
+  setMulticastInterface(interfaceAddress: string): void {
+    this.#healthCheck();
+    validateString(interfaceAddress, 'interfaceAddress');
+    throw notSupported('dgram', 'setMulticastInterface()');
+  }
+
+  #membership(join: boolean, group: unknown, iface: unknown): void {
+    const syscall = join ? 'addMembership' : 'dropMembership';
+    this.#healthCheck();
+    if (!group) throw missingArgs('multicastAddress');
+    if (typeof group !== 'string') throw argType('multicastAddress', 'of type string', group);
+    if (iface !== undefined && typeof iface !== 'string') throw argType('interfaceAddress', 'of type string', iface);
+    if (isIPv6(group)) throw notSupported('dgram', `${syscall}() of an IPv6 group`);
+    const sock = this.#bound(syscall);
+    const r = native.netMulticast(sock._h, join, group, iface ?? '');
+    if (r < 0) throw systemError(-r, syscall);
+  }
+
+  /** Joins the IPv4 multicast group `multicastAddress` (on `interfaceAddress`, default any). */
+  addMembership(multicastAddress: string, interfaceAddress?: string): void {
+    this.#membership(true, multicastAddress, interfaceAddress);
+  }
+
+  /** Leaves an IPv4 multicast group. */
+  dropMembership(multicastAddress: string, interfaceAddress?: string): void {
+    this.#membership(false, multicastAddress, interfaceAddress);
+  }
+
+  /** Not supported: throws `ERR_NOT_SUPPORTED`. */
+  addSourceSpecificMembership(sourceAddress: string, groupAddress: string, _interfaceAddress?: string): void {
+    this.#healthCheck();
+    validateString(sourceAddress, 'sourceAddress');
+    validateString(groupAddress, 'groupAddress');
+    throw notSupported('dgram', 'addSourceSpecificMembership()');
+  }
+
+  /** Not supported: throws `ERR_NOT_SUPPORTED`. */
+  dropSourceSpecificMembership(sourceAddress: string, groupAddress: string, _interfaceAddress?: string): void {
+    this.#healthCheck();
+    validateString(sourceAddress, 'sourceAddress');
+    validateString(groupAddress, 'groupAddress');
+    throw notSupported('dgram', 'dropSourceSpecificMembership()');
+  }
+
+  #bufferSize(size: unknown, opt: number, syscall: string): void {
+    if (typeof size !== 'number' || size >>> 0 !== size) {
+      throw nodeError(TypeError, 'ERR_SOCKET_BAD_BUFFER_SIZE', 'Buffer size must be a positive integer');
+    }
+    this.#healthCheck();
+    const sock = this.#sock;
+    if (sock === undefined) throw bufferSizeError(syscall, errnoError('EBADF', syscall).errno);
+    if (size === 0) return;
+    const r = native.netSetOpt(sock._h, opt, size, 0);
+    if (r < 0) throw bufferSizeError(syscall, -r);
+  }
+
+  /** `SO_RCVBUF` (bytes). */
+  setRecvBufferSize(size: number): void {
+    this.#bufferSize(size, OPT_RCVBUF, 'uv_recv_buffer_size');
+  }
+
+  /** `SO_SNDBUF` (bytes). */
+  setSendBufferSize(size: number): void {
+    this.#bufferSize(size, OPT_SNDBUF, 'uv_send_buffer_size');
+  }
+
+  /** Not supported (kyoto cannot read `SO_RCVBUF` back): throws `ERR_NOT_SUPPORTED`. */
+  getRecvBufferSize(): number {
+    throw notSupported('dgram', 'getRecvBufferSize()');
+  }
+
+  /** Not supported (kyoto cannot read `SO_SNDBUF` back): throws `ERR_NOT_SUPPORTED`. */
+  getSendBufferSize(): number {
+    throw notSupported('dgram', 'getSendBufferSize()');
+  }
+
+  /** Bytes of datagrams accepted by `send()` and not yet handed to kyoto (waiting for bind, lookup or room). */
+  getSendQueueSize(): number {
+    return this.#queuedBytes;
+  }
+
+  /** Datagrams accepted by `send()` and not yet handed to kyoto. */
+  getSendQueueCount(): number {
+    return this.#queuedSends;
+  }
+
+  /** Keeps the process alive while the socket is bound (the default). */
+  ref(): this {
+    if (!this.#closed) {
+      this.#refd = true;
+      this.#sock?._setRef(true);
+    }
+    return this;
+  }
+
+  /** Lets the process exit while the socket is bound. */
+  unref(): this {
+    if (!this.#closed) {
+      this.#refd = false;
+      this.#sock?._setRef(false);
+    }
+    return this;
+  }
+}
+
+/** A new {@link Socket}: `createSocket('udp4' | 'udp6' | options[, messageListener])`. */
+export function createSocket(type: SocketType | SocketOptions, listener?: (msg: Buffer, rinfo: RemoteInfo) => void): Socket {
+  return new Socket(type, listener);
+}
