@@ -1,0 +1,681 @@
+// kyoto/compat/net behaves like node:net: a slice of Node's own net behaviour, plus parity runs of
+// the same scripts against both modules.
+import test from 'ava';
+import { spawn as spawnChild } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { once, type EventEmitter } from 'node:events';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import * as http from 'node:http';
+import * as nodeNet from 'node:net';
+import { constants as osConstants, tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import * as net from 'kyoto/compat/net';
+import * as kyoto from 'kyoto';
+import { packageRoot } from './helpers';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'kyoto-compat-net-'));
+test.after.always(() => rmSync(dir, { recursive: true, force: true }));
+
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+function listen(server: net.Server, ...args: unknown[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    (server.listen as (...a: unknown[]) => void)(...args, () => {
+      server.off('error', reject);
+      resolve((server.address() as net.AddressInfo).port);
+    });
+  });
+}
+
+function closeServer(server: { close(cb?: (err?: Error) => void): unknown }): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+/** Records the events of `e` as strings (`'data:…'`, `'close:false'`, `'error:CODE'`). */
+function record(e: EventEmitter, names: string[]): string[] {
+  const log: string[] = [];
+  for (const name of names) {
+    e.on(name, (arg: unknown) => {
+      if (name === 'data') log.push(`data:${String(arg)}`);
+      else if (name === 'close') log.push(arg === undefined ? 'close' : `close:${String(arg)}`);
+      else if (name === 'error') log.push(`error:${(arg as { code?: string }).code}`);
+      else log.push(name);
+    });
+  }
+  return log;
+}
+
+/** An echo server on 127.0.0.1; resolves with it and its port. */
+async function echoServer(opts: net.ServerOpts = {}): Promise<{ server: net.Server; port: number }> {
+  const server = net.createServer(opts, (s) => s.pipe(s));
+  const port = await listen(server, 0, '127.0.0.1');
+  return { server, port };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+test('an echo server: the client sees connect, ready, data, end, then close(false), with Node-shaped addresses', async (t) => {
+  let serverSide: net.Socket | undefined;
+  const server = net.createServer((s) => {
+    serverSide = s;
+    s.pipe(s);
+  });
+  const port = await listen(server, 0, '127.0.0.1');
+  t.deepEqual(server.address(), { address: '127.0.0.1', family: 'IPv4', port });
+  t.true(server.listening);
+
+  const c = net.connect(port, '127.0.0.1');
+  t.true(c.connecting);
+  t.true(c.pending);
+  t.is(c.readyState, 'opening');
+  const log = record(c, ['connect', 'ready', 'data', 'end', 'finish', 'close']);
+  c.setEncoding('utf8');
+  await once(c, 'connect');
+  t.false(c.connecting);
+  t.false(c.pending);
+  t.is(c.readyState, 'open');
+  t.is(c.remoteAddress, '127.0.0.1');
+  t.is(c.remotePort, port);
+  t.is(c.remoteFamily, 'IPv4');
+  t.is(c.localAddress, '127.0.0.1');
+  t.deepEqual(c.address(), { address: '127.0.0.1', family: 'IPv4', port: c.localPort });
+  c.end('hello');
+  await within(once(c, 'close'), 10_000, 'close');
+  // 'finish' (our FIN sent) and 'data' (the echo) race, in node:net too; the rest is ordered.
+  t.deepEqual(log.filter((e) => e !== 'finish'), ['connect', 'ready', 'data:hello', 'end', 'close:false']);
+  t.true(log.indexOf('finish') > log.indexOf('ready') && log.indexOf('finish') < log.indexOf('close:false'));
+  t.is(c.bytesRead, 5);
+  t.is(c.bytesWritten, 5);
+  t.is(c.readyState, 'closed');
+  t.true(c.destroyed);
+  t.deepEqual(c.address(), {});
+  t.is(c.remoteAddress, '127.0.0.1', 'the peer address stays readable after close, like Node');
+  t.true(serverSide instanceof net.Socket);
+  t.is(serverSide!.server, server);
+  t.is(serverSide!.remotePort, c.localPort);
+  await closeServer(server);
+  t.false(server.listening);
+});
+
+test('new Socket() then socket.connect({ port, host }, listener) works, and write before connect is buffered', async (t) => {
+  const { server, port } = await echoServer();
+  const s = new net.Socket();
+  t.is(s.readyState, 'open', "an unconnected socket is 'open' (readable and writable), as in node:net");
+  t.true(s.pending);
+  t.false(s.connecting);
+  const connected = new Promise<void>((resolve) => s.connect({ port, host: '127.0.0.1' }, resolve));
+  t.true(s.write('early '), 'writes while connecting are accepted');
+  t.is(s.bytesWritten, 6);
+  await connected;
+  s.end('late');
+  const chunks: Buffer[] = [];
+  s.on('data', (d: Buffer) => chunks.push(d));
+  await within(once(s, 'end'), 10_000, 'end');
+  t.is(Buffer.concat(chunks).toString(), 'early late');
+  await closeServer(server);
+});
+
+test('connect(port) resolves localhost and tries each address (happy eyeballs), like node:net', async (t) => {
+  const { server, port } = await echoServer();
+  const lookups: string[] = [];
+  const c = net.connect(port);
+  c.on('lookup', (err: Error | null, address: string) => lookups.push(`${err}:${address}`));
+  await within(once(c, 'connect'), 10_000, 'connect');
+  t.true(lookups.length >= 1, 'lookup was emitted');
+  t.is(c.remotePort, port);
+  t.is(c.remoteAddress, '127.0.0.1');
+  c.destroy();
+  await closeServer(server);
+});
+
+test('allowHalfOpen false (default): when the peer ends, our side ends too and both close', async (t) => {
+  let serverEvents: string[] = [];
+  const server = net.createServer((s) => {
+    serverEvents = record(s, ['end', 'finish', 'close']);
+    s.resume();
+  });
+  const port = await listen(server, 0, '127.0.0.1');
+  const c = net.connect({ port, host: '127.0.0.1' });
+  await once(c, 'connect');
+  c.resume();
+  c.end();
+  // The server never calls end(); it ends by itself, so the client sees 'end'.
+  await within(once(c, 'end'), 10_000, 'client end');
+  await within(once(c, 'close'), 10_000, 'client close');
+  await within(closeServer(server), 10_000, 'server close');
+  t.deepEqual(serverEvents, ['end', 'finish', 'close:false']);
+});
+
+test('allowHalfOpen true: the server keeps writing after the peer ended, and writes after a FIN fail with EPIPE otherwise', async (t) => {
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    s.resume();
+    s.on('end', () => {
+      t.true(s.writable, 'still writable after the peer ended');
+      s.end('after your FIN');
+    });
+  });
+  const port = await listen(server, 0, '127.0.0.1');
+  const c = net.connect(port, '127.0.0.1');
+  c.setEncoding('utf8');
+  await once(c, 'connect');
+  c.end('bye');
+  let got = '';
+  c.on('data', (d: string) => (got += d));
+  await within(once(c, 'close'), 10_000, 'close');
+  t.is(got, 'after your FIN');
+  await closeServer(server);
+
+  // allowHalfOpen false on the client, a server that half-closes: a write after 'end' is EPIPE.
+  const server2 = net.createServer({ allowHalfOpen: true }, (s) => {
+    s.resume();
+    s.end('fin first');
+  });
+  const port2 = await listen(server2, 0, '127.0.0.1');
+  const c2 = net.connect({ port: port2, host: '127.0.0.1', allowHalfOpen: true });
+  c2.resume();
+  await within(once(c2, 'end'), 10_000, 'end');
+  t.true(c2.writable, 'allowHalfOpen: true keeps our side open');
+  c2.end('thanks');
+  await within(once(c2, 'close'), 10_000, 'close');
+
+  const c3 = net.connect({ port: port2, host: '127.0.0.1' });
+  c3.resume();
+  await within(once(c3, 'end'), 10_000, 'end');
+  const err = await new Promise<Error & { code?: string }>((resolve) => {
+    c3.once('error', resolve);
+    c3.write('too late');
+  });
+  t.is(err.code, 'EPIPE');
+  t.is(err.message, 'This socket has been ended by the other party');
+  await closeServer(server2);
+});
+
+test('server.close() stops accepting at once but emits close only after the last connection closed', async (t) => {
+  const { server, port } = await echoServer();
+  const c = net.connect(port, '127.0.0.1');
+  await once(server, 'connection');
+  const count = await new Promise<number>((resolve) => server.getConnections((_e, n) => resolve(n)));
+  t.is(count, 1);
+  let closed = false;
+  const closedP = new Promise<void>((resolve) =>
+    server.close((err) => {
+      t.is(err, undefined);
+      closed = true;
+      resolve();
+    }),
+  );
+  t.false(server.listening);
+  t.is(server.address(), null);
+  await new Promise((r) => setTimeout(r, 100));
+  t.false(closed, 'an open connection holds the close back');
+  const refused = net.connect(port, '127.0.0.1');
+  const err = await within(once(refused, 'error'), 10_000, 'refused');
+  t.is((err[0] as { code: string }).code, 'ECONNREFUSED');
+  c.end();
+  c.resume();
+  await within(closedP, 10_000, 'server close');
+  t.true(closed);
+  // close() on a server that is not running: the callback gets ERR_SERVER_NOT_RUNNING.
+  const notRunning = await new Promise<Error & { code?: string }>((resolve) => server.close((e) => resolve(e!)));
+  t.is(notRunning.code, 'ERR_SERVER_NOT_RUNNING');
+  t.is(notRunning.message, 'Server is not running.');
+});
+
+test('EADDRINUSE is emitted as an error shaped like node:net (code, errno, syscall listen, address, port)', async (t) => {
+  const first = net.createServer();
+  const port = await listen(first, 0, '127.0.0.1');
+  const second = net.createServer();
+  second.listen(port, '127.0.0.1');
+  const [err] = (await within(once(second, 'error'), 10_000, 'error')) as [Error & Record<string, unknown>];
+  t.is(err.code, 'EADDRINUSE');
+  t.is(err.errno, -osConstants.errno.EADDRINUSE);
+  t.is(err.syscall, 'listen');
+  t.is(err.address, '127.0.0.1');
+  t.is(err.port, port);
+  t.is(err.message, `listen EADDRINUSE: address already in use 127.0.0.1:${port}`);
+  t.false(second.listening);
+  // The same through node:net, for the shape's sake.
+  const nodeServer = nodeNet.createServer().listen(port, '127.0.0.1');
+  const [nodeErr] = (await once(nodeServer, 'error')) as [Error & Record<string, unknown>];
+  for (const k of ['code', 'errno', 'syscall', 'address', 'port', 'message']) t.is(err[k], nodeErr[k], k);
+  await closeServer(first);
+});
+
+test('ECONNREFUSED on connect is emitted as error, then close(true), and never connect', async (t) => {
+  const probe = net.createServer();
+  const port = await listen(probe, 0, '127.0.0.1');
+  await closeServer(probe);
+  const c = net.connect(port, '127.0.0.1');
+  const log = record(c, ['connect', 'error', 'close']);
+  const [err] = (await within(once(c, 'error'), 10_000, 'error')) as [Error & Record<string, unknown>];
+  await once(c, 'close');
+  t.deepEqual(log, ['error:ECONNREFUSED', 'close:true']);
+  t.is(err.errno, -osConstants.errno.ECONNREFUSED);
+  t.is(err.syscall, 'connect');
+  t.is(err.address, '127.0.0.1');
+  t.is(err.port, port);
+  t.is(err.message, `connect ECONNREFUSED 127.0.0.1:${port}`);
+  t.true(c.destroyed);
+});
+
+test.serial('setTimeout fires timeout on an idle socket (which stays open); activity postpones it; 0 disables it', async (t) => {
+  const { server, port } = await echoServer();
+  const c = net.connect(port, '127.0.0.1');
+  await once(c, 'connect');
+  const start = Date.now();
+  let fired = 0;
+  c.setTimeout(300, () => fired++);
+  t.is(c.timeout, 300);
+  // Keep the socket busy for longer than the timeout: the timer must not fire during it.
+  for (let i = 0; i < 8; i++) {
+    c.write('x');
+    await once(c, 'data');
+    await new Promise((r) => setTimeout(r, 40));
+  }
+  t.true(Date.now() - start > 300);
+  t.is(fired, 0, 'activity keeps postponing the timeout');
+  await within(once(c, 'timeout'), 5_000, 'timeout');
+  t.false(c.destroyed, 'a timeout does not close the socket');
+  c.setTimeout(0);
+  await new Promise((r) => setTimeout(r, 150));
+  t.is(fired, 1);
+  t.throws(() => c.setTimeout(-1), { code: 'ERR_OUT_OF_RANGE', instanceOf: RangeError });
+  t.throws(() => c.setTimeout('1' as unknown as number), { code: 'ERR_INVALID_ARG_TYPE', instanceOf: TypeError });
+  c.destroy();
+  await closeServer(server);
+});
+
+test('backpressure: with a paused reader, write() returns false and drain only follows once the reader resumes; buffering stays bounded', async (t) => {
+  let serverSide: net.Socket | undefined;
+  const server = net.createServer((s) => {
+    serverSide = s;
+    s.pause(); // reads until its buffer is full, then stops (data stays in kyoto/the kernel)
+  });
+  const port = await listen(server, 0, '127.0.0.1');
+  const c = net.connect(port, '127.0.0.1');
+  await once(c, 'connect');
+  await new Promise((r) => setImmediate(r));
+  t.truthy(serverSide);
+  const chunk = Buffer.alloc(64 * 1024, 7);
+  let written = 0;
+  let stalled = false;
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline && written < 256 << 20) {
+    const ok = c.write(chunk);
+    written += chunk.length;
+    if (!ok) {
+      t.false(ok);
+      const drained = await Promise.race([
+        once(c, 'drain').then(() => true),
+        new Promise<boolean>((r) => setTimeout(() => r(false), 500)),
+      ]);
+      if (!drained) {
+        stalled = true;
+        break;
+      }
+    }
+  }
+  t.true(stalled, 'writes stall against a reader that never reads');
+  t.true(written < 256 << 20, `wrote ${written} bytes before stalling`);
+  const s = serverSide!;
+  t.true(s.readableLength <= s.readableHighWaterMark + 64 * 1024, `the paused reader buffers ${s.readableLength} bytes`);
+  // Resume the reader: drain follows and every byte arrives.
+  let received = 0;
+  const drained = once(c, 'drain');
+  s.on('data', (d: Buffer) => (received += d.length));
+  s.resume();
+  await within(drained, 20_000, 'drain');
+  c.end();
+  await within(once(s, 'end'), 30_000, 'end');
+  t.is(received, written);
+  c.destroy();
+  await closeServer(server);
+});
+
+test('a Unix socket server: listen(path), address() is the path, connect(path) echoes, close() removes the file', async (t) => {
+  const p = path.join(dir, 'echo.sock');
+  const server = net.createServer((s) => s.pipe(s));
+  await new Promise<void>((resolve) => server.listen(p, resolve));
+  t.is(server.address(), p);
+  t.true(existsSync(p));
+  const c = net.connect(p);
+  c.setEncoding('utf8');
+  await once(c, 'connect');
+  t.deepEqual(c.address(), {}, 'Unix sockets report {} like node:net');
+  t.is(c.remoteAddress, undefined);
+  c.end('over unix');
+  let got = '';
+  c.on('data', (d: string) => (got += d));
+  await within(once(c, 'close'), 10_000, 'close');
+  t.is(got, 'over unix');
+  await closeServer(server);
+  t.false(existsSync(p), 'the socket file is unlinked on close');
+  // Listening on an existing path is EADDRINUSE; connecting to a missing one is ENOENT.
+  const blocker = net.createServer().listen(p);
+  await once(blocker, 'listening');
+  const again = net.createServer().listen({ path: p });
+  const [inUse] = (await once(again, 'error')) as [Error & Record<string, unknown>];
+  t.is(inUse.code, 'EADDRINUSE');
+  t.is(inUse.syscall, 'listen');
+  t.is(inUse.address, p);
+  await closeServer(blocker);
+  const missing = net.connect(path.join(dir, 'missing.sock'));
+  const [noent] = (await once(missing, 'error')) as [Error & Record<string, unknown>];
+  t.is(noent.code, 'ENOENT');
+  t.is(noent.syscall, 'connect');
+  t.is(noent.address, path.join(dir, 'missing.sock'));
+});
+
+test('isIP, isIPv4, isIPv6, BlockList and SocketAddress are node:net\'s', (t) => {
+  t.is(net.isIP('127.0.0.1'), 4);
+  t.is(net.isIP('::1'), 6);
+  t.is(net.isIP('localhost'), 0);
+  t.true(net.isIPv4('10.0.0.1'));
+  t.false(net.isIPv6('10.0.0.1'));
+  t.true(net.isIPv6('fe80::1'));
+  t.is(net.BlockList, nodeNet.BlockList);
+  t.is(net.SocketAddress, nodeNet.SocketAddress);
+  t.is(net.Stream, net.Socket);
+  t.is(net.createConnection, net.connect);
+  const bl = new net.BlockList();
+  bl.addAddress('10.0.0.1');
+  t.true(bl.check('10.0.0.1'));
+  t.is(kyoto.compatNet.createServer, net.createServer, 'the package root exposes it as compatNet');
+});
+
+test('a large checksummed payload survives a round trip through an echo server', async (t) => {
+  const { server, port } = await echoServer();
+  const c = net.connect(port, '127.0.0.1');
+  await once(c, 'connect');
+  const chunks = Array.from({ length: 128 }, () => randomBytes(64 * 1024)); // 8 MiB
+  const sent = createHash('sha256');
+  chunks.forEach((ch) => sent.update(ch));
+  const got = createHash('sha256');
+  let n = 0;
+  const receiving = (async () => {
+    for await (const d of c) {
+      got.update(d as Buffer);
+      n += (d as Buffer).length;
+    }
+  })();
+  await within(pipeline(Readable.from(chunks), c), 60_000, 'sending');
+  await within(receiving, 60_000, 'receiving');
+  t.is(n, 8 << 20);
+  t.is(got.digest('hex'), sent.digest('hex'));
+  await closeServer(server);
+});
+
+test("node:http serves real requests over compat sockets (server.on('connection', s => httpServer.emit('connection', s)))", async (t) => {
+  const httpServer = http.createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (d: string) => (body += d));
+    req.on('end', () => res.end(`${req.method} ${req.url} ${body}`));
+  });
+  const server = net.createServer((s) => httpServer.emit('connection', s));
+  const port = await listen(server, 0, '127.0.0.1');
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+  const request = (i: number): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, path: `/${i}`, method: i % 2 ? 'POST' : 'GET', agent }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (body += d));
+        res.on('end', () => resolve(body));
+      });
+      req.on('error', reject);
+      req.end(i % 2 ? `body${i}` : undefined);
+    });
+  const bodies = await within(Promise.all(Array.from({ length: 40 }, (_, i) => request(i))), 30_000, 'requests');
+  bodies.forEach((b, i) => t.is(b, i % 2 ? `POST /${i} body${i}` : `GET /${i} `));
+  const plain = await new Promise<string>((resolve, reject) =>
+    http
+      .get({ host: '127.0.0.1', port, path: '/plain' }, (res) => {
+        let body = '';
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve(body));
+      })
+      .on('error', reject),
+  );
+  t.is(plain, 'GET /plain ');
+  agent.destroy();
+  httpServer.closeAllConnections();
+  await within(closeServer(server), 10_000, 'server close');
+});
+
+test('resetAndDestroy() sends an RST: the peer sees ECONNRESET', async (t) => {
+  const server = net.createServer((s) => {
+    s.on('error', () => {});
+    s.resetAndDestroy();
+  });
+  const port = await listen(server, 0, '127.0.0.1');
+  const c = net.connect(port, '127.0.0.1');
+  c.resume();
+  const [err] = (await within(once(c, 'error'), 10_000, 'error')) as [Error & { code: string }];
+  t.is(err.code, 'ECONNRESET');
+  await closeServer(server);
+});
+
+test('maxConnections drops extra connections with a drop event', async (t) => {
+  const server = net.createServer((s) => s.resume());
+  server.maxConnections = 1;
+  const port = await listen(server, 0, '127.0.0.1');
+  const a = net.connect(port, '127.0.0.1');
+  await once(server, 'connection');
+  const b = net.connect(port, '127.0.0.1');
+  b.on('error', () => {});
+  b.resume();
+  const [data] = (await within(once(server, 'drop'), 10_000, 'drop')) as [Record<string, unknown>];
+  t.is(data.localPort, port);
+  t.is(data.remoteAddress, '127.0.0.1');
+  t.is(data.remoteFamily, 'IPv4');
+  await within(once(b, 'close'), 10_000, 'dropped client close');
+  a.destroy();
+  await closeServer(server);
+});
+
+test('an aborted signal destroys a connecting socket with an AbortError', async (t) => {
+  const { server, port } = await echoServer();
+  const ac = new AbortController();
+  const c = net.connect({ port, host: '127.0.0.1', signal: ac.signal });
+  ac.abort();
+  const [err] = (await within(once(c, 'error'), 10_000, 'error')) as [Error & { code: string; name: string }];
+  t.is(err.name, 'AbortError');
+  t.is(err.code, 'ABORT_ERR');
+  await once(c, 'close');
+  t.false(c.connecting);
+  await closeServer(server);
+});
+
+test('bad arguments throw like node:net (TypeError/RangeError with code); unsupported features throw ERR_NOT_SUPPORTED', async (t) => {
+  for (const mod of [net, nodeNet] as const) {
+    const m = mod as typeof net;
+    t.throws(() => m.connect({} as net.NetConnectOpts), { code: 'ERR_MISSING_ARGS', instanceOf: TypeError });
+    t.throws(() => m.connect(70000, '127.0.0.1'), {
+      code: 'ERR_SOCKET_BAD_PORT',
+      instanceOf: RangeError,
+      message: 'Port should be >= 0 and < 65536. Received type number (70000).',
+    });
+    t.throws(() => m.connect({ port: true } as unknown as net.NetConnectOpts), { code: 'ERR_INVALID_ARG_TYPE', instanceOf: TypeError });
+    t.throws(() => m.connect({ port: 80, localAddress: 'nope' }), { code: 'ERR_INVALID_IP_ADDRESS', instanceOf: TypeError });
+    t.throws(() => m.createServer().listen(-1), { code: 'ERR_SOCKET_BAD_PORT', instanceOf: RangeError });
+    t.throws(() => m.createServer().listen({ backlog: 1 } as net.ListenOptions), { code: 'ERR_INVALID_ARG_VALUE', instanceOf: TypeError });
+    t.throws(() => new m.Socket({ objectMode: true } as net.SocketConstructorOpts), { code: 'ERR_INVALID_ARG_VALUE' });
+    const s = m.createServer();
+    s.listen(0); // binds at once (with a host, both modules look it up first)
+    t.throws(() => s.listen(0), { code: 'ERR_SERVER_ALREADY_LISTEN' });
+    await closeServer(s);
+  }
+  t.throws(() => new net.Socket({ fd: 0 }), { code: 'ERR_NOT_SUPPORTED' });
+  t.throws(() => new net.Socket({ onread: { buffer: Buffer.alloc(10), callback: () => {} } }), { code: 'ERR_NOT_SUPPORTED' });
+  t.throws(() => net.createServer().listen({ fd: 3 }), { code: 'ERR_NOT_SUPPORTED' });
+  const unixSock = net.connect(path.join(dir, 'nothing-here.sock'));
+  unixSock.on('error', () => {});
+  t.throws(() => unixSock.resetAndDestroy(), { code: 'ERR_INVALID_HANDLE_TYPE', instanceOf: TypeError });
+  unixSock.destroy();
+});
+
+// ---------------------------------------------------------------------------------------------
+// Parity: the same scripts against node:net and kyoto/compat/net.
+
+type NetLike = typeof net;
+
+async function scriptEcho(m: NetLike): Promise<Record<string, unknown>> {
+  let socketLog: string[] = [];
+  let socketClosed!: Promise<unknown>;
+  const server = m.createServer((s) => {
+    socketLog = record(s, ['data', 'end', 'finish', 'close']);
+    socketClosed = once(s, 'close');
+    s.setEncoding('utf8');
+    s.once('data', () => s.end('pong'));
+  });
+  const serverLog = record(server, ['listening', 'connection', 'close']);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  const c = m.connect({ port, host: '127.0.0.1' });
+  const states: string[] = [c.readyState];
+  const clientLog = record(c, ['lookup', 'connect', 'ready', 'data', 'end', 'finish', 'close', 'error']);
+  c.setEncoding('utf8');
+  c.on('connect', () => {
+    states.push(c.readyState);
+    c.write('ping');
+  });
+  c.on('end', () => states.push(c.readyState));
+  await once(c, 'close');
+  states.push(c.readyState);
+  await socketClosed;
+  await new Promise<void>((r) => server.close(() => r()));
+  return {
+    serverLog,
+    socketLog,
+    clientLog,
+    states,
+    bytes: [c.bytesRead, c.bytesWritten],
+    destroyed: c.destroyed,
+    addressAfterClose: c.address(),
+  };
+}
+
+async function scriptErrors(m: NetLike): Promise<Record<string, unknown>> {
+  const probe = m.createServer();
+  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+  const port = (probe.address() as net.AddressInfo).port;
+  const inUse = m.createServer();
+  inUse.listen(port, '127.0.0.1');
+  const [listenErr] = (await once(inUse, 'error')) as [Error & Record<string, unknown>];
+  await new Promise<void>((r) => probe.close(() => r()));
+  const c = m.connect(port, '127.0.0.1');
+  const log = record(c, ['connect', 'error', 'close']);
+  await new Promise((r) => c.on('close', r));
+  const pick = (e: Error & Record<string, unknown>): unknown[] => [e.name, e.code, e.errno, e.syscall, e.address, e.port === port];
+  return { listen: pick(listenErr), log, listening: inUse.listening };
+}
+
+async function scriptTimeoutAndHalfOpen(m: NetLike): Promise<Record<string, unknown>> {
+  const socketLog: string[][] = [];
+  const socketClosed: Array<Promise<unknown>> = [];
+  const server = m.createServer({ allowHalfOpen: true }, (s) => {
+    const log = record(s, ['data', 'end', 'finish', 'close']);
+    socketLog.push(log);
+    socketClosed.push(once(s, 'close'));
+    s.setEncoding('utf8');
+    s.on('end', () => {
+      log.push(`writable:${s.writable}`);
+      s.end('late');
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  const c = m.connect(port, '127.0.0.1');
+  const log = record(c, ['connect', 'timeout', 'data', 'end', 'finish', 'close']);
+  c.setEncoding('utf8');
+  await once(c, 'connect');
+  c.setTimeout(50);
+  await once(c, 'timeout');
+  c.setTimeout(0);
+  c.end('bye');
+  await once(c, 'close');
+  await Promise.all(socketClosed);
+  await new Promise<void>((r) => server.close(() => r()));
+  return { log, socketLog };
+}
+
+for (const [name, script] of [
+  ['an echo exchange', scriptEcho],
+  ['EADDRINUSE and ECONNREFUSED', scriptErrors],
+  ['a timeout then a half-open exchange', scriptTimeoutAndHalfOpen],
+] as const) {
+  test.serial(`parity with node:net: ${name} gives the same events, states and errors`, async (t) => {
+    const viaNode = await within(script(nodeNet as unknown as NetLike), 20_000, 'node:net run');
+    const viaKyoto = await within(script(net), 20_000, 'kyoto/compat/net run');
+    t.deepEqual(viaKyoto, viaNode);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Event-loop citizenship (child processes)
+
+function runChild(code: string, ms: number): Promise<{ code: number | null; timedOut: boolean; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawnChild(process.execPath, ['-e', code], { cwd: packageRoot, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+    }, ms);
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, timedOut: signal === 'SIGKILL', out });
+    });
+  });
+}
+
+test('a child process exits on its own once its servers and sockets are closed, or unref()ed', async (t) => {
+  const closed = await runChild(
+    `const net = require('kyoto/compat/net');
+     const server = net.createServer((s) => s.pipe(s)).listen(0, '127.0.0.1', () => {
+       const c = net.connect(server.address().port, '127.0.0.1', () => c.end('x'));
+       c.resume();
+       c.on('close', () => server.close(() => console.log('closed')));
+     });`,
+    15_000,
+  );
+  t.false(closed.timedOut, 'exits after close');
+  t.is(closed.code, 0);
+  t.is(closed.out.trim(), 'closed');
+
+  const unrefd = await runChild(
+    `const net = require('kyoto/compat/net');
+     const server = net.createServer((s) => { s.resume(); s.unref(); }).listen(0, '127.0.0.1', () => {
+       const c = net.connect(server.address().port, '127.0.0.1', () => {
+         server.unref();
+         c.unref();
+         setTimeout(() => console.log('still here'), 50).unref();
+         console.log('unrefd');
+       });
+     });`,
+    15_000,
+  );
+  t.false(unrefd.timedOut, 'an unref()ed server and socket do not hold the process');
+  t.is(unrefd.code, 0);
+  t.is(unrefd.out.trim(), 'unrefd');
+
+  const held = await runChild(
+    `const net = require('kyoto/compat/net');
+     net.createServer().listen(0, '127.0.0.1', () => console.log('listening'));`,
+    1_500,
+  );
+  t.true(held.timedOut, 'a listening server keeps the process alive, like node:net');
+  t.is(held.out.trim(), 'listening');
+});
