@@ -14,6 +14,7 @@
 import * as dns from 'node:dns';
 import { EventEmitter } from 'node:events';
 import { isIPv6 } from 'node:net';
+import * as util from 'node:util';
 import { native } from '../native';
 import { parseNativeAddr, systemError, type SystemError } from '../net/core';
 import { UdpSocket } from '../net';
@@ -136,7 +137,12 @@ function withHostPort(err: unknown, syscall: string, address?: string, port?: nu
 
 function bufferSizeError(syscall: string, errno: number): Error {
   const sys = systemError(errno, syscall);
-  const err = nodeError(Error, 'ERR_SOCKET_BUFFER_SIZE', `Could not get or set buffer size: ${syscall} returned ${sys.code}`);
+  const desc = (util.getSystemErrorMap() as Map<number, [string, string]>).get(sys.errno)?.[1];
+  const err = nodeError(
+    Error,
+    'ERR_SOCKET_BUFFER_SIZE',
+    `Could not get or set buffer size: ${syscall} returned ${sys.code}${desc ? ` (${desc})` : ''}`,
+  );
   Object.assign(err, { name: 'SystemError', errno: sys.errno, syscall, info: { errno: sys.errno, code: sys.code, syscall } });
   return err;
 }

@@ -1,0 +1,344 @@
+// kyoto/compat/dgram behaves like node:dgram (loopback only).
+import test from 'ava';
+import { spawn as spawnChild } from 'node:child_process';
+import * as nodeDgram from 'node:dgram';
+import { once } from 'node:events';
+import { constants as osConstants } from 'node:os';
+import * as dgram from 'kyoto/compat/dgram';
+import * as kyoto from 'kyoto';
+import { packageRoot } from './helpers';
+
+type DgramLike = typeof dgram;
+
+/** Asserts that `fn` throws an error with these own properties (system errors: code, syscall, errno). */
+function throwsWith(t: { fail(m: string): void; is(a: unknown, b: unknown, m?: string): void }, fn: () => unknown, props: Record<string, unknown>): void {
+  try {
+    fn();
+  } catch (e) {
+    for (const [k, v] of Object.entries(props)) t.is((e as Record<string, unknown>)[k], v, k);
+    return;
+  }
+  t.fail(`expected a throw with ${JSON.stringify(props)}`);
+}
+
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+function bound(m: DgramLike, type: dgram.SocketType = 'udp4', address = type === 'udp4' ? '127.0.0.1' : '::1'): Promise<dgram.Socket> {
+  const s = m.createSocket(type);
+  return new Promise((resolve, reject) => {
+    s.once('error', reject);
+    s.bind(0, address, () => {
+      s.off('error', reject);
+      resolve(s);
+    });
+  });
+}
+
+function nextMessage(s: dgram.Socket): Promise<[Buffer, dgram.RemoteInfo]> {
+  return within(once(s, 'message') as Promise<[Buffer, dgram.RemoteInfo]>, 10_000, 'message');
+}
+
+function closed(s: dgram.Socket): Promise<void> {
+  return new Promise((resolve) => s.close(() => resolve()));
+}
+
+test('bind, send and message: rinfo is { address, family, port, size } and listening precedes the callback', async (t) => {
+  const a = dgram.createSocket('udp4');
+  const events: string[] = [];
+  a.on('listening', () => events.push('listening'));
+  await new Promise<void>((resolve) => a.bind(0, '127.0.0.1', () => (events.push('callback'), resolve())));
+  t.deepEqual(events, ['listening', 'callback']);
+  const addr = a.address();
+  t.is(addr.address, '127.0.0.1');
+  t.is(addr.family, 'IPv4');
+  t.true(addr.port > 0);
+
+  const b = await bound(dgram);
+  const got = nextMessage(a);
+  const sent = await new Promise<[Error | null, number | undefined]>((resolve) =>
+    b.send('hello', addr.port, '127.0.0.1', (err, bytes) => resolve([err, bytes])),
+  );
+  t.deepEqual(sent, [null, 5]);
+  const [msg, rinfo] = await got;
+  t.is(msg.toString(), 'hello');
+  t.true(Buffer.isBuffer(msg));
+  t.deepEqual(rinfo, { address: '127.0.0.1', family: 'IPv4', port: b.address().port, size: 5 });
+  // offset/length form, a Uint8Array and a reply to rinfo.
+  const got2 = nextMessage(b);
+  a.send(new Uint8Array([0, 1, 2, 3, 4, 5]), 2, 3, rinfo.port, rinfo.address);
+  const [msg2, rinfo2] = await got2;
+  t.deepEqual([...msg2], [2, 3, 4]);
+  t.is(rinfo2.port, addr.port);
+  await closed(a);
+  await closed(b);
+});
+
+test('a connected socket sends without a port, reports remoteAddress(), and rejects a port with ERR_SOCKET_DGRAM_IS_CONNECTED', async (t) => {
+  const server = await bound(dgram);
+  const { port } = server.address();
+  const client = dgram.createSocket('udp4');
+  const events: string[] = [];
+  client.on('listening', () => events.push('listening'));
+  client.on('connect', () => events.push('connect'));
+  await new Promise<void>((resolve, reject) => client.connect(port, '127.0.0.1', (err) => (err ? reject(err) : resolve())));
+  t.deepEqual(events, ['listening', 'connect'], 'connect binds first');
+  t.deepEqual(client.remoteAddress(), { address: '127.0.0.1', family: 'IPv4', port });
+  const got = nextMessage(server);
+  client.send('no port needed');
+  const [msg, rinfo] = await got;
+  t.is(msg.toString(), 'no port needed');
+  t.is(rinfo.port, client.address().port);
+  // As in node:dgram, a connected socket's send is (msg[, offset, length][, callback]): a port there throws.
+  t.throws(() => client.send('x', 0, 1, port), { code: 'ERR_SOCKET_DGRAM_IS_CONNECTED' });
+  t.throws(() => client.send('x', 0, 1, undefined, '127.0.0.1'), { code: 'ERR_SOCKET_DGRAM_IS_CONNECTED' });
+  t.throws(() => client.connect(port), { code: 'ERR_SOCKET_DGRAM_IS_CONNECTED' });
+  // Datagrams from other senders are filtered out by the kernel.
+  const other = await bound(dgram);
+  other.send('not for you', client.address().port, '127.0.0.1');
+  const got2 = nextMessage(client);
+  server.send('from the peer', client.address().port, '127.0.0.1');
+  t.is((await got2)[0].toString(), 'from the peer');
+  // disconnect() cannot be done on kyoto's socket: a clear error, not a silent no-op.
+  t.throws(() => client.disconnect(), { code: 'ERR_NOT_SUPPORTED' });
+  await Promise.all([closed(server), closed(client), closed(other)]);
+});
+
+test('send() with an array of buffers sends one datagram; an unbound socket binds implicitly and queues the send', async (t) => {
+  const server = await bound(dgram);
+  const { port } = server.address();
+  const client = dgram.createSocket('udp4');
+  const got = nextMessage(server);
+  const done = new Promise<number | undefined>((resolve, reject) =>
+    client.send([Buffer.from('one '), 'two ', new Uint8Array([0x33])], port, '127.0.0.1', (err, bytes) =>
+      err ? reject(err) : resolve(bytes),
+    ),
+  );
+  t.is(client.getSendQueueCount(), 1, 'queued until the implicit bind completes');
+  t.is(client.getSendQueueSize(), 9);
+  t.is(await done, 9);
+  const [msg, rinfo] = await got;
+  t.is(msg.toString(), 'one two 3');
+  t.is(rinfo.size, 9);
+  t.is(client.getSendQueueCount(), 0);
+  t.is(client.address().address, '0.0.0.0', 'the implicit bind is to the any address');
+  // An empty list sends an empty datagram.
+  const empty = nextMessage(server);
+  client.send([], port, '127.0.0.1');
+  t.is((await empty)[1].size, 0);
+  await closed(client);
+  await closed(server);
+});
+
+test('close(callback) emits close once; a closed socket throws ERR_SOCKET_DGRAM_NOT_RUNNING', async (t) => {
+  const s = await bound(dgram);
+  let closes = 0;
+  s.on('close', () => closes++);
+  const cb = new Promise<void>((resolve) => s.close(resolve));
+  t.throws(() => s.close(), { code: 'ERR_SOCKET_DGRAM_NOT_RUNNING', message: 'Not running' });
+  await within(cb, 5_000, 'close callback');
+  await new Promise((r) => setImmediate(r));
+  t.is(closes, 1);
+  t.throws(() => s.send('x', 1234, '127.0.0.1'), { code: 'ERR_SOCKET_DGRAM_NOT_RUNNING' });
+  t.throws(() => s.address(), { code: 'ERR_SOCKET_DGRAM_NOT_RUNNING' });
+  t.throws(() => s.bind(0), { code: 'ERR_SOCKET_DGRAM_NOT_RUNNING' });
+  // close() while an implicit bind is pending waits for it, then closes.
+  const u = dgram.createSocket('udp4');
+  u.send('x', 9, '127.0.0.1');
+  const closedU = new Promise<void>((resolve) => u.close(resolve));
+  await within(closedU, 5_000, 'deferred close');
+  t.throws(() => u.address(), { code: 'ERR_SOCKET_DGRAM_NOT_RUNNING' });
+  // Symbol.asyncDispose closes too.
+  const v = await bound(dgram);
+  await v[Symbol.asyncDispose]();
+  t.throws(() => v.address(), { code: 'ERR_SOCKET_DGRAM_NOT_RUNNING' });
+});
+
+test('errors are Node-shaped: bad type/port/buffer throw TypeError/RangeError with codes; EADDRINUSE is an error event', async (t) => {
+  for (const mod of [dgram, nodeDgram] as const) {
+    const m = mod as unknown as DgramLike;
+    t.throws(() => m.createSocket('udp5' as dgram.SocketType), {
+      code: 'ERR_SOCKET_BAD_TYPE',
+      instanceOf: TypeError,
+      message: 'Bad socket type specified. Valid types are: udp4, udp6',
+    });
+    const s = m.createSocket('udp4');
+    t.throws(() => s.send('x', 0, '127.0.0.1'), {
+      code: 'ERR_SOCKET_BAD_PORT',
+      instanceOf: RangeError,
+      message: 'Port should be > 0 and < 65536. Received type number (0).',
+    });
+    t.throws(() => s.send(123 as unknown as string, 1234, '127.0.0.1'), { code: 'ERR_INVALID_ARG_TYPE', instanceOf: TypeError });
+    t.throws(() => s.send(Buffer.from('abc'), 2, 5, 1234, '127.0.0.1'), { code: 'ERR_BUFFER_OUT_OF_BOUNDS', instanceOf: RangeError });
+    t.throws(() => s.connect(0), { code: 'ERR_SOCKET_BAD_PORT', instanceOf: RangeError });
+    t.throws(() => s.setRecvBufferSize(-1), { code: 'ERR_SOCKET_BAD_BUFFER_SIZE', instanceOf: TypeError });
+    t.throws(() => s.setRecvBufferSize(1024), { code: 'ERR_SOCKET_BUFFER_SIZE' }, 'unbound');
+    throwsWith(t, () => s.address(), { code: 'EBADF', syscall: 'getsockname' });
+    throwsWith(t, () => s.setBroadcast(true), { code: 'EBADF', syscall: 'setBroadcast' });
+    t.throws(() => s.setTTL('64' as unknown as number), { code: 'ERR_INVALID_ARG_TYPE', instanceOf: TypeError });
+    t.throws(() => s.remoteAddress(), { code: 'ERR_SOCKET_DGRAM_NOT_CONNECTED' });
+    t.throws(() => s.disconnect(), { code: 'ERR_SOCKET_DGRAM_NOT_CONNECTED' });
+    t.throws(() => s.addMembership(''), { code: 'ERR_MISSING_ARGS', instanceOf: TypeError });
+    await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', resolve));
+    t.throws(() => s.bind(0), { code: 'ERR_SOCKET_ALREADY_BOUND' });
+    throwsWith(t, () => s.setTTL(0), { code: 'EINVAL', syscall: 'setTTL', errno: -osConstants.errno.EINVAL });
+    throwsWith(t, () => s.setMulticastTTL(256), { code: 'EINVAL', syscall: 'setMulticastTTL' });
+
+    const clash = m.createSocket('udp4');
+    clash.bind(s.address().port, '127.0.0.1');
+    const [err] = (await within(once(clash, 'error'), 5_000, 'bind error')) as [Error & Record<string, unknown>];
+    t.is(err.code, 'EADDRINUSE');
+    t.is(err.errno, -osConstants.errno.EADDRINUSE);
+    t.is(err.syscall, 'bind');
+    t.is(err.address, '127.0.0.1');
+    t.is(err.port, s.address().port);
+    t.is(err.message, `bind EADDRINUSE 127.0.0.1:${s.address().port}`);
+    clash.close();
+    await closed(s);
+  }
+  t.throws(() => dgram.createSocket('udp4').getRecvBufferSize(), { code: 'ERR_NOT_SUPPORTED' });
+  t.is(kyoto.compatDgram.createSocket, dgram.createSocket, 'the package root exposes it as compatDgram');
+});
+
+test('broadcast, TTL, multicast and buffer-size setters work on a loopback socket', async (t) => {
+  const s = dgram.createSocket({ type: 'udp4', reuseAddr: true, recvBufferSize: 1 << 16, sendBufferSize: 1 << 16 });
+  await new Promise<void>((resolve) => s.bind(0, resolve));
+  t.notThrows(() => s.setBroadcast(true));
+  t.notThrows(() => s.setBroadcast(false));
+  t.is(s.setTTL(64), 64);
+  t.is(s.setMulticastTTL(2), 2);
+  t.is(s.setMulticastLoopback(true), true);
+  t.notThrows(() => s.addMembership('239.255.42.1'));
+  t.notThrows(() => s.dropMembership('239.255.42.1'));
+  throwsWith(t, () => s.addMembership('1.2.3.4'), { code: 'EINVAL', syscall: 'addMembership' });
+  t.throws(() => s.addMembership('ff02::1'), { code: 'ERR_NOT_SUPPORTED' });
+  t.throws(() => s.setMulticastInterface('127.0.0.1'), { code: 'ERR_NOT_SUPPORTED' });
+  t.throws(() => s.addSourceSpecificMembership('127.0.0.1', '232.1.1.1'), { code: 'ERR_NOT_SUPPORTED' });
+  t.notThrows(() => s.setRecvBufferSize(1 << 17));
+  t.notThrows(() => s.setSendBufferSize(1 << 17));
+  t.throws(() => s.getSendBufferSize(), { code: 'ERR_NOT_SUPPORTED' });
+  await closed(s);
+});
+
+test('udp6 sockets send and receive over ::1 with IPv6 rinfo', async (t) => {
+  const a = await bound(dgram, 'udp6');
+  const b = await bound(dgram, 'udp6');
+  t.is(a.address().family, 'IPv6');
+  const got = nextMessage(a);
+  b.send('six', a.address().port, '::1');
+  const [msg, rinfo] = await got;
+  t.is(msg.toString(), 'six');
+  t.deepEqual(rinfo, { address: '::1', family: 'IPv6', port: b.address().port, size: 3 });
+  await closed(a);
+  await closed(b);
+});
+
+test('many datagrams arrive in order, each as one message event', async (t) => {
+  const a = await bound(dgram);
+  const b = await bound(dgram);
+  const n = 500;
+  const seen: number[] = [];
+  const all = new Promise<void>((resolve) =>
+    a.on('message', (m: Buffer) => {
+      seen.push(m.readUInt32BE(0));
+      if (seen.length === n) resolve();
+    }),
+  );
+  for (let i = 0; i < n; i++) {
+    const buf = Buffer.alloc(4);
+    buf.writeUInt32BE(i);
+    b.send(buf, a.address().port, '127.0.0.1');
+    if (i % 50 === 49) await new Promise((r) => setImmediate(r)); // let the receiver keep up (UDP may drop)
+  }
+  await within(all, 10_000, 'all datagrams');
+  t.deepEqual(seen, Array.from({ length: n }, (_, i) => i));
+  await closed(a);
+  await closed(b);
+});
+
+test('an aborted signal closes the socket', async (t) => {
+  const ac = new AbortController();
+  const s = dgram.createSocket({ type: 'udp4', signal: ac.signal });
+  await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', resolve));
+  const c = once(s, 'close');
+  ac.abort();
+  await within(c, 5_000, 'close');
+  t.throws(() => s.address(), { code: 'ERR_SOCKET_DGRAM_NOT_RUNNING' });
+});
+
+// Parity: the same script against node:dgram and kyoto/compat/dgram.
+async function script(m: DgramLike): Promise<unknown> {
+  const log: string[] = [];
+  const a = m.createSocket('udp4', (msg, rinfo) => log.push(`a:message:${msg}:${rinfo.family}:${rinfo.size}`));
+  const b = m.createSocket('udp4');
+  for (const [name, s] of [['a', a], ['b', b]] as const) {
+    for (const ev of ['listening', 'connect', 'close', 'error']) s.on(ev, (e?: { code?: string }) => log.push(`${name}:${ev}${e?.code ? `:${e.code}` : ''}`));
+  }
+  await new Promise<void>((r) => a.bind(0, '127.0.0.1', r));
+  const port = a.address().port;
+  const received = new Promise((r) => a.once('message', r));
+  await new Promise<void>((r) => b.connect(port, '127.0.0.1', () => r()));
+  b.send(['x', 'y'], (err, bytes) => log.push(`b:sent:${err}:${bytes}`));
+  await received;
+  await new Promise<void>((r) => b.close(r));
+  await new Promise<void>((r) => a.close(r));
+  return log;
+}
+
+test.serial('parity with node:dgram: a bind/connect/send/close script gives the same events', async (t) => {
+  const viaNode = await within(script(nodeDgram as unknown as DgramLike), 10_000, 'node:dgram run');
+  const viaKyoto = await within(script(dgram), 10_000, 'kyoto/compat/dgram run');
+  t.deepEqual(viaKyoto, viaNode);
+});
+
+function runChild(code: string, ms: number): Promise<{ code: number | null; timedOut: boolean; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawnChild(process.execPath, ['-e', code], { cwd: packageRoot, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, timedOut: signal === 'SIGKILL', out });
+    });
+  });
+}
+
+test('a child process exits once its dgram sockets are closed or unref()ed, and a bound one keeps it alive', async (t) => {
+  const closedRun = await runChild(
+    `const dgram = require('kyoto/compat/dgram');
+     const s = dgram.createSocket('udp4');
+     s.bind(0, '127.0.0.1', () => { s.send('me', s.address().port, '127.0.0.1'); });
+     s.on('message', (m) => { console.log(String(m)); s.close(); });`,
+    15_000,
+  );
+  t.false(closedRun.timedOut);
+  t.is(closedRun.code, 0);
+  t.is(closedRun.out.trim(), 'me');
+
+  const unrefd = await runChild(
+    `const dgram = require('kyoto/compat/dgram');
+     const s = dgram.createSocket('udp4');
+     s.bind(0, '127.0.0.1', () => { s.unref(); console.log('unrefd'); });`,
+    15_000,
+  );
+  t.false(unrefd.timedOut, 'an unref()ed socket does not hold the process');
+  t.is(unrefd.code, 0);
+  t.is(unrefd.out.trim(), 'unrefd');
+
+  const held = await runChild(
+    `const dgram = require('kyoto/compat/dgram');
+     const s = dgram.createSocket('udp4');
+     s.bind(0, '127.0.0.1', () => console.log('bound'));`,
+    1_500,
+  );
+  t.true(held.timedOut, 'a bound socket keeps the process alive, like node:dgram');
+  t.is(held.out.trim(), 'bound');
+});
