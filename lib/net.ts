@@ -82,10 +82,10 @@ function isRuntimeShutdown(e: Error): boolean {
   return (e as { code?: string }).code === 'ERR_RUNTIME_SHUTDOWN';
 }
 
-/** Rejects and removes every waiter of `ws`, releasing their loop hold. */
-function rejectAll(ws: Array<{ reject: (e: unknown) => void }>, err: Error): void {
+/** Rejects and removes every waiter of `ws`, releasing their loop hold (through `release`). */
+function rejectAll(ws: Array<{ reject: (e: unknown) => void }>, err: Error, release: (delta: number) => void = hold): void {
   const all = ws.splice(0);
-  if (all.length > 0) hold(-1);
+  if (all.length > 0) release(-1);
   for (const w of all) w.reject(err);
 }
 
@@ -1368,7 +1368,7 @@ export class UdpSocket implements Endpoint {
       const err = systemError(a, SYSCALLS[b] ?? 'recv');
       if (isRuntimeShutdown(err)) {
         this.#err = err;
-        rejectAll(this.#waiters, err);
+        rejectAll(this.#waiters, err, (d) => this.#hold(d));
         return;
       }
       const w = this.#waiters.shift();
