@@ -1162,15 +1162,15 @@ export class Server extends EventEmitter {
 
   #lookupAndListen(port: number, address: string, backlog: number, flags: number): void {
     const id = this.#listeningId;
-    dns.lookup(address, (err, ip, addressType) => {
+    dns.lookup(address, (err, ip) => {
       if (id !== this.#listeningId) return;
       if (err) this.emit('error', err);
-      else this.#setupListen(ip, port, backlog, flags, addressType);
+      else this.#setupListen(ip, port, backlog, flags);
     });
   }
 
   /** Binds and listens now (`port` -1: `address` is a Unix path); errors go to `'error'`. */
-  #setupListen(address: string | null, port: number, backlog: number, flags: number, _family?: number): void {
+  #setupListen(address: string | null, port: number, backlog: number, flags: number): void {
     let l: TcpListener;
     const bl = backlog || 511;
     try {
