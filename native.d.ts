@@ -446,6 +446,12 @@ export declare function netFrameFeed(h: number, data: Uint8Array, end: number, e
 export declare function netFrameStats(h: number): Array<number>
 
 /**
+ * A socket option's value: 8 `SO_SNDBUF`, 9 `SO_RCVBUF` (bytes, as the kernel reports them), or
+ * a negative errno.
+ */
+export declare function netGetOpt(h: number, opt: number): number
+
+/**
  * Initialises `kyoto/net` in this env. `flavor`: `'current_thread'` (uv_poll on this thread's
  * loop; the default where supported) or `'multi_thread'`. Returns the flavor in use.
  */
@@ -456,6 +462,12 @@ export declare function netLive(): number
 
 /** Joins (or leaves) an IPv4 multicast group on `iface` (an IPv4 address, `""` = any). */
 export declare function netMulticast(h: number, join: boolean, group: string, iface: string): number
+
+/**
+ * Sets the interface of outgoing IPv4 multicast (`IP_MULTICAST_IF`; `""` = the default route's).
+ * 0 or a negative errno.
+ */
+export declare function netMulticastIf(h: number, iface: string): number
 
 /** `"pid|uid|gid"` of a Unix stream's peer (pid -1 when unknown), or `"!errno"`. */
 export declare function netPeerCred(h: number): string
@@ -493,6 +505,12 @@ export declare function netUdpBind(ip: string, port: number, flags: number, sndb
 
 /** Connects a UDP socket (filters what it receives); 0 or a negative errno. */
 export declare function netUdpConnect(h: number, ip: string, port: number): number
+
+/**
+ * Dissolves a UDP socket's association (a `connect` to `AF_UNSPEC`, as libuv does): it sends to
+ * and receives from anyone again. 0 or a negative errno.
+ */
+export declare function netUdpDisconnect(h: number): number
 
 /**
  * Sends one datagram to `ip:port` (or the connected peer when `ip` is empty): 0, 1 blocked, or

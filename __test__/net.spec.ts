@@ -379,6 +379,27 @@ test('a connected UDP socket ignores other senders', async (t) => {
   other.close();
 });
 
+test('disconnect() undoes connect(): the UDP socket hears every sender again', async (t) => {
+  const a = await UdpSocket.bind('127.0.0.1:0');
+  const b = await UdpSocket.bind('127.0.0.1:0');
+  const other = await UdpSocket.bind('127.0.0.1:0');
+  await a.connect(b.localAddr());
+  a.disconnect();
+  t.throws(() => a.disconnect(), { code: 'ERR_SOCKET_DGRAM_NOT_CONNECTED' });
+  await t.throwsAsync(a.send('x'), { code: 'ERR_SOCKET_DGRAM_NOT_CONNECTED' });
+  // Linux drops a kernel-chosen port with the association; this send binds one again.
+  await a.sendTo('hello', b.localAddr());
+  const buf = Buffer.alloc(16);
+  const r = await b.recvFrom(buf);
+  t.is(buf.subarray(0, r.bytes).toString(), 'hello');
+  await other.sendTo('anyone', r.address);
+  const n = await withTimeout(a.recv(buf), 5000, 'recv after disconnect');
+  t.is(buf.subarray(0, n).toString(), 'anyone');
+  a.close();
+  b.close();
+  other.close();
+});
+
 test('peekFrom twice returns the same datagram', async (t) => {
   const a = await UdpSocket.bind('127.0.0.1:0');
   const b = await UdpSocket.bind('127.0.0.1:0');

@@ -1542,6 +1542,17 @@ export class UdpSocket implements Endpoint {
     this.#connected = true;
   }
 
+  /**
+   * Undoes {@link UdpSocket.connect}: datagrams from any sender are received again, and `send`
+   * needs an address (`sendTo`). Throws `ERR_SOCKET_DGRAM_NOT_CONNECTED` when not connected.
+   */
+  disconnect(): void {
+    if (!this.#connected) throw codedError('ERR_SOCKET_DGRAM_NOT_CONNECTED', 'Not connected');
+    const r = native.netUdpDisconnect(this._h);
+    if (r < 0) throw systemError(-r, 'connect');
+    this.#connected = false;
+  }
+
   #opt(opt: number, a: number): void {
     const r = native.netSetOpt(this._h, opt, a, 0);
     if (r < 0) throw systemError(-r, 'setsockopt');

@@ -5,10 +5,10 @@
  * `connect`, `close`, `error`), errors and options. Received datagrams are read in batches
  * (`recvmmsg`) and emitted one `'message'` each.
  *
- * Not supported (they throw an error with `code: 'ERR_NOT_SUPPORTED'`): `disconnect()`,
- * `setMulticastInterface()`, source-specific membership, IPv6 multicast (membership of an IPv6
- * group, `setMulticastTTL`/`setMulticastLoopback` on `udp6` sockets), reading the buffer sizes
- * back (`getRecvBufferSize()`/`getSendBufferSize()`), and binding to a descriptor or handle.
+ * Not supported (they throw an error with `code: 'ERR_NOT_SUPPORTED'`): source-specific
+ * membership, IPv6 multicast (membership of an IPv6 group, `setMulticastInterface`/
+ * `setMulticastTTL`/`setMulticastLoopback` on `udp6` sockets), and binding to a descriptor or
+ * handle.
  * @module
  */
 import * as dns from 'node:dns';
@@ -422,12 +422,14 @@ export class Socket extends EventEmitter {
   }
 
   /**
-   * Not supported: kyoto's UDP socket cannot dissolve its association (no `AF_UNSPEC` connect);
-   * throws `ERR_NOT_SUPPORTED` (or `ERR_SOCKET_DGRAM_NOT_CONNECTED` when not connected, like Node).
+   * Dissolves the association made by {@link Socket.connect}: datagrams from anyone arrive again and
+   * `send` needs a port and address. Throws `ERR_SOCKET_DGRAM_NOT_CONNECTED` when not connected.
    */
   disconnect(): void {
-    if (this.#connectState !== CONNECTED) throw notConnected();
-    throw notSupported('dgram', 'socket.disconnect()');
+    this.#healthCheck();
+    if (this.#connectState !== CONNECTED || this.#sock === undefined) throw notConnected();
+    this.#sock.disconnect();
+    this.#connectState = DISCONNECTED;
   }
 
   /**
@@ -608,11 +610,17 @@ export class Socket extends EventEmitter {
     return flag;
   }
 
-  /** Not supported (kyoto has no `IP_MULTICAST_IF` setter): throws `ERR_NOT_SUPPORTED`. */
+  /**
+   * `IP_MULTICAST_IF`: the local IPv4 address outgoing multicast leaves from (`'0.0.0.0'`: the
+   * default). IPv6 interfaces (`udp6`) throw `ERR_NOT_SUPPORTED`.
+   */
   setMulticastInterface(interfaceAddress: string): void {
     this.#healthCheck();
     validateString(interfaceAddress, 'interfaceAddress');
-    throw notSupported('dgram', 'setMulticastInterface()');
+    if (this.type === 'udp6') throw notSupported('dgram', 'setMulticastInterface() on udp6 sockets');
+    const sock = this.#bound('setMulticastInterface');
+    const r = native.netMulticastIf(sock._h, interfaceAddress);
+    if (r < 0) throw systemError(-r, 'setMulticastInterface');
   }
 
   #membership(join: boolean, group: unknown, iface: unknown): void {
@@ -675,14 +683,23 @@ export class Socket extends EventEmitter {
     this.#bufferSize(size, OPT_SNDBUF, 'uv_send_buffer_size');
   }
 
-  /** Not supported (kyoto cannot read `SO_RCVBUF` back): throws `ERR_NOT_SUPPORTED`. */
-  getRecvBufferSize(): number {
-    throw notSupported('dgram', 'getRecvBufferSize()');
+  #getBufferSize(opt: number, syscall: string): number {
+    this.#healthCheck();
+    const sock = this.#sock;
+    if (sock === undefined) throw bufferSizeError(syscall, errnoError('EBADF', syscall).errno);
+    const r = native.netGetOpt(sock._h, opt);
+    if (r < 0) throw bufferSizeError(syscall, -r);
+    return r;
   }
 
-  /** Not supported (kyoto cannot read `SO_SNDBUF` back): throws `ERR_NOT_SUPPORTED`. */
+  /** `SO_RCVBUF` as the kernel reports it (Linux doubles what was set, like Node shows). */
+  getRecvBufferSize(): number {
+    return this.#getBufferSize(OPT_RCVBUF, 'uv_recv_buffer_size');
+  }
+
+  /** `SO_SNDBUF` as the kernel reports it. */
   getSendBufferSize(): number {
-    throw notSupported('dgram', 'getSendBufferSize()');
+    return this.#getBufferSize(OPT_SNDBUF, 'uv_send_buffer_size');
   }
 
   /** Bytes of datagrams accepted by `send()` and not yet handed to kyoto (waiting for bind, lookup or room). */

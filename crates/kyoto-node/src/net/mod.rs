@@ -1369,6 +1369,111 @@ pub fn net_multicast(h: u32, join: bool, group: String, iface: String) -> Result
     )
 }
 
+/// Sets the interface of outgoing IPv4 multicast (`IP_MULTICAST_IF`; `""` = the default route's).
+/// 0 or a negative errno.
+#[napi(catch_unwind)]
+pub fn net_multicast_if(h: u32, iface: String) -> Result<i32> {
+    let i = if iface.is_empty() {
+        Ipv4Addr::UNSPECIFIED
+    } else {
+        match iface.parse::<Ipv4Addr>() {
+            Ok(i) => i,
+            Err(_) => return Ok(-einval()),
+        }
+    };
+    with_sock(
+        h,
+        |_, s| match &s.kind {
+            Kind::Udp(u) => sock_ref_udp(u, |r| r.set_multicast_if_v4(&i)),
+            _ => -einval(),
+        },
+        -ebadf(),
+    )
+}
+
+/// Dissolves a UDP socket's association (a `connect` to `AF_UNSPEC`, as libuv does): it sends to
+/// and receives from anyone again. 0 or a negative errno.
+#[napi(catch_unwind)]
+pub fn net_udp_disconnect(h: u32) -> Result<i32> {
+    with_sock(
+        h,
+        |_, s| match &s.kind {
+            Kind::Udp(u) => udp_disconnect(u),
+            _ => -einval(),
+        },
+        -ebadf(),
+    )
+}
+
+#[cfg(unix)]
+fn udp_disconnect(u: &UdpSocket) -> i32 {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an all-zero `sockaddr` is a valid value of this plain C struct.
+    let mut addr: libc::sockaddr = unsafe { std::mem::zeroed() };
+    addr.sa_family = libc::AF_UNSPEC as libc::sa_family_t;
+    let len = std::mem::size_of::<libc::sockaddr>() as libc::socklen_t;
+    // SAFETY: `addr` is a valid `sockaddr` of `len` bytes; `u` owns the descriptor for the call.
+    let r = unsafe { libc::connect(u.as_raw_fd(), &addr, len) };
+    if r == 0 {
+        return 0;
+    }
+    let e = io::Error::last_os_error();
+    // macOS reports EAFNOSUPPORT but has dissolved the association (libuv ignores it too).
+    if e.raw_os_error() == Some(libc::EAFNOSUPPORT) {
+        0
+    } else {
+        neg(&e)
+    }
+}
+
+#[cfg(not(unix))]
+fn udp_disconnect(u: &UdpSocket) -> i32 {
+    // Winsock dissolves the association on a connect to the any-address, port 0.
+    let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+    sock_ref_udp(u, |r| r.connect(&any.into()))
+}
+
+/// A socket option's value: 8 `SO_SNDBUF`, 9 `SO_RCVBUF` (bytes, as the kernel reports them), or
+/// a negative errno.
+#[napi(catch_unwind)]
+pub fn net_get_opt(h: u32, opt: u32) -> Result<f64> {
+    with_sock(
+        h,
+        |_, s| {
+            let f = |r: &socket2::SockRef<'_>| -> io::Result<usize> {
+                match opt {
+                    8 => r.send_buffer_size(),
+                    9 => r.recv_buffer_size(),
+                    _ => Err(io::Error::from_raw_os_error(einval())),
+                }
+            };
+            let mut out = Ok(0usize);
+            let rc = match &s.kind {
+                Kind::Stream(t) => {
+                    out = t.with_ref(f);
+                    0
+                }
+                Kind::Udp(u) => sock_ref_udp(u, |r| {
+                    out = f(r);
+                    Ok(())
+                }),
+                #[cfg(unix)]
+                Kind::UnixDgram(u) => {
+                    out = f(&socket2::SockRef::from(&**u));
+                    0
+                }
+                Kind::Listener(_) => -einval(),
+            };
+            match (rc, out) {
+                (0, Ok(v)) => v as f64,
+                (0, Err(e)) => f64::from(neg(&e)),
+                (rc, _) => f64::from(rc),
+            }
+        },
+        f64::from(-ebadf()),
+    )
+}
+
 /// Starts a native copy `src → dst` (and `dst → src` when `bidi`); K_COPY with handle `op`
 /// reports the result. 0 or a negative errno.
 #[napi(catch_unwind)]
