@@ -202,7 +202,7 @@ export declare class SyncChan {
   closeRx(): void
   /** A new sender clone held by this env; returns its holding key. */
   addSender(): number
-  /** Drops sender `key` (0: a sender from before sharing). */
+  /** Drops one sender of holding `key` (0: an untracked sender). */
   dropSender(key: number): void
   /** Drops the receiver `key` for good (0: the receiver from before sharing). */
   dropReceiver(key: number): void
@@ -217,6 +217,13 @@ export declare class SyncChan {
   maxCapacity(): number
   /** The holding key this wrapper was revived with (0 if created by `share`). */
   endKey(): number
+  /**
+   * Records in this env's holdings what its same-thread objects hold in a channel it just
+   * moved into native memory: `slots` reserved capacity slots, `senders` sender clones and
+   * (if `receiver`) the receiver. Returns the three holding keys (0 where nothing is held), which
+   * those objects use from now on, so the env's teardown gives all of it back.
+   */
+  adopt(slots: number, senders: number, receiver: boolean): Array<number>
   /** A handle carrying one new sender clone (revivable once). */
   shareSender(): Array<number>
   /** A handle the receiver (holding `key`, 0 if untracked) moves into (revivable once). */
@@ -244,7 +251,13 @@ export declare class SyncSem {
   tryAcquire(n: number): number
   /** Queues op `id` for `n` permits; it completes with the holding key (or rejects closed). */
   acquireWait(id: number, n: number): void
-  /** Returns `n` permits of holding `key` (0: permits taken before the object was shared). */
+  /**
+   * Records `n` permits that this env's same-thread objects took before the semaphore moved
+   * into native memory (they are already out of its count) as one holding of this env; returns
+   * its key, which those objects use from now on (so the env's teardown returns them).
+   */
+  adopt(n: number): number
+  /** Returns `n` permits of holding `key` (0: untracked permits). */
   release(key: number, n: number): void
   /** Drops `n` permits of holding `key` without returning them. */
   forget(key: number, n: number): void

@@ -130,6 +130,53 @@ test('a worker terminated while holding a Mutex guard and permits: the main thre
   t.is(await bounded(rx.recv(), 10_000, 'channel end after worker death'), undefined);
 });
 
+test('a worker that created, locked and filled primitives before sharing them releases all of it when terminated', async (t) => {
+  const w = spawn({ task: 'create-hold-share-and-die', id: 0, n: 0, handles: [] });
+  const h = (await bounded(w.next(), 20_000, 'worker start')) as Record<string, SyncHandle>;
+  const m = fromShared<Mutex<number>>(h.mutex);
+  const sem = fromShared<Semaphore>(h.sem);
+  const rw = fromShared<RwLock<string>>(h.rw);
+  const wl = fromShared<RwLock<string>>(h.wl);
+  const rx = fromShared<mpsc.Receiver<number>>(h.rx);
+  const tx = fromShared<mpsc.Sender<number>>(h.tx);
+  const urx = fromShared<mpsc.Receiver<number>>(h.urx);
+  const orx = fromShared<oneshot.Receiver<number>>(h.orx);
+  // Everything the worker took before sharing is still held.
+  t.throws(() => m.tryLock(), { code: 'ERR_WOULD_BLOCK' });
+  t.is(sem.availablePermits(), 0);
+  t.throws(() => rw.tryWrite(), { code: 'ERR_WOULD_BLOCK' });
+  t.throws(() => wl.tryRead(), { code: 'ERR_WOULD_BLOCK' });
+  t.is(tx.capacity(), 0); // one slot buffered, one reserved
+  const lock = m.lock();
+  const permits = sem.acquire(3);
+  const write = rw.write();
+  const read = wl.read();
+  const orxSettled = orx.then(
+    () => 'value',
+    (e: unknown) => (e as { code: string }).code,
+  );
+  await w.worker.terminate();
+  const g = await bounded(lock, 10_000, 'mutex after worker death');
+  t.is(g.value, 2);
+  g.release();
+  (await bounded(permits, 10_000, 'semaphore after worker death')).release();
+  t.is(sem.availablePermits(), 3);
+  (await bounded(write, 10_000, 'rwlock write after worker death')).release();
+  t.is((await bounded(read, 10_000, 'rwlock read after worker death')).value, 'w');
+  // The reserved slot came back; the buffered message still holds its slot until received.
+  t.is(tx.capacity(), 1);
+  t.is(await bounded(rx.recv(), 10_000, 'buffered message'), 7);
+  t.is(tx.capacity(), 2);
+  // The worker's two sender clones are gone: once ours closes, the channel ends.
+  t.false(rx.isClosed());
+  tx.close();
+  t.is(await bounded(rx.recv(), 10_000, 'mpsc end after worker death'), undefined);
+  // The unbounded sender it kept is gone too, after what it sent before and after sharing.
+  t.deepEqual(await bounded(urx.recvMany(10), 10_000, 'unbounded messages'), [1, 2]);
+  t.is(await bounded(urx.recv(), 10_000, 'unbounded end after worker death'), undefined);
+  t.is(await bounded(orxSettled, 10_000, 'oneshot after worker death'), 'ERR_CHANNEL_CLOSED');
+});
+
 test('a shared Mutex protects an object value across workers', async (t) => {
   const m = new Mutex({ count: 0 });
   const h = m.share();
@@ -224,6 +271,48 @@ test('shared-mode semantics match: Semaphore(5) partial assignment and abort ret
   t.is(s2.availablePermits(), 6);
   four.release();
   t.is(s2.availablePermits(), 10);
+});
+
+test('permits, guards, reserved slots and senders taken before share() keep exact counts after it', async (t) => {
+  const sem = new Semaphore(5);
+  const p = await sem.acquire(3);
+  sem.share();
+  const q = p.split(1)!;
+  q.release();
+  t.is(sem.availablePermits(), 3);
+  const r = sem.tryAcquire(1); // a holding made after sharing, merged into one from before
+  p.merge(r);
+  t.is(p.permits, 3);
+  p.forget(); // gone for good
+  t.is(sem.availablePermits(), 2);
+  t.throws(() => sem.tryAcquire(3), { code: 'ERR_NO_PERMITS' });
+  sem.tryAcquire(2).release();
+
+  const rw = new RwLock(0, { maxReaders: 3 });
+  const w = await rw.write();
+  rw.share();
+  const rg = w.downgrade();
+  const rg2 = rw.tryRead(); // the downgraded guard lets readers in, not writers
+  t.throws(() => rw.tryWrite(), { code: 'ERR_WOULD_BLOCK' });
+  rg2.release();
+  rg.release();
+  (await bounded(rw.write())).release();
+
+  const [tx, rx] = mpsc.channel<number>(2);
+  const permit = await tx.reserveMany(2);
+  const tx2 = tx.clone();
+  fromShared<mpsc.Sender<number>>(tx.share()).close();
+  t.is(tx.capacity(), 0);
+  permit.send(5);
+  permit.release();
+  t.is(tx.capacity(), 1);
+  t.is(await bounded(rx.recv()), 5);
+  t.is(tx.capacity(), 2);
+  tx.close();
+  t.false(rx.isClosed());
+  tx2.close();
+  t.true(rx.isClosed());
+  t.is(await bounded(rx.recv()), undefined);
 });
 
 test('shared-mode mpsc channel(1): the freed slot goes to the waiting reserve and trySend fails full', async (t) => {

@@ -7,7 +7,8 @@
  * structured-cloneable handle; {@link fromShared} revives it in another worker. Waits across
  * threads go through the runtime's batched completion bridge; a worker that exits or is
  * terminated releases what it held (permits, locks, sender clones, receivers, an unsent oneshot
- * sender, a OnceCell initialisation in progress). A permit, guard or channel end that is
+ * sender, a OnceCell initialisation in progress) — also what it took in same-thread mode before
+ * calling `share()`, which counts as that worker's from then on. A permit, guard or channel end that is
  * garbage-collected without `release()`/`close()` gives back what it held as well.
  *
  * Shared unbounded mpsc senders publish numbers, booleans, `null` and `undefined` through a

@@ -188,6 +188,12 @@ class SemWaiter extends Waiter<any> {
 export class JsSem implements SemCore {
   readonly native = false;
   permits: number;
+  /**
+   * Permits granted and not yet returned or forgotten (Semaphore, Mutex, RwLock; a bounded
+   * channel counts its slots itself). When the object is shared they become one holding of this
+   * thread, so they are returned if the thread dies.
+   */
+  held = 0;
   closed = false;
   readonly queue = new WaitList<SemWaiter>();
 
@@ -199,6 +205,7 @@ export class JsSem implements SemCore {
     if (this.closed) return Promise.reject(new AcquireError());
     if (n === 0 || (this.queue.size === 0 && this.permits >= n)) {
       this.permits -= n;
+      this.held += n;
       return Promise.resolve(make(owner, 0, n));
     }
     if (signal !== undefined && signal.aborted) return Promise.reject(abortReason(signal));
@@ -220,7 +227,7 @@ export class JsSem implements SemCore {
           w.assigned = 0;
           reject(abortReason(signal));
           // A dropped Tokio Acquire returns what it was partly assigned.
-          this.release(0, back);
+          this.give(back);
         });
       }
     });
@@ -230,12 +237,19 @@ export class JsSem implements SemCore {
     if (this.closed) throw new TryAcquireError('closed');
     if (this.permits >= n && (n === 0 || this.queue.size === 0)) {
       this.permits -= n;
+      this.held += n;
       return 0;
     }
     throw new TryAcquireError('no_permits');
   }
 
   release(_key: number, n: number): void {
+    this.held -= n;
+    this.give(n);
+  }
+
+  /** Adds `n` permits and serves the waiters with them (not a grant being returned). */
+  give(n: number): void {
     if (n <= 0) return;
     this.permits += n;
     for (let w = this.queue.head; w !== null && this.permits > 0; w = this.queue.head) {
@@ -244,11 +258,14 @@ export class JsSem implements SemCore {
       this.permits -= take;
       if (w.assigned < w.need) break;
       this.queue.remove(w);
+      this.held += w.need;
       w.grant(0);
     }
   }
 
-  forget(): void {}
+  forget(_key: number, n: number): void {
+    this.held -= n;
+  }
 
   split(): number {
     return 0;
@@ -264,7 +281,7 @@ export class JsSem implements SemCore {
 
   addPermits(n: number): void {
     if (this.permits + n > MAX_PERMITS) throw outOfRange('n', `<= ${MAX_PERMITS - this.permits} (MAX_PERMITS - available)`, n);
-    this.release(0, n);
+    this.give(n);
   }
 
   forgetPermits(n: number): number {

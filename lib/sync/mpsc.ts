@@ -107,6 +107,13 @@ class Chan<T> {
   /** Shared mode, receiving: messages already taken from native memory, not yet handed out. */
   rbuf: T[] = [];
   rhead = 0;
+  /**
+   * Shared mode: the holdings of this thread that the objects from before sharing use in place of
+   * key 0 — their reserved slots, their sender clones, the receiver (0: none). See `NChan.adopt`.
+   */
+  slotKey = 0;
+  txKey = 0;
+  rxKey = 0;
 
   constructor(readonly cap: number) {
     this.sem = cap > 0 ? new JsSem(cap) : null;
@@ -192,7 +199,7 @@ class Chan<T> {
     const s = this.sem;
     if (s === null || k === 0) return;
     if (s.queue.size === 0) s.permits += k;
-    else s.release(0, k);
+    else s.give(k);
   }
 
   take(): T {
@@ -249,13 +256,13 @@ class Chan<T> {
     const n = this.n;
     if (n !== undefined) {
       const tag = tagOf(v);
-      n.permitSend(key, payload(v, tag), tag);
+      n.permitSend(key === 0 ? this.slotKey : key, payload(v, tag), tag);
     } else this.deliver(v);
   }
 
   permitRelease(key: number, k: number): void {
     const n = this.n;
-    if (n !== undefined) n.permitRelease(key, k);
+    if (n !== undefined) n.permitRelease(key === 0 ? this.slotKey : key, k);
     else {
       this.returnPermits(k);
       if (this.rxClosed || this.tx === 0) this.checkEnd();
@@ -276,7 +283,7 @@ class Chan<T> {
 
   dropSender(key: number): void {
     if (this.n !== undefined) {
-      this.n.dropSender(key);
+      this.n.dropSender(key === 0 ? this.txKey : key);
       return;
     }
     this.tx--;
@@ -315,7 +322,12 @@ class Chan<T> {
     }
     const sem = this.sem;
     const free = sem === null ? 0 : sem.freeAndAssigned();
+    // Slots neither free, partly assigned nor taken by a buffered message are reserved by permits.
+    const reserved = sem === null ? 0 : Math.max(0, this.cap - free - this.len);
     const n = sn().syncChanCreate(this.cap, free, this.tx, this.rxClosed);
+    // What this thread's objects hold becomes its holdings (given back if it dies). The receiver
+    // is still here: it moves only through its own share(), which comes through here first.
+    [this.slotKey, this.txKey, this.rxKey] = n.adopt(reserved, this.tx, true);
     for (const [p, tag] of buffered) n.pushInit(p, tag);
     this.q = [];
     this.head = 0;
@@ -356,7 +368,7 @@ function nativeClosed(n: NChan, signal: AbortSignal | undefined): Promise<void> 
 // drops the receiving end (closing the channel), a permit returns its unused slots.
 const dropSender = (c: Chan<unknown>, key: number): void => c.dropSender(key);
 const dropReceiver = (c: Chan<unknown>, key: number): void => {
-  if (c.n !== undefined) c.n.dropReceiver(key);
+  if (c.n !== undefined) c.n.dropReceiver(key === 0 ? c.rxKey : key);
   else c.closeRx();
 };
 const releasePermit = (c: Chan<unknown>, key: number): void => c.permitRelease(key, MAX_PERMITS);
@@ -771,7 +783,7 @@ export class Receiver<T> implements AsyncIterable<T> {
     const c = this.#live();
     const n = c.toNative();
     if (c.blen > 0) this.#unpull(c, n);
-    const parts = n.shareReceiver(this.#key);
+    const parts = n.shareReceiver(this.#key === 0 ? c.rxKey : this.#key);
     this.#moved = true;
     untrack(this);
     return makeHandle(c.cap === 0 ? 'mpsc.UnboundedReceiver' : 'mpsc.Receiver', parts);

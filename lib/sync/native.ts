@@ -28,6 +28,8 @@ export interface NSem {
   getValue(): unknown;
   setValue(value: unknown, tag: number): void;
   share(kind: number): number[];
+  /** Records `n` permits taken before sharing as one holding of this thread; returns its key. */
+  adopt(n: number): number;
 }
 
 /** Shared mpsc channel state. */
@@ -54,6 +56,11 @@ export interface NChan {
   endKey(): number;
   shareSender(): number[];
   shareReceiver(key: number): number[];
+  /**
+   * Records what this thread's objects held before sharing (reserved slots, sender clones, the
+   * receiver) as holdings of this thread; returns their keys `[slots, senders, receiver]`.
+   */
+  adopt(slots: number, senders: number, receiver: boolean): number[];
   /** This wrapper's sender ring (unbounded channels), or null. */
   senderRing(): ArrayBuffer | null;
   pushFront(value: unknown, tag: number): void;
@@ -329,10 +336,16 @@ export function mapSendError(e: unknown): never {
   throw e;
 }
 
-/** A {@link SemCore} over shared native state. */
+/**
+ * A {@link SemCore} over shared native state. Grants made before the object was shared carry key 0;
+ * they are counted in this thread's holding `legacy` (see `NSem.adopt`), which key 0 stands for.
+ */
 export class NativeSemCore implements SemCore {
   readonly native = true;
-  constructor(readonly n: NSem) {}
+  constructor(
+    readonly n: NSem,
+    readonly legacy = 0,
+  ) {}
 
   acquire<T, O>(need: number, signal: AbortSignal | undefined, make: Make<T, O>, owner: O): Promise<T> {
     const k = this.n.tryAcquire(need);
@@ -348,19 +361,19 @@ export class NativeSemCore implements SemCore {
   }
 
   release(key: number, n: number): void {
-    this.n.release(key, n);
+    this.n.release(key === 0 ? this.legacy : key, n);
   }
 
   forget(key: number, n: number): void {
-    this.n.forget(key, n);
+    this.n.forget(key === 0 ? this.legacy : key, n);
   }
 
   split(key: number, n: number): number {
-    return this.n.split(key, n);
+    return this.n.split(key === 0 ? this.legacy : key, n);
   }
 
   merge(a: number, na: number, b: number, nb: number): number {
-    return this.n.merge(a, na, b, nb);
+    return this.n.merge(a === 0 ? this.legacy : a, na, b === 0 ? this.legacy : b, nb);
   }
 
   available(): number {

@@ -58,10 +58,13 @@ const KIND_SEMAPHORE = 1;
 const KIND_MUTEX = 2;
 const KIND_RWLOCK = 3;
 
-/** Moves a JS semaphore core into native memory; returns the native state. */
+/**
+ * Moves a JS semaphore core into native memory; returns the native state. The permits this
+ * thread's permits and guards hold become one holding of this thread (released if it dies).
+ */
 function toNative(core: JsSem, max: number, setCore: (c: SemCore) => void): NSem {
   const n = sn().syncSemCreate(core.freeAndAssigned(), max, core.closed);
-  const nc = new NativeSemCore(n);
+  const nc = new NativeSemCore(n, core.held > 0 ? n.adopt(core.held) : 0);
   setCore(nc);
   core.moveWaitersTo((need, signal) => nc.acquire(need, signal, KEY, undefined));
   core.permits = 0;

@@ -354,9 +354,17 @@ impl Chan {
 
     /// A sender clone is dropped; the last one closes the channel for the receiver.
     pub fn drop_sender(&self) {
+        self.drop_senders(1)
+    }
+
+    /// `n` sender clones are dropped at once.
+    pub fn drop_senders(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
         let rx = {
             let mut st = self.lock();
-            st.tx_count = st.tx_count.saturating_sub(1);
+            st.tx_count = st.tx_count.saturating_sub(n);
             if st.tx_count == 0 {
                 st.take_rx()
             } else {

@@ -15,8 +15,9 @@ use super::sem::Sem;
 pub enum Held {
     /// `n` permits of a semaphore (a permit, a guard, or reserved channel capacity).
     Permits(Arc<Sem>, u64),
-    /// One sender clone of an mpsc channel.
-    Sender(Arc<Chan>),
+    /// `n` sender clones of an mpsc channel (one for a revived or cloned sender; every clone that
+    /// existed when a channel made here was shared, for those from before sharing).
+    Sender(Arc<Chan>, u64),
     /// The receiver of an mpsc channel.
     Receiver(Arc<Chan>),
     /// One end of a oneshot, broadcast or watch channel.
@@ -32,7 +33,7 @@ impl Held {
     pub fn release(self) {
         match self {
             Held::Permits(sem, n) => sem.release(n),
-            Held::Sender(chan) => chan.drop_sender(),
+            Held::Sender(chan, n) => chan.drop_senders(n),
             Held::Receiver(chan) => chan.drop_receiver(),
             Held::End(end) => end.release(),
             Held::OnceInit(cell, key) => cell.abandon(key),

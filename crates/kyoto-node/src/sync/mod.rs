@@ -248,15 +248,21 @@ pub fn sync_sem_create(permits: f64, max: f64, closed: bool) -> Result<SyncSem> 
     })))
 }
 
-/// Records `n` permits of `sem` as held by this env; returns the holding key.
-fn hold_permits(sem: &Arc<Sem>, n: u64) -> Result<u64> {
+/// Records `held` as held by this env; returns the holding key. (If the env is already tearing
+/// down, `held` is given back at once and an error returned.)
+fn hold_insert(held: Held) -> Result<u64> {
     let hold = hold::current()?;
     let key = hold::new_key();
-    if let Err(h) = hold.insert(key, Held::Permits(sem.clone(), n)) {
+    if let Err(h) = hold.insert(key, held) {
         h.release();
         return Err(invalid("kyoto/sync: this env is shutting down"));
     }
     Ok(key)
+}
+
+/// Records `n` permits of `sem` as held by this env; returns the holding key.
+fn hold_permits(sem: &Arc<Sem>, n: u64) -> Result<u64> {
+    hold_insert(Held::Permits(sem.clone(), n))
 }
 
 /// Moves `n` permits out of holding `key` (0 = untracked: nothing to do); returns how many moved.
@@ -304,7 +310,15 @@ impl SyncSem {
         Ok(())
     }
 
-    /// Returns `n` permits of holding `key` (0: permits taken before the object was shared).
+    /// Records `n` permits that this env's same-thread objects took before the semaphore moved
+    /// into native memory (they are already out of its count) as one holding of this env; returns
+    /// its key, which those objects use from now on (so the env's teardown returns them).
+    #[napi]
+    pub fn adopt(&self, n: f64) -> Result<f64> {
+        Ok(hold_permits(&self.obj.sem, count(n)?)? as f64)
+    }
+
+    /// Returns `n` permits of holding `key` (0: untracked permits).
     #[napi]
     pub fn release(&self, key: f64, n: f64) -> Result<()> {
         sem_release(&self.obj, key, n)
@@ -668,21 +682,30 @@ impl SyncChan {
         let hold = hold::current()?;
         let key = hold::new_key();
         self.chan.add_sender();
-        if let Err(h) = hold.insert(key, Held::Sender(self.chan.clone())) {
+        if let Err(h) = hold.insert(key, Held::Sender(self.chan.clone(), 1)) {
             h.release();
             return Err(invalid("kyoto/sync: this env is shutting down"));
         }
         Ok(key as f64)
     }
 
-    /// Drops sender `key` (0: a sender from before sharing).
+    /// Drops one sender of holding `key` (0: an untracked sender).
     #[napi]
     pub fn drop_sender(&self, key: f64) -> Result<()> {
         let key = count(key)?;
         if key == 0 {
             self.chan.drop_sender();
-        } else if let Some(h) = hold::current()?.take(key) {
-            h.release();
+            return Ok(());
+        }
+        let dropped = hold::current()?.update(key, |h| match h {
+            Held::Sender(_, n) => {
+                *n = n.saturating_sub(1);
+                (true, *n == 0)
+            }
+            _ => (false, false),
+        });
+        if dropped == Some(true) {
+            self.chan.drop_sender();
         }
         Ok(())
     }
@@ -732,6 +755,28 @@ impl SyncChan {
     #[napi]
     pub fn end_key(&self) -> f64 {
         self.end as f64
+    }
+
+    /// Records in this env's holdings what its same-thread objects hold in a channel it just
+    /// moved into native memory: `slots` reserved capacity slots, `senders` sender clones and
+    /// (if `receiver`) the receiver. Returns the three holding keys (0 where nothing is held), which
+    /// those objects use from now on, so the env's teardown gives all of it back.
+    #[napi]
+    pub fn adopt(&self, slots: f64, senders: f64, receiver: bool) -> Result<Vec<f64>> {
+        let (slots, senders) = (count(slots)?, count(senders)?);
+        let mut keys = vec![0.0; 3];
+        if slots > 0 {
+            if let Some(sem) = &self.chan.sem {
+                keys[0] = hold_permits(sem, slots)? as f64;
+            }
+        }
+        if senders > 0 {
+            keys[1] = hold_insert(Held::Sender(self.chan.clone(), senders))? as f64;
+        }
+        if receiver {
+            keys[2] = hold_insert(Held::Receiver(self.chan.clone()))? as f64;
+        }
+        Ok(keys)
     }
 
     /// A handle carrying one new sender clone (revivable once).
@@ -898,7 +943,7 @@ pub fn sync_revive_chan(
     let hold = hold::current()?;
     let key = hold::new_key();
     let held = match kind {
-        KIND_SENDER | KIND_USENDER => Held::Sender(chan.clone()),
+        KIND_SENDER | KIND_USENDER => Held::Sender(chan.clone(), 1),
         _ => Held::Receiver(chan.clone()),
     };
     if let Err(h) = hold.insert(key, held) {
