@@ -9,6 +9,7 @@ import {
   Mutex,
   RwLock,
   Semaphore,
+  SemaphorePermit,
   Notify,
   Barrier,
   OnceCell,
@@ -389,6 +390,23 @@ test('permits and guards release with using', async (t) => {
     g.value = 2;
   }
   t.is(m.tryLock().value, 2);
+});
+
+test('permits and guards are plain values to promises: awaiting or resolving with one yields it', async (t) => {
+  const sem = new Semaphore(2);
+  const p = await sem.acquire();
+  t.is(await Promise.resolve(p), p);
+  t.is(typeof (p as unknown as { then?: unknown }).then, 'undefined');
+  const queued = sem.acquire(2); // waits: resolves through the waiter path
+  p.release();
+  const q = await queued;
+  t.true(q instanceof SemaphorePermit);
+  t.is(q.permits, 2);
+  q.release();
+  const [tx] = mpsc.channel<number>(1);
+  const r = await tx.reserve();
+  t.is(await Promise.resolve(r), r);
+  r.release();
 });
 
 // ---------------------------------------------------------------------------------------------

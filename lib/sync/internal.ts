@@ -8,11 +8,16 @@ import { abortReason, invalidArgType, outOfRange, validateSignal } from '../erro
 import { AcquireError, TryAcquireError } from './errors';
 
 /** A node of a {@link WaitList}. */
-export class WaitNode {
-  prev: WaitNode | null = null;
-  next: WaitNode | null = null;
-  linked = false;
+export interface WaitNode {
+  prev: WaitNode | null;
+  next: WaitNode | null;
+  linked: boolean;
 }
+
+// Waiters are allocated on every wait that cannot complete at once. They are flat classes whose
+// fields are `declare`d and set in the constructor: plain stores, where ES2022 class fields (define
+// semantics) and a base-class chain cost measurably more per wait (P6).
+
 
 /** An intrusive doubly-linked FIFO: O(1) push, shift, pop and removal of any node. */
 export class WaitList<N extends WaitNode> {
@@ -62,14 +67,23 @@ export class WaitList<N extends WaitNode> {
 }
 
 /** A pending wait: its resolvers and (optionally) the abort listener to remove on settle. */
-export class Waiter<T> extends WaitNode {
-  signal: AbortSignal | undefined = undefined;
-  onAbort: (() => void) | undefined = undefined;
-  constructor(
-    public resolve: (v: T) => void,
-    public reject: (e: unknown) => void,
-  ) {
-    super();
+export class Waiter<T> implements WaitNode {
+  declare prev: WaitNode | null;
+  declare next: WaitNode | null;
+  declare linked: boolean;
+  declare signal: AbortSignal | undefined;
+  declare onAbort: (() => void) | undefined;
+  declare resolve: (v: T) => void;
+  declare reject: (e: unknown) => void;
+
+  constructor(resolve: (v: T) => void, reject: (e: unknown) => void) {
+    this.prev = null;
+    this.next = null;
+    this.linked = false;
+    this.signal = undefined;
+    this.onAbort = undefined;
+    this.resolve = resolve;
+    this.reject = reject;
   }
 
   /** Removes the abort listener (call on every settle so long-lived signals never accumulate listeners). */
@@ -127,6 +141,17 @@ export function validatePermits(n: unknown, name = 'n'): asserts n is number {
 
 export const RESOLVED: Promise<void> = Promise.resolve();
 
+/**
+ * Declares that instances of `cls` are not thenables, on its prototype. Resolving a promise with an
+ * object looks up its `then`; without this the lookup walks the whole prototype chain down to
+ * `Object.prototype` (a measurable share of a contended acquire, P6). The property is a writable,
+ * non-enumerable `undefined`: promise resolution, `await` and property reads behave exactly as
+ * before (`'then' in permit` is the one visible difference).
+ */
+export function notThenable(cls: { prototype: object }): void {
+  Object.defineProperty(cls.prototype, 'then', { value: undefined, writable: true, enumerable: false, configurable: true });
+}
+
 /** Builds what an acquire resolves with, at grant time (a plain function: no closure per call). */
 export type Make<T, O> = (owner: O, key: number, n: number) => T;
 
@@ -158,21 +183,56 @@ export interface SemCore {
   isClosed(): boolean;
 }
 
-class SemWaiter extends Waiter<any> {
-  assigned = 0;
-  constructor(
-    readonly need: number,
-    readonly make: Make<any, any>,
-    readonly owner: unknown,
-    resolve: (v: any) => void,
-    reject: (e: unknown) => void,
-  ) {
-    super(resolve, reject);
+const NOOP = (): void => {};
+
+/**
+ * A pending acquire: one flat object (list links, resolvers, request) — no class hierarchy, and
+ * fields are plain constructor stores, which keeps the waiting path at one small allocation.
+ */
+class SemWaiter implements WaitNode {
+  declare prev: WaitNode | null;
+  declare next: WaitNode | null;
+  declare linked: boolean;
+  declare assigned: number;
+  declare signal: AbortSignal | undefined;
+  declare onAbort: (() => void) | undefined;
+  declare readonly need: number;
+  declare readonly make: Make<any, any>;
+  declare readonly owner: unknown;
+  declare resolve: (v: any) => void;
+  declare reject: (e: unknown) => void;
+
+  constructor(need: number, make: Make<any, any>, owner: unknown) {
+    this.prev = null;
+    this.next = null;
+    this.linked = false;
+    this.assigned = 0;
+    this.signal = undefined;
+    this.onAbort = undefined;
+    this.need = need;
+    this.make = make;
+    this.owner = owner;
+    this.resolve = NOOP;
+    this.reject = NOOP;
+  }
+
+  /** Removes the abort listener (see {@link Waiter.disarm}). */
+  disarm(): void {
+    if (this.onAbort !== undefined) {
+      this.signal!.removeEventListener('abort', this.onAbort);
+      this.onAbort = undefined;
+      this.signal = undefined;
+    }
+  }
+
+  fail(e: unknown): void {
+    this.disarm();
+    this.reject(e);
   }
 
   /** Grants: builds the value (a throwing `make` rejects instead of escaping `release`). */
   grant(key: number): void {
-    this.disarm();
+    if (this.onAbort !== undefined) this.disarm();
     let v: unknown;
     try {
       v = this.make(this.owner, key, this.need);
@@ -209,28 +269,37 @@ export class JsSem implements SemCore {
       return Promise.resolve(make(owner, 0, n));
     }
     if (signal !== undefined && signal.aborted) return Promise.reject(abortReason(signal));
-    return new Promise<T>((resolve, reject) => {
-      const w = new SemWaiter(n, make, owner, resolve, reject);
-      if (this.queue.size === 0) {
-        // The new head takes what is free now; the rest is assigned as permits come back.
-        w.assigned = this.permits;
-        this.permits = 0;
-      }
-      this.queue.push(w);
-      if (signal !== undefined) {
-        w.arm(signal, () => {
-          w.onAbort = undefined;
-          w.signal = undefined;
-          if (!w.linked) return;
-          this.queue.remove(w);
-          const back = w.assigned;
-          w.assigned = 0;
-          reject(abortReason(signal));
-          // A dropped Tokio Acquire returns what it was partly assigned.
-          this.give(back);
-        });
-      }
+    const w = new SemWaiter(n, make, owner);
+    // (TurboFan inlines this executor into the Promise constructor.)
+    const p = new Promise<T>((resolve, reject) => {
+      w.resolve = resolve;
+      w.reject = reject;
     });
+    if (this.queue.size === 0) {
+      // The new head takes what is free now; the rest is assigned as permits come back.
+      w.assigned = this.permits;
+      this.permits = 0;
+    }
+    this.queue.push(w);
+    if (signal !== undefined) this.#arm(w, signal);
+    return p;
+  }
+
+  #arm(w: SemWaiter, signal: AbortSignal): void {
+    const onAbort = (): void => {
+      w.onAbort = undefined;
+      w.signal = undefined;
+      if (!w.linked) return;
+      this.queue.remove(w);
+      const back = w.assigned;
+      w.assigned = 0;
+      w.reject(abortReason(signal));
+      // A dropped Tokio Acquire returns what it was partly assigned.
+      this.give(back);
+    };
+    w.signal = signal;
+    w.onAbort = onAbort;
+    signal.addEventListener('abort', onAbort, { once: true });
   }
 
   tryAcquire(n: number): number {

@@ -9,7 +9,7 @@
  */
 import { abortReason, invalidArgType, outOfRange, validateInteger } from '../errors';
 import { InvalidStateError, SendError, TryAcquireError, TryRecvError, TrySendError } from './errors';
-import { JsSem, MAX_PERMITS, RESOLVED, type Make, WaitList, Waiter, signalOf, validatePermits, type WaitOptions } from './internal';
+import { JsSem, MAX_PERMITS, RESOLVED, type Make, WaitList, Waiter, notThenable, signalOf, validatePermits, type WaitOptions } from './internal';
 import {
   BATCH,
   BATCH_MAX,
@@ -798,6 +798,8 @@ export class Receiver<T> implements AsyncIterable<T> {
     }
   }
 }
+
+notThenable(Permit); // what reserve() resolves with (see notThenable)
 
 function makePermit(c: Chan<unknown>, key: number, n: number): Permit<unknown> {
   return new Permit(c, key, n);

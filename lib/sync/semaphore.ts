@@ -6,7 +6,7 @@
  */
 import { invalidArgType, validateInteger } from '../errors';
 import { InvalidStateError, TryAcquireError, TryLockError } from './errors';
-import { JsSem, KEY, MAX_PERMITS, signalOf, validatePermits, type SemCore, type WaitOptions } from './internal';
+import { JsSem, KEY, MAX_PERMITS, notThenable, signalOf, validatePermits, type SemCore, type WaitOptions } from './internal';
 import {
   NativeSemCore,
   makeHandle,
@@ -564,6 +564,12 @@ function makeReadGuard(l: RwLock<unknown>, key: number): RwLockReadGuard<unknown
 function makeWriteGuard(l: RwLock<unknown>, key: number, n: number): RwLockWriteGuard<unknown> {
   return new RwLockWriteGuard(l, key, n);
 }
+
+// What acquires resolve with: skip the `then` lookup down to Object.prototype (see notThenable).
+notThenable(SemaphorePermit);
+notThenable(MutexGuard);
+notThenable(RwLockReadGuard);
+notThenable(RwLockWriteGuard);
 
 registerReviver('Semaphore', (i, g, h, l) => {
   const n = sn().syncReviveSem(KIND_SEMAPHORE, i, g, h, l);
