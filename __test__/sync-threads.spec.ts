@@ -207,6 +207,34 @@ test('Buffers, typed arrays and ArrayBuffers are moved across threads (sender si
   t.is(await rx.recv(), undefined);
 });
 
+test('Buffers of many sizes moved in a stream arrive intact, and ones kept alive stay intact while more arrive', async (t) => {
+  const [tx, rx] = mpsc.unboundedChannel<Buffer>();
+  const N = 600;
+  const w = spawn({ task: 'buffer-stream', id: 0, n: N, handles: [tx.share()] });
+  tx.close();
+  const kept: Buffer[] = [];
+  const check = (b: Buffer, i: number): void => {
+    if (b.length !== 1000 + ((i * 7919) % 300_000) || b.readUInt32LE(0) !== i || b[b.length - 1] !== (i & 255)) {
+      throw new Error(`message ${i} corrupted`);
+    }
+  };
+  let i = 0;
+  await bounded(
+    (async () => {
+      for await (const b of rx) {
+        check(b, i);
+        if (i % 3 === 0) kept.push(b);
+        i++;
+      }
+    })(),
+    60_000,
+    'buffer stream',
+  );
+  t.is(i, N);
+  kept.forEach((b, k) => check(b, k * 3));
+  await w.exited;
+});
+
 test('a shared Notify wakes a waiter in a worker; a shared Barrier elects one leader across threads', async (t) => {
   const n = new Notify();
   const w = spawn({ task: 'notify-wait', id: 0, n: 0, handles: [n.share()] });

@@ -33,8 +33,186 @@ pub enum Msg {
     Bool(bool),
     Num(f64),
     Str(String),
-    Bytes(Vec<u8>, BytesKind),
-    Cloned(Vec<u8>),
+    Bytes(Block, BytesKind),
+    Cloned(Block),
+}
+
+/// Moved bytes: an allocation that goes back to [`pool`] when dropped (by a receiver's collected
+/// Buffer, or with its message), so the next send copies into memory that is already mapped.
+pub struct Block(Vec<u8>);
+
+impl Block {
+    /// A block holding a copy of `src`.
+    pub fn copy_of(src: &[u8]) -> Block {
+        let mut v = pool::take(src.len());
+        v.extend_from_slice(src);
+        Block(v)
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Clone for Block {
+    fn clone(&self) -> Block {
+        Block::copy_of(&self.0)
+    }
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        pool::put(std::mem::take(&mut self.0));
+    }
+}
+
+/// Recycled allocations for moved bytes. Writing into freshly mapped memory costs more than the
+/// copy itself (a page fault and a page clear per 4 KiB), and the allocator hands pages back to the
+/// kernel when a receiver's garbage collection frees many buffers at once (V8 collects external
+/// memory about every 64 MiB), so the next sends would write into fresh pages again. Blocks of
+/// 4 KiB to 4 MiB are therefore kept for reuse, in size classes (four per doubling, at most 25 %
+/// slack), up to [`pool::KEEP`] bytes in all, and only while bytes are being moved: once nothing
+/// has been taken for [`pool::IDLE`], a block coming back empties the pool instead.
+pub mod pool {
+    use std::sync::{Mutex, MutexGuard};
+    use std::time::{Duration, Instant};
+
+    const MIN: usize = 4096;
+    const MAX: usize = 4 << 20;
+    const CLASSES: usize = 44;
+    /// The most bytes kept for reuse across all size classes (one V8 external-memory GC cycle).
+    pub const KEEP: usize = 64 << 20;
+    /// How long after the last send the pool keeps what comes back.
+    pub const IDLE: Duration = Duration::from_secs(1);
+
+    struct Pool {
+        free: [Vec<Vec<u8>>; CLASSES],
+        bytes: usize,
+        last_take: Option<Instant>,
+    }
+
+    static POOL: Mutex<Pool> = Mutex::new(Pool {
+        free: [const { Vec::new() }; CLASSES],
+        bytes: 0,
+        last_take: None,
+    });
+
+    fn lock() -> MutexGuard<'static, Pool> {
+        POOL.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The size class of `len` bytes: `(index, block capacity)`, or `None` outside the pooled range.
+    pub fn class(len: usize) -> Option<(usize, usize)> {
+        if !(MIN..=MAX).contains(&len) {
+            return None;
+        }
+        // 2^e < len <= 2^(e+1), e >= 11; classes are multiples of 2^(e-2) in that range.
+        let e = (usize::BITS - 1 - (len - 1).leading_zeros()) as usize;
+        let step = 1usize << (e - 2);
+        let cap = (len + step - 1) & !(step - 1);
+        let k = cap >> (e - 2); // 5..=8
+        Some(((e - 11) * 4 + k - 5, cap))
+    }
+
+    /// An empty vector with room for `len` bytes (a recycled block when one is free).
+    pub fn take(len: usize) -> Vec<u8> {
+        let Some((i, cap)) = class(len) else {
+            return Vec::with_capacity(len);
+        };
+        {
+            let mut p = lock();
+            p.last_take = Some(Instant::now());
+            if let Some(v) = p.free[i].pop() {
+                p.bytes -= cap;
+                return v;
+            }
+        }
+        Vec::with_capacity(cap)
+    }
+
+    /// Gives a block back: kept if it is of a pooled size, the pool has room and bytes were sent
+    /// recently; otherwise freed (and, when sending has stopped, the whole pool with it).
+    pub fn put(mut v: Vec<u8>) {
+        let cap = v.capacity();
+        let Some((i, c)) = class(cap) else {
+            return;
+        };
+        if c != cap {
+            return;
+        }
+        let stale = {
+            let mut p = lock();
+            if p.last_take.is_some_and(|t| t.elapsed() < IDLE) {
+                if p.bytes + cap <= KEEP {
+                    p.bytes += cap;
+                    v.clear();
+                    p.free[i].push(v);
+                }
+                return;
+            }
+            p.bytes = 0;
+            std::mem::replace(&mut p.free, [const { Vec::new() }; CLASSES])
+        };
+        // Freed outside the lock.
+        drop(stale);
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn classes_cover_the_range_with_at_most_a_quarter_of_slack() {
+            assert_eq!(class(MIN - 1), None);
+            assert_eq!(class(MAX + 1), None);
+            assert_eq!(class(MIN), Some((3, 4096)));
+            assert_eq!(class(MIN + 1), Some((4, 5120)));
+            assert_eq!(class(65536), Some((19, 65536)));
+            assert_eq!(class(MAX), Some((CLASSES - 1, MAX)));
+            let mut last = (0, 0);
+            for len in (MIN..=MAX).step_by(97) {
+                let (i, cap) = class(len).unwrap();
+                assert!(
+                    i < CLASSES && cap >= len && cap - len <= len / 4,
+                    "{len} -> {cap}"
+                );
+                assert_eq!(
+                    class(cap),
+                    Some((i, cap)),
+                    "a block's capacity maps to its class"
+                );
+                assert!((i, cap) >= last);
+                last = (i, cap);
+            }
+        }
+
+        #[test]
+        fn a_returned_block_is_reused_while_sending_and_dropped_once_idle() {
+            let v = take(70_000);
+            let (p, cap) = (v.as_ptr(), v.capacity());
+            assert_eq!(cap, class(70_000).unwrap().1);
+            put(v);
+            let w = take(69_000);
+            assert_eq!(w.as_ptr(), p);
+            assert!(w.is_empty());
+            put(w);
+            lock().last_take = Instant::now().checked_sub(IDLE * 2);
+            put(take(5000)); // (take refreshed the clock: kept)
+            lock().last_take = Instant::now().checked_sub(IDLE * 2);
+            put(Vec::with_capacity(cap));
+            let p = lock();
+            assert_eq!(p.bytes, 0);
+            assert!(p.free.iter().all(|c| c.is_empty()));
+        }
+    }
 }
 
 struct EnvRefs {
@@ -222,13 +400,13 @@ fn type_of(env: sys::napi_env, v: sys::napi_value) -> napi::Result<sys::napi_val
 }
 
 /// Copies `len` bytes at `data` (null allowed when `len == 0`).
-fn copy_bytes(data: *const c_void, len: usize) -> Vec<u8> {
+fn copy_bytes(data: *const c_void, len: usize) -> Block {
     if len == 0 || data.is_null() {
-        return Vec::new();
+        return Block(Vec::new());
     }
     // SAFETY: napi reported `data` as the start of `len` readable bytes of a live backing store;
     // nothing runs JS (which could detach or shrink it) while we copy.
-    unsafe { std::slice::from_raw_parts(data as *const u8, len) }.to_vec()
+    Block::copy_of(unsafe { std::slice::from_raw_parts(data as *const u8, len) })
 }
 
 /// Detaches `ab` if these bytes were all of it (never a pooled Buffer's shared slab, never a
@@ -374,13 +552,13 @@ fn elem_size(ty: sys::napi_typedarray_type) -> usize {
 }
 
 unsafe extern "C" fn free_vec(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
-    // SAFETY: `hint` is the `Box<Vec<u8>>` leaked in `external`; V8 finalizes an external buffer
+    // SAFETY: `hint` is the `Box<Block>` leaked in `external`; V8 finalizes an external buffer
     // exactly once.
-    drop(unsafe { Box::from_raw(hint as *mut Vec<u8>) });
+    drop(unsafe { Box::from_raw(hint as *mut Block) });
 }
 
 /// Creates an external ArrayBuffer (or Buffer) over `vec`'s allocation, without copying.
-fn external(env: sys::napi_env, vec: Vec<u8>, buffer: bool) -> napi::Result<sys::napi_value> {
+fn external(env: sys::napi_env, vec: Block, buffer: bool) -> napi::Result<sys::napi_value> {
     let mut out = ptr::null_mut();
     if vec.is_empty() {
         let mut data = ptr::null_mut();
@@ -396,7 +574,7 @@ fn external(env: sys::napi_env, vec: Vec<u8>, buffer: bool) -> napi::Result<sys:
         return Ok(out);
     }
     let mut boxed = Box::new(vec);
-    let data = boxed.as_mut_ptr();
+    let data = boxed.0.as_mut_ptr();
     let len = boxed.len();
     let hint = Box::into_raw(boxed);
     // SAFETY: `data` points to `len` bytes owned by `*hint`, which stays alive (and unmoved: the
@@ -426,7 +604,7 @@ fn external(env: sys::napi_env, vec: Vec<u8>, buffer: bool) -> napi::Result<sys:
         // SAFETY: creation failed, so the finalizer will never run: reclaim the box here.
         let back = unsafe { Box::from_raw(hint) };
         // Some embedders forbid external buffers: fall back to one copy.
-        return copy_out(env, &back, buffer);
+        return copy_out(env, back.as_slice(), buffer);
     }
     Ok(out)
 }
@@ -488,7 +666,7 @@ fn bytes_to_js(
 }
 
 enum BytesSrc<'a> {
-    Owned(Vec<u8>),
+    Owned(Block),
     Borrowed(&'a [u8]),
 }
 
@@ -562,9 +740,9 @@ impl Msg {
             return Ok(v);
         }
         match self {
-            Msg::Bytes(v, kind) => bytes_to_js(env, BytesSrc::Borrowed(v), *kind),
+            Msg::Bytes(v, kind) => bytes_to_js(env, BytesSrc::Borrowed(v.as_slice()), *kind),
             Msg::Cloned(v) => {
-                let buf = copy_out(env, v, true)?;
+                let buf = copy_out(env, v.as_slice(), true)?;
                 deserialize(env, buf)
             }
             _ => unreachable!("primitives handled above"),
