@@ -167,11 +167,19 @@ export declare class SyncChan {
   /** Sends now if capacity is free: 0 sent, 1 full, 2 closed. */
   trySend(value: unknown, tag: number): number
   /**
-   * This wrapper's sender ring (unbounded channels), as an `ArrayBuffer` over native memory
-   * that JS writes simple values into (see `ring.rs` for the layout); null when the channel is
-   * bounded or this Node refuses external ArrayBuffers (then every send is a native call).
+   * This wrapper's sender ring, as an `ArrayBuffer` over native memory that JS writes simple
+   * values into (see `ring.rs` for the layout); null when this Node refuses external
+   * ArrayBuffers (then every send is a native call). A bounded channel's sender takes a slot
+   * with a CAS on the semaphore word ([`SyncChan::sem_word`]) before it publishes.
    */
   senderRing(): ArrayBuffer | null
+  /**
+   * The capacity semaphore's state word (bounded channels) as an 8-byte `ArrayBuffer` over
+   * native memory: free slots in the low 62 bits, bit 62 set while senders wait, bit 63 once
+   * closed (see `sem.rs`). A JS sender takes a slot with `Atomics.compareExchange` on it when
+   * no flag is set. Null for unbounded channels or when external ArrayBuffers are refused.
+   */
+  semWord(): ArrayBuffer | null
   /**
    * Puts a message back at the front of the queue (a receiver moving away with messages it
    * had already taken into its JS buffer; called newest first).

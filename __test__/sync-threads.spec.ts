@@ -357,6 +357,64 @@ test('shared-mode mpsc channel(1): the freed slot goes to the waiting reserve an
   await t.throwsAsync(tx.send(4), { code: 'ERR_CHANNEL_CLOSED' });
 });
 
+test('shared bounded channel, values sent without a native call: full at capacity, a freed slot goes to the waiting send before a racing trySend', async (t) => {
+  const [tx, rx] = mpsc.channel<number | { n: number }>(2);
+  fromShared<mpsc.Sender<number>>(tx.share()).close();
+  tx.trySend(1); // through the sender's ring
+  tx.trySend({ n: 2 }); // through native code, after what the ring holds
+  t.is(tx.capacity(), 0);
+  t.is(t.throws(() => tx.trySend(3))!.message, 'channel full');
+  const waiting = tx.send(4);
+  t.is(await bounded(rx.recv()), 1);
+  t.is(tx.capacity(), 0); // the freed slot went to the waiting send
+  t.is(t.throws(() => tx.trySend(5))!.message, 'channel full');
+  await bounded(waiting);
+  t.deepEqual(await bounded(rx.recv()), { n: 2 });
+  t.is(await bounded(rx.recv()), 4);
+  t.is(tx.capacity(), 2);
+  for (let i = 0; i < 10; i++) {
+    tx.trySend(i);
+    t.is(await bounded(rx.recv()), i);
+  }
+  t.is(tx.capacity(), 2);
+  rx.close();
+  t.throws(() => tx.trySend(6), { code: 'ERR_CHANNEL_CLOSED' });
+  await t.throwsAsync(tx.send(7), { code: 'ERR_CHANNEL_CLOSED' });
+});
+
+test('shared bounded channel(3) with two producer workers: never more than 3 buffered, every message once and in order per producer, capacity back to 3', async (t) => {
+  const [tx, rx] = mpsc.channel<[number, number] | number>(3);
+  const N = 3000;
+  const ws = [0, 1].map((id) => spawn({ task: 'producer', id, n: N, handles: [tx.share()] }));
+  const next = [0, 0];
+  let count = 0;
+  let capacityAtEnd = -1;
+  await bounded(
+    (async () => {
+      for (;;) {
+        if (rx.len > 3) throw new Error(`${rx.len} buffered in a channel of 3`);
+        const v = await rx.recv();
+        if (v === undefined) break;
+        const [id, i] = typeof v === 'number' ? [Math.floor(v / 1_000_000), v % 1_000_000] : v;
+        if (next[id] !== i) throw new Error(`producer ${id}: expected ${next[id]}, got ${i}`);
+        next[id]++;
+        count++;
+        if (count % 64 === 0) await delay(0);
+        if (count === 2 * N) {
+          capacityAtEnd = tx.capacity();
+          tx.close(); // ours, kept until now to check the capacity
+        }
+      }
+    })(),
+    60_000,
+    'bounded fan-in',
+  );
+  t.is(capacityAtEnd, 3);
+  t.is(count, 2 * N);
+  t.deepEqual(next, [N, N]);
+  await Promise.all(ws.map((w) => w.exited));
+});
+
 test('shared Notify: notifyOne before any waiter lets exactly one later notified() through', async (t) => {
   const n = new Notify();
   n.share();

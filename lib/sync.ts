@@ -11,8 +11,10 @@
  * calling `share()`, which counts as that worker's from then on. A permit, guard or channel end that is
  * garbage-collected without `release()`/`close()` gives back what it held as well.
  *
- * Shared unbounded mpsc senders publish numbers, booleans, `null` and `undefined` through a
- * per-sender lock-free ring in native memory (no native call per send), and receivers take
+ * Shared mpsc senders publish numbers, booleans, `null` and `undefined` through a per-sender
+ * lock-free ring in native memory (no native call per send; a bounded channel's sender first takes
+ * its slot with a compare-and-swap on the capacity semaphore's word, which fails while other
+ * senders wait, so a freed slot still goes to the oldest waiting sender), and receivers take
  * messages in batches; other values are structured-cloned, Buffers and ArrayBuffers are moved
  * (copied once into native memory, the sender's detached) — N-API cannot hand a V8 backing store
  * to another isolate, so a large Buffer costs one copy where `MessagePort` transfers it.

@@ -61,29 +61,75 @@ class RingView {
   }
 }
 
-/**
- * Publishes `v` into the ring if it is a simple value and there is room; false otherwise (the
- * caller then sends through native code, which first moves the ring's entries to the queue).
- */
-function ringPut(r: RingView, n: NChan, v: unknown): boolean {
-  let kind: number;
-  if (typeof v === 'number') kind = 0;
-  else if (v === undefined) kind = 1;
-  else if (v === null) kind = 2;
-  else if (v === false) kind = 3;
-  else if (v === true) kind = 4;
-  else return false;
+/** The ring kind of a simple value, or -1 (it goes through native code). */
+function ringKind(v: unknown): number {
+  if (typeof v === 'number') return 0;
+  if (v === undefined) return 1;
+  if (v === null) return 2;
+  if (v === false) return 3;
+  if (v === true) return 4;
+  return -1;
+}
+
+/** Whether the ring has a free slot (only this thread publishes, so it stays free). */
+function ringRoom(r: RingView): boolean {
   const t = r.tail;
-  if (((t - r.head) | 0) >= RING_N) {
-    r.head = Atomics.load(r.ctrl, R_HEAD);
-    if (((t - r.head) | 0) >= RING_N) return false;
-  }
+  if (((t - r.head) | 0) < RING_N) return true;
+  r.head = Atomics.load(r.ctrl, R_HEAD);
+  return ((t - r.head) | 0) < RING_N;
+}
+
+/** Publishes a value of ring kind `kind` (the ring has room); wakes a waiting receiver. */
+function ringPublish(r: RingView, n: NChan, kind: number, v: unknown): void {
+  const t = r.tail;
   const i = t & (RING_N - 1);
   r.kinds[i] = kind;
   if (kind === 0) r.nums[i] = v as number;
   r.tail = (t + 1) | 0;
   Atomics.store(r.ctrl, R_TAIL, r.tail);
   if (Atomics.load(r.ctrl, R_RXW) !== 0) n.kick();
+}
+
+/**
+ * Publishes `v` into the ring if it is a simple value and there is room; false otherwise (the
+ * caller then sends through native code, which first moves the ring's entries to the queue).
+ */
+function ringPut(r: RingView, n: NChan, v: unknown): boolean {
+  const kind = ringKind(v);
+  if (kind < 0 || !ringRoom(r)) return false;
+  ringPublish(r, n, kind, v);
+  return true;
+}
+
+/** Bit 62 of the capacity semaphore's word: senders are queued (see `sem.rs`). */
+const SEM_WAITERS = 1n << 62n;
+
+/**
+ * Shared bounded channel, no native call: takes one slot of capacity with a compare-and-swap on
+ * the semaphore word — only while a slot is free, no sender is queued (the word then reads
+ * `0 < w < SEM_WAITERS`; the closed bit makes it negative) — and publishes `v` into this
+ * wrapper's ring. False (nothing taken) when the value is not simple, the ring is full, or no slot
+ * can be taken that way: the caller goes through native code, which answers full / closed / waits
+ * exactly as before.
+ */
+function boundedRingPut(c: Chan<unknown>, n: NChan, v: unknown): boolean {
+  const r = c.ring === undefined ? c.senderRing(n) : c.ring;
+  const sw = c.sw;
+  if (r === null || sw === null || sw === undefined) return false;
+  const kind = ringKind(v);
+  if (kind < 0 || !ringRoom(r)) return false;
+  // Start from the value this thread last left in the word (usually still there: one Atomics
+  // call per send); a failed CAS returns the current value to retry with.
+  let w = c.swSeen;
+  if (w <= 0n || w >= SEM_WAITERS) w = Atomics.load(sw, 0);
+  for (;;) {
+    if (w <= 0n || w >= SEM_WAITERS) return false;
+    const prev = Atomics.compareExchange(sw, 0, w, w - 1n);
+    if (prev === w) break;
+    w = prev;
+  }
+  c.swSeen = w - 1n;
+  ringPublish(r, n, kind, v);
   return true;
 }
 
@@ -104,6 +150,10 @@ class Chan<T> {
   n: NChan | undefined = undefined;
   /** Shared mode, sending: this wrapper's ring (null: none available; undefined: not made yet). */
   ring: RingView | null | undefined = undefined;
+  /** Shared bounded mode, sending: the capacity semaphore's word (made with the ring). */
+  sw: BigInt64Array | null | undefined = undefined;
+  /** The word's value after this thread's last CAS on it (a guess for the next one). */
+  swSeen = 0n;
   /** Shared mode, receiving: messages already taken from native memory, not yet handed out. */
   rbuf: T[] = [];
   rhead = 0;
@@ -177,11 +227,13 @@ class Chan<T> {
     return k;
   }
 
-  /** The sending wrapper's ring (made on first use). */
+  /** The sending wrapper's ring (made on first use; with the semaphore word, when bounded). */
   senderRing(n: NChan): RingView | null {
     if (this.ring === undefined) {
       const ab = n.senderRing();
       this.ring = ab === null ? null : new RingView(ab);
+      const sw = this.cap === 0 ? null : n.semWord();
+      this.sw = sw === null ? null : new BigInt64Array(sw);
     }
     return this.ring;
   }
@@ -504,7 +556,10 @@ export class Sender<T> extends SenderBase<T> {
     if (this._dropped) return sendersClosed();
     const c = this._c;
     const n = c.n;
-    if (n !== undefined) return nativeSend(n, value, signal);
+    if (n !== undefined) {
+      if (boundedRingPut(c as Chan<unknown>, n, value)) return RESOLVED;
+      return nativeSend(n, value, signal);
+    }
     const s = c.sem!;
     if (c.rxClosed) return Promise.reject(new SendError());
     if (s.queue.size === 0 && s.permits > 0) {
@@ -521,6 +576,7 @@ export class Sender<T> extends SenderBase<T> {
     const c = this._c;
     const n = c.n;
     if (n !== undefined) {
+      if (boundedRingPut(c as Chan<unknown>, n, value)) return;
       const tag = tagOf(value);
       const r = n.trySend(payload(value, tag), tag);
       if (r === 0) return;

@@ -61,8 +61,10 @@ export interface NChan {
    * receiver) as holdings of this thread; returns their keys `[slots, senders, receiver]`.
    */
   adopt(slots: number, senders: number, receiver: boolean): number[];
-  /** This wrapper's sender ring (unbounded channels), or null. */
+  /** This wrapper's sender ring, or null. */
   senderRing(): ArrayBuffer | null;
+  /** The capacity semaphore's state word (bounded channels), or null. */
+  semWord(): ArrayBuffer | null;
   pushFront(value: unknown, tag: number): void;
   /** Takes up to `limit` messages into {@link BATCH}; the count, or -1 when closed and drained. */
   recvBatch(limit: number): number;

@@ -106,13 +106,17 @@ impl Chan {
         self.sem.as_ref().is_none_or(|s| s.available() >= self.cap)
     }
 
-    /// Appends a message whose capacity was already taken (or an unbounded one). Returns false
-    /// (dropping it) if the receiver is gone.
-    pub fn push(&self, msg: Msg) -> bool {
+    /// Appends a message whose capacity was already taken (or an unbounded one), after what the
+    /// sending wrapper's `ring` holds (sent before it). Returns false (dropping it) if the receiver
+    /// is gone.
+    pub fn push(&self, ring: Option<&Ring>, msg: Msg) -> bool {
         let waiter = {
             let mut st = self.lock();
             if st.rx_dropped {
                 return false;
+            }
+            if let Some(r) = ring {
+                st.drain_ring(r);
             }
             st.queue.push_back(msg);
             st.take_rx()
@@ -227,17 +231,18 @@ impl Chan {
     }
 
     /// Takes up to `limit` messages: the queue first (a sender's queued messages are older than
-    /// its ring's), then the rings, round robin.
+    /// its ring's), then the rings, round robin. Each returns its capacity permit (bounded).
     pub fn recv_many(&self, limit: usize, out: &mut Vec<Msg>) {
-        let from_queue = {
+        let before = out.len();
+        {
             let mut st = self.lock();
             let k = limit.min(st.queue.len());
             out.extend(st.queue.drain(..k));
             let nr = st.rings.len();
-            if out.len() < limit && nr > 0 {
+            if k < limit && nr > 0 {
                 let start = st.rr % nr;
                 for j in 0..nr {
-                    let left = limit - out.len();
+                    let left = limit - (out.len() - before);
                     if left == 0 {
                         break;
                     }
@@ -245,10 +250,9 @@ impl Chan {
                 }
                 st.rr = start + 1;
             }
-            k
-        };
+        }
         if let Some(sem) = &self.sem {
-            sem.release(from_queue as u64);
+            sem.release((out.len() - before) as u64);
         }
     }
 
@@ -335,10 +339,10 @@ impl Chan {
         let n = {
             let mut st = self.lock();
             st.rx_dropped = true;
-            let n = st.queue.len();
+            let mut n = st.queue.len();
             st.queue.clear();
             for r in &st.rings {
-                r.clear();
+                n += r.clear();
             }
             n
         };

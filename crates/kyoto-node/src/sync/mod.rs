@@ -500,6 +500,17 @@ unsafe extern "C" fn free_ring(
     drop(unsafe { Box::from_raw(hint as *mut Arc<Ring>) });
 }
 
+/// Keeps a semaphore alive for as long as the external `ArrayBuffer` over its state word.
+unsafe extern "C" fn free_sem(
+    _env: sys::napi_env,
+    _data: *mut std::ffi::c_void,
+    hint: *mut std::ffi::c_void,
+) {
+    // SAFETY: `hint` is the `Box<Arc<Sem>>` leaked in `sem_word`; V8 finalizes an external
+    // ArrayBuffer exactly once.
+    drop(unsafe { Box::from_raw(hint as *mut Arc<Sem>) });
+}
+
 /// Creates a shared channel: capacity `cap` (0 = unbounded) of which `free` are free,
 /// `txCount` live senders, closed by the receiver or not.
 #[napi]
@@ -524,18 +535,14 @@ impl SyncChan {
         chan_try_send(&self.chan, &self.ring, env, value, tag)
     }
 
-    /// This wrapper's sender ring (unbounded channels), as an `ArrayBuffer` over native memory
-    /// that JS writes simple values into (see `ring.rs` for the layout); null when the channel is
-    /// bounded or this Node refuses external ArrayBuffers (then every send is a native call).
+    /// This wrapper's sender ring, as an `ArrayBuffer` over native memory that JS writes simple
+    /// values into (see `ring.rs` for the layout); null when this Node refuses external
+    /// ArrayBuffers (then every send is a native call). A bounded channel's sender takes a slot
+    /// with a CAS on the semaphore word ([`SyncChan::sem_word`]) before it publishes.
     #[napi(ts_return_type = "ArrayBuffer | null")]
     pub fn sender_ring(&self, env: Env) -> Result<Raw> {
         let env = env.raw();
         let mut out = std::ptr::null_mut();
-        if self.chan.cap != 0 {
-            // SAFETY: live env.
-            unsafe { sys::napi_get_null(env, &mut out) };
-            return Ok(Raw(out));
-        }
         let ring = {
             let mut cell = self.ring.borrow_mut();
             match &*cell {
@@ -571,6 +578,43 @@ impl SyncChan {
         Ok(Raw(out))
     }
 
+    /// The capacity semaphore's state word (bounded channels) as an 8-byte `ArrayBuffer` over
+    /// native memory: free slots in the low 62 bits, bit 62 set while senders wait, bit 63 once
+    /// closed (see `sem.rs`). A JS sender takes a slot with `Atomics.compareExchange` on it when
+    /// no flag is set. Null for unbounded channels or when external ArrayBuffers are refused.
+    #[napi(ts_return_type = "ArrayBuffer | null")]
+    pub fn sem_word(&self, env: Env) -> Result<Raw> {
+        let env = env.raw();
+        let mut out = std::ptr::null_mut();
+        let Some(sem) = self.chan.sem.clone() else {
+            // SAFETY: live env.
+            unsafe { sys::napi_get_null(env, &mut out) };
+            return Ok(Raw(out));
+        };
+        let data = sem.word_ptr();
+        let hint = Box::into_raw(Box::new(sem));
+        // SAFETY: `data` is the semaphore's 8-byte, 8-aligned atomic word, inside the `Arc<Sem>`
+        // that `*hint` keeps alive (an `Arc`'s contents never move) until `free_sem` runs when V8
+        // collects the buffer. JS only touches it through `Atomics` operations.
+        let st = unsafe {
+            sys::napi_create_external_arraybuffer(
+                env,
+                data.cast(),
+                8,
+                Some(free_sem),
+                hint.cast(),
+                &mut out,
+            )
+        };
+        if st != sys::Status::napi_ok {
+            // SAFETY: creation failed, so the finalizer never runs: reclaim the box here.
+            drop(unsafe { Box::from_raw(hint) });
+            // SAFETY: live env.
+            unsafe { sys::napi_get_null(env, &mut out) };
+        }
+        Ok(Raw(out))
+    }
+
     /// Puts a message back at the front of the queue (a receiver moving away with messages it
     /// had already taken into its JS buffer; called newest first).
     #[napi(ts_args_type = "value: unknown, tag: number")]
@@ -584,7 +628,7 @@ impl SyncChan {
     #[napi(ts_args_type = "value: unknown, tag: number")]
     pub fn push_init(&self, env: Env, value: Unknown, tag: u32) -> Result<()> {
         let m = value::from_js(env.raw(), value.raw(), tag)?;
-        self.chan.push(m);
+        self.chan.push(None, m);
         Ok(())
     }
 
@@ -624,7 +668,8 @@ impl SyncChan {
     pub fn permit_send(&self, env: Env, key: f64, value: Unknown, tag: u32) -> Result<()> {
         let m = value::from_js(env.raw(), value.raw(), tag)?;
         take_from(count(key)?, 1)?;
-        self.chan.push(m);
+        let ring = self.ring.borrow().clone();
+        self.chan.push(ring.as_deref(), m);
         Ok(())
     }
 
@@ -825,7 +870,8 @@ fn chan_try_send(c: &Chan, ring: &RingCell, env: Env, value: Unknown, tag: u32) 
         Some(sem) => match sem.try_acquire(1) {
             Ok(()) => match value::from_js(env.raw(), value.raw(), tag) {
                 Ok(m) => {
-                    c.push(m);
+                    let r = ring.borrow().clone();
+                    c.push(r.as_deref(), m);
                     Ok(0)
                 }
                 Err(e) => {

@@ -1,12 +1,14 @@
-//! A sender's lock-free ring: the fast path of shared unbounded mpsc sends.
+//! A sender's lock-free ring: the fast path of shared mpsc sends.
 //!
-//! Each JS wrapper of a shared unbounded channel that sends gets one ring in native memory, which
+//! Each JS wrapper of a shared channel that sends gets one ring in native memory, which
 //! its JS thread sees as an external `ArrayBuffer`. Simple values (numbers, booleans, `null`,
 //! `undefined`) are written into it by JS with no native call: the slot, then `Atomics.store` of
 //! the tail. Whoever takes messages out (the receiver, or the same sender's slow path, always under
 //! the channel lock) reads up to the tail and publishes the new head. The ring also carries two
 //! flags written by native code: `CLOSED` (the receiver closed: a send must throw) and `RXW` (the
-//! receiver is waiting: the sender must call `kick` after publishing).
+//! receiver is waiting: the sender must call `kick` after publishing). On a bounded channel every
+//! entry holds one capacity permit, taken by the JS sender with a CAS on the semaphore's word
+//! before it publishes (see `sem.rs`) and returned when the receiver takes the entry.
 //!
 //! Layout (bytes): `[head u32][tail u32][closed u32][rxw u32]`, then `N` kind bytes, then `N` f64
 //! slots. Kinds: 0 number, 1 undefined, 2 null, 3 false, 4 true.
@@ -93,10 +95,12 @@ impl Ring {
         k
     }
 
-    /// Discards every published entry (the receiver is gone).
-    pub fn clear(&self) {
+    /// Discards every published entry (the receiver is gone); returns how many.
+    pub fn clear(&self) -> usize {
+        let head = self.ctrl(HEAD).load(Ordering::Relaxed);
         let tail = self.ctrl(TAIL).load(Ordering::Acquire);
         self.ctrl(HEAD).store(tail, Ordering::Release);
+        tail.wrapping_sub(head).min(RING_N) as usize
     }
 
     /// Marks the channel closed for this ring's sender.
