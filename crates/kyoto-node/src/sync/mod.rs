@@ -593,9 +593,10 @@ impl SyncChan {
         };
         let data = sem.word_ptr();
         let hint = Box::into_raw(Box::new(sem));
-        // SAFETY: `data` is the semaphore's 8-byte, 8-aligned atomic word, inside the `Arc<Sem>`
-        // that `*hint` keeps alive (an `Arc`'s contents never move) until `free_sem` runs when V8
-        // collects the buffer. JS only touches it through `Atomics` operations.
+        // Soundness: `data` is the semaphore's 8-byte, 8-aligned atomic word, inside the
+        // `Arc<Sem>` that `*hint` keeps alive (an `Arc`'s contents never move) until `free_sem`
+        // runs when V8 collects the buffer; JS only touches it through `Atomics` operations.
+        // SAFETY: sound by the argument just above.
         let st = unsafe {
             sys::napi_create_external_arraybuffer(
                 env,
