@@ -2,6 +2,8 @@
 // node:dgram vs kyoto's per-datagram API (`recvFrom` → `sendTo`) and batch API (`recvMany` →
 // `sendMany`), each on both JS data paths (b) current_thread and (a) multi_thread. Driven by
 // kyoto-loadgen --udp; rounds rotate the server order; median pps, latency, server CPU, peak RSS.
+// The last row is no JS at all: the native kyoto-rt echo with recvmmsg → sendmmsg on one worker
+// (`kyoto-echo --udp --batch`), this machine's ceiling for the batched row.
 //
 //   node bench/p4_udp_echo.mjs [--rounds 5] [--duration 3] [--warmup 1] [--json out.json]
 import { writeFileSync } from 'node:fs';
@@ -41,13 +43,14 @@ const SERVERS = [
   { name: 'kyoto (b) recvMany/sendMany', args: [KYOTO, '--udp', '--batch'], env: CT },
   { name: 'kyoto (a) per-datagram', args: [KYOTO, '--udp'], env: MT },
   { name: 'kyoto (a) recvMany/sendMany', args: [KYOTO, '--udp', '--batch'], env: MT },
+  { name: 'native ceiling: kyoto-rt recvmmsg/sendmmsg', bin: BIN.kyotoEcho, args: ['--udp', '--batch', '--workers', '1'], env: {} },
 ];
 
 async function start(s) {
   const saved = { ...process.env };
   Object.assign(process.env, s.env);
   try {
-    return await startServer(s.name, process.execPath, s.args);
+    return await startServer(s.name, s.bin ?? process.execPath, s.args);
   } finally {
     for (const k of Object.keys(s.env)) {
       if (saved[k] === undefined) delete process.env[k];

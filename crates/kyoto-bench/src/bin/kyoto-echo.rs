@@ -1,13 +1,15 @@
 //! `kyoto-echo`: a TCP (or UDP) echo server on `kyoto_rt` — native Rust, no Node.
 //!
 //! TCP: one task per connection running `kyoto_rt::io::copy(read half, write half)`, the P2 shape.
-//! UDP (`--udp`): one task per worker, each `recv_from` → `send_to` on a shared socket.
+//! UDP (`--udp`): one task per worker, each `recv_from` → `send_to` on a shared socket; with
+//! `--batch`, `recv_batch` (`recvmmsg`) → `send_many` (`sendmmsg`) instead — the native ceiling of
+//! benchmark P4's batched row.
 //!
 //! Prints `listening <addr>` on stdout once bound (`--port 0` picks a free port), then serves until
 //! killed. `--workers N` sets the multi-thread runtime's worker count (default 2).
 use kyoto_bench::args::Args;
 use kyoto_bench::proc_stats;
-use kyoto_rt::net::{TcpListener, TcpSocket, UdpSocket};
+use kyoto_rt::net::{RecvBatch, SendMsg, TcpListener, TcpSocket, UdpSocket};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +27,7 @@ fn run() -> Result<(), String> {
     let port: u16 = a.get("port", 0)?;
     let workers: usize = a.get("workers", 2)?;
     let udp = a.flag("udp");
+    let batch = a.flag("batch");
     let nodelay = !a.flag("no-nodelay");
     a.finish()?;
     if workers == 0 {
@@ -40,7 +43,7 @@ fn run() -> Result<(), String> {
     let addr = format!("{host}:{port}");
     rt.block_on(async move {
         if udp {
-            serve_udp(&addr, workers).await
+            serve_udp(&addr, workers, batch).await
         } else {
             serve_tcp(&addr, nodelay).await
         }
@@ -91,7 +94,7 @@ async fn serve_tcp(addr: &str, nodelay: bool) -> Result<(), String> {
     }
 }
 
-async fn serve_udp(addr: &str, tasks: usize) -> Result<(), String> {
+async fn serve_udp(addr: &str, tasks: usize, batch: bool) -> Result<(), String> {
     let sock = Arc::new(
         UdpSocket::bind(addr)
             .await
@@ -101,6 +104,28 @@ async fn serve_udp(addr: &str, tasks: usize) -> Result<(), String> {
     let mut handles = Vec::new();
     for _ in 0..tasks {
         let sock = sock.clone();
+        if batch {
+            handles.push(kyoto_rt::spawn(async move {
+                let mut batch = RecvBatch::new(64, 2048);
+                loop {
+                    if sock.recv_batch(&mut batch).await.is_err() {
+                        continue;
+                    }
+                    let msgs: Vec<SendMsg<'_>> = batch
+                        .iter()
+                        .map(|(data, meta)| SendMsg::to(data, meta.addr))
+                        .collect();
+                    let mut sent = 0;
+                    while sent < msgs.len() {
+                        match sock.send_many(&msgs[sent..]).await {
+                            Ok(n) => sent += n,
+                            Err(_) => sent += 1, // drop the one that failed, as the JS echo does
+                        }
+                    }
+                }
+            }));
+            continue;
+        }
         handles.push(kyoto_rt::spawn(async move {
             let mut buf = vec![0u8; 65_536];
             loop {
