@@ -95,6 +95,9 @@ pub(super) struct Core {
     index: usize,
     tick: u32,
     lifo_slot: Option<Notified>,
+    /// Set while the worker is inside its driver (parked or polling): wakes then come from I/O or
+    /// timers, not from a task.
+    in_driver: bool,
     /// Set while the worker polls its driver without parking (maintenance, deferred yields).
     polling: bool,
     /// A polling pass pushed driver wakes into the injector (peers may need waking).
@@ -138,6 +141,7 @@ pub(super) fn create(
             index,
             tick: 0,
             lifo_slot: None,
+            in_driver: false,
             polling: false,
             injected: false,
             run_queue,
@@ -269,10 +273,14 @@ impl Context {
         core.stats
             .submit(&self.handle.shared.metrics[self.index], depth);
         core.polling = timeout.is_some();
+        core.in_driver = true;
         *self.core.borrow_mut() = Some(core);
         match timeout {
             Some(_) => park.park_timeout_zero(),
             None => park.park(),
+        }
+        if let Some(core) = self.core.borrow_mut().as_mut() {
+            core.in_driver = false; // deferred yields below are task wakes, not driver wakes
         }
         self.wake_deferred();
         let Some(mut core) = self.core.borrow_mut().take() else {
@@ -472,12 +480,12 @@ impl Handle {
     }
 
     fn schedule_local(&self, core: &mut Core, task: Notified, is_yield: bool) {
-        // `park` is taken while this worker polls its driver: the wake is I/O or a timer firing.
+        // The worker is inside its driver: the wake is I/O or a timer firing.
         // Such tasks run in the order the driver reports them, behind everything already waiting —
         // the injector included once it holds overflow — so that under overload (thousands of
         // ready sockets) no connection is served twice while another waits in the injector. The
         // LIFO slot is for a task woken by the one running now.
-        if core.park.is_none() {
+        if core.in_driver {
             // Only on a polling pass (the worker is not parked, so it runs the injector next). In a
             // real park the queues were empty; wakes then stay local, where the unpark finds them.
             if core.polling
