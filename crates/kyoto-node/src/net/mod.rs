@@ -1345,13 +1345,8 @@ pub fn net_multicast(h: u32, join: bool, group: String, iface: String) -> Result
     let Ok(IpAddr::V4(g)) = group.parse::<IpAddr>() else {
         return Ok(-einval());
     };
-    let i = if iface.is_empty() {
-        Ipv4Addr::UNSPECIFIED
-    } else {
-        match iface.parse::<Ipv4Addr>() {
-            Ok(i) => i,
-            Err(_) => return Ok(-einval()),
-        }
+    let Some(i) = parse_iface(&iface) else {
+        return Ok(-einval());
     };
     with_sock(
         h,
@@ -1369,17 +1364,21 @@ pub fn net_multicast(h: u32, join: bool, group: String, iface: String) -> Result
     )
 }
 
+/// An IPv4 interface address (`""`: any).
+fn parse_iface(iface: &str) -> Option<Ipv4Addr> {
+    if iface.is_empty() {
+        Some(Ipv4Addr::UNSPECIFIED)
+    } else {
+        iface.parse().ok()
+    }
+}
+
 /// Sets the interface of outgoing IPv4 multicast (`IP_MULTICAST_IF`; `""` = the default route's).
 /// 0 or a negative errno.
 #[napi(catch_unwind)]
 pub fn net_multicast_if(h: u32, iface: String) -> Result<i32> {
-    let i = if iface.is_empty() {
-        Ipv4Addr::UNSPECIFIED
-    } else {
-        match iface.parse::<Ipv4Addr>() {
-            Ok(i) => i,
-            Err(_) => return Ok(-einval()),
-        }
+    let Some(i) = parse_iface(&iface) else {
+        return Ok(-einval());
     };
     with_sock(
         h,

@@ -386,6 +386,20 @@ mod batch {
     /// Datagrams per call.
     pub const MAX: usize = 32;
 
+    /// `n` iovecs of `stride` bytes each, back to back from `base` (callers pass `n * stride`
+    /// within their buffer, so each covers its own part of it).
+    fn iovecs(base: *mut u8, stride: usize, n: usize) -> [libc::iovec; MAX] {
+        let mut iov = [libc::iovec {
+            iov_base: ptr::null_mut(),
+            iov_len: 0,
+        }; MAX];
+        for (k, v) in iov.iter_mut().enumerate().take(n) {
+            v.iov_base = base.wrapping_add(k * stride).cast();
+            v.iov_len = stride;
+        }
+        iov
+    }
+
     fn headers(n: usize, iov: &mut [libc::iovec; MAX]) -> [libc::mmsghdr; MAX] {
         // SAFETY: all-zero is a valid `mmsghdr` (null pointers, zero lengths and flags).
         let mut hdrs: [libc::mmsghdr; MAX] = unsafe { std::mem::zeroed() };
@@ -404,16 +418,7 @@ mod batch {
         lens: &mut [usize; MAX],
     ) -> io::Result<usize> {
         let n = MAX.min(arena.len() / slot);
-        let base = arena.as_mut_ptr();
-        let mut iov = [libc::iovec {
-            iov_base: ptr::null_mut(),
-            iov_len: 0,
-        }; MAX];
-        for (k, v) in iov.iter_mut().enumerate().take(n) {
-            // `k * slot + slot <= arena.len()`, so each iovec covers its own part of `arena`.
-            v.iov_base = base.wrapping_add(k * slot).cast();
-            v.iov_len = slot;
-        }
+        let mut iov = iovecs(arena.as_mut_ptr(), slot, n);
         let mut hdrs = headers(n, &mut iov);
         // SAFETY: `hdrs[..n]` point at `iov[..n]`, which cover disjoint slots of `arena`, all alive
         // and exclusively borrowed for the call; the socket owns its descriptor.
@@ -439,15 +444,8 @@ mod batch {
     /// how many the socket took.
     pub fn send(sock: &UdpSocket, arena: &[u8], len: usize, n: usize) -> io::Result<usize> {
         let n = n.min(MAX).min(arena.len() / len.max(1));
-        let base = arena.as_ptr();
-        let mut iov = [libc::iovec {
-            iov_base: ptr::null_mut(),
-            iov_len: 0,
-        }; MAX];
-        for (k, v) in iov.iter_mut().enumerate().take(n) {
-            v.iov_base = base.wrapping_add(k * len).cast_mut().cast();
-            v.iov_len = len;
-        }
+        // The kernel only reads these iovecs' memory (`sendmmsg`).
+        let mut iov = iovecs(arena.as_ptr().cast_mut(), len, n);
         let mut hdrs = headers(n, &mut iov);
         // SAFETY: `hdrs[..n]` point at `iov[..n]`, which cover `arena` (alive for the call; the
         // kernel only reads it); the socket owns its descriptor.
