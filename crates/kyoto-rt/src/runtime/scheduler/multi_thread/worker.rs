@@ -95,11 +95,9 @@ pub(super) struct Core {
     index: usize,
     tick: u32,
     lifo_slot: Option<Notified>,
-    /// Set while the worker is inside its driver (parked or polling): wakes then come from I/O or
-    /// timers, not from a task.
-    in_driver: bool,
-    /// Set while the worker polls its driver without parking (maintenance, deferred yields).
-    polling: bool,
+    /// Set only while the worker polls its driver without parking (maintenance, deferred yields):
+    /// wakes then come from I/O or timers, and the worker runs the injector next.
+    polling_driver: bool,
     /// A polling pass pushed driver wakes into the injector (peers may need waking).
     injected: bool,
     run_queue: Local,
@@ -141,8 +139,7 @@ pub(super) fn create(
             index,
             tick: 0,
             lifo_slot: None,
-            in_driver: false,
-            polling: false,
+            polling_driver: false,
             injected: false,
             run_queue,
             is_searching: false,
@@ -272,22 +269,20 @@ impl Context {
         let depth = core.run_queue.len();
         core.stats
             .submit(&self.handle.shared.metrics[self.index], depth);
-        core.polling = timeout.is_some();
-        core.in_driver = true;
+        core.polling_driver = timeout.is_some();
         *self.core.borrow_mut() = Some(core);
         match timeout {
             Some(_) => park.park_timeout_zero(),
             None => park.park(),
         }
         if let Some(core) = self.core.borrow_mut().as_mut() {
-            core.in_driver = false; // deferred yields below are task wakes, not driver wakes
+            core.polling_driver = false; // deferred yields below are task wakes, not driver wakes
         }
         self.wake_deferred();
         let Some(mut core) = self.core.borrow_mut().take() else {
             unreachable!("the core is returned to the context after parking")
         };
         core.park = Some(park);
-        core.polling = false;
         let injected = std::mem::take(&mut core.injected);
         if core.should_notify_others() || (injected && !core.is_searching) {
             self.handle.notify_parked_local();
@@ -485,8 +480,7 @@ impl Handle {
         // no connection is served twice while another waits there (the worker is not parked: it
         // runs the injector next). Otherwise driver wakes take the LIFO path like any other: the
         // socket that just became ready is the one whose state is warm in cache.
-        if core.in_driver
-            && core.polling
+        if core.polling_driver
             && (core.run_queue.len() >= queue::LOCAL_QUEUE_CAPACITY
                 || !self.shared.inject.is_empty())
         {
