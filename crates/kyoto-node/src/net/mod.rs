@@ -73,15 +73,9 @@ impl Shared {
         self.slab.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers a new socket under a fresh handle and spawns its task on the env's runtime.
-    /// `None` when the env is gone or the table is full (the socket is then closed).
-    pub fn insert(self: &Arc<Self>, make: impl FnOnce(u32) -> Sock) -> Option<u32> {
-        let rt = self.handle.clone();
-        self.insert_on(&rt, make)
-    }
-
-    /// Like [`Shared::insert`], with the socket's task on `rt` (whose reactor the socket is
-    /// registered with).
+    /// Registers a new socket under a fresh handle and spawns its task on `rt` (whose reactor the
+    /// socket is registered with). `None` when the env is gone or the table is full (the socket is
+    /// then closed).
     pub fn insert_on(
         self: &Arc<Self>,
         rt: &kyoto_rt::Handle,
@@ -860,6 +854,14 @@ fn apply_common(s: &Socket, flags: u32, sndbuf: u32, rcvbuf: u32, v6: bool) -> i
     Ok(())
 }
 
+/// Registers a new socket of `kind` whose task runs on `rt`: its handle, or -EBADF when the env is
+/// gone or its table is full.
+fn register(n: &NetEnv, rt: &kyoto_rt::Handle, kind: Kind, flags: u32) -> i32 {
+    n.shared
+        .insert_on(rt, |h| Sock::new(h, kind, n.shared.clone(), flags))
+        .map_or(-ebadf(), |h| h as i32)
+}
+
 /// Binds and listens; returns the listener's handle or a negative errno.
 #[napi(catch_unwind)]
 pub fn net_tcp_listen(
@@ -897,16 +899,12 @@ pub fn net_tcp_listen(
         Ok(l) => l,
         Err(e) => return Ok(neg(&e)),
     };
-    let shared = n.shared.clone();
-    let h = shared.insert_on(&rt, |h| {
-        Sock::new(
-            h,
-            Kind::Listener(Mutex::new(Some(Listener::Tcp(l)))),
-            n.shared.clone(),
-            0,
-        )
-    });
-    Ok(h.map_or(-ebadf(), |h| h as i32))
+    Ok(register(
+        &n,
+        &rt,
+        Kind::Listener(Mutex::new(Some(Listener::Tcp(l)))),
+        0,
+    ))
 }
 
 /// Starts a connect; returns the stream's handle (K_CONNECTED or K_ERROR follows) or a negative
@@ -968,16 +966,12 @@ pub fn net_tcp_connect(
         Ok(s) => s,
         Err(e) => return Ok(neg(&e)),
     };
-    let shared = n.shared.clone();
-    let h = shared.insert_on(&rt, |h| {
-        Sock::new(
-            h,
-            Kind::Stream(Stream::Tcp(s)),
-            n.shared.clone(),
-            F_CONNECTING,
-        )
-    });
-    Ok(h.map_or(-ebadf(), |h| h as i32))
+    Ok(register(
+        &n,
+        &rt,
+        Kind::Stream(Stream::Tcp(s)),
+        F_CONNECTING,
+    ))
 }
 
 /// Binds a UDP socket; returns its handle or a negative errno.
@@ -1013,9 +1007,7 @@ pub fn net_udp_bind(
         Ok(u) => u,
         Err(e) => return Ok(neg(&e)),
     };
-    let shared = n.shared.clone();
-    let h = shared.insert_on(&rt, |h| Sock::new(h, Kind::Udp(u), n.shared.clone(), 0));
-    Ok(h.map_or(-ebadf(), |h| h as i32))
+    Ok(register(&n, &rt, Kind::Udp(u), 0))
 }
 
 fn with_sock<T>(h: u32, f: impl FnOnce(&NetEnv, &Arc<Sock>) -> T, missing: T) -> Result<T> {
@@ -1636,11 +1628,7 @@ pub fn net_live() -> Result<u32> {
 
 #[cfg(unix)]
 fn register_stream(n: &NetEnv, rt: &kyoto_rt::Handle, s: UnixStream, flags: u32) -> i32 {
-    let shared = n.shared.clone();
-    let h = shared.insert_on(rt, |h| {
-        Sock::new(h, Kind::Stream(Stream::Unix(s)), n.shared.clone(), flags)
-    });
-    h.map_or(-ebadf(), |h| h as i32)
+    register(n, rt, Kind::Stream(Stream::Unix(s)), flags)
 }
 
 /// Binds and listens on a Unix socket path; the handle or a negative errno.
@@ -1665,16 +1653,12 @@ pub fn net_unix_listen(path: String, backlog: u32, runtime: Option<&NativeRuntim
         Ok(l) => l,
         Err(e) => return Ok(neg(&e)),
     };
-    let shared = n.shared.clone();
-    let h = shared.insert_on(&rt, |h| {
-        Sock::new(
-            h,
-            Kind::Listener(Mutex::new(Some(Listener::Unix(l)))),
-            n.shared.clone(),
-            0,
-        )
-    });
-    Ok(h.map_or(-ebadf(), |h| h as i32))
+    Ok(register(
+        &n,
+        &rt,
+        Kind::Listener(Mutex::new(Some(Listener::Unix(l)))),
+        0,
+    ))
 }
 
 /// Connects to a Unix socket path; the handle (K_CONNECTED or K_ERROR follows) or a negative errno.
@@ -1739,11 +1723,7 @@ pub fn net_peer_cred(h: u32) -> Result<String> {
 
 #[cfg(unix)]
 fn register_dgram(n: &NetEnv, rt: &kyoto_rt::Handle, u: UnixDatagram) -> i32 {
-    let shared = n.shared.clone();
-    let h = shared.insert_on(rt, |h| {
-        Sock::new(h, Kind::UnixDgram(Arc::new(u)), n.shared.clone(), 0)
-    });
-    h.map_or(-ebadf(), |h| h as i32)
+    register(n, rt, Kind::UnixDgram(Arc::new(u)), 0)
 }
 
 /// A Unix datagram socket bound to `path` (unbound when `path` is empty); handle or -errno.
