@@ -25,6 +25,8 @@ import {
 } from './errors';
 import {
   DIRECT_WRITE_MIN,
+  LoopHolds,
+  encodeFrame,
   K_ACCEPT,
   K_CONNECTED,
   K_DATA,
@@ -247,8 +249,8 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
   #framer: FrameSink | undefined;
   #frameSynced = false;
   #readErrno = 0;
-  #refd = true;
-  #held = 0;
+  /** Pending connect, reads, drain waits (stream) or receives (UDP) holding the loop. */
+  #holds = new LoopHolds();
   /** @internal Stop native reads above this many buffered bytes (kyoto/compat/net lowers it). */
   _readHwm = READ_HWM;
   /** @internal Resume native reads below this many buffered bytes. */
@@ -301,30 +303,22 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
 
   /** @internal Resolves with `s` once its connect finished (`port` -1: a Unix path). */
   static _waitConnected<T extends TcpStream>(s: T, host: string, port: number, signal: AbortSignal | undefined): Promise<T> {
-    s.#hold(1);
+    s.#holds.add(1);
     return withSignal<T>(signal, (resolve, reject) => {
       s.#connect = [resolve as (s: TcpStream) => void, reject, host, port];
       return () => {
         if (s.#connect !== undefined) {
           s.#connect = undefined;
-          s.#hold(-1);
+          s.#holds.add(-1);
           s.close();
         }
       };
     });
   }
 
-  /** Adds `delta` to this stream's event-loop holds (pending connect, reads, drain waits). */
-  #hold(delta: number): void {
-    this.#held += delta;
-    if (this.#refd) hold(delta);
-  }
-
   /** @internal Node-style ref/unref: whether this stream's pending operations keep the loop alive. */
   _setRef(on: boolean): void {
-    if (on === this.#refd) return;
-    this.#refd = on;
-    if (this.#held > 0) hold(on ? this.#held : -this.#held);
+    this.#holds.setRef(on);
   }
 
   /** @internal */
@@ -346,7 +340,7 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
         const c = this.#connect;
         if (c !== undefined) {
           this.#connect = undefined;
-          this.#hold(-1);
+          this.#holds.add(-1);
           c[0](this);
         }
         break;
@@ -357,7 +351,7 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
           const c = this.#connect;
           this.#connect = undefined;
           if (c !== undefined) {
-            this.#hold(-1);
+            this.#holds.add(-1);
             this.close();
             c[1](c[3] < 0 ? systemError(a, 'connect', c[2]) : systemError(a, 'connect', c[2], c[3]));
           }
@@ -453,7 +447,7 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
       this.#reading = false;
       native.netRead(this._h, false);
     }
-    if (this.#waiters.length > 0) this.#hold(-1);
+    if (this.#waiters.length > 0) this.#holds.add(-1);
     for (const w of this.#waiters.splice(0)) w.reject(framedError());
     if (this.#closed) sink.onStreamClosed();
     // Already ended: no raw data can follow, so no need to wait for the task's marker (whose task
@@ -485,16 +479,7 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
     if (r >= 0) return Promise.resolve();
     const bytes = typeof body === 'string' ? Buffer.from(body) : body;
     if (r === -2 || bytes.length > max) return Promise.reject(tooBig(bytes.length));
-    const out = Buffer.allocUnsafe(hdr + bytes.length + (nl ? 1 : 0));
-    if (hdr > 6) {
-      out.fill(0, 0, hdr - 6);
-      out.writeUIntBE(bytes.length, hdr - 6, 6);
-    } else if (hdr > 0) {
-      out.writeUIntBE(bytes.length, 0, hdr);
-    }
-    out.set(bytes, hdr);
-    if (nl) out[out.length - 1] = 10;
-    return this.#writeDirect(out).then(() => undefined);
+    return this.#writeDirect(encodeFrame(bytes, hdr, nl)).then(() => undefined);
   }
 
   #onData(off: number, len: number): void {
@@ -505,7 +490,7 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
       const buf = first.buf!;
       const n = len < buf.length ? len : buf.length;
       rarena.copy(buf, 0, off, off + n);
-      if (w.length === 0) this.#hold(-1);
+      if (w.length === 0) this.#holds.add(-1);
       if (n < len) this.#push(Buffer.from(rarena.subarray(off + n, off + len)));
       first.resolve(n);
       if (w.length > 0 && this.#buffered > 0) this.#service();
@@ -588,7 +573,7 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
       } else {
         return;
       }
-      if (w.length === 0) this.#hold(-1);
+      if (w.length === 0) this.#holds.add(-1);
     }
   }
 
@@ -597,19 +582,19 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
     if (signal === undefined) {
       // The hot path: one promise and one waiter record per read.
       return new Promise((resolve, reject) => {
-        if (this.#waiters.length === 0) this.#hold(1);
+        if (this.#waiters.length === 0) this.#holds.add(1);
         this.#waiters.push({ buf, peek, resolve, reject });
       });
     }
     return withSignal(signal, (resolve, reject) => {
       const w: ReadWaiter = { buf, peek, resolve, reject };
-      if (this.#waiters.length === 0) this.#hold(1);
+      if (this.#waiters.length === 0) this.#holds.add(1);
       this.#waiters.push(w);
       return () => {
         const i = this.#waiters.indexOf(w);
         if (i >= 0) {
           this.#waiters.splice(i, 1);
-          if (this.#waiters.length === 0) this.#hold(-1);
+          if (this.#waiters.length === 0) this.#holds.add(-1);
         }
       };
     });
@@ -675,14 +660,14 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
   #blockedWait(signal?: AbortSignal): Promise<void> {
     return withSignal<void>(signal, (resolve, reject) => {
       const entry: [() => void, (e: unknown) => void] = [resolve, reject];
-      if (this.#drainWaiters.length === 0) this.#hold(1);
+      if (this.#drainWaiters.length === 0) this.#holds.add(1);
       this.#drainWaiters.push(entry);
       // Removes the entry; the last one out releases the loop hold (exactly once per entry).
       const done = (): boolean => {
         const i = this.#drainWaiters.indexOf(entry);
         if (i < 0) return false;
         this.#drainWaiters.splice(i, 1);
-        if (this.#drainWaiters.length === 0) this.#hold(-1);
+        if (this.#drainWaiters.length === 0) this.#holds.add(-1);
         return true;
       };
       entry[0] = () => {
@@ -1304,8 +1289,8 @@ export class UdpSocket implements Endpoint {
   #err: Error | undefined;
   #drain: Array<() => void> = [];
   #connected = false;
-  #refd = true;
-  #held = 0;
+  /** Pending connect, reads, drain waits (stream) or receives (UDP) holding the loop. */
+  #holds = new LoopHolds();
 
   /** @internal */
   constructor(h: number) {
@@ -1313,17 +1298,9 @@ export class UdpSocket implements Endpoint {
     register(h, this);
   }
 
-  /** Adds `delta` to this socket's event-loop holds (pending receives). */
-  #hold(delta: number): void {
-    this.#held += delta;
-    if (this.#refd) hold(delta);
-  }
-
   /** @internal Node-style ref/unref: whether a pending receive keeps the loop alive. */
   _setRef(on: boolean): void {
-    if (on === this.#refd) return;
-    this.#refd = on;
-    if (this.#held > 0) hold(on ? this.#held : -this.#held);
+    this.#holds.setRef(on);
   }
 
   /** Binds to `addr` (port 0 picks a free port). */
@@ -1351,7 +1328,7 @@ export class UdpSocket implements Endpoint {
       const w = this.#waiters;
       if (w.length > 0 && this.#queue.length === this.#head && w[0].kind !== 2 && w[0].kind !== 3) {
         const first = w.shift()!;
-        if (w.length === 0) this.#hold(-1);
+        if (w.length === 0) this.#holds.add(-1);
         const buf = first.buf!;
         const n = len < buf.length ? len : buf.length;
         rarena.copy(buf, 0, off, off + n);
@@ -1368,12 +1345,12 @@ export class UdpSocket implements Endpoint {
       const err = systemError(a, SYSCALLS[b] ?? 'recv');
       if (isRuntimeShutdown(err)) {
         this.#err = err;
-        rejectAll(this.#waiters, err, (d) => this.#hold(d));
+        rejectAll(this.#waiters, err, (d) => this.#holds.add(d));
         return;
       }
       const w = this.#waiters.shift();
       if (w) {
-        if (this.#waiters.length === 0) this.#hold(-1);
+        if (this.#waiters.length === 0) this.#holds.add(-1);
         w.reject(err);
       } else {
         this.#err = err;
@@ -1416,7 +1393,7 @@ export class UdpSocket implements Endpoint {
   #service(): void {
     while (this.#waiters.length > 0 && this.#pending() > 0) {
       const w = this.#waiters.shift()!;
-      if (this.#waiters.length === 0) this.#hold(-1);
+      if (this.#waiters.length === 0) this.#holds.add(-1);
       this.#fulfil(w);
     }
   }
@@ -1436,21 +1413,21 @@ export class UdpSocket implements Endpoint {
     if (signal === undefined) {
       return new Promise<T>((resolve, reject) => {
         const w: RecvWaiter = { kind, buf, max, resolve: resolve as (v: unknown) => void, reject };
-        if (this.#waiters.length === 0 && this.#pending() === 0) this.#hold(1);
+        if (this.#waiters.length === 0 && this.#pending() === 0) this.#holds.add(1);
         if (this.#pending() > 0 && this.#waiters.length === 0) this.#fulfil(w);
         else this.#waiters.push(w);
       });
     }
     return withSignal<T>(signal, (resolve, reject) => {
       const w: RecvWaiter = { kind, buf, max, resolve: resolve as (v: unknown) => void, reject };
-      if (this.#waiters.length === 0 && this.#pending() === 0) this.#hold(1);
+      if (this.#waiters.length === 0 && this.#pending() === 0) this.#holds.add(1);
       if (this.#pending() > 0 && this.#waiters.length === 0) this.#fulfil(w);
       else this.#waiters.push(w);
       return () => {
         const i = this.#waiters.indexOf(w);
         if (i >= 0) {
           this.#waiters.splice(i, 1);
-          if (this.#waiters.length === 0) this.#hold(-1);
+          if (this.#waiters.length === 0) this.#holds.add(-1);
         }
       };
     });
@@ -1596,7 +1573,7 @@ export class UdpSocket implements Endpoint {
     this.#closed = true;
     native.netClose(this._h);
     unregister(this._h);
-    if (this.#waiters.length > 0) this.#hold(-1);
+    if (this.#waiters.length > 0) this.#holds.add(-1);
     for (const w of this.#waiters.splice(0)) w.reject(closedError());
   }
   /** Closes the socket. */

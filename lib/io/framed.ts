@@ -28,7 +28,7 @@
  */
 import * as buffer from 'node:buffer';
 import { codedError, invalidArgType, optionsBag, outOfRange, validateSignal, abortReason } from '../errors';
-import { K_EOF, K_ERROR, K_FRAMES, K_FRAME_ERR, hold, rarena, systemError } from '../net/core';
+import { K_EOF, K_ERROR, K_FRAMES, K_FRAME_ERR, encodeFrame, hold, rarena, systemError } from '../net/core';
 import { WriteHalf, ReadHalf, kyotoStream, type FrameSink, type SignalOption, type TcpStream } from '../net';
 import { native } from '../native';
 import type { Reader, Writer } from '../io';
@@ -629,16 +629,7 @@ export function framed(stream: Reader | Writer, codec: LinesCodec | LengthDelimi
       const b = frameBytes(frame);
       const bytes = typeof b === 'string' ? Buffer.from(b) : b;
       if (bytes.length > max) throw tooBig(bytes.length);
-      const out = Buffer.allocUnsafe(hdr + bytes.length + (lines ? 1 : 0));
-      if (hdr > 6) {
-        out.fill(0, 0, hdr - 6);
-        out.writeUIntBE(bytes.length, hdr - 6, 6);
-      } else if (hdr > 0) {
-        out.writeUIntBE(bytes.length, 0, hdr);
-      }
-      out.set(bytes, hdr);
-      if (lines) out[out.length - 1] = 10;
-      await writeAll(w, out);
+      await writeAll(w, encodeFrame(bytes, hdr, lines));
     };
   } else {
     send = () => Promise.reject(invalidArgType('stream', 'an object with a write() method to send frames', stream));

@@ -216,6 +216,23 @@ export function queueWrite(h: number, data: Uint8Array, a = 0, b = 0): boolean {
 }
 
 /**
+ * One frame as written: a `hdr`-byte big-endian length header (0: none; up to 8), `bytes`, then
+ * `\n` when `nl`. The direct-write path of {@link queueFrame} and the JS framer both send this.
+ */
+export function encodeFrame(bytes: Uint8Array, hdr: number, nl: boolean): Buffer {
+  const out = Buffer.allocUnsafe(hdr + bytes.length + (nl ? 1 : 0));
+  if (hdr > 6) {
+    out.fill(0, 0, hdr - 6);
+    out.writeUIntBE(bytes.length, hdr - 6, 6);
+  } else if (hdr > 0) {
+    out.writeUIntBE(bytes.length, 0, hdr);
+  }
+  out.set(bytes, hdr);
+  if (nl) out[out.length - 1] = 10;
+  return out;
+}
+
+/**
  * Queues one frame for stream `h` in the shared write table, as one write: a `hdr`-byte big-endian
  * length header (0: none), `body` (a string is written as UTF-8), then `\n` when `nl`. Returns the
  * body's byte length; -1 when the frame is too large for the arena path (nothing queued: use a direct
@@ -297,6 +314,28 @@ export function hold(delta: number): void {
   if (holds < 0) holds = 0;
   if (before === 0 && holds > 0) native.netRef(true);
   else if (before > 0 && holds === 0) native.netRef(false);
+}
+
+/**
+ * One socket's share of the loop holds (pending connects, reads, drain waits): always counted, and
+ * passed on to {@link hold} only while the socket is ref'd (Node-style `ref()`/`unref()`).
+ */
+export class LoopHolds {
+  #held = 0;
+  #refd = true;
+
+  /** Adds `delta` to this socket's holds. */
+  add(delta: number): void {
+    this.#held += delta;
+    if (this.#refd) hold(delta);
+  }
+
+  /** Whether this socket's holds keep the loop alive. */
+  setRef(on: boolean): void {
+    if (on === this.#refd) return;
+    this.#refd = on;
+    if (this.#held > 0) hold(on ? this.#held : -this.#held);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
