@@ -1,4 +1,5 @@
-//! Networking on the reactor: TCP, UDP and (on Unix) Unix-domain sockets.
+//! Networking on the reactor: TCP, UDP, (on Unix) Unix-domain sockets and (on Windows) named
+//! pipes.
 //!
 //! Semantics follow Tokio's `tokio::net`:
 //!
@@ -27,6 +28,8 @@ pub mod tcp;
 pub mod udp;
 #[cfg(unix)]
 pub mod unix;
+#[cfg(windows)]
+pub mod windows;
 
 pub use lookup_host::lookup_host;
 pub use std::net::ToSocketAddrs;

@@ -1,0 +1,2 @@
+//! Windows-only networking: named pipes.
+pub mod named_pipe;
