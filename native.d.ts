@@ -493,6 +493,12 @@ export declare function netMulticastIf(h: number, iface: string): number
 /** `"pid|uid|gid"` of a Unix stream's peer (pid -1 when unknown), or `"!errno"`. */
 export declare function netPeerCred(h: number): string
 
+/** Windows only (see `pipe.rs`). */
+export declare function netPipeCreate(path: string, firstInstance: boolean, maxInstances: number, inBufferSize: number, outBufferSize: number, rejectRemoteClients: boolean, runtime?: NativeRuntime | undefined | null): number
+
+/** Windows only. */
+export declare function netPipeOpen(path: string, runtime?: NativeRuntime | undefined | null): number
+
 /** Stream/UDP: read (K_DATA / K_DGRAM events) while `on`. */
 export declare function netRead(h: number, on: boolean): number
 

@@ -227,7 +227,7 @@ function timerDuration(msecs: unknown, name: string): number {
 }
 
 function unixListen(path: string, backlog: number): UnixListener {
-  if (typeof native.netUnixListen !== 'function') throw notSupported('net', 'listening on a pipe on this platform');
+  if (process.platform === 'win32') throw notSupported('net', 'listening on a pipe on this platform');
   const h = native.netUnixListen(path, backlog);
   if (h < 0) throw systemError(-h, 'listen', path);
   return new UnixListener(h);
@@ -387,7 +387,7 @@ export class Socket extends Duplex {
   }
 
   #connectPipe(path: string): void {
-    if (typeof native.netUnixConnect !== 'function') throw notSupported('net', 'connecting to a pipe on this platform');
+    if (process.platform === 'win32') throw notSupported('net', 'connecting to a pipe on this platform');
     const h = native.netUnixConnect(path);
     if (h < 0) {
       const err = systemError(-h, 'connect', path);

@@ -71,8 +71,7 @@ pub fn from_ms(ms: f64) -> Instant {
 pub fn tick_phase(handle: &Handle) -> f64 {
     let _enter = handle.enter();
     let mut probe = sleep_until(handle.clock_now() + Duration::from_secs(3600));
-    let waker = Waker::from(Arc::new(NoopWake));
-    let mut cx = Context::from_waker(&waker);
+    let mut cx = Context::from_waker(Waker::noop());
     // The first poll registers the timer with the wheel.
     let _ = Pin::new(&mut probe).poll(&mut cx);
     let next = handle.next_timer();
@@ -91,12 +90,6 @@ pub fn tick_phase(handle: &Handle) -> f64 {
         }
         None => 0.0,
     }
-}
-
-struct NoopWake;
-
-impl Wake for NoopWake {
-    fn wake(self: Arc<Self>) {}
 }
 
 /// One JS timer: its registration in the wheel and the operation it completes.

@@ -16,10 +16,17 @@
 #![allow(clippy::too_many_arguments)]
 
 pub mod frame;
+#[cfg(windows)]
+pub mod pipe;
 pub mod queue;
 pub mod sock;
 #[cfg(unix)]
+pub mod unix;
+pub mod unsupported;
+#[cfg(unix)]
 mod uv;
+#[cfg(windows)]
+mod win_errno;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -31,8 +38,6 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use kyoto_rt::net::{SendMsg, TcpListener, TcpStream, UdpSocket};
-#[cfg(unix)]
-use kyoto_rt::net::{UnixDatagram, UnixListener, UnixStream};
 use kyoto_rt::task::AbortHandle;
 use napi::bindgen_prelude::*;
 use napi::sys;
@@ -49,6 +54,7 @@ const IDX_MASK: u32 = (1 << IDX_BITS) - 1;
 const WREC_INTS: usize = 5;
 const CTL_WCOUNT: usize = 0;
 const CTL_WBYTES: usize = 1;
+#[cfg(unix)]
 const CTL_INTURN: usize = 2;
 
 #[derive(Default)]
@@ -194,6 +200,7 @@ struct NetEnv {
     spare: RefCell<(Vec<Ev>, Vec<u8>)>,
     refd: Cell<bool>,
     closed: Cell<bool>,
+    #[cfg_attr(not(unix), allow(dead_code))]
     in_turn: Cell<bool>,
 }
 
@@ -300,11 +307,14 @@ pub fn net_init(
     if ev_len < EV_INTS || ra_len < READ_CHUNK + 64 || wt_len < WREC_INTS || ctl_len < 4 {
         return Err(Error::new(Status::InvalidArg, "net buffers too small"));
     }
-    let mut threaded = flavor == "multi_thread" || cfg!(not(unix));
+    // Windows has no `uv_poll` on mio's poller (IOCP): always the worker-thread data path.
     #[cfg(unix)]
-    if !threaded && uv::api().is_none() {
-        threaded = true;
-    }
+    let threaded = flavor == "multi_thread" || uv::api().is_none();
+    #[cfg(not(unix))]
+    let threaded = {
+        let _ = flavor;
+        true
+    };
     let (handle, rt) = if threaded {
         (
             mt_runtime().map_err(|e| Error::from_reason(e.to_string()))?,
@@ -799,26 +809,14 @@ fn parse_ip(ip: &str) -> std::result::Result<IpAddr, i32> {
     ip.parse::<IpAddr>().map_err(|_| -einval())
 }
 
+/// EINVAL as JS reports it (see `sock::errno`).
 fn einval() -> i32 {
-    #[cfg(unix)]
-    {
-        libc::EINVAL
-    }
-    #[cfg(not(unix))]
-    {
-        22
-    }
+    errno(&io::Error::from_raw_os_error(EINVAL))
 }
 
+/// EBADF as JS reports it.
 fn ebadf() -> i32 {
-    #[cfg(unix)]
-    {
-        libc::EBADF
-    }
-    #[cfg(not(unix))]
-    {
-        9
-    }
+    errno(&io::Error::from_raw_os_error(EBADF))
 }
 
 fn domain(ip: &IpAddr) -> Domain {
@@ -829,6 +827,8 @@ fn domain(ip: &IpAddr) -> Domain {
 }
 
 const O_REUSE_ADDR: u32 = 1;
+/// SO_REUSEPORT (Unix only; Windows has no such option and the flag is ignored).
+#[cfg_attr(not(unix), allow(dead_code))]
 const O_REUSE_PORT: u32 = 2;
 const O_V6_ONLY: u32 = 4;
 const O_NODELAY: u32 = 8;
@@ -1248,7 +1248,7 @@ pub fn net_addr(h: u32, peer: bool) -> Result<String> {
                 (Kind::Listener(l), false) => {
                     match l.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
                         Some(l) => l.addr(),
-                        None => Err(io::Error::from_raw_os_error(ebadf())),
+                        None => Err(io::Error::from_raw_os_error(EBADF)),
                     }
                 }
                 (Kind::Udp(u), _) => (if peer { u.peer_addr() } else { u.local_addr() }).map(|a| {
@@ -1262,7 +1262,7 @@ pub fn net_addr(h: u32, peer: bool) -> Result<String> {
                 #[cfg(unix)]
                 (Kind::UnixDgram(u), _) => (if peer { u.peer_addr() } else { u.local_addr() })
                     .map(|a| unix_addr_string(&a)),
-                _ => Err(io::Error::from_raw_os_error(einval())),
+                _ => Err(io::Error::from_raw_os_error(EINVAL)),
             };
             match r {
                 Ok(a) => a,
@@ -1299,7 +1299,7 @@ pub fn net_set_opt(h: u32, opt: u32, a: f64, b: f64) -> Result<i32> {
                     } else {
                         Some(
                             std::time::Duration::try_from_secs_f64(a)
-                                .map_err(|_| io::Error::from_raw_os_error(einval()))?,
+                                .map_err(|_| io::Error::from_raw_os_error(EINVAL))?,
                         )
                     }),
                     4 => r
@@ -1310,7 +1310,7 @@ pub fn net_set_opt(h: u32, opt: u32, a: f64, b: f64) -> Result<i32> {
                     7 => r.set_multicast_ttl_v4(a as u32),
                     8 => r.set_send_buffer_size(a as usize),
                     9 => r.set_recv_buffer_size(a as usize),
-                    _ => Err(io::Error::from_raw_os_error(einval())),
+                    _ => Err(io::Error::from_raw_os_error(EINVAL)),
                 }
             };
             match &s.kind {
@@ -1435,7 +1435,7 @@ pub fn net_get_opt(h: u32, opt: u32) -> Result<f64> {
                 match opt {
                     8 => r.send_buffer_size(),
                     9 => r.recv_buffer_size(),
-                    _ => Err(io::Error::from_raw_os_error(einval())),
+                    _ => Err(io::Error::from_raw_os_error(EINVAL)),
                 }
             };
             let mut out = Ok(0usize);
@@ -1621,180 +1621,4 @@ pub fn net_live() -> Result<u32> {
     let n = net()?;
     let s = n.shared.slab();
     Ok(s.entries.iter().filter(|e| e.is_some()).count() as u32)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Unix domain sockets
-
-#[cfg(unix)]
-fn register_stream(n: &NetEnv, rt: &kyoto_rt::Handle, s: UnixStream, flags: u32) -> i32 {
-    register(n, rt, Kind::Stream(Stream::Unix(s)), flags)
-}
-
-/// Binds and listens on a Unix socket path; the handle or a negative errno.
-#[cfg(unix)]
-#[napi(catch_unwind)]
-pub fn net_unix_listen(path: String, backlog: u32, runtime: Option<&NativeRuntime>) -> Result<i32> {
-    let n = net()?;
-    let rt = n.runtime_for(runtime)?;
-    let r = (|| -> io::Result<std::os::unix::net::UnixListener> {
-        let s = Socket::new(Domain::UNIX, Type::STREAM, None)?;
-        s.set_nonblocking(true)?;
-        s.bind(&socket2::SockAddr::unix(&path)?)?;
-        s.listen(backlog.clamp(1, 65535) as i32)?;
-        Ok(s.into())
-    })();
-    let std_l = match r {
-        Ok(l) => l,
-        Err(e) => return Ok(neg(&e)),
-    };
-    let _g = rt.enter();
-    let l = match UnixListener::from_std(std_l) {
-        Ok(l) => l,
-        Err(e) => return Ok(neg(&e)),
-    };
-    Ok(register(
-        &n,
-        &rt,
-        Kind::Listener(Mutex::new(Some(Listener::Unix(l)))),
-        0,
-    ))
-}
-
-/// Connects to a Unix socket path; the handle (K_CONNECTED or K_ERROR follows) or a negative errno.
-#[cfg(unix)]
-#[napi(catch_unwind)]
-pub fn net_unix_connect(path: String, runtime: Option<&NativeRuntime>) -> Result<i32> {
-    let n = net()?;
-    let rt = n.runtime_for(runtime)?;
-    let r = (|| -> io::Result<std::os::unix::net::UnixStream> {
-        let s = Socket::new(Domain::UNIX, Type::STREAM, None)?;
-        s.set_nonblocking(true)?;
-        match s.connect(&socket2::SockAddr::unix(&path)?) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-            Err(e) => return Err(e),
-        }
-        Ok(s.into())
-    })();
-    let std_s = match r {
-        Ok(s) => s,
-        Err(e) => return Ok(neg(&e)),
-    };
-    let _g = rt.enter();
-    match UnixStream::from_std(std_s) {
-        Ok(s) => Ok(register_stream(&n, &rt, s, F_CONNECTING)),
-        Err(e) => Ok(neg(&e)),
-    }
-}
-
-/// A connected pair of Unix streams: `[a, b]` handles, or `[-errno]`.
-#[cfg(unix)]
-#[napi(catch_unwind)]
-pub fn net_unix_pair(runtime: Option<&NativeRuntime>) -> Result<Vec<i32>> {
-    let n = net()?;
-    let rt = n.runtime_for(runtime)?;
-    let _g = rt.enter();
-    match UnixStream::pair() {
-        Ok((a, b)) => Ok(vec![
-            register_stream(&n, &rt, a, 0),
-            register_stream(&n, &rt, b, 0),
-        ]),
-        Err(e) => Ok(vec![neg(&e)]),
-    }
-}
-
-/// `"pid|uid|gid"` of a Unix stream's peer (pid -1 when unknown), or `"!errno"`.
-#[cfg(unix)]
-#[napi(catch_unwind)]
-pub fn net_peer_cred(h: u32) -> Result<String> {
-    with_sock(
-        h,
-        |_, s| match &s.kind {
-            Kind::Stream(Stream::Unix(u)) => match u.peer_cred() {
-                Ok(c) => format!("{}|{}|{}", c.pid().unwrap_or(-1), c.uid(), c.gid()),
-                Err(e) => format!("!{}", errno(&e)),
-            },
-            _ => format!("!{}", einval()),
-        },
-        format!("!{}", ebadf()),
-    )
-}
-
-#[cfg(unix)]
-fn register_dgram(n: &NetEnv, rt: &kyoto_rt::Handle, u: UnixDatagram) -> i32 {
-    register(n, rt, Kind::UnixDgram(Arc::new(u)), 0)
-}
-
-/// A Unix datagram socket bound to `path` (unbound when `path` is empty); handle or -errno.
-#[cfg(unix)]
-#[napi(catch_unwind)]
-pub fn net_unix_dgram(path: String, runtime: Option<&NativeRuntime>) -> Result<i32> {
-    let n = net()?;
-    let rt = n.runtime_for(runtime)?;
-    let _g = rt.enter();
-    let r = if path.is_empty() {
-        UnixDatagram::unbound()
-    } else {
-        UnixDatagram::bind(&path)
-    };
-    Ok(match r {
-        Ok(u) => register_dgram(&n, &rt, u),
-        Err(e) => neg(&e),
-    })
-}
-
-/// A connected pair of Unix datagram sockets: `[a, b]`, or `[-errno]`.
-#[cfg(unix)]
-#[napi(catch_unwind)]
-pub fn net_unix_dgram_pair(runtime: Option<&NativeRuntime>) -> Result<Vec<i32>> {
-    let n = net()?;
-    let rt = n.runtime_for(runtime)?;
-    let _g = rt.enter();
-    match UnixDatagram::pair() {
-        Ok((a, b)) => Ok(vec![register_dgram(&n, &rt, a), register_dgram(&n, &rt, b)]),
-        Err(e) => Ok(vec![neg(&e)]),
-    }
-}
-
-/// Connects a Unix datagram socket to `path`: 0 or -errno.
-#[cfg(unix)]
-#[napi(catch_unwind)]
-pub fn net_unix_dgram_connect(h: u32, path: String) -> Result<i32> {
-    with_sock(
-        h,
-        |_, s| match &s.kind {
-            Kind::UnixDgram(u) => match u.connect(&path) {
-                Ok(()) => 0,
-                Err(e) => neg(&e),
-            },
-            _ => -einval(),
-        },
-        -ebadf(),
-    )
-}
-
-/// Sends a Unix datagram to `path` (the connected peer when empty): 0, 1 blocked, or -errno.
-#[cfg(unix)]
-#[napi(catch_unwind)]
-pub fn net_unix_dgram_send(h: u32, data: &[u8], path: String) -> Result<i32> {
-    let path = (!path.is_empty()).then(|| std::path::PathBuf::from(path));
-    with_sock(
-        h,
-        |n, s| match unix_dgram_send(s, data, path) {
-            Ok((blocked, wake)) => {
-                if wake {
-                    s.wake();
-                }
-                if blocked {
-                    n.set_blocked(h);
-                    1
-                } else {
-                    0
-                }
-            }
-            Err(e) => neg(&e),
-        },
-        -ebadf(),
-    )
 }

@@ -53,11 +53,15 @@ pub const F_FRAME_SYNC: u32 = 1024;
 /// Reads go through the framer (set once JS's buffered bytes went through it first).
 pub const F_FRAME_ACTIVE: u32 = 2048;
 
-/// A connected byte stream: TCP, or a Unix domain socket.
+/// A connected byte stream: TCP, a Unix domain socket, or either end of a Windows named pipe.
 pub enum Stream {
     Tcp(TcpStream),
     #[cfg(unix)]
     Unix(kyoto_rt::net::UnixStream),
+    #[cfg(windows)]
+    PipeServer(kyoto_rt::net::windows::named_pipe::NamedPipeServer),
+    #[cfg(windows)]
+    PipeClient(kyoto_rt::net::windows::named_pipe::NamedPipeClient),
 }
 
 macro_rules! each_stream {
@@ -66,6 +70,10 @@ macro_rules! each_stream {
             Stream::Tcp($s) => $e,
             #[cfg(unix)]
             Stream::Unix($s) => $e,
+            #[cfg(windows)]
+            Stream::PipeServer($s) => $e,
+            #[cfg(windows)]
+            Stream::PipeClient($s) => $e,
         }
     };
 }
@@ -93,9 +101,54 @@ impl Stream {
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         each_stream!(self, s => s.take_error())
     }
+    /// Writes what the kernel takes now, without consulting cached readiness.
+    pub fn send_now(&self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            #[cfg(windows)]
+            Stream::PipeServer(p) => p.write_now(buf),
+            #[cfg(windows)]
+            Stream::PipeClient(p) => p.write_now(buf),
+            _ => self.with_ref(|r| r.send(buf)),
+        }
+    }
+
+    /// Polls a connect in progress to its end: for sockets, writability and then the socket's
+    /// error and peer address; for a pipe server, its wait for a client.
+    pub fn poll_connected(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        #[cfg(windows)]
+        if let Stream::PipeServer(p) = self {
+            return p.poll_connect(cx);
+        }
+        loop {
+            std::task::ready!(self.poll_write_ready(cx))?;
+            let r = self.try_io(Interest::WRITABLE, || {
+                if let Some(e) = self.take_error()? {
+                    return Err(e);
+                }
+                match self.check_connected() {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                        Err(io::ErrorKind::WouldBlock.into())
+                    }
+                    Err(e) => Err(e),
+                }
+            });
+            match r {
+                Err(e) if is_would_block(&e) => continue,
+                r => return Poll::Ready(r),
+            }
+        }
+    }
+
     /// Ok once the connection is established (`ENOTCONN` while a connect is in progress).
-    pub fn check_connected(&self) -> io::Result<()> {
-        each_stream!(self, s => s.peer_addr().map(|_| ()))
+    fn check_connected(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.peer_addr().map(|_| ()),
+            #[cfg(unix)]
+            Stream::Unix(s) => s.peer_addr().map(|_| ()),
+            #[cfg(windows)]
+            Stream::PipeServer(_) | Stream::PipeClient(_) => Ok(()),
+        }
     }
     /// `"family|address|port"` of the local or peer address (`u|path|0` for Unix sockets).
     pub fn addr(&self, peer: bool) -> io::Result<String> {
@@ -122,10 +175,16 @@ impl Stream {
                 };
                 Ok(unix_addr_string(&a))
             }
+            // A pipe has no addresses; JS keeps the name it opened.
+            #[cfg(windows)]
+            Stream::PipeServer(_) | Stream::PipeClient(_) => Ok("u||0".to_string()),
         }
     }
-    /// Runs `f` on a borrowed `socket2` view of the socket.
-    pub fn with_ref<R>(&self, f: impl FnOnce(&socket2::SockRef<'_>) -> R) -> R {
+    /// Runs `f` on a borrowed `socket2` view of the socket; `ENOTSOCK` for a pipe.
+    pub fn with_ref<R>(
+        &self,
+        f: impl FnOnce(&socket2::SockRef<'_>) -> io::Result<R>,
+    ) -> io::Result<R> {
         match self {
             #[cfg(unix)]
             Stream::Tcp(s) => f(&socket2::SockRef::from(s)),
@@ -137,6 +196,10 @@ impl Stream {
                 // SAFETY: the socket is owned by `s`, which outlives this borrow.
                 let b = unsafe { BorrowedSocket::borrow_raw(s.as_raw_socket()) };
                 f(&socket2::SockRef::from(&b))
+            }
+            #[cfg(windows)]
+            Stream::PipeServer(_) | Stream::PipeClient(_) => {
+                Err(io::Error::from_raw_os_error(10038)) // WSAENOTSOCK
             }
         }
     }
@@ -232,6 +295,7 @@ pub struct St {
 pub type ReadyFut = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
 
 /// Polls a stored readiness wait, creating it with `make` when there is none; `Ready` consumes it.
+#[cfg(unix)]
 fn poll_stored(
     slot: &mut Option<ReadyFut>,
     make: impl FnOnce() -> ReadyFut,
@@ -382,33 +446,58 @@ impl Sock {
     }
 }
 
-/// The OS error number of `e` (EIO when it has none).
+/// The errno JS reports for `e` (positive; `systemError` negates it): the OS's own number on Unix,
+/// libuv's translation of the Win32/WinSock code on Windows (what Node's error map knows).
 pub fn errno(e: &io::Error) -> i32 {
-    e.raw_os_error().unwrap_or(match e.kind() {
+    let os = e.raw_os_error().unwrap_or(match e.kind() {
         io::ErrorKind::UnexpectedEof => 0,
         io::ErrorKind::WriteZero => EPIPE,
         io::ErrorKind::TimedOut => ETIMEDOUT,
         io::ErrorKind::InvalidInput => EINVAL,
         _ => EIO,
-    })
+    });
+    #[cfg(windows)]
+    {
+        super::win_errno::uv_errno(os)
+    }
+    #[cfg(not(windows))]
+    {
+        os
+    }
 }
 
+// OS error codes this module makes errors from (`io::Error::from_raw_os_error`). On Windows, the
+// Win32/WinSock codes libuv translates to the same names.
 #[cfg(unix)]
-const EIO: i32 = libc::EIO;
+pub const EIO: i32 = libc::EIO;
 #[cfg(unix)]
-const EPIPE: i32 = libc::EPIPE;
+pub const EPIPE: i32 = libc::EPIPE;
 #[cfg(unix)]
-const ETIMEDOUT: i32 = libc::ETIMEDOUT;
+pub const ETIMEDOUT: i32 = libc::ETIMEDOUT;
 #[cfg(unix)]
-const EINVAL: i32 = libc::EINVAL;
-#[cfg(not(unix))]
-const EIO: i32 = 5;
-#[cfg(not(unix))]
-const EPIPE: i32 = 32;
-#[cfg(not(unix))]
-const ETIMEDOUT: i32 = 10060;
-#[cfg(not(unix))]
-const EINVAL: i32 = 22;
+pub const EINVAL: i32 = libc::EINVAL;
+#[cfg(unix)]
+pub const EBADF: i32 = libc::EBADF;
+#[cfg(unix)]
+pub const ECANCELED: i32 = libc::ECANCELED;
+/// ERROR_IO_DEVICE
+#[cfg(windows)]
+pub const EIO: i32 = 1117;
+/// ERROR_NO_DATA ("the pipe is being closed")
+#[cfg(windows)]
+pub const EPIPE: i32 = 232;
+/// WSAETIMEDOUT
+#[cfg(windows)]
+pub const ETIMEDOUT: i32 = 10060;
+/// ERROR_INVALID_PARAMETER
+#[cfg(windows)]
+pub const EINVAL: i32 = 87;
+/// ERROR_INVALID_HANDLE
+#[cfg(windows)]
+pub const EBADF: i32 = 6;
+/// ERROR_OPERATION_ABORTED
+#[cfg(windows)]
+pub const ECANCELED: i32 = 995;
 
 /// Port | family << 16 of an address, and its IP bytes.
 pub fn addr_parts(addr: &SocketAddr) -> (i32, Vec<u8>) {
@@ -533,7 +622,12 @@ thread_local! {
 }
 
 /// Shuts the write direction of a stream down (a FIN). Idempotent as far as callers are concerned.
+/// Pipes have no half-close: nothing to do (the peer sees end of stream at close).
 pub fn shutdown_write(s: &Stream) -> io::Result<()> {
+    #[cfg(windows)]
+    if matches!(s, Stream::PipeServer(_) | Stream::PipeClient(_)) {
+        return Ok(());
+    }
     let r = s.with_ref(|r| r.shutdown(std::net::Shutdown::Write));
     match r {
         Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
@@ -573,7 +667,7 @@ fn poll_flush_backlog(
 /// first writable edge yet (a stream written to and closed in the same turn as it was created).
 pub fn flush_backlog_now(s: &Stream, st: &mut St) -> io::Result<()> {
     while st.out_pos < st.out.len() {
-        match s.with_ref(|r| r.send(&st.out[st.out_pos..])) {
+        match s.send_now(&st.out[st.out_pos..]) {
             Ok(0) => break,
             Ok(n) => st.out_pos += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -755,38 +849,15 @@ impl Future for SockTask {
 /// Returns true when the task is finished.
 fn poll_stream(sock: &Arc<Sock>, s: &Stream, cx: &mut Context<'_>) -> bool {
     if sock.has(F_CONNECTING) {
-        loop {
-            match s.poll_write_ready(cx) {
-                Poll::Pending => return false,
-                Poll::Ready(Err(e)) => {
-                    sock.push_err(&e, SYS_CONNECT);
-                    return true;
-                }
-                Poll::Ready(Ok(())) => {}
+        match s.poll_connected(cx) {
+            Poll::Pending => return false,
+            Poll::Ready(Err(e)) => {
+                sock.push_err(&e, SYS_CONNECT);
+                return true;
             }
-            let r = s.try_io(Interest::WRITABLE, || {
-                if let Some(e) = s.take_error()? {
-                    return Err(e);
-                }
-                match s.check_connected() {
-                    Ok(()) => Ok(()),
-                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                        Err(io::ErrorKind::WouldBlock.into())
-                    }
-                    Err(e) => Err(e),
-                }
-            });
-            match r {
-                Ok(()) => {
-                    sock.clear(F_CONNECTING);
-                    sock.push(Ev::new(sock.h, K_CONNECTED, 0, 0));
-                    break;
-                }
-                Err(e) if is_would_block(&e) => continue,
-                Err(e) => {
-                    sock.push_err(&e, SYS_CONNECT);
-                    return true;
-                }
+            Poll::Ready(Ok(())) => {
+                sock.clear(F_CONNECTING);
+                sock.push(Ev::new(sock.h, K_CONNECTED, 0, 0));
             }
         }
     }
@@ -1162,11 +1233,6 @@ impl std::fmt::Display for WriteErr {
 
 impl std::error::Error for WriteErr {}
 
-#[cfg(unix)]
-const EBADF: i32 = libc::EBADF;
-#[cfg(not(unix))]
-const EBADF: i32 = 9;
-
 /// A native `copy` (one direction) or `copyBidirectional` between two kyoto streams.
 pub struct CopyTask {
     op: u32,
@@ -1244,11 +1310,6 @@ impl Drop for CopyTask {
         self.finish(Some((io::Error::from_raw_os_error(ECANCELED), SYS_READ)));
     }
 }
-
-#[cfg(unix)]
-const ECANCELED: i32 = libc::ECANCELED;
-#[cfg(not(unix))]
-const ECANCELED: i32 = 125;
 
 /// Sends one Unix datagram now if the socket takes it, else queues it for the task. Returns
 /// (blocked, wake the task), or an error for the caller.

@@ -197,7 +197,8 @@ impl Driver {
         self.park.shutdown(&handle.io);
     }
 
-    /// The I/O driver this driver parks in.
+    /// The I/O driver this driver parks in (its poll fd is watched from Node's loop on Unix).
+    #[cfg(unix)]
     pub(crate) fn io(&self) -> &crate::io::driver::Driver {
         &self.park
     }

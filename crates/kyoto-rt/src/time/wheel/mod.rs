@@ -637,7 +637,7 @@ mod tests {
                         let (_, when) = live.remove(&id).expect("fired entry is live");
                         assert!(when <= now, "entry due at {when} fired at {now}");
                     }
-                    for (_, &(_, when)) in live.iter() {
+                    for &(_, when) in live.values() {
                         assert!(when > now, "entry due at {when} not fired at {now}");
                     }
                 }
