@@ -181,6 +181,13 @@ export declare class SyncChan {
    */
   semWord(): ArrayBuffer | null
   /**
+   * The channel's send counter as a 4-byte `ArrayBuffer` over native memory: a JS sender takes
+   * each ring entry's sequence number with `Atomics.add` on it before publishing (see the
+   * module docs of `chan.rs`). Null when external ArrayBuffers are refused (the sender then
+   * does without its ring).
+   */
+  seqWord(): ArrayBuffer | null
+  /**
    * Puts a message back at the front of the queue (a receiver moving away with messages it
    * had already taken into its JS buffer; called newest first).
    */

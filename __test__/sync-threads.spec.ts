@@ -541,6 +541,83 @@ test('a worker sending numbers through its ring and exiting: every value arrives
   await w.exited;
 });
 
+// Tokio's mpsc order: a send that completes before another starts (here: the first worker sends,
+// then hands the turn to the second through Atomics, which sends) is received first, whatever
+// path each value takes (numbers go through the sender's ring, objects through the native queue).
+// The receiver pauses now and then so both paths hold messages when it takes them.
+for (const isBounded of [false, true]) {
+  for (const [ka, kb] of [
+    ['num', 'obj'],
+    ['obj', 'num'],
+    ['num', 'num'],
+    ['obj', 'obj'],
+  ] as const) {
+    const chan = isBounded ? 'bounded(16)' : 'unbounded';
+    test(`${chan} channel: sends that two workers take turns at (${ka} then ${kb}) arrive in turn order`, async (t) => {
+      const ROUNDS = 2000;
+      const [tx, rx] = isBounded ? mpsc.channel<unknown>(16) : mpsc.unboundedChannel<unknown>();
+      const turn = new Int32Array(new SharedArrayBuffer(4));
+      const ws = [ka, kb].map((kind, id) =>
+        spawn({ task: 'causal', id, n: ROUNDS, kind, bounded: isBounded, ms: 2000, counters: turn, handles: [tx.share()] }),
+      );
+      tx.close();
+      let next = 0;
+      let batches = 0;
+      for (;;) {
+        const batch = await bounded(rx.recvMany(64), 20_000, 'recvMany');
+        if (batch.length === 0) break;
+        for (const v of batch) {
+          const got = typeof v === 'number' ? v : (v as { t: number }).t;
+          if (got !== next) {
+            t.fail(`expected turn ${next}, received turn ${got} first`);
+            Atomics.store(turn, 0, -1);
+            Atomics.notify(turn, 0);
+            for (const w of ws) await w.worker.terminate();
+            return;
+          }
+          next++;
+        }
+        if (++batches % 4 === 0) await delay(1); // let both senders run ahead of the receiver
+      }
+      for (const w of ws) t.is(await bounded(w.next(), 20_000, 'worker'), 'done');
+      t.true(next >= 2, `only ${next} turns ran`);
+      t.log(`${next} turns in order`);
+    });
+  }
+}
+
+test('two sending wrappers on one thread (and a clone): interleaved sends arrive in program order', async (t) => {
+  for (const cap of [0, 8192]) {
+    const [tx, rx] = cap === 0 ? mpsc.unboundedChannel<unknown>() : mpsc.channel<unknown>(cap);
+    const tx1 = fromShared<mpsc.UnboundedSender<unknown>>(tx.share());
+    const tx2 = fromShared<mpsc.UnboundedSender<unknown>>(tx.share());
+    const senders = [tx, tx1, tx2, tx1.clone()] as mpsc.UnboundedSender<unknown>[];
+    const send = (s: mpsc.UnboundedSender<unknown>, v: unknown): void => {
+      if (cap === 0) s.send(v);
+      else (s as unknown as mpsc.Sender<unknown>).trySend(v);
+    };
+    // The smallest case: one value each through two rings.
+    send(tx1, 1);
+    send(tx2, 2);
+    t.deepEqual(await bounded(rx.recvMany(10)), [1, 2]);
+    // Past the ring size, mixing the ring and the native queue on every wrapper.
+    const sent: unknown[] = [];
+    for (let i = 0; i < 5000; i++) {
+      const v = i % 13 === 0 ? { i } : i % 7 === 0 ? null : i % 11 === 0 ? `s${i}` : i;
+      sent.push(v);
+      send(senders[(i * 7 + (i >> 3)) % senders.length], v);
+    }
+    const got: unknown[] = [];
+    while (got.length < sent.length) got.push(...(await bounded(rx.recvMany(333))));
+    // The first difference only (a deepEqual diff of two long arrays overflows the stack).
+    const i = got.findIndex((v, j) => JSON.stringify(v) !== JSON.stringify(sent[j]));
+    t.is(i, -1, `message ${i}: expected ${JSON.stringify(sent[i])}, got ${JSON.stringify(got[i])}`);
+    t.is(got.length, sent.length);
+    for (const s of senders) s.close();
+    t.is(await bounded(rx.recv()), undefined);
+  }
+});
+
 test('oneshot across threads: a sender moved to a worker delivers a structured clone; a receiver moved there gets ours', async (t) => {
   const [tx, rx] = oneshot.channel<{ hello: string; n: number; buf: Buffer }>();
   const pending = rx.then((v) => v); // awaited before the sender moves: the wait follows it

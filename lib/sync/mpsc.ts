@@ -5,6 +5,10 @@
  * receiver takes the message, going to the oldest waiting sender (a racing `trySend` fails
  * `'full'`). After `close()` outstanding permits can still send and `recv()` yields `undefined`
  * only once nothing is buffered and no permit is outstanding.
+ *
+ * Order, as in Tokio: one sender's messages arrive in the order sent, and a send that completes
+ * before another starts (on any thread, through any synchronization) arrives first. Shared mode
+ * keeps it with one send counter per channel whose numbers the receiver merges by (`chan.rs`).
  * @module
  */
 import { abortReason, invalidArgType, outOfRange, validateInteger } from '../errors';
@@ -31,31 +35,41 @@ type End = typeof END;
 const RESOLVED_UNDEFINED: Promise<undefined> = Promise.resolve(undefined);
 const RESOLVED_EMPTY_ARRAY = (): Promise<never[]> => Promise.resolve([]);
 
-/** Slots of a sender ring (must match `RING_N` in `crates/kyoto-node/src/sync/ring.rs`). */
+/** Slots of a sender ring (must match `RING_N` and the layout in `crates/kyoto-node/src/sync/ring.rs`). */
 const RING_N = 1024;
 const R_HEAD = 0;
 const R_TAIL = 1;
-const R_CLOSED = 2;
 const R_RXW = 3;
 
 /**
  * JS view of a sender's lock-free ring in native memory: simple values (numbers, booleans, `null`,
  * `undefined`) are published by writing a slot and `Atomics.store`-ing the tail, with no native
- * call. The receiver (any thread) takes them under the channel lock.
+ * call. The receiver (any thread) takes them under the channel lock. Each slot also records the
+ * send's number from the channel's counter (`seq`), which the receiver merges every sender's
+ * entries by, so sends ordered across threads arrive in that order (see `chan.rs`).
  */
 class RingView {
   readonly ctrl: Int32Array;
   readonly kinds: Uint8Array;
   readonly nums: Float64Array;
+  readonly seqs: Int32Array;
+  /**
+   * The channel's send counter (one word, shared by every sender of the channel): bit 0 is set
+   * once the receiver closed, the rest counts sends. A send adds 2 and gets its number (the old
+   * value `>>> 1`) and the closed flag at once.
+   */
+  readonly seq: Int32Array;
   /** The tail (owned by this thread: the only producer). */
   tail = 0;
   /** The last head seen (refreshed when the ring looks full). */
   head = 0;
 
-  constructor(ab: ArrayBuffer) {
+  constructor(ab: ArrayBuffer, seq: ArrayBuffer) {
     this.ctrl = new Int32Array(ab, 0, 4);
     this.kinds = new Uint8Array(ab, 16, RING_N);
     this.nums = new Float64Array(ab, 16 + RING_N, RING_N);
+    this.seqs = new Int32Array(ab, 16 + 9 * RING_N, RING_N);
+    this.seq = new Int32Array(seq, 0, 1);
     this.tail = Atomics.load(this.ctrl, R_TAIL);
     this.head = Atomics.load(this.ctrl, R_HEAD);
   }
@@ -79,25 +93,39 @@ function ringRoom(r: RingView): boolean {
   return ((t - r.head) | 0) < RING_N;
 }
 
-/** Publishes a value of ring kind `kind` (the ring has room); wakes a waiting receiver. */
-function ringPublish(r: RingView, n: NChan, kind: number, v: unknown): void {
+/**
+ * Publishes a value of ring kind `kind` (the ring has room) as the send numbered `seq`; wakes a
+ * waiting receiver. The caller took `seq` from the counter before this tail store publishes it,
+ * so a send that starts after this one returned gets a larger number.
+ */
+function ringPublish(r: RingView, n: NChan, kind: number, v: unknown, seq: number): void {
   const t = r.tail;
   const i = t & (RING_N - 1);
   r.kinds[i] = kind;
   if (kind === 0) r.nums[i] = v as number;
+  r.seqs[i] = seq;
   r.tail = (t + 1) | 0;
   Atomics.store(r.ctrl, R_TAIL, r.tail);
   if (Atomics.load(r.ctrl, R_RXW) !== 0) n.kick();
 }
 
 /**
- * Publishes `v` into the ring if it is a simple value and there is room; false otherwise (the
- * caller then sends through native code, which first moves the ring's entries to the queue).
+ * Unbounded shared send: publishes `v` into the ring if it is a simple value and there is room
+ * (true), throws `SendError` if the receiver closed, or returns false (the caller then sends
+ * through native code, which first moves the ring's entries to the queue and checks closed
+ * itself). Taking the send's number also reads the closed flag: one atomic operation for both.
  */
 function ringPut(r: RingView, n: NChan, v: unknown): boolean {
   const kind = ringKind(v);
-  if (kind < 0 || !ringRoom(r)) return false;
-  ringPublish(r, n, kind, v);
+  if (kind < 0) {
+    // A closed channel throws before the value is serialized (it may not even be cloneable).
+    if ((Atomics.load(r.seq, 0) & 1) !== 0) throw new SendError();
+    return false;
+  }
+  if (!ringRoom(r)) return false;
+  const w = Atomics.add(r.seq, 0, 2);
+  if ((w & 1) !== 0) throw new SendError();
+  ringPublish(r, n, kind, v, w >>> 1);
   return true;
 }
 
@@ -107,10 +135,10 @@ const SEM_WAITERS = 1n << 62n;
 /**
  * Shared bounded channel, no native call: takes one slot of capacity with a compare-and-swap on
  * the semaphore word — only while a slot is free, no sender is queued (the word then reads
- * `0 < w < SEM_WAITERS`; the closed bit makes it negative) — and publishes `v` into this
- * wrapper's ring. False (nothing taken) when the value is not simple, the ring is full, or no slot
- * can be taken that way: the caller goes through native code, which answers full / closed / waits
- * exactly as before.
+ * `0 < w < SEM_WAITERS`; the closed bit makes it negative) — then takes the send's number and
+ * publishes `v` into this wrapper's ring (capacity, number, publish: in that order). False
+ * (nothing taken) when the value is not simple, the ring is full, or no slot can be taken that
+ * way: the caller goes through native code, which answers full / closed / waits exactly as before.
  */
 function boundedRingPut(c: Chan<unknown>, n: NChan, v: unknown): boolean {
   const r = c.ring === undefined ? c.senderRing(n) : c.ring;
@@ -129,7 +157,9 @@ function boundedRingPut(c: Chan<unknown>, n: NChan, v: unknown): boolean {
     w = prev;
   }
   c.swSeen = w - 1n;
-  ringPublish(r, n, kind, v);
+  // The slot is ours even if the receiver closes now (Tokio's permits outlive a close), so the
+  // counter's closed flag does not matter here.
+  ringPublish(r, n, kind, v, Atomics.add(r.seq, 0, 2) >>> 1);
   return true;
 }
 
@@ -231,7 +261,8 @@ class Chan<T> {
   senderRing(n: NChan): RingView | null {
     if (this.ring === undefined) {
       const ab = n.senderRing();
-      this.ring = ab === null ? null : new RingView(ab);
+      const seq = ab === null ? null : n.seqWord();
+      this.ring = ab === null || seq === null ? null : new RingView(ab, seq);
       const sw = this.cap === 0 ? null : n.semWord();
       this.sw = sw === null ? null : new BigInt64Array(sw);
     }
@@ -686,10 +717,7 @@ export class UnboundedSender<T> extends SenderBase<T> {
     const n = c.n;
     if (n !== undefined) {
       const r = c.ring === undefined ? c.senderRing(n) : c.ring;
-      if (r !== null) {
-        if (Atomics.load(r.ctrl, R_CLOSED) !== 0) throw new SendError();
-        if (ringPut(r, n, value)) return;
-      }
+      if (r !== null && ringPut(r, n, value)) return;
       const tag = tagOf(value);
       if (n.trySend(payload(value, tag), tag) !== 0) throw new SendError();
       return;

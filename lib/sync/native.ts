@@ -63,6 +63,8 @@ export interface NChan {
   adopt(slots: number, senders: number, receiver: boolean): number[];
   /** This wrapper's sender ring, or null. */
   senderRing(): ArrayBuffer | null;
+  /** The channel's send counter (4 bytes; ring entries take their numbers from it), or null. */
+  seqWord(): ArrayBuffer | null;
   /** The capacity semaphore's state word (bounded channels), or null. */
   semWord(): ArrayBuffer | null;
   pushFront(value: unknown, tag: number): void;

@@ -1,15 +1,109 @@
 //! The shared mpsc channel: a FIFO of [`Msg`]s, a sender count, one receiver, and (bounded) a
 //! [`Sem`] of capacity permits that return when the receiver takes a message.
+//!
+//! # Order
+//!
+//! Like Tokio's mpsc, a send that completes before another one starts (one thread sends, then
+//! tells another through any synchronization, which then sends) is received first, whichever
+//! path each took. Messages arrive by two paths: a sending wrapper's lock-free ring (`ring.rs`:
+//! simple values, published by JS with no native call) and the native queue (everything else,
+//! under the lock). So every send takes a sequence number from one per-channel counter,
+//! [`SeqWord`] — JS with `Atomics.add` on an external `ArrayBuffer` over it, native code with
+//! `fetch_add` under the lock — *before* it publishes, and records it with the entry; the
+//! receiver hands out the smallest published one first (a k-way merge of the queue head and
+//! every ring head).
+//!
+//! Why that is enough: if send A completes before send B starts, A's `fetch_add` happens before
+//! B's, so B's number is larger (one atomic's modification order agrees with happens-before).
+//! When the receiver sees B published (acquiring B's ring tail, or the lock B pushed under), that
+//! synchronizes with B's publish, which happens after A's, so every load the receiver makes
+//! *afterwards* sees A — and A, smaller, goes first. Entries whose number was taken but not yet
+//! published belong to sends that have not completed, so they are not causally before anything
+//! published and may be overtaken.
+//!
+//! "Afterwards" is the catch: the receiver looks at the rings one by one, so it may load ring A's
+//! tail just before A is published there and ring B's just after B is. So a receive loads every
+//! ring's tail twice: what the
+//! first pass saw (`seen`) is safe to hand out, ordered against what the second pass saw (`now`),
+//! which happened after every first-pass acquire. When the smallest entry of the second view was
+//! not in the first, the receive stops there (or, having handed out nothing, takes the second view
+//! as the first and looks again: each such retry needs a newly published, smaller number, so it
+//! ends). Queue entries need no second look: they were pushed under the lock the receiver holds,
+//! and anything that happened before a push happened before the receiver took the lock. With one
+//! ring there is nothing to look at out of order, and one pass does.
+//!
+//! Invariants: a ring's entries are in sequence order (one thread writes it, in program order);
+//! the queue is in sequence order (native sends take their number under the lock, right before
+//! pushing, and a ring moved into the queue — its sender switching to the slow path, or going
+//! away — is merged in by number, keeping each entry's number); `front` holds messages the
+//! receiver had already taken and put back (it moved to another thread), which go before
+//! everything. Sequence numbers have 31 bits (the counter's bit 0 is the closed flag) and are
+//! compared by wrapping difference ([`before`]): that is right while the entries compared are
+//! fewer than 2^30 sends apart — no entry stays buffered, or taken but unpublished, while a billion
+//! later sends take their numbers (a queue that long would hold tens of GiB; a sender stalled
+//! between taking its number and its tail store, a few JS statements, for that many sends is the
+//! other way). Past that bound only the order among those entries suffers; every message is still
+//! delivered once.
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::ring::Ring;
+use super::ring::{Entry, Ring};
 use super::sem::Sem;
 use super::value::Msg;
 use crate::bridge::{Op, Value};
 
+/// Whether sequence number `a` was taken before `b` (31-bit numbers compared by wrapping
+/// difference: see the module docs for the bound).
+pub fn before(a: u32, b: u32) -> bool {
+    // The difference mod 2^31, shifted into the sign bit's reach: negative when at least 2^30.
+    ((a.wrapping_sub(b) << 1) as i32) < 0
+}
+
+/// A channel's send counter: bit 0 is set once the receiver closed, bits 1..32 count the sends.
+/// A send adds 2 and gets, in one atomic operation, its sequence number (the old count, 31 bits,
+/// wrapping) and whether it may still send — an unbounded JS sender thus pays no separate load of
+/// a closed flag. Its own cache line (every sender of the channel writes it; nothing else should
+/// share the line). JS senders see it as a 4-byte external `ArrayBuffer` (see `mod.rs`).
+#[repr(align(64))]
+pub struct SeqWord(AtomicU32);
+
+impl SeqWord {
+    /// The next number. Relaxed is enough: the order between two sends comes from the counter's
+    /// modification order (which agrees with happens-before for one atomic), and visibility of
+    /// the entry from its publication (ring tail release or the channel lock), not from this RMW.
+    fn take(&self) -> u32 {
+        self.0.fetch_add(2, Ordering::Relaxed) >> 1
+    }
+
+    /// Sets the closed bit: from now on JS senders of an unbounded channel throw instead of
+    /// publishing (a bounded one's sender took its capacity before and may still send).
+    fn close(&self) {
+        self.0.fetch_or(1, Ordering::SeqCst);
+    }
+
+    /// The counter, for the external `ArrayBuffer` JS senders take numbers through.
+    pub fn ptr(&self) -> *mut u8 {
+        self.0.as_ptr().cast()
+    }
+}
+
+/// Where a receive stands in one ring (see [`State::take_ordered`]).
+#[derive(Clone, Copy)]
+struct Cursor {
+    /// The next entry to hand out.
+    head: u32,
+    /// The tail the first look saw: entries before it may be handed out.
+    seen: u32,
+    /// The tail the second look saw: entries before it are compared against.
+    now: u32,
+}
+
 struct State {
-    queue: VecDeque<Msg>,
+    /// Messages the receiver had taken and put back (it moved to another thread): first out.
+    front: VecDeque<Msg>,
+    /// Messages sent through native code, in sequence order.
+    queue: VecDeque<Entry>,
     tx_count: u64,
     rx_closed: bool,
     rx_dropped: bool,
@@ -17,10 +111,10 @@ struct State {
     /// something to look at. The receiver then takes it synchronously.
     rx_waiter: Option<(u64, Op)>,
     closed_waiters: Vec<(u64, Op)>,
-    /// The lock-free rings of this channel's sending wrappers (unbounded channels only).
+    /// The lock-free rings of this channel's sending wrappers.
     rings: Vec<Arc<Ring>>,
-    /// The ring the next receive starts with (round robin).
-    rr: usize,
+    /// One cursor per ring during a receive (kept to spare an allocation per receive).
+    cursors: Vec<Cursor>,
 }
 
 impl State {
@@ -29,7 +123,7 @@ impl State {
     }
 
     fn has_messages(&self) -> bool {
-        !self.queue.is_empty() || self.rings.iter().any(|r| r.len() > 0)
+        !self.front.is_empty() || !self.queue.is_empty() || self.rings.iter().any(|r| r.len() > 0)
     }
 
     /// Takes the receiver's wait (and tells every ring's sender it need not kick any more).
@@ -43,12 +137,164 @@ impl State {
         w
     }
 
-    /// Moves `ring`'s published entries to the end of the queue (its sender is about to push
-    /// through the queue, or goes away: its order is kept).
+    /// Moves `ring`'s published entries into the queue, merged by sequence number (its sender is
+    /// about to push through the queue, or goes away). Usually they all come after the queue's
+    /// last entry and are appended; otherwise only the queue's entries from the ring's first
+    /// number on are merged with them.
     fn drain_ring(&mut self, ring: &Ring) {
-        let mut tmp = Vec::new();
-        ring.take(usize::MAX, &mut tmp);
-        self.queue.extend(tmp);
+        let mut moved = Vec::new();
+        ring.take_all(&mut moved);
+        let Some(first) = moved.first().map(|e| e.seq) else {
+            return;
+        };
+        let at = self.queue.partition_point(|e| before(e.seq, first));
+        if at == self.queue.len() {
+            self.queue.extend(moved);
+            return;
+        }
+        let later = self.queue.split_off(at);
+        let (mut a, mut b) = (later.into_iter().peekable(), moved.into_iter().peekable());
+        loop {
+            let take_a = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) => before(x.seq, y.seq),
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let e = if take_a { a.next() } else { b.next() };
+            self.queue.extend(e);
+        }
+    }
+
+    /// Appends a native send: its sequence number is taken here, under the lock, so the queue
+    /// stays in order.
+    fn push_seq(&mut self, seq: &SeqWord, msg: Msg) {
+        self.queue.push_back(Entry {
+            seq: seq.take(),
+            msg,
+        });
+    }
+
+    /// Takes up to `limit` messages in sequence order (see the module docs): `front`, then a merge
+    /// of the queue and the rings. Returns how many.
+    fn take_ordered(&mut self, limit: usize, out: &mut Vec<Msg>) -> usize {
+        let mut n = 0;
+        while n < limit {
+            let Some(m) = self.front.pop_front() else {
+                break;
+            };
+            out.push(m);
+            n += 1;
+        }
+        let State {
+            queue,
+            rings,
+            cursors,
+            ..
+        } = self;
+        if n == limit {
+            return n;
+        }
+        if rings.is_empty() {
+            let k = (limit - n).min(queue.len());
+            out.extend(queue.drain(..k).map(|e| e.msg));
+            return n + k;
+        }
+        cursors.clear();
+        for r in rings.iter() {
+            let head = r.head();
+            let seen = r.tail_from(head);
+            cursors.push(Cursor {
+                head,
+                seen,
+                now: seen,
+            });
+            #[cfg(test)]
+            tests::between_loads();
+        }
+        // Ring `QUEUE` stands for the queue.
+        const QUEUE: usize = usize::MAX;
+        loop {
+            if rings.len() > 1 {
+                for (c, r) in cursors.iter_mut().zip(rings.iter()) {
+                    c.now = r.tail_from(c.head);
+                }
+            }
+            let before_round = n;
+            let mut stalled = false;
+            while n < limit {
+                // The smallest head and the second smallest number among the heads.
+                let mut best: Option<(usize, u32)> = None;
+                let mut second: Option<u32> = None;
+                let mut consider = |src: usize, seq: u32| match best {
+                    Some((_, b)) if !before(seq, b) => {
+                        if second.is_none_or(|s| before(seq, s)) {
+                            second = Some(seq);
+                        }
+                    }
+                    _ => {
+                        second = best.map(|(_, b)| b);
+                        best = Some((src, seq));
+                    }
+                };
+                if let Some(e) = queue.front() {
+                    consider(QUEUE, e.seq);
+                }
+                for (i, c) in cursors.iter().enumerate() {
+                    if c.head != c.now {
+                        consider(i, rings[i].seq(c.head));
+                    }
+                }
+                let Some((src, _)) = best else {
+                    break;
+                };
+                // Take a run from `src`: its entries before the second smallest head. (A ring's
+                // numbers are read only when there is something to compare them with: with one
+                // source, the cache lines the sender writes them to stay on the sender's core.)
+                if src == QUEUE {
+                    while let Some(e) = queue.pop_front() {
+                        out.push(e.msg);
+                        n += 1;
+                        if n == limit
+                            || !queue
+                                .front()
+                                .is_some_and(|e| second.is_none_or(|s| before(e.seq, s)))
+                        {
+                            break;
+                        }
+                    }
+                } else {
+                    let (c, r) = (&mut cursors[src], &rings[src]);
+                    if c.head == c.seen {
+                        // Seen only by the second look: something smaller may not be visible yet.
+                        stalled = true;
+                        break;
+                    }
+                    loop {
+                        out.push(r.msg(c.head));
+                        c.head = c.head.wrapping_add(1);
+                        n += 1;
+                        if n == limit
+                            || c.head == c.seen
+                            || second.is_some_and(|s| !before(r.seq(c.head), s))
+                        {
+                            break;
+                        }
+                    }
+                }
+            }
+            for (c, r) in cursors.iter().zip(rings.iter()) {
+                if c.head != r.head() {
+                    r.set_head(c.head);
+                }
+            }
+            if !stalled || n > before_round {
+                return n;
+            }
+            for c in cursors.iter_mut() {
+                c.seen = c.now;
+            }
+        }
     }
 }
 
@@ -59,6 +305,8 @@ pub struct Chan {
     pub sem: Option<Arc<Sem>>,
     /// The capacity (0 = unbounded).
     pub cap: u64,
+    /// The send counter (see the module docs).
+    pub seq: Arc<SeqWord>,
 }
 
 /// The outcome of a non-blocking receive.
@@ -80,6 +328,7 @@ impl Chan {
         let sem = (cap > 0).then(|| Sem::new(free, rx_closed));
         let chan = Arc::new(Chan {
             st: Mutex::new(State {
+                front: VecDeque::new(),
                 queue: VecDeque::new(),
                 tx_count,
                 rx_closed,
@@ -87,10 +336,11 @@ impl Chan {
                 rx_waiter: None,
                 closed_waiters: Vec::new(),
                 rings: Vec::new(),
-                rr: 0,
+                cursors: Vec::new(),
             }),
             sem,
             cap,
+            seq: Arc::new(SeqWord(AtomicU32::new(rx_closed as u32))),
         });
         if let Some(sem) = &chan.sem {
             sem.set_chan(Arc::downgrade(&chan));
@@ -106,9 +356,10 @@ impl Chan {
         self.sem.as_ref().is_none_or(|s| s.available() >= self.cap)
     }
 
-    /// Appends a message whose capacity was already taken (or an unbounded one), after what the
-    /// sending wrapper's `ring` holds (sent before it). Returns false (dropping it) if the receiver
-    /// is gone.
+    /// Appends a message whose capacity was already taken (or an unbounded one), with the next
+    /// sequence number. What the sending wrapper's `ring` holds moves to the queue first (by number:
+    /// the merge would order it anyway; moving it frees the ring for the sender's next values).
+    /// Returns false (dropping it) if the receiver is gone.
     pub fn push(&self, ring: Option<&Ring>, msg: Msg) -> bool {
         let waiter = {
             let mut st = self.lock();
@@ -118,23 +369,24 @@ impl Chan {
             if let Some(r) = ring {
                 st.drain_ring(r);
             }
-            st.queue.push_back(msg);
+            st.push_seq(&self.seq, msg);
             st.take_rx()
         };
         wake(waiter);
         true
     }
 
-    /// Puts a message back at the front (it was taken, not consumed, by a receiver that moves).
+    /// Puts a message back at the front (it was taken, not consumed, by a receiver that moves):
+    /// it was handed out before anything still buffered, so it goes before all of it.
     pub fn push_front(&self, msg: Msg) {
         let mut st = self.lock();
         if !st.rx_dropped {
-            st.queue.push_front(msg);
+            st.front.push_front(msg);
         }
     }
 
-    /// Unbounded send: fails when the receiver closed. `ring` is the sending wrapper's ring, whose
-    /// entries go first (they were sent before).
+    /// Unbounded send: fails when the receiver closed. `ring` is the sending wrapper's ring, moved
+    /// to the queue first as in [`Chan::push`].
     pub fn send_unbounded(&self, ring: Option<&Ring>, msg: Msg) -> bool {
         let waiter = {
             let mut st = self.lock();
@@ -144,7 +396,7 @@ impl Chan {
             if let Some(r) = ring {
                 st.drain_ring(r);
             }
-            st.queue.push_back(msg);
+            st.push_seq(&self.seq, msg);
             st.take_rx()
         };
         wake(waiter);
@@ -174,15 +426,12 @@ impl Chan {
     /// Buffered messages.
     pub fn len(&self) -> usize {
         let st = self.lock();
-        st.queue.len() + st.rings_len()
+        st.front.len() + st.queue.len() + st.rings_len()
     }
 
     /// Registers a sender wrapper's ring (flags set to the channel's current state).
     pub fn add_ring(&self, ring: Arc<Ring>) {
         let mut st = self.lock();
-        if st.rx_closed {
-            ring.set_closed();
-        }
         if st.rx_waiter.is_some() {
             ring.set_rx_waiting(true);
         }
@@ -200,10 +449,10 @@ impl Chan {
             if !st.rx_dropped {
                 st.drain_ring(ring);
             }
-            if st.queue.is_empty() {
-                None
-            } else {
+            if st.has_messages() {
                 st.take_rx()
+            } else {
+                None
             }
         };
         wake(rx);
@@ -230,29 +479,12 @@ impl Chan {
         }
     }
 
-    /// Takes up to `limit` messages: the queue first (a sender's queued messages are older than
-    /// its ring's), then the rings, round robin. Each returns its capacity permit (bounded).
+    /// Takes up to `limit` messages, oldest sequence number first (see the module docs). Each
+    /// returns its capacity permit (bounded).
     pub fn recv_many(&self, limit: usize, out: &mut Vec<Msg>) {
-        let before = out.len();
-        {
-            let mut st = self.lock();
-            let k = limit.min(st.queue.len());
-            out.extend(st.queue.drain(..k));
-            let nr = st.rings.len();
-            if k < limit && nr > 0 {
-                let start = st.rr % nr;
-                for j in 0..nr {
-                    let left = limit - (out.len() - before);
-                    if left == 0 {
-                        break;
-                    }
-                    st.rings[(start + j) % nr].take(left, out);
-                }
-                st.rr = start + 1;
-            }
-        }
+        let k = self.lock().take_ordered(limit, out);
         if let Some(sem) = &self.sem {
-            sem.release((out.len() - before) as u64);
+            sem.release(k as u64);
         }
     }
 
@@ -319,9 +551,7 @@ impl Chan {
         let (waiters, rx) = {
             let mut st = self.lock();
             st.rx_closed = true;
-            for r in &st.rings {
-                r.set_closed();
-            }
+            self.seq.close();
             (std::mem::take(&mut st.closed_waiters), st.take_rx())
         };
         if let Some(sem) = &self.sem {
@@ -339,7 +569,8 @@ impl Chan {
         let n = {
             let mut st = self.lock();
             st.rx_dropped = true;
-            let mut n = st.queue.len();
+            let mut n = st.front.len() + st.queue.len();
+            st.front.clear();
             st.queue.clear();
             for r in &st.rings {
                 n += r.clear();
@@ -389,5 +620,240 @@ impl Chan {
             }
         };
         wake(rx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+
+    use super::*;
+    use crate::sync::ring::RING_N;
+
+    thread_local! {
+        /// Runs on the receiving thread right after the first look loads a ring's tail: lets a
+        /// test publish exactly there, as a sender thread might.
+        static BETWEEN_LOADS: std::cell::RefCell<Option<Box<dyn FnMut()>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+
+    pub(super) fn between_loads() {
+        BETWEEN_LOADS.with(|h| {
+            if let Some(f) = h.borrow_mut().as_mut() {
+                f();
+            }
+        });
+    }
+
+    fn num(m: &Msg) -> f64 {
+        match m {
+            Msg::Num(x) => *x,
+            _ => panic!("not a number"),
+        }
+    }
+
+    fn recv_all(chan: &Chan) -> Vec<f64> {
+        let mut out = Vec::new();
+        chan.recv_many(usize::MAX, &mut out);
+        out.iter().map(num).collect()
+    }
+
+    fn ring_of(chan: &Chan) -> Arc<Ring> {
+        let r = Arc::new(Ring::new());
+        chan.add_ring(r.clone());
+        r
+    }
+
+    /// What a JS sender does: take the number, then publish.
+    fn ring_send(chan: &Chan, ring: &Ring, x: f64) {
+        ring.publish(chan.seq.take(), &Msg::Num(x));
+    }
+
+    #[test]
+    fn before_compares_31_bit_numbers_across_the_wrap() {
+        let max = (1u32 << 31) - 1;
+        assert!(before(1, 2));
+        assert!(!before(2, 1));
+        assert!(!before(5, 5));
+        assert!(before(max, 0));
+        assert!(before(max - 3, 2));
+        assert!(!before(2, max - 3));
+        assert!(before(0, (1 << 30) - 1));
+        // What `take` hands out: the counter's bits 1..32, so the wrap of the u32 word is the
+        // wrap of the 31-bit numbers.
+        let w = SeqWord(AtomicU32::new(u32::MAX - 3));
+        let (a, b, c) = (w.take(), w.take(), w.take());
+        assert_eq!((a, b, c), (max - 1, max, 0));
+        assert!(before(a, b) && before(b, c) && before(a, c));
+    }
+
+    #[test]
+    fn a_ring_entry_sent_before_a_queued_one_is_received_first() {
+        let chan = Chan::new(0, 0, 2, false);
+        let a = ring_of(&chan);
+        ring_send(&chan, &a, 1.0);
+        assert!(chan.send_unbounded(None, Msg::Num(2.0))); // another wrapper, no ring
+        ring_send(&chan, &a, 3.0);
+        assert_eq!(recv_all(&chan), [1.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn rings_and_the_queue_interleaved_come_out_by_sequence_number() {
+        let chan = Chan::new(0, 0, 3, false);
+        let (a, b) = (ring_of(&chan), ring_of(&chan));
+        let mut sent = Vec::new();
+        for i in 0..3000 {
+            let x = i as f64;
+            match (i * 7 + i / 5) % 3 {
+                0 if a.len() < RING_N as usize => ring_send(&chan, &a, x),
+                1 if b.len() < RING_N as usize => ring_send(&chan, &b, x),
+                _ => assert!(chan.push(None, Msg::Num(x))),
+            }
+            sent.push(x);
+        }
+        assert_eq!(chan.len(), 3000);
+        let mut got = Vec::new();
+        let mut batch = Vec::new();
+        while got.len() < sent.len() {
+            batch.clear();
+            chan.recv_many(7, &mut batch);
+            assert!(!batch.is_empty());
+            got.extend(batch.iter().map(num));
+        }
+        assert_eq!(got, sent);
+        assert_eq!(chan.len(), 0);
+    }
+
+    #[test]
+    fn numbers_that_wrap_around_keep_their_order() {
+        let chan = Chan::new(0, 0, 2, false);
+        chan.seq.0.store(u32::MAX - 9, Ordering::Relaxed);
+        let (a, b) = (ring_of(&chan), ring_of(&chan));
+        for i in 0..20 {
+            match i % 3 {
+                0 => ring_send(&chan, &a, i as f64),
+                1 => ring_send(&chan, &b, i as f64),
+                _ => assert!(chan.push(None, Msg::Num(i as f64))),
+            }
+        }
+        let want: Vec<f64> = (0..20).map(|i| i as f64).collect();
+        assert_eq!(recv_all(&chan), want);
+    }
+
+    #[test]
+    fn a_ring_drained_into_the_queue_is_merged_by_number() {
+        let chan = Chan::new(0, 0, 2, false);
+        let a = ring_of(&chan);
+        ring_send(&chan, &a, 0.0);
+        assert!(chan.push(None, Msg::Num(1.0)));
+        ring_send(&chan, &a, 2.0);
+        assert!(chan.push(None, Msg::Num(3.0)));
+        ring_send(&chan, &a, 4.0);
+        // `a`'s sender goes through native code: its ring moves into the queue first.
+        assert!(chan.push(Some(&a), Msg::Num(5.0)));
+        assert_eq!(a.len(), 0);
+        let seqs: Vec<u32> = chan.lock().queue.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [0, 1, 2, 3, 4, 5]);
+        ring_send(&chan, &a, 6.0);
+        // The wrapper goes away: what its ring holds stays receivable, in order.
+        chan.remove_ring(&a);
+        assert!(chan.push(None, Msg::Num(7.0)));
+        let want: Vec<f64> = (0..8).map(|i| i as f64).collect();
+        assert_eq!(recv_all(&chan), want);
+    }
+
+    #[test]
+    fn messages_put_back_by_a_moving_receiver_come_out_first() {
+        let chan = Chan::new(0, 0, 1, false);
+        let a = ring_of(&chan);
+        ring_send(&chan, &a, 3.0);
+        assert!(chan.push(None, Msg::Num(4.0)));
+        chan.push_front(Msg::Num(2.0));
+        chan.push_front(Msg::Num(1.0));
+        assert_eq!(chan.len(), 4);
+        assert_eq!(recv_all(&chan), [1.0, 2.0, 3.0, 4.0]);
+    }
+
+    #[test]
+    fn a_closed_receiver_sets_the_counters_closed_bit_and_numbers_go_on() {
+        let chan = Chan::new(0, 0, 1, false);
+        assert_eq!(chan.seq.take(), 0);
+        chan.close_rx();
+        assert_eq!(chan.seq.0.load(Ordering::Relaxed) & 1, 1);
+        assert_eq!(chan.seq.take(), 1);
+        assert!(!chan.send_unbounded(None, Msg::Num(1.0)));
+        let closed = Chan::new(0, 0, 1, true);
+        assert_eq!(closed.seq.0.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_send_published_while_the_receiver_looks_at_the_rings_does_not_overtake_an_earlier_one() {
+        let chan = Chan::new(0, 0, 2, false);
+        let (a, b) = (ring_of(&chan), ring_of(&chan));
+        // Right after the receiver loaded `a`'s tail (nothing there yet): `a`'s sender sends 0,
+        // then — after it, by any synchronization — `b`'s sender sends 1. The receiver then loads
+        // `b`'s tail and sees 1: it must not hand 1 out before 0.
+        let mut fired = false;
+        let (c2, a2, b2) = (chan.clone(), a.clone(), b.clone());
+        BETWEEN_LOADS.with(|h| {
+            *h.borrow_mut() = Some(Box::new(move || {
+                if !fired {
+                    fired = true;
+                    ring_send(&c2, &a2, 0.0);
+                    ring_send(&c2, &b2, 1.0);
+                }
+            }))
+        });
+        let got = recv_all(&chan);
+        BETWEEN_LOADS.with(|h| h.borrow_mut().take());
+        assert_eq!(got, [0.0, 1.0]);
+    }
+
+    /// Four senders (three rings, one through the queue) take turns through an atomic, so each
+    /// send happens after the previous one; a receiver running concurrently must see the turns in
+    /// order. This is what the receiver's second look at the rings is for: it may load one ring's
+    /// tail just before turn `t` is published there, and the next ring's just after `t + 1` is.
+    #[test]
+    fn sends_ordered_across_threads_are_received_in_that_order() {
+        const TURNS: u64 = 40_000;
+        const SENDERS: u64 = 4;
+        let chan = Chan::new(0, 0, SENDERS, false);
+        let rings: Vec<Arc<Ring>> = (0..SENDERS - 1).map(|_| ring_of(&chan)).collect();
+        let turn = Arc::new(AtomicU64::new(0));
+        let senders: Vec<_> = (0..SENDERS)
+            .map(|k| {
+                let (chan, turn) = (chan.clone(), turn.clone());
+                let ring = rings.get(k as usize).cloned();
+                std::thread::spawn(move || {
+                    for t in (k..TURNS).step_by(SENDERS as usize) {
+                        while turn.load(Ordering::Acquire) != t {
+                            std::thread::yield_now();
+                        }
+                        let x = t as f64;
+                        match &ring {
+                            Some(r) if r.len() < RING_N as usize => ring_send(&chan, r, x),
+                            r => assert!(chan.push(r.as_deref(), Msg::Num(x))),
+                        }
+                        turn.store(t + 1, Ordering::Release);
+                    }
+                })
+            })
+            .collect();
+        let mut next = 0.0;
+        let mut batch = Vec::new();
+        while next < TURNS as f64 {
+            batch.clear();
+            chan.recv_many(64, &mut batch);
+            for m in &batch {
+                assert_eq!(num(m), next, "turns received out of order");
+                next += 1.0;
+            }
+            if batch.is_empty() {
+                std::thread::yield_now();
+            }
+        }
+        for s in senders {
+            s.join().unwrap();
+        }
     }
 }

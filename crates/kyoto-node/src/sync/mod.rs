@@ -24,7 +24,7 @@ use napi::sys;
 use napi_derive::napi;
 
 use crate::bridge;
-use chan::{Chan, TryRecv};
+use chan::{Chan, SeqWord, TryRecv};
 use hold::Held;
 use notify::{Barrier, Notify};
 use registry::{Handle, Obj};
@@ -511,6 +511,17 @@ unsafe extern "C" fn free_sem(
     drop(unsafe { Box::from_raw(hint as *mut Arc<Sem>) });
 }
 
+/// Keeps a channel's send counter alive for as long as the external `ArrayBuffer` over it.
+unsafe extern "C" fn free_seq(
+    _env: sys::napi_env,
+    _data: *mut std::ffi::c_void,
+    hint: *mut std::ffi::c_void,
+) {
+    // SAFETY: `hint` is the `Box<Arc<SeqWord>>` leaked in `seq_word`; V8 finalizes an external
+    // ArrayBuffer exactly once.
+    drop(unsafe { Box::from_raw(hint as *mut Arc<SeqWord>) });
+}
+
 /// Creates a shared channel: capacity `cap` (0 = unbounded) of which `free` are free,
 /// `txCount` live senders, closed by the receiver or not.
 #[napi]
@@ -603,6 +614,40 @@ impl SyncChan {
                 data.cast(),
                 8,
                 Some(free_sem),
+                hint.cast(),
+                &mut out,
+            )
+        };
+        if st != sys::Status::napi_ok {
+            // SAFETY: creation failed, so the finalizer never runs: reclaim the box here.
+            drop(unsafe { Box::from_raw(hint) });
+            // SAFETY: live env.
+            unsafe { sys::napi_get_null(env, &mut out) };
+        }
+        Ok(Raw(out))
+    }
+
+    /// The channel's send counter as a 4-byte `ArrayBuffer` over native memory: a JS sender takes
+    /// each ring entry's sequence number with `Atomics.add` on it before publishing (see the
+    /// module docs of `chan.rs`). Null when external ArrayBuffers are refused (the sender then
+    /// does without its ring).
+    #[napi(ts_return_type = "ArrayBuffer | null")]
+    pub fn seq_word(&self, env: Env) -> Result<Raw> {
+        let env = env.raw();
+        let mut out = std::ptr::null_mut();
+        let seq = self.chan.seq.clone();
+        let data = seq.ptr();
+        let hint = Box::into_raw(Box::new(seq));
+        // Soundness: `data` is the counter's 4-byte, 4-aligned atomic word, inside the
+        // `Arc<SeqWord>` that `*hint` keeps alive (an `Arc`'s contents never move) until `free_seq`
+        // runs when V8 collects the buffer; JS only touches it through `Atomics` operations.
+        // SAFETY: sound by the argument just above.
+        let st = unsafe {
+            sys::napi_create_external_arraybuffer(
+                env,
+                data.cast(),
+                4,
+                Some(free_seq),
                 hint.cast(),
                 &mut out,
             )

@@ -2,16 +2,21 @@
 //!
 //! Each JS wrapper of a shared channel that sends gets one ring in native memory, which
 //! its JS thread sees as an external `ArrayBuffer`. Simple values (numbers, booleans, `null`,
-//! `undefined`) are written into it by JS with no native call: the slot, then `Atomics.store` of
-//! the tail. Whoever takes messages out (the receiver, or the same sender's slow path, always under
-//! the channel lock) reads up to the tail and publishes the new head. The ring also carries two
-//! flags written by native code: `CLOSED` (the receiver closed: a send must throw) and `RXW` (the
-//! receiver is waiting: the sender must call `kick` after publishing). On a bounded channel every
+//! `undefined`) are written into it by JS with no native call: the slot (kind, value, and the
+//! send's sequence number from the channel's counter, which also says whether the receiver closed:
+//! see `chan.rs`), then `Atomics.store` of the tail. Whoever takes messages out (the receiver, or
+//! the same sender's slow path, always under the channel lock) reads up to the tail and publishes
+//! the new head. The ring also carries a flag written by native code: `RXW` (the receiver is
+//! waiting: the sender must call `kick` after publishing). On a bounded channel every
 //! entry holds one capacity permit, taken by the JS sender with a CAS on the semaphore's word
 //! before it publishes (see `sem.rs`) and returned when the receiver takes the entry.
 //!
-//! Layout (bytes): `[head u32][tail u32][closed u32][rxw u32]`, then `N` kind bytes, then `N` f64
-//! slots. Kinds: 0 number, 1 undefined, 2 null, 3 false, 4 true.
+//! Layout (bytes): `[head u32][tail u32][unused u32][rxw u32]`, then `N` kind bytes, then `N` f64
+//! slots, then `N` u32 sequence numbers (`RING_N` and this layout are mirrored by `RingView` in
+//! `lib/sync/mpsc.ts`). Kinds: 0 number, 1 undefined, 2 null, 3 false, 4 true.
+//!
+//! One JS thread writes a ring and takes its sequence numbers in program order, so a ring's
+//! entries are in sequence order from head to tail.
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use super::value::Msg;
@@ -20,10 +25,22 @@ use super::value::Msg;
 pub const RING_N: u32 = 1024;
 const HEAD: usize = 0;
 const TAIL: usize = 1;
-const CLOSED: usize = 2;
 const RXW: usize = 3;
 /// Bytes before the kind bytes.
 const CTRL_BYTES: usize = 16;
+/// Byte offset of the f64 slots (8-aligned: `RING_N` is a multiple of 8).
+const NUMS_AT: usize = CTRL_BYTES + RING_N as usize;
+/// Byte offset of the u32 sequence numbers.
+const SEQS_AT: usize = NUMS_AT + 8 * RING_N as usize;
+/// Bytes of a ring (a multiple of 8).
+const BYTES: usize = SEQS_AT + 4 * RING_N as usize;
+const _: () = assert!(NUMS_AT % 8 == 0 && BYTES % 8 == 0 && RING_N.is_power_of_two());
+
+/// A message with the sequence number its send took (see `chan.rs`).
+pub struct Entry {
+    pub seq: u32,
+    pub msg: Msg,
+}
 
 /// One sender's ring.
 pub struct Ring {
@@ -33,9 +50,8 @@ pub struct Ring {
 impl Ring {
     /// An empty ring.
     pub fn new() -> Ring {
-        let words = (CTRL_BYTES + RING_N as usize) / 8 + RING_N as usize;
         Ring {
-            mem: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            mem: (0..BYTES / 8).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
@@ -50,15 +66,23 @@ impl Ring {
 
     fn kind(&self, i: u32) -> &AtomicU8 {
         // SAFETY: kind bytes start at byte 16 and there are RING_N of them; `i` is masked below
-        // RING_N by every caller, so the byte is inside `mem`.
+        // RING_N here, so the byte is inside `mem`.
         unsafe {
             &*(self.mem.as_ptr() as *const AtomicU8).add(CTRL_BYTES + (i & (RING_N - 1)) as usize)
         }
     }
 
     fn num(&self, i: u32) -> &AtomicU64 {
-        let base = (CTRL_BYTES + RING_N as usize) / 8;
-        &self.mem[base + (i & (RING_N - 1)) as usize]
+        &self.mem[NUMS_AT / 8 + (i & (RING_N - 1)) as usize]
+    }
+
+    fn seq_slot(&self, i: u32) -> &AtomicU32 {
+        // SAFETY: the sequence numbers are RING_N u32s at byte SEQS_AT (4-aligned, inside `mem`:
+        // BYTES = SEQS_AT + 4 * RING_N); `i` is masked below RING_N here. An AtomicU32 has the
+        // layout of a u32, and `mem` lives as long as `self`.
+        unsafe {
+            &*(self.mem.as_ptr() as *const AtomicU32).add(SEQS_AT / 4 + (i & (RING_N - 1)) as usize)
+        }
     }
 
     /// The ring's memory, for the external `ArrayBuffer` JS writes through.
@@ -73,43 +97,86 @@ impl Ring {
         (tail.wrapping_sub(head)).min(RING_N) as usize
     }
 
-    /// Takes up to `max` entries as messages (caller holds the channel lock: the only consumer).
-    pub fn take(&self, max: usize, out: &mut Vec<Msg>) -> usize {
-        let head = self.ctrl(HEAD).load(Ordering::Relaxed);
+    /// The head: the next entry to take (only the taker, under the channel lock, moves it).
+    pub fn head(&self) -> u32 {
+        self.ctrl(HEAD).load(Ordering::Relaxed)
+    }
+
+    /// The tail as published by the sender (acquire: the entries before it are visible), clamped
+    /// to at most `RING_N` entries past `head`.
+    pub fn tail_from(&self, head: u32) -> u32 {
         let tail = self.ctrl(TAIL).load(Ordering::Acquire);
-        let k = (tail.wrapping_sub(head).min(RING_N) as usize).min(max);
-        for j in 0..k as u32 {
-            let i = head.wrapping_add(j);
-            out.push(match self.kind(i).load(Ordering::Relaxed) {
-                0 => Msg::Num(f64::from_bits(self.num(i).load(Ordering::Relaxed))),
-                2 => Msg::Null,
-                3 => Msg::Bool(false),
-                4 => Msg::Bool(true),
-                _ => Msg::Undefined,
+        head.wrapping_add(tail.wrapping_sub(head).min(RING_N))
+    }
+
+    /// The sequence number of entry `i` (published: between the head and an acquired tail).
+    pub fn seq(&self, i: u32) -> u32 {
+        self.seq_slot(i).load(Ordering::Relaxed)
+    }
+
+    /// The message of entry `i` (published: between the head and an acquired tail).
+    pub fn msg(&self, i: u32) -> Msg {
+        match self.kind(i).load(Ordering::Relaxed) {
+            0 => Msg::Num(f64::from_bits(self.num(i).load(Ordering::Relaxed))),
+            2 => Msg::Null,
+            3 => Msg::Bool(false),
+            4 => Msg::Bool(true),
+            _ => Msg::Undefined,
+        }
+    }
+
+    /// Gives the entries before `head` back to the sender (release: the taker's reads of them
+    /// happen before the sender reuses their slots).
+    pub fn set_head(&self, head: u32) {
+        self.ctrl(HEAD).store(head, Ordering::Release);
+    }
+
+    /// Takes every published entry, in order (caller holds the channel lock: the only consumer).
+    pub fn take_all(&self, out: &mut Vec<Entry>) {
+        let head = self.head();
+        let tail = self.tail_from(head);
+        let mut i = head;
+        while i != tail {
+            out.push(Entry {
+                seq: self.seq(i),
+                msg: self.msg(i),
             });
+            i = i.wrapping_add(1);
         }
-        if k > 0 {
-            self.ctrl(HEAD)
-                .store(head.wrapping_add(k as u32), Ordering::Release);
+        if tail != head {
+            self.set_head(tail);
         }
-        k
     }
 
     /// Discards every published entry (the receiver is gone); returns how many.
     pub fn clear(&self) -> usize {
-        let head = self.ctrl(HEAD).load(Ordering::Relaxed);
-        let tail = self.ctrl(TAIL).load(Ordering::Acquire);
-        self.ctrl(HEAD).store(tail, Ordering::Release);
-        tail.wrapping_sub(head).min(RING_N) as usize
-    }
-
-    /// Marks the channel closed for this ring's sender.
-    pub fn set_closed(&self) {
-        self.ctrl(CLOSED).store(1, Ordering::SeqCst);
+        let head = self.head();
+        let tail = self.tail_from(head);
+        self.set_head(tail);
+        tail.wrapping_sub(head) as usize
     }
 
     /// Tells the sender whether the receiver waits (it must then `kick` after publishing).
     pub fn set_rx_waiting(&self, on: bool) {
         self.ctrl(RXW).store(on as u32, Ordering::SeqCst);
+    }
+
+    /// Publishes `msg` with sequence number `seq` as the JS sender does (slot, then tail with
+    /// release); for tests of the receiving side. The ring must have room.
+    #[cfg(test)]
+    pub fn publish(&self, seq: u32, msg: &Msg) {
+        let tail = self.ctrl(TAIL).load(Ordering::Relaxed);
+        let (kind, bits) = match msg {
+            Msg::Num(x) => (0, x.to_bits()),
+            Msg::Null => (2, 0),
+            Msg::Bool(false) => (3, 0),
+            Msg::Bool(true) => (4, 0),
+            _ => (1, 0),
+        };
+        self.kind(tail).store(kind, Ordering::Relaxed);
+        self.num(tail).store(bits, Ordering::Relaxed);
+        self.seq_slot(tail).store(seq, Ordering::Relaxed);
+        self.ctrl(TAIL)
+            .store(tail.wrapping_add(1), Ordering::Release);
     }
 }
