@@ -142,11 +142,15 @@ impl fmt::Debug for RecvBatch {
     }
 }
 
-/// Windows reports a truncated datagram as `WSAEMSGSIZE`; make it the documented truncation.
+/// Windows reports a truncated datagram as `WSAEMSGSIZE`: make it the documented truncation. And it
+/// reports a port-unreachable reply to a connected socket as `WSAECONNRESET`: make it the
+/// `ECONNREFUSED` (`WSAECONNREFUSED`) that Unix gives, as the module docs promise.
 fn truncation_is_ok(res: io::Result<usize>, buf_len: usize) -> io::Result<usize> {
     match res {
         #[cfg(windows)]
         Err(e) if e.raw_os_error() == Some(10040) => Ok(buf_len),
+        #[cfg(windows)]
+        Err(e) if e.raw_os_error() == Some(10054) => Err(io::Error::from_raw_os_error(10061)),
         other => {
             let _ = buf_len;
             other
@@ -321,7 +325,7 @@ impl UdpSocket {
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.io
             .registration()
-            .async_io(Interest::READABLE, || self.io.recv_from(buf))
+            .async_io(Interest::READABLE, || sys::recv_from(&self.io, buf, false))
             .await
     }
 
@@ -333,14 +337,14 @@ impl UdpSocket {
     ) -> Poll<io::Result<(usize, SocketAddr)>> {
         self.io
             .registration()
-            .poll_io(cx, Direction::Read, || self.io.recv_from(buf))
+            .poll_io(cx, Direction::Read, || sys::recv_from(&self.io, buf, false))
     }
 
     /// Receives without waiting.
     pub fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.io
             .registration()
-            .try_io(Interest::READABLE, || self.io.recv_from(buf))
+            .try_io(Interest::READABLE, || sys::recv_from(&self.io, buf, false))
     }
 
     /// Like [`recv_from`](Self::recv_from) but leaves the datagram queued: the next receive returns
@@ -348,7 +352,7 @@ impl UdpSocket {
     pub async fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.io
             .registration()
-            .async_io(Interest::READABLE, || self.io.peek_from(buf))
+            .async_io(Interest::READABLE, || sys::recv_from(&self.io, buf, true))
             .await
     }
 
@@ -360,14 +364,14 @@ impl UdpSocket {
     ) -> Poll<io::Result<(usize, SocketAddr)>> {
         self.io
             .registration()
-            .poll_io(cx, Direction::Read, || self.io.peek_from(buf))
+            .poll_io(cx, Direction::Read, || sys::recv_from(&self.io, buf, true))
     }
 
     /// Peeks without waiting.
     pub fn try_peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.io
             .registration()
-            .try_io(Interest::READABLE, || self.io.peek_from(buf))
+            .try_io(Interest::READABLE, || sys::recv_from(&self.io, buf, true))
     }
 
     /// Like [`recv`](Self::recv) but leaves the datagram queued.
@@ -599,6 +603,19 @@ mod sys {
     /// Datagrams per system call. The structures live on the stack (about 13 KiB).
     const BATCH: usize = 64;
 
+    /// `recv_from` / `peek_from`: Linux truncates an oversize datagram to `buf` by itself.
+    pub(super) fn recv_from(
+        socket: &mio::net::UdpSocket,
+        buf: &mut [u8],
+        peek: bool,
+    ) -> io::Result<(usize, SocketAddr)> {
+        if peek {
+            socket.peek_from(buf)
+        } else {
+            socket.recv_from(buf)
+        }
+    }
+
     fn unspecified() -> SocketAddr {
         SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
     }
@@ -723,6 +740,43 @@ mod sys {
 mod sys {
     use super::{RecvMeta, SendMsg};
     use std::io;
+    use std::mem::MaybeUninit;
+    use std::net::SocketAddr;
+
+    /// One `recvmsg`/`WSARecvFrom` (flags e.g. `MSG_PEEK`): length, sender, and whether the datagram
+    /// was larger than `buf` (its excess discarded). Windows reports that case as a `WSAEMSGSIZE`
+    /// error, which socket2 turns into the flag, so here it is the documented truncation.
+    pub(super) fn recv_from_flags(
+        socket: &mio::net::UdpSocket,
+        buf: &mut [u8],
+        flags: i32,
+    ) -> io::Result<(usize, SocketAddr, bool)> {
+        let len = buf.len();
+        // SAFETY: `[u8]` and `[MaybeUninit<u8>]` have the same layout, and the kernel only writes
+        // initialized bytes into it, so `buf` stays initialized.
+        let uninit = unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) };
+        let mut bufs = [socket2::MaybeUninitSlice::new(uninit)];
+        let (n, rflags, addr) =
+            socket2::SockRef::from(socket).recv_from_vectored_with_flags(&mut bufs, flags)?;
+        let addr = addr
+            .as_socket()
+            .ok_or_else(|| io::Error::other("a datagram from a non-IP address"))?;
+        let truncated = rflags.is_truncated();
+        Ok((if truncated { len } else { n }, addr, truncated))
+    }
+
+    /// `recv_from` / `peek_from` with truncation as on Linux (see [`recv_from_flags`]).
+    pub(super) fn recv_from(
+        socket: &mio::net::UdpSocket,
+        buf: &mut [u8],
+        peek: bool,
+    ) -> io::Result<(usize, SocketAddr)> {
+        #[cfg(unix)]
+        let flags = if peek { libc::MSG_PEEK } else { 0 };
+        #[cfg(windows)]
+        let flags = if peek { 2 } else { 0 }; // MSG_PEEK
+        recv_from_flags(socket, buf, flags).map(|(n, addr, _)| (n, addr))
+    }
 
     const BATCH: usize = 64;
 
@@ -733,12 +787,12 @@ mod sys {
     ) -> io::Result<usize> {
         let mut n = 0;
         for (buf, slot) in bufs.zip(meta.iter_mut()).take(BATCH) {
-            match socket.recv_from(buf) {
-                Ok((len, addr)) => {
+            match recv_from_flags(socket, buf, 0) {
+                Ok((len, addr, truncated)) => {
                     *slot = RecvMeta {
                         len,
                         addr,
-                        truncated: false,
+                        truncated,
                     };
                     n += 1;
                 }
