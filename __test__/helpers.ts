@@ -1,4 +1,5 @@
 // Test-only access to the package's internals (compiled to dist/__test__, next to dist/lib).
+import test from 'ava';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 
@@ -20,6 +21,19 @@ export interface BridgeForTests {
 
 export const native: NativeForTests = req('../lib/native.js').native;
 export const bridge: BridgeForTests = req('../lib/bridge.js');
+
+/** Linux: descriptors can be counted through `/proc/self/fd`, and `prlimit` exists. */
+export const LINUX = process.platform === 'linux';
+/** Unix domain sockets exist (everywhere but Windows). */
+export const UNIX_SOCKETS = process.platform !== 'win32';
+
+const absent = (() => {}) as unknown as typeof test;
+/** `test`, registered only on Linux (what it checks cannot be observed elsewhere). */
+export const linuxTest: typeof test = LINUX ? test : absent;
+/** `test.serial`, registered only on Linux. */
+export const linuxTestSerial: typeof test.serial = LINUX ? test.serial : (absent as unknown as typeof test.serial);
+/** `test`, registered only where Unix domain sockets exist. */
+export const unixTest: typeof test = UNIX_SOCKETS ? test : absent;
 
 /** The package root (where package.json is). */
 export const packageRoot = path.resolve(__dirname, '..', '..');

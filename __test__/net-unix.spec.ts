@@ -3,13 +3,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { UnixDatagram, UnixListener, UnixStream, copy } from 'kyoto';
+import { UNIX_SOCKETS, unixTest } from './helpers';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'kyoto-unix-'));
 let n = 0;
 const sockPath = (): string => path.join(dir, `s${n++}.sock`);
 test.after.always(() => rmSync(dir, { recursive: true, force: true }));
 
-test('UnixListener accepts a UnixStream; bytes flow both ways; addresses are paths', async (t) => {
+unixTest('UnixListener accepts a UnixStream; bytes flow both ways; addresses are paths', async (t) => {
   const p = sockPath();
   const l = await UnixListener.bind(p);
   t.is(l.localAddr().path, p);
@@ -30,7 +31,7 @@ test('UnixListener accepts a UnixStream; bytes flow both ways; addresses are pat
   l.close();
 });
 
-test('UnixStream.pair() is connected and peerCred() names this process', async (t) => {
+unixTest('UnixStream.pair() is connected and peerCred() names this process', async (t) => {
   const [a, b] = UnixStream.pair();
   await a.write('x');
   const buf = Buffer.alloc(1);
@@ -44,7 +45,7 @@ test('UnixStream.pair() is connected and peerCred() names this process', async (
   b.close();
 });
 
-test('copy(s, s) echoes over a Unix stream natively', async (t) => {
+unixTest('copy(s, s) echoes over a Unix stream natively', async (t) => {
   const [a, b] = UnixStream.pair();
   const echo = copy(b, b);
   await a.write('echo');
@@ -57,7 +58,7 @@ test('copy(s, s) echoes over a Unix stream natively', async (t) => {
   b.close();
 });
 
-test('connecting to a missing path and binding an existing one are Node-shaped errors', async (t) => {
+unixTest('connecting to a missing path and binding an existing one are Node-shaped errors', async (t) => {
   const missing = path.join(dir, 'missing.sock');
   await t.throwsAsync(UnixStream.connect(missing), { code: 'ENOENT' });
   const p = sockPath();
@@ -68,7 +69,7 @@ test('connecting to a missing path and binding an existing one are Node-shaped e
   l.close();
 });
 
-test('UnixDatagram: bind, sendTo, recvFrom with the sender path; pair; connect', async (t) => {
+unixTest('UnixDatagram: bind, sendTo, recvFrom with the sender path; pair; connect', async (t) => {
   const pa = sockPath();
   const pb = sockPath();
   const a = UnixDatagram.bind(pa);
@@ -96,3 +97,15 @@ test('UnixDatagram: bind, sendTo, recvFrom with the sender path; pair; connect',
   for (const s of [a, b, c, x, y, u]) s.close();
   await t.throwsAsync(a.recv(buf), { code: 'ERR_SOCKET_CLOSED' });
 });
+
+if (!UNIX_SOCKETS) {
+  test('Unix socket classes refuse with ERR_FEATURE_UNAVAILABLE_ON_PLATFORM on Windows', async (t) => {
+    const code = 'ERR_FEATURE_UNAVAILABLE_ON_PLATFORM';
+    await t.throwsAsync(UnixListener.bind(sockPath()), { code });
+    await t.throwsAsync(UnixStream.connect(sockPath()), { code });
+    t.throws(() => UnixStream.pair(), { code });
+    t.throws(() => UnixDatagram.bind(sockPath()), { code });
+    t.throws(() => UnixDatagram.unbound(), { code });
+    t.throws(() => UnixDatagram.pair(), { code });
+  });
+}

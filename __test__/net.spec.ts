@@ -4,7 +4,7 @@ import * as http from 'node:http';
 import { readdirSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { TcpListener, TcpStream, TcpSocket, UdpSocket, type SocketAddress } from 'kyoto';
-import { packageRoot, realDelay, withTimeout } from './helpers';
+import { linuxTest, packageRoot, realDelay, withTimeout } from './helpers';
 
 async function pair(): Promise<{ l: TcpListener; c: TcpStream; s: TcpStream }> {
   const l = await TcpListener.bind('127.0.0.1:0');
@@ -504,7 +504,7 @@ function runChild(
   });
 }
 
-test('a listener that hits EMFILE keeps running and accepts again once descriptors free up', async (t) => {
+linuxTest('a listener that hits EMFILE keeps running and accepts again once descriptors free up', async (t) => {
   const code = `
     const { TcpListener, TcpStream } = require('./dist/lib/net.js');
     (async () => {
@@ -578,7 +578,7 @@ test('an idle kyoto/net never holds the process; an unref()ed listener does not 
   t.true(r3.out.includes('listener still holds'), r3.out);
 });
 
-test('a worker terminated mid-operation leaks no descriptor', async (t) => {
+linuxTest('a worker terminated mid-operation leaks no descriptor', async (t) => {
   const fds = (): number => readdirSync('/proc/self/fd').length;
   const before = fds();
   const src = `

@@ -4,7 +4,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { Runtime, sleep } from 'kyoto';
-import { packageRoot, bridge, native, realDelay } from './helpers';
+import { linuxTestSerial, packageRoot, bridge, native, realDelay } from './helpers';
 
 test('Runtime.default() is lazily created, shared and multi-thread', (t) => {
   const rt = Runtime.default();
@@ -145,8 +145,7 @@ test('a current_thread runtime runs native tasks on its own thread', async (t) =
   await rt.shutdown();
 });
 
-test.serial('a worker terminated mid-sleep leaks no descriptor (own runtimes of both flavors and the default)', async (t) => {
-  if (!existsSync('/proc/self/fd')) return t.pass();
+linuxTestSerial('a worker terminated mid-sleep leaks no descriptor (own runtimes of both flavors and the default)', async (t) => {
   const entry = path.join(packageRoot, 'dist', 'index.js');
   await sleep(1);
   const fds = (): number => readdirSync('/proc/self/fd').length;

@@ -5,7 +5,7 @@ import { Worker } from 'node:worker_threads';
 import { readdirSync, existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { Runtime, sleep } from 'kyoto';
-import { packageRoot, realDelay } from './helpers';
+import { LINUX, packageRoot, realDelay } from './helpers';
 
 const entry = path.join(packageRoot, 'dist', 'index.js');
 const WORKERS = Number(process.env.KYOTO_STRESS_WORKERS ?? 200);
@@ -52,7 +52,7 @@ test.serial(`${WORKERS} workers terminated at random moments: the process surviv
   // Warm up this thread's bridge and the shared default runtime, so their descriptors are counted.
   await sleep(1);
   Runtime.default();
-  const linux = existsSync('/proc/self/fd');
+  const linux = LINUX;
   const before = linux ? fdCount() : 0;
   let started = 0;
   for (let base = 0; base < WORKERS; base += WAVE) {

@@ -5,6 +5,7 @@
  * @module
  */
 import { constants as osConstants } from 'node:os';
+import * as util from 'node:util';
 import { systemError, type SystemError } from '../net/core';
 
 /** An error with Node's `code` property. */
@@ -131,7 +132,21 @@ export function validateAbortSignal(value: unknown, name: string): asserts value
 
 /** A Node-shaped system error for an errno name (`'EBADF'`), e.g. `setBroadcast EBADF`. */
 export function errnoError(name: keyof typeof osConstants.errno, syscall: string, address?: string, port?: number): SystemError {
-  return systemError(osConstants.errno[name], syscall, address, port);
+  return systemError(uvErrno(name), syscall, address, port);
+}
+
+let uvByName: Map<string, number> | undefined;
+
+/**
+ * libuv's (positive) number for an errno name: what Node reports. On Unix it is the OS's errno; on
+ * Windows libuv has its own numbers (`EBADF` is 4083 there, not the CRT's 9).
+ */
+function uvErrno(name: string): number {
+  if (uvByName === undefined) {
+    uvByName = new Map();
+    for (const [uv, [n]] of util.getSystemErrorMap()) uvByName.set(n, -uv);
+  }
+  return uvByName.get(name) ?? osConstants.errno[name as keyof typeof osConstants.errno];
 }
 
 /** Calls `fn` once `signal` aborts (at once, on the next tick, when it already has). */
