@@ -3,10 +3,9 @@ import test from 'ava';
 import { spawn as spawnChild } from 'node:child_process';
 import * as nodeDgram from 'node:dgram';
 import { once } from 'node:events';
-import { constants as osConstants } from 'node:os';
 import * as dgram from 'kyoto/compat/dgram';
 import * as kyoto from 'kyoto';
-import { packageRoot } from './helpers';
+import { packageRoot, uvErrno } from './helpers';
 
 type DgramLike = typeof dgram;
 
@@ -200,14 +199,14 @@ test('errors are Node-shaped: bad type/port/buffer throw TypeError/RangeError wi
     t.throws(() => s.addMembership(''), { code: 'ERR_MISSING_ARGS', instanceOf: TypeError });
     await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', resolve));
     t.throws(() => s.bind(0), { code: 'ERR_SOCKET_ALREADY_BOUND' });
-    throwsWith(t, () => s.setTTL(0), { code: 'EINVAL', syscall: 'setTTL', errno: -osConstants.errno.EINVAL });
+    throwsWith(t, () => s.setTTL(0), { code: 'EINVAL', syscall: 'setTTL', errno: uvErrno('EINVAL') });
     throwsWith(t, () => s.setMulticastTTL(256), { code: 'EINVAL', syscall: 'setMulticastTTL' });
 
     const clash = m.createSocket('udp4');
     clash.bind(s.address().port, '127.0.0.1');
     const [err] = (await within(once(clash, 'error'), 5_000, 'bind error')) as [Error & Record<string, unknown>];
     t.is(err.code, 'EADDRINUSE');
-    t.is(err.errno, -osConstants.errno.EADDRINUSE);
+    t.is(err.errno, uvErrno('EADDRINUSE'));
     t.is(err.syscall, 'bind');
     t.is(err.address, '127.0.0.1');
     t.is(err.port, s.address().port);

@@ -7,13 +7,13 @@ import { once, type EventEmitter } from 'node:events';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import * as http from 'node:http';
 import * as nodeNet from 'node:net';
-import { constants as osConstants, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as net from 'kyoto/compat/net';
 import * as kyoto from 'kyoto';
-import { UNIX_SOCKETS, packageRoot, unixTest } from './helpers';
+import { UNIX_SOCKETS, packageRoot, unixTest, uvErrno } from './helpers';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'kyoto-compat-net-'));
 test.after.always(() => rmSync(dir, { recursive: true, force: true }));
@@ -239,7 +239,7 @@ test('EADDRINUSE is emitted as an error shaped like node:net (code, errno, sysca
   second.listen(port, '127.0.0.1');
   const [err] = (await within(once(second, 'error'), 10_000, 'error')) as [Error & Record<string, unknown>];
   t.is(err.code, 'EADDRINUSE');
-  t.is(err.errno, -osConstants.errno.EADDRINUSE);
+  t.is(err.errno, uvErrno('EADDRINUSE'));
   t.is(err.syscall, 'listen');
   t.is(err.address, '127.0.0.1');
   t.is(err.port, port);
@@ -261,7 +261,7 @@ test('ECONNREFUSED on connect is emitted as error, then close(true), and never c
   const [err] = (await within(once(c, 'error'), 10_000, 'error')) as [Error & Record<string, unknown>];
   await once(c, 'close');
   t.deepEqual(log, ['error:ECONNREFUSED', 'close:true']);
-  t.is(err.errno, -osConstants.errno.ECONNREFUSED);
+  t.is(err.errno, uvErrno('ECONNREFUSED'));
   t.is(err.syscall, 'connect');
   t.is(err.address, '127.0.0.1');
   t.is(err.port, port);

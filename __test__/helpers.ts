@@ -2,6 +2,7 @@
 import test from 'ava';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
+import * as util from 'node:util';
 
 const req = createRequire(__filename);
 
@@ -75,4 +76,13 @@ export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise
       timer = setTimeout(() => rej(new Error(`${what} timed out after ${ms} ms`)), ms);
     }),
   ]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * The `errno` Node reports for an error name (negative): libuv's number, which is `-errno` on Unix
+ * but its own on Windows (`EINVAL` is -4071 there, not the CRT's -22).
+ */
+export function uvErrno(name: string): number {
+  for (const [errno, [n]] of util.getSystemErrorMap()) if (n === name) return errno;
+  throw new Error(`no libuv error named ${name}`);
 }

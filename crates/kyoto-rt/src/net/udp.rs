@@ -756,8 +756,11 @@ mod sys {
         // initialized bytes into it, so `buf` stays initialized.
         let uninit = unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) };
         let mut bufs = [socket2::MaybeUninitSlice::new(uninit)];
-        let (n, rflags, addr) =
-            socket2::SockRef::from(socket).recv_from_vectored_with_flags(&mut bufs, flags)?;
+        // Through mio's `try_io`: on Windows a `WouldBlock` must re-arm mio's AFD poll, or the
+        // socket never reports readable again.
+        let (n, rflags, addr) = socket.try_io(|| {
+            socket2::SockRef::from(socket).recv_from_vectored_with_flags(&mut bufs, flags)
+        })?;
         let addr = addr
             .as_socket()
             .ok_or_else(|| io::Error::other("a datagram from a non-IP address"))?;
