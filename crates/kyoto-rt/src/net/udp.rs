@@ -758,14 +758,42 @@ mod sys {
         let mut bufs = [socket2::MaybeUninitSlice::new(uninit)];
         // Through mio's `try_io`: on Windows a `WouldBlock` must re-arm mio's AFD poll, or the
         // socket never reports readable again.
-        let (n, rflags, addr) = socket.try_io(|| {
-            socket2::SockRef::from(socket).recv_from_vectored_with_flags(&mut bufs, flags)
-        })?;
+        let (n, rflags, addr) = socket.try_io(|| recv_vectored(socket, &mut bufs, flags))?;
         let addr = addr
             .as_socket()
             .ok_or_else(|| io::Error::other("a datagram from a non-IP address"))?;
         let truncated = rflags.is_truncated();
         Ok((if truncated { len } else { n }, addr, truncated))
+    }
+
+    #[cfg(not(windows))]
+    fn recv_vectored(
+        socket: &mio::net::UdpSocket,
+        bufs: &mut [socket2::MaybeUninitSlice<'_>],
+        flags: i32,
+    ) -> io::Result<(usize, socket2::RecvFlags, socket2::SockAddr)> {
+        socket2::SockRef::from(socket).recv_from_vectored_with_flags(bufs, flags)
+    }
+
+    /// Windows reports an ICMP port unreachable for an earlier send as WSAECONNRESET (or
+    /// WSAENETRESET) on the next receive, on any socket. Unix reports it only on a connected socket,
+    /// as ECONNREFUSED: do the same, and otherwise receive on.
+    #[cfg(windows)]
+    fn recv_vectored(
+        socket: &mio::net::UdpSocket,
+        bufs: &mut [socket2::MaybeUninitSlice<'_>],
+        flags: i32,
+    ) -> io::Result<(usize, socket2::RecvFlags, socket2::SockAddr)> {
+        loop {
+            match socket2::SockRef::from(socket).recv_from_vectored_with_flags(bufs, flags) {
+                Err(e) if matches!(e.raw_os_error(), Some(10054 | 10052)) => {
+                    if socket.peer_addr().is_ok() {
+                        return Err(io::Error::from_raw_os_error(10061));
+                    }
+                }
+                r => return r,
+            }
+        }
     }
 
     /// `recv_from` / `peek_from` with truncation as on Linux (see [`recv_from_flags`]).
