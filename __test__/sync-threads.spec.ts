@@ -586,6 +586,60 @@ for (const isBounded of [false, true]) {
   }
 }
 
+// Tokio's close: after `rx.close()` the receiver still gets every message whose send succeeded,
+// and `recv()` returns `undefined` only when none can still arrive. A worker sends as fast as it
+// can while the main thread receives, closes after a random number of messages and drains (the
+// worker's sender still open): it must receive exactly the sends that succeeded — including one
+// that took its number (and saw the channel open) just before the close and published just after.
+for (const cap of [0, 64]) {
+  for (const kind of ['num', 'obj'] as const) {
+    const chan = cap === 0 ? 'unbounded' : `bounded(${cap})`;
+    const path = kind === 'num' ? 'numbers through the ring' : 'objects through the native queue';
+    test(`${chan} channel, ${path}: a receiver closed while a worker sends receives exactly the sends that succeeded`, async (t) => {
+      const w = spawn({ task: 'close-race', id: 0, n: 0, handles: [] });
+      // One round: received vs successful sends.
+      const round = async (): Promise<[number, number]> => {
+        const [tx, rx] = cap === 0 ? mpsc.unboundedChannel<unknown>() : mpsc.channel<unknown>(cap);
+        w.worker.postMessage({ handle: tx.share(), kind, bounded: cap > 0, max: 200_000 });
+        tx.close();
+        const closeAt = Math.floor(Math.random() * (cap === 0 ? 2000 : cap));
+        let got = 0;
+        while (got < closeAt && (await rx.recv()) !== undefined) got++;
+        // Then a pause half the time: the sender runs on alone (and may be preempted anywhere).
+        if (Math.random() < 0.5) await delay(Math.random() * 3);
+        rx.close();
+        while ((await rx.recv()) !== undefined) got++;
+        t.true(rx.isClosed());
+        const { sent } = (await w.next()) as { sent: number };
+        return [got, sent];
+      };
+      let rounds = 0;
+      let slowest = 0;
+      let most = 0;
+      try {
+        t.is(await bounded(w.next(), 60_000, 'worker start'), 'ready');
+        // The bounds are for a busy machine (every cross-thread wake can take milliseconds).
+        const deadline = Date.now() + 5000;
+        while (rounds < 50 && Date.now() < deadline) {
+          const t0 = Date.now();
+          const [got, sent] = await bounded(round(), 60_000, 'a round');
+          slowest = Math.max(slowest, Date.now() - t0);
+          most = Math.max(most, got);
+          rounds++;
+          if (got !== sent) {
+            t.fail(`round ${rounds}: received ${got} messages, ${sent} sends succeeded`);
+            return;
+          }
+        }
+      } finally {
+        w.worker.postMessage('stop');
+        await w.exited;
+      }
+      t.log(`${rounds} rounds, the slowest ${slowest} ms, ${most} messages at most`);
+    });
+  }
+}
+
 test('two sending wrappers on one thread (and a clone): interleaved sends arrive in program order', async (t) => {
   for (const cap of [0, 8192]) {
     const [tx, rx] = cap === 0 ? mpsc.unboundedChannel<unknown>() : mpsc.channel<unknown>(cap);

@@ -4,7 +4,8 @@
  * Capacity is counted in permits: `send`/`reserve` takes one and it returns only when the
  * receiver takes the message, going to the oldest waiting sender (a racing `trySend` fails
  * `'full'`). After `close()` outstanding permits can still send and `recv()` yields `undefined`
- * only once nothing is buffered and no permit is outstanding.
+ * only once nothing is buffered, no permit is outstanding and no send that succeeded is still on
+ * its way (shared mode: a send racing the close; "Closing" in `chan.rs`).
  *
  * Order, as in Tokio: one sender's messages arrive in the order sent, and a send that completes
  * before another starts (on any thread, through any synchronization) arrives first. Shared mode
@@ -93,20 +94,56 @@ function ringRoom(r: RingView): boolean {
   return ((t - r.head) | 0) < RING_N;
 }
 
+/** Bit 62 of the capacity semaphore's word: senders are queued (see `sem.rs`). */
+const SEM_WAITERS = 1n << 62n;
+
 /**
- * Publishes a value of ring kind `kind` (the ring has room) as the send numbered `seq`; wakes a
- * waiting receiver. The caller took `seq` from the counter before this tail store publishes it,
- * so a send that starts after this one returned gets a larger number.
+ * Sends a value of ring kind `kind` through the ring (which has room): on a bounded channel
+ * (`c` given) first takes one slot of capacity with a compare-and-swap on the semaphore word —
+ * only while a slot is free and no sender is queued (the word then reads `0 < w < SEM_WAITERS`;
+ * the closed bit makes it negative) — then takes the send's number from the channel's counter and
+ * publishes `v` under it (capacity, number, publish: in that order); wakes a waiting receiver.
+ * Returns 0 (sent), 1 (bounded: no slot taken that way, nothing taken) or 2 (unbounded: the
+ * receiver closed; the number taken is never published, which the receiver expects).
+ *
+ * The number is taken before the tail store publishes it, so a send that starts after this one
+ * returned gets a larger number (order across threads: `chan.rs`). From the number to the tail
+ * store the code is straight-line — no call, no loop — because V8 stops a script (a Worker's
+ * `terminate()`, a stack overflow) only at its stack checks, on function entries and loop back
+ * edges: a number taken before the receiver closed is always published, and a closed receiver
+ * waits for every such number ("Closing" in `chan.rs`). The same holds from the slot's CAS on
+ * (the loop repeats only while the slot is not taken), so no Worker dies holding a slot nobody
+ * will give back.
  */
-function ringPublish(r: RingView, n: NChan, kind: number, v: unknown, seq: number): void {
+function ringSend(r: RingView, n: NChan, kind: number, v: unknown, c: Chan<unknown> | null): number {
+  let w = 0n;
+  if (c !== null) {
+    const sw = c.sw!;
+    // Start from the value this thread last left in the word (usually still there: one Atomics
+    // call per send); a failed CAS returns the current value to retry with.
+    w = c.swSeen;
+    if (w <= 0n || w >= SEM_WAITERS) w = Atomics.load(sw, 0);
+    for (;;) {
+      if (w <= 0n || w >= SEM_WAITERS) return 1;
+      const prev = Atomics.compareExchange(sw, 0, w, w - 1n);
+      if (prev === w) break;
+      w = prev;
+    }
+  }
+  const s = Atomics.add(r.seq, 0, 2);
+  // A bounded send's slot is ours even if the receiver closed meanwhile (Tokio's permits outlive
+  // a close), so there the closed flag does not matter.
+  if ((s & 1) !== 0 && c === null) return 2;
   const t = r.tail;
   const i = t & (RING_N - 1);
   r.kinds[i] = kind;
   if (kind === 0) r.nums[i] = v as number;
-  r.seqs[i] = seq;
+  r.seqs[i] = s >>> 1;
   r.tail = (t + 1) | 0;
   Atomics.store(r.ctrl, R_TAIL, r.tail);
+  if (c !== null) c.swSeen = w - 1n;
   if (Atomics.load(r.ctrl, R_RXW) !== 0) n.kick();
+  return 0;
 }
 
 /**
@@ -123,22 +160,15 @@ function ringPut(r: RingView, n: NChan, v: unknown): boolean {
     return false;
   }
   if (!ringRoom(r)) return false;
-  const w = Atomics.add(r.seq, 0, 2);
-  if ((w & 1) !== 0) throw new SendError();
-  ringPublish(r, n, kind, v, w >>> 1);
+  if (ringSend(r, n, kind, v, null) !== 0) throw new SendError();
   return true;
 }
 
-/** Bit 62 of the capacity semaphore's word: senders are queued (see `sem.rs`). */
-const SEM_WAITERS = 1n << 62n;
-
 /**
- * Shared bounded channel, no native call: takes one slot of capacity with a compare-and-swap on
- * the semaphore word — only while a slot is free, no sender is queued (the word then reads
- * `0 < w < SEM_WAITERS`; the closed bit makes it negative) — then takes the send's number and
- * publishes `v` into this wrapper's ring (capacity, number, publish: in that order). False
- * (nothing taken) when the value is not simple, the ring is full, or no slot can be taken that
- * way: the caller goes through native code, which answers full / closed / waits exactly as before.
+ * Shared bounded channel, no native call: a simple value goes through this wrapper's ring if a
+ * slot can be taken with a CAS (see {@link ringSend}). False (nothing taken) when the value is not
+ * simple, the ring is full, or no slot can be taken that way: the caller goes through native
+ * code, which answers full / closed / waits exactly as before.
  */
 function boundedRingPut(c: Chan<unknown>, n: NChan, v: unknown): boolean {
   const r = c.ring === undefined ? c.senderRing(n) : c.ring;
@@ -146,21 +176,7 @@ function boundedRingPut(c: Chan<unknown>, n: NChan, v: unknown): boolean {
   if (r === null || sw === null || sw === undefined) return false;
   const kind = ringKind(v);
   if (kind < 0 || !ringRoom(r)) return false;
-  // Start from the value this thread last left in the word (usually still there: one Atomics
-  // call per send); a failed CAS returns the current value to retry with.
-  let w = c.swSeen;
-  if (w <= 0n || w >= SEM_WAITERS) w = Atomics.load(sw, 0);
-  for (;;) {
-    if (w <= 0n || w >= SEM_WAITERS) return false;
-    const prev = Atomics.compareExchange(sw, 0, w, w - 1n);
-    if (prev === w) break;
-    w = prev;
-  }
-  c.swSeen = w - 1n;
-  // The slot is ours even if the receiver closes now (Tokio's permits outlive a close), so the
-  // counter's closed flag does not matter here.
-  ringPublish(r, n, kind, v, Atomics.add(r.seq, 0, 2) >>> 1);
-  return true;
+  return ringSend(r, n, kind, v, c) === 0;
 }
 
 const KIND_SENDER = 4;

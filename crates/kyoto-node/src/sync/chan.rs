@@ -44,6 +44,32 @@
 //! between taking its number and its tail store, a few JS statements, for that many sends is the
 //! other way). Past that bound only the order among those entries suffers; every message is still
 //! delivered once.
+//!
+//! # Closing
+//!
+//! As in Tokio, after `close()` the receiver still gets the message of every send that succeeded,
+//! and the end (`recv` → `undefined`, `try_recv` → closed) only once none can still arrive. A JS
+//! send through a ring learns whether the receiver closed from the same `Atomics.add` that numbers
+//! it, and publishes a few statements later: a close landing in between must not let the receiver
+//! see "closed, nothing published" as the end. The close sets the counter's bit 0 with one
+//! `fetch_or` on the same word, so it is ordered against every number taken; its old value counts
+//! the numbers taken before it (`closed_at`). Each of those belongs to a send that publishes (JS:
+//! an unbounded send that saw the channel open, a bounded one holding a slot; native sends push
+//! under the lock at once); a number taken afterwards belongs to a send that throws (unbounded) or
+//! holds a capacity slot (bounded: the end already waits for every slot to come back). So the
+//! channel counts (`seen`, mod 2^31 like the numbers, under the lock) the entries numbered before
+//! the close as they reach it — pushed to the queue, or taken out of a ring — and the end is:
+//! closed, nothing buffered, `seen == closed_at`, and no capacity slot outstanding. Until then
+//! `recv` waits (the late publish finds the ring's RXW flag raised and kicks it) and `try_recv`
+//! says empty. An entry is placed before or after the close by [`before`], within the bound above.
+//!
+//! A number taken and never published would hold the end back for good. JS takes the number and
+//! publishes it in one stretch with no call and no loop in between (`ringSend` in
+//! `lib/sync/mpsc.ts`); V8 stops a script (`Worker.terminate()`, a stack overflow) only at its
+//! stack checks, on function entries and loop back edges, so a send either took no number or
+//! published it. Failing that, the wait also ends once every sender is gone (`tx_count == 0`): a
+//! sender dropped by its own thread finished its sends first, and one dropped by its env's
+//! teardown has none that can still succeed.
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -59,6 +85,9 @@ pub fn before(a: u32, b: u32) -> bool {
     // The difference mod 2^31, shifted into the sign bit's reach: negative when at least 2^30.
     ((a.wrapping_sub(b) << 1) as i32) < 0
 }
+
+/// Sequence numbers and counts of them are taken mod 2^31.
+const SEQ_MASK: u32 = (1 << 31) - 1;
 
 /// A channel's send counter: bit 0 is set once the receiver closed, bits 1..32 count the sends.
 /// A send adds 2 and gets, in one atomic operation, its sequence number (the old count, 31 bits,
@@ -77,9 +106,10 @@ impl SeqWord {
     }
 
     /// Sets the closed bit: from now on JS senders of an unbounded channel throw instead of
-    /// publishing (a bounded one's sender took its capacity before and may still send).
-    fn close(&self) {
-        self.0.fetch_or(1, Ordering::SeqCst);
+    /// publishing (a bounded one's sender took its capacity before and may still send). Returns
+    /// how many numbers were taken before (mod 2^31): see "Closing" in the module docs.
+    fn close(&self) -> u32 {
+        self.0.fetch_or(1, Ordering::SeqCst) >> 1
     }
 
     /// The counter, for the external `ArrayBuffer` JS senders take numbers through.
@@ -107,6 +137,11 @@ struct State {
     tx_count: u64,
     rx_closed: bool,
     rx_dropped: bool,
+    /// How many numbers were taken before the close (valid once `rx_closed`).
+    closed_at: u32,
+    /// How many entries numbered before the close (all of them while open) reached the channel:
+    /// pushed to the queue or taken out of a ring. Mod 2^31. See "Closing" in the module docs.
+    seen: u32,
     /// The receiver's pending wait: `(wait id, op)`; completed (with no value) when there is
     /// something to look at. The receiver then takes it synchronously.
     rx_waiter: Option<(u64, Op)>,
@@ -124,6 +159,21 @@ impl State {
 
     fn has_messages(&self) -> bool {
         !self.front.is_empty() || !self.queue.is_empty() || self.rings.iter().any(|r| r.len() > 0)
+    }
+
+    /// Counts an entry reaching the channel if its number was taken before the close.
+    fn count_seen(&mut self, seq: u32) {
+        if !self.rx_closed || before(seq, self.closed_at) {
+            self.seen = self.seen.wrapping_add(1);
+        }
+    }
+
+    /// Whether no send can still bring a message, apart from capacity slots (bounded; the
+    /// caller checks those): every sender is gone, or the receiver closed and every number taken
+    /// before has reached the channel.
+    fn no_more_sends(&self) -> bool {
+        self.tx_count == 0
+            || (self.rx_closed && self.closed_at.wrapping_sub(self.seen) & SEQ_MASK == 0)
     }
 
     /// Takes the receiver's wait (and tells every ring's sender it need not kick any more).
@@ -147,6 +197,9 @@ impl State {
         let Some(first) = moved.first().map(|e| e.seq) else {
             return;
         };
+        for e in &moved {
+            self.count_seen(e.seq);
+        }
         let at = self.queue.partition_point(|e| before(e.seq, first));
         if at == self.queue.len() {
             self.queue.extend(moved);
@@ -169,10 +222,10 @@ impl State {
     /// Appends a native send: its sequence number is taken here, under the lock, so the queue
     /// stays in order.
     fn push_seq(&mut self, seq: &SeqWord, msg: Msg) {
-        self.queue.push_back(Entry {
-            seq: seq.take(),
-            msg,
-        });
+        let seq = seq.take();
+        // Taken under the lock the close takes too: after the close it is never before it.
+        self.count_seen(seq);
+        self.queue.push_back(Entry { seq, msg });
     }
 
     /// Takes up to `limit` messages in sequence order (see the module docs): `front`, then a merge
@@ -190,6 +243,9 @@ impl State {
             queue,
             rings,
             cursors,
+            rx_closed,
+            closed_at,
+            seen,
             ..
         } = self;
         if n == limit {
@@ -284,7 +340,21 @@ impl State {
                 }
             }
             for (c, r) in cursors.iter().zip(rings.iter()) {
-                if c.head != r.head() {
+                let head = r.head();
+                if c.head != head {
+                    // Count what left the ring (while open all of it, without reading the
+                    // numbers: they stay in the sender's cache lines).
+                    if !*rx_closed {
+                        *seen = seen.wrapping_add(c.head.wrapping_sub(head));
+                    } else {
+                        let mut i = head;
+                        while i != c.head {
+                            if before(r.seq(i), *closed_at) {
+                                *seen = seen.wrapping_add(1);
+                            }
+                            i = i.wrapping_add(1);
+                        }
+                    }
                     r.set_head(c.head);
                 }
             }
@@ -333,6 +403,9 @@ impl Chan {
                 tx_count,
                 rx_closed,
                 rx_dropped: false,
+                // Created closed: the counter starts with its closed bit set, no number before.
+                closed_at: 0,
+                seen: 0,
                 rx_waiter: None,
                 closed_waiters: Vec::new(),
                 rings: Vec::new(),
@@ -414,13 +487,12 @@ impl Chan {
         st.rx_closed || st.tx_count == 0
     }
 
-    /// Closed, empty and with no capacity permit outstanding: `recv` yields the end.
+    /// Closed, empty, no send still to publish and no capacity permit outstanding: `recv` yields
+    /// the end (see "Closing" in the module docs). Once closed or sender-less, no slot is taken
+    /// any more, so looking at the slots after the messages misses no message published between.
     pub fn is_drained_closed(&self) -> bool {
-        let (empty, closed) = {
-            let st = self.lock();
-            (!st.has_messages(), st.rx_closed || st.tx_count == 0)
-        };
-        empty && closed && self.is_idle() && self.len() == 0
+        let st = self.lock();
+        !st.has_messages() && st.no_more_sends() && self.is_idle()
     }
 
     /// Buffered messages.
@@ -468,13 +540,9 @@ impl Chan {
     pub fn try_recv(&self) -> TryRecv {
         let mut one = Vec::with_capacity(1);
         self.recv_many(1, &mut one);
-        let closed = {
-            let st = self.lock();
-            st.rx_closed || st.tx_count == 0
-        };
         match one.pop() {
             Some(m) => TryRecv::Value(m),
-            None if closed && self.is_drained_closed() => TryRecv::Closed,
+            None if self.is_drained_closed() => TryRecv::Closed,
             None => TryRecv::Empty,
         }
     }
@@ -492,9 +560,7 @@ impl Chan {
     pub fn recv_wait(&self, wait: u64, op: Op) {
         let (now, old) = {
             let mut st = self.lock();
-            let has = st.has_messages();
-            let ready = has || st.rx_closed || st.tx_count == 0;
-            if ready && (has || self.is_idle()) {
+            if st.has_messages() || (st.no_more_sends() && self.is_idle()) {
                 (Some(op), None)
             } else {
                 let old = st.rx_waiter.replace((wait, op));
@@ -550,8 +616,10 @@ impl Chan {
     pub fn close_rx(&self) {
         let (waiters, rx) = {
             let mut st = self.lock();
-            st.rx_closed = true;
-            self.seq.close();
+            if !st.rx_closed {
+                st.rx_closed = true;
+                st.closed_at = self.seq.close();
+            }
             (std::mem::take(&mut st.closed_waiters), st.take_rx())
         };
         if let Some(sem) = &self.sem {
@@ -613,7 +681,7 @@ impl Chan {
     pub fn permits_returned(&self) {
         let rx = {
             let mut st = self.lock();
-            if (st.rx_closed || st.tx_count == 0) && !st.has_messages() {
+            if st.no_more_sends() && !st.has_messages() {
                 st.take_rx()
             } else {
                 None
@@ -667,6 +735,17 @@ mod tests {
     /// What a JS sender does: take the number, then publish.
     fn ring_send(chan: &Chan, ring: &Ring, x: f64) {
         ring.publish(chan.seq.take(), &Msg::Num(x));
+    }
+
+    /// The first half of an unbounded JS send (`ringSend` in `lib/sync/mpsc.ts`): the `Atomics.add`
+    /// that numbers it and says whether the receiver closed. `None`: closed, the send throws.
+    fn js_number(chan: &Chan) -> Option<u32> {
+        let w = chan.seq.0.fetch_add(2, Ordering::Relaxed);
+        (w & 1 == 0).then_some(w >> 1)
+    }
+
+    fn is_value(r: TryRecv, x: f64) -> bool {
+        matches!(r, TryRecv::Value(Msg::Num(y)) if y == x)
     }
 
     #[test]
@@ -854,6 +933,178 @@ mod tests {
         }
         for s in senders {
             s.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_send_numbered_before_the_close_and_published_after_it_is_still_received() {
+        let chan = Chan::new(0, 0, 1, false);
+        let a = ring_of(&chan);
+        ring_send(&chan, &a, 1.0);
+        // The sender's add sees the channel open; before it publishes, the receiver closes and
+        // looks: 1 is there, then nothing, but the in-flight send is not the end.
+        let seq = js_number(&chan).expect("the channel is open");
+        chan.close_rx();
+        assert!(is_value(chan.try_recv(), 1.0));
+        assert!(matches!(chan.try_recv(), TryRecv::Empty));
+        assert!(!chan.is_drained_closed());
+        assert_eq!(recv_all(&chan), [] as [f64; 0]);
+        a.publish(seq, &Msg::Num(2.0));
+        assert!(is_value(chan.try_recv(), 2.0));
+        assert!(matches!(chan.try_recv(), TryRecv::Closed));
+        // Sends that find the closed bit take numbers but publish nothing: not waited for.
+        assert!(js_number(&chan).is_none());
+        assert!(!chan.send_unbounded(Some(&a), Msg::Num(3.0)));
+        assert!(chan.is_drained_closed());
+    }
+
+    #[test]
+    fn a_closed_receiver_waits_for_in_flight_sends_on_every_path_and_across_the_wrap() {
+        let chan = Chan::new(0, 0, 3, false);
+        // The numbers, and the count of those the channel has seen, wrap during the test.
+        let start = u32::MAX - 5;
+        chan.seq.0.store(start, Ordering::Relaxed);
+        chan.lock().seen = start >> 1;
+        let (a, b, c) = (ring_of(&chan), ring_of(&chan), ring_of(&chan));
+        ring_send(&chan, &a, 0.0);
+        let sa = js_number(&chan).unwrap();
+        assert!(chan.send_unbounded(None, Msg::Num(2.0)));
+        let sb = js_number(&chan).unwrap();
+        ring_send(&chan, &c, 4.0);
+        chan.close_rx();
+        // In-flight sends may be overtaken (they have not completed), not forgotten.
+        assert_eq!(recv_all(&chan), [0.0, 2.0, 4.0]);
+        assert!(!chan.is_drained_closed());
+        b.publish(sb, &Msg::Num(3.0));
+        assert!(is_value(chan.try_recv(), 3.0));
+        assert!(matches!(chan.try_recv(), TryRecv::Empty));
+        // The last one is published, then its wrapper goes away: it moves to the queue.
+        a.publish(sa, &Msg::Num(1.0));
+        chan.remove_ring(&a);
+        assert!(!chan.is_drained_closed());
+        assert_eq!(recv_all(&chan), [1.0]);
+        assert!(chan.is_drained_closed());
+    }
+
+    #[test]
+    fn in_flight_sends_published_while_the_closed_receiver_looks_at_the_rings_are_received() {
+        let chan = Chan::new(0, 0, 2, false);
+        let (a, b) = (ring_of(&chan), ring_of(&chan));
+        let (sa, sb) = (js_number(&chan).unwrap(), js_number(&chan).unwrap());
+        chan.close_rx();
+        // Right after the receiver loaded `a`'s tail (nothing there yet) both senders publish:
+        // `b`'s entry is seen first and must wait for `a`'s, and neither may be counted twice or
+        // taken for the end.
+        let mut fired = false;
+        let (a2, b2) = (a.clone(), b.clone());
+        BETWEEN_LOADS.with(|h| {
+            *h.borrow_mut() = Some(Box::new(move || {
+                if !fired {
+                    fired = true;
+                    a2.publish(sa, &Msg::Num(0.0));
+                    b2.publish(sb, &Msg::Num(1.0));
+                }
+            }))
+        });
+        let got = recv_all(&chan);
+        BETWEEN_LOADS.with(|h| h.borrow_mut().take());
+        assert_eq!(got, [0.0, 1.0]);
+        assert!(matches!(chan.try_recv(), TryRecv::Closed));
+    }
+
+    #[test]
+    fn a_bounded_send_holding_a_slot_is_received_after_the_close_whatever_its_number() {
+        let chan = Chan::new(2, 2, 1, false);
+        let sem = chan.sem.clone().unwrap();
+        let a = ring_of(&chan);
+        // Two JS sends took their slots; one numbered before the close, one after.
+        assert!(sem.try_acquire(2).is_ok());
+        let before_close = js_number(&chan).unwrap();
+        chan.close_rx();
+        let after_close = chan.seq.take();
+        assert!(matches!(chan.try_recv(), TryRecv::Empty));
+        a.publish(before_close, &Msg::Num(1.0));
+        a.publish(after_close, &Msg::Num(2.0));
+        assert_eq!(recv_all(&chan), [1.0, 2.0]);
+        assert!(matches!(chan.try_recv(), TryRecv::Closed));
+    }
+
+    #[test]
+    fn a_number_never_published_holds_the_end_only_until_every_sender_is_gone() {
+        // A sender's env died between taking a number and publishing (which JS's straight-line
+        // send makes impossible; this is the fallback): the end comes with the last sender.
+        let chan = Chan::new(0, 0, 2, false);
+        js_number(&chan).unwrap();
+        chan.close_rx();
+        chan.drop_senders(1);
+        assert!(matches!(chan.try_recv(), TryRecv::Empty));
+        chan.drop_senders(1);
+        assert!(matches!(chan.try_recv(), TryRecv::Closed));
+    }
+
+    /// Senders race the receiver's close: every send that saw the channel open (JS through a ring,
+    /// or native through the queue) is received before the end, and nothing else is.
+    #[test]
+    fn every_send_that_succeeded_before_a_racing_close_is_received() {
+        const SENDERS: usize = 3;
+        for round in 0..40u64 {
+            let chan = Chan::new(0, 0, SENDERS as u64, false);
+            let rings: Vec<Arc<Ring>> = (0..SENDERS).map(|_| ring_of(&chan)).collect();
+            let go = Arc::new(AtomicU64::new(0));
+            let senders: Vec<_> = (0..SENDERS)
+                .map(|k| {
+                    let (chan, ring, go) = (chan.clone(), rings[k].clone(), go.clone());
+                    std::thread::spawn(move || {
+                        while go.load(Ordering::Acquire) == 0 {
+                            std::hint::spin_loop();
+                        }
+                        let mut sent = 0u64;
+                        loop {
+                            let ok = if k == 0 || ring.len() >= RING_N as usize - 1 {
+                                chan.send_unbounded(Some(&ring), Msg::Num(sent as f64))
+                            } else if let Some(seq) = js_number(&chan) {
+                                // Widen the window between the number and the publish.
+                                for _ in 0..(sent % 7) * 20 {
+                                    std::hint::spin_loop();
+                                }
+                                ring.publish(seq, &Msg::Num(sent as f64));
+                                true
+                            } else {
+                                false
+                            };
+                            if !ok {
+                                return sent;
+                            }
+                            sent += 1;
+                        }
+                    })
+                })
+                .collect();
+            go.store(1, Ordering::Release);
+            let mut got = 0u64;
+            let mut batch = Vec::new();
+            let close_after = 200 + round * 97 % 3000;
+            let mut closed = false;
+            // The senders never drop: only the count of numbers taken before the close can end it.
+            let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            loop {
+                assert!(std::time::Instant::now() < give_up, "round {round}: no end");
+                batch.clear();
+                chan.recv_many(64, &mut batch);
+                got += batch.len() as u64;
+                if !closed && got >= close_after {
+                    chan.close_rx();
+                    closed = true;
+                }
+                if batch.is_empty() {
+                    if closed && chan.is_drained_closed() {
+                        break;
+                    }
+                    std::thread::yield_now();
+                }
+            }
+            let sent: u64 = senders.into_iter().map(|s| s.join().unwrap()).sum();
+            assert_eq!(got, sent, "round {round}: a send that succeeded was lost");
         }
     }
 }

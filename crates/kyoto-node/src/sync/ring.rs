@@ -16,7 +16,10 @@
 //! `lib/sync/mpsc.ts`). Kinds: 0 number, 1 undefined, 2 null, 3 false, 4 true.
 //!
 //! One JS thread writes a ring and takes its sequence numbers in program order, so a ring's
-//! entries are in sequence order from head to tail.
+//! entries are in sequence order from head to tail. It takes each number and publishes the entry
+//! in one straight-line stretch of JS that a terminated Worker cannot stop halfway, so a number
+//! taken before the receiver closed is always published (a closed receiver waits for it: see
+//! "Closing" in `chan.rs`).
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use super::value::Msg;
