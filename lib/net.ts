@@ -1927,6 +1927,36 @@ function optBool(v: unknown, name: string, dflt: boolean): boolean {
   return v;
 }
 
+/**
+ * What both ends of a Windows named pipe share: a byte stream with the methods of
+ * {@link TcpStream}, named by its pipe's path. See {@link NamedPipeServer} and
+ * {@link NamedPipeClient}.
+ */
+export class NamedPipe extends TcpStream {
+  readonly #path: string;
+
+  /** @internal */
+  constructor(h: number, path: string) {
+    super(h);
+    this.#path = path;
+  }
+
+  /** The pipe's name. */
+  get path(): string {
+    return this.#path;
+  }
+
+  /** `{ path }`: the pipe's name (pipes have no socket addresses). */
+  override localAddr(): SocketAddress & UnixSocketAddress {
+    return { path: this.#path } as SocketAddress & UnixSocketAddress;
+  }
+
+  /** `{ path }`: the pipe's name. */
+  override peerAddr(): SocketAddress & UnixSocketAddress {
+    return this.localAddr();
+  }
+}
+
 /** Options of {@link NamedPipeServer.create}. */
 export interface NamedPipeServerOptions extends RuntimeOption {
   /** Fail with `EACCES` unless this is the first instance of the name (default `false`). */
@@ -1953,15 +1983,9 @@ export interface NamedPipeServerOptions extends RuntimeOption {
  * alive until it connects or is closed. Windows only: elsewhere `create` throws
  * `ERR_FEATURE_UNAVAILABLE_ON_PLATFORM`.
  */
-export class NamedPipeServer extends TcpStream {
-  readonly #path: string;
+export class NamedPipeServer extends NamedPipe {
   #connected: Promise<void> = Promise.resolve();
 
-  /** @internal */
-  constructor(h: number, path: string) {
-    super(h);
-    this.#path = path;
-  }
 
   /** Creates an instance of the pipe `path`; it accepts a client from now on. */
   static create(path: string, options?: NamedPipeServerOptions): NamedPipeServer {
@@ -2002,36 +2026,13 @@ export class NamedPipeServer extends TcpStream {
       return () => {};
     });
   }
-
-  /** The pipe's name. */
-  get path(): string {
-    return this.#path;
-  }
-
-  /** `{ path }`: the pipe's name (pipes have no socket addresses). */
-  override localAddr(): SocketAddress & UnixSocketAddress {
-    return { path: this.#path } as SocketAddress & UnixSocketAddress;
-  }
-
-  /** `{ path }`: the pipe's name. */
-  override peerAddr(): SocketAddress & UnixSocketAddress {
-    return this.localAddr();
-  }
 }
 
 /**
  * The client end of a Windows named pipe: a byte stream with the methods of {@link TcpStream} (see
  * {@link NamedPipeServer} for what differs from a socket). Windows only.
  */
-export class NamedPipeClient extends TcpStream {
-  readonly #path: string;
-
-  /** @internal */
-  constructor(h: number, path: string) {
-    super(h);
-    this.#path = path;
-  }
-
+export class NamedPipeClient extends NamedPipe {
   /**
    * Opens the pipe `path`. Rejects at once with `EBUSY` when every instance is serving a client
    * (retry after a short sleep) and `ENOENT` when the name has no instance; it never waits for an
@@ -2045,20 +2046,5 @@ export class NamedPipeClient extends TcpStream {
     if (h < 0) throw systemError(-h, 'open', path);
     pinRuntime(h, rt);
     return new NamedPipeClient(h, path);
-  }
-
-  /** The pipe's name. */
-  get path(): string {
-    return this.#path;
-  }
-
-  /** `{ path }`: the pipe's name (pipes have no socket addresses). */
-  override localAddr(): SocketAddress & UnixSocketAddress {
-    return { path: this.#path } as SocketAddress & UnixSocketAddress;
-  }
-
-  /** `{ path }`: the pipe's name. */
-  override peerAddr(): SocketAddress & UnixSocketAddress {
-    return this.localAddr();
   }
 }

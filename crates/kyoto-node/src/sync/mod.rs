@@ -24,7 +24,7 @@ use napi::sys;
 use napi_derive::napi;
 
 use crate::bridge;
-use chan::{Chan, SeqWord, TryRecv};
+use chan::{Chan, TryRecv};
 use hold::Held;
 use notify::{Barrier, Notify};
 use registry::{Handle, Obj};
@@ -489,37 +489,44 @@ impl Drop for SyncChan {
     }
 }
 
-/// Keeps a ring alive for as long as the external `ArrayBuffer` over it.
-unsafe extern "C" fn free_ring(
+/// Releases the `Arc` that an external `ArrayBuffer` over memory inside it kept alive.
+unsafe extern "C" fn free_arc_owner<T>(
     _env: sys::napi_env,
     _data: *mut std::ffi::c_void,
     hint: *mut std::ffi::c_void,
 ) {
-    // SAFETY: `hint` is the `Box<Arc<Ring>>` leaked in `sender_ring`; V8 finalizes an external
+    // SAFETY: `hint` is the `Box<Arc<T>>` leaked in `external_in_arc::<T>`; V8 finalizes an external
     // ArrayBuffer exactly once.
-    drop(unsafe { Box::from_raw(hint as *mut Arc<Ring>) });
+    drop(unsafe { Box::from_raw(hint as *mut Arc<T>) });
 }
 
-/// Keeps a semaphore alive for as long as the external `ArrayBuffer` over its state word.
-unsafe extern "C" fn free_sem(
-    _env: sys::napi_env,
-    _data: *mut std::ffi::c_void,
-    hint: *mut std::ffi::c_void,
-) {
-    // SAFETY: `hint` is the `Box<Arc<Sem>>` leaked in `sem_word`; V8 finalizes an external
-    // ArrayBuffer exactly once.
-    drop(unsafe { Box::from_raw(hint as *mut Arc<Sem>) });
-}
-
-/// Keeps a channel's send counter alive for as long as the external `ArrayBuffer` over it.
-unsafe extern "C" fn free_seq(
-    _env: sys::napi_env,
-    _data: *mut std::ffi::c_void,
-    hint: *mut std::ffi::c_void,
-) {
-    // SAFETY: `hint` is the `Box<Arc<SeqWord>>` leaked in `seq_word`; V8 finalizes an external
-    // ArrayBuffer exactly once.
-    drop(unsafe { Box::from_raw(hint as *mut Arc<SeqWord>) });
+/// A `len`-byte external `ArrayBuffer` over `data`, memory inside `owner` (atomics JS touches only
+/// through `Atomics`: a semaphore word, a send counter, a sender ring), which the buffer keeps
+/// alive; null when the embedder refuses external buffers.
+fn external_in_arc<T>(env: sys::napi_env, owner: Arc<T>, data: *mut u8, len: usize) -> Raw {
+    let mut out = std::ptr::null_mut();
+    let hint = Box::into_raw(Box::new(owner));
+    // Soundness: `data` is `len` bytes of atomics owned by the `Arc<T>` that `*hint` keeps alive
+    // (neither an `Arc`'s contents nor a boxed slice it owns ever move) until `free_arc_owner`
+    // runs when V8 collects the buffer; JS only touches them through `Atomics` operations.
+    // SAFETY: sound by the argument just above.
+    let st = unsafe {
+        sys::napi_create_external_arraybuffer(
+            env,
+            data.cast(),
+            len,
+            Some(free_arc_owner::<T>),
+            hint.cast(),
+            &mut out,
+        )
+    };
+    if st != sys::Status::napi_ok {
+        // SAFETY: creation failed, so the finalizer never runs: reclaim the box here.
+        drop(unsafe { Box::from_raw(hint) });
+        // SAFETY: live env.
+        unsafe { sys::napi_get_null(env, &mut out) };
+    }
+    Raw(out)
 }
 
 /// Creates a shared channel: capacity `cap` (0 = unbounded) of which `free` are free,
@@ -553,7 +560,6 @@ impl SyncChan {
     #[napi(ts_return_type = "ArrayBuffer | null")]
     pub fn sender_ring(&self, env: Env) -> Result<Raw> {
         let env = env.raw();
-        let mut out = std::ptr::null_mut();
         let ring = {
             let mut cell = self.ring.borrow_mut();
             match &*cell {
@@ -567,26 +573,7 @@ impl SyncChan {
             }
         };
         let (data, len) = ring.bytes();
-        let hint = Box::into_raw(Box::new(ring));
-        // SAFETY: `data` points to `len` bytes owned by the ring, which `*hint` keeps alive (and
-        // unmoved: a boxed slice never moves) until `free_ring` runs when V8 collects the buffer.
-        let st = unsafe {
-            sys::napi_create_external_arraybuffer(
-                env,
-                data.cast(),
-                len,
-                Some(free_ring),
-                hint.cast(),
-                &mut out,
-            )
-        };
-        if st != sys::Status::napi_ok {
-            // SAFETY: creation failed, so the finalizer never runs: reclaim the box here.
-            drop(unsafe { Box::from_raw(hint) });
-            // SAFETY: live env.
-            unsafe { sys::napi_get_null(env, &mut out) };
-        }
-        Ok(Raw(out))
+        Ok(external_in_arc(env, ring, data.cast(), len))
     }
 
     /// The capacity semaphore's state word (bounded channels) as an 8-byte `ArrayBuffer` over
@@ -596,35 +583,14 @@ impl SyncChan {
     #[napi(ts_return_type = "ArrayBuffer | null")]
     pub fn sem_word(&self, env: Env) -> Result<Raw> {
         let env = env.raw();
-        let mut out = std::ptr::null_mut();
         let Some(sem) = self.chan.sem.clone() else {
+            let mut out = std::ptr::null_mut();
             // SAFETY: live env.
             unsafe { sys::napi_get_null(env, &mut out) };
             return Ok(Raw(out));
         };
-        let data = sem.word_ptr();
-        let hint = Box::into_raw(Box::new(sem));
-        // Soundness: `data` is the semaphore's 8-byte, 8-aligned atomic word, inside the
-        // `Arc<Sem>` that `*hint` keeps alive (an `Arc`'s contents never move) until `free_sem`
-        // runs when V8 collects the buffer; JS only touches it through `Atomics` operations.
-        // SAFETY: sound by the argument just above.
-        let st = unsafe {
-            sys::napi_create_external_arraybuffer(
-                env,
-                data.cast(),
-                8,
-                Some(free_sem),
-                hint.cast(),
-                &mut out,
-            )
-        };
-        if st != sys::Status::napi_ok {
-            // SAFETY: creation failed, so the finalizer never runs: reclaim the box here.
-            drop(unsafe { Box::from_raw(hint) });
-            // SAFETY: live env.
-            unsafe { sys::napi_get_null(env, &mut out) };
-        }
-        Ok(Raw(out))
+        let data = sem.word_ptr().cast();
+        Ok(external_in_arc(env, sem, data, 8))
     }
 
     /// The channel's send counter as a 4-byte `ArrayBuffer` over native memory: a JS sender takes
@@ -633,32 +599,9 @@ impl SyncChan {
     /// does without its ring).
     #[napi(ts_return_type = "ArrayBuffer | null")]
     pub fn seq_word(&self, env: Env) -> Result<Raw> {
-        let env = env.raw();
-        let mut out = std::ptr::null_mut();
         let seq = self.chan.seq.clone();
-        let data = seq.ptr();
-        let hint = Box::into_raw(Box::new(seq));
-        // Soundness: `data` is the counter's 4-byte, 4-aligned atomic word, inside the
-        // `Arc<SeqWord>` that `*hint` keeps alive (an `Arc`'s contents never move) until `free_seq`
-        // runs when V8 collects the buffer; JS only touches it through `Atomics` operations.
-        // SAFETY: sound by the argument just above.
-        let st = unsafe {
-            sys::napi_create_external_arraybuffer(
-                env,
-                data.cast(),
-                4,
-                Some(free_seq),
-                hint.cast(),
-                &mut out,
-            )
-        };
-        if st != sys::Status::napi_ok {
-            // SAFETY: creation failed, so the finalizer never runs: reclaim the box here.
-            drop(unsafe { Box::from_raw(hint) });
-            // SAFETY: live env.
-            unsafe { sys::napi_get_null(env, &mut out) };
-        }
-        Ok(Raw(out))
+        let data = seq.ptr().cast();
+        Ok(external_in_arc(env.raw(), seq, data, 4))
     }
 
     /// Puts a message back at the front of the queue (a receiver moving away with messages it
