@@ -377,6 +377,41 @@ unixTest('a Unix socket server: listen(path), address() is the path, connect(pat
   t.is(noent.address, path.join(dir, 'missing.sock'));
 });
 
+if (process.platform === 'win32') {
+  test('a named-pipe server on Windows: listen(\\\\.\\pipe\\name) serves several clients at once, like node:net', async (t) => {
+    for (const m of [nodeNet, net] as unknown as (typeof nodeNet)[]) {
+      const name = `\\\\.\\pipe\\kyoto-compat-${process.pid}-${m === (net as unknown) ? 'kyoto' : 'node'}`;
+      const server = m.createServer((s) => s.pipe(s)).listen(name);
+      await once(server, 'listening');
+      t.is(server.address(), name);
+      // Pipes have no half-close (libuv closes a pipe 50 ms after end() instead): each client
+      // waits for its echo, then destroys.
+      const talk = async (i: number): Promise<string> => {
+        const c = m.connect(name);
+        c.setEncoding('utf8');
+        await once(c, 'connect');
+        const msg = `client ${i}`;
+        c.write(msg);
+        let got = '';
+        c.on('data', (d: string) => (got += d));
+        await within(
+          new Promise<void>((resolve) => c.on('data', () => got.length >= msg.length && resolve())),
+          10_000,
+          'echo',
+        );
+        c.destroy();
+        await once(c, 'close');
+        return got;
+      };
+      t.deepEqual(await Promise.all([0, 1, 2].map(talk)), ['client 0', 'client 1', 'client 2']);
+      const missing = m.connect(`${name}-missing`);
+      const [noent] = (await once(missing, 'error')) as [Error & Record<string, unknown>];
+      t.is(noent.code, 'ENOENT');
+      await closeServer(server);
+    }
+  });
+}
+
 test('isIP, isIPv4, isIPv6, BlockList and SocketAddress are node:net\'s', (t) => {
   t.is(net.isIP('127.0.0.1'), 4);
   t.is(net.isIP('::1'), 6);

@@ -2045,6 +2045,6 @@ export class NamedPipeClient extends NamedPipe {
     const h = native.netPipeOpen(path, nrt);
     if (h < 0) throw systemError(-h, 'open', path);
     pinRuntime(h, rt);
-    return new NamedPipeClient(h, path);
+    return TcpStream._waitConnected(new NamedPipeClient(h, path), path, -1, undefined);
   }
 }

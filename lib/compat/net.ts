@@ -19,7 +19,16 @@ import * as nodeNet from 'node:net';
 import { Duplex, addAbortSignal, type DuplexOptions } from 'node:stream';
 import { native } from '../native';
 import { systemError } from '../net/core';
-import { TcpListener, TcpStream, UnixListener, UnixStream, type SocketAddress as KyotoAddress } from '../net';
+import {
+  NamedPipe,
+  NamedPipeClient,
+  NamedPipeServer,
+  TcpListener,
+  TcpStream,
+  UnixListener,
+  UnixStream,
+  type SocketAddress as KyotoAddress,
+} from '../net';
 import {
   argType,
   argValue,
@@ -226,11 +235,78 @@ function timerDuration(msecs: unknown, name: string): number {
   return Math.min(msecs, 2 ** 31 - 1);
 }
 
-function unixListen(path: string, backlog: number): UnixListener {
-  if (process.platform === 'win32') throw notSupported('net', 'listening on a pipe on this platform');
+/** What a `Server` accepts from: a TCP or Unix listener, or (Windows) a named-pipe acceptor. */
+interface Acceptor {
+  accept(): Promise<[TcpStream, KyotoAddress]>;
+  close(): void;
+  ref(): unknown;
+  unref(): unknown;
+  localAddr(): KyotoAddress;
+}
+
+function unixListen(path: string, backlog: number): Acceptor {
+  if (process.platform === 'win32') return new PipeAcceptor(path);
   const h = native.netUnixListen(path, backlog);
   if (h < 0) throw systemError(-h, 'listen', path);
   return new UnixListener(h);
+}
+
+/**
+ * A Windows named-pipe "listener", as libuv makes one: an instance of the pipe waits for a client;
+ * once one connects, the next instance is created before the connected one is handed out, so a
+ * client never finds none. The first instance insists on being first (`EACCES` if the name is
+ * served already).
+ */
+class PipeAcceptor implements Acceptor {
+  #next: NamedPipeServer;
+  #refd = true;
+
+  constructor(readonly path: string) {
+    this.#next = NamedPipeServer.create(path, { firstPipeInstance: true });
+  }
+
+  async accept(): Promise<[TcpStream, KyotoAddress]> {
+    const inst = this.#next;
+    await inst.connect();
+    this.#next = NamedPipeServer.create(this.path);
+    if (!this.#refd) this.#next._setRef(false);
+    return [inst, inst.localAddr()];
+  }
+
+  close(): void {
+    this.#next.close();
+  }
+
+  ref(): this {
+    this.#refd = true;
+    this.#next._setRef(true);
+    return this;
+  }
+
+  unref(): this {
+    this.#refd = false;
+    this.#next._setRef(false);
+    return this;
+  }
+
+  localAddr(): KyotoAddress {
+    return this.#next.localAddr();
+  }
+}
+
+/**
+ * Opens a Windows pipe as a client (its connect then completes like a socket's), retrying while
+ * every instance is busy, as libuv waits for one too (up to 30 s).
+ */
+async function openPipe(path: string, signal: AbortSignal): Promise<NamedPipeClient> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const h = native.netPipeOpen(path);
+    if (h >= 0) return new NamedPipeClient(h, path);
+    const err = systemError(-h, 'connect', path);
+    if (err.code !== 'EBUSY' || Date.now() > deadline || signal.aborted) throw err;
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -337,7 +413,7 @@ export class Socket extends Duplex {
 
   #attach(s: TcpStream): void {
     this.#stream = s;
-    this.#pipe = s instanceof UnixStream;
+    this.#pipe = s instanceof UnixStream || s instanceof NamedPipe;
     const hwm = this.readableHighWaterMark;
     s._readHwm = hwm;
     s._readLwm = Math.max(1, hwm >> 1);
@@ -387,7 +463,20 @@ export class Socket extends Duplex {
   }
 
   #connectPipe(path: string): void {
-    if (process.platform === 'win32') throw notSupported('net', 'connecting to a pipe on this platform');
+    if (process.platform === 'win32') {
+      const ac = new AbortController();
+      this.#attempt = ac;
+      openPipe(path, ac.signal).then(
+        (p) => {
+          if (this.#attempt !== ac) return p.close();
+          this.#track(p, path, -1, () => {});
+        },
+        (e) => {
+          if (this.#attempt === ac) this.destroy(e as Error);
+        },
+      );
+      return;
+    }
     const h = native.netUnixConnect(path);
     if (h < 0) {
       const err = systemError(-h, 'connect', path);
@@ -1047,7 +1136,7 @@ export class Server extends EventEmitter {
   /** High-water mark of accepted sockets. */
   highWaterMark: number;
 
-  #listener: TcpListener | undefined;
+  #listener: Acceptor | undefined;
   #pipeName: string | undefined;
   #unref = false;
   #listeningId = 1;
@@ -1171,7 +1260,7 @@ export class Server extends EventEmitter {
 
   /** Binds and listens now (`port` -1: `address` is a Unix path); errors go to `'error'`. */
   #setupListen(address: string | null, port: number, backlog: number, flags: number): void {
-    let l: TcpListener;
+    let l: Acceptor;
     const bl = backlog || 511;
     try {
       if (port === -1) {
@@ -1199,7 +1288,7 @@ export class Server extends EventEmitter {
     });
   }
 
-  async #acceptLoop(l: TcpListener): Promise<void> {
+  async #acceptLoop(l: Acceptor): Promise<void> {
     for (;;) {
       let s: TcpStream;
       try {
@@ -1227,7 +1316,7 @@ export class Server extends EventEmitter {
   }
 
   #onConnection(s: TcpStream): void {
-    const pipe = s instanceof UnixStream;
+    const pipe = s instanceof UnixStream || s instanceof NamedPipe;
     if (this.maxConnections && this._connections >= this.maxConnections) {
       if (pipe) {
         this.emit('drop');

@@ -47,15 +47,22 @@ pub fn net_pipe_create(
     }
 }
 
-/// Opens the pipe `path` as a client: the handle, or a negative errno (`EBUSY` when every
-/// instance serves a client, `ENOENT` when there is none).
+/// Opens the pipe `path` as a client: the handle (`K_CONNECTED` follows), or a negative errno
+/// (`EBUSY` when every instance serves a client, `ENOENT` when there is none).
 #[napi(catch_unwind)]
 pub fn net_pipe_open(path: String, runtime: Option<&NativeRuntime>) -> Result<i32> {
     let n = net()?;
     let rt = n.runtime_for(runtime)?;
     let _g = rt.enter();
     match ClientOptions::new().open(&path) {
-        Ok(p) => Ok(register(&n, &rt, Kind::Stream(Stream::PipeClient(p)), 0)),
+        // Connected already; registered as connecting all the same, so the first writable
+        // readiness reports K_CONNECTED as for a socket (what compat's connect tracking awaits).
+        Ok(p) => Ok(register(
+            &n,
+            &rt,
+            Kind::Stream(Stream::PipeClient(p)),
+            F_CONNECTING,
+        )),
         Err(e) => Ok(neg(&e)),
     }
 }
