@@ -7,9 +7,13 @@
 //! dropped. While it is off:
 //!
 //! - `spawn` (every runtime of the process, and `spawn_blocking`) does **one relaxed load** of a
-//!   global flag and stores `None` in the task;
-//! - a poll tests that `None` (a field of the task it already holds — no atomic);
+//!   global flag and spawns the future as it is;
+//! - the task is the plain one: no stats field, no branch in its poll, waker or completion paths;
 //! - the task's waker is the ordinary one, with no counting of any kind.
+//!
+//! While it is on, `spawn` wraps the future in an `Instrumented` future (see `future.rs`) that
+//! records everything below around the polls of the future it wraps, so the task itself stays
+//! free of instrumentation either way.
 //!
 //! Tokio reaches the same place only with `--cfg tokio_unstable` and a `tracing` subscriber; here the
 //! switch is at run time.
@@ -25,6 +29,10 @@
 //!
 //! The consumer sees new and changed tasks with [`Consumer::poll`]; a completed task is reported once
 //! more after it completed and then forgotten.
+mod future;
+
+pub(crate) use future::Instrumented;
+
 use crate::loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use crate::loom::sync::Mutex;
 use std::cell::Cell;
@@ -217,7 +225,8 @@ pub struct TaskStats {
     scheduled_times: Histogram,
 }
 
-/// Called by `new_task`: a stats record when instrumentation is on, else `None` after one relaxed load.
+/// Called by `new_task`: a stats record when instrumentation is on (the task is then spawned as an
+/// [`Instrumented`] future), else `None` after one relaxed load.
 #[inline]
 pub(crate) fn on_spawn(
     id: u64,

@@ -192,6 +192,43 @@ fn a_consumer_sees_spawns_polls_wakes_and_completion_and_nothing_is_recorded_wit
     }
     assert_eq!(c.tracked(), 0);
 
+    // On a current-thread runtime: a future whose destructor panics after it returned `Ready`, and
+    // one that wakes itself by value through clones of its waker.
+    let ct = Builder::new_current_thread().build().unwrap();
+    let (dtor_id, by_value_id) = ct.block_on(async {
+        let dtor = kyoto_rt::spawn(ReadyThenPanicOnDrop);
+        let by_value = kyoto_rt::spawn(async {
+            let mut n = 0;
+            poll_fn(|cx| {
+                n += 1;
+                if n < 3 {
+                    let kept = cx.waker().clone(); // counted as a clone, then as a drop
+                    kept.wake();
+                    Poll::Pending
+                } else {
+                    Poll::Ready(())
+                }
+            })
+            .await
+        });
+        let ids = (dtor.id().as_u64(), by_value.id().as_u64());
+        assert!(dtor.await.unwrap_err().is_panic());
+        by_value.await.unwrap();
+        ids
+    });
+    collect(&mut c, &mut seen);
+    let s = &seen[&dtor_id];
+    assert_eq!((s.polls, s.outcome), (1, Outcome::Panicked), "{s:?}");
+    assert!(s.dropped, "{s:?}");
+    let s = &seen[&by_value_id];
+    assert_eq!(
+        (s.polls, s.wakes, s.self_wakes, s.clones, s.drops, s.outcome),
+        (3, 2, 2, 2, 2, Outcome::Ok),
+        "a wake by value counts a wake and a drop: {s:?}"
+    );
+    assert_eq!(s.sched_hist, 2, "{s:?}");
+    assert_eq!(c.tracked(), 0);
+
     drop(c);
     assert!(!Consumer::is_enabled());
     let after = rt.spawn(async { 1 });
@@ -204,4 +241,20 @@ fn a_consumer_sees_spawns_polls_wakes_and_completion_and_nothing_is_recorded_wit
         !later.contains_key(&after_id),
         "spawned while no consumer existed"
     );
+}
+
+/// Completes at its first poll; its destructor panics.
+struct ReadyThenPanicOnDrop;
+
+impl std::future::Future for ReadyThenPanicOnDrop {
+    type Output = ();
+    fn poll(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> Poll<()> {
+        Poll::Ready(())
+    }
+}
+
+impl Drop for ReadyThenPanicOnDrop {
+    fn drop(&mut self) {
+        panic!("a destructor that panics");
+    }
 }

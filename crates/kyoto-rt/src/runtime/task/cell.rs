@@ -1,16 +1,14 @@
 //! The task allocation: state, future, scheduler and join slot in one `Arc`.
 use super::state::{State, Submit, ToIdle, ToRunning};
 use super::{Id, JoinError, Notified, RawTask, Schedule, Task};
-use crate::instrument::{Outcome, TaskStats};
 use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::Mutex;
 use crate::runtime::coop;
 use std::future::Future;
-use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, RawWaker, RawWakerVTable, Wake, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 
 pub(crate) struct Cell<F: Future, S> {
     state: State,
@@ -25,9 +23,6 @@ pub(crate) struct Cell<F: Future, S> {
     /// the holder of `RUNNING` touches it.
     poll_waker: UnsafeCell<Option<Waker>>,
     join: Mutex<JoinSlot<F::Output>>,
-    /// Set only when instrumentation was on at spawn (see `crate::instrument`); the task then
-    /// records its polls and wakes, and its wakers are the counting ones below.
-    stats: Option<Arc<TaskStats>>,
 }
 
 /// What the `JoinHandle` and the completing worker share. A mutex rather than more state bits: it is
@@ -49,9 +44,8 @@ where
     F::Output: Send + 'static,
     S: Schedule,
 {
-    pub(crate) fn new(future: F, scheduler: S, id: Id, stats: Option<Arc<TaskStats>>) -> Arc<Self> {
+    pub(crate) fn new(future: F, scheduler: S, id: Id) -> Arc<Self> {
         Arc::new(Cell {
-            stats,
             state: State::new(),
             id,
             scheduler,
@@ -69,10 +63,7 @@ where
     fn poll_future(self: &Arc<Self>) -> Result<Poll<F::Output>, Box<dyn std::any::Any + Send>> {
         // Soundness: we hold RUNNING, so no other thread touches `poll_waker`; the reference lives
         // only for this poll, and the slot is cleared only by `drop_future`, also under RUNNING.
-        let (slot, make) = (&self.poll_waker, || match self.stats {
-            None => Waker::from(self.clone()),
-            Some(_) => self.lent_waker(),
-        });
+        let (slot, make) = (&self.poll_waker, || Waker::from(self.clone()));
         // SAFETY: sound by the argument just above.
         let waker: &Waker = slot.with_mut(|w| unsafe { (*w).get_or_insert_with(make) });
         let mut cx = Context::from_waker(waker);
@@ -113,13 +104,6 @@ where
     /// Publishes the output, wakes the join handle and releases the task from its scheduler.
     /// The future has been dropped already.
     fn complete(self: &Arc<Self>, output: Result<F::Output, JoinError>) {
-        if let Some(stats) = &self.stats {
-            stats.complete(match &output {
-                Ok(_) => Outcome::Ok,
-                Err(e) if e.is_cancelled() => Outcome::Cancelled,
-                Err(_) => Outcome::Panicked,
-            });
-        }
         let mut discard = None;
         let waker = {
             let mut slot = lock(&self.join);
@@ -221,16 +205,7 @@ where
             ToRunning::Cancel => return self.cancel(),
             ToRunning::Poll => {}
         }
-        let polled = match &self.stats {
-            None => self.poll_future(),
-            Some(stats) => {
-                let guard = stats.poll_start();
-                let polled = self.poll_future();
-                stats.poll_end(guard);
-                polled
-            }
-        };
-        match polled {
+        match self.poll_future() {
             Ok(Poll::Ready(out)) => {
                 let out = match self.drop_future() {
                     None => Ok(out),
@@ -272,92 +247,6 @@ where
     fn wake_by_ref(self: &Arc<Self>) {
         let submit = self.state.transition_to_notified();
         self.schedule_if(submit);
-    }
-}
-
-/// The wakers of an instrumented task: the same `Arc<Cell>` reference as the plain `Wake` waker, with
-/// a vtable that records wakes, and clones and drops of the wakers a future keeps. The waker lent to
-/// every poll (`poll_waker`) uses `LENT`, whose own drop is not counted; every clone of it uses
-/// `COUNTED`, whose drop (or wake by value) is.
-impl<F, S> Cell<F, S>
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-    S: Schedule,
-{
-    const LENT: RawWakerVTable = RawWakerVTable::new(
-        Self::waker_clone,
-        Self::waker_wake_lent,
-        Self::waker_wake_by_ref,
-        Self::waker_drop_lent,
-    );
-    const COUNTED: RawWakerVTable = RawWakerVTable::new(
-        Self::waker_clone,
-        Self::waker_wake_counted,
-        Self::waker_wake_by_ref,
-        Self::waker_drop_counted,
-    );
-
-    fn lent_waker(self: &Arc<Self>) -> Waker {
-        let ptr = Arc::into_raw(self.clone()).cast::<()>();
-        // `ptr` owns one strong reference; every `LENT`/`COUNTED` function treats its data pointer
-        // as exactly that: clone adds one, drop and wake by value give it back, wake by ref borrows.
-        // SAFETY: that is the `RawWaker` contract (see the comment just above).
-        unsafe { Waker::from_raw(RawWaker::new(ptr, &Self::LENT)) }
-    }
-
-    /// Runs `f` on the task's stats. `ptr` must be a waker's live reference (see `lent_waker`).
-    fn record(ptr: *const (), f: impl FnOnce(&TaskStats)) {
-        // SAFETY: every caller is a vtable function whose `ptr` is a live strong reference to a
-        // `Cell<F, S>` (see `lent_waker`); the borrow ends before that reference is given up.
-        let cell = unsafe { &*ptr.cast::<Self>() };
-        if let Some(s) = &cell.stats {
-            f(s);
-        }
-    }
-
-    unsafe fn waker_clone(ptr: *const ()) -> RawWaker {
-        // SAFETY: the caller (a `Waker` being cloned) holds the strong reference `ptr` stands for,
-        // so the count is at least one while we add another for the new waker.
-        unsafe { Arc::increment_strong_count(ptr.cast::<Self>()) };
-        Self::record(ptr, TaskStats::waker_cloned);
-        RawWaker::new(ptr, &Self::COUNTED)
-    }
-
-    unsafe fn waker_wake_by_ref(ptr: *const ()) {
-        Self::record(ptr, TaskStats::wake);
-        // SAFETY: borrowed, not taken: `ManuallyDrop` keeps the waker's strong reference.
-        let cell = ManuallyDrop::new(unsafe { Arc::from_raw(ptr.cast::<Self>()) });
-        cell.wake_by_ref();
-    }
-
-    unsafe fn waker_wake_counted(ptr: *const ()) {
-        Self::record(ptr, |s| {
-            s.wake();
-            s.waker_dropped();
-        });
-        // SAFETY: a wake by value consumes the waker: its strong reference is taken back here.
-        let cell = unsafe { Arc::from_raw(ptr.cast::<Self>()) };
-        cell.wake_by_ref();
-    }
-
-    unsafe fn waker_wake_lent(ptr: *const ()) {
-        Self::record(ptr, TaskStats::wake);
-        // The lent waker is never woken by value in practice: only the task itself owns it.
-        // SAFETY: as for `waker_wake_counted`: the consumed waker's reference is taken back here.
-        let cell = unsafe { Arc::from_raw(ptr.cast::<Self>()) };
-        cell.wake_by_ref();
-    }
-
-    unsafe fn waker_drop_counted(ptr: *const ()) {
-        Self::record(ptr, TaskStats::waker_dropped);
-        // SAFETY: the dropped waker's strong reference is given back.
-        unsafe { Arc::decrement_strong_count(ptr.cast::<Self>()) };
-    }
-
-    unsafe fn waker_drop_lent(ptr: *const ()) {
-        // SAFETY: the dropped waker's strong reference is given back.
-        unsafe { Arc::decrement_strong_count(ptr.cast::<Self>()) };
     }
 }
 

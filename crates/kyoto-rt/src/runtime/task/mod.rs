@@ -92,7 +92,9 @@ pub(crate) trait Schedule: Send + Sync + Sized + 'static {
 /// queue; the caller must first insert the task into its `OwnedTasks` (see [`OwnedTasks::bind`]).
 ///
 /// `kind` and `location` (the caller of the public `spawn`) are recorded only when instrumentation is
-/// on (see [`crate::instrument`]); otherwise this costs one relaxed load.
+/// on (see [`crate::instrument`]): the task then runs the future wrapped in an
+/// [`Instrumented`](crate::instrument::Instrumented), which does all the recording, so the task cell
+/// itself never carries instrumentation. Otherwise this costs one relaxed load.
 pub(crate) fn new_task<F, S>(
     future: F,
     scheduler: S,
@@ -105,8 +107,40 @@ where
     F::Output: Send + 'static,
     S: Schedule,
 {
-    let stats = crate::instrument::on_spawn(id.0, kind, location);
-    let cell = cell::Cell::new(future, scheduler, id, stats);
+    match crate::instrument::on_spawn(id.0, kind, location) {
+        None => new_cell(future, scheduler, id),
+        Some(stats) => new_instrumented(future, scheduler, id, stats),
+    }
+}
+
+/// The instrumented spawn, out of line so that `new_task` stays as small as it was without it.
+#[cold]
+#[inline(never)]
+fn new_instrumented<F, S>(
+    future: F,
+    scheduler: S,
+    id: Id,
+    stats: Arc<crate::instrument::TaskStats>,
+) -> (Task, Notified, JoinHandle<F::Output>)
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+    S: Schedule,
+{
+    new_cell(
+        crate::instrument::Instrumented::new(future, stats),
+        scheduler,
+        id,
+    )
+}
+
+fn new_cell<F, S>(future: F, scheduler: S, id: Id) -> (Task, Notified, JoinHandle<F::Output>)
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+    S: Schedule,
+{
+    let cell = cell::Cell::new(future, scheduler, id);
     let task: Task = cell.clone();
     let notified = Notified(cell.clone());
     (task, notified, JoinHandle::new(cell))
