@@ -80,9 +80,10 @@ impl Ring {
     }
 
     fn seq_slot(&self, i: u32) -> &AtomicU32 {
-        // SAFETY: the sequence numbers are RING_N u32s at byte SEQS_AT (4-aligned, inside `mem`:
-        // BYTES = SEQS_AT + 4 * RING_N); `i` is masked below RING_N here. An AtomicU32 has the
-        // layout of a u32, and `mem` lives as long as `self`.
+        // Soundness: the sequence numbers are RING_N u32s at byte SEQS_AT (4-aligned, inside
+        // `mem`: BYTES = SEQS_AT + 4 * RING_N); `i` is masked below RING_N here. An AtomicU32 has
+        // the layout of a u32, and `mem` lives as long as `self`.
+        // SAFETY: sound by the argument just above.
         unsafe {
             &*(self.mem.as_ptr() as *const AtomicU32).add(SEQS_AT / 4 + (i & (RING_N - 1)) as usize)
         }

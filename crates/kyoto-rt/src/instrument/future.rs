@@ -175,9 +175,10 @@ static COUNTED: RawWakerVTable = RawWakerVTable::new(
 /// Makes the lent waker out of `counting`, whose strong reference it takes over.
 fn counting_waker(counting: Arc<Counting>) -> Waker {
     let ptr = Arc::into_raw(counting).cast::<()>();
-    // SAFETY: `ptr` carries one strong reference to a `Counting`, and the functions of `LENT` honour
-    // the `RawWaker` contract for it by the reference-count argument above. `Counting` is `Send +
-    // Sync` (an `Arc<TaskStats>` and a `Waker`), so the waker may be used from any thread.
+    // Soundness: `ptr` carries one strong reference to a `Counting`, and the functions of `LENT`
+    // honour the `RawWaker` contract for it by the reference-count argument above. `Counting` is
+    // `Send + Sync` (an `Arc<TaskStats>` and a `Waker`), so the waker may be used from any thread.
+    // SAFETY: sound by the argument just above.
     unsafe { Waker::from_raw(RawWaker::new(ptr, &LENT)) }
 }
 
