@@ -142,22 +142,6 @@ impl fmt::Debug for RecvBatch {
     }
 }
 
-/// Windows reports a truncated datagram as `WSAEMSGSIZE`: make it the documented truncation. And it
-/// reports a port-unreachable reply to a connected socket as `WSAECONNRESET`: make it the
-/// `ECONNREFUSED` (`WSAECONNREFUSED`) that Unix gives, as the module docs promise.
-fn truncation_is_ok(res: io::Result<usize>, buf_len: usize) -> io::Result<usize> {
-    match res {
-        #[cfg(windows)]
-        Err(e) if e.raw_os_error() == Some(10040) => Ok(buf_len),
-        #[cfg(windows)]
-        Err(e) if e.raw_os_error() == Some(10054) => Err(io::Error::from_raw_os_error(10061)),
-        other => {
-            let _ = buf_len;
-            other
-        }
-    }
-}
-
 impl UdpSocket {
     /// Binds to `addr`, trying each resolved address in turn; returns the last error if none binds.
     pub async fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<UdpSocket> {
@@ -265,29 +249,24 @@ impl UdpSocket {
 
     /// Receives one datagram from the connected peer into `buf`; excess bytes are discarded.
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let len = buf.len();
         self.io
             .registration()
-            .async_io(Interest::READABLE, || {
-                truncation_is_ok(self.io.recv(buf), len)
-            })
+            .async_io(Interest::READABLE, || sys::recv(&self.io, buf, false))
             .await
     }
 
     /// Polls a [`recv`](Self::recv) (single waker).
     pub fn poll_recv(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let len = buf.len();
-        self.io.registration().poll_io(cx, Direction::Read, || {
-            truncation_is_ok(self.io.recv(buf), len)
-        })
+        self.io
+            .registration()
+            .poll_io(cx, Direction::Read, || sys::recv(&self.io, buf, false))
     }
 
     /// Receives without waiting (`WouldBlock` if nothing is cached as readable).
     pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let len = buf.len();
-        self.io.registration().try_io(Interest::READABLE, || {
-            truncation_is_ok(self.io.recv(buf), len)
-        })
+        self.io
+            .registration()
+            .try_io(Interest::READABLE, || sys::recv(&self.io, buf, false))
     }
 
     /// Sends `buf` to `target` (the first address it resolves to).
@@ -376,12 +355,9 @@ impl UdpSocket {
 
     /// Like [`recv`](Self::recv) but leaves the datagram queued.
     pub async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let len = buf.len();
         self.io
             .registration()
-            .async_io(Interest::READABLE, || {
-                truncation_is_ok(self.io.peek(buf), len)
-            })
+            .async_io(Interest::READABLE, || sys::recv(&self.io, buf, true))
             .await
     }
 
@@ -603,6 +579,19 @@ mod sys {
     /// Datagrams per system call. The structures live on the stack (about 13 KiB).
     const BATCH: usize = 64;
 
+    /// `recv` / `peek` on a connected socket: Linux truncates an oversize datagram by itself.
+    pub(super) fn recv(
+        socket: &mio::net::UdpSocket,
+        buf: &mut [u8],
+        peek: bool,
+    ) -> io::Result<usize> {
+        if peek {
+            socket.peek(buf)
+        } else {
+            socket.recv(buf)
+        }
+    }
+
     /// `recv_from` / `peek_from`: Linux truncates an oversize datagram to `buf` by itself.
     pub(super) fn recv_from(
         socket: &mio::net::UdpSocket,
@@ -794,6 +783,15 @@ mod sys {
                 r => return r,
             }
         }
+    }
+
+    /// `recv` / `peek` on a connected socket, with truncation and port-unreachable as on Linux.
+    pub(super) fn recv(
+        socket: &mio::net::UdpSocket,
+        buf: &mut [u8],
+        peek: bool,
+    ) -> io::Result<usize> {
+        recv_from(socket, buf, peek).map(|(n, _)| n)
     }
 
     /// `recv_from` / `peek_from` with truncation as on Linux (see [`recv_from_flags`]).
