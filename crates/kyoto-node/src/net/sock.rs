@@ -101,6 +101,16 @@ impl Stream {
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         each_stream!(self, s => s.take_error())
     }
+    /// `shutdown(SHUT_WR)`; pipes have no half-close, so for them nothing (the peer sees end of
+    /// stream at close).
+    fn shutdown_write(&self) -> io::Result<()> {
+        match self {
+            #[cfg(windows)]
+            Stream::PipeServer(_) | Stream::PipeClient(_) => Ok(()),
+            _ => self.with_ref(|r| r.shutdown(std::net::Shutdown::Write)),
+        }
+    }
+
     /// Writes what the kernel takes now, without consulting cached readiness.
     pub fn send_now(&self, buf: &[u8]) -> io::Result<usize> {
         match self {
@@ -622,14 +632,8 @@ thread_local! {
 }
 
 /// Shuts the write direction of a stream down (a FIN). Idempotent as far as callers are concerned.
-/// Pipes have no half-close: nothing to do (the peer sees end of stream at close).
 pub fn shutdown_write(s: &Stream) -> io::Result<()> {
-    #[cfg(windows)]
-    if matches!(s, Stream::PipeServer(_) | Stream::PipeClient(_)) {
-        return Ok(());
-    }
-    let r = s.with_ref(|r| r.shutdown(std::net::Shutdown::Write));
-    match r {
+    match s.shutdown_write() {
         Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
         r => r,
     }
