@@ -441,6 +441,56 @@ test('excess bytes of a datagram larger than the buffer are discarded', async (t
   b.close();
 });
 
+test('a recvMany waiting when a burst arrives resolves with the whole burst in order', async (t) => {
+  const a = await UdpSocket.bind('127.0.0.1:0');
+  const b = await UdpSocket.bind('127.0.0.1:0');
+  const pending = b.recvMany(64);
+  // One sendMany is one sendmmsg in one flush: on loopback all 20 are queued at b before b reads.
+  t.is(await a.sendMany(Array.from({ length: 20 }, (_, i) => ({ data: Buffer.from(`m${i}`), address: b.localAddr() }))), 20);
+  const got = (await withTimeout(pending, 5000, 'recvMany')).map((d) => d.data.toString());
+  t.deepEqual(got, Array.from({ length: 20 }, (_, i) => `m${i}`));
+  a.close();
+  b.close();
+});
+
+test('a recvMany burst stops at max and the rest waits for the next call', async (t) => {
+  const a = await UdpSocket.bind('127.0.0.1:0');
+  const b = await UdpSocket.bind('127.0.0.1:0');
+  const first = b.recvMany(5);
+  await a.sendMany(Array.from({ length: 12 }, (_, i) => ({ data: Buffer.from(`m${i}`), address: b.localAddr() })));
+  const got = (await withTimeout(first, 5000, 'recvMany')).map((d) => d.data.toString());
+  t.deepEqual(got, ['m0', 'm1', 'm2', 'm3', 'm4']);
+  while (got.length < 12) {
+    for (const d of await withTimeout(b.recvMany(5), 5000, 'recvMany')) got.push(d.data.toString());
+  }
+  t.deepEqual(got, Array.from({ length: 12 }, (_, i) => `m${i}`));
+  a.close();
+  b.close();
+});
+
+test('sendMany mixes fast-path and general sends in order and rejects a bad entry', async (t) => {
+  const a = await UdpSocket.bind('127.0.0.1:0');
+  const b = await UdpSocket.bind('127.0.0.1:0');
+  const to = b.localAddr();
+  // Buffers to a module-made address take the fast path; a string and a "host:port" do not.
+  const msgs = [
+    { data: Buffer.from('m0'), address: to },
+    { data: 'm1', address: to },
+    { data: Buffer.from('m2'), address: `127.0.0.1:${to.port}` },
+    { data: Buffer.from('m3'), address: to },
+  ];
+  t.is(await a.sendMany(msgs), 4);
+  const got: string[] = [];
+  while (got.length < 4) {
+    for (const d of await withTimeout(b.recvMany(8), 5000, 'recvMany')) got.push(d.data.toString());
+  }
+  t.deepEqual(got, ['m0', 'm1', 'm2', 'm3']);
+  await t.throwsAsync(a.sendMany('nope' as never), { code: 'ERR_INVALID_ARG_TYPE' });
+  await t.throwsAsync(a.sendMany([null as never]), { instanceOf: TypeError });
+  a.close();
+  b.close();
+});
+
 test('recvMany and sendMany move batches of datagrams', async (t) => {
   const a = await UdpSocket.bind('127.0.0.1:0');
   const b = await UdpSocket.bind('127.0.0.1:0');

@@ -38,6 +38,7 @@ import {
   K_FRAME_SYNC,
   K_FRAMES,
   SYSCALLS,
+  currentBatch,
   encodedV4,
   flavor,
   hold,
@@ -1291,6 +1292,12 @@ export class UdpSocket implements Endpoint {
   #queue: Datagram[] = [];
   #head = 0;
   #waiters: RecvWaiter[] = [];
+  /**
+   * The array a `recvMany` was resolved with while its batch is still being delivered: later
+   * datagrams of the same batch join it (its reader runs only after the batch call returns), so a
+   * burst arrives as one array instead of its first datagram alone.
+   */
+  #filling: { out: Datagram[]; max: number; batch: number } | undefined;
   #reading = false;
   #closed = false;
   #err: Error | undefined;
@@ -1342,6 +1349,12 @@ export class UdpSocket implements Endpoint {
         first.resolve(first.kind === 0 ? n : { bytes: n, address });
         return;
       }
+      const f = this.#filling;
+      if (f !== undefined && f.batch === currentBatch() && f.out.length < f.max && this.#pending() === 0) {
+        f.out.push({ data: Buffer.from(rarena.subarray(off, off + len)), address });
+        return;
+      }
+      this.#filling = undefined;
       this.#queue.push({ data: Buffer.from(rarena.subarray(off, off + len)), address });
       if (this.#queue.length - this.#head > DGRAM_HWM && this.#reading) {
         this.#reading = false;
@@ -1388,6 +1401,7 @@ export class UdpSocket implements Endpoint {
     if (w.kind === 3) {
       const out: Datagram[] = [];
       while (out.length < w.max && this.#pending() > 0) out.push(this.#shift());
+      this.#filling = out.length < w.max ? { out, max: w.max, batch: currentBatch() } : undefined;
       w.resolve(out);
       return;
     }
@@ -1490,11 +1504,7 @@ export class UdpSocket implements Endpoint {
 
   /** Sends one datagram to `addr` (an IP literal). */
   sendTo(data: Uint8Array | string, addr: AddressLike): Promise<number> {
-    // Fast path: an address object received from this module (e.g. `recvFrom`'s).
-    const enc = typeof addr === 'object' && addr !== null ? encodedV4(addr) : undefined;
-    if (enc !== undefined && data instanceof Uint8Array && !this.#closed && !isBlocked(this._h)) {
-      if (queueWrite(this._h, data, enc[0], enc[1])) return Promise.resolve(data.length);
-    }
+    if (this.#queueFast(data, addr)) return Promise.resolve((data as Uint8Array).length);
     let bytes: Uint8Array;
     let a: { host: string; port: number };
     try {
@@ -1506,16 +1516,42 @@ export class UdpSocket implements Endpoint {
     return this.#send(bytes, a.host, a.port);
   }
 
-  /** Sends several datagrams (one `sendmmsg` per run); resolves with how many were queued. */
-  async sendMany(msgs: Array<{ data: Uint8Array | string; address?: AddressLike }>): Promise<number> {
-    if (!Array.isArray(msgs)) throw invalidArgType('msgs', 'an array', msgs);
-    let n = 0;
-    for (const m of msgs) {
+  /**
+   * Fast path of a send: bytes to the connected peer (`addr` undefined) or to an address object
+   * received from this module (e.g. `recvFrom`'s) go straight into the write table. False when the
+   * send needs the general path (another address form, a string, a blocked or closed socket).
+   */
+  #queueFast(data: unknown, addr: unknown): boolean {
+    if (!(data instanceof Uint8Array) || this.#closed || isBlocked(this._h)) return false;
+    if (addr === undefined) return this.#connected && queueWrite(this._h, data, 0, 0);
+    const enc = typeof addr === 'object' && addr !== null ? encodedV4(addr) : undefined;
+    return enc !== undefined && queueWrite(this._h, data, enc[0], enc[1]);
+  }
+
+  /**
+   * Sends several datagrams (one `sendmmsg` per run); resolves with how many were queued. Those
+   * that take the fast path (see `sendTo`) are queued synchronously, so a batch costs no promise
+   * per datagram.
+   */
+  sendMany(msgs: Array<{ data: Uint8Array | string; address?: AddressLike }>): Promise<number> {
+    if (!Array.isArray(msgs)) return Promise.reject(invalidArgType('msgs', 'an array', msgs));
+    let i = 0;
+    for (; i < msgs.length; i++) {
+      const m: unknown = msgs[i];
+      if (typeof m !== 'object' || m === null) break;
+      const { data, address } = m as { data?: unknown; address?: unknown };
+      if (!this.#queueFast(data, address)) break;
+    }
+    return i === msgs.length ? Promise.resolve(i) : this.#sendRest(msgs, i);
+  }
+
+  async #sendRest(msgs: Array<{ data: Uint8Array | string; address?: AddressLike }>, i: number): Promise<number> {
+    for (; i < msgs.length; i++) {
+      const m = msgs[i];
       if (m.address === undefined) await this.send(m.data);
       else await this.sendTo(m.data, m.address);
-      n++;
     }
-    return n;
+    return msgs.length;
   }
 
   /** Connects: `send` goes to `addr`, and only its datagrams are received. */

@@ -64,8 +64,16 @@ export interface Endpoint {
 const endpoints = new Map<number, Endpoint>();
 const copyOps = new Map<number, (errno: number, sys: number, aToB: number, bToA: number) => void>();
 let nextCopyOp = 0;
+/** Counts `onBatch` calls: events with the same number arrived in one batch. */
+let batchNo = 0;
+
+/** The number of the batch being (or last) delivered; see `UdpSocket.recvMany`. */
+export function currentBatch(): number {
+  return batchNo;
+}
 
 function onBatch(count: number): void {
+  batchNo = (batchNo + 1) | 0;
   for (let i = 0; i < count; i++) {
     const o = i * EV;
     const h = ev[o];
