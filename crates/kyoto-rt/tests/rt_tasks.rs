@@ -406,6 +406,49 @@ fn a_current_thread_runtime_can_be_driven_from_an_external_loop() {
 }
 
 #[test]
+fn one_drive_call_runs_the_task_its_poll_woke() {
+    let rt = Builder::new_current_thread().build().unwrap();
+    let sock = {
+        let _g = rt.enter();
+        kyoto_rt::net::UdpSocket::from_std(std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+            .unwrap()
+    };
+    let to = sock.local_addr().unwrap();
+    let got = Arc::new(AtomicUsize::new(0));
+    let g = got.clone();
+    let _h = rt.spawn(async move {
+        let mut buf = [0u8; 16];
+        let n = sock.recv(&mut buf).await.unwrap();
+        g.store(n, SeqCst);
+    });
+    // The task runs, finds nothing and waits on the reactor.
+    rt.drive(64).expect("this thread drives");
+    assert_eq!(got.load(SeqCst), 0);
+    let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.send_to(b"hello", to).unwrap();
+    // Loopback delivered the datagram before send_to returned: one call polls and runs the task.
+    let outcome = rt.drive(64).expect("this thread drives");
+    assert_eq!(got.load(SeqCst), 5, "{outcome:?}");
+}
+
+#[test]
+fn a_yield_inside_drive_runs_in_the_next_call_after_its_poll() {
+    let rt = Builder::new_current_thread().build().unwrap();
+    let steps = Arc::new(AtomicUsize::new(0));
+    let s = steps.clone();
+    let _h = rt.spawn(async move {
+        s.store(1, SeqCst);
+        task::yield_now().await;
+        s.store(2, SeqCst);
+    });
+    let outcome = rt.drive(64).expect("this thread drives");
+    assert_eq!(steps.load(SeqCst), 1, "the yield deferred the rest");
+    assert!(outcome.has_ready_tasks, "the yielded task is queued again");
+    rt.drive(64).expect("this thread drives");
+    assert_eq!(steps.load(SeqCst), 2);
+}
+
+#[test]
 fn handle_current_panics_outside_a_runtime_and_works_inside() {
     assert!(kyoto_rt::Handle::try_current().is_err());
     let rt = Runtime::new().unwrap();

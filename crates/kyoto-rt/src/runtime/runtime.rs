@@ -113,8 +113,8 @@ impl Runtime {
         self.handle.metrics()
     }
 
-    /// Current-thread only: runs up to `max_tasks` ready tasks, polls the driver without blocking,
-    /// and reports what is left, for an embedder that owns the event loop (it watches
+    /// Current-thread only: polls the driver without blocking, runs up to `max_tasks` ready tasks
+    /// (those it woke included), and reports what is left, for an embedder that owns the event loop (it watches
     /// [`Runtime::poller_fd`] and the returned timer deadline). `None` for a multi-thread runtime or
     /// while another thread drives.
     pub fn drive(&self, max_tasks: usize) -> Option<DriveOutcome> {

@@ -163,11 +163,18 @@ impl CurrentThread {
         }
     }
 
-    /// Runs ready tasks (at most `max_tasks`), polls the driver once without blocking, and returns.
-    /// For embedders that own the event loop; returns `None` when another thread holds the core.
+    /// Polls the driver once without blocking, then runs ready tasks (at most `max_tasks`), and
+    /// returns. For embedders that own the event loop; returns `None` when another thread holds
+    /// the core.
+    ///
+    /// Polling first means one `epoll_wait` per call picks up the I/O and timers that made the
+    /// embedder call, and the same pass runs the tasks they woke (running first would need a
+    /// second call, and a second poll, to get to them). Yields deferred during the pass are woken
+    /// at its end: they still run only after a driver poll, the one the next call starts with.
     pub(crate) fn drive(&self, handle: &Arc<Handle>, max_tasks: usize) -> Option<DriveOutcome> {
         let core = self.take_core()?;
         let (core, ()) = drive_core(handle, core, |cx, mut core| {
+            core = cx.park(core, Some(Duration::ZERO));
             for _ in 0..max_tasks {
                 core.tick = core.tick.wrapping_add(1);
                 match core.next_task(handle) {
@@ -175,7 +182,7 @@ impl CurrentThread {
                     None => break,
                 }
             }
-            core = cx.park(core, Some(Duration::ZERO));
+            core = cx.wake_deferred(core);
             (core, ())
         });
         let outcome = DriveOutcome {
@@ -346,13 +353,28 @@ impl Context {
         self.publish(&core);
         *self.core.borrow_mut() = Some(core);
         driver.park(&handle.driver, timeout);
+        self.wake_deferred_in_place();
+        let mut core = self.take();
+        core.driver = Some(driver);
+        core
+    }
+
+    /// Wakes the yields deferred so far (into `core`'s queue).
+    fn wake_deferred(&self, core: Box<Core>) -> Box<Core> {
+        if self.defer.borrow().is_empty() {
+            return core;
+        }
+        *self.core.borrow_mut() = Some(core);
+        self.wake_deferred_in_place();
+        self.take()
+    }
+
+    /// Wakes the deferred yields while the core sits in the context, so they queue locally.
+    fn wake_deferred_in_place(&self) {
         let deferred = std::mem::take(&mut *self.defer.borrow_mut());
         for w in deferred {
             w.wake();
         }
-        let mut core = self.take();
-        core.driver = Some(driver);
-        core
     }
 
     fn publish(&self, core: &Core) {
