@@ -15,12 +15,14 @@ import {
   fmtInt,
   fmtMiB,
   fmtNum,
+  fmtRange,
   fmtRatio,
   loadAverage,
   loadgen,
   machine,
   median,
   peakRssKib,
+  roundRatios,
   startServer,
   stopServer,
   table,
@@ -86,6 +88,7 @@ for (const load of LOADS) {
       name: SERVERS[i].name,
       ops,
       ratio: ops / base,
+      roundRatio: roundRatios(rs, results[0]),
       p50: median(rs.map((x) => x.latency_us.p50)),
       p99: median(rs.map((x) => x.latency_us.p99)),
       cpu: median(rs.map((x) => x.server?.percent)),
@@ -98,6 +101,7 @@ for (const load of LOADS) {
       row.name,
       fmtInt(row.ops),
       fmtRatio(row.ratio),
+      `${fmtRatio(row.roundRatio.median)} (${fmtRange(row.roundRatio)})`,
       fmtNum(row.p50, 0),
       fmtNum(row.p99, 0),
       `${fmtNum(row.cpu, 0)}%`,
@@ -111,9 +115,9 @@ for (const load of LOADS) {
   console.log(`\n### ${load.conns} conns × ${load.inflight} in flight × ${load.bytes} B (median of ${rounds})`);
   console.log(
     table(
-      ['server', 'ops/s', 'vs node:net', 'p50 µs', 'p99 µs', 'server CPU', 'peak RSS', 'errors', 'loadgen CPU'],
+      ['server', 'ops/s', 'vs node:net', 'per round: median (range)', 'p50 µs', 'p99 µs', 'server CPU', 'peak RSS', 'errors', 'loadgen CPU'],
       rows,
-      ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+      ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
     ),
   );
 }

@@ -13,12 +13,14 @@ import {
   fmtInt,
   fmtMiB,
   fmtNum,
+  fmtRange,
   fmtRatio,
   loadAverage,
   loadgen,
   machine,
   median,
   peakRssKib,
+  roundRatios,
   startServer,
   stopServer,
   table,
@@ -86,11 +88,13 @@ for (let i = 0; i < SERVERS.length; i++) {
     loadgenCpu: median(rs.map((x) => x.cpu.percent)),
   };
   row.ratio = row.pps / base;
+  row.roundRatio = roundRatios(rs, results[0]);
   report.servers.push(row);
   rows.push([
     row.name,
     fmtInt(row.pps),
     fmtRatio(row.ratio),
+    `${fmtRatio(row.roundRatio.median)} (${fmtRange(row.roundRatio)})`,
     fmtNum(row.p50, 0),
     fmtNum(row.p99, 0),
     `${fmtNum(row.cpu, 0)}%`,
@@ -103,9 +107,9 @@ for (const s of servers) await stopServer(s);
 console.log(`\n### 16 sockets × 8 in flight × 64 B (median of ${rounds})`);
 console.log(
   table(
-    ['server', 'pps', 'vs node:dgram', 'p50 µs', 'p99 µs', 'server CPU', 'peak RSS', 'lost', 'loadgen CPU'],
+    ['server', 'pps', 'vs node:dgram', 'per round: median (range)', 'p50 µs', 'p99 µs', 'server CPU', 'peak RSS', 'lost', 'loadgen CPU'],
     rows,
-    ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+    ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
   ),
 );
 report.loadAfter = loadAverage();

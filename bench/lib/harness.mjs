@@ -158,6 +158,18 @@ export const median = (xs) => {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 
+/**
+ * Per-round ratios of `rs[r].ops_per_sec` to `base[r].ops_per_sec` (rounds run every server back
+ * to back, so a ratio within a round cancels the shared machine's slower drifts): their median and
+ * range.
+ */
+export function roundRatios(rs, base) {
+  const xs = rs.map((x, r) => x.ops_per_sec / base[r].ops_per_sec).filter((x) => Number.isFinite(x));
+  return { median: median(xs), min: Math.min(...xs), max: Math.max(...xs) };
+}
+
+export const fmtRange = (r) => `${r.min.toFixed(2)}–${r.max.toFixed(2)}`;
+
 export const loadAverage = () => os.loadavg().map((x) => x.toFixed(2)).join(' ');
 
 export function machine() {
