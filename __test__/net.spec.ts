@@ -441,6 +441,50 @@ test('excess bytes of a datagram larger than the buffer are discarded', async (t
   b.close();
 });
 
+test('datagrams queued while no receive waits come out whole and in order, whichever call takes them', async (t) => {
+  const a = await UdpSocket.bind('127.0.0.1:0');
+  const b = await UdpSocket.bind('127.0.0.1:0');
+  const to = b.localAddr();
+  const started = b.recv(Buffer.alloc(4)); // the first receive starts b's reading
+  await a.sendTo('go', to);
+  await withTimeout(started, 5000, 'first recv');
+  // 160 datagrams of 1..1400 bytes (about 110 KiB queued: more than one 64 KiB slab), sent in
+  // rounds small enough for the kernel's receive buffer while nobody receives in JS.
+  const sizes = Array.from({ length: 160 }, (_, i) => 1 + ((i * 7919) % 1400));
+  for (let r = 0; r < 160; r += 20) {
+    await a.sendMany(sizes.slice(r, r + 20).map((n, k) => ({ data: Buffer.alloc(n, (r + k) & 255), address: to })));
+    await realDelay(20);
+  }
+  const got: Array<[number, number]> = [];
+  const check = (data: Uint8Array, n: number, i: number) => {
+    t.true(data.subarray(0, n).every((x) => x === (i & 255)), `datagram ${i} intact`);
+    got.push([i, n]);
+  };
+  const buf = Buffer.alloc(2048);
+  while (got.length < sizes.length) {
+    const i = got.length;
+    const step = i % 3;
+    if (step === 0) {
+      const p = await withTimeout(b.peekFrom(buf), 5000, 'peekFrom');
+      t.is(p.bytes, sizes[i]);
+      const r = await b.recvFrom(buf);
+      t.deepEqual(r.address, a.localAddr());
+      check(buf, r.bytes, i);
+    } else if (step === 1) {
+      const small = Buffer.alloc(8);
+      const n = await withTimeout(b.recv(small), 5000, 'recv');
+      t.is(n, Math.min(8, sizes[i]), 'cut to the buffer');
+      check(small, n, i);
+      got[got.length - 1][1] = sizes[i];
+    } else {
+      for (const d of await withTimeout(b.recvMany(7), 5000, 'recvMany')) check(d.data, d.data.length, got.length);
+    }
+  }
+  t.deepEqual(got.map(([, n]) => n), sizes);
+  a.close();
+  b.close();
+});
+
 test('a recvMany waiting when a burst arrives resolves with the whole burst in order', async (t) => {
   const a = await UdpSocket.bind('127.0.0.1:0');
   const b = await UdpSocket.bind('127.0.0.1:0');

@@ -59,6 +59,7 @@ import {
   type SocketAddress,
   type SystemError,
 } from './net/core';
+import { DatagramQueue } from './net/dgram-queue';
 
 export type { SocketAddress, SystemError };
 
@@ -1289,8 +1290,7 @@ interface RecvWaiter {
 /** A UDP socket. Received datagrams are batched natively (`recvmmsg`); sends too (`sendmmsg`). */
 export class UdpSocket implements Endpoint {
   /** @internal */ readonly _h: number;
-  #queue: Datagram[] = [];
-  #head = 0;
+  #queue = new DatagramQueue<SocketAddress>();
   #waiters: RecvWaiter[] = [];
   /**
    * The array a `recvMany` was resolved with while its batch is still being delivered: later
@@ -1340,7 +1340,7 @@ export class UdpSocket implements Endpoint {
       const port = b & 0xffff;
       const address = a !== -1 || (b >> 16 & 0xff) === 4 ? v4Address(a, port) : v6Address(off + len, port);
       const w = this.#waiters;
-      if (w.length > 0 && this.#queue.length === this.#head && w[0].kind !== 2 && w[0].kind !== 3) {
+      if (w.length > 0 && this.#queue.length === 0 && w[0].kind !== 2 && w[0].kind !== 3) {
         const first = w.shift()!;
         if (w.length === 0) this.#holds.add(-1);
         const buf = first.buf!;
@@ -1355,8 +1355,8 @@ export class UdpSocket implements Endpoint {
         return;
       }
       this.#filling = undefined;
-      this.#queue.push({ data: Buffer.from(rarena.subarray(off, off + len)), address });
-      if (this.#queue.length - this.#head > DGRAM_HWM && this.#reading) {
+      this.#queue.push(rarena, off, len, address);
+      if (this.#queue.length > DGRAM_HWM && this.#reading) {
         this.#reading = false;
         native.netRead(this._h, false);
       }
@@ -1381,34 +1381,33 @@ export class UdpSocket implements Endpoint {
   }
 
   #pending(): number {
-    return this.#queue.length - this.#head;
+    return this.#queue.length;
   }
 
-  #shift(): Datagram {
-    const d = this.#queue[this.#head++];
-    if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
-      this.#queue = this.#queue.slice(this.#head);
-      this.#head = 0;
-    }
+  #shift(): void {
+    this.#queue.shift();
     if (!this.#reading && !this.#closed && this.#pending() < DGRAM_HWM / 4) {
       this.#reading = true;
       native.netRead(this._h, true);
     }
-    return d;
   }
 
   #fulfil(w: RecvWaiter): void {
+    const q = this.#queue;
     if (w.kind === 3) {
       const out: Datagram[] = [];
-      while (out.length < w.max && this.#pending() > 0) out.push(this.#shift());
+      while (out.length < w.max && q.length > 0) {
+        out.push({ data: q.firstBuffer(), address: q.firstAddr() });
+        this.#shift();
+      }
       this.#filling = out.length < w.max ? { out, max: w.max, batch: currentBatch() } : undefined;
       w.resolve(out);
       return;
     }
-    const d = w.kind === 2 ? this.#queue[this.#head] : this.#shift();
-    const n = Math.min(d.data.length, w.buf!.length);
-    d.data.copy(w.buf!, 0, 0, n);
-    w.resolve(w.kind === 0 ? n : { bytes: n, address: d.address });
+    const n = q.copyFirst(w.buf!);
+    const address = q.firstAddr();
+    if (w.kind !== 2) this.#shift();
+    w.resolve(w.kind === 0 ? n : { bytes: n, address });
   }
 
   #service(): void {
@@ -1756,15 +1755,10 @@ export class UnixListener extends TcpListener {
   }
 }
 
-interface UnixDgram {
-  data: Buffer;
-  path: string;
-}
-
 /** A Unix domain datagram socket. */
 export class UnixDatagram implements Endpoint {
   /** @internal */ readonly _h: number;
-  #queue: UnixDgram[] = [];
+  #queue = new DatagramQueue<string>();
   #waiters: Array<{ buf: Uint8Array; from: boolean; resolve: (v: unknown) => void; reject: (e: unknown) => void }> = [];
   #reading = false;
   #closed = false;
@@ -1820,7 +1814,7 @@ export class UnixDatagram implements Endpoint {
         w.resolve(w.from ? { bytes: n, address: { path } } : n);
         return;
       }
-      this.#queue.push({ data: Buffer.from(rarena.subarray(off, off + len)), path });
+      this.#queue.push(rarena, off, len, path);
       if (this.#queue.length > DGRAM_HWM && this.#reading) {
         this.#reading = false;
         native.netRead(this._h, false);
@@ -1850,15 +1844,16 @@ export class UnixDatagram implements Endpoint {
       if (!isRuntimeShutdown(e)) this.#err = undefined; // a dead runtime fails every later call too
       return Promise.reject(e);
     }
-    const d = this.#queue.shift();
-    if (d) {
-      const n = Math.min(d.data.length, buf.length);
-      d.data.copy(buf, 0, 0, n);
+    const q = this.#queue;
+    if (q.length > 0) {
+      const n = q.copyFirst(buf);
+      const path = q.firstAddr();
+      q.shift();
       if (!this.#reading && this.#queue.length < DGRAM_HWM / 4) {
         this.#reading = true;
         native.netRead(this._h, true);
       }
-      return Promise.resolve((from ? { bytes: n, address: { path: d.path } } : n) as T);
+      return Promise.resolve((from ? { bytes: n, address: { path } } : n) as T);
     }
     if (!this.#reading) {
       this.#reading = true;
