@@ -1,24 +1,11 @@
 //! `BufReader`, `read_line`, `read_until` and `lines`.
+mod common;
+use common::run;
 use kyoto_rt::io::{duplex, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
-use kyoto_rt::runtime::Builder;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
-
-const LIMIT: Duration = Duration::from_secs(20);
-
-fn run<F: std::future::Future>(f: F) -> F::Output {
-    let rt = Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        kyoto_rt::time::timeout(LIMIT, f)
-            .await
-            .expect("the test finished within its time limit")
-    })
-}
 
 /// A reader over fixed bytes that hands out at most `chunk` bytes per read and counts its reads.
 struct Chunked {

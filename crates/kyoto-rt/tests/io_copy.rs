@@ -1,25 +1,11 @@
 //! `copy` and `copy_bidirectional` over real sockets and over in-memory readers/writers.
+mod common;
+use common::run;
 use kyoto_rt::io::{copy, copy_bidirectional, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use kyoto_rt::net::{TcpListener, TcpStream};
-use kyoto_rt::runtime::Builder;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
-
-const LIMIT: Duration = Duration::from_secs(20);
-
-fn run<F: std::future::Future>(f: F) -> F::Output {
-    let rt = Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        kyoto_rt::time::timeout(LIMIT, f)
-            .await
-            .expect("the test finished within its time limit")
-    })
-}
 
 /// A connected (client, server) pair.
 async fn pair() -> (TcpStream, TcpStream) {

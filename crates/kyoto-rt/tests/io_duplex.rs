@@ -1,4 +1,6 @@
 //! `duplex`: the in-memory pipe pair (short writes, EOF, BrokenPipe, shutdown, budget, bulk transfer).
+mod common;
+use common::run;
 use kyoto_rt::io::{duplex, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use kyoto_rt::runtime::Builder;
 use std::io;
@@ -7,20 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-
-const LIMIT: Duration = Duration::from_secs(20);
-
-fn run<F: std::future::Future>(f: F) -> F::Output {
-    let rt = Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        kyoto_rt::time::timeout(LIMIT, f)
-            .await
-            .expect("the test finished within its time limit")
-    })
-}
 
 fn poll_write_once<W: AsyncWrite + Unpin>(w: &mut W, buf: &[u8]) -> Poll<io::Result<usize>> {
     let mut cx = Context::from_waker(Waker::noop());

@@ -1,26 +1,12 @@
 //! `Framed` with `LinesCodec` and `LengthDelimitedCodec`, over TCP, duplex pipes and scripted readers.
+mod common;
+use common::run;
 use kyoto_rt::io::codec::{LengthDelimitedCodec, LinesCodec};
 use kyoto_rt::io::{duplex, AsyncRead, AsyncWriteExt, Framed, FramedRead, FramedWrite};
 use kyoto_rt::net::{TcpListener, TcpStream};
-use kyoto_rt::runtime::Builder;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
-
-const LIMIT: Duration = Duration::from_secs(20);
-
-fn run<F: std::future::Future>(f: F) -> F::Output {
-    let rt = Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        kyoto_rt::time::timeout(LIMIT, f)
-            .await
-            .expect("the test finished within its time limit")
-    })
-}
 
 /// A connected (client, server) pair on loopback.
 async fn pair() -> (TcpStream, TcpStream) {

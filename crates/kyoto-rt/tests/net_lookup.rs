@@ -1,26 +1,12 @@
 //! `net::lookup_host`: names resolve on the blocking pool, IP literals at once.
+mod common;
+use common::run;
 use kyoto_rt::net::lookup_host;
-use kyoto_rt::runtime::Builder;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
-
-const LIMIT: Duration = Duration::from_secs(20);
-
-fn run<F: Future>(f: F) -> F::Output {
-    let rt = Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        kyoto_rt::time::timeout(LIMIT, f)
-            .await
-            .expect("the test finished within its time limit")
-    })
-}
 
 #[test]
 fn lookup_host_of_localhost_resolves_to_loopback_addresses() {

@@ -1,29 +1,16 @@
 //! Windows named pipes: a server instance and a client, connect before and after the client
 //! opened, end of stream, busy and missing names, the first-instance flag.
 #![cfg(windows)]
+mod common;
+use common::run;
 use kyoto_rt::io::{AsyncReadExt, AsyncWriteExt};
 use kyoto_rt::net::windows::named_pipe::{ClientOptions, ServerOptions};
-use kyoto_rt::runtime::Builder;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
-const LIMIT: Duration = Duration::from_secs(20);
 /// ERROR_FILE_NOT_FOUND, ERROR_PIPE_BUSY, ERROR_ACCESS_DENIED.
 const NOT_FOUND: i32 = 2;
 const PIPE_BUSY: i32 = 231;
 const ACCESS_DENIED: i32 = 5;
-
-fn run<F: std::future::Future>(f: F) -> F::Output {
-    let rt = Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .expect("build a runtime");
-    rt.block_on(async {
-        kyoto_rt::time::timeout(LIMIT, f)
-            .await
-            .expect("the test finished within its time limit")
-    })
-}
 
 fn pipe_name(tag: &str) -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);

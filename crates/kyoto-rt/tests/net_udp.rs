@@ -1,24 +1,11 @@
 //! UDP on loopback: send/recv, connect filtering, peek, truncation, ICMP errors, batches, options.
+mod common;
+use common::run;
 use kyoto_rt::net::{RecvBatch, RecvMeta, SendMsg, UdpSocket};
-use kyoto_rt::runtime::Builder;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
-
-const LIMIT: Duration = Duration::from_secs(20);
-
-fn run<F: std::future::Future>(f: F) -> F::Output {
-    let rt = Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .expect("build a runtime");
-    rt.block_on(async {
-        kyoto_rt::time::timeout(LIMIT, f)
-            .await
-            .expect("the test finished within its time limit")
-    })
-}
 
 async fn bound() -> (UdpSocket, SocketAddr) {
     let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");

@@ -1,26 +1,12 @@
 //! Unix-domain sockets: stream pairs, listeners on a path, peer credentials, datagrams.
 #![cfg(unix)]
+mod common;
+use common::run;
 use kyoto_rt::io::{copy, AsyncReadExt, AsyncWriteExt};
 use kyoto_rt::net::{UnixDatagram, UnixListener, UnixStream};
-use kyoto_rt::runtime::Builder;
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
-
-const LIMIT: Duration = Duration::from_secs(20);
-
-fn run<F: std::future::Future>(f: F) -> F::Output {
-    let rt = Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .expect("build a runtime");
-    rt.block_on(async {
-        kyoto_rt::time::timeout(LIMIT, f)
-            .await
-            .expect("the test finished within its time limit")
-    })
-}
 
 /// A fresh socket path in the temp dir, removed when dropped.
 struct TempPath(PathBuf);
