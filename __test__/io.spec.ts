@@ -91,6 +91,8 @@ test('copy and copyBidirectional work in JS for non-kyoto streams', async (t) =>
   await b2.shutdown();
   t.deepEqual(await both, [3, 2]);
   await t.throwsAsync(copy({} as never, y), { code: 'ERR_INVALID_ARG_TYPE' });
+  await t.throwsAsync(copyBidirectional(null as never, b1), { code: 'ERR_INVALID_ARG_TYPE', instanceOf: TypeError });
+  await t.throwsAsync(copyBidirectional(a2, { read: () => 0 } as never), { code: 'ERR_INVALID_ARG_TYPE', instanceOf: TypeError });
 });
 
 test("lines() over 'hello\\r\\nworld\\n\\n' yields hello, world, ''", async (t) => {

@@ -66,17 +66,21 @@ async function jsCopy(reader: Reader, writer: Writer, signal?: AbortSignal): Pro
   return total;
 }
 
+/** Throws `ERR_INVALID_ARG_TYPE` unless `v` is an object with the named methods. */
+function validateEnd(name: string, v: unknown, methods: ReadonlyArray<'read' | 'write'>): void {
+  const o = v as Record<string, unknown> | null;
+  if (o === null || typeof o !== 'object' || methods.some((m) => typeof o[m] !== 'function')) {
+    throw invalidArgType(name, `an object with ${methods.map((m) => `a ${m}() method`).join(' and ')}`, v);
+  }
+}
+
 /**
  * Copies everything `reader` produces into `writer` until end of stream; resolves with the byte
  * count. Native when both are kyoto streams (`copy(s, s)` echoes a connection).
  */
 export async function copy(reader: Reader, writer: Writer, options?: SignalOption): Promise<number> {
-  if (reader === null || typeof reader !== 'object' || typeof reader.read !== 'function') {
-    throw invalidArgType('reader', 'an object with a read() method', reader);
-  }
-  if (writer === null || typeof writer !== 'object' || typeof writer.write !== 'function') {
-    throw invalidArgType('writer', 'an object with a write() method', writer);
-  }
+  validateEnd('reader', reader, ['read']);
+  validateEnd('writer', writer, ['write']);
   const opts = optionsBag<SignalOption>(options);
   const a = nativeStream(reader);
   const b = nativeStream(writer);
@@ -107,6 +111,8 @@ export async function copyBidirectional(
   b: Reader & Writer,
   options?: SignalOption,
 ): Promise<[number, number]> {
+  validateEnd('a', a, ['read', 'write']);
+  validateEnd('b', b, ['read', 'write']);
   const opts = optionsBag<SignalOption>(options);
   const na = nativeStream(a);
   const nb = nativeStream(b);
