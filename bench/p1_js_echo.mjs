@@ -5,9 +5,10 @@
 // Driven by kyoto-loadgen (a separate native process); rounds rotate the server order; reports the
 // median ops/s, p50/p99 latency, server CPU over the measured window and peak RSS.
 //
-//   node bench/p1_js_echo.mjs [--rounds 5] [--duration 3] [--warmup 1] [--scale] [--json out.json]
+//   node bench/p1_js_echo.mjs [--rounds 5] [--duration 3] [--warmup 1] [--scale] [--conns N] [--json out.json]
 //
-// `--scale` adds the 10 000-connection load (raises the fd limit through `ulimit -n` in a shell).
+// `--scale` adds the 10 000-connection load (raises the fd limit through `ulimit -n` in a shell);
+// `--conns N` runs only the loads with N connections.
 import { writeFileSync } from 'node:fs';
 import {
   BIN,
@@ -41,7 +42,7 @@ const LOADS = [
   { conns: 50, inflight: 1, bytes: 64 },
   { conns: 200, inflight: 4, bytes: 128 },
   ...(argv.includes('--scale') ? [{ conns: 10_000, inflight: 1, bytes: 64 }] : []),
-];
+].filter((l) => optStr('conns', null) === null || l.conns === Number(optStr('conns', null)));
 
 const KYOTO = 'bench/servers/kyoto-js-echo.mjs';
 const extra = mode === 'copy' ? ['--copy'] : [];
