@@ -863,6 +863,22 @@ test('cross-thread: 10 000 waits settled or aborted leave no listeners on a long
   await w.exited;
 });
 
+test('a send at the edge of the stack either fails before publishing or delivers and wakes the waiting receiver', async (t) => {
+  const [tx, rx] = mpsc.unboundedChannel<number>();
+  const w = spawn({ task: 'send-at-stack-edge', id: 0, n: 0, handles: [tx.share()] });
+  tx.close();
+  const first = rx.recv(); // waits natively: the worker's ring send must kick it
+  w.worker.postMessage('go');
+  const got = [await bounded(first, 10_000, 'the receiver woken by the send')];
+  for (let v = await bounded(rx.recv(), 10_000, 'end'); v !== undefined; v = await bounded(rx.recv(), 10_000, 'end')) got.push(v);
+  const report = (await bounded(w.next(), 10_000, 'report')) as { ok: number[]; threw: number };
+  t.true(report.threw > 0, 'some attempts hit the stack limit');
+  // Each value went out once, by the send that returned: none that threw delivered it too.
+  t.deepEqual(report.ok, Array.from({ length: 160 }, (_, k) => k));
+  t.deepEqual(got, report.ok);
+  await w.exited;
+});
+
 test('shared permits, guards and channel ends collected without release() or close() give back what they held', async (t) => {
   const { execFile } = await import('node:child_process');
   const out = await bounded(

@@ -18,6 +18,7 @@ import { JsSem, MAX_PERMITS, RESOLVED, type Make, WaitList, Waiter, notThenable,
 import {
   BATCH,
   BATCH_MAX,
+  chanKick,
   makeHandle,
   mapSendError,
   nwait,
@@ -113,7 +114,9 @@ const SEM_WAITERS = 1n << 62n;
  * edges: a number taken before the receiver closed is always published, and a closed receiver
  * waits for every such number ("Closing" in `chan.rs`). The same holds from the slot's CAS on
  * (the loop repeats only while the slot is not taken), so no Worker dies holding a slot nobody
- * will give back.
+ * will give back. After the publish, the receiver's wake-up is a direct native call
+ * ({@link chanKick}), not a JS function whose entry check could stop the script between a
+ * published value and the kick its waiting receiver needs.
  */
 function ringSend(r: RingView, n: NChan, kind: number, v: unknown, c: Chan<unknown> | null): number {
   let w = 0n;
@@ -142,7 +145,7 @@ function ringSend(r: RingView, n: NChan, kind: number, v: unknown, c: Chan<unkno
   r.tail = (t + 1) | 0;
   Atomics.store(r.ctrl, R_TAIL, r.tail);
   if (c !== null) c.swSeen = w - 1n;
-  if (Atomics.load(r.ctrl, R_RXW) !== 0) n.kick();
+  if (Atomics.load(r.ctrl, R_RXW) !== 0) chanKick(n.kickLid);
   return 0;
 }
 

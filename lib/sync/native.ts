@@ -70,8 +70,8 @@ export interface NChan {
   pushFront(value: unknown, tag: number): void;
   /** Takes up to `limit` messages into {@link BATCH}; the count, or -1 when closed and drained. */
   recvBatch(limit: number): number;
-  /** Wakes the waiting receiver after a ring publish. */
-  kick(): void;
+  /** The local id to pass to {@link chanKick}. */
+  kickLid: number;
 }
 
 /** Shared Notify state. */
@@ -208,6 +208,14 @@ export const BATCH = {
 
 // napi-rs class methods pay a type-tag check per call (~300 ns); the hot ones are rebound to plain
 // native functions that take the object's per-thread local id (~30 ns).
+/**
+ * Wakes the channel's waiting receiver after a ring publish: the native function itself, called
+ * directly. A JS wrapper would run a stack check on entry, which throws at the stack's limit (or
+ * stops a terminating Worker) after the value was published, leaving the receiver asleep; a native
+ * call has no such check.
+ */
+export const chanKick: (lid: number) => void = (native as unknown as SyncNativeRaw).syncChanKick;
+
 function fastChan<T extends NChan | null>(c: T): T {
   if (c === null) return c;
   const n = native as unknown as SyncNativeRaw;
@@ -217,7 +225,7 @@ function fastChan<T extends NChan | null>(c: T): T {
   f.tryRecv = () => n.syncChanTryRecv(lid);
   f.recvMany = (limit) => n.syncChanRecvMany(lid, limit);
   f.recvBatch = (limit) => n.syncChanRecvBatch(lid, limit);
-  f.kick = () => n.syncChanKick(lid);
+  f.kickLid = lid;
   return c;
 }
 
