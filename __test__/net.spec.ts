@@ -530,6 +530,9 @@ test('sendMany mixes fast-path and general sends in order and rejects a bad entr
   }
   t.deepEqual(got, ['m0', 'm1', 'm2', 'm3']);
   await t.throwsAsync(a.sendMany('nope' as never), { code: 'ERR_INVALID_ARG_TYPE' });
+  // sendTo needs an address even on a connected socket (send() is the connected form).
+  await a.connect(to);
+  await t.throwsAsync(a.sendTo(Buffer.from('x'), undefined as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
   await t.throwsAsync(a.sendMany([null as never]), { instanceOf: TypeError });
   a.close();
   b.close();

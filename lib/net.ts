@@ -1514,7 +1514,7 @@ export class UdpSocket implements Endpoint {
 
   /** Sends one datagram to `addr` (an IP literal). */
   sendTo(data: Uint8Array | string, addr: AddressLike): Promise<number> {
-    if (this.#queueFast(data, addr)) return Promise.resolve((data as Uint8Array).length);
+    if (addr !== undefined && this.#queueFast(data, addr)) return Promise.resolve((data as Uint8Array).length);
     let bytes: Uint8Array;
     let a: { host: string; port: number };
     try {
