@@ -1479,7 +1479,11 @@ export class UdpSocket implements Endpoint {
     return this.#recv(2, buf, 0, options?.signal);
   }
 
-  /** Receives up to `max` queued datagrams at once (waits for at least one). */
+  /**
+   * Receives up to `max` datagrams at once: those already queued, or, when none is, waits for at
+   * least one and resolves with the whole burst it arrived in (every datagram of that native
+   * batch, up to `max`), in order.
+   */
   recvMany(max = 64, options?: SignalOption): Promise<Datagram[]> {
     if (!Number.isInteger(max) || max < 1) return Promise.reject(outOfRange('max', '>= 1', max));
     return this.#recv(3, undefined, max, options?.signal);
