@@ -149,9 +149,7 @@ export class BufReader implements Reader {
    * @param capacity - buffer size in bytes (default 8 KiB).
    */
   constructor(inner: Reader, capacity = 8192) {
-    if (inner === null || typeof inner !== 'object' || typeof inner.read !== 'function') {
-      throw invalidArgType('inner', 'an object with a read() method', inner);
-    }
+    validateEnd('inner', inner, ['read']);
     if (!Number.isInteger(capacity) || capacity < 1) throw outOfRange('capacity', '>= 1', capacity);
     this.#inner = inner;
     this.#buf = Buffer.allocUnsafe(capacity);

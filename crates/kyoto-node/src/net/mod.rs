@@ -862,6 +862,23 @@ fn register(n: &NetEnv, rt: &kyoto_rt::Handle, kind: Kind, flags: u32) -> i32 {
         .map_or(-ebadf(), |h| h as i32)
 }
 
+/// Registers a std socket that `made` holds (set non-blocking) with `rt`'s reactor through
+/// `from_std`, as `kind`: its handle, or the negative errno of whichever step failed.
+fn adopt<S, T>(
+    n: &NetEnv,
+    rt: &kyoto_rt::Handle,
+    made: io::Result<S>,
+    from_std: impl FnOnce(S) -> io::Result<T>,
+    kind: impl FnOnce(T) -> Kind,
+    flags: u32,
+) -> i32 {
+    let _g = rt.enter();
+    match made.and_then(from_std) {
+        Ok(t) => register(n, rt, kind(t), flags),
+        Err(e) => neg(&e),
+    }
+}
+
 /// Binds and listens; returns the listener's handle or a negative errno.
 #[napi(catch_unwind)]
 pub fn net_tcp_listen(
@@ -890,19 +907,12 @@ pub fn net_tcp_listen(
         s.listen(backlog.clamp(1, 65535) as i32)?;
         Ok(s.into())
     })();
-    let std_l = match r {
-        Ok(l) => l,
-        Err(e) => return Ok(neg(&e)),
-    };
-    let _g = rt.enter();
-    let l = match TcpListener::from_std(std_l) {
-        Ok(l) => l,
-        Err(e) => return Ok(neg(&e)),
-    };
-    Ok(register(
+    Ok(adopt(
         &n,
         &rt,
-        Kind::Listener(Mutex::new(Some(Listener::Tcp(l)))),
+        r,
+        TcpListener::from_std,
+        |l| Kind::Listener(Mutex::new(Some(Listener::Tcp(l)))),
         0,
     ))
 }
@@ -957,19 +967,12 @@ pub fn net_tcp_connect(
         }
         Ok(s.into())
     })();
-    let std_s = match r {
-        Ok(s) => s,
-        Err(e) => return Ok(neg(&e)),
-    };
-    let _g = rt.enter();
-    let s = match TcpStream::from_std(std_s) {
-        Ok(s) => s,
-        Err(e) => return Ok(neg(&e)),
-    };
-    Ok(register(
+    Ok(adopt(
         &n,
         &rt,
-        Kind::Stream(Stream::Tcp(s)),
+        r,
+        TcpStream::from_std,
+        |s| Kind::Stream(Stream::Tcp(s)),
         F_CONNECTING,
     ))
 }
@@ -998,16 +1001,7 @@ pub fn net_udp_bind(
         s.bind(&addr.into())?;
         Ok(s.into())
     })();
-    let std_s = match r {
-        Ok(s) => s,
-        Err(e) => return Ok(neg(&e)),
-    };
-    let _g = rt.enter();
-    let u = match UdpSocket::from_std(std_s) {
-        Ok(u) => u,
-        Err(e) => return Ok(neg(&e)),
-    };
-    Ok(register(&n, &rt, Kind::Udp(u), 0))
+    Ok(adopt(&n, &rt, r, UdpSocket::from_std, Kind::Udp, 0))
 }
 
 fn with_sock<T>(h: u32, f: impl FnOnce(&NetEnv, &Arc<Sock>) -> T, missing: T) -> Result<T> {

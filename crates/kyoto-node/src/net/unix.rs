@@ -28,19 +28,12 @@ pub fn net_unix_listen(path: String, backlog: u32, runtime: Option<&NativeRuntim
         s.listen(backlog.clamp(1, 65535) as i32)?;
         Ok(s.into())
     })();
-    let std_l = match r {
-        Ok(l) => l,
-        Err(e) => return Ok(neg(&e)),
-    };
-    let _g = rt.enter();
-    let l = match UnixListener::from_std(std_l) {
-        Ok(l) => l,
-        Err(e) => return Ok(neg(&e)),
-    };
-    Ok(register(
+    Ok(adopt(
         &n,
         &rt,
-        Kind::Listener(Mutex::new(Some(Listener::Unix(l)))),
+        r,
+        UnixListener::from_std,
+        |l| Kind::Listener(Mutex::new(Some(Listener::Unix(l)))),
         0,
     ))
 }
@@ -60,15 +53,14 @@ pub fn net_unix_connect(path: String, runtime: Option<&NativeRuntime>) -> Result
         }
         Ok(s.into())
     })();
-    let std_s = match r {
-        Ok(s) => s,
-        Err(e) => return Ok(neg(&e)),
-    };
-    let _g = rt.enter();
-    match UnixStream::from_std(std_s) {
-        Ok(s) => Ok(register_stream(&n, &rt, s, F_CONNECTING)),
-        Err(e) => Ok(neg(&e)),
-    }
+    Ok(adopt(
+        &n,
+        &rt,
+        r,
+        UnixStream::from_std,
+        |s| Kind::Stream(Stream::Unix(s)),
+        F_CONNECTING,
+    ))
 }
 
 /// A connected pair of Unix streams: `[a, b]` handles, or `[-errno]`.
