@@ -181,6 +181,56 @@ test('a stream is async-iterable as Buffer chunks until EOF', async (t) => {
   l.close();
 });
 
+test('breaking out of a for await ends that iteration but leaves the stream readable', async (t) => {
+  const { l, c, s } = await pair();
+  await c.write('first');
+  for await (const chunk of s) {
+    t.is(chunk.toString(), 'first');
+    break;
+  }
+  await c.write('second');
+  const b = Buffer.alloc(6);
+  await s.readExact(b);
+  t.is(b.toString(), 'second');
+  c.close();
+  s.close();
+  l.close();
+});
+
+test("the stream's iterator keeps next() calls in order, ends at EOF and stays ended", async (t) => {
+  const { l, c, s } = await pair();
+  const it = s[Symbol.asyncIterator]();
+  t.is(it[Symbol.asyncIterator](), it);
+  // Three next() calls before any data: they are answered in call order.
+  const pending = [it.next(), it.next(), it.next()];
+  const got: string[] = [];
+  for (const word of ['a', 'b', 'c']) {
+    await c.write(word);
+    const r = await pending[got.length];
+    t.false(r.done);
+    got.push(Buffer.from(r.value as Buffer).toString());
+  }
+  t.deepEqual(got, ['a', 'b', 'c']);
+  await c.shutdown();
+  t.deepEqual(await it.next(), { value: undefined, done: true });
+  t.deepEqual(await it.next(), { value: undefined, done: true });
+  t.deepEqual(await it.return!(), { value: undefined, done: true });
+  c.close();
+  s.close();
+  l.close();
+});
+
+test("a closed stream's iterator rejects with ERR_SOCKET_CLOSED, and a pending next() does too", async (t) => {
+  const { l, c, s } = await pair();
+  const it = s[Symbol.asyncIterator]();
+  const pending = it.next();
+  s.close();
+  await t.throwsAsync(pending, { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(it.next(), { code: 'ERR_SOCKET_CLOSED' });
+  c.close();
+  l.close();
+});
+
 test('socket options can be set', async (t) => {
   const { l, c, s } = await pair();
   t.notThrows(() => {

@@ -64,3 +64,19 @@ test('import() of the package and each subpath sees the same named exports as re
 test('internal modules are not reachable through the exports map', (t) => {
   t.throws(() => req('kyoto/dist/lib/bridge.js'), { code: 'ERR_PACKAGE_PATH_NOT_EXPORTED' });
 });
+
+test('everything the package exports at run time is declared in its public typings', (t) => {
+  // Internal helpers shared between modules must not leak through `export *`: the typings
+  // (built with stripInternal) are the public surface, and run time must not offer more.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const ts = req('typescript') as typeof import('typescript');
+  const entry = req.resolve('kyoto').replace(/\.js$/, '.d.ts');
+  const program = ts.createProgram([entry], { noEmit: true, skipLibCheck: true });
+  const checker = program.getTypeChecker();
+  const declared = new Set(
+    checker.getExportsOfModule(checker.getSymbolAtLocation(program.getSourceFile(entry)!)!).map((s) => s.name),
+  );
+  t.true(declared.has('TcpStream') && declared.has('sleep'), 'the typings were read');
+  const undeclared = Object.keys(req('kyoto')).filter((k) => k !== '__esModule' && !declared.has(k));
+  t.deepEqual(undeclared, []);
+});

@@ -9,7 +9,8 @@
  */
 import { codedError, invalidArgType, optionsBag, outOfRange } from './errors';
 import { SYSCALLS, startCopy, systemError } from './net/core';
-import { nativeStream, type SignalOption, type TcpStream } from './net';
+import type { SignalOption, TcpStream } from './net';
+import { nativeStream } from './net/stream-of';
 
 /** Anything with `read(buf) → bytes` (0 at end of stream). */
 export interface Reader {

@@ -60,6 +60,7 @@ import {
   type SystemError,
 } from './net/core';
 import { DatagramQueue } from './net/dgram-queue';
+import { kStream } from './net/stream-of';
 
 export type { SocketAddress, SystemError };
 
@@ -232,10 +233,29 @@ const O_KEEPALIVE = 16;
 // TcpStream
 
 interface ReadWaiter {
-  buf: Uint8Array | undefined; // undefined: take a whole chunk (iterator)
+  buf: Uint8Array | undefined; // undefined: take a whole chunk
   peek: boolean;
-  resolve: (v: number | Buffer | undefined) => void;
+  /** Resolve with an `IteratorResult` (the stream's async iterator) rather than the chunk itself. */
+  iter: boolean;
+  resolve: (v: number | Buffer | undefined | IteratorResult<Buffer, undefined>) => void;
   reject: (e: unknown) => void;
+}
+
+const ITER_DONE: IteratorResult<Buffer, undefined> = Object.freeze({ value: undefined, done: true });
+
+/**
+ * An iterator result carrying a chunk. A class rather than an object literal: V8 tracks literal
+ * sites for pretenuring, and with thousands of connections enough results survive a scavenge for
+ * V8 to start allocating them all straight into the old generation.
+ */
+class ChunkResult implements IteratorYieldResult<Buffer> {
+  readonly done = false;
+  constructor(readonly value: Buffer) {}
+}
+
+/** A chunk of the receive arena as a Buffer of its own (Node's pool for small ones). */
+function arenaChunk(off: number, len: number): Buffer {
+  return Buffer.from(rarena.subarray(off, off + len));
 }
 
 /**
@@ -497,19 +517,25 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
 
   #onData(off: number, len: number): void {
     const w = this.#waiters;
-    if (w.length > 0 && this.#buffered === 0 && !w[0].peek && w[0].buf !== undefined) {
-      // Fast path: straight into the caller's buffer.
+    if (w.length > 0 && this.#buffered === 0 && !w[0].peek) {
+      // Fast path: straight into the caller's buffer, or as a chunk of its own, without passing
+      // through the chunk queue.
       const first = w.shift()!;
-      const buf = first.buf!;
-      const n = len < buf.length ? len : buf.length;
-      rarena.copy(buf, 0, off, off + n);
       if (w.length === 0) this.#holds.add(-1);
-      if (n < len) this.#push(Buffer.from(rarena.subarray(off + n, off + len)));
-      first.resolve(n);
+      const buf = first.buf;
+      if (buf === undefined) {
+        const c = arenaChunk(off, len);
+        first.resolve(first.iter ? new ChunkResult(c) : c);
+      } else {
+        const n = len < buf.length ? len : buf.length;
+        rarena.copy(buf, 0, off, off + n);
+        if (n < len) this.#push(arenaChunk(off + n, len - n));
+        first.resolve(n);
+      }
       if (w.length > 0 && this.#buffered > 0) this.#service();
       return;
     }
-    this.#push(Buffer.from(rarena.subarray(off, off + len)));
+    this.#push(arenaChunk(off, len));
     this.#service();
   }
 
@@ -576,13 +602,14 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
       const first = w[0];
       if (this.#buffered > 0) {
         w.shift();
-        if (first.buf === undefined) first.resolve(this.#takeChunk());
-        else first.resolve(this.#take(first.buf, first.peek));
+        if (first.buf !== undefined) first.resolve(this.#take(first.buf, first.peek));
+        else if (first.iter) first.resolve(new ChunkResult(this.#takeChunk()));
+        else first.resolve(this.#takeChunk());
       } else if (this.#eof || this.#closed) {
         w.shift();
         if (this.#readErr !== undefined && !this.#closed) first.reject(this.#readErr);
         else if (this.#closed) first.reject(closedError());
-        else first.resolve(first.buf === undefined ? undefined : 0);
+        else first.resolve(first.buf !== undefined ? 0 : first.iter ? ITER_DONE : undefined);
       } else {
         return;
       }
@@ -590,17 +617,22 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
     }
   }
 
-  #wait(buf: Uint8Array | undefined, peek: boolean, signal: AbortSignal | undefined): Promise<number | Buffer | undefined> {
+  #wait(
+    buf: Uint8Array | undefined,
+    peek: boolean,
+    signal: AbortSignal | undefined,
+    iter = false,
+  ): Promise<number | Buffer | undefined | IteratorResult<Buffer, undefined>> {
     if (!this.#reading && !this.#eof && !this.#closed) this.#maybeResume();
     if (signal === undefined) {
       // The hot path: one promise and one waiter record per read.
       const p = new Promise(capture);
       if (this.#waiters.length === 0) this.#holds.add(1);
-      this.#waiters.push({ buf, peek, resolve: capturedResolve, reject: capturedReject });
-      return p as Promise<number | Buffer | undefined>;
+      this.#waiters.push({ buf, peek, iter, resolve: capturedResolve, reject: capturedReject });
+      return p as Promise<number | Buffer | undefined | IteratorResult<Buffer, undefined>>;
     }
     return withSignal(signal, (resolve, reject) => {
-      const w: ReadWaiter = { buf, peek, resolve, reject };
+      const w: ReadWaiter = { buf, peek, iter, resolve, reject };
       if (this.#waiters.length === 0) this.#holds.add(1);
       this.#waiters.push(w);
       return () => {
@@ -819,18 +851,40 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
     this.close();
   }
 
+  /** @internal The stream itself (see `net/stream-of.ts`). */
+  [kStream](): TcpStream {
+    return this;
+  }
+
   /** Whether {@link TcpStream.close} was called. */
   get closed(): boolean {
     return this.#closed;
   }
 
-  /** The data received so far, as chunks, until end of stream. */
-  async *[Symbol.asyncIterator](): AsyncIterator<Buffer> {
-    for (;;) {
-      const c = await this.readChunk();
-      if (c === undefined) return;
-      yield c;
-    }
+  /**
+   * The data received so far, as chunks, until end of stream. Each `next()` is one promise,
+   * resolved with its result directly (an async generator awaiting `readChunk()` would settle
+   * three per chunk, and under load every pending one survives V8's scavenges).
+   */
+  [Symbol.asyncIterator](): AsyncIterableIterator<Buffer> {
+    let done = false;
+    const it: AsyncIterableIterator<Buffer> = {
+      next: (): Promise<IteratorResult<Buffer, undefined>> => {
+        if (done) return Promise.resolve(ITER_DONE);
+        if (this.#framer !== undefined) return Promise.reject(framedError());
+        if (this.#buffered > 0) return Promise.resolve(new ChunkResult(this.#takeChunk()));
+        if (this.#closed) return Promise.reject(closedError());
+        if (this.#eof) return this.#readErr ? Promise.reject(this.#readErr) : Promise.resolve(ITER_DONE);
+        return this.#wait(undefined, false, undefined, true) as Promise<IteratorResult<Buffer, undefined>>;
+      },
+      // `break` out of a `for await` ends the iteration, not the stream.
+      return: (): Promise<IteratorResult<Buffer, undefined>> => {
+        done = true;
+        return Promise.resolve(ITER_DONE);
+      },
+      [Symbol.asyncIterator]: () => it,
+    };
+    return it;
   }
 
   /** @internal Hands buffered data over for a native copy and stops JS reads. */
@@ -960,6 +1014,10 @@ export class ReadHalf implements AsyncIterable<Buffer> {
     /** @internal */ readonly _s: TcpStream,
     private readonly _state: { open: number },
   ) {}
+  /** @internal The stream this half reads (see `net/stream-of.ts`). */
+  [kStream](): TcpStream {
+    return this._s;
+  }
   /** See {@link TcpStream.read}. */
   read(buf: Uint8Array, options?: SignalOption): Promise<number> {
     return this._s.read(buf, options);
@@ -1002,6 +1060,10 @@ export class WriteHalf {
     /** @internal */ readonly _s: TcpStream,
     private readonly _state: { open: number },
   ) {}
+  /** @internal The stream this half writes (see `net/stream-of.ts`). */
+  [kStream](): TcpStream {
+    return this._s;
+  }
   /** See {@link TcpStream.write}. */
   write(data: Uint8Array | string, options?: SignalOption): Promise<number> {
     return this._s.write(data, options);
@@ -1637,22 +1699,6 @@ export class UdpSocket implements Endpoint {
   async [Symbol.asyncDispose](): Promise<void> {
     this.close();
   }
-}
-
-/**
- * @internal Whether `x` is a kyoto stream (TCP or Unix, or a half of one) that native copies may
- * use: not one whose read side `framed()` claimed.
- */
-export function nativeStream(x: unknown): TcpStream | undefined {
-  const s = kyotoStream(x);
-  return s !== undefined && !s._framed ? s : undefined;
-}
-
-/** @internal The kyoto stream behind `x` (TCP or Unix, or a half of one), if it is one. */
-export function kyotoStream(x: unknown): TcpStream | undefined {
-  if (x instanceof TcpStream) return x;
-  if (x instanceof ReadHalf || x instanceof WriteHalf) return x._s;
-  return undefined;
 }
 
 // ---------------------------------------------------------------------------------------------

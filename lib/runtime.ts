@@ -107,7 +107,7 @@ function nativeOptions(opts: RuntimeOptions): {
 }
 
 let defaultRuntime: Runtime | undefined;
-let taskModule: typeof import('./task') | undefined;
+let blockingModule: typeof import('./task/blocking') | undefined;
 const SHARED = Symbol('kyoto.shared');
 
 /**
@@ -166,10 +166,10 @@ export class Runtime implements OpOwner {
    * @param args - its arguments (structured-cloned).
    */
   spawnBlocking<T = unknown>(moduleUrl: string | URL, exportName: string, ...args: unknown[]): JoinHandle<T> {
-    // Loaded on demand (once): kyoto/task imports this module.
+    // Loaded on demand (once): the pool's module imports this one.
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    taskModule ??= require('./task') as typeof import('./task');
-    return taskModule.spawnBlockingOn<T>(this, moduleUrl, exportName, args);
+    blockingModule ??= require('./task/blocking') as typeof import('./task/blocking');
+    return blockingModule.spawnBlockingOn<T>(this, moduleUrl, exportName, args);
   }
 
   /** Whether this is (a handle of) the process-wide default runtime. @internal */

@@ -212,8 +212,8 @@ class TimerGroup {
 /** Key of the group of sleeps whose deadline has already passed (fired at once). */
 const DUE = -Infinity;
 
-/** The timers of one runtime in this thread. @internal */
-export class TimerTable {
+/** The timers of one runtime in this thread. */
+class TimerTable {
   readonly #refed = new Map<number, TimerGroup>();
   readonly #unrefed = new Map<number, TimerGroup>();
   readonly #phase: number;
@@ -280,8 +280,8 @@ export class TimerTable {
   }
 }
 
-/** The timer table of `rt` in this thread. @internal */
-export function timersOf(rt: Runtime): TimerTable {
+/** The timer table of `rt` in this thread. */
+function timersOf(rt: Runtime): TimerTable {
   if (rt.isShutdown) throw runtimeShutdownError();
   let t = rt._timers as TimerTable | undefined;
   if (t === undefined) {
