@@ -1,11 +1,13 @@
 // P1 (shared/PERFORMANCE.md): TCP echo with the handler in JS (`read` → `write` per chunk), kyoto vs
-// node:net, and kyoto's two JS data paths side by side:
+// node:net (and, informative, node:net with an await-style handler), and kyoto's two JS data paths
+// side by side:
 //   - kyoto (b) current_thread: a current-thread kyoto runtime driven from Node's loop via uv_poll;
 //   - kyoto (a) multi_thread: socket I/O on kyoto worker threads, batches delivered by one TSFN wake.
 // Driven by kyoto-loadgen (a separate native process); rounds rotate the server order; reports the
 // median ops/s, p50/p99 latency, server CPU over the measured window and peak RSS.
 //
-//   node bench/p1_js_echo.mjs [--rounds 5] [--duration 3] [--warmup 1] [--scale] [--conns N] [--json out.json]
+//   node bench/p1_js_echo.mjs [--rounds 5] [--duration 3] [--warmup 1] [--scale] [--conns N]
+//                             [--mode js|chunks|copy] [--json out.json]
 //
 // `--scale` adds the 10 000-connection load (raises the fd limit through `ulimit -n` in a shell);
 // `--conns N` runs only the loads with N connections.
@@ -37,7 +39,13 @@ const optStr = (name, dflt) => {
 const rounds = Math.max(1, Number(optStr('rounds', 5)));
 const duration = Number(optStr('duration', 3));
 const warmup = Number(optStr('warmup', 1));
-const mode = optStr('mode', 'js'); // 'js' (P1) or 'copy' (the JS API's native copy(s, s), P2-style)
+// 'js' (P1: `read(buf)` → `write`), 'chunks' (`for await (const chunk of s)` → `write`) or 'copy'
+// (the JS API's native copy(s, s), P2-style)
+const mode = optStr('mode', 'js');
+if (!['js', 'chunks', 'copy'].includes(mode)) {
+  console.error(`p1_js_echo: --mode must be js, chunks or copy, not ${mode}`);
+  process.exit(2);
+}
 const LOADS = [
   { conns: 50, inflight: 1, bytes: 64 },
   { conns: 200, inflight: 4, bytes: 128 },
@@ -45,9 +53,13 @@ const LOADS = [
 ].filter((l) => optStr('conns', null) === null || l.conns === Number(optStr('conns', null)));
 
 const KYOTO = 'bench/servers/kyoto-js-echo.mjs';
-const extra = mode === 'copy' ? ['--copy'] : [];
+const extra = mode === 'copy' ? ['--copy'] : mode === 'chunks' ? ['--chunks'] : [];
 const SERVERS = [
   { name: 'node:net', cmd: process.execPath, args: [BIN.nodeEcho], env: {} },
+  // Informative: node:net with the handler awaiting each chunk, as kyoto's does. Its peak RSS shows
+  // what V8 charges any await-per-read handler (pending promises survive scavenges and grow the
+  // young generation), whichever library is underneath.
+  { name: 'node:net, await style', cmd: process.execPath, args: [BIN.nodeEcho, '--await'], env: {} },
   { name: 'kyoto (b) current_thread', cmd: process.execPath, args: [KYOTO, ...extra], env: { KYOTO_NET_FLAVOR: 'current_thread' } },
   { name: 'kyoto (a) multi_thread', cmd: process.execPath, args: [KYOTO, ...extra], env: { KYOTO_NET_FLAVOR: 'multi_thread' } },
 ];
@@ -66,7 +78,7 @@ async function start(s) {
 }
 
 ensureBuilt();
-const report = { bench: mode === 'copy' ? 'P1-copy' : 'P1', machine: machine(), loadBefore: loadAverage(), loads: [] };
+const report = { bench: mode === 'js' ? 'P1' : `P1-${mode}`, machine: machine(), loadBefore: loadAverage(), loads: [] };
 console.log(`# P1 — TCP echo, handler in JS (${mode}); ${report.machine}; load before: ${report.loadBefore}`);
 for (const load of LOADS) {
   const results = SERVERS.map(() => []);

@@ -3,9 +3,10 @@
 // `recvMany` → `sendMany` (`--udp --batch`). The data path is chosen by KYOTO_NET_FLAVOR
 // (`current_thread`, the default, or `multi_thread`).
 //
-//   node bench/servers/kyoto-js-echo.mjs [--host 127.0.0.1] [--port 0] [--udp [--batch]] [--copy]
+//   node bench/servers/kyoto-js-echo.mjs [--host 127.0.0.1] [--port 0] [--udp [--batch]] [--copy | --chunks]
 //
-// `--copy` serves TCP with the native `copy(s, s)` instead of the JS loop (benchmark P2's JS API).
+// `--copy` serves TCP with the native `copy(s, s)` instead of the JS loop (benchmark P2's JS API);
+// `--chunks` iterates the stream (`for await (const chunk of s)`) instead of reading into a buffer.
 // Prints `listening <host>:<port>` once bound; exits cleanly on SIGTERM/SIGINT.
 import { createRequire } from 'node:module';
 
@@ -23,6 +24,7 @@ const port = Number(opt('port', '0'));
 const udp = args.includes('--udp');
 const batch = args.includes('--batch');
 const useCopy = args.includes('--copy');
+const chunked = args.includes('--chunks');
 
 const quit = () => process.exit(0);
 process.on('SIGTERM', quit);
@@ -53,6 +55,8 @@ if (udp) {
       s.setNoDelay(true);
       if (useCopy) {
         await copy(s, s);
+      } else if (chunked) {
+        for await (const c of s) await s.write(c);
       } else {
         // 2 KiB (from Node's shared Buffer pool): 16× the largest P1 message, and 10 000 idle
         // connections do not each pin a private page-sized buffer.

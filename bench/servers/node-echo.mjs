@@ -1,11 +1,14 @@
 // A node:net echo server — the peer of benchmarks P1/P2: every chunk read is written straight back
 // (`'data'` → `write`), Nagle off, as a typical Node service would do it. `--udp` serves node:dgram.
+// `--await` writes the handler in kyoto's shape instead — `for await (const chunk of socket)`, awaiting
+// `'drain'` when `write` says so — to show what that style costs on node:net itself (P1's RSS row).
 //
-//   node bench/servers/node-echo.mjs [--host 127.0.0.1] [--port 0] [--udp]
+//   node bench/servers/node-echo.mjs [--host 127.0.0.1] [--port 0] [--udp | --await]
 //
 // Prints `listening <host>:<port>` once bound. On SIGTERM/SIGINT it exits cleanly.
 import net from 'node:net';
 import dgram from 'node:dgram';
+import { once } from 'node:events';
 
 const args = process.argv.slice(2);
 const opt = (name, dflt) => {
@@ -15,6 +18,7 @@ const opt = (name, dflt) => {
 const host = opt('host', '127.0.0.1');
 const port = Number(opt('port', '0'));
 const udp = args.includes('--udp');
+const awaitStyle = args.includes('--await');
 
 const quit = () => process.exit(0);
 process.on('SIGTERM', quit);
@@ -32,9 +36,15 @@ if (udp) {
   });
 } else {
   const server = net.createServer({ noDelay: true }, (socket) => {
-    socket.on('data', (chunk) => socket.write(chunk));
     // A reset peer is not the server's problem; keep serving the others.
     socket.on('error', () => socket.destroy());
+    if (awaitStyle) {
+      (async () => {
+        for await (const chunk of socket) if (!socket.write(chunk)) await once(socket, 'drain');
+      })().catch(() => socket.destroy());
+    } else {
+      socket.on('data', (chunk) => socket.write(chunk));
+    }
   });
   server.on('error', (e) => {
     console.error(`node-echo: ${e.message}`);
