@@ -148,6 +148,36 @@ test('readExact fills the buffer or rejects with ERR_UNEXPECTED_EOF; readToEnd c
   l.close();
 });
 
+test('a waiting read of any length lands intact at the start of the buffer and touches nothing after it', async (t) => {
+  // Short reads are copied out of the receive arena by a loop, long ones by Buffer#copy: cover both
+  // sides of the switch, and a buffer shorter than what arrived.
+  const { l, c, s } = await pair();
+  const buf = Buffer.alloc(1024);
+  for (const len of [1, 2, 63, 64, 65, 255, 256, 257, 300, 1000]) {
+    buf.fill(0xee);
+    const data = Buffer.alloc(len, 0);
+    for (let i = 0; i < len; i++) data[i] = (i * 7 + len) & 0xff;
+    const pending = s.read(buf);
+    await c.write(data);
+    let n = await pending;
+    t.deepEqual(buf.subarray(0, n), data.subarray(0, n), `length ${len}`);
+    t.true(buf.subarray(n).every((b) => b === 0xee), `nothing past ${n} of ${len}`);
+    while (n < len) n += await s.read(buf.subarray(n, len));
+    t.deepEqual(buf.subarray(0, len), data, `length ${len}, whole`);
+  }
+  const small = Buffer.alloc(10);
+  const pending = s.read(small);
+  await c.write(Buffer.from('0123456789abcdef'));
+  t.is(await pending, 10);
+  t.is(small.toString(), '0123456789');
+  const rest = Buffer.alloc(6);
+  t.is(await s.read(rest), 6);
+  t.is(rest.toString(), 'abcdef');
+  c.close();
+  s.close();
+  l.close();
+});
+
 test('peek() returns data without consuming it', async (t) => {
   const { l, c, s } = await pair();
   const pending = s.peek(Buffer.alloc(3));

@@ -49,6 +49,7 @@ import {
   queueFrame,
   queueWrite,
   rarena,
+  copyFromArena,
   register,
   runtimeOf,
   systemError,
@@ -528,7 +529,7 @@ export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
         first.resolve(first.iter ? new ChunkResult(c) : c);
       } else {
         const n = len < buf.length ? len : buf.length;
-        rarena.copy(buf, 0, off, off + n);
+        copyFromArena(buf, off, n);
         if (n < len) this.#push(arenaChunk(off + n, len - n));
         first.resolve(n);
       }
@@ -1418,7 +1419,7 @@ export class UdpSocket implements Endpoint {
         if (w.length === 0) this.#holds.add(-1);
         const buf = first.buf!;
         const n = len < buf.length ? len : buf.length;
-        rarena.copy(buf, 0, off, off + n);
+        copyFromArena(buf, off, n);
         first.resolve(first.kind === 0 ? n : { bytes: n, address });
         return;
       }
@@ -1871,7 +1872,7 @@ export class UnixDatagram implements Endpoint {
       if (w) {
         if (this.#waiters.length === 0) hold(-1);
         const n = Math.min(len, w.buf.length);
-        rarena.copy(w.buf, 0, off, off + n);
+        copyFromArena(w.buf, off, n);
         w.resolve(w.from ? { bytes: n, address: { path } } : n);
         return;
       }

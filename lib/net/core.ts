@@ -48,6 +48,19 @@ const ev = new Int32Array(EV_CAP * EV);
 const rarenaU8 = new Uint8Array(RARENA);
 /** The receive arena as a Buffer (for cheap copies and latin1 decoding). */
 export const rarena = Buffer.from(rarenaU8.buffer, 0, RARENA);
+
+/**
+ * Copies `n` bytes at `off` of the receive arena to the start of `dst`. Short copies (a P1 echo's
+ * every read) run as a plain loop: `Buffer#copy` from an offset allocates a view per call, and
+ * fewer bytes allocated per read means fewer scavenges for pending reads to survive.
+ */
+export function copyFromArena(dst: Uint8Array, off: number, n: number): void {
+  if (n <= 256) {
+    for (let i = 0; i < n; i++) dst[i] = rarenaU8[off + i];
+  } else {
+    rarena.copy(dst, 0, off, off + n);
+  }
+}
 const wtab = new Int32Array(WTAB_CAP * WREC);
 const warenaU8 = new Uint8Array(WARENA);
 const warena = Buffer.from(warenaU8.buffer, 0, WARENA);
