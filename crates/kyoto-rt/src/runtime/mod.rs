@@ -22,7 +22,7 @@ pub(crate) mod task;
 #[cfg(all(test, loom))]
 mod tests;
 
-pub use builder::Builder;
+pub use builder::{Builder, WORKER_THREADS_ENV};
 pub use handle::{ClockError, EnterGuard, Handle, TryCurrentError};
 pub use metrics::RuntimeMetrics;
 pub use runtime::{Runtime, RuntimeFlavor};
