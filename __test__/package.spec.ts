@@ -80,3 +80,27 @@ test('everything the package exports at run time is declared in its public typin
   const undeclared = Object.keys(req('kyoto')).filter((k) => k !== '__esModule' && !declared.has(k));
   t.deepEqual(undeclared, []);
 });
+
+test('the published typings type-check on their own, without skipLibCheck', (t) => {
+  // A consumer whose tsconfig does not set skipLibCheck type-checks these files; stripInternal
+  // must not leave a declaration that no longer holds (say, a class implementing an interface
+  // whose member was stripped).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const ts = req('typescript') as typeof import('typescript');
+  const entries = ['kyoto', ...Object.keys(SUBPATHS), 'kyoto/net', 'kyoto/io', 'kyoto/sync'].map((m) =>
+    req.resolve(m).replace(/\.js$/, '.d.ts'),
+  );
+  const program = ts.createProgram(entries, {
+    noEmit: true,
+    strict: true,
+    skipLibCheck: false,
+    module: ts.ModuleKind.Node16,
+    moduleResolution: ts.ModuleResolutionKind.Node16,
+    types: ['node'],
+  });
+  const own = ts
+    .getPreEmitDiagnostics(program)
+    .filter((d) => d.file === undefined || !d.file.fileName.includes('/node_modules/'))
+    .map((d) => `${d.file?.fileName ?? ''}: ${ts.flattenDiagnosticMessageText(d.messageText, ' ')}`);
+  t.deepEqual(own, []);
+});

@@ -56,7 +56,6 @@ import {
   unregister,
   v4Address,
   v6Address,
-  type Endpoint,
   type SocketAddress,
   type SystemError,
 } from './net/core';
@@ -263,7 +262,7 @@ function arenaChunk(off: number, len: number): Buffer {
  * A TCP connection. Reads land in the caller's buffer; `write` resolves once the kernel took the
  * bytes or a bounded per-socket buffer has room.
  */
-export class TcpStream implements Endpoint, AsyncIterable<Buffer> {
+export class TcpStream implements AsyncIterable<Buffer> {
   /** @internal */ readonly _h: number;
   #chunks: Buffer[] = [];
   #chunkOff = 0;
@@ -1115,7 +1114,7 @@ export interface BindOptions extends SignalOption, RuntimeOption {
 }
 
 /** A listening TCP socket. Keeps the process alive until closed or `unref()`ed. */
-export class TcpListener implements Endpoint, AsyncIterable<TcpStream> {
+export class TcpListener implements AsyncIterable<TcpStream> {
   /** @internal */ readonly _h: number;
   #queue: Array<[TcpStream, SocketAddress]> = [];
   #waiters: Array<[(v: [TcpStream, SocketAddress]) => void, (e: unknown) => void]> = [];
@@ -1362,7 +1361,7 @@ interface RecvWaiter {
 }
 
 /** A UDP socket. Received datagrams are batched natively (`recvmmsg`); sends too (`sendmmsg`). */
-export class UdpSocket implements Endpoint {
+export class UdpSocket {
   /** @internal */ readonly _h: number;
   #queue = new DatagramQueue<SocketAddress>();
   #waiters: RecvWaiter[] = [];
@@ -1818,7 +1817,7 @@ export class UnixListener extends TcpListener {
 }
 
 /** A Unix domain datagram socket. */
-export class UnixDatagram implements Endpoint {
+export class UnixDatagram {
   /** @internal */ readonly _h: number;
   #queue = new DatagramQueue<string>();
   #waiters: Array<{ buf: Uint8Array; from: boolean; resolve: (v: unknown) => void; reject: (e: unknown) => void }> = [];
