@@ -2,7 +2,7 @@
 // operations neither crash the process nor leak descriptors.
 import test from 'ava';
 import { Worker } from 'node:worker_threads';
-import { readdirSync, existsSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { Runtime, sleep } from 'kyoto';
 import { LINUX, packageRoot, realDelay } from './helpers';

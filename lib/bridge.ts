@@ -5,7 +5,6 @@
  * object per operation, no native promise or threadsafe function); the native side delivers
  * finished operations in batches: one call of {@link onBatch} per batch, with ids and statuses in
  * two typed arrays shared with native code at init and the few values that exist in one array.
- * @internal
  * @module
  */
 import { native } from './native';

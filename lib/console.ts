@@ -581,7 +581,6 @@ interface DetailsWatch {
  */
 export class ConsoleServer {
   readonly #server: http2.Http2Server;
-  readonly #interval: number;
   readonly #retention: number;
   readonly #sessions = new Set<http2.ServerHttp2Session>();
   readonly #watches = new Set<Watch>();
@@ -596,7 +595,6 @@ export class ConsoleServer {
   /** @internal Use {@link serveConsole}. */
   constructor(server: http2.Http2Server, interval: number, retention: number) {
     this.#server = server;
-    this.#interval = interval;
     this.#retention = retention;
     server.on('session', (s) => this.#onSession(s));
     server.on('stream', (stream, headers) => this.#onStream(stream, headers));

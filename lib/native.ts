@@ -1,7 +1,6 @@
 /**
  * The native addon, loaded through the napi-rs generated loader (`native.js` at the package root,
  * which picks `kyoto.<platform>.node` or the matching `@kyoto/<platform>` package).
- * @internal
  * @module
  */
 import type * as Native from '../native';

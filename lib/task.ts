@@ -13,7 +13,6 @@ import {
   validateString,
   abortReason,
   AbortError,
-  runtimeShutdownError,
 } from './errors';
 import { Runtime } from './runtime';
 import { spawnBlockingOn } from './task/blocking';

@@ -1,7 +1,6 @@
 /**
  * Node-shaped errors and validators shared by `kyoto/compat/net` and `kyoto/compat/dgram`
  * (worded like Node's own, same classes and codes).
- * @internal
  * @module
  */
 import { constants as osConstants } from 'node:os';

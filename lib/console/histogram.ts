@@ -4,7 +4,6 @@
  * uses for native tasks: lowest value 1 ns, highest 1 s (console-subscriber's default), 1 significant
  * digit (a bucket is at most 1/16 of its value wide); longer durations are outliers, counted apart and
  * recorded at 1 s.
- * @internal
  * @module
  */
 import { Writer } from './proto';

@@ -6,7 +6,6 @@
  * subscribers: each instrumented site then pays one module-variable read and one
  * `channel.hasSubscribers` getter. While a console serves, records are kept and a V8 promise hook
  * attributes promise continuations to the JS task that created the promise.
- * @internal
  * @module
  */
 import * as dc from 'node:diagnostics_channel';

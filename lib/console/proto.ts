@@ -2,7 +2,6 @@
  * Protocol Buffers encoding for the handful of tokio-console messages `kyoto/console` serves
  * (`console-api/proto/*.proto`), written by hand: varints, length-delimited fields and the proto3
  * presence rules are all that is needed.
- * @internal
  * @module
  */
 

@@ -29,7 +29,8 @@
 import * as buffer from 'node:buffer';
 import { codedError, invalidArgType, optionsBag, outOfRange, validateSignal, abortReason } from '../errors';
 import { K_EOF, K_ERROR, K_FRAMES, K_FRAME_ERR, encodeFrame, hold, rarena, systemError } from '../net/core';
-import { WriteHalf, ReadHalf, type FrameSink, type SignalOption, type TcpStream } from '../net';
+import { WriteHalf, ReadHalf, type SignalOption, type TcpStream } from '../net';
+import type { FrameSink } from '../net/common';
 import { kyotoStream } from '../net/stream-of';
 import { native } from '../native';
 import type { Reader, Writer } from '../io';

@@ -6,13 +6,18 @@
  * Writes go the other way without a native call each: their bytes are copied into a shared write
  * arena and described in a shared write table, which native code sends in one pass per turn (right
  * after the batch call on the `current_thread` data path, or from one microtask otherwise).
- * @internal
  * @module
  */
 import * as util from 'node:util';
 import { native } from '../native';
 import { runtimeShutdownError } from '../errors';
-import { observingResources, resourceCreated, resourceClosed, type Attr, type ResourceToken } from '../console/instrument';
+import {
+  observingResources,
+  resourceCreated,
+  resourceClosed,
+  type Attr,
+  type ResourceToken,
+} from '../console/instrument';
 
 /** Ints per event record. */
 const EV = 6;

@@ -9,7 +9,6 @@
  * Why: a queue of one `{ data: Buffer, address }` per datagram kept every queued datagram alive
  * across V8's young-generation scavenges, and V8 grows the young generation by the bytes that
  * survive; under P4's load it grew to its 32 MiB maximum, +30 MiB of RSS over `node:dgram`.
- * @internal
  * @module
  */
 

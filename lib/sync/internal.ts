@@ -1,7 +1,6 @@
 /**
  * Shared machinery of `kyoto/sync`: intrusive wait lists, abort-signal plumbing and the batch
  * semaphore (Tokio's `batch_semaphore`) that Semaphore, Mutex, RwLock and bounded mpsc are built on.
- * @internal
  * @module
  */
 import { abortReason, invalidArgType, outOfRange, validateSignal } from '../errors';

@@ -1,7 +1,6 @@
 /**
  * The TypeScript side of shared (cross-thread) mode: the native binding's `kyoto/sync` surface,
  * value encoding, waits through the completion bridge, and handles.
- * @internal
  * @module
  */
 import * as v8 from 'node:v8';

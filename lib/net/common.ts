@@ -1,0 +1,165 @@
+/**
+ * What `kyoto/net`'s socket classes share: address parsing and host lookup, the promise and
+ * `AbortSignal` plumbing of waiting calls, error makers and socket option flags. Internal:
+ * `lib/net.ts` re-exports only the public types declared here.
+ * @module
+ */
+import * as dns from 'node:dns';
+import * as net from 'node:net';
+import type { NativeRuntime } from '../native';
+import { Runtime, type RuntimeOption } from '../runtime';
+import { abortReason, codedError, invalidArgType, invalidArgValue, outOfRange, validateSignal } from '../errors';
+import { hold } from './core';
+
+export function isRuntimeShutdown(e: Error): boolean {
+  return (e as { code?: string }).code === 'ERR_RUNTIME_SHUTDOWN';
+}
+
+/** Rejects and removes every waiter of `ws`, releasing their loop hold (through `release`). */
+export function rejectAll(ws: Array<{ reject: (e: unknown) => void }>, err: Error, release: (delta: number) => void = hold): void {
+  const all = ws.splice(0);
+  if (all.length > 0) release(-1);
+  for (const w of all) w.reject(err);
+}
+
+/**
+ * The runtime a new socket's I/O runs on. Without `runtime` (or with the default runtime) a socket
+ * uses this thread's data path (see {@link netFlavor}); with another {@link Runtime} its reads,
+ * writes and accepts run on that runtime's threads, its events reach this thread batched, and
+ * shutting that runtime down fails the socket's pending and later operations with
+ * `ERR_RUNTIME_SHUTDOWN`.
+ */
+export function socketRuntime(opts: RuntimeOption): [Runtime | undefined, NativeRuntime | undefined] {
+  if (opts.runtime === undefined) return [undefined, undefined];
+  const rt = Runtime._of(opts);
+  if (rt._isShared) return [undefined, undefined];
+  return [rt, rt._native()];
+}
+
+export const READ_HWM = 1 << 20;
+export const READ_LWM = 256 * 1024;
+export const DGRAM_HWM = 4096;
+
+export function splitAddr(addr: unknown, name = 'addr'): { host: string; port: number } {
+  let host: unknown;
+  let port: unknown;
+  if (typeof addr === 'string') {
+    const i = addr.lastIndexOf(':');
+    if (i < 0) throw invalidArgValue(name, 'must be "host:port"', addr);
+    host = addr.slice(0, i);
+    port = Number(addr.slice(i + 1));
+    if (addr.slice(i + 1) === '') port = NaN;
+    if (typeof host === 'string' && host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
+  } else if (addr !== null && typeof addr === 'object') {
+    const o = addr as Record<string, unknown>;
+    host = o.host ?? o.address;
+    port = o.port;
+  } else {
+    throw invalidArgType(name, 'a "host:port" string or an object with host/address and port', addr);
+  }
+  if (typeof host !== 'string') throw invalidArgType(`${name}.host`, 'of type string', host);
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw Object.assign(outOfRange(`${name}.port`, '>= 0 && <= 65535', port), { code: 'ERR_SOCKET_BAD_PORT' });
+  }
+  if (host === '') host = '0.0.0.0';
+  return { host: host as string, port: port as number };
+}
+
+const lookupCache = new Map<string, string>();
+
+export async function resolveHost(host: string, family?: 4 | 6): Promise<string> {
+  if (net.isIP(host)) return host;
+  if (host === 'localhost' && family !== 6) return '127.0.0.1';
+  const cached = lookupCache.get(host);
+  if (cached !== undefined) return cached;
+  const r = await dns.promises.lookup(host, family ? { family } : {});
+  if (lookupCache.size > 256) lookupCache.clear();
+  lookupCache.set(host, r.address);
+  return r.address;
+}
+
+export async function resolveAddr(addr: unknown, name = 'addr'): Promise<{ host: string; port: number }> {
+  const { host, port } = splitAddr(addr, name);
+  return { host: await resolveHost(host), port };
+}
+
+export function checkSignal(signal: AbortSignal | undefined): void {
+  validateSignal(signal);
+  if (signal?.aborted) throw abortReason(signal);
+}
+
+// A promise and its resolvers without a closure per call (the hot read paths): `new
+// Promise(capture)` runs `capture` synchronously, which leaves the resolvers here for the caller
+// to take at once. A closure capturing the caller's state would be two more objects per read, and
+// every pending read's objects survive V8's scavenges (see README, P1 peak RSS).
+export let capturedResolve: (v: unknown) => void = () => {};
+export let capturedReject: (e: unknown) => void = () => {};
+export function capture(resolve: (v: unknown) => void, reject: (e: unknown) => void): void {
+  capturedResolve = resolve;
+  capturedReject = reject;
+}
+
+/** Runs `wait` with `signal`: an abort removes the waiter via `cancel` and rejects. */
+export function withSignal<T>(
+  signal: AbortSignal | undefined,
+  register: (resolve: (v: T) => void, reject: (e: unknown) => void) => () => void,
+): Promise<T> {
+  if (signal === undefined) {
+    return new Promise<T>((resolve, reject) => {
+      register(resolve, reject);
+    });
+  }
+  if (signal.aborted) return Promise.reject(abortReason(signal));
+  return new Promise<T>((resolve, reject) => {
+    let cancel: (() => void) | undefined;
+    const onAbort = (): void => {
+      cancel?.();
+      reject(abortReason(signal));
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    cancel = register(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
+export function toBytes(data: unknown, name = 'data'): Uint8Array {
+  if (data instanceof Uint8Array) return data;
+  if (typeof data === 'string') return Buffer.from(data);
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  throw invalidArgType(name, 'a string, Buffer, TypedArray or DataView', data);
+}
+
+export function closedError(): Error {
+  return codedError('ERR_SOCKET_CLOSED', 'Socket is closed');
+}
+
+export function framedError(): Error {
+  return codedError('ERR_STREAM_FRAMED', 'the stream is framed: read frames with framed(...).next()');
+}
+
+/**
+ * @internal The receiving side of `framed()` on a kyoto stream: gets the stream's frame events once
+ * the native framer took over.
+ */
+export interface FrameSink {
+  /** `K_FRAMES`, `K_FRAME_ERR`, `K_EOF` or a read `K_ERROR` (after the switch to native framing). */
+  onFrameEvent(kind: number, a: number, b: number, off: number, len: number): void;
+  /** The native framer took over: reading may be turned on. */
+  onSynced(): void;
+  /** The stream was closed locally. */
+  onStreamClosed(): void;
+}
+
+export const O_REUSE_ADDR = 1;
+export const O_REUSE_PORT = 2;
+export const O_NODELAY = 8;
+export const O_KEEPALIVE = 16;

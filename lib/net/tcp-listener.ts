@@ -1,0 +1,206 @@
+/**
+ * `TcpListener`: a listening socket whose accepted connections arrive as events of the native
+ * batch and wait in a queue until `accept()` or iteration takes them. Also the base of
+ * `UnixListener`.
+ * @module
+ */
+import { native } from '../native';
+import { Runtime, type RuntimeOption } from '../runtime';
+import { optionsBag, outOfRange } from '../errors';
+import {
+  K_ACCEPT,
+  K_ERROR,
+  hold,
+  parseNativeAddr,
+  pinRuntime,
+  rarena,
+  register,
+  runtimeOf,
+  systemError,
+  unregister,
+  v4Address,
+  v6Address,
+  type SocketAddress,
+} from './core';
+import {
+  isRuntimeShutdown,
+  socketRuntime,
+  resolveAddr,
+  checkSignal,
+  withSignal,
+  closedError,
+  O_REUSE_ADDR,
+  O_REUSE_PORT,
+} from './common';
+import type { AddressLike, SignalOption } from './types';
+import { TcpStream } from './tcp-stream';
+
+/** Options of {@link TcpListener.bind}. */
+export interface BindOptions extends SignalOption, RuntimeOption {
+  /** Listen backlog (default 1024). */
+  backlog?: number;
+  /** `SO_REUSEADDR` (always on for listeners on Unix, like Node). */
+  reuseAddr?: boolean;
+  /** `SO_REUSEPORT`. */
+  reusePort?: boolean;
+}
+
+/** A listening TCP socket. Keeps the process alive until closed or `unref()`ed. */
+export class TcpListener implements AsyncIterable<TcpStream> {
+  /** @internal */ readonly _h: number;
+  #queue: Array<[TcpStream, SocketAddress]> = [];
+  #waiters: Array<[(v: [TcpStream, SocketAddress]) => void, (e: unknown) => void]> = [];
+  #armed = false;
+
+  /** @internal The stream object of an accepted connection and its peer address. */
+  _adopt(h: number, b: number, off: number, len: number): [TcpStream, SocketAddress] {
+    const port = b & 0xffff;
+    const addr = len === 4 ? v4Address(rarena.readUInt32BE(off), port) : v6Address(off, port);
+    return [new TcpStream(h, addr), addr];
+  }
+  #refd = true;
+  #closed = false;
+  #err: Error | undefined;
+
+  /** @internal */
+  constructor(h: number) {
+    this._h = h;
+    register(h, this);
+    hold(1);
+  }
+
+  /**
+   * Binds and listens on `addr` (port 0 picks a free port; see {@link TcpListener.localAddr}).
+   */
+  static async bind(addr: AddressLike, options?: BindOptions): Promise<TcpListener> {
+    const opts = optionsBag<BindOptions>(options);
+    checkSignal(opts.signal);
+    const backlog = opts.backlog ?? 1024;
+    if (!Number.isInteger(backlog) || backlog < 1) throw outOfRange('options.backlog', '>= 1', backlog);
+    const { host, port } = await resolveAddr(addr);
+    checkSignal(opts.signal);
+    const flags = (opts.reuseAddr ? O_REUSE_ADDR : 0) | (opts.reusePort ? O_REUSE_PORT : 0);
+    return TcpListener._listen(host, port, backlog, flags, 0, 0, opts.runtime);
+  }
+
+  /** @internal */
+  static _listen(
+    host: string,
+    port: number,
+    backlog: number,
+    flags: number,
+    snd: number,
+    rcv: number,
+    runtime?: Runtime,
+  ): TcpListener {
+    const [rt, nrt] = socketRuntime({ runtime });
+    const h = native.netTcpListen(host, port, backlog, flags, snd, rcv, nrt);
+    if (h < 0) throw systemError(-h, 'listen', host, port);
+    const l = new TcpListener(h);
+    pinRuntime(h, rt);
+    return l;
+  }
+
+  /** @internal */
+  onEvent(kind: number, a: number, b: number, off: number, len: number): void {
+    if (kind === K_ACCEPT) {
+      const [s, addr] = this._adopt(a, b, off, len);
+      pinRuntime(a, runtimeOf(this._h));
+      const w = this.#waiters.shift();
+      if (w) {
+        if (this.#waiters.length === 0) this.#arm(false);
+        w[0]([s, addr]);
+      } else {
+        this.#queue.push([s, addr]);
+        if (this.#queue.length >= 128) this.#arm(false);
+      }
+    } else if (kind === K_ERROR) {
+      this.#err = systemError(a, 'accept');
+      this.#armed = false;
+      for (const [, rej] of this.#waiters.splice(0)) rej(this.#err);
+    }
+  }
+
+  #arm(on: boolean): void {
+    if (this.#armed === on || this.#closed) return;
+    this.#armed = on;
+    native.netArm(this._h, on);
+  }
+
+  /** Waits for a connection: `[stream, peerAddress]`. */
+  accept(options?: SignalOption): Promise<[TcpStream, SocketAddress]> {
+    const q = this.#queue.shift();
+    if (q) {
+      if (this.#queue.length < 64 && this.#waiters.length === 0) this.#arm(true);
+      return Promise.resolve(q);
+    }
+    if (this.#closed) return Promise.reject(closedError());
+    if (this.#err) {
+      const e = this.#err;
+      if (!isRuntimeShutdown(e)) this.#err = undefined; // a dead runtime fails every later call too
+      return Promise.reject(e);
+    }
+    this.#arm(true);
+    return withSignal(options?.signal, (resolve, reject) => {
+      const w: [(v: [TcpStream, SocketAddress]) => void, (e: unknown) => void] = [resolve as (v: [TcpStream, SocketAddress]) => void, reject];
+      this.#waiters.push(w);
+      return () => {
+        const i = this.#waiters.indexOf(w);
+        if (i >= 0) this.#waiters.splice(i, 1);
+      };
+    });
+  }
+
+  /** The bound address. */
+  localAddr(): SocketAddress {
+    return parseNativeAddr(native.netAddr(this._h, false), 'getsockname');
+  }
+
+  /** Lets the process exit while this listener is open. */
+  unref(): this {
+    if (this.#refd && !this.#closed) {
+      this.#refd = false;
+      hold(-1);
+    }
+    return this;
+  }
+
+  /** Keeps the process alive while this listener is open (the default). */
+  ref(): this {
+    if (!this.#refd && !this.#closed) {
+      this.#refd = true;
+      hold(1);
+    }
+    return this;
+  }
+
+  /** Stops listening; pending `accept()`s reject with `ERR_SOCKET_CLOSED`. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#refd) hold(-1);
+    native.netClose(this._h);
+    unregister(this._h);
+    for (const [, rej] of this.#waiters.splice(0)) rej(closedError());
+    for (const [s] of this.#queue.splice(0)) s.close();
+  }
+
+  /** Stops listening. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+  }
+
+  /** Accepted connections, until the listener is closed. */
+  async *[Symbol.asyncIterator](): AsyncIterator<TcpStream> {
+    for (;;) {
+      let s: TcpStream;
+      try {
+        [s] = await this.accept();
+      } catch (e) {
+        if (this.#closed) return;
+        throw e;
+      }
+      yield s;
+    }
+  }
+}

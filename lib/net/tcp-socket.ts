@@ -1,0 +1,79 @@
+/**
+ * `TcpSocket`: an unconnected TCP socket that collects options and a local address, then becomes
+ * a `TcpListener` (`listen`) or a `TcpStream` (`connect`).
+ * @module
+ */
+import * as net from 'node:net';
+import { codedError, invalidArgValue, outOfRange } from '../errors';
+import { splitAddr, resolveAddr, O_REUSE_ADDR, O_REUSE_PORT } from './common';
+import type { AddressLike, SignalOption } from './types';
+import { TcpStream } from './tcp-stream';
+import { TcpListener } from './tcp-listener';
+
+/** An unconnected TCP socket to set options on before `bind`+`listen` or `connect`. */
+export class TcpSocket {
+  #flags = 0;
+  #snd = 0;
+  #rcv = 0;
+  #bind: { host: string; port: number } | undefined;
+  #used = false;
+  private constructor(private readonly _v6: boolean) {}
+  /** A new IPv4 socket. */
+  static v4(): TcpSocket {
+    return new TcpSocket(false);
+  }
+  /** A new IPv6 socket. */
+  static v6(): TcpSocket {
+    return new TcpSocket(true);
+  }
+  /** `SO_REUSEADDR`. */
+  setReuseAddr(on: boolean): void {
+    this.#flags = on ? this.#flags | O_REUSE_ADDR : this.#flags & ~O_REUSE_ADDR;
+  }
+  /** `SO_REUSEPORT`. */
+  setReusePort(on: boolean): void {
+    this.#flags = on ? this.#flags | O_REUSE_PORT : this.#flags & ~O_REUSE_PORT;
+  }
+  /** `SO_SNDBUF`. */
+  setSendBufferSize(n: number): void {
+    if (!Number.isInteger(n) || n < 1) throw outOfRange('size', '>= 1', n);
+    this.#snd = n;
+  }
+  /** `SO_RCVBUF`. */
+  setRecvBufferSize(n: number): void {
+    if (!Number.isInteger(n) || n < 1) throw outOfRange('size', '>= 1', n);
+    this.#rcv = n;
+  }
+  /** Sets the local address (an IP literal and port). */
+  bind(addr: AddressLike): void {
+    const a = splitAddr(addr);
+    if (!net.isIP(a.host)) throw invalidArgValue('addr', 'must be an IP address', a.host);
+    if ((net.isIP(a.host) === 6) !== this._v6) throw invalidArgValue('addr', `must be an IPv${this._v6 ? 6 : 4} address`, a.host);
+    this.#bind = a;
+  }
+  #take(): void {
+    if (this.#used) throw codedError('ERR_SOCKET_CLOSED', 'the socket was already used');
+    this.#used = true;
+  }
+  /** Listens (after {@link TcpSocket.bind}). */
+  listen(backlog = 1024): TcpListener {
+    const b = this.#bind ?? { host: this._v6 ? '::' : '0.0.0.0', port: 0 };
+    this.#take();
+    return TcpListener._listen(b.host, b.port, backlog, this.#flags, this.#snd, this.#rcv);
+  }
+  /** Connects to `addr`. */
+  async connect(addr: AddressLike, options?: SignalOption): Promise<TcpStream> {
+    this.#take();
+    const { host, port } = await resolveAddr(addr);
+    return TcpStream._connect(
+      host,
+      port,
+      this.#bind?.host ?? '',
+      this.#bind?.port ?? 0,
+      this.#flags,
+      this.#snd,
+      this.#rcv,
+      options?.signal,
+    );
+  }
+}

@@ -1,0 +1,923 @@
+/**
+ * `TcpStream` and its halves (`ReadHalf`, `WriteHalf`): a connected byte stream, also the base of
+ * `UnixStream` and `NamedPipe`. Reads land in the caller's buffer (or a chunk of their own) straight
+ * from the batch the native side delivered; writes are queued in the shared write arena and sent by
+ * one native pass per turn, or written directly when large.
+ * @module
+ */
+import { Duplex } from 'node:stream';
+import { native } from '../native';
+import { Runtime, type RuntimeOption } from '../runtime';
+import { codedError, invalidArgType, optionsBag, validateInteger, validateNumber } from '../errors';
+import {
+  DIRECT_WRITE_MIN,
+  LoopHolds,
+  encodeFrame,
+  K_CONNECTED,
+  K_DATA,
+  K_DRAIN,
+  K_EOF,
+  K_ERROR,
+  K_FRAME_ERR,
+  K_FRAME_SYNC,
+  K_FRAMES,
+  SYSCALLS,
+  isBlocked,
+  parseNativeAddr,
+  pinRuntime,
+  queueFrame,
+  queueWrite,
+  rarena,
+  copyFromArena,
+  register,
+  systemError,
+  unregister,
+  type SocketAddress,
+} from './core';
+import { kStream } from './stream-of';
+import {
+  socketRuntime,
+  READ_HWM,
+  READ_LWM,
+  resolveAddr,
+  checkSignal,
+  capturedResolve,
+  capturedReject,
+  capture,
+  withSignal,
+  toBytes,
+  closedError,
+  framedError,
+  type FrameSink,
+  O_NODELAY,
+  O_KEEPALIVE,
+} from './common';
+import type { AddressLike, SignalOption } from './types';
+
+interface ReadWaiter {
+  buf: Uint8Array | undefined; // undefined: take a whole chunk
+  peek: boolean;
+  /** Resolve with an `IteratorResult` (the stream's async iterator) rather than the chunk itself. */
+  iter: boolean;
+  resolve: (v: number | Buffer | undefined | IteratorResult<Buffer, undefined>) => void;
+  reject: (e: unknown) => void;
+}
+
+const ITER_DONE: IteratorResult<Buffer, undefined> = Object.freeze({ value: undefined, done: true });
+
+/**
+ * An iterator result carrying a chunk. A class rather than an object literal: V8 tracks literal
+ * sites for pretenuring, and with thousands of connections enough results survive a scavenge for
+ * V8 to start allocating them all straight into the old generation.
+ */
+class ChunkResult implements IteratorYieldResult<Buffer> {
+  readonly done = false;
+  constructor(readonly value: Buffer) {}
+}
+
+/** A chunk of the receive arena as a Buffer of its own (Node's pool for small ones). */
+function arenaChunk(off: number, len: number): Buffer {
+  return Buffer.from(rarena.subarray(off, off + len));
+}
+
+/**
+ * A TCP connection. Reads land in the caller's buffer; `write` resolves once the kernel took the
+ * bytes or a bounded per-socket buffer has room.
+ */
+export class TcpStream implements AsyncIterable<Buffer> {
+  /** @internal */ readonly _h: number;
+  #chunks: Buffer[] = [];
+  #chunkOff = 0;
+  #buffered = 0;
+  #eof = false;
+  #readErr: Error | undefined;
+  #writeErr: Error | undefined;
+  #reading = false;
+  #waiters: ReadWaiter[] = [];
+  #drainWaiters: Array<[() => void, (e: unknown) => void]> = [];
+  #connect: [(s: TcpStream) => void, (e: unknown) => void, string, number] | undefined;
+  #closed = false;
+  #shutdown: Promise<void> | undefined;
+  #copying = false;
+  #peer: SocketAddress | undefined;
+  #node: Duplex | undefined;
+  #framer: FrameSink | undefined;
+  #frameSynced = false;
+  #readErrno = 0;
+  /** Pending connect, reads, drain waits (stream) or receives (UDP) holding the loop. */
+  #holds = new LoopHolds();
+  /** @internal Stop native reads above this many buffered bytes (kyoto/compat/net lowers it). */
+  _readHwm = READ_HWM;
+  /** @internal Resume native reads below this many buffered bytes. */
+  _readLwm = READ_LWM;
+
+  /** @internal */
+  constructor(h: number, peer?: SocketAddress) {
+    this._h = h;
+    this.#peer = peer;
+    register(h, this);
+  }
+
+  /**
+   * Connects to `addr`.
+   * @param addr - `"host:port"`, `{ host, port }` or `{ address, port }`.
+   * @param options - `signal`, `noDelay`, `keepAlive`.
+   */
+  static async connect(
+    addr: AddressLike,
+    options?: SignalOption & RuntimeOption & { noDelay?: boolean; keepAlive?: boolean },
+  ): Promise<TcpStream> {
+    const opts = optionsBag<SignalOption & RuntimeOption & { noDelay?: boolean; keepAlive?: boolean }>(options);
+    checkSignal(opts.signal);
+    socketRuntime(opts); // validates before the lookup
+    const { host, port } = await resolveAddr(addr);
+    const flags = (opts.noDelay ? O_NODELAY : 0) | (opts.keepAlive ? O_KEEPALIVE : 0);
+    return TcpStream._connect(host, port, '', 0, flags, 0, 0, opts.signal, opts.runtime);
+  }
+
+  /** @internal */
+  static _connect(
+    host: string,
+    port: number,
+    localIp: string,
+    localPort: number,
+    flags: number,
+    sndbuf: number,
+    rcvbuf: number,
+    signal: AbortSignal | undefined,
+    runtime?: Runtime,
+  ): Promise<TcpStream> {
+    checkSignal(signal);
+    const [rt, nrt] = socketRuntime({ runtime });
+    const h = native.netTcpConnect(host, port, localIp, localPort, flags, sndbuf, rcvbuf, nrt);
+    if (h < 0) return Promise.reject(systemError(-h, 'connect', host, port));
+    const s = new TcpStream(h);
+    pinRuntime(h, rt);
+    return TcpStream._waitConnected(s, host, port, signal);
+  }
+
+  /** @internal Resolves with `s` once its connect finished (`port` -1: a Unix path). */
+  static _waitConnected<T extends TcpStream>(s: T, host: string, port: number, signal: AbortSignal | undefined): Promise<T> {
+    s.#holds.add(1);
+    return withSignal<T>(signal, (resolve, reject) => {
+      s.#connect = [resolve as (s: TcpStream) => void, reject, host, port];
+      return () => {
+        if (s.#connect !== undefined) {
+          s.#connect = undefined;
+          s.#holds.add(-1);
+          s.close();
+        }
+      };
+    });
+  }
+
+  /** @internal Node-style ref/unref: whether this stream's pending operations keep the loop alive. */
+  _setRef(on: boolean): void {
+    this.#holds.setRef(on);
+  }
+
+  /** @internal */
+  onEvent(kind: number, a: number, b: number, off: number, len: number): void {
+    if (this.#framer !== undefined && this.#onFramedEvent(this.#framer, kind, a, b, off, len)) return;
+    switch (kind) {
+      case K_DATA:
+        this.#onData(off, len);
+        break;
+      case K_EOF:
+        this.#eof = true;
+        this.#service();
+        break;
+      case K_DRAIN:
+        // Each waiter removes itself; the last one releases the loop hold.
+        for (const [res] of this.#drainWaiters.slice()) res();
+        break;
+      case K_CONNECTED: {
+        const c = this.#connect;
+        if (c !== undefined) {
+          this.#connect = undefined;
+          this.#holds.add(-1);
+          c[0](this);
+        }
+        break;
+      }
+      case K_ERROR: {
+        const sys = SYSCALLS[b] ?? 'read';
+        if (sys === 'connect') {
+          const c = this.#connect;
+          this.#connect = undefined;
+          if (c !== undefined) {
+            this.#holds.add(-1);
+            this.close();
+            c[1](c[3] < 0 ? systemError(a, 'connect', c[2]) : systemError(a, 'connect', c[2], c[3]));
+          }
+          return;
+        }
+        const err = systemError(a, sys);
+        if (sys === 'read') {
+          if (this.#readErr === undefined) this.#readErrno = a;
+          this.#readErr ??= err;
+          this.#eof = true;
+          this.#service();
+        } else {
+          this.#writeErr ??= err;
+          for (const [, rej] of this.#drainWaiters.slice()) rej(err);
+        }
+        break;
+      }
+    }
+  }
+
+  /** A framed stream's events; false for those handled as usual (write side). */
+  #onFramedEvent(f: FrameSink, kind: number, a: number, b: number, off: number, len: number): boolean {
+    switch (kind) {
+      case K_DATA:
+        // Read before the native framer took over: handed to it at K_FRAME_SYNC.
+        this.#chunks.push(Buffer.from(rarena.subarray(off, off + len)));
+        this.#buffered += len;
+        return true;
+      case K_FRAME_SYNC:
+        if (!this.#frameSynced) this.#frameSync(f);
+        return true;
+      case K_FRAMES:
+      case K_FRAME_ERR:
+        f.onFrameEvent(kind, a, b, off, len);
+        return true;
+      case K_EOF:
+        if (this.#frameSynced) f.onFrameEvent(kind, a, b, off, len);
+        else this.#eof = true;
+        return true;
+      case K_ERROR:
+        if ((SYSCALLS[b] ?? 'read') !== 'read') return false;
+        if (this.#frameSynced) {
+          f.onFrameEvent(kind, a, b, off, len);
+        } else {
+          if (this.#readErr === undefined) this.#readErrno = a;
+          this.#readErr ??= systemError(a, 'read');
+          this.#eof = true;
+        }
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  /**
+   * Hands what JS buffered (and how the stream ended, if it did) to the native framer: from now on
+   * the stream's frames, end and read errors go to `f`.
+   */
+  #frameSync(f: FrameSink): void {
+    const raw = this.#takeBuffered();
+    const end = this.#eof ? (this.#readErr !== undefined ? 2 : 1) : 0;
+    this.#frameSynced = true;
+    const r = native.netFrameFeed(this._h, raw, end, this.#readErrno);
+    if (r === 0) f.onSynced();
+    else f.onFrameEvent(K_ERROR, -r, 0, 0, 0);
+  }
+
+  /** Everything buffered on the JS side, as one Buffer (emptying the buffer). */
+  #takeBuffered(): Buffer {
+    const parts = this.#chunks;
+    const first = this.#chunkOff;
+    this.#chunks = [];
+    this.#chunkOff = 0;
+    this.#buffered = 0;
+    if (parts.length > 0 && first > 0) parts[0] = parts[0].subarray(first);
+    return parts.length === 1 ? parts[0] : Buffer.concat(parts);
+  }
+
+  /**
+   * @internal Hands the read side to native framing (`kind` 1 lines, 2 length-delimited): raw reads
+   * end (pending ones reject with `ERR_STREAM_FRAMED`), and `sink` receives the frames. Bytes
+   * already buffered or on their way go through the framer first.
+   */
+  _attachFramer(sink: FrameSink, kind: number, max: number, fieldBytes: number): void {
+    if (this.#framer !== undefined) throw codedError('ERR_STREAM_FRAMED', 'the stream is already framed');
+    if (this.#copying) throw codedError('ERR_INVALID_STATE', 'the stream is being copied natively');
+    if (!this.#closed) {
+      const r = native.netFrame(this._h, kind, max, fieldBytes);
+      if (r < 0) throw systemError(-r, 'framed');
+    }
+    this.#framer = sink;
+    if (this.#reading) {
+      this.#reading = false;
+      native.netRead(this._h, false);
+    }
+    if (this.#waiters.length > 0) this.#holds.add(-1);
+    for (const w of this.#waiters.splice(0)) w.reject(framedError());
+    if (this.#closed) sink.onStreamClosed();
+    // Already ended: no raw data can follow, so no need to wait for the task's marker (whose task
+    // may be gone, e.g. with its runtime); a marker that still comes is ignored.
+    else if (this.#eof) this.#frameSync(sink);
+  }
+
+  /** @internal Whether `framed()` claimed the read side. */
+  get _framed(): boolean {
+    return this.#framer !== undefined;
+  }
+
+  /**
+   * @internal Writes one frame as one write: a `hdr`-byte big-endian length header (0: none),
+   * `body`, then `\n` when `nl`. A body longer than `max` bytes rejects with `tooBig(length)`.
+   */
+  _sendFrame(
+    body: Uint8Array | string,
+    hdr: number,
+    nl: boolean,
+    max: number,
+    tooBig: (len: number) => Error,
+  ): Promise<void> {
+    if (this.#closed) return Promise.reject(closedError());
+    if (this.#writeErr) return Promise.reject(this.#writeErr);
+    if (this.#shutdown) return Promise.reject(codedError('ERR_STREAM_WRITE_AFTER_END', 'write after end'));
+    if (isBlocked(this._h)) return this.#blockedWait().then(() => this._sendFrame(body, hdr, nl, max, tooBig));
+    const r = queueFrame(this._h, hdr, body, nl, max);
+    if (r >= 0) return Promise.resolve();
+    const bytes = typeof body === 'string' ? Buffer.from(body) : body;
+    if (r === -2 || bytes.length > max) return Promise.reject(tooBig(bytes.length));
+    return this.#writeDirect(encodeFrame(bytes, hdr, nl)).then(() => undefined);
+  }
+
+  #onData(off: number, len: number): void {
+    const w = this.#waiters;
+    if (w.length > 0 && this.#buffered === 0 && !w[0].peek) {
+      // Fast path: straight into the caller's buffer, or as a chunk of its own, without passing
+      // through the chunk queue.
+      const first = w.shift()!;
+      if (w.length === 0) this.#holds.add(-1);
+      const buf = first.buf;
+      if (buf === undefined) {
+        const c = arenaChunk(off, len);
+        first.resolve(first.iter ? new ChunkResult(c) : c);
+      } else {
+        const n = len < buf.length ? len : buf.length;
+        copyFromArena(buf, off, n);
+        if (n < len) this.#push(arenaChunk(off + n, len - n));
+        first.resolve(n);
+      }
+      if (w.length > 0 && this.#buffered > 0) this.#service();
+      return;
+    }
+    this.#push(arenaChunk(off, len));
+    this.#service();
+  }
+
+  #push(chunk: Buffer): void {
+    this.#chunks.push(chunk);
+    this.#buffered += chunk.length;
+    if (this.#buffered > this._readHwm && this.#reading) {
+      this.#reading = false;
+      native.netRead(this._h, false);
+    }
+  }
+
+  /** Copies (and unless `peek`, consumes) up to `buf.length` buffered bytes. */
+  #take(buf: Uint8Array, peek: boolean): number {
+    let n = 0;
+    let ci = 0;
+    let off = this.#chunkOff;
+    while (n < buf.length && ci < this.#chunks.length) {
+      const c = this.#chunks[ci];
+      const k = Math.min(c.length - off, buf.length - n);
+      c.copy(buf, n, off, off + k);
+      n += k;
+      off += k;
+      if (off === c.length) {
+        ci++;
+        off = 0;
+      }
+    }
+    if (!peek) {
+      this.#chunks.splice(0, ci);
+      this.#chunkOff = off;
+      this.#buffered -= n;
+      this.#maybeResume();
+    }
+    return n;
+  }
+
+  #takeChunk(): Buffer {
+    const c = this.#chunks.shift()!;
+    const out = this.#chunkOff > 0 ? c.subarray(this.#chunkOff) : c;
+    this.#chunkOff = 0;
+    this.#buffered -= out.length;
+    this.#maybeResume();
+    return out;
+  }
+
+  #maybeResume(): void {
+    if (
+      !this.#reading &&
+      !this.#eof &&
+      !this.#closed &&
+      !this.#copying &&
+      this.#framer === undefined &&
+      this.#buffered < this._readLwm
+    ) {
+      this.#reading = true;
+      native.netRead(this._h, true);
+    }
+  }
+
+  #service(): void {
+    const w = this.#waiters;
+    while (w.length > 0) {
+      const first = w[0];
+      if (this.#buffered > 0) {
+        w.shift();
+        if (first.buf !== undefined) first.resolve(this.#take(first.buf, first.peek));
+        else if (first.iter) first.resolve(new ChunkResult(this.#takeChunk()));
+        else first.resolve(this.#takeChunk());
+      } else if (this.#eof || this.#closed) {
+        w.shift();
+        if (this.#readErr !== undefined && !this.#closed) first.reject(this.#readErr);
+        else if (this.#closed) first.reject(closedError());
+        else first.resolve(first.buf !== undefined ? 0 : first.iter ? ITER_DONE : undefined);
+      } else {
+        return;
+      }
+      if (w.length === 0) this.#holds.add(-1);
+    }
+  }
+
+  #wait(
+    buf: Uint8Array | undefined,
+    peek: boolean,
+    signal: AbortSignal | undefined,
+    iter = false,
+  ): Promise<number | Buffer | undefined | IteratorResult<Buffer, undefined>> {
+    if (!this.#reading && !this.#eof && !this.#closed) this.#maybeResume();
+    if (signal === undefined) {
+      // The hot path: one promise and one waiter record per read.
+      const p = new Promise(capture);
+      if (this.#waiters.length === 0) this.#holds.add(1);
+      this.#waiters.push({ buf, peek, iter, resolve: capturedResolve, reject: capturedReject });
+      return p as Promise<number | Buffer | undefined | IteratorResult<Buffer, undefined>>;
+    }
+    return withSignal(signal, (resolve, reject) => {
+      const w: ReadWaiter = { buf, peek, iter, resolve, reject };
+      if (this.#waiters.length === 0) this.#holds.add(1);
+      this.#waiters.push(w);
+      return () => {
+        const i = this.#waiters.indexOf(w);
+        if (i >= 0) {
+          this.#waiters.splice(i, 1);
+          if (this.#waiters.length === 0) this.#holds.add(-1);
+        }
+      };
+    });
+  }
+
+  /**
+   * Reads into `buf`; resolves with the number of bytes read, 0 at end of stream. Once `framed()`
+   * (`kyoto/io`) claimed the stream, raw reads (`read`, `peek`, `readChunk`, iteration) reject with
+   * `ERR_STREAM_FRAMED`.
+   * @param buf - the destination.
+   * @param options - `signal`.
+   */
+  read(buf: Uint8Array, options?: SignalOption): Promise<number> {
+    if (!(buf instanceof Uint8Array)) return Promise.reject(invalidArgType('buf', 'an instance of Uint8Array', buf));
+    if (this.#framer !== undefined) return Promise.reject(framedError());
+    if (this.#buffered > 0) return Promise.resolve(this.#take(buf, false));
+    if (this.#closed) return Promise.reject(closedError());
+    if (this.#eof) return this.#readErr ? Promise.reject(this.#readErr) : Promise.resolve(0);
+    if (buf.length === 0) return Promise.resolve(0);
+    return this.#wait(buf, false, options?.signal) as Promise<number>;
+  }
+
+  /** Reads into `buf` without consuming the data. */
+  peek(buf: Uint8Array, options?: SignalOption): Promise<number> {
+    if (!(buf instanceof Uint8Array)) return Promise.reject(invalidArgType('buf', 'an instance of Uint8Array', buf));
+    if (this.#framer !== undefined) return Promise.reject(framedError());
+    if (this.#buffered > 0) return Promise.resolve(this.#take(buf, true));
+    if (this.#closed) return Promise.reject(closedError());
+    if (this.#eof) return this.#readErr ? Promise.reject(this.#readErr) : Promise.resolve(0);
+    return this.#wait(buf, true, options?.signal) as Promise<number>;
+  }
+
+  /** Fills `buf` completely; rejects with `ERR_UNEXPECTED_EOF` if the stream ends first. */
+  async readExact(buf: Uint8Array, options?: SignalOption): Promise<number> {
+    let n = 0;
+    while (n < buf.length) {
+      const k = await this.read(buf.subarray(n), options);
+      if (k === 0) throw codedError('ERR_UNEXPECTED_EOF', `early eof: read ${n} of ${buf.length} bytes`);
+      n += k;
+    }
+    return n;
+  }
+
+  /** The next chunk as it arrived, or `undefined` at end of stream. */
+  readChunk(options?: SignalOption): Promise<Buffer | undefined> {
+    if (this.#framer !== undefined) return Promise.reject(framedError());
+    if (this.#buffered > 0) return Promise.resolve(this.#takeChunk());
+    if (this.#closed) return Promise.reject(closedError());
+    if (this.#eof) return this.#readErr ? Promise.reject(this.#readErr) : Promise.resolve(undefined);
+    return this.#wait(undefined, false, options?.signal) as Promise<Buffer | undefined>;
+  }
+
+  /** Reads until end of stream. */
+  async readToEnd(options?: SignalOption): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    for (;;) {
+      const c = await this.readChunk(options);
+      if (c === undefined) return Buffer.concat(parts);
+      parts.push(c);
+    }
+  }
+
+  #blockedWait(signal?: AbortSignal): Promise<void> {
+    return withSignal<void>(signal, (resolve, reject) => {
+      const entry: [() => void, (e: unknown) => void] = [resolve, reject];
+      if (this.#drainWaiters.length === 0) this.#holds.add(1);
+      this.#drainWaiters.push(entry);
+      // Removes the entry; the last one out releases the loop hold (exactly once per entry).
+      const done = (): boolean => {
+        const i = this.#drainWaiters.indexOf(entry);
+        if (i < 0) return false;
+        this.#drainWaiters.splice(i, 1);
+        if (this.#drainWaiters.length === 0) this.#holds.add(-1);
+        return true;
+      };
+      entry[0] = () => {
+        if (done()) resolve();
+      };
+      entry[1] = (e) => {
+        if (done()) reject(e);
+      };
+      return () => {
+        done();
+      };
+    });
+  }
+
+  /**
+   * Writes `data`; resolves with its length once the kernel took it or a bounded buffer has room.
+   * @param data - a string (UTF-8), Buffer, TypedArray or DataView.
+   */
+  write(data: Uint8Array | string, options?: SignalOption): Promise<number> {
+    let bytes: Uint8Array;
+    try {
+      bytes = toBytes(data);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (this.#closed) return Promise.reject(closedError());
+    if (this.#writeErr) return Promise.reject(this.#writeErr);
+    if (this.#shutdown) return Promise.reject(codedError('ERR_STREAM_WRITE_AFTER_END', 'write after end'));
+    if (isBlocked(this._h)) return this.#blockedWait(options?.signal).then(() => this.write(bytes, options));
+    if (queueWrite(this._h, bytes)) return Promise.resolve(bytes.length);
+    return this.#writeDirect(bytes, options);
+  }
+
+  async #writeDirect(bytes: Uint8Array, options?: SignalOption): Promise<number> {
+    for (let off = 0; off < bytes.length; ) {
+      const end = Math.min(bytes.length, off + 4 * DIRECT_WRITE_MIN * 16);
+      const r = native.netWrite(this._h, bytes.subarray(off, end));
+      if (r < 0) throw (this.#writeErr ??= systemError(-r, 'write'));
+      off = end;
+      if (r === 1 || isBlocked(this._h)) await this.#blockedWait(options?.signal);
+      if (this.#writeErr) throw this.#writeErr;
+    }
+    return bytes.length;
+  }
+
+  /** Writes all of `data` (same as {@link TcpStream.write}: it always takes everything). */
+  async writeAll(data: Uint8Array | string, options?: SignalOption): Promise<void> {
+    await this.write(data, options);
+  }
+
+  /** Resolves once everything written so far was handed to the kernel. */
+  async flush(options?: SignalOption): Promise<void> {
+    if (this.#closed) throw closedError();
+    if (this.#writeErr) throw this.#writeErr;
+    if (native.netDrain(this._h) === 1) await this.#blockedWait(options?.signal);
+    if (this.#writeErr) throw this.#writeErr;
+  }
+
+  /** Sends a FIN after the data written so far. Idempotent. */
+  shutdown(): Promise<void> {
+    if (this.#shutdown) return this.#shutdown;
+    if (this.#closed) return Promise.reject(closedError());
+    const r = native.netShutdown(this._h);
+    if (r < 0) this.#shutdown = Promise.reject(systemError(-r, 'shutdown'));
+    else if (r === 0) this.#shutdown = Promise.resolve();
+    else this.#shutdown = this.#blockedWait();
+    this.#shutdown.catch(() => {});
+    return this.#shutdown;
+  }
+
+  /** The local address. */
+  localAddr(): SocketAddress {
+    return parseNativeAddr(native.netAddr(this._h, false), 'getsockname');
+  }
+
+  /** The peer's address. */
+  peerAddr(): SocketAddress {
+    this.#peer ??= parseNativeAddr(native.netAddr(this._h, true), 'getpeername');
+    return this.#peer;
+  }
+
+  #opt(opt: number, a: number, b = 0, name = 'setsockopt'): void {
+    const r = native.netSetOpt(this._h, opt, a, b);
+    if (r < 0) throw systemError(-r, name);
+  }
+
+  /** Sets `TCP_NODELAY`. */
+  setNoDelay(on = true): void {
+    this.#opt(1, on ? 1 : 0);
+  }
+
+  /** Sets `SO_KEEPALIVE` (and the idle time before probes, in ms). */
+  setKeepAlive(on = true, initialDelayMs = 0): void {
+    validateNumber(initialDelayMs, 'initialDelayMs', 0, 2 ** 31);
+    this.#opt(2, on ? 1 : 0, initialDelayMs);
+  }
+
+  /** Sets `SO_LINGER` (ms; `null` turns it off). */
+  setLinger(ms: number | null): void {
+    if (ms !== null) validateNumber(ms, 'ms', 0, 2 ** 31);
+    this.#opt(3, ms === null ? -1 : ms / 1000);
+  }
+
+  /** Sets the IP TTL. */
+  setTtl(ttl: number): void {
+    validateInteger(ttl, 'ttl', 1, 255);
+    this.#opt(4, ttl);
+  }
+
+  /** Splits into a read half and a write half (closing the write half sends a FIN). */
+  split(): [ReadHalf, WriteHalf] {
+    const state = { open: 2 };
+    return [new ReadHalf(this, state), new WriteHalf(this, state)];
+  }
+
+  /** Closes the connection (data queued by `write` is sent first when the socket takes it). */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    native.netClose(this._h);
+    unregister(this._h);
+    const c = this.#connect;
+    if (c !== undefined) {
+      // A pipe server closed while it waits for its client (sockets are handed out connected).
+      this.#connect = undefined;
+      this.#holds.add(-1);
+      c[1](closedError());
+    }
+    this.#service();
+    for (const [, rej] of this.#drainWaiters.slice()) rej(closedError());
+    this.#framer?.onStreamClosed();
+  }
+
+  /** Closes the connection. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+  }
+
+  /** @internal The stream itself (see `net/stream-of.ts`). */
+  [kStream](): TcpStream {
+    return this;
+  }
+
+  /** Whether {@link TcpStream.close} was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * The data received so far, as chunks, until end of stream. Each `next()` is one promise,
+   * resolved with its result directly (an async generator awaiting `readChunk()` would settle
+   * three per chunk, and under load every pending one survives V8's scavenges).
+   */
+  [Symbol.asyncIterator](): AsyncIterableIterator<Buffer> {
+    let done = false;
+    const it: AsyncIterableIterator<Buffer> = {
+      next: (): Promise<IteratorResult<Buffer, undefined>> => {
+        if (done) return Promise.resolve(ITER_DONE);
+        if (this.#framer !== undefined) return Promise.reject(framedError());
+        if (this.#buffered > 0) return Promise.resolve(new ChunkResult(this.#takeChunk()));
+        if (this.#closed) return Promise.reject(closedError());
+        if (this.#eof) return this.#readErr ? Promise.reject(this.#readErr) : Promise.resolve(ITER_DONE);
+        return this.#wait(undefined, false, undefined, true) as Promise<IteratorResult<Buffer, undefined>>;
+      },
+      // `break` out of a `for await` ends the iteration, not the stream.
+      return: (): Promise<IteratorResult<Buffer, undefined>> => {
+        done = true;
+        return Promise.resolve(ITER_DONE);
+      },
+      [Symbol.asyncIterator]: () => it,
+    };
+    return it;
+  }
+
+  /** @internal Hands buffered data over for a native copy and stops JS reads. */
+  _beginCopy(): Buffer {
+    this.#copying = true;
+    if (this.#reading) {
+      this.#reading = false;
+      native.netRead(this._h, false);
+    }
+    return this.#takeBuffered();
+  }
+
+  /** @internal */
+  _endCopy(sawEof: boolean): void {
+    this.#copying = false;
+    if (sawEof) this.#eof = true;
+  }
+
+  /** @internal */
+  get _eof(): boolean {
+    return this.#eof && this.#buffered === 0;
+  }
+
+  /**
+   * A Node `stream.Duplex` over this connection, for any Node library (e.g.
+   * `http.Server#emit('connection', stream.toNodeStream())`). Ending it sends a FIN; destroying it
+   * closes the connection.
+   */
+  toNodeStream(): Duplex {
+    if (this.#node) return this.#node;
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const self = this;
+    let reading = false;
+    const d = new Duplex({
+      allowHalfOpen: true,
+      read() {
+        if (reading) return;
+        reading = true;
+        const pump = (): void => {
+          self.readChunk().then(
+            (c) => {
+              if (c === undefined) {
+                reading = false;
+                d.push(null);
+              } else if (d.push(c)) {
+                pump();
+              } else {
+                reading = false;
+              }
+            },
+            (e) => {
+              reading = false;
+              d.destroy(e);
+            },
+          );
+        };
+        pump();
+      },
+      write(chunk: Buffer, _enc, cb) {
+        self.write(chunk).then(() => cb(), cb);
+      },
+      writev(chunks, cb) {
+        const total = Buffer.concat(chunks.map((c) => c.chunk as Buffer));
+        self.write(total).then(() => cb(), cb);
+      },
+      final(cb) {
+        self.shutdown().then(() => cb(), cb);
+      },
+      destroy(err, cb) {
+        self.close();
+        cb(err);
+      },
+    });
+    const extra = d as Duplex & Record<string, unknown>;
+    let peer: SocketAddress | undefined;
+    try {
+      peer = this.peerAddr();
+    } catch {
+      peer = undefined;
+    }
+    extra.remoteAddress = peer?.address;
+    extra.remotePort = peer?.port;
+    extra.remoteFamily = peer?.family;
+    extra.setNoDelay = (on?: boolean) => {
+      try {
+        self.setNoDelay(on ?? true);
+      } catch {
+        /* closed */
+      }
+      return d;
+    };
+    extra.setKeepAlive = (on?: boolean, delay?: number) => {
+      try {
+        self.setKeepAlive(on ?? false, delay ?? 0);
+      } catch {
+        /* closed */
+      }
+      return d;
+    };
+    extra.setTimeout = (ms: number, cb?: () => void) => {
+      const timers = extra as { _kyotoTimer?: NodeJS.Timeout };
+      if (timers._kyotoTimer) clearTimeout(timers._kyotoTimer);
+      timers._kyotoTimer = undefined;
+      if (cb) d.once('timeout', cb);
+      if (ms > 0) {
+        timers._kyotoTimer = setTimeout(() => d.emit('timeout'), ms);
+        timers._kyotoTimer.unref();
+      }
+      return d;
+    };
+    extra.address = () => {
+      try {
+        return self.localAddr();
+      } catch {
+        return {};
+      }
+    };
+    this.#node = d;
+    return d;
+  }
+}
+
+/** The read half of a split {@link TcpStream}. */
+export class ReadHalf implements AsyncIterable<Buffer> {
+  /** @internal */
+  constructor(
+    /** @internal */ readonly _s: TcpStream,
+    private readonly _state: { open: number },
+  ) {}
+  /** @internal The stream this half reads (see `net/stream-of.ts`). */
+  [kStream](): TcpStream {
+    return this._s;
+  }
+  /** See {@link TcpStream.read}. */
+  read(buf: Uint8Array, options?: SignalOption): Promise<number> {
+    return this._s.read(buf, options);
+  }
+  /** See {@link TcpStream.readExact}. */
+  readExact(buf: Uint8Array, options?: SignalOption): Promise<number> {
+    return this._s.readExact(buf, options);
+  }
+  /** See {@link TcpStream.readToEnd}. */
+  readToEnd(options?: SignalOption): Promise<Buffer> {
+    return this._s.readToEnd(options);
+  }
+  /** See {@link TcpStream.peek}. */
+  peek(buf: Uint8Array, options?: SignalOption): Promise<number> {
+    return this._s.peek(buf, options);
+  }
+  /** See {@link TcpStream.peerAddr}. */
+  peerAddr(): SocketAddress {
+    return this._s.peerAddr();
+  }
+  /** See {@link TcpStream.localAddr}. */
+  localAddr(): SocketAddress {
+    return this._s.localAddr();
+  }
+  /** Drops this half; the connection closes when both halves are closed. */
+  close(): void {
+    if (this._state.open > 0 && --this._state.open === 0) this._s.close();
+  }
+  /** The received chunks until end of stream. */
+  [Symbol.asyncIterator](): AsyncIterator<Buffer> {
+    return this._s[Symbol.asyncIterator]();
+  }
+}
+
+/** The write half of a split {@link TcpStream}; closing it sends a FIN. */
+export class WriteHalf {
+  #closed = false;
+  /** @internal */
+  constructor(
+    /** @internal */ readonly _s: TcpStream,
+    private readonly _state: { open: number },
+  ) {}
+  /** @internal The stream this half writes (see `net/stream-of.ts`). */
+  [kStream](): TcpStream {
+    return this._s;
+  }
+  /** See {@link TcpStream.write}. */
+  write(data: Uint8Array | string, options?: SignalOption): Promise<number> {
+    return this._s.write(data, options);
+  }
+  /** See {@link TcpStream.writeAll}. */
+  writeAll(data: Uint8Array | string, options?: SignalOption): Promise<void> {
+    return this._s.writeAll(data, options);
+  }
+  /** See {@link TcpStream.flush}. */
+  flush(options?: SignalOption): Promise<void> {
+    return this._s.flush(options);
+  }
+  /** Sends a FIN (idempotent). */
+  shutdown(): Promise<void> {
+    return this._s.shutdown();
+  }
+  /** See {@link TcpStream.peerAddr}. */
+  peerAddr(): SocketAddress {
+    return this._s.peerAddr();
+  }
+  /** See {@link TcpStream.localAddr}. */
+  localAddr(): SocketAddress {
+    return this._s.localAddr();
+  }
+  /** Sends a FIN and drops this half. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      await this._s.shutdown();
+    } finally {
+      if (this._state.open > 0 && --this._state.open === 0) this._s.close();
+    }
+  }
+}

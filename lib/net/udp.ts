@@ -1,0 +1,404 @@
+/**
+ * `UdpSocket`: datagrams received in native batches (`recvmmsg`) wait in a slab queue
+ * (`dgram-queue.ts`) for `recv`/`recvFrom`/`recvMany`; sends are queued in the write arena and sent
+ * in native batches (`sendmmsg`).
+ * @module
+ */
+import * as net from 'node:net';
+import { native } from '../native';
+import type { RuntimeOption } from '../runtime';
+import { codedError, invalidArgType, invalidArgValue, optionsBag, outOfRange, validateInteger } from '../errors';
+import {
+  LoopHolds,
+  K_DGRAM,
+  K_DRAIN,
+  K_ERROR,
+  SYSCALLS,
+  currentBatch,
+  encodedV4,
+  ipv4ToInt,
+  isBlocked,
+  parseNativeAddr,
+  pinRuntime,
+  queueWrite,
+  rarena,
+  copyFromArena,
+  register,
+  systemError,
+  unregister,
+  v4Address,
+  v6Address,
+  type SocketAddress,
+} from './core';
+import { DatagramQueue } from './dgram-queue';
+import {
+  isRuntimeShutdown,
+  rejectAll,
+  socketRuntime,
+  DGRAM_HWM,
+  splitAddr,
+  resolveAddr,
+  capturedResolve,
+  capturedReject,
+  capture,
+  withSignal,
+  toBytes,
+  closedError,
+  O_REUSE_ADDR,
+  O_REUSE_PORT,
+} from './common';
+import type { AddressLike, SignalOption } from './types';
+
+interface Datagram {
+  data: Buffer;
+  address: SocketAddress;
+}
+
+interface RecvWaiter {
+  kind: 0 | 1 | 2 | 3; // recv, recvFrom, peekFrom, recvMany
+  buf: Uint8Array | undefined;
+  max: number;
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+}
+
+/** A UDP socket. Received datagrams are batched natively (`recvmmsg`); sends too (`sendmmsg`). */
+export class UdpSocket {
+  /** @internal */ readonly _h: number;
+  #queue = new DatagramQueue<SocketAddress>();
+  #waiters: RecvWaiter[] = [];
+  /**
+   * The array a `recvMany` was resolved with while its batch is still being delivered: later
+   * datagrams of the same batch join it (its reader runs only after the batch call returns), so a
+   * burst arrives as one array instead of its first datagram alone.
+   */
+  #filling: { out: Datagram[]; max: number; batch: number } | undefined;
+  #reading = false;
+  #closed = false;
+  #err: Error | undefined;
+  #drain: Array<() => void> = [];
+  #connected = false;
+  /** Pending connect, reads, drain waits (stream) or receives (UDP) holding the loop. */
+  #holds = new LoopHolds();
+
+  /** @internal */
+  constructor(h: number) {
+    this._h = h;
+    register(h, this);
+  }
+
+  /** @internal Node-style ref/unref: whether a pending receive keeps the loop alive. */
+  _setRef(on: boolean): void {
+    this.#holds.setRef(on);
+  }
+
+  /** Binds to `addr` (port 0 picks a free port). */
+  static async bind(
+    addr: AddressLike,
+    options?: RuntimeOption & { reuseAddr?: boolean; reusePort?: boolean },
+  ): Promise<UdpSocket> {
+    const opts = optionsBag<RuntimeOption & { reuseAddr?: boolean; reusePort?: boolean }>(options);
+    socketRuntime(opts); // validates before the lookup
+    const { host, port } = await resolveAddr(addr);
+    const flags = (opts.reuseAddr ? O_REUSE_ADDR : 0) | (opts.reusePort ? O_REUSE_PORT : 0);
+    const [rt, nrt] = socketRuntime(opts);
+    const h = native.netUdpBind(host, port, flags, 0, 0, nrt);
+    if (h < 0) throw systemError(-h, 'bind', host, port);
+    const u = new UdpSocket(h);
+    pinRuntime(h, rt);
+    return u;
+  }
+
+  /** @internal */
+  onEvent(kind: number, a: number, b: number, off: number, len: number): void {
+    if (kind === K_DGRAM) {
+      const port = b & 0xffff;
+      const address = a !== -1 || (b >> 16 & 0xff) === 4 ? v4Address(a, port) : v6Address(off + len, port);
+      const w = this.#waiters;
+      if (w.length > 0 && this.#queue.length === 0 && w[0].kind !== 2 && w[0].kind !== 3) {
+        const first = w.shift()!;
+        if (w.length === 0) this.#holds.add(-1);
+        const buf = first.buf!;
+        const n = len < buf.length ? len : buf.length;
+        copyFromArena(buf, off, n);
+        first.resolve(first.kind === 0 ? n : { bytes: n, address });
+        return;
+      }
+      const f = this.#filling;
+      if (f !== undefined && f.batch === currentBatch() && f.out.length < f.max && this.#pending() === 0) {
+        f.out.push({ data: Buffer.from(rarena.subarray(off, off + len)), address });
+        return;
+      }
+      this.#filling = undefined;
+      this.#queue.push(rarena, off, len, address);
+      if (this.#queue.length > DGRAM_HWM && this.#reading) {
+        this.#reading = false;
+        native.netRead(this._h, false);
+      }
+      this.#service();
+    } else if (kind === K_ERROR) {
+      const err = systemError(a, SYSCALLS[b] ?? 'recv');
+      if (isRuntimeShutdown(err)) {
+        this.#err = err;
+        rejectAll(this.#waiters, err, (d) => this.#holds.add(d));
+        return;
+      }
+      const w = this.#waiters.shift();
+      if (w) {
+        if (this.#waiters.length === 0) this.#holds.add(-1);
+        w.reject(err);
+      } else {
+        this.#err = err;
+      }
+    } else if (kind === K_DRAIN) {
+      for (const r of this.#drain.splice(0)) r();
+    }
+  }
+
+  #pending(): number {
+    return this.#queue.length;
+  }
+
+  #shift(): void {
+    this.#queue.shift();
+    if (!this.#reading && !this.#closed && this.#pending() < DGRAM_HWM / 4) {
+      this.#reading = true;
+      native.netRead(this._h, true);
+    }
+  }
+
+  #fulfil(w: RecvWaiter): void {
+    const q = this.#queue;
+    if (w.kind === 3) {
+      const out: Datagram[] = [];
+      while (out.length < w.max && q.length > 0) {
+        out.push({ data: q.firstBuffer(), address: q.firstAddr() });
+        this.#shift();
+      }
+      this.#filling = out.length < w.max ? { out, max: w.max, batch: currentBatch() } : undefined;
+      w.resolve(out);
+      return;
+    }
+    const n = q.copyFirst(w.buf!);
+    const address = q.firstAddr();
+    if (w.kind !== 2) this.#shift();
+    w.resolve(w.kind === 0 ? n : { bytes: n, address });
+  }
+
+  #service(): void {
+    while (this.#waiters.length > 0 && this.#pending() > 0) {
+      const w = this.#waiters.shift()!;
+      if (this.#waiters.length === 0) this.#holds.add(-1);
+      this.#fulfil(w);
+    }
+  }
+
+  #recv<T>(kind: 0 | 1 | 2 | 3, buf: Uint8Array | undefined, max: number, signal?: AbortSignal): Promise<T> {
+    if (kind !== 3 && !(buf instanceof Uint8Array)) return Promise.reject(invalidArgType('buf', 'an instance of Uint8Array', buf));
+    if (this.#closed) return Promise.reject(closedError());
+    if (this.#err) {
+      const e = this.#err;
+      if (!isRuntimeShutdown(e)) this.#err = undefined; // a dead runtime fails every later call too
+      return Promise.reject(e);
+    }
+    if (!this.#reading) {
+      this.#reading = true;
+      native.netRead(this._h, true);
+    }
+    if (signal === undefined) {
+      const p = new Promise(capture) as Promise<T>;
+      const w: RecvWaiter = { kind, buf, max, resolve: capturedResolve, reject: capturedReject };
+      if (this.#waiters.length === 0 && this.#pending() === 0) this.#holds.add(1);
+      if (this.#pending() > 0 && this.#waiters.length === 0) this.#fulfil(w);
+      else this.#waiters.push(w);
+      return p;
+    }
+    return withSignal<T>(signal, (resolve, reject) => {
+      const w: RecvWaiter = { kind, buf, max, resolve: resolve as (v: unknown) => void, reject };
+      if (this.#waiters.length === 0 && this.#pending() === 0) this.#holds.add(1);
+      if (this.#pending() > 0 && this.#waiters.length === 0) this.#fulfil(w);
+      else this.#waiters.push(w);
+      return () => {
+        const i = this.#waiters.indexOf(w);
+        if (i >= 0) {
+          this.#waiters.splice(i, 1);
+          if (this.#waiters.length === 0) this.#holds.add(-1);
+        }
+      };
+    });
+  }
+
+  /** Receives one datagram into `buf` (excess bytes are discarded); resolves with its length. */
+  recv(buf: Uint8Array, options?: SignalOption): Promise<number> {
+    return this.#recv(0, buf, 0, options?.signal);
+  }
+
+  /** Receives one datagram: `{ bytes, address }`. */
+  recvFrom(buf: Uint8Array, options?: SignalOption): Promise<{ bytes: number; address: SocketAddress }> {
+    return this.#recv(1, buf, 0, options?.signal);
+  }
+
+  /** Like {@link UdpSocket.recvFrom} but leaves the datagram queued. */
+  peekFrom(buf: Uint8Array, options?: SignalOption): Promise<{ bytes: number; address: SocketAddress }> {
+    return this.#recv(2, buf, 0, options?.signal);
+  }
+
+  /**
+   * Receives up to `max` datagrams at once: those already queued, or, when none is, waits for at
+   * least one and resolves with the whole burst it arrived in (every datagram of that native
+   * batch, up to `max`), in order.
+   */
+  recvMany(max = 64, options?: SignalOption): Promise<Datagram[]> {
+    if (!Number.isInteger(max) || max < 1) return Promise.reject(outOfRange('max', '>= 1', max));
+    return this.#recv(3, undefined, max, options?.signal);
+  }
+
+  #destination(addr: AddressLike): { host: string; port: number } {
+    const a = splitAddr(addr);
+    if (!net.isIP(a.host)) {
+      if (a.host === 'localhost') return { host: '127.0.0.1', port: a.port };
+      throw invalidArgValue('addr', 'must be an IP address for UDP sends (resolve names first)', a.host);
+    }
+    return a;
+  }
+
+  #send(bytes: Uint8Array, host: string, port: number): Promise<number> {
+    if (this.#closed) return Promise.reject(closedError());
+    const ip = host === '' ? 0 : ipv4ToInt(host);
+    if (ip !== -1 && (host !== '' || this.#connected) && !isBlocked(this._h)) {
+      if (queueWrite(this._h, bytes, ip, host === '' ? 0 : port | (4 << 16))) return Promise.resolve(bytes.length);
+    }
+    const r = native.netUdpSend(this._h, bytes, host, port);
+    if (r < 0) return Promise.reject(systemError(-r, 'send', host || undefined, host ? port : undefined));
+    if (r === 1) return new Promise((res) => this.#drain.push(() => res(bytes.length)));
+    return Promise.resolve(bytes.length);
+  }
+
+  /** Sends to the connected peer. */
+  send(data: Uint8Array | string): Promise<number> {
+    if (!this.#connected) return Promise.reject(codedError('ERR_SOCKET_DGRAM_NOT_CONNECTED', 'Not connected'));
+    return this.#send(toBytes(data), '', 0);
+  }
+
+  /** Sends one datagram to `addr` (an IP literal). */
+  sendTo(data: Uint8Array | string, addr: AddressLike): Promise<number> {
+    if (addr !== undefined && this.#queueFast(data, addr)) return Promise.resolve((data as Uint8Array).length);
+    let bytes: Uint8Array;
+    let a: { host: string; port: number };
+    try {
+      bytes = toBytes(data);
+      a = this.#destination(addr);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#send(bytes, a.host, a.port);
+  }
+
+  /**
+   * Fast path of a send: bytes to the connected peer (`addr` undefined) or to an address object
+   * received from this module (e.g. `recvFrom`'s) go straight into the write table. False when the
+   * send needs the general path (another address form, a string, a blocked or closed socket).
+   */
+  #queueFast(data: unknown, addr: unknown): boolean {
+    if (!(data instanceof Uint8Array) || this.#closed || isBlocked(this._h)) return false;
+    if (addr === undefined) return this.#connected && queueWrite(this._h, data, 0, 0);
+    const enc = typeof addr === 'object' && addr !== null ? encodedV4(addr) : undefined;
+    return enc !== undefined && queueWrite(this._h, data, enc[0], enc[1]);
+  }
+
+  /**
+   * Sends several datagrams (one `sendmmsg` per run); resolves with how many were queued. Those
+   * that take the fast path (see `sendTo`) are queued synchronously, so a batch costs no promise
+   * per datagram.
+   */
+  sendMany(msgs: Array<{ data: Uint8Array | string; address?: AddressLike }>): Promise<number> {
+    if (!Array.isArray(msgs)) return Promise.reject(invalidArgType('msgs', 'an array', msgs));
+    let i = 0;
+    for (; i < msgs.length; i++) {
+      const m: unknown = msgs[i];
+      if (typeof m !== 'object' || m === null) break;
+      const { data, address } = m as { data?: unknown; address?: unknown };
+      if (!this.#queueFast(data, address)) break;
+    }
+    return i === msgs.length ? Promise.resolve(i) : this.#sendRest(msgs, i);
+  }
+
+  async #sendRest(msgs: Array<{ data: Uint8Array | string; address?: AddressLike }>, i: number): Promise<number> {
+    for (; i < msgs.length; i++) {
+      const m = msgs[i];
+      if (m.address === undefined) await this.send(m.data);
+      else await this.sendTo(m.data, m.address);
+    }
+    return msgs.length;
+  }
+
+  /** Connects: `send` goes to `addr`, and only its datagrams are received. */
+  async connect(addr: AddressLike): Promise<void> {
+    const { host, port } = await resolveAddr(addr);
+    const r = native.netUdpConnect(this._h, host, port);
+    if (r < 0) throw systemError(-r, 'connect', host, port);
+    this.#connected = true;
+  }
+
+  /**
+   * Undoes {@link UdpSocket.connect}: datagrams from any sender are received again, and `send`
+   * needs an address (`sendTo`). Throws `ERR_SOCKET_DGRAM_NOT_CONNECTED` when not connected.
+   */
+  disconnect(): void {
+    if (!this.#connected) throw codedError('ERR_SOCKET_DGRAM_NOT_CONNECTED', 'Not connected');
+    const r = native.netUdpDisconnect(this._h);
+    if (r < 0) throw systemError(-r, 'connect');
+    this.#connected = false;
+  }
+
+  #opt(opt: number, a: number): void {
+    const r = native.netSetOpt(this._h, opt, a, 0);
+    if (r < 0) throw systemError(-r, 'setsockopt');
+  }
+
+  /** `SO_BROADCAST`. */
+  setBroadcast(on: boolean): void {
+    this.#opt(5, on ? 1 : 0);
+  }
+  /** IP TTL. */
+  setTtl(ttl: number): void {
+    validateInteger(ttl, 'ttl', 1, 255);
+    this.#opt(4, ttl);
+  }
+  /** `IP_MULTICAST_LOOP`. */
+  setMulticastLoopV4(on: boolean): void {
+    this.#opt(6, on ? 1 : 0);
+  }
+  /** `IP_MULTICAST_TTL`. */
+  setMulticastTtlV4(ttl: number): void {
+    validateInteger(ttl, 'ttl', 0, 255);
+    this.#opt(7, ttl);
+  }
+  /** Joins an IPv4 multicast group on interface `iface` (an IPv4 address; default any). */
+  joinMulticastV4(group: string, iface = '0.0.0.0'): void {
+    const r = native.netMulticast(this._h, true, group, iface);
+    if (r < 0) throw systemError(-r, 'addMembership');
+  }
+  /** Leaves an IPv4 multicast group. */
+  leaveMulticastV4(group: string, iface = '0.0.0.0'): void {
+    const r = native.netMulticast(this._h, false, group, iface);
+    if (r < 0) throw systemError(-r, 'dropMembership');
+  }
+  /** The bound address. */
+  localAddr(): SocketAddress {
+    return parseNativeAddr(native.netAddr(this._h, false), 'getsockname');
+  }
+  /** Closes the socket; pending receives reject with `ERR_SOCKET_CLOSED`. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    native.netClose(this._h);
+    unregister(this._h);
+    if (this.#waiters.length > 0) this.#holds.add(-1);
+    for (const w of this.#waiters.splice(0)) w.reject(closedError());
+  }
+  /** Closes the socket. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+  }
+}
