@@ -1,7 +1,7 @@
 /**
  * What `kyoto/net`'s socket classes share: address parsing and host lookup, the promise and
- * `AbortSignal` plumbing of waiting calls, error makers and socket option flags. Internal:
- * `lib/net.ts` re-exports only the public types declared here.
+ * `AbortSignal` plumbing of waiting calls, error makers and socket option flags. Internal: nothing
+ * here is re-exported (the public types they share are in `types.ts`).
  * @module
  */
 import * as dns from 'node:dns';
