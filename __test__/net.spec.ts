@@ -809,3 +809,70 @@ test('both data paths serve TCP, UDP and native copy (KYOTO_NET_FLAVOR)', async 
     t.deepEqual(JSON.parse(out.trim().split('\n').pop()!), { flavor: expected, echoed: 300000, ok: true, dgram: 'dgram' });
   }
 });
+
+test('reads of every kind, issued several at a time, see the stream in order with nothing lost or repeated', async (t) => {
+  // read(buf), peek(buf), readChunk() and the iterator's next() share one queue of waiters and two
+  // delivery paths (straight from the batch, or through the chunk buffer): mix them at random
+  // against writes of random sizes and check every result against the bytes sent.
+  const { l, c, s } = await pair();
+  let seed = 0x9e3779b9;
+  const rand = (n: number): number => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed >>> 0) % n;
+  };
+  const total = 600_000;
+  const sent = Buffer.alloc(total);
+  for (let i = 0; i < total; i++) sent[i] = (i * 31 + (i >> 8)) & 0xff;
+  const writer = (async () => {
+    for (let off = 0; off < total; ) {
+      const n = Math.min(total - off, 1 + rand(3000));
+      await c.write(sent.subarray(off, off + n));
+      off += n;
+      if (rand(4) === 0) await new Promise((r) => setImmediate(r));
+    }
+    await c.shutdown();
+  })();
+  const it = s[Symbol.asyncIterator]();
+  let offset = 0;
+  let ops = 0;
+  for (let done = false; !done; ) {
+    const batch: Array<Promise<{ bytes: Buffer | undefined; consumed: boolean }>> = [];
+    for (let k = 1 + rand(4); k > 0; k--) {
+      const kind = rand(4);
+      if (kind === 0) {
+        const buf = Buffer.alloc(1 + rand(4096));
+        batch.push(s.read(buf).then((n) => ({ bytes: n === 0 ? undefined : buf.subarray(0, n), consumed: true })));
+      } else if (kind === 1) {
+        const buf = Buffer.alloc(1 + rand(512));
+        batch.push(s.peek(buf).then((n) => ({ bytes: n === 0 ? undefined : buf.subarray(0, n), consumed: false })));
+      } else if (kind === 2) {
+        batch.push(s.readChunk().then((b) => ({ bytes: b, consumed: true })));
+      } else {
+        batch.push(it.next().then((r) => ({ bytes: r.done ? undefined : r.value, consumed: true })));
+      }
+    }
+    // Waiters are served in the order they were issued: check the results in that order.
+    for (const p of batch) {
+      const { bytes, consumed } = await p;
+      ops++;
+      if (bytes === undefined) {
+        done = true;
+        continue;
+      }
+      t.false(done, 'no data after the end');
+      if (!bytes.equals(sent.subarray(offset, offset + bytes.length))) {
+        t.fail(`op ${ops}: ${bytes.length} bytes at offset ${offset} differ from what was sent`);
+        return;
+      }
+      if (consumed) offset += bytes.length;
+    }
+  }
+  await writer;
+  t.is(offset, total);
+  t.true(ops > 100);
+  c.close();
+  s.close();
+  l.close();
+});
