@@ -429,6 +429,43 @@ test("Node's http.Server serves requests over toNodeStream()", async (t) => {
   l.close();
 });
 
+test("Node's http.Server over kyoto TCP answers autocannon's load without an error", async (t) => {
+  // The issue's "real client" check: a load generator (autocannon, 20 keep-alive connections with
+  // 4 pipelined requests each, bounded to 2 s) against http.Server fed kyoto streams.
+  const server = http.createServer((req, res) => {
+    res.setHeader('content-type', 'text/plain');
+    res.end(`hello ${req.url}`);
+  });
+  const l = await TcpListener.bind('127.0.0.1:0');
+  (async () => {
+    for await (const s of l) server.emit('connection', s.toNodeStream());
+  })().catch(() => {});
+  const { port } = l.localAddr();
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const autocannon = require('autocannon') as (opts: object) => Promise<AutocannonResult>;
+  const r = await withTimeout(
+    autocannon({ url: `http://127.0.0.1:${port}/load`, connections: 20, pipelining: 4, duration: 2, timeout: 10 }),
+    30_000,
+    'autocannon',
+  );
+  t.true(r.requests.total > 0, 'requests completed');
+  t.is(r.errors, 0, 'connection errors');
+  t.is(r.timeouts, 0, 'timeouts');
+  t.is(r.non2xx, 0, 'non-2xx responses');
+  t.is(r['2xx'], r.requests.total, 'every request answered 200');
+  server.close();
+  l.close();
+});
+
+/** The fields of autocannon's result this file reads. */
+interface AutocannonResult {
+  requests: { total: number };
+  errors: number;
+  timeouts: number;
+  non2xx: number;
+  '2xx': number;
+}
+
 test('UDP sendTo/recvFrom round trip, with the sender address', async (t) => {
   const a = await UdpSocket.bind('127.0.0.1:0');
   const b = await UdpSocket.bind('127.0.0.1:0');
