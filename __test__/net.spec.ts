@@ -4,7 +4,7 @@ import * as http from 'node:http';
 import { readdirSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { TcpListener, TcpStream, TcpSocket, UdpSocket, type SocketAddress } from 'kyoto';
-import { linuxTest, packageRoot, realDelay, withTimeout } from './helpers';
+import { linuxTest, linuxTestSerial, packageRoot, realDelay, withTimeout } from './helpers';
 
 async function pair(): Promise<{ l: TcpListener; c: TcpStream; s: TcpStream }> {
   const l = await TcpListener.bind('127.0.0.1:0');
@@ -792,7 +792,8 @@ test('an idle kyoto/net never holds the process; an unref()ed listener does not 
   t.true(r3.out.includes('listener still holds'), r3.out);
 });
 
-linuxTest('a worker terminated mid-operation leaks no descriptor', async (t) => {
+linuxTestSerial('a worker terminated mid-operation leaks no descriptor', async (t) => {
+  // Serial: it counts the whole process's descriptors, which concurrent tests would move.
   const fds = (): number => readdirSync('/proc/self/fd').length;
   const before = fds();
   const src = `
