@@ -396,7 +396,8 @@ test('a peer that never reads cannot make the writer buffer without bound', asyn
   l.close();
 });
 
-test("Node's http.Server serves requests over toNodeStream()", async (t) => {
+/** Node's http.Server answering `hello <url>`, fed the streams a kyoto listener accepts. */
+async function httpOverKyoto(): Promise<{ server: http.Server; l: TcpListener; port: number }> {
   const server = http.createServer((req, res) => {
     res.setHeader('content-type', 'text/plain');
     res.end(`hello ${req.url}`);
@@ -405,7 +406,11 @@ test("Node's http.Server serves requests over toNodeStream()", async (t) => {
   (async () => {
     for await (const s of l) server.emit('connection', s.toNodeStream());
   })().catch(() => {});
-  const { port } = l.localAddr();
+  return { server, l, port: l.localAddr().port };
+}
+
+test("Node's http.Server serves requests over toNodeStream()", async (t) => {
+  const { server, l, port } = await httpOverKyoto();
   const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
   const get = (i: number): Promise<string> =>
     new Promise((resolve, reject) => {
@@ -432,15 +437,7 @@ test("Node's http.Server serves requests over toNodeStream()", async (t) => {
 test("Node's http.Server over kyoto TCP answers autocannon's load without an error", async (t) => {
   // The issue's "real client" check: a load generator (autocannon, 20 keep-alive connections with
   // 4 pipelined requests each, bounded to 2 s) against http.Server fed kyoto streams.
-  const server = http.createServer((req, res) => {
-    res.setHeader('content-type', 'text/plain');
-    res.end(`hello ${req.url}`);
-  });
-  const l = await TcpListener.bind('127.0.0.1:0');
-  (async () => {
-    for await (const s of l) server.emit('connection', s.toNodeStream());
-  })().catch(() => {});
-  const { port } = l.localAddr();
+  const { server, l, port } = await httpOverKyoto();
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const autocannon = require('autocannon') as (opts: object) => Promise<AutocannonResult>;
   const r = await withTimeout(

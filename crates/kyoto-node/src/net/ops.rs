@@ -167,34 +167,26 @@ fn sock_ref_udp(u: &UdpSocket, f: impl FnOnce(&socket2::SockRef<'_>) -> io::Resu
 /// Listener: accept connections (K_ACCEPT events) while `on`.
 #[napi(catch_unwind)]
 pub fn net_arm(h: u32, on: bool) -> Result<i32> {
-    with_sock(
-        h,
-        |_, s| {
-            if on {
-                if s.set(F_ARMED) & F_ARMED == 0 {
-                    s.wake();
-                }
-            } else {
-                s.clear(F_ARMED);
-            }
-            0
-        },
-        -ebadf(),
-    )
+    switch_flag(h, F_ARMED, on)
 }
 
 /// Stream/UDP: read (K_DATA / K_DGRAM events) while `on`.
 #[napi(catch_unwind)]
 pub fn net_read(h: u32, on: bool) -> Result<i32> {
+    switch_flag(h, F_READING, on)
+}
+
+/// Sets or clears one of a socket's flags; setting it wakes the socket's task if it was clear.
+fn switch_flag(h: u32, flag: u32, on: bool) -> Result<i32> {
     with_sock(
         h,
         |_, s| {
             if on {
-                if s.set(F_READING) & F_READING == 0 {
+                if s.set(flag) & flag == 0 {
                     s.wake();
                 }
             } else {
-                s.clear(F_READING);
+                s.clear(flag);
             }
             0
         },
