@@ -872,25 +872,26 @@ test('reads of every kind, issued several at a time, see the stream in order wit
   const it = s[Symbol.asyncIterator]();
   let offset = 0;
   let ops = 0;
+  const delivered = new Set<number>();
   for (let done = false; !done; ) {
-    const batch: Array<Promise<{ bytes: Buffer | undefined; consumed: boolean }>> = [];
+    const batch: Array<Promise<{ bytes: Buffer | undefined; consumed: boolean; kind: number }>> = [];
     for (let k = 1 + rand(4); k > 0; k--) {
       const kind = rand(4);
       if (kind === 0) {
         const buf = Buffer.alloc(1 + rand(4096));
-        batch.push(s.read(buf).then((n) => ({ bytes: n === 0 ? undefined : buf.subarray(0, n), consumed: true })));
+        batch.push(s.read(buf).then((n) => ({ bytes: n === 0 ? undefined : buf.subarray(0, n), consumed: true, kind })));
       } else if (kind === 1) {
         const buf = Buffer.alloc(1 + rand(512));
-        batch.push(s.peek(buf).then((n) => ({ bytes: n === 0 ? undefined : buf.subarray(0, n), consumed: false })));
+        batch.push(s.peek(buf).then((n) => ({ bytes: n === 0 ? undefined : buf.subarray(0, n), consumed: false, kind })));
       } else if (kind === 2) {
-        batch.push(s.readChunk().then((b) => ({ bytes: b, consumed: true })));
+        batch.push(s.readChunk().then((b) => ({ bytes: b, consumed: true, kind })));
       } else {
-        batch.push(it.next().then((r) => ({ bytes: r.done ? undefined : r.value, consumed: true })));
+        batch.push(it.next().then((r) => ({ bytes: r.done ? undefined : r.value, consumed: true, kind })));
       }
     }
     // Waiters are served in the order they were issued: check the results in that order.
     for (const p of batch) {
-      const { bytes, consumed } = await p;
+      const { bytes, consumed, kind } = await p;
       ops++;
       if (bytes === undefined) {
         done = true;
@@ -902,11 +903,14 @@ test('reads of every kind, issued several at a time, see the stream in order wit
         return;
       }
       if (consumed) offset += bytes.length;
+      delivered.add(kind);
     }
   }
   await writer;
   t.is(offset, total);
-  t.true(ops > 100);
+  // How many operations drain the stream depends on how the platform chunks it; each kind must
+  // have delivered data at least once.
+  t.is(delivered.size, 4, `kinds that delivered data in ${ops} operations`);
   c.close();
   s.close();
   l.close();
