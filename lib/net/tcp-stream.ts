@@ -27,7 +27,6 @@ import {
   pinRuntime,
   queueFrame,
   queueWrite,
-  rarena,
   copyFromArena,
   register,
   systemError,
@@ -77,7 +76,9 @@ class ChunkResult implements IteratorYieldResult<Buffer> {
 
 /** A chunk of the receive arena as a Buffer of its own (Node's pool for small ones). */
 function arenaChunk(off: number, len: number): Buffer {
-  return Buffer.from(rarena.subarray(off, off + len));
+  const b = Buffer.allocUnsafe(len);
+  copyFromArena(b, off, len);
+  return b;
 }
 
 /**
@@ -232,7 +233,7 @@ export class TcpStream implements AsyncIterable<Buffer> {
     switch (kind) {
       case K_DATA:
         // Read before the native framer took over: handed to it at K_FRAME_SYNC.
-        this.#chunks.push(Buffer.from(rarena.subarray(off, off + len)));
+        this.#chunks.push(arenaChunk(off, len));
         this.#buffered += len;
         return true;
       case K_FRAME_SYNC:
