@@ -28,7 +28,7 @@
  */
 import * as buffer from 'node:buffer';
 import { codedError, invalidArgType, optionsBag, outOfRange, validateSignal, abortReason } from '../errors';
-import { K_EOF, K_ERROR, K_FRAMES, K_FRAME_ERR, encodeFrame, hold, rarena, systemError } from '../net/core';
+import { K_EOF, K_ERROR, K_FRAMES, K_FRAME_ERR, arenaChunk, encodeFrame, hold, rarena, systemError } from '../net/core';
 import { WriteHalf, ReadHalf, type SignalOption, type TcpStream } from '../net';
 import type { FrameSink } from '../net/common';
 import { kyotoStream } from '../net/stream-of';
@@ -347,7 +347,7 @@ class NativeSource<T extends string | Buffer> extends FrameSource<T> implements 
         else this.deliver(this.#decode(start, start + segLen));
         continue;
       }
-      this.#parts.push(Buffer.from(rarena.subarray(start, start + segLen)));
+      this.#parts.push(arenaChunk(start, segLen));
       this.#partsLen += segLen;
       if (!more) {
         const whole = Buffer.concat(this.#parts, this.#partsLen);

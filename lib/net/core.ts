@@ -66,6 +66,13 @@ export function copyFromArena(dst: Uint8Array, off: number, n: number): void {
     rarena.copy(dst, 0, off, off + n);
   }
 }
+
+/** `len` bytes at `off` of the receive arena as a Buffer of their own (Node's pool for small ones). */
+export function arenaChunk(off: number, len: number): Buffer {
+  const b = Buffer.allocUnsafe(len);
+  copyFromArena(b, off, len);
+  return b;
+}
 const wtab = new Int32Array(WTAB_CAP * WREC);
 const warenaU8 = new Uint8Array(WARENA);
 const warena = Buffer.from(warenaU8.buffer, 0, WARENA);

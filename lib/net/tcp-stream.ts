@@ -28,6 +28,7 @@ import {
   queueFrame,
   queueWrite,
   copyFromArena,
+  arenaChunk,
   register,
   systemError,
   unregister,
@@ -74,12 +75,6 @@ class ChunkResult implements IteratorYieldResult<Buffer> {
   constructor(readonly value: Buffer) {}
 }
 
-/** A chunk of the receive arena as a Buffer of its own (Node's pool for small ones). */
-function arenaChunk(off: number, len: number): Buffer {
-  const b = Buffer.allocUnsafe(len);
-  copyFromArena(b, off, len);
-  return b;
-}
 
 /**
  * A TCP connection. Reads land in the caller's buffer; `write` resolves once the kernel took the

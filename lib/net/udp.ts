@@ -23,6 +23,7 @@ import {
   queueWrite,
   rarena,
   copyFromArena,
+  arenaChunk,
   register,
   systemError,
   unregister,
@@ -126,7 +127,7 @@ export class UdpSocket {
       }
       const f = this.#filling;
       if (f !== undefined && f.batch === currentBatch() && f.out.length < f.max && this.#pending() === 0) {
-        f.out.push({ data: Buffer.from(rarena.subarray(off, off + len)), address });
+        f.out.push({ data: arenaChunk(off, len), address });
         return;
       }
       this.#filling = undefined;
