@@ -463,6 +463,38 @@ interface AutocannonResult {
   '2xx': number;
 }
 
+test('queued UDP datagrams of any length come out intact: whole through recvMany, cut to the buffer through recv', async (t) => {
+  // Datagrams that arrive with no receive waiting are copied into the queue's slab, then out again
+  // (short ones by a loop, long ones by Buffer#copy): cover lengths on both sides of that switch.
+  const a = await UdpSocket.bind('127.0.0.1:0');
+  const b = await UdpSocket.bind('127.0.0.1:0');
+  const lengths = [1, 63, 255, 256, 257, 1000, 1500, 9000];
+  const make = (len: number, salt: number): Buffer => {
+    const d = Buffer.alloc(len);
+    for (let i = 0; i < len; i++) d[i] = (i * 13 + salt) & 0xff;
+    return d;
+  };
+  for (const [salt, len] of lengths.entries()) await a.sendTo(make(len, salt), b.localAddr());
+  await realDelay(50); // all queued before the first receive
+  const got: Buffer[] = [];
+  while (got.length < lengths.length) {
+    for (const m of await withTimeout(b.recvMany(64), 5_000, 'recvMany')) got.push(m.data);
+  }
+  got.forEach((d, salt) => t.deepEqual(d, make(lengths[salt], salt), `datagram ${salt} (${lengths[salt]} B)`));
+  for (const [salt, len] of lengths.entries()) await a.sendTo(make(len, salt + 100), b.localAddr());
+  await realDelay(50);
+  const small = Buffer.alloc(300);
+  for (const [salt, len] of lengths.entries()) {
+    small.fill(0xee);
+    const n = await withTimeout(b.recv(small), 5_000, 'recv');
+    t.is(n, Math.min(len, small.length));
+    t.deepEqual(small.subarray(0, n), make(len, salt + 100).subarray(0, n), `datagram ${salt} (${len} B), cut to ${n}`);
+    t.true(small.subarray(n).every((x) => x === 0xee));
+  }
+  a.close();
+  b.close();
+});
+
 test('UDP sendTo/recvFrom round trip, with the sender address', async (t) => {
   const a = await UdpSocket.bind('127.0.0.1:0');
   const b = await UdpSocket.bind('127.0.0.1:0');

@@ -9,6 +9,7 @@
  * @module
  */
 import * as util from 'node:util';
+import { copyBytes, copyOut } from './bytes';
 import { native } from '../native';
 import { runtimeShutdownError } from '../errors';
 import {
@@ -54,24 +55,14 @@ const rarenaU8 = new Uint8Array(RARENA);
 /** The receive arena as a Buffer (for cheap copies and latin1 decoding). */
 export const rarena = Buffer.from(rarenaU8.buffer, 0, RARENA);
 
-/**
- * Copies `n` bytes at `off` of the receive arena to the start of `dst`. Short copies (a P1 echo's
- * every read) run as a plain loop: `Buffer#copy` from an offset allocates a view per call, and
- * fewer bytes allocated per read means fewer scavenges for pending reads to survive.
- */
+/** Copies `n` bytes at `off` of the receive arena to the start of `dst`. */
 export function copyFromArena(dst: Uint8Array, off: number, n: number): void {
-  if (n <= 256) {
-    for (let i = 0; i < n; i++) dst[i] = rarenaU8[off + i];
-  } else {
-    rarena.copy(dst, 0, off, off + n);
-  }
+  copyBytes(rarena, off, dst, 0, n);
 }
 
 /** `len` bytes at `off` of the receive arena as a Buffer of their own (Node's pool for small ones). */
 export function arenaChunk(off: number, len: number): Buffer {
-  const b = Buffer.allocUnsafe(len);
-  copyFromArena(b, off, len);
-  return b;
+  return copyOut(rarena, off, len);
 }
 const wtab = new Int32Array(WTAB_CAP * WREC);
 const warenaU8 = new Uint8Array(WARENA);

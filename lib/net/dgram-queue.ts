@@ -12,6 +12,8 @@
  * @module
  */
 
+import { copyBytes, copyOut } from './bytes';
+
 /** Bytes per slab; a larger datagram gets a slab of its own size. */
 const SLAB = 64 * 1024;
 const NO_SLAB = Buffer.alloc(0);
@@ -39,7 +41,7 @@ export class DatagramQueue<A> {
       this.#slab = Buffer.allocUnsafeSlow(len > SLAB ? len : SLAB);
       this.#used = 0;
     }
-    src.copy(this.#slab, this.#used, off, off + len);
+    copyBytes(src, off, this.#slab, this.#used, len);
     const t = this.#tail++;
     this.#slabs[t] = this.#slab;
     this.#offs[t] = this.#used;
@@ -59,7 +61,7 @@ export class DatagramQueue<A> {
     const len = this.#lens[h];
     const n = len < buf.length ? len : buf.length;
     const off = this.#offs[h];
-    this.#slabs[h].copy(buf, 0, off, off + n);
+    copyBytes(this.#slabs[h], off, buf, 0, n);
     return n;
   }
 
@@ -67,7 +69,7 @@ export class DatagramQueue<A> {
   firstBuffer(): Buffer {
     const h = this.#head;
     const off = this.#offs[h];
-    return Buffer.from(this.#slabs[h].subarray(off, off + this.#lens[h]));
+    return copyOut(this.#slabs[h], off, this.#lens[h]);
   }
 
   /** Drops the first datagram. */
