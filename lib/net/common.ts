@@ -23,6 +23,17 @@ export function rejectAll(ws: Array<{ reject: (e: unknown) => void }>, err: Erro
 }
 
 /**
+ * Removes `w` from `ws` if it is still queued (its wait was aborted), releasing the loop hold
+ * (through `release`) when that empties `ws`.
+ */
+export function removeWaiter<W>(ws: W[], w: W, release: (delta: number) => void = hold): void {
+  const i = ws.indexOf(w);
+  if (i < 0) return;
+  ws.splice(i, 1);
+  if (ws.length === 0) release(-1);
+}
+
+/**
  * The runtime a new socket's I/O runs on. Without `runtime` (or with the default runtime) a socket
  * uses this thread's data path (see {@link netFlavor}); with another {@link Runtime} its reads,
  * writes and accepts run on that runtime's threads, its events reach this thread batched, and

@@ -45,6 +45,8 @@ import {
   capturedReject,
   capture,
   withSignal,
+  rejectAll,
+  removeWaiter,
   toBytes,
   closedError,
   framedError,
@@ -298,8 +300,7 @@ export class TcpStream implements AsyncIterable<Buffer> {
       this.#reading = false;
       native.netRead(this._h, false);
     }
-    if (this.#waiters.length > 0) this.#holds.add(-1);
-    for (const w of this.#waiters.splice(0)) w.reject(framedError());
+    rejectAll(this.#waiters, framedError(), (d) => this.#holds.add(d));
     if (this.#closed) sink.onStreamClosed();
     // Already ended: no raw data can follow, so no need to wait for the task's marker (whose task
     // may be gone, e.g. with its runtime); a marker that still comes is ignored.
@@ -453,13 +454,7 @@ export class TcpStream implements AsyncIterable<Buffer> {
       const w: ReadWaiter = { buf, peek, iter, resolve, reject };
       if (this.#waiters.length === 0) this.#holds.add(1);
       this.#waiters.push(w);
-      return () => {
-        const i = this.#waiters.indexOf(w);
-        if (i >= 0) {
-          this.#waiters.splice(i, 1);
-          if (this.#waiters.length === 0) this.#holds.add(-1);
-        }
-      };
+      return () => removeWaiter(this.#waiters, w, (d) => this.#holds.add(d));
     });
   }
 

@@ -43,6 +43,7 @@ import {
   capturedReject,
   capture,
   withSignal,
+  removeWaiter,
   toBytes,
   closedError,
   O_REUSE_ADDR,
@@ -219,13 +220,7 @@ export class UdpSocket {
       if (this.#waiters.length === 0 && this.#pending() === 0) this.#holds.add(1);
       if (this.#pending() > 0 && this.#waiters.length === 0) this.#fulfil(w);
       else this.#waiters.push(w);
-      return () => {
-        const i = this.#waiters.indexOf(w);
-        if (i >= 0) {
-          this.#waiters.splice(i, 1);
-          if (this.#waiters.length === 0) this.#holds.add(-1);
-        }
-      };
+      return () => removeWaiter(this.#waiters, w, (d) => this.#holds.add(d));
     });
   }
 
@@ -395,8 +390,7 @@ export class UdpSocket {
     this.#closed = true;
     native.netClose(this._h);
     unregister(this._h);
-    if (this.#waiters.length > 0) this.#holds.add(-1);
-    for (const w of this.#waiters.splice(0)) w.reject(closedError());
+    rejectAll(this.#waiters, closedError(), (d) => this.#holds.add(d));
   }
   /** Closes the socket. */
   async [Symbol.asyncDispose](): Promise<void> {

@@ -29,6 +29,7 @@ import {
   DGRAM_HWM,
   checkSignal,
   withSignal,
+  removeWaiter,
   toBytes,
   closedError,
 } from './common';
@@ -256,13 +257,7 @@ export class UnixDatagram {
       const w = { buf, from, resolve: resolve as (v: unknown) => void, reject };
       if (this.#waiters.length === 0) hold(1);
       this.#waiters.push(w);
-      return () => {
-        const i = this.#waiters.indexOf(w);
-        if (i >= 0) {
-          this.#waiters.splice(i, 1);
-          if (this.#waiters.length === 0) hold(-1);
-        }
-      };
+      return () => removeWaiter(this.#waiters, w);
     });
   }
 
@@ -323,8 +318,7 @@ export class UnixDatagram {
     this.#closed = true;
     native.netClose(this._h);
     unregister(this._h);
-    if (this.#waiters.length > 0) hold(-1);
-    for (const w of this.#waiters.splice(0)) w.reject(closedError());
+    rejectAll(this.#waiters, closedError());
   }
 
   /** Closes the socket. */
