@@ -236,11 +236,7 @@ fn net() -> Result<Rc<NetEnv>> {
 /// on every core oversubscribes them; `KYOTO_WORKER_THREADS` still decides when set. On 2 cores
 /// (P1, alternating runs) one worker gave 14–15 % more ops/s than two at 50×1×64 B and 200×4×128 B.
 fn mt_workers() -> Option<usize> {
-    let from_env = std::env::var(kyoto_rt::runtime::WORKER_THREADS_ENV)
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|&n| n > 0);
-    if from_env.is_some() {
+    if kyoto_rt::runtime::worker_threads_from_env().is_some() {
         return None;
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -879,6 +875,22 @@ fn apply_common(s: &Socket, flags: u32, sndbuf: u32, rcvbuf: u32, v6: bool) -> i
         s.set_recv_buffer_size(rcvbuf as usize)?;
     }
     Ok(())
+}
+
+/// A new non-blocking socket of `ip`'s family with the options every kyoto socket takes
+/// ([`apply_common`]); the caller adds its own, then binds, listens or connects.
+fn open_socket(
+    ip: &IpAddr,
+    ty: Type,
+    proto: Protocol,
+    flags: u32,
+    sndbuf: u32,
+    rcvbuf: u32,
+) -> io::Result<Socket> {
+    let s = Socket::new(domain(ip), ty, Some(proto))?;
+    apply_common(&s, flags, sndbuf, rcvbuf, ip.is_ipv6())?;
+    s.set_nonblocking(true)?;
+    Ok(s)
 }
 
 /// Registers a new socket of `kind` whose task runs on `rt`: its handle, or -EBADF when the env is

@@ -23,11 +23,9 @@ pub fn net_tcp_listen(
     };
     let addr = SocketAddr::new(ip, port as u16);
     let r = (|| -> io::Result<std::net::TcpListener> {
-        let s = Socket::new(domain(&ip), Type::STREAM, Some(Protocol::TCP))?;
+        let s = open_socket(&ip, Type::STREAM, Protocol::TCP, flags, sndbuf, rcvbuf)?;
         #[cfg(unix)]
         s.set_reuse_address(true)?; // like Node and Tokio: restart while old connections linger
-        apply_common(&s, flags, sndbuf, rcvbuf, ip.is_ipv6())?;
-        s.set_nonblocking(true)?;
         s.bind(&addr.into())?;
         s.listen(backlog.clamp(1, 65535) as i32)?;
         Ok(s.into())
@@ -71,15 +69,13 @@ pub fn net_tcp_connect(
     };
     let addr = SocketAddr::new(ip, port as u16);
     let r = (|| -> io::Result<std::net::TcpStream> {
-        let s = Socket::new(domain(&ip), Type::STREAM, Some(Protocol::TCP))?;
-        apply_common(&s, flags, sndbuf, rcvbuf, ip.is_ipv6())?;
+        let s = open_socket(&ip, Type::STREAM, Protocol::TCP, flags, sndbuf, rcvbuf)?;
         if flags & O_NODELAY != 0 {
             s.set_tcp_nodelay(true)?;
         }
         if flags & O_KEEPALIVE != 0 {
             s.set_keepalive(true)?;
         }
-        s.set_nonblocking(true)?;
         if let Some(l) = local {
             s.bind(&l.into())?;
         }
@@ -120,9 +116,7 @@ pub fn net_udp_bind(
     };
     let addr = SocketAddr::new(ip, port as u16);
     let r = (|| -> io::Result<std::net::UdpSocket> {
-        let s = Socket::new(domain(&ip), Type::DGRAM, Some(Protocol::UDP))?;
-        apply_common(&s, flags, sndbuf, rcvbuf, ip.is_ipv6())?;
-        s.set_nonblocking(true)?;
+        let s = open_socket(&ip, Type::DGRAM, Protocol::UDP, flags, sndbuf, rcvbuf)?;
         s.bind(&addr.into())?;
         Ok(s.into())
     })();

@@ -34,6 +34,14 @@ pub struct Builder {
 /// The environment variable that sets the default worker count.
 pub const WORKER_THREADS_ENV: &str = "KYOTO_WORKER_THREADS";
 
+/// The worker count [`WORKER_THREADS_ENV`] asks for, if it is set to a positive integer.
+pub fn worker_threads_from_env() -> Option<usize> {
+    std::env::var(WORKER_THREADS_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+}
+
 impl Builder {
     /// A multi-thread, work-stealing runtime (one worker per core unless set).
     pub fn new_multi_thread() -> Builder {
@@ -141,15 +149,11 @@ impl Builder {
         if let Some(n) = self.worker_threads {
             return n;
         }
-        std::env::var(WORKER_THREADS_ENV)
-            .ok()
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .filter(|&n| n > 0)
-            .unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1)
-            })
+        worker_threads_from_env().unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
     }
 
     /// Builds the runtime; for multi-thread this starts the worker threads.

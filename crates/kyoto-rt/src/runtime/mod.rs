@@ -22,7 +22,7 @@ pub(crate) mod task;
 #[cfg(all(test, loom))]
 mod tests;
 
-pub use builder::{Builder, WORKER_THREADS_ENV};
+pub use builder::{worker_threads_from_env, Builder, WORKER_THREADS_ENV};
 pub use handle::{ClockError, EnterGuard, Handle, TryCurrentError};
 pub use metrics::RuntimeMetrics;
 pub use runtime::{Runtime, RuntimeFlavor};
