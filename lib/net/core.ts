@@ -64,6 +64,7 @@ export function copyFromArena(dst: Uint8Array, off: number, n: number): void {
 export function arenaChunk(off: number, len: number): Buffer {
   return copyOut(rarena, off, len);
 }
+
 const wtab = new Int32Array(WTAB_CAP * WREC);
 const warenaU8 = new Uint8Array(WARENA);
 const warena = Buffer.from(warenaU8.buffer, 0, WARENA);
