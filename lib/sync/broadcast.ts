@@ -127,7 +127,7 @@ export class BroadcastSender<T> {
 
   /** A new receiver that sees values sent from now on. */
   subscribe(): BroadcastReceiver<T> {
-    return BroadcastReceiver._new(this.#s, this.#s.tail);
+    return newReceiver(this.#s, this.#s.tail);
   }
 
   /** How many receivers exist. */
@@ -233,26 +233,6 @@ export class BroadcastReceiver<T> implements AsyncIterable<T> {
   }
 
   /** @internal */
-  static _new<T>(s: Shared<T>, next: number): BroadcastReceiver<T> {
-    const r = new BroadcastReceiver<T>(s, next);
-    if (s.n !== undefined) {
-      const [key, id] = s.n.newEnd(CELL.BC_RX, -1);
-      r._adopt(key, id);
-      return r;
-    }
-    s.rxCount++;
-    s.rxs.add(r);
-    return r;
-  }
-
-  /** @internal */
-  static _revived<T>(s: Shared<T>, key: number, id: number): BroadcastReceiver<T> {
-    const r = new BroadcastReceiver<T>(s, 0);
-    r._adopt(key, id);
-    return r;
-  }
-
-  /** @internal */
   _adopt(key: number, id: number): void {
     this.#key = key;
     this.#id = id;
@@ -340,7 +320,7 @@ export class BroadcastReceiver<T> implements AsyncIterable<T> {
 
   /** A new receiver of the same channel starting at the tail (only values sent from now on). */
   resubscribe(): BroadcastReceiver<T> {
-    return BroadcastReceiver._new(this.#s, this.#s.tail);
+    return newReceiver(this.#s, this.#s.tail);
   }
 
   /** Values this receiver has not seen (counted from its cursor, so it can exceed the capacity before a lag is reported). */
@@ -424,10 +404,32 @@ export function channel<T>(capacity: number): [BroadcastSender<T>, BroadcastRece
   let cap = 1;
   while (cap < capacity) cap *= 2;
   const s = new Shared<T>(cap);
-  return [new BroadcastSender<T>(s), BroadcastReceiver._new(s, 0)];
+  return [new BroadcastSender<T>(s), newReceiver(s, 0)];
 }
 
 export { BroadcastSender as Sender, BroadcastReceiver as Receiver };
+
+// Module functions rather than statics of BroadcastReceiver, so user code cannot reach them.
+
+/** A receiver starting at `next`, counted among the channel's receivers. */
+function newReceiver<T>(s: Shared<T>, next: number): BroadcastReceiver<T> {
+  const r = new BroadcastReceiver<T>(s, next);
+  if (s.n !== undefined) {
+    const [key, id] = s.n.newEnd(CELL.BC_RX, -1);
+    r._adopt(key, id);
+    return r;
+  }
+  s.rxCount++;
+  s.rxs.add(r);
+  return r;
+}
+
+/** A receiver revived by `fromShared`, owning the native end `key`/`id`. */
+function revivedReceiver<T>(s: Shared<T>, key: number, id: number): BroadcastReceiver<T> {
+  const r = new BroadcastReceiver<T>(s, 0);
+  r._adopt(key, id);
+  return r;
+}
 
 function revivedShared<T>(n: NCell): Shared<T> {
   const s = new Shared<T>(n.bcCap(), false);
@@ -441,5 +443,5 @@ registerReviver('broadcast.Sender', (i, g, h, l) => {
 });
 registerReviver('broadcast.Receiver', (i, g, h, l) => {
   const n = sn().syncReviveCell(CELL.BC_RX, i, g, h, l);
-  return n === null ? null : BroadcastReceiver._revived(revivedShared(n), n.key(), n.aux());
+  return n === null ? null : revivedReceiver(revivedShared(n), n.key(), n.aux());
 });

@@ -19,6 +19,13 @@ import {
   type SyncHandle,
 } from './native';
 
+// How `fromShared` builds each class over revived native state. Assigned in the classes' static
+// blocks, which can set #private fields, rather than being statics: user code must not be able to
+// make an instance bound to arbitrary state.
+let reviveNotify: (n: NNotify) => Notify;
+let reviveBarrier: (nb: NBarrier) => Barrier;
+let reviveOnceCell: (n: NCell) => OnceCell<unknown>;
+
 /**
  * Wakes tasks (Tokio's `Notify`). `notifyOne()` wakes the oldest waiter or, with none, stores a
  * single permit (repeated calls still store one) that the next `notified()` consumes at once;
@@ -98,11 +105,12 @@ export class Notify {
     return (this.#handle = makeHandle('Notify', this.#n.share()));
   }
 
-  /** @internal */
-  static _revive(n: NNotify): Notify {
-    const x = new Notify();
-    x.#n = n;
-    return x;
+  static {
+    reviveNotify = (n) => {
+      const x = new Notify();
+      x.#n = n;
+      return x;
+    };
   }
 }
 
@@ -183,11 +191,12 @@ export class Barrier {
     return (this.#handle = makeHandle('Barrier', this.#nb.share()));
   }
 
-  /** @internal */
-  static _revive(nb: NBarrier): Barrier {
-    const b = new Barrier(nb.n());
-    b.#nb = nb;
-    return b;
+  static {
+    reviveBarrier = (nb) => {
+      const b = new Barrier(nb.n());
+      b.#nb = nb;
+      return b;
+    };
   }
 }
 
@@ -358,23 +367,24 @@ export class OnceCell<T> {
     return (this.#handle = makeHandle('OnceCell', this.#n.shareCell()));
   }
 
-  /** @internal */
-  static _revive<T>(n: NCell): OnceCell<T> {
-    const c = new OnceCell<T>();
-    c.#n = n;
-    return c;
+  static {
+    reviveOnceCell = (n) => {
+      const c = new OnceCell<unknown>();
+      c.#n = n;
+      return c;
+    };
   }
 }
 
 registerReviver('Notify', (i, g, h, l) => {
   const n = sn().syncReviveNotify(i, g, h, l);
-  return n === null ? null : Notify._revive(n);
+  return n === null ? null : reviveNotify(n);
 });
 registerReviver('Barrier', (i, g, h, l) => {
   const n = sn().syncReviveBarrier(i, g, h, l);
-  return n === null ? null : Barrier._revive(n);
+  return n === null ? null : reviveBarrier(n);
 });
 registerReviver('OnceCell', (i, g, h, l) => {
   const n = sn().syncReviveCell(CELL.ONCE, i, g, h, l);
-  return n === null ? null : OnceCell._revive(n);
+  return n === null ? null : reviveOnceCell(n);
 });

@@ -146,6 +146,11 @@ export class SemaphorePermit implements Disposable {
   }
 }
 
+// How `fromShared` builds a Semaphore over revived native state. Assigned in the class's static
+// block, which can set #native, rather than being a static: user code must not be able to make an
+// instance bound to arbitrary state.
+let reviveSemaphore: (n: NSem) => Semaphore;
+
 /**
  * A counting semaphore with Tokio's semantics: waiters are served strictly FIFO, and freed
  * permits are assigned incrementally to the head waiter (so a large `acquire(n)` at the head holds
@@ -230,12 +235,13 @@ export class Semaphore {
     return (this.#handle = makeHandle('Semaphore', this.#native.share(KIND_SEMAPHORE)));
   }
 
-  /** @internal */
-  static _revive(n: NSem): Semaphore {
-    const s = new Semaphore(0);
-    s._core = new NativeSemCore(n);
-    s.#native = n;
-    return s;
+  static {
+    reviveSemaphore = (n) => {
+      const s = new Semaphore(0);
+      s._core = new NativeSemCore(n);
+      s.#native = n;
+      return s;
+    };
   }
 }
 
@@ -420,14 +426,6 @@ export class Mutex<T = void> extends Locked<T> {
   share(): SyncHandle {
     return this._share('Mutex', KIND_MUTEX, 1);
   }
-
-  /** @internal */
-  static _revive<T>(n: NSem): Mutex<T> {
-    const m = new Mutex<T>(undefined as T);
-    m._core = new NativeSemCore(n);
-    m._native = n;
-    return m;
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -542,14 +540,6 @@ export class RwLock<T = void> extends Locked<T> {
   share(): SyncHandle {
     return this._share('RwLock', KIND_RWLOCK, this._max);
   }
-
-  /** @internal */
-  static _revive<T>(n: NSem): RwLock<T> {
-    const l = new RwLock<T>(undefined as T, { maxReaders: n.max() });
-    l._core = new NativeSemCore(n);
-    l._native = n;
-    return l;
-  }
 }
 
 function makePermit(s: Semaphore, key: number, n: number): SemaphorePermit {
@@ -571,15 +561,29 @@ notThenable(MutexGuard);
 notThenable(RwLockReadGuard);
 notThenable(RwLockWriteGuard);
 
+// Module functions, not statics, for the same reason as reviveSemaphore (these need no #private).
+function reviveMutex(n: NSem): Mutex<unknown> {
+  const m = new Mutex<unknown>(undefined);
+  m._core = new NativeSemCore(n);
+  m._native = n;
+  return m;
+}
+function reviveRwLock(n: NSem): RwLock<unknown> {
+  const l = new RwLock<unknown>(undefined, { maxReaders: n.max() });
+  l._core = new NativeSemCore(n);
+  l._native = n;
+  return l;
+}
+
 registerReviver('Semaphore', (i, g, h, l) => {
   const n = sn().syncReviveSem(KIND_SEMAPHORE, i, g, h, l);
-  return n === null ? null : Semaphore._revive(n);
+  return n === null ? null : reviveSemaphore(n);
 });
 registerReviver('Mutex', (i, g, h, l) => {
   const n = sn().syncReviveSem(KIND_MUTEX, i, g, h, l);
-  return n === null ? null : Mutex._revive(n);
+  return n === null ? null : reviveMutex(n);
 });
 registerReviver('RwLock', (i, g, h, l) => {
   const n = sn().syncReviveSem(KIND_RWLOCK, i, g, h, l);
-  return n === null ? null : RwLock._revive(n);
+  return n === null ? null : reviveRwLock(n);
 });

@@ -199,7 +199,7 @@ export class WatchSender<T> {
       const seen = s.n.wVersion();
       return new WatchReceiver<T>(s, seen, s.n.newEnd(CELL.W_RX, seen)[0]);
     }
-    return WatchReceiver._new(s, s.version);
+    return newReceiver(s, s.version);
   }
 
   /** How many receivers exist. */
@@ -273,14 +273,6 @@ export class WatchReceiver<T> {
     this.#seen = seen;
     this.#key = key;
     if (key !== 0) track(this, dropEnd, s.n!, key);
-  }
-
-  /** @internal */
-  static _new<T>(s: Shared<T>, seen: number): WatchReceiver<T> {
-    s.rxCount++;
-    const r = new WatchReceiver<T>(s, seen);
-    s.rxs.add(r);
-    return r;
   }
 
   /** @internal */
@@ -383,7 +375,7 @@ export class WatchReceiver<T> {
     if (this.#closed) throw new InvalidStateError('this receiver was closed');
     const s = this.#s;
     if (s.n !== undefined) return new WatchReceiver<T>(s, this.#seen, s.n.newEnd(CELL.W_RX, this.#seen)[0]);
-    return WatchReceiver._new(s, this.#seen);
+    return newReceiver(s, this.#seen);
   }
 
   /** Drops this receiver. */
@@ -416,10 +408,21 @@ export class WatchReceiver<T> {
 /** A watch channel holding `init`. */
 export function channel<T>(init: T): [WatchSender<T>, WatchReceiver<T>] {
   const s = new Shared<T>(init);
-  return [new WatchSender<T>(s), WatchReceiver._new(s, 0)];
+  return [new WatchSender<T>(s), newReceiver(s, 0)];
 }
 
 export { WatchSender as Sender, WatchReceiver as Receiver };
+
+/**
+ * A receiver that has seen version `seen`, counted among the channel's receivers (a module
+ * function rather than a static of WatchReceiver, so user code cannot reach it).
+ */
+function newReceiver<T>(s: Shared<T>, seen: number): WatchReceiver<T> {
+  s.rxCount++;
+  const r = new WatchReceiver<T>(s, seen);
+  s.rxs.add(r);
+  return r;
+}
 
 function revivedShared<T>(n: NCell): Shared<T> {
   const s = new Shared<T>(undefined as T);
