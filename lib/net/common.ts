@@ -39,6 +39,8 @@ export function removeWaiter<W>(ws: W[], w: W, release: (delta: number) => void 
  * writes and accepts run on that runtime's threads, its events reach this thread batched, and
  * shutting that runtime down fails the socket's pending and later operations with
  * `ERR_RUNTIME_SHUTDOWN`.
+ * @internal Its type names the native binding, which the emitted typings must not reference (see
+ * lib/native.ts).
  */
 export function socketRuntime(opts: RuntimeOption): [Runtime | undefined, NativeRuntime | undefined] {
   if (opts.runtime === undefined) return [undefined, undefined];
