@@ -19,6 +19,28 @@ function publishedTypings(): string[] {
   return out;
 }
 
+type Ts = typeof import('typescript');
+
+/** Module options of a consumer on Node's resolution (exports map, conditions). */
+function node16(ts: Ts): import('typescript').CompilerOptions {
+  return { module: ts.ModuleKind.Node16, moduleResolution: ts.ModuleResolutionKind.Node16 };
+}
+
+/**
+ * The declaration file TypeScript gives a consumer importing `specifier` (the package's own name
+ * resolves as from node_modules would: through the exports map), as a local path.
+ */
+function typingsOf(
+  ts: Ts,
+  specifier: string,
+  options: import('typescript').CompilerOptions,
+  mode?: import('typescript').ResolutionMode,
+): string {
+  const from = path.join(packageRoot, 'consumer.ts');
+  const r = ts.resolveModuleName(specifier, from, options, ts.sys, undefined, undefined, mode).resolvedModule;
+  return r === undefined ? `(${specifier} not resolved)` : path.resolve(r.resolvedFileName);
+}
+
 const SUBPATHS: Record<string, string[]> = {
   'kyoto/runtime': ['Runtime'],
   'kyoto/time': [
@@ -79,13 +101,36 @@ test('internal modules are not reachable through the exports map', (t) => {
   t.throws(() => req('kyoto/dist/lib/bridge.js'), { code: 'ERR_PACKAGE_PATH_NOT_EXPORTED' });
 });
 
+test('the top-level index.d.ts is the types entry, and every typings entry is published', (t) => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const ts = req('typescript') as Ts;
+  const index = path.join(packageRoot, 'index.d.ts');
+  // A CommonJS and an ES module consumer (node16), a bundler, and TypeScript's node10 resolution,
+  // which knows no exports map and reads `types`.
+  t.is(typingsOf(ts, 'kyoto', node16(ts), ts.ModuleKind.CommonJS), index, 'node16, require');
+  t.is(typingsOf(ts, 'kyoto', node16(ts), ts.ModuleKind.ESNext), index, 'node16, import');
+  const bundler = { module: ts.ModuleKind.ESNext, moduleResolution: ts.ModuleResolutionKind.Bundler };
+  t.is(typingsOf(ts, 'kyoto', bundler), index, 'bundler');
+  const pkg = JSON.parse(fs.readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as {
+    types: string;
+    exports: Record<string, unknown>;
+  };
+  t.is(path.join(packageRoot, pkg.types), index, '`types` (node10)');
+  const published = new Set(publishedTypings());
+  for (const sub of Object.keys(pkg.exports).filter((k) => k !== './package.json')) {
+    const file = typingsOf(ts, path.posix.join('kyoto', sub), node16(ts));
+    t.true(published.has(file), `${sub}: ${file} is in package.json files`);
+  }
+});
+
 test('everything the package exports at run time is declared in its public typings', (t) => {
   // Internal helpers shared between modules must not leak through `export *`: the typings
   // (built with stripInternal) are the public surface, and run time must not offer more.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const ts = req('typescript') as typeof import('typescript');
-  const entry = req.resolve('kyoto').replace(/\.js$/, '.d.ts');
-  const program = ts.createProgram([entry], { noEmit: true, skipLibCheck: true });
+  const ts = req('typescript') as Ts;
+  const entry = typingsOf(ts, 'kyoto', node16(ts));
+  t.is(entry, path.join(packageRoot, 'index.d.ts'), 'read from the types entry');
+  const program = ts.createProgram([entry], { noEmit: true, skipLibCheck: true, ...node16(ts) });
   const checker = program.getTypeChecker();
   const declared = new Set(
     checker.getExportsOfModule(checker.getSymbolAtLocation(program.getSourceFile(entry)!)!).map((s) => s.name),
@@ -102,17 +147,24 @@ test('the published typings type-check on their own, without skipLibCheck', (t) 
   // reach: an internal module's declarations must not import what exists only beside the sources
   // (lib/native.ts's '../native' is the top-level native.d.ts from lib/, nothing from dist/lib/).
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const ts = req('typescript') as typeof import('typescript');
+  const ts = req('typescript') as Ts;
   const files = publishedTypings();
   t.true(files.includes(path.join(packageRoot, 'dist', 'lib', 'native.d.ts')), 'internal modules are among them');
   const program = ts.createProgram(files, {
     noEmit: true,
     strict: true,
     skipLibCheck: false,
-    module: ts.ModuleKind.Node16,
-    moduleResolution: ts.ModuleResolutionKind.Node16,
+    ...node16(ts),
     types: ['node'],
   });
+  // Whatever they import from the package is shipped too (say, dist/index.d.ts behind index.d.ts).
+  const published = new Set(files);
+  const unpublished = program
+    .getSourceFiles()
+    .map((f) => path.resolve(f.fileName))
+    .filter((f) => f.startsWith(packageRoot + path.sep) && !f.includes(`${path.sep}node_modules${path.sep}`))
+    .filter((f) => !published.has(f));
+  t.deepEqual(unpublished, []);
   const own = ts
     .getPreEmitDiagnostics(program)
     .filter((d) => d.file === undefined || !d.file.fileName.includes('/node_modules/'))
