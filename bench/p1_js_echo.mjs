@@ -62,6 +62,9 @@ const SERVERS = [
   { name: 'node:net, await style', cmd: process.execPath, args: [BIN.nodeEcho, '--await'], env: {} },
   { name: 'kyoto (b) current_thread', cmd: process.execPath, args: [KYOTO, ...extra], env: { KYOTO_NET_FLAVOR: 'current_thread' } },
   { name: 'kyoto (a) multi_thread', cmd: process.execPath, args: [KYOTO, ...extra], env: { KYOTO_NET_FLAVOR: 'multi_thread' } },
+  // The machine's ceiling: one thread on mio (epoll), a read and a write per message, no runtime and
+  // no JS. Whatever separates it from node:net is all the headroom a JS handler can win.
+  { name: 'native ceiling: mio echo, 1 thread', cmd: BIN.mioEcho, args: [], env: {} },
 ];
 
 async function start(s) {

@@ -15,6 +15,7 @@ export const TARGET = process.env.CARGO_TARGET_DIR
 export const BIN = {
   loadgen: path.join(TARGET, 'release', 'kyoto-loadgen'),
   kyotoEcho: path.join(TARGET, 'release', 'kyoto-echo'),
+  mioEcho: path.join(TARGET, 'release', 'mio-echo'),
   tokioEcho: path.join(TARGET, 'release', 'examples', 'tokio-echo'),
   nodeEcho: path.join(ROOT, 'bench', 'servers', 'node-echo.mjs'),
 };
@@ -45,7 +46,7 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
 
 /** Builds the native tools with cargo when any is missing (or always, with `always`). */
 export function ensureBuilt({ examples = false, always = false, log = console.error } = {}) {
-  const needed = [BIN.loadgen, BIN.kyotoEcho, ...(examples ? [BIN.tokioEcho] : [])];
+  const needed = [BIN.loadgen, BIN.kyotoEcho, BIN.mioEcho, ...(examples ? [BIN.tokioEcho] : [])];
   if (!always && needed.every((p) => existsSync(p))) return;
   const args = ['build', '--release', '-p', 'kyoto-bench', '--bins'];
   if (examples) args.push('--example', 'tokio-echo');
