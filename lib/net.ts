@@ -19,9 +19,10 @@ export type { AddressLike, SignalOption } from './net/types';
 /** The I/O data path in use in this thread: `'current_thread'` or `'multi_thread'`. */
 export const netFlavor: string = flavor;
 
-export * from './net/tcp-stream';
-export * from './net/tcp-listener';
-export * from './net/tcp-socket';
-export * from './net/udp';
-export * from './net/unix';
-export * from './net/pipe';
+// Named, not `export *`: the files below also export helpers they share with each other.
+export { TcpStream, ReadHalf, WriteHalf } from './net/tcp-stream';
+export { TcpListener, type BindOptions } from './net/tcp-listener';
+export { TcpSocket } from './net/tcp-socket';
+export { UdpSocket } from './net/udp';
+export { UnixStream, UnixListener, UnixDatagram, type UnixSocketAddress, type UCred } from './net/unix';
+export { NamedPipe, NamedPipeServer, NamedPipeClient, type NamedPipeServerOptions } from './net/pipe';

@@ -6,7 +6,6 @@ import { native, type NativeRuntime } from './native';
 import { rejectAll, submit, type OpOwner } from './bridge';
 import type { JoinHandle } from './task';
 import {
-  invalidArgType,
   invalidArgValue,
   optionsBag,
   runtimeShutdownError,
@@ -223,16 +222,6 @@ export class Runtime implements OpOwner {
   _native(): NativeRuntime {
     if (this.#closed) throw runtimeShutdownError();
     return this.#native;
-  }
-
-  /** Resolves the runtime an operation runs on: `options.runtime` or the default. @internal */
-  static _of(options: RuntimeOption | undefined): Runtime {
-    const rt = options?.runtime;
-    if (rt === undefined) return Runtime.default();
-    if (!(rt instanceof Runtime)) {
-      throw invalidArgType('options.runtime', 'an instance of Runtime', rt);
-    }
-    return rt;
   }
 
   /** @internal */

@@ -95,10 +95,14 @@ export class JoinHandle<T> implements PromiseLike<T> {
   #observed = false;
   #rec: TaskRec | undefined;
 
-  /** @internal Use {@link spawn} / {@link spawnBlocking}. */
-  constructor(fn: TaskFn<T> | null, name: string | undefined) {
+  /**
+   * @internal Use {@link spawn} / {@link spawnBlocking}. `fn` null: a handle settled from outside
+   * (a blocking task), which `cancel` stops if it has not started.
+   */
+  constructor(fn: TaskFn<T> | null, name: string | undefined, cancel?: () => boolean) {
     this.id = nextTaskId++;
     this.name = name;
+    this.#cancel = cancel;
     // Instrumentation (kyoto/console, diagnostics_channel): one check when nobody looks.
     if (observingTasks()) this.#observed = true;
     if (fn === null) {
@@ -145,13 +149,6 @@ export class JoinHandle<T> implements PromiseLike<T> {
 
   #ended(outcome: TaskOutcome): void {
     taskEnded(this.id, this.name, this.#ac === undefined ? 'blocking' : 'local', this.#rec, outcome);
-  }
-
-  /** @internal A handle settled from outside (a blocking task); `cancel` stops it if not started. */
-  static _external<T>(name: string | undefined, cancel: () => boolean): JoinHandle<T> {
-    const h = new JoinHandle<T>(null, name);
-    h.#cancel = cancel;
-    return h;
   }
 
   /** @internal Settles an external handle: `status` 1 = value, 0 = failed with `value`, 2 = cancelled. */

@@ -7,9 +7,9 @@
 import { native, type NativeRuntime } from './native';
 import { submit, submitCallbacks, cancelOp, keepAlive, setAfterBatch } from './bridge';
 import { Runtime, type RuntimeOption } from './runtime';
+import { runtimeOf } from './runtime/of';
 import { observingResources, resourceCreated, resourceClosed, type ResourceToken } from './console/instrument';
 
-const runtimeOf = Runtime._of;
 import {
   codedError,
   invalidArgType,

@@ -29,6 +29,8 @@ import {
   UnixStream,
   type SocketAddress as KyotoAddress,
 } from '../net';
+import { waitConnected } from '../net/tcp-stream';
+import { listenTcp } from '../net/tcp-listener';
 import {
   argType,
   argValue,
@@ -406,11 +408,6 @@ export class Socket extends Duplex {
     }
   }
 
-  /** @internal Wraps a stream a `Server` accepted. */
-  static _accepted(stream: TcpStream, opts: Record<string, unknown>): Socket {
-    return new Socket({ ...opts, [kAccepted]: stream } as SocketConstructorOpts);
-  }
-
   #attach(s: TcpStream): void {
     this.#stream = s;
     this.#pipe = s instanceof UnixStream || s instanceof NamedPipe;
@@ -492,7 +489,7 @@ export class Socket extends Duplex {
     this.#attempt = ac;
     this.#connectingStream = s;
     if (!this.#refd) s._setRef(false);
-    TcpStream._waitConnected(s, host, port, ac.signal).then(
+    waitConnected(s, host, port, ac.signal).then(
       (stream) => {
         if (this.#attempt !== ac) {
           stream.close();
@@ -1267,14 +1264,14 @@ export class Server extends EventEmitter {
         l = unixListen(address!, bl);
       } else if (!address) {
         try {
-          l = TcpListener._listen('::', port, bl, flags, 0, 0);
+          l = listenTcp('::', port, bl, flags, 0, 0);
         } catch (e) {
           // node:net falls back to IPv4 when IPv6 is unavailable; EADDRINUSE is reported for '::'.
           if ((e as { code?: string }).code === 'EADDRINUSE') throw e;
-          l = TcpListener._listen('0.0.0.0', port, bl, 0, 0, 0);
+          l = listenTcp('0.0.0.0', port, bl, 0, 0, 0);
         }
       } else {
-        l = TcpListener._listen(address, port, bl, flags, 0, 0);
+        l = listenTcp(address, port, bl, flags, 0, 0);
       }
     } catch (e) {
       process.nextTick(() => this.emit('error', e));
@@ -1339,14 +1336,15 @@ export class Server extends EventEmitter {
       s.close();
       return;
     }
-    const socket = Socket._accepted(s, {
+    const socket = new Socket({
+      [kAccepted]: s,
       allowHalfOpen: this.allowHalfOpen,
       pauseOnCreate: this.pauseOnConnect,
       readable: true,
       writable: true,
       readableHighWaterMark: this.highWaterMark,
       writableHighWaterMark: this.highWaterMark,
-    });
+    } as SocketConstructorOpts);
     if (this.noDelay && !pipe) socket.setNoDelay(true);
     if (this.keepAlive && !pipe) socket.setKeepAlive(true, this.keepAliveInitialDelay * 1000);
     this._connections++;

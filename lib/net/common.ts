@@ -7,7 +7,8 @@
 import * as dns from 'node:dns';
 import * as net from 'node:net';
 import type { NativeRuntime } from '../native';
-import { Runtime, type RuntimeOption } from '../runtime';
+import type { Runtime, RuntimeOption } from '../runtime';
+import { runtimeOf } from '../runtime/of';
 import { abortReason, codedError, invalidArgType, invalidArgValue, outOfRange, validateSignal } from '../errors';
 import { hold } from './core';
 
@@ -44,7 +45,7 @@ export function removeWaiter<W>(ws: W[], w: W, release: (delta: number) => void 
  */
 export function socketRuntime(opts: RuntimeOption): [Runtime | undefined, NativeRuntime | undefined] {
   if (opts.runtime === undefined) return [undefined, undefined];
-  const rt = Runtime._of(opts);
+  const rt = runtimeOf(opts);
   if (rt._isShared) return [undefined, undefined];
   return [rt, rt._native()];
 }

@@ -10,7 +10,7 @@ import { codedError, invalidArgType, invalidArgValue, optionsBag, validateIntege
 import { pinRuntime, systemError, type SocketAddress } from './core';
 import { socketRuntime, withSignal } from './common';
 import type { SignalOption } from './types';
-import { TcpStream } from './tcp-stream';
+import { TcpStream, waitConnected } from './tcp-stream';
 import type { UnixSocketAddress } from './unix';
 
 function windowsOnly(): never {
@@ -106,7 +106,7 @@ export class NamedPipeServer extends NamedPipe {
     if (h < 0) throw systemError(-h, 'listen', path);
     const s = new NamedPipeServer(h, path);
     pinRuntime(h, rt);
-    s.#connected = TcpStream._waitConnected(s, path, -1, undefined).then(() => undefined);
+    s.#connected = waitConnected(s, path, -1, undefined).then(() => undefined);
     // Observed by connect(); a server closed before any connect() call must not be an unhandled
     // rejection.
     s.#connected.catch(() => {});
@@ -146,6 +146,6 @@ export class NamedPipeClient extends NamedPipe {
     const h = native.netPipeOpen(path, nrt);
     if (h < 0) throw systemError(-h, 'open', path);
     pinRuntime(h, rt);
-    return TcpStream._waitConnected(new NamedPipeClient(h, path), path, -1, undefined);
+    return waitConnected(new NamedPipeClient(h, path), path, -1, undefined);
   }
 }

@@ -45,6 +45,24 @@ export interface BindOptions extends SignalOption, RuntimeOption {
   reusePort?: boolean;
 }
 
+/** @internal Opens a listening TCP socket (flags `O_*`, buffer sizes 0 = the system's). */
+export function listenTcp(
+  host: string,
+  port: number,
+  backlog: number,
+  flags: number,
+  snd: number,
+  rcv: number,
+  runtime?: Runtime,
+): TcpListener {
+  const [rt, nrt] = socketRuntime({ runtime });
+  const h = native.netTcpListen(host, port, backlog, flags, snd, rcv, nrt);
+  if (h < 0) throw systemError(-h, 'listen', host, port);
+  const l = new TcpListener(h);
+  pinRuntime(h, rt);
+  return l;
+}
+
 /** A listening TCP socket. Keeps the process alive until closed or `unref()`ed. */
 export class TcpListener implements AsyncIterable<TcpStream> {
   /** @internal */ readonly _h: number;
@@ -80,25 +98,7 @@ export class TcpListener implements AsyncIterable<TcpStream> {
     const { host, port } = await resolveAddr(addr);
     checkSignal(opts.signal);
     const flags = (opts.reuseAddr ? O_REUSE_ADDR : 0) | (opts.reusePort ? O_REUSE_PORT : 0);
-    return TcpListener._listen(host, port, backlog, flags, 0, 0, opts.runtime);
-  }
-
-  /** @internal */
-  static _listen(
-    host: string,
-    port: number,
-    backlog: number,
-    flags: number,
-    snd: number,
-    rcv: number,
-    runtime?: Runtime,
-  ): TcpListener {
-    const [rt, nrt] = socketRuntime({ runtime });
-    const h = native.netTcpListen(host, port, backlog, flags, snd, rcv, nrt);
-    if (h < 0) throw systemError(-h, 'listen', host, port);
-    const l = new TcpListener(h);
-    pinRuntime(h, rt);
-    return l;
+    return listenTcp(host, port, backlog, flags, 0, 0, opts.runtime);
   }
 
   /** @internal */

@@ -7,8 +7,8 @@ import * as net from 'node:net';
 import { codedError, invalidArgValue, outOfRange } from '../errors';
 import { splitAddr, resolveAddr, O_REUSE_ADDR, O_REUSE_PORT } from './common';
 import type { AddressLike, SignalOption } from './types';
-import { TcpStream } from './tcp-stream';
-import { TcpListener } from './tcp-listener';
+import { TcpStream, connectTcp } from './tcp-stream';
+import { TcpListener, listenTcp } from './tcp-listener';
 
 /** An unconnected TCP socket to set options on before `bind`+`listen` or `connect`. */
 export class TcpSocket {
@@ -59,13 +59,13 @@ export class TcpSocket {
   listen(backlog = 1024): TcpListener {
     const b = this.#bind ?? { host: this._v6 ? '::' : '0.0.0.0', port: 0 };
     this.#take();
-    return TcpListener._listen(b.host, b.port, backlog, this.#flags, this.#snd, this.#rcv);
+    return listenTcp(b.host, b.port, backlog, this.#flags, this.#snd, this.#rcv);
   }
   /** Connects to `addr`. */
   async connect(addr: AddressLike, options?: SignalOption): Promise<TcpStream> {
     this.#take();
     const { host, port } = await resolveAddr(addr);
-    return TcpStream._connect(
+    return connectTcp(
       host,
       port,
       this.#bind?.host ?? '',

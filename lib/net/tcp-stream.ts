@@ -79,6 +79,34 @@ class ChunkResult implements IteratorYieldResult<Buffer> {
 
 
 /**
+ * @internal Resolves with `s` once its connect finished (`port` -1: a Unix path); aborting closes
+ * it. Set by TcpStream's static block (it reaches the stream's private state); shared with the
+ * Unix, pipe and compat modules, so it is not a static anyone could call.
+ */
+export let waitConnected: <T extends TcpStream>(s: T, host: string, port: number, signal: AbortSignal | undefined) => Promise<T>;
+
+/** @internal Opens a TCP connection (flags `O_*`, buffer sizes 0 = the system's). */
+export function connectTcp(
+  host: string,
+  port: number,
+  localIp: string,
+  localPort: number,
+  flags: number,
+  sndbuf: number,
+  rcvbuf: number,
+  signal: AbortSignal | undefined,
+  runtime?: Runtime,
+): Promise<TcpStream> {
+  checkSignal(signal);
+  const [rt, nrt] = socketRuntime({ runtime });
+  const h = native.netTcpConnect(host, port, localIp, localPort, flags, sndbuf, rcvbuf, nrt);
+  if (h < 0) return Promise.reject(systemError(-h, 'connect', host, port));
+  const s = new TcpStream(h);
+  pinRuntime(h, rt);
+  return waitConnected(s, host, port, signal);
+}
+
+/**
  * A TCP connection. Reads land in the caller's buffer; `write` resolves once the kernel took the
  * bytes or a bounded per-socket buffer has room.
  */
@@ -130,43 +158,23 @@ export class TcpStream implements AsyncIterable<Buffer> {
     socketRuntime(opts); // validates before the lookup
     const { host, port } = await resolveAddr(addr);
     const flags = (opts.noDelay ? O_NODELAY : 0) | (opts.keepAlive ? O_KEEPALIVE : 0);
-    return TcpStream._connect(host, port, '', 0, flags, 0, 0, opts.signal, opts.runtime);
+    return connectTcp(host, port, '', 0, flags, 0, 0, opts.signal, opts.runtime);
   }
 
-  /** @internal */
-  static _connect(
-    host: string,
-    port: number,
-    localIp: string,
-    localPort: number,
-    flags: number,
-    sndbuf: number,
-    rcvbuf: number,
-    signal: AbortSignal | undefined,
-    runtime?: Runtime,
-  ): Promise<TcpStream> {
-    checkSignal(signal);
-    const [rt, nrt] = socketRuntime({ runtime });
-    const h = native.netTcpConnect(host, port, localIp, localPort, flags, sndbuf, rcvbuf, nrt);
-    if (h < 0) return Promise.reject(systemError(-h, 'connect', host, port));
-    const s = new TcpStream(h);
-    pinRuntime(h, rt);
-    return TcpStream._waitConnected(s, host, port, signal);
-  }
-
-  /** @internal Resolves with `s` once its connect finished (`port` -1: a Unix path). */
-  static _waitConnected<T extends TcpStream>(s: T, host: string, port: number, signal: AbortSignal | undefined): Promise<T> {
-    s.#holds.add(1);
-    return withSignal<T>(signal, (resolve, reject) => {
-      s.#connect = [resolve as (s: TcpStream) => void, reject, host, port];
-      return () => {
-        if (s.#connect !== undefined) {
-          s.#connect = undefined;
-          s.#holds.add(-1);
-          s.close();
-        }
-      };
-    });
+  static {
+    waitConnected = <T extends TcpStream>(s: T, host: string, port: number, signal: AbortSignal | undefined): Promise<T> => {
+      s.#holds.add(1);
+      return withSignal<T>(signal, (resolve, reject) => {
+        s.#connect = [resolve as (s: TcpStream) => void, reject, host, port];
+        return () => {
+          if (s.#connect !== undefined) {
+            s.#connect = undefined;
+            s.#holds.add(-1);
+            s.close();
+          }
+        };
+      });
+    };
   }
 
   /** @internal Node-style ref/unref: whether this stream's pending operations keep the loop alive. */

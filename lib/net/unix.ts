@@ -34,7 +34,7 @@ import {
   closedError,
 } from './common';
 import type { AddressLike, SignalOption } from './types';
-import { TcpStream } from './tcp-stream';
+import { TcpStream, waitConnected } from './tcp-stream';
 import { TcpListener } from './tcp-listener';
 
 /** The address of a Unix domain socket (`path` is `''` for an unnamed socket). */
@@ -83,7 +83,7 @@ export class UnixStream extends TcpStream {
     if (h < 0) throw systemError(-h, 'connect', path);
     const s = new UnixStream(h);
     pinRuntime(h, rt);
-    return TcpStream._waitConnected(s, path, -1, opts.signal);
+    return waitConnected(s, path, -1, opts.signal);
   }
 
   /** A connected pair of Unix streams (like `socketpair(2)`). */

@@ -191,7 +191,7 @@ class BlockingPool {
 
   submit(url: string, name: string, args: unknown[]): JoinHandle<unknown> {
     let task: BlockingTask | undefined = undefined;
-    const handle = JoinHandle._external<unknown>(undefined, () => this.#cancel(task!));
+    const handle = new JoinHandle<unknown>(null, undefined, () => this.#cancel(task!));
     task = new BlockingTask(url, name, args, handle);
     if (this.#closed) {
       handle._complete(2, undefined);
