@@ -191,3 +191,34 @@ test('public classes have no underscore-internal statics', (t) => {
   visit(req('kyoto'), '');
   t.deepEqual(found.sort(), []);
 });
+
+test('objects users only receive (permits, guards, channel ends, intervals) cannot be constructed', (t) => {
+  // Such a constructor trusts its arguments: a forged SemaphorePermit would release permits it never
+  // took. Like Node's `new AbortSignal()`, they throw a coded TypeError instead.
+  type Ctor = new (...args: unknown[]) => unknown;
+  const k = req('kyoto') as Record<string, Ctor> & Record<'mpsc' | 'oneshot' | 'watch' | 'broadcast', Record<string, Ctor>>;
+  const receivedOnly: Record<string, Ctor> = {
+    SemaphorePermit: k.SemaphorePermit,
+    MutexGuard: k.MutexGuard,
+    RwLockReadGuard: k.RwLockReadGuard,
+    RwLockWriteGuard: k.RwLockWriteGuard,
+    Interval: k.Interval,
+    ConsoleServer: k.ConsoleServer,
+    'mpsc.Sender': k.mpsc.Sender,
+    'mpsc.UnboundedSender': k.mpsc.UnboundedSender,
+    'mpsc.Receiver': k.mpsc.Receiver,
+    'mpsc.Permit': k.mpsc.Permit,
+    'oneshot.Sender': k.oneshot.Sender,
+    'oneshot.Receiver': k.oneshot.Receiver,
+    'watch.Sender': k.watch.Sender,
+    'watch.Receiver': k.watch.Receiver,
+    'broadcast.Sender': k.broadcast.Sender,
+    'broadcast.Receiver': k.broadcast.Receiver,
+  };
+  for (const [name, C] of Object.entries(receivedOnly)) {
+    t.is(typeof C, 'function', name);
+    for (const args of [[], [undefined], [{}, 1, 1], [Symbol('kyoto.construct'), {}, 0, 1]]) {
+      t.throws(() => new C(...args), { instanceOf: TypeError, code: 'ERR_ILLEGAL_CONSTRUCTOR' }, `new ${name}(…)`);
+    }
+  }
+});

@@ -62,7 +62,7 @@
 import * as http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { native } from './native';
-import { codedError, optionsBag, validateNumber, validateString } from './errors';
+import { codedError, illegalConstructor, kConstruct, optionsBag, validateNumber, validateString } from './errors';
 import * as I from './console/instrument';
 import { Writer, decodeFields, timestamp, duration } from './console/proto';
 import { durationHistogram } from './console/histogram';
@@ -593,7 +593,8 @@ export class ConsoleServer {
   _paused = false;
 
   /** @internal Use {@link serveConsole}. */
-  constructor(server: http2.Http2Server, interval: number, retention: number) {
+  constructor(token: typeof kConstruct, server: http2.Http2Server, interval: number, retention: number) {
+    if (token !== kConstruct) throw illegalConstructor();
     this.#server = server;
     this.#retention = retention;
     server.on('session', (s) => this.#onSession(s));
@@ -917,7 +918,7 @@ export async function serveConsole(options?: ServeConsoleOptions): Promise<Conso
   });
   server.on('error', () => {}); // later socket errors are per connection
   hubStart();
-  const console = new ConsoleServer(server, interval, retention);
+  const console = new ConsoleServer(kConstruct, server, interval, retention);
   servers.add(console);
   return console;
 }

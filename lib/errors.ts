@@ -52,6 +52,18 @@ export function outOfRange(name: string, range: string, actual: unknown): RangeE
   );
 }
 
+/**
+ * The first argument kyoto's own modules pass to constructors of objects users only receive (a
+ * permit, a guard, an interval): without it they throw {@link illegalConstructor}, so nobody can
+ * forge, say, a permit that releases permits it never took.
+ */
+export const kConstruct: unique symbol = Symbol('kyoto.construct');
+
+/** `TypeError` with `code: 'ERR_ILLEGAL_CONSTRUCTOR'`, as Node's for `new AbortSignal()`. */
+export function illegalConstructor(): TypeError & CodedError {
+  return withCode(new TypeError('Illegal constructor'), 'ERR_ILLEGAL_CONSTRUCTOR');
+}
+
 /** A coded `Error`. */
 export function codedError(code: string, message: string, cause?: unknown): Error & CodedError {
   const err = cause === undefined ? new Error(message) : new Error(message, { cause });

@@ -21,6 +21,8 @@ import {
   validateSignal,
   abortReason,
   runtimeShutdownError,
+  illegalConstructor,
+  kConstruct,
 } from './errors';
 
 /**
@@ -507,7 +509,8 @@ export class Interval implements AsyncIterable<Instant>, Disposable {
   #token: ResourceToken | undefined;
 
   /** @internal Use {@link interval} / {@link intervalAt}. */
-  constructor(start: number, period: number, behavior: MissedTickBehavior, rt: Runtime) {
+  constructor(token: typeof kConstruct, start: number, period: number, behavior: MissedTickBehavior, rt: Runtime) {
+    if (token !== kConstruct) throw illegalConstructor();
     this.#deadline = start;
     this.#period = period;
     this.#behavior = behavior;
@@ -673,7 +676,7 @@ function makeInterval(start: number, period: unknown, options: unknown): Interva
   }
   const rt = runtimeOf(opts);
   rt._native();
-  return new Interval(start, period, behavior, rt);
+  return new Interval(kConstruct, start, period, behavior, rt);
 }
 
 /**

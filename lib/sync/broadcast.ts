@@ -7,7 +7,7 @@
  * receiver then gets its own structured clone of each value.
  * @module
  */
-import { abortReason, invalidArgType, outOfRange } from '../errors';
+import { abortReason, illegalConstructor, kConstruct, invalidArgType, outOfRange } from '../errors';
 import { InvalidStateError, RecvError, SendError, TryRecvError } from './errors';
 import { RESOLVED, WaitList, Waiter, signalOf, type WaitOptions } from './internal';
 import { CELL, CLOSED, EMPTY, encode, makeHandle, nwait, registerReviver, sn, track, untrack, type NCell, type SyncHandle } from './native';
@@ -90,7 +90,8 @@ export class BroadcastSender<T> {
   #key = 0;
 
   /** @internal */
-  constructor(s: Shared<T>, key = 0) {
+  constructor(token: typeof kConstruct, s: Shared<T>, key = 0) {
+    if (token !== kConstruct) throw illegalConstructor();
     this.#s = s;
     this.#key = key;
     if (s.n === undefined) s.txs.add(this);
@@ -154,9 +155,9 @@ export class BroadcastSender<T> {
   clone(): BroadcastSender<T> {
     if (this.#closed) throw new InvalidStateError('this sender was closed');
     const s = this.#s;
-    if (s.n !== undefined) return new BroadcastSender<T>(s, s.n.newEnd(CELL.BC_TX, 0)[0]);
+    if (s.n !== undefined) return new BroadcastSender<T>(kConstruct, s, s.n.newEnd(CELL.BC_TX, 0)[0]);
     s.tx++;
-    return new BroadcastSender<T>(s);
+    return new BroadcastSender<T>(kConstruct, s);
   }
 
   /** Resolves when there are no receivers (a later `subscribe` re-arms it). */
@@ -227,7 +228,8 @@ export class BroadcastReceiver<T> implements AsyncIterable<T> {
   #id = 0;
 
   /** @internal */
-  constructor(s: Shared<T>, next: number) {
+  constructor(token: typeof kConstruct, s: Shared<T>, next: number) {
+    if (token !== kConstruct) throw illegalConstructor();
     this.#s = s;
     this.#next = next;
   }
@@ -404,7 +406,7 @@ export function channel<T>(capacity: number): [BroadcastSender<T>, BroadcastRece
   let cap = 1;
   while (cap < capacity) cap *= 2;
   const s = new Shared<T>(cap);
-  return [new BroadcastSender<T>(s), newReceiver(s, 0)];
+  return [new BroadcastSender<T>(kConstruct, s), newReceiver(s, 0)];
 }
 
 export { BroadcastSender as Sender, BroadcastReceiver as Receiver };
@@ -413,7 +415,7 @@ export { BroadcastSender as Sender, BroadcastReceiver as Receiver };
 
 /** A receiver starting at `next`, counted among the channel's receivers. */
 function newReceiver<T>(s: Shared<T>, next: number): BroadcastReceiver<T> {
-  const r = new BroadcastReceiver<T>(s, next);
+  const r = new BroadcastReceiver<T>(kConstruct, s, next);
   if (s.n !== undefined) {
     const [key, id] = s.n.newEnd(CELL.BC_RX, -1);
     r._adopt(key, id);
@@ -426,7 +428,7 @@ function newReceiver<T>(s: Shared<T>, next: number): BroadcastReceiver<T> {
 
 /** A receiver revived by `fromShared`, owning the native end `key`/`id`. */
 function revivedReceiver<T>(s: Shared<T>, key: number, id: number): BroadcastReceiver<T> {
-  const r = new BroadcastReceiver<T>(s, 0);
+  const r = new BroadcastReceiver<T>(kConstruct, s, 0);
   r._adopt(key, id);
   return r;
 }
@@ -439,7 +441,7 @@ function revivedShared<T>(n: NCell): Shared<T> {
 
 registerReviver('broadcast.Sender', (i, g, h, l) => {
   const n = sn().syncReviveCell(CELL.BC_TX, i, g, h, l);
-  return n === null ? null : new BroadcastSender(revivedShared(n), n.key());
+  return n === null ? null : new BroadcastSender(kConstruct, revivedShared(n), n.key());
 });
 registerReviver('broadcast.Receiver', (i, g, h, l) => {
   const n = sn().syncReviveCell(CELL.BC_RX, i, g, h, l);

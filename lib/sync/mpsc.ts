@@ -12,7 +12,7 @@
  * keeps it with one send counter per channel whose numbers the receiver merges by (`chan.rs`).
  * @module
  */
-import { abortReason, invalidArgType, outOfRange, validateInteger } from '../errors';
+import { abortReason, illegalConstructor, kConstruct, invalidArgType, outOfRange, validateInteger } from '../errors';
 import { InvalidStateError, SendError, TryAcquireError, TryRecvError, TrySendError } from './errors';
 import { JsSem, MAX_PERMITS, RESOLVED, type Make, WaitList, Waiter, notThenable, signalOf, validatePermits, type WaitOptions } from './internal';
 import {
@@ -489,7 +489,8 @@ abstract class SenderBase<T> {
   protected _dropped = false;
 
   /** @internal */
-  constructor(c: Chan<T>, key: number) {
+  constructor(token: typeof kConstruct, c: Chan<T>, key: number) {
+    if (token !== kConstruct) throw illegalConstructor();
     this._c = c;
     this._key = key;
     track(this, dropSender, c as Chan<unknown>, key);
@@ -560,7 +561,8 @@ export class Permit<T> implements Disposable {
   #n: number;
 
   /** @internal */
-  constructor(c: Chan<T>, key: number, n: number) {
+  constructor(token: typeof kConstruct, c: Chan<T>, key: number, n: number) {
+    if (token !== kConstruct) throw illegalConstructor();
     this.#c = c;
     this.#key = key;
     this.#n = n;
@@ -660,9 +662,9 @@ export class Sender<T> extends SenderBase<T> {
     const nc = c.n;
     if (nc !== undefined) {
       const k = nc.tryReserve(n);
-      if (k >= 0) return Promise.resolve(new Permit<T>(c, k, n));
+      if (k >= 0) return Promise.resolve(new Permit<T>(kConstruct, c, k, n));
       if (k === -2) return Promise.reject(new SendError());
-      return nwait<number>(signal, (id) => nc.reserveWait(id, n)).then((key) => new Permit<T>(c, key, n), mapSendError);
+      return nwait<number>(signal, (id) => nc.reserveWait(id, n)).then((key) => new Permit<T>(kConstruct, c, key, n), mapSendError);
     }
     if (c.rxClosed) return Promise.reject(new SendError());
     return c.sem!.acquire(n, signal, makePermit as Make<Permit<T>, Chan<T>>, c).catch(mapSendError);
@@ -680,12 +682,12 @@ export class Sender<T> extends SenderBase<T> {
     const c = this._c;
     if (c.n !== undefined) {
       const k = n > c.cap ? -1 : c.n.tryReserve(n);
-      if (k >= 0) return new Permit<T>(c, k, n);
+      if (k >= 0) return new Permit<T>(kConstruct, c, k, n);
       throw new TrySendError(k === -2 ? 'closed' : 'full');
     }
     if (c.rxClosed) throw new TrySendError('closed');
     try {
-      return new Permit<T>(c, c.sem!.tryAcquire(n), n);
+      return new Permit<T>(kConstruct, c, c.sem!.tryAcquire(n), n);
     } catch (e) {
       if (e instanceof TryAcquireError) throw new TrySendError(e.kind === 'closed' ? 'closed' : 'full');
       throw e;
@@ -705,7 +707,7 @@ export class Sender<T> extends SenderBase<T> {
 
   /** Another sender of the same channel. */
   clone(): Sender<T> {
-    return new Sender<T>(this._c, this._cloneKey());
+    return new Sender<T>(kConstruct, this._c, this._cloneKey());
   }
 
   /**
@@ -747,7 +749,7 @@ export class UnboundedSender<T> extends SenderBase<T> {
 
   /** Another sender of the same channel. */
   clone(): UnboundedSender<T> {
-    return new UnboundedSender<T>(this._c, this._cloneKey());
+    return new UnboundedSender<T>(kConstruct, this._c, this._cloneKey());
   }
 
   /** Like {@link Sender.share}. */
@@ -763,7 +765,8 @@ export class Receiver<T> implements AsyncIterable<T> {
   #moved = false;
 
   /** @internal */
-  constructor(c: Chan<T>, key: number) {
+  constructor(token: typeof kConstruct, c: Chan<T>, key: number) {
+    if (token !== kConstruct) throw illegalConstructor();
     this.#c = c;
     this.#key = key;
     track(this, dropReceiver, c as Chan<unknown>, key);
@@ -905,7 +908,7 @@ export class Receiver<T> implements AsyncIterable<T> {
 notThenable(Permit); // what reserve() resolves with (see notThenable)
 
 function makePermit(c: Chan<unknown>, key: number, n: number): Permit<unknown> {
-  return new Permit(c, key, n);
+  return new Permit(kConstruct, c, key, n);
 }
 
 function unEnd<T>(v: T | End): T | undefined {
@@ -930,13 +933,13 @@ export function channel<T>(capacity: number): [Sender<T>, Receiver<T>] {
     throw outOfRange('capacity', `an integer >= 1 && <= ${MAX_PERMITS}`, capacity);
   }
   const c = new Chan<T>(capacity);
-  return [new Sender<T>(c, 0), new Receiver<T>(c, 0)];
+  return [new Sender<T>(kConstruct, c, 0), new Receiver<T>(kConstruct, c, 0)];
 }
 
 /** An unbounded channel: sends never wait (memory is the limit). */
 export function unboundedChannel<T>(): [UnboundedSender<T>, Receiver<T>] {
   const c = new Chan<T>(0);
-  return [new UnboundedSender<T>(c, 0), new Receiver<T>(c, 0)];
+  return [new UnboundedSender<T>(kConstruct, c, 0), new Receiver<T>(kConstruct, c, 0)];
 }
 
 function revived<T>(n: NChan): Chan<T> {
@@ -947,18 +950,18 @@ function revived<T>(n: NChan): Chan<T> {
 
 registerReviver('mpsc.Sender', (i, g, h, l) => {
   const n = sn().syncReviveChan(KIND_SENDER, i, g, h, l);
-  return n === null ? null : new Sender(revived(n), n.endKey());
+  return n === null ? null : new Sender(kConstruct, revived(n), n.endKey());
 });
 registerReviver('mpsc.UnboundedSender', (i, g, h, l) => {
   const n = sn().syncReviveChan(KIND_USENDER, i, g, h, l);
-  return n === null ? null : new UnboundedSender(revived(n), n.endKey());
+  return n === null ? null : new UnboundedSender(kConstruct, revived(n), n.endKey());
 });
 registerReviver('mpsc.Receiver', (i, g, h, l) => {
   const n = sn().syncReviveChan(KIND_RECEIVER, i, g, h, l);
-  return n === null ? null : new Receiver(revived(n), n.endKey());
+  return n === null ? null : new Receiver(kConstruct, revived(n), n.endKey());
 });
 registerReviver('mpsc.UnboundedReceiver', (i, g, h, l) => {
   const n = sn().syncReviveChan(KIND_URECEIVER, i, g, h, l);
-  return n === null ? null : new Receiver(revived(n), n.endKey());
+  return n === null ? null : new Receiver(kConstruct, revived(n), n.endKey());
 });
 

@@ -4,7 +4,7 @@
  * the receiver rejects with `RecvError`.
  * @module
  */
-import { abortReason } from '../errors';
+import { abortReason, illegalConstructor, kConstruct } from '../errors';
 import { InvalidStateError, RecvError, TryRecvError } from './errors';
 import { RESOLVED, WaitList, Waiter, signalOf, type WaitOptions } from './internal';
 import { CELL, CLOSED, EMPTY, encode, makeHandle, nwait, registerReviver, sn, track, untrack, type NCell, type SyncHandle } from './native';
@@ -117,7 +117,8 @@ export class OneshotSender<T> {
   #moved = false;
 
   /** @internal */
-  constructor(c: Cell<T>) {
+  constructor(token: typeof kConstruct, c: Cell<T>) {
+    if (token !== kConstruct) throw illegalConstructor();
     this.#c = c;
     track(this, closeTx, c);
   }
@@ -220,7 +221,8 @@ export class OneshotReceiver<T> implements PromiseLike<T> {
   #moved = false;
 
   /** @internal */
-  constructor(c: Cell<T>) {
+  constructor(token: typeof kConstruct, c: Cell<T>) {
+    if (token !== kConstruct) throw illegalConstructor();
     this.#c = c;
     track(this, collectedRx, c);
   }
@@ -322,7 +324,7 @@ export class OneshotReceiver<T> implements PromiseLike<T> {
 /** A one-shot channel. */
 export function channel<T>(): [OneshotSender<T>, OneshotReceiver<T>] {
   const c = new Cell<T>();
-  return [new OneshotSender<T>(c), new OneshotReceiver<T>(c)];
+  return [new OneshotSender<T>(kConstruct, c), new OneshotReceiver<T>(kConstruct, c)];
 }
 
 export { OneshotSender as Sender, OneshotReceiver as Receiver };
@@ -337,9 +339,9 @@ function revivedCell<T>(n: NCell, tx: boolean): Cell<T> {
 
 registerReviver('oneshot.Sender', (i, g, h, l) => {
   const n = sn().syncReviveCell(CELL.OS_TX, i, g, h, l);
-  return n === null ? null : new OneshotSender(revivedCell(n, true));
+  return n === null ? null : new OneshotSender(kConstruct, revivedCell(n, true));
 });
 registerReviver('oneshot.Receiver', (i, g, h, l) => {
   const n = sn().syncReviveCell(CELL.OS_RX, i, g, h, l);
-  return n === null ? null : new OneshotReceiver(revivedCell(n, false));
+  return n === null ? null : new OneshotReceiver(kConstruct, revivedCell(n, false));
 });

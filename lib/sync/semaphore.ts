@@ -4,7 +4,7 @@
  * memory so other workers can revive it with `fromShared`.
  * @module
  */
-import { invalidArgType, validateInteger } from '../errors';
+import { illegalConstructor, invalidArgType, kConstruct, validateInteger } from '../errors';
 import { InvalidStateError, TryAcquireError, TryLockError } from './errors';
 import { JsSem, KEY, MAX_PERMITS, notThenable, signalOf, validatePermits, type SemCore, type WaitOptions } from './internal';
 import {
@@ -84,7 +84,8 @@ export class SemaphorePermit implements Disposable {
   #n: number;
 
   /** @internal */
-  constructor(sem: Semaphore, key: number, n: number) {
+  constructor(token: typeof kConstruct, sem: Semaphore, key: number, n: number) {
+    if (token !== kConstruct) throw illegalConstructor();
     this.#sem = sem;
     this.#key = key;
     this.#n = n;
@@ -124,7 +125,7 @@ export class SemaphorePermit implements Disposable {
     if (n > this.#n) return undefined;
     const key = this.#sem._core.split(this.#key, n);
     this.#n -= n;
-    return new SemaphorePermit(this.#sem, key, n);
+    return new SemaphorePermit(kConstruct, this.#sem, key, n);
   }
 
   /** Moves every permit of `other` (from the same semaphore) into this one. */
@@ -193,7 +194,7 @@ export class Semaphore {
    */
   tryAcquire(n = 1): SemaphorePermit {
     validatePermits(n);
-    return new SemaphorePermit(this, this._core.tryAcquire(n), n);
+    return new SemaphorePermit(kConstruct, this, this._core.tryAcquire(n), n);
   }
 
   /** Adds `n` permits (served to waiters first). Counts even after `close()`. */
@@ -292,7 +293,8 @@ abstract class GuardBase<T> implements Disposable {
   #cached: T | undefined = undefined;
 
   /** @internal */
-  constructor(lock: Locked<T>, key: number, n: number) {
+  constructor(token: typeof kConstruct, lock: Locked<T>, key: number, n: number) {
+    if (token !== kConstruct) throw illegalConstructor();
     this._lock = lock;
     this._key = key;
     this._n = n;
@@ -403,7 +405,7 @@ export class Mutex<T = void> extends Locked<T> {
       if (e instanceof TryAcquireError) throw new TryLockError();
       throw e;
     }
-    return new MutexGuard<T>(this, key, 1);
+    return new MutexGuard<T>(kConstruct, this, key, 1);
   }
 
   /** Runs `fn` with the lock held and releases it afterwards (also when `fn` throws). */
@@ -471,7 +473,7 @@ export class RwLockWriteGuard<T> extends GuardBase<T> {
     this._lock = null;
     if (key !== 0) untrack(this);
     l._core.release(key, extra);
-    return new RwLockReadGuard<T>(l, key, 1);
+    return new RwLockReadGuard<T>(kConstruct, l, key, 1);
   }
 }
 
@@ -514,12 +516,12 @@ export class RwLock<T = void> extends Locked<T> {
 
   /** Read access now or `TryLockError` (`kind: 'would_block'`). */
   tryRead(): RwLockReadGuard<T> {
-    return new RwLockReadGuard<T>(this, this.#try(1), 1);
+    return new RwLockReadGuard<T>(kConstruct, this, this.#try(1), 1);
   }
 
   /** Write access now or `TryLockError` (`kind: 'would_block'`). */
   tryWrite(): RwLockWriteGuard<T> {
-    return new RwLockWriteGuard<T>(this, this.#try(this._max), this._max);
+    return new RwLockWriteGuard<T>(kConstruct, this, this.#try(this._max), this._max);
   }
 
   #try(n: number): number {
@@ -543,16 +545,16 @@ export class RwLock<T = void> extends Locked<T> {
 }
 
 function makePermit(s: Semaphore, key: number, n: number): SemaphorePermit {
-  return new SemaphorePermit(s, key, n);
+  return new SemaphorePermit(kConstruct, s, key, n);
 }
 function makeMutexGuard(m: Mutex<unknown>, key: number): MutexGuard<unknown> {
-  return new MutexGuard(m, key, 1);
+  return new MutexGuard(kConstruct, m, key, 1);
 }
 function makeReadGuard(l: RwLock<unknown>, key: number): RwLockReadGuard<unknown> {
-  return new RwLockReadGuard(l, key, 1);
+  return new RwLockReadGuard(kConstruct, l, key, 1);
 }
 function makeWriteGuard(l: RwLock<unknown>, key: number, n: number): RwLockWriteGuard<unknown> {
-  return new RwLockWriteGuard(l, key, n);
+  return new RwLockWriteGuard(kConstruct, l, key, n);
 }
 
 // What acquires resolve with: skip the `then` lookup down to Object.prototype (see notThenable).

@@ -7,7 +7,7 @@
  * write holds the channel's write lock, so a `sendModify` is atomic across threads.
  * @module
  */
-import { abortReason, invalidArgType } from '../errors';
+import { abortReason, illegalConstructor, kConstruct, invalidArgType } from '../errors';
 import { InvalidStateError, RecvError, SendError } from './errors';
 import { RESOLVED, WaitList, Waiter, signalOf, type WaitOptions } from './internal';
 import { CELL, encode, makeHandle, nwait, registerReviver, sn, track, untrack, type NCell, type SyncHandle } from './native';
@@ -112,7 +112,8 @@ export class WatchSender<T> {
   #key = 0;
 
   /** @internal */
-  constructor(s: Shared<T>, key = 0) {
+  constructor(token: typeof kConstruct, s: Shared<T>, key = 0) {
+    if (token !== kConstruct) throw illegalConstructor();
     this.#s = s;
     this.#key = key;
     if (s.n === undefined) s.txs.add(this);
@@ -197,7 +198,7 @@ export class WatchSender<T> {
     const s = this.#s;
     if (s.n !== undefined) {
       const seen = s.n.wVersion();
-      return new WatchReceiver<T>(s, seen, s.n.newEnd(CELL.W_RX, seen)[0]);
+      return new WatchReceiver<T>(kConstruct, s, seen, s.n.newEnd(CELL.W_RX, seen)[0]);
     }
     return newReceiver(s, s.version);
   }
@@ -228,9 +229,9 @@ export class WatchSender<T> {
   /** Another sender of the same channel. */
   clone(): WatchSender<T> {
     const s = this.#live();
-    if (s.n !== undefined) return new WatchSender<T>(s, s.n.newEnd(CELL.W_TX, 0)[0]);
+    if (s.n !== undefined) return new WatchSender<T>(kConstruct, s, s.n.newEnd(CELL.W_TX, 0)[0]);
     s.tx++;
-    return new WatchSender<T>(s);
+    return new WatchSender<T>(kConstruct, s);
   }
 
   /** Drops this sender; the last one closes the channel for receivers. */
@@ -268,7 +269,8 @@ export class WatchReceiver<T> {
   #key = 0;
 
   /** @internal */
-  constructor(s: Shared<T>, seen: number, key = 0) {
+  constructor(token: typeof kConstruct, s: Shared<T>, seen: number, key = 0) {
+    if (token !== kConstruct) throw illegalConstructor();
     this.#s = s;
     this.#seen = seen;
     this.#key = key;
@@ -374,7 +376,7 @@ export class WatchReceiver<T> {
   clone(): WatchReceiver<T> {
     if (this.#closed) throw new InvalidStateError('this receiver was closed');
     const s = this.#s;
-    if (s.n !== undefined) return new WatchReceiver<T>(s, this.#seen, s.n.newEnd(CELL.W_RX, this.#seen)[0]);
+    if (s.n !== undefined) return new WatchReceiver<T>(kConstruct, s, this.#seen, s.n.newEnd(CELL.W_RX, this.#seen)[0]);
     return newReceiver(s, this.#seen);
   }
 
@@ -408,7 +410,7 @@ export class WatchReceiver<T> {
 /** A watch channel holding `init`. */
 export function channel<T>(init: T): [WatchSender<T>, WatchReceiver<T>] {
   const s = new Shared<T>(init);
-  return [new WatchSender<T>(s), newReceiver(s, 0)];
+  return [new WatchSender<T>(kConstruct, s), newReceiver(s, 0)];
 }
 
 export { WatchSender as Sender, WatchReceiver as Receiver };
@@ -419,7 +421,7 @@ export { WatchSender as Sender, WatchReceiver as Receiver };
  */
 function newReceiver<T>(s: Shared<T>, seen: number): WatchReceiver<T> {
   s.rxCount++;
-  const r = new WatchReceiver<T>(s, seen);
+  const r = new WatchReceiver<T>(kConstruct, s, seen);
   s.rxs.add(r);
   return r;
 }
@@ -432,9 +434,9 @@ function revivedShared<T>(n: NCell): Shared<T> {
 
 registerReviver('watch.Sender', (i, g, h, l) => {
   const n = sn().syncReviveCell(CELL.W_TX, i, g, h, l);
-  return n === null ? null : new WatchSender(revivedShared(n), n.key());
+  return n === null ? null : new WatchSender(kConstruct, revivedShared(n), n.key());
 });
 registerReviver('watch.Receiver', (i, g, h, l) => {
   const n = sn().syncReviveCell(CELL.W_RX, i, g, h, l);
-  return n === null ? null : new WatchReceiver(revivedShared(n), n.aux(), n.key());
+  return n === null ? null : new WatchReceiver(kConstruct, revivedShared(n), n.aux(), n.key());
 });
