@@ -11,6 +11,7 @@ import { codedError, invalidArgType, optionsBag, outOfRange } from './errors';
 import { SYSCALLS, startCopy, systemError } from './net/core';
 import type { SignalOption, TcpStream } from './net';
 import { nativeStream } from './net/stream-of';
+import { toBytes } from './net/common';
 
 /** Anything with `read(buf) → bytes` (0 at end of stream). */
 export interface Reader {
@@ -184,6 +185,7 @@ export class BufReader implements Reader {
 
   /** Reads buffered bytes first, then from the inner reader. */
   async read(buf: Uint8Array, options?: SignalOption): Promise<number> {
+    if (!(buf instanceof Uint8Array)) throw invalidArgType('buf', 'an instance of Uint8Array', buf);
     if (this.#pos === this.#end) {
       if (buf.length >= this.#buf.length) return this.#eof ? 0 : this.#inner.read(buf, options);
       if (!(await this.#fill(options))) return 0;
@@ -263,6 +265,7 @@ export class DuplexStream implements Reader, Writer {
 
   /** Reads what the other end wrote; 0 once it shut down and everything was read. */
   async read(buf: Uint8Array): Promise<number> {
+    if (!(buf instanceof Uint8Array)) throw invalidArgType('buf', 'an instance of Uint8Array', buf);
     for (;;) {
       if (this.#buffered > 0) {
         let n = 0;
@@ -285,7 +288,7 @@ export class DuplexStream implements Reader, Writer {
 
   /** Writes into the other end, waiting while its buffer holds `maxBuf` bytes. */
   async write(data: Uint8Array | string): Promise<number> {
-    const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+    const bytes = toBytes(data);
     const peer = this._peer;
     let off = 0;
     while (off < bytes.length) {

@@ -495,6 +495,7 @@ export class TcpStream implements AsyncIterable<Buffer> {
 
   /** Fills `buf` completely; rejects with `ERR_UNEXPECTED_EOF` if the stream ends first. */
   async readExact(buf: Uint8Array, options?: SignalOption): Promise<number> {
+    if (!(buf instanceof Uint8Array)) throw invalidArgType('buf', 'an instance of Uint8Array', buf);
     let n = 0;
     while (n < buf.length) {
       const k = await this.read(buf.subarray(n), options);
