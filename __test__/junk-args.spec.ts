@@ -3,6 +3,10 @@
 // (TypeError/RangeError for the arguments, a system or kyoto error otherwise).
 import test from 'ava';
 import * as kyoto from 'kyoto';
+import { EventEmitter } from 'node:events';
+import * as nodeNet from 'node:net';
+import * as nodeDgram from 'node:dgram';
+import { Duplex } from 'node:stream';
 import { UNIX_SOCKETS, realDelay } from './helpers';
 
 const JUNK: unknown[] = [undefined, null, {}, -1, 0.5, NaN, 'x', Symbol('junk'), 1e20, [], () => {}, 2n ** 70n, new Uint8Array(3)];
@@ -71,10 +75,14 @@ function dispose(v: unknown): void {
 const label = (a: unknown): string =>
   typeof a === 'symbol' ? 'Symbol' : typeof a === 'bigint' ? 'BigInt' : typeof a === 'function' ? 'fn' : a instanceof Uint8Array ? 'Uint8Array' : Array.isArray(a) ? '[]' : String(a);
 
-/** Method names on `o`'s prototype chain that are public (no `_` prefix, not kyoto's internal hooks). */
+/**
+ * Method names kyoto defines on `o`'s prototype chain that are public (no `_` prefix, not kyoto's
+ * internal hooks). What the compat classes inherit from node:stream / node:events is Node's.
+ */
 function methodsOf(o: object): string[] {
   const names = new Set<string>();
-  for (let p = Object.getPrototypeOf(o); p !== null && p !== Object.prototype; p = Object.getPrototypeOf(p)) {
+  const nodes: unknown[] = [Object.prototype, Duplex.prototype, EventEmitter.prototype];
+  for (let p = Object.getPrototypeOf(o); p !== null && !nodes.includes(p); p = Object.getPrototypeOf(p)) {
     for (const n of Object.getOwnPropertyNames(p)) {
       const d = Object.getOwnPropertyDescriptor(p, n)!;
       if (n === 'constructor' || n.startsWith('_') || n === 'onEvent' || typeof d.value !== 'function') continue;
@@ -93,6 +101,11 @@ async function probeInstances(probe: Probe, kind: string, make: () => unknown | 
   for (const m of methods) {
     const next = make();
     const o = (next instanceof Promise ? await next : next) as Obj;
+    // The compat classes report as Node's do, on 'error' (unhandled, it would throw, as in Node).
+    if (o instanceof EventEmitter) {
+      o.on('error', (e: unknown) => probe.check(`${kind}.${m} 'error' event`, e));
+      o.setMaxListeners(0); // every junk connect() adds a 'connect' listener, as in Node
+    }
     const f = o[m] as AnyFn;
     for (const a of JUNK) {
       probe.call(`${kind}.${m}(${label(a)})`, o, f, [a]);
@@ -137,6 +150,9 @@ test('public methods given junk arguments throw or reject with coded errors', as
     ['BufReader', async () => new kyoto.BufReader(await kyoto.TcpStream.connect({ host: '127.0.0.1', port }))],
     ['DuplexStream', () => kyoto.duplex(64)[0]],
     ['Runtime', () => new kyoto.Runtime({ flavor: 'current_thread' })],
+    ['compatNet.Socket', () => new kyoto.compatNet.Socket()],
+    ['compatNet.Server', () => kyoto.compatNet.createServer()],
+    ['compatDgram.Socket', () => kyoto.compatDgram.createSocket('udp4')],
     ...(UNIX_SOCKETS
       ? ([
           ['UnixStream', () => kyoto.UnixStream.pair()[0]],
@@ -148,8 +164,13 @@ test('public methods given junk arguments throw or reject with coded errors', as
 
   // Functions and statics. serveConsole is left out: it listens on a fixed default port, which the
   // console tests own; its option checks are tested there.
-  for (const [name, v] of Object.entries(kyoto as Obj)) {
+  const namespaces: Array<[string, Obj]> = [['', kyoto as Obj]];
+  for (const ns of ['compatNet', 'compatDgram', 'mpsc', 'oneshot', 'watch', 'broadcast']) namespaces.push([`${ns}.`, (kyoto as Obj)[ns] as Obj]);
+  for (const [prefix, ns] of namespaces) for (const [short, v] of Object.entries(ns)) {
+    const name = prefix + short;
     if (typeof v !== 'function' || name === 'serveConsole') continue;
+    // compatNet.isIP and friends are node:net's own functions, re-exported: Node's behaviour.
+    if (Object.values(nodeNet).includes(v as never) || Object.values(nodeDgram).includes(v as never)) continue;
     const isClass = /^class\b/.test(Function.prototype.toString.call(v));
     const statics = isClass ? Object.getOwnPropertyNames(v).filter((s) => typeof (v as unknown as Obj)[s] === 'function') : [];
     for (const s of statics) {

@@ -194,6 +194,7 @@ const kAccepted = Symbol('kyoto.compat.accepted');
 type Normalized = [Record<string, unknown>, ((...a: unknown[]) => void) | null] & { [kNormalized]?: true };
 
 function toNumber(x: unknown): number | false {
+  if (typeof x === 'symbol') return false; // Number() would throw an uncoded TypeError
   const n = Number(x);
   return n >= 0 ? n : false;
 }
@@ -926,6 +927,10 @@ export class Socket extends Duplex {
   /** Sets `SO_KEEPALIVE` and the idle time before probes (ms, whole seconds used, like Node). */
   setKeepAlive(enable?: boolean, initialDelay?: number): this {
     const on = Boolean(enable);
+    // Node coerces the delay with `/ 1000`, which throws an uncoded TypeError for these two.
+    if (typeof initialDelay === 'symbol' || typeof initialDelay === 'bigint') {
+      throw argType('initialDelay', 'of type number', initialDelay);
+    }
     const delay = Math.max(0, ~~((initialDelay ?? 0) / 1000));
     const s = this.#stream;
     if (s === undefined) {
