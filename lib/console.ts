@@ -577,7 +577,8 @@ interface DetailsWatch {
 
 /**
  * A console endpoint returned by {@link serveConsole}. While it listens it holds the process open,
- * like a `net.Server`, unless {@link ConsoleServer.unref}'d.
+ * like a `net.Server`, unless {@link ConsoleServer.unref}'d. Obtained from {@link serveConsole};
+ * not constructed directly (`new` throws `ERR_ILLEGAL_CONSTRUCTOR`).
  */
 export class ConsoleServer {
   readonly #server: http2.Http2Server;

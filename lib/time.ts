@@ -494,7 +494,8 @@ const RESET = new Reset();
 
 /**
  * A stream of ticks every `period` ms (see {@link interval}). Holds the process alive until
- * disposed (like `setInterval`) unless {@link Interval.unref}'d.
+ * disposed (like `setInterval`) unless {@link Interval.unref}'d. Obtained from {@link interval} /
+ * {@link intervalAt}; not constructed directly (`new` throws `ERR_ILLEGAL_CONSTRUCTOR`).
  */
 export class Interval implements AsyncIterable<Instant>, Disposable {
   readonly #period: number;

@@ -83,7 +83,10 @@ class RxWaiter<T> extends Waiter<void> {
 const RESULT_EMPTY = 0;
 const RESULT_CLOSED = 1;
 
-/** The sending half of a broadcast channel. */
+/**
+ * The sending half of a broadcast channel. Obtained from {@link channel}; not constructed directly
+ * (`new` throws `ERR_ILLEGAL_CONSTRUCTOR`).
+ */
 export class BroadcastSender<T> {
   #s: Shared<T>;
   #closed = false;
@@ -217,7 +220,10 @@ export class BroadcastSender<T> {
   }
 }
 
-/** A receiving half of a broadcast channel. */
+/**
+ * A receiving half of a broadcast channel. Obtained from {@link channel} and `subscribe()`; not
+ * constructed directly (`new` throws `ERR_ILLEGAL_CONSTRUCTOR`).
+ */
 export class BroadcastReceiver<T> implements AsyncIterable<T> {
   #s: Shared<T>;
   #next: number;

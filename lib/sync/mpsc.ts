@@ -553,7 +553,9 @@ abstract class SenderBase<T> {
 
 /**
  * A reservation of channel capacity made by `reserve()`/`reserveMany(n)`: each `send(v)` uses one
- * slot and cannot fail; `release()` (or `using`) returns the unused ones.
+ * slot and cannot fail; `release()` (or `using`) returns the unused ones. Obtained from
+ * `reserve()` / `reserveMany()`; not constructed directly (`new` throws
+ * `ERR_ILLEGAL_CONSTRUCTOR`).
  */
 export class Permit<T> implements Disposable {
   #c: Chan<T>;
@@ -597,7 +599,10 @@ export class Permit<T> implements Disposable {
   }
 }
 
-/** The sending half of a bounded channel. Clone it for more producers. */
+/**
+ * The sending half of a bounded channel. Clone it for more producers. Obtained from {@link
+ * channel} and `clone()`; not constructed directly (`new` throws `ERR_ILLEGAL_CONSTRUCTOR`).
+ */
 export class Sender<T> extends SenderBase<T> {
   /**
    * Sends `value`, waiting (FIFO) for capacity. Rejects with `SendError` (`ERR_CHANNEL_CLOSED`)
@@ -729,7 +734,11 @@ function nativeSend<T>(n: NChan, value: T, signal: AbortSignal | undefined): Pro
   return nwait<number>(signal, (id) => n.reserveWait(id, 1)).then((key) => n.permitSend(key, p, tag), mapSendError);
 }
 
-/** The sending half of an unbounded channel: `send` never waits. */
+/**
+ * The sending half of an unbounded channel: `send` never waits. Obtained from {@link
+ * unboundedChannel} and `clone()`; not constructed directly (`new` throws
+ * `ERR_ILLEGAL_CONSTRUCTOR`).
+ */
 export class UnboundedSender<T> extends SenderBase<T> {
   /** Sends `value` now; throws `SendError` (`ERR_CHANNEL_CLOSED`) when the receiver closed. */
   send(value: T): void {
@@ -758,7 +767,10 @@ export class UnboundedSender<T> extends SenderBase<T> {
   }
 }
 
-/** The receiving half of a channel (bounded or unbounded). */
+/**
+ * The receiving half of a channel (bounded or unbounded). Obtained from {@link channel} / {@link
+ * unboundedChannel}; not constructed directly (`new` throws `ERR_ILLEGAL_CONSTRUCTOR`).
+ */
 export class Receiver<T> implements AsyncIterable<T> {
   #c: Chan<T>;
   #key: number;

@@ -111,7 +111,10 @@ const collectedRx = <T>(c: Cell<T>): void => closeRx(c, true);
 
 const movedError = (): InvalidStateError => new InvalidStateError('this channel end was moved to another thread by share()');
 
-/** The sending half: `send` once. */
+/**
+ * The sending half: `send` once. Obtained from {@link channel}; not constructed directly (`new`
+ * throws `ERR_ILLEGAL_CONSTRUCTOR`).
+ */
 export class OneshotSender<T> {
   #c: Cell<T>;
   #moved = false;
@@ -214,7 +217,8 @@ export class OneshotSender<T> {
 
 /**
  * The receiving half: await it (it is `PromiseLike<T>`), or poll with {@link tryRecv}. Rejects
- * with `RecvError` (`ERR_CHANNEL_CLOSED`) if the sender closed without sending.
+ * with `RecvError` (`ERR_CHANNEL_CLOSED`) if the sender closed without sending. Obtained from
+ * {@link channel}; not constructed directly (`new` throws `ERR_ILLEGAL_CONSTRUCTOR`).
  */
 export class OneshotReceiver<T> implements PromiseLike<T> {
   #c: Cell<T>;

@@ -76,7 +76,8 @@ function toNative(core: JsSem, max: number, setCore: (c: SemCore) => void): NSem
 
 /**
  * Permits acquired from a {@link Semaphore}. Returned to the semaphore by {@link release} (or
- * `using`); {@link forget} drops them for good.
+ * `using`); {@link forget} drops them for good. Obtained from `acquire()` / `tryAcquire()`; not
+ * constructed directly (`new` throws `ERR_ILLEGAL_CONSTRUCTOR`).
  */
 export class SemaphorePermit implements Disposable {
   #sem: Semaphore;
@@ -367,7 +368,10 @@ abstract class GuardBase<T> implements Disposable {
   }
 }
 
-/** Exclusive access to a {@link Mutex}'s value until {@link release}. */
+/**
+ * Exclusive access to a {@link Mutex}'s value until {@link release}. Obtained from `lock()` /
+ * `tryLock()`; not constructed directly (`new` throws `ERR_ILLEGAL_CONSTRUCTOR`).
+ */
 export class MutexGuard<T> extends GuardBase<T> {
   /** The protected value (readable and writable while the guard is held). */
   get value(): T {
@@ -436,7 +440,10 @@ export class Mutex<T = void> extends Locked<T> {
 /** Default `maxReaders` of a {@link RwLock}: `2^29 - 1` (Tokio's `u32::MAX >> 3`). */
 export const DEFAULT_MAX_READERS = 0x1fffffff;
 
-/** Shared read access to a {@link RwLock}'s value. */
+/**
+ * Shared read access to a {@link RwLock}'s value. Obtained from `read()` / `tryRead()`; not
+ * constructed directly (`new` throws `ERR_ILLEGAL_CONSTRUCTOR`).
+ */
 export class RwLockReadGuard<T> extends GuardBase<T> {
   /** The protected value (read-only). */
   get value(): T {
@@ -449,7 +456,10 @@ export class RwLockReadGuard<T> extends GuardBase<T> {
   }
 }
 
-/** Exclusive write access to a {@link RwLock}'s value. */
+/**
+ * Exclusive write access to a {@link RwLock}'s value. Obtained from `write()` / `tryWrite()`; not
+ * constructed directly (`new` throws `ERR_ILLEGAL_CONSTRUCTOR`).
+ */
 export class RwLockWriteGuard<T> extends GuardBase<T> {
   /** The protected value (readable and writable). */
   get value(): T {

@@ -105,7 +105,10 @@ function nativeModify<T>(n: NCell, fn: (v: T) => unknown, always: boolean): unkn
   return r;
 }
 
-/** The sending half of a watch channel. */
+/**
+ * The sending half of a watch channel. Obtained from {@link channel}; not constructed directly
+ * (`new` throws `ERR_ILLEGAL_CONSTRUCTOR`).
+ */
 export class WatchSender<T> {
   #s: Shared<T>;
   #closed = false;
@@ -261,7 +264,10 @@ export class WatchSender<T> {
   }
 }
 
-/** A receiving half of a watch channel. */
+/**
+ * A receiving half of a watch channel. Obtained from {@link channel} and `subscribe()`; not
+ * constructed directly (`new` throws `ERR_ILLEGAL_CONSTRUCTOR`).
+ */
 export class WatchReceiver<T> {
   #s: Shared<T>;
   #seen: number;
