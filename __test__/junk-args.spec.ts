@@ -19,6 +19,7 @@ class Probe {
   readonly uncoded: string[] = [];
   readonly #seen = new Set<string>();
   readonly #pending: Promise<unknown>[] = [];
+  readonly #listened = new WeakSet<EventEmitter>();
 
   check(where: string, e: unknown): void {
     if (e instanceof Error && typeof (e as { code?: unknown }).code === 'string') return;
@@ -37,6 +38,11 @@ class Probe {
     } catch (e) {
       this.check(where, e);
       return undefined;
+    }
+    // What a compat call returns reports as Node's does, on 'error'.
+    if (r instanceof EventEmitter && !this.#listened.has(r)) {
+      this.#listened.add(r); // many calls return `this`: one listener each
+      r.on('error', (e: unknown) => this.check(`${where} 'error' event`, e));
     }
     if (r !== null && typeof r === 'object' && typeof (r as PromiseLike<unknown>).then === 'function') {
       this.#pending.push(Promise.resolve(r as PromiseLike<unknown>).then(dispose, (e) => this.check(`${where} (rejected)`, e)));
