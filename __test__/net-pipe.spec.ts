@@ -26,6 +26,14 @@ test('NamedPipeClient.open validates its path with a coded TypeError', async (t)
   await t.throwsAsync(NamedPipeClient.open(undefined as unknown as string), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
 });
 
+test('the pipe classes do not inherit TcpStream.connect: it rejects and points to open/create', async (t) => {
+  for (const C of [NamedPipeClient, NamedPipeServer]) {
+    const connect = C.connect as unknown as (addr: string) => Promise<never>; // no parameters in its typing
+    const e = await t.throwsAsync(connect.call(C, '127.0.0.1:1'), { code: 'ERR_METHOD_NOT_IMPLEMENTED' });
+    t.regex(e!.message, /NamedPipeClient\.open/);
+  }
+});
+
 if (!WINDOWS) {
   test('named pipes refuse with ERR_FEATURE_UNAVAILABLE_ON_PLATFORM off Windows', async (t) => {
     t.throws(() => NamedPipeServer.create(pipeName()), { code: 'ERR_FEATURE_UNAVAILABLE_ON_PLATFORM' });

@@ -42,6 +42,20 @@ export class NamedPipe extends TcpStream {
     this.#path = path;
   }
 
+  /**
+   * Not for pipes (the static `connect` a subclass of {@link TcpStream} would inherit opens a TCP
+   * connection): rejects with `ERR_METHOD_NOT_IMPLEMENTED`. Open a pipe with
+   * {@link NamedPipeClient.open}; serve one with {@link NamedPipeServer.create}.
+   */
+  static override connect(): Promise<never> {
+    return Promise.reject(
+      codedError(
+        'ERR_METHOD_NOT_IMPLEMENTED',
+        'a named pipe is opened with NamedPipeClient.open(path) or served with NamedPipeServer.create(path), not connect()',
+      ),
+    );
+  }
+
   /** The pipe's name. */
   get path(): string {
     return this.#path;
