@@ -2,6 +2,7 @@ import test from 'ava';
 import { createRequire } from 'node:module';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { packageRoot } from './helpers';
 
@@ -117,9 +118,26 @@ test('the top-level index.d.ts is the types entry, and every typings entry is pu
   };
   t.is(path.join(packageRoot, pkg.types), index, '`types` (node10)');
   const published = new Set(publishedTypings());
-  for (const sub of Object.keys(pkg.exports).filter((k) => k !== './package.json')) {
-    const file = typingsOf(ts, path.posix.join('kyoto', sub), node16(ts));
-    t.true(published.has(file), `${sub}: ${file} is in package.json files`);
+  // node10 reads subpaths through `typesVersions`, and only from node_modules (no self-reference):
+  // a consumer directory with the package linked in.
+  const consumer = fs.mkdtempSync(path.join(os.tmpdir(), 'kyoto-consumer-'));
+  try {
+    fs.mkdirSync(path.join(consumer, 'node_modules'));
+    fs.symlinkSync(packageRoot, path.join(consumer, 'node_modules', 'kyoto'), 'junction');
+    const node10 = { module: ts.ModuleKind.CommonJS, moduleResolution: ts.ModuleResolutionKind.Node10 };
+    const fromConsumer = (specifier: string): string => {
+      const r = ts.resolveModuleName(specifier, path.join(consumer, 'consumer.ts'), node10, ts.sys).resolvedModule;
+      return r === undefined ? `(${specifier} not resolved)` : fs.realpathSync(r.resolvedFileName);
+    };
+    t.is(fromConsumer('kyoto'), fs.realpathSync(index), 'node10: kyoto');
+    for (const sub of Object.keys(pkg.exports).filter((k) => k !== './package.json')) {
+      const specifier = path.posix.join('kyoto', sub);
+      const file = typingsOf(ts, specifier, node16(ts));
+      t.true(published.has(file), `${sub}: ${file} is in package.json files`);
+      t.is(fromConsumer(specifier), fs.realpathSync(file), `node10: ${specifier}`);
+    }
+  } finally {
+    fs.rmSync(consumer, { recursive: true, force: true });
   }
 });
 
