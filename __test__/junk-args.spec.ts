@@ -170,6 +170,7 @@ test('public methods given junk arguments throw or reject with coded errors', as
 
   // Functions and statics. serveConsole is left out: it listens on a fixed default port, which the
   // console tests own; its option checks are tested there.
+  const calls: Array<[string, AnyFn, unknown]> = [];
   const namespaces: Array<[string, Obj]> = [['', kyoto as Obj]];
   for (const ns of ['compatNet', 'compatDgram', 'mpsc', 'oneshot', 'watch', 'broadcast']) namespaces.push([`${ns}.`, (kyoto as Obj)[ns] as Obj]);
   for (const [prefix, ns] of namespaces) for (const [short, v] of Object.entries(ns)) {
@@ -181,11 +182,31 @@ test('public methods given junk arguments throw or reject with coded errors', as
     const statics = isClass ? Object.getOwnPropertyNames(v).filter((s) => typeof (v as unknown as Obj)[s] === 'function') : [];
     for (const s of statics) {
       for (const a of JUNK) probe.call(`${name}.${s}(${label(a)})`, v, (v as unknown as Obj)[s] as AnyFn, [a]);
+      calls.push([`${name}.${s}`, (v as unknown as Obj)[s] as AnyFn, v]);
+    }
+    if (isClass && !(v.prototype instanceof Error) && v !== Error) {
+      // a constructor with an option bag (Runtime, Semaphore, …)
+      calls.push([`new ${name}`, function (this: unknown, ...args: unknown[]) { return new (v as new (...a: unknown[]) => unknown)(...args); } as AnyFn, undefined]);
     }
     if (!isClass) {
+      calls.push([name, v as AnyFn, undefined]);
       for (const a of JUNK) {
         probe.call(`${name}(${label(a)})`, undefined, v as AnyFn, [a]);
         probe.call(`${name}(${label(a)}, ${label(a)})`, undefined, v as AnyFn, [a, a]);
+      }
+    }
+  }
+  // Junk inside option bags: every option name the API takes, with a plausible first argument.
+  const OPTION_KEYS = ['signal', 'runtime', 'flavor', 'workerThreads', 'threadName', 'name', 'maxBlockingThreads', 'globalQueueInterval', 'eventInterval',
+    'start', 'reuseAddr', 'reusePort', 'path', 'maxLength', 'host', 'port', 'backlog', 'noDelay', 'keepAlive', 'missedTickBehavior', 'maxReaders',
+    'maxFrameLength', 'lengthFieldBytes', 'family', 'address', 'retention', 'publishInterval', 'inBufferSize', 'outBufferSize', 'maxInstances',
+    'firstPipeInstance', 'rejectRemoteClients'];
+  const BAG_JUNK: unknown[] = [null, -1, 'x', Symbol('junk'), {}, 1e20];
+  const FIRST: unknown[] = ['127.0.0.1:0', 4, Buffer.alloc(4)];
+  for (const [name, f, self] of calls) {
+    for (const first of FIRST) {
+      for (const key of OPTION_KEYS) {
+        for (const j of BAG_JUNK) probe.call(`${name}(${label(first)}, { ${key}: ${label(j)} })`, self, f, [first, { [key]: j }]);
       }
     }
   }
