@@ -318,7 +318,7 @@ function runChild(code: string, ms: number): Promise<{ code: number | null; time
     let out = '';
     child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
     const timer = setTimeout(() => child.kill('SIGKILL'), ms);
-    child.on('exit', (code, signal) => {
+    child.on('close', (code, signal) => {
       clearTimeout(timer);
       resolve({ code, timedOut: signal === 'SIGKILL', out });
     });

@@ -671,7 +671,7 @@ function runChild(code: string, ms: number): Promise<{ code: number | null; time
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
     }, ms);
-    child.on('exit', (code, signal) => {
+    child.on('close', (code, signal) => {
       clearTimeout(timer);
       resolve({ code, timedOut: signal === 'SIGKILL', out });
     });

@@ -27,7 +27,7 @@ function run(code: string): Run {
     }
   });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }>((resolve) =>
-    child.on('exit', (code, signal) => resolve({ code, signal, ms: Date.now() - start })),
+    child.on('close', (code, signal) => resolve({ code, signal, ms: Date.now() - start })),
   );
   return { exited, lines, lineAt, kill: () => child.kill('SIGKILL') };
 }

@@ -147,7 +147,7 @@ test.serial('opening and closing thousands of sockets does not grow the process'
       child.stdout.on('data', (d) => (buf += d));
       child.stderr.on('data', (d) => (buf += d));
       child.on('error', reject);
-      child.on('exit', () => resolve(buf));
+      child.on('close', () => resolve(buf));
     }),
     100_000,
     'the child',

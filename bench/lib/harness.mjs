@@ -137,7 +137,8 @@ export function loadgen(addr, flags, { watchPid, timeoutMs = 120_000 } = {}) {
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (err += d));
     child.on('error', reject);
-    child.on('exit', (code, sig) => {
+    // 'close', not 'exit': the result line is read from the pipe, which 'exit' can precede.
+    child.on('close', (code, sig) => {
       children.delete(child);
       clearTimeout(timer);
       const line = out.trim().split('\n').pop() ?? '';
