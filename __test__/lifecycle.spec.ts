@@ -1,6 +1,7 @@
 // Event-loop citizenship, checked in child processes.
 import test from 'ava';
 import { spawn as spawnChild } from 'node:child_process';
+import * as path from 'node:path';
 import { packageRoot } from './helpers';
 
 interface Run {
@@ -97,3 +98,68 @@ test('a pending sleep on an explicit runtime keeps the process alive until it fi
   t.deepEqual(r.lines, ['late']);
   t.true(res.ms >= 300);
 });
+
+// process.exit() while everything is in flight: a napi env torn down while native threads still
+// produce completions is where addons crash. Both data paths, a few times each (timing varies).
+const busyThenExit = (entry: string): string => `
+  const k = require(${JSON.stringify(entry)});
+  const { Worker } = require('node:worker_threads');
+  (async () => {
+    const l = await k.TcpListener.bind('127.0.0.1:0');
+    (async () => { for await (const s of l) k.copy(s, s).catch(() => {}); })();
+    const data = Buffer.alloc(65536, 7);
+    for (let i = 0; i < 16; i++) {
+      (async () => {
+        const c = await k.TcpStream.connect(l.localAddr());
+        const buf = Buffer.alloc(65536);
+        for (;;) { await c.write(data); await c.read(buf); }
+      })().catch(() => {});
+    }
+    const u1 = await k.UdpSocket.bind('127.0.0.1:0');
+    const u2 = await k.UdpSocket.bind('127.0.0.1:0');
+    (async () => { for (;;) { await u1.sendTo('x', u2.localAddr()); await u2.recv(Buffer.alloc(8)); } })().catch(() => {});
+    const [tx, rx] = k.mpsc.channel(64);
+    new Worker(
+      'const k = require(' + JSON.stringify(${JSON.stringify(entry)}) + ');' +
+        "const tx = k.fromShared(require('node:worker_threads').workerData);" +
+        '(async () => { for (let i = 0; ; i++) await tx.send(i); })().catch(() => {});',
+      { eval: true, workerData: tx.share() },
+    );
+    (async () => { for (;;) await rx.recv(); })().catch(() => {});
+    const iv = k.interval(1);
+    (async () => { for await (const _ of iv); })().catch(() => {});
+    for (let i = 0; i < 20; i++) k.spawn(async () => { for (;;) await k.yieldNow(); });
+    const rt = new k.Runtime({ workerThreads: 2 });
+    for (let i = 0; i < 20; i++) k.sleep(1 + i, { runtime: rt }).catch(() => {});
+    setTimeout(() => { console.log('exiting'); process.exit(0); }, 200 + Math.random() * 300);
+  })().catch((e) => { console.log('ERR ' + e.stack); process.exit(1); });`;
+
+for (const flavor of ['current_thread', 'multi_thread']) {
+  test(`process.exit() amid busy sockets, a channel fed by a worker, timers and tasks ends cleanly (${flavor})`, async (t) => {
+    t.timeout(60_000);
+    const entry = path.join(packageRoot, 'dist', 'index.js');
+    for (let i = 0; i < 3; i++) {
+      const child = spawnChild(process.execPath, ['-e', busyThenExit(entry)], {
+        cwd: packageRoot,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, KYOTO_NET_FLAVOR: flavor },
+      });
+      let out = '';
+      let err = '';
+      child.stdout!.on('data', (d) => (out += d));
+      child.stderr!.on('data', (d) => (err += d));
+      const res = await within(
+        new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.on('close', (code, signal) => r({ code, signal }))),
+        20_000,
+      );
+      if (res === 'timeout') {
+        child.kill('SIGKILL');
+        t.fail(`run ${i}: the child did not exit; stdout ${out}`);
+        return;
+      }
+      t.deepEqual(res, { code: 0, signal: null }, `run ${i}: ${out} ${err}`);
+      t.is(out.trim(), 'exiting');
+      t.is(err.trim(), '', `run ${i}: nothing on stderr`);
+    }
+  });
+}
