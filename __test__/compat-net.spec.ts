@@ -716,3 +716,31 @@ test('a child process exits on its own once its servers and sockets are closed, 
   t.true(held.timedOut, 'a listening server keeps the process alive, like node:net');
   t.is(held.out.trim(), 'listening');
 });
+
+test("a throwing 'data' listener is an uncaught exception and the socket goes on reading, as with node:net", async (t) => {
+  // Both modules run the same script in a child (an uncaught exception is the point); node:net is
+  // the reference.
+  const script = (mod: string): string => `
+    const net = require(${JSON.stringify(mod)});
+    let caught = 0;
+    process.on('uncaughtException', () => caught++);
+    const server = net.createServer((s) => {
+      let n = 0;
+      s.on('data', (d) => { if (++n === 1) throw new Error('a bug in the handler'); s.write(d); });
+    }).listen(0, '127.0.0.1', () => {
+      const c = net.connect(server.address().port, '127.0.0.1', () => {
+        c.write('a');
+        setTimeout(() => c.write('b'), 100);
+      });
+      c.once('data', (d) => {
+        console.log(JSON.stringify({ echoed: d.toString(), caught }));
+        c.destroy();
+        server.close();
+      });
+    });`;
+  for (const mod of ['node:net', 'kyoto/compat/net']) {
+    const r = await runChild(script(mod), 15_000);
+    t.false(r.timedOut, `${mod}: the second write is echoed`);
+    t.deepEqual(JSON.parse(r.out.trim() || 'null'), { echoed: 'b', caught: 1 }, mod);
+  }
+});

@@ -947,3 +947,31 @@ test('reads of every kind, issued several at a time, see the stream in order wit
   s.close();
   l.close();
 });
+
+test("toNodeStream(): a throwing 'data' listener is an uncaught exception and the stream goes on reading", async (t) => {
+  const code = `
+    const k = require('./dist/index.js');
+    let caught = 0;
+    process.on('uncaughtException', () => caught++);
+    (async () => {
+      const l = await k.TcpListener.bind('127.0.0.1:0');
+      (async () => {
+        for await (const s of l) {
+          const d = s.toNodeStream();
+          let n = 0;
+          d.on('data', (c) => { if (++n === 1) throw new Error('a bug in the handler'); d.write(c); });
+        }
+      })();
+      const c = await k.TcpStream.connect(l.localAddr());
+      await c.write('a');
+      await new Promise((r) => setTimeout(r, 100));
+      await c.write('b');
+      const b = Buffer.alloc(4);
+      const n = await c.read(b);
+      console.log(JSON.stringify({ echoed: b.subarray(0, n).toString(), caught }));
+      process.exit(0);
+    })();`;
+  const { out, code: rc } = await runChild(code);
+  t.is(rc, 0, out);
+  t.deepEqual(JSON.parse(out.trim().split('\n').pop() || 'null'), { echoed: 'b', caught: 1 });
+});

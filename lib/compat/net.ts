@@ -30,6 +30,7 @@ import {
   type SocketAddress as KyotoAddress,
 } from '../net';
 import { waitConnected } from '../net/tcp-stream';
+import { pushReporting } from '../net/common';
 import { listenTcp } from '../net/tcp-listener';
 import {
   argType,
@@ -748,7 +749,7 @@ export class Socket extends Duplex {
         }
         this.#bytesRead += chunk.length;
         this._unrefTimer();
-        if (this.push(chunk)) this.#pump(s);
+        if (pushReporting(this, chunk)) this.#pump(s);
         else this.#reading = false;
       },
       (err: Error) => {

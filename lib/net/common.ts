@@ -6,6 +6,7 @@
  */
 import * as dns from 'node:dns';
 import * as net from 'node:net';
+import type { Readable } from 'node:stream';
 import type { NativeRuntime } from '../native';
 import type { Runtime, RuntimeOption } from '../runtime';
 import { runtimeOf } from '../runtime/of';
@@ -177,3 +178,20 @@ export const O_REUSE_ADDR = 1;
 export const O_REUSE_PORT = 2;
 export const O_NODELAY = 8;
 export const O_KEEPALIVE = 16;
+
+/**
+ * `readable.push(chunk)` for a read loop driven by promises (`toNodeStream()`, the compat sockets):
+ * a `'data'` listener that throws becomes an uncaught exception, as it does from node:net's
+ * handle, and the loop goes on. Thrown inside the promise callback it would be a rejection nobody
+ * handles, and the stream would stop reading for good.
+ */
+export function pushReporting(r: Readable, chunk: Buffer): boolean {
+  try {
+    return r.push(chunk);
+  } catch (e) {
+    process.nextTick(() => {
+      throw e;
+    });
+    return true;
+  }
+}

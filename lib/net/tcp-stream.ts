@@ -53,6 +53,7 @@ import {
   type FrameSink,
   O_NODELAY,
   O_KEEPALIVE,
+  pushReporting,
 } from './common';
 import type { AddressLike, SignalOption } from './types';
 
@@ -751,7 +752,7 @@ export class TcpStream implements AsyncIterable<Buffer> {
               if (c === undefined) {
                 reading = false;
                 d.push(null);
-              } else if (d.push(c)) {
+              } else if (pushReporting(d, c)) {
                 pump();
               } else {
                 reading = false;
