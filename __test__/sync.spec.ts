@@ -21,6 +21,7 @@ import {
   TryAcquireError,
   TryLockError,
   SetError,
+  fromShared,
 } from 'kyoto/sync';
 import { isSettled } from './helpers';
 
@@ -589,4 +590,19 @@ test('10 000 aborted waits leave no listeners on a long-lived signal', async (t)
   long.abort();
   await Promise.allSettled(waits);
   t.is(getEventListeners(long.signal, 'abort').length, 0);
+});
+
+test('broadcast: the largest capacity costs nothing until values arrive, in JS and shared mode', async (t) => {
+  // The ring used to be allocated up front: channel(2 ** 30) filled an 8 GiB array and V8 aborted
+  // the process; shared, the native ring was 2^30 slots. Both now grow as values arrive.
+  const rss0 = process.memoryUsage().rss;
+  const [tx, rx] = broadcast.channel<number>(2 ** 30);
+  for (let i = 0; i < 10; i++) tx.send(i);
+  for (let i = 0; i < 10; i++) t.is(await rx.recv(), i);
+  const shared = fromShared<broadcast.Sender<number>>(tx.share())!;
+  shared.send(42);
+  t.is(await rx.recv(), 42);
+  t.true(process.memoryUsage().rss - rss0 < 64 << 20, 'no up-front ring');
+  shared.close();
+  rx.close();
 });

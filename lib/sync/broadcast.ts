@@ -30,11 +30,11 @@ class Shared<T> {
   /** Shared mode: the native state. */
   n: NCell | undefined = undefined;
 
-  constructor(
-    readonly cap: number,
-    ring = true,
-  ) {
-    this.buf = ring ? new Array<T | undefined>(cap).fill(undefined) : [];
+  constructor(readonly cap: number) {
+    // The ring grows as values arrive (each send writes at `tail & mask`, which is `buf.length`
+    // until the ring is full, so the array stays packed): a channel made with a huge capacity
+    // costs nothing until it holds that much.
+    this.buf = [];
     this.mask = cap - 1;
   }
 
@@ -440,7 +440,7 @@ function revivedReceiver<T>(s: Shared<T>, key: number, id: number): BroadcastRec
 }
 
 function revivedShared<T>(n: NCell): Shared<T> {
-  const s = new Shared<T>(n.bcCap(), false);
+  const s = new Shared<T>(n.bcCap());
   s.n = n;
   return s;
 }

@@ -205,6 +205,17 @@ struct BState {
     closed_waiters: Vec<(u64, Op)>,
 }
 
+impl BState {
+    /// Ring slot `i`, growing the ring up to it first (it never grows past the capacity: `i` is
+    /// a position masked by it).
+    fn slot(&mut self, i: usize) -> &mut Option<Msg> {
+        if self.buf.len() <= i {
+            self.buf.resize_with(i + 1, || None);
+        }
+        &mut self.buf[i]
+    }
+}
+
 /// A shared broadcast channel (a ring of `cap` values, `cap` a power of two).
 pub struct Bcast {
     st: Mutex<BState>,
@@ -225,7 +236,8 @@ impl Bcast {
         let cap = cap.clamp(1, 1 << 30).next_power_of_two();
         Arc::new(Bcast {
             st: Mutex::new(BState {
-                buf: (0..cap).map(|_| None).collect(),
+                // Grown as values arrive (`slot`), so a huge capacity costs nothing up front.
+                buf: Vec::new(),
                 tail,
                 tx,
                 rxs: HashMap::new(),
@@ -245,7 +257,7 @@ impl Bcast {
     pub fn put_init(&self, pos: u64, m: Msg) {
         let mut st = lock(&self.st);
         let i = (pos & (self.cap - 1)) as usize;
-        st.buf[i] = Some(m);
+        *st.slot(i) = Some(m);
     }
 
     /// Sends to every current receiver; `None` (value dropped) when there is none.
@@ -256,7 +268,7 @@ impl Bcast {
                 return None;
             }
             let i = (st.tail & (self.cap - 1)) as usize;
-            st.buf[i] = Some(m);
+            *st.slot(i) = Some(m);
             st.tail += 1;
             (st.rxs.len() as u64, std::mem::take(&mut st.waiters))
         };
@@ -335,9 +347,9 @@ impl Bcast {
             }
             let i = (*next & (self.cap - 1)) as usize;
             *next += 1;
-            return match &st.buf[i] {
-                Some(m) => BRecv::Value(m.clone()),
-                None => BRecv::Value(Msg::Undefined),
+            return match st.buf.get(i) {
+                Some(Some(m)) => BRecv::Value(m.clone()),
+                _ => BRecv::Value(Msg::Undefined),
             };
         }
         if closed {
