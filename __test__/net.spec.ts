@@ -975,3 +975,51 @@ test("toNodeStream(): a throwing 'data' listener is an uncaught exception and th
   t.is(rc, 0, out);
   t.deepEqual(JSON.parse(out.trim().split('\n').pop() || 'null'), { echoed: 'b', caught: 1 });
 });
+
+test('2 000 waits on sockets, timers and locks aborted at random moments all settle and leave no loop hold', async (t) => {
+  // In a child: once everything is closed it must exit on its own, which a leaked hold (a pending
+  // read's or accept's ref on the loop that an abort forgot) would prevent.
+  const code = `
+    const k = require('./dist/index.js');
+    (async () => {
+      const l = await k.TcpListener.bind('127.0.0.1:0');
+      const addr = l.localAddr();
+      const u = await k.UdpSocket.bind('127.0.0.1:0');
+      const m = new k.Mutex(0), sem = new k.Semaphore(0), n = new k.Notify();
+      const [tx, rx] = k.mpsc.channel(1);
+      await tx.send(0); // full: a send waits
+      const streams = [];
+      for (let i = 0; i < 20; i++) {
+        const acc = l.accept();
+        const c = await k.TcpStream.connect(addr);
+        const [s] = await acc;
+        streams.push(c, s);
+      }
+      const guard = await m.lock();
+      let aborted = 0, other = 0;
+      const ops = [];
+      for (let i = 0; i < 2000; i++) {
+        const ac = new AbortController();
+        const o = { signal: ac.signal };
+        const st = streams[i % streams.length];
+        const start = [
+          () => st.read(Buffer.alloc(8), o), () => st.readChunk(o), () => st.peek(Buffer.alloc(8), o),
+          () => l.accept(o), () => u.recv(Buffer.alloc(8), o), () => u.recvMany(8, o), () => k.sleep(10000, o),
+          () => m.lock(o), () => sem.acquire(1, o), () => n.notified(o), () => tx.send(1, o),
+        ][i % 11];
+        ops.push(start().then(() => other++, (e) => (e && e.code === 'ABORT_ERR' ? aborted++ : other++)));
+        setTimeout(() => ac.abort(), Math.random() * 20);
+      }
+      await Promise.all(ops);
+      guard.release();
+      for (const s of streams) s.close();
+      l.close(); u.close(); rx.close();
+      console.log(JSON.stringify({ aborted, other }));
+    })().catch((e) => { console.log('ERR ' + e.stack); process.exit(1); });`;
+  for (const flavor of ['current_thread', 'multi_thread']) {
+    const { out, code: rc } = await runChild(code, undefined, { ...process.env, KYOTO_NET_FLAVOR: flavor });
+    t.is(rc, 0, `${flavor}: exits on its own (${out})`);
+    const r = JSON.parse(out.trim().split('\n').pop() || 'null') as { aborted: number; other: number };
+    t.deepEqual(r, { aborted: 2000, other: 0 }, `${flavor}: nothing but the abort ends these waits`);
+  }
+});
