@@ -118,6 +118,10 @@ async function probeInstances(probe: Probe, kind: string, make: () => unknown | 
       probe.call(`${kind}.${m}(Buffer, ${label(a)})`, o, f, [Buffer.alloc(4), a]);
     }
     dispose(o);
+    // And once closed: plausible arguments on a closed object fail with a code too.
+    for (const args of [[], [Buffer.alloc(4)], ['127.0.0.1:0'], [4]]) {
+      probe.call(`${kind}.${m}(${args.map(label).join(', ')}) after close`, o, f, args);
+    }
   }
 }
 
