@@ -356,3 +356,42 @@ test('a child process exits once its dgram sockets are closed or unref()ed, and 
   t.true(held.timedOut, 'a bound socket keeps the process alive, like node:dgram');
   t.is(held.out.trim(), 'bound');
 });
+
+test('TTL, multicast interface and membership errors carry node:dgram\'s codes, unbound and bound', async (t) => {
+  // node:dgram takes a TTL as an int32 and checks values (EINVAL) before it finds the socket
+  // unbound (EBADF); the same calls must fail the same way here.
+  type Sock = nodeDgram.Socket;
+  const calls: Array<[string, (s: Sock) => unknown]> = [];
+  for (const v of [0, 1, 0.5, 1.9, 255, 256, -1, 2 ** 32 + 1]) {
+    calls.push([`setTTL(${v})`, (s) => s.setTTL(v)], [`setMulticastTTL(${v})`, (s) => s.setMulticastTTL(v)]);
+  }
+  for (const a of ['0.0.0.0', '127.0.0.1', 'x', '::1', '']) calls.push([`setMulticastInterface('${a}')`, (s) => s.setMulticastInterface(a)]);
+  for (const g of ['x', '127.0.0.1', '300.1.1.1']) {
+    calls.push([`addMembership('${g}')`, (s) => s.addMembership(g)], [`dropMembership('${g}')`, (s) => s.dropMembership(g)]);
+  }
+  calls.push([`addMembership('239.1.2.3', 'x')`, (s) => s.addMembership('239.1.2.3', 'x')]);
+  const outcome = (s: Sock, f: (s: Sock) => unknown): string => {
+    try {
+      f(s);
+      return 'ok';
+    } catch (e) {
+      return String((e as { code?: unknown }).code);
+    }
+  };
+  for (const bound of [false, true]) {
+    const sockets = await Promise.all(
+      [nodeDgram, dgram as unknown as typeof nodeDgram].map(async (mod) => {
+        const s = mod.createSocket('udp4');
+        if (bound) await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+        return s;
+      }),
+    );
+    try {
+      for (const [what, f] of calls) {
+        t.is(outcome(sockets[1], f), outcome(sockets[0], f), `${bound ? 'bound' : 'unbound'}: ${what}`);
+      }
+    } finally {
+      for (const s of sockets) s.close();
+    }
+  }
+});

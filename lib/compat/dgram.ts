@@ -13,7 +13,7 @@
  */
 import * as dns from 'node:dns';
 import { EventEmitter } from 'node:events';
-import { isIPv6 } from 'node:net';
+import { isIP, isIPv4, isIPv6 } from 'node:net';
 import * as util from 'node:util';
 import { native } from '../native';
 import { parseNativeAddr, systemError, type SystemError } from '../net/core';
@@ -586,19 +586,23 @@ export class Socket extends EventEmitter {
   /** The unicast TTL (1..255); returns it. */
   setTTL(ttl: number): number {
     validateNumber(ttl, 'ttl');
+    // As node:dgram: the value is taken as an int32 (0.5 is 0), and its range is checked (by
+    // libuv) before the socket is.
+    const v = ttl | 0;
+    if (v < 1 || v > 255) throw errnoError('EINVAL', 'setTTL');
     this.#bound('setTTL');
-    if (!(Number.isInteger(ttl) && ttl >= 1 && ttl <= 255)) throw errnoError('EINVAL', 'setTTL');
-    this.#setOpt('setTTL', OPT_TTL, ttl);
+    this.#setOpt('setTTL', OPT_TTL, v);
     return ttl;
   }
 
   /** The IPv4 multicast TTL (0..255); returns it. */
   setMulticastTTL(ttl: number): number {
     validateNumber(ttl, 'ttl');
+    const v = ttl | 0; // as setTTL
+    if (v < 0 || v > 255) throw errnoError('EINVAL', 'setMulticastTTL');
     this.#bound('setMulticastTTL');
     if (this.type === 'udp6') throw notSupported('dgram', 'setMulticastTTL() on udp6 sockets');
-    if (!(Number.isInteger(ttl) && ttl >= 0 && ttl <= 255)) throw errnoError('EINVAL', 'setMulticastTTL');
-    this.#setOpt('setMulticastTTL', OPT_MCAST_TTL, ttl);
+    this.#setOpt('setMulticastTTL', OPT_MCAST_TTL, v);
     return ttl;
   }
 
@@ -618,7 +622,10 @@ export class Socket extends EventEmitter {
     this.#healthCheck();
     validateString(interfaceAddress, 'interfaceAddress');
     if (this.type === 'udp6') throw notSupported('dgram', 'setMulticastInterface() on udp6 sockets');
+    if (!isIP(interfaceAddress)) throw errnoError('EINVAL', 'setMulticastInterface'); // as libuv, which takes v4 or v6
     const sock = this.#bound('setMulticastInterface');
+    // An IPv6 interface on this IPv4 socket: the IPv6 option, which the kernel refuses on it.
+    if (isIPv6(interfaceAddress)) throw errnoError('ENOPROTOOPT', 'setMulticastInterface');
     const r = native.netMulticastIf(sock._h, interfaceAddress);
     if (r < 0) throw systemError(-r, 'setMulticastInterface');
   }
@@ -630,6 +637,14 @@ export class Socket extends EventEmitter {
     if (typeof group !== 'string') throw argType('multicastAddress', 'of type string', group);
     if (iface !== undefined && typeof iface !== 'string') throw argType('interfaceAddress', 'of type string', iface);
     if (isIPv6(group)) throw notSupported('dgram', `${syscall}() of an IPv6 group`);
+    // Codes as node:dgram's, whose libuv binds an unbound socket first: a malformed address is
+    // EINVAL; joining a non-multicast group is EINVAL; leaving a group never joined (as on an
+    // unbound socket) is EADDRNOTAVAIL.
+    if (!isIPv4(group) || (iface !== undefined && !isIPv4(iface))) throw errnoError('EINVAL', syscall);
+    const first = Number(group.split('.')[0]);
+    if (join && (first < 224 || first > 239)) throw errnoError('EINVAL', syscall);
+    this.#healthCheck();
+    if (!join && this.#sock === undefined) throw errnoError('EADDRNOTAVAIL', syscall);
     const sock = this.#bound(syscall);
     const r = native.netMulticast(sock._h, join, group, iface ?? '');
     if (r < 0) throw systemError(-r, syscall);
