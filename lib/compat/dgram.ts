@@ -17,6 +17,7 @@ import { isIP, isIPv4, isIPv6 } from 'node:net';
 import * as util from 'node:util';
 import { native } from '../native';
 import { parseNativeAddr, systemError, type SystemError } from '../net/core';
+import { reportUncaught } from '../net/common';
 import { UdpSocket } from '../net';
 import {
   argType,
@@ -336,9 +337,7 @@ export class Socket extends EventEmitter {
     try {
       this.emit(event, ...args);
     } catch (e) {
-      process.nextTick(() => {
-        throw e;
-      });
+      reportUncaught(e);
     }
   }
 
@@ -643,7 +642,6 @@ export class Socket extends EventEmitter {
     if (!isIPv4(group) || (iface !== undefined && !isIPv4(iface))) throw errnoError('EINVAL', syscall);
     const first = Number(group.split('.')[0]);
     if (join && (first < 224 || first > 239)) throw errnoError('EINVAL', syscall);
-    this.#healthCheck();
     if (!join && this.#sock === undefined) throw errnoError('EADDRNOTAVAIL', syscall);
     const sock = this.#bound(syscall);
     const r = native.netMulticast(sock._h, join, group, iface ?? '');

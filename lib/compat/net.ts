@@ -30,7 +30,7 @@ import {
   type SocketAddress as KyotoAddress,
 } from '../net';
 import { waitConnected } from '../net/tcp-stream';
-import { pushReporting } from '../net/common';
+import { pushReporting, reportUncaught } from '../net/common';
 import { listenTcp } from '../net/tcp-listener';
 import {
   argType,
@@ -1311,9 +1311,7 @@ export class Server extends EventEmitter {
         this.#onConnection(s);
       } catch (e) {
         // A throwing 'connection' listener is an uncaught exception, as with node:net.
-        process.nextTick(() => {
-          throw e;
-        });
+        reportUncaught(e);
       }
     }
   }

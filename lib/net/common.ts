@@ -180,6 +180,18 @@ export const O_NODELAY = 8;
 export const O_KEEPALIVE = 16;
 
 /**
+ * Reports `e` as an uncaught exception on the next tick, as an exception thrown from a listener
+ * that node:net or node:dgram runs from libuv is: used where kyoto runs a listener from a promise
+ * callback or a loop that must go on, so the throw neither becomes an unhandled rejection nor
+ * stops the caller.
+ */
+export function reportUncaught(e: unknown): void {
+  process.nextTick(() => {
+    throw e;
+  });
+}
+
+/**
  * `readable.push(chunk)` for a read loop driven by promises (`toNodeStream()`, the compat sockets):
  * a `'data'` listener that throws becomes an uncaught exception, as it does from node:net's
  * handle, and the loop goes on. Thrown inside the promise callback it would be a rejection nobody
@@ -189,9 +201,7 @@ export function pushReporting(r: Readable, chunk: Buffer): boolean {
   try {
     return r.push(chunk);
   } catch (e) {
-    process.nextTick(() => {
-      throw e;
-    });
+    reportUncaught(e);
     return true;
   }
 }

@@ -183,7 +183,7 @@ export function pinRuntime(h: number, runtime: object | undefined): void {
 }
 
 /** The runtime socket `h` was created on (`undefined`: the data path's own). */
-export function runtimeOf(h: number): object | undefined {
+export function pinnedRuntime(h: number): object | undefined {
   return runtimes.get(h);
 }
 

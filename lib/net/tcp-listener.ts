@@ -15,7 +15,7 @@ import {
   pinRuntime,
   rarena,
   register,
-  runtimeOf,
+  pinnedRuntime,
   systemError,
   unregister,
   v4Address,
@@ -105,7 +105,7 @@ export class TcpListener implements AsyncIterable<TcpStream> {
   onEvent(kind: number, a: number, b: number, off: number, len: number): void {
     if (kind === K_ACCEPT) {
       const [s, addr] = this._adopt(a, b, off, len);
-      pinRuntime(a, runtimeOf(this._h));
+      pinRuntime(a, pinnedRuntime(this._h));
       const w = this.#waiters.shift();
       if (w) {
         if (this.#waiters.length === 0) this.#arm(false);
