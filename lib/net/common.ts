@@ -11,7 +11,7 @@ import type { NativeRuntime } from '../native';
 import type { Runtime, RuntimeOption } from '../runtime';
 import { runtimeOf } from '../runtime/of';
 import { abortReason, codedError, invalidArgType, invalidArgValue, outOfRange, validateSignal } from '../errors';
-import { hold } from './core';
+import { hold, pinRuntime, systemError } from './core';
 
 export function isRuntimeShutdown(e: Error): boolean {
   return (e as { code?: string }).code === 'ERR_RUNTIME_SHUTDOWN';
@@ -49,6 +49,26 @@ export function socketRuntime(opts: RuntimeOption): [Runtime | undefined, Native
   const rt = runtimeOf(opts);
   if (rt._isShared) return [undefined, undefined];
   return [rt, rt._native()];
+}
+
+/**
+ * Opens a socket on the runtime `opts` names (see {@link socketRuntime}): `open` makes the native
+ * call with that runtime's handle and returns the socket's handle or a negative errno, thrown as a
+ * system error of `syscall` (with `address`/`port`). The handle is pinned to the runtime.
+ * @internal Its type names the native binding (see {@link socketRuntime}).
+ */
+export function openSocket(
+  opts: RuntimeOption,
+  open: (nrt: NativeRuntime | undefined) => number,
+  syscall: string,
+  address?: string,
+  port?: number,
+): number {
+  const [rt, nrt] = socketRuntime(opts);
+  const h = open(nrt);
+  if (h < 0) throw systemError(-h, syscall, address, port);
+  pinRuntime(h, rt);
+  return h;
 }
 
 export const READ_HWM = 1 << 20;

@@ -7,8 +7,8 @@
 import { native } from '../native';
 import type { RuntimeOption } from '../runtime';
 import { codedError, invalidArgType, invalidArgValue, optionsBag, validateInteger, validateSignal } from '../errors';
-import { pinRuntime, systemError, type SocketAddress } from './core';
-import { socketRuntime, withSignal } from './common';
+import { type SocketAddress } from './core';
+import { openSocket, withSignal } from './common';
 import type { SignalOption } from './types';
 import { TcpStream, waitConnected } from './tcp-stream';
 import type { UnixSocketAddress } from './unix';
@@ -114,12 +114,16 @@ export class NamedPipeServer extends NamedPipe {
     validateInteger(inSize, 'options.inBufferSize', 0, 0xffffffff);
     const outSize = opts.outBufferSize ?? 65536;
     validateInteger(outSize, 'options.outBufferSize', 0, 0xffffffff);
-    const [rt, nrt] = socketRuntime(opts);
-    if (process.platform !== 'win32') windowsOnly();
-    const h = native.netPipeCreate(path, first, max, inSize, outSize, reject, nrt);
-    if (h < 0) throw systemError(-h, 'listen', path);
+    const h = openSocket(
+      opts,
+      (nrt) => {
+        if (process.platform !== 'win32') windowsOnly(); // after the runtime option's check, as before
+        return native.netPipeCreate(path, first, max, inSize, outSize, reject, nrt);
+      },
+      'listen',
+      path,
+    );
     const s = new NamedPipeServer(h, path);
-    pinRuntime(h, rt);
     s.#connected = waitConnected(s, path, -1, undefined).then(() => undefined);
     // Observed by connect(); a server closed before any connect() call must not be an unhandled
     // rejection.
@@ -155,11 +159,15 @@ export class NamedPipeClient extends NamedPipe {
    */
   static async open(path: string, options?: RuntimeOption): Promise<NamedPipeClient> {
     validatePipePath(path);
-    const [rt, nrt] = socketRuntime(optionsBag<RuntimeOption>(options));
-    if (process.platform !== 'win32') windowsOnly();
-    const h = native.netPipeOpen(path, nrt);
-    if (h < 0) throw systemError(-h, 'open', path);
-    pinRuntime(h, rt);
+    const h = openSocket(
+      optionsBag<RuntimeOption>(options),
+      (nrt) => {
+        if (process.platform !== 'win32') windowsOnly();
+        return native.netPipeOpen(path, nrt);
+      },
+      'open',
+      path,
+    );
     return waitConnected(new NamedPipeClient(h, path), path, -1, undefined);
   }
 }

@@ -4,7 +4,7 @@
  * `UnixListener`.
  * @module
  */
-import { native } from '../native';
+import { native, type NativeRuntime } from '../native';
 import { Runtime, type RuntimeOption } from '../runtime';
 import { optionsBag, outOfRange } from '../errors';
 import {
@@ -24,7 +24,7 @@ import {
 } from './core';
 import {
   isRuntimeShutdown,
-  socketRuntime,
+  openSocket,
   resolveAddr,
   checkSignal,
   withSignal,
@@ -55,12 +55,9 @@ export function listenTcp(
   rcv: number,
   runtime?: Runtime,
 ): TcpListener {
-  const [rt, nrt] = socketRuntime({ runtime });
-  const h = native.netTcpListen(host, port, backlog, flags, snd, rcv, nrt);
-  if (h < 0) throw systemError(-h, 'listen', host, port);
-  const l = new TcpListener(h);
-  pinRuntime(h, rt);
-  return l;
+  const open = (nrt: NativeRuntime | undefined): number =>
+    native.netTcpListen(host, port, backlog, flags, snd, rcv, nrt);
+  return new TcpListener(openSocket({ runtime }, open, 'listen', host, port));
 }
 
 /** A listening TCP socket. Keeps the process alive until closed or `unref()`ed. */

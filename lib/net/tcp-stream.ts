@@ -6,7 +6,7 @@
  * @module
  */
 import { Duplex } from 'node:stream';
-import { native } from '../native';
+import { native, type NativeRuntime } from '../native';
 import { Runtime, type RuntimeOption } from '../runtime';
 import { codedError, invalidArgType, optionsBag, validateInteger, validateNumber } from '../errors';
 import {
@@ -24,7 +24,6 @@ import {
   SYSCALLS,
   isBlocked,
   parseNativeAddr,
-  pinRuntime,
   queueFrame,
   queueWrite,
   copyFromArena,
@@ -37,6 +36,7 @@ import {
 import { kStream } from './stream-of';
 import {
   socketRuntime,
+  openSocket,
   READ_HWM,
   READ_LWM,
   resolveAddr,
@@ -99,12 +99,15 @@ export function connectTcp(
   runtime?: Runtime,
 ): Promise<TcpStream> {
   checkSignal(signal);
-  const [rt, nrt] = socketRuntime({ runtime });
-  const h = native.netTcpConnect(host, port, localIp, localPort, flags, sndbuf, rcvbuf, nrt);
-  if (h < 0) return Promise.reject(systemError(-h, 'connect', host, port));
-  const s = new TcpStream(h);
-  pinRuntime(h, rt);
-  return waitConnected(s, host, port, signal);
+  let h: number;
+  try {
+    const open = (nrt: NativeRuntime | undefined): number =>
+      native.netTcpConnect(host, port, localIp, localPort, flags, sndbuf, rcvbuf, nrt);
+    h = openSocket({ runtime }, open, 'connect', host, port);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  return waitConnected(new TcpStream(h), host, port, signal);
 }
 
 /**

@@ -5,7 +5,7 @@
  * @module
  */
 import * as net from 'node:net';
-import { native } from '../native';
+import { native, type NativeRuntime } from '../native';
 import type { RuntimeOption } from '../runtime';
 import { codedError, invalidArgType, invalidArgValue, optionsBag, outOfRange, validateInteger } from '../errors';
 import {
@@ -19,7 +19,6 @@ import {
   ipv4ToInt,
   isBlocked,
   parseNativeAddr,
-  pinRuntime,
   queueWrite,
   rarena,
   copyFromArena,
@@ -36,6 +35,7 @@ import {
   isRuntimeShutdown,
   rejectAll,
   socketRuntime,
+  openSocket,
   DGRAM_HWM,
   splitAddr,
   resolveAddr,
@@ -103,12 +103,8 @@ export class UdpSocket {
     socketRuntime(opts); // validates before the lookup
     const { host, port } = await resolveAddr(addr);
     const flags = (opts.reuseAddr ? O_REUSE_ADDR : 0) | (opts.reusePort ? O_REUSE_PORT : 0);
-    const [rt, nrt] = socketRuntime(opts);
-    const h = native.netUdpBind(host, port, flags, 0, 0, nrt);
-    if (h < 0) throw systemError(-h, 'bind', host, port);
-    const u = new UdpSocket(h);
-    pinRuntime(h, rt);
-    return u;
+    const open = (nrt: NativeRuntime | undefined): number => native.netUdpBind(host, port, flags, 0, 0, nrt);
+    return new UdpSocket(openSocket(opts, open, 'bind', host, port));
   }
 
   /** @internal */

@@ -26,6 +26,7 @@ import {
   isRuntimeShutdown,
   rejectAll,
   socketRuntime,
+  openSocket,
   DGRAM_HWM,
   checkSignal,
   withSignal,
@@ -78,12 +79,8 @@ export class UnixStream extends TcpStream {
     const opts = optionsBag<SignalOption & RuntimeOption>(options);
     checkSignal(opts.signal);
     if (!UNIX_SOCKETS) unixOnly();
-    const [rt, nrt] = socketRuntime(opts);
-    const h = native.netUnixConnect(path, nrt);
-    if (h < 0) throw systemError(-h, 'connect', path);
-    const s = new UnixStream(h);
-    pinRuntime(h, rt);
-    return waitConnected(s, path, -1, opts.signal);
+    const h = openSocket(opts, (nrt) => native.netUnixConnect(path, nrt), 'connect', path);
+    return waitConnected(new UnixStream(h), path, -1, opts.signal);
   }
 
   /** A connected pair of Unix streams (like `socketpair(2)`). */
@@ -124,12 +121,7 @@ export class UnixListener extends TcpListener {
     if (!UNIX_SOCKETS) unixOnly();
     const opts = optionsBag<RuntimeOption & { backlog?: number }>(options);
     const backlog = opts.backlog ?? 1024;
-    const [rt, nrt] = socketRuntime(opts);
-    const h = native.netUnixListen(path, backlog, nrt);
-    if (h < 0) throw systemError(-h, 'listen', path);
-    const l = new UnixListener(h);
-    pinRuntime(h, rt);
-    return l;
+    return new UnixListener(openSocket(opts, (nrt) => native.netUnixListen(path, backlog, nrt), 'listen', path));
   }
 
   /** @internal */
@@ -168,21 +160,15 @@ export class UnixDatagram {
   static bind(path: string, options?: RuntimeOption): UnixDatagram {
     validatePath(path);
     if (!UNIX_SOCKETS) unixOnly();
-    const [rt, nrt] = socketRuntime(optionsBag<RuntimeOption>(options));
-    const h = native.netUnixDgram(path, nrt);
-    if (h < 0) throw systemError(-h, 'bind', path);
-    pinRuntime(h, rt);
-    return new UnixDatagram(h);
+    const opts = optionsBag<RuntimeOption>(options);
+    return new UnixDatagram(openSocket(opts, (nrt) => native.netUnixDgram(path, nrt), 'bind', path));
   }
 
   /** An unbound socket (it can send, and receive once connected or on a pair). */
   static unbound(options?: RuntimeOption): UnixDatagram {
     if (!UNIX_SOCKETS) unixOnly();
-    const [rt, nrt] = socketRuntime(optionsBag<RuntimeOption>(options));
-    const h = native.netUnixDgram('', nrt);
-    if (h < 0) throw systemError(-h, 'socket');
-    pinRuntime(h, rt);
-    return new UnixDatagram(h);
+    const opts = optionsBag<RuntimeOption>(options);
+    return new UnixDatagram(openSocket(opts, (nrt) => native.netUnixDgram('', nrt), 'socket'));
   }
 
   /** A connected pair. */
