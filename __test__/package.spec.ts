@@ -158,6 +158,54 @@ test('everything the package exports at run time is declared in its public typin
   t.deepEqual(undeclared, []);
 });
 
+test('every public name in the published typings carries a doc comment', (t) => {
+  // What an editor shows on hover is the typings' comments: every export, and every public
+  // member and static of an exported class or interface (namespaces such as `mpsc` included).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const ts = req('typescript') as Ts;
+  const entry = typingsOf(ts, 'kyoto', node16(ts));
+  const program = ts.createProgram([entry], { noEmit: true, skipLibCheck: true, ...node16(ts) });
+  const checker = program.getTypeChecker();
+  const ours = (d: import('typescript').Declaration): boolean => {
+    const f = path.resolve(d.getSourceFile().fileName);
+    return f.startsWith(packageRoot + path.sep) && !f.includes(`${path.sep}node_modules${path.sep}`);
+  };
+  const hidden = (d: import('typescript').Declaration): boolean =>
+    (ts.getCombinedModifierFlags(d) & (ts.ModifierFlags.Private | ts.ModifierFlags.Protected)) !== 0;
+  const where = (d: import('typescript').Declaration): string => {
+    const f = d.getSourceFile();
+    return `${path.relative(packageRoot, f.fileName)}:${f.getLineAndCharacterOfPosition(d.getStart()).line + 1}`;
+  };
+  const undocumented: string[] = [];
+  const seen = new Set<import('typescript').Symbol>();
+  let checked = 0;
+  const visit = (s: import('typescript').Symbol, label: string): void => {
+    const sym = s.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(s) : s;
+    const decls = sym.declarations ?? [];
+    if (decls.length === 0 || !decls.some(ours) || decls.some(hidden) || seen.has(sym)) return;
+    seen.add(sym);
+    checked++;
+    const isModule = (sym.flags & ts.SymbolFlags.Module) !== 0;
+    if (!isModule && sym.getDocumentationComment(checker).length === 0) undocumented.push(`${label} (${where(decls[0])})`);
+    if (isModule) for (const e of checker.getExportsOfModule(sym)) visit(e, `${label}.${e.name}`);
+    if (sym.flags & (ts.SymbolFlags.Class | ts.SymbolFlags.Interface)) {
+      const members = [...(sym.members?.values() ?? []), ...(sym.exports?.values() ?? [])];
+      for (const m of members) {
+        const md = m.declarations ?? [];
+        if (m.name === '__constructor' || m.name === 'prototype' || m.name.startsWith('#')) continue;
+        if (md.length === 0 || md.some(hidden) || m.flags & ts.SymbolFlags.TypeParameter) continue;
+        checked++;
+        if (m.getDocumentationComment(checker).length === 0) undocumented.push(`${label}.${m.name} (${where(md[0])})`);
+      }
+    }
+  };
+  for (const e of checker.getExportsOfModule(checker.getSymbolAtLocation(program.getSourceFile(entry)!)!)) {
+    visit(e, e.name);
+  }
+  t.true(checked > 500, `the typings were read (${checked} names)`);
+  t.deepEqual(undocumented, []);
+});
+
 test('the published typings type-check on their own, without skipLibCheck', (t) => {
   // A consumer whose tsconfig does not set skipLibCheck type-checks these files; stripInternal
   // must not leave a declaration that no longer holds (say, a class implementing an interface
