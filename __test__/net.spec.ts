@@ -575,6 +575,42 @@ test('sending to a closed UDP port surfaces ECONNREFUSED on a later recv', async
   a.close();
 });
 
+test('close() frees a UDP port and a listener port at once, on both data paths', async (t) => {
+  // As with node:dgram and node:net: the descriptor is closed when close() returns, not when the
+  // socket's task next runs, so the same port binds again at once and datagrams sent to it right
+  // after are refused.
+  const code = `
+    const { UdpSocket, TcpListener } = require('./dist/lib/net.js');
+    (async () => {
+      const out = {};
+      const u = await UdpSocket.bind('127.0.0.1:0');
+      const port = u.localAddr().port;
+      u.close();
+      const again = await UdpSocket.bind({ host: '127.0.0.1', port });
+      out.udpRebound = again.localAddr().port === port;
+      again.close();
+      const prober = await UdpSocket.bind('127.0.0.1:0');
+      await prober.connect({ host: '127.0.0.1', port });
+      await prober.send('anyone?');
+      const t = setTimeout(() => { console.log('recv timed out'); process.exit(1); }, 5000);
+      out.refused = await prober.recv(Buffer.alloc(8)).then(() => 'no error', (e) => e.code);
+      clearTimeout(t);
+      prober.close();
+      const l = await TcpListener.bind('127.0.0.1:0');
+      const lp = l.localAddr().port;
+      l.close();
+      const l2 = await TcpListener.bind({ host: '127.0.0.1', port: lp });
+      out.tcpRebound = l2.localAddr().port === lp;
+      l2.close();
+      console.log(JSON.stringify(out));
+    })().catch((e) => { console.log('ERR ' + e.stack); process.exit(1); });`;
+  for (const flavor of ['current_thread', 'multi_thread']) {
+    const { out, code: rc } = await runChild(code, undefined, { ...process.env, KYOTO_NET_FLAVOR: flavor });
+    t.is(rc, 0, out);
+    t.deepEqual(JSON.parse(out.trim().split('\n').pop()!), { udpRebound: true, refused: 'ECONNREFUSED', tcpRebound: true }, flavor);
+  }
+});
+
 test('excess bytes of a datagram larger than the buffer are discarded', async (t) => {
   const a = await UdpSocket.bind('127.0.0.1:0');
   const b = await UdpSocket.bind('127.0.0.1:0');

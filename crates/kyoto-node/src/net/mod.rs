@@ -156,9 +156,10 @@ fn close_sock(shared: &Shared, sock: &Sock) {
         }
     }
     sock.set(F_CLOSED);
-    if let Kind::Listener(l) = &sock.kind {
-        let l = l.lock().unwrap_or_else(|e| e.into_inner()).take();
-        drop(l);
+    match &sock.kind {
+        Kind::Listener(l) => drop(l.take()),
+        Kind::Udp(u) => drop(u.take()),
+        _ => {}
     }
     let abort = sock.lock().abort.take();
     if let Some(a) = abort {

@@ -35,7 +35,7 @@ pub fn net_tcp_listen(
         &rt,
         r,
         TcpListener::from_std,
-        |l| Kind::Listener(Mutex::new(Some(Listener::Tcp(l)))),
+        |l| Kind::Listener(Closable::new(Listener::Tcp(l))),
         0,
     ))
 }
@@ -120,7 +120,14 @@ pub fn net_udp_bind(
         s.bind(&addr.into())?;
         Ok(s.into())
     })();
-    Ok(adopt(&n, &rt, r, UdpSocket::from_std, Kind::Udp, 0))
+    Ok(adopt(
+        &n,
+        &rt,
+        r,
+        UdpSocket::from_std,
+        |u| Kind::Udp(Closable::new(u)),
+        0,
+    ))
 }
 
 /// Connects a UDP socket (filters what it receives); 0 or a negative errno.
@@ -142,7 +149,15 @@ pub fn net_udp_connect(h: u32, ip: String, port: u32) -> Result<i32> {
     )
 }
 
-fn sock_ref_udp(u: &UdpSocket, f: impl FnOnce(&socket2::SockRef<'_>) -> io::Result<()>) -> i32 {
+/// Runs `f` on a UDP socket's options: 0, or a negative errno (`EBADF` once it was closed).
+fn sock_ref_udp(
+    u: &Closable<UdpSocket>,
+    f: impl FnOnce(&socket2::SockRef<'_>) -> io::Result<()>,
+) -> i32 {
+    u.with(|u| sock_ref_on(u, f)).unwrap_or_else(|| -ebadf())
+}
+
+fn sock_ref_on(u: &UdpSocket, f: impl FnOnce(&socket2::SockRef<'_>) -> io::Result<()>) -> i32 {
     #[cfg(unix)]
     let r = f(&socket2::SockRef::from(u));
     #[cfg(windows)]
@@ -340,20 +355,20 @@ pub fn net_addr(h: u32, peer: bool) -> Result<String> {
         |_, s| {
             let r = match (&s.kind, peer) {
                 (Kind::Stream(t), _) => t.addr(peer),
-                (Kind::Listener(l), false) => {
-                    match l.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-                        Some(l) => l.addr(),
-                        None => Err(io::Error::from_raw_os_error(EBADF)),
-                    }
-                }
-                (Kind::Udp(u), _) => (if peer { u.peer_addr() } else { u.local_addr() }).map(|a| {
-                    format!(
-                        "{}|{}|{}",
-                        if a.is_ipv4() { 4 } else { 6 },
-                        a.ip(),
-                        a.port()
-                    )
-                }),
+                (Kind::Listener(l), false) => l
+                    .with(|l| l.addr())
+                    .unwrap_or_else(|| Err(io::Error::from_raw_os_error(EBADF))),
+                (Kind::Udp(u), _) => u
+                    .with(|u| if peer { u.peer_addr() } else { u.local_addr() })
+                    .unwrap_or_else(|| Err(io::Error::from_raw_os_error(EBADF)))
+                    .map(|a| {
+                        format!(
+                            "{}|{}|{}",
+                            if a.is_ipv4() { 4 } else { 6 },
+                            a.ip(),
+                            a.port()
+                        )
+                    }),
                 #[cfg(unix)]
                 (Kind::UnixDgram(u), _) => (if peer { u.peer_addr() } else { u.local_addr() })
                     .map(|a| unix_addr_string(&a)),
@@ -484,7 +499,7 @@ pub fn net_udp_disconnect(h: u32) -> Result<i32> {
     with_sock(
         h,
         |_, s| match &s.kind {
-            Kind::Udp(u) => udp_disconnect(u),
+            Kind::Udp(u) => u.with(udp_disconnect).unwrap_or_else(|| -ebadf()),
             _ => -einval(),
         },
         -ebadf(),
@@ -516,7 +531,7 @@ fn udp_disconnect(u: &UdpSocket) -> i32 {
 fn udp_disconnect(u: &UdpSocket) -> i32 {
     // Winsock dissolves the association on a connect to the any-address, port 0.
     let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
-    sock_ref_udp(u, |r| r.connect(&any.into()))
+    sock_ref_on(u, |r| r.connect(&any.into()))
 }
 
 /// A socket option's value: 8 `SO_SNDBUF`, 9 `SO_RCVBUF` (bytes, as the kernel reports them), or

@@ -271,12 +271,39 @@ impl Listener {
 
 pub enum Kind {
     Stream(Stream),
-    /// Taken (and so closed) synchronously by `close`: a connect right after must be refused.
-    Listener(Mutex<Option<Listener>>),
+    /// Closed synchronously by `close`: a connect right after must be refused.
+    Listener(Closable<Listener>),
     /// A Unix datagram socket (addresses are paths).
     #[cfg(unix)]
     UnixDgram(Arc<kyoto_rt::net::UnixDatagram>),
-    Udp(UdpSocket),
+    /// Closed synchronously by `close`, as node:dgram closes: a bind to its port right after
+    /// succeeds, and a datagram sent to the port right after is refused.
+    Udp(Closable<UdpSocket>),
+}
+
+/// A socket that JS closes synchronously: `close` takes it out, which deregisters it and closes
+/// its descriptor at once, without waiting for its task to notice. Every user reaches it through
+/// [`Closable::with`] and finds it gone afterwards.
+///
+/// Lock order: a `with` is taken before the socket's `St` lock, never inside it (the write lock of
+/// `take` would otherwise wait on a reader that waits on `St`).
+pub struct Closable<T>(std::sync::RwLock<Option<T>>);
+
+impl<T> Closable<T> {
+    pub fn new(socket: T) -> Closable<T> {
+        Closable(std::sync::RwLock::new(Some(socket)))
+    }
+
+    /// Runs `f` on the socket; `None` once it was closed.
+    pub fn with<R>(&self, f: impl FnOnce(&T) -> R) -> Option<R> {
+        let g = self.0.read().unwrap_or_else(|e| e.into_inner());
+        g.as_ref().map(f)
+    }
+
+    /// Takes the socket out (dropping it closes it).
+    pub fn take(&self) -> Option<T> {
+        self.0.write().unwrap_or_else(|e| e.into_inner()).take()
+    }
 }
 
 pub struct Dgram {
@@ -733,6 +760,11 @@ pub fn udp_send(sock: &Sock, msgs: &[SendMsg<'_>], direct: bool) -> (bool, bool)
     if sock.has(F_CLOSED) {
         return (false, false);
     }
+    u.with(|u| udp_send_on(sock, u, msgs, direct))
+        .unwrap_or((false, false))
+}
+
+fn udp_send_on(sock: &Sock, u: &UdpSocket, msgs: &[SendMsg<'_>], direct: bool) -> (bool, bool) {
     let mut st = sock.lock();
     let was_empty = st.dout.is_empty();
     let mut rest = msgs;
@@ -830,14 +862,8 @@ impl Future for SockTask {
         }
         let done = match &sock.kind {
             Kind::Stream(s) => poll_stream(sock, s, cx),
-            Kind::Listener(l) => {
-                let l = l.lock().unwrap_or_else(|e| e.into_inner());
-                match l.as_ref() {
-                    Some(l) => poll_listener(sock, l, cx),
-                    None => true,
-                }
-            }
-            Kind::Udp(u) => poll_udp(sock, u, cx),
+            Kind::Listener(l) => l.with(|l| poll_listener(sock, l, cx)).unwrap_or(true),
+            Kind::Udp(u) => u.with(|u| poll_udp(sock, u, cx)).unwrap_or(true),
             #[cfg(unix)]
             Kind::UnixDgram(u) => poll_unix_dgram(sock, u, cx),
         };

@@ -33,7 +33,7 @@ pub fn net_unix_listen(path: String, backlog: u32, runtime: Option<&NativeRuntim
         &rt,
         r,
         UnixListener::from_std,
-        |l| Kind::Listener(Mutex::new(Some(Listener::Unix(l)))),
+        |l| Kind::Listener(Closable::new(Listener::Unix(l))),
         0,
     ))
 }
