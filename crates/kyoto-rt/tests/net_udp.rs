@@ -309,3 +309,26 @@ fn udp_over_ipv6_loopback_works_when_the_host_has_it() {
         assert!(a.multicast_loop_v6().expect("loop v6?"));
     });
 }
+
+#[test]
+fn a_port_unreachable_error_wakes_a_receiver_of_a_socket_polled_for_reading_only() {
+    // UDP sockets are registered for writability only after a write would block: the error event
+    // of an ICMP "port unreachable" must still reach a waiting receive (current-thread runtime).
+    let rt = kyoto_rt::runtime::Builder::new_current_thread()
+        .build()
+        .expect("rt");
+    rt.block_on(async {
+        kyoto_rt::time::timeout(common::LIMIT, async {
+            let (gone, gone_addr) = bound().await;
+            drop(gone);
+            let (socket, _) = bound().await;
+            socket.connect(gone_addr).await.expect("connect");
+            socket.try_send(b"anyone?").expect("send");
+            let mut buf = [0u8; 16];
+            let err = socket.recv(&mut buf).await.expect_err("port unreachable");
+            assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+        })
+        .await
+        .expect("in time");
+    });
+}

@@ -116,6 +116,56 @@ fn a_unix_datagram_pair_exchanges_datagrams_both_ways() {
 }
 
 #[test]
+fn a_datagram_sender_blocked_by_a_full_send_buffer_resumes_when_the_peer_reads() {
+    // A datagram socket is polled for writability only after a write would block (the reactor's
+    // deferred write interest): the blocked sender must still be woken once the peer reads.
+    run(async {
+        let (a, b) = UnixDatagram::pair().expect("pair");
+        let payload = [7u8; 1024];
+        let mut queued = 0usize;
+        loop {
+            match a.try_send(&payload) {
+                Ok(n) => {
+                    assert_eq!(n, payload.len());
+                    queued += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("send: {e}"),
+            }
+            assert!(queued < 100_000, "the send buffer never filled");
+        }
+        assert!(queued > 0);
+        let a = std::sync::Arc::new(a);
+        let sender = {
+            let a = a.clone();
+            kyoto_rt::spawn(async move {
+                for _ in 0..3 {
+                    a.send(b"after the wait")
+                        .await
+                        .expect("send after the wait");
+                }
+            })
+        };
+        // Give the sender time to hit `WouldBlock` and park before the peer drains.
+        kyoto_rt::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(
+            !sender.is_finished(),
+            "the send buffer should still be full"
+        );
+        let mut buf = [0u8; 2048];
+        for _ in 0..queued {
+            let n = b.recv(&mut buf).await.expect("recv a queued datagram");
+            assert_eq!(n, payload.len());
+        }
+        sender.await.expect("the sender finished");
+        for _ in 0..3 {
+            let n = b.recv(&mut buf).await.expect("recv a later datagram");
+            assert_eq!(&buf[..n], b"after the wait");
+        }
+    });
+}
+
+#[test]
 fn unbound_and_bound_unix_datagram_sockets_talk_by_path() {
     run(async {
         let server_path = TempPath::new("dgram-server");

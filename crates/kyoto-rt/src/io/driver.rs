@@ -243,6 +243,20 @@ impl Handle {
         Ok(io)
     }
 
+    /// Widens the registration of a source registered for reading only to reading and writing
+    /// (see [`Registration::new_deferring_write`](super::registration::Registration)). The
+    /// descriptor alone names the source to epoll/kqueue, so the owner's `&mut` is not needed.
+    #[cfg(unix)]
+    pub(crate) fn add_write_interest(
+        &self,
+        io: &Arc<ScheduledIo>,
+        fd: std::os::fd::RawFd,
+    ) -> io::Result<()> {
+        let both = Interest::READABLE.add(Interest::WRITABLE).to_mio();
+        self.registry
+            .reregister(&mut mio::unix::SourceFd(&fd), token_of(io), both)
+    }
+
     /// Removes `source` from the poller and queues `io` for release at the next park.
     pub(crate) fn deregister_source(
         &self,

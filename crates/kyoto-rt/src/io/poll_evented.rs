@@ -6,6 +6,17 @@ use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::ops::Deref;
 use std::task::{Context, Poll};
 
+/// What [`PollEvented::new_datagram`] needs of its source: on unix, its descriptor.
+#[cfg(unix)]
+pub(crate) trait DatagramSource: std::os::fd::AsRawFd {}
+#[cfg(unix)]
+impl<T: std::os::fd::AsRawFd> DatagramSource for T {}
+/// What [`PollEvented::new_datagram`] needs of its source: nothing beyond unix.
+#[cfg(not(unix))]
+pub(crate) trait DatagramSource {}
+#[cfg(not(unix))]
+impl<T> DatagramSource for T {}
+
 /// Owns a non-blocking mio source registered with a reactor.
 ///
 /// Dropping it deregisters the source from the poller *before* closing it (closing first could
@@ -28,6 +39,25 @@ impl<E: mio::event::Source> PollEvented<E> {
             io: Some(io),
             registration,
         })
+    }
+
+    /// Registers a datagram socket with the current runtime's reactor, for writing only once a
+    /// write would block (see `registration`'s module docs); elsewhere than unix, for both at once.
+    pub(crate) fn new_datagram(io: E) -> io::Result<Self>
+    where
+        E: DatagramSource,
+    {
+        #[cfg(unix)]
+        {
+            let mut io = io;
+            let registration = Registration::new_deferring_write(&mut io)?;
+            Ok(PollEvented {
+                io: Some(io),
+                registration,
+            })
+        }
+        #[cfg(not(unix))]
+        Self::new(io)
     }
 
     /// Registers `io` for reading and writing with the given runtime's reactor.

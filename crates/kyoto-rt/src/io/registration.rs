@@ -1,7 +1,21 @@
 //! A resource's link to its reactor: waits for readiness and runs non-blocking operations.
+//!
+//! # Deferred write interest (unix datagram sockets)
+//!
+//! A datagram socket registered for writability is woken by the kernel every time one of its sent
+//! datagrams is freed (`sock_wfree` → the socket's write-space callback → every poller entry on
+//! it): under load, one wake-up per datagram sent, for a socket that is almost never unwritable.
+//! [`Registration::new_deferring_write`] registers such a socket for reading only and caches it
+//! as writable from the start, so writes are simply tried. The first write direction cleared by a
+//! `WouldBlock` (or a short write) adds write interest to the poller registration, and it stays:
+//! epoll/kqueue report a source that is already writable when its interest is widened, so the
+//! waiter that saw `WouldBlock` is woken as if the interest had been there all along. (libuv
+//! polls a UDP socket for `EPOLLOUT` only while it has queued sends, for the same reason.)
 use super::driver;
 use super::scheduled_io::{shutdown_error, Direction, ReadyEvent, ScheduledIo};
 use super::Interest;
+#[cfg(unix)]
+use crate::loom::sync::atomic::{AtomicBool, Ordering};
 use crate::loom::sync::Arc;
 use std::io;
 use std::task::{Context, Poll};
@@ -26,6 +40,19 @@ pub(crate) fn no_runtime_error() -> io::Error {
 pub(crate) struct Registration {
     handle: DriverHandle,
     shared: Arc<ScheduledIo>,
+    /// Set for sources made by [`Registration::new_deferring_write`].
+    #[cfg(unix)]
+    deferred_write: Option<DeferredWrite>,
+}
+
+/// A source registered for reading only until a write would block (see the module docs).
+#[cfg(unix)]
+struct DeferredWrite {
+    /// The source's descriptor; valid while the registration is (its owner deregisters before
+    /// closing it).
+    fd: std::os::fd::RawFd,
+    /// Whether write interest was added to the poller registration.
+    added: AtomicBool,
 }
 
 impl Registration {
@@ -45,7 +72,48 @@ impl Registration {
         handle: DriverHandle,
     ) -> io::Result<Self> {
         let shared = handle.io.add_source(source, interest)?;
-        Ok(Registration { handle, shared })
+        Ok(Registration {
+            handle,
+            shared,
+            #[cfg(unix)]
+            deferred_write: None,
+        })
+    }
+
+    /// Registers `source` (a datagram socket) with the current runtime's reactor for reading, and
+    /// for writing only once a write would block (see the module docs). Until then it is cached as
+    /// writable.
+    #[cfg(unix)]
+    pub(crate) fn new_deferring_write<S>(source: &mut S) -> io::Result<Self>
+    where
+        S: mio::event::Source + std::os::fd::AsRawFd,
+    {
+        let fd = source.as_raw_fd();
+        let mut registration = Self::new(source, Interest::READABLE)?;
+        registration.shared.set_readiness(0, super::Ready::WRITABLE);
+        registration.deferred_write = Some(DeferredWrite {
+            fd,
+            added: AtomicBool::new(false),
+        });
+        Ok(registration)
+    }
+
+    /// After the write direction's readiness was cleared: make sure the poller will report it.
+    #[cfg(unix)]
+    fn watch_writes(&self, cleared: super::Ready) {
+        let Some(deferred) = &self.deferred_write else {
+            return;
+        };
+        if !(cleared.is_writable() || cleared.is_write_closed())
+            || deferred.added.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        // The call can only fail once the poller itself is gone (runtime shutdown), and shutdown
+        // marks every registered resource and wakes its waiters, so nobody is left waiting on it.
+        let _ = self
+            .io_handle()
+            .add_write_interest(&self.shared, deferred.fd);
     }
 
     /// The runtime this resource is registered with (new resources it creates, such as accepted
@@ -92,12 +160,16 @@ impl Registration {
     /// included), unless a newer event arrived.
     pub(crate) fn clear_readiness(&self, event: ReadyEvent) {
         self.shared.clear_readiness(event, true);
+        #[cfg(unix)]
+        self.watch_writes(event.ready);
     }
 
     /// Forgets the readiness in `event` after a short read or write proved the socket drained or
     /// full; closed states stay (their edge will not be reported again).
     pub(crate) fn clear_drained(&self, event: ReadyEvent) {
         self.shared.clear_readiness(event, false);
+        #[cfg(unix)]
+        self.watch_writes(event.ready);
     }
 
     /// Runs `f` whenever the direction is ready, until it returns something other than `WouldBlock`.
