@@ -113,9 +113,16 @@ export class UdpSocket {
       const port = b & 0xffff;
       const address = a !== -1 || (b >> 16 & 0xff) === 4 ? v4Address(a, port) : v6Address(off + len, port);
       const w = this.#waiters;
-      if (w.length > 0 && this.#queue.length === 0 && w[0].kind !== 2 && w[0].kind !== 3) {
+      if (w.length > 0 && this.#queue.length === 0 && w[0].kind !== 2) {
+        // Straight to the waiting receive, without passing through the queue.
         const first = w.shift()!;
         if (w.length === 0) this.#holds.add(-1);
+        if (first.kind === 3) {
+          const out: Datagram[] = [{ data: arenaChunk(off, len), address }];
+          this.#filling = first.max > 1 ? { out, max: first.max, batch: currentBatch() } : undefined;
+          first.resolve(out);
+          return;
+        }
         const buf = first.buf!;
         const n = len < buf.length ? len : buf.length;
         copyFromArena(buf, off, n);
