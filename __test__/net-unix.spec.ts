@@ -98,6 +98,21 @@ unixTest('UnixDatagram: bind, sendTo, recvFrom with the sender path; pair; conne
   await t.throwsAsync(a.recv(buf), { code: 'ERR_SOCKET_CLOSED' });
 });
 
+unixTest('a closed UnixDatagram refuses datagrams as soon as close() returns', async (t) => {
+  // close() closes the descriptor there and then (not when the socket's task next runs): a
+  // datagram sent to its path right after is refused, and the pair's other end sees it gone.
+  const p = sockPath();
+  const gone = UnixDatagram.bind(p);
+  gone.close();
+  const u = UnixDatagram.unbound();
+  await t.throwsAsync(u.sendTo('anyone?', p), { code: 'ECONNREFUSED' });
+  const [x, y] = UnixDatagram.pair();
+  y.close();
+  await t.throwsAsync(x.send('anyone?'), { code: 'ECONNREFUSED' });
+  u.close();
+  x.close();
+});
+
 if (!UNIX_SOCKETS) {
   test('Unix socket classes refuse with ERR_FEATURE_UNAVAILABLE_ON_PLATFORM on Windows', async (t) => {
     const code = 'ERR_FEATURE_UNAVAILABLE_ON_PLATFORM';

@@ -159,7 +159,15 @@ fn close_sock(shared: &Shared, sock: &Sock) {
     match &sock.kind {
         Kind::Listener(l) => drop(l.take()),
         Kind::Udp(u) => drop(u.take()),
-        _ => {}
+        #[cfg(unix)]
+        Kind::UnixDgram(u) => {
+            let taken = u.take();
+            let mut st = sock.lock();
+            let futures = (st.rd.take(), st.wr.take());
+            drop(st);
+            drop((futures, taken));
+        }
+        Kind::Stream(_) => {}
     }
     let abort = sock.lock().abort.take();
     if let Some(a) = abort {

@@ -370,7 +370,9 @@ pub fn net_addr(h: u32, peer: bool) -> Result<String> {
                         )
                     }),
                 #[cfg(unix)]
-                (Kind::UnixDgram(u), _) => (if peer { u.peer_addr() } else { u.local_addr() })
+                (Kind::UnixDgram(u), _) => u
+                    .with(|u| if peer { u.peer_addr() } else { u.local_addr() })
+                    .unwrap_or_else(|| Err(io::Error::from_raw_os_error(EBADF)))
                     .map(|a| unix_addr_string(&a)),
                 _ => Err(io::Error::from_raw_os_error(EINVAL)),
             };
@@ -430,9 +432,10 @@ pub fn net_set_opt(h: u32, opt: u32, a: f64, b: f64) -> Result<i32> {
                 },
                 Kind::Udp(u) => sock_ref_udp(u, f),
                 #[cfg(unix)]
-                Kind::UnixDgram(u) => match f(&socket2::SockRef::from(&**u)) {
-                    Ok(()) => 0,
-                    Err(e) => neg(&e),
+                Kind::UnixDgram(u) => match u.with(|u| f(&socket2::SockRef::from(&**u))) {
+                    Some(Ok(())) => 0,
+                    Some(Err(e)) => neg(&e),
+                    None => -ebadf(),
                 },
                 Kind::Listener(_) => -einval(),
             }
@@ -559,10 +562,13 @@ pub fn net_get_opt(h: u32, opt: u32) -> Result<f64> {
                     Ok(())
                 }),
                 #[cfg(unix)]
-                Kind::UnixDgram(u) => {
-                    out = f(&socket2::SockRef::from(&**u));
-                    0
-                }
+                Kind::UnixDgram(u) => match u.with(|u| f(&socket2::SockRef::from(&**u))) {
+                    Some(r) => {
+                        out = r;
+                        0
+                    }
+                    None => -ebadf(),
+                },
                 Kind::Listener(_) => -einval(),
             };
             match (rc, out) {

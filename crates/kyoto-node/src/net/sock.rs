@@ -273,9 +273,10 @@ pub enum Kind {
     Stream(Stream),
     /// Closed synchronously by `close`: a connect right after must be refused.
     Listener(Closable<Listener>),
-    /// A Unix datagram socket (addresses are paths).
+    /// A Unix datagram socket (addresses are paths); closed synchronously like UDP (the readiness
+    /// futures its task keeps hold clones, dropped by `close` too).
     #[cfg(unix)]
-    UnixDgram(Arc<kyoto_rt::net::UnixDatagram>),
+    UnixDgram(Closable<Arc<kyoto_rt::net::UnixDatagram>>),
     /// Closed synchronously by `close`, as node:dgram closes: a bind to its port right after
     /// succeeds, and a datagram sent to the port right after is refused.
     Udp(Closable<UdpSocket>),
@@ -865,7 +866,7 @@ impl Future for SockTask {
             Kind::Listener(l) => l.with(|l| poll_listener(sock, l, cx)).unwrap_or(true),
             Kind::Udp(u) => u.with(|u| poll_udp(sock, u, cx)).unwrap_or(true),
             #[cfg(unix)]
-            Kind::UnixDgram(u) => poll_unix_dgram(sock, u, cx),
+            Kind::UnixDgram(u) => u.with(|u| poll_unix_dgram(sock, u, cx)).unwrap_or(true),
         };
         if done {
             this.finished = true;
@@ -1352,6 +1353,17 @@ pub fn unix_dgram_send(
     let Kind::UnixDgram(u) = &sock.kind else {
         return Err(io::Error::from_raw_os_error(EINVAL));
     };
+    u.with(|u| unix_dgram_send_on(sock, u, data, path))
+        .unwrap_or_else(|| Err(io::Error::from_raw_os_error(EBADF)))
+}
+
+#[cfg(unix)]
+fn unix_dgram_send_on(
+    sock: &Sock,
+    u: &kyoto_rt::net::UnixDatagram,
+    data: &[u8],
+    path: Option<std::path::PathBuf>,
+) -> io::Result<(bool, bool)> {
     let mut st = sock.lock();
     let was_empty = st.dout.is_empty();
     if was_empty {

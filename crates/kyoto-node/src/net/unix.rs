@@ -95,7 +95,7 @@ pub fn net_peer_cred(h: u32) -> Result<String> {
 }
 
 fn register_dgram(n: &NetEnv, rt: &kyoto_rt::Handle, u: UnixDatagram) -> i32 {
-    register(n, rt, Kind::UnixDgram(Arc::new(u)), 0)
+    register(n, rt, Kind::UnixDgram(Closable::new(Arc::new(u))), 0)
 }
 
 /// A Unix datagram socket bound to `path` (unbound when `path` is empty); handle or -errno.
@@ -133,9 +133,10 @@ pub fn net_unix_dgram_connect(h: u32, path: String) -> Result<i32> {
     with_sock(
         h,
         |_, s| match &s.kind {
-            Kind::UnixDgram(u) => match u.connect(&path) {
-                Ok(()) => 0,
-                Err(e) => neg(&e),
+            Kind::UnixDgram(u) => match u.with(|u| u.connect(&path)) {
+                Some(Ok(())) => 0,
+                Some(Err(e)) => neg(&e),
+                None => -ebadf(),
             },
             _ => -einval(),
         },
