@@ -106,6 +106,8 @@ const OPT_TTL = 4;
 const OPT_BROADCAST = 5;
 const OPT_MCAST_LOOP = 6;
 const OPT_MCAST_TTL = 7;
+/** libuv's lower bound for a multicast TTL: -1 on Windows (its VALIDATE_MULTICAST_TTL), 0 elsewhere. */
+const MIN_MULTICAST_TTL = process.platform === 'win32' ? -1 : 0;
 const OPT_SNDBUF = 8;
 const OPT_RCVBUF = 9;
 const O_REUSE_ADDR = 1;
@@ -594,11 +596,11 @@ export class Socket extends EventEmitter {
     return ttl;
   }
 
-  /** The IPv4 multicast TTL (0..255); returns it. */
+  /** The IPv4 multicast TTL (0..255; on Windows also -1, as libuv allows there); returns it. */
   setMulticastTTL(ttl: number): number {
     validateNumber(ttl, 'ttl');
     const v = ttl | 0; // as setTTL
-    if (v < 0 || v > 255) throw errnoError('EINVAL', 'setMulticastTTL');
+    if (v < MIN_MULTICAST_TTL || v > 255) throw errnoError('EINVAL', 'setMulticastTTL');
     this.#bound('setMulticastTTL');
     if (this.type === 'udp6') throw notSupported('dgram', 'setMulticastTTL() on udp6 sockets');
     this.#setOpt('setMulticastTTL', OPT_MCAST_TTL, v);
@@ -623,8 +625,11 @@ export class Socket extends EventEmitter {
     if (this.type === 'udp6') throw notSupported('dgram', 'setMulticastInterface() on udp6 sockets');
     if (!isIP(interfaceAddress)) throw errnoError('EINVAL', 'setMulticastInterface'); // as libuv, which takes v4 or v6
     const sock = this.#bound('setMulticastInterface');
-    // An IPv6 interface on this IPv4 socket: the IPv6 option, which the kernel refuses on it.
-    if (isIPv6(interfaceAddress)) throw errnoError('ENOPROTOOPT', 'setMulticastInterface');
+    // An IPv6 interface on this IPv4 socket: libuv sets the IPv6 option, which the socket refuses
+    // (Linux: ENOPROTOOPT; Winsock, as measured under Wine: EINVAL).
+    if (isIPv6(interfaceAddress)) {
+      throw errnoError(process.platform === 'win32' ? 'EINVAL' : 'ENOPROTOOPT', 'setMulticastInterface');
+    }
     const r = native.netMulticastIf(sock._h, interfaceAddress);
     if (r < 0) throw systemError(-r, 'setMulticastInterface');
   }
@@ -637,11 +642,12 @@ export class Socket extends EventEmitter {
     if (iface !== undefined && typeof iface !== 'string') throw argType('interfaceAddress', 'of type string', iface);
     if (isIPv6(group)) throw notSupported('dgram', `${syscall}() of an IPv6 group`);
     // Codes as node:dgram's, whose libuv binds an unbound socket first: a malformed address is
-    // EINVAL; joining a non-multicast group is EINVAL; leaving a group never joined (as on an
-    // unbound socket) is EADDRNOTAVAIL.
+    // EINVAL; joining a non-multicast group is EINVAL (on Windows leaving one too); leaving a
+    // group never joined (as on an unbound socket) is EADDRNOTAVAIL.
     if (!isIPv4(group) || (iface !== undefined && !isIPv4(iface))) throw errnoError('EINVAL', syscall);
     const first = Number(group.split('.')[0]);
-    if (join && (first < 224 || first > 239)) throw errnoError('EINVAL', syscall);
+    const multicast = first >= 224 && first <= 239;
+    if (!multicast && (join || process.platform === 'win32')) throw errnoError('EINVAL', syscall);
     if (!join && this.#sock === undefined) throw errnoError('EADDRNOTAVAIL', syscall);
     const sock = this.#bound(syscall);
     const r = native.netMulticast(sock._h, join, group, iface ?? '');

@@ -419,7 +419,8 @@ pub fn net_set_opt(h: u32, opt: u32, a: f64, b: f64) -> Result<i32> {
                         .or_else(|e| r.set_unicast_hops_v6(a as u32).map_err(|_| e)),
                     5 => r.set_broadcast(on),
                     6 => r.set_multicast_loop_v4(on),
-                    7 => r.set_multicast_ttl_v4(a as u32),
+                    // As a C int, the way libuv passes it (compat/dgram lets -1 through on Windows only).
+                    7 => r.set_multicast_ttl_v4(a as i32 as u32),
                     8 => r.set_send_buffer_size(a as usize),
                     9 => r.set_recv_buffer_size(a as usize),
                     _ => Err(io::Error::from_raw_os_error(EINVAL)),
