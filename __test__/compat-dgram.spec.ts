@@ -1,11 +1,10 @@
 // kyoto/compat/dgram behaves like node:dgram (loopback only).
 import test from 'ava';
-import { spawn as spawnChild } from 'node:child_process';
 import * as nodeDgram from 'node:dgram';
 import { once } from 'node:events';
 import * as dgram from 'kyoto/compat/dgram';
 import * as kyoto from 'kyoto';
-import { packageRoot, uvErrno } from './helpers';
+import { runNodeChild, uvErrno } from './helpers';
 
 type DgramLike = typeof dgram;
 
@@ -312,21 +311,8 @@ test.serial('parity with node:dgram: a bind/connect/send/close script gives the 
   t.deepEqual(viaKyoto, viaNode);
 });
 
-function runChild(code: string, ms: number): Promise<{ code: number | null; timedOut: boolean; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawnChild(process.execPath, ['-e', code], { cwd: packageRoot, stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), ms);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, timedOut: signal === 'SIGKILL', out });
-    });
-  });
-}
-
 test('a child process exits once its dgram sockets are closed or unref()ed, and a bound one keeps it alive', async (t) => {
-  const closedRun = await runChild(
+  const closedRun = await runNodeChild(
     `const dgram = require('kyoto/compat/dgram');
      const s = dgram.createSocket('udp4');
      s.bind(0, '127.0.0.1', () => { s.send('me', s.address().port, '127.0.0.1'); });
@@ -337,7 +323,7 @@ test('a child process exits once its dgram sockets are closed or unref()ed, and 
   t.is(closedRun.code, 0);
   t.is(closedRun.out.trim(), 'me');
 
-  const unrefd = await runChild(
+  const unrefd = await runNodeChild(
     `const dgram = require('kyoto/compat/dgram');
      const s = dgram.createSocket('udp4');
      s.bind(0, '127.0.0.1', () => { s.unref(); console.log('unrefd'); });`,
@@ -347,11 +333,12 @@ test('a child process exits once its dgram sockets are closed or unref()ed, and 
   t.is(unrefd.code, 0);
   t.is(unrefd.out.trim(), 'unrefd');
 
-  const held = await runChild(
+  const held = await runNodeChild(
     `const dgram = require('kyoto/compat/dgram');
      const s = dgram.createSocket('udp4');
      s.bind(0, '127.0.0.1', () => console.log('bound'));`,
     1_500,
+    true,
   );
   t.true(held.timedOut, 'a bound socket keeps the process alive, like node:dgram');
   t.is(held.out.trim(), 'bound');

@@ -1,7 +1,6 @@
 // kyoto/compat/net behaves like node:net: a slice of Node's own net behaviour, plus parity runs of
 // the same scripts against both modules.
 import test from 'ava';
-import { spawn as spawnChild } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once, type EventEmitter } from 'node:events';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -13,7 +12,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as net from 'kyoto/compat/net';
 import * as kyoto from 'kyoto';
-import { UNIX_SOCKETS, packageRoot, unixTest, uvErrno } from './helpers';
+import { UNIX_SOCKETS, runNodeChild, unixTest, uvErrno } from './helpers';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'kyoto-compat-net-'));
 test.after.always(() => rmSync(dir, { recursive: true, force: true }));
@@ -663,23 +662,8 @@ for (const [name, script] of [
 // ---------------------------------------------------------------------------------------------
 // Event-loop citizenship (child processes)
 
-function runChild(code: string, ms: number): Promise<{ code: number | null; timedOut: boolean; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawnChild(process.execPath, ['-e', code], { cwd: packageRoot, stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-    }, ms);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, timedOut: signal === 'SIGKILL', out });
-    });
-  });
-}
-
 test('a child process exits on its own once its servers and sockets are closed, or unref()ed', async (t) => {
-  const closed = await runChild(
+  const closed = await runNodeChild(
     `const net = require('kyoto/compat/net');
      const server = net.createServer((s) => s.pipe(s)).listen(0, '127.0.0.1', () => {
        const c = net.connect(server.address().port, '127.0.0.1', () => c.end('x'));
@@ -692,7 +676,7 @@ test('a child process exits on its own once its servers and sockets are closed, 
   t.is(closed.code, 0);
   t.is(closed.out.trim(), 'closed');
 
-  const unrefd = await runChild(
+  const unrefd = await runNodeChild(
     `const net = require('kyoto/compat/net');
      const server = net.createServer((s) => { s.resume(); s.unref(); }).listen(0, '127.0.0.1', () => {
        const c = net.connect(server.address().port, '127.0.0.1', () => {
@@ -708,10 +692,11 @@ test('a child process exits on its own once its servers and sockets are closed, 
   t.is(unrefd.code, 0);
   t.is(unrefd.out.trim(), 'unrefd');
 
-  const held = await runChild(
+  const held = await runNodeChild(
     `const net = require('kyoto/compat/net');
      net.createServer().listen(0, '127.0.0.1', () => console.log('listening'));`,
     1_500,
+    true,
   );
   t.true(held.timedOut, 'a listening server keeps the process alive, like node:net');
   t.is(held.out.trim(), 'listening');
@@ -739,7 +724,7 @@ test("a throwing 'data' listener is an uncaught exception and the socket goes on
       });
     });`;
   for (const mod of ['node:net', 'kyoto/compat/net']) {
-    const r = await runChild(script(mod), 15_000);
+    const r = await runNodeChild(script(mod), 15_000);
     t.false(r.timedOut, `${mod}: the second write is echoed`);
     t.deepEqual(JSON.parse(r.out.trim() || 'null'), { echoed: 'b', caught: 1 }, mod);
   }

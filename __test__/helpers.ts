@@ -1,5 +1,6 @@
 // Test-only access to the package's internals (compiled to dist/__test__, next to dist/lib).
 import test from 'ava';
+import { spawn as spawnChild } from 'node:child_process';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import * as util from 'node:util';
@@ -85,4 +86,33 @@ export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise
 export function uvErrno(name: string): number {
   for (const [errno, [n]] of util.getSystemErrorMap()) if (n === name) return errno;
   throw new Error(`no libuv error named ${name}`);
+}
+
+/**
+ * Runs `code` in a child Node process and kills it after `ms`: counted from its first output when
+ * `afterOutput` (so a slow start, as on a loaded CI machine, does not pass for an exit), else from
+ * the spawn. Either way nothing outlives 30 s.
+ */
+export function runNodeChild(
+  code: string,
+  ms: number,
+  afterOutput = false,
+): Promise<{ code: number | null; timedOut: boolean; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawnChild(process.execPath, ['-e', code], { cwd: packageRoot, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    const kill = (): boolean => child.kill('SIGKILL');
+    let timer = setTimeout(kill, afterOutput ? 30_000 : ms);
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      if (afterOutput && out === '') {
+        clearTimeout(timer);
+        timer = setTimeout(kill, ms);
+      }
+      out += d;
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, timedOut: signal === 'SIGKILL', out });
+    });
+  });
 }
