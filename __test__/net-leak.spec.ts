@@ -4,11 +4,24 @@
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import * as kyoto from 'kyoto';
-import { UNIX_SOCKETS, packageRoot, realDelay, withTimeout } from './helpers';
+import { UNIX_SOCKETS, linuxTestSerial, packageRoot, realDelay, withTimeout } from './helpers';
 import { createRequire } from 'node:module';
 
 const req = createRequire(__filename);
 const netLive: () => number = req('../lib/native.js').native.netLive;
+
+/** Runs Node with `args` in the package root; resolves with its stdout and stderr once it ends. */
+function childOutput(args: string[], env: NodeJS.ProcessEnv, ms: number, what: string): Promise<string> {
+  const run = new Promise<string>((resolve, reject) => {
+    const child = spawn(process.execPath, args, { cwd: packageRoot, env });
+    let buf = '';
+    child.stdout.on('data', (d) => (buf += d));
+    child.stderr.on('data', (d) => (buf += d));
+    child.on('error', reject);
+    child.on('close', () => resolve(buf));
+  });
+  return withTimeout(run, ms, what);
+}
 
 /** Waits (bounded) for the native table to drop back to `n` entries; returns what it last saw. */
 async function liveSettlesAt(n: number): Promise<number> {
@@ -140,18 +153,7 @@ test.serial('opening and closing thousands of sockets does not grow the process'
       console.log(JSON.stringify(r));
       l.close(); u2.close();
     })().catch((e) => { console.log('ERR ' + e.stack); process.exit(1); });`;
-  const out = await withTimeout(
-    new Promise<string>((resolve, reject) => {
-      const child = spawn(process.execPath, ['--expose-gc', '-e', code], { cwd: packageRoot });
-      let buf = '';
-      child.stdout.on('data', (d) => (buf += d));
-      child.stderr.on('data', (d) => (buf += d));
-      child.on('error', reject);
-      child.on('close', () => resolve(buf));
-    }),
-    100_000,
-    'the child',
-  );
+  const out = await childOutput(['--expose-gc', '-e', code], process.env, 100_000, 'the child');
   const rounds = JSON.parse(out.trim().split('\n').pop()!) as Array<[number, number]>;
   t.is(rounds.length, 4, out);
   const show = rounds.map(([n, h]) => `${n.toFixed(1)} + ${h.toFixed(1)}`).join(', ');
@@ -160,4 +162,39 @@ test.serial('opening and closing thousands of sockets does not grow the process'
   // would be 6 MiB.
   t.true(rounds[3][0] - rounds[1][0] < 3, `native memory grew: ${show}`);
   t.true(rounds[3][1] - rounds[1][1] < 2, `the JS heap grew: ${show}`);
+});
+
+linuxTestSerial('UDP sockets closed with datagrams in flight both ways and receives pending leave no descriptor, on both data paths', async (t) => {
+  t.timeout(60_000);
+  // close() takes a UDP socket's descriptor at once while its task may be mid-receive (on a worker
+  // thread with multi_thread); 300 pairs closed mid-traffic, in both orders, must leave the
+  // process's descriptor count where it was, every pending recvMany settled.
+  const code = `
+    const { UdpSocket } = require('./dist/lib/net.js');
+    const fs = require('fs');
+    const fds = () => fs.readdirSync('/proc/self/fd').length;
+    (async () => {
+      (await UdpSocket.bind('127.0.0.1:0')).close();
+      await new Promise((r) => setTimeout(r, 50));
+      const before = fds();
+      let settled = 0;
+      for (let i = 0; i < 300; i++) {
+        const a = await UdpSocket.bind('127.0.0.1:0');
+        const b = await UdpSocket.bind('127.0.0.1:0');
+        const to = (s) => Array.from({ length: 64 }, (_, k) => ({ data: Buffer.alloc(32, k), address: s.localAddr() }));
+        const pending = [a, b].map((s) => s.recvMany(64).then(() => settled++, () => settled++));
+        a.sendMany(to(b)).catch(() => 0);
+        b.sendMany(to(a)).catch(() => 0);
+        if (i % 3 === 0) await new Promise((r) => setImmediate(r));
+        if (i % 2) { a.close(); b.close(); } else { b.close(); a.close(); }
+        await Promise.all(pending);
+      }
+      await new Promise((r) => setTimeout(r, 200));
+      console.log(JSON.stringify({ leaked: fds() - before, settled }));
+    })().catch((e) => { console.log('ERR ' + e.stack); process.exit(1); });`;
+  for (const flavor of ['current_thread', 'multi_thread']) {
+    const env = { ...process.env, KYOTO_NET_FLAVOR: flavor };
+    const out = await childOutput(['-e', code], env, 50_000, `the ${flavor} child`);
+    t.deepEqual(JSON.parse(out.trim().split('\n').pop()!), { leaked: 0, settled: 600 }, `${flavor}: ${out}`);
+  }
 });
