@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import * as http from 'node:http';
 import { readdirSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import { TcpListener, TcpStream, TcpSocket, UdpSocket, type SocketAddress } from 'kyoto';
+import { Runtime, TcpListener, TcpStream, TcpSocket, UdpSocket, advance, pause, type SocketAddress } from 'kyoto';
 import { linuxTest, linuxTestSerial, packageRoot, realDelay, withTimeout } from './helpers';
 
 async function pair(): Promise<{ l: TcpListener; c: TcpStream; s: TcpStream }> {
@@ -573,6 +573,106 @@ test('sending to a closed UDP port surfaces ECONNREFUSED on a later recv', async
   const err = await withTimeout(t.throwsAsync(a.recv(Buffer.alloc(8))), 5000, 'recv');
   t.like(err as unknown as Record<string, unknown>, { code: 'ECONNREFUSED' });
   a.close();
+});
+
+/**
+ * A connected pair whose sender has a 4 KiB send buffer and whose receiver a 4 KiB receive buffer,
+ * and the bytes acknowledged by writes to it until one had to wait: most of them are in kyoto's
+ * own backlog, not in the kernel.
+ */
+async function stuffedPair(runtime?: Runtime): Promise<{ l: TcpListener; c: TcpStream; s: TcpStream; acked: number }> {
+  const ls = TcpSocket.v4({ runtime });
+  ls.setRecvBufferSize(4096);
+  ls.bind('127.0.0.1:0');
+  const l = ls.listen(16);
+  const accepted = l.accept();
+  const cs = TcpSocket.v4({ runtime });
+  cs.setSendBufferSize(4096);
+  const c = await cs.connect(l.localAddr());
+  const [s] = await accepted;
+  const chunk = Buffer.alloc(4096, 7);
+  let acked = 0;
+  for (let i = 0; i < 1024; i++) {
+    const took = await Promise.race([c.write(chunk).then(() => true), realDelay(100).then(() => false)]);
+    if (!took) break;
+    acked += chunk.length;
+  }
+  return { l, c, s, acked };
+}
+
+async function drain(s: TcpStream): Promise<number> {
+  const buf = Buffer.alloc(1 << 16);
+  let got = 0;
+  for (let n; (n = await s.read(buf)) > 0; ) got += n;
+  return got;
+}
+
+test('close() right after writes the kernel has not taken yet: the peer still gets every acknowledged byte, then EOF', async (t) => {
+  // write() resolves once the bytes are in kyoto's bounded backlog; close() must not drop them.
+  // The stream lingers (as the kernel does with its own buffer after close(2)) until they are sent.
+  const rt = new Runtime({ flavor: 'multi_thread', workerThreads: 1 });
+  try {
+    for (const runtime of [undefined, rt]) {
+      const { l, c, s, acked } = await stuffedPair(runtime);
+      t.true(acked > 16384, `most acknowledged bytes wait in the backlog (${acked})`);
+      c.close();
+      const got = await withTimeout(drain(s), 20_000, 'the peer reading to EOF');
+      // The write that had to wait may have been queued too: at least what was acknowledged.
+      t.true(got >= acked, `${runtime ? 'worker runtime' : 'data path'}: acked ${acked}, received ${got}`);
+      s.close();
+      l.close();
+    }
+  } finally {
+    await rt.shutdown();
+  }
+});
+
+linuxTestSerial('a closed stream whose peer takes nothing gives up at the linger limit: its descriptor closes and the peer sees EOF', async (t) => {
+  // The limit is 60 s of the socket's runtime clock; paused, an idle runtime jumps to it. Serial:
+  // it counts the process's descriptors.
+  const rt = new Runtime({ flavor: 'multi_thread', workerThreads: 1 });
+  try {
+    const { l, c, s, acked } = await stuffedPair(rt);
+    const fds = (): number => readdirSync('/proc/self/fd').length;
+    const before = fds();
+    pause({ runtime: rt });
+    c.close();
+    await advance(61_000, { runtime: rt });
+    for (let i = 0; i < 50 && fds() >= before; i++) await realDelay(20);
+    t.is(fds(), before - 1, 'the lingering descriptor was closed');
+    const got = await withTimeout(drain(s), 10_000, 'EOF after the limit');
+    t.true(got < acked, `only what the kernel held arrived (${got} of ${acked})`);
+    s.close();
+    l.close();
+  } finally {
+    await rt.shutdown();
+  }
+});
+
+test('a stream lingering after close() does not keep the process alive', async (t) => {
+  // As a destroyed node:net socket: the process exits once nothing else is pending, even though
+  // the peer has not taken the closed stream's bytes.
+  const code = `
+    const { TcpSocket } = require('./dist/lib/net.js');
+    (async () => {
+      const ls = TcpSocket.v4(); ls.setRecvBufferSize(4096); ls.bind('127.0.0.1:0');
+      const l = ls.listen(16);
+      const accepted = l.accept();
+      const cs = TcpSocket.v4(); cs.setSendBufferSize(4096);
+      const c = await cs.connect(l.localAddr());
+      const [s] = await accepted;
+      for (let i = 0; i < 64; i++) c.write(Buffer.alloc(4096)).catch(() => {});
+      await new Promise((r) => setTimeout(r, 100));
+      c.close();
+      l.close();
+      void s; // open, with nothing pending on it: it does not hold the process either
+      console.log('closed');
+    })().catch((e) => { console.log('ERR ' + e.stack); process.exit(1); });`;
+  const started = Date.now();
+  const { out, code: rc } = await runChild(code);
+  t.is(rc, 0, out);
+  t.is(out.trim(), 'closed');
+  t.true(Date.now() - started < 20_000, 'exited well before the linger limit');
 });
 
 test('close() frees a UDP port and a listener port at once, on both data paths', async (t) => {

@@ -4,8 +4,9 @@
  * @module
  */
 import * as net from 'node:net';
-import { codedError, invalidArgValue, outOfRange } from '../errors';
-import { splitAddr, resolveAddr, O_REUSE_ADDR, O_REUSE_PORT } from './common';
+import { codedError, invalidArgValue, optionsBag, outOfRange } from '../errors';
+import type { Runtime, RuntimeOption } from '../runtime';
+import { splitAddr, resolveAddr, socketRuntime, O_REUSE_ADDR, O_REUSE_PORT } from './common';
 import type { AddressLike, SignalOption } from './types';
 import { TcpStream, connectTcp } from './tcp-stream';
 import { TcpListener, listenTcp } from './tcp-listener';
@@ -17,14 +18,26 @@ export class TcpSocket {
   #rcv = 0;
   #bind: { host: string; port: number } | undefined;
   #used = false;
-  private constructor(private readonly _v6: boolean) {}
-  /** A new IPv4 socket. */
-  static v4(): TcpSocket {
-    return new TcpSocket(false);
+  #runtime: Runtime | undefined;
+  private constructor(
+    private readonly _v6: boolean,
+    options: RuntimeOption | undefined,
+  ) {
+    this.#runtime = socketRuntime(optionsBag<RuntimeOption>(options))[0];
   }
-  /** A new IPv6 socket. */
-  static v6(): TcpSocket {
-    return new TcpSocket(true);
+  /**
+   * A new IPv4 socket.
+   * @param options - `runtime`: the runtime its listener or stream is served by.
+   */
+  static v4(options?: RuntimeOption): TcpSocket {
+    return new TcpSocket(false, options);
+  }
+  /**
+   * A new IPv6 socket.
+   * @param options - `runtime`: the runtime its listener or stream is served by.
+   */
+  static v6(options?: RuntimeOption): TcpSocket {
+    return new TcpSocket(true, options);
   }
   /** `SO_REUSEADDR`. */
   setReuseAddr(on: boolean): void {
@@ -59,7 +72,7 @@ export class TcpSocket {
   listen(backlog = 1024): TcpListener {
     const b = this.#bind ?? { host: this._v6 ? '::' : '0.0.0.0', port: 0 };
     this.#take();
-    return listenTcp(b.host, b.port, backlog, this.#flags, this.#snd, this.#rcv);
+    return listenTcp(b.host, b.port, backlog, this.#flags, this.#snd, this.#rcv, this.#runtime);
   }
   /** Connects to `addr`. */
   async connect(addr: AddressLike, options?: SignalOption): Promise<TcpStream> {
@@ -74,6 +87,7 @@ export class TcpSocket {
       this.#snd,
       this.#rcv,
       options?.signal,
+      this.#runtime,
     );
   }
 }

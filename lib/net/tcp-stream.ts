@@ -654,7 +654,12 @@ export class TcpStream implements AsyncIterable<Buffer> {
     return [new ReadHalf(this, state), new WriteHalf(this, state)];
   }
 
-  /** Closes the connection (data queued by `write` is sent first when the socket takes it). */
+  /**
+   * Closes the connection. Bytes whose `write` already resolved still go out, then the FIN: the
+   * closed stream goes on offering them to the peer (as the kernel does with its own buffer after
+   * `close(2)`) for up to 60 s, without keeping the process alive. To know they were sent, await
+   * {@link TcpStream.flush} or {@link TcpStream.shutdown} before closing.
+   */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;

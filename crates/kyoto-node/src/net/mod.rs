@@ -145,17 +145,22 @@ impl Shared {
 }
 
 fn close_sock(shared: &Shared, sock: &Sock) {
-    // What JS wrote before closing goes out if the socket takes it now (the task that would
-    // flush the backlog later is about to stop).
+    // What JS wrote before closing goes out: what the socket takes now at once, the rest from the
+    // socket's task, which lingers for it instead of stopping (`sock::poll_linger`).
+    let mut linger = false;
     if let Kind::Stream(s) = &sock.kind {
         if !sock.has(F_CLOSED | F_WRITE_FAILED) {
             let mut st = sock.lock();
             if st.backlog() > 0 {
-                let _ = flush_backlog_now(s, &mut st);
+                linger = flush_backlog_now(s, &mut st).is_ok() && st.backlog() > 0;
             }
         }
     }
-    sock.set(F_CLOSED);
+    sock.set(if linger {
+        F_CLOSED | F_LINGER
+    } else {
+        F_CLOSED
+    });
     match &sock.kind {
         Kind::Listener(l) => drop(l.take()),
         Kind::Udp(u) => drop(u.take()),
@@ -170,7 +175,9 @@ fn close_sock(shared: &Shared, sock: &Sock) {
         Kind::Stream(_) => {}
     }
     let abort = sock.lock().abort.take();
-    if let Some(a) = abort {
+    if linger {
+        sock.wake();
+    } else if let Some(a) = abort {
         a.abort();
     }
     let copies: Vec<AbortHandle> = {

@@ -52,6 +52,12 @@ pub const F_FRAME_HOLD: u32 = 512;
 pub const F_FRAME_SYNC: u32 = 1024;
 /// Reads go through the framer (set once JS's buffered bytes went through it first).
 pub const F_FRAME_ACTIVE: u32 = 2048;
+/// Closed by JS with written bytes the kernel has not taken yet: the task goes on sending them
+/// (see [`poll_linger`]), then drops the socket.
+pub const F_LINGER: u32 = 4096;
+
+/// How long a closed stream goes on offering its unsent bytes to a peer that does not take them.
+pub const LINGER_LIMIT: Duration = Duration::from_secs(60);
 
 /// A connected byte stream: TCP, a Unix domain socket, or either end of a Windows named pipe.
 pub enum Stream {
@@ -325,6 +331,8 @@ pub struct St {
     pub shutdown_pending: bool,
     pub abort: Option<AbortHandle>,
     pub retry: Option<Pin<Box<kyoto_rt::time::Sleep>>>,
+    /// A lingering stream's deadline ([`LINGER_LIMIT`] from its first linger poll).
+    pub linger_until: Option<Pin<Box<kyoto_rt::time::Sleep>>>,
     /// Unix datagram sockets: pending readiness waits (they own an `Arc` of the socket).
     pub rd: Option<ReadyFut>,
     pub wr: Option<ReadyFut>,
@@ -851,6 +859,9 @@ impl Future for SockTask {
         let this = &mut *self;
         let sock = &this.sock;
         if sock.has(F_CLOSED) {
+            if sock.has(F_LINGER) && !poll_linger(sock, cx) {
+                return Poll::Pending;
+            }
             this.finished = true;
             return Poll::Ready(());
         }
@@ -873,6 +884,26 @@ impl Future for SockTask {
             Poll::Ready(())
         } else {
             Poll::Pending
+        }
+    }
+}
+
+/// A stream JS closed while bytes it had acknowledged (`write()` resolved) were still in the
+/// backlog: send them as the kernel would its own buffer after `close(2)`, then let the socket go
+/// (dropping it closes the descriptor, which sends the FIN). Gives up on a write error or after
+/// [`LINGER_LIMIT`] without the peer taking everything. Returns true when done.
+fn poll_linger(sock: &Sock, cx: &mut Context<'_>) -> bool {
+    let Kind::Stream(s) = &sock.kind else {
+        return true;
+    };
+    let mut st = sock.lock();
+    match poll_flush_backlog(s, &mut st, Some(cx)) {
+        Poll::Ready(_) => true,
+        Poll::Pending => {
+            let deadline = st
+                .linger_until
+                .get_or_insert_with(|| Box::pin(kyoto_rt::time::sleep(LINGER_LIMIT)));
+            deadline.as_mut().poll(cx).is_ready()
         }
     }
 }
