@@ -210,6 +210,19 @@ function flushMicrotask(): void {
   if (ctl[0] > 0) native.netFlush();
 }
 
+/** Bytes of the write arena in use: drops back (to 0) whenever the table was sent. */
+export function writeTableUsed(): number {
+  return ctl[1];
+}
+
+/** Sends the write table now (native code then marks sockets over their high-water mark). */
+export function flushWrites(): void {
+  if (ctl[0] > 0) native.netFlush();
+}
+
+/** A stream's native backlog high-water mark (`sock.rs` `BACKLOG_HWM`). */
+export const BACKLOG_HWM = 64 * 1024;
+
 /**
  * Queues `data` for socket `h` in the shared write table (`a`/`b`: IPv4 destination of a
  * datagram). Returns false when `data` is too large for the arena path (use a direct call).

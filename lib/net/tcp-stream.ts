@@ -26,6 +26,9 @@ import {
   parseNativeAddr,
   queueFrame,
   queueWrite,
+  writeTableUsed,
+  flushWrites,
+  BACKLOG_HWM,
   copyFromArena,
   arenaChunk,
   register,
@@ -119,6 +122,9 @@ export class TcpStream implements AsyncIterable<Buffer> {
   #chunks: Buffer[] = [];
   #chunkOff = 0;
   #buffered = 0;
+  /** Bytes this stream queued in the write table since it was last sent, and the table's use then. */
+  #tableBytes = 0;
+  #tableMark = 0;
   #eof = false;
   #readErr: Error | undefined;
   #writeErr: Error | undefined;
@@ -568,8 +574,30 @@ export class TcpStream implements AsyncIterable<Buffer> {
     if (this.#writeErr) return Promise.reject(this.#writeErr);
     if (this.#shutdown) return Promise.reject(codedError('ERR_STREAM_WRITE_AFTER_END', 'write after end'));
     if (isBlocked(this._h)) return this.#blockedWait(options?.signal).then(() => this.write(bytes, options));
-    if (queueWrite(this._h, bytes)) return Promise.resolve(bytes.length);
+    const mark = writeTableUsed();
+    if (queueWrite(this._h, bytes)) {
+      this.#noteQueued(mark, bytes.length);
+      return Promise.resolve(bytes.length);
+    }
     return this.#writeDirect(bytes, options);
+  }
+
+  /**
+   * Counts the bytes this stream has in the write table. The table is sent at the end of a turn,
+   * so writes made within one turn would all resolve before native code could mark the stream
+   * blocked; past the backlog's high-water mark the table is sent at once, and the next write
+   * sees the mark.
+   */
+  #noteQueued(mark: number, len: number): void {
+    // The table was sent since this stream last queued (its use dropped below our last mark).
+    if (mark < this.#tableMark) this.#tableBytes = 0;
+    this.#tableBytes += len;
+    this.#tableMark = writeTableUsed();
+    if (this.#tableBytes > BACKLOG_HWM) {
+      flushWrites();
+      this.#tableBytes = 0;
+      this.#tableMark = 0;
+    }
   }
 
   async #writeDirect(bytes: Uint8Array, options?: SignalOption): Promise<number> {
