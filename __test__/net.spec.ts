@@ -656,6 +656,24 @@ linuxTestSerial('a closed stream whose peer takes nothing gives up at the linger
   }
 });
 
+test('close() after setLinger(0) resets at once: nothing lingers, the peer sees ECONNRESET', async (t) => {
+  const { l, c, s, acked } = await stuffedPair();
+  try {
+    c.setLinger(0);
+    c.close();
+    const buf = Buffer.alloc(1 << 16);
+    let got = 0;
+    const err = await t.throwsAsync(async () => {
+      for (let n; (n = await s.read(buf, { signal: AbortSignal.timeout(10_000) })) > 0; ) got += n;
+    });
+    t.is((err as { code?: string }).code, 'ECONNRESET');
+    t.true(got < acked / 2, `the backlog was dropped, not sent first (${got} of ${acked} arrived)`);
+  } finally {
+    s.close();
+    l.close();
+  }
+});
+
 test('a stream lingering after close() does not keep the process alive', async (t) => {
   // As a destroyed node:net socket: the process exits once nothing else is pending, even though
   // the peer has not taken the closed stream's bytes.

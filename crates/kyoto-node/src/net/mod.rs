@@ -41,6 +41,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ptr;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use kyoto_rt::net::{SendMsg, TcpListener, TcpStream, UdpSocket};
 use kyoto_rt::task::AbortHandle;
@@ -151,7 +152,9 @@ fn close_sock(shared: &Shared, sock: &Sock) {
     if let Kind::Stream(s) = &sock.kind {
         if !sock.has(F_CLOSED | F_WRITE_FAILED) {
             let mut st = sock.lock();
-            if st.backlog() > 0 {
+            // An abortive close (`SO_LINGER` 0: compat's resetAndDestroy) resets at once instead.
+            let abortive = s.with_ref(|r| r.linger()).ok().flatten() == Some(Duration::ZERO);
+            if st.backlog() > 0 && !abortive {
                 linger = flush_backlog_now(s, &mut st).is_ok() && st.backlog() > 0;
             }
         }
