@@ -3,7 +3,18 @@ import { spawn } from 'node:child_process';
 import * as http from 'node:http';
 import { readdirSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import { Runtime, TcpListener, TcpStream, TcpSocket, UdpSocket, advance, pause, type SocketAddress } from 'kyoto';
+import {
+  LengthDelimitedCodec,
+  Runtime,
+  TcpListener,
+  TcpStream,
+  TcpSocket,
+  UdpSocket,
+  advance,
+  framed,
+  pause,
+  type SocketAddress,
+} from 'kyoto';
 import { linuxTest, linuxTestSerial, packageRoot, realDelay, withTimeout } from './helpers';
 
 async function pair(): Promise<{ l: TcpListener; c: TcpStream; s: TcpStream }> {
@@ -577,10 +588,13 @@ test('sending to a closed UDP port surfaces ECONNREFUSED on a later recv', async
 
 /**
  * A connected pair whose sender has a 4 KiB send buffer and whose receiver a 4 KiB receive buffer,
- * and the bytes acknowledged by writes to it until one had to wait: most of them are in kyoto's
- * own backlog, not in the kernel.
+ * and the bytes acknowledged by sends on it (`write` unless `send` says otherwise) until one had
+ * to wait: most of them are in kyoto's own backlog, not in the kernel.
  */
-async function stuffedPair(runtime?: Runtime): Promise<{ l: TcpListener; c: TcpStream; s: TcpStream; acked: number }> {
+async function stuffedPair(
+  runtime?: Runtime,
+  send: (c: TcpStream, chunk: Buffer) => Promise<unknown> = (c, chunk) => c.write(chunk),
+): Promise<{ l: TcpListener; c: TcpStream; s: TcpStream; acked: number }> {
   const ls = TcpSocket.v4({ runtime });
   ls.setRecvBufferSize(4096);
   ls.bind('127.0.0.1:0');
@@ -593,7 +607,7 @@ async function stuffedPair(runtime?: Runtime): Promise<{ l: TcpListener; c: TcpS
   const chunk = Buffer.alloc(4096, 7);
   let acked = 0;
   for (let i = 0; i < 1024; i++) {
-    const took = await Promise.race([c.write(chunk).then(() => true), realDelay(100).then(() => false)]);
+    const took = await Promise.race([send(c, chunk).then(() => true), realDelay(100).then(() => false)]);
     if (!took) break;
     acked += chunk.length;
   }
@@ -629,6 +643,18 @@ test('close() right after writes the kernel has not taken yet: the peer still ge
   } finally {
     await rt.shutdown();
   }
+});
+
+test('framed sends within one turn stop resolving near the backlog mark too', async (t) => {
+  // Frames go through the same write table as writes, and the same per-stream bound applies.
+  let f: ReturnType<typeof framed> | undefined;
+  const send = (c: TcpStream, chunk: Buffer): Promise<unknown> => (f ??= framed(c, new LengthDelimitedCodec())).send(chunk);
+  const { l, c, s, acked } = await stuffedPair(undefined, send);
+  t.true(acked > 16384, `most acknowledged frames wait in the backlog (${acked})`);
+  t.true(acked <= 256 * 1024, `frames stopped resolving near the high-water mark (${acked})`);
+  c.close();
+  s.close();
+  l.close();
 });
 
 linuxTestSerial('a closed stream whose peer takes nothing gives up at the linger limit: its descriptor closes and the peer sees EOF', async (t) => {

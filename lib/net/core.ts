@@ -207,7 +207,7 @@ export function isBlocked(h: number): boolean {
 let flushScheduled = false;
 function flushMicrotask(): void {
   flushScheduled = false;
-  if (ctl[0] > 0) native.netFlush();
+  flushWrites();
 }
 
 /** Bytes of the write arena in use: drops back (to 0) whenever the table was sent. */

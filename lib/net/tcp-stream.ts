@@ -345,8 +345,12 @@ export class TcpStream implements AsyncIterable<Buffer> {
     if (this.#writeErr) return Promise.reject(this.#writeErr);
     if (this.#shutdown) return Promise.reject(codedError('ERR_STREAM_WRITE_AFTER_END', 'write after end'));
     if (isBlocked(this._h)) return this.#blockedWait().then(() => this._sendFrame(body, hdr, nl, max, tooBig));
+    const mark = writeTableUsed();
     const r = queueFrame(this._h, hdr, body, nl, max);
-    if (r >= 0) return Promise.resolve();
+    if (r >= 0) {
+      this.#noteQueued(mark, hdr + r + (nl ? 1 : 0));
+      return Promise.resolve();
+    }
     const bytes = typeof body === 'string' ? Buffer.from(body) : body;
     if (r === -2 || bytes.length > max) return Promise.reject(tooBig(bytes.length));
     return this.#writeDirect(encodeFrame(bytes, hdr, nl)).then(() => undefined);
@@ -583,10 +587,10 @@ export class TcpStream implements AsyncIterable<Buffer> {
   }
 
   /**
-   * Counts the bytes this stream has in the write table. The table is sent at the end of a turn,
-   * so writes made within one turn would all resolve before native code could mark the stream
-   * blocked; past the backlog's high-water mark the table is sent at once, and the next write
-   * sees the mark.
+   * Counts the bytes this stream has in the write table (writes and frames). The table is sent at
+   * the end of a turn, so writes made within one turn would all resolve before native code could
+   * mark the stream blocked; past the backlog's high-water mark the table is sent at once, and the
+   * next write sees the mark.
    */
   #noteQueued(mark: number, len: number): void {
     // The table was sent since this stream last queued (its use dropped below our last mark).
