@@ -355,12 +355,9 @@ pub fn net_addr(h: u32, peer: bool) -> Result<String> {
         |_, s| {
             let r = match (&s.kind, peer) {
                 (Kind::Stream(t), _) => t.addr(peer),
-                (Kind::Listener(l), false) => l
-                    .with(|l| l.addr())
-                    .unwrap_or_else(|| Err(io::Error::from_raw_os_error(EBADF))),
+                (Kind::Listener(l), false) => l.try_with(|l| l.addr()),
                 (Kind::Udp(u), _) => u
-                    .with(|u| if peer { u.peer_addr() } else { u.local_addr() })
-                    .unwrap_or_else(|| Err(io::Error::from_raw_os_error(EBADF)))
+                    .try_with(|u| if peer { u.peer_addr() } else { u.local_addr() })
                     .map(|a| {
                         format!(
                             "{}|{}|{}",
@@ -371,8 +368,7 @@ pub fn net_addr(h: u32, peer: bool) -> Result<String> {
                     }),
                 #[cfg(unix)]
                 (Kind::UnixDgram(u), _) => u
-                    .with(|u| if peer { u.peer_addr() } else { u.local_addr() })
-                    .unwrap_or_else(|| Err(io::Error::from_raw_os_error(EBADF)))
+                    .try_with(|u| if peer { u.peer_addr() } else { u.local_addr() })
                     .map(|a| unix_addr_string(&a)),
                 _ => Err(io::Error::from_raw_os_error(EINVAL)),
             };
@@ -433,10 +429,9 @@ pub fn net_set_opt(h: u32, opt: u32, a: f64, b: f64) -> Result<i32> {
                 },
                 Kind::Udp(u) => sock_ref_udp(u, f),
                 #[cfg(unix)]
-                Kind::UnixDgram(u) => match u.with(|u| f(&socket2::SockRef::from(&**u))) {
-                    Some(Ok(())) => 0,
-                    Some(Err(e)) => neg(&e),
-                    None => -ebadf(),
+                Kind::UnixDgram(u) => match u.try_with(|u| f(&socket2::SockRef::from(&**u))) {
+                    Ok(()) => 0,
+                    Err(e) => neg(&e),
                 },
                 Kind::Listener(_) => -einval(),
             }
@@ -563,13 +558,10 @@ pub fn net_get_opt(h: u32, opt: u32) -> Result<f64> {
                     Ok(())
                 }),
                 #[cfg(unix)]
-                Kind::UnixDgram(u) => match u.with(|u| f(&socket2::SockRef::from(&**u))) {
-                    Some(r) => {
-                        out = r;
-                        0
-                    }
-                    None => -ebadf(),
-                },
+                Kind::UnixDgram(u) => {
+                    out = u.try_with(|u| f(&socket2::SockRef::from(&**u)));
+                    0
+                }
                 Kind::Listener(_) => -einval(),
             };
             match (rc, out) {

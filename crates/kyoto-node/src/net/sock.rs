@@ -307,6 +307,12 @@ impl<T> Closable<T> {
         g.as_ref().map(f)
     }
 
+    /// Runs a fallible `f` on the socket; `EBADF` once it was closed.
+    pub fn try_with<R>(&self, f: impl FnOnce(&T) -> io::Result<R>) -> io::Result<R> {
+        self.with(f)
+            .unwrap_or_else(|| Err(io::Error::from_raw_os_error(EBADF)))
+    }
+
     /// Takes the socket out (dropping it closes it).
     pub fn take(&self) -> Option<T> {
         self.0.write().unwrap_or_else(|e| e.into_inner()).take()
@@ -1384,8 +1390,7 @@ pub fn unix_dgram_send(
     let Kind::UnixDgram(u) = &sock.kind else {
         return Err(io::Error::from_raw_os_error(EINVAL));
     };
-    u.with(|u| unix_dgram_send_on(sock, u, data, path))
-        .unwrap_or_else(|| Err(io::Error::from_raw_os_error(EBADF)))
+    u.try_with(|u| unix_dgram_send_on(sock, u, data, path))
 }
 
 #[cfg(unix)]

@@ -133,10 +133,9 @@ pub fn net_unix_dgram_connect(h: u32, path: String) -> Result<i32> {
     with_sock(
         h,
         |_, s| match &s.kind {
-            Kind::UnixDgram(u) => match u.with(|u| u.connect(&path)) {
-                Some(Ok(())) => 0,
-                Some(Err(e)) => neg(&e),
-                None => -ebadf(),
+            Kind::UnixDgram(u) => match u.try_with(|u| u.connect(&path)) {
+                Ok(()) => 0,
+                Err(e) => neg(&e),
             },
             _ => -einval(),
         },
