@@ -165,6 +165,66 @@ fn a_datagram_sender_blocked_by_a_full_send_buffer_resumes_when_the_peer_reads()
     });
 }
 
+/// Fills `w`'s send path until a write would block, then has a task write `more` bytes (which
+/// must wait), and checks that `r` reads everything once it starts draining.
+async fn blocked_writer_resumes_when_the_reader_drains(w: UnixStream, mut r: UnixStream) {
+    let chunk = [5u8; 16 * 1024];
+    let mut queued = 0usize;
+    loop {
+        match w.try_write(&chunk) {
+            Ok(n) => queued += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("write: {e}"),
+        }
+        assert!(queued < 64 << 20, "the send buffer never filled");
+    }
+    assert!(queued > 0);
+    let more = 256 * 1024;
+    let writer = kyoto_rt::spawn(async move {
+        let mut w = w;
+        w.write_all(&vec![6u8; more])
+            .await
+            .expect("write after the wait");
+        w
+    });
+    // Give the writer time to hit `WouldBlock` and park before the peer drains.
+    kyoto_rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(
+        !writer.is_finished(),
+        "the send buffer should still be full"
+    );
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got = 0usize;
+    while got < queued + more {
+        let n = r.read(&mut buf).await.expect("read");
+        assert!(n > 0, "early EOF after {got} bytes");
+        got += n;
+    }
+    assert_eq!(got, queued + more);
+    drop(writer.await.expect("the writer finished"));
+}
+
+#[test]
+fn a_unix_stream_writer_blocked_by_a_full_buffer_resumes_when_the_peer_reads() {
+    // Unix streams are polled for writability only after a write would block (the reactor's
+    // deferred write interest): a blocked writer must still be woken once its peer reads, on a
+    // pair, on a connected stream and on an accepted one.
+    run(async {
+        let (a, b) = UnixStream::pair().expect("pair");
+        blocked_writer_resumes_when_the_reader_drains(a, b).await;
+
+        let path = TempPath::new("blocked");
+        let listener = UnixListener::bind(&path.0).expect("bind");
+        let client = UnixStream::connect(&path.0).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        blocked_writer_resumes_when_the_reader_drains(client, server).await;
+
+        let client = UnixStream::connect(&path.0).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        blocked_writer_resumes_when_the_reader_drains(server, client).await;
+    });
+}
+
 #[test]
 fn unbound_and_bound_unix_datagram_sockets_talk_by_path() {
     run(async {

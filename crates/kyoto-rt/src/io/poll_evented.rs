@@ -6,16 +6,16 @@ use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::ops::Deref;
 use std::task::{Context, Poll};
 
-/// What [`PollEvented::new_datagram`] needs of its source: on unix, its descriptor.
+/// What [`PollEvented::new_deferring_write`] needs of its source: on unix, its descriptor.
 #[cfg(unix)]
-pub(crate) trait DatagramSource: std::os::fd::AsRawFd {}
+pub(crate) trait DeferrableSource: std::os::fd::AsRawFd {}
 #[cfg(unix)]
-impl<T: std::os::fd::AsRawFd> DatagramSource for T {}
-/// What [`PollEvented::new_datagram`] needs of its source: nothing beyond unix.
+impl<T: std::os::fd::AsRawFd> DeferrableSource for T {}
+/// What [`PollEvented::new_deferring_write`] needs of its source: nothing beyond unix.
 #[cfg(not(unix))]
-pub(crate) trait DatagramSource {}
+pub(crate) trait DeferrableSource {}
 #[cfg(not(unix))]
-impl<T> DatagramSource for T {}
+impl<T> DeferrableSource for T {}
 
 /// Owns a non-blocking mio source registered with a reactor.
 ///
@@ -41,11 +41,11 @@ impl<E: mio::event::Source> PollEvented<E> {
         })
     }
 
-    /// Registers a datagram socket with the current runtime's reactor, for writing only once a
-    /// write would block (see `registration`'s module docs); elsewhere than unix, for both at once.
-    pub(crate) fn new_datagram(io: E) -> io::Result<Self>
+    /// Registers `io` with the current runtime's reactor, for writing only once a write would
+    /// block (see `registration`'s module docs); elsewhere than unix, for both at once.
+    pub(crate) fn new_deferring_write(io: E) -> io::Result<Self>
     where
-        E: DatagramSource,
+        E: DeferrableSource,
     {
         #[cfg(unix)]
         {
@@ -58,6 +58,22 @@ impl<E: mio::event::Source> PollEvented<E> {
         }
         #[cfg(not(unix))]
         Self::new(io)
+    }
+
+    /// [`new_deferring_write`](Self::new_deferring_write) with the given runtime's reactor.
+    #[cfg(unix)]
+    pub(crate) fn new_deferring_write_with_handle(
+        mut io: E,
+        handle: DriverHandle,
+    ) -> io::Result<Self>
+    where
+        E: DeferrableSource,
+    {
+        let registration = Registration::new_deferring_write_with_handle(&mut io, handle)?;
+        Ok(PollEvented {
+            io: Some(io),
+            registration,
+        })
     }
 
     /// Registers `io` for reading and writing with the given runtime's reactor.

@@ -1,10 +1,13 @@
 //! A resource's link to its reactor: waits for readiness and runs non-blocking operations.
 //!
-//! # Deferred write interest (unix datagram sockets)
+//! # Deferred write interest (unix: datagram sockets and Unix-domain streams)
 //!
 //! A datagram socket registered for writability is woken by the kernel every time one of its sent
 //! datagrams is freed (`sock_wfree` → the socket's write-space callback → every poller entry on
 //! it): under load, one wake-up per datagram sent, for a socket that is almost never unwritable.
+//! A Unix-domain stream is woken the same way each time its peer reads (`unix_write_space`), so
+//! an echo's every reply wakes the other side's poller twice. (TCP has no such wake-up: it calls
+//! its write-space callback only after a write found the send buffer full.)
 //! [`Registration::new_deferring_write`] registers such a socket for reading only and caches it
 //! as writable from the start, so writes are simply tried. The first write direction cleared by a
 //! `WouldBlock` (or a short write) adds write interest to the poller registration, and it stays:
@@ -80,16 +83,28 @@ impl Registration {
         })
     }
 
-    /// Registers `source` (a datagram socket) with the current runtime's reactor for reading, and
-    /// for writing only once a write would block (see the module docs). Until then it is cached as
-    /// writable.
+    /// Registers `source` with the current runtime's reactor for reading, and for writing only once
+    /// a write would block (see the module docs). Until then it is cached as writable.
     #[cfg(unix)]
     pub(crate) fn new_deferring_write<S>(source: &mut S) -> io::Result<Self>
     where
         S: mio::event::Source + std::os::fd::AsRawFd,
     {
+        let handle = crate::runtime::context::current_driver().ok_or_else(no_runtime_error)?;
+        Self::new_deferring_write_with_handle(source, handle)
+    }
+
+    /// [`new_deferring_write`](Self::new_deferring_write) with the given runtime's reactor.
+    #[cfg(unix)]
+    pub(crate) fn new_deferring_write_with_handle<S>(
+        source: &mut S,
+        handle: DriverHandle,
+    ) -> io::Result<Self>
+    where
+        S: mio::event::Source + std::os::fd::AsRawFd,
+    {
         let fd = source.as_raw_fd();
-        let mut registration = Self::new(source, Interest::READABLE)?;
+        let mut registration = Self::new_with_handle(source, Interest::READABLE, handle)?;
         registration.shared.set_readiness(0, super::Ready::WRITABLE);
         registration.deferred_write = Some(DeferredWrite {
             fd,

@@ -157,7 +157,7 @@ impl UdpSocket {
 
     fn new(sys: mio::net::UdpSocket) -> io::Result<UdpSocket> {
         Ok(UdpSocket {
-            io: PollEvented::new_datagram(sys)?,
+            io: PollEvented::new_deferring_write(sys)?,
         })
     }
 

@@ -35,7 +35,7 @@ impl UnixDatagram {
 
     fn new(sys: mio::net::UnixDatagram) -> io::Result<UnixDatagram> {
         Ok(UnixDatagram {
-            io: PollEvented::new_datagram(sys)?,
+            io: PollEvented::new_deferring_write(sys)?,
         })
     }
 

@@ -25,15 +25,26 @@ impl UnixStream {
     /// Connects to the socket at `path`.
     pub async fn connect<P: AsRef<Path>>(path: P) -> io::Result<UnixStream> {
         let stream = UnixStream::new(mio::net::UnixStream::connect(path)?)?;
-        // A non-blocking connect may still be in progress: wait for writability, then check.
+        // Linux and the BSDs finish a Unix-domain connect in the call, but a non-blocking connect
+        // may in principle still be in progress (no peer address yet). The stream is cached as
+        // writable from the start (deferred write interest), so that state is tested, and a
+        // `WouldBlock` clears the cached writability and has the poller report the real one.
         stream
             .io
             .registration()
-            .readiness(Interest::WRITABLE)
+            .async_io(Interest::WRITABLE, || {
+                if let Some(e) = stream.io.take_error()? {
+                    return Err(e);
+                }
+                match stream.io.peer_addr() {
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                        Err(io::ErrorKind::WouldBlock.into())
+                    }
+                    Err(e) => Err(e),
+                    Ok(_) => Ok(()),
+                }
+            })
             .await?;
-        if let Some(e) = stream.io.take_error()? {
-            return Err(e);
-        }
         Ok(stream)
     }
 
@@ -45,7 +56,7 @@ impl UnixStream {
 
     pub(crate) fn new(sys: mio::net::UnixStream) -> io::Result<UnixStream> {
         Ok(UnixStream {
-            io: PollEvented::new(sys)?,
+            io: PollEvented::new_deferring_write(sys)?,
             write_shut: AtomicBool::new(false),
         })
     }
@@ -55,7 +66,7 @@ impl UnixStream {
         handle: DriverHandle,
     ) -> io::Result<UnixStream> {
         Ok(UnixStream {
-            io: PollEvented::new_with_handle(sys, handle)?,
+            io: PollEvented::new_deferring_write_with_handle(sys, handle)?,
             write_shut: AtomicBool::new(false),
         })
     }
