@@ -311,6 +311,45 @@ test.serial('parity with node:dgram: a bind/connect/send/close script gives the 
   t.deepEqual(viaKyoto, viaNode);
 });
 
+// Oversized datagrams fail in the send callback (never as an 'error' event), and a failed bind
+// names no port it never had.
+async function scriptSendAndBindErrors(m: DgramLike): Promise<unknown> {
+  const log: string[] = [];
+  const rx = await bound(m);
+  const port = rx.address().port;
+  const tx = m.createSocket('udp4');
+  tx.on('error', (e: Error & { code?: string }) => log.push(`tx:error:${e.code}`));
+  for (const size of [65_508, 256 * 1024]) {
+    await new Promise<void>((r) =>
+      tx.send(Buffer.alloc(size), port, '127.0.0.1', (err, bytes) => {
+        const e = err as (Error & { code?: string; syscall?: string; address?: string; port?: number }) | null;
+        log.push(`send ${size}: ${e?.code} ${e?.syscall} ${e?.message.replace(String(port), 'PORT')} ${bytes}`);
+        r();
+      }),
+    );
+  }
+  // A datagram of the largest size IPv4 allows still goes out whole (Linux: macOS caps loopback
+  // datagrams lower, net.inet.udp.maxdgram).
+  if (process.platform === 'linux') {
+    const got = new Promise<Buffer>((r) => rx.once('message', (msg) => r(msg)));
+    tx.send(Buffer.alloc(65_507, 1), port, '127.0.0.1');
+    log.push(`received ${(await got).length}`);
+  }
+  const elsewhere = m.createSocket('udp4');
+  const bindErr = new Promise<Error & Record<string, unknown>>((r) => elsewhere.once('error', r));
+  elsewhere.bind(0, '192.0.2.1');
+  const e = await bindErr;
+  log.push(`bind: ${e.code} ${e.syscall} ${e.message} ${'port' in e}`);
+  for (const s of [tx, rx, elsewhere]) await new Promise<void>((r) => s.close(() => r()));
+  return log;
+}
+
+test.serial('parity with node:dgram: oversized sends fail in their callback with EMSGSIZE; a failed bind has no port', async (t) => {
+  const viaNode = await within(scriptSendAndBindErrors(nodeDgram as unknown as DgramLike), 10_000, 'node:dgram run');
+  const viaKyoto = await within(scriptSendAndBindErrors(dgram), 10_000, 'kyoto/compat/dgram run');
+  t.deepEqual(viaKyoto, viaNode);
+});
+
 test('a child process exits once its dgram sockets are closed or unref()ed, and a bound one keeps it alive', async (t) => {
   const closedRun = await runNodeChild(
     `const dgram = require('kyoto/compat/dgram');

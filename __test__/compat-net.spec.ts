@@ -2,7 +2,7 @@
 // the same scripts against both modules.
 import test from 'ava';
 import { createHash, randomBytes } from 'node:crypto';
-import { once, type EventEmitter } from 'node:events';
+import { EventEmitter as EventEmitterClass, once, type EventEmitter } from 'node:events';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import * as http from 'node:http';
 import * as nodeNet from 'node:net';
@@ -647,7 +647,111 @@ async function scriptTimeoutAndHalfOpen(m: NetLike): Promise<Record<string, unkn
   return { log, socketLog };
 }
 
+async function scriptUnreadSockets(m: NetLike): Promise<Record<string, unknown>> {
+  // Nobody reads these sockets: the peer's FIN must still end them, and (no allowHalfOpen) close
+  // them; once as the client ending, once as the server ending.
+  const serverSide: string[][] = [];
+  const server = m.createServer((s) => {
+    serverSide.push(record(s, ['end', 'finish', 'close']));
+    if (serverSide.length === 2) s.end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  const clientSide: string[][] = [];
+  for (let i = 0; i < 2; i++) {
+    const c = m.connect(port, '127.0.0.1', () => {
+      if (i === 0) c.end();
+    });
+    clientSide.push(record(c, ['connect', 'end', 'finish', 'close']));
+    await once(c, 'close');
+  }
+  await new Promise<void>((r) => server.close(() => r()));
+  // One Socket object connected twice counts the bytes of each connection on its own.
+  const echo = m.createServer((s) => {
+    s.resume();
+    s.end('xyz');
+  });
+  await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+  const c = new m.Socket();
+  c.resume();
+  const counts: Array<Array<number | undefined>> = [];
+  for (let i = 0; i < 2; i++) {
+    const closed = once(c, 'close');
+    c.connect((echo.address() as net.AddressInfo).port, '127.0.0.1', () => c.end('foobar'));
+    await closed;
+    counts.push([c.bytesRead, c.bytesWritten]);
+  }
+  await new Promise<void>((r) => echo.close(() => r()));
+  return { serverSide, clientSide, counts };
+}
+
+async function scriptErrorDetails(m: NetLike): Promise<Record<string, unknown>> {
+  const probe = m.createServer();
+  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+  const deadPort = (probe.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => probe.close(() => r()));
+  const out: Record<string, unknown> = {};
+  // A refused connect from a bound local port names that port.
+  const localProbe = m.createServer();
+  await new Promise<void>((r) => localProbe.listen(0, '127.0.0.1', r));
+  const localPort = (localProbe.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => localProbe.close(() => r()));
+  const c = m.connect({ port: deadPort, host: '127.0.0.1', localAddress: '127.0.0.1', localPort });
+  const [e] = (await once(c, 'error')) as [Error & Record<string, unknown>];
+  out.local = [
+    e.code,
+    e.message.replace(String(deadPort), 'PORT').replace(String(localPort), 'LOCAL'),
+    e.localAddress,
+    e.localPort === localPort,
+  ];
+  // A lookup that answers with an impossible family.
+  const bad = m.connect({
+    host: 'example.invalid',
+    port: 9,
+    lookup: ((_h: string, o: { all?: boolean }, cb: (...a: unknown[]) => void) =>
+      o.all ? cb(null, [{ address: '127.0.0.1', family: 100 }]) : cb(null, '127.0.0.1', 100)) as never,
+  });
+  const [fe] = (await once(bad, 'error')) as [Error & Record<string, unknown>];
+  out.family = [fe.name, fe.code, fe.message, fe.host, fe.port];
+  // ERR_INVALID_ARG_VALUE shows the value itself.
+  const messages: string[] = [];
+  for (const f of [
+    () => m.connect({ port: 9, objectMode: true } as net.NetConnectOpts),
+    () => m.createServer().listen({ foo: 1 } as net.ListenOptions),
+  ]) {
+    try {
+      f();
+    } catch (err) {
+      messages.push(`${(err as Error & { code: string }).code}: ${(err as Error).message}`);
+    }
+  }
+  out.messages = messages;
+  return out;
+}
+
+async function scriptCapturedRejection(m: NetLike): Promise<Record<string, unknown>> {
+  const log: string[] = [];
+  // Read when an emitter is made: only this server captures rejections.
+  EventEmitterClass.captureRejections = true;
+  const server = m.createServer(async (s: net.Socket) => {
+    s.on('error', (err) => log.push(`socket error: ${err.message}`));
+    throw new Error('kaboom');
+  });
+  EventEmitterClass.captureRejections = false;
+  server.on('error', (err) => log.push(`server error: ${err.message}`));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const c = m.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+  c.on('error', () => {});
+  c.resume();
+  await once(c, 'close');
+  await new Promise<void>((r) => server.close(() => r()));
+  return { log };
+}
+
 for (const [name, script] of [
+  ['sockets nobody reads, and a reused socket', scriptUnreadSockets],
+  ['error details (local end, lookup family, argument values)', scriptErrorDetails],
+  ['a rejected async connection listener (captureRejections)', scriptCapturedRejection],
   ['an echo exchange', scriptEcho],
   ['EADDRINUSE and ECONNREFUSED', scriptErrors],
   ['a timeout then a half-open exchange', scriptTimeoutAndHalfOpen],

@@ -779,6 +779,26 @@ test('excess bytes of a datagram larger than the buffer are discarded', async (t
   b.close();
 });
 
+test('a datagram larger than UDP allows rejects its send with EMSGSIZE, and the socket carries on', async (t) => {
+  const a = await UdpSocket.bind('127.0.0.1:0');
+  const b = await UdpSocket.bind('127.0.0.1:0');
+  for (const size of [65_508, 256 * 1024]) {
+    const err = (await t.throwsAsync(a.sendTo(Buffer.alloc(size), b.localAddr()), { code: 'EMSGSIZE' })) as
+      | (Error & { syscall?: string; port?: number })
+      | undefined;
+    t.is(err?.syscall, 'send');
+    t.is(err?.port, b.localAddr().port);
+  }
+  await a.connect(b.localAddr());
+  await t.throwsAsync(a.send(Buffer.alloc(70_000)), { code: 'EMSGSIZE' });
+  // Nothing of the refused sends reaches the peer or turns up as a receive error later.
+  await a.send('after');
+  const buf = Buffer.alloc(16);
+  t.is(buf.subarray(0, await b.recv(buf)).toString(), 'after');
+  a.close();
+  b.close();
+});
+
 test('datagrams queued while no receive waits come out whole and in order, whichever call takes them', async (t) => {
   const a = await UdpSocket.bind('127.0.0.1:0');
   const b = await UdpSocket.bind('127.0.0.1:0');

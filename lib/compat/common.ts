@@ -65,7 +65,10 @@ export function argType(name: string, expected: string, actual: unknown): NodeCo
 /** `ERR_INVALID_ARG_VALUE` (`TypeError`). */
 export function argValue(name: string, value: unknown, reason = 'is invalid'): NodeCodedError<TypeError> {
   const what = name.includes('.') ? 'property' : 'argument';
-  return nodeError(TypeError, 'ERR_INVALID_ARG_VALUE', `The ${what} '${name}' ${reason}. Received ${received(value)}`);
+  // Node shows the value itself here (inspected, cut at 128 characters), not its type.
+  let shown = util.inspect(value);
+  if (shown.length > 128) shown = `${shown.slice(0, 128)}...`;
+  return nodeError(TypeError, 'ERR_INVALID_ARG_VALUE', `The ${what} '${name}' ${reason}. Received ${shown}`);
 }
 
 /** `ERR_OUT_OF_RANGE` (`RangeError`). */

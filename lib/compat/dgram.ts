@@ -130,7 +130,8 @@ function isConnected(): Error {
 function withHostPort(err: unknown, syscall: string, address?: string, port?: number): unknown {
   const e = err as SystemError;
   if (typeof e?.errno !== 'number' || typeof e.code !== 'string') return err;
-  const out = systemError(Math.abs(e.errno), syscall, address, port);
+  // node:dgram names the port only when there is one.
+  const out = systemError(Math.abs(e.errno), syscall, address, port || undefined);
   let details = '';
   if (port && port > 0) details = ` ${address}:${port}`;
   else if (address) details = ` ${address}`;

@@ -447,6 +447,9 @@ export class Socket extends Duplex {
       this.#sock = undefined;
       this.#reading = false;
     }
+    // A new handle: node:net counts bytes per connection.
+    this.#bytesRead = 0;
+    this.#bytesDispatched = 0;
     const path = options.path;
     this.#pipe = !!path;
     this.#hasHandle = true;
@@ -573,7 +576,10 @@ export class Socket extends Duplex {
         const e = nodeError(TypeError, 'ERR_INVALID_IP_ADDRESS', `Invalid IP address: ${ip}`);
         process.nextTick(() => this.destroy(e));
       } else if (family !== 4 && family !== 6) {
-        const e = nodeError(RangeError, 'ERR_INVALID_ADDRESS_FAMILY', `Invalid address family: ${family} ${host}:${port}`);
+        const e = Object.assign(
+          nodeError(RangeError, 'ERR_INVALID_ADDRESS_FAMILY', `Invalid address family: ${family} ${host}:${port}`),
+          { host, port },
+        );
         process.nextTick(() => this.destroy(e));
       } else {
         this._unrefTimer();
@@ -594,12 +600,23 @@ export class Socket extends Duplex {
     let local = '';
     if (localAddress || localPort) local = localAddress || (family === 4 ? '0.0.0.0' : '::');
     this.emit('connectionAttempt', address, port, family);
+    // node:net names the local end of a failed connect that was bound to a port.
+    const fail =
+      local && localPort
+        ? (e: Error): void => {
+            if (typeof (e as NodeJS.ErrnoException).syscall === 'string') {
+              e.message += ` - Local (${local}:${localPort})`;
+              Object.assign(e, { localAddress: local, localPort });
+            }
+            failed(e);
+          }
+        : failed;
     const h = native.netTcpConnect(address, port, local, localPort ?? 0, 0, 0, 0);
     if (h < 0) {
-      failed(systemError(-h, 'connect', address, port));
+      fail(systemError(-h, 'connect', address, port));
       return false;
     }
-    this.#track(new TcpStream(h), address, port, failed);
+    this.#track(new TcpStream(h), address, port, fail);
     return true;
   }
 
@@ -645,7 +662,10 @@ export class Socket extends Duplex {
       const e =
         a === undefined || !isIP(a.address)
           ? nodeError(TypeError, 'ERR_INVALID_IP_ADDRESS', `Invalid IP address: ${a?.address}`)
-          : nodeError(RangeError, 'ERR_INVALID_ADDRESS_FAMILY', `Invalid address family: ${a.family} ${options.host}:${options.port}`);
+          : Object.assign(
+              nodeError(RangeError, 'ERR_INVALID_ADDRESS_FAMILY', `Invalid address family: ${a.family} ${options.host}:${options.port}`),
+              { host: options.host, port: options.port },
+            );
       process.nextTick(() => this.destroy(e));
       return;
     }
@@ -745,6 +765,9 @@ export class Socket extends Duplex {
         if (chunk === undefined) {
           this.#reading = false;
           this.push(null);
+          // As node:net does: a socket nobody reads still ends (and, without allowHalfOpen,
+          // ends its side too) once its buffer is empty.
+          this.read(0);
           return;
         }
         this.#bytesRead += chunk.length;
@@ -1416,6 +1439,15 @@ export class Server extends EventEmitter {
   _emitCloseIfDrained(): void {
     if (this.#listener !== undefined || this._connections > 0) return;
     process.nextTick(() => this.emit('close'));
+  }
+
+  /**
+   * With `captureRejections`, a rejected async `'connection'` listener destroys that connection
+   * with the error (as node:net does); any other event's rejection becomes the server's `'error'`.
+   */
+  override [EventEmitter.captureRejectionSymbol](err: Error, event: string | symbol, ...args: unknown[]): void {
+    if (event === 'connection') (args[0] as Socket).destroy(err);
+    else this.emit('error', err);
   }
 
   /** Calls `cb(null, count)` with the number of open connections. */

@@ -489,6 +489,13 @@ export interface SystemError extends Error {
 
 let errMap: Map<number, [string, string]> | undefined;
 
+/** The positive errno libuv gives the error named `code` on this platform (e.g. `'EMSGSIZE'`). */
+export function errnoOf(code: string): number {
+  errMap ??= util.getSystemErrorMap() as Map<number, [string, string]>;
+  for (const [uv, [name]] of errMap) if (name === code) return -uv;
+  throw new Error(`no errno named ${code}`);
+}
+
 /** Builds a Node-shaped system error from a positive errno. */
 export function systemError(errno: number, syscall: string, address?: string, port?: number): SystemError {
   if (errno === E_RUNTIME_SHUTDOWN) return Object.assign(runtimeShutdownError(), { syscall }) as SystemError;

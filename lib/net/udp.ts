@@ -25,6 +25,7 @@ import {
   arenaChunk,
   register,
   systemError,
+  errnoOf,
   unregister,
   v4Address,
   v6Address,
@@ -64,6 +65,17 @@ interface RecvWaiter {
   reject: (e: unknown) => void;
 }
 
+/** The largest UDP payload over IPv4: 65 535 minus the IP and UDP headers. */
+const MAX_V4_PAYLOAD = 65_507;
+
+/**
+ * The largest payload of one datagram to `host`: larger ones fail with `EMSGSIZE` before they
+ * reach the kernel (which would refuse them too), as node:dgram reports them: to the send.
+ */
+function maxPayload(host: string): number {
+  return net.isIPv6(host) && !/^::ffff:/i.test(host) ? 65_527 : MAX_V4_PAYLOAD;
+}
+
 /** A UDP socket. Received datagrams are batched natively (`recvmmsg`); sends too (`sendmmsg`). */
 export class UdpSocket {
   /** @internal */ readonly _h: number;
@@ -80,6 +92,8 @@ export class UdpSocket {
   #err: Error | undefined;
   #drain: Array<() => void> = [];
   #connected = false;
+  /** The connected peer's IP (see {@link maxPayload}). */
+  #peerHost = '';
   /** Pending connect, reads, drain waits (stream) or receives (UDP) holding the loop. */
   #holds = new LoopHolds();
 
@@ -263,6 +277,9 @@ export class UdpSocket {
 
   #send(bytes: Uint8Array, host: string, port: number): Promise<number> {
     if (this.#closed) return Promise.reject(closedError());
+    if (bytes.length > MAX_V4_PAYLOAD && bytes.length > maxPayload(host === '' ? this.#peerHost : host)) {
+      return Promise.reject(systemError(errnoOf('EMSGSIZE'), 'send', host || undefined, host ? port : undefined));
+    }
     const ip = host === '' ? 0 : ipv4ToInt(host);
     if (ip !== -1 && (host !== '' || this.#connected) && !isBlocked(this._h)) {
       if (queueWrite(this._h, bytes, ip, host === '' ? 0 : port | (4 << 16))) return Promise.resolve(bytes.length);
@@ -279,7 +296,10 @@ export class UdpSocket {
     return this.#send(toBytes(data), '', 0);
   }
 
-  /** Sends one datagram to `addr` (an IP literal). */
+  /**
+   * Sends one datagram to `addr` (an IP literal). One larger than UDP allows (65 507 bytes over
+   * IPv4, 65 527 over IPv6) rejects with `EMSGSIZE`, as does `send`.
+   */
   sendTo(data: Uint8Array | string, addr: AddressLike): Promise<number> {
     if (addr !== undefined && this.#queueFast(data, addr)) return Promise.resolve((data as Uint8Array).length);
     let bytes: Uint8Array;
@@ -337,6 +357,7 @@ export class UdpSocket {
     const r = native.netUdpConnect(this._h, host, port);
     if (r < 0) throw systemError(-r, 'connect', host, port);
     this.#connected = true;
+    this.#peerHost = host;
   }
 
   /**
