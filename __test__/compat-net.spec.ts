@@ -411,6 +411,22 @@ if (process.platform === 'win32') {
   });
 }
 
+test('Socket, Stream and Server are callable without new, like node:net\'s, and still classes', (t) => {
+  type Callable = (...args: unknown[]) => { constructor: { name: string } };
+  for (const m of [nodeNet, net] as Array<typeof net>) {
+    const s = (m.Socket as unknown as Callable)() as net.Socket;
+    const alias = (m.Stream as unknown as Callable)() as net.Socket;
+    const server = (m.Server as unknown as Callable)() as net.Server;
+    t.true(s instanceof m.Socket && alias instanceof m.Socket && server instanceof m.Server);
+    t.deepEqual([s.constructor.name, alias.constructor.name, server.constructor.name], ['Socket', 'Socket', 'Server']);
+    class Sub extends m.Socket {}
+    const sub = new Sub();
+    t.true(sub instanceof m.Socket && sub instanceof Sub);
+    for (const x of [s, alias, sub]) x.destroy();
+    server.close();
+  }
+});
+
 test('isIP, isIPv4, isIPv6, BlockList and SocketAddress are node:net\'s', (t) => {
   t.is(net.isIP('127.0.0.1'), 4);
   t.is(net.isIP('::1'), 6);

@@ -1502,3 +1502,21 @@ export function connect(...args: unknown[]): Socket {
 
 /** Same as {@link connect}. */
 export const createConnection: typeof connect = connect;
+
+// ---------------------------------------------------------------------------------------------
+// Calls without `new`
+
+/** `C`, callable without `new` too (as node:net's function constructors are). */
+function callableWithoutNew<C extends new (...args: never[]) => object>(cls: C): C {
+  return new Proxy(cls, {
+    apply: (target, _this, args: unknown[]) => Reflect.construct(target, args) as object,
+  });
+}
+
+// `net.Socket()`, `net.Stream()` and `net.Server()` work on node:net (old code and Node's own
+// tests call them so), where an ES class throws. The exports are swapped for callable proxies of
+// the classes: `new`, `instanceof`, `extends` and `.prototype` reach the class itself.
+{
+  const socket = callableWithoutNew(Socket);
+  Object.assign(exports, { Socket: socket, Stream: socket, Server: callableWithoutNew(Server) });
+}
