@@ -295,6 +295,29 @@ test.serial('setTimeout fires timeout on an idle socket (which stays open); acti
   await closeServer(server);
 });
 
+test('write() stays true past the highWaterMark while the socket takes the bytes, as on node:net, from the first turn after accept', async (t) => {
+  // node:net hands each write to the kernel at once, so writableLength stays 0 and write()
+  // returns true until the socket buffers are full, not after 16 KiB of one synchronous burst.
+  for (const m of [nodeNet, net] as Array<typeof net>) {
+    let accepted = 0;
+    const server = m.createServer((s) => {
+      const chunk = Buffer.alloc(1024, 7);
+      while (s.write(chunk)) accepted++;
+      t.is(s.writableLength, s.writableHighWaterMark, 'only the last highWaterMark waits in the stream');
+      s.destroy();
+    });
+    const port = await listen(server, 0, '127.0.0.1');
+    const c = m.connect(port, '127.0.0.1');
+    c.on('error', () => {});
+    c.resume();
+    await once(c, 'close');
+    await closeServer(server);
+    // kyoto's own backlog alone takes 64 KiB; the kernel far more on Linux.
+    t.true(accepted > 64, `${accepted} KiB before write() returned false`);
+    if (process.platform === 'linux') t.true(accepted > 256, `${accepted} KiB before write() returned false`);
+  }
+});
+
 test('backpressure: with a paused reader, write() returns false and drain only follows once the reader resumes; buffering stays bounded', async (t) => {
   let serverSide: net.Socket | undefined;
   const server = net.createServer((s) => {

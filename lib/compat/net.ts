@@ -804,6 +804,13 @@ export class Socket extends Duplex {
     }
     this._unrefTimer();
     this.#bytesDispatched += data.length;
+    // Taken at once (as libuv's synchronous write would): the callback runs now, so writableLength
+    // stays 0 and write() returns true until kyoto's backlog is full, as node:net's does.
+    if (s._writeNow(data)) {
+      this.#writeProgress++;
+      cb();
+      return;
+    }
     this.#inflight++;
     s.write(data).then(
       () => {

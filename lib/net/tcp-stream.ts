@@ -587,6 +587,19 @@ export class TcpStream implements AsyncIterable<Buffer> {
   }
 
   /**
+   * @internal Queues `bytes` the way `write` does when it need not wait (open, not blocked, small
+   * enough for the write table) and returns true; false without queueing anything otherwise (the
+   * caller then uses `write`). What node:net's synchronous write callback needs (`compat`).
+   */
+  _writeNow(bytes: Uint8Array): boolean {
+    if (this.#closed || this.#writeErr || this.#shutdown || isBlocked(this._h)) return false;
+    const mark = writeTableUsed();
+    if (!queueWrite(this._h, bytes)) return false;
+    this.#noteQueued(mark, bytes.length);
+    return true;
+  }
+
+  /**
    * Counts the bytes this stream has in the write table (writes and frames). The table is sent at
    * the end of a turn, so writes made within one turn would all resolve before native code could
    * mark the stream blocked; past the backlog's high-water mark the table is sent at once, and the

@@ -738,8 +738,18 @@ pub fn stream_write(sock: &Sock, data: &[u8], direct: bool) -> (bool, bool) {
     let mut data = data;
     let was_empty = st.backlog() == 0;
     if direct && was_empty && !sock.has(F_COPYING | F_CONNECTING) {
+        // A stream accepted in this turn has had no writable report yet, so its cached readiness
+        // says "wait": with nothing queued, ask the socket itself once before queueing.
+        let mut asked = false;
         loop {
-            match s.try_write(data) {
+            let r = match s.try_write(data) {
+                Err(e) if is_would_block(&e) && !asked => {
+                    asked = true;
+                    s.send_now(data)
+                }
+                r => r,
+            };
+            match r {
                 Ok(n) if n == data.len() => return (false, false),
                 Ok(0) => break,
                 Ok(n) => data = &data[n..],

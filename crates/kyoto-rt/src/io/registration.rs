@@ -105,7 +105,7 @@ impl Registration {
     {
         let fd = source.as_raw_fd();
         let mut registration = Self::new_with_handle(source, Interest::READABLE, handle)?;
-        registration.shared.set_readiness(0, super::Ready::WRITABLE);
+        registration.shared.assume_ready(super::Ready::WRITABLE);
         registration.deferred_write = Some(DeferredWrite {
             fd,
             added: AtomicBool::new(false),

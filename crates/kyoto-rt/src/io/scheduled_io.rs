@@ -123,6 +123,12 @@ impl ScheduledIo {
         self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// ORs `ready` into the cached readiness, keeping its tick: readiness a new resource is known
+    /// to have before the poller reported it (no task can be waiting on it yet).
+    pub(crate) fn assume_ready(&self, ready: Ready) {
+        self.readiness.fetch_or(ready.as_usize(), Ordering::AcqRel);
+    }
+
     /// Driver: ORs `ready` into the cached readiness and stamps it with `tick`.
     pub(crate) fn set_readiness(&self, tick: u16, ready: Ready) {
         let tick = ((tick & MAX_TICK) as usize) << TICK_SHIFT;
