@@ -429,6 +429,16 @@ export interface NativeTaskSnapshot {
 /** `"family|ip|port"` of the local (or peer) address, or `"!errno"`. */
 export declare function netAddr(h: number, peer: boolean): string
 
+/**
+ * Takes over an open stream socket descriptor (`new net.Socket({ fd })`, `server.listen({ fd })`
+ * of `kyoto/compat/net`, e.g. one inherited from systemd): `[handle, kind]` (kind: 1 TCP stream,
+ * 2 Unix stream, 3 TCP listener, 4 Unix listener) or `[-errno]`. With `listen`, a socket not yet
+ * listening is made to listen with `backlog`. From then on kyoto owns the descriptor and closes
+ * it with the socket, as node:net does. `ENOTSOCK` for a descriptor that is not a socket,
+ * `EINVAL` for one that is not a stream, or that is a listener when `listen` is false.
+ */
+export declare function netAdoptFd(fd: number, listen: boolean, backlog: number, runtime?: NativeRuntime | undefined | null): Array<number>
+
 /** Listener: accept connections (K_ACCEPT events) while `on`. */
 export declare function netArm(h: number, on: boolean): number
 

@@ -1,6 +1,7 @@
 // kyoto/compat/net behaves like node:net: a slice of Node's own net behaviour, plus parity runs of
 // the same scripts against both modules.
 import test from 'ava';
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { EventEmitter as EventEmitterClass, once, type EventEmitter } from 'node:events';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -12,7 +13,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as net from 'kyoto/compat/net';
 import * as kyoto from 'kyoto';
-import { UNIX_SOCKETS, runNodeChild, unixTest, uvErrno } from './helpers';
+import { UNIX_SOCKETS, packageRoot, runNodeChild, unixTest, uvErrno } from './helpers';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'kyoto-compat-net-'));
 test.after.always(() => rmSync(dir, { recursive: true, force: true }));
@@ -450,6 +451,69 @@ test('Socket, Stream and Server are callable without new, like node:net\'s, and 
   }
 });
 
+/**
+ * Runs `script` in a child given, as descriptors 3 and 4, a listening TCP socket and one connected
+ * to an echo server (as systemd or a supervisor passes them). The child serves fd 3 with a greeting,
+ * talks over fd 4, and sends what it saw over IPC; we then connect to fd 3's port.
+ */
+async function throughDescriptors(modulePath: string): Promise<unknown[]> {
+  const listener = nodeNet.createServer();
+  const echo = nodeNet.createServer((s) => s.on('data', (d) => s.end(`echo ${d}`)));
+  await new Promise<void>((r) => listener.listen(0, '127.0.0.1', r));
+  await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+  const port = (listener.address() as net.AddressInfo).port;
+  const toEcho = nodeNet.connect((echo.address() as net.AddressInfo).port, '127.0.0.1');
+  await once(toEcho, 'connect');
+  const fds = (x: object): number => (x as { _handle: { fd: number } })._handle.fd;
+  const child = spawn(
+    process.execPath,
+    [
+      '-e',
+      `const m = require(${JSON.stringify(modulePath)});
+      const out = [];
+      for (const bad of [-1, 'foo', 1.5, 99999]) {
+        try { new m.Socket({ fd: bad }); out.push('no throw'); } catch (e) { out.push(e.code + ': ' + e.message); }
+      }
+      const bad = m.createServer().on('error', (e) => out.push('listen on a file: ' + e.code + ' ' + e.syscall));
+      bad.listen({ fd: require('fs').openSync(__filename === '[eval]' ? process.execPath : __filename, 'r') });
+      const srv = m.createServer((s) => s.end('hello'));
+      srv.listen({ fd: 3 }, () => {
+        out.push('listening on ' + srv.address().address);
+        const s = new m.Socket({ fd: 4 });
+        let back = '';
+        s.on('data', (d) => (back += d)).on('end', () => {
+          out.push('fd 4 answered ' + back + ' from ' + s.remoteAddress);
+          s.destroy();
+          process.send(out);
+          process.on('disconnect', () => srv.close());
+        });
+        s.write('ping');
+      });`,
+    ],
+    { cwd: packageRoot, stdio: ['ignore', 'inherit', 'inherit', fds(listener), fds(toEcho), 'ipc'] },
+  );
+  // The child serves the port now; ours closes (the descriptor stays open in the child).
+  listener.close();
+  toEcho.destroy();
+  const [out] = (await within(once(child, 'message'), 20_000, 'the child')) as [string[]];
+  const c = nodeNet.connect(port, '127.0.0.1');
+  let greeting = '';
+  c.on('data', (d) => (greeting += d));
+  await once(c, 'end');
+  child.disconnect();
+  const [code] = (await once(child, 'exit')) as [number];
+  await closeServer(echo);
+  return [...out, `greeting ${greeting}`, `exit ${code}`];
+}
+
+unixTest('listen({ fd }) and new Socket({ fd }) serve and talk through inherited descriptors, as node:net does', async (t) => {
+  const viaNode = await throughDescriptors('node:net');
+  const viaKyoto = await throughDescriptors(path.join(packageRoot, 'dist', 'lib', 'compat', 'net.js'));
+  t.deepEqual(viaKyoto, viaNode);
+  t.true(viaKyoto.includes('fd 4 answered echo ping from 127.0.0.1'));
+  t.true(viaKyoto.includes('greeting hello'));
+});
+
 test('isIP, isIPv4, isIPv6, BlockList and SocketAddress are node:net\'s', (t) => {
   t.is(net.isIP('127.0.0.1'), 4);
   t.is(net.isIP('::1'), 6);
@@ -590,9 +654,12 @@ test('bad arguments throw like node:net (TypeError/RangeError with code); unsupp
     t.throws(() => s.listen(0), { code: 'ERR_SERVER_ALREADY_LISTEN' });
     await closeServer(s);
   }
-  t.throws(() => new net.Socket({ fd: 0 }), { code: 'ERR_NOT_SUPPORTED' });
   t.throws(() => new net.Socket({ onread: { buffer: Buffer.alloc(10), callback: () => {} } }), { code: 'ERR_NOT_SUPPORTED' });
-  t.throws(() => net.createServer().listen({ fd: 3 }), { code: 'ERR_NOT_SUPPORTED' });
+  if (!UNIX_SOCKETS) {
+    // Descriptors are adopted on unix only (see the inherited-descriptor test).
+    t.throws(() => new net.Socket({ fd: 0 }), { code: 'ERR_NOT_SUPPORTED' });
+    t.throws(() => net.createServer().listen({ fd: 3 }), { code: 'ERR_NOT_SUPPORTED' });
+  }
   if (UNIX_SOCKETS) {
     const unixSock = net.connect(path.join(dir, 'nothing-here.sock'));
     unixSock.on('error', () => {});

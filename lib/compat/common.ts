@@ -110,6 +110,13 @@ export function validateNumber(value: unknown, name: string): asserts value is n
   if (typeof value !== 'number') throw argType(name, 'of type number', value);
 }
 
+/** Node's `validateInt32`: an integer number in `min`..2^31-1. */
+export function validateInt32(value: unknown, name: string, min = -2147483648): asserts value is number {
+  if (typeof value !== 'number') throw argType(name, 'of type number', value);
+  if (!Number.isInteger(value)) throw outOfRange(name, 'an integer', value);
+  if (value < min || value > 2147483647) throw outOfRange(name, `>= ${min} && <= 2147483647`, value);
+}
+
 /** Node's `validateString`. */
 export function validateString(value: unknown, name: string): asserts value is string {
   if (typeof value !== 'string') throw argType(name, 'of type string', value);

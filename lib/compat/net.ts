@@ -7,9 +7,12 @@
  * {@link TcpStream}/{@link UnixStream}; servers accept through {@link TcpListener}/{@link UnixListener}.
  * The non-socket helpers (`isIP`, `BlockList`, `SocketAddress`, …) are `node:net`'s own.
  *
- * Not supported (they throw an error with `code: 'ERR_NOT_SUPPORTED'`): adopting a descriptor or
- * a native handle (`new Socket({ fd })`, `{ handle }`, `server.listen(handle | { fd })`), the
- * `onread` option, and Windows named pipes as `path`.
+ * A socket descriptor can be adopted on Linux and macOS (`new Socket({ fd })`,
+ * `server.listen({ fd })`, e.g. one passed in by systemd): a TCP or Unix stream socket, or a
+ * listening (or bound) one for `listen`. Not supported (they throw an error with
+ * `code: 'ERR_NOT_SUPPORTED'`): descriptors that are not sockets (pipes, TTYs) and descriptors on
+ * Windows, native handles (`{ handle }`, `server.listen(handle)`), the `onread` option, and
+ * Windows named pipes as `path`.
  * @module
  */
 import * as dns from 'node:dns';
@@ -18,7 +21,7 @@ import { chmodSync, statSync, unlinkSync } from 'node:fs';
 import * as nodeNet from 'node:net';
 import { Duplex, addAbortSignal, type DuplexOptions } from 'node:stream';
 import { native } from '../native';
-import { systemError } from '../net/core';
+import { errnoOf, systemError } from '../net/core';
 import {
   NamedPipe,
   NamedPipeClient,
@@ -44,6 +47,7 @@ import {
   validateAbortSignal,
   validateBoolean,
   validateFunction,
+  validateInt32,
   validateNumber,
   validatePort,
   validateString,
@@ -248,6 +252,25 @@ interface Acceptor {
   localAddr(): KyotoAddress;
 }
 
+/** Kinds `netAdoptFd` reports (see `unix.rs`). */
+const ADOPTED_UNIX_STREAM = 2;
+const ADOPTED_UNIX_LISTENER = 4;
+
+/**
+ * A kyoto stream over the connected socket `fd`, which it then owns (`new Socket({ fd })`). Throws
+ * as node:net does for a descriptor it cannot use, and `ERR_NOT_SUPPORTED` for a pipe or TTY
+ * (node:net would open those as pipes) and on Windows.
+ */
+function adoptStream(fd: number): TcpStream {
+  if (process.platform === 'win32') throw notSupported('net', 'options.fd on Windows');
+  const [h, what] = native.netAdoptFd(fd, false, 0);
+  if (h >= 0) return what === ADOPTED_UNIX_STREAM ? new UnixStream(h) : new TcpStream(h);
+  const code = systemError(-h, 'open').code;
+  if (code === 'ENOTSOCK') throw notSupported('net', 'options.fd naming a descriptor that is not a socket');
+  if (code === 'EBADF') throw nodeError(TypeError, 'ERR_INVALID_FD_TYPE', 'Unsupported fd type: UNKNOWN');
+  throw systemError(-h, 'open');
+}
+
 function unixListen(path: string, backlog: number): Acceptor {
   if (process.platform === 'win32') return new PipeAcceptor(path);
   const h = native.netUnixListen(path, backlog);
@@ -364,10 +387,12 @@ export class Socket extends Duplex {
 
   /**
    * @param options - `allowHalfOpen`, `readable`, `writable`, `signal`, `noDelay`, `keepAlive`,
-   * `keepAliveInitialDelay`, `highWaterMark`s. `fd` and `onread` throw `ERR_NOT_SUPPORTED`.
+   * `keepAliveInitialDelay`, `highWaterMark`s, `fd` (a connected stream socket's descriptor, which
+   * the socket then owns; unix only). `onread` throws `ERR_NOT_SUPPORTED`.
    */
-  constructor(options?: SocketConstructorOpts) {
-    if (typeof options === 'number') throw notSupported('net', 'new Socket(fd)');
+  constructor(options?: SocketConstructorOpts | number) {
+    // node:net's legacy form: `new Socket(fd)`.
+    if (typeof options === 'number') options = { fd: options };
     const o: Record<PropertyKey, unknown> = { ...(options as Record<PropertyKey, unknown> | undefined) };
     if (o.objectMode) throw argValue('options.objectMode', o.objectMode, 'is not supported');
     if (o.readableObjectMode || o.writableObjectMode) {
@@ -378,11 +403,14 @@ export class Socket extends Duplex {
       validateNumber(o.keepAliveInitialDelay, 'options.keepAliveInitialDelay');
       if (o.keepAliveInitialDelay < 0) o.keepAliveInitialDelay = 0;
     }
-    if (o.fd !== undefined) throw notSupported('net', 'options.fd');
     if (o.handle !== undefined && o[kAccepted] === undefined) throw notSupported('net', 'options.handle');
     if (o.onread != null) throw notSupported('net', 'options.onread');
     if (o.signal !== undefined) validateAbortSignal(o.signal, 'options.signal');
-    const accepted = o[kAccepted] as TcpStream | undefined;
+    let accepted = o[kAccepted] as TcpStream | undefined;
+    if (o.fd !== undefined) {
+      validateInt32(o.fd, 'fd', 0);
+      accepted = adoptStream(o.fd);
+    }
     const duplexOpts: DuplexOptions & { readable?: boolean; writable?: boolean } = {
       allowHalfOpen: Boolean(o.allowHalfOpen),
       readable: o.readable as boolean | undefined,
@@ -1238,7 +1266,10 @@ export class Server extends EventEmitter {
       const off = onAbort(options.signal as AbortSignal, () => this.close());
       this.once('close', off);
     }
-    if (typeof options.fd === 'number' && options.fd >= 0) throw notSupported('net', 'server.listen({ fd })');
+    if (typeof options.fd === 'number' && options.fd >= 0) {
+      this.#listenOnFd(options.fd, (options.backlog as number) || backlogFromArgs || 511);
+      return this;
+    }
     if (
       args.length === 0 ||
       typeof args[0] === 'function' ||
@@ -1292,6 +1323,17 @@ export class Server extends EventEmitter {
   }
 
   /** Binds and listens now (`port` -1: `address` is a Unix path); errors go to `'error'`. */
+  /** `listen({ fd })`: serves on an inherited socket; node:net reports any unusable one as EINVAL. */
+  #listenOnFd(fd: number, backlog: number): void {
+    if (process.platform === 'win32') throw notSupported('net', 'server.listen({ fd }) on Windows');
+    const [h, what] = native.netAdoptFd(fd, true, backlog);
+    if (h < 0) {
+      process.nextTick(() => this.emit('error', systemError(errnoOf('EINVAL'), 'listen')));
+      return;
+    }
+    this.#startListening(what === ADOPTED_UNIX_LISTENER ? new UnixListener(h) : new TcpListener(h));
+  }
+
   #setupListen(address: string | null, port: number, backlog: number, flags: number): void {
     let l: Acceptor;
     const bl = backlog || 511;
@@ -1313,6 +1355,10 @@ export class Server extends EventEmitter {
       process.nextTick(() => this.emit('error', e));
       return;
     }
+    this.#startListening(l);
+  }
+
+  #startListening(l: Acceptor): void {
     this.#listener = l;
     if (this.#unref) l.unref();
     void this.#acceptLoop(l);

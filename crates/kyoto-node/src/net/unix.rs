@@ -16,6 +16,129 @@ fn register_stream(n: &NetEnv, rt: &kyoto_rt::Handle, s: UnixStream, flags: u32)
     register(n, rt, Kind::Stream(Stream::Unix(s)), flags)
 }
 
+/// What [`net_adopt_fd`] made of a descriptor (the second element of its result).
+const ADOPTED_TCP_STREAM: i32 = 1;
+const ADOPTED_UNIX_STREAM: i32 = 2;
+const ADOPTED_TCP_LISTENER: i32 = 3;
+const ADOPTED_UNIX_LISTENER: i32 = 4;
+
+/// An `int` socket option of `fd` (`SOL_SOCKET`).
+fn int_opt(fd: i32, opt: libc::c_int) -> io::Result<libc::c_int> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are live locals of the sizes passed; the kernel writes at most `len`
+    // bytes to `v`. `fd` is only a number to the kernel (EBADF/ENOTSOCK if it names no socket).
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r == 0 {
+        Ok(v)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The address family of the socket `fd`.
+fn family(fd: i32) -> io::Result<libc::c_int> {
+    // SAFETY: all-zero is a valid `sockaddr_storage`.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `ss` is a live local of `len` bytes; the kernel writes at most `len` bytes to it.
+    let r = unsafe {
+        libc::getsockname(
+            fd,
+            (&mut ss as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    };
+    if r == 0 {
+        Ok(libc::c_int::from(ss.ss_family))
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Takes over an open stream socket descriptor (`new net.Socket({ fd })`, `server.listen({ fd })`
+/// of `kyoto/compat/net`, e.g. one inherited from systemd): `[handle, kind]` (kind: 1 TCP stream,
+/// 2 Unix stream, 3 TCP listener, 4 Unix listener) or `[-errno]`. With `listen`, a socket not yet
+/// listening is made to listen with `backlog`. From then on kyoto owns the descriptor and closes
+/// it with the socket, as node:net does. `ENOTSOCK` for a descriptor that is not a socket,
+/// `EINVAL` for one that is not a stream, or that is a listener when `listen` is false.
+#[napi(catch_unwind)]
+pub fn net_adopt_fd(
+    fd: i32,
+    listen: bool,
+    backlog: u32,
+    runtime: Option<&NativeRuntime>,
+) -> Result<Vec<i32>> {
+    let n = net()?;
+    let rt = n.runtime_for(runtime)?;
+    // Checked before anything takes ownership: a bad descriptor is an error, never closed.
+    let checked = (|| -> io::Result<(libc::c_int, bool)> {
+        if int_opt(fd, libc::SO_TYPE)? != libc::SOCK_STREAM {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let fam = family(fd)?;
+        if fam != libc::AF_INET && fam != libc::AF_INET6 && fam != libc::AF_UNIX {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let accepting = int_opt(fd, libc::SO_ACCEPTCONN)? != 0;
+        if accepting && !listen {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        Ok((fam, accepting))
+    })();
+    let (fam, accepting) = match checked {
+        Ok(c) => c,
+        Err(e) => return Ok(vec![neg(&e)]),
+    };
+    use std::os::fd::FromRawFd;
+    // SAFETY: `fd` is an open stream socket (the checks above succeeded on it), and the caller
+    // hands its ownership over: from here it is closed exactly once, when this socket is dropped.
+    let sock = unsafe { Socket::from_raw_fd(fd) };
+    let _g = rt.enter();
+    let made = (|| -> io::Result<(Kind, i32)> {
+        sock.set_nonblocking(true)?;
+        let unix = fam == libc::AF_UNIX;
+        if listen {
+            if !accepting {
+                sock.listen(backlog.clamp(1, 65535) as i32)?;
+            }
+            Ok(if unix {
+                let l = UnixListener::from_std(sock.into())?;
+                (
+                    Kind::Listener(Closable::new(Listener::Unix(l))),
+                    ADOPTED_UNIX_LISTENER,
+                )
+            } else {
+                let l = kyoto_rt::net::TcpListener::from_std(sock.into())?;
+                (
+                    Kind::Listener(Closable::new(Listener::Tcp(l))),
+                    ADOPTED_TCP_LISTENER,
+                )
+            })
+        } else if unix {
+            Ok((
+                Kind::Stream(Stream::Unix(UnixStream::from_std(sock.into())?)),
+                ADOPTED_UNIX_STREAM,
+            ))
+        } else {
+            let s = kyoto_rt::net::TcpStream::from_std(sock.into())?;
+            Ok((Kind::Stream(Stream::Tcp(s)), ADOPTED_TCP_STREAM))
+        }
+    })();
+    Ok(match made {
+        Ok((kind, what)) => vec![register(&n, &rt, kind, 0), what],
+        Err(e) => vec![neg(&e)],
+    })
+}
+
 /// Binds and listens on a Unix socket path; the handle or a negative errno.
 #[napi(catch_unwind)]
 pub fn net_unix_listen(path: String, backlog: u32, runtime: Option<&NativeRuntime>) -> Result<i32> {

@@ -35,6 +35,16 @@ pub mod unix {
     pub fn net_unix_connect(path: String, runtime: Option<&NativeRuntime>) -> Result<i32> {
         Err(unavailable(WHAT))
     }
+    /// Unix only (see `unix.rs`).
+    #[napi(catch_unwind)]
+    pub fn net_adopt_fd(
+        fd: i32,
+        listen: bool,
+        backlog: u32,
+        runtime: Option<&NativeRuntime>,
+    ) -> Result<Vec<i32>> {
+        Err(unavailable("socket descriptors"))
+    }
     /// Unix only.
     #[napi(catch_unwind)]
     pub fn net_unix_pair(runtime: Option<&NativeRuntime>) -> Result<Vec<i32>> {

@@ -125,6 +125,7 @@ impl ScheduledIo {
 
     /// ORs `ready` into the cached readiness, keeping its tick: readiness a new resource is known
     /// to have before the poller reported it (no task can be waiting on it yet).
+    #[cfg(unix)]
     pub(crate) fn assume_ready(&self, ready: Ready) {
         self.readiness.fetch_or(ready.as_usize(), Ordering::AcqRel);
     }
