@@ -507,6 +507,12 @@ export declare function netMulticast(h: number, join: boolean, group: string, if
  */
 export declare function netMulticastIf(h: number, iface: string): number
 
+/**
+ * Joins (or leaves) the IPv4 multicast group `group` for datagrams from `source` only
+ * (source-specific multicast, `IP_ADD_SOURCE_MEMBERSHIP`) on `iface` (`""` = any).
+ */
+export declare function netMulticastSsm(h: number, join: boolean, source: string, group: string, iface: string): number
+
 /** `"pid|uid|gid"` of a Unix stream's peer (pid -1 when unknown), or `"!errno"`. */
 export declare function netPeerCred(h: number): string
 

@@ -867,6 +867,7 @@ module.exports.netInit = nativeBinding.netInit
 module.exports.netLive = nativeBinding.netLive
 module.exports.netMulticast = nativeBinding.netMulticast
 module.exports.netMulticastIf = nativeBinding.netMulticastIf
+module.exports.netMulticastSsm = nativeBinding.netMulticastSsm
 module.exports.netPeerCred = nativeBinding.netPeerCred
 module.exports.netPipeCreate = nativeBinding.netPipeCreate
 module.exports.netPipeOpen = nativeBinding.netPipeOpen

@@ -231,7 +231,9 @@ test('broadcast, TTL, multicast and buffer-size setters work on a loopback socke
   t.throws(() => s.addMembership('ff02::1'), { code: 'ERR_NOT_SUPPORTED' });
   t.notThrows(() => s.setMulticastInterface('127.0.0.1'));
   throwsWith(t, () => s.setMulticastInterface('not an address'), { code: 'EINVAL', syscall: 'setMulticastInterface' });
-  t.throws(() => s.addSourceSpecificMembership('127.0.0.1', '232.1.1.1'), { code: 'ERR_NOT_SUPPORTED' });
+  t.notThrows(() => s.addSourceSpecificMembership('127.0.0.1', '232.1.1.1'));
+  t.notThrows(() => s.dropSourceSpecificMembership('127.0.0.1', '232.1.1.1'));
+  t.throws(() => s.addSourceSpecificMembership('::1', 'ff3e::1'), { code: 'ERR_NOT_SUPPORTED' });
   t.notThrows(() => s.setRecvBufferSize(1 << 17));
   t.notThrows(() => s.setSendBufferSize(1 << 17));
   // The kernel's figures (Linux reports twice what was set, as node:dgram shows too).
@@ -348,6 +350,40 @@ test.serial('parity with node:dgram: oversized sends fail in their callback with
   const viaNode = await within(scriptSendAndBindErrors(nodeDgram as unknown as DgramLike), 10_000, 'node:dgram run');
   const viaKyoto = await within(scriptSendAndBindErrors(dgram), 10_000, 'kyoto/compat/dgram run');
   t.deepEqual(viaKyoto, viaNode);
+});
+
+// Source-specific multicast: the same outcomes (or errors) call for call.
+async function scriptSourceMembership(m: DgramLike): Promise<string[]> {
+  const out: string[] = [];
+  const attempt = (what: string, f: () => void): void => {
+    try {
+      f();
+      out.push(`${what}: ok`);
+    } catch (e) {
+      out.push(`${what}: ${(e as Error & { code?: string }).code} ${(e as Error).message}`);
+    }
+  };
+  const s = await bound(m);
+  attempt('source not a string', () => s.addSourceSpecificMembership(0 as unknown as string, '232.1.1.1'));
+  attempt('group not an address', () => s.addSourceSpecificMembership('224.0.0.114', '0'));
+  attempt('leave, group not an address', () => s.dropSourceSpecificMembership('224.0.0.114', '0'));
+  attempt('join', () => s.addSourceSpecificMembership('127.0.0.1', '232.1.1.1'));
+  attempt('join again', () => s.addSourceSpecificMembership('127.0.0.1', '232.1.1.1'));
+  attempt('leave', () => s.dropSourceSpecificMembership('127.0.0.1', '232.1.1.1'));
+  attempt('leave again', () => s.dropSourceSpecificMembership('127.0.0.1', '232.1.1.1'));
+  attempt('a unicast group', () => s.addSourceSpecificMembership('127.0.0.1', '10.0.0.1'));
+  attempt('on an interface', () => s.addSourceSpecificMembership('127.0.0.1', '232.1.1.2', '127.0.0.1'));
+  attempt('on a bad interface', () => s.addSourceSpecificMembership('127.0.0.1', '232.1.1.3', 'x'));
+  await new Promise<void>((r) => s.close(() => r()));
+  attempt('closed', () => s.addSourceSpecificMembership('127.0.0.1', '232.1.1.1'));
+  return out;
+}
+
+test.serial('parity with node:dgram: source-specific multicast membership gives the same outcomes call for call', async (t) => {
+  const viaNode = await within(scriptSourceMembership(nodeDgram as unknown as DgramLike), 10_000, 'node:dgram run');
+  const viaKyoto = await within(scriptSourceMembership(dgram), 10_000, 'kyoto/compat/dgram run');
+  t.deepEqual(viaKyoto, viaNode);
+  t.true(viaKyoto.includes('join: ok'));
 });
 
 test('a child process exits once its dgram sockets are closed or unref()ed, and a bound one keeps it alive', async (t) => {

@@ -5,10 +5,10 @@
  * `connect`, `close`, `error`), errors and options. Received datagrams are read in batches
  * (`recvmmsg`) and emitted one `'message'` each.
  *
- * Not supported (they throw an error with `code: 'ERR_NOT_SUPPORTED'`): source-specific
- * membership, IPv6 multicast (membership of an IPv6 group, `setMulticastInterface`/
- * `setMulticastTTL`/`setMulticastLoopback` on `udp6` sockets), and binding to a descriptor or
- * handle.
+ * Not supported (they throw an error with `code: 'ERR_NOT_SUPPORTED'`): IPv6 multicast (membership
+ * of an IPv6 group, source-specific or not, `setMulticastInterface`/`setMulticastTTL`/
+ * `setMulticastLoopback` on `udp6` sockets), and binding to a descriptor or handle. Membership
+ * calls on a socket not bound yet throw `EBADF`, where node:dgram binds it to a random port first.
  * @module
  */
 import * as dns from 'node:dns';
@@ -665,20 +665,34 @@ export class Socket extends EventEmitter {
     this.#membership(false, multicastAddress, interfaceAddress);
   }
 
-  /** Not supported: throws `ERR_NOT_SUPPORTED`. */
-  addSourceSpecificMembership(sourceAddress: string, groupAddress: string, _interfaceAddress?: string): void {
+  #sourceMembership(join: boolean, source: unknown, group: unknown, iface: unknown): void {
+    const syscall = join ? 'addSourceSpecificMembership' : 'dropSourceSpecificMembership';
     this.#healthCheck();
-    validateString(sourceAddress, 'sourceAddress');
-    validateString(groupAddress, 'groupAddress');
-    throw notSupported('dgram', 'addSourceSpecificMembership()');
+    validateString(source, 'sourceAddress');
+    validateString(group, 'groupAddress');
+    if (isIPv6(group)) throw notSupported('dgram', `${syscall}() of an IPv6 group`);
+    // As libuv: addresses that do not parse are EINVAL; the rest is the kernel's to judge, on a
+    // socket bound first if it was not.
+    if (!isIPv4(group) || !isIPv4(source) || (iface != null && !isIPv4(String(iface)))) {
+      throw errnoError('EINVAL', syscall);
+    }
+    const sock = this.#bound(syscall);
+    const r = native.netMulticastSsm(sock._h, join, source, group, iface == null ? '' : String(iface));
+    if (r < 0) throw systemError(-r, syscall);
   }
 
-  /** Not supported: throws `ERR_NOT_SUPPORTED`. */
-  dropSourceSpecificMembership(sourceAddress: string, groupAddress: string, _interfaceAddress?: string): void {
-    this.#healthCheck();
-    validateString(sourceAddress, 'sourceAddress');
-    validateString(groupAddress, 'groupAddress');
-    throw notSupported('dgram', 'dropSourceSpecificMembership()');
+  /**
+   * Joins the IPv4 multicast group `groupAddress` for datagrams from `sourceAddress` only
+   * (source-specific multicast), on `interfaceAddress` (default any). IPv6 groups throw
+   * `ERR_NOT_SUPPORTED`.
+   */
+  addSourceSpecificMembership(sourceAddress: string, groupAddress: string, interfaceAddress?: string): void {
+    this.#sourceMembership(true, sourceAddress, groupAddress, interfaceAddress);
+  }
+
+  /** Leaves a source-specific IPv4 multicast group. */
+  dropSourceSpecificMembership(sourceAddress: string, groupAddress: string, interfaceAddress?: string): void {
+    this.#sourceMembership(false, sourceAddress, groupAddress, interfaceAddress);
   }
 
   #bufferSize(size: unknown, opt: number, syscall: string): void {

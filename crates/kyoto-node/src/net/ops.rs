@@ -465,6 +465,40 @@ pub fn net_multicast(h: u32, join: bool, group: String, iface: String) -> Result
     )
 }
 
+/// Joins (or leaves) the IPv4 multicast group `group` for datagrams from `source` only
+/// (source-specific multicast, `IP_ADD_SOURCE_MEMBERSHIP`) on `iface` (`""` = any).
+#[napi(catch_unwind)]
+pub fn net_multicast_ssm(
+    h: u32,
+    join: bool,
+    source: String,
+    group: String,
+    iface: String,
+) -> Result<i32> {
+    let (Ok(IpAddr::V4(src)), Ok(IpAddr::V4(g))) =
+        (source.parse::<IpAddr>(), group.parse::<IpAddr>())
+    else {
+        return Ok(-einval());
+    };
+    let Some(i) = parse_iface(&iface) else {
+        return Ok(-einval());
+    };
+    with_sock(
+        h,
+        |_, s| match &s.kind {
+            Kind::Udp(u) => sock_ref_udp(u, |r| {
+                if join {
+                    r.join_ssm_v4(&src, &g, &i)
+                } else {
+                    r.leave_ssm_v4(&src, &g, &i)
+                }
+            }),
+            _ => -einval(),
+        },
+        -ebadf(),
+    )
+}
+
 /// An IPv4 interface address (`""`: any).
 fn parse_iface(iface: &str) -> Option<Ipv4Addr> {
     if iface.is_empty() {
