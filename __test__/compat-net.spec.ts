@@ -654,7 +654,6 @@ test('bad arguments throw like node:net (TypeError/RangeError with code); unsupp
     t.throws(() => s.listen(0), { code: 'ERR_SERVER_ALREADY_LISTEN' });
     await closeServer(s);
   }
-  t.throws(() => new net.Socket({ onread: { buffer: Buffer.alloc(10), callback: () => {} } }), { code: 'ERR_NOT_SUPPORTED' });
   if (!UNIX_SOCKETS) {
     // Descriptors are adopted on unix only (see the inherited-descriptor test).
     t.throws(() => new net.Socket({ fd: 0 }), { code: 'ERR_NOT_SUPPORTED' });
@@ -854,7 +853,66 @@ async function scriptCapturedRejection(m: NetLike): Promise<Record<string, unkno
   return { log };
 }
 
+async function scriptOnread(m: NetLike): Promise<Record<string, unknown>> {
+  // The server sends 11 bytes; the client reads them into 4-byte buffers through onread: a
+  // static one, then buffers made per read, pausing (callback returns false) after the first read.
+  const message = Buffer.from('hello world');
+  const out: Record<string, unknown> = {};
+  for (const mode of ['static', 'made per read']) {
+    const server = m.createServer((s) => {
+      server.close();
+      s.end(message);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const reads: string[] = [];
+    const stat = Buffer.alloc(4);
+    let made = 0;
+    let paused = false;
+    const c = m.connect({
+      port: (server.address() as net.AddressInfo).port,
+      host: '127.0.0.1',
+      onread: {
+        buffer: mode === 'static' ? stat : () => (made++, Buffer.alloc(4)),
+        callback(this: net.Socket, n: number, buf: Uint8Array) {
+          reads.push(`${n}:${Buffer.from(buf.subarray(0, n)).toString()}${buf === stat ? ':static' : ''}${paused ? ':while paused' : ''}`);
+          if (reads.length === 1) {
+            paused = true;
+            setTimeout(() => {
+              paused = false;
+              c.resume();
+            }, 50);
+            return false;
+          }
+          return undefined;
+        },
+      },
+    } as net.NetConnectOpts);
+    let data = 0;
+    c.on('data', () => data++);
+    await once(c, 'end');
+    out[mode] = { reads, data, bytesRead: c.bytesRead, made: made > 0 };
+    c.destroy();
+  }
+  // An onread without a callback is ignored: 'data' events as usual.
+  const server = m.createServer((s) => {
+    server.close();
+    s.end('plain');
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const c = m.connect({
+    port: (server.address() as net.AddressInfo).port,
+    host: '127.0.0.1',
+    onread: { buffer: Buffer.alloc(4) },
+  } as unknown as net.NetConnectOpts);
+  let text = '';
+  c.on('data', (d: Buffer) => (text += d));
+  await once(c, 'end');
+  out.ignored = text;
+  return out;
+}
+
 for (const [name, script] of [
+  ['reads into the caller\'s buffer (onread), with a pause', scriptOnread],
   ['sockets nobody reads, and a reused socket', scriptUnreadSockets],
   ['error details (local end, lookup family, argument values)', scriptErrorDetails],
   ['a rejected async connection listener (captureRejections)', scriptCapturedRejection],

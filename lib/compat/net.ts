@@ -11,8 +11,8 @@
  * `server.listen({ fd })`, e.g. one passed in by systemd): a TCP or Unix stream socket, or a
  * listening (or bound) one for `listen`. Not supported (they throw an error with
  * `code: 'ERR_NOT_SUPPORTED'`): descriptors that are not sockets (pipes, TTYs) and descriptors on
- * Windows, native handles (`{ handle }`, `server.listen(handle)`), the `onread` option, and
- * Windows named pipes as `path`.
+ * Windows, native handles (`{ handle }`, `server.listen(handle)`), and Windows named pipes as
+ * `path`.
  * @module
  */
 import * as dns from 'node:dns';
@@ -107,10 +107,22 @@ export interface SocketConstructorOpts {
   readableHighWaterMark?: number;
   /** The writable buffer's high-water mark (bytes). */
   writableHighWaterMark?: number;
-  /** Not supported: adopting a descriptor. */
+  /** A connected stream socket's descriptor to adopt (unix only; the socket then owns it). */
   fd?: number;
-  /** Not supported: reading into a caller's buffer. */
-  onread?: unknown;
+  /**
+   * Reads into the caller's memory instead of emitting `'data'`: each read fills `buffer` (or the
+   * buffer the function returns, asked once per read) and calls `callback(nread, buffer)`; a
+   * `false` return pauses reading until `resume()`. An object without both is ignored.
+   */
+  onread?: OnReadOpts;
+}
+
+/** `onread` of {@link SocketConstructorOpts}. */
+export interface OnReadOpts {
+  /** The memory reads land in, or a function that returns it for each read. */
+  buffer: Uint8Array | (() => Uint8Array);
+  /** Called with the number of bytes read into `buf`; `false` pauses reading. */
+  callback(this: Socket, nread: number, buf: Uint8Array): boolean | void;
 }
 
 /** Options of `socket.connect()` / `connect()` for TCP. */
@@ -370,6 +382,9 @@ export class Socket extends Duplex {
   #hasHandle = false;
   #pipe = false;
   #reading = false;
+  /** `onread`: the buffer (or its maker) and callback; reading paused by either. */
+  #onread: OnReadOpts | undefined;
+  #onreadPaused = false;
   #timer: NodeJS.Timeout | undefined;
   #writeProgress = 0;
   #lastProgress = 0;
@@ -388,7 +403,7 @@ export class Socket extends Duplex {
   /**
    * @param options - `allowHalfOpen`, `readable`, `writable`, `signal`, `noDelay`, `keepAlive`,
    * `keepAliveInitialDelay`, `highWaterMark`s, `fd` (a connected stream socket's descriptor, which
-   * the socket then owns; unix only). `onread` throws `ERR_NOT_SUPPORTED`.
+   * the socket then owns; unix only), `onread`.
    */
   constructor(options?: SocketConstructorOpts | number) {
     // node:net's legacy form: `new Socket(fd)`.
@@ -404,7 +419,6 @@ export class Socket extends Duplex {
       if (o.keepAliveInitialDelay < 0) o.keepAliveInitialDelay = 0;
     }
     if (o.handle !== undefined && o[kAccepted] === undefined) throw notSupported('net', 'options.handle');
-    if (o.onread != null) throw notSupported('net', 'options.onread');
     if (o.signal !== undefined) validateAbortSignal(o.signal, 'options.signal');
     let accepted = o[kAccepted] as TcpStream | undefined;
     if (o.fd !== undefined) {
@@ -426,6 +440,16 @@ export class Socket extends Duplex {
     this.#keepAlive = Boolean(o.keepAlive);
     this.#keepAliveDelay = ~~((o.keepAliveInitialDelay as number | undefined ?? 0) / 1000);
     this.on('end', onReadableStreamEnd);
+    // As node:net: an onread without a usable buffer and callback is ignored.
+    const onread = o.onread as Partial<OnReadOpts> | null | undefined;
+    if (
+      onread !== null &&
+      typeof onread === 'object' &&
+      (onread.buffer instanceof Uint8Array || typeof onread.buffer === 'function') &&
+      typeof onread.callback === 'function'
+    ) {
+      this.#onread = { buffer: onread.buffer, callback: onread.callback };
+    }
     // After super(): an already-aborted signal destroys the socket at once, which needs its fields.
     if (o.signal !== undefined) addAbortSignal(o.signal as AbortSignal, this);
     if (accepted !== undefined) {
@@ -783,7 +807,52 @@ export class Socket extends Duplex {
     }
     if (this.#reading) return;
     this.#reading = true;
-    this.#pump(s);
+    if (this.#onread !== undefined) this.#pumpInto(s, this.#onread);
+    else this.#pump(s);
+  }
+
+  /** `onread`'s loop: reads into the caller's buffer until EOF, an error or a pause. */
+  #pumpInto(s: TcpStream, onread: OnReadOpts): void {
+    if (this.#onreadPaused) {
+      this.#reading = false;
+      return;
+    }
+    const buf = typeof onread.buffer === 'function' ? onread.buffer() : onread.buffer;
+    s.read(buf).then(
+      (n) => {
+        if (this.#stream !== s) return;
+        if (n === 0) {
+          this.#reading = false;
+          this.push(null);
+          this.read(0);
+          return;
+        }
+        this.#bytesRead += n;
+        this._unrefTimer();
+        if (onread.callback.call(this, n, buf) === false) this.#onreadPaused = true;
+        this.#pumpInto(s, onread);
+      },
+      (err: Error) => {
+        if (this.#stream !== s) return;
+        this.#reading = false;
+        this.destroy(err);
+      },
+    );
+  }
+
+  /** Stops reading; with `onread`, until `resume()`. */
+  override pause(): this {
+    if (this.#onread !== undefined) this.#onreadPaused = true;
+    return super.pause();
+  }
+
+  /** Resumes reading (and, with `onread`, its loop). */
+  override resume(): this {
+    if (this.#onread !== undefined && this.#onreadPaused) {
+      this.#onreadPaused = false;
+      if (this.#stream !== undefined && !this.#reading && !this.connecting) this._read();
+    }
+    return super.resume();
   }
 
   #pump(s: TcpStream): void {
