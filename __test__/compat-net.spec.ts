@@ -435,6 +435,26 @@ if (process.platform === 'win32') {
   });
 }
 
+test.serial('the legacy names: socket._connecting follows connecting; _setSimultaneousAccepts() warns DEP0121 once', async (t) => {
+  const warnings: string[] = [];
+  const onWarning = (w: Error & { code?: string }): void => {
+    warnings.push(`${w.name} ${w.code}`);
+  };
+  process.on('warning', onWarning);
+  net._setSimultaneousAccepts();
+  net._setSimultaneousAccepts();
+  await new Promise((r) => setImmediate(r));
+  process.off('warning', onWarning);
+  t.deepEqual(warnings, ['DeprecationWarning DEP0121']);
+  const { server, port } = await echoServer();
+  const c = net.connect(port, '127.0.0.1');
+  t.true(c._connecting);
+  await once(c, 'connect');
+  t.false(c._connecting);
+  c.destroy();
+  await closeServer(server);
+});
+
 test('Socket, Stream and Server are callable without new, like node:net\'s, and still classes', (t) => {
   type Callable = (...args: unknown[]) => { constructor: { name: string } };
   for (const m of [nodeNet, net] as Array<typeof net>) {

@@ -364,6 +364,11 @@ async function openPipe(path: string, signal: AbortSignal): Promise<NamedPipeCli
 export class Socket extends Duplex {
   /** True from `connect()` until the connection is established (or fails). */
   connecting = false;
+
+  /** node:net's older name of {@link Socket.connecting}. */
+  get _connecting(): boolean {
+    return this.connecting;
+  }
   /** The `Server` that accepted this socket (`null` for client sockets). */
   server: Server | null = null;
   /** Same as {@link Socket.server} (Node's legacy name). */
@@ -1624,6 +1629,17 @@ export function connect(...args: unknown[]): Socket {
 
 /** Same as {@link connect}. */
 export const createConnection: typeof connect = connect;
+
+let warnSimultaneousAccepts = true;
+/**
+ * Deprecated in node:net (DEP0121) and a no-op here, as it is there outside Windows (kyoto's
+ * Windows listeners have no such switch): warns once.
+ */
+export function _setSimultaneousAccepts(): void {
+  if (!warnSimultaneousAccepts) return;
+  warnSimultaneousAccepts = false;
+  process.emitWarning('net._setSimultaneousAccepts() is deprecated and will be removed.', 'DeprecationWarning', 'DEP0121');
+}
 
 // ---------------------------------------------------------------------------------------------
 // Calls without `new`
