@@ -408,7 +408,8 @@ export class Socket extends Duplex {
   /**
    * @param options - `allowHalfOpen`, `readable`, `writable`, `signal`, `noDelay`, `keepAlive`,
    * `keepAliveInitialDelay`, `highWaterMark`s, `fd` (a connected stream socket's descriptor, which
-   * the socket then owns; unix only), `onread`.
+   * the socket then owns and closes; nothing else in the process may use it, the event loop
+   * included; unix only), `onread`.
    */
   constructor(options?: SocketConstructorOpts | number) {
     // node:net's legacy form: `new Socket(fd)`.
