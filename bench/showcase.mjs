@@ -6,7 +6,8 @@
 //
 // The kyoto servers: the same JS echo as node's, on kyoto/net (bench/servers/kyoto-js-echo.mjs: per
 // connection `read(buf)` → `write(chunk)`), and, for reference, the native Rust server on kyoto-rt alone
-// (crates/kyoto-bench `kyoto-echo`, `kyoto_rt::io::copy` per connection).
+// (crates/kyoto-bench `kyoto-echo`, `kyoto_rt::io::copy` per connection), and node's own server with its
+// import swapped for kyoto/compat/net (bench/servers/node-echo.mjs --compat).
 import {
   BIN,
   ensureBuilt,
@@ -56,6 +57,12 @@ async function main() {
       label: `kyoto-rt native echo (Rust \`copy\`, ${workers} worker${workers === 1 ? '' : 's'})`,
       start: () =>
         startServer('kyoto-echo', BIN.kyotoEcho, ['--host', '127.0.0.1', '--port', '0', '--workers', String(workers)]),
+    },
+    {
+      key: 'compat',
+      label: 'the node:net server below with its import swapped for kyoto/compat/net',
+      start: () =>
+        startServer('node-echo --compat', process.execPath, [BIN.nodeEcho, '--compat', '--host', '127.0.0.1', '--port', '0']),
     },
     {
       key: 'node',
@@ -123,6 +130,7 @@ async function main() {
   for (const [key, name] of [
     ['kyoto', 'kyoto JS / node'],
     ['native', 'kyoto-rt native / node'],
+    ['compat', 'kyoto/compat/net / node'],
   ]) {
     const k = summary[key];
     rows.push([
@@ -137,7 +145,7 @@ async function main() {
       '',
     ]);
   }
-  console.log('\n### The same echo server on kyoto (JS handler), on kyoto-rt alone (Rust), and on node:net\n');
+  console.log('\n### The same echo server on kyoto (JS handler), on kyoto-rt alone (Rust), on kyoto/compat/net, and on node:net\n');
   console.log(
     table(
       ['server', 'ops/s', 'p50 µs', 'p99 µs', 'server CPU', 'ops per CPU-s', 'peak RSS', 'loadgen CPU', 'errors'],

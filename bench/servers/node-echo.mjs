@@ -2,15 +2,18 @@
 // (`'data'` → `write`), Nagle off, as a typical Node service would do it. `--udp` serves node:dgram.
 // `--await` writes the handler in kyoto's shape instead — `for await (const chunk of socket)`, awaiting
 // `'drain'` when `write` says so — to show what that style costs on node:net itself (P1's RSS row).
+// `--compat` runs this very server with its import swapped for kyoto/compat/net (or compat/dgram):
+// what a service gets from changing one line.
 //
-//   node bench/servers/node-echo.mjs [--host 127.0.0.1] [--port 0] [--udp | --await]
+//   node bench/servers/node-echo.mjs [--host 127.0.0.1] [--port 0] [--udp | --await] [--compat]
 //
 // Prints `listening <host>:<port>` once bound. On SIGTERM/SIGINT it exits cleanly.
-import net from 'node:net';
-import dgram from 'node:dgram';
 import { once } from 'node:events';
 
 const args = process.argv.slice(2);
+const compat = args.includes('--compat');
+const { default: net } = await import(compat ? '../../dist/lib/compat/net.js' : 'node:net');
+const { default: dgram } = await import(compat ? '../../dist/lib/compat/dgram.js' : 'node:dgram');
 const opt = (name, dflt) => {
   const i = args.indexOf(`--${name}`);
   return i >= 0 && i + 1 < args.length ? args[i + 1] : dflt;
