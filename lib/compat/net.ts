@@ -862,28 +862,28 @@ export class Socket extends Duplex {
   }
 
   #pump(s: TcpStream): void {
-    s.readChunk().then(
-      (chunk) => {
-        if (this.#stream !== s) return;
-        if (chunk === undefined) {
-          this.#reading = false;
-          this.push(null);
-          // As node:net does: a socket nobody reads still ends (and, without allowHalfOpen,
-          // ends its side too) once its buffer is empty.
-          this.read(0);
-          return;
-        }
-        this.#bytesRead += chunk.length;
-        this._unrefTimer();
-        if (pushReporting(this, chunk)) this.#pump(s);
-        else this.#reading = false;
-      },
-      (err: Error) => {
-        if (this.#stream !== s) return;
+    // Chunks are pushed to us as they arrive (no promise per read); false stops them until the
+    // readable buffer drains and _read asks again.
+    s._sink((chunk, err) => {
+      if (this.#stream !== s) return false;
+      if (chunk === undefined) {
         this.#reading = false;
-        this.destroy(err);
-      },
-    );
+        if (err !== undefined) {
+          this.destroy(err);
+          return false;
+        }
+        this.push(null);
+        // As node:net does: a socket nobody reads still ends (and, without allowHalfOpen,
+        // ends its side too) once its buffer is empty.
+        this.read(0);
+        return false;
+      }
+      this.#bytesRead += chunk.length;
+      this._unrefTimer();
+      if (pushReporting(this, chunk)) return true;
+      this.#reading = false;
+      return false;
+    });
   }
 
   #send(data: Buffer, cb: (err?: Error | null) => void): void {

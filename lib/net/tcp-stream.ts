@@ -114,6 +114,12 @@ export function connectTcp(
 }
 
 /**
+ * @internal A push consumer of a stream's read side (see `TcpStream._sink`): a chunk, or
+ * `undefined` at end of stream (with `err` after a read error); `false` detaches it.
+ */
+export type ChunkSink = (chunk: Buffer | undefined, err?: Error) => boolean;
+
+/**
  * A TCP connection. Reads land in the caller's buffer; `write` resolves once the kernel took the
  * bytes or a bounded per-socket buffer has room.
  */
@@ -130,6 +136,7 @@ export class TcpStream implements AsyncIterable<Buffer> {
   #writeErr: Error | undefined;
   #reading = false;
   #waiters: ReadWaiter[] = [];
+  #sink: ChunkSink | undefined;
   #drainWaiters: Array<[() => void, (e: unknown) => void]> = [];
   #connect: [(s: TcpStream) => void, (e: unknown) => void, string, number] | undefined;
   #closed = false;
@@ -357,6 +364,12 @@ export class TcpStream implements AsyncIterable<Buffer> {
   }
 
   #onData(off: number, len: number): void {
+    const sink = this.#sink;
+    if (sink !== undefined && this.#buffered === 0) {
+      // A push consumer (compat): no promise, no queue.
+      if (!sink(arenaChunk(off, len)) && this.#sink === sink) this.#detachSink();
+      return;
+    }
     const w = this.#waiters;
     if (w.length > 0 && this.#buffered === 0 && !w[0].peek) {
       // Fast path: straight into the caller's buffer, or as a chunk of its own, without passing
@@ -452,9 +465,50 @@ export class TcpStream implements AsyncIterable<Buffer> {
         else if (this.#closed) first.reject(closedError());
         else first.resolve(first.buf !== undefined ? 0 : first.iter ? ITER_DONE : undefined);
       } else {
-        return;
+        break;
       }
       if (w.length === 0) this.#holds.add(-1);
+    }
+    if (this.#sink !== undefined) this.#feedSink();
+  }
+
+  /**
+   * @internal Hands the read side to `sink` (compat's `Socket`) instead of read promises: every
+   * chunk as it arrives, then `sink(undefined)` at end of stream or `sink(undefined, err)` after a
+   * read error. When `sink` returns false it is detached, and chunks wait here (bounded, as for
+   * reads) until `_sink` is called again, which hands them over first. While attached it holds
+   * the loop as a pending read does; `_sink(undefined)` detaches it. Not for use beside reads.
+   */
+  _sink(sink: ChunkSink | undefined): void {
+    if (sink === undefined) {
+      this.#detachSink();
+      return;
+    }
+    if (this.#sink === undefined) this.#holds.add(1);
+    this.#sink = sink;
+    if (!this.#reading && !this.#eof && !this.#closed) this.#maybeResume();
+    this.#feedSink();
+  }
+
+  #detachSink(): void {
+    if (this.#sink === undefined) return;
+    this.#sink = undefined;
+    this.#holds.add(-1);
+  }
+
+  /** Gives the attached sink what waits here: chunks, then the end (a closed stream just detaches it). */
+  #feedSink(): void {
+    for (let sink = this.#sink; sink !== undefined; sink = this.#sink) {
+      if (this.#buffered > 0) {
+        if (!sink(this.#takeChunk()) && this.#sink === sink) this.#detachSink();
+      } else if (this.#closed) {
+        this.#detachSink();
+      } else if (this.#eof) {
+        this.#detachSink();
+        sink(undefined, this.#readErr);
+      } else {
+        return;
+      }
     }
   }
 
