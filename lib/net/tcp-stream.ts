@@ -474,8 +474,8 @@ export class TcpStream implements AsyncIterable<Buffer> {
 
   /**
    * @internal Hands the read side to `sink` (compat's `Socket`) instead of read promises: every
-   * chunk as it arrives, then `sink(undefined)` at end of stream or `sink(undefined, err)` after a
-   * read error. When `sink` returns false it is detached, and chunks wait here (bounded, as for
+   * chunk as it arrives, then `sink(undefined)` at end of stream, or `sink(undefined, err)` after a
+   * read error or once the stream is closed. When `sink` returns false it is detached, and chunks wait here (bounded, as for
    * reads) until `_sink` is called again, which hands them over first. While attached it holds
    * the loop as a pending read does; `_sink(undefined)` detaches it. Not for use beside reads.
    */
@@ -496,13 +496,14 @@ export class TcpStream implements AsyncIterable<Buffer> {
     this.#holds.add(-1);
   }
 
-  /** Gives the attached sink what waits here: chunks, then the end (a closed stream just detaches it). */
+  /** Gives the attached sink what waits here: chunks, then the end, or `ERR_SOCKET_CLOSED` once closed. */
   #feedSink(): void {
     for (let sink = this.#sink; sink !== undefined; sink = this.#sink) {
       if (this.#buffered > 0) {
         if (!sink(this.#takeChunk()) && this.#sink === sink) this.#detachSink();
       } else if (this.#closed) {
         this.#detachSink();
+        sink(undefined, closedError());
       } else if (this.#eof) {
         this.#detachSink();
         sink(undefined, this.#readErr);
@@ -853,28 +854,19 @@ export class TcpStream implements AsyncIterable<Buffer> {
       read() {
         if (reading) return;
         reading = true;
-        const pump = (): void => {
-          self.readChunk().then(
-            (c) => {
-              if (c === undefined) {
-                reading = false;
-                d.push(null);
-              } else if (pushReporting(d, c)) {
-                pump();
-              } else {
-                reading = false;
-              }
-            },
-            (e) => {
-              reading = false;
-              d.destroy(e);
-            },
-          );
-        };
-        pump();
+        // Chunks are pushed as they arrive (no promise per read) until the buffer is full.
+        self._sink((c, err) => {
+          if (c !== undefined && pushReporting(d, c)) return true;
+          reading = false;
+          if (err !== undefined) d.destroy(err);
+          else if (c === undefined) d.push(null);
+          return false;
+        });
       },
       write(chunk: Buffer, _enc, cb) {
-        self.write(chunk).then(() => cb(), cb);
+        // Taken at once: call back now, so write() stays true while the socket takes bytes.
+        if (self._writeNow(chunk)) cb();
+        else self.write(chunk).then(() => cb(), cb);
       },
       writev(chunks, cb) {
         const total = Buffer.concat(chunks.map((c) => c.chunk as Buffer));
