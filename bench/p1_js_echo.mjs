@@ -60,6 +60,8 @@ const SERVERS = [
   // what V8 charges any await-per-read handler (pending promises survive scavenges and grow the
   // young generation), whichever library is underneath.
   { name: 'node:net, await style', cmd: process.execPath, args: [BIN.nodeEcho, '--await'], env: {} },
+  // Informative: the node:net server above, its import swapped for kyoto/compat/net.
+  { name: 'kyoto/compat/net (node:net\'s server)', cmd: process.execPath, args: [BIN.nodeEcho, '--compat'], env: {} },
   { name: 'kyoto (b) current_thread', cmd: process.execPath, args: [KYOTO, ...extra], env: { KYOTO_NET_FLAVOR: 'current_thread' } },
   { name: 'kyoto (a) multi_thread', cmd: process.execPath, args: [KYOTO, ...extra], env: { KYOTO_NET_FLAVOR: 'multi_thread' } },
   // The machine's ceiling: one thread on mio (epoll), a read and a write per message, no runtime and

@@ -41,6 +41,8 @@ const CT = { KYOTO_NET_FLAVOR: 'current_thread' };
 const MT = { KYOTO_NET_FLAVOR: 'multi_thread' };
 const SERVERS = [
   { name: 'node:dgram', args: [BIN.nodeEcho, '--udp'], env: {} },
+  // Informative: the node:dgram server above, its import swapped for kyoto/compat/dgram.
+  { name: 'kyoto/compat/dgram (node:dgram\'s server)', args: [BIN.nodeEcho, '--udp', '--compat'], env: {} },
   { name: 'kyoto (b) per-datagram', args: [KYOTO, '--udp'], env: CT },
   { name: 'kyoto (b) recvMany/sendMany', args: [KYOTO, '--udp', '--batch'], env: CT },
   { name: 'kyoto (a) per-datagram', args: [KYOTO, '--udp'], env: MT },
