@@ -449,16 +449,21 @@ pub fn net_multicast(h: u32, join: bool, group: String, iface: String) -> Result
     let Some(i) = parse_iface(&iface) else {
         return Ok(-einval());
     };
+    on_udp(h, |r| {
+        if join {
+            r.join_multicast_v4(&g, &i)
+        } else {
+            r.leave_multicast_v4(&g, &i)
+        }
+    })
+}
+
+/// Runs `f` on UDP socket `h`: 0, or a negative errno (`EINVAL` if `h` is another kind of socket).
+fn on_udp(h: u32, f: impl FnOnce(&socket2::SockRef<'_>) -> io::Result<()>) -> Result<i32> {
     with_sock(
         h,
         |_, s| match &s.kind {
-            Kind::Udp(u) => sock_ref_udp(u, |r| {
-                if join {
-                    r.join_multicast_v4(&g, &i)
-                } else {
-                    r.leave_multicast_v4(&g, &i)
-                }
-            }),
+            Kind::Udp(u) => sock_ref_udp(u, f),
             _ => -einval(),
         },
         -ebadf(),
@@ -483,20 +488,13 @@ pub fn net_multicast_ssm(
     let Some(i) = parse_iface(&iface) else {
         return Ok(-einval());
     };
-    with_sock(
-        h,
-        |_, s| match &s.kind {
-            Kind::Udp(u) => sock_ref_udp(u, |r| {
-                if join {
-                    r.join_ssm_v4(&src, &g, &i)
-                } else {
-                    r.leave_ssm_v4(&src, &g, &i)
-                }
-            }),
-            _ => -einval(),
-        },
-        -ebadf(),
-    )
+    on_udp(h, |r| {
+        if join {
+            r.join_ssm_v4(&src, &g, &i)
+        } else {
+            r.leave_ssm_v4(&src, &g, &i)
+        }
+    })
 }
 
 /// An IPv4 interface address (`""`: any).
@@ -515,14 +513,7 @@ pub fn net_multicast_if(h: u32, iface: String) -> Result<i32> {
     let Some(i) = parse_iface(&iface) else {
         return Ok(-einval());
     };
-    with_sock(
-        h,
-        |_, s| match &s.kind {
-            Kind::Udp(u) => sock_ref_udp(u, |r| r.set_multicast_if_v4(&i)),
-            _ => -einval(),
-        },
-        -ebadf(),
-    )
+    on_udp(h, |r| r.set_multicast_if_v4(&i))
 }
 
 /// Dissolves a UDP socket's association (a `connect` to `AF_UNSPEC`, as libuv does): it sends to
