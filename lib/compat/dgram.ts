@@ -514,6 +514,11 @@ export class Socket extends EventEmitter {
       }
       const sock = this.#sock;
       if (sock === undefined) return;
+      // Queued at once (the common case): the callback still comes later, as node:dgram's does.
+      if (sock._sendNow(data, connected ? '' : ip, port)) {
+        if (cb) process.nextTick(cb, null, data.length);
+        return;
+      }
       this.#queued(data.length, 1);
       const sent = connected ? sock.send(data) : sock.sendTo(data, { address: ip, port });
       sent.then(

@@ -318,6 +318,19 @@ export class UdpSocket {
    * received from this module (e.g. `recvFrom`'s) go straight into the write table. False when the
    * send needs the general path (another address form, a string, a blocked or closed socket).
    */
+  /**
+   * @internal Queues a datagram as `send` (`host` empty) or `sendTo` do when they need not wait:
+   * to the connected peer or an IPv4 literal, small enough for the write table, the socket open
+   * and not blocked. Returns false, queueing nothing, otherwise (`compat/dgram` then uses the
+   * promise).
+   */
+  _sendNow(bytes: Uint8Array, host: string, port: number): boolean {
+    if (this.#closed || isBlocked(this._h)) return false;
+    if (host === '') return this.#connected && queueWrite(this._h, bytes, 0, 0);
+    const ip = ipv4ToInt(host);
+    return ip !== -1 && queueWrite(this._h, bytes, ip, port | (4 << 16));
+  }
+
   #queueFast(data: unknown, addr: unknown): boolean {
     if (!(data instanceof Uint8Array) || this.#closed || isBlocked(this._h)) return false;
     if (addr === undefined) return this.#connected && queueWrite(this._h, data, 0, 0);
