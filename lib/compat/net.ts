@@ -277,10 +277,18 @@ function adoptStream(fd: number): TcpStream {
   if (process.platform === 'win32') throw notSupported('net', 'options.fd on Windows');
   const [h, what] = native.netAdoptFd(fd, false, 0);
   if (h >= 0) return what === ADOPTED_UNIX_STREAM ? new UnixStream(h) : new TcpStream(h);
-  const code = systemError(-h, 'open').code;
-  if (code === 'ENOTSOCK') throw notSupported('net', 'options.fd naming a descriptor that is not a socket');
-  if (code === 'EBADF') throw nodeError(TypeError, 'ERR_INVALID_FD_TYPE', 'Unsupported fd type: UNKNOWN');
-  throw systemError(-h, 'open');
+  const err = systemError(-h, 'open');
+  if (err.code === 'ENOTSOCK') throw notSupported('net', 'options.fd naming a descriptor that is not a socket');
+  if (err.code === 'EBADF') throw nodeError(TypeError, 'ERR_INVALID_FD_TYPE', 'Unsupported fd type: UNKNOWN');
+  throw err;
+}
+
+/** node:net's `ERR_INVALID_ADDRESS_FAMILY` for what a lookup answered, with `host` and `port`. */
+function invalidAddressFamily(family: unknown, host: unknown, port: unknown): Error {
+  return Object.assign(
+    nodeError(RangeError, 'ERR_INVALID_ADDRESS_FAMILY', `Invalid address family: ${family} ${host}:${port}`),
+    { host, port },
+  );
 }
 
 function unixListen(path: string, backlog: number): Acceptor {
@@ -634,10 +642,7 @@ export class Socket extends Duplex {
         const e = nodeError(TypeError, 'ERR_INVALID_IP_ADDRESS', `Invalid IP address: ${ip}`);
         process.nextTick(() => this.destroy(e));
       } else if (family !== 4 && family !== 6) {
-        const e = Object.assign(
-          nodeError(RangeError, 'ERR_INVALID_ADDRESS_FAMILY', `Invalid address family: ${family} ${host}:${port}`),
-          { host, port },
-        );
+        const e = invalidAddressFamily(family, host, port);
         process.nextTick(() => this.destroy(e));
       } else {
         this._unrefTimer();
@@ -720,10 +725,7 @@ export class Socket extends Duplex {
       const e =
         a === undefined || !isIP(a.address)
           ? nodeError(TypeError, 'ERR_INVALID_IP_ADDRESS', `Invalid IP address: ${a?.address}`)
-          : Object.assign(
-              nodeError(RangeError, 'ERR_INVALID_ADDRESS_FAMILY', `Invalid address family: ${a.family} ${options.host}:${options.port}`),
-              { host: options.host, port: options.port },
-            );
+          : invalidAddressFamily(a.family, options.host, options.port);
       process.nextTick(() => this.destroy(e));
       return;
     }
@@ -1397,7 +1399,6 @@ export class Server extends EventEmitter {
     });
   }
 
-  /** Binds and listens now (`port` -1: `address` is a Unix path); errors go to `'error'`. */
   /** `listen({ fd })`: serves on an inherited socket; node:net reports any unusable one as EINVAL. */
   #listenOnFd(fd: number, backlog: number): void {
     if (process.platform === 'win32') throw notSupported('net', 'server.listen({ fd }) on Windows');
@@ -1409,6 +1410,7 @@ export class Server extends EventEmitter {
     this.#startListening(what === ADOPTED_UNIX_LISTENER ? new UnixListener(h) : new TcpListener(h));
   }
 
+  /** Binds and listens now (`port` -1: `address` is a Unix path); errors go to `'error'`. */
   #setupListen(address: string | null, port: number, backlog: number, flags: number): void {
     let l: Acceptor;
     const bl = backlog || 511;

@@ -473,11 +473,12 @@ export class TcpStream implements AsyncIterable<Buffer> {
   }
 
   /**
-   * @internal Hands the read side to `sink` (compat's `Socket`) instead of read promises: every
-   * chunk as it arrives, then `sink(undefined)` at end of stream, or `sink(undefined, err)` after a
-   * read error or once the stream is closed. When `sink` returns false it is detached, and chunks wait here (bounded, as for
-   * reads) until `_sink` is called again, which hands them over first. While attached it holds
-   * the loop as a pending read does; `_sink(undefined)` detaches it. Not for use beside reads.
+   * @internal Hands the read side to `sink` (compat's `Socket`, `toNodeStream()`) instead of read
+   * promises: every chunk as it arrives, then `sink(undefined)` at end of stream, or
+   * `sink(undefined, err)` after a read error or once the stream is closed. When `sink` returns
+   * false it is detached, and chunks wait here (bounded, as for reads) until `_sink` is called
+   * again, which hands them over first. While attached it holds the loop as a pending read does;
+   * `_sink(undefined)` detaches it. Not for use beside reads.
    */
   _sink(sink: ChunkSink | undefined): void {
     if (sink === undefined) {
@@ -633,12 +634,16 @@ export class TcpStream implements AsyncIterable<Buffer> {
     if (this.#writeErr) return Promise.reject(this.#writeErr);
     if (this.#shutdown) return Promise.reject(codedError('ERR_STREAM_WRITE_AFTER_END', 'write after end'));
     if (isBlocked(this._h)) return this.#blockedWait(options?.signal).then(() => this.write(bytes, options));
-    const mark = writeTableUsed();
-    if (queueWrite(this._h, bytes)) {
-      this.#noteQueued(mark, bytes.length);
-      return Promise.resolve(bytes.length);
-    }
+    if (this.#queueSmall(bytes)) return Promise.resolve(bytes.length);
     return this.#writeDirect(bytes, options);
+  }
+
+  /** Queues `bytes` in the write table and counts them (see `#noteQueued`); false if too large. */
+  #queueSmall(bytes: Uint8Array): boolean {
+    const mark = writeTableUsed();
+    if (!queueWrite(this._h, bytes)) return false;
+    this.#noteQueued(mark, bytes.length);
+    return true;
   }
 
   /**
@@ -647,11 +652,7 @@ export class TcpStream implements AsyncIterable<Buffer> {
    * caller then uses `write`). What node:net's synchronous write callback needs (`compat`).
    */
   _writeNow(bytes: Uint8Array): boolean {
-    if (this.#closed || this.#writeErr || this.#shutdown || isBlocked(this._h)) return false;
-    const mark = writeTableUsed();
-    if (!queueWrite(this._h, bytes)) return false;
-    this.#noteQueued(mark, bytes.length);
-    return true;
+    return !this.#closed && !this.#writeErr && !this.#shutdown && !isBlocked(this._h) && this.#queueSmall(bytes);
   }
 
   /**

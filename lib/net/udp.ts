@@ -280,10 +280,7 @@ export class UdpSocket {
     if (bytes.length > MAX_V4_PAYLOAD && bytes.length > maxPayload(host === '' ? this.#peerHost : host)) {
       return Promise.reject(systemError(errnoOf('EMSGSIZE'), 'send', host || undefined, host ? port : undefined));
     }
-    const ip = host === '' ? 0 : ipv4ToInt(host);
-    if (ip !== -1 && (host !== '' || this.#connected) && !isBlocked(this._h)) {
-      if (queueWrite(this._h, bytes, ip, host === '' ? 0 : port | (4 << 16))) return Promise.resolve(bytes.length);
-    }
+    if (this._sendNow(bytes, host, port)) return Promise.resolve(bytes.length);
     const r = native.netUdpSend(this._h, bytes, host, port);
     if (r < 0) return Promise.reject(systemError(-r, 'send', host || undefined, host ? port : undefined));
     if (r === 1) return new Promise((res) => this.#drain.push(() => res(bytes.length)));
@@ -314,15 +311,10 @@ export class UdpSocket {
   }
 
   /**
-   * Fast path of a send: bytes to the connected peer (`addr` undefined) or to an address object
-   * received from this module (e.g. `recvFrom`'s) go straight into the write table. False when the
-   * send needs the general path (another address form, a string, a blocked or closed socket).
-   */
-  /**
    * @internal Queues a datagram as `send` (`host` empty) or `sendTo` do when they need not wait:
    * to the connected peer or an IPv4 literal, small enough for the write table, the socket open
-   * and not blocked. Returns false, queueing nothing, otherwise (`compat/dgram` then uses the
-   * promise).
+   * and not blocked. Returns false, queueing nothing, otherwise (the general path of `send`, and
+   * `compat/dgram`, then take the native call).
    */
   _sendNow(bytes: Uint8Array, host: string, port: number): boolean {
     if (this.#closed || isBlocked(this._h)) return false;
@@ -331,6 +323,11 @@ export class UdpSocket {
     return ip !== -1 && queueWrite(this._h, bytes, ip, port | (4 << 16));
   }
 
+  /**
+   * Fast path of a send: bytes to the connected peer (`addr` undefined) or to an address object
+   * received from this module (e.g. `recvFrom`'s) go straight into the write table. False when the
+   * send needs the general path (another address form, a string, a blocked or closed socket).
+   */
   #queueFast(data: unknown, addr: unknown): boolean {
     if (!(data instanceof Uint8Array) || this.#closed || isBlocked(this._h)) return false;
     if (addr === undefined) return this.#connected && queueWrite(this._h, data, 0, 0);
