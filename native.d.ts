@@ -508,10 +508,19 @@ export declare function netMulticast(h: number, join: boolean, group: string, if
 export declare function netMulticastIf(h: number, iface: string): number
 
 /**
+ * Sets the interface of outgoing IPv6 multicast (`IPV6_MULTICAST_IF`; 0 = the default route's).
+ * 0 or a negative errno.
+ */
+export declare function netMulticastIfV6(h: number, iface: number): number
+
+/**
  * Joins (or leaves) the IPv4 multicast group `group` for datagrams from `source` only
  * (source-specific multicast, `IP_ADD_SOURCE_MEMBERSHIP`) on `iface` (`""` = any).
  */
 export declare function netMulticastSsm(h: number, join: boolean, source: string, group: string, iface: string): number
+
+/** Joins (or leaves) an IPv6 multicast group on interface index `iface` (0: the kernel picks). */
+export declare function netMulticastV6(h: number, join: boolean, group: string, iface: number): number
 
 /** `"pid|uid|gid"` of a Unix stream's peer (pid -1 when unknown), or `"!errno"`. */
 export declare function netPeerCred(h: number): string
@@ -531,7 +540,8 @@ export declare function netRef(on: boolean): void
 /**
  * Sets a socket option: 1 nodelay(a), 2 keepalive(a, b = idle ms), 3 linger(a < 0: off, else
  * seconds), 4 ttl(a), 5 broadcast(a), 6 multicast loop v4(a), 7 multicast ttl v4(a), 8 send
- * buffer(a), 9 receive buffer(a). 0 or a negative errno.
+ * buffer(a), 9 receive buffer(a), 10 multicast loop v6(a), 11 multicast hops v6(a). 0 or a
+ * negative errno.
  */
 export declare function netSetOpt(h: number, opt: number, a: number, b: number): number
 
@@ -591,6 +601,12 @@ export declare function netUnixPair(runtime?: NativeRuntime | undefined | null):
 
 /** Writes `data` (after the queued table): 0 taken, 1 blocked (wait for K_DRAIN), < 0 errno. */
 export declare function netWrite(h: number, data: Uint8Array): number
+
+/** The interface index an IPv6 zone names (`eth0` or `2`), or -EINVAL. */
+export declare function netZoneIndex(zone: string): number
+
+/** The text Node prints after `%` for interface index `index` (its name; the number on Windows). */
+export declare function netZoneName(index: number): string
 
 /**
  * The default runtime's clock, in milliseconds since the process-wide origin (follows

@@ -89,6 +89,43 @@ export function uvErrno(name: string): number {
 }
 
 /**
+ * Runs `code` in a Node child inside a network namespace of its own (Linux, `unshare -rn`) with a
+ * veth pair `v0`/`v1` up and the link-local address `fe80::1` on `v0`: link-local and multicast
+ * IPv6 to test without touching the host's interfaces. Resolves with the child's stdout; rejects
+ * with its stderr when it fails or outlasts `ms`.
+ */
+export function runInLinkNamespace(code: string, ms: number): Promise<string> {
+  const setup = [
+    'ip link set lo up',
+    'ip link add v0 type veth peer name v1',
+    'ip link set v0 up',
+    'ip link set v1 up',
+    'ip -6 addr add fe80::1/64 dev v0 nodad',
+    'exec "$0" -e "$1"',
+  ].join(' && ');
+  return new Promise((resolve, reject) => {
+    const child = spawnChild('unshare', ['-rn', 'sh', '-c', setup, process.execPath, code], {
+      cwd: packageRoot,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('close', (status, signal) => {
+      clearTimeout(timer);
+      if (status === 0) resolve(out);
+      else reject(new Error(`namespace child ended with ${signal ?? status}: ${err}${out}`));
+    });
+  });
+}
+
+/**
  * Runs `code` in a child Node process and kills it after `ms`: counted from its first output when
  * `afterOutput` (so a slow start, as on a loaded CI machine, does not pass for an exit), else from
  * the spawn. Either way nothing outlives 30 s.

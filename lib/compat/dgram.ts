@@ -5,10 +5,9 @@
  * `connect`, `close`, `error`), errors and options. Received datagrams are read in batches
  * (`recvmmsg`) and emitted one `'message'` each.
  *
- * Not supported (they throw an error with `code: 'ERR_NOT_SUPPORTED'`): IPv6 multicast (membership
- * of an IPv6 group, source-specific or not, `setMulticastInterface`/`setMulticastTTL`/
- * `setMulticastLoopback` on `udp6` sockets), and binding to a descriptor or handle. Membership
- * calls on a socket not bound yet throw `EBADF`, where node:dgram binds it to a random port first.
+ * Not supported (they throw an error with `code: 'ERR_NOT_SUPPORTED'`): source-specific membership
+ * of an IPv6 group, and binding to a descriptor or handle. Membership calls on a socket not bound
+ * yet throw `EBADF`, where node:dgram binds it to a random port first.
  * @module
  */
 import * as dns from 'node:dns';
@@ -106,8 +105,20 @@ const OPT_TTL = 4;
 const OPT_BROADCAST = 5;
 const OPT_MCAST_LOOP = 6;
 const OPT_MCAST_TTL = 7;
+const OPT_MCAST_LOOP_V6 = 10;
+const OPT_MCAST_HOPS_V6 = 11;
 /** libuv's lower bound for a multicast TTL: -1 on Windows (its VALIDATE_MULTICAST_TTL), 0 elsewhere. */
 const MIN_MULTICAST_TTL = process.platform === 'win32' ? -1 : 0;
+/**
+ * The interface index an IPv6 address's zone names, as libuv's `uv_ip6_addr` finds it: 0 without a
+ * zone or for a name no interface has.
+ */
+function zoneIndex(address: string): number {
+  const i = address.indexOf('%');
+  if (i < 0) return 0;
+  const r = native.netZoneIndex(address.slice(i + 1));
+  return r < 0 ? 0 : r;
+}
 const OPT_SNDBUF = 8;
 const OPT_RCVBUF = 9;
 const O_REUSE_ADDR = 1;
@@ -602,41 +613,46 @@ export class Socket extends EventEmitter {
     return ttl;
   }
 
-  /** The IPv4 multicast TTL (0..255; on Windows also -1, as libuv allows there); returns it. */
+  /**
+   * The multicast TTL (`udp6`: hop limit), 0..255 (on Windows also -1, as libuv allows there);
+   * returns it.
+   */
   setMulticastTTL(ttl: number): number {
     validateNumber(ttl, 'ttl');
     const v = ttl | 0; // as setTTL
     if (v < MIN_MULTICAST_TTL || v > 255) throw errnoError('EINVAL', 'setMulticastTTL');
     this.#bound('setMulticastTTL');
-    if (this.type === 'udp6') throw notSupported('dgram', 'setMulticastTTL() on udp6 sockets');
-    this.#setOpt('setMulticastTTL', OPT_MCAST_TTL, v);
+    this.#setOpt('setMulticastTTL', this.type === 'udp6' ? OPT_MCAST_HOPS_V6 : OPT_MCAST_TTL, v);
     return ttl;
   }
 
-  /** `IP_MULTICAST_LOOP`; returns `flag`. */
+  /** `IP_MULTICAST_LOOP` (`udp6`: `IPV6_MULTICAST_LOOP`); returns `flag`. */
   setMulticastLoopback(flag: boolean): boolean {
     this.#bound('setMulticastLoopback');
-    if (this.type === 'udp6') throw notSupported('dgram', 'setMulticastLoopback() on udp6 sockets');
-    this.#setOpt('setMulticastLoopback', OPT_MCAST_LOOP, flag ? 1 : 0);
+    this.#setOpt('setMulticastLoopback', this.type === 'udp6' ? OPT_MCAST_LOOP_V6 : OPT_MCAST_LOOP, flag ? 1 : 0);
     return flag;
   }
 
   /**
-   * `IP_MULTICAST_IF`: the local IPv4 address outgoing multicast leaves from (`'0.0.0.0'`: the
-   * default). IPv6 interfaces (`udp6`) throw `ERR_NOT_SUPPORTED`.
+   * The interface outgoing multicast leaves by: on `udp4` its IPv4 address (`'0.0.0.0'`: the
+   * default), on `udp6` an IPv6 address whose zone names it (`'::%eth0'`; `'::'`: the default).
    */
   setMulticastInterface(interfaceAddress: string): void {
     this.#healthCheck();
     validateString(interfaceAddress, 'interfaceAddress');
-    if (this.type === 'udp6') throw notSupported('dgram', 'setMulticastInterface() on udp6 sockets');
     if (!isIP(interfaceAddress)) throw errnoError('EINVAL', 'setMulticastInterface'); // as libuv, which takes v4 or v6
     const sock = this.#bound('setMulticastInterface');
-    // An IPv6 interface on this IPv4 socket: libuv sets the IPv6 option, which the socket refuses
-    // (Linux: ENOPROTOOPT; Winsock, as measured under Wine: EINVAL).
+    let r: number;
     if (isIPv6(interfaceAddress)) {
-      throw errnoError(process.platform === 'win32' ? 'EINVAL' : 'ENOPROTOOPT', 'setMulticastInterface');
+      // libuv sets the IPv6 option, with the zone's interface index (0 without one). An IPv4
+      // socket refuses it (Linux: ENOPROTOOPT; Winsock, as measured under Wine: EINVAL).
+      if (this.type === 'udp4') {
+        throw errnoError(process.platform === 'win32' ? 'EINVAL' : 'ENOPROTOOPT', 'setMulticastInterface');
+      }
+      r = native.netMulticastIfV6(sock._h, zoneIndex(interfaceAddress));
+    } else {
+      r = native.netMulticastIf(sock._h, interfaceAddress);
     }
-    const r = native.netMulticastIf(sock._h, interfaceAddress);
     if (r < 0) throw systemError(-r, 'setMulticastInterface');
   }
 
@@ -646,7 +662,10 @@ export class Socket extends EventEmitter {
     if (!group) throw missingArgs('multicastAddress');
     if (typeof group !== 'string') throw argType('multicastAddress', 'of type string', group);
     if (iface !== undefined && typeof iface !== 'string') throw argType('interfaceAddress', 'of type string', iface);
-    if (isIPv6(group)) throw notSupported('dgram', `${syscall}() of an IPv6 group`);
+    if (isIPv6(group)) {
+      this.#membershipV6(join, group, iface, syscall);
+      return;
+    }
     // Codes as node:dgram's, whose libuv binds an unbound socket first: a malformed address is
     // EINVAL; joining a non-multicast group is EINVAL (on Windows leaving one too); leaving a
     // group never joined (as on an unbound socket) is EADDRNOTAVAIL.
@@ -660,12 +679,25 @@ export class Socket extends EventEmitter {
     if (r < 0) throw systemError(-r, syscall);
   }
 
-  /** Joins the IPv4 multicast group `multicastAddress` (on `interfaceAddress`, default any). */
+  #membershipV6(join: boolean, group: string, iface: string | undefined, syscall: string): void {
+    // As libuv: the interface is an IPv6 address whose zone names it (`'::%eth0'`; none: the
+    // kernel's choice); the rest is the kernel's to judge.
+    if (iface !== undefined && !isIPv6(iface)) throw errnoError('EINVAL', syscall);
+    if (!join && this.#sock === undefined) throw errnoError('EADDRNOTAVAIL', syscall);
+    const sock = this.#bound(syscall);
+    const r = native.netMulticastV6(sock._h, join, group, iface === undefined ? 0 : zoneIndex(iface));
+    if (r < 0) throw systemError(-r, syscall);
+  }
+
+  /**
+   * Joins the multicast group `multicastAddress`: IPv4 on `interfaceAddress` (an IPv4 address,
+   * default any), IPv6 on the interface `interfaceAddress`'s zone names (`'::%eth0'`).
+   */
   addMembership(multicastAddress: string, interfaceAddress?: string): void {
     this.#membership(true, multicastAddress, interfaceAddress);
   }
 
-  /** Leaves an IPv4 multicast group. */
+  /** Leaves a multicast group. */
   dropMembership(multicastAddress: string, interfaceAddress?: string): void {
     this.#membership(false, multicastAddress, interfaceAddress);
   }

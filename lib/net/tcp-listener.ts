@@ -20,6 +20,7 @@ import {
   unregister,
   v4Address,
   v6Address,
+  ADDR_SCOPED,
   type SocketAddress,
 } from './core';
 import {
@@ -70,7 +71,7 @@ export class TcpListener implements AsyncIterable<TcpStream> {
   /** @internal The stream object of an accepted connection and its peer address. */
   _adopt(h: number, b: number, off: number, len: number): [TcpStream, SocketAddress] {
     const port = b & 0xffff;
-    const addr = len === 4 ? v4Address(rarena.readUInt32BE(off), port) : v6Address(off, port);
+    const addr = len === 4 ? v4Address(rarena.readUInt32BE(off), port) : v6Address(off, port, (b & ADDR_SCOPED) !== 0);
     return [new TcpStream(h, addr), addr];
   }
   #refd = true;

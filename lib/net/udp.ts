@@ -7,7 +7,7 @@
 import * as net from 'node:net';
 import { native, type NativeRuntime } from '../native';
 import type { RuntimeOption } from '../runtime';
-import { codedError, invalidArgType, invalidArgValue, optionsBag, outOfRange, validateInteger } from '../errors';
+import { codedError, invalidArgType, invalidArgValue, optionsBag, outOfRange, validateInteger, validateString } from '../errors';
 import {
   LoopHolds,
   K_DGRAM,
@@ -29,6 +29,7 @@ import {
   unregister,
   v4Address,
   v6Address,
+  ADDR_SCOPED,
   type SocketAddress,
 } from './core';
 import { DatagramQueue } from './dgram-queue';
@@ -125,7 +126,7 @@ export class UdpSocket {
   onEvent(kind: number, a: number, b: number, off: number, len: number): void {
     if (kind === K_DGRAM) {
       const port = b & 0xffff;
-      const address = a !== -1 || (b >> 16 & 0xff) === 4 ? v4Address(a, port) : v6Address(off + len, port);
+      const address = a !== -1 || (b >> 16 & 0xff) === 4 ? v4Address(a, port) : v6Address(off + len, port, (b & ADDR_SCOPED) !== 0);
       const w = this.#waiters;
       if (w.length > 0 && this.#queue.length === 0 && w[0].kind !== 2) {
         // Straight to the waiting receive, without passing through the queue.
@@ -413,6 +414,41 @@ export class UdpSocket {
   leaveMulticastV4(group: string, iface = '0.0.0.0'): void {
     const r = native.netMulticast(this._h, false, group, iface);
     if (r < 0) throw systemError(-r, 'dropMembership');
+  }
+  /**
+   * Joins an IPv6 multicast group on the interface with index `iface` (0, the default: the
+   * kernel's choice). Interface indexes are the `scopeid`s of `os.networkInterfaces()`.
+   */
+  joinMulticastV6(group: string, iface = 0): void {
+    this.#membershipV6(true, group, iface);
+  }
+  /** Leaves an IPv6 multicast group joined on interface index `iface`. */
+  leaveMulticastV6(group: string, iface = 0): void {
+    this.#membershipV6(false, group, iface);
+  }
+  #membershipV6(join: boolean, group: string, iface: number): void {
+    validateString(group, 'group');
+    validateInteger(iface, 'iface', 0, 0xffffffff);
+    const r = native.netMulticastV6(this._h, join, group, iface);
+    if (r < 0) throw systemError(-r, join ? 'addMembership' : 'dropMembership');
+  }
+  /** `IPV6_MULTICAST_LOOP`: whether this host's own members receive what the socket sends. */
+  setMulticastLoopV6(on: boolean): void {
+    this.#opt(10, on ? 1 : 0);
+  }
+  /** `IPV6_MULTICAST_HOPS`: the hop limit of outgoing IPv6 multicast. */
+  setMulticastHopsV6(hops: number): void {
+    validateInteger(hops, 'hops', 0, 255);
+    this.#opt(11, hops);
+  }
+  /**
+   * `IPV6_MULTICAST_IF`: the interface (by index; 0 = the routing table's choice) outgoing IPv6
+   * multicast leaves by. A destination with a zone (`ff02::1%eth0`) picks one per datagram.
+   */
+  setMulticastInterfaceV6(iface: number): void {
+    validateInteger(iface, 'iface', 0, 0xffffffff);
+    const r = native.netMulticastIfV6(this._h, iface);
+    if (r < 0) throw systemError(-r, 'setsockopt');
   }
   /** The bound address. */
   localAddr(): SocketAddress {

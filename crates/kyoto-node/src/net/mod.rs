@@ -32,6 +32,7 @@ pub mod unsupported;
 mod uv;
 #[cfg(windows)]
 mod win_errno;
+pub mod zone;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -847,8 +848,9 @@ fn neg(e: &io::Error) -> i32 {
     -errno(e).max(1)
 }
 
-fn parse_ip(ip: &str) -> std::result::Result<IpAddr, i32> {
-    ip.parse::<IpAddr>().map_err(|_| -einval())
+/// `ip` (IPv6 with an optional `%zone`, see [`zone`]) and `port`, or -EINVAL.
+fn parse_addr(ip: &str, port: u32) -> std::result::Result<SocketAddr, i32> {
+    zone::parse_socket_addr(ip, port as u16).ok_or_else(|| -einval())
 }
 
 /// EINVAL as JS reports it (see `sock::errno`).

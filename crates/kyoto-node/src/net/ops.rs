@@ -17,11 +17,11 @@ pub fn net_tcp_listen(
 ) -> Result<i32> {
     let n = net()?;
     let rt = n.runtime_for(runtime)?;
-    let ip = match parse_ip(&ip) {
-        Ok(ip) => ip,
+    let addr = match parse_addr(&ip, port) {
+        Ok(a) => a,
         Err(e) => return Ok(e),
     };
-    let addr = SocketAddr::new(ip, port as u16);
+    let ip = addr.ip();
     let r = (|| -> io::Result<std::net::TcpListener> {
         let s = open_socket(&ip, Type::STREAM, Protocol::TCP, flags, sndbuf, rcvbuf)?;
         #[cfg(unix)]
@@ -55,19 +55,19 @@ pub fn net_tcp_connect(
 ) -> Result<i32> {
     let n = net()?;
     let rt = n.runtime_for(runtime)?;
-    let ip = match parse_ip(&ip) {
-        Ok(ip) => ip,
+    let addr = match parse_addr(&ip, port) {
+        Ok(a) => a,
         Err(e) => return Ok(e),
     };
+    let ip = addr.ip();
     let local = if local_ip.is_empty() {
         None
     } else {
-        match parse_ip(&local_ip) {
-            Ok(l) => Some(SocketAddr::new(l, local_port as u16)),
+        match parse_addr(&local_ip, local_port) {
+            Ok(l) => Some(l),
             Err(e) => return Ok(e),
         }
     };
-    let addr = SocketAddr::new(ip, port as u16);
     let r = (|| -> io::Result<std::net::TcpStream> {
         let s = open_socket(&ip, Type::STREAM, Protocol::TCP, flags, sndbuf, rcvbuf)?;
         if flags & O_NODELAY != 0 {
@@ -110,11 +110,11 @@ pub fn net_udp_bind(
 ) -> Result<i32> {
     let n = net()?;
     let rt = n.runtime_for(runtime)?;
-    let ip = match parse_ip(&ip) {
-        Ok(ip) => ip,
+    let addr = match parse_addr(&ip, port) {
+        Ok(a) => a,
         Err(e) => return Ok(e),
     };
-    let addr = SocketAddr::new(ip, port as u16);
+    let ip = addr.ip();
     let r = (|| -> io::Result<std::net::UdpSocket> {
         let s = open_socket(&ip, Type::DGRAM, Protocol::UDP, flags, sndbuf, rcvbuf)?;
         s.bind(&addr.into())?;
@@ -133,16 +133,14 @@ pub fn net_udp_bind(
 /// Connects a UDP socket (filters what it receives); 0 or a negative errno.
 #[napi(catch_unwind)]
 pub fn net_udp_connect(h: u32, ip: String, port: u32) -> Result<i32> {
-    let ip = match parse_ip(&ip) {
-        Ok(ip) => ip,
+    let addr = match parse_addr(&ip, port) {
+        Ok(a) => a,
         Err(e) => return Ok(e),
     };
     with_sock(
         h,
         |_, s| match &s.kind {
-            Kind::Udp(u) => {
-                sock_ref_udp(u, |r| r.connect(&SocketAddr::new(ip, port as u16).into()))
-            }
+            Kind::Udp(u) => sock_ref_udp(u, |r| r.connect(&addr.into())),
             _ => -einval(),
         },
         -ebadf(),
@@ -259,8 +257,8 @@ pub fn net_udp_send(h: u32, data: &[u8], ip: String, port: u32) -> Result<i32> {
     let addr = if ip.is_empty() {
         None
     } else {
-        match parse_ip(&ip) {
-            Ok(ip) => Some(SocketAddr::new(ip, port as u16)),
+        match parse_addr(&ip, port) {
+            Ok(a) => Some(a),
             Err(e) => return Ok(e),
         }
     };
@@ -358,14 +356,7 @@ pub fn net_addr(h: u32, peer: bool) -> Result<String> {
                 (Kind::Listener(l), false) => l.try_with(|l| l.addr()),
                 (Kind::Udp(u), _) => u
                     .try_with(|u| if peer { u.peer_addr() } else { u.local_addr() })
-                    .map(|a| {
-                        format!(
-                            "{}|{}|{}",
-                            if a.is_ipv4() { 4 } else { 6 },
-                            a.ip(),
-                            a.port()
-                        )
-                    }),
+                    .map(|a| addr_text(&a)),
                 #[cfg(unix)]
                 (Kind::UnixDgram(u), _) => u
                     .try_with(|u| if peer { u.peer_addr() } else { u.local_addr() })
@@ -383,7 +374,8 @@ pub fn net_addr(h: u32, peer: bool) -> Result<String> {
 
 /// Sets a socket option: 1 nodelay(a), 2 keepalive(a, b = idle ms), 3 linger(a < 0: off, else
 /// seconds), 4 ttl(a), 5 broadcast(a), 6 multicast loop v4(a), 7 multicast ttl v4(a), 8 send
-/// buffer(a), 9 receive buffer(a). 0 or a negative errno.
+/// buffer(a), 9 receive buffer(a), 10 multicast loop v6(a), 11 multicast hops v6(a). 0 or a
+/// negative errno.
 #[napi(catch_unwind)]
 pub fn net_set_opt(h: u32, opt: u32, a: f64, b: f64) -> Result<i32> {
     with_sock(
@@ -419,6 +411,8 @@ pub fn net_set_opt(h: u32, opt: u32, a: f64, b: f64) -> Result<i32> {
                     7 => r.set_multicast_ttl_v4(a as i32 as u32),
                     8 => r.set_send_buffer_size(a as usize),
                     9 => r.set_recv_buffer_size(a as usize),
+                    10 => r.set_multicast_loop_v6(on),
+                    11 => r.set_multicast_hops_v6(a as i32 as u32),
                     _ => Err(io::Error::from_raw_os_error(EINVAL)),
                 }
             };
@@ -456,6 +450,40 @@ pub fn net_multicast(h: u32, join: bool, group: String, iface: String) -> Result
             r.leave_multicast_v4(&g, &i)
         }
     })
+}
+
+/// Joins (or leaves) an IPv6 multicast group on interface index `iface` (0: the kernel picks).
+#[napi(catch_unwind)]
+pub fn net_multicast_v6(h: u32, join: bool, group: String, iface: u32) -> Result<i32> {
+    let Ok(IpAddr::V6(g)) = group.parse::<IpAddr>() else {
+        return Ok(-einval());
+    };
+    on_udp(h, |r| {
+        if join {
+            r.join_multicast_v6(&g, iface)
+        } else {
+            r.leave_multicast_v6(&g, iface)
+        }
+    })
+}
+
+/// Sets the interface of outgoing IPv6 multicast (`IPV6_MULTICAST_IF`; 0 = the default route's).
+/// 0 or a negative errno.
+#[napi(catch_unwind)]
+pub fn net_multicast_if_v6(h: u32, iface: u32) -> Result<i32> {
+    on_udp(h, |r| r.set_multicast_if_v6(iface))
+}
+
+/// The interface index an IPv6 zone names (`eth0` or `2`), or -EINVAL.
+#[napi(catch_unwind)]
+pub fn net_zone_index(zone: String) -> i32 {
+    zone::zone_index(&zone).map_or(-einval(), |i| i as i32)
+}
+
+/// The text Node prints after `%` for interface index `index` (its name; the number on Windows).
+#[napi(catch_unwind)]
+pub fn net_zone_name(index: u32) -> String {
+    zone::zone_name(index)
 }
 
 /// Runs `f` on UDP socket `h`: 0, or a negative errno (`EINVAL` if `h` is another kind of socket).

@@ -21,6 +21,7 @@ use kyoto_rt::task::AbortHandle;
 
 use super::frame::{FrameErr, Framer, Sink};
 use super::queue::*;
+use super::zone;
 use super::Shared;
 
 /// Bytes a socket may have queued for the JS thread before its task stops reading.
@@ -175,12 +176,7 @@ impl Stream {
                 } else {
                     s.local_addr()?
                 };
-                Ok(format!(
-                    "{}|{}|{}",
-                    if a.is_ipv4() { 4 } else { 6 },
-                    a.ip(),
-                    a.port()
-                ))
+                Ok(addr_text(&a))
             }
             #[cfg(unix)]
             Stream::Unix(s) => {
@@ -262,12 +258,7 @@ impl Listener {
         match self {
             Listener::Tcp(l) => {
                 let a = l.local_addr()?;
-                Ok(format!(
-                    "{}|{}|{}",
-                    if a.is_ipv4() { 4 } else { 6 },
-                    a.ip(),
-                    a.port()
-                ))
+                Ok(addr_text(&a))
             }
             #[cfg(unix)]
             Listener::Unix(l) => Ok(unix_addr_string(&l.local_addr()?)),
@@ -551,12 +542,34 @@ pub const EBADF: i32 = 6;
 #[cfg(windows)]
 pub const ECANCELED: i32 = 995;
 
-/// Port | family << 16 of an address, and its IP bytes.
+/// Set in [`addr_parts`]' `port | family << 16` when the 16 IPv6 bytes are followed by a scope id
+/// (u32 LE) that Node would print as `%zone` ([`zone::printed_scope`]).
+pub const ADDR_SCOPED: i32 = 1 << 25;
+
+/// Port | family << 16 (| [`ADDR_SCOPED`]) of an address, and its IP bytes (then the scope id).
 pub fn addr_parts(addr: &SocketAddr) -> (i32, Vec<u8>) {
     match addr.ip() {
         IpAddr::V4(ip) => (addr.port() as i32 | 4 << 16, ip.octets().to_vec()),
-        IpAddr::V6(ip) => (addr.port() as i32 | 6 << 16, ip.octets().to_vec()),
+        IpAddr::V6(ip) => {
+            let mut bytes = ip.octets().to_vec();
+            let mut pf = addr.port() as i32 | 6 << 16;
+            if let Some(scope) = zone::printed_scope(addr) {
+                bytes.extend_from_slice(&scope.to_le_bytes());
+                pf |= ADDR_SCOPED;
+            }
+            (pf, bytes)
+        }
     }
+}
+
+/// `"family|ip|port"`, the form JS's `parseNativeAddr` reads (the IP as Node prints it).
+pub fn addr_text(a: &SocketAddr) -> String {
+    format!(
+        "{}|{}|{}",
+        if a.is_ipv4() { 4 } else { 6 },
+        zone::ip_text(a),
+        a.port()
+    )
 }
 
 fn is_would_block(e: &io::Error) -> bool {
