@@ -1,7 +1,48 @@
-// Link-local and multicast IPv6, which loopback alone cannot carry: each test runs its script in a
-// network namespace of its own with a veth pair (`runInLinkNamespace`), so no host interface sees
-// a packet.
+// Link-local and multicast IPv6. The calls and their errors are checked on loopback; traffic,
+// which loopback alone cannot carry, in a network namespace of the test's own with a veth pair
+// (`runInLinkNamespace`, Linux), so no host interface sees a packet.
+import test from 'ava';
+import { TcpStream, UdpSocket } from 'kyoto';
 import { linuxTest, runInLinkNamespace } from './helpers';
+
+test('IPv6 multicast calls take an interface index and validate their arguments', async (t) => {
+  const a = await UdpSocket.bind('[::1]:0');
+  t.notThrows(() => {
+    a.setMulticastLoopV6(false);
+    a.setMulticastHopsV6(3);
+    a.setMulticastInterfaceV6(0);
+  });
+  // Membership is the kernel's to grant (any host can join on its loopback interface, index 1 on
+  // Linux, macOS and Windows); what must hold is that join and leave pair up.
+  let joined = true;
+  try {
+    a.joinMulticastV6('ff02::1234', 1);
+  } catch (e) {
+    joined = false;
+    t.is(typeof (e as { code?: unknown }).code, 'string');
+  }
+  if (joined) {
+    a.leaveMulticastV6('ff02::1234', 1);
+    const e = t.throws(() => a.leaveMulticastV6('ff02::1234', 1), { code: 'EADDRNOTAVAIL' }) as { syscall?: string };
+    t.is(e.syscall, 'dropMembership');
+  }
+  const bad = t.throws(() => a.joinMulticastV6('239.1.2.3'), { code: 'EINVAL' }) as { syscall?: string };
+  t.is(bad.syscall, 'addMembership');
+  t.throws(() => a.joinMulticastV6(1 as unknown as string), { code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => a.joinMulticastV6('ff02::1', -1), { code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => a.setMulticastHopsV6(256), { code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => a.setMulticastInterfaceV6(1.5), { code: 'ERR_OUT_OF_RANGE' });
+  const v4 = await UdpSocket.bind('127.0.0.1:0');
+  const refused = t.throws(() => v4.joinMulticastV6('ff02::1234'), undefined, 'an IPv4 socket refuses IPv6 membership') as { syscall?: string };
+  t.is(refused.syscall, 'addMembership');
+  v4.close();
+  a.close();
+});
+
+test('an IPv6 address with an unknown zone is refused with EINVAL', async (t) => {
+  await t.throwsAsync(TcpStream.connect({ host: 'fe80::1%no-such-interface9', port: 1 }), { code: 'EINVAL' });
+  await t.throwsAsync(UdpSocket.bind({ host: 'fe80::1%no-such-interface9', port: 0 }), { code: 'EINVAL' });
+});
 
 linuxTest('a zoned link-local address connects, and every address of the connection reports the zone', async (t) => {
   const out = await runInLinkNamespace(
