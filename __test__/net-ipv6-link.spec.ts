@@ -23,7 +23,9 @@ test('IPv6 multicast calls take an interface index and validate their arguments'
   }
   if (joined) {
     a.leaveMulticastV6('ff02::1234', 1);
-    const e = t.throws(() => a.leaveMulticastV6('ff02::1234', 1), { code: 'EADDRNOTAVAIL' }) as { syscall?: string };
+    // Leaving twice: EADDRNOTAVAIL from a Unix kernel; Winsock's code differs (EINVAL under Wine).
+    const e = t.throws(() => a.leaveMulticastV6('ff02::1234', 1)) as { code?: string; syscall?: string };
+    if (process.platform !== 'win32') t.is(e.code, 'EADDRNOTAVAIL');
     t.is(e.syscall, 'dropMembership');
   }
   const bad = t.throws(() => a.joinMulticastV6('239.1.2.3'), { code: 'EINVAL' }) as { syscall?: string };

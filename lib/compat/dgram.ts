@@ -670,6 +670,8 @@ export class Socket extends EventEmitter {
     // EINVAL; joining a non-multicast group is EINVAL (on Windows leaving one too); leaving a
     // group never joined (as on an unbound socket) is EADDRNOTAVAIL.
     if (!isIPv4(group) || (iface !== undefined && !isIPv4(iface))) throw errnoError('EINVAL', syscall);
+    // libuv on Windows refuses an IPv4 group on an IPv6 socket itself (Linux's kernel takes it).
+    if (process.platform === 'win32' && this.type === 'udp6' && this.#sock !== undefined) throw errnoError('EINVAL', syscall);
     const first = Number(group.split('.')[0]);
     const multicast = first >= 224 && first <= 239;
     if (!multicast && (join || process.platform === 'win32')) throw errnoError('EINVAL', syscall);
