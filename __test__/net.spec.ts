@@ -445,6 +445,26 @@ test("Node's http.Server serves requests over toNodeStream()", async (t) => {
   l.close();
 });
 
+test('toNodeStream(): corked writes go out together and leave nothing buffered once the socket took them', async (t) => {
+  const { l, c, s } = await pair();
+  const d = s.toNodeStream();
+  let called = 0;
+  d.cork();
+  d.write('head', () => called++);
+  d.write('body', () => called++);
+  d.uncork();
+  // As with node:net: bytes the socket took at once are not counted as buffered (http's response
+  // header and body are written this way).
+  t.is(d.writableLength, 0);
+  const buf = Buffer.alloc(8);
+  t.is(await c.readExact(buf), 8);
+  t.is(buf.toString(), 'headbody');
+  t.is(called, 2);
+  c.close();
+  s.close();
+  l.close();
+});
+
 test("Node's http.Server over kyoto TCP answers autocannon's load without an error", async (t) => {
   // The "real client" check: a load generator (autocannon, 20 keep-alive connections with
   // 4 pipelined requests each, bounded to 2 s) against http.Server fed kyoto streams.

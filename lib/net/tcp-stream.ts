@@ -850,6 +850,11 @@ export class TcpStream implements AsyncIterable<Buffer> {
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const self = this;
     let reading = false;
+    // Taken at once: call back now, so write() stays true while the socket takes bytes.
+    const send = (bytes: Buffer, cb: (err?: Error | null) => void): void => {
+      if (self._writeNow(bytes)) cb();
+      else self.write(bytes).then(() => cb(), cb);
+    };
     const d = new Duplex({
       allowHalfOpen: true,
       read() {
@@ -865,13 +870,11 @@ export class TcpStream implements AsyncIterable<Buffer> {
         });
       },
       write(chunk: Buffer, _enc, cb) {
-        // Taken at once: call back now, so write() stays true while the socket takes bytes.
-        if (self._writeNow(chunk)) cb();
-        else self.write(chunk).then(() => cb(), cb);
+        send(chunk, cb);
       },
       writev(chunks, cb) {
-        const total = Buffer.concat(chunks.map((c) => c.chunk as Buffer));
-        self.write(total).then(() => cb(), cb);
+        // Corked writes (http's header + body): one write, called back at once like the rest.
+        send(chunks.length === 1 ? (chunks[0].chunk as Buffer) : Buffer.concat(chunks.map((c) => c.chunk as Buffer)), cb);
       },
       final(cb) {
         self.shutdown().then(() => cb(), cb);
