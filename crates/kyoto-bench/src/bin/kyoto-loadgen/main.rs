@@ -2,7 +2,9 @@
 //!
 //! TCP: `--conns N` connections, each with `--inflight K` requests of `--bytes B` outstanding (a
 //! request is B bytes written; it completes when the same B bytes have been echoed back, verified
-//! byte for byte). UDP (`--udp`): N connected sockets × K datagrams of B bytes in flight.
+//! byte for byte). UDP (`--udp`): N connected sockets × K datagrams of B bytes in flight. HTTP
+//! (`--http PATH`): N keep-alive connections × K pipelined `GET PATH`, each complete when its
+//! whole `200` response arrived.
 //!
 //! The run: connect everything (at most `--max-connecting` handshakes at a time), then `--warmup`
 //! seconds of traffic that is not counted, then either `--duration` seconds or `--requests R`
@@ -12,6 +14,7 @@
 //! ```text
 //! kyoto-loadgen --addr 127.0.0.1:7001 --conns 50 --inflight 1 --bytes 64 --warmup 1 --duration 5
 //! kyoto-loadgen --addr 127.0.0.1:7001 --udp --conns 16 --inflight 8 --bytes 64 --duration 5
+//! kyoto-loadgen --addr 127.0.0.1:7001 --http / --conns 50 --duration 5
 //! ```
 //!
 //! `--watch-pid PID` also reports that process's CPU time over the measured window (from
@@ -26,6 +29,7 @@ use std::sync::{Arc, Barrier, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 mod hist;
+mod http;
 mod tcp;
 mod udp;
 
@@ -46,6 +50,8 @@ pub struct Config {
     pub max_connecting: usize,
     pub nodelay: bool,
     pub udp_loss: Duration,
+    /// HTTP mode: the request sent for each "echo".
+    pub http: Option<Vec<u8>>,
     /// A server process whose CPU time over the measured window is reported too.
     pub watch_pid: Option<u32>,
 }
@@ -125,7 +131,7 @@ pub fn pattern_byte(base: u8, i: usize) -> u8 {
 }
 
 fn usage() -> &'static str {
-    "usage: kyoto-loadgen --addr HOST:PORT [--udp] [--conns 50] [--inflight 1] [--bytes 64] \
+    "usage: kyoto-loadgen --addr HOST:PORT [--udp | --http PATH] [--conns 50] [--inflight 1] [--bytes 64] \
      [--threads 1] [--warmup 1] (--duration 5 | --requests N) [--timeout 60] [--connect-timeout 30] \
      [--max-connecting 256] [--no-nodelay] [--udp-loss-ms 200] [--watch-pid PID]"
 }
@@ -173,6 +179,7 @@ fn parse() -> Result<(Config, bool), String> {
         max_connecting: a.get("max-connecting", 256usize)?.max(1),
         nodelay: !a.flag("no-nodelay"),
         udp_loss: Duration::from_millis(a.get("udp-loss-ms", 200u64)?.max(1)),
+        http: a.opt::<String>("http")?.map(|p| http::request(&p)),
         watch_pid: a.opt("watch-pid")?,
     };
     a.finish()?;
@@ -190,6 +197,14 @@ fn parse() -> Result<(Config, bool), String> {
             "--udp needs --bytes between {} and 65507",
             udp::HEADER
         ));
+    }
+    if let Some(req) = &cfg.http {
+        if udp {
+            return Err("--http and --udp exclude each other".into());
+        }
+        if !req.starts_with(b"GET /") || req.iter().filter(|&&c| c == b' ').count() != 3 {
+            return Err("--http needs a path that starts with / and has no spaces".into());
+        }
     }
     if requests == Some(0) {
         return Err("--requests must be at least 1".into());
@@ -322,7 +337,11 @@ fn main() {
 \"latency_us\":{{\"p50\":{:.1},\"p90\":{:.1},\"p99\":{:.1},\"p999\":{:.1},\"max\":{:.1},\"mean\":{:.1}}},\
 \"cpu\":{{\"user_s\":{:.3},\"sys_s\":{:.3},\"percent\":{:.1}}},\"peak_rss_kib\":{},\
 \"errors\":{{\"total\":{},\"connect\":{},\"io\":{},\"verify\":{},\"timeout\":{},\"lost\":{},\"late\":{}}}{}}}",
-        if udp { "udp" } else { "tcp" },
+        match (udp, cfg.http.is_some()) {
+            (true, _) => "udp",
+            (_, true) => "http",
+            _ => "tcp",
+        },
         cfg.addr,
         cfg.conns,
         cfg.inflight,

@@ -1,4 +1,6 @@
-//! TCP mode: N connections × K requests in flight, each request B bytes echoed back and verified.
+//! TCP mode: N connections × K requests in flight, each request B bytes echoed back and verified
+//! (or, with `--http`, an HTTP GET answered by a whole response: see `http.rs`).
+use crate::http::{Next, ResponseReader};
 use crate::{
     end_window, pattern_base, pattern_byte, Config, Errors, Histogram, Sync, ThreadResult,
 };
@@ -31,6 +33,8 @@ struct Conn {
     recv_base: u8,
     /// When each outstanding request was issued, oldest first.
     sent_at: VecDeque<Instant>,
+    /// HTTP mode: the responses arriving.
+    responses: ResponseReader,
 }
 
 struct Worker<'a> {
@@ -74,6 +78,7 @@ pub fn run(cfg: &Config, sync: &Sync, ids: Range<u32>) -> ThreadResult {
                     recv_off: 0,
                     recv_base: pattern_base(id, 0),
                     sent_at: VecDeque::with_capacity(cfg.inflight),
+                    responses: ResponseReader::default(),
                 })
                 .collect(),
             hist: Histogram::new(),
@@ -258,7 +263,10 @@ impl Worker<'_> {
             c.wbuf.clear();
             c.woff = 0;
         }
-        c.wbuf.extend((0..bytes).map(|k| pattern_byte(base, k)));
+        match &self.cfg.http {
+            Some(request) => c.wbuf.extend_from_slice(request),
+            None => c.wbuf.extend((0..bytes).map(|k| pattern_byte(base, k))),
+        }
         c.sent_at.push_back(now);
         self.outstanding += 1;
     }
@@ -348,8 +356,11 @@ impl Worker<'_> {
         }
     }
 
-    /// Verifies echoed bytes and completes requests. False on a mismatch.
+    /// Verifies echoed bytes (or HTTP responses) and completes requests. False on a mismatch.
     fn consume(&mut self, i: usize, mut data: &[u8], now: Instant, issued: &mut bool) -> bool {
+        if self.cfg.http.is_some() {
+            return self.consume_http(i, data, now, issued);
+        }
         let bytes = self.cfg.bytes;
         while !data.is_empty() {
             let c = &mut self.conns[i];
@@ -374,23 +385,44 @@ impl Worker<'_> {
             c.recv_off = 0;
             c.recv_seq += 1;
             c.recv_base = pattern_base(c.id, c.recv_seq);
-            let sent = c.sent_at.pop_front().unwrap_or(now);
-            self.outstanding -= 1;
-            if self.measuring {
-                self.hist
-                    .record(now.saturating_duration_since(sent).as_nanos() as u64);
-                self.completed += 1;
-                self.bytes_echoed += bytes as u64;
-            }
-            let more = match self.quota {
-                Some(q) => !self.measuring || self.completed + self.outstanding < q,
-                None => true,
-            };
-            if more {
-                self.issue(i, now);
-                *issued = true;
-            }
+            self.complete(i, bytes, now, issued);
         }
         true
+    }
+
+    fn consume_http(&mut self, i: usize, data: &[u8], now: Instant, issued: &mut bool) -> bool {
+        self.conns[i].responses.push(data);
+        loop {
+            match self.conns[i].responses.next() {
+                Next::Partial => return true,
+                Next::Bad => return false,
+                Next::Response { body } => {
+                    if self.conns[i].sent_at.is_empty() {
+                        return false; // a response nobody asked for
+                    }
+                    self.complete(i, body, now, issued);
+                }
+            }
+        }
+    }
+
+    /// Completes connection `i`'s oldest request (`bytes` answered) and issues the next one.
+    fn complete(&mut self, i: usize, bytes: usize, now: Instant, issued: &mut bool) {
+        let sent = self.conns[i].sent_at.pop_front().unwrap_or(now);
+        self.outstanding -= 1;
+        if self.measuring {
+            self.hist
+                .record(now.saturating_duration_since(sent).as_nanos() as u64);
+            self.completed += 1;
+            self.bytes_echoed += bytes as u64;
+        }
+        let more = match self.quota {
+            Some(q) => !self.measuring || self.completed + self.outstanding < q,
+            None => true,
+        };
+        if more {
+            self.issue(i, now);
+            *issued = true;
+        }
     }
 }
