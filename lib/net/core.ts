@@ -419,19 +419,6 @@ export function v4Address(ip: number, port: number): SocketAddress {
 /** Set in an event's `port | family << 16` word when the IPv6 bytes are followed by a scope id. */
 export const ADDR_SCOPED = 1 << 25;
 
-const zoneNames = new Map<number, string>();
-
-/** What Node prints after `%` for interface `index` (its name; the number on Windows). */
-function zoneName(index: number): string {
-  let name = zoneNames.get(index);
-  if (name === undefined) {
-    name = native.netZoneName(index);
-    if (zoneNames.size > 64) zoneNames.clear();
-    zoneNames.set(index, name);
-  }
-  return name;
-}
-
 /**
  * Decodes 16 IPv6 bytes at `off` of the receive arena; when `scoped`, a u32 scope id follows them
  * and the address reads `fe80::1%eth0`, as Node prints a scoped link-local address.
@@ -466,7 +453,8 @@ export function v6Address(off: number, port: number, scoped = false): SocketAddr
     const lo = parseInt(groups[7], 16);
     text = `::ffff:${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
   }
-  if (scoped) text = `${text}%${zoneName(rarena.readUInt32LE(off + 16))}`;
+  // Looked up each time, as Node does: interfaces come and go, and an index can be reused.
+  if (scoped) text = `${text}%${native.netZoneName(rarena.readUInt32LE(off + 16))}`;
   return Object.freeze({ address: text, family: 'IPv6' as const, port });
 }
 
