@@ -9,20 +9,13 @@
 import { writeFileSync } from 'node:fs';
 import {
   ensureBuilt,
-  fmtInt,
-  fmtMiB,
-  fmtNum,
-  fmtRange,
-  fmtRatio,
   loadAverage,
-  loadgen,
   machine,
-  median,
-  peakRssKib,
-  roundRatios,
-  startServer,
+  rotatedRounds,
+  startSpec,
   stopServer,
-  table,
+  summarize,
+  summaryTable,
 } from './lib/harness.mjs';
 
 const argv = process.argv.slice(2);
@@ -46,53 +39,14 @@ ensureBuilt();
 const report = { bench: 'http', machine: machine(), loadBefore: loadAverage(), servers: [] };
 console.log(`# HTTP — node's http.Server on three transports; ${report.machine}; load before: ${report.loadBefore}`);
 const servers = [];
-for (const s of SERVERS) servers.push(await startServer(s.name, process.execPath, s.args));
-const results = SERVERS.map(() => []);
-for (let r = 0; r < rounds; r++) {
-  for (let k = 0; k < SERVERS.length; k++) {
-    const i = (k + r) % SERVERS.length;
-    results[i].push(await loadgen(servers[i].addr, { ...load, duration, warmup, timeout: 30 }, { watchPid: servers[i].pid }));
-  }
-}
-const base = median(results[0].map((x) => x.ops_per_sec));
-const rows = [];
-for (let i = 0; i < SERVERS.length; i++) {
-  const rs = results[i];
-  const row = {
-    name: SERVERS[i].name,
-    rps: median(rs.map((x) => x.ops_per_sec)),
-    p50: median(rs.map((x) => x.latency_us.p50)),
-    p99: median(rs.map((x) => x.latency_us.p99)),
-    cpu: median(rs.map((x) => x.server?.percent)),
-    rss: peakRssKib(servers[i].pid),
-    errors: rs.reduce((a, x) => a + x.errors.total, 0),
-    loadgenCpu: median(rs.map((x) => x.cpu.percent)),
-  };
-  row.ratio = row.rps / base;
-  row.roundRatio = roundRatios(rs, results[0]);
-  report.servers.push(row);
-  rows.push([
-    row.name,
-    fmtInt(row.rps),
-    fmtRatio(row.ratio),
-    `${fmtRatio(row.roundRatio.median)} (${fmtRange(row.roundRatio)})`,
-    fmtNum(row.p50, 0),
-    fmtNum(row.p99, 0),
-    `${fmtNum(row.cpu, 0)}%`,
-    fmtMiB(row.rss),
-    String(row.errors),
-    `${fmtNum(row.loadgenCpu, 0)}%`,
-  ]);
-}
+for (const s of SERVERS) servers.push(await startSpec(s));
+const results = await rotatedRounds(servers, { ...load, duration, warmup, timeout: 30 }, rounds);
+report.servers = SERVERS.map((s, i) => summarize(s.name, results[i], results[0], servers[i].pid));
 for (const s of servers) await stopServer(s);
-console.log(`\n### ${load.conns} keep-alive connections × ${load.inflight} request(s) in flight, GET / → 12 B body (median of ${rounds})`);
 console.log(
-  table(
-    ['server', 'req/s', 'vs node:net', 'per round: median (range)', 'p50 µs', 'p99 µs', 'server CPU', 'peak RSS', 'errors', 'loadgen CPU'],
-    rows,
-    ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
-  ),
+  `\n### ${load.conns} keep-alive connections × ${load.inflight} request(s) in flight, GET / → 12 B body (median of ${rounds})`,
 );
+console.log(summaryTable(report.servers, { ops: 'req/s' }));
 report.loadAfter = loadAverage();
 console.log(`\nload after: ${report.loadAfter}`);
 const json = optStr('json', null);

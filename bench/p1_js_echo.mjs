@@ -15,20 +15,13 @@ import { writeFileSync } from 'node:fs';
 import {
   BIN,
   ensureBuilt,
-  fmtInt,
-  fmtMiB,
-  fmtNum,
-  fmtRange,
-  fmtRatio,
   loadAverage,
-  loadgen,
   machine,
-  median,
-  peakRssKib,
-  roundRatios,
-  startServer,
+  rotatedRounds,
+  startSpec,
   stopServer,
-  table,
+  summarize,
+  summaryTable,
 } from './lib/harness.mjs';
 
 const argv = process.argv.slice(2);
@@ -69,75 +62,18 @@ const SERVERS = [
   { name: 'native ceiling: mio echo, 1 thread', cmd: BIN.mioEcho, args: [], env: {} },
 ];
 
-async function start(s) {
-  const saved = { ...process.env };
-  Object.assign(process.env, s.env);
-  try {
-    return await startServer(s.name, s.cmd, s.args);
-  } finally {
-    for (const k of Object.keys(s.env)) {
-      if (saved[k] === undefined) delete process.env[k];
-      else process.env[k] = saved[k];
-    }
-  }
-}
-
 ensureBuilt();
 const report = { bench: mode === 'js' ? 'P1' : `P1-${mode}`, machine: machine(), loadBefore: loadAverage(), loads: [] };
 console.log(`# P1 — TCP echo, handler in JS (${mode}); ${report.machine}; load before: ${report.loadBefore}`);
 for (const load of LOADS) {
-  const results = SERVERS.map(() => []);
   const servers = [];
-  for (const s of SERVERS) servers.push(await start(s));
-  for (let r = 0; r < rounds; r++) {
-    for (let k = 0; k < SERVERS.length; k++) {
-      const i = (k + r) % SERVERS.length;
-      const res = await loadgen(servers[i].addr, { ...load, duration, warmup, timeout: 30 }, { watchPid: servers[i].pid });
-      results[i].push(res);
-    }
-  }
-  const rows = [];
-  const base = median(results[0].map((x) => x.ops_per_sec));
-  const out = { load, servers: [] };
-  for (let i = 0; i < SERVERS.length; i++) {
-    const rs = results[i];
-    const ops = median(rs.map((x) => x.ops_per_sec));
-    const row = {
-      name: SERVERS[i].name,
-      ops,
-      ratio: ops / base,
-      roundRatio: roundRatios(rs, results[0]),
-      p50: median(rs.map((x) => x.latency_us.p50)),
-      p99: median(rs.map((x) => x.latency_us.p99)),
-      cpu: median(rs.map((x) => x.server?.percent)),
-      rss: peakRssKib(servers[i].pid),
-      errors: rs.reduce((a, x) => a + x.errors.total, 0),
-      loadgenCpu: median(rs.map((x) => x.cpu.percent)),
-    };
-    out.servers.push(row);
-    rows.push([
-      row.name,
-      fmtInt(row.ops),
-      fmtRatio(row.ratio),
-      `${fmtRatio(row.roundRatio.median)} (${fmtRange(row.roundRatio)})`,
-      fmtNum(row.p50, 0),
-      fmtNum(row.p99, 0),
-      `${fmtNum(row.cpu, 0)}%`,
-      fmtMiB(row.rss),
-      String(row.errors),
-      `${fmtNum(row.loadgenCpu, 0)}%`,
-    ]);
-  }
+  for (const s of SERVERS) servers.push(await startSpec(s));
+  const results = await rotatedRounds(servers, { ...load, duration, warmup, timeout: 30 }, rounds);
+  const out = { load, servers: SERVERS.map((s, i) => summarize(s.name, results[i], results[0], servers[i].pid)) };
   for (const s of servers) await stopServer(s);
   report.loads.push(out);
   console.log(`\n### ${load.conns} conns × ${load.inflight} in flight × ${load.bytes} B (median of ${rounds})`);
-  console.log(
-    table(
-      ['server', 'ops/s', 'vs node:net', 'per round: median (range)', 'p50 µs', 'p99 µs', 'server CPU', 'peak RSS', 'errors', 'loadgen CPU'],
-      rows,
-      ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
-    ),
-  );
+  console.log(summaryTable(out.servers));
 }
 report.loadAfter = loadAverage();
 console.log(`\nload after: ${report.loadAfter}`);

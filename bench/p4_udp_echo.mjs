@@ -10,20 +10,13 @@ import { writeFileSync } from 'node:fs';
 import {
   BIN,
   ensureBuilt,
-  fmtInt,
-  fmtMiB,
-  fmtNum,
-  fmtRange,
-  fmtRatio,
   loadAverage,
-  loadgen,
   machine,
-  median,
-  peakRssKib,
-  roundRatios,
-  startServer,
+  rotatedRounds,
+  startSpec,
   stopServer,
-  table,
+  summarize,
+  summaryTable,
 } from './lib/harness.mjs';
 
 const argv = process.argv.slice(2);
@@ -47,73 +40,19 @@ const SERVERS = [
   { name: 'kyoto (b) recvMany/sendMany', args: [KYOTO, '--udp', '--batch'], env: CT },
   { name: 'kyoto (a) per-datagram', args: [KYOTO, '--udp'], env: MT },
   { name: 'kyoto (a) recvMany/sendMany', args: [KYOTO, '--udp', '--batch'], env: MT },
-  { name: 'native ceiling: kyoto-rt recvmmsg/sendmmsg', bin: BIN.kyotoEcho, args: ['--udp', '--batch', '--workers', '1'], env: {} },
+  { name: 'native ceiling: kyoto-rt recvmmsg/sendmmsg', cmd: BIN.kyotoEcho, args: ['--udp', '--batch', '--workers', '1'], env: {} },
 ];
-
-async function start(s) {
-  const saved = { ...process.env };
-  Object.assign(process.env, s.env);
-  try {
-    return await startServer(s.name, s.bin ?? process.execPath, s.args);
-  } finally {
-    for (const k of Object.keys(s.env)) {
-      if (saved[k] === undefined) delete process.env[k];
-      else process.env[k] = saved[k];
-    }
-  }
-}
 
 ensureBuilt();
 const report = { bench: 'P4', machine: machine(), loadBefore: loadAverage(), servers: [] };
 console.log(`# P4 — UDP echo, handler in JS; ${report.machine}; load before: ${report.loadBefore}`);
 const servers = [];
-for (const s of SERVERS) servers.push(await start(s));
-const results = SERVERS.map(() => []);
-for (let r = 0; r < rounds; r++) {
-  for (let k = 0; k < SERVERS.length; k++) {
-    const i = (k + r) % SERVERS.length;
-    results[i].push(await loadgen(servers[i].addr, { ...load, duration, warmup, timeout: 30 }, { watchPid: servers[i].pid }));
-  }
-}
-const base = median(results[0].map((x) => x.ops_per_sec));
-const rows = [];
-for (let i = 0; i < SERVERS.length; i++) {
-  const rs = results[i];
-  const row = {
-    name: SERVERS[i].name,
-    pps: median(rs.map((x) => x.ops_per_sec)),
-    p50: median(rs.map((x) => x.latency_us.p50)),
-    p99: median(rs.map((x) => x.latency_us.p99)),
-    cpu: median(rs.map((x) => x.server?.percent)),
-    rss: peakRssKib(servers[i].pid),
-    lost: rs.reduce((a, x) => a + x.errors.lost + x.errors.timeout, 0),
-    loadgenCpu: median(rs.map((x) => x.cpu.percent)),
-  };
-  row.ratio = row.pps / base;
-  row.roundRatio = roundRatios(rs, results[0]);
-  report.servers.push(row);
-  rows.push([
-    row.name,
-    fmtInt(row.pps),
-    fmtRatio(row.ratio),
-    `${fmtRatio(row.roundRatio.median)} (${fmtRange(row.roundRatio)})`,
-    fmtNum(row.p50, 0),
-    fmtNum(row.p99, 0),
-    `${fmtNum(row.cpu, 0)}%`,
-    fmtMiB(row.rss),
-    String(row.lost),
-    `${fmtNum(row.loadgenCpu, 0)}%`,
-  ]);
-}
+for (const s of SERVERS) servers.push(await startSpec(s));
+const results = await rotatedRounds(servers, { ...load, duration, warmup, timeout: 30 }, rounds);
+report.servers = SERVERS.map((s, i) => summarize(s.name, results[i], results[0], servers[i].pid));
 for (const s of servers) await stopServer(s);
 console.log(`\n### 16 sockets × 8 in flight × 64 B (median of ${rounds})`);
-console.log(
-  table(
-    ['server', 'pps', 'vs node:dgram', 'per round: median (range)', 'p50 µs', 'p99 µs', 'server CPU', 'peak RSS', 'lost', 'loadgen CPU'],
-    rows,
-    ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
-  ),
-);
+console.log(summaryTable(report.servers, { ops: 'pps', peer: 'node:dgram', errors: 'lost' }));
 report.loadAfter = loadAverage();
 console.log(`\nload after: ${report.loadAfter}`);
 const json = optStr('json', null);

@@ -153,6 +153,80 @@ export function loadgen(addr, flags, { watchPid, timeoutMs = 120_000 } = {}) {
   });
 }
 
+/**
+ * Starts a server spec `{ name, cmd, args, env }` (`cmd` defaults to this Node) with `env` added to
+ * the environment it inherits.
+ */
+export async function startSpec(s) {
+  const saved = { ...process.env };
+  Object.assign(process.env, s.env ?? {});
+  try {
+    return await startServer(s.name, s.cmd ?? process.execPath, s.args);
+  } finally {
+    for (const k of Object.keys(s.env ?? {})) {
+      if (saved[k] === undefined) delete process.env[k];
+      else process.env[k] = saved[k];
+    }
+  }
+}
+
+/**
+ * Runs `rounds` rounds of kyoto-loadgen with `flags` against each of `servers` (from
+ * `startServer`), rotating which goes first so the shared machine's drifts fall on each in turn.
+ * Returns every server's results, in the servers' order.
+ */
+export async function rotatedRounds(servers, flags, rounds) {
+  const results = servers.map(() => []);
+  for (let r = 0; r < rounds; r++) {
+    for (let k = 0; k < servers.length; k++) {
+      const i = (k + r) % servers.length;
+      results[i].push(await loadgen(servers[i].addr, flags, { watchPid: servers[i].pid }));
+    }
+  }
+  return results;
+}
+
+/**
+ * One server's row: medians of its results `rs` (ops/s, latency, its CPU and the load generator's),
+ * its ratio to `base`'s results (whole and per round), its peak RSS, and its errors (lost UDP
+ * datagrams included).
+ */
+export function summarize(name, rs, base, pid) {
+  const ops = median(rs.map((x) => x.ops_per_sec));
+  return {
+    name,
+    ops,
+    ratio: ops / median(base.map((x) => x.ops_per_sec)),
+    roundRatio: roundRatios(rs, base),
+    p50: median(rs.map((x) => x.latency_us.p50)),
+    p99: median(rs.map((x) => x.latency_us.p99)),
+    cpu: median(rs.map((x) => x.server?.percent)),
+    rss: peakRssKib(pid),
+    errors: rs.reduce((a, x) => a + x.errors.total + x.errors.lost, 0),
+    loadgenCpu: median(rs.map((x) => x.cpu.percent)),
+  };
+}
+
+/** The markdown table of `summarize` rows, with the throughput, peer and error columns so named. */
+export function summaryTable(rows, { ops = 'ops/s', peer = 'node:net', errors = 'errors' } = {}) {
+  return table(
+    ['server', ops, `vs ${peer}`, 'per round: median (range)', 'p50 µs', 'p99 µs', 'server CPU', 'peak RSS', errors, 'loadgen CPU'],
+    rows.map((r) => [
+      r.name,
+      fmtInt(r.ops),
+      fmtRatio(r.ratio),
+      `${fmtRatio(r.roundRatio.median)} (${fmtRange(r.roundRatio)})`,
+      fmtNum(r.p50, 0),
+      fmtNum(r.p99, 0),
+      `${fmtNum(r.cpu, 0)}%`,
+      fmtMiB(r.rss),
+      String(r.errors),
+      `${fmtNum(r.loadgenCpu, 0)}%`,
+    ]),
+    ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+  );
+}
+
 export const median = (xs) => {
   const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
   if (s.length === 0) return NaN;
