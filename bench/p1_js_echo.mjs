@@ -17,6 +17,7 @@ import {
   ensureBuilt,
   loadAverage,
   machine,
+  optStr,
   rotatedRounds,
   startSpec,
   stopServer,
@@ -25,10 +26,6 @@ import {
 } from './lib/harness.mjs';
 
 const argv = process.argv.slice(2);
-const optStr = (name, dflt) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < argv.length ? argv[i + 1] : dflt;
-};
 const rounds = Math.max(1, Number(optStr('rounds', 5)));
 const duration = Number(optStr('duration', 3));
 const warmup = Number(optStr('warmup', 1));

@@ -22,8 +22,6 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   BIN,
-  ROOT,
-  TARGET,
   ensureBuilt,
   fmtInt,
   fmtMiB,
@@ -33,11 +31,14 @@ import {
   loadgen,
   machine,
   median,
+  optStr,
   peakRssKib,
+  ROOT,
   sleep,
   startServer,
   stopServer,
   table,
+  TARGET,
 } from './lib/harness.mjs';
 
 const TOKIO_PROXY = path.join(TARGET, 'release', 'examples', 'tokio-proxy');
@@ -381,10 +382,6 @@ export async function runP3({ rounds = 5, duration = 3, warmup = 1, workers = 1 
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const argv = process.argv.slice(2);
-  const optStr = (name, dflt) => {
-    const i = argv.indexOf(`--${name}`);
-    return i >= 0 && i + 1 < argv.length ? argv[i + 1] : dflt;
-  };
   const opts = {
     rounds: Number(optStr('rounds', 5)),
     duration: Number(optStr('duration', 3)),

@@ -19,7 +19,6 @@ import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import {
   BIN,
-  ROOT,
   ensureBuilt,
   fmtInt,
   fmtMiB,
@@ -29,7 +28,9 @@ import {
   loadgen,
   machine,
   median,
+  optStr,
   peakRssKib,
+  ROOT,
   startServer,
   stopServer,
   table,
@@ -37,10 +38,6 @@ import {
 import { buildP3, runP3 } from './p3_proxy.mjs';
 
 const argv = process.argv.slice(2);
-const optStr = (name, dflt) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < argv.length ? argv[i + 1] : dflt;
-};
 const opt = (name, dflt) => Number(optStr(name, dflt));
 const only = optStr('only', 'p8,p2,p3').split(',');
 const rounds = Math.max(5, opt('rounds', 5));

@@ -153,6 +153,13 @@ export function loadgen(addr, flags, { watchPid, timeoutMs = 120_000 } = {}) {
   });
 }
 
+/** The value after `--name` on this process's command line, or `dflt`. */
+export function optStr(name, dflt) {
+  const argv = process.argv.slice(2);
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 && i + 1 < argv.length ? argv[i + 1] : dflt;
+}
+
 /**
  * Starts a server spec `{ name, cmd, args, env }` (`cmd` defaults to this Node) with `env` added to
  * the environment it inherits.
