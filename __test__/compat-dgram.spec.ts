@@ -354,17 +354,22 @@ test.serial('parity with node:dgram: oversized sends fail in their callback with
   t.deepEqual(viaKyoto, viaNode);
 });
 
-// Source-specific multicast: the same outcomes (or errors) call for call.
-async function scriptSourceMembership(m: DgramLike): Promise<string[]> {
-  const out: string[] = [];
-  const attempt = (what: string, f: () => void): void => {
+/** Calls `f` and records `what: ok` or `what: <code> <detail(error)>` in `out`. */
+function recorder(out: string[], detail: (e: Error & { syscall?: string }) => unknown): (what: string, f: () => void) => void {
+  return (what, f) => {
     try {
       f();
       out.push(`${what}: ok`);
     } catch (e) {
-      out.push(`${what}: ${(e as Error & { code?: string }).code} ${(e as Error).message}`);
+      out.push(`${what}: ${(e as Error & { code?: string }).code} ${String(detail(e as Error))}`);
     }
   };
+}
+
+// Source-specific multicast: the same outcomes (or errors) call for call.
+async function scriptSourceMembership(m: DgramLike): Promise<string[]> {
+  const out: string[] = [];
+  const attempt = recorder(out, (e) => e.message);
   const s = await bound(m);
   attempt('source not a string', () => s.addSourceSpecificMembership(0 as unknown as string, '232.1.1.1'));
   attempt('group not an address', () => s.addSourceSpecificMembership('224.0.0.114', '0'));
@@ -390,14 +395,7 @@ test.serial('parity with node:dgram: source-specific multicast membership gives 
 
 async function scriptIpv6Multicast(m: DgramLike): Promise<string[]> {
   const out: string[] = [];
-  const attempt = (what: string, f: () => void): void => {
-    try {
-      f();
-      out.push(`${what}: ok`);
-    } catch (e) {
-      out.push(`${what}: ${(e as Error & { code?: string }).code} ${(e as Error & { syscall?: string }).syscall}`);
-    }
-  };
+  const attempt = recorder(out, (e) => e.syscall);
   // Zones as libuv reads them: a number, an interface name (unknown: no zone), on any address.
   const ifaces = [undefined, '::%1', '::%lo', '::%no-such-if', 'fe80::1%1', '::1', '127.0.0.1', 'x'];
   for (const [type, address] of [['udp6', '::1'], ['udp6', '::'], ['udp4', '127.0.0.1']] as const) {
