@@ -553,7 +553,7 @@ export declare function netShutdown(h: number): number
 
 /**
  * Starts a connect; returns the stream's handle (K_CONNECTED or K_ERROR follows) or a negative
- * errno.
+ * errno (less [`CONNECT_BIND_FAILED`] when the local bind failed).
  */
 export declare function netTcpConnect(ip: string, port: number, localIp: string, localPort: number, flags: number, sndbuf: number, rcvbuf: number, runtime?: NativeRuntime | undefined | null): number
 

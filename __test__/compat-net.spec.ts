@@ -829,6 +829,14 @@ async function scriptErrorDetails(m: NetLike): Promise<Record<string, unknown>> 
     e.localAddress,
     e.localPort === localPort,
   ];
+  // A local port that is taken: the bind step fails, and says so.
+  const taken = m.createServer();
+  await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+  const takenPort = (taken.address() as net.AddressInfo).port;
+  const b = m.connect({ port: deadPort, host: '127.0.0.1', localAddress: '127.0.0.1', localPort: takenPort });
+  const [be] = (await once(b, 'error')) as [Error & Record<string, unknown>];
+  out.bind = [be.code, be.syscall, be.message.replace(String(takenPort), 'TAKEN'), be.address, be.port === takenPort, be.localPort];
+  await new Promise<void>((r) => taken.close(() => r()));
   // A lookup that answers with an impossible family.
   const bad = m.connect({
     host: 'example.invalid',
@@ -934,7 +942,7 @@ async function scriptOnread(m: NetLike): Promise<Record<string, unknown>> {
 for (const [name, script] of [
   ['reads into the caller\'s buffer (onread), with a pause', scriptOnread],
   ['sockets nobody reads, and a reused socket', scriptUnreadSockets],
-  ['error details (local end, lookup family, argument values)', scriptErrorDetails],
+  ['error details (local end, a taken local port, lookup family, argument values)', scriptErrorDetails],
   ['a rejected async connection listener (captureRejections)', scriptCapturedRejection],
   ['an echo exchange', scriptEcho],
   ['EADDRINUSE and ECONNREFUSED', scriptErrors],

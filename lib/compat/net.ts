@@ -21,7 +21,7 @@ import { chmodSync, statSync, unlinkSync } from 'node:fs';
 import * as nodeNet from 'node:net';
 import { Duplex, addAbortSignal, type DuplexOptions } from 'node:stream';
 import { native } from '../native';
-import { errnoOf, systemError } from '../net/core';
+import { connectError, errnoOf, systemError } from '../net/core';
 import {
   NamedPipe,
   NamedPipeClient,
@@ -667,7 +667,7 @@ export class Socket extends Duplex {
     const fail =
       local && localPort
         ? (e: Error): void => {
-            if (typeof (e as NodeJS.ErrnoException).syscall === 'string') {
+            if ((e as NodeJS.ErrnoException).syscall === 'connect') {
               e.message += ` - Local (${local}:${localPort})`;
               Object.assign(e, { localAddress: local, localPort });
             }
@@ -676,7 +676,7 @@ export class Socket extends Duplex {
         : failed;
     const h = native.netTcpConnect(address, port, local, localPort ?? 0, 0, 0, 0);
     if (h < 0) {
-      fail(systemError(-h, 'connect', address, port));
+      fail(connectError(h, address, port, local, localPort ?? 0));
       return false;
     }
     this.#track(new TcpStream(h), address, port, fail);

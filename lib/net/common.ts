@@ -63,10 +63,11 @@ export function openSocket(
   syscall: string,
   address?: string,
   port?: number,
+  failure: (h: number) => Error = (h) => systemError(-h, syscall, address, port),
 ): number {
   const [rt, nrt] = socketRuntime(opts);
   const h = open(nrt);
-  if (h < 0) throw systemError(-h, syscall, address, port);
+  if (h < 0) throw failure(h);
   pinRuntime(h, rt);
   return h;
 }

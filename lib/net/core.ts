@@ -504,15 +504,37 @@ export function errnoOf(code: string): number {
   throw new Error(`no errno named ${code}`);
 }
 
-/** Builds a Node-shaped system error from a positive errno. */
-export function systemError(errno: number, syscall: string, address?: string, port?: number): SystemError {
+/** Added to `-errno` by `netTcpConnect` when binding the local address failed (`ops.rs`). */
+const CONNECT_BIND_FAILED = 1 << 16;
+
+/**
+ * The error of a failed `netTcpConnect` (`r < 0`): as node:net words it, `bind` with the local
+ * address when that step failed, else `connect` with the peer's.
+ */
+export function connectError(r: number, host: string, port: number, localIp: string, localPort: number): SystemError {
+  return -r > CONNECT_BIND_FAILED
+    ? systemError(-r - CONNECT_BIND_FAILED, 'bind', localIp, localPort, false)
+    : systemError(-r, 'connect', host, port);
+}
+
+/**
+ * Builds a Node-shaped system error from a positive errno. `describe` adds the error's text after
+ * the code, as Node's `listen` (and most `bind`) errors have it; node:net's connect path leaves it out.
+ */
+export function systemError(
+  errno: number,
+  syscall: string,
+  address?: string,
+  port?: number,
+  describe = syscall === 'listen' || syscall === 'bind',
+): SystemError {
   if (errno === E_RUNTIME_SHUTDOWN) return Object.assign(runtimeShutdownError(), { syscall }) as SystemError;
   errMap ??= util.getSystemErrorMap() as Map<number, [string, string]>;
   const uv = -Math.abs(errno);
   const entry = errMap.get(uv);
   const code = entry?.[0] ?? `Unknown system error ${uv}`;
   let msg = `${syscall} ${code}`;
-  if (syscall === 'listen' || syscall === 'bind') msg += `: ${entry?.[1] ?? 'unknown error'}`;
+  if (describe) msg += `: ${entry?.[1] ?? 'unknown error'}`;
   if (address !== undefined) msg += port !== undefined ? ` ${address}:${port}` : ` ${address}`;
   const err = new Error(msg) as SystemError;
   err.errno = uv;

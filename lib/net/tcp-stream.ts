@@ -31,6 +31,7 @@ import {
   BACKLOG_HWM,
   copyFromArena,
   arenaChunk,
+  connectError,
   register,
   systemError,
   unregister,
@@ -106,7 +107,7 @@ export function connectTcp(
   try {
     const open = (nrt: NativeRuntime | undefined): number =>
       native.netTcpConnect(host, port, localIp, localPort, flags, sndbuf, rcvbuf, nrt);
-    h = openSocket({ runtime }, open, 'connect', host, port);
+    h = openSocket({ runtime }, open, 'connect', host, port, (r) => connectError(r, host, port, localIp, localPort));
   } catch (e) {
     return Promise.reject(e);
   }

@@ -40,8 +40,12 @@ pub fn net_tcp_listen(
     ))
 }
 
+/// Added to the negated errno [`net_tcp_connect`] returns when binding the local address failed
+/// (Node reports that as `syscall: 'bind'` with the local address).
+pub const CONNECT_BIND_FAILED: i32 = 1 << 16;
+
 /// Starts a connect; returns the stream's handle (K_CONNECTED or K_ERROR follows) or a negative
-/// errno.
+/// errno (less [`CONNECT_BIND_FAILED`] when the local bind failed).
 #[napi(catch_unwind)]
 pub fn net_tcp_connect(
     ip: String,
@@ -60,6 +64,7 @@ pub fn net_tcp_connect(
         Err(e) => return Ok(e),
     };
     let ip = addr.ip();
+    let bind_failed = std::cell::Cell::new(false);
     let local = if local_ip.is_empty() {
         None
     } else {
@@ -77,7 +82,7 @@ pub fn net_tcp_connect(
             s.set_keepalive(true)?;
         }
         if let Some(l) = local {
-            s.bind(&l.into())?;
+            s.bind(&l.into()).inspect_err(|_| bind_failed.set(true))?;
         }
         match s.connect(&addr.into()) {
             Ok(()) => {}
@@ -88,14 +93,19 @@ pub fn net_tcp_connect(
         }
         Ok(s.into())
     })();
-    Ok(adopt(
+    let h = adopt(
         &n,
         &rt,
         r,
         TcpStream::from_std,
         |s| Kind::Stream(Stream::Tcp(s)),
         F_CONNECTING,
-    ))
+    );
+    Ok(if h < 0 && bind_failed.get() {
+        h - CONNECT_BIND_FAILED
+    } else {
+        h
+    })
 }
 
 /// Binds a UDP socket; returns its handle or a negative errno.
