@@ -2,9 +2,10 @@
 import test from 'ava';
 import * as nodeDgram from 'node:dgram';
 import { once } from 'node:events';
+import * as path from 'node:path';
 import * as dgram from 'kyoto/compat/dgram';
 import * as kyoto from 'kyoto';
-import { runNodeChild, uvErrno } from './helpers';
+import { linuxTest, packageRoot, runClusterFixture, runNodeChild, uvErrno } from './helpers';
 
 type DgramLike = typeof dgram;
 
@@ -497,3 +498,15 @@ test('TTL, multicast interface and membership errors carry node:dgram\'s codes, 
     }
   }
 });
+
+linuxTest('parity with node:dgram: cluster workers share a UDP port, both answer, and the primary hears of each', async (t) => {
+  const probe = nodeDgram.createSocket('udp4');
+  await new Promise<void>((r) => probe.bind(0, '127.0.0.1', r));
+  const port = probe.address().port;
+  await new Promise<void>((r) => probe.close(() => r()));
+  const viaNode = await runClusterFixture('dgram', 'node:dgram', port);
+  const viaKyoto = await runClusterFixture('dgram', path.join(packageRoot, 'dist', 'lib', 'compat', 'dgram.js'), port);
+  t.deepEqual(viaKyoto, viaNode);
+  t.like(viaKyoto, { workers: 2, served: 40 });
+});
+

@@ -13,7 +13,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as net from 'kyoto/compat/net';
 import * as kyoto from 'kyoto';
-import { UNIX_SOCKETS, packageRoot, runNodeChild, unixTest, uvErrno } from './helpers';
+import { UNIX_SOCKETS, linuxTest, packageRoot, runClusterFixture, runNodeChild, unixTest, uvErrno } from './helpers';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'kyoto-compat-net-'));
 test.after.always(() => rmSync(dir, { recursive: true, force: true }));
@@ -1025,3 +1025,28 @@ test("a throwing 'data' listener is an uncaught exception and the socket goes on
     t.deepEqual(JSON.parse(r.out.trim() || 'null'), { echoed: 'b', caught: 1 }, mod);
   }
 });
+
+linuxTest('parity with node:net: cluster workers share a port, both take connections, and the primary hears of each', async (t) => {
+  const probe = nodeNet.createServer();
+  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+  const port = (probe.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => probe.close(() => r()));
+  const viaNode = await runClusterFixture('net', 'node:net', port);
+  const viaKyoto = await runClusterFixture('net', path.join(packageRoot, 'dist', 'lib', 'compat', 'net.js'), port);
+  t.deepEqual(viaKyoto, viaNode);
+  t.like(viaKyoto, { workers: 2, served: 40 });
+});
+
+test('listen({ reusePort }) shares a port between servers on Linux and is ENOTSUP elsewhere, as libuv has it', async (t) => {
+  const a = net.createServer();
+  await new Promise<void>((r) => a.listen({ port: 0, host: '127.0.0.1', reusePort: true } as net.ListenOptions, r));
+  const port = (a.address() as net.AddressInfo).port;
+  const b = net.createServer();
+  const outcome = await new Promise<string>((resolve) => {
+    b.once('error', (e: NodeJS.ErrnoException) => resolve(`${e.code} ${e.syscall}`));
+    b.listen({ port, host: '127.0.0.1', reusePort: true } as net.ListenOptions, () => resolve('listening'));
+  });
+  t.is(outcome, process.platform === 'linux' ? 'listening' : 'ENOTSUP listen');
+  for (const s of [a, b]) if (s.listening) await new Promise<void>((r) => s.close(() => r()));
+});
+

@@ -89,6 +89,30 @@ export function uvErrno(name: string): number {
 }
 
 /**
+ * Runs fixtures/net-cluster.js: a node:cluster primary whose two workers listen on `port` through
+ * `mod` (`kind` 'net': TCP, 'dgram': UDP) and answer 40 requests. Resolves with what the primary
+ * printed (its JSON); rejects if it printed none within 30 s.
+ */
+export function runClusterFixture(kind: 'net' | 'dgram', mod: string, port: number): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const fixture = path.join(__dirname, 'fixtures', 'net-cluster.js');
+    const child = spawnChild(process.execPath, [fixture, kind, mod, String(port)], { cwd: packageRoot, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    child.on('error', reject);
+    child.on('close', () => {
+      clearTimeout(timer);
+      try {
+        resolve(JSON.parse(out.trim().split('\n').pop() ?? '') as Record<string, unknown>);
+      } catch {
+        reject(new Error(`the cluster run of ${mod} printed: ${out}`));
+      }
+    });
+  });
+}
+
+/**
  * Runs `code` in a Node child inside a network namespace of its own (Linux, `unshare -rn`) with a
  * veth pair `v0`/`v1` up and the link-local address `fe80::1` on `v0`: link-local and multicast
  * IPv6 to test without touching the host's interfaces. Resolves with the child's stdout; rejects

@@ -16,10 +16,12 @@ import { isIP, isIPv4, isIPv6 } from 'node:net';
 import * as util from 'node:util';
 import { native } from '../native';
 import { parseNativeAddr, systemError, type SystemError } from '../net/core';
-import { reportUncaught } from '../net/common';
+import { O_REUSE_ADDR, O_REUSE_PORT, O_V6_ONLY, reportUncaught } from '../net/common';
 import { UdpSocket } from '../net';
 import {
   argType,
+  BALANCED_REUSE_PORT,
+  clusterWorker,
   errnoError,
   missingArgs,
   nodeError,
@@ -31,6 +33,7 @@ import {
   validateNumber,
   validatePort,
   validateString,
+  tellPrimaryListening,
 } from './common';
 
 /** `'udp4'` or `'udp6'`. */
@@ -62,7 +65,10 @@ export interface BindOptions {
   port?: number;
   /** Address (default `0.0.0.0` for udp4, `::` for udp6). */
   address?: string;
-  /** Accepted for compatibility; there is no cluster sharing here. */
+  /**
+   * In a `node:cluster` worker: `true` binds a port of this worker's own; otherwise the workers
+   * share it (on Linux through `SO_REUSEPORT`; see compat/net's module docs).
+   */
   exclusive?: boolean;
   /** Not supported: binding to a descriptor. */
   fd?: number;
@@ -121,9 +127,6 @@ function zoneIndex(address: string): number {
 }
 const OPT_SNDBUF = 8;
 const OPT_RCVBUF = 9;
-const O_REUSE_ADDR = 1;
-const O_REUSE_PORT = 2;
-const O_V6_ONLY = 4;
 
 function notRunning(): Error {
   return nodeError(Error, 'ERR_SOCKET_DGRAM_NOT_RUNNING', 'Not running');
@@ -275,8 +278,10 @@ export class Socket extends EventEmitter {
     if (this.#bindState !== UNBOUND) throw nodeError(Error, 'ERR_SOCKET_ALREADY_BOUND', 'Socket is already bound');
     const cb = args.length > 0 ? args[args.length - 1] : undefined;
     let address: unknown;
+    let exclusive = false;
     if (port !== null && typeof port === 'object') {
       const o = port as BindOptions & { recvStart?: unknown };
+      exclusive = o.exclusive === true;
       if (typeof o.recvStart === 'function' || (Number.isInteger(o.fd) && (o.fd as number) > 0)) {
         throw notSupported('dgram', 'binding to a descriptor or handle');
       }
@@ -311,7 +316,10 @@ export class Socket extends EventEmitter {
         this.emit('error', err);
         return;
       }
-      const h = native.netUdpBind(ip, p, this.#flags, this.#sendBufferSize, this.#recvBufferSize);
+      // As node:dgram: a cluster worker's socket shares its port with the other workers'.
+      const shared = !exclusive && clusterWorker() !== undefined;
+      const flags = shared && BALANCED_REUSE_PORT ? this.#flags | O_REUSE_PORT : this.#flags;
+      const h = native.netUdpBind(ip, p, flags, this.#sendBufferSize, this.#recvBufferSize);
       if (h < 0) {
         this.#bindState = UNBOUND;
         this.emit('error', withHostPort(systemError(-h, 'bind'), 'bind', ip, p));
@@ -323,6 +331,7 @@ export class Socket extends EventEmitter {
       this.#bindState = BOUND;
       void this.#receive(sock);
       this.emit('listening');
+      if (shared) tellPrimaryListening({ address: ip, port: p, addressType: this.type, fd: -1 }, this.address());
     });
     return this;
   }

@@ -13,6 +13,11 @@
  * `code: 'ERR_NOT_SUPPORTED'`): descriptors that are not sockets (pipes, TTYs) and descriptors on
  * Windows, native handles (`{ handle }`, `server.listen(handle)`), and Windows named pipes as
  * `path`.
+ *
+ * `node:cluster` workers that listen on one port share it on Linux: each binds it with
+ * `SO_REUSEPORT` and the kernel spreads the connections (node's primary would deal them out
+ * round-robin instead); the primary still hears of each listener (`'listening'`). Elsewhere the
+ * second worker gets `EADDRINUSE`; `exclusive: true` keeps a worker's port its own everywhere.
  * @module
  */
 import * as dns from 'node:dns';
@@ -33,11 +38,13 @@ import {
   type SocketAddress as KyotoAddress,
 } from '../net';
 import { waitConnected } from '../net/tcp-stream';
-import { pushReporting, reportUncaught } from '../net/common';
+import { O_REUSE_PORT, O_V6_ONLY, pushReporting, reportUncaught } from '../net/common';
 import { listenTcp } from '../net/tcp-listener';
 import {
   argType,
   argValue,
+  BALANCED_REUSE_PORT,
+  clusterWorker,
   errnoError,
   missingArgs,
   nodeError,
@@ -51,6 +58,8 @@ import {
   validateNumber,
   validatePort,
   validateString,
+  tellPrimaryListening,
+  type ClusterQuery,
 } from './common';
 
 // ---------------------------------------------------------------------------------------------
@@ -62,6 +71,7 @@ export const isIP: typeof nodeNet.isIP = nodeNet.isIP;
 export const isIPv4: typeof nodeNet.isIPv4 = nodeNet.isIPv4;
 /** `node:net`'s `isIPv6`. */
 export const isIPv6: typeof nodeNet.isIPv6 = nodeNet.isIPv6;
+
 /** `node:net`'s `BlockList`. */
 export const BlockList: typeof nodeNet.BlockList = nodeNet.BlockList;
 /** `node:net`'s `SocketAddress`. */
@@ -188,8 +198,16 @@ export interface ListenOptions {
   backlog?: number;
   /** `IPV6_V6ONLY` for a `::` listener. */
   ipv6Only?: boolean;
-  /** Accepted for compatibility; there is no cluster sharing here. */
+  /**
+   * In a `node:cluster` worker: `true` listens on a port of this worker's own; otherwise the workers
+   * share the port (on Linux through `SO_REUSEPORT`, see the module docs).
+   */
   exclusive?: boolean;
+  /**
+   * `SO_REUSEPORT` (Node 22.12's option): sockets of any process bound to the port share its
+   * connections. Linux only; elsewhere listening fails with `ENOTSUP`, as libuv's does.
+   */
+  reusePort?: boolean;
   /** Makes the Unix socket file readable by everyone. */
   readableAll?: boolean;
   /** Makes the Unix socket file writable by everyone. */
@@ -1278,6 +1296,8 @@ export class Server extends EventEmitter {
   #pipeName: string | undefined;
   #unref = false;
   #listeningId = 1;
+  /** This listen() shares its port with the other workers of a node:cluster (not exclusive). */
+  #clusterShared = false;
 
   /**
    * @param options - `allowHalfOpen`, `pauseOnConnect`, `noDelay`, `keepAlive`,
@@ -1336,8 +1356,12 @@ export class Server extends EventEmitter {
     const backlogFromArgs = toNumber(args.length > 1 && args[1]) || toNumber(args.length > 2 && args[2]);
     if (normalized._handle || normalized.handle) throw notSupported('net', 'server.listen(handle)');
     const options: Record<string, unknown> = { ...normalized };
-    const flags = options.ipv6Only === true ? 4 : 0; // O_V6_ONLY
+    let flags = options.ipv6Only === true ? O_V6_ONLY : 0;
     this.#listeningId++;
+    // As node:cluster: a worker's listen() shares the port with the other workers unless exclusive.
+    const worker = options.exclusive === true ? undefined : clusterWorker();
+    this.#clusterShared = worker !== undefined;
+    if (options.reusePort === true || (worker !== undefined && BALANCED_REUSE_PORT)) flags |= O_REUSE_PORT;
     if (options.signal !== undefined) {
       validateAbortSignal(options.signal, 'options.signal');
       const off = onAbort(options.signal as AbortSignal, () => this.close());
@@ -1358,6 +1382,11 @@ export class Server extends EventEmitter {
     if (typeof options.port === 'number' || typeof options.port === 'string') {
       const port = validatePort(options.port, 'options.port');
       const backlog = (options.backlog as number) || backlogFromArgs || 0;
+      if (options.reusePort === true && !BALANCED_REUSE_PORT) {
+        const host = (options.host as string | undefined) ?? '::';
+        process.nextTick(() => this.emit('error', systemError(errnoOf('ENOTSUP'), 'listen', host, port)));
+        return this;
+      }
       if (options.host) this.#lookupAndListen(port, options.host as string, backlog, flags);
       else this.#setupListen(null, port, backlog, flags);
       return this;
@@ -1412,6 +1441,7 @@ export class Server extends EventEmitter {
 
   /** Binds and listens now (`port` -1: `address` is a Unix path); errors go to `'error'`. */
   #setupListen(address: string | null, port: number, backlog: number, flags: number): void {
+    const query: ClusterQuery = { address, port, addressType: port === -1 ? -1 : address !== null && isIPv6(address) ? 6 : 4 };
     let l: Acceptor;
     const bl = backlog || 511;
     try {
@@ -1423,7 +1453,7 @@ export class Server extends EventEmitter {
         } catch (e) {
           // node:net falls back to IPv4 when IPv6 is unavailable; EADDRINUSE is reported for '::'.
           if ((e as { code?: string }).code === 'EADDRINUSE') throw e;
-          l = listenTcp('0.0.0.0', port, bl, 0, 0, 0);
+          l = listenTcp('0.0.0.0', port, bl, flags & ~O_V6_ONLY, 0, 0);
         }
       } else {
         l = listenTcp(address, port, bl, flags, 0, 0);
@@ -1432,15 +1462,17 @@ export class Server extends EventEmitter {
       process.nextTick(() => this.emit('error', e));
       return;
     }
-    this.#startListening(l);
+    this.#startListening(l, query);
   }
 
-  #startListening(l: Acceptor): void {
+  #startListening(l: Acceptor, query?: ClusterQuery): void {
     this.#listener = l;
     if (this.#unref) l.unref();
     void this.#acceptLoop(l);
     process.nextTick(() => {
-      if (this.#listener === l) this.emit('listening');
+      if (this.#listener !== l) return;
+      this.emit('listening');
+      if (this.#clusterShared && query !== undefined) tellPrimaryListening(query, this.address());
     });
   }
 

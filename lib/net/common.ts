@@ -197,6 +197,7 @@ export interface FrameSink {
 
 export const O_REUSE_ADDR = 1;
 export const O_REUSE_PORT = 2;
+export const O_V6_ONLY = 4;
 export const O_NODELAY = 8;
 export const O_KEEPALIVE = 16;
 
