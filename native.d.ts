@@ -458,6 +458,12 @@ export declare function netCopyDone(op: number): void
 export declare function netDrain(h: number): number
 
 /**
+ * A duplicate of descriptor `fd` (close-on-exec), or -errno: for a socket that another owner (a
+ * libuv handle node:cluster passed over IPC) will close, so that [`net_adopt_fd`] can own a copy.
+ */
+export declare function netDupFd(fd: number): number
+
+/**
  * Sends the queued write table now (JS calls this once per microtask turn when it queued writes
  * outside a native turn).
  */

@@ -858,6 +858,7 @@ module.exports.netClose = nativeBinding.netClose
 module.exports.netCopy = nativeBinding.netCopy
 module.exports.netCopyDone = nativeBinding.netCopyDone
 module.exports.netDrain = nativeBinding.netDrain
+module.exports.netDupFd = nativeBinding.netDupFd
 module.exports.netFlush = nativeBinding.netFlush
 module.exports.netFrame = nativeBinding.netFrame
 module.exports.netFrameFeed = nativeBinding.netFrameFeed

@@ -90,13 +90,23 @@ export function uvErrno(name: string): number {
 
 /**
  * Runs fixtures/net-cluster.js: a node:cluster primary whose two workers listen on `port` through
- * `mod` (`kind` 'net': TCP, 'dgram': UDP) and answer 40 requests. Resolves with what the primary
- * printed (its JSON); rejects if it printed none within 30 s.
+ * `mod` (`kind` 'net': TCP, 'dgram': UDP) and answer 40 requests, with `env` added (e.g.
+ * `NODE_CLUSTER_SCHED_POLICY`). Resolves with what the primary printed (its JSON); rejects if it
+ * printed none within 30 s.
  */
-export function runClusterFixture(kind: 'net' | 'dgram', mod: string, port: number): Promise<Record<string, unknown>> {
+export function runClusterFixture(
+  kind: 'net' | 'dgram',
+  mod: string,
+  port: number,
+  env: NodeJS.ProcessEnv = {},
+): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
     const fixture = path.join(__dirname, 'fixtures', 'net-cluster.js');
-    const child = spawnChild(process.execPath, [fixture, kind, mod, String(port)], { cwd: packageRoot, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawnChild(process.execPath, [fixture, kind, mod, String(port)], {
+      cwd: packageRoot,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let out = '';
     child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
     const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);

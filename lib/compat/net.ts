@@ -14,10 +14,12 @@
  * Windows, native handles (`{ handle }`, `server.listen(handle)`), and Windows named pipes as
  * `path`.
  *
- * `node:cluster` workers that listen on one port share it on Linux: each binds it with
- * `SO_REUSEPORT` and the kernel spreads the connections (node's primary would deal them out
- * round-robin instead); the primary still hears of each listener (`'listening'`). Elsewhere the
- * second worker gets `EADDRINUSE`; `exclusive: true` keeps a worker's port its own everywhere.
+ * In a `node:cluster` worker, `listen()` goes through the primary as node:net's does (Linux and
+ * macOS): the primary binds the port once and deals connections out round-robin (or shares the
+ * socket with `SCHED_NONE`), each passed over IPC as a descriptor kyoto takes over; a port-0
+ * listen gives every worker the same port, and `'listening'` reaches the primary. On Windows a
+ * worker binds a port of its own (the second gets `EADDRINUSE`). `exclusive: true` keeps a
+ * worker's port its own everywhere.
  * @module
  */
 import * as dns from 'node:dns';
@@ -58,8 +60,6 @@ import {
   validateNumber,
   validatePort,
   validateString,
-  tellPrimaryListening,
-  type ClusterQuery,
 } from './common';
 
 // ---------------------------------------------------------------------------------------------
@@ -199,8 +199,8 @@ export interface ListenOptions {
   /** `IPV6_V6ONLY` for a `::` listener. */
   ipv6Only?: boolean;
   /**
-   * In a `node:cluster` worker: `true` listens on a port of this worker's own; otherwise the workers
-   * share the port (on Linux through `SO_REUSEPORT`, see the module docs).
+   * In a `node:cluster` worker: `true` listens on a port of this worker's own; otherwise the
+   * primary holds the port and deals this worker connections (see the module docs).
    */
   exclusive?: boolean;
   /**
@@ -280,6 +280,99 @@ interface Acceptor {
   ref(): unknown;
   unref(): unknown;
   localAddr(): KyotoAddress;
+}
+
+/** What node:cluster's `_getServer` hands a worker: a shared listening socket, or its faux round-robin one. */
+interface ClusterHandle {
+  /** A shared socket's descriptor (absent on the round-robin handle). */
+  fd?: number;
+  /** Called with each connection the primary deals this worker (round-robin). */
+  onconnection?: (err: number, client: { fd: number; close(): void } | undefined) => void;
+  getsockname?(out: Record<string, unknown>): number;
+  close(): void;
+  ref(): void;
+  unref(): void;
+}
+
+/**
+ * A listener of a node:cluster worker, over what the primary gave it: connections the primary
+ * accepted and passes over IPC (round-robin, node's default on Unix) or a listening socket it
+ * shares (`SCHED_NONE`). Each is a libuv handle; kyoto takes a duplicate of its descriptor and
+ * closes the handle (the shared one when the server closes, which also tells the primary).
+ */
+class ClusterAcceptor implements Acceptor {
+  readonly #handle: ClusterHandle;
+  readonly #shared: TcpListener | undefined;
+  readonly #ready: Array<[TcpStream, KyotoAddress]> = [];
+  #waiting: { resolve: (v: [TcpStream, KyotoAddress]) => void; reject: (e: Error) => void } | undefined;
+  #closed = false;
+
+  constructor(handle: ClusterHandle, backlog: number) {
+    this.#handle = handle;
+    if (typeof handle.fd === 'number' && handle.fd >= 0) {
+      const fd = native.netDupFd(handle.fd);
+      const [h] = fd >= 0 ? native.netAdoptFd(fd, true, backlog) : [fd];
+      if (h < 0) throw systemError(-h, 'listen');
+      this.#shared = new TcpListener(h);
+      return;
+    }
+    this.#shared = undefined;
+    handle.onconnection = (err, client) => {
+      if (err !== 0 || client === undefined) return;
+      const fd = native.netDupFd(client.fd);
+      client.close();
+      if (fd < 0 || this.#closed) return;
+      const [h] = native.netAdoptFd(fd, false, 0);
+      if (h < 0) return; // node:net drops a connection it cannot wrap as well
+      const s = new TcpStream(h);
+      let peer: KyotoAddress;
+      try {
+        peer = s.peerAddr();
+      } catch {
+        s.close();
+        return;
+      }
+      const w = this.#waiting;
+      this.#waiting = undefined;
+      if (w !== undefined) w.resolve([s, peer]);
+      else this.#ready.push([s, peer]);
+    };
+  }
+
+  accept(): Promise<[TcpStream, KyotoAddress]> {
+    if (this.#shared !== undefined) return this.#shared.accept();
+    const next = this.#ready.shift();
+    if (next !== undefined) return Promise.resolve(next);
+    if (this.#closed) return Promise.reject(errnoError('EBADF', 'accept'));
+    return new Promise((resolve, reject) => (this.#waiting = { resolve, reject }));
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#shared?.close();
+    this.#handle.close();
+    for (const [s] of this.#ready.splice(0)) s.close();
+    this.#waiting?.reject(errnoError('EBADF', 'accept'));
+    this.#waiting = undefined;
+  }
+
+  ref(): void {
+    this.#shared?.ref();
+    this.#handle.ref();
+  }
+
+  unref(): void {
+    this.#shared?.unref();
+    this.#handle.unref();
+  }
+
+  localAddr(): KyotoAddress {
+    if (this.#shared !== undefined) return this.#shared.localAddr();
+    const out: Record<string, unknown> = {};
+    this.#handle.getsockname?.(out);
+    return out as unknown as KyotoAddress;
+  }
 }
 
 /** Kinds `netAdoptFd` reports (see `unix.rs`). */
@@ -1296,8 +1389,8 @@ export class Server extends EventEmitter {
   #pipeName: string | undefined;
   #unref = false;
   #listeningId = 1;
-  /** This listen() shares its port with the other workers of a node:cluster (not exclusive). */
-  #clusterShared = false;
+  /** This listen() goes through node:cluster's primary (a worker's, not exclusive; Unix). */
+  #inCluster = false;
 
   /**
    * @param options - `allowHalfOpen`, `pauseOnConnect`, `noDelay`, `keepAlive`,
@@ -1358,10 +1451,9 @@ export class Server extends EventEmitter {
     const options: Record<string, unknown> = { ...normalized };
     let flags = options.ipv6Only === true ? O_V6_ONLY : 0;
     this.#listeningId++;
-    // As node:cluster: a worker's listen() shares the port with the other workers unless exclusive.
-    const worker = options.exclusive === true ? undefined : clusterWorker();
-    this.#clusterShared = worker !== undefined;
-    if (options.reusePort === true || (worker !== undefined && BALANCED_REUSE_PORT)) flags |= O_REUSE_PORT;
+    // As node:net: a cluster worker's listen() asks the primary for the port unless exclusive.
+    this.#inCluster = options.exclusive !== true && process.platform !== 'win32' && clusterWorker() !== undefined;
+    if (options.reusePort === true) flags |= O_REUSE_PORT;
     if (options.signal !== undefined) {
       validateAbortSignal(options.signal, 'options.signal');
       const off = onAbort(options.signal as AbortSignal, () => this.close());
@@ -1388,6 +1480,7 @@ export class Server extends EventEmitter {
         return this;
       }
       if (options.host) this.#lookupAndListen(port, options.host as string, backlog, flags);
+      else if (this.#inCluster) this.#listenInCluster(null, port, 4, backlog, flags);
       else this.#setupListen(null, port, backlog, flags);
       return this;
     }
@@ -1424,6 +1517,7 @@ export class Server extends EventEmitter {
     dns.lookup(address, (err, ip) => {
       if (id !== this.#listeningId) return;
       if (err) this.emit('error', err);
+      else if (this.#inCluster) this.#listenInCluster(ip, port, isIPv6(ip) ? 6 : 4, backlog, flags);
       else this.#setupListen(ip, port, backlog, flags);
     });
   }
@@ -1441,7 +1535,6 @@ export class Server extends EventEmitter {
 
   /** Binds and listens now (`port` -1: `address` is a Unix path); errors go to `'error'`. */
   #setupListen(address: string | null, port: number, backlog: number, flags: number): void {
-    const query: ClusterQuery = { address, port, addressType: port === -1 ? -1 : address !== null && isIPv6(address) ? 6 : 4 };
     let l: Acceptor;
     const bl = backlog || 511;
     try {
@@ -1462,17 +1555,51 @@ export class Server extends EventEmitter {
       process.nextTick(() => this.emit('error', e));
       return;
     }
-    this.#startListening(l, query);
+    this.#startListening(l);
   }
 
-  #startListening(l: Acceptor, query?: ClusterQuery): void {
+  #startListening(l: Acceptor): void {
     this.#listener = l;
     if (this.#unref) l.unref();
     void this.#acceptLoop(l);
     process.nextTick(() => {
-      if (this.#listener !== l) return;
-      this.emit('listening');
-      if (this.#clusterShared && query !== undefined) tellPrimaryListening(query, this.address());
+      if (this.#listener === l) this.emit('listening');
+    });
+  }
+
+  /**
+   * A cluster worker's listen, as node:net's `listenInCluster`: node:cluster's `_getServer` asks
+   * the primary, which binds the port once for every worker, and answers with a handle (see
+   * {@link ClusterAcceptor}); it also tells the primary when this server emits `'listening'`.
+   */
+  #listenInCluster(address: string | null, port: number, addressType: number, backlog: number, flags: number): void {
+    const id = this.#listeningId;
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const cluster = require('node:cluster') as {
+      _getServer(obj: object, query: object, cb: (err: number, handle: ClusterHandle | null) => void): void;
+    };
+    const query = { address, port, addressType, fd: undefined, flags, backlog };
+    cluster._getServer(this, query, (err, handle) => {
+      if (id !== this.#listeningId) {
+        handle?.close();
+        return;
+      }
+      if (err === 0 && handle?.getsockname !== undefined && port > 0) {
+        // node:net's checkBindError: a port-0 listen elsewhere must not end up on another port.
+        const out: Record<string, unknown> = {};
+        handle.getsockname(out);
+        if (out.port !== port) err = errnoOf('EADDRINUSE') * -1;
+      }
+      let l: Acceptor;
+      try {
+        if (err !== 0 || handle === null) throw systemError(Math.abs(err), 'bind', String(address), port, false);
+        l = new ClusterAcceptor(handle, backlog || 511);
+      } catch (e) {
+        handle?.close();
+        this.emit('error', e);
+        return;
+      }
+      this.#startListening(l);
     });
   }
 

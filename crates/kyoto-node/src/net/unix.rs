@@ -64,6 +64,20 @@ fn family(fd: i32) -> io::Result<libc::c_int> {
     }
 }
 
+/// A duplicate of descriptor `fd` (close-on-exec), or -errno: for a socket that another owner (a
+/// libuv handle node:cluster passed over IPC) will close, so that [`net_adopt_fd`] can own a copy.
+#[napi(catch_unwind)]
+pub fn net_dup_fd(fd: i32) -> Result<i32> {
+    // SAFETY: F_DUPFD_CLOEXEC only reads `fd` (an invalid one is EBADF) and returns a new descriptor
+    // that nothing else owns yet.
+    let r = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    Ok(if r >= 0 {
+        r
+    } else {
+        neg(&io::Error::last_os_error())
+    })
+}
+
 /// Takes over an open stream socket descriptor (`new net.Socket({ fd })`, `server.listen({ fd })`
 /// of `kyoto/compat/net`, e.g. one inherited from systemd): `[handle, kind]` (kind: 1 TCP stream,
 /// 2 Unix stream, 3 TCP listener, 4 Unix listener) or `[-errno]`. With `listen`, a socket not yet

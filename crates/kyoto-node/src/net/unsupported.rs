@@ -47,6 +47,11 @@ pub mod unix {
     }
     /// Unix only.
     #[napi(catch_unwind)]
+    pub fn net_dup_fd(fd: i32) -> Result<i32> {
+        Err(unavailable("socket descriptors"))
+    }
+    /// Unix only.
+    #[napi(catch_unwind)]
     pub fn net_unix_pair(runtime: Option<&NativeRuntime>) -> Result<Vec<i32>> {
         Err(unavailable(WHAT))
     }
