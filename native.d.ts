@@ -439,6 +439,13 @@ export declare function netAddr(h: number, peer: boolean): string
  */
 export declare function netAdoptFd(fd: number, listen: boolean, backlog: number, runtime?: NativeRuntime | undefined | null): Array<number>
 
+/**
+ * Takes over an open, bound UDP socket descriptor (one node:cluster's primary shares with its
+ * workers): the handle or a negative errno. `EINVAL` for a descriptor that is not an IPv4/IPv6
+ * datagram socket, which is then left open; from then on kyoto owns it.
+ */
+export declare function netAdoptUdpFd(fd: number, runtime?: NativeRuntime | undefined | null): number
+
 /** Listener: accept connections (K_ACCEPT events) while `on`. */
 export declare function netArm(h: number, on: boolean): number
 

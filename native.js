@@ -853,6 +853,7 @@ module.exports.consoleTaskHistograms = nativeBinding.consoleTaskHistograms
 module.exports.keepAlive = nativeBinding.keepAlive
 module.exports.netAddr = nativeBinding.netAddr
 module.exports.netAdoptFd = nativeBinding.netAdoptFd
+module.exports.netAdoptUdpFd = nativeBinding.netAdoptUdpFd
 module.exports.netArm = nativeBinding.netArm
 module.exports.netClose = nativeBinding.netClose
 module.exports.netCopy = nativeBinding.netCopy

@@ -169,22 +169,6 @@ export function onAbort(signal: AbortSignal, fn: () => void): () => void {
 }
 
 /**
- * `SO_REUSEPORT` spreads a port's connections over every socket bound to it only on Linux among
- * kyoto's platforms (macOS lets them bind and hands everything to one; Windows has no such option).
- */
-export const BALANCED_REUSE_PORT = process.platform === 'linux';
-
-/** What node:cluster's primary learns of a worker's listener (its `'listening'` info). */
-export interface ClusterQuery {
-  address: string | null;
-  port: number;
-  /** 4 or 6 (a TCP port), -1 (a pipe), or `'udp4'`/`'udp6'` (a dgram socket). */
-  addressType: number | string;
-  /** -1 for a dgram socket, as node:dgram sends it; absent for a server. */
-  fd?: number;
-}
-
-/**
  * This process's `node:cluster` worker, if it is one. A worker always has an IPC channel; only
  * then is node:cluster loaded to ask.
  */
@@ -192,17 +176,4 @@ export function clusterWorker(): { state: string } | undefined {
   if (typeof process.send !== 'function') return undefined;
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   return (require('node:cluster') as { worker?: { state: string } }).worker ?? undefined;
-}
-
-/**
- * Tells the primary that this worker listens, as node:cluster's own workers do: its `worker` and
- * `cluster` objects then emit `'listening'` with the same info (`{ addressType, address, port }`).
- * The message is node:cluster's internal one (`NODE_CLUSTER`/`listening`), unchanged since v0.x.
- */
-export function tellPrimaryListening(query: ClusterQuery, bound: unknown): void {
-  const worker = clusterWorker();
-  if (worker === undefined || typeof process.send !== 'function' || !process.connected) return;
-  worker.state = 'listening';
-  const port = (bound as { port?: number } | null)?.port || query.port;
-  process.send({ cmd: 'NODE_CLUSTER', act: 'listening', fd: undefined, ...query, port, seq: -1 });
 }

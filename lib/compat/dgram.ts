@@ -20,7 +20,6 @@ import { O_REUSE_ADDR, O_REUSE_PORT, O_V6_ONLY, reportUncaught } from '../net/co
 import { UdpSocket } from '../net';
 import {
   argType,
-  BALANCED_REUSE_PORT,
   clusterWorker,
   errnoError,
   missingArgs,
@@ -33,7 +32,6 @@ import {
   validateNumber,
   validatePort,
   validateString,
-  tellPrimaryListening,
 } from './common';
 
 /** `'udp4'` or `'udp6'`. */
@@ -66,8 +64,8 @@ export interface BindOptions {
   /** Address (default `0.0.0.0` for udp4, `::` for udp6). */
   address?: string;
   /**
-   * In a `node:cluster` worker: `true` binds a port of this worker's own; otherwise the workers
-   * share it (on Linux through `SO_REUSEPORT`; see compat/net's module docs).
+   * In a `node:cluster` worker: `true` binds a port of this worker's own; otherwise the socket is
+   * the primary's, shared by every worker (Linux and macOS, as node:dgram's).
    */
   exclusive?: boolean;
   /** Not supported: binding to a descriptor. */
@@ -200,6 +198,8 @@ export class Socket extends EventEmitter {
   #connectState = DISCONNECTED;
   #queue: Array<() => void> | undefined;
   #flags: number;
+  /** In a cluster worker, the primary's socket as node:cluster handed it over (closed with ours). */
+  #clusterHandle: { close(): void } | undefined;
   #recvBufferSize: number;
   #sendBufferSize: number;
   #lookup: Lookup;
@@ -316,24 +316,63 @@ export class Socket extends EventEmitter {
         this.emit('error', err);
         return;
       }
-      // As node:dgram: a cluster worker's socket shares its port with the other workers'.
-      const shared = !exclusive && clusterWorker() !== undefined;
-      const flags = shared && BALANCED_REUSE_PORT ? this.#flags | O_REUSE_PORT : this.#flags;
-      const h = native.netUdpBind(ip, p, flags, this.#sendBufferSize, this.#recvBufferSize);
+      // As node:dgram: a cluster worker's socket is the primary's, shared by every worker (Unix).
+      if (!exclusive && process.platform !== 'win32' && clusterWorker() !== undefined) {
+        this.#bindInCluster(ip, p);
+        return;
+      }
+      const h = native.netUdpBind(ip, p, this.#flags, this.#sendBufferSize, this.#recvBufferSize);
       if (h < 0) {
         this.#bindState = UNBOUND;
         this.emit('error', withHostPort(systemError(-h, 'bind'), 'bind', ip, p));
         return;
       }
-      const sock = new UdpSocket(h);
-      if (!this.#refd) sock._setRef(false);
-      this.#sock = sock;
-      this.#bindState = BOUND;
-      void this.#receive(sock);
-      this.emit('listening');
-      if (shared) tellPrimaryListening({ address: ip, port: p, addressType: this.type, fd: -1 }, this.address());
+      this.#startReceiving(new UdpSocket(h));
     });
     return this;
+  }
+
+  #startReceiving(sock: UdpSocket): void {
+    if (!this.#refd) sock._setRef(false);
+    this.#sock = sock;
+    this.#bindState = BOUND;
+    void this.#receive(sock);
+    this.emit('listening');
+  }
+
+  /**
+   * A cluster worker's bind, as node:dgram's `bindServerHandle`: node:cluster's `_getServer` asks
+   * the primary, which binds the socket once and passes it to every worker over IPC; kyoto takes a
+   * duplicate of its descriptor and keeps the libuv handle until close (which tells the primary).
+   * node:cluster itself tells the primary when this socket emits `'listening'`.
+   */
+  #bindInCluster(ip: string, port: number): void {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const cluster = require('node:cluster') as {
+      _getServer(obj: object, query: object, cb: (err: number, handle: { fd: number; close(): void } | null) => void): void;
+    };
+    // libuv's UV_UDP_IPV6ONLY (1) and UV_UDP_REUSEADDR (4), which the primary binds with.
+    const flags = (this.#flags & O_V6_ONLY ? 1 : 0) | (this.#flags & O_REUSE_ADDR ? 4 : 0);
+    const query = { address: ip, port, addressType: this.type, fd: -1, flags };
+    cluster._getServer(this, query, (err, handle) => {
+      if (this.#closed) {
+        handle?.close();
+        return;
+      }
+      let h = err;
+      if (err === 0 && handle !== null) {
+        const fd = native.netDupFd(handle.fd);
+        h = fd < 0 ? fd : native.netAdoptUdpFd(fd);
+      }
+      if (h < 0 || handle === null) {
+        handle?.close();
+        this.#bindState = UNBOUND;
+        this.emit('error', withHostPort(systemError(Math.abs(h), 'bind'), 'bind', ip, port));
+        return;
+      }
+      this.#clusterHandle = handle;
+      this.#startReceiving(new UdpSocket(h));
+    });
   }
 
   async #receive(sock: UdpSocket): Promise<void> {
@@ -575,6 +614,8 @@ export class Socket extends EventEmitter {
     const sock = this.#sock;
     this.#sock = undefined;
     sock?.close();
+    this.#clusterHandle?.close();
+    this.#clusterHandle = undefined;
     process.nextTick(() => this.emit('close'));
     return this;
   }

@@ -45,7 +45,6 @@ import { listenTcp } from '../net/tcp-listener';
 import {
   argType,
   argValue,
-  BALANCED_REUSE_PORT,
   clusterWorker,
   errnoError,
   missingArgs,
@@ -281,6 +280,12 @@ interface Acceptor {
   unref(): unknown;
   localAddr(): KyotoAddress;
 }
+
+/**
+ * `listen({ reusePort })` works where libuv's does: Linux among kyoto's platforms (libuv answers
+ * `ENOTSUP` on macOS and Windows, which have no load-balancing `SO_REUSEPORT`).
+ */
+const REUSE_PORT_SUPPORTED = process.platform === 'linux';
 
 /** What node:cluster's `_getServer` hands a worker: a shared listening socket, or its faux round-robin one. */
 interface ClusterHandle {
@@ -1474,7 +1479,7 @@ export class Server extends EventEmitter {
     if (typeof options.port === 'number' || typeof options.port === 'string') {
       const port = validatePort(options.port, 'options.port');
       const backlog = (options.backlog as number) || backlogFromArgs || 0;
-      if (options.reusePort === true && !BALANCED_REUSE_PORT) {
+      if (options.reusePort === true && !REUSE_PORT_SUPPORTED) {
         const host = (options.host as string | undefined) ?? '::';
         process.nextTick(() => this.emit('error', systemError(errnoOf('ENOTSUP'), 'listen', host, port)));
         return this;

@@ -153,6 +153,44 @@ pub fn net_adopt_fd(
     })
 }
 
+/// Takes over an open, bound UDP socket descriptor (one node:cluster's primary shares with its
+/// workers): the handle or a negative errno. `EINVAL` for a descriptor that is not an IPv4/IPv6
+/// datagram socket, which is then left open; from then on kyoto owns it.
+#[napi(catch_unwind)]
+pub fn net_adopt_udp_fd(fd: i32, runtime: Option<&NativeRuntime>) -> Result<i32> {
+    let n = net()?;
+    let rt = n.runtime_for(runtime)?;
+    // Checked before anything takes ownership, as in `net_adopt_fd`.
+    let checked = (|| -> io::Result<()> {
+        let fam = family(fd)?;
+        if int_opt(fd, libc::SO_TYPE)? != libc::SOCK_DGRAM
+            || (fam != libc::AF_INET && fam != libc::AF_INET6)
+        {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        Ok(())
+    })();
+    if let Err(e) = checked {
+        return Ok(neg(&e));
+    }
+    use std::os::fd::FromRawFd;
+    // SAFETY: `fd` is an open UDP socket (checked above) whose ownership the caller hands over:
+    // from here it is closed exactly once, when this socket is dropped.
+    let sock = unsafe { Socket::from_raw_fd(fd) };
+    let _g = rt.enter();
+    let made = sock
+        .set_nonblocking(true)
+        .map(|()| std::net::UdpSocket::from(sock));
+    Ok(adopt(
+        &n,
+        &rt,
+        made,
+        UdpSocket::from_std,
+        |u| Kind::Udp(Closable::new(u)),
+        0,
+    ))
+}
+
 /// Binds and listens on a Unix socket path; the handle or a negative errno.
 #[napi(catch_unwind)]
 pub fn net_unix_listen(path: String, backlog: u32, runtime: Option<&NativeRuntime>) -> Result<i32> {

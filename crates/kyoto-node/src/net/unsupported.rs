@@ -45,6 +45,11 @@ pub mod unix {
     ) -> Result<Vec<i32>> {
         Err(unavailable("socket descriptors"))
     }
+    /// Unix only (see `unix.rs`).
+    #[napi(catch_unwind)]
+    pub fn net_adopt_udp_fd(fd: i32, runtime: Option<&NativeRuntime>) -> Result<i32> {
+        Err(unavailable("socket descriptors"))
+    }
     /// Unix only.
     #[napi(catch_unwind)]
     pub fn net_dup_fd(fd: i32) -> Result<i32> {
