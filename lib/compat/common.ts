@@ -177,3 +177,24 @@ export function clusterWorker(): { state: string } | undefined {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   return (require('node:cluster') as { worker?: { state: string } }).worker ?? undefined;
 }
+
+/**
+ * Ties a handle node:cluster gave a worker to the server or socket (`owner`) that serves from a
+ * duplicate of its descriptor. node:cluster closes every such handle when the worker disconnects
+ * and waits for the callback: the owner then closes too, and calls it. Returns the handle's own
+ * close, run at most once, for the owner's close to call.
+ */
+export function closeWithCluster(handle: { close(cb?: () => void): unknown }, owner: (cb?: () => void) => void): () => void {
+  const nodeClose = handle.close.bind(handle);
+  let closed = false;
+  const closeOnce = (): void => {
+    if (closed) return;
+    closed = true;
+    nodeClose();
+  };
+  handle.close = (cb?: () => void): void => {
+    closeOnce();
+    owner(cb);
+  };
+  return closeOnce;
+}

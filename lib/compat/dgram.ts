@@ -20,6 +20,7 @@ import { O_REUSE_ADDR, O_REUSE_PORT, O_V6_ONLY, reportUncaught } from '../net/co
 import { UdpSocket } from '../net';
 import {
   argType,
+  closeWithCluster,
   clusterWorker,
   errnoError,
   missingArgs,
@@ -198,8 +199,8 @@ export class Socket extends EventEmitter {
   #connectState = DISCONNECTED;
   #queue: Array<() => void> | undefined;
   #flags: number;
-  /** In a cluster worker, the primary's socket as node:cluster handed it over (closed with ours). */
-  #clusterHandle: { close(): void } | undefined;
+  /** In a cluster worker: closes the primary's socket as node:cluster handed it over (with ours). */
+  #closeClusterHandle: (() => void) | undefined;
   #recvBufferSize: number;
   #sendBufferSize: number;
   #lookup: Lookup;
@@ -370,7 +371,7 @@ export class Socket extends EventEmitter {
         this.emit('error', withHostPort(systemError(Math.abs(h), 'bind'), 'bind', ip, port));
         return;
       }
-      this.#clusterHandle = handle;
+      this.#closeClusterHandle = closeWithCluster(handle, (cb) => this.close(cb));
       this.#startReceiving(new UdpSocket(h));
     });
   }
@@ -614,8 +615,8 @@ export class Socket extends EventEmitter {
     const sock = this.#sock;
     this.#sock = undefined;
     sock?.close();
-    this.#clusterHandle?.close();
-    this.#clusterHandle = undefined;
+    this.#closeClusterHandle?.();
+    this.#closeClusterHandle = undefined;
     process.nextTick(() => this.emit('close'));
     return this;
   }

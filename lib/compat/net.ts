@@ -45,6 +45,7 @@ import { listenTcp } from '../net/tcp-listener';
 import {
   argType,
   argValue,
+  closeWithCluster,
   clusterWorker,
   errnoError,
   missingArgs,
@@ -307,13 +308,17 @@ interface ClusterHandle {
  */
 class ClusterAcceptor implements Acceptor {
   readonly #handle: ClusterHandle;
+  /** Closes the handle (once), telling the primary. */
+  readonly #closeHandle: () => void;
   readonly #shared: TcpListener | undefined;
   readonly #ready: Array<[TcpStream, KyotoAddress]> = [];
   #waiting: { resolve: (v: [TcpStream, KyotoAddress]) => void; reject: (e: Error) => void } | undefined;
   #closed = false;
 
-  constructor(handle: ClusterHandle, backlog: number) {
+  /** `owner` closes the server (see {@link closeWithCluster}). */
+  constructor(handle: ClusterHandle, backlog: number, owner: (cb?: () => void) => void) {
     this.#handle = handle;
+    this.#closeHandle = closeWithCluster(handle, owner);
     if (typeof handle.fd === 'number' && handle.fd >= 0) {
       const fd = native.netDupFd(handle.fd);
       const [h] = fd >= 0 ? native.netAdoptFd(fd, true, backlog) : [fd];
@@ -356,7 +361,7 @@ class ClusterAcceptor implements Acceptor {
     if (this.#closed) return;
     this.#closed = true;
     this.#shared?.close();
-    this.#handle.close();
+    this.#closeHandle();
     for (const [s] of this.#ready.splice(0)) s.close();
     this.#waiting?.reject(errnoError('EBADF', 'accept'));
     this.#waiting = undefined;
@@ -1598,7 +1603,7 @@ export class Server extends EventEmitter {
       let l: Acceptor;
       try {
         if (err !== 0 || handle === null) throw systemError(Math.abs(err), 'bind', String(address), port, false);
-        l = new ClusterAcceptor(handle, backlog || 511);
+        l = new ClusterAcceptor(handle, backlog || 511, (cb) => this.close(cb));
       } catch (e) {
         handle?.close();
         this.emit('error', e);
