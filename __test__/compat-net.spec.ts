@@ -1026,7 +1026,7 @@ test("a throwing 'data' listener is an uncaught exception and the socket goes on
   }
 });
 
-unixTest('parity with node:net: cluster workers share a port (round-robin or SCHED_NONE, fixed or 0), and the primary hears of each', async (t) => {
+unixTest('parity with node:net: cluster workers share a port or a Unix path (round-robin or SCHED_NONE, fixed or 0), and the primary hears of each', async (t) => {
   const probe = nodeNet.createServer();
   await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
   const free = (probe.address() as net.AddressInfo).port;
@@ -1041,6 +1041,17 @@ unixTest('parity with node:net: cluster workers share a port (round-robin or SCH
     // Round-robin deals the sequential connections to both; with a shared socket whichever worker
     // wakes first takes one, for node:net as for kyoto.
     if (policy === 'rr') t.deepEqual([workers, nodeWorkers], [2, 2], 'both workers took connections');
+  }
+  // A Unix socket path, which the primary binds (and removes) as well.
+  const dir = mkdtempSync(path.join(tmpdir(), 'kyoto-cluster-'));
+  try {
+    const { workers: nodeWorkers, ...viaNode } = await runClusterFixture('pipe', 'node:net', path.join(dir, 'node.sock'));
+    const { workers, ...viaKyoto } = await runClusterFixture('pipe', compat, path.join(dir, 'kyoto.sock'));
+    t.deepEqual(viaKyoto, viaNode, 'a Unix socket path');
+    t.deepEqual([workers, nodeWorkers], [2, 2]);
+    t.false(existsSync(path.join(dir, 'kyoto.sock')), 'the primary removed the path');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

@@ -90,14 +90,15 @@ export function uvErrno(name: string): number {
 
 /**
  * Runs fixtures/net-cluster.js: a node:cluster primary whose two workers listen on `port` through
- * `mod` (`kind` 'net': TCP, 'dgram': UDP) and answer 40 requests, with `env` added (e.g.
+ * `mod` (`kind` 'net': TCP, 'dgram': UDP, 'pipe': a Unix socket at the path `port`) and answer 40
+ * requests, with `env` added (e.g.
  * `NODE_CLUSTER_SCHED_POLICY`). Resolves with what the primary printed (its JSON); rejects if it
  * printed none within 30 s.
  */
 export function runClusterFixture(
-  kind: 'net' | 'dgram',
+  kind: 'net' | 'dgram' | 'pipe',
   mod: string,
-  port: number,
+  port: number | string,
   env: NodeJS.ProcessEnv = {},
 ): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {

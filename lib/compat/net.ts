@@ -15,11 +15,11 @@
  * `path`.
  *
  * In a `node:cluster` worker, `listen()` goes through the primary as node:net's does (Linux and
- * macOS): the primary binds the port once and deals connections out round-robin (or shares the
- * socket with `SCHED_NONE`), each passed over IPC as a descriptor kyoto takes over; a port-0
- * listen gives every worker the same port, and `'listening'` reaches the primary. On Windows a
- * worker binds a port of its own (the second gets `EADDRINUSE`). `exclusive: true` keeps a
- * worker's port its own everywhere.
+ * macOS): the primary binds the port or Unix path once and deals connections out round-robin (or
+ * shares the socket with `SCHED_NONE`), each passed over IPC as a descriptor kyoto takes over; a
+ * port-0 listen gives every worker the same port, `'listening'` reaches the primary, and a
+ * disconnect closes the worker's servers. On Windows a worker binds a port of its own (the second
+ * gets `EADDRINUSE`). `exclusive: true` keeps a worker's port its own everywhere.
  * @module
  */
 import * as dns from 'node:dns';
@@ -321,9 +321,9 @@ class ClusterAcceptor implements Acceptor {
     this.#closeHandle = closeWithCluster(handle, owner);
     if (typeof handle.fd === 'number' && handle.fd >= 0) {
       const fd = native.netDupFd(handle.fd);
-      const [h] = fd >= 0 ? native.netAdoptFd(fd, true, backlog) : [fd];
+      const [h, what] = fd >= 0 ? native.netAdoptFd(fd, true, backlog) : [fd, 0];
       if (h < 0) throw systemError(-h, 'listen');
-      this.#shared = new TcpListener(h);
+      this.#shared = what === ADOPTED_UNIX_LISTENER ? new UnixListener(h) : new TcpListener(h);
       return;
     }
     this.#shared = undefined;
@@ -332,9 +332,9 @@ class ClusterAcceptor implements Acceptor {
       const fd = native.netDupFd(client.fd);
       client.close();
       if (fd < 0 || this.#closed) return;
-      const [h] = native.netAdoptFd(fd, false, 0);
+      const [h, what] = native.netAdoptFd(fd, false, 0);
       if (h < 0) return; // node:net drops a connection it cannot wrap as well
-      const s = new TcpStream(h);
+      const s = what === ADOPTED_UNIX_STREAM ? new UnixStream(h) : new TcpStream(h);
       let peer: KyotoAddress;
       try {
         peer = s.peerAddr();
@@ -1500,6 +1500,12 @@ export class Server extends EventEmitter {
         throw argValue('options', options, 'can not set readableAll or writableAllt to true when path is abstract unix socket');
       }
       this.#pipeName = path;
+      if (this.#inCluster) {
+        // The primary binds the path and deals the connections out, as for a port (node:net's
+        // readableAll/writableAll have no handle to act on there either).
+        this.#listenInCluster(path, -1, -1, (options.backlog as number) || backlogFromArgs || 0, 0);
+        return this;
+      }
       this.#setupListen(path, -1, (options.backlog as number) || backlogFromArgs || 0, 0);
       if (this.#listener === undefined) return this;
       let mode = 0;
@@ -1700,8 +1706,9 @@ export class Server extends EventEmitter {
     if (l === undefined) return;
     this.#listener = undefined;
     l.close();
-    if (this.#pipeName !== undefined && this.#pipeName[0] !== '\0') {
-      // libuv unlinks a pipe server's path when it closes; so does this.
+    if (this.#pipeName !== undefined && this.#pipeName[0] !== '\0' && !(l instanceof ClusterAcceptor)) {
+      // libuv unlinks a pipe server's path when it closes; so does this (a cluster worker's path
+      // is the primary's to remove).
       try {
         unlinkSync(this.#pipeName);
       } catch {
