@@ -12,6 +12,7 @@
  */
 import * as dns from 'node:dns';
 import { EventEmitter } from 'node:events';
+import { closeSync } from 'node:fs';
 import { isIP, isIPv4, isIPv6 } from 'node:net';
 import * as util from 'node:util';
 import { native } from '../native';
@@ -364,6 +365,7 @@ export class Socket extends EventEmitter {
       if (err === 0 && handle !== null) {
         const fd = native.netDupFd(handle.fd);
         h = fd < 0 ? fd : native.netAdoptUdpFd(fd);
+        if (fd >= 0 && h < 0) closeSync(fd); // not adopted: the duplicate is still ours to close
       }
       if (h < 0 || handle === null) {
         handle?.close();

@@ -24,7 +24,7 @@
  */
 import * as dns from 'node:dns';
 import { EventEmitter } from 'node:events';
-import { chmodSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync, closeSync, statSync, unlinkSync } from 'node:fs';
 import * as nodeNet from 'node:net';
 import { Duplex, addAbortSignal, type DuplexOptions } from 'node:stream';
 import { native } from '../native';
@@ -318,35 +318,36 @@ class ClusterAcceptor implements Acceptor {
   /** `owner` closes the server (see {@link closeWithCluster}). */
   constructor(handle: ClusterHandle, backlog: number, owner: (cb?: () => void) => void) {
     this.#handle = handle;
-    this.#closeHandle = closeWithCluster(handle, owner);
     if (typeof handle.fd === 'number' && handle.fd >= 0) {
-      const fd = native.netDupFd(handle.fd);
-      const [h, what] = fd >= 0 ? native.netAdoptFd(fd, true, backlog) : [fd, 0];
+      const [h, what] = adoptDuplicate(handle.fd, true, backlog);
       if (h < 0) throw systemError(-h, 'listen');
       this.#shared = what === ADOPTED_UNIX_LISTENER ? new UnixListener(h) : new TcpListener(h);
+    } else {
+      this.#shared = undefined;
+      handle.onconnection = (err, client) => this.#onConnection(err, client);
+    }
+    // Only once this cannot fail: from here node:cluster's close of the handle closes the server.
+    this.#closeHandle = closeWithCluster(handle, owner);
+  }
+
+  /** A connection the primary dealt this worker (round-robin). */
+  #onConnection(err: number, client: { fd: number; close(): void } | undefined): void {
+    if (err !== 0 || client === undefined) return;
+    const [h, what] = this.#closed ? [-1, 0] : adoptDuplicate(client.fd, false, 0);
+    client.close();
+    if (h < 0) return; // node:net drops a connection it cannot wrap as well
+    const s = what === ADOPTED_UNIX_STREAM ? new UnixStream(h) : new TcpStream(h);
+    let peer: KyotoAddress;
+    try {
+      peer = s.peerAddr();
+    } catch {
+      s.close();
       return;
     }
-    this.#shared = undefined;
-    handle.onconnection = (err, client) => {
-      if (err !== 0 || client === undefined) return;
-      const fd = native.netDupFd(client.fd);
-      client.close();
-      if (fd < 0 || this.#closed) return;
-      const [h, what] = native.netAdoptFd(fd, false, 0);
-      if (h < 0) return; // node:net drops a connection it cannot wrap as well
-      const s = what === ADOPTED_UNIX_STREAM ? new UnixStream(h) : new TcpStream(h);
-      let peer: KyotoAddress;
-      try {
-        peer = s.peerAddr();
-      } catch {
-        s.close();
-        return;
-      }
-      const w = this.#waiting;
-      this.#waiting = undefined;
-      if (w !== undefined) w.resolve([s, peer]);
-      else this.#ready.push([s, peer]);
-    };
+    const w = this.#waiting;
+    this.#waiting = undefined;
+    if (w !== undefined) w.resolve([s, peer]);
+    else this.#ready.push([s, peer]);
   }
 
   accept(): Promise<[TcpStream, KyotoAddress]> {
@@ -388,6 +389,18 @@ class ClusterAcceptor implements Acceptor {
 /** Kinds `netAdoptFd` reports (see `unix.rs`). */
 const ADOPTED_UNIX_STREAM = 2;
 const ADOPTED_UNIX_LISTENER = 4;
+
+/**
+ * Adopts a duplicate of `fd` (a descriptor a libuv handle keeps owning): `netAdoptFd`'s
+ * `[handle, kind]`, or `[-errno]` with the duplicate closed again.
+ */
+function adoptDuplicate(fd: number, listen: boolean, backlog: number): number[] {
+  const dup = native.netDupFd(fd);
+  if (dup < 0) return [dup];
+  const r = native.netAdoptFd(dup, listen, backlog);
+  if (r[0] < 0) closeSync(dup);
+  return r;
+}
 
 /**
  * A kyoto stream over the connected socket `fd`, which it then owns (`new Socket({ fd })`). Throws
