@@ -3,8 +3,10 @@
  * (worded like Node's own, same classes and codes).
  * @module
  */
+import { closeSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import * as util from 'node:util';
+import { native } from '../native';
 import { systemError, type SystemError } from '../net/core';
 
 /** An error with Node's `code` property. */
@@ -169,13 +171,38 @@ export function onAbort(signal: AbortSignal, fn: () => void): () => void {
 }
 
 /**
- * This process's `node:cluster` worker, if it is one. A worker always has an IPC channel; only
- * then is node:cluster loaded to ask.
+ * Whether this process is a `node:cluster` worker. A worker always has an IPC channel; only then is
+ * node:cluster loaded to ask.
  */
-export function clusterWorker(): { state: string } | undefined {
-  if (typeof process.send !== 'function') return undefined;
+export function inClusterWorker(): boolean {
+  if (typeof process.send !== 'function') return false;
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return (require('node:cluster') as { worker?: { state: string } }).worker ?? undefined;
+  return (require('node:cluster') as { isWorker: boolean }).isWorker;
+}
+
+/**
+ * Asks node:cluster's primary for the socket `query` describes, through `_getServer`: where
+ * node:net's `listenInCluster` and node:dgram's `bindServerHandle` ask. `cb` gets a libuv errno
+ * (0 or negative) and the handle the primary passed (see `ClusterAcceptor` in compat/net). It also
+ * tells the primary once `obj` emits `'listening'`.
+ */
+export function getClusterServer<H>(obj: object, query: object, cb: (err: number, handle: H | null) => void): void {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const cluster = require('node:cluster') as { _getServer(obj: object, query: object, cb: (err: number, handle: H | null) => void): void };
+  cluster._getServer(obj, query, cb);
+}
+
+/**
+ * Has kyoto adopt a duplicate of `fd`, a descriptor a libuv handle keeps owning: `adopt` takes the
+ * duplicate and returns `[handle, ...]` or `[-errno]`; on an error (or when duplicating fails) the
+ * duplicate is closed again, as the adopting calls leave a descriptor they refuse open.
+ */
+export function adoptDuplicate(fd: number, adopt: (dup: number) => number[]): number[] {
+  const dup = native.netDupFd(fd);
+  if (dup < 0) return [dup];
+  const r = adopt(dup);
+  if (r[0] < 0) closeSync(dup);
+  return r;
 }
 
 /**

@@ -12,7 +12,6 @@
  */
 import * as dns from 'node:dns';
 import { EventEmitter } from 'node:events';
-import { closeSync } from 'node:fs';
 import { isIP, isIPv4, isIPv6 } from 'node:net';
 import * as util from 'node:util';
 import { native } from '../native';
@@ -21,8 +20,10 @@ import { O_REUSE_ADDR, O_REUSE_PORT, O_V6_ONLY, reportUncaught } from '../net/co
 import { UdpSocket } from '../net';
 import {
   argType,
+  adoptDuplicate,
   closeWithCluster,
-  clusterWorker,
+  getClusterServer,
+  inClusterWorker,
   errnoError,
   missingArgs,
   nodeError,
@@ -115,6 +116,9 @@ const OPT_MCAST_LOOP_V6 = 10;
 const OPT_MCAST_HOPS_V6 = 11;
 /** libuv's lower bound for a multicast TTL: -1 on Windows (its VALIDATE_MULTICAST_TTL), 0 elsewhere. */
 const MIN_MULTICAST_TTL = process.platform === 'win32' ? -1 : 0;
+const OPT_SNDBUF = 8;
+const OPT_RCVBUF = 9;
+
 /**
  * The interface index an IPv6 address's zone names, as libuv's `uv_ip6_addr` finds it: 0 without a
  * zone or for a name no interface has.
@@ -125,8 +129,6 @@ function zoneIndex(address: string): number {
   const r = native.netZoneIndex(address.slice(i + 1));
   return r < 0 ? 0 : r;
 }
-const OPT_SNDBUF = 8;
-const OPT_RCVBUF = 9;
 
 function notRunning(): Error {
   return nodeError(Error, 'ERR_SOCKET_DGRAM_NOT_RUNNING', 'Not running');
@@ -319,7 +321,7 @@ export class Socket extends EventEmitter {
         return;
       }
       // As node:dgram: a cluster worker's socket is the primary's, shared by every worker (Unix).
-      if (!exclusive && process.platform !== 'win32' && clusterWorker() !== undefined) {
+      if (!exclusive && process.platform !== 'win32' && inClusterWorker()) {
         this.#bindInCluster(ip, p);
         return;
       }
@@ -349,24 +351,15 @@ export class Socket extends EventEmitter {
    * node:cluster itself tells the primary when this socket emits `'listening'`.
    */
   #bindInCluster(ip: string, port: number): void {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const cluster = require('node:cluster') as {
-      _getServer(obj: object, query: object, cb: (err: number, handle: { fd: number; close(): void } | null) => void): void;
-    };
     // libuv's UV_UDP_IPV6ONLY (1) and UV_UDP_REUSEADDR (4), which the primary binds with.
     const flags = (this.#flags & O_V6_ONLY ? 1 : 0) | (this.#flags & O_REUSE_ADDR ? 4 : 0);
     const query = { address: ip, port, addressType: this.type, fd: -1, flags };
-    cluster._getServer(this, query, (err, handle) => {
+    getClusterServer<{ fd: number; close(): void }>(this, query, (err, handle) => {
       if (this.#closed) {
         handle?.close();
         return;
       }
-      let h = err;
-      if (err === 0 && handle !== null) {
-        const fd = native.netDupFd(handle.fd);
-        h = fd < 0 ? fd : native.netAdoptUdpFd(fd);
-        if (fd >= 0 && h < 0) closeSync(fd); // not adopted: the duplicate is still ours to close
-      }
+      const h = err === 0 && handle !== null ? adoptDuplicate(handle.fd, (d) => [native.netAdoptUdpFd(d)])[0] : err;
       if (h < 0 || handle === null) {
         handle?.close();
         this.#bindState = UNBOUND;

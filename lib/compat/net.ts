@@ -24,7 +24,7 @@
  */
 import * as dns from 'node:dns';
 import { EventEmitter } from 'node:events';
-import { chmodSync, closeSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync, statSync, unlinkSync } from 'node:fs';
 import * as nodeNet from 'node:net';
 import { Duplex, addAbortSignal, type DuplexOptions } from 'node:stream';
 import { native } from '../native';
@@ -45,8 +45,10 @@ import { listenTcp } from '../net/tcp-listener';
 import {
   argType,
   argValue,
+  adoptDuplicate,
   closeWithCluster,
-  clusterWorker,
+  getClusterServer,
+  inClusterWorker,
   errnoError,
   missingArgs,
   nodeError,
@@ -319,7 +321,7 @@ class ClusterAcceptor implements Acceptor {
   constructor(handle: ClusterHandle, backlog: number, owner: (cb?: () => void) => void) {
     this.#handle = handle;
     if (typeof handle.fd === 'number' && handle.fd >= 0) {
-      const [h, what] = adoptDuplicate(handle.fd, true, backlog);
+      const [h, what] = adoptDuplicate(handle.fd, (d) => native.netAdoptFd(d, true, backlog));
       if (h < 0) throw systemError(-h, 'listen');
       this.#shared = what === ADOPTED_UNIX_LISTENER ? new UnixListener(h) : new TcpListener(h);
     } else {
@@ -333,7 +335,7 @@ class ClusterAcceptor implements Acceptor {
   /** A connection the primary dealt this worker (round-robin). */
   #onConnection(err: number, client: { fd: number; close(): void } | undefined): void {
     if (err !== 0 || client === undefined) return;
-    const [h, what] = this.#closed ? [-1, 0] : adoptDuplicate(client.fd, false, 0);
+    const [h, what] = this.#closed ? [-1, 0] : adoptDuplicate(client.fd, (d) => native.netAdoptFd(d, false, 0));
     client.close();
     if (h < 0) return; // node:net drops a connection it cannot wrap as well
     const s = what === ADOPTED_UNIX_STREAM ? new UnixStream(h) : new TcpStream(h);
@@ -389,18 +391,6 @@ class ClusterAcceptor implements Acceptor {
 /** Kinds `netAdoptFd` reports (see `unix.rs`). */
 const ADOPTED_UNIX_STREAM = 2;
 const ADOPTED_UNIX_LISTENER = 4;
-
-/**
- * Adopts a duplicate of `fd` (a descriptor a libuv handle keeps owning): `netAdoptFd`'s
- * `[handle, kind]`, or `[-errno]` with the duplicate closed again.
- */
-function adoptDuplicate(fd: number, listen: boolean, backlog: number): number[] {
-  const dup = native.netDupFd(fd);
-  if (dup < 0) return [dup];
-  const r = native.netAdoptFd(dup, listen, backlog);
-  if (r[0] < 0) closeSync(dup);
-  return r;
-}
 
 /**
  * A kyoto stream over the connected socket `fd`, which it then owns (`new Socket({ fd })`). Throws
@@ -1475,7 +1465,7 @@ export class Server extends EventEmitter {
     let flags = options.ipv6Only === true ? O_V6_ONLY : 0;
     this.#listeningId++;
     // As node:net: a cluster worker's listen() asks the primary for the port unless exclusive.
-    this.#inCluster = options.exclusive !== true && process.platform !== 'win32' && clusterWorker() !== undefined;
+    this.#inCluster = options.exclusive !== true && process.platform !== 'win32' && inClusterWorker();
     if (options.reusePort === true) flags |= O_REUSE_PORT;
     if (options.signal !== undefined) {
       validateAbortSignal(options.signal, 'options.signal');
@@ -1603,12 +1593,8 @@ export class Server extends EventEmitter {
    */
   #listenInCluster(address: string | null, port: number, addressType: number, backlog: number, flags: number): void {
     const id = this.#listeningId;
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const cluster = require('node:cluster') as {
-      _getServer(obj: object, query: object, cb: (err: number, handle: ClusterHandle | null) => void): void;
-    };
     const query = { address, port, addressType, fd: undefined, flags, backlog };
-    cluster._getServer(this, query, (err, handle) => {
+    getClusterServer<ClusterHandle>(this, query, (err, handle) => {
       if (id !== this.#listeningId) {
         handle?.close();
         return;
