@@ -88,61 +88,18 @@ export function uvErrno(name: string): number {
   throw new Error(`no libuv error named ${name}`);
 }
 
-/**
- * Runs fixtures/net-cluster.js: a node:cluster primary whose two workers listen on `port` through
- * `mod` (`kind` 'net': TCP, 'dgram': UDP, 'pipe': a Unix socket at the path `port`) and answer 40
- * requests, with `env` added (e.g.
- * `NODE_CLUSTER_SCHED_POLICY`). Resolves with what the primary printed (its JSON); rejects if it
- * printed none within 30 s.
- */
-export function runClusterFixture(
-  kind: 'net' | 'dgram' | 'pipe',
-  mod: string,
-  port: number | string,
-  env: NodeJS.ProcessEnv = {},
-): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    const fixture = path.join(__dirname, 'fixtures', 'net-cluster.js');
-    const child = spawnChild(process.execPath, [fixture, kind, mod, String(port)], {
-      cwd: packageRoot,
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.on('error', reject);
-    child.on('close', () => {
-      clearTimeout(timer);
-      try {
-        resolve(JSON.parse(out.trim().split('\n').pop() ?? '') as Record<string, unknown>);
-      } catch {
-        reject(new Error(`the cluster run of ${mod} printed: ${out}`));
-      }
-    });
-  });
+/** How a child run by {@link runToEnd} ended, and what it printed. */
+interface ChildRun {
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  out: string;
+  err: string;
 }
 
-/**
- * Runs `code` in a Node child inside a network namespace of its own (Linux, `unshare -rn`) with a
- * veth pair `v0`/`v1` up and the link-local address `fe80::1` on `v0`: link-local and multicast
- * IPv6 to test without touching the host's interfaces. Resolves with the child's stdout; rejects
- * with its stderr when it fails or outlasts `ms`.
- */
-export function runInLinkNamespace(code: string, ms: number): Promise<string> {
-  const setup = [
-    'ip link set lo up',
-    'ip link add v0 type veth peer name v1',
-    'ip link set v0 up',
-    'ip link set v1 up',
-    'ip -6 addr add fe80::1/64 dev v0 nodad',
-    'exec "$0" -e "$1"',
-  ].join(' && ');
+/** Runs `cmd` from the package root until it ends (killed after `ms`), collecting its output. */
+function runToEnd(cmd: string, args: string[], ms: number, env: NodeJS.ProcessEnv = {}): Promise<ChildRun> {
   return new Promise((resolve, reject) => {
-    const child = spawnChild('unshare', ['-rn', 'sh', '-c', setup, process.execPath, code], {
-      cwd: packageRoot,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawnChild(cmd, args, { cwd: packageRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
@@ -154,10 +111,50 @@ export function runInLinkNamespace(code: string, ms: number): Promise<string> {
     });
     child.on('close', (status, signal) => {
       clearTimeout(timer);
-      if (status === 0) resolve(out);
-      else reject(new Error(`namespace child ended with ${signal ?? status}: ${err}${out}`));
+      resolve({ status, signal, out, err });
     });
   });
+}
+
+/**
+ * Runs fixtures/net-cluster.js: a node:cluster primary whose two workers listen on `port` through
+ * `mod` (`kind` 'net': TCP, 'dgram': UDP, 'pipe': a Unix socket at the path `port`) and answer 40
+ * requests, with `env` added (e.g. `NODE_CLUSTER_SCHED_POLICY`). Resolves with what the primary
+ * printed (its JSON); rejects if it printed none within 30 s.
+ */
+export async function runClusterFixture(
+  kind: 'net' | 'dgram' | 'pipe',
+  mod: string,
+  port: number | string,
+  env: NodeJS.ProcessEnv = {},
+): Promise<Record<string, unknown>> {
+  const fixture = path.join(__dirname, 'fixtures', 'net-cluster.js');
+  const r = await runToEnd(process.execPath, [fixture, kind, mod, String(port)], 30_000, env);
+  try {
+    return JSON.parse(r.out.trim().split('\n').pop() ?? '') as Record<string, unknown>;
+  } catch {
+    throw new Error(`the cluster run of ${mod} printed: ${r.out}${r.err}`);
+  }
+}
+
+/**
+ * Runs `code` in a Node child inside a network namespace of its own (Linux, `unshare -rn`) with a
+ * veth pair `v0`/`v1` up and the link-local address `fe80::1` on `v0`: link-local and multicast
+ * IPv6 to test without touching the host's interfaces. Resolves with the child's stdout; rejects
+ * with its stderr when it fails or outlasts `ms`.
+ */
+export async function runInLinkNamespace(code: string, ms: number): Promise<string> {
+  const setup = [
+    'ip link set lo up',
+    'ip link add v0 type veth peer name v1',
+    'ip link set v0 up',
+    'ip link set v1 up',
+    'ip -6 addr add fe80::1/64 dev v0 nodad',
+    'exec "$0" -e "$1"',
+  ].join(' && ');
+  const r = await runToEnd('unshare', ['-rn', 'sh', '-c', setup, process.execPath, code], ms);
+  if (r.status !== 0) throw new Error(`namespace child ended with ${r.signal ?? r.status}: ${r.err}${r.out}`);
+  return r.out;
 }
 
 /**
