@@ -758,6 +758,7 @@ export declare function syncWatchCreate(value: unknown, tag: number, version: nu
 
 /**
  * Test hook: a plain native thread (not a runtime thread) completes `ids` in order, each resolved
- * with `value` when given. The operations are not ref'd.
+ * with `value` when given. The operations are ref'd, as any operation JS awaits: until their
+ * completions are drained they hold the event loop, however late the thread gets to run.
  */
 export declare function testCompleteFromThread(ids: Array<number>, value?: string | undefined | null): void

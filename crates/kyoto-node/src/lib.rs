@@ -75,11 +75,12 @@ pub fn now() -> Result<f64> {
 }
 
 /// Test hook: a plain native thread (not a runtime thread) completes `ids` in order, each resolved
-/// with `value` when given. The operations are not ref'd.
+/// with `value` when given. The operations are ref'd, as any operation JS awaits: until their
+/// completions are drained they hold the event loop, however late the thread gets to run.
 #[napi]
 pub fn test_complete_from_thread(ids: Vec<u32>, value: Option<String>) -> Result<()> {
     let state = bridge::current()?;
-    let ops: Vec<bridge::Op> = ids.iter().map(|&id| state.op(id, false, false)).collect();
+    let ops: Vec<bridge::Op> = ids.iter().map(|&id| state.op(id, true, false)).collect();
     std::thread::Builder::new()
         .name("kyoto-test-producer".into())
         .spawn(move || {
