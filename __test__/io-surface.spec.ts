@@ -1,0 +1,155 @@
+// Parts of kyoto/io's surface that users rely on and no other spec pins down: BufReader.read's
+// buffering, its argument checks, an aborted readLine, and framed()/copy() on a closed stream.
+import test from 'ava';
+import { AbortError, BufReader, LengthDelimitedCodec, LinesCodec, TcpListener, TcpStream, copy, duplex, framed, type Reader } from 'kyoto';
+import { isSettled, withTimeout } from './helpers';
+
+async function pair(): Promise<{ l: TcpListener; c: TcpStream; s: TcpStream }> {
+  const l = await TcpListener.bind('127.0.0.1:0');
+  const accepted = l.accept();
+  const c = await TcpStream.connect(l.localAddr());
+  const [s] = await accepted;
+  return { l, c, s };
+}
+
+/** A reader handing out `chunks` one per read (cut to the buffer), recording the buffers it was given. */
+function scriptedReader(chunks: string[]): Reader & { calls: Uint8Array[] } {
+  const queue = chunks.map((c) => Buffer.from(c));
+  const calls: Uint8Array[] = [];
+  return {
+    calls,
+    async read(buf: Uint8Array): Promise<number> {
+      calls.push(buf);
+      const next = queue.shift();
+      if (next === undefined) return 0;
+      const n = Math.min(next.length, buf.length);
+      buf.set(next.subarray(0, n));
+      if (n < next.length) queue.unshift(next.subarray(n));
+      return n;
+    },
+  };
+}
+
+test('BufReader.read returns buffered bytes before reading again, and a read as large as its buffer goes straight to the inner reader', async (t) => {
+  const inner = scriptedReader(['abcdefghij', 'KLMNOPQRST']);
+  const br = new BufReader(inner, 8);
+  const small = Buffer.alloc(3);
+  t.is(await br.read(small), 3);
+  t.is(small.toString(), 'abc');
+  t.is(inner.calls.length, 1);
+  t.is(inner.calls[0].length, 8, 'a small read fills the internal buffer');
+  // What is buffered comes first, even for a large read, and without another inner read.
+  const large = Buffer.alloc(32);
+  t.is(await br.read(large), 5);
+  t.is(large.toString('utf8', 0, 5), 'defgh');
+  t.is(inner.calls.length, 1);
+  // Buffer empty and the read as large as the buffer: the inner reader fills the caller's buffer.
+  const direct = Buffer.alloc(8);
+  t.is(await br.read(direct), 2);
+  t.is(direct.toString('utf8', 0, 2), 'ij');
+  t.is(inner.calls.length, 2);
+  t.is(inner.calls[1].buffer, direct.buffer, 'the caller’s own buffer went to the inner reader');
+  t.is(inner.calls[1].length, 8);
+  // Small reads are buffered again.
+  const one = Buffer.alloc(1);
+  t.is(await br.read(one), 1);
+  t.is(one.toString(), 'K');
+  t.is(inner.calls[2].length, 8);
+  t.is(await br.read(large), 7);
+  t.is(large.toString('utf8', 0, 7), 'LMNOPQR');
+  t.is(await br.read(large), 2);
+  t.is(large.toString('utf8', 0, 2), 'ST');
+  t.is(await br.read(large), 0, 'end of stream');
+  t.is(await br.read(one), 0);
+});
+
+test('BufReader.read over a TCP stream gets every byte in order, whatever the read sizes', async (t) => {
+  const { l, c, s } = await pair();
+  const br = new BufReader(s, 16);
+  const sent = Buffer.from(Array.from({ length: 300 }, (_, i) => i & 0xff));
+  await c.write(sent);
+  await c.shutdown();
+  const parts: Buffer[] = [];
+  const sizes = [1, 5, 16, 3, 40, 7, 16, 100];
+  for (let i = 0; ; i++) {
+    const buf = Buffer.alloc(sizes[i % sizes.length]);
+    const n = await withTimeout(br.read(buf), 5000, 'BufReader.read');
+    if (n === 0) break;
+    parts.push(buf.subarray(0, n));
+  }
+  t.true(Buffer.concat(parts).equals(sent));
+  c.close();
+  s.close();
+  l.close();
+});
+
+test('a BufReader capacity below 1 or not an integer is a RangeError ERR_OUT_OF_RANGE; reading into a non-buffer is a TypeError', async (t) => {
+  const inner = scriptedReader(['x']);
+  for (const capacity of [0, -1, 1.5, NaN]) {
+    t.throws(() => new BufReader(inner, capacity), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' }, `capacity ${capacity}`);
+  }
+  t.throws(() => new BufReader({} as Reader), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
+  const br = new BufReader(inner, 1);
+  for (const bad of ['buf', 4, null, new ArrayBuffer(4)]) {
+    await t.throwsAsync(br.read(bad as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' }, String(bad));
+  }
+  t.is(inner.calls.length, 0, 'nothing was read');
+  const one = Buffer.alloc(1);
+  t.is(await br.read(one), 1);
+  t.is(one.toString(), 'x');
+});
+
+test('BufReader.readLine rejects when aborted, and a later readLine still gets the line', async (t) => {
+  const { l, c, s } = await pair();
+  const br = new BufReader(s);
+  await t.throwsAsync(br.readLine({ signal: AbortSignal.abort() }), { instanceOf: AbortError, code: 'ABORT_ERR' });
+  const ac = new AbortController();
+  const waiting = br.readLine({ signal: ac.signal });
+  t.false(await isSettled(waiting));
+  const reason = new Error('no more waiting');
+  ac.abort(reason);
+  t.is(await t.throwsAsync(withTimeout(waiting, 5000, 'readLine')), reason);
+  await c.write('first line\nsecond');
+  t.is(await withTimeout(br.readLine(), 5000, 'readLine after the abort'), 'first line');
+  await c.shutdown();
+  t.is(await withTimeout(br.readLine(), 5000, 'last line'), 'second');
+  t.is(await withTimeout(br.readLine(), 5000, 'end'), undefined);
+  c.close();
+  s.close();
+  l.close();
+});
+
+test('framed() on a closed stream rejects send and next with ERR_SOCKET_CLOSED, whether it was closed after framing or before', async (t) => {
+  const { l, c, s } = await pair();
+  const lines = framed(c, new LinesCodec());
+  const waiting = lines.next();
+  t.false(await isSettled(waiting));
+  c.close();
+  await t.throwsAsync(withTimeout(waiting, 5000, 'pending next'), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(lines.send('late'), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(lines.next(), { code: 'ERR_SOCKET_CLOSED' });
+  const { l: l2, c: c2, s: s2 } = await pair();
+  c2.close();
+  const frames = framed(c2, new LengthDelimitedCodec());
+  await t.throwsAsync(frames.send(Buffer.from('late')), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(frames.next(), { code: 'ERR_SOCKET_CLOSED' });
+  // The peers only see the connections end.
+  t.is((await withTimeout(s.readToEnd(), 5000, 'peer EOF')).length, 0);
+  t.is((await withTimeout(s2.readToEnd(), 5000, 'peer EOF')).length, 0);
+  s.close();
+  s2.close();
+  l.close();
+  l2.close();
+});
+
+test('copy() from a closed kyoto stream into another writer rejects with ERR_SOCKET_CLOSED', async (t) => {
+  const { l, c, s } = await pair();
+  const [w, r] = duplex(64);
+  c.close();
+  await t.throwsAsync(withTimeout(copy(c, w), 5000, 'copy'), { code: 'ERR_SOCKET_CLOSED' });
+  // Nothing was written to the writer.
+  await w.shutdown();
+  t.is(await r.read(Buffer.alloc(4)), 0);
+  s.close();
+  l.close();
+});

@@ -1,0 +1,655 @@
+// Parts of kyoto/net's surface that users rely on and no other spec pins down: bind and connect
+// options, TcpSocket.v6, split halves, what a closed socket answers, argument checks, aborted
+// waits, toNodeStream(), and IPv4 broadcast and multicast delivery (in a network namespace).
+import test from 'ava';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { Duplex } from 'node:stream';
+import { AbortError, TcpListener, TcpSocket, TcpStream, UdpSocket, UnixListener, UnixStream } from 'kyoto';
+import { isSettled, linuxTest, runInLinkNamespace, runNodeChild, unixTest, withTimeout } from './helpers';
+
+async function pair(): Promise<{ l: TcpListener; c: TcpStream; s: TcpStream }> {
+  const l = await TcpListener.bind('127.0.0.1:0');
+  const accepted = l.accept();
+  const c = await TcpStream.connect(l.localAddr());
+  const [s] = await accepted;
+  return { l, c, s };
+}
+
+/** Reads exactly `n` bytes from `s` (bounded) as a string. */
+async function readString(s: { readExact(buf: Uint8Array): Promise<number> }, n: number, what: string): Promise<string> {
+  const buf = Buffer.alloc(n);
+  await withTimeout(s.readExact(buf), 5000, what);
+  return buf.toString();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bind and connect options
+
+test('a listener bound with a backlog accepts connections; a backlog below 1 or not an integer is a RangeError ERR_OUT_OF_RANGE', async (t) => {
+  const l = await TcpListener.bind('127.0.0.1:0', { backlog: 1 });
+  const accepted = l.accept();
+  const c = await withTimeout(TcpStream.connect(l.localAddr()), 5000, 'connect');
+  const [s] = await withTimeout(accepted, 5000, 'accept');
+  await c.write('backlog 1');
+  t.is(await readString(s, 9, 'read'), 'backlog 1');
+  for (const backlog of [0, -1, 1.5, NaN]) {
+    await t.throwsAsync(TcpListener.bind('127.0.0.1:0', { backlog }), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' }, `backlog ${backlog}`);
+  }
+  c.close();
+  s.close();
+  l.close();
+});
+
+test('a listener bound with reuseAddr takes its port back while a connection it served is in TIME_WAIT', async (t) => {
+  const l = await TcpListener.bind('127.0.0.1:0', { reuseAddr: true });
+  const port = l.localAddr().port;
+  const accepted = l.accept();
+  const c = await TcpStream.connect(l.localAddr());
+  const [s] = await accepted;
+  // The server side closes first, so its end of the connection (on `port`) goes to TIME_WAIT.
+  s.close();
+  t.is((await withTimeout(c.readToEnd(), 5000, 'EOF at the client')).length, 0);
+  c.close();
+  l.close();
+  const again = await TcpListener.bind({ host: '127.0.0.1', port }, { reuseAddr: true });
+  t.is(again.localAddr().port, port);
+  const acc = again.accept();
+  const c2 = await withTimeout(TcpStream.connect({ host: '127.0.0.1', port }), 5000, 'connect again');
+  const [s2] = await withTimeout(acc, 5000, 'accept again');
+  await c2.write('back');
+  t.is(await readString(s2, 4, 'read again'), 'back');
+  c2.close();
+  s2.close();
+  again.close();
+});
+
+test('a listener bound with reusePort accepts connections', async (t) => {
+  const l = await TcpListener.bind('127.0.0.1:0', { reusePort: true });
+  const accepted = l.accept();
+  const c = await withTimeout(TcpStream.connect(l.localAddr()), 5000, 'connect');
+  const [s] = await withTimeout(accepted, 5000, 'accept');
+  await s.write('shared');
+  t.is(await readString(c, 6, 'read'), 'shared');
+  c.close();
+  s.close();
+  l.close();
+});
+
+linuxTest('two listeners bound with reusePort share one port, and the second keeps accepting once the first is closed', async (t) => {
+  const a = await TcpListener.bind('127.0.0.1:0', { reusePort: true });
+  const port = a.localAddr().port;
+  const b = await TcpListener.bind({ host: '127.0.0.1', port }, { reusePort: true });
+  t.is(b.localAddr().port, port);
+  // Without the option the port is taken.
+  await t.throwsAsync(TcpListener.bind({ host: '127.0.0.1', port }), { code: 'EADDRINUSE' });
+  // The kernel hands each connection to one of the two.
+  const ac = new AbortController();
+  const either = Promise.race([a.accept({ signal: ac.signal }), b.accept({ signal: ac.signal })]);
+  const c1 = await withTimeout(TcpStream.connect({ host: '127.0.0.1', port }), 5000, 'first connect');
+  const [s1] = await withTimeout(either, 5000, 'accept on either');
+  ac.abort();
+  await c1.write('one');
+  t.is(await readString(s1, 3, 'first read'), 'one');
+  c1.close();
+  s1.close();
+  a.close();
+  const accepted = b.accept();
+  const c2 = await withTimeout(TcpStream.connect({ host: '127.0.0.1', port }), 5000, 'second connect');
+  const [s2] = await withTimeout(accepted, 5000, 'accept on the second listener');
+  await c2.write('two');
+  t.is(await readString(s2, 3, 'second read'), 'two');
+  c2.close();
+  s2.close();
+  b.close();
+});
+
+test('ref() and unref() return the listener; ref() after unref() keeps the process alive again, and does nothing once closed', async (t) => {
+  const l = await TcpListener.bind('127.0.0.1:0');
+  t.is(l.unref(), l);
+  t.is(l.unref(), l);
+  t.is(l.ref(), l);
+  t.is(l.ref(), l);
+  l.close();
+  t.is(l.ref(), l);
+  t.is(l.unref(), l);
+
+  const refAgain = await runNodeChild(
+    `const { TcpListener } = require('kyoto/net');
+     (async () => {
+       const l = await TcpListener.bind('127.0.0.1:0');
+       l.unref(); l.unref(); l.ref();
+       setTimeout(() => { console.log('still alive'); l.close(); }, 100).unref();
+     })();`,
+    20_000,
+  );
+  t.is(refAgain.code, 0);
+  t.true(refAgain.out.includes('still alive'), 'the re-ref()ed listener held the process until the timer');
+
+  const unrefd = await runNodeChild(
+    `const { TcpListener } = require('kyoto/net');
+     (async () => {
+       const l = await TcpListener.bind('127.0.0.1:0');
+       l.ref(); l.unref();
+       const closed = await TcpListener.bind('127.0.0.1:0');
+       closed.unref(); closed.close(); closed.ref();
+       console.log('bound');
+       setTimeout(() => console.log('held'), 5000).unref();
+     })();`,
+    20_000,
+  );
+  t.false(unrefd.timedOut);
+  t.is(unrefd.code, 0);
+  t.is(unrefd.out.trim(), 'bound', 'neither the unref()ed nor the closed listener held the process');
+});
+
+test('TcpStream.connect takes noDelay and keepAlive, and the connection carries data both ways', async (t) => {
+  const l = await TcpListener.bind('127.0.0.1:0');
+  for (const options of [{ noDelay: true, keepAlive: true }, { noDelay: false, keepAlive: false }, { noDelay: true }, { keepAlive: true }]) {
+    const accepted = l.accept();
+    const c = await withTimeout(TcpStream.connect(l.localAddr(), options), 5000, 'connect');
+    const [s] = await withTimeout(accepted, 5000, 'accept');
+    await c.write('ping');
+    t.is(await readString(s, 4, 'server read'), 'ping', JSON.stringify(options));
+    await s.write('pong');
+    t.is(await readString(c, 4, 'client read'), 'pong', JSON.stringify(options));
+    c.close();
+    s.close();
+  }
+  l.close();
+});
+
+test('TcpSocket.v6() binds, listens and connects over ::1', async (t) => {
+  const ls = TcpSocket.v6();
+  ls.bind('[::1]:0');
+  const l = ls.listen(16);
+  const la = l.localAddr();
+  t.is(la.family, 'IPv6');
+  t.is(la.address, '::1');
+  t.true(la.port > 0);
+  const accepted = l.accept();
+  const cs = TcpSocket.v6();
+  cs.bind({ host: '::1', port: 0 });
+  const c = await withTimeout(cs.connect(la), 5000, 'connect');
+  const [s, peer] = await withTimeout(accepted, 5000, 'accept');
+  t.deepEqual(c.peerAddr(), { address: '::1', family: 'IPv6', port: la.port });
+  t.deepEqual(peer, c.localAddr());
+  t.is(peer.address, '::1');
+  await c.write('over v6');
+  t.is(await readString(s, 7, 'read'), 'over v6');
+  t.throws(() => TcpSocket.v6().bind('127.0.0.1:0'), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_VALUE' });
+  c.close();
+  s.close();
+  l.close();
+});
+
+test('TcpSocket buffer sizes below 1 or not integers are RangeErrors ERR_OUT_OF_RANGE', (t) => {
+  for (const sock of [TcpSocket.v4(), TcpSocket.v6()]) {
+    for (const n of [0, -1, 1.5, NaN]) {
+      t.throws(() => sock.setSendBufferSize(n), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' }, `send ${n}`);
+      t.throws(() => sock.setRecvBufferSize(n), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' }, `recv ${n}`);
+    }
+    t.notThrows(() => {
+      sock.setSendBufferSize(1);
+      sock.setRecvBufferSize(1);
+    });
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// UDP bind options and disposal
+
+test('UdpSocket.bind takes reuseAddr and reusePort, and the socket receives datagrams', async (t) => {
+  const r = await UdpSocket.bind('127.0.0.1:0', { reuseAddr: true, reusePort: true });
+  const s = await UdpSocket.bind('127.0.0.1:0');
+  await s.sendTo(Buffer.from('reuse'), r.localAddr());
+  const buf = Buffer.alloc(8);
+  const d = await withTimeout(r.recvFrom(buf), 5000, 'recvFrom');
+  t.is(buf.toString('utf8', 0, d.bytes), 'reuse');
+  t.deepEqual(d.address, s.localAddr());
+  r.close();
+  s.close();
+});
+
+linuxTest('UDP sockets bound with reusePort (or reuseAddr) share one port, and a datagram to it reaches one of them', async (t) => {
+  for (const opt of [{ reusePort: true }, { reuseAddr: true }]) {
+    const a = await UdpSocket.bind('127.0.0.1:0', opt);
+    const port = a.localAddr().port;
+    const b = await UdpSocket.bind({ host: '127.0.0.1', port }, opt);
+    t.is(b.localAddr().port, port);
+    await t.throwsAsync(UdpSocket.bind({ host: '127.0.0.1', port }), { code: 'EADDRINUSE' }, 'without the option the port is taken');
+    const s = await UdpSocket.bind('127.0.0.1:0');
+    await s.sendTo(Buffer.from('shared'), { address: '127.0.0.1', port });
+    const ac = new AbortController();
+    const bufA = Buffer.alloc(8);
+    const bufB = Buffer.alloc(8);
+    const got = await withTimeout(
+      Promise.race([
+        a.recvFrom(bufA, { signal: ac.signal }).then((d) => bufA.toString('utf8', 0, d.bytes)),
+        b.recvFrom(bufB, { signal: ac.signal }).then((d) => bufB.toString('utf8', 0, d.bytes)),
+      ]),
+      5000,
+      'a datagram on the shared port',
+    );
+    ac.abort();
+    t.is(got, 'shared', JSON.stringify(opt));
+    a.close();
+    b.close();
+    s.close();
+  }
+});
+
+test('disposing a UDP socket closes it: a waiting receive and later ones reject with ERR_SOCKET_CLOSED', async (t) => {
+  const u = await UdpSocket.bind('127.0.0.1:0');
+  const port = u.localAddr().port;
+  const pending = u.recvFrom(Buffer.alloc(4));
+  t.false(await isSettled(pending));
+  await u[Symbol.asyncDispose]();
+  await t.throwsAsync(pending, { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(u.recv(Buffer.alloc(4)), { code: 'ERR_SOCKET_CLOSED' });
+  // Its port is free again.
+  const again = await UdpSocket.bind({ host: '127.0.0.1', port });
+  t.is(again.localAddr().port, port);
+  again.close();
+});
+
+// ---------------------------------------------------------------------------------------------
+// Split halves
+
+test('a read half reads exactly, peeks, iterates and reads to the end, and reports both addresses', async (t) => {
+  const { l, c, s } = await pair();
+  const [r, w] = s.split();
+  t.deepEqual(r.localAddr(), s.localAddr());
+  t.deepEqual(r.peerAddr(), c.localAddr());
+  t.deepEqual(w.localAddr(), s.localAddr());
+  t.deepEqual(w.peerAddr(), c.localAddr());
+  await c.write('exact');
+  const five = Buffer.alloc(5);
+  t.is(await withTimeout(r.readExact(five), 5000, 'readExact'), 5);
+  t.is(five.toString(), 'exact');
+  await c.write('peeked');
+  const p = Buffer.alloc(6);
+  t.is(await withTimeout(r.peek(p), 5000, 'peek'), 6);
+  t.is(p.toString(), 'peeked');
+  const again = Buffer.alloc(6);
+  t.is(await withTimeout(r.readExact(again), 5000, 'read after peek'), 6);
+  t.is(again.toString(), 'peeked', 'peek left the bytes in place');
+  await c.write('chunk');
+  const it = r[Symbol.asyncIterator]();
+  const first = await withTimeout(it.next(), 5000, 'iteration');
+  t.false(first.done);
+  t.is((first.value as Buffer).toString(), 'chunk');
+  await c.write('the rest');
+  await c.shutdown();
+  t.is((await withTimeout(r.readToEnd(), 5000, 'readToEnd')).toString(), 'the rest');
+  t.true((await withTimeout(it.next(), 5000, 'iteration end')).done);
+  c.close();
+  s.close();
+  l.close();
+});
+
+test('a write half writes all, flushes and shuts down: the peer reads every byte, then EOF', async (t) => {
+  const { l, c, s } = await pair();
+  const [, w] = c.split();
+  const big = Buffer.alloc(1 << 20, 7);
+  const reading = withTimeout(s.readToEnd(), 10_000, 'readToEnd');
+  await w.writeAll('head:');
+  await w.writeAll(big);
+  await w.flush();
+  await w.shutdown();
+  await w.shutdown(); // idempotent
+  const got = await reading;
+  t.is(got.length, 5 + big.length);
+  t.is(got.subarray(0, 5).toString(), 'head:');
+  t.true(got.subarray(5).equals(big));
+  await t.throwsAsync(w.write('late'), { code: 'ERR_STREAM_WRITE_AFTER_END' });
+  c.close();
+  s.close();
+  l.close();
+});
+
+// ---------------------------------------------------------------------------------------------
+// Closed sockets
+
+test('a closed stream rejects flush, shutdown, peek, readChunk, readExact and readToEnd with ERR_SOCKET_CLOSED', async (t) => {
+  const { l, c, s } = await pair();
+  c.close();
+  t.true(c.closed);
+  await t.throwsAsync(c.flush(), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(c.shutdown(), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(c.peek(Buffer.alloc(4)), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(c.readChunk(), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(c.readExact(Buffer.alloc(4)), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(c.readToEnd(), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(c.writeAll('x'), { code: 'ERR_SOCKET_CLOSED' });
+  s.close();
+  l.close();
+});
+
+test('peek, readChunk and readExact waiting when the stream is closed reject with ERR_SOCKET_CLOSED', async (t) => {
+  const { l, c, s } = await pair();
+  const peeking = c.peek(Buffer.alloc(4));
+  const chunk = c.readChunk();
+  const exact = c.readExact(Buffer.alloc(4));
+  t.false(await isSettled(peeking));
+  t.false(await isSettled(chunk));
+  t.false(await isSettled(exact));
+  c.close();
+  await t.throwsAsync(withTimeout(peeking, 5000, 'peek'), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(withTimeout(chunk, 5000, 'readChunk'), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(withTimeout(exact, 5000, 'readExact'), { code: 'ERR_SOCKET_CLOSED' });
+  s.close();
+  l.close();
+});
+
+test('the halves of a closed stream reject reads and writes with ERR_SOCKET_CLOSED', async (t) => {
+  const { l, c, s } = await pair();
+  const [r, w] = c.split();
+  const waiting = r.read(Buffer.alloc(4));
+  t.false(await isSettled(waiting));
+  c.close();
+  await t.throwsAsync(withTimeout(waiting, 5000, 'read'), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(r.read(Buffer.alloc(4)), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(r.readExact(Buffer.alloc(4)), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(r.peek(Buffer.alloc(4)), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(r.readToEnd(), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(r[Symbol.asyncIterator]().next(), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(w.write('x'), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(w.writeAll('x'), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(w.flush(), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(w.shutdown(), { code: 'ERR_SOCKET_CLOSED' });
+  s.close();
+  l.close();
+});
+
+test('a closed UDP socket rejects recvFrom, peekFrom and recvMany with ERR_SOCKET_CLOSED, waiting or not', async (t) => {
+  const u = await UdpSocket.bind('127.0.0.1:0');
+  const waiting: Array<Promise<unknown>> = [u.recvFrom(Buffer.alloc(4)), u.peekFrom(Buffer.alloc(4)), u.recvMany(8)];
+  for (const p of waiting) t.false(await isSettled(p));
+  u.close();
+  for (const p of waiting) await t.throwsAsync(withTimeout(p, 5000, 'pending receive'), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(u.recvFrom(Buffer.alloc(4)), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(u.peekFrom(Buffer.alloc(4)), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(u.recvMany(), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(u.recv(Buffer.alloc(4)), { code: 'ERR_SOCKET_CLOSED' });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Bad arguments
+
+test('stream reads given something other than a Uint8Array reject with a TypeError ERR_INVALID_ARG_TYPE', async (t) => {
+  const { l, c, s } = await pair();
+  const [r] = s.split();
+  for (const bad of ['buf', 16, null, undefined, [1, 2, 3], new ArrayBuffer(4), new DataView(new ArrayBuffer(4))]) {
+    const what = String(bad);
+    await t.throwsAsync(c.read(bad as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' }, `read(${what})`);
+    await t.throwsAsync(c.peek(bad as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' }, `peek(${what})`);
+    await t.throwsAsync(c.readExact(bad as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' }, `readExact(${what})`);
+    await t.throwsAsync(r.read(bad as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' }, `half read(${what})`);
+  }
+  // The stream is unharmed.
+  await s.write('fine');
+  t.is(await readString(c, 4, 'read'), 'fine');
+  c.close();
+  s.close();
+  l.close();
+});
+
+test('UDP receives given something other than a Uint8Array are TypeErrors ERR_INVALID_ARG_TYPE; recvMany below 1 is a RangeError ERR_OUT_OF_RANGE', async (t) => {
+  const u = await UdpSocket.bind('127.0.0.1:0');
+  for (const bad of ['buf', 16, null, undefined, new ArrayBuffer(4)]) {
+    await t.throwsAsync(u.recv(bad as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' }, `recv(${String(bad)})`);
+    await t.throwsAsync(u.recvFrom(bad as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' }, `recvFrom(${String(bad)})`);
+    await t.throwsAsync(u.peekFrom(bad as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' }, `peekFrom(${String(bad)})`);
+  }
+  for (const max of [0, -1, 1.5, NaN]) {
+    await t.throwsAsync(u.recvMany(max), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' }, `recvMany(${max})`);
+  }
+  // Nothing was left waiting: a datagram goes to the next receive.
+  const s = await UdpSocket.bind('127.0.0.1:0');
+  await s.sendTo(Buffer.from('ok'), u.localAddr());
+  const buf = Buffer.alloc(4);
+  t.is(await withTimeout(u.recv(buf), 5000, 'recv'), 2);
+  t.is(buf.toString('utf8', 0, 2), 'ok');
+  s.close();
+  u.close();
+});
+
+test('UDP TTLs out of range are RangeErrors ERR_OUT_OF_RANGE, a non-number a TypeError; a multicast TTL of 0 is accepted', async (t) => {
+  const u = await UdpSocket.bind('127.0.0.1:0');
+  for (const ttl of [0, 256, -1, 1.5]) {
+    t.throws(() => u.setTtl(ttl), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' }, `setTtl(${ttl})`);
+  }
+  t.throws(() => u.setTtl('64' as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
+  for (const ttl of [256, -1, 1.5]) {
+    t.throws(() => u.setMulticastTtlV4(ttl), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' }, `setMulticastTtlV4(${ttl})`);
+  }
+  t.notThrows(() => {
+    u.setTtl(1);
+    u.setTtl(255);
+    u.setMulticastTtlV4(0);
+    u.setMulticastTtlV4(255);
+  });
+  u.close();
+});
+
+test('TcpStream setTtl(0) and setKeepAlive(true, -1) are RangeErrors ERR_OUT_OF_RANGE', async (t) => {
+  const { l, c, s } = await pair();
+  t.throws(() => c.setTtl(0), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => c.setTtl(256), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => c.setKeepAlive(true, -1), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => c.setKeepAlive(true, '1000' as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
+  c.close();
+  s.close();
+  l.close();
+});
+
+// ---------------------------------------------------------------------------------------------
+// Aborted waits
+
+test('accept() with an aborted signal rejects at once; an accept() aborted while waiting leaves the listener accepting', async (t) => {
+  const l = await TcpListener.bind('127.0.0.1:0');
+  const already = await t.throwsAsync(l.accept({ signal: AbortSignal.abort() }), { instanceOf: AbortError, code: 'ABORT_ERR' });
+  t.is((already!.cause as Error).name, 'AbortError', 'the cause is the signal’s reason');
+  const ac = new AbortController();
+  const waiting = l.accept({ signal: ac.signal });
+  t.false(await isSettled(waiting));
+  const reason = new Error('stop accepting');
+  ac.abort(reason);
+  t.is(await t.throwsAsync(waiting), reason);
+  const accepted = l.accept();
+  const c = await withTimeout(TcpStream.connect(l.localAddr()), 5000, 'connect');
+  const [s] = await withTimeout(accepted, 5000, 'accept after the abort');
+  await c.write('hi');
+  t.is(await readString(s, 2, 'read'), 'hi');
+  c.close();
+  s.close();
+  l.close();
+});
+
+test('read, readExact, readChunk and readToEnd with an aborted signal reject with an AbortError ABORT_ERR', async (t) => {
+  const { l, c, s } = await pair();
+  const signal = AbortSignal.abort();
+  await t.throwsAsync(s.read(Buffer.alloc(4), { signal }), { instanceOf: AbortError, code: 'ABORT_ERR' });
+  await t.throwsAsync(s.readExact(Buffer.alloc(4), { signal }), { instanceOf: AbortError, code: 'ABORT_ERR' });
+  await t.throwsAsync(s.readChunk({ signal }), { instanceOf: AbortError, code: 'ABORT_ERR' });
+  await t.throwsAsync(s.readToEnd({ signal }), { instanceOf: AbortError, code: 'ABORT_ERR' });
+  const custom = new Error('my reason');
+  await t.throwsAsync(s.read(Buffer.alloc(4), { signal: AbortSignal.abort(custom) }), { is: custom });
+  await c.write('data');
+  t.is(await readString(s, 4, 'read after the aborted calls'), 'data');
+  c.close();
+  s.close();
+  l.close();
+});
+
+test('read, readExact, readChunk and readToEnd aborted while waiting reject with the reason, and a later read still gets the data', async (t) => {
+  const { l, c, s } = await pair();
+  const calls: Array<[string, (signal: AbortSignal) => Promise<unknown>]> = [
+    ['read', (signal) => s.read(Buffer.alloc(4), { signal })],
+    ['readExact', (signal) => s.readExact(Buffer.alloc(4), { signal })],
+    ['readChunk', (signal) => s.readChunk({ signal })],
+    ['readToEnd', (signal) => s.readToEnd({ signal })],
+  ];
+  let i = 0;
+  for (const [name, call] of calls) {
+    const ac = new AbortController();
+    const p = call(ac.signal);
+    t.false(await isSettled(p), `${name} waits`);
+    ac.abort();
+    await t.throwsAsync(withTimeout(p, 5000, name), { instanceOf: AbortError, code: 'ABORT_ERR' }, name);
+    // The aborted wait gave up its place: the next bytes go to the next read.
+    const text = `dat${i++}`;
+    await c.write(text);
+    t.is(await readString(s, 4, `read after an aborted ${name}`), text, name);
+  }
+  c.close();
+  s.close();
+  l.close();
+});
+
+test('recvFrom, peekFrom and recvMany reject when aborted, and the datagram goes to the next receive', async (t) => {
+  const u = await UdpSocket.bind('127.0.0.1:0');
+  const sender = await UdpSocket.bind('127.0.0.1:0');
+  const buf = Buffer.alloc(8);
+  const signal = AbortSignal.abort();
+  await t.throwsAsync(u.recvFrom(buf, { signal }), { instanceOf: AbortError, code: 'ABORT_ERR' });
+  await t.throwsAsync(u.peekFrom(buf, { signal }), { instanceOf: AbortError, code: 'ABORT_ERR' });
+  await t.throwsAsync(u.recvMany(4, { signal }), { instanceOf: AbortError, code: 'ABORT_ERR' });
+  const calls: Array<[string, (signal: AbortSignal) => Promise<unknown>]> = [
+    ['recvFrom', (sig) => u.recvFrom(buf, { signal: sig })],
+    ['peekFrom', (sig) => u.peekFrom(buf, { signal: sig })],
+    ['recvMany', (sig) => u.recvMany(4, { signal: sig })],
+  ];
+  for (const [name, call] of calls) {
+    const ac = new AbortController();
+    const p = call(ac.signal);
+    t.false(await isSettled(p), `${name} waits`);
+    const reason = new Error(`stop ${name}`);
+    ac.abort(reason);
+    t.is(await t.throwsAsync(withTimeout(p, 5000, name)), reason, name);
+    await sender.sendTo(Buffer.from(name), u.localAddr());
+    const d = await withTimeout(u.recvFrom(buf), 5000, `recvFrom after an aborted ${name}`);
+    t.is(buf.toString('utf8', 0, d.bytes), name);
+    t.deepEqual(d.address, sender.localAddr());
+  }
+  sender.close();
+  u.close();
+});
+
+const unixDir = process.platform === 'win32' ? '' : mkdtempSync(path.join(tmpdir(), 'kyoto-surface-'));
+test.after.always(() => {
+  if (unixDir !== '') rmSync(unixDir, { recursive: true, force: true });
+});
+
+unixTest('UnixListener.accept() and UnixStream.connect() honour abort signals', async (t) => {
+  const p = path.join(unixDir, 'abort.sock');
+  const l = await UnixListener.bind(p);
+  await t.throwsAsync(l.accept({ signal: AbortSignal.abort() }), { instanceOf: AbortError, code: 'ABORT_ERR' });
+  const ac = new AbortController();
+  const waiting = l.accept({ signal: ac.signal });
+  t.false(await isSettled(waiting));
+  ac.abort();
+  await t.throwsAsync(withTimeout(waiting, 5000, 'accept'), { instanceOf: AbortError, code: 'ABORT_ERR' });
+  const reason = new Error('no connect');
+  await t.throwsAsync(UnixStream.connect(p, { signal: AbortSignal.abort(reason) }), { is: reason });
+  await t.throwsAsync(UnixStream.connect(p, { signal: AbortSignal.abort() }), { instanceOf: AbortError, code: 'ABORT_ERR' });
+  // The listener still accepts.
+  const accepted = l.accept();
+  const c = await withTimeout(UnixStream.connect(p), 5000, 'connect');
+  const [s] = await withTimeout(accepted, 5000, 'accept after the aborts');
+  await c.write('unix');
+  t.is(await readString(s, 4, 'read'), 'unix');
+  c.close();
+  s.close();
+  l.close();
+});
+
+// ---------------------------------------------------------------------------------------------
+// toNodeStream()
+
+test('toNodeStream() is a stream.Duplex that carries data both ways with a kyoto peer', async (t) => {
+  const { l, c, s } = await pair();
+  const d = c.toNodeStream();
+  t.true(d instanceof Duplex);
+  t.is(c.toNodeStream(), d, 'one Duplex per stream');
+  const received: Buffer[] = [];
+  const ended = new Promise<void>((resolve, reject) => {
+    d.on('data', (chunk: Buffer) => received.push(chunk));
+    d.on('end', resolve);
+    d.on('error', reject);
+  });
+  await new Promise<void>((resolve, reject) => d.write('from node', (err) => (err ? reject(err) : resolve())));
+  t.is(await readString(s, 9, 'kyoto peer read'), 'from node');
+  await s.write('from kyoto');
+  await s.shutdown();
+  await withTimeout(ended, 5000, "the Duplex's end");
+  t.is(Buffer.concat(received).toString(), 'from kyoto');
+  d.end();
+  t.is((await withTimeout(s.readToEnd(), 5000, 'EOF after end()')).length, 0);
+  d.destroy();
+  t.true(c.closed, 'destroying the Duplex closes the stream');
+  s.close();
+  l.close();
+});
+
+// ---------------------------------------------------------------------------------------------
+// IPv4 broadcast and multicast: a namespace of the test's own, with 10.9.0.1/24 added on v0.
+
+const addV4 = `require('node:child_process').execFileSync('ip', ['-4', 'addr', 'add', '10.9.0.1/24', 'brd', '+', 'dev', 'v0']);`;
+
+linuxTest('a datagram a socket with setBroadcast(true) sends to the subnet broadcast address reaches a socket bound to 0.0.0.0', async (t) => {
+  const out = await runInLinkNamespace(
+    `const { UdpSocket } = require('kyoto/net');
+     (async () => {
+       ${addV4}
+       const r = await UdpSocket.bind({ host: '0.0.0.0', port: 0 });
+       const port = r.localAddr().port;
+       const s = await UdpSocket.bind({ host: '10.9.0.1', port: 0 });
+       s.setBroadcast(true);
+       await s.sendTo(Buffer.from('to all'), { address: '10.9.0.255', port });
+       const buf = Buffer.alloc(16);
+       const d = await r.recvFrom(buf, { signal: AbortSignal.timeout(5000) });
+       console.log(JSON.stringify({ got: buf.toString('utf8', 0, d.bytes), from: d.address, sender: s.localAddr() }));
+       r.close(); s.close();
+     })().catch((e) => { console.error(e); process.exit(1); });`,
+    20_000,
+  );
+  const r = JSON.parse(out);
+  t.is(r.got, 'to all');
+  t.deepEqual(r.from, r.sender);
+  t.is(r.from.address, '10.9.0.1');
+});
+
+linuxTest('a UDP socket that joined an IPv4 group receives what is sent to it, and stops after leaving', async (t) => {
+  const out = await runInLinkNamespace(
+    `const { UdpSocket } = require('kyoto/net');
+     (async () => {
+       ${addV4}
+       const r = await UdpSocket.bind({ host: '0.0.0.0', port: 0 });
+       const port = r.localAddr().port;
+       r.joinMulticastV4('239.1.2.3', '10.9.0.1');
+       // Bound to v0's address: its multicast leaves by v0 (no multicast route needed).
+       const s = await UdpSocket.bind({ host: '10.9.0.1', port: 0 });
+       s.setMulticastLoopV4(true);
+       s.setMulticastTtlV4(1);
+       await s.sendTo(Buffer.from('group'), { address: '239.1.2.3', port });
+       const buf = Buffer.alloc(16);
+       const d = await r.recvFrom(buf, { signal: AbortSignal.timeout(5000) });
+       const got = [buf.toString('utf8', 0, d.bytes), d.address.address];
+       r.leaveMulticastV4('239.1.2.3', '10.9.0.1');
+       await s.sendTo(Buffer.from('after'), { address: '239.1.2.3', port });
+       const late = await r.recv(buf, { signal: AbortSignal.timeout(300) }).then(() => 'received', (e) => e.name);
+       let again;
+       try { r.leaveMulticastV4('239.1.2.3', '10.9.0.1'); again = 'left twice'; } catch (e) { again = [e.code, e.syscall]; }
+       console.log(JSON.stringify({ got, late, again }));
+       r.close(); s.close();
+     })().catch((e) => { console.error(e); process.exit(1); });`,
+    20_000,
+  );
+  const r = JSON.parse(out);
+  t.deepEqual(r.got, ['group', '10.9.0.1']);
+  t.is(r.late, 'TimeoutError', 'nothing arrives once the group is left');
+  t.deepEqual(r.again, ['EADDRNOTAVAIL', 'dropMembership']);
+});
