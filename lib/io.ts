@@ -7,11 +7,14 @@
  * otherwise (see `lib/io/framed.ts` for the exact semantics).
  * @module
  */
-import { codedError, invalidArgType, optionsBag, outOfRange } from './errors';
+import * as buffer from 'node:buffer';
+import { codedError, invalidArgType, optionsBag, validateInteger, validateNumber, validateSignal } from './errors';
 import { SYSCALLS, startCopy, systemError } from './net/core';
 import type { SignalOption, TcpStream } from './net';
 import { nativeStream } from './net/stream-of';
-import { toBytes } from './net/common';
+import { checkSignal, closedError } from './net/common';
+import { writeAll } from './io/write-all';
+import { duplexPair, type DuplexStream } from './io/duplex';
 
 /** Anything with `read(buf) → bytes` (0 at end of stream). */
 export interface Reader {
@@ -24,18 +27,9 @@ export interface Writer {
   /** Writes `data` (all of it, or resolves with the count written). */
   write(data: Uint8Array, options?: SignalOption): Promise<number | void>;
   /** Sends end-of-stream. */
-  shutdown?(): Promise<void>;
+  shutdown?(options?: SignalOption): Promise<void>;
   /** Waits until written data left the process. */
-  flush?(): Promise<void>;
-}
-
-async function writeAllTo(w: Writer, data: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < data.length) {
-    const r = await w.write(data.subarray(off));
-    off += typeof r === 'number' ? r : data.length - off;
-    if (r === 0) throw codedError('ERR_WRITE_ZERO', 'write returned 0');
-  }
+  flush?(options?: SignalOption): Promise<void>;
 }
 
 function nativeCopy(a: TcpStream, b: TcpStream, bidi: boolean): Promise<[number, number]> {
@@ -54,17 +48,40 @@ function nativeCopy(a: TcpStream, b: TcpStream, bidi: boolean): Promise<[number,
   });
 }
 
-async function jsCopy(reader: Reader, writer: Writer, signal?: AbortSignal): Promise<number> {
+/**
+ * Hands the streams to a native copy: what JS had already read from each goes to the other first,
+ * and the writers' queues are flushed (the native copy owns their readiness from then on). If
+ * that fails, both streams go back to JS, as they were.
+ */
+async function beginNativeCopy(pairs: ReadonlyArray<readonly [TcpStream, TcpStream]>): Promise<number[]> {
+  // As a JS read or write of a closed stream would (native code would say EBADF).
+  for (const [r, w] of pairs) if (r.closed || w.closed) throw closedError();
+  const pre = pairs.map(([r]) => r._beginCopy());
+  for (const [, w] of pairs) if (!pairs.some(([r]) => r === w)) w._beginCopy();
+  try {
+    for (let i = 0; i < pairs.length; i++) if (pre[i].length > 0) await pairs[i][1].write(pre[i]);
+    await Promise.all(pairs.map(([, w]) => w.flush()));
+  } catch (e) {
+    for (const [r, w] of pairs) {
+      r._endCopy(false);
+      w._endCopy(false);
+    }
+    throw e;
+  }
+  return pre.map((p) => p.length);
+}
+
+async function jsCopy(reader: Reader, writer: Writer, signal: AbortSignal | undefined): Promise<number> {
   const buf = Buffer.allocUnsafe(64 * 1024);
   let total = 0;
   for (;;) {
     const n = await reader.read(buf, { signal });
     if (n === 0) break;
     // A fresh copy: the writer may keep a reference to what it was given.
-    await writeAllTo(writer, Buffer.from(buf.subarray(0, n)));
+    await writeAll(writer, Buffer.from(buf.subarray(0, n)), signal);
     total += n;
   }
-  if (writer.flush) await writer.flush();
+  if (writer.flush) await writer.flush({ signal });
   return total;
 }
 
@@ -87,20 +104,17 @@ export async function copy(reader: Reader, writer: Writer, options?: SignalOptio
   const a = nativeStream(reader);
   const b = nativeStream(writer);
   if (a && b && opts.signal === undefined) {
-    const pre = a._beginCopy();
-    b._beginCopy();
-    if (pre.length > 0) await b.write(pre);
-    // The native copy owns the writer's readiness: what JS queued must be out first.
-    await b.flush();
+    const [pre] = await beginNativeCopy([[a, b]]);
     if (a._eof) {
       a._endCopy(true);
       b._endCopy(false);
       await b.flush();
-      return pre.length;
+      return pre;
     }
     const [n] = await nativeCopy(a, b, false);
-    return n + pre.length;
+    return n + pre;
   }
+  validateSignal(opts.signal);
   return jsCopy(reader, writer, opts.signal);
 }
 
@@ -119,24 +133,44 @@ export async function copyBidirectional(
   const na = nativeStream(a);
   const nb = nativeStream(b);
   if (na && nb && na !== nb && opts.signal === undefined) {
-    const preA = na._beginCopy();
-    const preB = nb._beginCopy();
-    if (preA.length > 0) await nb.write(preA);
-    if (preB.length > 0) await na.write(preB);
-    await Promise.all([na.flush(), nb.flush()]);
+    const [preA, preB] = await beginNativeCopy([
+      [na, nb],
+      [nb, na],
+    ]);
     const [x, y] = await nativeCopy(na, nb, true);
-    return [x + preA.length, y + preB.length];
+    return [x + preA, y + preB];
   }
+  validateSignal(opts.signal);
+  // Both directions wait on one signal: the caller's abort, or the first direction's failure,
+  // which stops the other (as Tokio's future, dropped on its error, stops both).
+  const stop = new AbortController();
+  const outer = opts.signal;
+  const onAbort = (): void => stop.abort(outer!.reason);
+  if (outer?.aborted) onAbort();
+  else outer?.addEventListener('abort', onAbort, { once: true });
   const one = async (r: Reader, w: Writer): Promise<number> => {
-    const n = await jsCopy(r, w, opts.signal);
-    if (w.shutdown) await w.shutdown();
-    return n;
+    try {
+      const n = await jsCopy(r, w, stop.signal);
+      if (w.shutdown) await w.shutdown({ signal: stop.signal });
+      return n;
+    } catch (e) {
+      if (!stop.signal.aborted) stop.abort(e);
+      throw e;
+    }
   };
-  return Promise.all([one(a, b), one(b, a)]);
+  try {
+    return await Promise.all([one(a, b), one(b, a)]);
+  } finally {
+    outer?.removeEventListener('abort', onAbort);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
 // BufReader
+
+function lineTooLong(max: number): Error {
+  return codedError('ERR_LINE_TOO_LONG', `line longer than ${max} bytes`);
+}
 
 /** Buffered reading over any {@link Reader}: lines and exact reads without a syscall per byte. */
 export class BufReader implements Reader {
@@ -145,6 +179,8 @@ export class BufReader implements Reader {
   #pos = 0;
   #end = 0;
   #eof = false;
+  /** Inside a line that was too long: the next `readLine` first drops the rest of it. */
+  #discarding = false;
 
   /**
    * @param inner - the reader to buffer.
@@ -152,7 +188,7 @@ export class BufReader implements Reader {
    */
   constructor(inner: Reader, capacity = 8192) {
     validateEnd('inner', inner, ['read']);
-    if (!Number.isInteger(capacity) || capacity < 1) throw outOfRange('capacity', '>= 1', capacity);
+    validateInteger(capacity, 'capacity', 1, buffer.constants.MAX_LENGTH);
     this.#inner = inner;
     this.#buf = Buffer.allocUnsafe(capacity);
   }
@@ -186,6 +222,7 @@ export class BufReader implements Reader {
   /** Reads buffered bytes first, then from the inner reader. */
   async read(buf: Uint8Array, options?: SignalOption): Promise<number> {
     if (!(buf instanceof Uint8Array)) throw invalidArgType('buf', 'an instance of Uint8Array', buf);
+    checkSignal(options?.signal);
     if (this.#pos === this.#end) {
       if (buf.length >= this.#buf.length) return this.#eof ? 0 : this.#inner.read(buf, options);
       if (!(await this.#fill(options))) return 0;
@@ -198,10 +235,15 @@ export class BufReader implements Reader {
 
   /**
    * The next line without its `\n` or `\r\n`, or `undefined` at end of stream. A last line without
-   * a newline is returned as is.
+   * a newline is returned as is. With `maxLength`, a line longer than that many bytes (without its
+   * terminator) rejects once with `ERR_LINE_TOO_LONG` as soon as that is certain; the rest of that
+   * line is discarded as it arrives (never buffered), and the next call returns the line after it.
    */
   async readLine(options?: SignalOption & { maxLength?: number }): Promise<string | undefined> {
     const max = options?.maxLength ?? Infinity;
+    if (max !== Infinity) validateNumber(max, 'options.maxLength', 0, Number.MAX_SAFE_INTEGER);
+    checkSignal(options?.signal);
+    if (this.#discarding && !(await this.#skipLine(options))) return undefined;
     let scanned = this.#pos;
     for (;;) {
       const i = this.#buf.indexOf(10, scanned);
@@ -210,14 +252,18 @@ export class BufReader implements Reader {
         if (lineEnd > this.#pos && this.#buf[lineEnd - 1] === 13) lineEnd--;
         if (lineEnd - this.#pos > max) {
           this.#pos = i + 1; // the oversize line is discarded
-          throw codedError('ERR_LINE_TOO_LONG', `line longer than ${max} bytes`);
+          throw lineTooLong(max);
         }
         const line = this.#buf.toString('utf8', this.#pos, lineEnd);
         this.#pos = i + 1;
         return line;
       }
-      if (this.#end - this.#pos > max) {
-        throw codedError('ERR_LINE_TOO_LONG', `line longer than ${max} bytes`);
+      // No newline yet: what is buffered is all one line (a last `\r` may still be the terminator's).
+      const pending = this.#end - this.#pos - (this.#end > this.#pos && this.#buf[this.#end - 1] === 13 ? 1 : 0);
+      if (pending > max) {
+        this.#pos = this.#end;
+        this.#discarding = true;
+        throw lineTooLong(max);
       }
       scanned = this.#end;
       const before = this.#pos;
@@ -231,8 +277,25 @@ export class BufReader implements Reader {
     }
   }
 
-  /** The lines until end of stream. */
-  async *lines(options?: SignalOption): AsyncGenerator<string, void, undefined> {
+  /** Drops the rest of an oversize line, through its `\n`; false if the stream ended first. */
+  async #skipLine(options?: SignalOption): Promise<boolean> {
+    for (;;) {
+      const i = this.#buf.indexOf(10, this.#pos);
+      if (i >= 0 && i < this.#end) {
+        this.#pos = i + 1;
+        this.#discarding = false;
+        return true;
+      }
+      this.#pos = this.#end;
+      if (!(await this.#fill(options))) {
+        this.#discarding = false;
+        return false;
+      }
+    }
+  }
+
+  /** The lines until end of stream (see {@link BufReader.readLine} for `maxLength`). */
+  async *lines(options?: SignalOption & { maxLength?: number }): AsyncGenerator<string, void, undefined> {
     for (;;) {
       const l = await this.readLine(options);
       if (l === undefined) return;
@@ -242,103 +305,14 @@ export class BufReader implements Reader {
 }
 
 // ---------------------------------------------------------------------------------------------
-// duplex
+// duplex (lib/io/duplex.ts)
 
-/** One end of an in-memory {@link duplex} pipe. */
-export class DuplexStream implements Reader, Writer {
-  /** @internal */ _peer!: DuplexStream;
-  #chunks: Buffer[] = [];
-  #buffered = 0;
-  #eof = false;
-  #closed = false;
-  #readers: Array<() => void> = [];
-  #writers: Array<() => void> = [];
-  /** @internal */
-  constructor(private readonly _max: number) {}
-
-  #wakeReaders(): void {
-    for (const r of this.#readers.splice(0)) r();
-  }
-  #wakeWriters(): void {
-    for (const w of this.#writers.splice(0)) w();
-  }
-
-  /** Reads what the other end wrote; 0 once it shut down and everything was read. */
-  async read(buf: Uint8Array): Promise<number> {
-    if (!(buf instanceof Uint8Array)) throw invalidArgType('buf', 'an instance of Uint8Array', buf);
-    for (;;) {
-      if (this.#buffered > 0) {
-        let n = 0;
-        while (n < buf.length && this.#chunks.length > 0) {
-          const c = this.#chunks[0];
-          const k = Math.min(c.length, buf.length - n);
-          c.copy(buf, n, 0, k);
-          n += k;
-          if (k === c.length) this.#chunks.shift();
-          else this.#chunks[0] = c.subarray(k);
-        }
-        this.#buffered -= n;
-        this._peer.#wakeWriters();
-        return n;
-      }
-      if (this.#eof || this.#closed) return 0;
-      await new Promise<void>((r) => this.#readers.push(r));
-    }
-  }
-
-  /** Writes into the other end, waiting while its buffer holds `maxBuf` bytes. */
-  async write(data: Uint8Array | string): Promise<number> {
-    const bytes = toBytes(data);
-    const peer = this._peer;
-    let off = 0;
-    while (off < bytes.length) {
-      if (this.#closed || peer.#closed || peer.#eof) throw codedError('EPIPE', 'broken pipe');
-      const room = this._max - peer.#buffered;
-      if (room <= 0) {
-        await new Promise<void>((r) => this.#writers.push(r));
-        continue;
-      }
-      const k = Math.min(room, bytes.length - off);
-      peer.#chunks.push(Buffer.from(bytes.subarray(off, off + k)));
-      peer.#buffered += k;
-      off += k;
-      peer.#wakeReaders();
-    }
-    return bytes.length;
-  }
-
-  /** Writes everything. */
-  async writeAll(data: Uint8Array | string): Promise<void> {
-    await this.write(data);
-  }
-
-  /** Nothing to flush in memory. */
-  async flush(): Promise<void> {}
-
-  /** Ends the other end's reads (after what it has buffered). */
-  async shutdown(): Promise<void> {
-    this._peer.#eof = true;
-    this._peer.#wakeReaders();
-  }
-
-  /** Closes this end: the other end reads EOF and its writes fail. */
-  close(): void {
-    this.#closed = true;
-    this._peer.#eof = true;
-    this._peer.#wakeReaders();
-    this.#wakeReaders();
-    this._peer.#wakeWriters();
-  }
-}
+export { DuplexStream, DuplexReadHalf, DuplexWriteHalf } from './io/duplex';
 
 /** An in-memory pipe: what one end writes the other reads; each direction holds at most `maxBuf`. */
 export function duplex(maxBuf: number): [DuplexStream, DuplexStream] {
-  if (!Number.isInteger(maxBuf) || maxBuf < 1) throw outOfRange('maxBuf', '>= 1', maxBuf);
-  const a = new DuplexStream(maxBuf);
-  const b = new DuplexStream(maxBuf);
-  a._peer = b;
-  b._peer = a;
-  return [a, b];
+  validateInteger(maxBuf, 'maxBuf', 1, Number.MAX_SAFE_INTEGER);
+  return duplexPair(maxBuf);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ import type { FrameSink } from '../net/common';
 import { kyotoStream } from '../net/stream-of';
 import { native } from '../native';
 import type { Reader, Writer } from '../io';
+import { writeAll } from './write-all';
 
 /** Default `maxLength` of {@link LinesCodec}: 64 KiB. */
 const DEFAULT_MAX_LINE = 64 * 1024;
@@ -96,8 +97,12 @@ export interface Framed<T> extends AsyncIterable<T> {
    * with the stream's read error (for instance `ERR_SOCKET_CLOSED` after `close()`).
    */
   next(options?: SignalOption): Promise<T | undefined>;
-  /** Writes one frame (one write). Rejects with `ERR_LINE_TOO_LONG` / `ERR_FRAME_TOO_BIG` above the limit. */
-  send(frame: T | Uint8Array | string): Promise<void>;
+  /**
+   * Writes one frame (one write). Rejects with `ERR_LINE_TOO_LONG` / `ERR_FRAME_TOO_BIG` above the
+   * limit. An abort while the stream has no room ends the wait; the frame is then not sent, or
+   * (on a non-kyoto stream, past its first write) only in part.
+   */
+  send(frame: T | Uint8Array | string, options?: SignalOption): Promise<void>;
   /** The frames until end of stream. */
   [Symbol.asyncIterator](): AsyncIterator<T>;
 }
@@ -566,15 +571,6 @@ class NoSource<T> extends FrameSource<T> {
 // ---------------------------------------------------------------------------------------------
 // framed()
 
-async function writeAll(w: Writer, data: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < data.length) {
-    const r = await w.write(data.subarray(off));
-    if (r === 0) throw codedError('ERR_WRITE_ZERO', 'write returned 0');
-    off += typeof r === 'number' ? r : data.length - off;
-  }
-}
-
 function frameBytes(frame: unknown): Uint8Array | string {
   if (typeof frame === 'string' || frame instanceof Uint8Array) return frame;
   if (ArrayBuffer.isView(frame)) return new Uint8Array(frame.buffer, frame.byteOffset, frame.byteLength);
@@ -614,24 +610,25 @@ export function framed(stream: Reader | Writer, codec: LinesCodec | LengthDelimi
     source = new NoSource(stream);
   }
 
-  let send: (frame: unknown) => Promise<void>;
+  let send: (frame: unknown, options?: SignalOption) => Promise<void>;
   if (ks !== undefined && !(stream instanceof ReadHalf)) {
-    send = (frame) => {
+    send = (frame, options) => {
       let body: Uint8Array | string;
       try {
         body = frameBytes(frame);
       } catch (e) {
         return Promise.reject(e);
       }
-      return ks._sendFrame(body, hdr, lines, max, tooBig);
+      return ks._sendFrame(body, hdr, lines, max, tooBig, options?.signal);
     };
   } else if (canWrite) {
     const w = stream as Writer;
-    send = async (frame) => {
+    send = async (frame, options) => {
       const b = frameBytes(frame);
       const bytes = typeof b === 'string' ? Buffer.from(b) : b;
       if (bytes.length > max) throw tooBig(bytes.length);
-      await writeAll(w, encodeFrame(bytes, hdr, lines));
+      validateSignal(options?.signal);
+      await writeAll(w, encodeFrame(bytes, hdr, lines), options?.signal);
     };
   } else {
     send = () => Promise.reject(invalidArgType('stream', 'an object with a write() method to send frames', stream));

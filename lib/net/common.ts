@@ -72,6 +72,9 @@ export function openSocket(
   return h;
 }
 
+/** The largest listen backlog accepted (`listen(2)` takes an int; the kernel caps it at its own limit). */
+export const MAX_BACKLOG = 0x7fffffff;
+
 export const READ_HWM = 1 << 20;
 export const READ_LWM = 256 * 1024;
 export const DGRAM_HWM = 4096;
@@ -124,6 +127,21 @@ export function checkSignal(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw abortReason(signal);
 }
 
+/**
+ * What a waiting call rejects with before doing anything when its `signal` is not an
+ * `AbortSignal` (`ERR_INVALID_ARG_TYPE`) or is already aborted; `undefined` when it may go on.
+ * Checked ahead of the fast paths, so the outcome does not depend on whether the call had to wait.
+ */
+export function signalRejection(signal: unknown): Promise<never> | undefined {
+  if (signal === undefined) return undefined;
+  try {
+    checkSignal(signal as AbortSignal);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  return undefined;
+}
+
 // A promise and its resolvers without a closure per call (the hot read paths): `new
 // Promise(capture)` runs `capture` synchronously, which leaves the resolvers here for the caller
 // to take at once. A closure capturing the caller's state would be two more objects per read, and
@@ -135,7 +153,11 @@ export function capture(resolve: (v: unknown) => void, reject: (e: unknown) => v
   capturedReject = reject;
 }
 
-/** Runs `wait` with `signal`: an abort removes the waiter via `cancel` and rejects. */
+/**
+ * Runs `wait` with `signal`: an abort removes the waiter via `cancel` and rejects. A `signal` that
+ * is not an `AbortSignal` rejects with `ERR_INVALID_ARG_TYPE` (every waiting call passes its
+ * `options.signal` here unchecked).
+ */
 export function withSignal<T>(
   signal: AbortSignal | undefined,
   register: (resolve: (v: T) => void, reject: (e: unknown) => void) => () => void,
@@ -144,6 +166,11 @@ export function withSignal<T>(
     return new Promise<T>((resolve, reject) => {
       register(resolve, reject);
     });
+  }
+  try {
+    validateSignal(signal);
+  } catch (e) {
+    return Promise.reject(e);
   }
   if (signal.aborted) return Promise.reject(abortReason(signal));
   return new Promise<T>((resolve, reject) => {
@@ -163,6 +190,19 @@ export function withSignal<T>(
         reject(e);
       },
     );
+  });
+}
+
+/**
+ * `p`, or a rejection with `signal`'s reason if it aborts first. For waits on work that goes on
+ * regardless (a FIN already queued, a datagram already handed over): the abort ends the caller's
+ * wait, not the work, and `p` stays shareable (an idempotent `shutdown()` returns it again).
+ */
+export function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return p;
+  return withSignal<T>(signal, (resolve, reject) => {
+    p.then(resolve, reject);
+    return () => {};
   });
 }
 

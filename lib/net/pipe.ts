@@ -19,7 +19,7 @@ function windowsOnly(): never {
 
 function validatePipePath(path: unknown): asserts path is string {
   if (typeof path !== 'string') throw invalidArgType('path', 'of type string', path);
-  if (path.length === 0 || path.includes('\0')) throw invalidArgValue('path', path, 'must be a non-empty string without NUL');
+  if (path.length === 0 || path.includes('\0')) throw invalidArgValue('path', 'must be a non-empty string without NUL', path);
 }
 
 function optBool(v: unknown, name: string, dflt: boolean): boolean {

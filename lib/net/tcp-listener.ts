@@ -6,7 +6,7 @@
  */
 import { native, type NativeRuntime } from '../native';
 import { Runtime, type RuntimeOption } from '../runtime';
-import { optionsBag, outOfRange } from '../errors';
+import { optionsBag, validateInteger } from '../errors';
 import {
   K_ACCEPT,
   K_ERROR,
@@ -28,7 +28,9 @@ import {
   openSocket,
   resolveAddr,
   checkSignal,
+  signalRejection,
   withSignal,
+  MAX_BACKLOG,
   closedError,
   O_REUSE_ADDR,
   O_REUSE_PORT,
@@ -92,7 +94,7 @@ export class TcpListener implements AsyncIterable<TcpStream> {
     const opts = optionsBag<BindOptions>(options);
     checkSignal(opts.signal);
     const backlog = opts.backlog ?? 1024;
-    if (!Number.isInteger(backlog) || backlog < 1) throw outOfRange('options.backlog', '>= 1', backlog);
+    validateInteger(backlog, 'options.backlog', 1, MAX_BACKLOG);
     const { host, port } = await resolveAddr(addr);
     checkSignal(opts.signal);
     const flags = (opts.reuseAddr ? O_REUSE_ADDR : 0) | (opts.reusePort ? O_REUSE_PORT : 0);
@@ -127,6 +129,8 @@ export class TcpListener implements AsyncIterable<TcpStream> {
 
   /** Waits for a connection: `[stream, peerAddress]`. */
   accept(options?: SignalOption): Promise<[TcpStream, SocketAddress]> {
+    const stop = signalRejection(options?.signal);
+    if (stop !== undefined) return stop;
     const q = this.#queue.shift();
     if (q) {
       if (this.#queue.length < 64 && this.#waiters.length === 0) this.#arm(true);

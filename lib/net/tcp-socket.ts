@@ -4,9 +4,9 @@
  * @module
  */
 import * as net from 'node:net';
-import { codedError, invalidArgValue, optionsBag, outOfRange } from '../errors';
+import { codedError, invalidArgValue, optionsBag, validateInteger } from '../errors';
 import type { Runtime, RuntimeOption } from '../runtime';
-import { splitAddr, resolveAddr, socketRuntime, O_REUSE_ADDR, O_REUSE_PORT } from './common';
+import { splitAddr, resolveAddr, socketRuntime, MAX_BACKLOG, O_REUSE_ADDR, O_REUSE_PORT } from './common';
 import type { AddressLike, SignalOption } from './types';
 import { TcpStream, connectTcp } from './tcp-stream';
 import { TcpListener, listenTcp } from './tcp-listener';
@@ -49,12 +49,12 @@ export class TcpSocket {
   }
   /** `SO_SNDBUF`. */
   setSendBufferSize(n: number): void {
-    if (!Number.isInteger(n) || n < 1) throw outOfRange('size', '>= 1', n);
+    validateInteger(n, 'size', 1, 0x7fffffff);
     this.#snd = n;
   }
   /** `SO_RCVBUF`. */
   setRecvBufferSize(n: number): void {
-    if (!Number.isInteger(n) || n < 1) throw outOfRange('size', '>= 1', n);
+    validateInteger(n, 'size', 1, 0x7fffffff);
     this.#rcv = n;
   }
   /** Sets the local address (an IP literal and port). */
@@ -70,6 +70,7 @@ export class TcpSocket {
   }
   /** Listens (after {@link TcpSocket.bind}). */
   listen(backlog = 1024): TcpListener {
+    validateInteger(backlog, 'backlog', 1, MAX_BACKLOG);
     const b = this.#bind ?? { host: this._v6 ? '::' : '0.0.0.0', port: 0 };
     this.#take();
     return listenTcp(b.host, b.port, backlog, this.#flags, this.#snd, this.#rcv, this.#runtime);

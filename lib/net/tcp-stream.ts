@@ -49,6 +49,8 @@ import {
   capturedReject,
   capture,
   withSignal,
+  untilAborted,
+  signalRejection,
   rejectAll,
   removeWaiter,
   toBytes,
@@ -200,6 +202,21 @@ export class TcpStream implements AsyncIterable<Buffer> {
     this.#holds.setRef(on);
   }
 
+  /** Lets this stream's pending operations keep the process alive (the default). Returns `this`. */
+  ref(): this {
+    this.#holds.setRef(true);
+    return this;
+  }
+
+  /**
+   * Stops this stream's pending operations (reads, writes waiting for room, a connect) from
+   * keeping the process alive, like Node's `socket.unref()`. Returns `this`.
+   */
+  unref(): this {
+    this.#holds.setRef(false);
+    return this;
+  }
+
   /** @internal */
   onEvent(kind: number, a: number, b: number, off: number, len: number): void {
     if (this.#framer !== undefined && this.#onFramedEvent(this.#framer, kind, a, b, off, len)) return;
@@ -348,11 +365,14 @@ export class TcpStream implements AsyncIterable<Buffer> {
     nl: boolean,
     max: number,
     tooBig: (len: number) => Error,
+    signal?: AbortSignal,
   ): Promise<void> {
+    const stop = signalRejection(signal);
+    if (stop !== undefined) return stop;
     if (this.#closed) return Promise.reject(closedError());
     if (this.#writeErr) return Promise.reject(this.#writeErr);
     if (this.#shutdown) return Promise.reject(codedError('ERR_STREAM_WRITE_AFTER_END', 'write after end'));
-    if (isBlocked(this._h)) return this.#blockedWait().then(() => this._sendFrame(body, hdr, nl, max, tooBig));
+    if (isBlocked(this._h)) return this.#blockedWait(signal).then(() => this._sendFrame(body, hdr, nl, max, tooBig, signal));
     const mark = writeTableUsed();
     const r = queueFrame(this._h, hdr, body, nl, max);
     if (r >= 0) {
@@ -361,7 +381,7 @@ export class TcpStream implements AsyncIterable<Buffer> {
     }
     const bytes = typeof body === 'string' ? Buffer.from(body) : body;
     if (r === -2 || bytes.length > max) return Promise.reject(tooBig(bytes.length));
-    return this.#writeDirect(encodeFrame(bytes, hdr, nl)).then(() => undefined);
+    return this.#writeDirect(encodeFrame(bytes, hdr, nl), signal === undefined ? undefined : { signal }).then(() => undefined);
   }
 
   #onData(off: number, len: number): void {
@@ -546,9 +566,11 @@ export class TcpStream implements AsyncIterable<Buffer> {
    */
   read(buf: Uint8Array, options?: SignalOption): Promise<number> {
     if (!(buf instanceof Uint8Array)) return Promise.reject(invalidArgType('buf', 'an instance of Uint8Array', buf));
+    const stop = signalRejection(options?.signal);
+    if (stop !== undefined) return stop;
     if (this.#framer !== undefined) return Promise.reject(framedError());
-    if (this.#buffered > 0) return Promise.resolve(this.#take(buf, false));
     if (this.#closed) return Promise.reject(closedError());
+    if (this.#buffered > 0) return Promise.resolve(this.#take(buf, false));
     if (this.#eof) return this.#readErr ? Promise.reject(this.#readErr) : Promise.resolve(0);
     if (buf.length === 0) return Promise.resolve(0);
     return this.#wait(buf, false, options?.signal) as Promise<number>;
@@ -557,9 +579,11 @@ export class TcpStream implements AsyncIterable<Buffer> {
   /** Reads into `buf` without consuming the data. */
   peek(buf: Uint8Array, options?: SignalOption): Promise<number> {
     if (!(buf instanceof Uint8Array)) return Promise.reject(invalidArgType('buf', 'an instance of Uint8Array', buf));
+    const stop = signalRejection(options?.signal);
+    if (stop !== undefined) return stop;
     if (this.#framer !== undefined) return Promise.reject(framedError());
-    if (this.#buffered > 0) return Promise.resolve(this.#take(buf, true));
     if (this.#closed) return Promise.reject(closedError());
+    if (this.#buffered > 0) return Promise.resolve(this.#take(buf, true));
     if (this.#eof) return this.#readErr ? Promise.reject(this.#readErr) : Promise.resolve(0);
     return this.#wait(buf, true, options?.signal) as Promise<number>;
   }
@@ -578,9 +602,11 @@ export class TcpStream implements AsyncIterable<Buffer> {
 
   /** The next chunk as it arrived, or `undefined` at end of stream. */
   readChunk(options?: SignalOption): Promise<Buffer | undefined> {
+    const stop = signalRejection(options?.signal);
+    if (stop !== undefined) return stop;
     if (this.#framer !== undefined) return Promise.reject(framedError());
-    if (this.#buffered > 0) return Promise.resolve(this.#takeChunk());
     if (this.#closed) return Promise.reject(closedError());
+    if (this.#buffered > 0) return Promise.resolve(this.#takeChunk());
     if (this.#eof) return this.#readErr ? Promise.reject(this.#readErr) : Promise.resolve(undefined);
     return this.#wait(undefined, false, options?.signal) as Promise<Buffer | undefined>;
   }
@@ -631,6 +657,8 @@ export class TcpStream implements AsyncIterable<Buffer> {
     } catch (e) {
       return Promise.reject(e);
     }
+    const stop = signalRejection(options?.signal);
+    if (stop !== undefined) return stop;
     if (this.#closed) return Promise.reject(closedError());
     if (this.#writeErr) return Promise.reject(this.#writeErr);
     if (this.#shutdown) return Promise.reject(codedError('ERR_STREAM_WRITE_AFTER_END', 'write after end'));
@@ -693,22 +721,30 @@ export class TcpStream implements AsyncIterable<Buffer> {
 
   /** Resolves once everything written so far was handed to the kernel. */
   async flush(options?: SignalOption): Promise<void> {
+    if (options?.signal !== undefined) checkSignal(options.signal);
     if (this.#closed) throw closedError();
     if (this.#writeErr) throw this.#writeErr;
     if (native.netDrain(this._h) === 1) await this.#blockedWait(options?.signal);
     if (this.#writeErr) throw this.#writeErr;
   }
 
-  /** Sends a FIN after the data written so far. Idempotent. */
-  shutdown(): Promise<void> {
-    if (this.#shutdown) return this.#shutdown;
-    if (this.#closed) return Promise.reject(closedError());
-    const r = native.netShutdown(this._h);
-    if (r < 0) this.#shutdown = Promise.reject(systemError(-r, 'shutdown'));
-    else if (r === 0) this.#shutdown = Promise.resolve();
-    else this.#shutdown = this.#blockedWait();
-    this.#shutdown.catch(() => {});
-    return this.#shutdown;
+  /**
+   * Sends a FIN after the data written so far; resolves once it went out. Idempotent: every call
+   * returns the same outcome. An abort ends the caller's wait, not the shutdown (the FIN is already
+   * queued behind the data).
+   */
+  shutdown(options?: SignalOption): Promise<void> {
+    const stop = signalRejection(options?.signal);
+    if (stop !== undefined) return stop;
+    if (!this.#shutdown) {
+      if (this.#closed) return Promise.reject(closedError());
+      const r = native.netShutdown(this._h);
+      if (r < 0) this.#shutdown = Promise.reject(systemError(-r, 'shutdown'));
+      else if (r === 0) this.#shutdown = Promise.resolve();
+      else this.#shutdown = this.#blockedWait();
+      this.#shutdown.catch(() => {});
+    }
+    return untilAborted(this.#shutdown, options?.signal);
   }
 
   /** The local address. */
@@ -738,10 +774,14 @@ export class TcpStream implements AsyncIterable<Buffer> {
     this.#opt(2, on ? 1 : 0, initialDelayMs);
   }
 
-  /** Sets `SO_LINGER` (ms; `null` turns it off). */
+  /**
+   * Sets `SO_LINGER`: how long closing waits for unsent data, in ms (`null` turns it off). The
+   * kernel counts whole seconds, so a time is rounded up to the next second; only `0` makes
+   * `close()` discard unsent data and reset the connection.
+   */
   setLinger(ms: number | null): void {
     if (ms !== null) validateNumber(ms, 'ms', 0, 2 ** 31);
-    this.#opt(3, ms === null ? -1 : ms / 1000);
+    this.#opt(3, ms === null ? -1 : Math.ceil(ms / 1000));
   }
 
   /** Sets the IP TTL. */
@@ -805,8 +845,8 @@ export class TcpStream implements AsyncIterable<Buffer> {
       next: (): Promise<IteratorResult<Buffer, undefined>> => {
         if (done) return Promise.resolve(ITER_DONE);
         if (this.#framer !== undefined) return Promise.reject(framedError());
-        if (this.#buffered > 0) return Promise.resolve(new ChunkResult(this.#takeChunk()));
         if (this.#closed) return Promise.reject(closedError());
+        if (this.#buffered > 0) return Promise.resolve(new ChunkResult(this.#takeChunk()));
         if (this.#eof) return this.#readErr ? Promise.reject(this.#readErr) : Promise.resolve(ITER_DONE);
         return this.#wait(undefined, false, undefined, true) as Promise<IteratorResult<Buffer, undefined>>;
       },
@@ -1003,9 +1043,9 @@ export class WriteHalf {
   flush(options?: SignalOption): Promise<void> {
     return this._s.flush(options);
   }
-  /** Sends a FIN (idempotent). */
-  shutdown(): Promise<void> {
-    return this._s.shutdown();
+  /** Sends a FIN (idempotent; see {@link TcpStream.shutdown}). */
+  shutdown(options?: SignalOption): Promise<void> {
+    return this._s.shutdown(options);
   }
   /** See {@link TcpStream.peerAddr}. */
   peerAddr(): SocketAddress {
@@ -1015,14 +1055,14 @@ export class WriteHalf {
   localAddr(): SocketAddress {
     return this._s.localAddr();
   }
-  /** Sends a FIN and drops this half. */
-  async close(): Promise<void> {
+  /**
+   * Drops this half: a FIN follows the data written so far (as with {@link WriteHalf.shutdown},
+   * whose promise says when it went out), and the connection closes once both halves are closed.
+   */
+  close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    try {
-      await this._s.shutdown();
-    } finally {
-      if (this._state.open > 0 && --this._state.open === 0) this._s.close();
-    }
+    if (!this._s.closed) void this._s.shutdown().catch(() => {});
+    if (this._state.open > 0 && --this._state.open === 0) this._s.close();
   }
 }

@@ -7,22 +7,17 @@
 import * as net from 'node:net';
 import { native, type NativeRuntime } from '../native';
 import type { RuntimeOption } from '../runtime';
-import { codedError, invalidArgType, invalidArgValue, optionsBag, outOfRange, validateInteger, validateString } from '../errors';
+import { codedError, invalidArgType, optionsBag, validateInteger, validateString } from '../errors';
 import {
-  LoopHolds,
   K_DGRAM,
   K_DRAIN,
   K_ERROR,
   SYSCALLS,
-  currentBatch,
   encodedV4,
   ipv4ToInt,
   isBlocked,
   parseNativeAddr,
   queueWrite,
-  rarena,
-  copyFromArena,
-  arenaChunk,
   register,
   systemError,
   errnoOf,
@@ -32,20 +27,15 @@ import {
   ADDR_SCOPED,
   type SocketAddress,
 } from './core';
-import { DatagramQueue } from './dgram-queue';
+import { DgramCore, type Datagram as DatagramOf } from './dgram-core';
 import {
-  isRuntimeShutdown,
-  rejectAll,
   socketRuntime,
   openSocket,
-  DGRAM_HWM,
   splitAddr,
   resolveAddr,
-  capturedResolve,
-  capturedReject,
-  capture,
-  withSignal,
-  removeWaiter,
+  resolveHost,
+  checkSignal,
+  untilAborted,
   toBytes,
   closedError,
   O_REUSE_ADDR,
@@ -53,18 +43,8 @@ import {
 } from './common';
 import type { AddressLike, SignalOption } from './types';
 
-interface Datagram {
-  data: Buffer;
-  address: SocketAddress;
-}
-
-interface RecvWaiter {
-  kind: 0 | 1 | 2 | 3; // recv, recvFrom, peekFrom, recvMany
-  buf: Uint8Array | undefined;
-  max: number;
-  resolve: (v: unknown) => void;
-  reject: (e: unknown) => void;
-}
+/** One datagram of `recvMany` / `sendMany`. */
+export type Datagram = DatagramOf<SocketAddress>;
 
 /** The largest UDP payload over IPv4: 65 535 minus the IP and UDP headers. */
 const MAX_V4_PAYLOAD = 65_507;
@@ -80,33 +60,33 @@ function maxPayload(host: string): number {
 /** A UDP socket. Received datagrams are batched natively (`recvmmsg`); sends too (`sendmmsg`). */
 export class UdpSocket {
   /** @internal */ readonly _h: number;
-  #queue = new DatagramQueue<SocketAddress>();
-  #waiters: RecvWaiter[] = [];
-  /**
-   * The array a `recvMany` was resolved with while its batch is still being delivered: later
-   * datagrams of the same batch join it (its reader runs only after the batch call returns), so a
-   * burst arrives as one array instead of its first datagram alone.
-   */
-  #filling: { out: Datagram[]; max: number; batch: number } | undefined;
-  #reading = false;
-  #closed = false;
-  #err: Error | undefined;
-  #drain: Array<() => void> = [];
+  readonly #core: DgramCore<SocketAddress>;
   #connected = false;
   /** The connected peer's IP (see {@link maxPayload}). */
   #peerHost = '';
-  /** Pending connect, reads, drain waits (stream) or receives (UDP) holding the loop. */
-  #holds = new LoopHolds();
 
   /** @internal */
   constructor(h: number) {
     this._h = h;
+    this.#core = new DgramCore(h);
     register(h, this);
   }
 
-  /** @internal Node-style ref/unref: whether a pending receive keeps the loop alive. */
+  /** @internal Node-style ref/unref: whether a pending receive or send keeps the loop alive. */
   _setRef(on: boolean): void {
-    this.#holds.setRef(on);
+    this.#core.holds.setRef(on);
+  }
+
+  /** Lets pending receives and sends keep the process alive (the default). Returns `this`. */
+  ref(): this {
+    this.#core.holds.setRef(true);
+    return this;
+  }
+
+  /** Stops pending receives and sends from keeping the process alive. Returns `this`. */
+  unref(): this {
+    this.#core.holds.setRef(false);
+    return this;
   }
 
   /** Binds to `addr` (port 0 picks a free port). */
@@ -127,119 +107,17 @@ export class UdpSocket {
     if (kind === K_DGRAM) {
       const port = b & 0xffff;
       const address = a !== -1 || (b >> 16 & 0xff) === 4 ? v4Address(a, port) : v6Address(off + len, port, (b & ADDR_SCOPED) !== 0);
-      const w = this.#waiters;
-      if (w.length > 0 && this.#queue.length === 0 && w[0].kind !== 2) {
-        // Straight to the waiting receive, without passing through the queue.
-        const first = w.shift()!;
-        if (w.length === 0) this.#holds.add(-1);
-        if (first.kind === 3) {
-          const out: Datagram[] = [{ data: arenaChunk(off, len), address }];
-          this.#filling = first.max > 1 ? { out, max: first.max, batch: currentBatch() } : undefined;
-          first.resolve(out);
-          return;
-        }
-        const buf = first.buf!;
-        const n = len < buf.length ? len : buf.length;
-        copyFromArena(buf, off, n);
-        first.resolve(first.kind === 0 ? n : { bytes: n, address });
-        return;
-      }
-      const f = this.#filling;
-      if (f !== undefined && f.batch === currentBatch() && f.out.length < f.max && this.#pending() === 0) {
-        f.out.push({ data: arenaChunk(off, len), address });
-        return;
-      }
-      this.#filling = undefined;
-      this.#queue.push(rarena, off, len, address);
-      if (this.#queue.length > DGRAM_HWM && this.#reading) {
-        this.#reading = false;
-        native.netRead(this._h, false);
-      }
-      this.#service();
+      this.#core.deliver(off, len, address);
     } else if (kind === K_ERROR) {
-      const err = systemError(a, SYSCALLS[b] ?? 'recv');
-      if (isRuntimeShutdown(err)) {
-        this.#err = err;
-        rejectAll(this.#waiters, err, (d) => this.#holds.add(d));
-        return;
-      }
-      const w = this.#waiters.shift();
-      if (w) {
-        if (this.#waiters.length === 0) this.#holds.add(-1);
-        w.reject(err);
-      } else {
-        this.#err = err;
-      }
+      this.#core.fail(systemError(a, SYSCALLS[b] ?? 'recv'));
     } else if (kind === K_DRAIN) {
-      for (const r of this.#drain.splice(0)) r();
-    }
-  }
-
-  #pending(): number {
-    return this.#queue.length;
-  }
-
-  #shift(): void {
-    this.#queue.shift();
-    if (!this.#reading && !this.#closed && this.#pending() < DGRAM_HWM / 4) {
-      this.#reading = true;
-      native.netRead(this._h, true);
-    }
-  }
-
-  #fulfil(w: RecvWaiter): void {
-    const q = this.#queue;
-    if (w.kind === 3) {
-      const out: Datagram[] = [];
-      while (out.length < w.max && q.length > 0) {
-        out.push({ data: q.firstBuffer(), address: q.firstAddr() });
-        this.#shift();
-      }
-      this.#filling = out.length < w.max ? { out, max: w.max, batch: currentBatch() } : undefined;
-      w.resolve(out);
-      return;
-    }
-    const n = q.copyFirst(w.buf!);
-    const address = q.firstAddr();
-    if (w.kind !== 2) this.#shift();
-    w.resolve(w.kind === 0 ? n : { bytes: n, address });
-  }
-
-  #service(): void {
-    while (this.#waiters.length > 0 && this.#pending() > 0) {
-      const w = this.#waiters.shift()!;
-      if (this.#waiters.length === 0) this.#holds.add(-1);
-      this.#fulfil(w);
+      this.#core.drained();
     }
   }
 
   #recv<T>(kind: 0 | 1 | 2 | 3, buf: Uint8Array | undefined, max: number, signal?: AbortSignal): Promise<T> {
     if (kind !== 3 && !(buf instanceof Uint8Array)) return Promise.reject(invalidArgType('buf', 'an instance of Uint8Array', buf));
-    if (this.#closed) return Promise.reject(closedError());
-    if (this.#err) {
-      const e = this.#err;
-      if (!isRuntimeShutdown(e)) this.#err = undefined; // a dead runtime fails every later call too
-      return Promise.reject(e);
-    }
-    if (!this.#reading) {
-      this.#reading = true;
-      native.netRead(this._h, true);
-    }
-    if (signal === undefined) {
-      const p = new Promise(capture) as Promise<T>;
-      const w: RecvWaiter = { kind, buf, max, resolve: capturedResolve, reject: capturedReject };
-      if (this.#waiters.length === 0 && this.#pending() === 0) this.#holds.add(1);
-      if (this.#pending() > 0 && this.#waiters.length === 0) this.#fulfil(w);
-      else this.#waiters.push(w);
-      return p;
-    }
-    return withSignal<T>(signal, (resolve, reject) => {
-      const w: RecvWaiter = { kind, buf, max, resolve: resolve as (v: unknown) => void, reject };
-      if (this.#waiters.length === 0 && this.#pending() === 0) this.#holds.add(1);
-      if (this.#pending() > 0 && this.#waiters.length === 0) this.#fulfil(w);
-      else this.#waiters.push(w);
-      return () => removeWaiter(this.#waiters, w, (d) => this.#holds.add(d));
-    });
+    return this.#core.recv(kind, buf, max, signal);
   }
 
   /** Receives one datagram into `buf` (excess bytes are discarded); resolves with its length. */
@@ -263,52 +141,70 @@ export class UdpSocket {
    * batch, up to `max`), in order.
    */
   recvMany(max = 64, options?: SignalOption): Promise<Datagram[]> {
-    if (!Number.isInteger(max) || max < 1) return Promise.reject(outOfRange('max', '>= 1', max));
+    try {
+      validateInteger(max, 'max', 1, 0x7fffffff);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return this.#recv(3, undefined, max, options?.signal);
   }
 
-  #destination(addr: AddressLike): { host: string; port: number } {
-    const a = splitAddr(addr);
-    if (!net.isIP(a.host)) {
-      if (a.host === 'localhost') return { host: '127.0.0.1', port: a.port };
-      throw invalidArgValue('addr', 'must be an IP address for UDP sends (resolve names first)', a.host);
-    }
-    return a;
-  }
-
-  #send(bytes: Uint8Array, host: string, port: number): Promise<number> {
-    if (this.#closed) return Promise.reject(closedError());
+  #send(bytes: Uint8Array, host: string, port: number, signal: AbortSignal | undefined): Promise<number> {
+    if (this.#core.closed) return Promise.reject(closedError());
     if (bytes.length > MAX_V4_PAYLOAD && bytes.length > maxPayload(host === '' ? this.#peerHost : host)) {
       return Promise.reject(systemError(errnoOf('EMSGSIZE'), 'send', host || undefined, host ? port : undefined));
+    }
+    if (signal !== undefined) {
+      try {
+        checkSignal(signal);
+      } catch (e) {
+        return Promise.reject(e);
+      }
     }
     if (this._sendNow(bytes, host, port)) return Promise.resolve(bytes.length);
     const r = native.netUdpSend(this._h, bytes, host, port);
     if (r < 0) return Promise.reject(systemError(-r, 'send', host || undefined, host ? port : undefined));
-    if (r === 1) return new Promise((res) => this.#drain.push(() => res(bytes.length)));
+    if (r === 1) return this.#core.waitDrain(signal).then(() => bytes.length);
     return Promise.resolve(bytes.length);
   }
 
-  /** Sends to the connected peer. */
-  send(data: Uint8Array | string): Promise<number> {
+  /**
+   * Sends one datagram to the connected peer; resolves with its length once the kernel took it
+   * (or it waits in a bounded queue). Rejects with `ERR_SOCKET_DGRAM_NOT_CONNECTED` before
+   * {@link UdpSocket.connect}, `EMSGSIZE` when it is larger than UDP allows, `ERR_SOCKET_CLOSED`
+   * when the socket closes before the datagram went out. An abort ends the wait only: a datagram
+   * already handed over may still be sent.
+   */
+  send(data: Uint8Array | string, options?: SignalOption): Promise<number> {
     if (!this.#connected) return Promise.reject(codedError('ERR_SOCKET_DGRAM_NOT_CONNECTED', 'Not connected'));
-    return this.#send(toBytes(data), '', 0);
+    let bytes: Uint8Array;
+    try {
+      bytes = toBytes(data);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#send(bytes, '', 0, options?.signal);
   }
 
   /**
-   * Sends one datagram to `addr` (an IP literal). One larger than UDP allows (65 507 bytes over
-   * IPv4, 65 527 over IPv6) rejects with `EMSGSIZE`, as does `send`.
+   * Sends one datagram to `addr` (a host name is looked up first, as `bind`'s is). One larger than
+   * UDP allows (65 507 bytes over IPv4, 65 527 over IPv6) rejects with `EMSGSIZE`, as does `send`.
    */
-  sendTo(data: Uint8Array | string, addr: AddressLike): Promise<number> {
-    if (addr !== undefined && this.#queueFast(data, addr)) return Promise.resolve((data as Uint8Array).length);
+  sendTo(data: Uint8Array | string, addr: AddressLike, options?: SignalOption): Promise<number> {
+    const signal = options?.signal;
+    if (signal === undefined && addr !== undefined && this.#queueFast(data, addr)) {
+      return Promise.resolve((data as Uint8Array).length);
+    }
     let bytes: Uint8Array;
     let a: { host: string; port: number };
     try {
       bytes = toBytes(data);
-      a = this.#destination(addr);
+      a = splitAddr(addr);
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.#send(bytes, a.host, a.port);
+    if (net.isIP(a.host)) return this.#send(bytes, a.host, a.port, signal);
+    return untilAborted(resolveHost(a.host), signal).then((host) => this.#send(bytes, host, a.port, signal));
   }
 
   /**
@@ -318,7 +214,7 @@ export class UdpSocket {
    * `compat/dgram`, then take the native call).
    */
   _sendNow(bytes: Uint8Array, host: string, port: number): boolean {
-    if (this.#closed || isBlocked(this._h)) return false;
+    if (this.#core.closed || isBlocked(this._h)) return false;
     if (host === '') return this.#connected && queueWrite(this._h, bytes, 0, 0);
     const ip = ipv4ToInt(host);
     return ip !== -1 && queueWrite(this._h, bytes, ip, port | (4 << 16));
@@ -330,34 +226,43 @@ export class UdpSocket {
    * send needs the general path (another address form, a string, a blocked or closed socket).
    */
   #queueFast(data: unknown, addr: unknown): boolean {
-    if (!(data instanceof Uint8Array) || this.#closed || isBlocked(this._h)) return false;
+    if (!(data instanceof Uint8Array) || this.#core.closed || isBlocked(this._h)) return false;
     if (addr === undefined) return this.#connected && queueWrite(this._h, data, 0, 0);
     const enc = typeof addr === 'object' && addr !== null ? encodedV4(addr) : undefined;
     return enc !== undefined && queueWrite(this._h, data, enc[0], enc[1]);
   }
 
   /**
-   * Sends several datagrams (one `sendmmsg` per run); resolves with how many were queued. Those
+   * Sends several datagrams (one `sendmmsg` per run); resolves with how many were sent. Those
    * that take the fast path (see `sendTo`) are queued synchronously, so a batch costs no promise
-   * per datagram.
+   * per datagram. A message without `address` goes to the connected peer. On a failure the
+   * datagrams before the failing one were sent, and the rest were not.
    */
-  sendMany(msgs: Array<{ data: Uint8Array | string; address?: AddressLike }>): Promise<number> {
+  sendMany(msgs: ReadonlyArray<{ data: Uint8Array | string; address?: AddressLike }>, options?: SignalOption): Promise<number> {
     if (!Array.isArray(msgs)) return Promise.reject(invalidArgType('msgs', 'an array', msgs));
     let i = 0;
-    for (; i < msgs.length; i++) {
-      const m: unknown = msgs[i];
-      if (typeof m !== 'object' || m === null) break;
-      const { data, address } = m as { data?: unknown; address?: unknown };
-      if (!this.#queueFast(data, address)) break;
+    if (options?.signal === undefined) {
+      for (; i < msgs.length; i++) {
+        const m: unknown = msgs[i];
+        if (typeof m !== 'object' || m === null) break;
+        const { data, address } = m as { data?: unknown; address?: unknown };
+        if (!this.#queueFast(data, address)) break;
+      }
     }
-    return i === msgs.length ? Promise.resolve(i) : this.#sendRest(msgs, i);
+    return i === msgs.length ? Promise.resolve(i) : this.#sendRest(msgs, i, options);
   }
 
-  async #sendRest(msgs: Array<{ data: Uint8Array | string; address?: AddressLike }>, i: number): Promise<number> {
+  async #sendRest(
+    msgs: ReadonlyArray<{ data: Uint8Array | string; address?: AddressLike }>,
+    i: number,
+    options: SignalOption | undefined,
+  ): Promise<number> {
     for (; i < msgs.length; i++) {
-      const m = msgs[i];
-      if (m.address === undefined) await this.send(m.data);
-      else await this.sendTo(m.data, m.address);
+      const m: unknown = msgs[i];
+      if (typeof m !== 'object' || m === null) throw invalidArgType(`msgs[${i}]`, 'an object with data and address', m);
+      const { data, address } = m as { data: Uint8Array | string; address?: AddressLike };
+      if (address === undefined) await this.send(data, options);
+      else await this.sendTo(data, address, options);
     }
     return msgs.length;
   }
@@ -407,11 +312,15 @@ export class UdpSocket {
   }
   /** Joins an IPv4 multicast group on interface `iface` (an IPv4 address; default any). */
   joinMulticastV4(group: string, iface = '0.0.0.0'): void {
+    validateString(group, 'group');
+    validateString(iface, 'iface');
     const r = native.netMulticast(this._h, true, group, iface);
     if (r < 0) throw systemError(-r, 'addMembership');
   }
   /** Leaves an IPv4 multicast group. */
   leaveMulticastV4(group: string, iface = '0.0.0.0'): void {
+    validateString(group, 'group');
+    validateString(iface, 'iface');
     const r = native.netMulticast(this._h, false, group, iface);
     if (r < 0) throw systemError(-r, 'dropMembership');
   }
@@ -454,13 +363,12 @@ export class UdpSocket {
   localAddr(): SocketAddress {
     return parseNativeAddr(native.netAddr(this._h, false), 'getsockname');
   }
-  /** Closes the socket; pending receives reject with `ERR_SOCKET_CLOSED`. */
+  /** Closes the socket; pending receives and blocked sends reject with `ERR_SOCKET_CLOSED`. */
   close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
+    if (this.#core.closed) return;
+    this.#core.close();
     native.netClose(this._h);
     unregister(this._h);
-    rejectAll(this.#waiters, closedError(), (d) => this.#holds.add(d));
   }
   /** Closes the socket. */
   async [Symbol.asyncDispose](): Promise<void> {

@@ -6,34 +6,10 @@
  */
 import { native } from '../native';
 import type { RuntimeOption } from '../runtime';
-import { codedError, invalidArgType, invalidArgValue, optionsBag } from '../errors';
-import {
-  K_DGRAM,
-  K_DRAIN,
-  K_ERROR,
-  SYSCALLS,
-  hold,
-  pinRuntime,
-  rarena,
-  copyFromArena,
-  register,
-  systemError,
-  unregister,
-  type SocketAddress,
-} from './core';
-import { DatagramQueue } from './dgram-queue';
-import {
-  isRuntimeShutdown,
-  rejectAll,
-  socketRuntime,
-  openSocket,
-  DGRAM_HWM,
-  checkSignal,
-  withSignal,
-  removeWaiter,
-  toBytes,
-  closedError,
-} from './common';
+import { codedError, invalidArgType, invalidArgValue, optionsBag, validateInteger } from '../errors';
+import { K_DGRAM, K_DRAIN, K_ERROR, SYSCALLS, pinRuntime, rarena, register, systemError, unregister, type SocketAddress } from './core';
+import { DgramCore, type Datagram } from './dgram-core';
+import { socketRuntime, openSocket, checkSignal, toBytes, closedError, MAX_BACKLOG } from './common';
 import type { AddressLike, SignalOption } from './types';
 import { TcpStream, waitConnected } from './tcp-stream';
 import { TcpListener } from './tcp-listener';
@@ -121,6 +97,7 @@ export class UnixListener extends TcpListener {
     if (!UNIX_SOCKETS) unixOnly();
     const opts = optionsBag<RuntimeOption & { backlog?: number }>(options);
     const backlog = opts.backlog ?? 1024;
+    validateInteger(backlog, 'options.backlog', 1, MAX_BACKLOG);
     return new UnixListener(openSocket(opts, (nrt) => native.netUnixListen(path, backlog, nrt), 'listen', path));
   }
 
@@ -141,18 +118,17 @@ export class UnixListener extends TcpListener {
   }
 }
 
-/** A Unix domain datagram socket. */
+/**
+ * A Unix domain datagram socket: the methods of {@link UdpSocket}, with paths for addresses
+ * (`{ path }`; `''` for an unnamed sender).
+ */
 export class UnixDatagram {
   /** @internal */ readonly _h: number;
-  #queue = new DatagramQueue<string>();
-  #waiters: Array<{ buf: Uint8Array; from: boolean; resolve: (v: unknown) => void; reject: (e: unknown) => void }> = [];
-  #reading = false;
-  #closed = false;
-  #err: Error | undefined;
-  #drain: Array<() => void> = [];
+  readonly #core: DgramCore<UnixSocketAddress>;
 
   private constructor(h: number) {
     this._h = h;
+    this.#core = new DgramCore(h);
     register(h, this);
   }
 
@@ -186,99 +162,100 @@ export class UnixDatagram {
   onEvent(kind: number, a: number, b: number, off: number, len: number): void {
     if (kind === K_DGRAM) {
       const path = b > 0 ? rarena.toString('utf8', off + len, off + len + b) : '';
-      const w = this.#waiters.shift();
-      if (w) {
-        if (this.#waiters.length === 0) hold(-1);
-        const n = Math.min(len, w.buf.length);
-        copyFromArena(w.buf, off, n);
-        w.resolve(w.from ? { bytes: n, address: { path } } : n);
-        return;
-      }
-      this.#queue.push(rarena, off, len, path);
-      if (this.#queue.length > DGRAM_HWM && this.#reading) {
-        this.#reading = false;
-        native.netRead(this._h, false);
-      }
+      this.#core.deliver(off, len, { path });
     } else if (kind === K_ERROR) {
-      const err = systemError(a, SYSCALLS[b] ?? 'recv');
-      if (isRuntimeShutdown(err)) {
-        this.#err = err;
-        rejectAll(this.#waiters, err);
-        return;
-      }
-      const w = this.#waiters.shift();
-      if (w) {
-        if (this.#waiters.length === 0) hold(-1);
-        w.reject(err);
-      } else this.#err = err;
+      this.#core.fail(systemError(a, SYSCALLS[b] ?? 'recv'));
     } else if (kind === K_DRAIN) {
-      for (const r of this.#drain.splice(0)) r();
+      this.#core.drained();
     }
   }
 
-  #recv<T>(buf: Uint8Array, from: boolean, signal?: AbortSignal): Promise<T> {
+  #recv<T>(kind: 0 | 1 | 2, buf: Uint8Array, signal: AbortSignal | undefined): Promise<T> {
     if (!(buf instanceof Uint8Array)) return Promise.reject(invalidArgType('buf', 'an instance of Uint8Array', buf));
-    if (this.#closed) return Promise.reject(closedError());
-    if (this.#err) {
-      const e = this.#err;
-      if (!isRuntimeShutdown(e)) this.#err = undefined; // a dead runtime fails every later call too
-      return Promise.reject(e);
-    }
-    const q = this.#queue;
-    if (q.length > 0) {
-      const n = q.copyFirst(buf);
-      const path = q.firstAddr();
-      q.shift();
-      if (!this.#reading && this.#queue.length < DGRAM_HWM / 4) {
-        this.#reading = true;
-        native.netRead(this._h, true);
-      }
-      return Promise.resolve((from ? { bytes: n, address: { path } } : n) as T);
-    }
-    if (!this.#reading) {
-      this.#reading = true;
-      native.netRead(this._h, true);
-    }
-    return withSignal<T>(signal, (resolve, reject) => {
-      const w = { buf, from, resolve: resolve as (v: unknown) => void, reject };
-      if (this.#waiters.length === 0) hold(1);
-      this.#waiters.push(w);
-      return () => removeWaiter(this.#waiters, w);
-    });
+    return this.#core.recv(kind, buf, 0, signal);
   }
 
-  /** Receives one datagram into `buf` (excess bytes are discarded). */
+  /** Receives one datagram into `buf` (excess bytes are discarded); resolves with its length. */
   recv(buf: Uint8Array, options?: SignalOption): Promise<number> {
-    return this.#recv(buf, false, options?.signal);
+    return this.#recv(0, buf, options?.signal);
   }
 
   /** Receives one datagram: `{ bytes, address: { path } }`. */
   recvFrom(buf: Uint8Array, options?: SignalOption): Promise<{ bytes: number; address: UnixSocketAddress }> {
-    return this.#recv(buf, true, options?.signal);
+    return this.#recv(1, buf, options?.signal);
   }
 
-  #send(data: Uint8Array | string, path: string): Promise<number> {
-    if (this.#closed) return Promise.reject(closedError());
-    const bytes = toBytes(data);
-    const r = native.netUnixDgramSend(this._h, bytes, path);
-    if (r < 0) return Promise.reject(systemError(-r, 'send', path || undefined));
-    if (r === 1) return new Promise((res) => this.#drain.push(() => res(bytes.length)));
-    return Promise.resolve(bytes.length);
+  /** Like {@link UnixDatagram.recvFrom} but leaves the datagram queued. */
+  peekFrom(buf: Uint8Array, options?: SignalOption): Promise<{ bytes: number; address: UnixSocketAddress }> {
+    return this.#recv(2, buf, options?.signal);
   }
 
-  /** Sends to the connected peer. */
-  send(data: Uint8Array | string): Promise<number> {
-    return this.#send(data, '');
-  }
-
-  /** Sends to the socket at `path`. */
-  sendTo(data: Uint8Array | string, path: string): Promise<number> {
+  /**
+   * Receives up to `max` datagrams at once: those already queued, or, when none is, waits for at
+   * least one and resolves with the whole burst it arrived in (up to `max`), in order.
+   */
+  recvMany(max = 64, options?: SignalOption): Promise<Array<Datagram<UnixSocketAddress>>> {
     try {
-      validatePath(path);
+      validateInteger(max, 'max', 1, 0x7fffffff);
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.#send(data, path);
+    return this.#core.recv(3, undefined, max, options?.signal);
+  }
+
+  #send(data: Uint8Array | string, path: string, signal: AbortSignal | undefined): Promise<number> {
+    let bytes: Uint8Array;
+    try {
+      bytes = toBytes(data);
+      if (path !== '') validatePath(path);
+      if (signal !== undefined) checkSignal(signal);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (this.#core.closed) return Promise.reject(closedError());
+    const r = native.netUnixDgramSend(this._h, bytes, path);
+    if (r < 0) return Promise.reject(systemError(-r, 'send', path || undefined));
+    if (r === 1) return this.#core.waitDrain(signal).then(() => bytes.length);
+    return Promise.resolve(bytes.length);
+  }
+
+  /**
+   * Sends one datagram to the connected peer (see {@link UdpSocket.send}: an abort ends the wait
+   * only, and a close before the datagram went out rejects with `ERR_SOCKET_CLOSED`).
+   */
+  send(data: Uint8Array | string, options?: SignalOption): Promise<number> {
+    return this.#send(data, '', options?.signal);
+  }
+
+  /** Sends one datagram to the socket at `path`. */
+  sendTo(data: Uint8Array | string, path: string, options?: SignalOption): Promise<number> {
+    if (typeof path !== 'string' || path === '') {
+      try {
+        validatePath(path);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    return this.#send(data, path, options?.signal);
+  }
+
+  /**
+   * Sends several datagrams in order (`address` a `{ path }` or a path; none: the connected
+   * peer); resolves with how many were sent. On a failure the ones before it were sent.
+   */
+  async sendMany(
+    msgs: ReadonlyArray<{ data: Uint8Array | string; address?: UnixSocketAddress | string }>,
+    options?: SignalOption,
+  ): Promise<number> {
+    if (!Array.isArray(msgs)) throw invalidArgType('msgs', 'an array', msgs);
+    for (let i = 0; i < msgs.length; i++) {
+      const m: unknown = msgs[i];
+      if (typeof m !== 'object' || m === null) throw invalidArgType(`msgs[${i}]`, 'an object with data and address', m);
+      const { data, address } = m as { data: Uint8Array | string; address?: UnixSocketAddress | string };
+      const path = typeof address === 'object' && address !== null ? address.path : address;
+      await this.#send(data, path ?? '', options?.signal);
+    }
+    return msgs.length;
   }
 
   /** Connects to `path`: `send` goes there and only its datagrams are received. */
@@ -298,13 +275,24 @@ export class UnixDatagram {
     return unixAddr(native.netAddr(this._h, true), 'getpeername');
   }
 
-  /** Closes the socket. */
+  /** Lets pending receives and sends keep the process alive (the default). Returns `this`. */
+  ref(): this {
+    this.#core.holds.setRef(true);
+    return this;
+  }
+
+  /** Stops pending receives and sends from keeping the process alive. Returns `this`. */
+  unref(): this {
+    this.#core.holds.setRef(false);
+    return this;
+  }
+
+  /** Closes the socket; pending receives and blocked sends reject with `ERR_SOCKET_CLOSED`. */
   close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
+    if (this.#core.closed) return;
+    this.#core.close();
     native.netClose(this._h);
     unregister(this._h);
-    rejectAll(this.#waiters, closedError());
   }
 
   /** Closes the socket. */

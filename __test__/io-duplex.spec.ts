@@ -1,0 +1,131 @@
+// duplex(): an in-memory pair "with the TCP stream methods" (API.md, kyoto/io), closing and
+// shutting down like a TCP connection.
+import test from 'ava';
+import { DuplexStream, duplex } from '../index';
+import { isSettled, withTimeout } from './helpers';
+
+test('a duplex() end reads exactly, peeks, reads chunks, iterates and reads to the end', async (t) => {
+  const [a, b] = duplex(1024);
+  t.true(a instanceof DuplexStream);
+  await b.write('hello ');
+  await b.write('world');
+  const four = Buffer.alloc(4);
+  t.is(await a.peek(four), 4);
+  t.is(four.toString(), 'hell');
+  t.is(await a.readExact(four), 4);
+  t.is(four.toString(), 'hell', 'peek left the bytes for readExact');
+  t.is((await a.readChunk())!.toString(), 'o ');
+  await b.write('!');
+  const seen: string[] = [];
+  const iterating = (async () => {
+    for await (const c of a) seen.push(c.toString());
+  })();
+  await b.shutdown();
+  await withTimeout(iterating, 5000, 'iteration ends at EOF');
+  t.deepEqual(seen, ['world', '!']);
+  t.is((await a.readToEnd()).length, 0);
+  t.is(await a.read(Buffer.alloc(4)), 0);
+  await t.throwsAsync(a.readExact(Buffer.alloc(1)), { code: 'ERR_UNEXPECTED_EOF' });
+  a.close();
+  b.close();
+});
+
+test('shutdown() is idempotent, the peer reads what was buffered and then EOF, and later writes are refused', async (t) => {
+  const [a, b] = duplex(16);
+  await a.write('abc');
+  await Promise.all([a.shutdown(), a.shutdown(), a.shutdown()]);
+  await t.throwsAsync(a.write('more'), { code: 'ERR_STREAM_WRITE_AFTER_END' });
+  t.is((await b.readToEnd()).toString(), 'abc');
+  // The other direction is still open.
+  await b.write('back');
+  const four = Buffer.alloc(4);
+  await a.readExact(four);
+  t.is(four.toString(), 'back');
+  a.close();
+  b.close();
+});
+
+test('close() fails its own waiting and later calls with ERR_SOCKET_CLOSED; the peer reads EOF and its writes get EPIPE', async (t) => {
+  const [a, b] = duplex(4);
+  const reading = a.read(Buffer.alloc(4));
+  await a.write('full'); // fills a → b
+  const blocked = a.write('more');
+  await new Promise((r) => setTimeout(r, 10));
+  t.false(await isSettled(blocked), 'no room: the write waits');
+  await b.write('xy'); // buffered towards a, dropped when a closes
+  t.is(await reading, 2);
+  const reading2 = a.read(Buffer.alloc(4));
+  a.close();
+  await t.throwsAsync(blocked, { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(reading2, { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(a.read(Buffer.alloc(1)), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(a.write('x'), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(a.flush(), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(a.shutdown(), { code: 'ERR_SOCKET_CLOSED' });
+  // The peer still gets what a wrote before closing, then EOF.
+  t.is((await b.readToEnd()).toString(), 'full');
+  const err = await t.throwsAsync(b.write('to nobody'));
+  t.like(err as unknown as Record<string, unknown>, { code: 'EPIPE', syscall: 'write' });
+  t.is(typeof (err as unknown as { errno: unknown }).errno, 'number');
+  b.close();
+});
+
+test('a peer closing wakes a write waiting for room with EPIPE', async (t) => {
+  const [a, b] = duplex(2);
+  await a.write('ab');
+  const blocked = a.write('cd');
+  await new Promise((r) => setTimeout(r, 10));
+  t.false(await isSettled(blocked));
+  b.close();
+  await t.throwsAsync(withTimeout(blocked, 5000, 'blocked write settles'), { code: 'EPIPE' });
+  a.close();
+});
+
+test('reads and writes waiting on a duplex() end can be aborted, and the stream goes on working', async (t) => {
+  const [a, b] = duplex(2);
+  const reason = new Error('stop');
+  const ac = new AbortController();
+  const read = a.read(Buffer.alloc(4), { signal: ac.signal });
+  ac.abort(reason);
+  await t.throwsAsync(read, { is: reason });
+  await b.write('ok');
+  const two = Buffer.alloc(2);
+  t.is(await a.read(two), 2);
+  t.is(two.toString(), 'ok');
+
+  await a.write('zz');
+  const ac2 = new AbortController();
+  const write = a.write('yy', { signal: ac2.signal });
+  await new Promise((r) => setTimeout(r, 10));
+  ac2.abort();
+  await t.throwsAsync(write, { code: 'ABORT_ERR' });
+  t.is((await b.readChunk())!.toString(), 'zz');
+  await t.throwsAsync(a.read(Buffer.alloc(1), { signal: AbortSignal.abort() }), { code: 'ABORT_ERR' });
+  a.close();
+  b.close();
+});
+
+test('split() halves of a duplex() end: closing the write half ends the peer, closing both closes the end', async (t) => {
+  const [a, b] = duplex(64);
+  const [r, w] = a.split();
+  await w.writeAll('via half');
+  await w.flush();
+  w.close();
+  t.is((await b.readToEnd()).toString(), 'via half');
+  await b.write('back');
+  const four = Buffer.alloc(4);
+  t.is(await r.readExact(four), 4);
+  t.is(four.toString(), 'back');
+  t.false(a.closed);
+  r.close();
+  t.true(a.closed);
+  b.close();
+});
+
+test('a disposed duplex() end is closed', async (t) => {
+  const [a, b] = duplex(8);
+  await a[Symbol.asyncDispose]();
+  t.true(a.closed);
+  t.is(await b.read(Buffer.alloc(1)), 0);
+  b.close();
+});

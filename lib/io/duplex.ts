@@ -1,0 +1,394 @@
+/**
+ * `duplex(maxBuf)` of `kyoto/io` (re-exported from `lib/io.ts`): an in-memory pair of streams with
+ * the methods of a TCP stream, like Tokio's `io::duplex`.
+ *
+ * Each direction is a {@link Pipe} holding at most `maxBuf` bytes: a write waits while the pipe is
+ * full and a read while it is empty. Ending one direction and closing one end follow TCP:
+ * - `shutdown()` ends the end's outgoing direction: the peer reads what was buffered, then 0 (EOF);
+ *   later writes reject with `ERR_STREAM_WRITE_AFTER_END`.
+ * - `close()` ends both directions of that end: the peer reads what was buffered, then EOF, and its
+ *   writes reject with `EPIPE` (bytes it had buffered towards the closed end are dropped). The
+ *   closed end's own calls, including those waiting, reject with `ERR_SOCKET_CLOSED`.
+ * Waits take `{ signal }`. Nothing here holds the event loop: an in-memory wait can only be ended
+ * by code that is itself running.
+ * @module
+ */
+import { Duplex } from 'node:stream';
+import { codedError, illegalConstructor, invalidArgType, kConstruct } from '../errors';
+import { errnoOf, systemError } from '../net/core';
+import { checkSignal, closedError, pushReporting, removeWaiter, toBytes, withSignal } from '../net/common';
+import type { SignalOption } from '../net/types';
+
+/** One direction of a {@link duplex} pair. */
+class Pipe {
+  chunks: Buffer[] = [];
+  buffered = 0;
+  /** The writing end shut down or closed: the reader gets EOF after `chunks`. */
+  ended = false;
+  /** The reading end closed: writes fail with `EPIPE`. */
+  broken = false;
+  /** Wakeups of reads waiting for bytes (or EOF), and of writes waiting for room. */
+  readers: Array<() => void> = [];
+  writers: Array<() => void> = [];
+
+  constructor(readonly max: number) {}
+
+  wakeReaders(): void {
+    for (const r of this.readers.splice(0)) r();
+  }
+  wakeWriters(): void {
+    for (const w of this.writers.splice(0)) w();
+  }
+
+  /** Copies up to `buf.length` buffered bytes into `buf`, consuming them unless `peek`. */
+  take(buf: Uint8Array, peek: boolean): number {
+    let n = 0;
+    let i = 0;
+    while (n < buf.length && i < this.chunks.length) {
+      const c = this.chunks[i];
+      const k = Math.min(c.length, buf.length - n);
+      c.copy(buf, n, 0, k);
+      n += k;
+      if (peek) i++;
+      else if (k === c.length) this.chunks.shift();
+      else this.chunks[0] = c.subarray(k);
+    }
+    if (!peek && n > 0) {
+      this.buffered -= n;
+      this.wakeWriters();
+    }
+    return n;
+  }
+
+  /** The first buffered chunk, consumed. */
+  takeChunk(): Buffer {
+    const c = this.chunks.shift()!;
+    this.buffered -= c.length;
+    this.wakeWriters();
+    return c;
+  }
+}
+
+/** Waits for a wakeup pushed to `list` (the caller re-checks its condition), or for an abort. */
+function wakeup(list: Array<() => void>, signal: AbortSignal | undefined): Promise<void> {
+  return withSignal<void>(signal, (resolve) => {
+    list.push(resolve);
+    return () => removeWaiter(list, resolve, () => {});
+  });
+}
+
+function brokenPipe(): Error {
+  return systemError(errnoOf('EPIPE'), 'write');
+}
+
+const ITER_DONE: IteratorReturnResult<undefined> = { done: true, value: undefined };
+
+/**
+ * One end of an in-memory `duplex()` pair: the methods of a TCP stream. Made by `duplex()` only
+ * (`new` throws `ERR_ILLEGAL_CONSTRUCTOR`).
+ */
+export class DuplexStream implements AsyncIterable<Buffer> {
+  #in: Pipe;
+  #out: Pipe;
+  #closed = false;
+  #shutdown = false;
+  #node: Duplex | undefined;
+
+  /** @internal */
+  constructor(token: typeof kConstruct, incoming: Pipe, outgoing: Pipe) {
+    if (token !== kConstruct) throw illegalConstructor();
+    this.#in = incoming;
+    this.#out = outgoing;
+  }
+
+  /** Whether {@link DuplexStream.close} was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Waits until bytes (or EOF) can be read; false at EOF with nothing buffered. */
+  async #readable(signal: AbortSignal | undefined): Promise<boolean> {
+    checkSignal(signal);
+    for (;;) {
+      if (this.#closed) throw closedError();
+      if (this.#in.buffered > 0) return true;
+      if (this.#in.ended) return false;
+      await wakeup(this.#in.readers, signal);
+    }
+  }
+
+  /** Reads what the other end wrote into `buf`; resolves with the count, 0 at end of stream. */
+  async read(buf: Uint8Array, options?: SignalOption): Promise<number> {
+    if (!(buf instanceof Uint8Array)) throw invalidArgType('buf', 'an instance of Uint8Array', buf);
+    if (buf.length === 0 && !this.#closed) {
+      checkSignal(options?.signal);
+      return 0;
+    }
+    return (await this.#readable(options?.signal)) ? this.#in.take(buf, false) : 0;
+  }
+
+  /** Like {@link DuplexStream.read}, but leaves the bytes to be read again. */
+  async peek(buf: Uint8Array, options?: SignalOption): Promise<number> {
+    if (!(buf instanceof Uint8Array)) throw invalidArgType('buf', 'an instance of Uint8Array', buf);
+    return (await this.#readable(options?.signal)) ? this.#in.take(buf, true) : 0;
+  }
+
+  /** Fills `buf` completely; rejects with `ERR_UNEXPECTED_EOF` if the stream ends first. */
+  async readExact(buf: Uint8Array, options?: SignalOption): Promise<number> {
+    if (!(buf instanceof Uint8Array)) throw invalidArgType('buf', 'an instance of Uint8Array', buf);
+    let n = 0;
+    while (n < buf.length) {
+      const k = await this.read(buf.subarray(n), options);
+      if (k === 0) throw codedError('ERR_UNEXPECTED_EOF', `early eof: read ${n} of ${buf.length} bytes`);
+      n += k;
+    }
+    return n;
+  }
+
+  /** The next chunk as it was written, or `undefined` at end of stream. */
+  async readChunk(options?: SignalOption): Promise<Buffer | undefined> {
+    return (await this.#readable(options?.signal)) ? this.#in.takeChunk() : undefined;
+  }
+
+  /** Reads until end of stream. */
+  async readToEnd(options?: SignalOption): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    for (;;) {
+      const c = await this.readChunk(options);
+      if (c === undefined) return Buffer.concat(parts);
+      parts.push(c);
+    }
+  }
+
+  /**
+   * Writes all of `data` into the other end, waiting while its buffer holds `maxBuf` bytes;
+   * resolves with the length. Rejects with `EPIPE` once the other end closed. An abort while
+   * waiting for room leaves what was already written in the pipe.
+   */
+  async write(data: Uint8Array | string, options?: SignalOption): Promise<number> {
+    const bytes = toBytes(data);
+    checkSignal(options?.signal);
+    const out = this.#out;
+    let off = 0;
+    do {
+      if (this.#closed) throw closedError();
+      if (this.#shutdown) throw codedError('ERR_STREAM_WRITE_AFTER_END', 'write after end');
+      if (out.broken) throw brokenPipe();
+      const room = out.max - out.buffered;
+      if (room <= 0) {
+        await wakeup(out.writers, options?.signal);
+        continue;
+      }
+      const k = Math.min(room, bytes.length - off);
+      if (k > 0) {
+        // A copy: the caller may reuse its buffer once the write resolved.
+        out.chunks.push(Buffer.from(bytes.subarray(off, off + k)));
+        out.buffered += k;
+        off += k;
+        out.wakeReaders();
+      }
+    } while (off < bytes.length);
+    return bytes.length;
+  }
+
+  /** Writes all of `data` (same as {@link DuplexStream.write}: it always takes everything). */
+  async writeAll(data: Uint8Array | string, options?: SignalOption): Promise<void> {
+    await this.write(data, options);
+  }
+
+  /** Nothing waits in between: resolves at once (rejects once closed). */
+  async flush(options?: SignalOption): Promise<void> {
+    checkSignal(options?.signal);
+    if (this.#closed) throw closedError();
+  }
+
+  /** Ends this end's writing: the other end reads what is buffered, then EOF. Idempotent. */
+  async shutdown(options?: SignalOption): Promise<void> {
+    checkSignal(options?.signal);
+    if (this.#closed) throw closedError();
+    if (this.#shutdown) return;
+    this.#shutdown = true;
+    this.#out.ended = true;
+    this.#out.wakeReaders();
+  }
+
+  /** Closes this end (see the module notes): both directions end. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    const incoming = this.#in;
+    const outgoing = this.#out;
+    incoming.broken = true;
+    incoming.chunks = [];
+    incoming.buffered = 0;
+    outgoing.ended = true;
+    incoming.wakeReaders();
+    incoming.wakeWriters();
+    outgoing.wakeReaders();
+    outgoing.wakeWriters();
+  }
+
+  /** Closes this end. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+  }
+
+  /** The chunks written by the other end, until end of stream. */
+  [Symbol.asyncIterator](): AsyncIterableIterator<Buffer> {
+    let done = false;
+    const it: AsyncIterableIterator<Buffer> = {
+      next: async (): Promise<IteratorResult<Buffer, undefined>> => {
+        if (done) return ITER_DONE;
+        const value = await this.readChunk();
+        if (value === undefined) {
+          done = true;
+          return ITER_DONE;
+        }
+        return { done: false, value };
+      },
+      // `break` out of a `for await` ends the iteration, not the stream.
+      return: async (): Promise<IteratorResult<Buffer, undefined>> => {
+        done = true;
+        return ITER_DONE;
+      },
+      [Symbol.asyncIterator]: () => it,
+    };
+    return it;
+  }
+
+  /** Splits into a read half and a write half; closing the write half ends this end's writing. */
+  split(): [DuplexReadHalf, DuplexWriteHalf] {
+    const state = { open: 2 };
+    return [new DuplexReadHalf(kConstruct, this, state), new DuplexWriteHalf(kConstruct, this, state)];
+  }
+
+  /**
+   * A Node `stream.Duplex` over this end: ending it shuts the end down, destroying it closes it.
+   * The same object on every call.
+   */
+  toNodeStream(): Duplex {
+    if (this.#node) return this.#node;
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const self = this;
+    let reading = false;
+    const pull = async (d: Duplex): Promise<void> => {
+      try {
+        for (;;) {
+          const c = await self.readChunk();
+          if (c === undefined) {
+            d.push(null);
+            return;
+          }
+          if (!pushReporting(d, c)) return;
+        }
+      } catch (e) {
+        d.destroy(e as Error);
+      } finally {
+        reading = false;
+      }
+    };
+    const d = new Duplex({
+      allowHalfOpen: true,
+      read() {
+        if (reading) return;
+        reading = true;
+        void pull(this);
+      },
+      write(chunk: Buffer, _enc, cb) {
+        self.write(chunk).then(() => cb(), cb);
+      },
+      final(cb) {
+        self.shutdown().then(() => cb(), cb);
+      },
+      destroy(err, cb) {
+        self.close();
+        cb(err);
+      },
+    });
+    this.#node = d;
+    return d;
+  }
+}
+
+/** The read half of a split {@link DuplexStream}. */
+export class DuplexReadHalf implements AsyncIterable<Buffer> {
+  /** @internal */
+  constructor(
+    token: typeof kConstruct,
+    /** @internal */ readonly _s: DuplexStream,
+    private readonly _state: { open: number },
+  ) {
+    if (token !== kConstruct) throw illegalConstructor();
+  }
+  /** See {@link DuplexStream.read}. */
+  read(buf: Uint8Array, options?: SignalOption): Promise<number> {
+    return this._s.read(buf, options);
+  }
+  /** See {@link DuplexStream.readExact}. */
+  readExact(buf: Uint8Array, options?: SignalOption): Promise<number> {
+    return this._s.readExact(buf, options);
+  }
+  /** See {@link DuplexStream.readChunk}. */
+  readChunk(options?: SignalOption): Promise<Buffer | undefined> {
+    return this._s.readChunk(options);
+  }
+  /** See {@link DuplexStream.readToEnd}. */
+  readToEnd(options?: SignalOption): Promise<Buffer> {
+    return this._s.readToEnd(options);
+  }
+  /** See {@link DuplexStream.peek}. */
+  peek(buf: Uint8Array, options?: SignalOption): Promise<number> {
+    return this._s.peek(buf, options);
+  }
+  /** Drops this half; the end closes when both halves are closed. */
+  close(): void {
+    if (this._state.open > 0 && --this._state.open === 0) this._s.close();
+  }
+  /** The chunks written by the other end, until end of stream. */
+  [Symbol.asyncIterator](): AsyncIterator<Buffer> {
+    return this._s[Symbol.asyncIterator]();
+  }
+}
+
+/** The write half of a split {@link DuplexStream}; closing it ends the end's writing. */
+export class DuplexWriteHalf {
+  #closed = false;
+  /** @internal */
+  constructor(
+    token: typeof kConstruct,
+    /** @internal */ readonly _s: DuplexStream,
+    private readonly _state: { open: number },
+  ) {
+    if (token !== kConstruct) throw illegalConstructor();
+  }
+  /** See {@link DuplexStream.write}. */
+  write(data: Uint8Array | string, options?: SignalOption): Promise<number> {
+    return this._s.write(data, options);
+  }
+  /** See {@link DuplexStream.writeAll}. */
+  writeAll(data: Uint8Array | string, options?: SignalOption): Promise<void> {
+    return this._s.writeAll(data, options);
+  }
+  /** See {@link DuplexStream.flush}. */
+  flush(options?: SignalOption): Promise<void> {
+    return this._s.flush(options);
+  }
+  /** See {@link DuplexStream.shutdown}. */
+  shutdown(options?: SignalOption): Promise<void> {
+    return this._s.shutdown(options);
+  }
+  /** Ends the end's writing and drops this half; the end closes when both halves are closed. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (!this._s.closed) void this._s.shutdown().catch(() => {});
+    if (this._state.open > 0 && --this._state.open === 0) this._s.close();
+  }
+}
+
+/** An in-memory pipe: what one end writes the other reads; each direction holds at most `maxBuf`. */
+export function duplexPair(maxBuf: number): [DuplexStream, DuplexStream] {
+  const ab = new Pipe(maxBuf);
+  const ba = new Pipe(maxBuf);
+  return [new DuplexStream(kConstruct, ba, ab), new DuplexStream(kConstruct, ab, ba)];
+}
