@@ -354,3 +354,26 @@ test('toNodeStream() of a duplex() end is a stream.Duplex: ending it ends the pe
   node.destroy();
   t.true(a.closed);
 });
+
+test('binding and connecting take a signal that also ends the wait for a host name lookup', async (t) => {
+  const aborted = AbortSignal.abort();
+  await t.throwsAsync(UdpSocket.bind('127.0.0.1:0', { signal: aborted }), { code: 'ABORT_ERR' });
+  await t.throwsAsync(UdpSocket.bind('127.0.0.1:0', { signal: 'x' as never }), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
+  const u = await UdpSocket.bind('127.0.0.1:0', { signal: new AbortController().signal });
+  await t.throwsAsync(u.connect('127.0.0.1:9', { signal: aborted }), { code: 'ABORT_ERR' });
+  // A name that goes through the resolver: the abort rejects the call while the lookup runs.
+  const ac = new AbortController();
+  const reason = new Error('no time');
+  const connecting = u.connect('kyoto-test.invalid:9', { signal: ac.signal });
+  ac.abort(reason);
+  await t.throwsAsync(connecting, { is: reason });
+  const listening = TcpListener.bind('kyoto-test.invalid:0', { signal: ac.signal });
+  await t.throwsAsync(listening, { is: reason });
+  const l = await TcpListener.bind('127.0.0.1:0');
+  const connectAc = new AbortController();
+  const stream = TcpStream.connect(`kyoto-test.invalid:${l.localAddr().port}`, { signal: connectAc.signal });
+  connectAc.abort(reason);
+  await t.throwsAsync(stream, { is: reason });
+  u.close();
+  l.close();
+});

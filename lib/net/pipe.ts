@@ -8,7 +8,7 @@ import { native } from '../native';
 import type { RuntimeOption } from '../runtime';
 import { codedError, invalidArgType, invalidArgValue, optionsBag, validateInteger, validateSignal } from '../errors';
 import { type SocketAddress } from './core';
-import { openSocket, withSignal } from './common';
+import { checkSignal, openSocket, withSignal } from './common';
 import type { SignalOption } from './types';
 import { TcpStream, waitConnected } from './tcp-stream';
 import type { UnixSocketAddress } from './unix';
@@ -157,10 +157,12 @@ export class NamedPipeClient extends NamedPipe {
    * (retry after a short sleep) and `ENOENT` when the name has no instance; it never waits for an
    * instance to free up.
    */
-  static async open(path: string, options?: RuntimeOption): Promise<NamedPipeClient> {
+  static async open(path: string, options?: RuntimeOption & SignalOption): Promise<NamedPipeClient> {
     validatePipePath(path);
+    const opts = optionsBag<RuntimeOption & SignalOption>(options);
+    checkSignal(opts.signal);
     const h = openSocket(
-      optionsBag<RuntimeOption>(options),
+      opts,
       (nrt) => {
         if (process.platform !== 'win32') windowsOnly();
         return native.netPipeOpen(path, nrt);
@@ -168,6 +170,6 @@ export class NamedPipeClient extends NamedPipe {
       'open',
       path,
     );
-    return waitConnected(new NamedPipeClient(h, path), path, -1, undefined);
+    return waitConnected(new NamedPipeClient(h, path), path, -1, opts.signal);
   }
 }

@@ -29,6 +29,7 @@ import {
   resolveAddr,
   checkSignal,
   signalRejection,
+  untilAborted,
   withSignal,
   MAX_BACKLOG,
   closedError,
@@ -95,8 +96,7 @@ export class TcpListener implements AsyncIterable<TcpStream> {
     checkSignal(opts.signal);
     const backlog = opts.backlog ?? 1024;
     validateInteger(backlog, 'options.backlog', 1, MAX_BACKLOG);
-    const { host, port } = await resolveAddr(addr);
-    checkSignal(opts.signal);
+    const { host, port } = await untilAborted(resolveAddr(addr), opts.signal);
     const flags = (opts.reuseAddr ? O_REUSE_ADDR : 0) | (opts.reusePort ? O_REUSE_PORT : 0);
     return listenTcp(host, port, backlog, flags, 0, 0, opts.runtime);
   }

@@ -6,7 +6,7 @@
 import * as net from 'node:net';
 import { codedError, invalidArgValue, optionsBag, validateInteger } from '../errors';
 import type { Runtime, RuntimeOption } from '../runtime';
-import { splitAddr, resolveAddr, socketRuntime, MAX_BACKLOG, O_REUSE_ADDR, O_REUSE_PORT } from './common';
+import { splitAddr, resolveAddr, socketRuntime, checkSignal, untilAborted, MAX_BACKLOG, O_REUSE_ADDR, O_REUSE_PORT } from './common';
 import type { AddressLike, SignalOption } from './types';
 import { TcpStream, connectTcp } from './tcp-stream';
 import { TcpListener, listenTcp } from './tcp-listener';
@@ -77,8 +77,9 @@ export class TcpSocket {
   }
   /** Connects to `addr`. */
   async connect(addr: AddressLike, options?: SignalOption): Promise<TcpStream> {
+    checkSignal(options?.signal);
     this.#take();
-    const { host, port } = await resolveAddr(addr);
+    const { host, port } = await untilAborted(resolveAddr(addr), options?.signal);
     return connectTcp(
       host,
       port,

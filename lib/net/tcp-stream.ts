@@ -176,7 +176,7 @@ export class TcpStream implements AsyncIterable<Buffer> {
     const opts = optionsBag<SignalOption & RuntimeOption & { noDelay?: boolean; keepAlive?: boolean }>(options);
     checkSignal(opts.signal);
     socketRuntime(opts); // validates before the lookup
-    const { host, port } = await resolveAddr(addr);
+    const { host, port } = await untilAborted(resolveAddr(addr), opts.signal);
     const flags = (opts.noDelay ? O_NODELAY : 0) | (opts.keepAlive ? O_KEEPALIVE : 0);
     return connectTcp(host, port, '', 0, flags, 0, 0, opts.signal, opts.runtime);
   }

@@ -92,11 +92,12 @@ export class UdpSocket {
   /** Binds to `addr` (port 0 picks a free port). */
   static async bind(
     addr: AddressLike,
-    options?: RuntimeOption & { reuseAddr?: boolean; reusePort?: boolean },
+    options?: RuntimeOption & SignalOption & { reuseAddr?: boolean; reusePort?: boolean },
   ): Promise<UdpSocket> {
-    const opts = optionsBag<RuntimeOption & { reuseAddr?: boolean; reusePort?: boolean }>(options);
+    const opts = optionsBag<RuntimeOption & SignalOption & { reuseAddr?: boolean; reusePort?: boolean }>(options);
+    checkSignal(opts.signal);
     socketRuntime(opts); // validates before the lookup
-    const { host, port } = await resolveAddr(addr);
+    const { host, port } = await untilAborted(resolveAddr(addr), opts.signal);
     const flags = (opts.reuseAddr ? O_REUSE_ADDR : 0) | (opts.reusePort ? O_REUSE_PORT : 0);
     const open = (nrt: NativeRuntime | undefined): number => native.netUdpBind(host, port, flags, 0, 0, nrt);
     return new UdpSocket(openSocket(opts, open, 'bind', host, port));
@@ -267,9 +268,13 @@ export class UdpSocket {
     return msgs.length;
   }
 
-  /** Connects: `send` goes to `addr`, and only its datagrams are received. */
-  async connect(addr: AddressLike): Promise<void> {
-    const { host, port } = await resolveAddr(addr);
+  /**
+   * Connects: `send` goes to `addr`, and only its datagrams are received. A host name is looked up
+   * first (the wait `signal` can end).
+   */
+  async connect(addr: AddressLike, options?: SignalOption): Promise<void> {
+    checkSignal(options?.signal);
+    const { host, port } = await untilAborted(resolveAddr(addr), options?.signal);
     const r = native.netUdpConnect(this._h, host, port);
     if (r < 0) throw systemError(-r, 'connect', host, port);
     this.#connected = true;
