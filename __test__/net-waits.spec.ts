@@ -3,9 +3,9 @@
 // ref()/unref(), and the fixes that came with them (setLinger's unit, a write half's close()).
 import test from 'ava';
 import { Duplex } from 'node:stream';
-import { TcpListener, TcpStream, UdpSocket, UnixDatagram } from '../index';
+import { TcpListener, TcpSocket, TcpStream, UdpSocket, UnixDatagram } from '../index';
 import { BufReader, LinesCodec, copy, copyBidirectional, duplex, framed, type Reader, type Writer } from '../index';
-import { isSettled, runNodeChild, unixTest, withTimeout } from './helpers';
+import { isSettled, realDelay, runNodeChild, unixTest, withTimeout } from './helpers';
 
 async function tcpPair(): Promise<[TcpStream, TcpStream, TcpListener]> {
   const l = await TcpListener.bind('127.0.0.1:0');
@@ -375,5 +375,39 @@ test('binding and connecting take a signal that also ends the wait for a host na
   connectAc.abort(reason);
   await t.throwsAsync(stream, { is: reason });
   u.close();
+  l.close();
+});
+
+test('a stream closed while it still owes its peer bytes drops what the peer sends, so a peer that writes before it reads still gets every byte', async (t) => {
+  // Small kernel buffers, so that acknowledged bytes are still in kyoto's own backlog at close().
+  const ls = TcpSocket.v4();
+  ls.setRecvBufferSize(8192);
+  ls.bind('127.0.0.1:0');
+  const l = ls.listen();
+  const cs = TcpSocket.v4();
+  cs.setSendBufferSize(8192);
+  const [c, [s]] = await Promise.all([cs.connect(l.localAddr()), l.accept()]);
+  const owed = Buffer.alloc(8 << 20);
+  for (let i = 0; i < owed.length; i += 4) owed.writeUInt32LE(i, i);
+  // Write while writes resolve (their bytes acknowledged) and the peer reads nothing; then close.
+  const chunk = 16 * 1024;
+  let acked = 0;
+  while (acked < owed.length) {
+    const w = c.write(owed.subarray(acked, acked + chunk));
+    if (!(await Promise.race([w.then(() => true), realDelay(300).then(() => false)]))) {
+      w.catch(() => {}); // rejects at close(); its bytes may still go out
+      break;
+    }
+    acked += chunk;
+  }
+  t.true(acked > 0 && acked < owed.length, `${acked} bytes acknowledged before the buffers filled`);
+  c.close();
+  // The server answers first, more than the buffers hold, and only then reads: the closed client
+  // must keep taking (and dropping) it, or each side would wait for the other.
+  await withTimeout(s.write(Buffer.alloc(4 << 20, 1)), 20_000, "the server's write to the closed client");
+  const got = await withTimeout(s.readToEnd(), 20_000, 'the owed bytes, then EOF');
+  t.true(got.length >= acked, `${got.length} of the ${acked} acknowledged bytes arrived`);
+  t.true(got.equals(owed.subarray(0, got.length)), 'in order, nothing altered');
+  s.close();
   l.close();
 });

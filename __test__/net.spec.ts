@@ -407,6 +407,52 @@ test('a peer that never reads cannot make the writer buffer without bound', asyn
   l.close();
 });
 
+test('an echo server whose clients send without reading keeps its memory bounded: backpressure reaches the senders', async (t) => {
+  const l = await TcpListener.bind('127.0.0.1:0');
+  const served: Array<Promise<unknown>> = [];
+  const accepting = (async () => {
+    for (let i = 0; i < 16; i++) {
+      const [s] = await l.accept();
+      served.push(
+        (async () => {
+          // The JS echo of the P1 benchmark: the next read waits for the write.
+          const buf = Buffer.allocUnsafe(64 * 1024);
+          for (;;) {
+            const n = await s.read(buf);
+            if (n === 0) break;
+            await s.write(buf.subarray(0, n));
+          }
+        })().catch(() => {}).finally(() => s.close()),
+      );
+    }
+  })();
+  const clients = await Promise.all(Array.from({ length: 16 }, () => TcpStream.connect(l.localAddr())));
+  await accepting;
+  const rss0 = process.memoryUsage().rss;
+  const chunk = Buffer.alloc(256 * 1024, 3);
+  const offered = 16 * 8 * (8 << 20);
+  let sent = 0;
+  // Each client offers 64 MiB (1 GiB in all) and reads nothing back.
+  const stuck = await Promise.all(
+    clients.map(async (c) => {
+      for (let i = 0; i < (64 << 20) / chunk.length; i++) {
+        const done = await Promise.race([c.write(chunk).then(() => true), realDelay(300).then(() => false)]);
+        if (!done) return true;
+        sent += chunk.length;
+      }
+      return false;
+    }),
+  );
+  t.true(stuck.every(Boolean), 'every sender was held back once the server could not write its echo');
+  t.true(sent < offered / 4, `the clients got ${sent} of ${offered} bytes out`);
+  const grew = process.memoryUsage().rss - rss0;
+  t.true(grew < 96 << 20, `RSS grew by ${grew} bytes`);
+  t.log(`${(sent / 2 ** 20).toFixed(1)} MiB taken of ${offered / 2 ** 20} MiB offered; RSS +${(grew / 2 ** 20).toFixed(1)} MiB`);
+  for (const c of clients) c.close();
+  await withTimeout(Promise.all(served), 10_000, 'the server loops end');
+  l.close();
+});
+
 /** Node's http.Server answering `hello <url>`, fed the streams a kyoto listener accepts. */
 async function httpOverKyoto(): Promise<{ server: http.Server; l: TcpListener; port: number }> {
   const server = http.createServer((req, res) => {

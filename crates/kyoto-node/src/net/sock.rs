@@ -56,6 +56,8 @@ pub const F_FRAME_ACTIVE: u32 = 2048;
 /// Closed by JS with written bytes the kernel has not taken yet: the task goes on sending them
 /// (see [`poll_linger`]), then drops the socket.
 pub const F_LINGER: u32 = 4096;
+/// A lingering stream sent everything and its FIN: it waits for the peer's (see [`poll_linger`]).
+pub const F_LINGER_FIN: u32 = 8192;
 
 /// How long a closed stream goes on offering its unsent bytes to a peer that does not take them.
 pub const LINGER_LIMIT: Duration = Duration::from_secs(60);
@@ -918,23 +920,67 @@ impl Future for SockTask {
 }
 
 /// A stream JS closed while bytes it had acknowledged (`write()` resolved) were still in the
-/// backlog: send them as the kernel would its own buffer after `close(2)`, then let the socket go
-/// (dropping it closes the descriptor, which sends the FIN). Gives up on a write error or after
-/// [`LINGER_LIMIT`] without the peer taking everything. Returns true when done.
+/// backlog: send them as the kernel would its own buffer after `close(2)`, then the FIN, then wait
+/// for the peer's FIN before letting the socket go. Gives up (dropping the socket) on a write
+/// error, a reset from the peer, or [`LINGER_LIMIT`] after the close. Returns true when done.
+///
+/// What the peer still sends meanwhile is read and dropped: nobody will read it, and left unread it
+/// would fill the window and stall a peer that waits for room before it reads what it is owed
+/// (an echo server answering a client that closed: each side would wait for the other until the
+/// limit). Closing with such bytes unread would make the kernel answer with a reset, which can
+/// destroy what the peer has not read yet; hence the FIN first and the wait for the peer's (the
+/// "lingering close" of HTTP servers).
 fn poll_linger(sock: &Sock, cx: &mut Context<'_>) -> bool {
     let Kind::Stream(s) = &sock.kind else {
         return true;
     };
+    if !sock.has(F_EOF) && discard_input(sock, s, cx) {
+        return true;
+    }
     let mut st = sock.lock();
-    match poll_flush_backlog(s, &mut st, Some(cx)) {
-        Poll::Ready(_) => true,
-        Poll::Pending => {
-            let deadline = st
-                .linger_until
-                .get_or_insert_with(|| Box::pin(kyoto_rt::time::sleep(LINGER_LIMIT)));
-            deadline.as_mut().poll(cx).is_ready()
+    if !sock.has(F_LINGER_FIN) {
+        match poll_flush_backlog(s, &mut st, Some(cx)) {
+            Poll::Ready(Err(_)) => return true,
+            Poll::Ready(Ok(())) => {
+                sock.set(F_LINGER_FIN);
+                if shutdown_write(s).is_err() {
+                    return true;
+                }
+            }
+            Poll::Pending => {}
         }
     }
+    if sock.has(F_LINGER_FIN) && sock.has(F_EOF) {
+        return true;
+    }
+    let deadline = st
+        .linger_until
+        .get_or_insert_with(|| Box::pin(kyoto_rt::time::sleep(LINGER_LIMIT)));
+    deadline.as_mut().poll(cx).is_ready()
+}
+
+/// Reads and drops what arrived on a lingering stream, until it would block (interest registered)
+/// or the peer's FIN (then sets [`F_EOF`]). True on a read error: the peer reset the connection,
+/// so nothing more can be delivered either.
+fn discard_input(sock: &Sock, s: &Stream, cx: &mut Context<'_>) -> bool {
+    for _ in 0..16 {
+        match SCRATCH.with(|b| s.try_read(&mut b.borrow_mut()[..])) {
+            Ok(0) => {
+                sock.set(F_EOF);
+                return false;
+            }
+            Ok(_) => {}
+            Err(e) if is_would_block(&e) => match s.poll_read_ready(cx) {
+                Poll::Pending => return false,
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return true,
+            },
+            Err(_) => return true,
+        }
+    }
+    // A fast sender: let other tasks run, then go on.
+    cx.waker().wake_by_ref();
+    false
 }
 
 /// Returns true when the task is finished.
