@@ -134,6 +134,9 @@ test('shutting the runtime down fails pending accept, read, write and recv with 
   await t.throwsAsync(withTimeout(l.accept(), 5000, 'second accept'), code);
   await t.throwsAsync(withTimeout(c.read(Buffer.alloc(16)), 5000, 'second read'), code);
   await t.throwsAsync(withTimeout(u.recv(Buffer.alloc(16)), 5000, 'second recv'), code);
+  // A datagram sent on a dead runtime is refused, not silently dropped.
+  await t.throwsAsync(withTimeout(u.sendTo('x', u.localAddr()), 5000, 'sendTo'), code);
+  await t.throwsAsync(withTimeout(u.sendMany([{ data: Buffer.from('x'), address: u.localAddr() }]), 5000, 'sendMany'), code);
   // New sockets on it are refused.
   await t.throwsAsync(TcpListener.bind('127.0.0.1:0', { runtime: rt }), code);
   await t.throwsAsync(TcpStream.connect(peer.localAddr(), { runtime: rt }), code);
@@ -142,6 +145,24 @@ test('shutting the runtime down fails pending accept, read, write and recv with 
   u.close();
   p.close();
   peer.close();
+});
+
+test('a Unix datagram socket on a runtime that shut down refuses sends and receives with ERR_RUNTIME_SHUTDOWN', async (t) => {
+  if (process.platform === 'win32') {
+    t.throws(() => UnixDatagram.pair(), { code: 'ERR_FEATURE_UNAVAILABLE_ON_PLATFORM' });
+    return;
+  }
+  const rt = new Runtime({ flavor: 'multi_thread', workerThreads: 1 });
+  const [a, b] = UnixDatagram.pair({ runtime: rt });
+  const recv = b.recv(Buffer.alloc(16));
+  await rt.shutdown();
+  const code = { code: 'ERR_RUNTIME_SHUTDOWN' };
+  await t.throwsAsync(withTimeout(recv, 5000, 'recv'), code);
+  await t.throwsAsync(withTimeout(b.recvMany(4), 5000, 'recvMany'), code);
+  await t.throwsAsync(withTimeout(a.send('x'), 5000, 'send'), code);
+  await t.throwsAsync(withTimeout(a.sendMany([{ data: 'x' }]), 5000, 'sendMany'), code);
+  a.close();
+  b.close();
 });
 
 test('options.runtime of a socket must be a Runtime', async (t) => {

@@ -72,6 +72,12 @@ export class DgramCore<A> {
     return this.#closed;
   }
 
+  /** `ERR_RUNTIME_SHUTDOWN` once the socket's runtime is gone: every later call fails with it. */
+  get deadError(): Error | undefined {
+    const e = this.#err;
+    return e !== undefined && isRuntimeShutdown(e) ? e : undefined;
+  }
+
   /** A `K_DGRAM` event: `len` bytes at `off` of the receive arena, from `address`. */
   deliver(off: number, len: number, address: A): void {
     const w = this.#waiters;

@@ -152,6 +152,8 @@ export class UdpSocket {
 
   #send(bytes: Uint8Array, host: string, port: number, signal: AbortSignal | undefined): Promise<number> {
     if (this.#core.closed) return Promise.reject(closedError());
+    const dead = this.#core.deadError;
+    if (dead !== undefined) return Promise.reject(dead);
     if (bytes.length > MAX_V4_PAYLOAD && bytes.length > maxPayload(host === '' ? this.#peerHost : host)) {
       return Promise.reject(systemError(errnoOf('EMSGSIZE'), 'send', host || undefined, host ? port : undefined));
     }
@@ -215,7 +217,7 @@ export class UdpSocket {
    * `compat/dgram`, then take the native call).
    */
   _sendNow(bytes: Uint8Array, host: string, port: number): boolean {
-    if (this.#core.closed || isBlocked(this._h)) return false;
+    if (this.#core.closed || this.#core.deadError !== undefined || isBlocked(this._h)) return false;
     if (host === '') return this.#connected && queueWrite(this._h, bytes, 0, 0);
     const ip = ipv4ToInt(host);
     return ip !== -1 && queueWrite(this._h, bytes, ip, port | (4 << 16));
@@ -227,7 +229,9 @@ export class UdpSocket {
    * send needs the general path (another address form, a string, a blocked or closed socket).
    */
   #queueFast(data: unknown, addr: unknown): boolean {
-    if (!(data instanceof Uint8Array) || this.#core.closed || isBlocked(this._h)) return false;
+    if (!(data instanceof Uint8Array) || this.#core.closed || this.#core.deadError !== undefined || isBlocked(this._h)) {
+      return false;
+    }
     if (addr === undefined) return this.#connected && queueWrite(this._h, data, 0, 0);
     const enc = typeof addr === 'object' && addr !== null ? encodedV4(addr) : undefined;
     return enc !== undefined && queueWrite(this._h, data, enc[0], enc[1]);

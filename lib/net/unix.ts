@@ -213,6 +213,8 @@ export class UnixDatagram {
       return Promise.reject(e);
     }
     if (this.#core.closed) return Promise.reject(closedError());
+    const dead = this.#core.deadError;
+    if (dead !== undefined) return Promise.reject(dead);
     const r = native.netUnixDgramSend(this._h, bytes, path);
     if (r < 0) return Promise.reject(systemError(-r, 'send', path || undefined));
     if (r === 1) return this.#core.waitDrain(signal).then(() => bytes.length);
