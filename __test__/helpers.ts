@@ -4,6 +4,7 @@ import { spawn as spawnChild } from 'node:child_process';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import * as util from 'node:util';
+import { TcpListener, TcpStream } from 'kyoto';
 
 const req = createRequire(__filename);
 
@@ -184,4 +185,13 @@ export function runNodeChild(
       resolve({ code, timedOut: signal === 'SIGKILL', out });
     });
   });
+}
+
+/** A listener on 127.0.0.1 and a connected pair through it: `c` the client, `s` the accepted end. */
+export async function tcpPair(): Promise<{ l: TcpListener; c: TcpStream; s: TcpStream }> {
+  const l = await TcpListener.bind('127.0.0.1:0');
+  const accepted = l.accept();
+  const c = await TcpStream.connect(l.localAddr());
+  const [s] = await accepted;
+  return { l, c, s };
 }

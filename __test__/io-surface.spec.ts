@@ -1,16 +1,9 @@
 // Parts of kyoto/io's surface that users rely on and no other spec pins down: BufReader.read's
 // buffering, its argument checks, an aborted readLine, and framed()/copy() on a closed stream.
 import test from 'ava';
-import { AbortError, BufReader, LengthDelimitedCodec, LinesCodec, TcpListener, TcpStream, copy, duplex, framed, type Reader } from 'kyoto';
-import { isSettled, withTimeout } from './helpers';
+import { AbortError, BufReader, LengthDelimitedCodec, LinesCodec, copy, duplex, framed, type Reader } from 'kyoto';
+import { isSettled, tcpPair, withTimeout } from './helpers';
 
-async function pair(): Promise<{ l: TcpListener; c: TcpStream; s: TcpStream }> {
-  const l = await TcpListener.bind('127.0.0.1:0');
-  const accepted = l.accept();
-  const c = await TcpStream.connect(l.localAddr());
-  const [s] = await accepted;
-  return { l, c, s };
-}
 
 /** A reader handing out `chunks` one per read (cut to the buffer), recording the buffers it was given. */
 function scriptedReader(chunks: string[]): Reader & { calls: Uint8Array[] } {
@@ -64,7 +57,7 @@ test('BufReader.read returns buffered bytes before reading again, and a read as 
 });
 
 test('BufReader.read over a TCP stream gets every byte in order, whatever the read sizes', async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   const br = new BufReader(s, 16);
   const sent = Buffer.from(Array.from({ length: 300 }, (_, i) => i & 0xff));
   await c.write(sent);
@@ -100,7 +93,7 @@ test('a BufReader capacity below 1 or not an integer is a RangeError ERR_OUT_OF_
 });
 
 test('BufReader.readLine rejects when aborted, and a later readLine still gets the line', async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   const br = new BufReader(s);
   await t.throwsAsync(br.readLine({ signal: AbortSignal.abort() }), { instanceOf: AbortError, code: 'ABORT_ERR' });
   const ac = new AbortController();
@@ -120,7 +113,7 @@ test('BufReader.readLine rejects when aborted, and a later readLine still gets t
 });
 
 test('framed() on a closed stream rejects send and next with ERR_SOCKET_CLOSED, whether it was closed after framing or before', async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   const lines = framed(c, new LinesCodec());
   const waiting = lines.next();
   t.false(await isSettled(waiting));
@@ -128,7 +121,7 @@ test('framed() on a closed stream rejects send and next with ERR_SOCKET_CLOSED, 
   await t.throwsAsync(withTimeout(waiting, 5000, 'pending next'), { code: 'ERR_SOCKET_CLOSED' });
   await t.throwsAsync(lines.send('late'), { code: 'ERR_SOCKET_CLOSED' });
   await t.throwsAsync(lines.next(), { code: 'ERR_SOCKET_CLOSED' });
-  const { l: l2, c: c2, s: s2 } = await pair();
+  const { l: l2, c: c2, s: s2 } = await tcpPair();
   c2.close();
   const frames = framed(c2, new LengthDelimitedCodec());
   await t.throwsAsync(frames.send(Buffer.from('late')), { code: 'ERR_SOCKET_CLOSED' });
@@ -143,7 +136,7 @@ test('framed() on a closed stream rejects send and next with ERR_SOCKET_CLOSED, 
 });
 
 test('copy() from a closed kyoto stream into another writer rejects with ERR_SOCKET_CLOSED', async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   const [w, r] = duplex(64);
   c.close();
   await t.throwsAsync(withTimeout(copy(c, w), 5000, 'copy'), { code: 'ERR_SOCKET_CLOSED' });

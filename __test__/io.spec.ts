@@ -10,17 +10,11 @@ import {
   duplex,
   framed,
 } from 'kyoto';
+import { tcpPair } from './helpers';
 
-async function pair(): Promise<{ l: TcpListener; c: TcpStream; s: TcpStream }> {
-  const l = await TcpListener.bind('127.0.0.1:0');
-  const accepted = l.accept();
-  const c = await TcpStream.connect(l.localAddr());
-  const [s] = await accepted;
-  return { l, c, s };
-}
 
 test('copy(s, s) echoes; the client shutdown() makes it return and the client then reads 0', async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   const server = copy(s, s);
   await c.write('echo me');
   const buf = Buffer.alloc(7);
@@ -35,7 +29,7 @@ test('copy(s, s) echoes; the client shutdown() makes it return and the client th
 });
 
 test('copy hands over bytes JS had already buffered', async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   await c.write('early');
   t.is(await s.peek(Buffer.alloc(5)), 5); // now buffered on the JS side
   const server = copy(s, s);
@@ -96,7 +90,7 @@ test('copy and copyBidirectional work in JS for non-kyoto streams', async (t) =>
 });
 
 test("lines() over 'hello\\r\\nworld\\n\\n' yields hello, world, ''", async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   await c.write('hello\r\nworld\n\n');
   await c.shutdown();
   const lines: string[] = [];
@@ -138,7 +132,7 @@ test('duplex(maxBuf) bounds each direction and reports EOF after shutdown', asyn
 });
 
 test('framed with LinesCodec over TCP sends and receives lines; maxLength is enforced', async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   const fc = framed(c, new LinesCodec({ maxLength: 16 }));
   const fs = framed(s, new LinesCodec({ maxLength: 16 }));
   await fc.send('one');
@@ -153,7 +147,7 @@ test('framed with LinesCodec over TCP sends and receives lines; maxLength is enf
 });
 
 test('framed with LengthDelimitedCodec round-trips frames; maxFrameLength is enforced', async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   const codec = new LengthDelimitedCodec({ lengthFieldBytes: 2, maxFrameLength: 1000 });
   const fc = framed(c, codec);
   const fs = framed(s, codec);

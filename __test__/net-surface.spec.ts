@@ -7,15 +7,8 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Duplex } from 'node:stream';
 import { AbortError, TcpListener, TcpSocket, TcpStream, UdpSocket, UnixListener, UnixStream } from 'kyoto';
-import { isSettled, linuxTest, runInLinkNamespace, runNodeChild, unixTest, withTimeout } from './helpers';
+import { isSettled, linuxTest, runInLinkNamespace, runNodeChild, tcpPair, unixTest, withTimeout } from './helpers';
 
-async function pair(): Promise<{ l: TcpListener; c: TcpStream; s: TcpStream }> {
-  const l = await TcpListener.bind('127.0.0.1:0');
-  const accepted = l.accept();
-  const c = await TcpStream.connect(l.localAddr());
-  const [s] = await accepted;
-  return { l, c, s };
-}
 
 /** Reads exactly `n` bytes from `s` (bounded) as a string. */
 async function readString(s: { readExact(buf: Uint8Array): Promise<number> }, n: number, what: string): Promise<string> {
@@ -258,7 +251,7 @@ test('disposing a UDP socket closes it: a waiting receive and later ones reject 
 // Split halves
 
 test('a read half reads exactly, peeks, iterates and reads to the end, and reports both addresses', async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   const [r, w] = s.split();
   t.deepEqual(r.localAddr(), s.localAddr());
   t.deepEqual(r.peerAddr(), c.localAddr());
@@ -290,7 +283,7 @@ test('a read half reads exactly, peeks, iterates and reads to the end, and repor
 });
 
 test('a write half writes all, flushes and shuts down: the peer reads every byte, then EOF', async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   const [, w] = c.split();
   const big = Buffer.alloc(1 << 20, 7);
   const reading = withTimeout(s.readToEnd(), 10_000, 'readToEnd');
@@ -313,7 +306,7 @@ test('a write half writes all, flushes and shuts down: the peer reads every byte
 // Closed sockets
 
 test('a closed stream rejects flush, shutdown, peek, readChunk, readExact and readToEnd with ERR_SOCKET_CLOSED', async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   c.close();
   t.true(c.closed);
   await t.throwsAsync(c.flush(), { code: 'ERR_SOCKET_CLOSED' });
@@ -328,7 +321,7 @@ test('a closed stream rejects flush, shutdown, peek, readChunk, readExact and re
 });
 
 test('peek, readChunk and readExact waiting when the stream is closed reject with ERR_SOCKET_CLOSED', async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   const peeking = c.peek(Buffer.alloc(4));
   const chunk = c.readChunk();
   const exact = c.readExact(Buffer.alloc(4));
@@ -344,7 +337,7 @@ test('peek, readChunk and readExact waiting when the stream is closed reject wit
 });
 
 test('the halves of a closed stream reject reads and writes with ERR_SOCKET_CLOSED', async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   const [r, w] = c.split();
   const waiting = r.read(Buffer.alloc(4));
   t.false(await isSettled(waiting));
@@ -379,7 +372,7 @@ test('a closed UDP socket rejects recvFrom, peekFrom and recvMany with ERR_SOCKE
 // Bad arguments
 
 test('stream reads given something other than a Uint8Array reject with a TypeError ERR_INVALID_ARG_TYPE', async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   const [r] = s.split();
   for (const bad of ['buf', 16, null, undefined, [1, 2, 3], new ArrayBuffer(4), new DataView(new ArrayBuffer(4))]) {
     const what = String(bad);
@@ -435,7 +428,7 @@ test('UDP TTLs out of range are RangeErrors ERR_OUT_OF_RANGE, a non-number a Typ
 });
 
 test('TcpStream setTtl(0) and setKeepAlive(true, -1) are RangeErrors ERR_OUT_OF_RANGE', async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   t.throws(() => c.setTtl(0), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' });
   t.throws(() => c.setTtl(256), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' });
   t.throws(() => c.setKeepAlive(true, -1), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' });
@@ -469,7 +462,7 @@ test('accept() with an aborted signal rejects at once; an accept() aborted while
 });
 
 test('read, readExact, readChunk and readToEnd with an aborted signal reject with an AbortError ABORT_ERR', async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   const signal = AbortSignal.abort();
   await t.throwsAsync(s.read(Buffer.alloc(4), { signal }), { instanceOf: AbortError, code: 'ABORT_ERR' });
   await t.throwsAsync(s.readExact(Buffer.alloc(4), { signal }), { instanceOf: AbortError, code: 'ABORT_ERR' });
@@ -485,7 +478,7 @@ test('read, readExact, readChunk and readToEnd with an aborted signal reject wit
 });
 
 test('read, readExact, readChunk and readToEnd aborted while waiting reject with the reason, and a later read still gets the data', async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   const calls: Array<[string, (signal: AbortSignal) => Promise<unknown>]> = [
     ['read', (signal) => s.read(Buffer.alloc(4), { signal })],
     ['readExact', (signal) => s.readExact(Buffer.alloc(4), { signal })],
@@ -570,7 +563,7 @@ unixTest('UnixListener.accept() and UnixStream.connect() honour abort signals', 
 // toNodeStream()
 
 test('toNodeStream() is a stream.Duplex that carries data both ways with a kyoto peer', async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   const d = c.toNodeStream();
   t.true(d instanceof Duplex);
   t.is(c.toNodeStream(), d, 'one Duplex per stream');

@@ -5,18 +5,13 @@ import test from 'ava';
 import { Duplex } from 'node:stream';
 import { TcpListener, TcpSocket, TcpStream, UdpSocket, UnixDatagram } from '../index';
 import { BufReader, LinesCodec, copy, copyBidirectional, duplex, framed, type Reader, type Writer } from '../index';
-import { isSettled, realDelay, runNodeChild, unixTest, withTimeout } from './helpers';
+import { isSettled, realDelay, runNodeChild, tcpPair, unixTest, withTimeout } from './helpers';
 
-async function tcpPair(): Promise<[TcpStream, TcpStream, TcpListener]> {
-  const l = await TcpListener.bind('127.0.0.1:0');
-  const [c, [s]] = await Promise.all([TcpStream.connect(l.localAddr()), l.accept()]);
-  return [c, s, l];
-}
 
 const NOT_SIGNALS: unknown[] = ['x', null, {}, { aborted: false }, 1];
 
 test('every waiting call rejects a signal that is not an AbortSignal with a TypeError ERR_INVALID_ARG_TYPE, whether or not it would wait', async (t) => {
-  const [c, s, l] = await tcpPair();
+  const { c: c, s: s, l: l } = await tcpPair();
   await s.write('data waiting\n');
   await withTimeout(c.peek(Buffer.alloc(1)), 5000, 'data');
   const u = await UdpSocket.bind('127.0.0.1:0');
@@ -68,7 +63,7 @@ test('every waiting call rejects a signal that is not an AbortSignal with a Type
 });
 
 test('an already aborted signal rejects a read, an accept or a receive even when its result is waiting', async (t) => {
-  const [c, s, l] = await tcpPair();
+  const { c: c, s: s, l: l } = await tcpPair();
   await s.write('ready');
   await withTimeout(c.peek(Buffer.alloc(1)), 5000, 'data');
   const signal = AbortSignal.abort();
@@ -98,7 +93,7 @@ test('an already aborted signal rejects a read, an accept or a receive even when
 });
 
 test('shutdown() waits under a signal without losing its idempotence: an aborted wait leaves the FIN going out', async (t) => {
-  const [c, s, l] = await tcpPair();
+  const { c: c, s: s, l: l } = await tcpPair();
   const ac = new AbortController();
   ac.abort();
   await t.throwsAsync(c.shutdown({ signal: ac.signal }), { code: 'ABORT_ERR' });
@@ -218,7 +213,7 @@ test('stream and UDP socket ref()/unref() decide whether a pending wait keeps th
 });
 
 test('setLinger below a second keeps close() graceful: the peer reads every byte and then EOF, not a reset', async (t) => {
-  const [c, s, l] = await tcpPair();
+  const { c: c, s: s, l: l } = await tcpPair();
   c.setLinger(500);
   const data = Buffer.alloc(256 * 1024, 7);
   await c.write(data);
@@ -230,7 +225,7 @@ test('setLinger below a second keeps close() graceful: the peer reads every byte
 });
 
 test("a write half's close() neither throws nor rejects, even on a closed stream, and its FIN reaches the peer", async (t) => {
-  const [c, s, l] = await tcpPair();
+  const { c: c, s: s, l: l } = await tcpPair();
   const [r, w] = c.split();
   await w.write('bye');
   t.is(w.close() as unknown, undefined);
@@ -238,10 +233,8 @@ test("a write half's close() neither throws nor rejects, even on a closed stream
   r.close();
   t.true(c.closed, 'both halves closed: the stream closed');
 
-  const [c2, s2] = await tcpPair().then(([a, b, l2]) => {
-    l2.close();
-    return [a, b] as const;
-  });
+  const { c: c2, s: s2, l: l2 } = await tcpPair();
+  l2.close();
   const [, w2] = c2.split();
   c2.close();
   let unhandled: unknown;
@@ -259,8 +252,8 @@ test("a write half's close() neither throws nor rejects, even on a closed stream
 });
 
 test('a copy() whose writer is closed rejects with ERR_SOCKET_CLOSED and leaves its reader readable', async (t) => {
-  const [c1, s1, l1] = await tcpPair();
-  const [c2, s2, l2] = await tcpPair();
+  const { c: c1, s: s1, l: l1 } = await tcpPair();
+  const { c: c2, s: s2, l: l2 } = await tcpPair();
   c2.close();
   await t.throwsAsync(copy(s1, c2), { code: 'ERR_SOCKET_CLOSED' });
   await t.throwsAsync(copy(c2, s1), { code: 'ERR_SOCKET_CLOSED' });

@@ -15,18 +15,11 @@ import {
   pause,
   type SocketAddress,
 } from 'kyoto';
-import { linuxTest, linuxTestSerial, packageRoot, realDelay, withTimeout } from './helpers';
+import { linuxTest, linuxTestSerial, packageRoot, realDelay, tcpPair, withTimeout } from './helpers';
 
-async function pair(): Promise<{ l: TcpListener; c: TcpStream; s: TcpStream }> {
-  const l = await TcpListener.bind('127.0.0.1:0');
-  const accepted = l.accept();
-  const c = await TcpStream.connect(l.localAddr());
-  const [s] = await accepted;
-  return { l, c, s };
-}
 
 test('a listener accepts a connection and both ends exchange bytes', async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   await c.write('ping');
   const buf = Buffer.alloc(16);
   const n = await s.read(buf);
@@ -87,7 +80,7 @@ test('bad addresses are TypeErrors and RangeErrors with codes', async (t) => {
   await t.throwsAsync(TcpStream.connect('127.0.0.1:70000'), { instanceOf: RangeError, code: 'ERR_SOCKET_BAD_PORT' });
   await t.throwsAsync(TcpListener.bind('nocolon'), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_VALUE' });
   await t.throwsAsync(UdpSocket.bind({ host: '127.0.0.1', port: -1 }), { instanceOf: RangeError });
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   await t.throwsAsync(c.read('x' as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
   await t.throwsAsync(c.write(5 as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
   c.close();
@@ -96,7 +89,7 @@ test('bad addresses are TypeErrors and RangeErrors with codes', async (t) => {
 });
 
 test('shutdown() sends a FIN, the peer reads 0, and three shutdown() calls all succeed', async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   await c.write('bye');
   await c.shutdown();
   await c.shutdown();
@@ -116,7 +109,7 @@ test('shutdown() sends a FIN, the peer reads 0, and three shutdown() calls all s
 });
 
 test('closing the write half of a split stream sends a FIN; the read half keeps reading', async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   const [r, w] = c.split();
   await w.write('half');
   await w.close();
@@ -132,7 +125,7 @@ test('closing the write half of a split stream sends a FIN; the read half keeps 
 });
 
 test('half-close works in both directions', async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   await c.write('c->s');
   await c.shutdown();
   t.is((await s.readToEnd()).toString(), 'c->s');
@@ -145,7 +138,7 @@ test('half-close works in both directions', async (t) => {
 });
 
 test('readExact fills the buffer or rejects with ERR_UNEXPECTED_EOF; readToEnd collects everything', async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   await c.write('abcdef');
   const six = Buffer.alloc(6);
   await s.readExact(six);
@@ -162,7 +155,7 @@ test('readExact fills the buffer or rejects with ERR_UNEXPECTED_EOF; readToEnd c
 test('a waiting read of any length lands intact at the start of the buffer and touches nothing after it', async (t) => {
   // Short reads are copied out of the receive arena by a loop, long ones by Buffer#copy: cover both
   // sides of the switch, and a buffer shorter than what arrived.
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   const buf = Buffer.alloc(1024);
   for (const len of [1, 2, 63, 64, 65, 255, 256, 257, 300, 1000]) {
     buf.fill(0xee);
@@ -190,7 +183,7 @@ test('a waiting read of any length lands intact at the start of the buffer and t
 });
 
 test('peek() returns data without consuming it', async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   const pending = s.peek(Buffer.alloc(3));
   await c.write('peekaboo');
   const b1 = Buffer.alloc(4);
@@ -206,7 +199,7 @@ test('peek() returns data without consuming it', async (t) => {
 });
 
 test('a stream is async-iterable as Buffer chunks until EOF', async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   const total = 200_000;
   const data = Buffer.alloc(total, 0x61);
   const w = c.write(data).then(() => c.shutdown());
@@ -223,7 +216,7 @@ test('a stream is async-iterable as Buffer chunks until EOF', async (t) => {
 });
 
 test('breaking out of a for await ends that iteration but leaves the stream readable', async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   await c.write('first');
   for await (const chunk of s) {
     t.is(chunk.toString(), 'first');
@@ -239,7 +232,7 @@ test('breaking out of a for await ends that iteration but leaves the stream read
 });
 
 test("the stream's iterator keeps next() calls in order, ends at EOF and stays ended", async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   const it = s[Symbol.asyncIterator]();
   t.is(it[Symbol.asyncIterator](), it);
   // Three next() calls before any data: they are answered in call order.
@@ -262,7 +255,7 @@ test("the stream's iterator keeps next() calls in order, ends at EOF and stays e
 });
 
 test("a closed stream's iterator rejects with ERR_SOCKET_CLOSED, and a pending next() does too", async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   const it = s[Symbol.asyncIterator]();
   const pending = it.next();
   s.close();
@@ -273,7 +266,7 @@ test("a closed stream's iterator rejects with ERR_SOCKET_CLOSED, and a pending n
 });
 
 test('socket options can be set', async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   t.notThrows(() => {
     c.setNoDelay(true);
     c.setNoDelay(false);
@@ -335,7 +328,7 @@ test('a closed listener ends its iterator and rejects accept() with ERR_SOCKET_C
 });
 
 test('a closed stream rejects reads and writes with ERR_SOCKET_CLOSED', async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   const pending = c.read(Buffer.alloc(4));
   c.close();
   await t.throwsAsync(pending, { code: 'ERR_SOCKET_CLOSED' });
@@ -369,7 +362,7 @@ test('TcpSocket sets options before listen and connect', async (t) => {
 });
 
 test('a peer reset in the middle of a large write rejects the writer, never crashes', async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   s.setLinger(0);
   const chunk = Buffer.alloc(1 << 20, 1);
   const writer = (async () => {
@@ -385,7 +378,7 @@ test('a peer reset in the middle of a large write rejects the writer, never cras
 });
 
 test('a peer that never reads cannot make the writer buffer without bound', async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   const chunk = Buffer.alloc(64 * 1024, 2);
   const rss0 = process.memoryUsage().rss;
   let written = 0;
@@ -492,7 +485,7 @@ test("Node's http.Server serves requests over toNodeStream()", async (t) => {
 });
 
 test('toNodeStream(): corked writes go out together and leave nothing buffered once the socket took them', async (t) => {
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   const d = s.toNodeStream();
   let called = 0;
   d.cork();
@@ -1159,7 +1152,7 @@ test('reads of every kind, issued several at a time, see the stream in order wit
   // read(buf), peek(buf), readChunk() and the iterator's next() share one queue of waiters and two
   // delivery paths (straight from the batch, or through the chunk buffer): mix them at random
   // against writes of random sizes and check every result against the bytes sent.
-  const { l, c, s } = await pair();
+  const { l, c, s } = await tcpPair();
   let seed = 0x9e3779b9;
   const rand = (n: number): number => {
     seed ^= seed << 13;
