@@ -1,7 +1,7 @@
 // Parts of kyoto/net's surface that users rely on and no other spec pins down: bind and connect
 // options, TcpSocket.v6, split halves, what a closed socket answers, argument checks, aborted
 // waits, toNodeStream(), and IPv4 broadcast and multicast delivery (in a network namespace).
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -17,21 +17,34 @@ async function readString(s: { readExact(buf: Uint8Array): Promise<number> }, n:
   return buf.toString();
 }
 
+/**
+ * Connects to `addr`, takes the connection from `accepted` (an `accept()` begun before), checks
+ * that `text` crosses it from client to server, and closes both ends.
+ */
+async function roundTrip(
+  t: ExecutionContext,
+  accepted: Promise<[TcpStream, unknown]>,
+  addr: Parameters<typeof TcpStream.connect>[0],
+  text: string,
+  what: string,
+): Promise<void> {
+  const c = await withTimeout(TcpStream.connect(addr), 5000, `${what}: connect`);
+  const [s] = await withTimeout(accepted, 5000, `${what}: accept`);
+  await c.write(text);
+  t.is(await readString(s, Buffer.byteLength(text), `${what}: read`), text);
+  c.close();
+  s.close();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bind and connect options
 
 test('a listener bound with a backlog accepts connections; a backlog below 1 or not an integer is a RangeError ERR_OUT_OF_RANGE', async (t) => {
   const l = await TcpListener.bind('127.0.0.1:0', { backlog: 1 });
-  const accepted = l.accept();
-  const c = await withTimeout(TcpStream.connect(l.localAddr()), 5000, 'connect');
-  const [s] = await withTimeout(accepted, 5000, 'accept');
-  await c.write('backlog 1');
-  t.is(await readString(s, 9, 'read'), 'backlog 1');
+  await roundTrip(t, l.accept(), l.localAddr(), 'backlog 1', 'backlog 1');
   for (const backlog of [0, -1, 1.5, NaN]) {
     await t.throwsAsync(TcpListener.bind('127.0.0.1:0', { backlog }), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' }, `backlog ${backlog}`);
   }
-  c.close();
-  s.close();
   l.close();
 });
 
@@ -48,25 +61,13 @@ test('a listener bound with reuseAddr takes its port back while a connection it 
   l.close();
   const again = await TcpListener.bind({ host: '127.0.0.1', port }, { reuseAddr: true });
   t.is(again.localAddr().port, port);
-  const acc = again.accept();
-  const c2 = await withTimeout(TcpStream.connect({ host: '127.0.0.1', port }), 5000, 'connect again');
-  const [s2] = await withTimeout(acc, 5000, 'accept again');
-  await c2.write('back');
-  t.is(await readString(s2, 4, 'read again'), 'back');
-  c2.close();
-  s2.close();
+  await roundTrip(t, again.accept(), { host: '127.0.0.1', port }, 'back', 'again');
   again.close();
 });
 
 test('a listener bound with reusePort accepts connections', async (t) => {
   const l = await TcpListener.bind('127.0.0.1:0', { reusePort: true });
-  const accepted = l.accept();
-  const c = await withTimeout(TcpStream.connect(l.localAddr()), 5000, 'connect');
-  const [s] = await withTimeout(accepted, 5000, 'accept');
-  await s.write('shared');
-  t.is(await readString(c, 6, 'read'), 'shared');
-  c.close();
-  s.close();
+  await roundTrip(t, l.accept(), l.localAddr(), 'shared', 'reusePort');
   l.close();
 });
 
@@ -80,21 +81,10 @@ linuxTest('two listeners bound with reusePort share one port, and the second kee
   // The kernel hands each connection to one of the two.
   const ac = new AbortController();
   const either = Promise.race([a.accept({ signal: ac.signal }), b.accept({ signal: ac.signal })]);
-  const c1 = await withTimeout(TcpStream.connect({ host: '127.0.0.1', port }), 5000, 'first connect');
-  const [s1] = await withTimeout(either, 5000, 'accept on either');
+  await roundTrip(t, either, { host: '127.0.0.1', port }, 'one', 'accept on either');
   ac.abort();
-  await c1.write('one');
-  t.is(await readString(s1, 3, 'first read'), 'one');
-  c1.close();
-  s1.close();
   a.close();
-  const accepted = b.accept();
-  const c2 = await withTimeout(TcpStream.connect({ host: '127.0.0.1', port }), 5000, 'second connect');
-  const [s2] = await withTimeout(accepted, 5000, 'accept on the second listener');
-  await c2.write('two');
-  t.is(await readString(s2, 3, 'second read'), 'two');
-  c2.close();
-  s2.close();
+  await roundTrip(t, b.accept(), { host: '127.0.0.1', port }, 'two', 'accept on the second listener');
   b.close();
 });
 
