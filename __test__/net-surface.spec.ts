@@ -18,17 +18,17 @@ async function readString(s: { readExact(buf: Uint8Array): Promise<number> }, n:
 }
 
 /**
- * Connects to `addr`, takes the connection from `accepted` (an `accept()` begun before), checks
- * that `text` crosses it from client to server, and closes both ends.
+ * Connects with `connect`, takes the connection from `accepted` (an `accept()` begun before),
+ * checks that `text` crosses it from client to server, and closes both ends.
  */
 async function roundTrip(
   t: ExecutionContext,
   accepted: Promise<[TcpStream, unknown]>,
-  addr: Parameters<typeof TcpStream.connect>[0],
+  connect: () => Promise<TcpStream>,
   text: string,
   what: string,
 ): Promise<void> {
-  const c = await withTimeout(TcpStream.connect(addr), 5000, `${what}: connect`);
+  const c = await withTimeout(connect(), 5000, `${what}: connect`);
   const [s] = await withTimeout(accepted, 5000, `${what}: accept`);
   await c.write(text);
   t.is(await readString(s, Buffer.byteLength(text), `${what}: read`), text);
@@ -41,7 +41,7 @@ async function roundTrip(
 
 test('a listener bound with a backlog accepts connections; a backlog below 1 or not an integer is a RangeError ERR_OUT_OF_RANGE', async (t) => {
   const l = await TcpListener.bind('127.0.0.1:0', { backlog: 1 });
-  await roundTrip(t, l.accept(), l.localAddr(), 'backlog 1', 'backlog 1');
+  await roundTrip(t, l.accept(), () => TcpStream.connect(l.localAddr()), 'backlog 1', 'backlog 1');
   for (const backlog of [0, -1, 1.5, NaN]) {
     await t.throwsAsync(TcpListener.bind('127.0.0.1:0', { backlog }), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' }, `backlog ${backlog}`);
   }
@@ -61,13 +61,13 @@ test('a listener bound with reuseAddr takes its port back while a connection it 
   l.close();
   const again = await TcpListener.bind({ host: '127.0.0.1', port }, { reuseAddr: true });
   t.is(again.localAddr().port, port);
-  await roundTrip(t, again.accept(), { host: '127.0.0.1', port }, 'back', 'again');
+  await roundTrip(t, again.accept(), () => TcpStream.connect({ host: '127.0.0.1', port }), 'back', 'again');
   again.close();
 });
 
 test('a listener bound with reusePort accepts connections', async (t) => {
   const l = await TcpListener.bind('127.0.0.1:0', { reusePort: true });
-  await roundTrip(t, l.accept(), l.localAddr(), 'shared', 'reusePort');
+  await roundTrip(t, l.accept(), () => TcpStream.connect(l.localAddr()), 'shared', 'reusePort');
   l.close();
 });
 
@@ -81,10 +81,10 @@ linuxTest('two listeners bound with reusePort share one port, and the second kee
   // The kernel hands each connection to one of the two.
   const ac = new AbortController();
   const either = Promise.race([a.accept({ signal: ac.signal }), b.accept({ signal: ac.signal })]);
-  await roundTrip(t, either, { host: '127.0.0.1', port }, 'one', 'accept on either');
+  await roundTrip(t, either, () => TcpStream.connect({ host: '127.0.0.1', port }), 'one', 'accept on either');
   ac.abort();
   a.close();
-  await roundTrip(t, b.accept(), { host: '127.0.0.1', port }, 'two', 'accept on the second listener');
+  await roundTrip(t, b.accept(), () => TcpStream.connect({ host: '127.0.0.1', port }), 'two', 'accept on the second listener');
   b.close();
 });
 
@@ -441,13 +441,7 @@ test('accept() with an aborted signal rejects at once; an accept() aborted while
   const reason = new Error('stop accepting');
   ac.abort(reason);
   t.is(await t.throwsAsync(waiting), reason);
-  const accepted = l.accept();
-  const c = await withTimeout(TcpStream.connect(l.localAddr()), 5000, 'connect');
-  const [s] = await withTimeout(accepted, 5000, 'accept after the abort');
-  await c.write('hi');
-  t.is(await readString(s, 2, 'read'), 'hi');
-  c.close();
-  s.close();
+  await roundTrip(t, l.accept(), () => TcpStream.connect(l.localAddr()), 'hi', 'after the abort');
   l.close();
 });
 
@@ -539,13 +533,7 @@ unixTest('UnixListener.accept() and UnixStream.connect() honour abort signals', 
   await t.throwsAsync(UnixStream.connect(p, { signal: AbortSignal.abort(reason) }), { is: reason });
   await t.throwsAsync(UnixStream.connect(p, { signal: AbortSignal.abort() }), { instanceOf: AbortError, code: 'ABORT_ERR' });
   // The listener still accepts.
-  const accepted = l.accept();
-  const c = await withTimeout(UnixStream.connect(p), 5000, 'connect');
-  const [s] = await withTimeout(accepted, 5000, 'accept after the aborts');
-  await c.write('unix');
-  t.is(await readString(s, 4, 'read'), 'unix');
-  c.close();
-  s.close();
+  await roundTrip(t, l.accept(), () => UnixStream.connect(p), 'unix', 'after the aborts');
   l.close();
 });
 
