@@ -18,6 +18,7 @@ import { codedError, illegalConstructor, invalidArgType, kConstruct } from '../e
 import { errnoOf, systemError } from '../net/core';
 import { checkSignal, closedError, pushReporting, removeWaiter, toBytes, withSignal } from '../net/common';
 import type { SignalOption } from '../net/types';
+import { readExactFrom, readToEndFrom, StreamReadHalf, StreamWriteHalf, type SplitState } from '../net/halves';
 
 /** One direction of a {@link duplex} pair. */
 class Pipe {
@@ -134,15 +135,8 @@ export class DuplexStream implements AsyncIterable<Buffer> {
   }
 
   /** Fills `buf` completely; rejects with `ERR_UNEXPECTED_EOF` if the stream ends first. */
-  async readExact(buf: Uint8Array, options?: SignalOption): Promise<number> {
-    if (!(buf instanceof Uint8Array)) throw invalidArgType('buf', 'an instance of Uint8Array', buf);
-    let n = 0;
-    while (n < buf.length) {
-      const k = await this.read(buf.subarray(n), options);
-      if (k === 0) throw codedError('ERR_UNEXPECTED_EOF', `early eof: read ${n} of ${buf.length} bytes`);
-      n += k;
-    }
-    return n;
+  readExact(buf: Uint8Array, options?: SignalOption): Promise<number> {
+    return readExactFrom(this, buf, options);
   }
 
   /** The next chunk as it was written, or `undefined` at end of stream. */
@@ -151,13 +145,8 @@ export class DuplexStream implements AsyncIterable<Buffer> {
   }
 
   /** Reads until end of stream. */
-  async readToEnd(options?: SignalOption): Promise<Buffer> {
-    const parts: Buffer[] = [];
-    for (;;) {
-      const c = await this.readChunk(options);
-      if (c === undefined) return Buffer.concat(parts);
-      parts.push(c);
-    }
+  readToEnd(options?: SignalOption): Promise<Buffer> {
+    return readToEndFrom(this, options);
   }
 
   /**
@@ -311,78 +300,20 @@ export class DuplexStream implements AsyncIterable<Buffer> {
 }
 
 /** The read half of a split {@link DuplexStream}. */
-export class DuplexReadHalf implements AsyncIterable<Buffer> {
+export class DuplexReadHalf extends StreamReadHalf<DuplexStream> {
   /** @internal */
-  constructor(
-    token: typeof kConstruct,
-    /** @internal */ readonly _s: DuplexStream,
-    private readonly _state: { open: number },
-  ) {
+  constructor(token: typeof kConstruct, s: DuplexStream, state: SplitState) {
     if (token !== kConstruct) throw illegalConstructor();
-  }
-  /** See {@link DuplexStream.read}. */
-  read(buf: Uint8Array, options?: SignalOption): Promise<number> {
-    return this._s.read(buf, options);
-  }
-  /** See {@link DuplexStream.readExact}. */
-  readExact(buf: Uint8Array, options?: SignalOption): Promise<number> {
-    return this._s.readExact(buf, options);
-  }
-  /** See {@link DuplexStream.readChunk}. */
-  readChunk(options?: SignalOption): Promise<Buffer | undefined> {
-    return this._s.readChunk(options);
-  }
-  /** See {@link DuplexStream.readToEnd}. */
-  readToEnd(options?: SignalOption): Promise<Buffer> {
-    return this._s.readToEnd(options);
-  }
-  /** See {@link DuplexStream.peek}. */
-  peek(buf: Uint8Array, options?: SignalOption): Promise<number> {
-    return this._s.peek(buf, options);
-  }
-  /** Drops this half; the end closes when both halves are closed. */
-  close(): void {
-    if (this._state.open > 0 && --this._state.open === 0) this._s.close();
-  }
-  /** The chunks written by the other end, until end of stream. */
-  [Symbol.asyncIterator](): AsyncIterator<Buffer> {
-    return this._s[Symbol.asyncIterator]();
+    super(s, state);
   }
 }
 
 /** The write half of a split {@link DuplexStream}; closing it ends the end's writing. */
-export class DuplexWriteHalf {
-  #closed = false;
+export class DuplexWriteHalf extends StreamWriteHalf<DuplexStream> {
   /** @internal */
-  constructor(
-    token: typeof kConstruct,
-    /** @internal */ readonly _s: DuplexStream,
-    private readonly _state: { open: number },
-  ) {
+  constructor(token: typeof kConstruct, s: DuplexStream, state: SplitState) {
     if (token !== kConstruct) throw illegalConstructor();
-  }
-  /** See {@link DuplexStream.write}. */
-  write(data: Uint8Array | string, options?: SignalOption): Promise<number> {
-    return this._s.write(data, options);
-  }
-  /** See {@link DuplexStream.writeAll}. */
-  writeAll(data: Uint8Array | string, options?: SignalOption): Promise<void> {
-    return this._s.writeAll(data, options);
-  }
-  /** See {@link DuplexStream.flush}. */
-  flush(options?: SignalOption): Promise<void> {
-    return this._s.flush(options);
-  }
-  /** See {@link DuplexStream.shutdown}. */
-  shutdown(options?: SignalOption): Promise<void> {
-    return this._s.shutdown(options);
-  }
-  /** Ends the end's writing and drops this half; the end closes when both halves are closed. */
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    if (!this._s.closed) void this._s.shutdown().catch(() => {});
-    if (this._state.open > 0 && --this._state.open === 0) this._s.close();
+    super(s, state);
   }
 }
 

@@ -38,6 +38,7 @@ import {
   type SocketAddress,
 } from './core';
 import { kStream } from './stream-of';
+import { readExactFrom, readToEndFrom, StreamReadHalf, StreamWriteHalf } from './halves';
 import {
   socketRuntime,
   openSocket,
@@ -589,15 +590,8 @@ export class TcpStream implements AsyncIterable<Buffer> {
   }
 
   /** Fills `buf` completely; rejects with `ERR_UNEXPECTED_EOF` if the stream ends first. */
-  async readExact(buf: Uint8Array, options?: SignalOption): Promise<number> {
-    if (!(buf instanceof Uint8Array)) throw invalidArgType('buf', 'an instance of Uint8Array', buf);
-    let n = 0;
-    while (n < buf.length) {
-      const k = await this.read(buf.subarray(n), options);
-      if (k === 0) throw codedError('ERR_UNEXPECTED_EOF', `early eof: read ${n} of ${buf.length} bytes`);
-      n += k;
-    }
-    return n;
+  readExact(buf: Uint8Array, options?: SignalOption): Promise<number> {
+    return readExactFrom(this, buf, options);
   }
 
   /** The next chunk as it arrived, or `undefined` at end of stream. */
@@ -612,13 +606,8 @@ export class TcpStream implements AsyncIterable<Buffer> {
   }
 
   /** Reads until end of stream. */
-  async readToEnd(options?: SignalOption): Promise<Buffer> {
-    const parts: Buffer[] = [];
-    for (;;) {
-      const c = await this.readChunk(options);
-      if (c === undefined) return Buffer.concat(parts);
-      parts.push(c);
-    }
+  readToEnd(options?: SignalOption): Promise<Buffer> {
+    return readToEndFrom(this, options);
   }
 
   #blockedWait(signal?: AbortSignal): Promise<void> {
@@ -974,33 +963,12 @@ export class TcpStream implements AsyncIterable<Buffer> {
   }
 }
 
-/** The read half of a split {@link TcpStream}. */
-export class ReadHalf implements AsyncIterable<Buffer> {
-  /** @internal */
-  constructor(
-    /** @internal */ readonly _s: TcpStream,
-    private readonly _state: { open: number },
-  ) {}
+/** The read half of a split {@link TcpStream}: its reads, and the connection's addresses. */
+export class ReadHalf extends StreamReadHalf<TcpStream> {
   /** @internal The stream this half reads (see `net/stream-of.ts`). */
   [kStream](): TcpStream {
     return this._s;
   }
-  /** See {@link TcpStream.read}. */
-  read(buf: Uint8Array, options?: SignalOption): Promise<number> {
-    return this._s.read(buf, options);
-  }
-  /** See {@link TcpStream.readExact}. */
-  readExact(buf: Uint8Array, options?: SignalOption): Promise<number> {
-    return this._s.readExact(buf, options);
-  }
-  /** See {@link TcpStream.readToEnd}. */
-  readToEnd(options?: SignalOption): Promise<Buffer> {
-    return this._s.readToEnd(options);
-  }
-  /** See {@link TcpStream.peek}. */
-  peek(buf: Uint8Array, options?: SignalOption): Promise<number> {
-    return this._s.peek(buf, options);
-  }
   /** See {@link TcpStream.peerAddr}. */
   peerAddr(): SocketAddress {
     return this._s.peerAddr();
@@ -1008,44 +976,14 @@ export class ReadHalf implements AsyncIterable<Buffer> {
   /** See {@link TcpStream.localAddr}. */
   localAddr(): SocketAddress {
     return this._s.localAddr();
-  }
-  /** Drops this half; the connection closes when both halves are closed. */
-  close(): void {
-    if (this._state.open > 0 && --this._state.open === 0) this._s.close();
-  }
-  /** The received chunks until end of stream. */
-  [Symbol.asyncIterator](): AsyncIterator<Buffer> {
-    return this._s[Symbol.asyncIterator]();
   }
 }
 
 /** The write half of a split {@link TcpStream}; closing it sends a FIN. */
-export class WriteHalf {
-  #closed = false;
-  /** @internal */
-  constructor(
-    /** @internal */ readonly _s: TcpStream,
-    private readonly _state: { open: number },
-  ) {}
+export class WriteHalf extends StreamWriteHalf<TcpStream> {
   /** @internal The stream this half writes (see `net/stream-of.ts`). */
   [kStream](): TcpStream {
     return this._s;
-  }
-  /** See {@link TcpStream.write}. */
-  write(data: Uint8Array | string, options?: SignalOption): Promise<number> {
-    return this._s.write(data, options);
-  }
-  /** See {@link TcpStream.writeAll}. */
-  writeAll(data: Uint8Array | string, options?: SignalOption): Promise<void> {
-    return this._s.writeAll(data, options);
-  }
-  /** See {@link TcpStream.flush}. */
-  flush(options?: SignalOption): Promise<void> {
-    return this._s.flush(options);
-  }
-  /** Sends a FIN (idempotent; see {@link TcpStream.shutdown}). */
-  shutdown(options?: SignalOption): Promise<void> {
-    return this._s.shutdown(options);
   }
   /** See {@link TcpStream.peerAddr}. */
   peerAddr(): SocketAddress {
@@ -1054,15 +992,5 @@ export class WriteHalf {
   /** See {@link TcpStream.localAddr}. */
   localAddr(): SocketAddress {
     return this._s.localAddr();
-  }
-  /**
-   * Drops this half: a FIN follows the data written so far (as with {@link WriteHalf.shutdown},
-   * whose promise says when it went out), and the connection closes once both halves are closed.
-   */
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    if (!this._s.closed) void this._s.shutdown().catch(() => {});
-    if (this._state.open > 0 && --this._state.open === 0) this._s.close();
   }
 }

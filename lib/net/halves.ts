@@ -1,0 +1,143 @@
+/**
+ * The two halves `split()` makes of a stream (a kyoto `TcpStream` or `UnixStream`, or an end of a
+ * `duplex()` pair): each forwards its direction's calls to the stream, closing the write half
+ * sends end-of-stream, and the stream closes once both halves are closed. The TCP halves add the
+ * addresses (`tcp-stream.ts`); the `duplex()` ones add nothing. Also the reads every such stream
+ * derives from `read`/`readChunk` the same way.
+ * @module
+ */
+import { codedError, invalidArgType } from '../errors';
+import type { SignalOption } from './types';
+
+/** `readExact` over a stream's `read`: fills `buf`, or rejects with `ERR_UNEXPECTED_EOF`. */
+export async function readExactFrom(
+  s: { read(buf: Uint8Array, options?: SignalOption): Promise<number> },
+  buf: Uint8Array,
+  options: SignalOption | undefined,
+): Promise<number> {
+  if (!(buf instanceof Uint8Array)) throw invalidArgType('buf', 'an instance of Uint8Array', buf);
+  let n = 0;
+  while (n < buf.length) {
+    const k = await s.read(buf.subarray(n), options);
+    if (k === 0) throw codedError('ERR_UNEXPECTED_EOF', `early eof: read ${n} of ${buf.length} bytes`);
+    n += k;
+  }
+  return n;
+}
+
+/** `readToEnd` over a stream's `readChunk`: every chunk until end of stream, as one Buffer. */
+export async function readToEndFrom(
+  s: { readChunk(options?: SignalOption): Promise<Buffer | undefined> },
+  options: SignalOption | undefined,
+): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for (;;) {
+    const c = await s.readChunk(options);
+    if (c === undefined) return Buffer.concat(parts);
+    parts.push(c);
+  }
+}
+
+/** What a stream offers for its halves to forward to (kyoto's streams and `duplex()` ends). */
+export interface SplitStream extends AsyncIterable<Buffer> {
+  /** Reads into `buf`; 0 at end of stream. */
+  read(buf: Uint8Array, options?: SignalOption): Promise<number>;
+  /** Fills `buf`, or rejects with `ERR_UNEXPECTED_EOF`. */
+  readExact(buf: Uint8Array, options?: SignalOption): Promise<number>;
+  /** The next chunk, or `undefined` at end of stream. */
+  readChunk(options?: SignalOption): Promise<Buffer | undefined>;
+  /** Reads until end of stream. */
+  readToEnd(options?: SignalOption): Promise<Buffer>;
+  /** Reads without consuming. */
+  peek(buf: Uint8Array, options?: SignalOption): Promise<number>;
+  /** Writes all of `data`; resolves with its length. */
+  write(data: Uint8Array | string, options?: SignalOption): Promise<number>;
+  /** Writes all of `data`. */
+  writeAll(data: Uint8Array | string, options?: SignalOption): Promise<void>;
+  /** Waits until what was written left the process. */
+  flush(options?: SignalOption): Promise<void>;
+  /** Ends the writing direction (idempotent). */
+  shutdown(options?: SignalOption): Promise<void>;
+  /** Closes the stream. */
+  close(): void;
+  /** Whether `close()` was called. */
+  readonly closed: boolean;
+}
+
+/** How many of a stream's two halves are still open. @internal */
+export interface SplitState {
+  open: number;
+}
+
+/** The read half of a split stream: its reads, and `close()` for this half. */
+export class StreamReadHalf<S extends SplitStream> implements AsyncIterable<Buffer> {
+  /** @internal */
+  constructor(
+    /** @internal */ readonly _s: S,
+    /** @internal */ readonly _state: SplitState,
+  ) {}
+  /** Reads into `buf` (see the stream's `read`). */
+  read(buf: Uint8Array, options?: SignalOption): Promise<number> {
+    return this._s.read(buf, options);
+  }
+  /** Fills `buf` (see the stream's `readExact`). */
+  readExact(buf: Uint8Array, options?: SignalOption): Promise<number> {
+    return this._s.readExact(buf, options);
+  }
+  /** The next chunk, or `undefined` at end of stream (see the stream's `readChunk`). */
+  readChunk(options?: SignalOption): Promise<Buffer | undefined> {
+    return this._s.readChunk(options);
+  }
+  /** Reads until end of stream (see the stream's `readToEnd`). */
+  readToEnd(options?: SignalOption): Promise<Buffer> {
+    return this._s.readToEnd(options);
+  }
+  /** Reads without consuming (see the stream's `peek`). */
+  peek(buf: Uint8Array, options?: SignalOption): Promise<number> {
+    return this._s.peek(buf, options);
+  }
+  /** Drops this half; the stream closes when both halves are closed. */
+  close(): void {
+    if (this._state.open > 0 && --this._state.open === 0) this._s.close();
+  }
+  /** The received chunks until end of stream. */
+  [Symbol.asyncIterator](): AsyncIterator<Buffer> {
+    return this._s[Symbol.asyncIterator]();
+  }
+}
+
+/** The write half of a split stream: its writes, and `close()`, which ends the stream's writing. */
+export class StreamWriteHalf<S extends SplitStream> {
+  #closed = false;
+  /** @internal */
+  constructor(
+    /** @internal */ readonly _s: S,
+    /** @internal */ readonly _state: SplitState,
+  ) {}
+  /** Writes `data` (see the stream's `write`). */
+  write(data: Uint8Array | string, options?: SignalOption): Promise<number> {
+    return this._s.write(data, options);
+  }
+  /** Writes all of `data` (see the stream's `writeAll`). */
+  writeAll(data: Uint8Array | string, options?: SignalOption): Promise<void> {
+    return this._s.writeAll(data, options);
+  }
+  /** Waits until what was written left the process (see the stream's `flush`). */
+  flush(options?: SignalOption): Promise<void> {
+    return this._s.flush(options);
+  }
+  /** Ends the stream's writing (idempotent; see the stream's `shutdown`). */
+  shutdown(options?: SignalOption): Promise<void> {
+    return this._s.shutdown(options);
+  }
+  /**
+   * Drops this half: end-of-stream follows what was written so far (as with `shutdown()`, whose
+   * promise says when it went out), and the stream closes once both halves are closed.
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (!this._s.closed) void this._s.shutdown().catch(() => {});
+    if (this._state.open > 0 && --this._state.open === 0) this._s.close();
+  }
+}
