@@ -519,3 +519,29 @@ unixTest('parity with node:dgram: cluster workers share the primary\'s socket (f
   }
 });
 
+
+// node:dgram's undocumented sendto(): the same argument checks, and it sends.
+async function scriptSendto(m: DgramLike): Promise<string[]> {
+  const out: string[] = [];
+  const attempt = recorder(out, (e) => e.message);
+  const rx = await bound(m);
+  const tx = await bound(m);
+  const sendto = (...args: unknown[]): void => (tx as unknown as { sendto(...a: unknown[]): void }).sendto(...args);
+  attempt('no arguments', () => sendto());
+  attempt('length a string', () => sendto('buffer', 1, 'offset', 'port', 'address', 'cb'));
+  attempt('offset a string', () => sendto('buffer', 'offset', 1, 'port', 'address', 'cb'));
+  attempt('address a boolean', () => sendto('buffer', 1, 1, 10, false, 'cb'));
+  attempt('port a boolean', () => sendto('buffer', 1, 1, false, 'address', 'cb'));
+  const sent = new Promise<string>((resolve) => sendto(Buffer.from('xhello'), 1, 5, rx.address().port, '127.0.0.1', (err: Error | null, n: number) => resolve(`${err?.message ?? 'sent'} ${n}`)));
+  const [msg] = await nextMessage(rx);
+  out.push(`received ${msg.toString()}`, await sent);
+  await closed(rx);
+  await closed(tx);
+  return out;
+}
+
+test.serial('parity with node:dgram: sendto() checks its arguments the same way and sends', async (t) => {
+  const [viaNode, viaKyoto] = await bothWays(scriptSendto);
+  t.deepEqual(viaKyoto, viaNode);
+  t.true(viaNode.includes('received hello'));
+});

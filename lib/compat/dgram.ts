@@ -490,6 +490,18 @@ export class Socket extends EventEmitter {
   }
 
   /**
+   * node:dgram's older, undocumented form of {@link Socket.send} with every argument given:
+   * `sendto(buffer, offset, length, port, address[, callback])`. Kept for code that still calls it.
+   */
+  sendto(buffer: string | Uint8Array, offset: number, length: number, port: number, address: string, callback?: SendCallback): void {
+    validateNumber(offset, 'offset');
+    validateNumber(length, 'length');
+    validateNumber(port, 'port');
+    validateString(address, 'address');
+    this.send(buffer, offset, length, port, address, callback);
+  }
+
+  /**
    * Sends one datagram: `send(msg[, offset, length][, port][, address][, callback])`. `msg` is a
    * string, Buffer, TypedArray, DataView or an array of them (sent as one datagram). Connected
    * sockets omit `port` and `address`. Binds first when unbound. `callback(err, bytes)`.
