@@ -804,6 +804,11 @@ export class TcpStream implements AsyncIterable<Buffer> {
       c[1](closedError());
     }
     this.#service();
+    // Nothing reads a closed stream (reads reject): what it had buffered goes now, not when the
+    // stream object is collected.
+    this.#chunks = [];
+    this.#chunkOff = 0;
+    this.#buffered = 0;
     for (const [, rej] of this.#drainWaiters.slice()) rej(closedError());
     this.#framer?.onStreamClosed();
   }
