@@ -9,6 +9,9 @@ import * as nodeDgram from 'node:dgram';
 import { Duplex } from 'node:stream';
 import { UNIX_SOCKETS, realDelay } from './helpers';
 
+/** Option names of instance methods (waits, readLine), filled with {@link BAG_JUNK}. */
+const INSTANCE_OPTION_KEYS = ['signal', 'maxLength'];
+const BAG_JUNK: unknown[] = [null, -1, 'x', Symbol('junk'), {}, 1e20];
 const JUNK: unknown[] = [undefined, null, {}, -1, 0.5, NaN, 'x', Symbol('junk'), 1e20, [], () => {}, 2n ** 70n, new Uint8Array(3)];
 
 type AnyFn = (...args: unknown[]) => unknown;
@@ -117,6 +120,16 @@ async function probeInstances(probe: Probe, kind: string, make: () => unknown | 
       probe.call(`${kind}.${m}(${label(a)})`, o, f, [a]);
       probe.call(`${kind}.${m}(Buffer, ${label(a)})`, o, f, [Buffer.alloc(4), a]);
     }
+    // Junk inside a method's option bag, after plausible leading arguments (a wait's `signal`,
+    // readLine's `maxLength`, …).
+    for (const key of INSTANCE_OPTION_KEYS) {
+      for (const j of BAG_JUNK) {
+        const bag = { [key]: j };
+        probe.call(`${kind}.${m}({ ${key}: ${label(j)} })`, o, f, [bag]);
+        probe.call(`${kind}.${m}(Buffer, { ${key}: ${label(j)} })`, o, f, [Buffer.alloc(4), bag]);
+        probe.call(`${kind}.${m}(Buffer, addr, { ${key}: ${label(j)} })`, o, f, [Buffer.alloc(4), '127.0.0.1:9', bag]);
+      }
+    }
     dispose(o);
     // And once closed: plausible arguments on a closed object fail with a code too.
     for (const args of [[], [Buffer.alloc(4)], ['127.0.0.1:0'], [4]]) {
@@ -205,7 +218,6 @@ test('public methods given junk arguments throw or reject with coded errors', as
     'start', 'reuseAddr', 'reusePort', 'path', 'maxLength', 'host', 'port', 'backlog', 'noDelay', 'keepAlive', 'missedTickBehavior', 'maxReaders',
     'maxFrameLength', 'lengthFieldBytes', 'family', 'address', 'retention', 'publishInterval', 'inBufferSize', 'outBufferSize', 'maxInstances',
     'firstPipeInstance', 'rejectRemoteClients'];
-  const BAG_JUNK: unknown[] = [null, -1, 'x', Symbol('junk'), {}, 1e20];
   const FIRST: unknown[] = ['127.0.0.1:0', 4, Buffer.alloc(4)];
   for (const [name, f, self] of calls) {
     for (const first of FIRST) {
