@@ -57,7 +57,16 @@ function maxPayload(host: string): number {
   return net.isIPv6(host) && !/^::ffff:/i.test(host) ? 65_527 : MAX_V4_PAYLOAD;
 }
 
-/** A UDP socket. Received datagrams are batched natively (`recvmmsg`); sends too (`sendmmsg`). */
+/**
+ * A UDP socket. Received datagrams are batched natively (`recvmmsg`); sends too (`sendmmsg`).
+ *
+ * Errors of sends: a send resolves once its datagram is queued for the turn's `sendmmsg`, so an
+ * error the kernel returns for it then (`EACCES` to a broadcast address without
+ * {@link UdpSocket.setBroadcast}, `ENETUNREACH`, …) cannot reject that send. It rejects the next
+ * receive instead (syscall `'send'`), as the error a connected socket gets back from the network
+ * (`ECONNREFUSED`) does. A send that has to wait for room, or is refused before it is queued
+ * (`EMSGSIZE`, a bad address), rejects itself.
+ */
 export class UdpSocket {
   /** @internal */ readonly _h: number;
   readonly #core: DgramCore<SocketAddress>;
