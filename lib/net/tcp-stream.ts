@@ -637,7 +637,10 @@ export class TcpStream implements AsyncIterable<Buffer> {
 
   /**
    * Writes `data`; resolves with its length once the kernel took it or a bounded buffer has room.
+   * An abort while it waits for room rejects it; the part of a large `data` already queued by then
+   * still goes out (as a cancelled Tokio `write_all` leaves what it wrote).
    * @param data - a string (UTF-8), Buffer, TypedArray or DataView.
+   * @param options - `signal`.
    */
   write(data: Uint8Array | string, options?: SignalOption): Promise<number> {
     let bytes: Uint8Array;
