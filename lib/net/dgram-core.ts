@@ -61,8 +61,8 @@ export class DgramCore<A> {
   #err: Error | undefined;
   #drain: DrainWaiter[] = [];
   readonly holds = new LoopHolds();
-  readonly #releaseRecv = (d: number): void => this.holds.add(d);
-  readonly #releaseDrain = (d: number): void => this.holds.add(d);
+  /** Adds to the loop holds (one per non-empty waiter list; see the module notes). */
+  readonly #hold = (d: number): void => this.holds.add(d);
 
   constructor(h: number) {
     this.#h = h;
@@ -115,8 +115,8 @@ export class DgramCore<A> {
   fail(err: Error): void {
     if (isRuntimeShutdown(err)) {
       this.#err = err;
-      rejectAll(this.#waiters, err, this.#releaseRecv);
-      rejectAll(this.#drain, err, this.#releaseDrain);
+      rejectAll(this.#waiters, err, this.#hold);
+      rejectAll(this.#drain, err, this.#hold);
       return;
     }
     const w = this.#waiters.shift();
@@ -196,7 +196,7 @@ export class DgramCore<A> {
     return withSignal<T>(signal, (resolve, reject) => {
       const w: RecvWaiter = { kind, buf, max, resolve: resolve as (v: unknown) => void, reject };
       this.#enqueue(w);
-      return () => removeWaiter(this.#waiters, w, this.#releaseRecv);
+      return () => removeWaiter(this.#waiters, w, this.#hold);
     });
   }
 
@@ -211,7 +211,7 @@ export class DgramCore<A> {
       const d: DrainWaiter = { resolve, reject };
       if (this.#drain.length === 0) this.holds.add(1);
       this.#drain.push(d);
-      return () => removeWaiter(this.#drain, d, this.#releaseDrain);
+      return () => removeWaiter(this.#drain, d, this.#hold);
     });
   }
 
@@ -221,7 +221,7 @@ export class DgramCore<A> {
     this.#closed = true;
     this.#queue.clear();
     this.#filling = undefined;
-    rejectAll(this.#waiters, closedError(), this.#releaseRecv);
-    rejectAll(this.#drain, closedError(), this.#releaseDrain);
+    rejectAll(this.#waiters, closedError(), this.#hold);
+    rejectAll(this.#drain, closedError(), this.#hold);
   }
 }
