@@ -175,3 +175,53 @@ test.serial('workers serving TCP and UDP at once, two terminated mid-stream: sur
     t.true(now <= before + 2, `descriptors before ${before}, after ${now}`);
   }
 });
+
+test.serial('a worker terminated while its datagram sends wait for room, its duplex() writes wait and its closed streams linger ends cleanly, and its descriptors return', async (t) => {
+  // What this session's waits added (blocked datagram sends holding the loop, duplex() waiters,
+  // lingering closes that read and wait for the peer's FIN) must all end with the worker.
+  const code = `
+const { parentPort, workerData } = require('node:worker_threads');
+const k = require(workerData.entry);
+(async () => {
+  const waits = [];
+  if (process.platform !== 'win32') {
+    const [a] = k.UnixDatagram.pair();
+    const big = Buffer.alloc(8192);
+    for (let i = 0; i < 4000; i++) waits.push(a.send(big).catch(() => {}));
+  }
+  const [d] = k.duplex(4);
+  waits.push(d.write('more than four bytes').catch(() => {}));
+  // A stream closed with bytes its peer never reads: it lingers.
+  const l = await k.TcpListener.bind('127.0.0.1:0');
+  const c = await k.TcpStream.connect(l.localAddr());
+  const [s] = await l.accept();
+  const chunk = Buffer.alloc(256 * 1024);
+  for (let i = 0; i < 64; i++) {
+    const r = await Promise.race([c.write(chunk).then(() => true), new Promise((res) => setTimeout(res, 100, false))]);
+    if (!r) break;
+  }
+  c.close();
+  parentPort.postMessage('waiting');
+  await Promise.all(waits);
+  s.close();
+})();
+`;
+  const before = fdCount();
+  for (let round = 0; round < 3; round++) {
+    const w = new Worker(code, { eval: true, workerData: { entry } });
+    const waiting = new Promise<unknown>((resolve, reject) => {
+      w.once('message', resolve);
+      w.once('error', reject);
+    });
+    t.is(await withTimeout(waiting, 20_000, 'the worker to be waiting'), 'waiting');
+    await withTimeout(w.terminate(), 10_000, 'terminate');
+  }
+  if (LINUX) {
+    let now = fdCount();
+    for (let k = 0; k < 40 && now > before + 2; k++) {
+      await realDelay(50);
+      now = fdCount();
+    }
+    t.true(now <= before + 2, `descriptors before ${before}, after ${now}`);
+  }
+});
