@@ -11,19 +11,9 @@
 // Prints `listening <host>:<port>` once bound; exits cleanly on SIGTERM/SIGINT.
 import { createRequire } from 'node:module';
 import * as http from 'node:http';
+import { flag, host, port } from './cli.mjs';
 
 const require = createRequire(import.meta.url);
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < args.length ? args[i + 1] : dflt;
-};
-const host = opt('host', '127.0.0.1');
-const port = Number(opt('port', '0'));
-
-const quit = () => process.exit(0);
-process.on('SIGTERM', quit);
-process.on('SIGINT', quit);
 
 const server = http.createServer((req, res) => {
   res.writeHead(200, { 'content-type': 'text/plain' });
@@ -31,11 +21,11 @@ const server = http.createServer((req, res) => {
 });
 const ready = (a) => process.stdout.write(`listening ${a.address}:${a.port}\n`);
 
-if (args.includes('--compat')) {
+if (flag('compat')) {
   const net = require('../../dist/lib/compat/net.js');
   const front = net.createServer((s) => server.emit('connection', s));
   front.listen(port, host, () => ready(front.address()));
-} else if (args.includes('--stream')) {
+} else if (flag('stream')) {
   const { TcpListener } = require('../../dist/lib/net.js');
   const listener = await TcpListener.bind({ host, port }, { backlog: 4096 });
   ready(listener.localAddr());

@@ -9,26 +9,16 @@
 // `--chunks` iterates the stream (`for await (const chunk of s)`) instead of reading into a buffer.
 // Prints `listening <host>:<port>` once bound; exits cleanly on SIGTERM/SIGINT.
 import { createRequire } from 'node:module';
+import { flag, host, port } from './cli.mjs';
 
 const require = createRequire(import.meta.url);
 const { TcpListener, UdpSocket, netFlavor } = require('../../dist/lib/net.js');
 const { copy } = require('../../dist/lib/io.js');
 
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < args.length ? args[i + 1] : dflt;
-};
-const host = opt('host', '127.0.0.1');
-const port = Number(opt('port', '0'));
-const udp = args.includes('--udp');
-const batch = args.includes('--batch');
-const useCopy = args.includes('--copy');
-const chunked = args.includes('--chunks');
-
-const quit = () => process.exit(0);
-process.on('SIGTERM', quit);
-process.on('SIGINT', quit);
+const udp = flag('udp');
+const batch = flag('batch');
+const useCopy = flag('copy');
+const chunked = flag('chunks');
 
 if (udp) {
   const sock = await UdpSocket.bind({ host, port });

@@ -8,27 +8,17 @@
 //
 // Prints `listening <host>:<port>` once bound; exits cleanly on SIGTERM/SIGINT.
 import { createRequire } from 'node:module';
+import { host, opt, port } from './cli.mjs';
 
 const require = createRequire(import.meta.url);
 const { TcpListener, TcpStream, netFlavor } = require('../../dist/lib/net.js');
 const { copyBidirectional } = require('../../dist/lib/io.js');
 
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < args.length ? args[i + 1] : dflt;
-};
-const host = opt('host', '127.0.0.1');
-const port = Number(opt('port', '0'));
 const upstream = opt('upstream', '');
 if (!upstream) {
   console.error('kyoto-proxy: --upstream HOST:PORT is required');
   process.exit(2);
 }
-
-const quit = () => process.exit(0);
-process.on('SIGTERM', quit);
-process.on('SIGINT', quit);
 
 const listener = await TcpListener.bind({ host, port }, { backlog: 4096 });
 const a = listener.localAddr();

@@ -9,23 +9,13 @@
 //
 // Prints `listening <host>:<port>` once bound. On SIGTERM/SIGINT it exits cleanly.
 import { once } from 'node:events';
+import { flag, host, port } from './cli.mjs';
 
-const args = process.argv.slice(2);
-const compat = args.includes('--compat');
+const compat = flag('compat');
 const { default: net } = await import(compat ? '../../dist/lib/compat/net.js' : 'node:net');
 const { default: dgram } = await import(compat ? '../../dist/lib/compat/dgram.js' : 'node:dgram');
-const opt = (name, dflt) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < args.length ? args[i + 1] : dflt;
-};
-const host = opt('host', '127.0.0.1');
-const port = Number(opt('port', '0'));
-const udp = args.includes('--udp');
-const awaitStyle = args.includes('--await');
-
-const quit = () => process.exit(0);
-process.on('SIGTERM', quit);
-process.on('SIGINT', quit);
+const udp = flag('udp');
+const awaitStyle = flag('await');
 
 if (udp) {
   const sock = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');

@@ -6,14 +6,8 @@
 //
 // Prints `listening <host>:<port>` once bound; exits cleanly on SIGTERM/SIGINT.
 import net from 'node:net';
+import { host, opt, port } from './cli.mjs';
 
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < args.length ? args[i + 1] : dflt;
-};
-const host = opt('host', '127.0.0.1');
-const port = Number(opt('port', '0'));
 const upstream = opt('upstream', '');
 const m = /^(.*):(\d+)$/.exec(upstream);
 if (!m) {
@@ -21,10 +15,6 @@ if (!m) {
   process.exit(2);
 }
 const [upHost, upPort] = [m[1].replace(/^\[|\]$/g, ''), Number(m[2])];
-
-const quit = () => process.exit(0);
-process.on('SIGTERM', quit);
-process.on('SIGINT', quit);
 
 const server = net.createServer({ noDelay: true }, (client) => {
   const up = net.connect({ host: upHost, port: upPort, noDelay: true, timeout: 10_000 });
