@@ -3,7 +3,7 @@
 // them at once, and two workers are terminated mid-stream. The survivors' bytes come back intact;
 // the victims' connections end (EOF or a reset) instead of hanging; the process lives on; and once
 // every worker is gone its descriptors are back.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { Worker } from 'node:worker_threads';
 import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
@@ -91,6 +91,17 @@ async function pump(port: number, data: Buffer, progress: (n: number) => void = 
 
 const fdCount = (): number => (LINUX ? readdirSync('/proc/self/fd').length : 0);
 
+/** Linux: waits up to 2 s for the open descriptors to fall back to `before` (+2), and checks they did. */
+async function descriptorsBack(t: ExecutionContext, before: number): Promise<void> {
+  if (!LINUX) return;
+  let now = fdCount();
+  for (let k = 0; k < 40 && now > before + 2; k++) {
+    await realDelay(50);
+    now = fdCount();
+  }
+  t.true(now <= before + 2, `descriptors before ${before}, after ${now}`);
+}
+
 test.serial('workers serving TCP and UDP at once, two terminated mid-stream: survivors intact, victims end, descriptors return', async (t) => {
   t.timeout(120_000);
   // Warm up this thread's data path so its descriptors are in the baseline.
@@ -166,14 +177,7 @@ test.serial('workers serving TCP and UDP at once, two terminated mid-stream: sur
   t.is(outcome.ended, victims.size * CONNS);
   t.is(outcome.udp, (WORKERS - victims.size) * 20);
   await Promise.all(workers.map((w) => w.terminate()));
-  if (LINUX) {
-    let now = fdCount();
-    for (let k = 0; k < 40 && now > before + 2; k++) {
-      await realDelay(50);
-      now = fdCount();
-    }
-    t.true(now <= before + 2, `descriptors before ${before}, after ${now}`);
-  }
+  await descriptorsBack(t, before);
 });
 
 test.serial('a worker terminated while its datagram sends wait for room, its duplex() writes wait and its closed streams linger ends cleanly, and its descriptors return', async (t) => {
@@ -216,12 +220,5 @@ const k = require(workerData.entry);
     t.is(await withTimeout(waiting, 20_000, 'the worker to be waiting'), 'waiting');
     await withTimeout(w.terminate(), 10_000, 'terminate');
   }
-  if (LINUX) {
-    let now = fdCount();
-    for (let k = 0; k < 40 && now > before + 2; k++) {
-      await realDelay(50);
-      now = fdCount();
-    }
-    t.true(now <= before + 2, `descriptors before ${before}, after ${now}`);
-  }
+  await descriptorsBack(t, before);
 });
