@@ -167,12 +167,8 @@ export function withSignal<T>(
       register(resolve, reject);
     });
   }
-  try {
-    validateSignal(signal);
-  } catch (e) {
-    return Promise.reject(e);
-  }
-  if (signal.aborted) return Promise.reject(abortReason(signal));
+  const stop = signalRejection(signal);
+  if (stop !== undefined) return stop;
   return new Promise<T>((resolve, reject) => {
     let cancel: (() => void) | undefined;
     const onAbort = (): void => {

@@ -35,6 +35,7 @@ import {
   resolveAddr,
   resolveHost,
   checkSignal,
+  signalRejection,
   untilAborted,
   toBytes,
   closedError,
@@ -166,13 +167,8 @@ export class UdpSocket {
     if (bytes.length > MAX_V4_PAYLOAD && bytes.length > maxPayload(host === '' ? this.#peerHost : host)) {
       return Promise.reject(systemError(errnoOf('EMSGSIZE'), 'send', host || undefined, host ? port : undefined));
     }
-    if (signal !== undefined) {
-      try {
-        checkSignal(signal);
-      } catch (e) {
-        return Promise.reject(e);
-      }
-    }
+    const stop = signalRejection(signal);
+    if (stop !== undefined) return stop;
     if (this._sendNow(bytes, host, port)) return Promise.resolve(bytes.length);
     const r = native.netUdpSend(this._h, bytes, host, port);
     if (r < 0) return Promise.reject(systemError(-r, 'send', host || undefined, host ? port : undefined));
