@@ -203,11 +203,12 @@ export class UnixDatagram {
     return this.#core.recv(3, undefined, max, options?.signal);
   }
 
-  #send(data: Uint8Array | string, path: string, signal: AbortSignal | undefined): Promise<number> {
+  /** One datagram to `path`, or to the connected peer when `path` is undefined. */
+  #send(data: Uint8Array | string, path: string | undefined, signal: AbortSignal | undefined): Promise<number> {
     let bytes: Uint8Array;
     try {
       bytes = toBytes(data);
-      if (path !== '') validatePath(path);
+      if (path !== undefined) validatePath(path);
       if (signal !== undefined) checkSignal(signal);
     } catch (e) {
       return Promise.reject(e);
@@ -215,7 +216,7 @@ export class UnixDatagram {
     if (this.#core.closed) return Promise.reject(closedError());
     const dead = this.#core.deadError;
     if (dead !== undefined) return Promise.reject(dead);
-    const r = native.netUnixDgramSend(this._h, bytes, path);
+    const r = native.netUnixDgramSend(this._h, bytes, path ?? '');
     if (r < 0) return Promise.reject(systemError(-r, 'send', path || undefined));
     if (r === 1) return this.#core.waitDrain(signal).then(() => bytes.length);
     return Promise.resolve(bytes.length);
@@ -226,18 +227,11 @@ export class UnixDatagram {
    * only, and a close before the datagram went out rejects with `ERR_SOCKET_CLOSED`).
    */
   send(data: Uint8Array | string, options?: SignalOption): Promise<number> {
-    return this.#send(data, '', options?.signal);
+    return this.#send(data, undefined, options?.signal);
   }
 
   /** Sends one datagram to the socket at `path`. */
   sendTo(data: Uint8Array | string, path: string, options?: SignalOption): Promise<number> {
-    if (typeof path !== 'string' || path === '') {
-      try {
-        validatePath(path);
-      } catch (e) {
-        return Promise.reject(e);
-      }
-    }
     return this.#send(data, path, options?.signal);
   }
 
@@ -255,7 +249,9 @@ export class UnixDatagram {
       if (typeof m !== 'object' || m === null) throw invalidArgType(`msgs[${i}]`, 'an object with data and address', m);
       const { data, address } = m as { data: Uint8Array | string; address?: UnixSocketAddress | string };
       const path = typeof address === 'object' && address !== null ? address.path : address;
-      await this.#send(data, path ?? '', options?.signal);
+      // No address, or an unnamed one (`{ path: '' }`, as `recvMany` reports a pair's peer): the
+      // connected peer.
+      await this.#send(data, path === '' || path == null ? undefined : path, options?.signal);
     }
     return msgs.length;
   }
