@@ -4,6 +4,7 @@
 import test from 'ava';
 import * as kyoto from 'kyoto';
 import { EventEmitter } from 'node:events';
+import * as fs from 'node:fs';
 import * as nodeNet from 'node:net';
 import * as nodeDgram from 'node:dgram';
 import { Duplex } from 'node:stream';
@@ -138,8 +139,14 @@ async function probeInstances(probe: Probe, kind: string, make: () => unknown | 
   }
 }
 
+/** Socket files in the working directory: junk such as `'x'` is a valid relative path to a Unix bind. */
+function socketFilesHere(): Set<string> {
+  return new Set(fs.readdirSync('.').filter((f) => fs.lstatSync(f, { throwIfNoEntry: false })?.isSocket()));
+}
+
 test('public methods given junk arguments throw or reject with coded errors', async (t) => {
   const probe = new Probe();
+  const socketsBefore = socketFilesHere();
   const listener = await kyoto.TcpListener.bind('127.0.0.1:0');
   const { port } = listener.localAddr();
   const accepted: kyoto.TcpStream[] = [];
@@ -229,5 +236,6 @@ test('public methods given junk arguments throw or reject with coded errors', as
   await probe.settle(2000);
   listener.close();
   for (const s of accepted) s.close();
+  for (const f of socketFilesHere()) if (!socketsBefore.has(f)) fs.unlinkSync(f);
   t.deepEqual(probe.uncoded, []);
 });
