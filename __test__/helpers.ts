@@ -1,6 +1,7 @@
 // Test-only access to the package's internals (compiled to dist/__test__, next to dist/lib).
 import test from 'ava';
 import { spawn as spawnChild } from 'node:child_process';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import * as util from 'node:util';
@@ -44,6 +45,35 @@ export const packageRoot = path.resolve(__dirname, '..', '..');
 /** Resolves after `ms` real milliseconds (Node timers, independent of kyoto's clock). */
 export function realDelay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * Linux: the open descriptors, each as `"fd → what it is"` (the links in `/proc/self/fd`). Tests
+ * that look for leaks compare these sets rather than counts: Node itself opens and closes
+ * descriptors meanwhile (Node 24 closes the CA bundle it read at start-up), which moves a count
+ * but never shows as a new entry.
+ */
+export function openDescriptors(): Set<string> {
+  const out = new Set<string>();
+  if (!LINUX) return out;
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      out.add(`${fd} → ${readlinkSync(`/proc/self/fd/${fd}`)}`);
+    } catch {
+      // the directory listing's own descriptor, closed by now
+    }
+  }
+  return out;
+}
+
+/** The descriptors open now that were not in `before`, after waiting up to `ms` for them to close. */
+export async function descriptorsOpenedSince(before: Set<string>, ms = 5000): Promise<string[]> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const added = [...openDescriptors()].filter((d) => !before.has(d));
+    if (added.length === 0 || Date.now() >= deadline) return added;
+    await realDelay(50);
+  }
 }
 
 /** Whether a promise is settled right now (after draining the microtask queue a little). */

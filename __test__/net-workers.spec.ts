@@ -6,10 +6,9 @@
 import test, { type ExecutionContext } from 'ava';
 import { Worker } from 'node:worker_threads';
 import { randomBytes } from 'node:crypto';
-import { readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { TcpStream, UdpSocket } from 'kyoto';
-import { LINUX, packageRoot, realDelay, withTimeout } from './helpers';
+import { descriptorsOpenedSince, openDescriptors, packageRoot, withTimeout } from './helpers';
 
 const entry = path.join(packageRoot, 'dist', 'index.js');
 const WORKERS = 6;
@@ -89,24 +88,18 @@ async function pump(port: number, data: Buffer, progress: (n: number) => void = 
   return r;
 }
 
-const fdCount = (): number => (LINUX ? readdirSync('/proc/self/fd').length : 0);
 
-/** Linux: waits up to 2 s for the open descriptors to fall back to `before` (+2), and checks they did. */
-async function descriptorsBack(t: ExecutionContext, before: number): Promise<void> {
-  if (!LINUX) return;
-  let now = fdCount();
-  for (let k = 0; k < 40 && now > before + 2; k++) {
-    await realDelay(50);
-    now = fdCount();
-  }
-  t.true(now <= before + 2, `descriptors before ${before}, after ${now}`);
+/** Linux: waits up to 2 s for the descriptors opened since `before` to close (all but 2), and checks they did. */
+async function descriptorsBack(t: ExecutionContext, before: Set<string>): Promise<void> {
+  const added = await descriptorsOpenedSince(before, 2000);
+  t.true(added.length <= 2, `descriptors left open: ${added.join(', ')}`);
 }
 
 test.serial('workers serving TCP and UDP at once, two terminated mid-stream: survivors intact, victims end, descriptors return', async (t) => {
   t.timeout(120_000);
   // Warm up this thread's data path so its descriptors are in the baseline.
   (await UdpSocket.bind('127.0.0.1:0')).close();
-  const before = fdCount();
+  const before = openDescriptors();
   const workers = Array.from({ length: WORKERS }, (_, i) => new Worker(serverCode, { eval: true, workerData: { entry, native: i % 2 === 0 } }));
   for (const w of workers) w.on('error', () => {});
   const ports = await withTimeout(
@@ -210,7 +203,7 @@ const k = require(workerData.entry);
   s.close();
 })();
 `;
-  const before = fdCount();
+  const before = openDescriptors();
   for (let round = 0; round < 3; round++) {
     const w = new Worker(code, { eval: true, workerData: { entry } });
     const waiting = new Promise<unknown>((resolve, reject) => {

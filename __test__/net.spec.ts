@@ -1,7 +1,6 @@
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import * as http from 'node:http';
-import { readdirSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import {
   LengthDelimitedCodec,
@@ -15,7 +14,7 @@ import {
   pause,
   type SocketAddress,
 } from 'kyoto';
-import { linuxTest, linuxTestSerial, packageRoot, realDelay, tcpPair, withTimeout } from './helpers';
+import { descriptorsOpenedSince, linuxTest, linuxTestSerial, openDescriptors, packageRoot, realDelay, tcpPair, withTimeout } from './helpers';
 
 
 test('a listener accepts a connection and both ends exchange bytes', async (t) => {
@@ -723,15 +722,18 @@ linuxTestSerial('a closed stream whose peer takes nothing gives up at the linger
   const rt = new Runtime({ flavor: 'multi_thread', workerThreads: 1 });
   const { l, c, s, acked } = await stuffedPair(rt);
   try {
-    const fds = (): number => readdirSync('/proc/self/fd').length;
-    const before = fds();
+    const before = openDescriptors();
+    const socketsClosed = (): string[] => {
+      const now = openDescriptors();
+      return [...before].filter((d) => d.includes('socket:') && !now.has(d));
+    };
     pause({ runtime: rt });
     c.close();
-    for (let i = 0; i < 100 && fds() >= before; i++) {
+    for (let i = 0; i < 100 && socketsClosed().length === 0; i++) {
       await advance(61_000, { runtime: rt });
       await realDelay(20);
     }
-    t.is(fds(), before - 1, 'the lingering descriptor was closed');
+    t.is(socketsClosed().length, 1, 'the lingering descriptor was closed');
     const got = await drain(s, AbortSignal.timeout(10_000));
     t.true(got < acked, `only what the kernel held arrived (${got} of ${acked})`);
   } finally {
@@ -1094,8 +1096,7 @@ test('an idle kyoto/net never holds the process; an unref()ed listener does not 
 
 linuxTestSerial('a worker terminated mid-operation leaks no descriptor', async (t) => {
   // Serial: it counts the whole process's descriptors, which concurrent tests would move.
-  const fds = (): number => readdirSync('/proc/self/fd').length;
-  const before = fds();
+  const before = openDescriptors();
   const src = `
     const { parentPort } = require('node:worker_threads');
     const { TcpListener, TcpStream, UdpSocket } = require(${JSON.stringify(`${packageRoot}/dist/lib/net.js`)});
@@ -1115,8 +1116,8 @@ linuxTestSerial('a worker terminated mid-operation leaks no descriptor', async (
     await withTimeout(new Promise((r) => w.once('message', r)), 10_000, 'worker start');
     await w.terminate();
   }
-  await realDelay(300);
-  t.true(fds() <= before + 3, `fds before ${before}, after ${fds()}`);
+  const added = await descriptorsOpenedSince(before, 2000);
+  t.true(added.length <= 3, `descriptors left open: ${added.join(', ')}`);
 });
 
 test('both data paths serve TCP, UDP and native copy (KYOTO_NET_FLAVOR)', async (t) => {
