@@ -7,7 +7,7 @@ import * as path from 'node:path';
 const FIXTURE = path.join(__dirname, 'fixtures', 'net-fuzz.js');
 
 for (const seed of [1, 2, 3, 4, 5, 6]) {
-  test(`seed ${seed}: 4 000 calls with odd arguments: no crash, every TypeError/RangeError has a code, the process exits once all is closed`, async (t) => {
+  test(`seed ${seed}: 4 000 calls with odd arguments, on what calls return too, closes among them: no crash, every TypeError/RangeError has a code, the process exits once all is closed`, async (t) => {
     const { code, signal, stdout, stderr } = await new Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }>(
       (resolve) => {
         const child = execFile(process.execPath, [FIXTURE, String(seed), '4000'], { timeout: 60_000 }, (_err, stdout, stderr) =>
