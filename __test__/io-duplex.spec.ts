@@ -129,3 +129,55 @@ test('a disposed duplex() end is closed', async (t) => {
   t.is(await b.read(Buffer.alloc(1)), 0);
   b.close();
 });
+
+test('reads waiting together on a duplex() end each get bytes in turn, never a false EOF', async (t) => {
+  const [a, b] = duplex(64);
+  const r1 = b.read(Buffer.alloc(100));
+  const r2 = b.read(Buffer.alloc(100));
+  await a.write('hello');
+  t.is(await r1, 5);
+  t.false(await isSettled(r2), 'the second read still waits: the stream has not ended');
+  await a.write('world');
+  t.is(await r2, 5);
+  const c1 = b.readChunk();
+  const c2 = b.readChunk();
+  await a.write('one');
+  await a.write('two');
+  t.deepEqual([(await c1)?.toString(), (await c2)?.toString()], ['one', 'two']);
+  // Two iterations' next() at once, and a read racing close(): data or ERR_SOCKET_CLOSED, never 0.
+  const it = b[Symbol.asyncIterator]();
+  const n1 = it.next();
+  const n2 = it.next();
+  await a.write('x');
+  await a.write('y');
+  t.deepEqual([(await n1).value?.toString(), (await n2).value?.toString()], ['x', 'y']);
+  const racing = b.read(Buffer.alloc(4));
+  await a.write('z');
+  b.close();
+  const got = await racing.then((n) => `read ${n}`, (e: { code?: string }) => e.code);
+  t.true(got === 'read 1' || got === 'ERR_SOCKET_CLOSED', got);
+  a.close();
+});
+
+test('a zero-length write on a full duplex() end resolves at once, and shutdown() after close() still resolves', async (t) => {
+  const [a, b] = duplex(4);
+  await a.write('abcd');
+  t.is(await withTimeout(a.write(new Uint8Array(0)), 2000, 'an empty write on a full pipe'), 0);
+  await a.shutdown();
+  a.close();
+  await t.notThrowsAsync(a.shutdown(), 'the shutdown already happened: the same outcome again');
+  b.close();
+});
+
+test('closing a split read half twice does not close the stream under its open write half', async (t) => {
+  const [a, b] = duplex(64);
+  const [r, w] = a.split();
+  r.close();
+  r.close();
+  t.false(a.closed);
+  t.is(await w.write('still open'), 10);
+  t.is((await b.readChunk())?.toString(), 'still open');
+  w.close();
+  t.true(a.closed, 'both halves closed: the stream is closed');
+  b.close();
+});

@@ -146,3 +146,43 @@ test('copy() from a closed kyoto stream into another writer rejects with ERR_SOC
   s.close();
   l.close();
 });
+
+test('two readLine() calls in flight on a BufReader return the two lines in order', async (t) => {
+  const { l, c, s } = await tcpPair();
+  const br = new BufReader(s);
+  const first = br.readLine();
+  const second = br.readLine();
+  await c.write('line1\n');
+  t.is(await withTimeout(first, 5000, 'the first line'), 'line1');
+  t.false(await isSettled(second));
+  await c.write('line2\n');
+  await c.shutdown();
+  t.deepEqual([await second, await br.readLine()], ['line2', undefined]);
+  // A call aborted while it waits for its turn rejects at once; the one before it is unaffected.
+  const [a, b] = duplex(64);
+  const br2 = new BufReader(b);
+  const head = br2.readLine();
+  const ac = new AbortController();
+  const queued = br2.readLine({ signal: ac.signal });
+  ac.abort();
+  await t.throwsAsync(queued, { name: 'AbortError' });
+  await a.write('x\ny\n');
+  t.deepEqual([await head, await br2.readLine()], ['x', 'y']);
+  for (const e of [l, c, s, a, b]) e.close();
+});
+
+test('readLine({ maxLength }) counts a last line\'s unterminated \\r', async (t) => {
+  for (const [input, max] of [['abc\r', 3], ['\r', 0]] as const) {
+    const [a, b] = duplex(64);
+    await a.write(input);
+    await a.shutdown();
+    const br = new BufReader(b);
+    await t.throwsAsync(br.readLine({ maxLength: max }), { code: 'ERR_LINE_TOO_LONG' }, JSON.stringify(input));
+    t.is(await br.readLine(), undefined);
+    b.close();
+  }
+  const [a, b] = duplex(64);
+  await a.write('abc\r');
+  await a.shutdown();
+  t.is(await new BufReader(b).readLine({ maxLength: 4 }), 'abc\r', 'within the limit: returned as is');
+});

@@ -107,13 +107,16 @@ export class DuplexStream implements AsyncIterable<Buffer> {
     return this.#closed;
   }
 
-  /** Waits until bytes (or EOF) can be read; false at EOF with nothing buffered. */
-  async #readable(signal: AbortSignal | undefined): Promise<boolean> {
+  /**
+   * Waits until bytes (or EOF) can be read, then `take`s them in the same turn: a reader woken
+   * with others must not find the bytes gone after its own `await`. `atEof` at end of stream.
+   */
+  async #readWith<T>(signal: AbortSignal | undefined, take: (p: Pipe) => T, atEof: T): Promise<T> {
     checkSignal(signal);
     for (;;) {
       if (this.#closed) throw closedError();
-      if (this.#in.buffered > 0) return true;
-      if (this.#in.ended) return false;
+      if (this.#in.buffered > 0) return take(this.#in);
+      if (this.#in.ended) return atEof;
       await wakeup(this.#in.readers, signal);
     }
   }
@@ -125,13 +128,13 @@ export class DuplexStream implements AsyncIterable<Buffer> {
       checkSignal(options?.signal);
       return 0;
     }
-    return (await this.#readable(options?.signal)) ? this.#in.take(buf, false) : 0;
+    return this.#readWith(options?.signal, (p) => p.take(buf, false), 0);
   }
 
   /** Like {@link DuplexStream.read}, but leaves the bytes to be read again. */
   async peek(buf: Uint8Array, options?: SignalOption): Promise<number> {
     if (!(buf instanceof Uint8Array)) throw invalidArgType('buf', 'an instance of Uint8Array', buf);
-    return (await this.#readable(options?.signal)) ? this.#in.take(buf, true) : 0;
+    return this.#readWith(options?.signal, (p) => p.take(buf, true), 0);
   }
 
   /** Fills `buf` completely; rejects with `ERR_UNEXPECTED_EOF` if the stream ends first. */
@@ -141,7 +144,7 @@ export class DuplexStream implements AsyncIterable<Buffer> {
 
   /** The next chunk as it was written, or `undefined` at end of stream. */
   async readChunk(options?: SignalOption): Promise<Buffer | undefined> {
-    return (await this.#readable(options?.signal)) ? this.#in.takeChunk() : undefined;
+    return this.#readWith<Buffer | undefined>(options?.signal, (p) => p.takeChunk(), undefined);
   }
 
   /** Reads until end of stream. */
@@ -163,6 +166,7 @@ export class DuplexStream implements AsyncIterable<Buffer> {
       if (this.#closed) throw closedError();
       if (this.#shutdown) throw codedError('ERR_STREAM_WRITE_AFTER_END', 'write after end');
       if (out.broken) throw brokenPipe();
+      if (bytes.length === 0) return 0; // nothing to wait for room for
       const room = out.max - out.buffered;
       if (room <= 0) {
         await wakeup(out.writers, options?.signal);
@@ -191,11 +195,11 @@ export class DuplexStream implements AsyncIterable<Buffer> {
     if (this.#closed) throw closedError();
   }
 
-  /** Ends this end's writing: the other end reads what is buffered, then EOF. Idempotent. */
+  /** Ends this end's writing: the other end reads what is buffered, then EOF. Idempotent (also after a later `close()`). */
   async shutdown(options?: SignalOption): Promise<void> {
     checkSignal(options?.signal);
-    if (this.#closed) throw closedError();
     if (this.#shutdown) return;
+    if (this.#closed) throw closedError();
     this.#shutdown = true;
     this.#out.ended = true;
     this.#out.wakeReaders();

@@ -71,6 +71,7 @@ export interface SplitState {
 
 /** The read half of a split stream: its reads, and `close()` for this half. */
 export class StreamReadHalf<S extends SplitStream> implements AsyncIterable<Buffer> {
+  #closed = false;
   /** @internal */
   constructor(
     /** @internal */ readonly _s: S,
@@ -96,8 +97,10 @@ export class StreamReadHalf<S extends SplitStream> implements AsyncIterable<Buff
   peek(buf: Uint8Array, options?: SignalOption): Promise<number> {
     return this._s.peek(buf, options);
   }
-  /** Drops this half; the stream closes when both halves are closed. */
+  /** Drops this half (once: a second call does nothing); the stream closes when both halves are closed. */
   close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
     if (this._state.open > 0 && --this._state.open === 0) this._s.close();
   }
   /** The received chunks until end of stream. */
