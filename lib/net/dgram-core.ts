@@ -85,6 +85,8 @@ export class DgramCore<A> {
       // Straight to the waiting receive, without passing through the queue.
       const first = w.shift()!;
       if (w.length === 0) this.holds.add(-1);
+      // A later datagram of this batch must not join an earlier recvMany's burst past this one.
+      this.#filling = undefined;
       if (first.kind === 3) {
         const out: Array<Datagram<A>> = [{ data: arenaChunk(off, len), address }];
         this.#filling = first.max > 1 ? { out, max: first.max, batch: currentBatch() } : undefined;
@@ -98,7 +100,9 @@ export class DgramCore<A> {
       return;
     }
     const f = this.#filling;
-    if (f !== undefined && f.batch === currentBatch() && f.out.length < f.max && this.#queue.length === 0) {
+    // The burst a recvMany took grows only while nothing else waits: a receive (or peek) waiting
+    // after it gets the next datagram, in order.
+    if (f !== undefined && w.length === 0 && f.batch === currentBatch() && f.out.length < f.max && this.#queue.length === 0) {
       f.out.push({ data: arenaChunk(off, len), address });
       return;
     }
@@ -157,7 +161,10 @@ export class DgramCore<A> {
     }
     const n = q.copyFirst(w.buf!);
     const address = q.firstAddr();
-    if (w.kind !== 2) this.#shift();
+    if (w.kind !== 2) {
+      this.#filling = undefined;
+      this.#shift();
+    }
     w.resolve(w.kind === 0 ? n : { bytes: n, address });
   }
 
@@ -183,7 +190,9 @@ export class DgramCore<A> {
       if (!isRuntimeShutdown(e)) this.#err = undefined; // a dead runtime fails every later call too
       return Promise.reject(e);
     }
-    if (!this.#reading) {
+    // Reading stopped above the queue's high-water mark resumes only once it is drained below a
+    // quarter of it (`#shift`), whatever the receives asking meanwhile.
+    if (!this.#reading && this.#queue.length < DGRAM_HWM / 4) {
       this.#reading = true;
       native.netRead(this.#h, true);
     }

@@ -21,6 +21,7 @@ import {
   register,
   systemError,
   errnoOf,
+  flushWrites,
   unregister,
   v4Address,
   v6Address,
@@ -65,8 +66,10 @@ function maxPayload(host: string): number {
  * error the kernel returns for it then (`EACCES` to a broadcast address without
  * {@link UdpSocket.setBroadcast}, `ENETUNREACH`, …) cannot reject that send. It rejects the next
  * receive instead (syscall `'send'`), as the error a connected socket gets back from the network
- * (`ECONNREFUSED`) does. A send that has to wait for room, or is refused before it is queued
- * (`EMSGSIZE`, a bad address), rejects itself.
+ * (`ECONNREFUSED`) does. A send refused before it is queued (`EMSGSIZE`, a bad address) rejects
+ * itself, as does one waiting for room when the socket closes or its `signal` aborts; once queued,
+ * its datagram's errors go to the next receive like any other's. Sends queued for the connected
+ * peer still go to it when the socket connects elsewhere or disconnects.
  */
 export class UdpSocket {
   /** @internal */ readonly _h: number;
@@ -284,6 +287,8 @@ export class UdpSocket {
   async connect(addr: AddressLike, options?: SignalOption): Promise<void> {
     checkSignal(options?.signal);
     const { host, port } = await untilAborted(resolveAddr(addr), options?.signal);
+    if (this.#core.closed) throw closedError();
+    flushWrites(); // sends queued for the old peer go to it
     const r = native.netUdpConnect(this._h, host, port);
     if (r < 0) throw systemError(-r, 'connect', host, port);
     this.#connected = true;
@@ -296,6 +301,8 @@ export class UdpSocket {
    */
   disconnect(): void {
     if (!this.#connected) throw codedError('ERR_SOCKET_DGRAM_NOT_CONNECTED', 'Not connected');
+    if (this.#core.closed) throw closedError();
+    flushWrites(); // sends queued for the peer go to it
     const r = native.netUdpDisconnect(this._h);
     if (r < 0) throw systemError(-r, 'connect');
     this.#connected = false;

@@ -120,7 +120,9 @@ export class UnixListener extends TcpListener {
 
 /**
  * A Unix domain datagram socket: the methods of {@link UdpSocket}, with paths for addresses
- * (`{ path }`; `''` for an unnamed sender).
+ * (`{ path }`; `''` for an unnamed sender). Datagrams up to 2 MiB are received whole (Linux caps
+ * one by the sender's `SO_SNDBUF`, 208 KiB unless raised); beyond that, as beyond the buffer
+ * given to a receive, the excess is discarded.
  */
 export class UnixDatagram {
   /** @internal */ readonly _h: number;
@@ -259,6 +261,7 @@ export class UnixDatagram {
   /** Connects to `path`: `send` goes there and only its datagrams are received. */
   connect(path: string): void {
     validatePath(path);
+    if (this.#core.closed) throw closedError();
     const r = native.netUnixDgramConnect(this._h, path);
     if (r < 0) throw systemError(-r, 'connect', path);
   }

@@ -150,7 +150,12 @@ pub fn net_udp_connect(h: u32, ip: String, port: u32) -> Result<i32> {
     with_sock(
         h,
         |_, s| match &s.kind {
-            Kind::Udp(u) => sock_ref_udp(u, |r| r.connect(&addr.into())),
+            Kind::Udp(u) => u
+                .with(|u| {
+                    udp_pin_queued_to_peer(s, u);
+                    sock_ref_on(u, |r| r.connect(&addr.into()))
+                })
+                .unwrap_or_else(|| -ebadf()),
             _ => -einval(),
         },
         -ebadf(),
@@ -561,7 +566,12 @@ pub fn net_udp_disconnect(h: u32) -> Result<i32> {
     with_sock(
         h,
         |_, s| match &s.kind {
-            Kind::Udp(u) => u.with(udp_disconnect).unwrap_or_else(|| -ebadf()),
+            Kind::Udp(u) => u
+                .with(|u| {
+                    udp_pin_queued_to_peer(s, u);
+                    udp_disconnect(u)
+                })
+                .unwrap_or_else(|| -ebadf()),
             _ => -einval(),
         },
         -ebadf(),

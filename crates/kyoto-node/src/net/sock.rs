@@ -36,6 +36,10 @@ pub const DGRAM_HWM: usize = 256;
 const RECV_BATCH: usize = 32;
 /// Buffer of one received datagram (the largest UDP payload).
 const DGRAM_SLOT: usize = 65536;
+/// The largest Unix datagram received whole: the whole receive scratch (2 MiB). Linux bounds a
+/// Unix datagram by the sender's `SO_SNDBUF` (212 992 bytes by default), so only a sender that
+/// raised it past this can have one cut; the receive arena JS delivers from (4 MiB) holds it.
+pub const UNIX_DGRAM_MAX: usize = RECV_BATCH * DGRAM_SLOT;
 
 pub const F_READING: u32 = 1;
 pub const F_CLOSED: u32 = 2;
@@ -839,6 +843,23 @@ fn udp_send_on(sock: &Sock, u: &UdpSocket, msgs: &[SendMsg<'_>], direct: bool) -
     (blocked, was_empty && !rest.is_empty())
 }
 
+/// Before a UDP socket connects elsewhere or disconnects: its queued sends to the connected peer
+/// (no address of their own) are given that peer's address, so they still go where they were sent
+/// rather than to the next peer (or fail with `EDESTADDRREQ`). On macOS a send with an address on
+/// a socket connected again fails (`EISCONN`) and reaches the next receive, as other send errors do.
+pub fn udp_pin_queued_to_peer(sock: &Sock, u: &UdpSocket) {
+    let mut st = sock.lock();
+    if st.dout.iter().all(|d| d.addr.is_some()) {
+        return;
+    }
+    let Ok(peer) = u.peer_addr() else {
+        return;
+    };
+    for d in st.dout.iter_mut().filter(|d| d.addr.is_none()) {
+        d.addr = Some(peer);
+    }
+}
+
 /// The errno of the error events a socket gets when the runtime serving it shuts down (no OS
 /// uses it; JS turns it into `ERR_RUNTIME_SHUTDOWN`).
 pub const E_RUNTIME_SHUTDOWN: i32 = 0x4b59_0001;
@@ -1548,7 +1569,7 @@ fn poll_unix_dgram(
             if b.is_empty() {
                 *b = vec![0u8; RECV_BATCH * DGRAM_SLOT];
             }
-            let (n, addr) = u.try_recv_from(&mut b[..DGRAM_SLOT])?;
+            let (n, addr) = u.try_recv_from(&mut b[..UNIX_DGRAM_MAX])?;
             let path = addr
                 .as_pathname()
                 .map(|p| p.to_string_lossy().into_owned().into_bytes())

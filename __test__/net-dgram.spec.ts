@@ -1,0 +1,4 @@
+// Datagram queue semantics (dgram-suite.ts) on the default data path.
+import { defineDgramTests } from './dgram-suite';
+
+defineDgramTests();
