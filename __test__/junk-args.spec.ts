@@ -13,7 +13,13 @@ import { UNIX_SOCKETS, realDelay } from './helpers';
 /** Option names of instance methods (waits, readLine), filled with {@link BAG_JUNK}. */
 const INSTANCE_OPTION_KEYS = ['signal', 'maxLength'];
 const BAG_JUNK: unknown[] = [null, -1, 'x', Symbol('junk'), {}, 1e20];
-const JUNK: unknown[] = [undefined, null, {}, -1, 0.5, NaN, 'x', Symbol('junk'), 1e20, [], () => {}, 2n ** 70n, new Uint8Array(3)];
+/** A view whose ArrayBuffer was transferred away: reads as empty, and copying into or out of it throws. */
+function detachedView(): Uint8Array {
+  const v = new Uint8Array(8);
+  structuredClone(v.buffer, { transfer: [v.buffer] });
+  return v;
+}
+const JUNK: unknown[] = [undefined, null, {}, -1, 0.5, NaN, 'x', Symbol('junk'), 1e20, [], () => {}, 2n ** 70n, new Uint8Array(3), detachedView()];
 
 type AnyFn = (...args: unknown[]) => unknown;
 type Obj = Record<string, unknown>;

@@ -167,11 +167,16 @@ function bufferSizeError(syscall: string, errno: number): Error {
   return err;
 }
 
+/** `len` bytes of `v` from `off`, without a copy (an empty view, as a detached one reads, gives an empty Buffer). */
+function viewBuffer(v: ArrayBufferView, off = 0, len = v.byteLength): Buffer {
+  return len === 0 ? Buffer.alloc(0) : Buffer.from(v.buffer, v.byteOffset + off, len);
+}
+
 function toBufferList(list: unknown[]): Buffer[] | null {
   const out: Buffer[] = [];
   for (const b of list) {
     if (typeof b === 'string') out.push(Buffer.from(b));
-    else if (ArrayBuffer.isView(b)) out.push(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+    else if (ArrayBuffer.isView(b)) out.push(viewBuffer(b));
     else return null;
   }
   return out;
@@ -186,7 +191,7 @@ function sliceBuffer(buffer: unknown, offset: unknown, length: unknown): Buffer 
   const len = (length as number) >>> 0;
   if (off > b.byteLength) throw nodeError(RangeError, 'ERR_BUFFER_OUT_OF_BOUNDS', '"offset" is outside of buffer bounds');
   if (off + len > b.byteLength) throw nodeError(RangeError, 'ERR_BUFFER_OUT_OF_BOUNDS', '"length" is outside of buffer bounds');
-  return Buffer.from(b.buffer, b.byteOffset + off, len);
+  return viewBuffer(b, off, len);
 }
 
 /**
@@ -539,7 +544,7 @@ export class Socket extends EventEmitter {
       if (typeof buffer === 'string') list = [Buffer.from(buffer)];
       else if (!ArrayBuffer.isView(buffer)) {
         throw argType('buffer', 'of type string or an instance of Buffer, TypedArray, or DataView', buffer);
-      } else list = [Buffer.from(buffer.buffer, buffer.byteOffset, buffer.byteLength)];
+      } else list = [viewBuffer(buffer)];
     } else if ((list = toBufferList(buffer)) === null) {
       throw argType('buffer list arguments', 'of type string or an instance of Buffer, TypedArray, or DataView', buffer);
     }

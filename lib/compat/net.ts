@@ -230,9 +230,21 @@ const kAccepted = Symbol('kyoto.compat.accepted');
 
 type Normalized = [Record<string, unknown>, ((...a: unknown[]) => void) | null] & { [kNormalized]?: true };
 
+/**
+ * `Number(x)` where it works, NaN where it would throw an uncoded TypeError (a symbol, a BigInt
+ * in arithmetic, an object whose conversion throws: a typed array over a detached buffer).
+ */
+function looseNumber(x: unknown): number {
+  if (typeof x === 'symbol' || typeof x === 'bigint') return NaN;
+  try {
+    return Number(x);
+  } catch {
+    return NaN;
+  }
+}
+
 function toNumber(x: unknown): number | false {
-  if (typeof x === 'symbol') return false; // Number() would throw an uncoded TypeError
-  const n = Number(x);
+  const n = looseNumber(x);
   return n >= 0 ? n : false;
 }
 
@@ -1191,7 +1203,7 @@ export class Socket extends Duplex {
     if (typeof initialDelay === 'symbol' || typeof initialDelay === 'bigint') {
       throw argType('initialDelay', 'of type number', initialDelay);
     }
-    const delay = Math.max(0, ~~((initialDelay ?? 0) / 1000));
+    const delay = Math.max(0, ~~(looseNumber(initialDelay ?? 0) / 1000));
     const s = this.#stream;
     if (s === undefined) {
       this.#keepAlive = on;

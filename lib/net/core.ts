@@ -237,7 +237,8 @@ export function queueWrite(h: number, data: Uint8Array, a = 0, b = 0): boolean {
     n = 0;
     used = 0;
   }
-  warena.set(data, used);
+  // (A detached buffer reads as empty, and `set` would throw on it.)
+  if (len > 0) warena.set(data, used);
   const o = n * WREC;
   wtab[o] = h;
   wtab[o + 1] = used;
@@ -265,7 +266,7 @@ export function encodeFrame(bytes: Uint8Array, hdr: number, nl: boolean): Buffer
   } else if (hdr > 0) {
     out.writeUIntBE(bytes.length, 0, hdr);
   }
-  out.set(bytes, hdr);
+  if (bytes.length > 0) out.set(bytes, hdr);
   if (nl) out[out.length - 1] = 10;
   return out;
 }
@@ -297,8 +298,8 @@ export function queueFrame(h: number, hdr: number, body: Uint8Array | string, nl
   if (str) {
     len = warena.write(body, used + hdr);
   } else {
-    warena.set(body, used + hdr);
     len = body.length;
+    if (len > 0) warena.set(body, used + hdr);
   }
   if (len > max) return -2; // nothing committed: the next write reuses these arena bytes
   if (hdr > 6) {
