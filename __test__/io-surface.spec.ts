@@ -186,3 +186,14 @@ test('readLine({ maxLength }) counts a last line\'s unterminated \\r', async (t)
   await a.shutdown();
   t.is(await new BufReader(b).readLine({ maxLength: 4 }), 'abc\r', 'within the limit: returned as is');
 });
+
+test('copy() to a JS writer: a write resolving with nothing took it all, 0 is ERR_WRITE_ZERO, a count it cannot have taken is ERR_INVALID_RETURN_VALUE', async (t) => {
+  const taken: string[] = [];
+  const all = { write: async (b: Uint8Array) => void taken.push(Buffer.from(b).toString()) };
+  t.is(await copy(scriptedReader(['ab', 'cd']), all), 4);
+  t.deepEqual(taken, ['ab', 'cd']);
+  for (const [r, code] of [[0, 'ERR_WRITE_ZERO'], [NaN, 'ERR_INVALID_RETURN_VALUE'], [-1, 'ERR_INVALID_RETURN_VALUE'], [3, 'ERR_INVALID_RETURN_VALUE'], [1.5, 'ERR_INVALID_RETURN_VALUE']] as const) {
+    const w = { write: async () => r };
+    await t.throwsAsync(copy(scriptedReader(['ab']), w), { code }, `write() returning ${r}`);
+  }
+});

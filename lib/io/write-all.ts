@@ -6,12 +6,20 @@
 import { codedError } from '../errors';
 import type { Writer } from '../io';
 
-/** Writes all of `data` to `w`, call after call; a write that takes nothing is `ERR_WRITE_ZERO`. */
+/**
+ * Writes all of `data` to `w`, call after call. A write resolving with no number took everything;
+ * one that took nothing is `ERR_WRITE_ZERO`, and a count that is not an integer in
+ * 1..(bytes offered) is `ERR_INVALID_RETURN_VALUE` (it would skip or repeat bytes).
+ */
 export async function writeAll(w: Writer, data: Uint8Array, signal?: AbortSignal): Promise<void> {
   let off = 0;
   while (off < data.length) {
+    const rest = data.length - off;
     const r = await w.write(data.subarray(off), signal === undefined ? undefined : { signal });
     if (r === 0) throw codedError('ERR_WRITE_ZERO', 'write returned 0');
-    off += typeof r === 'number' ? r : data.length - off;
+    if (typeof r === 'number' && !(Number.isInteger(r) && r > 0 && r <= rest)) {
+      throw codedError('ERR_INVALID_RETURN_VALUE', `write() returned ${r} for ${rest} bytes offered`);
+    }
+    off += typeof r === 'number' ? r : rest;
   }
 }
