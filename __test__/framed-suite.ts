@@ -15,7 +15,7 @@ import {
   netFlavor,
   type Framed,
 } from 'kyoto';
-import { UNIX_SOCKETS, realDelay } from './helpers';
+import { UNIX_SOCKETS, realDelay, runNodeChild } from './helpers';
 
 const req = createRequire(__filename);
 const native: { netFrameStats(h: number): number[] } = req('../lib/native.js').native;
@@ -503,4 +503,75 @@ export function defineFramedTests(opts: { withJsFallback: boolean }): void {
       p.done();
     });
   }
+
+  test(`over a kyoto TCP pair (${netFlavor}), an abort while a frame over 1 MiB waits for room does not cut it: the peer reads it whole, then the next frame`, async (t) => {
+    const p = await tcpPair();
+    const tx = framed(p.w as TcpStream, new LengthDelimitedCodec());
+    const ac = new AbortController();
+    const big = tx.send(Buffer.alloc(4 << 20, 0x41), { signal: ac.signal });
+    await realDelay(100);
+    ac.abort();
+    await realDelay(100);
+    const rx = framed(p.r as TcpStream, new LengthDelimitedCodec());
+    const sizes: number[] = [];
+    const reading = (async () => {
+      for await (const f of rx) sizes.push((f as Buffer).length);
+    })();
+    await big;
+    await tx.send(Buffer.from('after'));
+    await (p.w as TcpStream).shutdown();
+    await reading;
+    t.deepEqual(sizes, [4 << 20, 5]);
+    p.done();
+  });
+
+  test(`over a kyoto TCP pair (${netFlavor}), a peer sending only oversize lines is held back like one sending frames: the errors queued stay bounded`, async (t) => {
+    t.timeout(60_000);
+    const p = await tcpPair();
+    const f = framed(p.r as TcpStream, new LinesCodec({ maxLength: 1 }));
+    const chunk = Buffer.from('xx\n'.repeat(64 * 1024));
+    let written = 0;
+    let stop = false;
+    const writer = (async () => {
+      while (!stop && written < 256 << 20) {
+        await p.w.write(chunk);
+        written += chunk.length;
+      }
+    })().catch(() => {});
+    await t.throwsAsync(f.next(), { code: 'ERR_LINE_TOO_LONG' }); // reading starts
+    let stalled = false;
+    for (let i = 0; i < 50 && !stalled; i++) {
+      const before = written;
+      await realDelay(200);
+      stalled = written === before && written > 0;
+    }
+    stop = true;
+    t.true(stalled, `the writer is held back (${written} bytes written)`);
+    t.true(written < 64 << 20, `${written} bytes were taken with nobody calling next()`);
+    p.done();
+    await writer;
+  });
+
+  test(`a framed kyoto stream's pending next() does not keep the process alive once the stream is unref()ed (${netFlavor})`, async (t) => {
+    const r = await runNodeChild(
+      `process.env.KYOTO_NET_FLAVOR = ${JSON.stringify(netFlavor)};
+       const { TcpListener, TcpStream } = require('kyoto/net');
+       const { framed, LinesCodec } = require('kyoto/io');
+       (async () => {
+         const l = await TcpListener.bind('127.0.0.1:0');
+         const acc = l.accept();
+         const c = await TcpStream.connect(l.localAddr());
+         const [s] = await acc;
+         l.close();
+         c.unref();
+         s.unref();
+         framed(s, new LinesCodec()).next().catch(() => {});
+         console.log('waiting');
+       })();`,
+      10_000,
+      true,
+    );
+    t.false(r.timedOut, 'the process exited on its own');
+    t.is(r.out.trim(), 'waiting');
+  });
 }

@@ -197,3 +197,18 @@ test('copy() to a JS writer: a write resolving with nothing took it all, 0 is ER
     await t.throwsAsync(copy(scriptedReader(['ab']), w), { code }, `write() returning ${r}`);
   }
 });
+
+test('framed() sends over a JS writer that takes part of a buffer per call go out one frame after another', async (t) => {
+  const wire: Buffer[] = [];
+  const w = {
+    async write(d: Uint8Array): Promise<number> {
+      await new Promise((r) => setImmediate(r));
+      const k = Math.min(4, d.length);
+      wire.push(Buffer.from(d.subarray(0, k)));
+      return k;
+    },
+  };
+  const tx = framed(w, new LinesCodec());
+  await Promise.all([tx.send('aaaaaaaaaa'), tx.send('bbbbbbbbbb'), tx.send('c')]);
+  t.is(Buffer.concat(wire).toString(), 'aaaaaaaaaa\nbbbbbbbbbb\nc\n');
+});

@@ -12,7 +12,8 @@ import { codedError, invalidArgType, optionsBag, validateInteger, validateNumber
 import { SYSCALLS, startCopy, systemError } from './net/core';
 import type { SignalOption, TcpStream } from './net';
 import { nativeStream } from './net/stream-of';
-import { checkSignal, closedError, untilAborted } from './net/common';
+import { checkSignal, closedError } from './net/common';
+import { Turns } from './io/turns';
 import { writeAll } from './io/write-all';
 import { duplexPair, type DuplexStream } from './io/duplex';
 
@@ -172,8 +173,6 @@ function lineTooLong(max: number): Error {
   return codedError('ERR_LINE_TOO_LONG', `line longer than ${max} bytes`);
 }
 
-const noop = (): void => {};
-
 /**
  * Buffered reading over any {@link Reader}: lines and exact reads without a syscall per byte.
  * Calls made while another is pending run after it, in the order they were made (each reads what
@@ -187,8 +186,8 @@ export class BufReader implements Reader {
   #eof = false;
   /** Inside a line that was too long: the next `readLine` first drops the rest of it. */
   #discarding = false;
-  /** Settles once every call made so far has; undefined when none is pending. */
-  #pending: Promise<void> | undefined;
+  /** Calls run one after another: two in flight would fill the same part of the buffer. */
+  readonly #turns = new Turns();
 
   /**
    * @param inner - the reader to buffer.
@@ -227,27 +226,11 @@ export class BufReader implements Reader {
     return true;
   }
 
-  /**
-   * Runs `op` once every earlier call settled: two calls in flight would otherwise fill the same
-   * part of the buffer and lose or invent bytes.
-   */
-  #inTurn<T>(signal: AbortSignal | undefined, op: () => Promise<T>): Promise<T> {
-    const prev = this.#pending;
-    const run = prev === undefined ? op() : untilAborted(prev, signal).then(op);
-    // The next call waits for this one and, if this one was aborted in the queue, for the one before.
-    const done = (prev === undefined ? run : Promise.all([prev, run.catch(noop)])).then(noop, noop);
-    this.#pending = done;
-    void done.then(() => {
-      if (this.#pending === done) this.#pending = undefined;
-    });
-    return run;
-  }
-
   /** Reads buffered bytes first, then from the inner reader. */
   async read(buf: Uint8Array, options?: SignalOption): Promise<number> {
     if (!(buf instanceof Uint8Array)) throw invalidArgType('buf', 'an instance of Uint8Array', buf);
     checkSignal(options?.signal);
-    return this.#inTurn(options?.signal, () => this.#read(buf, options));
+    return this.#turns.run(options?.signal, () => this.#read(buf, options));
   }
 
   async #read(buf: Uint8Array, options?: SignalOption): Promise<number> {
@@ -272,7 +255,7 @@ export class BufReader implements Reader {
     const max = options?.maxLength ?? Infinity;
     if (max !== Infinity) validateNumber(max, 'options.maxLength', 0, Number.MAX_SAFE_INTEGER);
     checkSignal(options?.signal);
-    return this.#inTurn(options?.signal, () => this.#readLine(max, options));
+    return this.#turns.run(options?.signal, () => this.#readLine(max, options));
   }
 
   async #readLine(max: number, options?: SignalOption): Promise<string | undefined> {

@@ -28,13 +28,14 @@
  */
 import * as buffer from 'node:buffer';
 import { codedError, invalidArgType, optionsBag, outOfRange, validateSignal, abortReason } from '../errors';
-import { K_EOF, K_ERROR, K_FRAMES, K_FRAME_ERR, arenaChunk, encodeFrame, hold, rarena, systemError } from '../net/core';
+import { K_EOF, K_ERROR, K_FRAMES, K_FRAME_ERR, arenaChunk, encodeFrame, rarena, systemError } from '../net/core';
 import { WriteHalf, ReadHalf, type SignalOption, type TcpStream } from '../net';
 import type { FrameSink } from '../net/common';
 import { kyotoStream } from '../net/stream-of';
 import { native } from '../native';
 import type { Reader, Writer } from '../io';
 import { writeAll } from './write-all';
+import { Turns } from './turns';
 
 /** Default `maxLength` of {@link LinesCodec}: 64 KiB. */
 const DEFAULT_MAX_LINE = 64 * 1024;
@@ -45,6 +46,8 @@ const QUEUE_HWM = 1 << 20;
 const QUEUE_LWM = 256 * 1024;
 /** What each queued frame counts for besides its bytes (so empty frames are bounded too). */
 const FRAME_COST = 16;
+/** What a queued codec error counts for: an Error with its stack trace. */
+const FAILURE_COST = 2048;
 const JS_READ_SIZE = 64 * 1024;
 
 /** Splits a byte stream into lines (strings), at most `maxLength` bytes each. */
@@ -99,8 +102,9 @@ export interface Framed<T> extends AsyncIterable<T> {
   next(options?: SignalOption): Promise<T | undefined>;
   /**
    * Writes one frame (one write). Rejects with `ERR_LINE_TOO_LONG` / `ERR_FRAME_TOO_BIG` above the
-   * limit. An abort while the stream has no room ends the wait; the frame is then not sent, or
-   * (on a non-kyoto stream, past its first write) only in part.
+   * limit. An abort while the stream has no room for the frame ends the wait and the frame is not
+   * sent; a frame that started going out is sent whole whatever the signal does (on a kyoto
+   * stream; on another, past its first write, only in part). Sends run one after another.
    */
   send(frame: T | Uint8Array | string, options?: SignalOption): Promise<void>;
   /** The frames until end of stream. */
@@ -210,13 +214,14 @@ abstract class FrameSource<T> {
       this.#q = this.#q.slice(this.#head);
       this.#head = 0;
     }
-    if (!(item instanceof FrameFailure)) this.queued -= this.#size(item);
+    this.queued -= this.#size(item);
     this.dequeued();
     return item;
   }
 
-  #size(item: T): number {
-    return (item as { length: number }).length + FRAME_COST;
+  /** What a queued item counts for against the queue's limits (an error with its stack for a failure). */
+  #size(item: T | FrameFailure): number {
+    return item instanceof FrameFailure ? FAILURE_COST : (item as { length: number }).length + FRAME_COST;
   }
 
   /** A frame (or a per-frame error) arrived: to the first waiter, else queued. */
@@ -229,7 +234,7 @@ abstract class FrameSource<T> {
       return;
     }
     this.#q.push(item);
-    if (!(item instanceof FrameFailure)) this.queued += this.#size(item);
+    this.queued += this.#size(item);
   }
 
   /** No more frames: waiters get `undefined` (or `err`) once the queue is empty. */
@@ -257,6 +262,7 @@ abstract class FrameSource<T> {
 
 /** Frames from a kyoto stream's native framer. */
 class NativeSource<T extends string | Buffer> extends FrameSource<T> implements FrameSink {
+  readonly #s: TcpStream;
   readonly #h: number;
   readonly #lines: boolean;
   readonly #max: number;
@@ -269,6 +275,7 @@ class NativeSource<T extends string | Buffer> extends FrameSource<T> implements 
 
   constructor(s: TcpStream, codec: LinesCodec | LengthDelimitedCodec) {
     super();
+    this.#s = s;
     this.#h = s._h;
     this.#lines = codec instanceof LinesCodec;
     this.#max = codec instanceof LinesCodec ? codec.maxLength : codec.maxFrameLength;
@@ -288,8 +295,8 @@ class NativeSource<T extends string | Buffer> extends FrameSource<T> implements 
   }
 
   protected override waiting(on: boolean): void {
-    // A pending next() keeps the event loop alive, like a pending read.
-    hold(on ? 1 : -1);
+    // A pending next() keeps the event loop alive, like a pending read (and unless unref()ed).
+    this.#s._hold(on ? 1 : -1);
   }
 
   protected override dequeued(): void {
@@ -323,6 +330,8 @@ class NativeSource<T extends string | Buffer> extends FrameSource<T> implements 
         else if (a === 2) err = frameTooBig(rarena.readBigUInt64LE(off), this.#max);
         else err = eofInFrame(a === 3);
         this.deliver(new FrameFailure(err));
+        // A peer sending only oversize frames must not queue errors without bound either.
+        if (this.queued > QUEUE_HWM) this.#setReading(false);
         break;
       }
       case K_EOF:
@@ -623,12 +632,16 @@ export function framed(stream: Reader | Writer, codec: LinesCodec | LengthDelimi
     };
   } else if (canWrite) {
     const w = stream as Writer;
+    // One frame at a time: a writer may take part of a buffer per call, and two frames' writes
+    // in flight would interleave (a kyoto stream queues each frame whole).
+    const turns = new Turns();
     send = async (frame, options) => {
       const b = frameBytes(frame);
       const bytes = typeof b === 'string' ? Buffer.from(b) : b;
       if (bytes.length > max) throw tooBig(bytes.length);
       validateSignal(options?.signal);
-      await writeAll(w, encodeFrame(bytes, hdr, lines), options?.signal);
+      const encoded = encodeFrame(bytes, hdr, lines);
+      await turns.run(options?.signal, () => writeAll(w, encoded, options?.signal));
     };
   } else {
     send = () => Promise.reject(invalidArgType('stream', 'an object with a write() method to send frames', stream));

@@ -332,6 +332,14 @@ export class TcpStream implements AsyncIterable<Buffer> {
    * end (pending ones reject with `ERR_STREAM_FRAMED`), and `sink` receives the frames. Bytes
    * already buffered or on their way go through the framer first.
    */
+  /**
+   * @internal Adds `d` to the loop holds of this stream (a framed stream's pending `next()`), so
+   * they follow `ref()`/`unref()` like a pending read.
+   */
+  _hold(d: number): void {
+    this.#holds.add(d);
+  }
+
   _attachFramer(sink: FrameSink, kind: number, max: number, fieldBytes: number): void {
     if (this.#framer !== undefined) throw codedError('ERR_STREAM_FRAMED', 'the stream is already framed');
     if (this.#copying) throw codedError('ERR_INVALID_STATE', 'the stream is being copied natively');
@@ -382,7 +390,9 @@ export class TcpStream implements AsyncIterable<Buffer> {
     }
     const bytes = typeof body === 'string' ? Buffer.from(body) : body;
     if (r === -2 || bytes.length > max) return Promise.reject(tooBig(bytes.length));
-    return this.#writeDirect(encodeFrame(bytes, hdr, nl), signal === undefined ? undefined : { signal }).then(() => undefined);
+    // Without the signal: a frame that started going out must go out whole, or the peer's framing
+    // would read the next frame's header as this one's payload.
+    return this.#writeDirect(encodeFrame(bytes, hdr, nl)).then(() => undefined);
   }
 
   #onData(off: number, len: number): void {
