@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Duplex } from 'node:stream';
-import { AbortError, TcpListener, TcpSocket, TcpStream, UdpSocket, UnixListener, UnixStream } from 'kyoto';
+import { AbortError, TcpListener, TcpSocket, TcpStream, UdpSocket, UnixListener, UnixStream, copy } from 'kyoto';
 import { isSettled, linuxTest, runInLinkNamespace, runNodeChild, tcpPair, unixTest, withTimeout } from './helpers';
 
 
@@ -623,4 +623,63 @@ linuxTest('a UDP socket that joined an IPv4 group receives what is sent to it, a
   t.deepEqual(r.got, ['group', '10.9.0.1']);
   t.is(r.late, 'TimeoutError', 'nothing arrives once the group is left');
   t.deepEqual(r.again, ['EADDRNOTAVAIL', 'dropMembership']);
+});
+
+test('returning from a stream iterator while its next() waits ends that next(), and the data goes to the next read', async (t) => {
+  const { l, c, s } = await tcpPair();
+  const it = s[Symbol.asyncIterator]();
+  const pending = it.next();
+  t.deepEqual(await it.return!(), { done: true, value: undefined });
+  t.deepEqual(await pending, { done: true, value: undefined });
+  await c.write('first');
+  const buf = Buffer.alloc(16);
+  const n = await withTimeout(s.read(buf), 5000, 'the read after the iteration');
+  t.is(buf.subarray(0, n).toString(), 'first');
+  for (const x of [l, c, s]) x.close();
+});
+
+test('a read made before copy() took the stream resolves 0 once the copy reached end of stream', async (t) => {
+  const a = await tcpPair();
+  const b = await tcpPair();
+  const before = a.s.read(Buffer.alloc(16));
+  const copying = copy(a.s, b.c);
+  await a.c.write('sixteen bytes!!!');
+  await a.c.shutdown();
+  t.is(await withTimeout(copying, 5000, 'the copy'), 16);
+  t.is(await withTimeout(before, 5000, 'the read made before the copy'), 0);
+  for (const p of [a, b]) for (const x of [p.l, p.c, p.s]) x.close();
+});
+
+test('setKeepAlive takes delays under a second and past the kernel\'s limit (rounded up, capped)', async (t) => {
+  const { l, c, s } = await tcpPair();
+  for (const ms of [1, 500, 1500, 40_000_000]) t.notThrows(() => c.setKeepAlive(true, ms), `${ms} ms`);
+  for (const x of [l, c, s]) x.close();
+});
+
+test('a connection accepted natively just as its listener closes is closed, not leaked (multi_thread)', async (t) => {
+  // A client process connects while this child's JS thread is busy: a worker accepts it, and its
+  // accept event is still on its way when the listener closes.
+  const r = await runNodeChild(
+    `process.env.KYOTO_NET_FLAVOR = 'multi_thread';
+     const { spawn } = require('node:child_process');
+     const { TcpListener } = require('kyoto/net');
+     (async () => {
+       const l = await TcpListener.bind('127.0.0.1:0');
+       l.accept().catch(() => {}); // armed: a worker accepts as soon as the client connects
+       const client = spawn(process.execPath, ['-e', \`
+         const c = require('node:net').connect(\${l.localAddr().port}, '127.0.0.1');
+         c.on('error', () => {});
+         c.resume();
+         c.on('close', () => { console.log('client: closed'); process.exit(0); });
+         setTimeout(() => { console.log('client: still open after 5 s'); process.exit(1); }, 5000);
+       \`], { stdio: 'inherit' });
+       const until = Date.now() + 1500;
+       while (Date.now() < until);
+       l.close();
+       client.on('exit', () => {});
+     })();`,
+    20_000,
+  );
+  t.false(r.timedOut);
+  t.is(r.out.trim(), 'client: closed');
 });

@@ -107,7 +107,11 @@ function onBatch(count: number): void {
       continue;
     }
     const e = endpoints.get(h);
-    if (e === undefined) continue;
+    if (e === undefined) {
+      // A connection accepted natively for a listener closed meanwhile: nobody will adopt it.
+      if (kind === K_ACCEPT) native.netClose(ev[o + 2]);
+      continue;
+    }
     if (kind === K_DRAIN) blocked[h & IDX_MASK] = 0;
     e.onEvent(kind, ev[o + 2], ev[o + 3], ev[o + 4], ev[o + 5]);
   }

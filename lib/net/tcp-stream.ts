@@ -67,8 +67,11 @@ import type { AddressLike, SignalOption } from './types';
 interface ReadWaiter {
   buf: Uint8Array | undefined; // undefined: take a whole chunk
   peek: boolean;
-  /** Resolve with an `IteratorResult` (the stream's async iterator) rather than the chunk itself. */
-  iter: boolean;
+  /**
+   * The async iterator this read is a `next()` of (resolve with an `IteratorResult` rather than
+   * the chunk itself), or false.
+   */
+  iter: object | false;
   resolve: (v: number | Buffer | undefined | IteratorResult<Buffer, undefined>) => void;
   reject: (e: unknown) => void;
 }
@@ -550,7 +553,7 @@ export class TcpStream implements AsyncIterable<Buffer> {
     buf: Uint8Array | undefined,
     peek: boolean,
     signal: AbortSignal | undefined,
-    iter = false,
+    iter: object | false = false,
   ): Promise<number | Buffer | undefined | IteratorResult<Buffer, undefined>> {
     if (!this.#reading && !this.#eof && !this.#closed) this.#maybeResume();
     if (signal === undefined) {
@@ -770,7 +773,10 @@ export class TcpStream implements AsyncIterable<Buffer> {
     this.#opt(1, on ? 1 : 0);
   }
 
-  /** Sets `SO_KEEPALIVE` (and the idle time before probes, in ms). */
+  /**
+   * Sets `SO_KEEPALIVE` and, when `initialDelayMs` > 0, the idle time before probes. The kernel
+   * counts whole seconds: the delay is rounded up, and capped at 32 767 s (Linux's limit).
+   */
   setKeepAlive(on = true, initialDelayMs = 0): void {
     validateNumber(initialDelayMs, 'initialDelayMs', 0, 2 ** 31);
     this.#opt(2, on ? 1 : 0, initialDelayMs);
@@ -855,11 +861,19 @@ export class TcpStream implements AsyncIterable<Buffer> {
         if (this.#closed) return Promise.reject(closedError());
         if (this.#buffered > 0) return Promise.resolve(new ChunkResult(this.#takeChunk()));
         if (this.#eof) return this.#readErr ? Promise.reject(this.#readErr) : Promise.resolve(ITER_DONE);
-        return this.#wait(undefined, false, undefined, true) as Promise<IteratorResult<Buffer, undefined>>;
+        return this.#wait(undefined, false, undefined, it) as Promise<IteratorResult<Buffer, undefined>>;
       },
-      // `break` out of a `for await` ends the iteration, not the stream.
+      // `break` out of a `for await` ends the iteration, not the stream. A next() still waiting
+      // ends too (done), so the data it waited for goes to the stream's next read.
       return: (): Promise<IteratorResult<Buffer, undefined>> => {
         done = true;
+        const w = this.#waiters;
+        const mine = w.filter((x) => x.iter === it);
+        if (mine.length > 0) {
+          this.#waiters = w.filter((x) => x.iter !== it);
+          if (this.#waiters.length === 0) this.#holds.add(-1);
+          for (const x of mine) x.resolve(ITER_DONE);
+        }
         return Promise.resolve(ITER_DONE);
       },
       [Symbol.asyncIterator]: () => it,
@@ -880,7 +894,10 @@ export class TcpStream implements AsyncIterable<Buffer> {
   /** @internal */
   _endCopy(sawEof: boolean): void {
     this.#copying = false;
-    if (sawEof) this.#eof = true;
+    if (sawEof) {
+      this.#eof = true;
+      this.#service(); // reads made before the copy took the stream end too
+    }
   }
 
   /** @internal */

@@ -403,8 +403,11 @@ pub fn net_set_opt(h: u32, opt: u32, a: f64, b: f64) -> Result<i32> {
                     2 => {
                         r.set_keepalive(on)?;
                         if on && b > 0.0 {
+                            // The kernel counts whole seconds, 1..=32767 on Linux: round a delay
+                            // up (500 ms is 1 s, not an invalid 0) and clamp it.
+                            let secs = (b / 1000.0).ceil().clamp(1.0, 32767.0) as u64;
                             let ka = socket2::TcpKeepalive::new()
-                                .with_time(std::time::Duration::from_millis(b as u64));
+                                .with_time(std::time::Duration::from_secs(secs));
                             r.set_tcp_keepalive(&ka)?;
                         }
                         Ok(())
