@@ -15,7 +15,8 @@ import { EventEmitter } from 'node:events';
 import { isIP, isIPv4, isIPv6 } from 'node:net';
 import * as util from 'node:util';
 import { native } from '../native';
-import { parseNativeAddr, systemError, type SystemError } from '../net/core';
+import { errnoOf, parseNativeAddr, systemError, type SystemError } from '../net/core';
+import { networkInterfaces } from 'node:os';
 import { O_REUSE_ADDR, O_REUSE_PORT, O_V6_ONLY, reportUncaught } from '../net/common';
 import { UdpSocket } from '../net';
 import {
@@ -167,6 +168,30 @@ function bufferSizeError(syscall: string, errno: number): Error {
   return err;
 }
 
+function v4ToInt(ip: string): number {
+  const p = ip.split('.');
+  return ((+p[0] << 24) | (+p[1] << 16) | (+p[2] << 8) | +p[3]) >>> 0;
+}
+
+/**
+ * Whether `ip` is the limited broadcast address or the directed broadcast address of one of this
+ * host's IPv4 networks (all host bits set, which ends in .255 for any network of /24 or wider —
+ * only those are looked up).
+ */
+function isBroadcastV4(ip: string): boolean {
+  if (ip === '255.255.255.255') return true;
+  if (!ip.endsWith('.255')) return false;
+  const n = v4ToInt(ip);
+  for (const list of Object.values(networkInterfaces())) {
+    for (const i of list ?? []) {
+      if (i.family !== 'IPv4') continue;
+      const mask = v4ToInt(i.netmask);
+      if (mask !== 0xffffffff && ((v4ToInt(i.address) | ~mask) >>> 0) === n) return true;
+    }
+  }
+  return false;
+}
+
 /** `len` bytes of `v` from `off`, without a copy (an empty view, as a detached one reads, gives an empty Buffer). */
 function viewBuffer(v: ArrayBufferView, off = 0, len = v.byteLength): Buffer {
   return len === 0 ? Buffer.alloc(0) : Buffer.from(v.buffer, v.byteOffset + off, len);
@@ -203,6 +228,8 @@ export class Socket extends EventEmitter {
   readonly type: SocketType;
   #sock: UdpSocket | undefined;
   #closed = false;
+  /** `SO_BROADCAST` was set (a datagram to a broadcast address is refused otherwise). */
+  #broadcast = false;
   #bindState = UNBOUND;
   #connectState = DISCONNECTED;
   #queue: Array<() => void> | undefined;
@@ -325,6 +352,11 @@ export class Socket extends EventEmitter {
         this.emit('error', err);
         return;
       }
+      if (!this.#familyFits(ip)) {
+        this.#bindState = UNBOUND;
+        this.emit('error', withHostPort(systemError(errnoOf('EINVAL'), 'bind'), 'bind', ip, p));
+        return;
+      }
       // As node:dgram: a cluster worker's socket is the primary's, shared by every worker (Unix).
       if (!exclusive && process.platform !== 'win32' && inClusterWorker()) {
         this.#bindInCluster(ip, p);
@@ -383,6 +415,10 @@ export class Socket extends EventEmitter {
         batch = await sock.recvMany(64);
       } catch (e) {
         if (this.#sock !== sock) return;
+        // A datagram the kernel refused after its send had called back (kyoto sends a turn's
+        // datagrams together): node:dgram reports send failures only to the send's callback, never
+        // as 'error', so neither is this one. The common refusals are caught before queueing.
+        if ((e as SystemError).syscall === 'send') continue;
         const errno = (e as SystemError).errno;
         this.#emitSafely('error', typeof errno === 'number' ? systemError(Math.abs(errno), 'recvmsg') : e);
         continue;
@@ -562,14 +598,27 @@ export class Socket extends EventEmitter {
     const data = list.length === 1 ? list[0] : Buffer.concat(list);
     const addr = address as string | undefined;
     if (this.#bindState !== BOUND) {
-      this.#queued(data.length, 1);
-      this.#enqueue(() => {
-        this.#queued(data.length, -1);
-        this.#sendNow(data, connected, p, addr, cb);
-      });
+      // Not counted by getSendQueueSize()/Count() until it is sent, as node:dgram counts only
+      // what its socket handle holds.
+      this.#enqueue(() => this.#sendNow(data, connected, p, addr, cb));
       return;
     }
     this.#sendNow(data, connected, p, addr, cb);
+  }
+
+  /** Whether `ip` is of this socket's family (a udp4 socket takes no IPv6 address, and the reverse). */
+  #familyFits(ip: string): boolean {
+    return this.type === 'udp4' ? !isIPv6(ip) : !isIPv4(ip);
+  }
+
+  /**
+   * The errno the kernel would give a datagram to `ip` (0: none known): `EINVAL` for the other
+   * family, `EACCES` for an IPv4 broadcast address without {@link Socket.setBroadcast}.
+   */
+  #refusal(ip: string): number {
+    if (!this.#familyFits(ip)) return errnoOf('EINVAL');
+    if (!this.#broadcast && isIPv4(ip) && isBroadcastV4(ip)) return errnoOf('EACCES');
+    return 0;
   }
 
   #queued(bytes: number, n: number): void {
@@ -586,6 +635,12 @@ export class Socket extends EventEmitter {
       }
       const sock = this.#sock;
       if (sock === undefined) return;
+      // What the kernel would refuse, refused here, so that it reaches the callback as with node:dgram.
+      const refused = connected ? 0 : this.#refusal(ip);
+      if (refused !== 0) {
+        if (cb) process.nextTick(cb, withHostPort(systemError(refused, 'send'), 'send', address, port));
+        return;
+      }
       // Queued at once (the common case): the callback still comes later, as node:dgram's does.
       if (sock._sendNow(data, connected ? '' : ip, port)) {
         if (cb) process.nextTick(cb, null, data.length);
@@ -606,13 +661,7 @@ export class Socket extends EventEmitter {
       );
     };
     if (connected) afterDns(null, '');
-    else {
-      this.#queued(data.length, 1);
-      this.#lookup(address ?? '', 0, (ex, ip) => {
-        this.#queued(data.length, -1);
-        afterDns(ex, ip);
-      });
-    }
+    else this.#lookup(address ?? '', 0, afterDns);
   }
 
   /** Closes the socket; `'close'` (and `callback`) follow. Throws `ERR_SOCKET_DGRAM_NOT_RUNNING` when already closed. */
@@ -662,6 +711,7 @@ export class Socket extends EventEmitter {
   /** `SO_BROADCAST`. */
   setBroadcast(flag: boolean): void {
     this.#setOpt('setBroadcast', OPT_BROADCAST, flag ? 1 : 0);
+    this.#broadcast = Boolean(flag);
   }
 
   /** The unicast TTL (1..255); returns it. */
@@ -838,12 +888,15 @@ export class Socket extends EventEmitter {
     return this.#getBufferSize(OPT_SNDBUF, 'uv_send_buffer_size');
   }
 
-  /** Bytes of datagrams accepted by `send()` and not yet handed to kyoto (waiting for bind, lookup or room). */
+  /**
+   * Bytes of datagrams handed to the socket and not yet taken by the kernel (waiting for room),
+   * as node:dgram counts its handle's queue: sends waiting for the bind or a lookup are not counted.
+   */
   getSendQueueSize(): number {
     return this.#queuedBytes;
   }
 
-  /** Datagrams accepted by `send()` and not yet handed to kyoto. */
+  /** Datagrams counted by {@link Socket.getSendQueueSize}. */
   getSendQueueCount(): number {
     return this.#queuedSends;
   }
