@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Duplex } from 'node:stream';
 import { AbortError, TcpListener, TcpSocket, TcpStream, UdpSocket, UnixListener, UnixStream, copy } from 'kyoto';
-import { isSettled, linuxTest, runInLinkNamespace, runNodeChild, tcpPair, unixTest, withTimeout } from './helpers';
+import { isSettled, linuxTest, realDelay, runInLinkNamespace, runNodeChild, tcpPair, unixTest, withTimeout } from './helpers';
 
 
 /** Reads exactly `n` bytes from `s` (bounded) as a string. */
@@ -682,4 +682,19 @@ test('a connection accepted natively just as its listener closes is closed, not 
   );
   t.false(r.timedOut);
   t.is(r.out.trim(), 'client: closed');
+});
+
+test('toNodeStream().setTimeout(ms) is an idle timeout: traffic keeps putting it off, silence lets it fire', async (t) => {
+  const { l, c, s } = await tcpPair();
+  const d = s.toNodeStream() as Duplex & { setTimeout(ms: number, cb?: () => void): unknown };
+  d.resume();
+  let timeouts = 0;
+  d.setTimeout(1000, () => timeouts++);
+  const pinging = setInterval(() => void c.write('ping').catch(() => {}), 50);
+  await realDelay(1600);
+  clearInterval(pinging);
+  t.is(timeouts, 0, 'no timeout while data kept arriving');
+  await withTimeout(new Promise((r) => d.once('timeout', r)), 10_000, 'the idle timeout');
+  d.destroy();
+  for (const x of [l, c]) x.close();
 });

@@ -915,8 +915,14 @@ export class TcpStream implements AsyncIterable<Buffer> {
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const self = this;
     let reading = false;
+    /** `setTimeout(ms)`: 'timeout' after `ms` without reads or writes, as node:net's idle timeout. */
+    let idle: NodeJS.Timeout | undefined;
+    const active = (): void => {
+      idle?.refresh();
+    };
     // Taken at once: call back now, so write() stays true while the socket takes bytes.
     const send = (bytes: Buffer, cb: (err?: Error | null) => void): void => {
+      active();
       if (self._writeNow(bytes)) cb();
       else self.write(bytes).then(() => cb(), cb);
     };
@@ -927,6 +933,7 @@ export class TcpStream implements AsyncIterable<Buffer> {
         reading = true;
         // Chunks are pushed as they arrive (no promise per read) until the buffer is full.
         self._sink((c, err) => {
+          if (c !== undefined) active();
           if (c !== undefined && pushReporting(d, c)) return true;
           reading = false;
           if (err !== undefined) d.destroy(err);
@@ -945,6 +952,8 @@ export class TcpStream implements AsyncIterable<Buffer> {
         self.shutdown().then(() => cb(), cb);
       },
       destroy(err, cb) {
+        if (idle !== undefined) clearTimeout(idle);
+        idle = undefined;
         self.close();
         cb(err);
       },
@@ -976,13 +985,12 @@ export class TcpStream implements AsyncIterable<Buffer> {
       return d;
     };
     extra.setTimeout = (ms: number, cb?: () => void) => {
-      const timers = extra as { _kyotoTimer?: NodeJS.Timeout };
-      if (timers._kyotoTimer) clearTimeout(timers._kyotoTimer);
-      timers._kyotoTimer = undefined;
+      if (idle !== undefined) clearTimeout(idle);
+      idle = undefined;
       if (cb) d.once('timeout', cb);
-      if (ms > 0) {
-        timers._kyotoTimer = setTimeout(() => d.emit('timeout'), ms);
-        timers._kyotoTimer.unref();
+      if (ms > 0 && !d.destroyed) {
+        idle = setTimeout(() => d.emit('timeout'), ms);
+        idle.unref();
       }
       return d;
     };
