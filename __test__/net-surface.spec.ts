@@ -698,3 +698,27 @@ test('toNodeStream().setTimeout(ms) is an idle timeout: traffic keeps putting it
   d.destroy();
   for (const x of [l, c]) x.close();
 });
+
+test('shutdown() made while earlier writes wait for room sends its FIN after them: the peer reads every byte, then EOF', async (t) => {
+  const { l, c, s } = await tcpPair();
+  const chunk = Buffer.alloc(64 * 1024, 1);
+  let accepted = 0;
+  // Fill until a write waits for room (the peer is not reading).
+  let pending: Promise<number> | undefined;
+  for (let i = 0; i < 4096 && pending === undefined; i++) {
+    const w = c.write(chunk);
+    if (await isSettled(w)) accepted += await w;
+    else pending = w;
+  }
+  t.truthy(pending, 'a write waits for room');
+  const big = c.write(Buffer.alloc(4 << 20, 2)); // another, large, behind it
+  const fin = c.shutdown();
+  await t.throwsAsync(c.write('after'), { code: 'ERR_STREAM_WRITE_AFTER_END' });
+  const total = accepted + chunk.length + (4 << 20);
+  const got = await withTimeout(s.readToEnd(), 20_000, 'reading to EOF');
+  t.is(got.length, total);
+  t.is(await pending, chunk.length);
+  t.is(await big, 4 << 20);
+  await fin;
+  for (const x of [l, c, s]) x.close();
+});

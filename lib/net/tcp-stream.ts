@@ -148,6 +148,8 @@ export class TcpStream implements AsyncIterable<Buffer> {
   #connect: [(s: TcpStream) => void, (e: unknown) => void, string, number] | undefined;
   #closed = false;
   #shutdown: Promise<void> | undefined;
+  /** Writes and frames in flight past their first step (see `#inFlight`). */
+  #writing: Set<Promise<unknown>> | undefined;
   #copying = false;
   #peer: SocketAddress | undefined;
   #node: Duplex | undefined;
@@ -384,7 +386,23 @@ export class TcpStream implements AsyncIterable<Buffer> {
     if (this.#closed) return Promise.reject(closedError());
     if (this.#writeErr) return Promise.reject(this.#writeErr);
     if (this.#shutdown) return Promise.reject(codedError('ERR_STREAM_WRITE_AFTER_END', 'write after end'));
-    if (isBlocked(this._h)) return this.#blockedWait(signal).then(() => this._sendFrame(body, hdr, nl, max, tooBig, signal));
+    return this.#sendFrame(body, hdr, nl, max, tooBig, signal);
+  }
+
+  /** `_sendFrame` past its checks of the stream's state (a retry made before a `shutdown()` goes on). */
+  #sendFrame(
+    body: Uint8Array | string,
+    hdr: number,
+    nl: boolean,
+    max: number,
+    tooBig: (len: number) => Error,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    if (this.#closed) return Promise.reject(closedError());
+    if (this.#writeErr) return Promise.reject(this.#writeErr);
+    if (isBlocked(this._h)) {
+      return this.#inFlight(this.#blockedWait(signal).then(() => this.#sendFrame(body, hdr, nl, max, tooBig, signal)));
+    }
     const mark = writeTableUsed();
     const r = queueFrame(this._h, hdr, body, nl, max);
     if (r >= 0) {
@@ -395,7 +413,21 @@ export class TcpStream implements AsyncIterable<Buffer> {
     if (r === -2 || bytes.length > max) return Promise.reject(tooBig(bytes.length));
     // Without the signal: a frame that started going out must go out whole, or the peer's framing
     // would read the next frame's header as this one's payload.
-    return this.#writeDirect(encodeFrame(bytes, hdr, nl)).then(() => undefined);
+    return this.#inFlight(this.#writeDirect(encodeFrame(bytes, hdr, nl)).then(() => undefined));
+  }
+
+  /**
+   * Counts `p`, a write or frame that went on waiting for room or out in pieces, until it settles:
+   * a `shutdown()` made meanwhile sends its FIN after it, as the write came first.
+   */
+  #inFlight<T>(p: Promise<T>): Promise<T> {
+    const set = (this.#writing ??= new Set());
+    set.add(p);
+    const done = (): void => {
+      set.delete(p);
+    };
+    p.then(done, done);
+    return p;
   }
 
   #onData(off: number, len: number): void {
@@ -667,9 +699,16 @@ export class TcpStream implements AsyncIterable<Buffer> {
     if (this.#closed) return Promise.reject(closedError());
     if (this.#writeErr) return Promise.reject(this.#writeErr);
     if (this.#shutdown) return Promise.reject(codedError('ERR_STREAM_WRITE_AFTER_END', 'write after end'));
-    if (isBlocked(this._h)) return this.#blockedWait(options?.signal).then(() => this.write(bytes, options));
+    return this.#write(bytes, options);
+  }
+
+  /** `write` past its checks of the arguments and of `shutdown()` (a retry made before it goes on). */
+  #write(bytes: Uint8Array, options?: SignalOption): Promise<number> {
+    if (this.#closed) return Promise.reject(closedError());
+    if (this.#writeErr) return Promise.reject(this.#writeErr);
+    if (isBlocked(this._h)) return this.#inFlight(this.#blockedWait(options?.signal).then(() => this.#write(bytes, options)));
     if (this.#queueSmall(bytes)) return Promise.resolve(bytes.length);
-    return this.#writeDirect(bytes, options);
+    return this.#inFlight(this.#writeDirect(bytes, options));
   }
 
   /** Queues `bytes` in the write table and counts them (see `#noteQueued`); false if too large. */
@@ -734,7 +773,8 @@ export class TcpStream implements AsyncIterable<Buffer> {
   }
 
   /**
-   * Sends a FIN after the data written so far; resolves once it went out. Idempotent: every call
+   * Sends a FIN after the data written so far, including writes made before it that still wait
+   * for room (they complete first; later writes reject); resolves once it went out. Idempotent: every call
    * returns the same outcome. An abort ends the caller's wait, not the shutdown (the FIN is already
    * queued behind the data).
    */
@@ -743,10 +783,15 @@ export class TcpStream implements AsyncIterable<Buffer> {
     if (stop !== undefined) return stop;
     if (!this.#shutdown) {
       if (this.#closed) return Promise.reject(closedError());
-      const r = native.netShutdown(this._h);
-      if (r < 0) this.#shutdown = Promise.reject(systemError(-r, 'shutdown'));
-      else if (r === 0) this.#shutdown = Promise.resolve();
-      else this.#shutdown = this.#blockedWait();
+      const start = (): Promise<void> => {
+        if (this.#closed) return Promise.reject(closedError());
+        const r = native.netShutdown(this._h);
+        if (r < 0) return Promise.reject(systemError(-r, 'shutdown'));
+        return r === 0 ? Promise.resolve() : this.#blockedWait();
+      };
+      // Writes made before it that still wait for room (or go out in pieces) go first.
+      const earlier = this.#writing !== undefined && this.#writing.size > 0 ? [...this.#writing] : undefined;
+      this.#shutdown = earlier === undefined ? start() : Promise.allSettled(earlier).then(start);
       this.#shutdown.catch(() => {});
     }
     return untilAborted(this.#shutdown, options?.signal);
