@@ -722,3 +722,17 @@ test('shutdown() made while earlier writes wait for room sends its FIN after the
   await fin;
   for (const x of [l, c, s]) x.close();
 });
+
+test('a peer reset found by a queued write also fails the reads: ECONNRESET, not a clean end of stream', async (t) => {
+  const { l, c, s } = await tcpPair();
+  await s.write('partial response');
+  // More than the kernel takes, queued without waiting for it.
+  for (let i = 0; i < 2000; i++) c.write(Buffer.alloc(8192)).catch(() => {});
+  const all = c.readToEnd();
+  await realDelay(50);
+  s.setLinger(0);
+  s.close();
+  const e = await t.throwsAsync(withTimeout(all, 10_000, 'readToEnd'), { code: 'ECONNRESET' });
+  t.is((e as Error & { syscall?: string }).syscall, 'read');
+  for (const x of [l, c]) x.close();
+});

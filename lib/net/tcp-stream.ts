@@ -268,6 +268,14 @@ export class TcpStream implements AsyncIterable<Buffer> {
         } else {
           this.#writeErr ??= err;
           for (const [, rej] of this.#drainWaiters.slice()) rej(err);
+          // A reset found by a write is the connection's: the kernel reports it once, so the read
+          // side would otherwise see a clean end of stream after it.
+          if (err.code === 'ECONNRESET' && !this.#eof) {
+            this.#readErrno = a;
+            this.#readErr ??= systemError(a, 'read');
+            this.#eof = true;
+            this.#service();
+          }
         }
         break;
       }
