@@ -1,7 +1,7 @@
 /**
  * Calls that must not overlap (internal): each runs once every call made before it settled, in
- * the order they were made. `BufReader`'s reads and the JS path of `framed().send` use it, where
- * two calls in flight would interleave bytes.
+ * the order they were made. `BufReader`'s reads, the JS path of `framed().send` and a TCP stream's
+ * writes that must wait use it, where two calls in flight would interleave or reorder bytes.
  * @module
  */
 import { untilAborted } from '../net/common';
@@ -12,6 +12,16 @@ const noop = (): void => {};
 export class Turns {
   /** Settles once every call made so far has; undefined when none is pending. */
   #pending: Promise<void> | undefined;
+
+  /** No call is pending: one made now would run at once. */
+  get idle(): boolean {
+    return this.#pending === undefined;
+  }
+
+  /** Settles once every call made so far has (undefined when none is pending). */
+  get settled(): Promise<void> | undefined {
+    return this.#pending;
+  }
 
   /** Runs `op` in its turn; an abort of `signal` while it waits for its turn rejects it at once. */
   run<T>(signal: AbortSignal | undefined, op: () => Promise<T>): Promise<T> {

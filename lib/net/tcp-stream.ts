@@ -38,6 +38,7 @@ import {
   type SocketAddress,
 } from './core';
 import { kStream } from './stream-of';
+import { Turns } from '../io/turns';
 import { readExactFrom, readToEndFrom, StreamReadHalf, StreamWriteHalf } from './halves';
 import {
   socketRuntime,
@@ -148,8 +149,12 @@ export class TcpStream implements AsyncIterable<Buffer> {
   #connect: [(s: TcpStream) => void, (e: unknown) => void, string, number] | undefined;
   #closed = false;
   #shutdown: Promise<void> | undefined;
-  /** Writes and frames in flight past their first step (see `#inFlight`). */
-  #writing: Set<Promise<unknown>> | undefined;
+  /**
+   * Writes and frames that could not be handed over at once (no room, or large): they go out one
+   * after another, and later ones queue behind them rather than overtake them in the turn where
+   * room comes back. A `shutdown()` waits for them.
+   */
+  readonly #writeTurns = new Turns();
   #copying = false;
   #peer: SocketAddress | undefined;
   #node: Duplex | undefined;
@@ -394,7 +399,15 @@ export class TcpStream implements AsyncIterable<Buffer> {
     if (this.#closed) return Promise.reject(closedError());
     if (this.#writeErr) return Promise.reject(this.#writeErr);
     if (this.#shutdown) return Promise.reject(codedError('ERR_STREAM_WRITE_AFTER_END', 'write after end'));
-    return this.#sendFrame(body, hdr, nl, max, tooBig, signal);
+    if (this.#writeTurns.idle && !isBlocked(this._h)) {
+      const mark = writeTableUsed();
+      const r = queueFrame(this._h, hdr, body, nl, max);
+      if (r >= 0) {
+        this.#noteQueued(mark, hdr + r + (nl ? 1 : 0));
+        return Promise.resolve();
+      }
+    }
+    return this.#writeTurns.run(signal, () => this.#sendFrame(body, hdr, nl, max, tooBig, signal));
   }
 
   /** `_sendFrame` past its checks of the stream's state (a retry made before a `shutdown()` goes on). */
@@ -408,9 +421,7 @@ export class TcpStream implements AsyncIterable<Buffer> {
   ): Promise<void> {
     if (this.#closed) return Promise.reject(closedError());
     if (this.#writeErr) return Promise.reject(this.#writeErr);
-    if (isBlocked(this._h)) {
-      return this.#inFlight(this.#blockedWait(signal).then(() => this.#sendFrame(body, hdr, nl, max, tooBig, signal)));
-    }
+    if (isBlocked(this._h)) return this.#blockedWait(signal).then(() => this.#sendFrame(body, hdr, nl, max, tooBig, signal));
     const mark = writeTableUsed();
     const r = queueFrame(this._h, hdr, body, nl, max);
     if (r >= 0) {
@@ -421,21 +432,7 @@ export class TcpStream implements AsyncIterable<Buffer> {
     if (r === -2 || bytes.length > max) return Promise.reject(tooBig(bytes.length));
     // Without the signal: a frame that started going out must go out whole, or the peer's framing
     // would read the next frame's header as this one's payload.
-    return this.#inFlight(this.#writeDirect(encodeFrame(bytes, hdr, nl)).then(() => undefined));
-  }
-
-  /**
-   * Counts `p`, a write or frame that went on waiting for room or out in pieces, until it settles:
-   * a `shutdown()` made meanwhile sends its FIN after it, as the write came first.
-   */
-  #inFlight<T>(p: Promise<T>): Promise<T> {
-    const set = (this.#writing ??= new Set());
-    set.add(p);
-    const done = (): void => {
-      set.delete(p);
-    };
-    p.then(done, done);
-    return p;
+    return this.#writeDirect(encodeFrame(bytes, hdr, nl)).then(() => undefined);
   }
 
   #onData(off: number, len: number): void {
@@ -707,16 +704,17 @@ export class TcpStream implements AsyncIterable<Buffer> {
     if (this.#closed) return Promise.reject(closedError());
     if (this.#writeErr) return Promise.reject(this.#writeErr);
     if (this.#shutdown) return Promise.reject(codedError('ERR_STREAM_WRITE_AFTER_END', 'write after end'));
-    return this.#write(bytes, options);
+    if (this.#writeTurns.idle && !isBlocked(this._h) && this.#queueSmall(bytes)) return Promise.resolve(bytes.length);
+    return this.#writeTurns.run(options?.signal, () => this.#write(bytes, options));
   }
 
   /** `write` past its checks of the arguments and of `shutdown()` (a retry made before it goes on). */
   #write(bytes: Uint8Array, options?: SignalOption): Promise<number> {
     if (this.#closed) return Promise.reject(closedError());
     if (this.#writeErr) return Promise.reject(this.#writeErr);
-    if (isBlocked(this._h)) return this.#inFlight(this.#blockedWait(options?.signal).then(() => this.#write(bytes, options)));
+    if (isBlocked(this._h)) return this.#blockedWait(options?.signal).then(() => this.#write(bytes, options));
     if (this.#queueSmall(bytes)) return Promise.resolve(bytes.length);
-    return this.#inFlight(this.#writeDirect(bytes, options));
+    return this.#writeDirect(bytes, options);
   }
 
   /** Queues `bytes` in the write table and counts them (see `#noteQueued`); false if too large. */
@@ -733,7 +731,7 @@ export class TcpStream implements AsyncIterable<Buffer> {
    * caller then uses `write`). What node:net's synchronous write callback needs (`compat`).
    */
   _writeNow(bytes: Uint8Array): boolean {
-    return !this.#closed && !this.#writeErr && !this.#shutdown && !isBlocked(this._h) && this.#queueSmall(bytes);
+    return !this.#closed && !this.#writeErr && !this.#shutdown && this.#writeTurns.idle && !isBlocked(this._h) && this.#queueSmall(bytes);
   }
 
   /**
@@ -798,8 +796,8 @@ export class TcpStream implements AsyncIterable<Buffer> {
         return r === 0 ? Promise.resolve() : this.#blockedWait();
       };
       // Writes made before it that still wait for room (or go out in pieces) go first.
-      const earlier = this.#writing !== undefined && this.#writing.size > 0 ? [...this.#writing] : undefined;
-      this.#shutdown = earlier === undefined ? start() : Promise.allSettled(earlier).then(start);
+      const earlier = this.#writeTurns.settled;
+      this.#shutdown = earlier === undefined ? start() : earlier.then(start);
       this.#shutdown.catch(() => {});
     }
     return untilAborted(this.#shutdown, options?.signal);
