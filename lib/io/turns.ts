@@ -13,11 +13,6 @@ export class Turns {
   /** Settles once every call made so far has; undefined when none is pending. */
   #pending: Promise<void> | undefined;
 
-  /** No call is pending: one made now would run at once. */
-  get idle(): boolean {
-    return this.#pending === undefined;
-  }
-
   /** Settles once every call made so far has (undefined when none is pending). */
   get settled(): Promise<void> | undefined {
     return this.#pending;

@@ -155,6 +155,8 @@ export class TcpStream implements AsyncIterable<Buffer> {
    * room comes back. A `shutdown()` waits for them.
    */
   readonly #writeTurns = new Turns();
+  /** Writes and frames in `#writeTurns`, not settled yet (0: the fast path is open). */
+  #waitingWrites = 0;
   #copying = false;
   #peer: SocketAddress | undefined;
   #node: Duplex | undefined;
@@ -399,7 +401,7 @@ export class TcpStream implements AsyncIterable<Buffer> {
     if (this.#closed) return Promise.reject(closedError());
     if (this.#writeErr) return Promise.reject(this.#writeErr);
     if (this.#shutdown) return Promise.reject(codedError('ERR_STREAM_WRITE_AFTER_END', 'write after end'));
-    if (this.#writeTurns.idle && !isBlocked(this._h)) {
+    if (this.#waitingWrites === 0 && !isBlocked(this._h)) {
       const mark = writeTableUsed();
       const r = queueFrame(this._h, hdr, body, nl, max);
       if (r >= 0) {
@@ -407,7 +409,7 @@ export class TcpStream implements AsyncIterable<Buffer> {
         return Promise.resolve();
       }
     }
-    return this.#writeTurns.run(signal, () => this.#sendFrame(body, hdr, nl, max, tooBig, signal));
+    return this.#inTurn(signal, () => this.#sendFrame(body, hdr, nl, max, tooBig, signal));
   }
 
   /** `_sendFrame` past its checks of the stream's state (a retry made before a `shutdown()` goes on). */
@@ -704,8 +706,19 @@ export class TcpStream implements AsyncIterable<Buffer> {
     if (this.#closed) return Promise.reject(closedError());
     if (this.#writeErr) return Promise.reject(this.#writeErr);
     if (this.#shutdown) return Promise.reject(codedError('ERR_STREAM_WRITE_AFTER_END', 'write after end'));
-    if (this.#writeTurns.idle && !isBlocked(this._h) && this.#queueSmall(bytes)) return Promise.resolve(bytes.length);
-    return this.#writeTurns.run(options?.signal, () => this.#write(bytes, options));
+    if (this.#waitingWrites === 0 && !isBlocked(this._h) && this.#queueSmall(bytes)) return Promise.resolve(bytes.length);
+    return this.#inTurn(options?.signal, () => this.#write(bytes, options));
+  }
+
+  /** Runs a write or frame that cannot be handed over at once in its turn (see `#writeTurns`). */
+  #inTurn<T>(signal: AbortSignal | undefined, op: () => Promise<T>): Promise<T> {
+    this.#waitingWrites++;
+    const p = this.#writeTurns.run(signal, op);
+    const done = (): void => {
+      this.#waitingWrites--;
+    };
+    p.then(done, done);
+    return p;
   }
 
   /** `write` past its checks of the arguments and of `shutdown()` (a retry made before it goes on). */
@@ -731,7 +744,7 @@ export class TcpStream implements AsyncIterable<Buffer> {
    * caller then uses `write`). What node:net's synchronous write callback needs (`compat`).
    */
   _writeNow(bytes: Uint8Array): boolean {
-    return !this.#closed && !this.#writeErr && !this.#shutdown && this.#writeTurns.idle && !isBlocked(this._h) && this.#queueSmall(bytes);
+    return !this.#closed && !this.#writeErr && !this.#shutdown && this.#waitingWrites === 0 && !isBlocked(this._h) && this.#queueSmall(bytes);
   }
 
   /**
