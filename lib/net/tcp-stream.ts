@@ -401,15 +401,16 @@ export class TcpStream implements AsyncIterable<Buffer> {
     if (this.#closed) return Promise.reject(closedError());
     if (this.#writeErr) return Promise.reject(this.#writeErr);
     if (this.#shutdown) return Promise.reject(codedError('ERR_STREAM_WRITE_AFTER_END', 'write after end'));
-    if (this.#waitingWrites === 0 && !isBlocked(this._h)) {
-      const mark = writeTableUsed();
-      const r = queueFrame(this._h, hdr, body, nl, max);
-      if (r >= 0) {
-        this.#noteQueued(mark, hdr + r + (nl ? 1 : 0));
-        return Promise.resolve();
-      }
-    }
+    if (this.#waitingWrites === 0 && !isBlocked(this._h) && this.#queueFrameNow(body, hdr, nl, max) >= 0) return Promise.resolve();
     return this.#inTurn(signal, () => this.#sendFrame(body, hdr, nl, max, tooBig, signal));
+  }
+
+  /** Queues a frame in the write table and counts its bytes; `queueFrame`'s result (< 0: not queued). */
+  #queueFrameNow(body: Uint8Array | string, hdr: number, nl: boolean, max: number): number {
+    const mark = writeTableUsed();
+    const r = queueFrame(this._h, hdr, body, nl, max);
+    if (r >= 0) this.#noteQueued(mark, hdr + r + (nl ? 1 : 0));
+    return r;
   }
 
   /** `_sendFrame` past its checks of the stream's state (a retry made before a `shutdown()` goes on). */
@@ -424,12 +425,8 @@ export class TcpStream implements AsyncIterable<Buffer> {
     if (this.#closed) return Promise.reject(closedError());
     if (this.#writeErr) return Promise.reject(this.#writeErr);
     if (isBlocked(this._h)) return this.#blockedWait(signal).then(() => this.#sendFrame(body, hdr, nl, max, tooBig, signal));
-    const mark = writeTableUsed();
-    const r = queueFrame(this._h, hdr, body, nl, max);
-    if (r >= 0) {
-      this.#noteQueued(mark, hdr + r + (nl ? 1 : 0));
-      return Promise.resolve();
-    }
+    const r = this.#queueFrameNow(body, hdr, nl, max);
+    if (r >= 0) return Promise.resolve();
     const bytes = typeof body === 'string' ? Buffer.from(body) : body;
     if (r === -2 || bytes.length > max) return Promise.reject(tooBig(bytes.length));
     // Without the signal: a frame that started going out must go out whole, or the peer's framing
