@@ -348,11 +348,6 @@ export class TcpStream implements AsyncIterable<Buffer> {
   }
 
   /**
-   * @internal Hands the read side to native framing (`kind` 1 lines, 2 length-delimited): raw reads
-   * end (pending ones reject with `ERR_STREAM_FRAMED`), and `sink` receives the frames. Bytes
-   * already buffered or on their way go through the framer first.
-   */
-  /**
    * @internal Adds `d` to the loop holds of this stream (a framed stream's pending `next()`), so
    * they follow `ref()`/`unref()` like a pending read.
    */
@@ -360,6 +355,11 @@ export class TcpStream implements AsyncIterable<Buffer> {
     this.#holds.add(d);
   }
 
+  /**
+   * @internal Hands the read side to native framing (`kind` 1 lines, 2 length-delimited): raw reads
+   * end (pending ones reject with `ERR_STREAM_FRAMED`), and `sink` receives the frames. Bytes
+   * already buffered or on their way go through the framer first.
+   */
   _attachFramer(sink: FrameSink, kind: number, max: number, fieldBytes: number): void {
     if (this.#framer !== undefined) throw codedError('ERR_STREAM_FRAMED', 'the stream is already framed');
     if (this.#copying) throw codedError('ERR_INVALID_STATE', 'the stream is being copied natively');
