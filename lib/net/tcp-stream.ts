@@ -784,7 +784,13 @@ export class TcpStream implements AsyncIterable<Buffer> {
     if (options?.signal !== undefined) checkSignal(options.signal);
     if (this.#closed) throw closedError();
     if (this.#writeErr) throw this.#writeErr;
-    if (native.netDrain(this._h) === 1) await this.#blockedWait(options?.signal);
+    // Asked again after each drain notice: one answering an earlier request (a notice already on
+    // its way) can come while this flush's bytes are still queued.
+    while (native.netDrain(this._h) === 1) {
+      await this.#blockedWait(options?.signal);
+      if (this.#writeErr) throw this.#writeErr;
+      if (this.#closed) throw closedError();
+    }
     if (this.#writeErr) throw this.#writeErr;
   }
 
