@@ -118,14 +118,20 @@ test('yieldNow lets timers and I/O run before continuing', async (t) => {
 });
 
 test('JoinSet joins in completion order and is empty afterwards', async (t) => {
+  // Each task finishes when the test opens its gate, so completion order does not depend on
+  // timers firing apart on a loaded machine (sleeps of 10, 20 and 30 ms once came back 3 before 2).
+  const gates = [0, 1, 2].map(() => {
+    let open!: () => void;
+    const opened = new Promise<void>((r) => (open = r));
+    return { open, opened };
+  });
   const set = new JoinSet<number>();
-  set.spawn(async () => (await sleep(30), 3));
-  set.spawn(async () => (await sleep(10), 1));
-  set.spawn(async () => (await sleep(20), 2));
+  for (const i of [0, 1, 2]) set.spawn(async () => (await gates[i].opened, i));
   t.is(set.size, 3);
-  t.is(await set.joinNext(), 1);
-  t.is(await set.joinNext(), 2);
-  t.is(await set.joinNext(), 3);
+  for (const i of [1, 2, 0]) {
+    gates[i].open();
+    t.is(await set.joinNext(), i);
+  }
   t.is(await set.joinNext(), undefined);
   t.true(set.isEmpty());
 });
