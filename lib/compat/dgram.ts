@@ -15,7 +15,7 @@ import { EventEmitter } from 'node:events';
 import { isIP, isIPv4, isIPv6 } from 'node:net';
 import * as util from 'node:util';
 import { native } from '../native';
-import { errnoOf, parseNativeAddr, systemError, type SystemError } from '../net/core';
+import { errnoOf, ipv4ToInt, parseNativeAddr, systemError, type SystemError } from '../net/core';
 import { networkInterfaces } from 'node:os';
 import { O_REUSE_ADDR, O_REUSE_PORT, O_V6_ONLY, reportUncaught } from '../net/common';
 import { UdpSocket } from '../net';
@@ -168,11 +168,6 @@ function bufferSizeError(syscall: string, errno: number): Error {
   return err;
 }
 
-function v4ToInt(ip: string): number {
-  const p = ip.split('.');
-  return ((+p[0] << 24) | (+p[1] << 16) | (+p[2] << 8) | +p[3]) >>> 0;
-}
-
 /**
  * Whether `ip` is the limited broadcast address or the directed broadcast address of one of this
  * host's IPv4 networks (all host bits set, which ends in .255 for any network of /24 or wider —
@@ -181,12 +176,13 @@ function v4ToInt(ip: string): number {
 function isBroadcastV4(ip: string): boolean {
   if (ip === '255.255.255.255') return true;
   if (!ip.endsWith('.255')) return false;
-  const n = v4ToInt(ip);
+  // Signed 32-bit values throughout (`ipv4ToInt`'s, and `|`'s); a /32 mask is -1: no broadcast.
+  const n = ipv4ToInt(ip);
   for (const list of Object.values(networkInterfaces())) {
     for (const i of list ?? []) {
       if (i.family !== 'IPv4') continue;
-      const mask = v4ToInt(i.netmask);
-      if (mask !== 0xffffffff && ((v4ToInt(i.address) | ~mask) >>> 0) === n) return true;
+      const mask = ipv4ToInt(i.netmask);
+      if (mask !== -1 && (ipv4ToInt(i.address) | ~mask) === n) return true;
     }
   }
   return false;
