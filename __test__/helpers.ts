@@ -5,7 +5,7 @@ import { readdirSync, readlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import * as util from 'node:util';
-import { TcpListener, TcpStream } from 'kyoto';
+import { TcpListener, TcpSocket, TcpStream, type Runtime } from 'kyoto';
 
 const req = createRequire(__filename);
 
@@ -215,6 +215,21 @@ export function runNodeChild(
       resolve({ code, timedOut: signal === 'SIGKILL', out });
     });
   });
+}
+
+/**
+ * {@link tcpPair} with small kernel buffers: the listener's receive buffer and the client's send
+ * buffer set to `bytes`, so a peer that does not read soon leaves written bytes in kyoto's own backlog.
+ */
+export async function smallBufferTcpPair(bytes = 8192, runtime?: Runtime): Promise<{ l: TcpListener; c: TcpStream; s: TcpStream }> {
+  const ls = TcpSocket.v4({ runtime });
+  ls.setRecvBufferSize(bytes);
+  ls.bind('127.0.0.1:0');
+  const l = ls.listen();
+  const cs = TcpSocket.v4({ runtime });
+  cs.setSendBufferSize(bytes);
+  const [c, [s]] = await Promise.all([cs.connect(l.localAddr()), l.accept()]);
+  return { l, c, s };
 }
 
 /** A listener on 127.0.0.1 and a connected pair through it: `c` the client, `s` the accepted end. */

@@ -3,9 +3,9 @@
 // ref()/unref(), and the fixes that came with them (setLinger's unit, a write half's close()).
 import test from 'ava';
 import { Duplex } from 'node:stream';
-import { TcpListener, TcpSocket, TcpStream, UdpSocket, UnixDatagram } from '../index';
+import { TcpListener, TcpStream, UdpSocket, UnixDatagram } from '../index';
 import { BufReader, LinesCodec, copy, copyBidirectional, duplex, framed, type Reader, type Writer } from '../index';
-import { isSettled, realDelay, runNodeChild, tcpPair, unixTest, withTimeout } from './helpers';
+import { isSettled, realDelay, runNodeChild, smallBufferTcpPair, tcpPair, unixTest, withTimeout } from './helpers';
 
 
 const NOT_SIGNALS: unknown[] = ['x', null, {}, { aborted: false }, 1];
@@ -373,13 +373,7 @@ test('binding and connecting take a signal that also ends the wait for a host na
 
 test('a stream closed while it still owes its peer bytes drops what the peer sends, so a peer that writes before it reads still gets every byte', async (t) => {
   // Small kernel buffers, so that acknowledged bytes are still in kyoto's own backlog at close().
-  const ls = TcpSocket.v4();
-  ls.setRecvBufferSize(8192);
-  ls.bind('127.0.0.1:0');
-  const l = ls.listen();
-  const cs = TcpSocket.v4();
-  cs.setSendBufferSize(8192);
-  const [c, [s]] = await Promise.all([cs.connect(l.localAddr()), l.accept()]);
+  const { l, c, s } = await smallBufferTcpPair();
   const owed = Buffer.alloc(8 << 20);
   for (let i = 0; i < owed.length; i += 4) owed.writeUInt32LE(i, i);
   // Write while writes resolve (their bytes acknowledged) and the peer reads nothing; then close.

@@ -14,7 +14,7 @@ import {
   pause,
   type SocketAddress,
 } from 'kyoto';
-import { descriptorsOpenedSince, linuxTest, linuxTestSerial, openDescriptors, packageRoot, realDelay, tcpPair, withTimeout } from './helpers';
+import { descriptorsOpenedSince, linuxTest, linuxTestSerial, openDescriptors, packageRoot, realDelay, smallBufferTcpPair, tcpPair, withTimeout } from './helpers';
 
 
 test('a listener accepts a connection and both ends exchange bytes', async (t) => {
@@ -653,15 +653,7 @@ async function stuffedPair(
   runtime?: Runtime,
   send: (c: TcpStream, chunk: Buffer) => Promise<unknown> = (c, chunk) => c.write(chunk),
 ): Promise<{ l: TcpListener; c: TcpStream; s: TcpStream; acked: number }> {
-  const ls = TcpSocket.v4({ runtime });
-  ls.setRecvBufferSize(4096);
-  ls.bind('127.0.0.1:0');
-  const l = ls.listen(16);
-  const accepted = l.accept();
-  const cs = TcpSocket.v4({ runtime });
-  cs.setSendBufferSize(4096);
-  const c = await cs.connect(l.localAddr());
-  const [s] = await accepted;
+  const { l, c, s } = await smallBufferTcpPair(4096, runtime);
   const chunk = Buffer.alloc(4096, 7);
   let acked = 0;
   for (let i = 0; i < 1024; i++) {

@@ -5,7 +5,7 @@
 import test from 'ava';
 import { createRequire } from 'node:module';
 import { TcpListener, TcpSocket, TcpStream, netFlavor } from 'kyoto';
-import { realDelay, withTimeout } from './helpers';
+import { realDelay, smallBufferTcpPair, withTimeout } from './helpers';
 
 /** The native drain probe: 1 while a stream still has bytes queued in kyoto. */
 const { native } = createRequire(__filename)('../lib/native.js') as { native: { netDrain(h: number): number } };
@@ -66,13 +66,7 @@ export function defineWriteOrderTests(): void {
     t.timeout(60_000);
     let early = 0;
     for (let trial = 0; trial < 10; trial++) {
-      const ls = TcpSocket.v4();
-      ls.setRecvBufferSize(8192);
-      ls.bind('127.0.0.1:0');
-      const l = ls.listen();
-      const cs = TcpSocket.v4();
-      cs.setSendBufferSize(8192);
-      const [c, [s]] = await Promise.all([cs.connect(l.localAddr()), l.accept()]);
+      const { l, c, s } = await smallBufferTcpPair();
       l.close();
       let reading = true;
       const reader = (async () => {
