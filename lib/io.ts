@@ -234,7 +234,6 @@ export class BufReader implements Reader {
   }
 
   async #read(buf: Uint8Array, options?: SignalOption): Promise<number> {
-    checkSignal(options?.signal);
     if (this.#pos === this.#end) {
       if (buf.length >= this.#buf.length) return this.#eof ? 0 : this.#inner.read(buf, options);
       if (!(await this.#fill(options))) return 0;
@@ -259,7 +258,6 @@ export class BufReader implements Reader {
   }
 
   async #readLine(max: number, options?: SignalOption): Promise<string | undefined> {
-    checkSignal(options?.signal);
     if (this.#discarding && !(await this.#skipLine(options))) return undefined;
     let scanned = this.#pos;
     for (;;) {
