@@ -699,6 +699,27 @@ test('toNodeStream().setTimeout(ms) is an idle timeout: traffic keeps putting it
   for (const x of [l, c]) x.close();
 });
 
+test('closing a TcpStream under its toNodeStream() destroys the Duplex without an error: close, no uncaught error', async (t) => {
+  const { l, c, s } = await tcpPair();
+  const d = s.toNodeStream();
+  const errors: Error[] = [];
+  d.on('error', (e) => errors.push(e));
+  d.resume(); // reading: a read is pending when the stream closes
+  const closed = new Promise((r) => d.once('close', r));
+  s.close();
+  await withTimeout(closed, 5000, "the Duplex's close");
+  t.true(d.destroyed);
+  t.deepEqual(errors, []);
+  // One that was not reading yet closes the same way.
+  const d2 = c.toNodeStream();
+  d2.on('error', (e) => errors.push(e));
+  const closed2 = new Promise((r) => d2.once('close', r));
+  c.close();
+  await withTimeout(closed2, 5000, "the second Duplex's close");
+  t.deepEqual(errors, []);
+  l.close();
+});
+
 test('shutdown() made while earlier writes wait for room sends its FIN after them: the peer reads every byte, then EOF', async (t) => {
   const { l, c, s } = await tcpPair();
   const chunk = Buffer.alloc(64 * 1024, 1);

@@ -880,6 +880,9 @@ export class TcpStream implements AsyncIterable<Buffer> {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    // Closing is destroying for a Duplex over it (as node:net's destroy()): 'close', no 'error'.
+    const node = this.#node;
+    if (node !== undefined && !node.destroyed) node.destroy();
     native.netClose(this._h);
     unregister(this._h);
     const c = this.#connect;
