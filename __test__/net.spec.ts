@@ -1045,6 +1045,23 @@ linuxTest('a listener that hits EMFILE keeps running and accepts again once desc
   t.true(r.after > 0, out);
 });
 
+test('an accept error goes to the accepts waiting for it once; the next accept() waits for a connection', async (t) => {
+  const l = await TcpListener.bind('127.0.0.1:0');
+  const waiting = [l.accept(), l.accept()];
+  // What the native batch delivers when accept(2) fails with a non-transient error (EINVAL here:
+  // the kernel answers that for a listening socket shut down for reading).
+  (l as unknown as { onEvent(k: number, a: number, b: number, off: number, len: number): void }).onEvent(3, 22, 0, 0, 0);
+  for (const w of waiting) await t.throwsAsync(w, { code: 'EINVAL', message: /accept/ });
+  const next = l.accept();
+  const c = await TcpStream.connect(l.localAddr());
+  const [s] = await withTimeout(next, 5000, 'the accept after the error');
+  t.truthy(s);
+  // With no accept waiting, the error is kept for the next one.
+  (l as unknown as { onEvent(k: number, a: number, b: number, off: number, len: number): void }).onEvent(3, 22, 0, 0, 0);
+  await t.throwsAsync(l.accept(), { code: 'EINVAL' });
+  for (const x of [c, s, l]) x.close();
+});
+
 test('an idle kyoto/net never holds the process; an unref()ed listener does not either', async (t) => {
   const code = `
     const { TcpListener, UdpSocket } = require('./dist/lib/net.js');

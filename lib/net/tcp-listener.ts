@@ -115,9 +115,13 @@ export class TcpListener implements AsyncIterable<TcpStream> {
         if (this.#queue.length >= 128) this.#arm(false);
       }
     } else if (kind === K_ERROR) {
-      this.#err = systemError(a, 'accept');
+      const err = systemError(a, 'accept');
       this.#armed = false;
-      for (const [, rej] of this.#waiters.splice(0)) rej(this.#err);
+      const waiting = this.#waiters.splice(0);
+      // The accepts waiting now take the error; only with none is it kept for the next one (a dead
+      // runtime's is kept regardless: it fails every later call).
+      if (waiting.length === 0 || isRuntimeShutdown(err)) this.#err = err;
+      for (const [, rej] of waiting) rej(err);
     }
   }
 
