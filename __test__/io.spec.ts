@@ -10,7 +10,7 @@ import {
   duplex,
   framed,
 } from 'kyoto';
-import { tcpPair } from './helpers';
+import { isSettled, realDelay, tcpPair, withTimeout } from './helpers';
 
 
 test('copy(s, s) echoes; the client shutdown() makes it return and the client then reads 0', async (t) => {
@@ -58,6 +58,67 @@ test('copyBidirectional returns [0, 4] after a shuts down and b writes 4 bytes t
   t.deepEqual(await proxy, [0, 4]);
   t.is((await pa.readToEnd()).toString(), 'four');
   for (const x of [a, b, pa, la, lb]) x.close();
+});
+
+test('a native copy that fails reading keeps the error for later reads of that stream; the other stream reads on', async (t) => {
+  const one = await tcpPair();
+  const two = await tcpPair();
+  const copying = copy(one.s, two.s);
+  await one.c.write('before the reset');
+  t.is((await withTimeout(two.c.readExact(Buffer.alloc(16)), 5000, 'the copied bytes')), 16);
+  one.c.setLinger(0);
+  one.c.close(); // a reset: the copy's read fails
+  await t.throwsAsync(withTimeout(copying, 5000, 'the copy'), { code: 'ECONNRESET', message: /^read/ });
+  await t.throwsAsync(one.s.read(Buffer.alloc(8)), { code: 'ECONNRESET' }, 'not a clean end of stream');
+  // The destination is untouched: it still carries data both ways.
+  await two.c.write('still open');
+  const got = Buffer.alloc(10);
+  await withTimeout(two.s.readExact(got), 5000, 'reading the destination');
+  t.is(got.toString(), 'still open');
+  for (const x of [one.l, one.s, two.l, two.c, two.s]) x.close();
+});
+
+test('copyBidirectional that fails reading b keeps the error on b, not on a', async (t) => {
+  const one = await tcpPair();
+  const two = await tcpPair();
+  const copying = copyBidirectional(one.s, two.s);
+  two.c.setLinger(0);
+  two.c.close(); // b's peer resets: the b → a read fails
+  await t.throwsAsync(withTimeout(copying, 5000, 'the copy'), { code: 'ECONNRESET', message: /^read/ });
+  await t.throwsAsync(two.s.read(Buffer.alloc(8)), { code: 'ECONNRESET' });
+  await one.c.write('a reads on');
+  const got = Buffer.alloc(10);
+  await withTimeout(one.s.readExact(got), 5000, 'reading a');
+  t.is(got.toString(), 'a reads on');
+  for (const x of [one.l, one.c, one.s, two.l, two.s]) x.close();
+});
+
+test('a native copy that fails writing leaves its source readable: later data is read, not a false end of stream', async (t) => {
+  const one = await tcpPair();
+  const two = await tcpPair();
+  const copying = copy(one.s, two.s);
+  two.c.setLinger(0);
+  two.c.close(); // the destination's peer resets: a write fails
+  await realDelay(20);
+  for (let i = 0; i < 50 && (await isSettled(copying)) === false; i++) {
+    await one.c.write(Buffer.alloc(1024));
+    await realDelay(10);
+  }
+  const e = await t.throwsAsync(withTimeout(copying, 5000, 'the copy'));
+  t.regex(e.message, /^write/);
+  t.true(['ECONNRESET', 'EPIPE'].includes((e as Error & { code?: string }).code ?? ''));
+  await one.c.write('after');
+  // Drain what was sent before the copy failed, then the new bytes arrive.
+  const want = Buffer.from('after');
+  let seen = Buffer.alloc(0);
+  while (!seen.subarray(-want.length).equals(want)) {
+    const buf = Buffer.alloc(4096);
+    const n = await withTimeout(one.s.read(buf), 5000, 'reading the source');
+    t.not(n, 0, 'no false end of stream');
+    if (n === 0) break;
+    seen = Buffer.concat([seen, buf.subarray(0, n)]);
+  }
+  for (const x of [one.l, one.c, one.s, two.l, two.s]) x.close();
 });
 
 test('copy and copyBidirectional work in JS for non-kyoto streams', async (t) => {

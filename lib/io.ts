@@ -9,7 +9,7 @@
  */
 import * as buffer from 'node:buffer';
 import { codedError, invalidArgType, optionsBag, validateInteger, validateNumber, validateSignal } from './errors';
-import { SYSCALLS, startCopy, systemError } from './net/core';
+import { COPY_NO_FAULT, COPY_REVERSE, SYSCALLS, startCopy, systemError } from './net/core';
 import type { SignalOption, TcpStream } from './net';
 import { nativeStream } from './net/stream-of';
 import { checkSignal, closedError } from './net/common';
@@ -35,11 +35,21 @@ export interface Writer {
 
 function nativeCopy(a: TcpStream, b: TcpStream, bidi: boolean): Promise<[number, number]> {
   return new Promise((resolve, reject) => {
-    const op = startCopy(a._h, b._h, bidi, (errno, sys, aToB, bToA) => {
-      a._endCopy(true);
-      b._endCopy(bidi);
-      if (errno !== 0) reject(systemError(errno, SYSCALLS[sys] ?? 'read'));
-      else resolve([aToB, bToA]);
+    const op = startCopy(a._h, b._h, bidi, (errno, code, aToB, bToA) => {
+      if (errno === 0) {
+        a._endCopy(true);
+        b._endCopy(bidi);
+        resolve([aToB, bToA]);
+        return;
+      }
+      const sys = code & 0xff;
+      const err = systemError(errno, SYSCALLS[sys] ?? 'read');
+      // The stream whose read failed keeps the error for its later reads; otherwise both go back
+      // to JS reads (the kernel repeats an end of stream the copy saw).
+      const failed = sys !== 0 || (code & COPY_NO_FAULT) !== 0 ? undefined : (code & COPY_REVERSE) !== 0 ? b : a;
+      a._endCopy(false, failed === a ? err : undefined, errno);
+      b._endCopy(false, failed === b ? err : undefined, errno);
+      reject(err);
     });
     if (op < 0) {
       a._endCopy(false);

@@ -49,6 +49,10 @@ export const K_FRAME_ERR = 10;
 export const K_FRAME_SYNC = 11;
 
 export const SYSCALLS = ['read', 'write', 'connect', 'accept', 'recv', 'send', 'shutdown'] as const;
+/** In a `K_COPY` error's syscall code: the failing call was of `copyBidirectional`'s `b → a` half. */
+export const COPY_REVERSE = 0x100;
+/** In a `K_COPY` error's syscall code: the copy was cancelled; no read or write failed. */
+export const COPY_NO_FAULT = 0x200;
 
 const ev = new Int32Array(EV_CAP * EV);
 const rarenaU8 = new Uint8Array(RARENA);

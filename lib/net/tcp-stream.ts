@@ -961,12 +961,21 @@ export class TcpStream implements AsyncIterable<Buffer> {
     return this.#takeBuffered();
   }
 
-  /** @internal */
-  _endCopy(sawEof: boolean): void {
+  /**
+   * @internal Takes the stream back from a native copy: at its end of stream (`sawEof`), with the
+   * copy's read error (`readErr`, errno `readErrno`) for later reads, or as it was.
+   */
+  _endCopy(sawEof: boolean, readErr?: Error, readErrno = 0): void {
     this.#copying = false;
-    if (sawEof) {
+    if (readErr !== undefined && this.#readErr === undefined) {
+      this.#readErr = readErr;
+      this.#readErrno = readErrno;
+    }
+    if (sawEof || readErr !== undefined) {
       this.#eof = true;
       this.#service(); // reads made before the copy took the stream end too
+    } else if (this.#waiters.length > 0 || this.#sink !== undefined) {
+      this.#maybeResume(); // reads made before the copy took the stream read on
     }
   }
 

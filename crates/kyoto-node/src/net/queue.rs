@@ -37,8 +37,8 @@ pub const K_DRAIN: i32 = 6;
 /// A datagram: `off`/`len` = payload; `a` = IPv4 address as u32 (or -1: the 16 IPv6 bytes follow
 /// the payload), `b` = port | family << 16 | truncated << 24.
 pub const K_DGRAM: i32 = 7;
-/// A native copy ended: `handle` = the copy op id, `a` = errno (0: success), `b` = syscall code,
-/// `off`/`len` = two little-endian u64 byte counts.
+/// A native copy ended: `handle` = the copy op id, `a` = errno (0: success), `b` = syscall code
+/// | [`COPY_REVERSE`] | [`COPY_NO_FAULT`], `off`/`len` = two little-endian u64 byte counts.
 pub const K_COPY: i32 = 8;
 /// Frames of a framed stream (`kyoto/io` `framed`): `a` = segment count; `off`/`len` = the
 /// segments' bytes followed by `a` pairs of little-endian u32s (start relative to `off`, length with
@@ -59,6 +59,13 @@ pub const SYS_ACCEPT: i32 = 3;
 pub const SYS_RECV: i32 = 4;
 pub const SYS_SEND: i32 = 5;
 pub const SYS_SHUTDOWN: i32 = 6;
+
+/// In a `K_COPY` error: the failing call was of the `b → a` direction of a `copyBidirectional`
+/// (so a failed read was `b`'s), not of `a → b`.
+pub const COPY_REVERSE: i32 = 0x100;
+/// In a `K_COPY` error: no read or write failed; the copy was cancelled (a stream closed, the
+/// runtime or env went away), so neither stream keeps the error for its later reads.
+pub const COPY_NO_FAULT: i32 = 0x200;
 
 thread_local! {
     static DRIVING: Cell<bool> = const { Cell::new(false) };

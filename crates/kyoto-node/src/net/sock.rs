@@ -1290,7 +1290,10 @@ impl Dir {
                 return Poll::Ready(Ok(()));
             }
             if self.src.has(F_CLOSED) || self.dst.has(F_CLOSED) {
-                return Poll::Ready(Err((io::Error::from_raw_os_error(EBADF), SYS_READ)));
+                return Poll::Ready(Err((
+                    io::Error::from_raw_os_error(EBADF),
+                    SYS_READ | COPY_NO_FAULT,
+                )));
             }
             // Bytes the destination did not take last time go first.
             while self.pos < self.pending.len() {
@@ -1445,7 +1448,7 @@ impl Future for CopyTask {
         let this = &mut *self;
         let ra = this.a.poll(cx);
         let rb = match this.b.as_mut() {
-            Some(b) => b.poll(cx),
+            Some(b) => b.poll(cx).map_err(|(e, sys)| (e, sys | COPY_REVERSE)),
             None => Poll::Ready(Ok(())),
         };
         match (ra, rb) {
@@ -1465,7 +1468,10 @@ impl Future for CopyTask {
 impl Drop for CopyTask {
     fn drop(&mut self) {
         // Aborted (a stream closed, the env or runtime went away): settle the JS side anyway.
-        self.finish(Some((io::Error::from_raw_os_error(ECANCELED), SYS_READ)));
+        self.finish(Some((
+            io::Error::from_raw_os_error(ECANCELED),
+            SYS_READ | COPY_NO_FAULT,
+        )));
     }
 }
 
