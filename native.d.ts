@@ -449,6 +449,12 @@ export declare function netAdoptUdpFd(fd: number, runtime?: NativeRuntime | unde
 /** Listener: accept connections (K_ACCEPT events) while `on`. */
 export declare function netArm(h: number, on: boolean): number
 
+/**
+ * Bytes written to a stream that the kernel has not taken yet (its write backlog, after the
+ * write table is sent); 0 for a closed handle. What node's `writeQueueSize` is to its idle timeout.
+ */
+export declare function netBacklog(h: number): number
+
 /** Closes a socket (after sending what JS queued): its task stops and the descriptor closes. */
 export declare function netClose(h: number): number
 

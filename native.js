@@ -855,6 +855,7 @@ module.exports.netAddr = nativeBinding.netAddr
 module.exports.netAdoptFd = nativeBinding.netAdoptFd
 module.exports.netAdoptUdpFd = nativeBinding.netAdoptUdpFd
 module.exports.netArm = nativeBinding.netArm
+module.exports.netBacklog = nativeBinding.netBacklog
 module.exports.netClose = nativeBinding.netClose
 module.exports.netCopy = nativeBinding.netCopy
 module.exports.netCopyDone = nativeBinding.netCopyDone

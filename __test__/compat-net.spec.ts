@@ -939,6 +939,54 @@ async function scriptOnread(m: NetLike): Promise<Record<string, unknown>> {
   return out;
 }
 
+async function scriptWriteBookkeeping(m: NetLike): Promise<Record<string, unknown>> {
+  // A 64 KiB write on an idle connection is taken at once; then, with the peer not reading, a
+  // write left waiting when the socket is destroyed calls back without an error.
+  const server = m.createServer({ pauseOnConnect: true }, () => server.close());
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const c = m.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+  await once(c, 'connect');
+  const first = c.write(Buffer.alloc(64 * 1024));
+  const firstLength = c.writableLength;
+  let waiting = 0;
+  let pendingCb: unknown = 'not called';
+  for (let i = 0; i < 2000; i++) {
+    if (!c.write(Buffer.alloc(64 * 1024), (err) => (pendingCb = err === null || err === undefined ? null : (err as { code?: string }).code))) {
+      waiting = c.writableLength;
+      break;
+    }
+    await new Promise((r) => setImmediate(r));
+  }
+  c.destroy();
+  await once(c, 'close');
+  return { first, firstLength, waited: waiting > 0, pendingCb };
+}
+
+async function scriptSlowReader(m: NetLike): Promise<Record<string, unknown>> {
+  // The server writes 16 MiB at once (more than the kernel's buffers hold) with a 500 ms idle
+  // timeout; the client takes it slowly (a pause after every chunk). Bytes moving out of a pending
+  // write are activity: no 'timeout' while it is pending.
+  let timeouts = 0;
+  let written = false;
+  const server = m.createServer((s) => {
+    server.close();
+    s.setTimeout(500, () => {
+      if (!written) timeouts++; // once the write completed, the connection may well be idle
+    });
+    s.end(Buffer.alloc(16 << 20, 7), () => (written = true));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const c = m.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+  let got = 0;
+  c.on('data', (d: Buffer) => {
+    got += d.length;
+    c.pause();
+    setTimeout(() => c.resume(), 10);
+  });
+  await once(c, 'close');
+  return { got, timeouts, written };
+}
+
 for (const [name, script] of [
   ['reads into the caller\'s buffer (onread), with a pause', scriptOnread],
   ['sockets nobody reads, and a reused socket', scriptUnreadSockets],
@@ -947,6 +995,8 @@ for (const [name, script] of [
   ['an echo exchange', scriptEcho],
   ['EADDRINUSE and ECONNREFUSED', scriptErrors],
   ['a timeout then a half-open exchange', scriptTimeoutAndHalfOpen],
+  ['large writes taken at once, a waiting write destroyed', scriptWriteBookkeeping],
+  ['a slow reader of a large write, beside an idle timeout', scriptSlowReader],
 ] as const) {
   test.serial(`parity with node:net: ${name} gives the same events, states and errors`, async (t) => {
     const viaNode = await within(script(nodeNet as unknown as NetLike), 20_000, 'node:net run');
@@ -1024,6 +1074,92 @@ test("a throwing 'data' listener is an uncaught exception and the socket goes on
     t.false(r.timedOut, `${mod}: the second write is echoed`);
     t.deepEqual(JSON.parse(r.out.trim() || 'null'), { echoed: 'b', caught: 1 }, mod);
   }
+});
+
+test('listeners that throw in connect, an async write callback or onread are uncaught exceptions and the socket goes on, as with node:net', async (t) => {
+  const script = (mod: string): string => `
+    const net = require(${JSON.stringify(mod)});
+    const caught = [];
+    process.on('uncaughtException', (e) => caught.push(e.message));
+    const server = net.createServer((s) => s.on('data', (d) => {
+      const text = d.toString('latin1').replace(/\\0/g, ''); // the large write's zeros are not echoed
+      if (text.length > 0) s.write(text);
+    })).listen(0, '127.0.0.1', () => {
+      const got = [];
+      const c = net.connect({
+        port: server.address().port,
+        host: '127.0.0.1',
+        onread: {
+          buffer: Buffer.alloc(16),
+          callback(n, buf) {
+            const text = buf.toString('latin1', 0, n);
+            got.push(text);
+            if (text === 'one') {
+              setTimeout(() => c.write('two'), 20);
+              throw new Error('in onread');
+            }
+            if (text === 'two') {
+              console.log(JSON.stringify({ caught, got }));
+              c.destroy();
+              server.close();
+            }
+          },
+        },
+      });
+      c.once('connect', () => {
+        // Larger than a write that is taken at once: its callback comes when the write completes.
+        c.write(Buffer.alloc(4 << 20), () => {
+          setTimeout(() => c.write('one'), 20);
+          throw new Error('in write callback');
+        });
+        setTimeout(() => c.read(0), 10); // the throw skips the read(0) that starts reading
+        throw new Error('in connect');
+      });
+    });`;
+  for (const mod of ['node:net', 'kyoto/compat/net']) {
+    const r = await runNodeChild(script(mod), 20_000);
+    t.false(r.timedOut, `${mod}: the socket went on`);
+    t.deepEqual(JSON.parse(r.out.trim() || 'null'), { caught: ['in connect', 'in write callback', 'in onread'], got: ['one', 'two'] }, mod);
+  }
+});
+
+test('a write made just before process.exit() reaches the peer, as with node:net', async (t) => {
+  for (const mod of ['node:net', 'kyoto/compat/net']) {
+    const server = nodeNet.createServer();
+    const received = new Promise<string>((resolve) =>
+      server.once('connection', (s) => {
+        let got = '';
+        s.on('data', (d) => (got += d));
+        s.on('error', () => {});
+        s.on('close', () => resolve(got));
+      }),
+    );
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const r = await runNodeChild(
+      `const net = require(${JSON.stringify(mod)});
+       const c = net.connect(${(server.address() as net.AddressInfo).port}, '127.0.0.1', () => {
+         c.write('last words');
+         process.exit(0);
+       });`,
+      15_000,
+    );
+    t.false(r.timedOut, mod);
+    t.is(await within(received, 10_000, `${mod}: the peer's close`), 'last words', mod);
+    server.close();
+  }
+});
+
+unixTest('listening on a path in a missing directory fails as node:net does: EACCES with port -1', async (t) => {
+  const where = path.join(dir, 'no-such-dir', 'x.sock');
+  const errs: Array<Record<string, unknown>> = [];
+  for (const m of [nodeNet as unknown as NetLike, net]) {
+    const server = m.createServer();
+    server.listen(where);
+    const [e] = (await once(server, 'error')) as [Error & Record<string, unknown>];
+    errs.push({ message: e.message, code: e.code, errno: e.errno, syscall: e.syscall, address: e.address, port: e.port });
+  }
+  t.deepEqual(errs[1], errs[0]);
+  t.is(errs[1].code, 'EACCES');
 });
 
 unixTest('parity with node:net: cluster workers share a port or a Unix path (round-robin or SCHED_NONE, fixed or 0), and the primary hears of each', async (t) => {

@@ -40,7 +40,7 @@ import {
   type SocketAddress as KyotoAddress,
 } from '../net';
 import { waitConnected } from '../net/tcp-stream';
-import { O_REUSE_PORT, O_V6_ONLY, pushReporting, reportUncaught } from '../net/common';
+import { O_REUSE_PORT, O_V6_ONLY, callReporting, pushReporting, reportUncaught } from '../net/common';
 import { listenTcp } from '../net/tcp-listener';
 import {
   argType,
@@ -430,7 +430,11 @@ function invalidAddressFamily(family: unknown, host: unknown, port: unknown): Er
 function unixListen(path: string, backlog: number): Acceptor {
   if (process.platform === 'win32') return new PipeAcceptor(path);
   const h = native.netUnixListen(path, backlog);
-  if (h < 0) throw systemError(-h, 'listen', path);
+  if (h < 0) {
+    // As libuv's uv_pipe_bind: a missing directory is EACCES, and the error names port -1.
+    const errno = -h === errnoOf('ENOENT') ? errnoOf('EACCES') : -h;
+    throw Object.assign(systemError(errno, 'listen', path), { port: -1 });
+  }
   return new UnixListener(h);
 }
 
@@ -535,9 +539,8 @@ export class Socket extends Duplex {
   #onread: OnReadOpts | undefined;
   #onreadPaused = false;
   #timer: NodeJS.Timeout | undefined;
-  #writeProgress = 0;
-  #lastProgress = 0;
-  #inflight = 0;
+  /** What the stream had not sent when the idle timer last fired (node's `kLastWriteQueueSize`). */
+  #lastUnsent = 0;
   #bytesRead = 0;
   #bytesDispatched = 0;
   #pendingData: Buffer | null = null;
@@ -935,9 +938,14 @@ export class Socket extends Duplex {
         /* the connection may already be gone; reads will say so */
       }
     }
-    this.emit('connect');
-    this.emit('ready');
-    if (this.readable && !this.isPaused()) this.read(0);
+    // Run from a promise callback: a throwing listener is an uncaught exception, as in node:net.
+    try {
+      this.emit('connect');
+      this.emit('ready');
+      if (this.readable && !this.isPaused()) this.read(0);
+    } catch (e) {
+      reportUncaught(e);
+    }
   }
 
   // -- stream implementation -------------------------------------------------------------------
@@ -973,7 +981,11 @@ export class Socket extends Duplex {
         }
         this.#bytesRead += n;
         this._unrefTimer();
-        if (onread.callback.call(this, n, buf) === false) this.#onreadPaused = true;
+        try {
+          if (onread.callback.call(this, n, buf) === false) this.#onreadPaused = true;
+        } catch (e) {
+          reportUncaught(e); // as from node:net's handle: uncaught, and reading goes on
+        }
         this.#pumpInto(s, onread);
       },
       (err: Error) => {
@@ -1048,21 +1060,16 @@ export class Socket extends Duplex {
     // Taken at once (as libuv's synchronous write would): the callback runs now, so writableLength
     // stays 0 and write() returns true until kyoto's backlog is full, as node:net's does.
     if (s._writeNow(data)) {
-      this.#writeProgress++;
       cb();
       return;
     }
-    this.#inflight++;
+    // A write still waiting when the socket is destroyed calls back without an error (node:net).
     s.write(data).then(
       () => {
-        this.#inflight--;
-        this.#writeProgress++;
-        cb();
+        this._unrefTimer(); // a completed write is activity (node:net's kUpdateTimer)
+        callReporting(cb);
       },
-      (err: Error) => {
-        this.#inflight--;
-        cb(err);
-      },
+      (err: Error) => callReporting(cb, this.destroyed ? null : err),
     );
   }
 
@@ -1089,8 +1096,8 @@ export class Socket extends Duplex {
     }
     // Like node:net, a failed shutdown (the peer is gone) still finishes the writable side.
     s.shutdown().then(
-      () => cb(),
-      () => cb(),
+      () => callReporting(cb),
+      () => callReporting(cb),
     );
   }
 
@@ -1162,10 +1169,14 @@ export class Socket extends Duplex {
     return this;
   }
 
-  /** @internal Emits `'timeout'` unless a write made progress since the timer was armed. */
+  /**
+   * @internal Emits `'timeout'` unless unsent bytes are there and moved since the timer last fired:
+   * a large write the peer is slowly taking is activity, as node:net counts it.
+   */
   _onTimeout(): void {
-    if (this.#inflight > 0 && this.#lastProgress !== this.#writeProgress) {
-      this.#lastProgress = this.#writeProgress;
+    const unsent = this.#stream?._unsent() ?? 0;
+    if (unsent > 0 && unsent !== this.#lastUnsent) {
+      this.#lastUnsent = unsent;
       this._unrefTimer();
       return;
     }

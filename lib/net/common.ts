@@ -250,6 +250,18 @@ export function reportUncaught(e: unknown): void {
 }
 
 /**
+ * Calls `cb(...args)` from a promise callback (a write's callback, a listener): what it throws
+ * becomes an uncaught exception, as it would from node:net's handle, not a rejection nobody handles.
+ */
+export function callReporting<A extends unknown[]>(cb: (...args: A) => void, ...args: A): void {
+  try {
+    cb(...args);
+  } catch (e) {
+    reportUncaught(e);
+  }
+}
+
+/**
  * `readable.push(chunk)` for a read loop driven by promises (`toNodeStream()`, the compat sockets):
  * a `'data'` listener that throws becomes an uncaught exception, as it does from node:net's
  * handle, and the loop goes on. Thrown inside the promise callback it would be a rejection nobody

@@ -29,6 +29,8 @@ const WTAB_CAP = 4096;
 const WARENA = 1 << 20;
 /** Writes larger than this bypass the shared arena (one native call). */
 export const DIRECT_WRITE_MIN = 16 * 1024;
+/** A large write goes to native code in slices of at most this (each waits for room after it). */
+export const DIRECT_WRITE_MAX = 1 << 20;
 const IDX_MASK = (1 << 20) - 1;
 
 export const K_DATA = 1;
@@ -227,6 +229,9 @@ export function writeTableUsed(): number {
 export function flushWrites(): void {
   if (ctl[0] > 0) native.netFlush();
 }
+// A write queued in the turn that calls process.exit() still goes out, as node:net's (whose
+// small writes reach the kernel inside write()).
+process.on('exit', flushWrites);
 
 /** A stream's native backlog high-water mark (`sock.rs` `BACKLOG_HWM`). */
 export const BACKLOG_HWM = 64 * 1024;

@@ -10,7 +10,7 @@ import { native, type NativeRuntime } from '../native';
 import { Runtime, type RuntimeOption } from '../runtime';
 import { codedError, invalidArgType, optionsBag, validateInteger, validateNumber } from '../errors';
 import {
-  DIRECT_WRITE_MIN,
+  DIRECT_WRITE_MAX,
   LoopHolds,
   encodeFrame,
   K_CONNECTED,
@@ -61,6 +61,7 @@ import {
   type FrameSink,
   O_NODELAY,
   O_KEEPALIVE,
+  callReporting,
   pushReporting,
 } from './common';
 import type { AddressLike, SignalOption } from './types';
@@ -158,6 +159,8 @@ export class TcpStream implements AsyncIterable<Buffer> {
   /** Writes and frames in `#writeTurns`, not settled yet (0: the fast path is open). */
   #waitingWrites = 0;
   #copying = false;
+  /** What the large write in progress (`#writeDirect`) has not handed to native code yet. */
+  #directLeft = 0;
   #peer: SocketAddress | undefined;
   #node: Duplex | undefined;
   #framer: FrameSink | undefined;
@@ -741,7 +744,26 @@ export class TcpStream implements AsyncIterable<Buffer> {
    * caller then uses `write`). What node:net's synchronous write callback needs (`compat`).
    */
   _writeNow(bytes: Uint8Array): boolean {
-    return !this.#closed && !this.#writeErr && !this.#shutdown && this.#waitingWrites === 0 && !isBlocked(this._h) && this.#queueSmall(bytes);
+    if (this.#closed || this.#writeErr || this.#shutdown || this.#waitingWrites !== 0 || isBlocked(this._h)) return false;
+    if (this.#queueSmall(bytes)) return true;
+    if (bytes.length > DIRECT_WRITE_MAX) return false;
+    // One native write: the kernel, or the bounded backlog behind it, takes all of it (a write
+    // after it waits if that went over the high-water mark), as `write` would without waiting.
+    const r = native.netWrite(this._h, bytes);
+    if (r < 0) {
+      this.#writeErr ??= systemError(-r, 'write');
+      return false;
+    }
+    return true;
+  }
+
+  /**
+   * @internal Bytes written that the kernel has not taken yet: the native backlog and what a large
+   * write still holds back. Its changes tell a write's progress (node's `writeQueueSize`, for the
+   * idle timeouts of compat and `toNodeStream()`).
+   */
+  _unsent(): number {
+    return this.#closed ? 0 : native.netBacklog(this._h) + this.#directLeft;
   }
 
   /**
@@ -763,13 +785,18 @@ export class TcpStream implements AsyncIterable<Buffer> {
   }
 
   async #writeDirect(bytes: Uint8Array, options?: SignalOption): Promise<number> {
-    for (let off = 0; off < bytes.length; ) {
-      const end = Math.min(bytes.length, off + 4 * DIRECT_WRITE_MIN * 16);
-      const r = native.netWrite(this._h, bytes.subarray(off, end));
-      if (r < 0) throw (this.#writeErr ??= systemError(-r, 'write'));
-      off = end;
-      if (r === 1 || isBlocked(this._h)) await this.#blockedWait(options?.signal);
-      if (this.#writeErr) throw this.#writeErr;
+    try {
+      for (let off = 0; off < bytes.length; ) {
+        const end = Math.min(bytes.length, off + DIRECT_WRITE_MAX);
+        const r = native.netWrite(this._h, bytes.subarray(off, end));
+        if (r < 0) throw (this.#writeErr ??= systemError(-r, 'write'));
+        off = end;
+        this.#directLeft = bytes.length - off;
+        if (r === 1 || isBlocked(this._h)) await this.#blockedWait(options?.signal);
+        if (this.#writeErr) throw this.#writeErr;
+      }
+    } finally {
+      this.#directLeft = 0;
     }
     return bytes.length;
   }
@@ -1003,7 +1030,14 @@ export class TcpStream implements AsyncIterable<Buffer> {
     const send = (bytes: Buffer, cb: (err?: Error | null) => void): void => {
       active();
       if (self._writeNow(bytes)) cb();
-      else self.write(bytes).then(() => cb(), cb);
+      else
+        self.write(bytes).then(
+          () => {
+            active(); // a completed write is activity
+            callReporting(cb);
+          },
+          (e: Error) => callReporting(cb, e),
+        );
     };
     const d = new Duplex({
       allowHalfOpen: true,
@@ -1028,7 +1062,7 @@ export class TcpStream implements AsyncIterable<Buffer> {
         send(chunks.length === 1 ? (chunks[0].chunk as Buffer) : Buffer.concat(chunks.map((c) => c.chunk as Buffer)), cb);
       },
       final(cb) {
-        self.shutdown().then(() => cb(), cb);
+        self.shutdown().then(() => callReporting(cb), (e: Error) => callReporting(cb, e));
       },
       destroy(err, cb) {
         if (idle !== undefined) clearTimeout(idle);
@@ -1068,7 +1102,17 @@ export class TcpStream implements AsyncIterable<Buffer> {
       idle = undefined;
       if (cb) d.once('timeout', cb);
       if (ms > 0 && !d.destroyed) {
-        idle = setTimeout(() => d.emit('timeout'), ms);
+        let lastUnsent = 0;
+        idle = setTimeout(() => {
+          // Unsent bytes that moved since the last firing are a write in progress (as node:net).
+          const unsent = self._unsent();
+          if (unsent > 0 && unsent !== lastUnsent) {
+            lastUnsent = unsent;
+            idle?.refresh();
+          } else {
+            d.emit('timeout');
+          }
+        }, ms);
         idle.unref();
       }
       return d;

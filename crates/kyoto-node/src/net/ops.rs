@@ -295,6 +295,15 @@ pub fn net_udp_send(h: u32, data: &[u8], ip: String, port: u32) -> Result<i32> {
     )
 }
 
+/// Bytes written to a stream that the kernel has not taken yet (its write backlog, after the
+/// write table is sent); 0 for a closed handle. What node's `writeQueueSize` is to its idle timeout.
+#[napi(catch_unwind)]
+pub fn net_backlog(h: u32) -> Result<i64> {
+    let n = net()?;
+    n.flush();
+    with_sock(h, |_, s| s.lock().backlog() as i64, 0)
+}
+
 /// 0 when nothing is waiting to be written; 1 when a K_DRAIN will follow.
 #[napi(catch_unwind)]
 pub fn net_drain(h: u32) -> Result<i32> {
