@@ -75,6 +75,33 @@ export function defineDgramTests(): void {
     tx.close();
   });
 
+  test('after connect(), datagrams that other senders sent before it are not received; the peer\'s are, in order', async (t) => {
+    const rx = await UdpSocket.bind('127.0.0.1:0');
+    const peer = await UdpSocket.bind('127.0.0.1:0');
+    const other = await UdpSocket.bind('127.0.0.1:0');
+    const to = rx.localAddr();
+    // Sent before the connect, nobody receiving yet: they sit in kyoto's queue or the kernel's.
+    await other.sendTo('other 1', to);
+    await peer.sendTo('peer 1', to);
+    await other.sendTo('other 2', to);
+    await realDelay(50);
+    await rx.connect(peer.localAddr());
+    t.deepEqual(rx.peerAddr(), peer.localAddr());
+    await other.sendTo('other 3', to);
+    await peer.sendTo('peer 2', to);
+    const got: string[] = [];
+    const buf = Buffer.alloc(64);
+    for (let i = 0; i < 2; i++) {
+      const { bytes, address } = await withTimeout(rx.recvFrom(buf), 5000, 'recvFrom');
+      t.deepEqual(address, peer.localAddr());
+      got.push(buf.subarray(0, bytes).toString());
+    }
+    t.deepEqual(got, ['peer 1', 'peer 2']);
+    rx.disconnect();
+    t.throws(() => rx.peerAddr(), { code: 'ENOTCONN' });
+    for (const s of [rx, peer, other]) s.close();
+  });
+
   test('sends queued for the connected peer still reach it when the socket disconnects or connects elsewhere right after', async (t) => {
     const p1 = await UdpSocket.bind('127.0.0.1:0');
     const p2 = await UdpSocket.bind('127.0.0.1:0');

@@ -60,6 +60,8 @@ export class DgramCore<A> {
   #closed = false;
   #err: Error | undefined;
   #drain: DrainWaiter[] = [];
+  /** Set while connected: the senders whose datagrams are received (see `onlyFrom`). */
+  #from: ((a: A) => boolean) | undefined;
   readonly holds = new LoopHolds();
   /** Adds to the loop holds (one per non-empty waiter list; see the module notes). */
   readonly #hold = (d: number): void => this.holds.add(d);
@@ -78,8 +80,19 @@ export class DgramCore<A> {
     return e !== undefined && isRuntimeShutdown(e) ? e : undefined;
   }
 
+  /**
+   * Receives only datagrams whose sender `from` accepts (all again with `undefined`), dropping those
+   * queued from others: what a connected socket receives. The kernel keeps datagrams that arrived
+   * before `connect(2)`, and more of them wait on their way here, so the filter stays on.
+   */
+  onlyFrom(from: ((a: A) => boolean) | undefined): void {
+    this.#from = from;
+    if (from !== undefined) this.#queue.retain(from);
+  }
+
   /** A `K_DGRAM` event: `len` bytes at `off` of the receive arena, from `address`. */
   deliver(off: number, len: number, address: A): void {
+    if (this.#from !== undefined && !this.#from(address)) return;
     const w = this.#waiters;
     if (w.length > 0 && this.#queue.length === 0 && w[0].kind !== 2) {
       // Straight to the waiting receive, without passing through the queue.

@@ -86,6 +86,28 @@ export class DatagramQueue<A> {
     }
   }
 
+  /** Drops the datagrams whose sender `keep` refuses, keeping the others in order. */
+  retain(keep: (addr: A) => boolean): void {
+    let t = this.#head;
+    for (let i = this.#head; i < this.#tail; i++) {
+      if (!keep(this.#addrs[i] as A)) continue;
+      this.#slabs[t] = this.#slabs[i];
+      this.#offs[t] = this.#offs[i];
+      this.#lens[t] = this.#lens[i];
+      this.#addrs[t] = this.#addrs[i];
+      t++;
+    }
+    for (let i = t; i < this.#tail; i++) {
+      this.#slabs[i] = NO_SLAB;
+      this.#addrs[i] = undefined;
+    }
+    this.#tail = t;
+    if (this.#head === t) {
+      this.#head = this.#tail = 0;
+      this.#used = 0;
+    }
+  }
+
   /** Drops everything. */
   clear(): void {
     while (this.#head < this.#tail) this.shift();

@@ -293,11 +293,14 @@ export class UdpSocket {
     if (r < 0) throw systemError(-r, 'connect', host, port);
     this.#connected = true;
     this.#peerHost = host;
+    const peer = this.peerAddr();
+    this.#core.onlyFrom((a) => a.port === peer.port && a.address === peer.address);
   }
 
   /**
    * Undoes {@link UdpSocket.connect}: datagrams from any sender are received again, and `send`
    * needs an address (`sendTo`). Throws `ERR_SOCKET_DGRAM_NOT_CONNECTED` when not connected.
+   * On Linux a socket bound to port 0 loses the port the kernel picked (as with node:dgram).
    */
   disconnect(): void {
     if (!this.#connected) throw codedError('ERR_SOCKET_DGRAM_NOT_CONNECTED', 'Not connected');
@@ -306,6 +309,7 @@ export class UdpSocket {
     const r = native.netUdpDisconnect(this._h);
     if (r < 0) throw systemError(-r, 'connect');
     this.#connected = false;
+    this.#core.onlyFrom(undefined);
   }
 
   #opt(opt: number, a: number): void {
@@ -383,6 +387,10 @@ export class UdpSocket {
   /** The bound address. */
   localAddr(): SocketAddress {
     return parseNativeAddr(native.netAddr(this._h, false), 'getsockname');
+  }
+  /** The address {@link UdpSocket.connect} connected to; throws `ENOTCONN` when not connected. */
+  peerAddr(): SocketAddress {
+    return parseNativeAddr(native.netAddr(this._h, true), 'getpeername');
   }
   /** Closes the socket; pending receives and blocked sends reject with `ERR_SOCKET_CLOSED`. */
   close(): void {
