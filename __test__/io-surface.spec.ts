@@ -198,6 +198,23 @@ test('copy() to a JS writer: a write resolving with nothing took it all, 0 is ER
   }
 });
 
+test('a reader whose read() does not resolve with a byte count (a Node stream\'s) fails copy, BufReader and framed with ERR_INVALID_RETURN_VALUE instead of spinning', async (t) => {
+  const sink = { write: async () => undefined };
+  for (const answer of [null, Buffer.from('chunk'), -1, 1.5, 99_999_999, '3']) {
+    const bad = { read: async () => answer as unknown as number };
+    const what = `read() answering ${String(answer)}`;
+    const code = 'ERR_INVALID_RETURN_VALUE';
+    await t.throwsAsync(withTimeout(copy(bad, sink), 5000, what), { code }, `copy: ${what}`);
+    await t.throwsAsync(withTimeout(new BufReader(bad).readLine(), 5000, what), { code }, `BufReader: ${what}`);
+    await t.throwsAsync(withTimeout(framed(bad, new LinesCodec()).next(), 5000, what), { code }, `framed: ${what}`);
+  }
+  // A Node Readable itself (read() returns a chunk or null synchronously).
+  const { PassThrough } = await import('node:stream');
+  const node = new PassThrough();
+  node.end('line\n');
+  await t.throwsAsync(withTimeout(framed(node as unknown as Reader, new LinesCodec()).next(), 5000, 'a PassThrough'), { code: 'ERR_INVALID_RETURN_VALUE' });
+});
+
 test('framed() sends over a JS writer that takes part of a buffer per call go out one frame after another', async (t) => {
   const wire: Buffer[] = [];
   const w = {

@@ -14,6 +14,7 @@ import type { SignalOption, TcpStream } from './net';
 import { nativeStream } from './net/stream-of';
 import { checkSignal, closedError } from './net/common';
 import { Turns } from './io/turns';
+import { readSome } from './io/read-some';
 import { writeAll } from './io/write-all';
 import { duplexPair, type DuplexStream } from './io/duplex';
 
@@ -86,7 +87,7 @@ async function jsCopy(reader: Reader, writer: Writer, signal: AbortSignal | unde
   const buf = Buffer.allocUnsafe(64 * 1024);
   let total = 0;
   for (;;) {
-    const n = await reader.read(buf, { signal });
+    const n = await readSome(reader, buf, { signal });
     if (n === 0) break;
     // A fresh copy: the writer may keep a reference to what it was given.
     await writeAll(writer, Buffer.from(buf.subarray(0, n)), signal);
@@ -227,7 +228,7 @@ export class BufReader implements Reader {
         this.#buf = bigger;
       }
     }
-    const n = await this.#inner.read(this.#buf.subarray(this.#end), options);
+    const n = await readSome(this.#inner, this.#buf.subarray(this.#end), options);
     if (n === 0) {
       this.#eof = true;
       return false;
@@ -245,7 +246,7 @@ export class BufReader implements Reader {
 
   async #read(buf: Uint8Array, options?: SignalOption): Promise<number> {
     if (this.#pos === this.#end) {
-      if (buf.length >= this.#buf.length) return this.#eof ? 0 : this.#inner.read(buf, options);
+      if (buf.length >= this.#buf.length) return this.#eof ? 0 : readSome(this.#inner, buf, options);
       if (!(await this.#fill(options))) return 0;
     }
     const n = Math.min(buf.length, this.#end - this.#pos);

@@ -34,6 +34,7 @@ import type { FrameSink } from '../net/common';
 import { kyotoStream } from '../net/stream-of';
 import { native } from '../native';
 import type { Reader, Writer } from '../io';
+import { readSome } from './read-some';
 import { writeAll } from './write-all';
 import { Turns } from './turns';
 
@@ -551,7 +552,7 @@ class JsSource<T> extends FrameSource<T> {
     this.#buf ??= Buffer.allocUnsafe(JS_READ_SIZE);
     try {
       while (this.waiters.length > 0 && this.empty && !this.ended) {
-        const n = await this.reader.read(this.#buf);
+        const n = await readSome(this.reader, this.#buf);
         if (n === 0) {
           this.splitter.finish(this.#emit);
           this.end();
