@@ -587,3 +587,32 @@ test.serial('parity with node:dgram: sends the kernel refuses fail in their call
   const [viaNode, viaKyoto] = await bothWays(scriptRefusals);
   t.deepEqual(viaKyoto, viaNode);
 });
+
+async function scriptCallbackOrder(m: DgramLike): Promise<string[]> {
+  // Sends of every kind made in one turn: small IPv4 ones (kyoto's write table), larger ones and
+  // the IPv6 ones (its native call), to a receiver and a sender bound first. Their callbacks come in
+  // send order.
+  const out: string[] = [];
+  for (const [type, host] of [['udp4', '127.0.0.1'], ['udp6', '::1']] as const) {
+    const rx = m.createSocket(type) as unknown as nodeDgram.Socket;
+    const tx = m.createSocket(type) as unknown as nodeDgram.Socket;
+    await new Promise<void>((r) => rx.bind(0, host, () => r()));
+    await new Promise<void>((r) => tx.bind(0, host, () => r()));
+    const port = rx.address().port;
+    const sizes = [20_000, 10, 30_000, 20, 40_000, 30];
+    const calls: string[] = [];
+    await Promise.all(sizes.map((n, i) => new Promise<void>((r) => tx.send(Buffer.alloc(n), port, host, (e, sent) => {
+      calls.push(`${i}:${e ? (e as NodeJS.ErrnoException).code : sent}`);
+      r();
+    }))));
+    out.push(`${type}: ${calls.join(' ')}`);
+    rx.close();
+    tx.close();
+  }
+  return out;
+}
+
+test.serial('parity with node:dgram: send callbacks come in send order, whatever the sizes and family', async (t) => {
+  const [viaNode, viaKyoto] = await bothWays(scriptCallbackOrder);
+  t.deepEqual(viaKyoto, viaNode);
+});

@@ -17,7 +17,7 @@ import * as util from 'node:util';
 import { native } from '../native';
 import { errnoOf, ipv4ToInt, parseNativeAddr, systemError, type SystemError } from '../net/core';
 import { networkInterfaces } from 'node:os';
-import { O_REUSE_ADDR, O_REUSE_PORT, O_V6_ONLY, reportUncaught } from '../net/common';
+import { O_REUSE_ADDR, O_REUSE_PORT, O_V6_ONLY, callReporting, reportUncaught } from '../net/common';
 import { UdpSocket } from '../net';
 import {
   argType,
@@ -238,6 +238,9 @@ export class Socket extends EventEmitter {
   #refd = true;
   #queuedSends = 0;
   #queuedBytes = 0;
+  /** Send callbacks waiting for their turn: they run in send order (see `#inOrder`). */
+  #callbacks: Array<{ cb: SendCallback; args: [Error | null, number?] | undefined }> = [];
+  #callbacksScheduled = false;
 
   /**
    * @param type - `'udp4'`, `'udp6'` or {@link SocketOptions}.
@@ -622,24 +625,50 @@ export class Socket extends EventEmitter {
     this.#queuedBytes += n * bytes;
   }
 
+  /**
+   * Takes a place for `cb` among the send callbacks and returns what settles it. Callbacks run on
+   * a later tick, in the order their sends were made (node:dgram's come in order): a large or
+   * IPv6 send that takes the native call, or one that waits for room, would otherwise call back
+   * after smaller ones made after it. A callback that throws is an uncaught exception.
+   */
+  #inOrder(cb: SendCallback | undefined): (err: Error | null, bytes?: number) => void {
+    if (cb === undefined) return () => {};
+    const entry: { cb: SendCallback; args: [Error | null, number?] | undefined } = { cb, args: undefined };
+    this.#callbacks.push(entry);
+    return (err, bytes) => {
+      entry.args = err !== null ? [err] : [null, bytes];
+      if (this.#callbacksScheduled) return;
+      this.#callbacksScheduled = true;
+      process.nextTick(() => {
+        this.#callbacksScheduled = false;
+        const q = this.#callbacks;
+        while (q.length > 0 && q[0].args !== undefined) {
+          const e = q.shift()!;
+          callReporting(e.cb, ...e.args!);
+        }
+      });
+    };
+  }
+
   #sendNow(data: Buffer, connected: boolean, port: number, address: string | undefined, cb: SendCallback | undefined): void {
     const afterDns = (ex: Error | null, ip: string): void => {
       if (ex) {
-        if (cb) process.nextTick(cb, ex);
+        if (cb) this.#inOrder(cb)(ex);
         else process.nextTick(() => this.emit('error', ex));
         return;
       }
       const sock = this.#sock;
       if (sock === undefined) return;
+      const done = this.#inOrder(cb);
       // What the kernel would refuse, refused here, so that it reaches the callback as with node:dgram.
       const refused = connected ? 0 : this.#refusal(ip);
       if (refused !== 0) {
-        if (cb) process.nextTick(cb, withHostPort(systemError(refused, 'send'), 'send', address, port));
+        done(withHostPort(systemError(refused, 'send'), 'send', address, port) as Error);
         return;
       }
       // Queued at once (the common case): the callback still comes later, as node:dgram's does.
       if (sock._sendNow(data, connected ? '' : ip, port)) {
-        if (cb) process.nextTick(cb, null, data.length);
+        done(null, data.length);
         return;
       }
       this.#queued(data.length, 1);
@@ -647,12 +676,12 @@ export class Socket extends EventEmitter {
       sent.then(
         () => {
           this.#queued(data.length, -1);
-          cb?.(null, data.length);
+          done(null, data.length);
         },
         (e) => {
           this.#queued(data.length, -1);
           // Like node:dgram, a failed send is reported to its callback only.
-          cb?.(withHostPort(e, 'send', address, connected ? undefined : port) as Error);
+          done(withHostPort(e, 'send', address, connected ? undefined : port) as Error);
         },
       );
     };
