@@ -172,6 +172,35 @@ test('mpsc an aborted recv loses no message', async (t) => {
   t.is(await rx.recv(), 7);
 });
 
+test('mpsc a receiver cannot be shared while a recv is pending, so the revived receiver gets every message', async (t) => {
+  for (const [tx, rx] of [mpsc.unboundedChannel<number>(), mpsc.channel<number>(8)] as const) {
+    // A receive waiting in this thread (same-thread mode).
+    const ac = new AbortController();
+    const waiting = rx.recv({ signal: ac.signal });
+    t.throws(() => rx.share(), { instanceOf: Error, code: 'ERR_INVALID_STATE' });
+    ac.abort();
+    await t.throwsAsync(waiting, { code: 'ABORT_ERR' });
+    // A receive waiting in native code (the channel is shared once a sender is).
+    const tx2 = fromShared<typeof tx>(tx.share());
+    tx.close();
+    const ac2 = new AbortController();
+    const waiting2 = rx.recv({ signal: ac2.signal });
+    t.throws(() => rx.share(), { code: 'ERR_INVALID_STATE' });
+    ac2.abort();
+    await t.throwsAsync(waiting2, { code: 'ABORT_ERR' });
+    const rx2 = fromShared<typeof rx>(rx.share());
+    for (const v of [1, 2, 3, 4]) await tx2.send(v);
+    tx2.close();
+    const got: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const v = await rx2.recv();
+      if (v === undefined) break;
+      got.push(v);
+    }
+    t.deepEqual(got, [1, 2, 3, 4]);
+  }
+});
+
 test('mpsc unbounded send is synchronous and throws SendError after the receiver closed', (t) => {
   const [tx, rx] = mpsc.unboundedChannel<number>();
   tx.send(1);

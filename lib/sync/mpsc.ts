@@ -213,6 +213,13 @@ class Chan<T> {
   slotKey = 0;
   txKey = 0;
   rxKey = 0;
+  /**
+   * Shared mode: receives of this thread waiting in native code (each pulls into {@link rbuf} when
+   * woken, so the receiver must not move while one is pending: see `Receiver.share`).
+   */
+  rxPending = 0;
+  /** The receiver was moved out of this thread's objects by `share()`: nothing may pull here. */
+  rxMoved = false;
 
   constructor(readonly cap: number) {
     this.sem = cap > 0 ? new JsSem(cap) : null;
@@ -453,13 +460,30 @@ class Chan<T> {
 }
 
 function nativeNext<T>(c: Chan<T>, signal: AbortSignal | undefined): Promise<T | End> {
+  if (c.rxMoved) return Promise.reject(rxMovedError());
   if (c.blen > 0) return Promise.resolve(c.bshift());
   const n = c.n!;
   const k = c.pull(n, c.cap === 0 ? BATCH_MAX : 1);
   if (k > 0) return Promise.resolve(c.bshift());
   if (k < 0) return Promise.resolve(END);
-  return nwait<void>(signal, (id) => n.recvWait(id)).then(() => nativeNext<T>(c, signal));
+  return nativeRecvWait(c, n, signal).then(() => nativeNext<T>(c, signal));
 }
+
+/** Waits for the native channel to have something for the receiver, counted in `rxPending`. */
+function nativeRecvWait<T>(c: Chan<T>, n: NChan, signal: AbortSignal | undefined): Promise<void> {
+  c.rxPending++;
+  return nwait<void>(signal, (id) => n.recvWait(id)).then(
+    () => {
+      c.rxPending--;
+    },
+    (e: unknown) => {
+      c.rxPending--;
+      throw e;
+    },
+  );
+}
+
+const rxMovedError = (): InvalidStateError => new InvalidStateError('this receiver was moved to another thread by share()');
 
 function nativeClosed(n: NChan, signal: AbortSignal | undefined): Promise<void> {
   if (n.rxClosed()) return RESOLVED;
@@ -785,7 +809,7 @@ export class Receiver<T> implements AsyncIterable<T> {
   }
 
   #live(): Chan<T> {
-    if (this.#moved) throw new InvalidStateError('this receiver was moved to another thread by share()');
+    if (this.#moved) throw rxMovedError();
     return this.#c;
   }
 
@@ -895,14 +919,19 @@ export class Receiver<T> implements AsyncIterable<T> {
 
   /**
    * Moves the receiving end into shared memory and out of this object (which is unusable
-   * afterwards): `fromShared(handle)` revives it once, in any worker.
+   * afterwards): `fromShared(handle)` revives it once, in any worker. Throws `ERR_INVALID_STATE`
+   * while a receive (`recv`, `recvMany`, an iterator's `next`) is pending: it would go on
+   * receiving here, taking messages from the moved receiver. (An aborted receive counts until its
+   * promise has settled.)
    */
   share(): SyncHandle {
     const c = this.#live();
+    if (c.rxWaiters.size > 0 || c.rxPending > 0) throw new InvalidStateError('a receive is pending on this receiver');
     const n = c.toNative();
     if (c.blen > 0) this.#unpull(c, n);
     const parts = n.shareReceiver(this.#key === 0 ? c.rxKey : this.#key);
     this.#moved = true;
+    c.rxMoved = true;
     untrack(this);
     return makeHandle(c.cap === 0 ? 'mpsc.UnboundedReceiver' : 'mpsc.Receiver', parts);
   }
@@ -928,12 +957,13 @@ function unEnd<T>(v: T | End): T | undefined {
 }
 
 function nativeMany<T>(c: Chan<T>, limit: number, signal: AbortSignal | undefined): Promise<T[]> {
+  if (c.rxMoved) return Promise.reject(rxMovedError());
   if (c.blen > 0) return Promise.resolve(c.btake(limit));
   const n = c.n!;
   const k = c.pull(n, limit);
   if (k > 0) return Promise.resolve(c.btake(limit));
   if (k < 0) return RESOLVED_EMPTY_ARRAY();
-  return nwait<void>(signal, (id) => n.recvWait(id)).then(() => nativeMany<T>(c, limit, signal));
+  return nativeRecvWait(c, n, signal).then(() => nativeMany<T>(c, limit, signal));
 }
 
 /**
