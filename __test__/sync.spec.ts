@@ -236,6 +236,34 @@ test('oneshot after rx.close() a value sent before is still received and later s
   t.false(tx2.send(2));
 });
 
+test('oneshot rx.close() rejects a receive already awaited with RecvError, in JS and shared mode', async (t) => {
+  const modes: [string, () => [oneshot.Sender<number>, oneshot.Receiver<number>, Promise<number>]][] = [
+    ['same-thread', () => {
+      const [tx, rx] = oneshot.channel<number>();
+      return [tx, rx, Promise.resolve(rx)];
+    }],
+    ['shared receiver', () => {
+      const [tx, rx0] = oneshot.channel<number>();
+      const rx = fromShared<oneshot.Receiver<number>>(rx0.share());
+      return [tx, rx, Promise.resolve(rx)];
+    }],
+    ['awaited, then the sender shared', () => {
+      const [tx0, rx] = oneshot.channel<number>();
+      const awaited = Promise.resolve(rx);
+      const tx = fromShared<oneshot.Sender<number>>(tx0.share());
+      return [tx, rx, awaited];
+    }],
+  ];
+  for (const [mode, make] of modes) {
+    const [tx, rx, awaited] = make();
+    t.false(await isSettled(awaited), mode);
+    rx.close();
+    await t.throwsAsync(awaited, { instanceOf: RecvError, code: 'ERR_CHANNEL_CLOSED' }, mode);
+    t.false(tx.send(1), mode);
+    await t.throwsAsync(Promise.resolve(rx), { instanceOf: RecvError, code: 'ERR_CHANNEL_CLOSED' }, mode);
+  }
+});
+
 // ---------------------------------------------------------------------------------------------
 // broadcast
 

@@ -114,7 +114,9 @@ impl Oneshot {
         complete_all(ws);
     }
 
-    /// The receiver closes (a value already sent stays receivable by `try_recv`).
+    /// The receiver closes (a value already sent stays receivable by `try_recv`). A receive
+    /// already waiting wakes too: nothing can be sent any more, so it finds `Closed` (Tokio: a
+    /// receiver polled after `close()` with no value gets `RecvError`).
     pub fn close_rx(&self) {
         let ws = {
             let mut st = lock(&self.st);
@@ -122,7 +124,9 @@ impl Oneshot {
                 return;
             }
             st.rx_closed = true;
-            std::mem::take(&mut st.closed_waiters)
+            let mut ws = std::mem::take(&mut st.closed_waiters);
+            ws.append(&mut st.rx_waiters);
+            ws
         };
         complete_all(ws);
     }
