@@ -345,6 +345,31 @@ test('watch changed() fails only when closed and seen; hasChanged() fails whenev
   await t.throwsAsync(rx.changed(), { instanceOf: RecvError, code: 'ERR_CHANNEL_CLOSED' });
 });
 
+test('watch rx.close() rejects that receiver\'s pending changed() and waitFor() with RecvError, in JS and shared mode', async (t) => {
+  for (const shared of [false, true]) {
+    const [tx, rx] = watch.channel(0);
+    // Shared mode: the channel moves to native memory once an end is shared.
+    if (shared) fromShared<watch.Sender<number>>(tx.share()).close();
+    const other = rx.clone();
+    const changed = rx.changed();
+    const ac = new AbortController();
+    const withSignal = rx.changed({ signal: ac.signal });
+    const waitFor = rx.waitFor((v) => v > 5);
+    const otherChanged = other.changed();
+    t.false(await isSettled(changed));
+    rx.close();
+    await t.throwsAsync(changed, { instanceOf: RecvError, code: 'ERR_CHANNEL_CLOSED' });
+    await t.throwsAsync(withSignal, { instanceOf: RecvError, code: 'ERR_CHANNEL_CLOSED' });
+    await t.throwsAsync(waitFor, { instanceOf: RecvError, code: 'ERR_CHANNEL_CLOSED' });
+    // Only that receiver's waits end.
+    t.false(await isSettled(otherChanged));
+    tx.send(1);
+    await otherChanged;
+    t.is(other.borrow(), 1);
+    tx.close();
+  }
+});
+
 test('watch send fails with no receivers but sendReplace and sendModify store', (t) => {
   const [tx, rx] = watch.channel({ n: 0 });
   rx.close();

@@ -273,6 +273,11 @@ export class WatchReceiver<T> {
   #seen: number;
   #closed = false;
   #key = 0;
+  /**
+   * Aborted by {@link close} to end this receiver's pending waits (made on the first wait): the
+   * wait lists are the channel's, not this receiver's, so closing cannot find them otherwise.
+   */
+  #ac: AbortController | undefined = undefined;
 
   /** @internal */
   constructor(token: typeof kConstruct, s: Shared<T>, seen: number, key = 0) {
@@ -304,7 +309,9 @@ export class WatchReceiver<T> {
     return s.n !== undefined ? s.n.wIsClosed() : s.closed;
   }
 
-  #wait(seen: number, signal: AbortSignal | undefined): Promise<void> {
+  #wait(seen: number, user: AbortSignal | undefined): Promise<void> {
+    const own = (this.#ac ??= new AbortController()).signal;
+    const signal = user === undefined ? own : AbortSignal.any([user, own]);
     const n = this.#s.n;
     if (n === undefined) return waitOn(this.#s.waiters, signal);
     return nwait<void>(signal, (id) => n.wChangedWait(id, seen));
@@ -386,10 +393,13 @@ export class WatchReceiver<T> {
     return newReceiver(s, this.#seen);
   }
 
-  /** Drops this receiver. */
+  /** Drops this receiver; its pending `changed()` / `waitFor()` reject with `RecvError`. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    // Tokio's equivalent is dropping the receiver, which drops its futures; a pending wait here
+    // must not stay pending forever (nor keep a shared wait, which holds the event loop, alive).
+    this.#ac?.abort(new RecvError('closed'));
     const s = this.#s;
     if (s.n !== undefined) {
       const k = this.#key;
