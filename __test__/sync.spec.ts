@@ -201,6 +201,47 @@ test('mpsc a receiver cannot be shared while a recv is pending, so the revived r
   }
 });
 
+test('mpsc and broadcast: an iterator\'s return() ends its pending next() and the next message goes to recv()', async (t) => {
+  type Pair = [{ send(v: string): unknown }, AsyncIterable<string> & { recv(): Promise<string | undefined> }];
+  const cases: [string, () => Pair][] = [
+    ['mpsc same-thread', () => mpsc.unboundedChannel<string>()],
+    ['mpsc shared', () => {
+      const [tx, rx] = mpsc.unboundedChannel<string>();
+      const shared = fromShared<mpsc.UnboundedSender<string>>(tx.share());
+      tx.close();
+      return [shared, rx];
+    }],
+    ['broadcast same-thread', () => broadcast.channel<string>(4)],
+    ['broadcast shared', () => {
+      const [tx, rx] = broadcast.channel<string>(4);
+      const shared = fromShared<broadcast.Sender<string>>(tx.share());
+      tx.close();
+      return [shared, rx];
+    }],
+  ];
+  for (const [name, make] of cases) {
+    const [tx, rx] = make();
+    const it = rx[Symbol.asyncIterator]();
+    const abandoned = it.next();
+    t.false(await isSettled(abandoned), name);
+    t.deepEqual(await it.return!(), { done: true, value: undefined }, name);
+    t.deepEqual(await abandoned, { done: true, value: undefined }, name);
+    t.deepEqual(await it.next(), { done: true, value: undefined }, name);
+    tx.send('m1');
+    tx.send('m2');
+    t.is(await rx.recv(), 'm1', name);
+    t.is(await rx.recv(), 'm2', name);
+    // A for-await loop left with break stops the same way.
+    const got: string[] = [];
+    tx.send('m3');
+    for await (const v of rx) {
+      got.push(v);
+      break;
+    }
+    t.deepEqual(got, ['m3'], name);
+  }
+});
+
 test('mpsc unbounded send is synchronous and throws SendError after the receiver closed', (t) => {
   const [tx, rx] = mpsc.unboundedChannel<number>();
   tx.send(1);

@@ -9,7 +9,7 @@
  */
 import { abortReason, illegalConstructor, kConstruct, invalidArgType, outOfRange } from '../errors';
 import { InvalidStateError, RecvError, SendError, TryRecvError } from './errors';
-import { RESOLVED, WaitList, Waiter, signalOf, type WaitOptions } from './internal';
+import { ITER_END, RESOLVED, RecvIterator, WaitList, Waiter, signalOf, type WaitOptions } from './internal';
 import { CELL, CLOSED, EMPTY, encode, makeHandle, nwait, registerReviver, sn, track, untrack, type NCell, type SyncHandle } from './native';
 
 const MAX_CAPACITY = 2 ** 30;
@@ -389,17 +389,19 @@ export class BroadcastReceiver<T> implements AsyncIterable<T> {
     return makeHandle('broadcast.Receiver', parts);
   }
 
-  /** Yields values until the channel closes (a lag throws out of the loop). */
-  async *[Symbol.asyncIterator](): AsyncGenerator<T, void, undefined> {
-    for (;;) {
-      const r = this.#poll((n) => new RecvError('lagged', n));
-      if (typeof r === 'object') {
-        yield r.v;
-        continue;
+  /**
+   * Yields values until the channel closes (a lag throws out of the loop). The iterator's
+   * `return()` (a `break` out of `for await`) cancels a wait in flight.
+   */
+  [Symbol.asyncIterator](): AsyncIterableIterator<T> {
+    return new RecvIterator<T>(async (signal) => {
+      for (;;) {
+        const r = this.#poll((n) => new RecvError('lagged', n));
+        if (typeof r === 'object') return r.v;
+        if (r === RESULT_CLOSED) return ITER_END;
+        await this.#wait(signal);
       }
-      if (r === RESULT_CLOSED) return;
-      await this.#wait(undefined);
-    }
+    });
   }
 }
 

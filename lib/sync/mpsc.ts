@@ -14,7 +14,7 @@
  */
 import { abortReason, illegalConstructor, kConstruct, invalidArgType, outOfRange, validateInteger } from '../errors';
 import { InvalidStateError, SendError, TryAcquireError, TryRecvError, TrySendError } from './errors';
-import { JsSem, MAX_PERMITS, RESOLVED, type Make, WaitList, Waiter, notThenable, signalOf, validatePermits, type WaitOptions } from './internal';
+import { ITER_END, JsSem, MAX_PERMITS, RESOLVED, RecvIterator, type Make, WaitList, Waiter, notThenable, signalOf, validatePermits, type WaitOptions } from './internal';
 import {
   BATCH,
   BATCH_MAX,
@@ -936,13 +936,12 @@ export class Receiver<T> implements AsyncIterable<T> {
     return makeHandle(c.cap === 0 ? 'mpsc.UnboundedReceiver' : 'mpsc.Receiver', parts);
   }
 
-  /** Yields every message until the channel is closed and drained. */
-  async *[Symbol.asyncIterator](): AsyncGenerator<T, void, undefined> {
-    for (;;) {
-      const v = await this.#live().next(undefined);
-      if (v === END) return;
-      yield v;
-    }
+  /**
+   * Yields every message until the channel is closed and drained. The iterator's `return()` (a
+   * `break` out of `for await`) cancels a receive in flight: no message is taken for it.
+   */
+  [Symbol.asyncIterator](): AsyncIterableIterator<T> {
+    return new RecvIterator<T>((signal) => this.#live().next(signal).then(iterEnd));
   }
 }
 
@@ -950,6 +949,10 @@ notThenable(Permit); // what reserve() resolves with (see notThenable)
 
 function makePermit(c: Chan<unknown>, key: number, n: number): Permit<unknown> {
   return new Permit(kConstruct, c, key, n);
+}
+
+function iterEnd<T>(v: T | End): T | typeof ITER_END {
+  return v === END ? ITER_END : v;
 }
 
 function unEnd<T>(v: T | End): T | undefined {
