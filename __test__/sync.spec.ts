@@ -675,6 +675,44 @@ test('OnceCell: concurrent getOrInit share one initialisation; a failed one lets
 // ---------------------------------------------------------------------------------------------
 // abort listeners
 
+test('shared mode: a value that cannot be cloned fails with TypeError ERR_DATA_CLONE and moves nothing; a bounded send rejects', async (t) => {
+  const clone = { instanceOf: TypeError, code: 'ERR_DATA_CLONE' };
+  const fn = (): number => 1;
+
+  const [tx, rx] = mpsc.channel<unknown>(4);
+  fromShared<mpsc.Sender<unknown>>(tx.share()).close();
+  let sent: Promise<void> | undefined;
+  t.notThrows(() => (sent = tx.send(fn)));
+  await t.throwsAsync(sent!, clone);
+  t.throws(() => tx.trySend(Symbol('s')), clone);
+  await tx.send({ ok: 1 });
+  t.deepEqual(await rx.recv(), { ok: 1 });
+
+  const [utx] = mpsc.unboundedChannel<unknown>();
+  fromShared<mpsc.UnboundedSender<unknown>>(utx.share()).close();
+  t.throws(() => utx.send(fn), clone);
+
+  const [otx] = oneshot.channel<unknown>();
+  t.throws(() => fromShared<oneshot.Sender<unknown>>(otx.share()).send(fn), clone);
+  const [btx, brx] = broadcast.channel<unknown>(2);
+  fromShared<broadcast.Sender<unknown>>(btx.share()).close();
+  t.throws(() => btx.send(fn), clone);
+  brx.close();
+  const [wtx] = watch.channel<unknown>(0);
+  fromShared<watch.Sender<unknown>>(wtx.share()).close();
+  t.throws(() => wtx.send(fn), clone);
+  t.throws(() => new Mutex<unknown>(fn).share(), clone);
+  const cell = new OnceCell<unknown>();
+  cell.share();
+  t.throws(() => cell.set(fn), clone);
+  t.false(cell.initialized());
+
+  // An error thrown by the value itself while it is cloned is not a clone error: it passes through.
+  const boom = new Error('boom');
+  const getter = Object.defineProperty({}, 'x', { enumerable: true, get: () => { throw boom; } });
+  t.is(t.throws(() => utx.send(getter)), boom);
+});
+
 test('10 000 aborted waits leave no listeners on a long-lived signal', async (t) => {
   const long = new AbortController();
   setMaxListeners(20_000, long.signal);

@@ -17,7 +17,10 @@
  * senders wait, so a freed slot still goes to the oldest waiting sender), and receivers take
  * messages in batches; other values are structured-cloned, Buffers and ArrayBuffers are moved
  * (copied once into native memory, the sender's detached) — N-API cannot hand a V8 backing store
- * to another isolate, so a large Buffer costs one copy where `MessagePort` transfers it.
+ * to another isolate, so a large Buffer costs one copy where `MessagePort` transfers it. A value
+ * that cannot be structured-cloned (a function, a symbol, ...) fails with a `TypeError` carrying
+ * `code: 'ERR_DATA_CLONE'` before anything moves: thrown by synchronous calls, a rejection of
+ * Promise-returning ones (a bounded `Sender.send`).
  *
  * Every wait takes `{ signal }`; aborting it behaves as dropping the Tokio future.
  * @module

@@ -630,7 +630,8 @@ export class Permit<T> implements Disposable {
 export class Sender<T> extends SenderBase<T> {
   /**
    * Sends `value`, waiting (FIFO) for capacity. Rejects with `SendError` (`ERR_CHANNEL_CLOSED`)
-   * when the receiver closed. Aborting the wait drops the value (it is never sent).
+   * when the receiver closed. Aborting the wait drops the value (it is never sent). Shared mode:
+   * rejects with `TypeError` (`ERR_DATA_CLONE`) when the value cannot be structured-cloned.
    */
   send(value: T, options?: WaitOptions): Promise<void> {
     const signal = options === undefined ? undefined : signalOf(options);
@@ -639,7 +640,11 @@ export class Sender<T> extends SenderBase<T> {
     const n = c.n;
     if (n !== undefined) {
       if (boundedRingPut(c as Chan<unknown>, n, value)) return RESOLVED;
-      return nativeSend(n, value, signal);
+      try {
+        return nativeSend(n, value, signal);
+      } catch (e) {
+        return Promise.reject(e); // the value could not be cloned (a Promise API does not throw)
+      }
     }
     const s = c.sem!;
     if (c.rxClosed) return Promise.reject(new SendError());

@@ -6,7 +6,7 @@
 import * as v8 from 'node:v8';
 import { native } from '../native';
 import { submitCancellable, type OpOwner } from '../bridge';
-import { invalidArgType, outOfRange } from '../errors';
+import { dataCloneError, invalidArgType, outOfRange } from '../errors';
 import { AcquireError, InvalidHandleError, SendError, TryAcquireError } from './errors';
 import { MAX_PERMITS, type Make, type SemCore } from './internal';
 
@@ -288,9 +288,31 @@ export function tagOf(v: unknown): number {
   return TAG_PLAIN;
 }
 
-/** The value to hand to native code for `tag`. */
+/**
+ * `v8.serialize` (which is exactly this: a `DefaultSerializer`, header, value, buffer) except that a
+ * value that cannot be cloned throws {@link dataCloneError} (`TypeError`, `ERR_DATA_CLONE`) instead
+ * of a plain `Error` without a code. Errors thrown by the value itself (a throwing getter) pass
+ * through unchanged: V8 asks for a clone error only when it cannot clone.
+ */
+class CloneSerializer extends v8.DefaultSerializer {
+  _getDataCloneError(message: string): Error {
+    return dataCloneError(message);
+  }
+}
+
+function serialize(v: unknown): Buffer {
+  const ser = new CloneSerializer();
+  ser.writeHeader();
+  ser.writeValue(v);
+  return ser.releaseBuffer();
+}
+
+/**
+ * The value to hand to native code for `tag`. Throws `TypeError` with `code: 'ERR_DATA_CLONE'`
+ * when the value cannot be structured-cloned.
+ */
 export function payload(v: unknown, tag: number): unknown {
-  return tag === TAG_CLONED ? v8.serialize(v) : v;
+  return tag === TAG_CLONED ? serialize(v) : v;
 }
 
 const OWNER = { _ownerTag: true } as OpOwner;
@@ -335,7 +357,7 @@ export function untrack(obj: object): void {
   finalizer.unregister(obj);
 }
 
-/** Encodes `v` for native code: `[payload, tag]` (throws `DataCloneError` before anything moves). */
+/** Encodes `v` for native code: `[payload, tag]` (throws `ERR_DATA_CLONE` before anything moves). */
 export function encode(v: unknown): [unknown, number] {
   const tag = tagOf(v);
   return [payload(v, tag), tag];
