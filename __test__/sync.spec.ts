@@ -24,6 +24,23 @@ import {
   fromShared,
 } from 'kyoto/sync';
 import { isSettled } from './helpers';
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
+
+/** `global.gc` without `--expose-gc` on the command line (the flag applies to new contexts). */
+const gc: () => void = (() => {
+  v8.setFlagsFromString('--expose-gc');
+  return vm.runInNewContext('gc') as () => void;
+})();
+
+/** Whether the target of `ref` is collected after a few collections (a bounded loop). */
+async function collected(ref: WeakRef<object>): Promise<boolean> {
+  for (let i = 0; i < 10 && ref.deref() !== undefined; i++) {
+    await tick(); // a WeakRef keeps its target alive until the end of the job that made or read it
+    gc();
+  }
+  return ref.deref() === undefined;
+}
 
 // ---------------------------------------------------------------------------------------------
 // mpsc
@@ -348,6 +365,32 @@ test('broadcast send with no receivers throws; closing never overwrites and rece
   const [tx3, rx3] = broadcast.channel<number>(2);
   rx3.close();
   t.throws(() => tx3.send(1), { instanceOf: SendError });
+});
+
+test('broadcast lets go of a value once every receiver has read it or closed', async (t) => {
+  const [tx, rx] = broadcast.channel<object>(16);
+  const rx2 = rx.resubscribe();
+  const send = (): WeakRef<object> => {
+    const v = { payload: new Array(1000).fill(0) };
+    tx.send(v);
+    return new WeakRef(v);
+  };
+  const a = send();
+  t.true((await rx.recv()) !== undefined);
+  t.false(await collected(a), 'rx2 has still to read it');
+  t.true((await rx2.recv()) !== undefined);
+  t.true(await collected(a), 'every receiver read it');
+  const b = send();
+  t.true((await rx.recv()) !== undefined);
+  rx2.close();
+  t.true(await collected(b), 'the receiver that had not read it closed');
+  // Lagging still works as before: nothing read is dropped early, overwritten values are reported.
+  const rx3 = rx.resubscribe();
+  for (let i = 0; i < 20; i++) tx.send({ i });
+  t.is(t.throws(() => rx3.tryRecv(), { instanceOf: TryRecvError })!.skipped, 4);
+  t.deepEqual(rx3.tryRecv(), { i: 4 });
+  t.is(t.throws(() => rx.tryRecv(), { instanceOf: TryRecvError })!.skipped, 4);
+  t.deepEqual(rx.tryRecv(), { i: 4 });
 });
 
 test('broadcast resubscribe starts at the tail', async (t) => {

@@ -19,6 +19,13 @@ const dropEnd = (n: NCell, key: number): void => n.dropEnd(key);
 
 class Shared<T> {
   buf: (T | undefined)[];
+  /**
+   * Per slot, the receivers that have still to read its value (Tokio's `rem`): set to the receiver
+   * count by a send, decremented by each read and by each receiver closing before reading it. At 0
+   * the slot lets go of the value, so the ring does not keep alive what every receiver has read.
+   * (A slot overwritten while some receiver has not read it is that receiver's lag.)
+   */
+  rem: number[];
   readonly mask: number;
   tail = 0;
   tx = 1;
@@ -35,7 +42,14 @@ class Shared<T> {
     // until the ring is full, so the array stays packed): a channel made with a huge capacity
     // costs nothing until it holds that much.
     this.buf = [];
+    this.rem = [];
     this.mask = cap - 1;
+  }
+
+  /** One receiver is done with position `pos` (read it, or closed before reading it). */
+  release(pos: number): void {
+    const i = pos & this.mask;
+    if (--this.rem[i] === 0) this.buf[i] = undefined;
   }
 
   get closed(): boolean {
@@ -57,6 +71,7 @@ class Shared<T> {
       rx._adopt(key, id);
     }
     this.buf = [];
+    this.rem = [];
     this.txs.clear();
     this.rxs.clear();
     // Local waits were "something happened" signals: wake them to poll the native state.
@@ -123,7 +138,9 @@ export class BroadcastSender<T> {
       return k;
     }
     if (s.rxCount === 0) throw new SendError('no receivers');
-    s.buf[s.tail & s.mask] = value;
+    const i = s.tail & s.mask;
+    s.buf[i] = value;
+    s.rem[i] = s.rxCount;
     s.tail++;
     for (const w of s.waiters.drain()) w.settle(undefined);
     return s.rxCount;
@@ -276,6 +293,7 @@ export class BroadcastReceiver<T> implements AsyncIterable<T> {
         throw lagged(skipped);
       }
       const v = s.buf[this.#next & s.mask] as T;
+      s.release(this.#next);
       this.#next++;
       return { v };
     }
@@ -363,6 +381,8 @@ export class BroadcastReceiver<T> implements AsyncIterable<T> {
     }
     s.rxs.delete(this);
     s.rxCount--;
+    // What this receiver has not read (and is still retained) it will never read.
+    for (let pos = Math.max(this.#next, s.tail - s.cap); pos < s.tail; pos++) s.release(pos);
     for (let w = s.waiters.head; w !== null; ) {
       const nx = w.next as RxWaiter<T> | null;
       if (w.rx === this) {
