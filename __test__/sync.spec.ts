@@ -756,6 +756,25 @@ test('shared mode: a value that cannot be cloned fails with TypeError ERR_DATA_C
   t.is(t.throws(() => utx.send(getter)), boom);
 });
 
+test('same-thread mpsc and oneshot ends collected without close() give back what they held', async (t) => {
+  const senderOfCollectedReceiver = (() => mpsc.unboundedChannel<number>()[0])();
+  const [tx, rx] = mpsc.unboundedChannel<number>();
+  let clone: WeakRef<object> | undefined = (() => new WeakRef(tx.clone()))();
+  tx.close(); // only the unreachable clone is left
+  const oneshotTx = (() => oneshot.channel<number>()[0])();
+  const oneshotRx = (() => oneshot.channel<number>()[1])();
+  for (let i = 0; i < 10; i++) {
+    await tick();
+    gc();
+    if (senderOfCollectedReceiver.isClosed() && oneshotTx.isClosed() && clone?.deref() === undefined) break;
+  }
+  clone = undefined;
+  t.true(senderOfCollectedReceiver.isClosed(), 'a collected mpsc receiver closes the channel');
+  t.is(await rx.recv(), undefined, 'a collected mpsc sender counts out');
+  t.true(oneshotTx.isClosed(), 'a collected oneshot receiver closes');
+  await t.throwsAsync(Promise.resolve(oneshotRx), { instanceOf: RecvError }, 'a collected oneshot sender closes unsent');
+});
+
 test('10 000 aborted waits leave no listeners on a long-lived signal', async (t) => {
   const long = new AbortController();
   setMaxListeners(20_000, long.signal);

@@ -8,8 +8,14 @@
  * threads go through the runtime's batched completion bridge; a worker that exits or is
  * terminated releases what it held (permits, locks, sender clones, receivers, an unsent oneshot
  * sender, a OnceCell initialisation in progress) — also what it took in same-thread mode before
- * calling `share()`, which counts as that worker's from then on. A permit, guard or channel end that is
- * garbage-collected without `release()`/`close()` gives back what it held as well.
+ * calling `share()`, which counts as that worker's from then on.
+ *
+ * Garbage collection is a safety net, not a way to release: once shared, a permit, guard or
+ * channel end that is collected without `release()`/`close()` gives back what it held. In
+ * same-thread mode only mpsc and oneshot channel ends do (a collected sender counts out, a
+ * collected receiver closes); permits, guards and broadcast/watch ends hold on to what they took
+ * until released or closed (`using` does it): tracking each would cost about as much as the
+ * acquire itself on the hot paths.
  *
  * Shared mpsc senders publish numbers, booleans, `null` and `undefined` through a per-sender
  * lock-free ring in native memory (no native call per send; a bounded channel's sender first takes
