@@ -22,6 +22,7 @@ import {
   TryLockError,
   SetError,
   fromShared,
+  dropShared,
 } from 'kyoto/sync';
 import { isSettled } from './helpers';
 import * as v8 from 'node:v8';
@@ -773,6 +774,39 @@ test('same-thread mpsc and oneshot ends collected without close() give back what
   t.is(await rx.recv(), undefined, 'a collected mpsc sender counts out');
   t.true(oneshotTx.isClosed(), 'a collected oneshot receiver closes');
   await t.throwsAsync(Promise.resolve(oneshotRx), { instanceOf: RecvError }, 'a collected oneshot sender closes unsent');
+});
+
+test('dropShared() drops the channel end of an unrevived handle, once, and nothing else', async (t) => {
+  // An mpsc sender clone counts out; a moved receiver closes its channel.
+  const [tx, rx] = mpsc.unboundedChannel<number>();
+  const sh = tx.share();
+  tx.close();
+  t.true(dropShared(sh));
+  t.is(await rx.recv(), undefined);
+  t.throws(() => fromShared(sh), { code: 'ERR_INVALID_HANDLE' });
+  const [tx2, rx2] = mpsc.channel<number>(1);
+  t.true(dropShared(rx2.share()));
+  t.true(tx2.isClosed());
+  // oneshot, broadcast and watch ends.
+  const [otx, orx] = oneshot.channel<number>();
+  t.true(dropShared(otx.share()));
+  await t.throwsAsync(Promise.resolve(orx), { instanceOf: RecvError });
+  const [btx, brx] = broadcast.channel<number>(2);
+  t.true(dropShared(brx.share()));
+  t.is(btx.receiverCount(), 0);
+  const [wtx, wrx] = watch.channel(0);
+  t.true(dropShared(wtx.share()));
+  wtx.close();
+  await t.throwsAsync(wrx.changed(), { instanceOf: RecvError });
+  // A revived handle belongs to whoever revived it; a primitive's handle carries no end.
+  const [tx3, rx3] = mpsc.unboundedChannel<number>();
+  const h3 = tx3.share();
+  const revived = fromShared<mpsc.UnboundedSender<number>>(h3);
+  t.false(dropShared(h3));
+  revived.send(1);
+  t.is(await rx3.recv(), 1);
+  t.false(dropShared(new Semaphore(1).share()));
+  t.throws(() => dropShared({} as never), { instanceOf: TypeError, code: 'ERR_INVALID_HANDLE' });
 });
 
 test('10 000 aborted waits leave no listeners on a long-lived signal', async (t) => {

@@ -4,7 +4,8 @@
  *
  * Within one thread everything runs in plain JS (no native call per operation). `share()` on any
  * of them (or on a channel end) moves its state into native memory and returns a
- * structured-cloneable handle; {@link fromShared} revives it in another worker. Waits across
+ * structured-cloneable handle; {@link fromShared} revives it in another worker ({@link dropShared}
+ * drops the channel end of a handle whose message may have been lost). Waits across
  * threads go through the runtime's batched completion bridge; a worker that exits or is
  * terminated releases what it held (permits, locks, sender clones, receivers, an unsent oneshot
  * sender, a OnceCell initialisation in progress) — also what it took in same-thread mode before
@@ -47,6 +48,6 @@ export {
   type RwLockOptions,
 } from './sync/semaphore';
 export { Notify, Barrier, OnceCell, type BarrierWaitResult } from './sync/notify';
-export { fromShared, type SyncHandle } from './sync/native';
+export { fromShared, dropShared, type SyncHandle } from './sync/native';
 export { MAX_PERMITS, type WaitOptions as SyncWaitOptions } from './sync/internal';
 export * from './sync/errors';

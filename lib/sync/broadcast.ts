@@ -229,7 +229,8 @@ export class BroadcastSender<T> {
   /**
    * Moves the channel into shared memory and returns a handle carrying one new sender clone:
    * `fromShared(handle)` in any worker revives it (once). The clone counts as a live sender, so
-   * revive every handle you make.
+   * revive every handle you make, or drop the clone with `dropShared(handle)` if its message may
+   * be lost.
    */
   share(): SyncHandle {
     if (this.#closed) throw new InvalidStateError('this sender was closed');

@@ -747,7 +747,9 @@ export class Sender<T> extends SenderBase<T> {
   /**
    * Moves the channel into shared memory and returns a handle carrying one new sender clone:
    * `fromShared(handle)` in any worker revives it (once). The clone counts as a live sender from
-   * now on, so revive every handle you make (or the channel never closes for the receiver).
+   * now on, so revive every handle you make (or the channel never closes for the receiver), or
+   * drop the clone with `dropShared(handle)` if its message may be lost (a worker terminated
+   * before handling it).
    */
   share(): SyncHandle {
     return makeHandle('mpsc.Sender', this._shareParts());

@@ -183,6 +183,7 @@ interface SyncNative {
   syncOnceCreate(has: boolean, value: unknown, tag: number): NCell;
   syncReviveCell(kind: number, index: number, gen: number, hi: number, lo: number): NCell | null;
   syncBcLagged(): number;
+  syncDropHandle(kind: number, index: number, gen: number, hi: number, lo: number): boolean;
 }
 
 /** Returned by a native non-blocking receive when nothing is buffered. */
@@ -262,6 +263,7 @@ export function sn(): SyncNative {
     syncOnceCreate: n.syncOnceCreate,
     syncReviveCell: n.syncReviveCell,
     syncBcLagged: n.syncBcLagged,
+    syncDropHandle: n.syncDropHandle,
   };
   return api;
 }
@@ -506,6 +508,40 @@ export function fromShared<T = unknown>(handle: SyncHandle): T {
   const obj = r(index, gen, hi, lo);
   if (obj === null) throw new InvalidHandleError();
   return obj as T;
+}
+
+/** The native kind of each handle type that carries a channel end (see `sync_drop_handle`). */
+const END_KINDS: ReadonlyMap<string, number> = new Map([
+  ['mpsc.Sender', 4],
+  ['mpsc.Receiver', 5],
+  ['mpsc.UnboundedSender', 6],
+  ['mpsc.UnboundedReceiver', 7],
+  ['oneshot.Sender', CELL.OS_TX],
+  ['oneshot.Receiver', CELL.OS_RX],
+  ['broadcast.Sender', CELL.BC_TX],
+  ['broadcast.Receiver', CELL.BC_RX],
+  ['watch.Sender', CELL.W_TX],
+  ['watch.Receiver', CELL.W_RX],
+]);
+
+/**
+ * Drops the channel end a handle carries without reviving it, as reviving it and closing the end
+ * would: a sender clone counts out, a receiver closes its channel. Returns true if it did, false if
+ * there was nothing to drop (the handle was already revived — then whoever revived it owns the
+ * end —, already dropped, or is a primitive's handle).
+ *
+ * Until it is revived, the end a handle carries belongs to no thread: if the message carrying it
+ * is lost (posted to a worker that is terminated before it handles it), nothing would ever drop
+ * it and the channel would never close. Call this when a handle's recipient may not have revived
+ * it, e.g. on the worker's `'exit'`: it cannot race with a revival (exactly one of them gets the
+ * end). A malformed handle throws a `TypeError` with `code: 'ERR_INVALID_HANDLE'`.
+ */
+export function dropShared(handle: SyncHandle): boolean {
+  const [type, index, gen, hi, lo] = parseHandle(handle);
+  if (!revivers.has(type)) throw new InvalidHandleError(`unknown kyoto/sync handle type`);
+  const kind = END_KINDS.get(type);
+  if (kind === undefined) return false;
+  return sn().syncDropHandle(kind, index, gen, hi, lo);
 }
 
 /** @internal */
