@@ -757,23 +757,44 @@ test('shared mode: a value that cannot be cloned fails with TypeError ERR_DATA_C
   t.is(t.throws(() => utx.send(getter)), boom);
 });
 
-test('same-thread mpsc and oneshot ends collected without close() give back what they held', async (t) => {
+test('same-thread channel ends collected without close() give back what they held', async (t) => {
   const senderOfCollectedReceiver = (() => mpsc.unboundedChannel<number>()[0])();
   const [tx, rx] = mpsc.unboundedChannel<number>();
-  let clone: WeakRef<object> | undefined = (() => new WeakRef(tx.clone()))();
+  (() => void tx.clone())();
   tx.close(); // only the unreachable clone is left
   const oneshotTx = (() => oneshot.channel<number>()[0])();
   const oneshotRx = (() => oneshot.channel<number>()[1])();
-  for (let i = 0; i < 10; i++) {
+  const btx = (() => broadcast.channel<number>(4)[0])();
+  (() => void btx.subscribe())();
+  const brx = (() => broadcast.channel<number>(4)[1])();
+  const wtx = (() => watch.channel(0)[0])();
+  (() => void wtx.subscribe())();
+  const wrx = (() => watch.channel(0)[1])();
+  const broadcastSenderGone = brx.recv();
+  const watchSenderGone = wrx.changed();
+  let watchSettled = false;
+  watchSenderGone.catch(() => {}).finally(() => (watchSettled = true));
+  const done = (): boolean =>
+    senderOfCollectedReceiver.isClosed() &&
+    oneshotTx.isClosed() &&
+    btx.receiverCount() === 0 &&
+    wtx.receiverCount() === 0 &&
+    brx.isClosed() &&
+    watchSettled;
+  for (let i = 0; i < 10 && !done(); i++) {
     await tick();
     gc();
-    if (senderOfCollectedReceiver.isClosed() && oneshotTx.isClosed() && clone?.deref() === undefined) break;
   }
-  clone = undefined;
   t.true(senderOfCollectedReceiver.isClosed(), 'a collected mpsc receiver closes the channel');
   t.is(await rx.recv(), undefined, 'a collected mpsc sender counts out');
   t.true(oneshotTx.isClosed(), 'a collected oneshot receiver closes');
   await t.throwsAsync(Promise.resolve(oneshotRx), { instanceOf: RecvError }, 'a collected oneshot sender closes unsent');
+  t.is(btx.receiverCount(), 0, 'collected broadcast receivers unsubscribe');
+  await btx.closed();
+  t.is(await broadcastSenderGone, undefined, 'a collected broadcast sender closes the channel');
+  t.is(wtx.receiverCount(), 0, 'collected watch receivers unsubscribe');
+  await wtx.closed();
+  await t.throwsAsync(watchSenderGone, { instanceOf: RecvError }, 'a collected watch sender closes the channel');
 });
 
 test('dropShared() drops the channel end of an unrevived handle, once, and nothing else', async (t) => {

@@ -11,12 +11,11 @@
  * sender, a OnceCell initialisation in progress) — also what it took in same-thread mode before
  * calling `share()`, which counts as that worker's from then on.
  *
- * Garbage collection is a safety net, not a way to release: once shared, a permit, guard or
- * channel end that is collected without `release()`/`close()` gives back what it held. In
- * same-thread mode only mpsc and oneshot channel ends do (a collected sender counts out, a
- * collected receiver closes); permits, guards and broadcast/watch ends hold on to what they took
- * until released or closed (`using` does it): tracking each would cost about as much as the
- * acquire itself on the hot paths.
+ * Garbage collection is a safety net, not a way to release: a channel end collected without
+ * `close()` gives back what it held (a sender counts out, a receiver closes or unsubscribes), and
+ * so do, once shared, a permit or guard collected without `release()`. In same-thread mode
+ * permits and guards hold on to what they took until released (`using` does it): tracking each
+ * would cost about as much as the acquire itself on the hot paths.
  *
  * Shared mpsc senders publish numbers, booleans, `null` and `undefined` through a per-sender
  * lock-free ring in native memory (no native call per send; a bounded channel's sender first takes

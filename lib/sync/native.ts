@@ -348,8 +348,8 @@ const finalizer = new FinalizationRegistry<Leftover>((h) => {
  * Safety net: when `obj` (a permit, guard or channel end) is garbage-collected without being
  * released or closed, `f(a, k)` runs to give back what it held (as dropping it would in Tokio).
  * `a` must not reference `obj`. Tracking again replaces the previous entry. Used for shared
- * objects and for same-thread mpsc/oneshot ends only (see the module doc of `kyoto/sync`):
- * registering costs ~0.3 µs, too much for every same-thread permit or guard.
+ * objects and same-thread channel ends, not same-thread permits and guards (see the module doc of
+ * `kyoto/sync`): registering costs ~0.3 µs, too much for every acquire.
  */
 export function track<A>(obj: object, f: (a: A, k: number) => void, a: A, k = 0): void {
   finalizer.unregister(obj);
