@@ -720,6 +720,14 @@ export declare function syncChanTryRecv(lid: number): unknown
 export declare function syncChanTrySend(lid: number, value: unknown, tag: number): number
 
 /**
+ * Drops the channel end an unrevived handle of `kind` (4..=7 mpsc, 10..=15 oneshot / broadcast /
+ * watch) carries, as reviving it and dropping the end would: a sender clone counts out, a
+ * receiver closes. No env owns such an end (it is in transit), so nothing else ever would if its
+ * message is lost. False if the handle is not a live, unrevived channel-end handle of that kind.
+ */
+export declare function syncDropHandle(kind: number, index: number, gen: number, hi: number, lo: number): boolean
+
+/**
  * Installs this env's `deserialize(buffer)` callback, the `EMPTY`/`CLOSED` sentinels that
  * non-blocking receives return, and the arrays batch receives write into (`kinds`: Uint8Array,
  * `nums`: Float64Array of the same length, `others`: Array).

@@ -906,6 +906,7 @@ module.exports.syncChanRecvBatch = nativeBinding.syncChanRecvBatch
 module.exports.syncChanRecvMany = nativeBinding.syncChanRecvMany
 module.exports.syncChanTryRecv = nativeBinding.syncChanTryRecv
 module.exports.syncChanTrySend = nativeBinding.syncChanTrySend
+module.exports.syncDropHandle = nativeBinding.syncDropHandle
 module.exports.syncInit = nativeBinding.syncInit
 module.exports.syncNotifyCreate = nativeBinding.syncNotifyCreate
 module.exports.syncOnceCreate = nativeBinding.syncOnceCreate

@@ -4,6 +4,7 @@ import { Worker } from 'node:worker_threads';
 import { setTimeout as delay } from 'node:timers/promises';
 import { getEventListeners, setMaxListeners } from 'node:events';
 import {
+  dropShared,
   fromShared,
   mpsc,
   oneshot,
@@ -64,6 +65,31 @@ function bounded<T>(p: Promise<T>, ms = 20_000, what = 'operation'): Promise<T> 
       timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
     }),
   ]);
+}
+
+test('dropShared() drops the sender a handle carried to a worker terminated before reviving it, so the channel closes', async (t) => {
+  const [tx, rx] = mpsc.unboundedChannel<string>();
+  // A worker that never handles its messages: the handle posted to it is lost with it.
+  const worker = new Worker('setInterval(() => {}, 1000);', { eval: true });
+  const h = tx.share();
+  worker.postMessage(h);
+  await worker.terminate();
+  tx.close();
+  t.false(await isSettledSoon(rx.recv()), 'the lost handle still counts as a live sender');
+  t.true(dropShared(h));
+  t.false(dropShared(h), 'dropped once');
+  t.is(await bounded(rx.recv(), 10_000, 'recv after dropShared'), undefined);
+});
+
+/** Whether `p` settles within a few event-loop turns (and so is not waiting on anything). */
+async function isSettledSoon(p: Promise<unknown>): Promise<boolean> {
+  let settled = false;
+  p.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  for (let i = 0; i < 5 && !settled; i++) await delay(10);
+  return settled;
 }
 
 test('4 workers hammering one shared Semaphore(3) never exceed 3 holders and the final count is exact', async (t) => {

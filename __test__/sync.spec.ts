@@ -22,8 +22,26 @@ import {
   TryLockError,
   SetError,
   fromShared,
+  dropShared,
 } from 'kyoto/sync';
 import { isSettled } from './helpers';
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
+
+/** `global.gc` without `--expose-gc` on the command line (the flag applies to new contexts). */
+const gc: () => void = (() => {
+  v8.setFlagsFromString('--expose-gc');
+  return vm.runInNewContext('gc') as () => void;
+})();
+
+/** Whether the target of `ref` is collected after a few collections (a bounded loop). */
+async function collected(ref: WeakRef<object>): Promise<boolean> {
+  for (let i = 0; i < 10 && ref.deref() !== undefined; i++) {
+    await tick(); // a WeakRef keeps its target alive until the end of the job that made or read it
+    gc();
+  }
+  return ref.deref() === undefined;
+}
 
 // ---------------------------------------------------------------------------------------------
 // mpsc
@@ -172,6 +190,76 @@ test('mpsc an aborted recv loses no message', async (t) => {
   t.is(await rx.recv(), 7);
 });
 
+test('mpsc a receiver cannot be shared while a recv is pending, so the revived receiver gets every message', async (t) => {
+  for (const [tx, rx] of [mpsc.unboundedChannel<number>(), mpsc.channel<number>(8)] as const) {
+    // A receive waiting in this thread (same-thread mode).
+    const ac = new AbortController();
+    const waiting = rx.recv({ signal: ac.signal });
+    t.throws(() => rx.share(), { instanceOf: Error, code: 'ERR_INVALID_STATE' });
+    ac.abort();
+    await t.throwsAsync(waiting, { code: 'ABORT_ERR' });
+    // A receive waiting in native code (the channel is shared once a sender is).
+    const tx2 = fromShared<typeof tx>(tx.share());
+    tx.close();
+    const ac2 = new AbortController();
+    const waiting2 = rx.recv({ signal: ac2.signal });
+    t.throws(() => rx.share(), { code: 'ERR_INVALID_STATE' });
+    ac2.abort();
+    await t.throwsAsync(waiting2, { code: 'ABORT_ERR' });
+    const rx2 = fromShared<typeof rx>(rx.share());
+    for (const v of [1, 2, 3, 4]) await tx2.send(v);
+    tx2.close();
+    const got: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const v = await rx2.recv();
+      if (v === undefined) break;
+      got.push(v);
+    }
+    t.deepEqual(got, [1, 2, 3, 4]);
+  }
+});
+
+test('mpsc and broadcast: an iterator\'s return() ends its pending next() and the next message goes to recv()', async (t) => {
+  type Pair = [{ send(v: string): unknown }, AsyncIterable<string> & { recv(): Promise<string | undefined> }];
+  const cases: [string, () => Pair][] = [
+    ['mpsc same-thread', () => mpsc.unboundedChannel<string>()],
+    ['mpsc shared', () => {
+      const [tx, rx] = mpsc.unboundedChannel<string>();
+      const shared = fromShared<mpsc.UnboundedSender<string>>(tx.share());
+      tx.close();
+      return [shared, rx];
+    }],
+    ['broadcast same-thread', () => broadcast.channel<string>(4)],
+    ['broadcast shared', () => {
+      const [tx, rx] = broadcast.channel<string>(4);
+      const shared = fromShared<broadcast.Sender<string>>(tx.share());
+      tx.close();
+      return [shared, rx];
+    }],
+  ];
+  for (const [name, make] of cases) {
+    const [tx, rx] = make();
+    const it = rx[Symbol.asyncIterator]();
+    const abandoned = it.next();
+    t.false(await isSettled(abandoned), name);
+    t.deepEqual(await it.return!(), { done: true, value: undefined }, name);
+    t.deepEqual(await abandoned, { done: true, value: undefined }, name);
+    t.deepEqual(await it.next(), { done: true, value: undefined }, name);
+    tx.send('m1');
+    tx.send('m2');
+    t.is(await rx.recv(), 'm1', name);
+    t.is(await rx.recv(), 'm2', name);
+    // A for-await loop left with break stops the same way.
+    const got: string[] = [];
+    tx.send('m3');
+    for await (const v of rx) {
+      got.push(v);
+      break;
+    }
+    t.deepEqual(got, ['m3'], name);
+  }
+});
+
 test('mpsc unbounded send is synchronous and throws SendError after the receiver closed', (t) => {
   const [tx, rx] = mpsc.unboundedChannel<number>();
   tx.send(1);
@@ -205,6 +293,34 @@ test('oneshot after rx.close() a value sent before is still received and later s
   await closed;
   t.true(tx2.isClosed());
   t.false(tx2.send(2));
+});
+
+test('oneshot rx.close() rejects a receive already awaited with RecvError, in JS and shared mode', async (t) => {
+  const modes: [string, () => [oneshot.Sender<number>, oneshot.Receiver<number>, Promise<number>]][] = [
+    ['same-thread', () => {
+      const [tx, rx] = oneshot.channel<number>();
+      return [tx, rx, Promise.resolve(rx)];
+    }],
+    ['shared receiver', () => {
+      const [tx, rx0] = oneshot.channel<number>();
+      const rx = fromShared<oneshot.Receiver<number>>(rx0.share());
+      return [tx, rx, Promise.resolve(rx)];
+    }],
+    ['awaited, then the sender shared', () => {
+      const [tx0, rx] = oneshot.channel<number>();
+      const awaited = Promise.resolve(rx);
+      const tx = fromShared<oneshot.Sender<number>>(tx0.share());
+      return [tx, rx, awaited];
+    }],
+  ];
+  for (const [mode, make] of modes) {
+    const [tx, rx, awaited] = make();
+    t.false(await isSettled(awaited), mode);
+    rx.close();
+    await t.throwsAsync(awaited, { instanceOf: RecvError, code: 'ERR_CHANNEL_CLOSED' }, mode);
+    t.false(tx.send(1), mode);
+    await t.throwsAsync(Promise.resolve(rx), { instanceOf: RecvError, code: 'ERR_CHANNEL_CLOSED' }, mode);
+  }
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -252,6 +368,32 @@ test('broadcast send with no receivers throws; closing never overwrites and rece
   t.throws(() => tx3.send(1), { instanceOf: SendError });
 });
 
+test('broadcast lets go of a value once every receiver has read it or closed', async (t) => {
+  const [tx, rx] = broadcast.channel<object>(16);
+  const rx2 = rx.resubscribe();
+  const send = (): WeakRef<object> => {
+    const v = { payload: new Array(1000).fill(0) };
+    tx.send(v);
+    return new WeakRef(v);
+  };
+  const a = send();
+  t.true((await rx.recv()) !== undefined);
+  t.false(await collected(a), 'rx2 has still to read it');
+  t.true((await rx2.recv()) !== undefined);
+  t.true(await collected(a), 'every receiver read it');
+  const b = send();
+  t.true((await rx.recv()) !== undefined);
+  rx2.close();
+  t.true(await collected(b), 'the receiver that had not read it closed');
+  // Lagging still works as before: nothing read is dropped early, overwritten values are reported.
+  const rx3 = rx.resubscribe();
+  for (let i = 0; i < 20; i++) tx.send({ i });
+  t.is(t.throws(() => rx3.tryRecv(), { instanceOf: TryRecvError })!.skipped, 4);
+  t.deepEqual(rx3.tryRecv(), { i: 4 });
+  t.is(t.throws(() => rx.tryRecv(), { instanceOf: TryRecvError })!.skipped, 4);
+  t.deepEqual(rx.tryRecv(), { i: 4 });
+});
+
 test('broadcast resubscribe starts at the tail', async (t) => {
   const [tx, rx] = broadcast.channel<number>(4);
   tx.send(1);
@@ -286,6 +428,31 @@ test('watch changed() fails only when closed and seen; hasChanged() fails whenev
   t.throws(() => rx.hasChanged(), { instanceOf: RecvError });
   await rx.changed(); // unseen value: ok even though closed
   await t.throwsAsync(rx.changed(), { instanceOf: RecvError, code: 'ERR_CHANNEL_CLOSED' });
+});
+
+test('watch rx.close() rejects that receiver\'s pending changed() and waitFor() with RecvError, in JS and shared mode', async (t) => {
+  for (const shared of [false, true]) {
+    const [tx, rx] = watch.channel(0);
+    // Shared mode: the channel moves to native memory once an end is shared.
+    if (shared) fromShared<watch.Sender<number>>(tx.share()).close();
+    const other = rx.clone();
+    const changed = rx.changed();
+    const ac = new AbortController();
+    const withSignal = rx.changed({ signal: ac.signal });
+    const waitFor = rx.waitFor((v) => v > 5);
+    const otherChanged = other.changed();
+    t.false(await isSettled(changed));
+    rx.close();
+    await t.throwsAsync(changed, { instanceOf: RecvError, code: 'ERR_CHANNEL_CLOSED' });
+    await t.throwsAsync(withSignal, { instanceOf: RecvError, code: 'ERR_CHANNEL_CLOSED' });
+    await t.throwsAsync(waitFor, { instanceOf: RecvError, code: 'ERR_CHANNEL_CLOSED' });
+    // Only that receiver's waits end.
+    t.false(await isSettled(otherChanged));
+    tx.send(1);
+    await otherChanged;
+    t.is(other.borrow(), 1);
+    tx.close();
+  }
 });
 
 test('watch send fails with no receivers but sendReplace and sendModify store', (t) => {
@@ -551,6 +718,117 @@ test('OnceCell: concurrent getOrInit share one initialisation; a failed one lets
 
 // ---------------------------------------------------------------------------------------------
 // abort listeners
+
+test('shared mode: a value that cannot be cloned fails with TypeError ERR_DATA_CLONE and moves nothing; a bounded send rejects', async (t) => {
+  const clone = { instanceOf: TypeError, code: 'ERR_DATA_CLONE' };
+  const fn = (): number => 1;
+
+  const [tx, rx] = mpsc.channel<unknown>(4);
+  fromShared<mpsc.Sender<unknown>>(tx.share()).close();
+  let sent: Promise<void> | undefined;
+  t.notThrows(() => (sent = tx.send(fn)));
+  await t.throwsAsync(sent!, clone);
+  t.throws(() => tx.trySend(Symbol('s')), clone);
+  await tx.send({ ok: 1 });
+  t.deepEqual(await rx.recv(), { ok: 1 });
+
+  const [utx] = mpsc.unboundedChannel<unknown>();
+  fromShared<mpsc.UnboundedSender<unknown>>(utx.share()).close();
+  t.throws(() => utx.send(fn), clone);
+
+  const [otx] = oneshot.channel<unknown>();
+  t.throws(() => fromShared<oneshot.Sender<unknown>>(otx.share()).send(fn), clone);
+  const [btx, brx] = broadcast.channel<unknown>(2);
+  fromShared<broadcast.Sender<unknown>>(btx.share()).close();
+  t.throws(() => btx.send(fn), clone);
+  brx.close();
+  const [wtx] = watch.channel<unknown>(0);
+  fromShared<watch.Sender<unknown>>(wtx.share()).close();
+  t.throws(() => wtx.send(fn), clone);
+  t.throws(() => new Mutex<unknown>(fn).share(), clone);
+  const cell = new OnceCell<unknown>();
+  cell.share();
+  t.throws(() => cell.set(fn), clone);
+  t.false(cell.initialized());
+
+  // An error thrown by the value itself while it is cloned is not a clone error: it passes through.
+  const boom = new Error('boom');
+  const getter = Object.defineProperty({}, 'x', { enumerable: true, get: () => { throw boom; } });
+  t.is(t.throws(() => utx.send(getter)), boom);
+});
+
+test('same-thread channel ends collected without close() give back what they held', async (t) => {
+  const senderOfCollectedReceiver = (() => mpsc.unboundedChannel<number>()[0])();
+  const [tx, rx] = mpsc.unboundedChannel<number>();
+  (() => void tx.clone())();
+  tx.close(); // only the unreachable clone is left
+  const oneshotTx = (() => oneshot.channel<number>()[0])();
+  const oneshotRx = (() => oneshot.channel<number>()[1])();
+  const btx = (() => broadcast.channel<number>(4)[0])();
+  (() => void btx.subscribe())();
+  const brx = (() => broadcast.channel<number>(4)[1])();
+  const wtx = (() => watch.channel(0)[0])();
+  (() => void wtx.subscribe())();
+  const wrx = (() => watch.channel(0)[1])();
+  const broadcastSenderGone = brx.recv();
+  const watchSenderGone = wrx.changed();
+  let watchSettled = false;
+  watchSenderGone.catch(() => {}).finally(() => (watchSettled = true));
+  const done = (): boolean =>
+    senderOfCollectedReceiver.isClosed() &&
+    oneshotTx.isClosed() &&
+    btx.receiverCount() === 0 &&
+    wtx.receiverCount() === 0 &&
+    brx.isClosed() &&
+    watchSettled;
+  for (let i = 0; i < 10 && !done(); i++) {
+    await tick();
+    gc();
+  }
+  t.true(senderOfCollectedReceiver.isClosed(), 'a collected mpsc receiver closes the channel');
+  t.is(await rx.recv(), undefined, 'a collected mpsc sender counts out');
+  t.true(oneshotTx.isClosed(), 'a collected oneshot receiver closes');
+  await t.throwsAsync(Promise.resolve(oneshotRx), { instanceOf: RecvError }, 'a collected oneshot sender closes unsent');
+  t.is(btx.receiverCount(), 0, 'collected broadcast receivers unsubscribe');
+  await btx.closed();
+  t.is(await broadcastSenderGone, undefined, 'a collected broadcast sender closes the channel');
+  t.is(wtx.receiverCount(), 0, 'collected watch receivers unsubscribe');
+  await wtx.closed();
+  await t.throwsAsync(watchSenderGone, { instanceOf: RecvError }, 'a collected watch sender closes the channel');
+});
+
+test('dropShared() drops the channel end of an unrevived handle, once, and nothing else', async (t) => {
+  // An mpsc sender clone counts out; a moved receiver closes its channel.
+  const [tx, rx] = mpsc.unboundedChannel<number>();
+  const sh = tx.share();
+  tx.close();
+  t.true(dropShared(sh));
+  t.is(await rx.recv(), undefined);
+  t.throws(() => fromShared(sh), { code: 'ERR_INVALID_HANDLE' });
+  const [tx2, rx2] = mpsc.channel<number>(1);
+  t.true(dropShared(rx2.share()));
+  t.true(tx2.isClosed());
+  // oneshot, broadcast and watch ends.
+  const [otx, orx] = oneshot.channel<number>();
+  t.true(dropShared(otx.share()));
+  await t.throwsAsync(Promise.resolve(orx), { instanceOf: RecvError });
+  const [btx, brx] = broadcast.channel<number>(2);
+  t.true(dropShared(brx.share()));
+  t.is(btx.receiverCount(), 0);
+  const [wtx, wrx] = watch.channel(0);
+  t.true(dropShared(wtx.share()));
+  wtx.close();
+  await t.throwsAsync(wrx.changed(), { instanceOf: RecvError });
+  // A revived handle belongs to whoever revived it; a primitive's handle carries no end.
+  const [tx3, rx3] = mpsc.unboundedChannel<number>();
+  const h3 = tx3.share();
+  const revived = fromShared<mpsc.UnboundedSender<number>>(h3);
+  t.false(dropShared(h3));
+  revived.send(1);
+  t.is(await rx3.recv(), 1);
+  t.false(dropShared(new Semaphore(1).share()));
+  t.throws(() => dropShared({} as never), { instanceOf: TypeError, code: 'ERR_INVALID_HANDLE' });
+});
 
 test('10 000 aborted waits leave no listeners on a long-lived signal', async (t) => {
   const long = new AbortController();

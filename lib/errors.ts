@@ -64,6 +64,14 @@ export function illegalConstructor(): TypeError & CodedError {
   return withCode(new TypeError('Illegal constructor'), 'ERR_ILLEGAL_CONSTRUCTOR');
 }
 
+/**
+ * `TypeError` with `code: 'ERR_DATA_CLONE'`: a value that must cross threads (shared `kyoto/sync`
+ * state) cannot be structured-cloned, e.g. a function or a symbol. V8's message is kept.
+ */
+export function dataCloneError(message: string): TypeError & CodedError {
+  return withCode(new TypeError(message), 'ERR_DATA_CLONE');
+}
+
 /** A coded `Error`. */
 export function codedError(code: string, message: string, cause?: unknown): Error & CodedError {
   const err = cause === undefined ? new Error(message) : new Error(message, { cause });

@@ -9,7 +9,7 @@
  */
 import { abortReason, illegalConstructor, kConstruct, invalidArgType, outOfRange } from '../errors';
 import { InvalidStateError, RecvError, SendError, TryRecvError } from './errors';
-import { RESOLVED, WaitList, Waiter, signalOf, type WaitOptions } from './internal';
+import { ITER_END, RESOLVED, RecvIterator, WaitList, Waiter, signalOf, type WaitOptions } from './internal';
 import { CELL, CLOSED, EMPTY, encode, makeHandle, nwait, registerReviver, sn, track, untrack, type NCell, type SyncHandle } from './native';
 
 const MAX_CAPACITY = 2 ** 30;
@@ -19,14 +19,25 @@ const dropEnd = (n: NCell, key: number): void => n.dropEnd(key);
 
 class Shared<T> {
   buf: (T | undefined)[];
+  /**
+   * Per slot, the receivers that have still to read its value (Tokio's `rem`): set to the receiver
+   * count by a send, decremented by each read and by each receiver closing before reading it. At 0
+   * the slot lets go of the value, so the ring does not keep alive what every receiver has read.
+   * (A slot overwritten while some receiver has not read it is that receiver's lag.)
+   */
+  rem: number[];
   readonly mask: number;
   tail = 0;
   tx = 1;
   rxCount = 0;
   readonly waiters = new WaitList<RxWaiter<T>>();
   readonly closedWaiters = new WaitList<Waiter<void>>();
-  readonly rxs = new Set<BroadcastReceiver<T>>();
-  readonly txs = new Set<BroadcastSender<T>>();
+  /**
+   * Same-thread mode: the receivers' positions and the senders, held weakly (a receiver or sender
+   * nobody references is collected and counted out, see {@link dropJsRx} / {@link dropJsTx}).
+   */
+  readonly rxs = new Set<RxPos<T>>();
+  readonly txs = new Set<TxRef<T>>();
   /** Shared mode: the native state. */
   n: NCell | undefined = undefined;
 
@@ -35,7 +46,14 @@ class Shared<T> {
     // until the ring is full, so the array stays packed): a channel made with a huge capacity
     // costs nothing until it holds that much.
     this.buf = [];
+    this.rem = [];
     this.mask = cap - 1;
+  }
+
+  /** One receiver is done with position `pos` (read it, or closed before reading it). */
+  release(pos: number): void {
+    const i = pos & this.mask;
+    if (--this.rem[i] === 0) this.buf[i] = undefined;
   }
 
   get closed(): boolean {
@@ -45,18 +63,23 @@ class Shared<T> {
   /** Moves the channel into native memory (once); every local end and wait follows. */
   toNative(): NCell {
     if (this.n !== undefined) return this.n;
+    // Ends collected but not yet finalized are counted out first (their finalizers then find
+    // nothing to do); deref keeps every other end alive until this job ends.
+    for (const p of this.rxs) if (p.r!.deref() === undefined) dropJsRx(p);
+    for (const t of this.txs) if (t.r.deref() === undefined) dropJsTx(t);
     // Serialize the retained values first: a non-cloneable one throws before anything moves.
     const retained: [number, [unknown, number]][] = [];
     for (let pos = Math.max(0, this.tail - this.cap); pos < this.tail; pos++) retained.push([pos, encode(this.buf[pos & this.mask])]);
     const n = sn().syncBcastCreate(this.cap, this.tail, this.tx);
     this.n = n; // before adopting ends: their safety net refers to it
     for (const [pos, [p, tag]] of retained) n.bcPut(pos, p, tag);
-    for (const tx of this.txs) tx._adopt(n.adoptEnd(CELL.BC_TX, 0));
-    for (const rx of this.rxs) {
-      const [key, id] = n.newEnd(CELL.BC_RX, rx._next());
-      rx._adopt(key, id);
+    for (const t of this.txs) t.r.deref()!._adopt(n.adoptEnd(CELL.BC_TX, 0));
+    for (const p of this.rxs) {
+      const [key, id] = n.newEnd(CELL.BC_RX, p.next);
+      p.r!.deref()!._adopt(key, id);
     }
     this.buf = [];
+    this.rem = [];
     this.txs.clear();
     this.rxs.clear();
     // Local waits were "something happened" signals: wake them to poll the native state.
@@ -68,6 +91,39 @@ class Shared<T> {
     }
     return n;
   }
+}
+
+/**
+ * A receiver's position, apart from the receiver so that a collected same-thread receiver can still
+ * be counted out (what it had not read released). `r`: the receiver, in same-thread mode.
+ */
+interface RxPos<T> {
+  readonly s: Shared<T>;
+  next: number;
+  r: WeakRef<BroadcastReceiver<T>> | null;
+}
+
+/** A same-thread sender, as its channel holds it. */
+interface TxRef<T> {
+  readonly s: Shared<T>;
+  readonly r: WeakRef<BroadcastSender<T>>;
+}
+
+/** A same-thread receiver goes away (closed, or collected): what it had not read, it never will. */
+function dropJsRx<T>(p: RxPos<T>): void {
+  const s = p.s;
+  if (s.n !== undefined || !s.rxs.delete(p)) return;
+  s.rxCount--;
+  for (let pos = Math.max(p.next, s.tail - s.cap); pos < s.tail; pos++) s.release(pos);
+  if (s.rxCount === 0) for (const w of s.closedWaiters.drain()) w.settle(undefined);
+}
+
+/** A same-thread sender goes away (closed, or collected); the last one closes the channel. */
+function dropJsTx<T>(t: TxRef<T>): void {
+  const s = t.s;
+  if (s.n !== undefined || !s.txs.delete(t)) return;
+  s.tx--;
+  if (s.tx === 0) for (const w of s.waiters.drain()) w.settle(undefined);
 }
 
 class RxWaiter<T> extends Waiter<void> {
@@ -91,14 +147,19 @@ export class BroadcastSender<T> {
   #s: Shared<T>;
   #closed = false;
   #key = 0;
+  #ref: TxRef<T> | undefined = undefined;
 
   /** @internal */
   constructor(token: typeof kConstruct, s: Shared<T>, key = 0) {
     if (token !== kConstruct) throw illegalConstructor();
     this.#s = s;
     this.#key = key;
-    if (s.n === undefined) s.txs.add(this);
-    else if (key !== 0) track(this, dropEnd, s.n, key);
+    if (s.n === undefined) {
+      const t: TxRef<T> = { s, r: new WeakRef(this) };
+      this.#ref = t;
+      s.txs.add(t);
+      track(this, dropJsTx, t);
+    } else if (key !== 0) track(this, dropEnd, s.n, key);
   }
 
   /** @internal */
@@ -123,7 +184,9 @@ export class BroadcastSender<T> {
       return k;
     }
     if (s.rxCount === 0) throw new SendError('no receivers');
-    s.buf[s.tail & s.mask] = value;
+    const i = s.tail & s.mask;
+    s.buf[i] = value;
+    s.rem[i] = s.rxCount;
     s.tail++;
     for (const w of s.waiters.drain()) w.settle(undefined);
     return s.rxCount;
@@ -145,7 +208,7 @@ export class BroadcastSender<T> {
     const s = this.#s;
     if (s.n !== undefined) return s.n.bcLen();
     let min = s.tail;
-    for (const r of s.rxs) min = Math.min(min, r._next());
+    for (const p of s.rxs) min = Math.min(min, p.next);
     return Math.min(s.cap, s.tail - min);
   }
 
@@ -204,15 +267,15 @@ export class BroadcastSender<T> {
       if (k !== 0) s.n.dropEnd(k);
       return;
     }
-    s.txs.delete(this);
-    s.tx--;
-    if (s.tx === 0) for (const w of s.waiters.drain()) w.settle(undefined);
+    untrack(this);
+    dropJsTx(this.#ref!);
   }
 
   /**
    * Moves the channel into shared memory and returns a handle carrying one new sender clone:
    * `fromShared(handle)` in any worker revives it (once). The clone counts as a live sender, so
-   * revive every handle you make.
+   * revive every handle you make, or drop the clone with `dropShared(handle)` if its message may
+   * be lost.
    */
   share(): SyncHandle {
     if (this.#closed) throw new InvalidStateError('this sender was closed');
@@ -226,7 +289,7 @@ export class BroadcastSender<T> {
  */
 export class BroadcastReceiver<T> implements AsyncIterable<T> {
   #s: Shared<T>;
-  #next: number;
+  #p: RxPos<T>;
   #closed = false;
   #moved = false;
   /** Shared mode: this receiver's holding key and native id. */
@@ -237,7 +300,15 @@ export class BroadcastReceiver<T> implements AsyncIterable<T> {
   constructor(token: typeof kConstruct, s: Shared<T>, next: number) {
     if (token !== kConstruct) throw illegalConstructor();
     this.#s = s;
-    this.#next = next;
+    const p: RxPos<T> = { s, next, r: null };
+    this.#p = p;
+    if (s.n === undefined) {
+      // Same-thread mode: one more receiver, counted out when closed or collected.
+      p.r = new WeakRef(this);
+      s.rxCount++;
+      s.rxs.add(p);
+      track(this, dropJsRx, p);
+    }
   }
 
   /** @internal */
@@ -249,7 +320,7 @@ export class BroadcastReceiver<T> implements AsyncIterable<T> {
 
   /** @internal */
   _next(): number {
-    return this.#next;
+    return this.#p.next;
   }
 
   /** Returns a value, RESULT_EMPTY or RESULT_CLOSED; throws lagged. */
@@ -268,15 +339,17 @@ export class BroadcastReceiver<T> implements AsyncIterable<T> {
       if (r === CLOSED) return RESULT_CLOSED;
       return { v: r as T };
     }
-    if (this.#next < s.tail) {
+    const p = this.#p;
+    if (p.next < s.tail) {
       const oldest = Math.max(0, s.tail - s.cap);
-      if (this.#next < oldest) {
-        const skipped = oldest - this.#next;
-        this.#next = oldest;
+      if (p.next < oldest) {
+        const skipped = oldest - p.next;
+        p.next = oldest;
         throw lagged(skipped);
       }
-      const v = s.buf[this.#next & s.mask] as T;
-      this.#next++;
+      const v = s.buf[p.next & s.mask] as T;
+      s.release(p.next);
+      p.next++;
       return { v };
     }
     return s.closed ? RESULT_CLOSED : RESULT_EMPTY;
@@ -335,7 +408,7 @@ export class BroadcastReceiver<T> implements AsyncIterable<T> {
   get len(): number {
     const s = this.#s;
     if (s.n !== undefined) return this.#closed || this.#moved ? 0 : s.n.bcRxLen(this.#id);
-    return s.tail - this.#next;
+    return s.tail - this.#p.next;
   }
 
   /** Whether {@link len} is 0. */
@@ -361,8 +434,7 @@ export class BroadcastReceiver<T> implements AsyncIterable<T> {
       if (k !== 0) s.n.dropEnd(k);
       return;
     }
-    s.rxs.delete(this);
-    s.rxCount--;
+    untrack(this);
     for (let w = s.waiters.head; w !== null; ) {
       const nx = w.next as RxWaiter<T> | null;
       if (w.rx === this) {
@@ -371,7 +443,7 @@ export class BroadcastReceiver<T> implements AsyncIterable<T> {
       }
       w = nx;
     }
-    if (s.rxCount === 0) for (const w of s.closedWaiters.drain()) w.settle(undefined);
+    dropJsRx(this.#p);
   }
 
   /**
@@ -389,17 +461,19 @@ export class BroadcastReceiver<T> implements AsyncIterable<T> {
     return makeHandle('broadcast.Receiver', parts);
   }
 
-  /** Yields values until the channel closes (a lag throws out of the loop). */
-  async *[Symbol.asyncIterator](): AsyncGenerator<T, void, undefined> {
-    for (;;) {
-      const r = this.#poll((n) => new RecvError('lagged', n));
-      if (typeof r === 'object') {
-        yield r.v;
-        continue;
+  /**
+   * Yields values until the channel closes (a lag throws out of the loop). The iterator's
+   * `return()` (a `break` out of `for await`) cancels a wait in flight.
+   */
+  [Symbol.asyncIterator](): AsyncIterableIterator<T> {
+    return new RecvIterator<T>(async (signal) => {
+      for (;;) {
+        const r = this.#poll((n) => new RecvError('lagged', n));
+        if (typeof r === 'object') return r.v;
+        if (r === RESULT_CLOSED) return ITER_END;
+        await this.#wait(signal);
       }
-      if (r === RESULT_CLOSED) return;
-      await this.#wait(undefined);
-    }
+    });
   }
 }
 
@@ -425,11 +499,8 @@ function newReceiver<T>(s: Shared<T>, next: number): BroadcastReceiver<T> {
   if (s.n !== undefined) {
     const [key, id] = s.n.newEnd(CELL.BC_RX, -1);
     r._adopt(key, id);
-    return r;
   }
-  s.rxCount++;
-  s.rxs.add(r);
-  return r;
+  return r; // (same-thread mode: the constructor counted it in)
 }
 
 /** A receiver revived by `fromShared`, owning the native end `key`/`id`. */

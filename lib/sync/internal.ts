@@ -391,3 +391,66 @@ export class JsSem implements SemCore {
     }
   }
 }
+
+/** What a receive given to {@link RecvIterator} resolves with once the channel is closed and drained. */
+export const ITER_END: unique symbol = Symbol('kyoto.sync.iterEnd');
+
+/** The abort reason {@link RecvIterator.return} cancels its receives with (never seen by users). */
+const RETURNED = Object.freeze({ kyotoIteratorReturned: true });
+
+/**
+ * A channel receiver's async iterator. Unlike an `async *` generator, whose `return()` waits for
+ * the `next()` in flight (and that receive then takes the next message for an iteration nobody
+ * continues), `return()` cancels the receives in flight through their signal: the pending
+ * `next()` settles `{ done: true }` and a message they had not yet taken stays in the channel.
+ */
+export class RecvIterator<T> implements AsyncIterableIterator<T> {
+  #recv: (signal: AbortSignal) => Promise<T | typeof ITER_END>;
+  #ac: AbortController | undefined = undefined;
+  #done = false;
+
+  /** @param recv - one cancel-safe receive, aborted through `signal`. */
+  constructor(recv: (signal: AbortSignal) => Promise<T | typeof ITER_END>) {
+    this.#recv = recv;
+  }
+
+  /** The next message, or `{ done: true }` once the channel is closed and drained or `return()` was called. */
+  next(): Promise<IteratorResult<T, undefined>> {
+    if (this.#done) return Promise.resolve({ done: true, value: undefined });
+    const ac = (this.#ac ??= new AbortController());
+    let p: Promise<T | typeof ITER_END>;
+    try {
+      p = this.#recv(ac.signal);
+    } catch (e) {
+      this.#done = true;
+      return Promise.reject(e);
+    }
+    return p.then(
+      (v): IteratorResult<T, undefined> => {
+        if (v !== ITER_END) return { done: false, value: v };
+        this.#done = true;
+        return { done: true, value: undefined };
+      },
+      (e: unknown): IteratorResult<T, undefined> => {
+        if (e === RETURNED) return { done: true, value: undefined };
+        // As with a generator, an error (a lag, a moved receiver) ends the iteration.
+        this.#done = true;
+        throw e;
+      },
+    );
+  }
+
+  /** Ends the iteration, cancelling the receives in flight (their `next()` settles `{ done: true }`). */
+  return(): Promise<IteratorResult<T, undefined>> {
+    if (!this.#done) {
+      this.#done = true;
+      this.#ac?.abort(RETURNED);
+    }
+    return Promise.resolve({ done: true, value: undefined });
+  }
+
+  /** This iterator. */
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+}

@@ -14,7 +14,7 @@
  */
 import { abortReason, illegalConstructor, kConstruct, invalidArgType, outOfRange, validateInteger } from '../errors';
 import { InvalidStateError, SendError, TryAcquireError, TryRecvError, TrySendError } from './errors';
-import { JsSem, MAX_PERMITS, RESOLVED, type Make, WaitList, Waiter, notThenable, signalOf, validatePermits, type WaitOptions } from './internal';
+import { ITER_END, JsSem, MAX_PERMITS, RESOLVED, RecvIterator, type Make, WaitList, Waiter, notThenable, signalOf, validatePermits, type WaitOptions } from './internal';
 import {
   BATCH,
   BATCH_MAX,
@@ -213,6 +213,13 @@ class Chan<T> {
   slotKey = 0;
   txKey = 0;
   rxKey = 0;
+  /**
+   * Shared mode: receives of this thread waiting in native code (each pulls into {@link rbuf} when
+   * woken, so the receiver must not move while one is pending: see `Receiver.share`).
+   */
+  rxPending = 0;
+  /** The receiver was moved out of this thread's objects by `share()`: nothing may pull here. */
+  rxMoved = false;
 
   constructor(readonly cap: number) {
     this.sem = cap > 0 ? new JsSem(cap) : null;
@@ -453,13 +460,30 @@ class Chan<T> {
 }
 
 function nativeNext<T>(c: Chan<T>, signal: AbortSignal | undefined): Promise<T | End> {
+  if (c.rxMoved) return Promise.reject(rxMovedError());
   if (c.blen > 0) return Promise.resolve(c.bshift());
   const n = c.n!;
   const k = c.pull(n, c.cap === 0 ? BATCH_MAX : 1);
   if (k > 0) return Promise.resolve(c.bshift());
   if (k < 0) return Promise.resolve(END);
-  return nwait<void>(signal, (id) => n.recvWait(id)).then(() => nativeNext<T>(c, signal));
+  return nativeRecvWait(c, n, signal).then(() => nativeNext<T>(c, signal));
 }
+
+/** Waits for the native channel to have something for the receiver, counted in `rxPending`. */
+function nativeRecvWait<T>(c: Chan<T>, n: NChan, signal: AbortSignal | undefined): Promise<void> {
+  c.rxPending++;
+  return nwait<void>(signal, (id) => n.recvWait(id)).then(
+    () => {
+      c.rxPending--;
+    },
+    (e: unknown) => {
+      c.rxPending--;
+      throw e;
+    },
+  );
+}
+
+const rxMovedError = (): InvalidStateError => new InvalidStateError('this receiver was moved to another thread by share()');
 
 function nativeClosed(n: NChan, signal: AbortSignal | undefined): Promise<void> {
   if (n.rxClosed()) return RESOLVED;
@@ -606,7 +630,8 @@ export class Permit<T> implements Disposable {
 export class Sender<T> extends SenderBase<T> {
   /**
    * Sends `value`, waiting (FIFO) for capacity. Rejects with `SendError` (`ERR_CHANNEL_CLOSED`)
-   * when the receiver closed. Aborting the wait drops the value (it is never sent).
+   * when the receiver closed. Aborting the wait drops the value (it is never sent). Shared mode:
+   * rejects with `TypeError` (`ERR_DATA_CLONE`) when the value cannot be structured-cloned.
    */
   send(value: T, options?: WaitOptions): Promise<void> {
     const signal = options === undefined ? undefined : signalOf(options);
@@ -615,7 +640,11 @@ export class Sender<T> extends SenderBase<T> {
     const n = c.n;
     if (n !== undefined) {
       if (boundedRingPut(c as Chan<unknown>, n, value)) return RESOLVED;
-      return nativeSend(n, value, signal);
+      try {
+        return nativeSend(n, value, signal);
+      } catch (e) {
+        return Promise.reject(e); // the value could not be cloned (a Promise API does not throw)
+      }
     }
     const s = c.sem!;
     if (c.rxClosed) return Promise.reject(new SendError());
@@ -718,7 +747,9 @@ export class Sender<T> extends SenderBase<T> {
   /**
    * Moves the channel into shared memory and returns a handle carrying one new sender clone:
    * `fromShared(handle)` in any worker revives it (once). The clone counts as a live sender from
-   * now on, so revive every handle you make (or the channel never closes for the receiver).
+   * now on, so revive every handle you make (or the channel never closes for the receiver), or
+   * drop the clone with `dropShared(handle)` if its message may be lost (a worker terminated
+   * before handling it).
    */
   share(): SyncHandle {
     return makeHandle('mpsc.Sender', this._shareParts());
@@ -785,7 +816,7 @@ export class Receiver<T> implements AsyncIterable<T> {
   }
 
   #live(): Chan<T> {
-    if (this.#moved) throw new InvalidStateError('this receiver was moved to another thread by share()');
+    if (this.#moved) throw rxMovedError();
     return this.#c;
   }
 
@@ -895,25 +926,29 @@ export class Receiver<T> implements AsyncIterable<T> {
 
   /**
    * Moves the receiving end into shared memory and out of this object (which is unusable
-   * afterwards): `fromShared(handle)` revives it once, in any worker.
+   * afterwards): `fromShared(handle)` revives it once, in any worker. Throws `ERR_INVALID_STATE`
+   * while a receive (`recv`, `recvMany`, an iterator's `next`) is pending: it would go on
+   * receiving here, taking messages from the moved receiver. (An aborted receive counts until its
+   * promise has settled.)
    */
   share(): SyncHandle {
     const c = this.#live();
+    if (c.rxWaiters.size > 0 || c.rxPending > 0) throw new InvalidStateError('a receive is pending on this receiver');
     const n = c.toNative();
     if (c.blen > 0) this.#unpull(c, n);
     const parts = n.shareReceiver(this.#key === 0 ? c.rxKey : this.#key);
     this.#moved = true;
+    c.rxMoved = true;
     untrack(this);
     return makeHandle(c.cap === 0 ? 'mpsc.UnboundedReceiver' : 'mpsc.Receiver', parts);
   }
 
-  /** Yields every message until the channel is closed and drained. */
-  async *[Symbol.asyncIterator](): AsyncGenerator<T, void, undefined> {
-    for (;;) {
-      const v = await this.#live().next(undefined);
-      if (v === END) return;
-      yield v;
-    }
+  /**
+   * Yields every message until the channel is closed and drained. The iterator's `return()` (a
+   * `break` out of `for await`) cancels a receive in flight: no message is taken for it.
+   */
+  [Symbol.asyncIterator](): AsyncIterableIterator<T> {
+    return new RecvIterator<T>((signal) => this.#live().next(signal).then(iterEnd));
   }
 }
 
@@ -923,17 +958,22 @@ function makePermit(c: Chan<unknown>, key: number, n: number): Permit<unknown> {
   return new Permit(kConstruct, c, key, n);
 }
 
+function iterEnd<T>(v: T | End): T | typeof ITER_END {
+  return v === END ? ITER_END : v;
+}
+
 function unEnd<T>(v: T | End): T | undefined {
   return v === END ? undefined : v;
 }
 
 function nativeMany<T>(c: Chan<T>, limit: number, signal: AbortSignal | undefined): Promise<T[]> {
+  if (c.rxMoved) return Promise.reject(rxMovedError());
   if (c.blen > 0) return Promise.resolve(c.btake(limit));
   const n = c.n!;
   const k = c.pull(n, limit);
   if (k > 0) return Promise.resolve(c.btake(limit));
   if (k < 0) return RESOLVED_EMPTY_ARRAY();
-  return nwait<void>(signal, (id) => n.recvWait(id)).then(() => nativeMany<T>(c, limit, signal));
+  return nativeRecvWait(c, n, signal).then(() => nativeMany<T>(c, limit, signal));
 }
 
 /**

@@ -6,7 +6,7 @@
 import * as v8 from 'node:v8';
 import { native } from '../native';
 import { submitCancellable, type OpOwner } from '../bridge';
-import { invalidArgType, outOfRange } from '../errors';
+import { dataCloneError, invalidArgType, outOfRange } from '../errors';
 import { AcquireError, InvalidHandleError, SendError, TryAcquireError } from './errors';
 import { MAX_PERMITS, type Make, type SemCore } from './internal';
 
@@ -183,6 +183,7 @@ interface SyncNative {
   syncOnceCreate(has: boolean, value: unknown, tag: number): NCell;
   syncReviveCell(kind: number, index: number, gen: number, hi: number, lo: number): NCell | null;
   syncBcLagged(): number;
+  syncDropHandle(kind: number, index: number, gen: number, hi: number, lo: number): boolean;
 }
 
 /** Returned by a native non-blocking receive when nothing is buffered. */
@@ -262,6 +263,7 @@ export function sn(): SyncNative {
     syncOnceCreate: n.syncOnceCreate,
     syncReviveCell: n.syncReviveCell,
     syncBcLagged: n.syncBcLagged,
+    syncDropHandle: n.syncDropHandle,
   };
   return api;
 }
@@ -288,9 +290,31 @@ export function tagOf(v: unknown): number {
   return TAG_PLAIN;
 }
 
-/** The value to hand to native code for `tag`. */
+/**
+ * `v8.serialize` (which is exactly this: a `DefaultSerializer`, header, value, buffer) except that a
+ * value that cannot be cloned throws {@link dataCloneError} (`TypeError`, `ERR_DATA_CLONE`) instead
+ * of a plain `Error` without a code. Errors thrown by the value itself (a throwing getter) pass
+ * through unchanged: V8 asks for a clone error only when it cannot clone.
+ */
+class CloneSerializer extends v8.DefaultSerializer {
+  _getDataCloneError(message: string): Error {
+    return dataCloneError(message);
+  }
+}
+
+function serialize(v: unknown): Buffer {
+  const ser = new CloneSerializer();
+  ser.writeHeader();
+  ser.writeValue(v);
+  return ser.releaseBuffer();
+}
+
+/**
+ * The value to hand to native code for `tag`. Throws `TypeError` with `code: 'ERR_DATA_CLONE'`
+ * when the value cannot be structured-cloned.
+ */
 export function payload(v: unknown, tag: number): unknown {
-  return tag === TAG_CLONED ? v8.serialize(v) : v;
+  return tag === TAG_CLONED ? serialize(v) : v;
 }
 
 const OWNER = { _ownerTag: true } as OpOwner;
@@ -323,7 +347,9 @@ const finalizer = new FinalizationRegistry<Leftover>((h) => {
 /**
  * Safety net: when `obj` (a permit, guard or channel end) is garbage-collected without being
  * released or closed, `f(a, k)` runs to give back what it held (as dropping it would in Tokio).
- * `a` must not reference `obj`. Tracking again replaces the previous entry.
+ * `a` must not reference `obj`. Tracking again replaces the previous entry. Used for shared
+ * objects and same-thread channel ends, not same-thread permits and guards (see the module doc of
+ * `kyoto/sync`): registering costs ~0.3 µs, too much for every acquire.
  */
 export function track<A>(obj: object, f: (a: A, k: number) => void, a: A, k = 0): void {
   finalizer.unregister(obj);
@@ -335,7 +361,7 @@ export function untrack(obj: object): void {
   finalizer.unregister(obj);
 }
 
-/** Encodes `v` for native code: `[payload, tag]` (throws `DataCloneError` before anything moves). */
+/** Encodes `v` for native code: `[payload, tag]` (throws `ERR_DATA_CLONE` before anything moves). */
 export function encode(v: unknown): [unknown, number] {
   const tag = tagOf(v);
   return [payload(v, tag), tag];
@@ -482,6 +508,40 @@ export function fromShared<T = unknown>(handle: SyncHandle): T {
   const obj = r(index, gen, hi, lo);
   if (obj === null) throw new InvalidHandleError();
   return obj as T;
+}
+
+/** The native kind of each handle type that carries a channel end (see `sync_drop_handle`). */
+const END_KINDS: ReadonlyMap<string, number> = new Map([
+  ['mpsc.Sender', 4],
+  ['mpsc.Receiver', 5],
+  ['mpsc.UnboundedSender', 6],
+  ['mpsc.UnboundedReceiver', 7],
+  ['oneshot.Sender', CELL.OS_TX],
+  ['oneshot.Receiver', CELL.OS_RX],
+  ['broadcast.Sender', CELL.BC_TX],
+  ['broadcast.Receiver', CELL.BC_RX],
+  ['watch.Sender', CELL.W_TX],
+  ['watch.Receiver', CELL.W_RX],
+]);
+
+/**
+ * Drops the channel end a handle carries without reviving it, as reviving it and closing the end
+ * would: a sender clone counts out, a receiver closes its channel. Returns true if it did, false if
+ * there was nothing to drop (the handle was already revived — then whoever revived it owns the
+ * end —, already dropped, or is a primitive's handle).
+ *
+ * Until it is revived, the end a handle carries belongs to no thread: if the message carrying it
+ * is lost (posted to a worker that is terminated before it handles it), nothing would ever drop
+ * it and the channel would never close. Call this when a handle's recipient may not have revived
+ * it, e.g. on the worker's `'exit'`: it cannot race with a revival (exactly one of them gets the
+ * end). A malformed handle throws a `TypeError` with `code: 'ERR_INVALID_HANDLE'`.
+ */
+export function dropShared(handle: SyncHandle): boolean {
+  const [type, index, gen, hi, lo] = parseHandle(handle);
+  if (!revivers.has(type)) throw new InvalidHandleError(`unknown kyoto/sync handle type`);
+  const kind = END_KINDS.get(type);
+  if (kind === undefined) return false;
+  return sn().syncDropHandle(kind, index, gen, hi, lo);
 }
 
 /** @internal */

@@ -105,6 +105,13 @@ function closeRx<T>(c: Cell<T>, drop: boolean): void {
   if (c.rxClosed) return;
   c.rxClosed = true;
   c.wakeClosed();
+  // Nothing can be sent any more: a receive already waiting fails (a value sent before the close
+  // would have settled it already, and stays receivable).
+  const w = c.rx;
+  if (w !== null) {
+    c.rx = null;
+    w.fail(new RecvError('closed'));
+  }
 }
 
 const collectedRx = <T>(c: Cell<T>): void => closeRx(c, true);
@@ -299,7 +306,8 @@ export class OneshotReceiver<T> implements PromiseLike<T> {
 
   /**
    * Closes the receiver: a later `send` fails (returns false). A value sent before is still
-   * returned by `tryRecv`.
+   * received (awaiting the receiver or `tryRecv`); otherwise the receiver, awaited already or
+   * later, rejects with `RecvError`.
    */
   close(): void {
     if (this.#moved) return;

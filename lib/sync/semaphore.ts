@@ -272,7 +272,7 @@ abstract class Locked<T> {
     if (this._native === undefined) {
       const value = this._value;
       const tag = tagOf(value);
-      const p = payload(value, tag); // may throw (DataCloneError) before anything moves
+      const p = payload(value, tag); // may throw (ERR_DATA_CLONE) before anything moves
       const n = toNative(this._core as JsSem, max, (c) => (this._core = c));
       n.setValue(p, tag);
       this._native = n;

@@ -21,8 +21,12 @@ class Shared<T> {
   rxCount = 0;
   readonly waiters = new WaitList<Waiter<void>>();
   readonly closedWaiters = new WaitList<Waiter<void>>();
-  readonly txs = new Set<WatchSender<T>>();
-  readonly rxs = new Set<WatchReceiver<T>>();
+  /**
+   * Same-thread mode: the ends, held weakly (one nobody references is collected and counted out,
+   * see {@link dropJsEnd}).
+   */
+  readonly txs = new Set<EndRef<T, WatchSender<T>>>();
+  readonly rxs = new Set<EndRef<T, WatchReceiver<T>>>();
   /** Shared mode: the native state. */
   n: NCell | undefined = undefined;
   constructor(public value: T) {}
@@ -39,11 +43,18 @@ class Shared<T> {
   /** Moves the channel into native memory (once); every local end and wait follows. */
   toNative(): NCell {
     if (this.n !== undefined) return this.n;
+    // Ends collected but not yet finalized are counted out first (their finalizers then find
+    // nothing to do); deref keeps every other end alive until this job ends.
+    for (const e of this.txs) if (e.r.deref() === undefined) dropJsEnd(e);
+    for (const e of this.rxs) if (e.r.deref() === undefined) dropJsEnd(e);
     const [p, tag] = encode(this.value); // may throw before anything moves
     const n = sn().syncWatchCreate(p, tag, this.version, this.tx);
     this.n = n; // before adopting ends: their safety net refers to it
-    for (const tx of this.txs) tx._adopt(n.adoptEnd(CELL.W_TX, 0));
-    for (const rx of this.rxs) rx._adopt(n.newEnd(CELL.W_RX, rx._seen())[0]);
+    for (const e of this.txs) e.r.deref()!._adopt(n.adoptEnd(CELL.W_TX, 0));
+    for (const e of this.rxs) {
+      const rx = e.r.deref()!;
+      rx._adopt(n.newEnd(CELL.W_RX, rx._seen())[0]);
+    }
     this.value = undefined as T;
     this.txs.clear();
     this.rxs.clear();
@@ -55,6 +66,31 @@ class Shared<T> {
       nwait<void>(signal, (id) => n.wClosedWait(id)).then(w.resolve, w.reject);
     }
     return n;
+  }
+}
+
+/** A same-thread end, as its channel holds it. */
+interface EndRef<T, E extends object> {
+  readonly s: Shared<T>;
+  readonly r: WeakRef<E>;
+  readonly tx: boolean;
+}
+
+/**
+ * A same-thread end goes away (closed, or collected): the last sender closes the channel (waiting
+ * receivers wake to see it), the last receiver resolves the senders' `closed()`.
+ */
+function dropJsEnd<T>(e: EndRef<T, object>): void {
+  const s = e.s;
+  if (s.n !== undefined) return;
+  if (e.tx) {
+    if (!s.txs.delete(e as EndRef<T, WatchSender<T>>)) return;
+    s.tx--;
+    if (s.tx === 0) for (const w of s.waiters.drain()) w.settle(undefined);
+  } else {
+    if (!s.rxs.delete(e as EndRef<T, WatchReceiver<T>>)) return;
+    s.rxCount--;
+    if (s.rxCount === 0) for (const w of s.closedWaiters.drain()) w.settle(undefined);
   }
 }
 
@@ -113,14 +149,19 @@ export class WatchSender<T> {
   #s: Shared<T>;
   #closed = false;
   #key = 0;
+  #ref: EndRef<T, WatchSender<T>> | undefined = undefined;
 
   /** @internal */
   constructor(token: typeof kConstruct, s: Shared<T>, key = 0) {
     if (token !== kConstruct) throw illegalConstructor();
     this.#s = s;
     this.#key = key;
-    if (s.n === undefined) s.txs.add(this);
-    else if (key !== 0) track(this, dropEnd, s.n, key);
+    if (s.n === undefined) {
+      const e: EndRef<T, WatchSender<T>> = { s, r: new WeakRef(this), tx: true };
+      this.#ref = e;
+      s.txs.add(e);
+      track(this, dropJsEnd, e);
+    } else if (key !== 0) track(this, dropEnd, s.n, key);
   }
 
   /** @internal */
@@ -249,9 +290,8 @@ export class WatchSender<T> {
       if (k !== 0) s.n.dropEnd(k);
       return;
     }
-    s.txs.delete(this);
-    s.tx--;
-    if (s.tx === 0) for (const w of s.waiters.drain()) w.settle(undefined);
+    untrack(this);
+    dropJsEnd(this.#ref!);
   }
 
   /**
@@ -273,6 +313,12 @@ export class WatchReceiver<T> {
   #seen: number;
   #closed = false;
   #key = 0;
+  /**
+   * Aborted by {@link close} to end this receiver's pending waits (made on the first wait): the
+   * wait lists are the channel's, not this receiver's, so closing cannot find them otherwise.
+   */
+  #ac: AbortController | undefined = undefined;
+  #ref: EndRef<T, WatchReceiver<T>> | undefined = undefined;
 
   /** @internal */
   constructor(token: typeof kConstruct, s: Shared<T>, seen: number, key = 0) {
@@ -280,7 +326,14 @@ export class WatchReceiver<T> {
     this.#s = s;
     this.#seen = seen;
     this.#key = key;
-    if (key !== 0) track(this, dropEnd, s.n!, key);
+    if (s.n === undefined) {
+      // Same-thread mode: one more receiver, counted out when closed or collected.
+      const e: EndRef<T, WatchReceiver<T>> = { s, r: new WeakRef(this), tx: false };
+      this.#ref = e;
+      s.rxCount++;
+      s.rxs.add(e);
+      track(this, dropJsEnd, e);
+    } else if (key !== 0) track(this, dropEnd, s.n, key);
   }
 
   /** @internal */
@@ -304,7 +357,9 @@ export class WatchReceiver<T> {
     return s.n !== undefined ? s.n.wIsClosed() : s.closed;
   }
 
-  #wait(seen: number, signal: AbortSignal | undefined): Promise<void> {
+  #wait(seen: number, user: AbortSignal | undefined): Promise<void> {
+    const own = (this.#ac ??= new AbortController()).signal;
+    const signal = user === undefined ? own : AbortSignal.any([user, own]);
     const n = this.#s.n;
     if (n === undefined) return waitOn(this.#s.waiters, signal);
     return nwait<void>(signal, (id) => n.wChangedWait(id, seen));
@@ -386,10 +441,13 @@ export class WatchReceiver<T> {
     return newReceiver(s, this.#seen);
   }
 
-  /** Drops this receiver. */
+  /** Drops this receiver; its pending `changed()` / `waitFor()` reject with `RecvError`. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    // Tokio's equivalent is dropping the receiver, which drops its futures; a pending wait here
+    // must not stay pending forever (nor keep a shared wait, which holds the event loop, alive).
+    this.#ac?.abort(new RecvError('closed'));
     const s = this.#s;
     if (s.n !== undefined) {
       const k = this.#key;
@@ -398,9 +456,8 @@ export class WatchReceiver<T> {
       if (k !== 0) s.n.dropEnd(k);
       return;
     }
-    s.rxs.delete(this);
-    s.rxCount--;
-    if (s.rxCount === 0) for (const w of s.closedWaiters.drain()) w.settle(undefined);
+    untrack(this);
+    dropJsEnd(this.#ref!);
   }
 
   /**
@@ -426,10 +483,7 @@ export { WatchSender as Sender, WatchReceiver as Receiver };
  * function rather than a static of WatchReceiver, so user code cannot reach it).
  */
 function newReceiver<T>(s: Shared<T>, seen: number): WatchReceiver<T> {
-  s.rxCount++;
-  const r = new WatchReceiver<T>(kConstruct, s, seen);
-  s.rxs.add(r);
-  return r;
+  return new WatchReceiver<T>(kConstruct, s, seen); // (the constructor counts it in)
 }
 
 function revivedShared<T>(n: NCell): Shared<T> {

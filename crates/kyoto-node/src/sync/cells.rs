@@ -114,7 +114,9 @@ impl Oneshot {
         complete_all(ws);
     }
 
-    /// The receiver closes (a value already sent stays receivable by `try_recv`).
+    /// The receiver closes (a value already sent stays receivable by `try_recv`). A receive
+    /// already waiting wakes too: nothing can be sent any more, so it finds `Closed` (Tokio: a
+    /// receiver polled after `close()` with no value gets `RecvError`).
     pub fn close_rx(&self) {
         let ws = {
             let mut st = lock(&self.st);
@@ -122,7 +124,9 @@ impl Oneshot {
                 return;
             }
             st.rx_closed = true;
-            std::mem::take(&mut st.closed_waiters)
+            let mut ws = std::mem::take(&mut st.closed_waiters);
+            ws.append(&mut st.rx_waiters);
+            ws
         };
         complete_all(ws);
     }
@@ -196,6 +200,10 @@ impl Oneshot {
 
 struct BState {
     buf: Vec<Option<Msg>>,
+    /// Per slot, the receivers that have still to read its value (Tokio's `rem`): the last read
+    /// (or the last of them going away) empties the slot, so the ring does not keep what every
+    /// receiver has read.
+    rem: Vec<u64>,
     tail: u64,
     tx: u64,
     /// Receiver id → the position of the next value it reads.
@@ -211,8 +219,24 @@ impl BState {
     fn slot(&mut self, i: usize) -> &mut Option<Msg> {
         if self.buf.len() <= i {
             self.buf.resize_with(i + 1, || None);
+            self.rem.resize(i + 1, 0);
         }
         &mut self.buf[i]
+    }
+
+    /// One receiver is done with ring slot `i` (read it, or went away before reading it); the
+    /// value, if that was the last receiver to read it.
+    fn release(&mut self, i: usize) -> Option<Msg> {
+        let r = self.rem.get_mut(i)?;
+        if *r == 0 {
+            return None;
+        }
+        *r -= 1;
+        if *r == 0 {
+            self.buf[i].take()
+        } else {
+            None
+        }
     }
 }
 
@@ -238,6 +262,7 @@ impl Bcast {
             st: Mutex::new(BState {
                 // Grown as values arrive (`slot`), so a huge capacity costs nothing up front.
                 buf: Vec::new(),
+                rem: Vec::new(),
                 tail,
                 tx,
                 rxs: HashMap::new(),
@@ -269,6 +294,7 @@ impl Bcast {
             }
             let i = (st.tail & (self.cap - 1)) as usize;
             *st.slot(i) = Some(m);
+            st.rem[i] = st.rxs.len() as u64;
             st.tail += 1;
             (st.rxs.len() as u64, std::mem::take(&mut st.waiters))
         };
@@ -283,15 +309,27 @@ impl Bcast {
         let mut st = lock(&self.st);
         let n = next.unwrap_or(st.tail).min(st.tail);
         st.rxs.insert(id, n);
+        // It has still to read the retained values from `n` on (a JS channel's ring moved in).
+        for pos in n.max(st.tail.saturating_sub(self.cap))..st.tail {
+            let i = (pos & (self.cap - 1)) as usize;
+            if let Some(r) = st.rem.get_mut(i) {
+                *r += 1;
+            }
+        }
         n
     }
 
     /// Receiver `id` goes away.
     pub fn drop_rx(&self, id: u64) {
+        let mut unread = Vec::new();
         let (mine, closed) = {
             let mut st = lock(&self.st);
-            if st.rxs.remove(&id).is_none() {
+            let Some(next) = st.rxs.remove(&id) else {
                 return;
+            };
+            // What it has not read it never will (values are dropped after the lock).
+            for pos in next.max(st.tail.saturating_sub(self.cap))..st.tail {
+                unread.extend(st.release((pos & (self.cap - 1)) as usize));
             }
             let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut st.waiters)
                 .into_iter()
@@ -304,6 +342,7 @@ impl Bcast {
             };
             (mine, closed)
         };
+        drop(unread);
         for (_, _, op) in mine {
             op.complete(Value::Undefined);
         }
@@ -330,7 +369,8 @@ impl Bcast {
         }
     }
 
-    /// Receiver `id`'s next value (a copy: every receiver gets its own).
+    /// Receiver `id`'s next value (a copy: every receiver gets its own; the last to read a value
+    /// takes it out of the ring).
     pub fn try_recv(&self, id: u64) -> BRecv {
         let mut st = lock(&self.st);
         let tail = st.tail;
@@ -347,6 +387,9 @@ impl Bcast {
             }
             let i = (*next & (self.cap - 1)) as usize;
             *next += 1;
+            if let Some(m) = st.release(i) {
+                return BRecv::Value(m);
+            }
             return match st.buf.get(i) {
                 Some(Some(m)) => BRecv::Value(m.clone()),
                 _ => BRecv::Value(Msg::Undefined),
@@ -709,5 +752,60 @@ impl OnceN {
 
     pub fn cancel(&self, wait: u64) {
         lock(&self.st).waiters.retain(|w| w.0 != wait);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(b: &Bcast) -> usize {
+        lock(&b.st).buf.iter().filter(|s| s.is_some()).count()
+    }
+
+    fn is_num(r: BRecv, x: f64) -> bool {
+        matches!(r, BRecv::Value(Msg::Num(y)) if y == x)
+    }
+
+    #[test]
+    fn a_broadcast_slot_empties_once_every_receiver_read_it_or_went_away() {
+        let b = Bcast::new(4, 0, 1);
+        b.add_rx(1, None);
+        b.add_rx(2, None);
+        b.send(Msg::Num(1.0));
+        assert!(is_num(b.try_recv(1), 1.0));
+        assert_eq!(held(&b), 1, "receiver 2 has still to read it");
+        assert!(is_num(b.try_recv(2), 1.0));
+        assert_eq!(held(&b), 0);
+        b.send(Msg::Num(2.0));
+        assert!(is_num(b.try_recv(1), 2.0));
+        b.drop_rx(2);
+        assert_eq!(held(&b), 0, "the receiver that had not read it went away");
+        // Lag is reported as before.
+        for i in 0..6 {
+            b.send(Msg::Num(f64::from(i)));
+        }
+        assert!(matches!(b.try_recv(1), BRecv::Lagged(2)));
+        assert!(is_num(b.try_recv(1), 2.0));
+    }
+
+    #[test]
+    fn receivers_moved_in_behind_the_tail_keep_the_values_they_have_to_read() {
+        // A JS channel moved to native memory: its retained values, then its receivers.
+        let b = Bcast::new(4, 2, 1);
+        b.put_init(0, Msg::Num(0.0));
+        b.put_init(1, Msg::Num(1.0));
+        b.add_rx(1, Some(0));
+        b.add_rx(2, Some(1));
+        assert!(is_num(b.try_recv(1), 0.0));
+        assert_eq!(
+            held(&b),
+            1,
+            "value 0 is read by its only reader; value 1 is kept"
+        );
+        assert!(is_num(b.try_recv(2), 1.0));
+        assert_eq!(held(&b), 1, "receiver 1 has still to read value 1");
+        assert!(is_num(b.try_recv(1), 1.0));
+        assert_eq!(held(&b), 0);
     }
 }

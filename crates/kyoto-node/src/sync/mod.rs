@@ -988,6 +988,29 @@ pub fn sync_revive_chan(
     Ok(Some(SyncChan::new(chan, key)))
 }
 
+/// Drops the channel end an unrevived handle of `kind` (4..=7 mpsc, 10..=15 oneshot / broadcast /
+/// watch) carries, as reviving it and dropping the end would: a sender clone counts out, a
+/// receiver closes. No env owns such an end (it is in transit), so nothing else ever would if its
+/// message is lost. False if the handle is not a live, unrevived channel-end handle of that kind.
+#[napi]
+pub fn sync_drop_handle(kind: u32, index: f64, gen: f64, hi: f64, lo: f64) -> bool {
+    let Some(h) = handle_in(index, gen, hi, lo) else {
+        return false;
+    };
+    let held = match registry::take_once(kind, h) {
+        Some(Obj::Chan(chan)) => match kind {
+            KIND_SENDER | KIND_USENDER => Held::Sender(chan, 1),
+            _ => Held::Receiver(chan),
+        },
+        Some(Obj::End(end)) => Held::End(end),
+        // Only channel ends are shared once (`take_once` finds nothing else).
+        _ => return false,
+    };
+    // Outside the registry lock: releasing wakes waiters.
+    held.release();
+    true
+}
+
 // ---------------------------------------------------------------------------------------------
 // Notify, Barrier
 

@@ -164,6 +164,25 @@ pub fn share_once(kind: u32, obj: Obj) -> Handle {
     registry().alloc(kind, Entry::Once(obj))
 }
 
+/// Takes the channel end a live, unrevived handle of `kind` carries, so that it can be dropped
+/// instead of revived (the handle is dead afterwards, as after a revival). `None` for anything
+/// else: a primitive's handle, a handle already revived or taken, a stale or forged one.
+pub fn take_once(kind: u32, h: Handle) -> Option<Obj> {
+    let mut reg = registry();
+    let s = reg.slots.get_mut(h.index as usize)?;
+    if s.gen != h.gen || s.secret != h.secret || s.secret == 0 || s.kind != kind {
+        return None;
+    }
+    if !matches!(s.entry, Entry::Once(_)) {
+        return None;
+    }
+    let Entry::Once(o) = std::mem::replace(&mut s.entry, Entry::Free) else {
+        return None;
+    };
+    reg.release(h.index);
+    Some(o)
+}
+
 /// Looks a handle up. `None` for anything but a live handle of this kind.
 pub fn revive(kind: u32, h: Handle) -> Option<Obj> {
     let mut reg = registry();
