@@ -467,7 +467,10 @@ export declare function netCopy(op: number, src: number, dst: number, bidi: bool
 /** Forgets a finished copy (JS calls this when it got K_COPY). */
 export declare function netCopyDone(op: number): void
 
-/** 0 when nothing is waiting to be written; 1 when a K_DRAIN will follow. */
+/**
+ * 0 when nothing is waiting to be written; 1 when a K_DRAIN will follow; the failed write's
+ * error (see [`WRITE_FAILED`]) once one failed.
+ */
 export declare function netDrain(h: number): number
 
 /**
@@ -566,7 +569,7 @@ export declare function netSetOpt(h: number, opt: number, a: number, b: number):
 
 /**
  * Shuts the write direction down after the backlog: 0 done, 1 pending (K_DRAIN follows), < 0
- * errno.
+ * errno (the failed write's, see [`WRITE_FAILED`], once one failed: no FIN confirms lost bytes).
  */
 export declare function netShutdown(h: number): number
 

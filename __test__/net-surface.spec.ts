@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Duplex } from 'node:stream';
 import { AbortError, TcpListener, TcpSocket, TcpStream, UdpSocket, UnixListener, UnixStream, copy } from 'kyoto';
-import { isSettled, linuxTest, realDelay, runInLinkNamespace, runNodeChild, tcpPair, unixTest, withTimeout } from './helpers';
+import { UNIX_SOCKETS, isSettled, linuxTest, realDelay, runInLinkNamespace, runNodeChild, tcpPair, unixTest, withTimeout } from './helpers';
 
 
 /** Reads exactly `n` bytes from `s` (bounded) as a string. */
@@ -742,6 +742,51 @@ test('shutdown() made while earlier writes wait for room sends its FIN after the
   t.is(await big, 4 << 20);
   await fin;
   for (const x of [l, c, s]) x.close();
+});
+
+test('flush() and shutdown() after a write the kernel refused reject with its error instead of confirming the bytes', async (t) => {
+  for (const kind of ['tcp reset', 'unix peer closed'] as const) {
+    let c: TcpStream;
+    let rest: Array<{ close(): void }> = [];
+    if (kind === 'tcp reset') {
+      const { l, c: client, s } = await tcpPair();
+      s.setLinger(0);
+      s.close();
+      c = client;
+      rest = [l];
+    } else {
+      if (!UNIX_SOCKETS) continue;
+      const [a, b] = UnixStream.pair();
+      b.close();
+      c = a;
+    }
+    // The reset (or close) has reached us: the read sees it (and the kernel reports EPIPE to
+    // writes from then on).
+    if (kind === 'tcp reset') await t.throwsAsync(withTimeout(c.read(Buffer.alloc(8)), 5000, 'the reset'), { code: 'ECONNRESET' });
+    else t.is(await withTimeout(c.read(Buffer.alloc(8)), 5000, 'the end of stream'), 0);
+    await c.write('payload'); // taken: the write table goes out later
+    const code = 'EPIPE';
+    await t.throwsAsync(c.flush(), { code, message: /^write/ }, `${kind}: flush`);
+    await t.throwsAsync(c.flush(), { code }, `${kind}: flush again`);
+    await t.throwsAsync(c.shutdown(), { code }, `${kind}: shutdown`);
+    c.close();
+    for (const x of rest) x.close();
+  }
+});
+
+test("toNodeStream(): end() after a write the kernel refused ends in 'error' and 'close', not 'finish'", async (t) => {
+  const { l, c, s } = await tcpPair();
+  s.setLinger(0);
+  s.close();
+  await t.throwsAsync(withTimeout(c.read(Buffer.alloc(8)), 5000, 'the reset'), { code: 'ECONNRESET' });
+  const d = c.toNodeStream();
+  const events: string[] = [];
+  for (const e of ['finish', 'error', 'close']) d.on(e, (x?: { code?: string }) => events.push(x?.code ? `${e}:${x.code}` : e));
+  d.write('after the reset');
+  d.end();
+  await withTimeout(new Promise((r) => d.once('close', r)), 5000, "the Duplex's close");
+  t.deepEqual(events, ['error:EPIPE', 'close']);
+  l.close();
 });
 
 test('a peer reset found by a queued write also fails the reads: ECONNRESET, not a clean end of stream', async (t) => {

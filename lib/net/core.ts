@@ -520,6 +520,8 @@ export function errnoOf(code: string): number {
 
 /** Added to `-errno` by `netTcpConnect` when binding the local address failed (`ops.rs`). */
 const CONNECT_BIND_FAILED = 1 << 16;
+/** Added to the negated errno `netDrain`/`netShutdown` return when an earlier write failed (`ops.rs`). */
+export const WRITE_FAILED = 1 << 17;
 
 /**
  * The error of a failed `netTcpConnect` (`r < 0`): as node:net words it, `bind` with the local

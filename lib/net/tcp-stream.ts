@@ -11,6 +11,7 @@ import { Runtime, type RuntimeOption } from '../runtime';
 import { codedError, invalidArgType, optionsBag, validateInteger, validateNumber } from '../errors';
 import {
   DIRECT_WRITE_MAX,
+  WRITE_FAILED,
   LoopHolds,
   encodeFrame,
   K_CONNECTED,
@@ -813,12 +814,20 @@ export class TcpStream implements AsyncIterable<Buffer> {
     if (this.#writeErr) throw this.#writeErr;
     // Asked again after each drain notice: one answering an earlier request (a notice already on
     // its way) can come while this flush's bytes are still queued.
-    while (native.netDrain(this._h) === 1) {
+    for (let r = native.netDrain(this._h); r !== 0; r = native.netDrain(this._h)) {
+      // A write failed (perhaps as the write table went out just now, its error event not yet here).
+      if (r < 0) throw this.#failedWrite(r);
       await this.#blockedWait(options?.signal);
       if (this.#writeErr) throw this.#writeErr;
       if (this.#closed) throw closedError();
     }
     if (this.#writeErr) throw this.#writeErr;
+  }
+
+  /** The error of a failed write, from a native answer `r` < 0 (see `WRITE_FAILED`). */
+  #failedWrite(r: number): Error {
+    if (-r > WRITE_FAILED) return (this.#writeErr ??= systemError(-r - WRITE_FAILED, 'write'));
+    return systemError(-r, 'write');
   }
 
   /**
@@ -832,11 +841,17 @@ export class TcpStream implements AsyncIterable<Buffer> {
     if (stop !== undefined) return stop;
     if (!this.#shutdown) {
       if (this.#closed) return Promise.reject(closedError());
+      // A write that failed lost bytes written before the FIN: the shutdown reports that error
+      // rather than confirm an end of stream after data the peer never got.
       const start = (): Promise<void> => {
         if (this.#closed) return Promise.reject(closedError());
+        if (this.#writeErr) return Promise.reject(this.#writeErr);
         const r = native.netShutdown(this._h);
-        if (r < 0) return Promise.reject(systemError(-r, 'shutdown'));
-        return r === 0 ? Promise.resolve() : this.#blockedWait();
+        if (r < 0) return Promise.reject(-r > WRITE_FAILED ? this.#failedWrite(r) : systemError(-r, 'shutdown'));
+        if (r === 0) return Promise.resolve();
+        return this.#blockedWait().then(() => {
+          if (this.#writeErr) throw this.#writeErr;
+        });
       };
       // Writes made before it that still wait for room (or go out in pieces) go first.
       const earlier = this.#writeTurns.settled;

@@ -44,6 +44,19 @@ pub fn net_tcp_listen(
 /// (Node reports that as `syscall: 'bind'` with the local address).
 pub const CONNECT_BIND_FAILED: i32 = 1 << 16;
 
+/// Added to the negated errno [`net_drain`] and [`net_shutdown`] return when an earlier write
+/// failed (the error is the write's, `syscall: 'write'`).
+pub const WRITE_FAILED: i32 = 1 << 17;
+
+/// `-(errno + WRITE_FAILED)` of the write that failed on `s`, if one did.
+fn failed_write(s: &Sock) -> Option<i32> {
+    if !s.has(F_WRITE_FAILED) {
+        return None;
+    }
+    let e = s.lock().write_errno;
+    Some(-((if e == 0 { epipe() } else { e }) + WRITE_FAILED))
+}
+
 /// Starts a connect; returns the stream's handle (K_CONNECTED or K_ERROR follows) or a negative
 /// errno (less [`CONNECT_BIND_FAILED`] when the local bind failed).
 #[napi(catch_unwind)]
@@ -304,7 +317,8 @@ pub fn net_backlog(h: u32) -> Result<i64> {
     with_sock(h, |_, s| s.lock().backlog() as i64, 0)
 }
 
-/// 0 when nothing is waiting to be written; 1 when a K_DRAIN will follow.
+/// 0 when nothing is waiting to be written; 1 when a K_DRAIN will follow; the failed write's
+/// error (see [`WRITE_FAILED`]) once one failed.
 #[napi(catch_unwind)]
 pub fn net_drain(h: u32) -> Result<i32> {
     let n = net()?;
@@ -312,6 +326,9 @@ pub fn net_drain(h: u32) -> Result<i32> {
     with_sock(
         h,
         |_, s| {
+            if let Some(r) = failed_write(s) {
+                return r;
+            }
             let mut st = s.lock();
             if st.backlog() == 0 && st.dout.is_empty() {
                 0
@@ -327,7 +344,7 @@ pub fn net_drain(h: u32) -> Result<i32> {
 }
 
 /// Shuts the write direction down after the backlog: 0 done, 1 pending (K_DRAIN follows), < 0
-/// errno.
+/// errno (the failed write's, see [`WRITE_FAILED`], once one failed: no FIN confirms lost bytes).
 #[napi(catch_unwind)]
 pub fn net_shutdown(h: u32) -> Result<i32> {
     let n = net()?;
@@ -338,6 +355,9 @@ pub fn net_shutdown(h: u32) -> Result<i32> {
             let Some(stream) = s.stream() else {
                 return -einval();
             };
+            if let Some(r) = failed_write(s) {
+                return r;
+            }
             let mut st = s.lock();
             if st.backlog() == 0 {
                 drop(st);

@@ -339,6 +339,9 @@ pub struct St {
     /// Unix datagram sockets: pending readiness waits (they own an `Arc` of the socket).
     pub rd: Option<ReadyFut>,
     pub wr: Option<ReadyFut>,
+    /// The errno of the write that failed ([`F_WRITE_FAILED`]): `flush()` and `shutdown()` report
+    /// it, so they never confirm bytes the kernel refused.
+    pub write_errno: i32,
 }
 
 pub type ReadyFut = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
@@ -775,6 +778,7 @@ pub fn stream_write(sock: &Sock, data: &[u8], direct: bool) -> (bool, bool) {
                 Err(e) if is_would_block(&e) => break,
                 Err(e) => {
                     // Reported once, through the task's error event.
+                    st.write_errno = errno(&e);
                     drop(st);
                     sock.set(F_WRITE_FAILED);
                     sock.push_err(&e, SYS_WRITE);
@@ -1032,6 +1036,7 @@ fn poll_stream(sock: &Arc<Sock>, s: &Stream, cx: &mut Context<'_>) -> bool {
                 Poll::Ready(Err(e)) => {
                     st.out.clear();
                     st.out_pos = 0;
+                    st.write_errno = errno(&e);
                     drop(st);
                     sock.set(F_WRITE_FAILED);
                     sock.push_err(&e, SYS_WRITE);
