@@ -1,6 +1,6 @@
 import test from 'ava';
 import { sleep, sleepUntil, timeout, timeoutAt, Instant, Elapsed, interval, intervalAt, Runtime } from 'kyoto';
-import { isSettled, realDelay, native } from './helpers';
+import { isSettled, realDelay, native, withTimeout } from './helpers';
 
 test('sleep(ms) resolves after at least ms', async (t) => {
   const start = Instant.now();
@@ -231,4 +231,23 @@ test('time functions run on an explicit runtime', async (t) => {
   await sleep(1, { runtime: rt });
   t.is(await timeout(100, Promise.resolve(3), { runtime: rt }), 3);
   await rt.shutdown();
+});
+
+test('timeout and timeoutAt reject with ERR_RUNTIME_SHUTDOWN when their runtime shuts down, aborting the work', async (t) => {
+  const rt = new Runtime({ flavor: 'current_thread' });
+  let workSignal: AbortSignal | undefined;
+  const p1 = timeout(
+    60_000,
+    (signal) => {
+      workSignal = signal;
+      return new Promise(() => {});
+    },
+    { runtime: rt },
+  );
+  const p2 = timeoutAt(Instant.now().add(60_000), new Promise(() => {}), { runtime: rt });
+  await rt.shutdown(1000);
+  await t.throwsAsync(withTimeout(p1, 5000, 'timeout'), { code: 'ERR_RUNTIME_SHUTDOWN' });
+  await t.throwsAsync(withTimeout(p2, 5000, 'timeoutAt'), { code: 'ERR_RUNTIME_SHUTDOWN' });
+  t.true(workSignal!.aborted);
+  t.is((workSignal!.reason as { code?: string }).code, 'ERR_RUNTIME_SHUTDOWN');
 });

@@ -448,7 +448,14 @@ function runWithDeadline<T>(deadline: number, work: TimeoutWork<T>, opts: WaitOp
         workAc.abort(elapsed);
         reject(elapsed);
       },
-      () => {},
+      (err) => {
+        // Our own abort (the work settled first, or the outer signal) is already handled; anything
+        // else (the runtime shut down) ends the wait: the work is told why and the caller sees it.
+        if (done) return;
+        finish();
+        workAc.abort(err);
+        reject(err);
+      },
     );
   });
 }
