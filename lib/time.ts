@@ -222,6 +222,8 @@ class TimerTable {
   readonly now: () => number;
   /** Whether this thread paused the runtime's clock (auto-advance is then its job). */
   paused = false;
+  /** Open intervals of this runtime in this thread: each is closed when the runtime shuts down. */
+  readonly intervals = new Set<{ shutDown(): void }>();
 
   constructor(
     readonly rt: Runtime,
@@ -230,6 +232,11 @@ class TimerTable {
   ) {
     this.#phase = nrt.tickPhase;
     this.now = shared ? native.now : () => nrt.now();
+    // One hook per table, not per interval: the runtime keeps its hooks until it shuts down.
+    rt._onShutdown(() => {
+      for (const iv of this.intervals) iv.shutDown();
+      this.intervals.clear();
+    });
   }
 
   /**
@@ -513,8 +520,18 @@ export class Interval implements AsyncIterable<Instant>, Disposable {
   #chain: Promise<unknown> = Promise.resolve();
   #wake: AbortController | undefined;
   #disposed = false;
+  /** Closed because its runtime shut down: ticks then reject with `ERR_RUNTIME_SHUTDOWN`. */
+  #shutDown = false;
   #refed = true;
   #token: ResourceToken | undefined;
+  /** The runtime's shutdown closes the interval (and releases the process). */
+  readonly #onShutdown = {
+    shutDown: (): void => {
+      if (this.#disposed) return;
+      this.#shutDown = true;
+      this.#close(runtimeShutdownError());
+    },
+  };
 
   /** @internal Use {@link interval} / {@link intervalAt}. */
   constructor(token: typeof kConstruct, start: number, period: number, behavior: MissedTickBehavior, rt: Runtime) {
@@ -524,6 +541,7 @@ export class Interval implements AsyncIterable<Instant>, Disposable {
     this.#behavior = behavior;
     this.#rt = rt;
     this.#table = timersOf(rt);
+    this.#table.intervals.add(this.#onShutdown);
     keepAlive(1);
     if (observingResources()) {
       this.#token = resourceCreated('timer', 'Interval', [
@@ -557,7 +575,7 @@ export class Interval implements AsyncIterable<Instant>, Disposable {
 
   async #tick(signal: AbortSignal | undefined): Promise<Instant> {
     for (;;) {
-      if (this.#disposed) throw closedError();
+      if (this.#disposed) throw this.#shutDown ? runtimeShutdownError() : closedError();
       if (signal?.aborted) throw abortReason(signal);
       const deadline = this.#deadline;
       if (this.#table.now() < deadline) {
@@ -629,13 +647,21 @@ export class Interval implements AsyncIterable<Instant>, Disposable {
     return this.#refed && !this.#disposed;
   }
 
-  /** Stops the interval: a pending tick rejects with `ERR_INTERVAL_CLOSED`; releases the process. */
+  /**
+   * Stops the interval: a pending tick rejects with `ERR_INTERVAL_CLOSED`; releases the process.
+   * Shutting its runtime down closes it too (ticks then reject with `ERR_RUNTIME_SHUTDOWN`).
+   */
   close(): void {
     if (this.#disposed) return;
+    this.#close(closedError());
+  }
+
+  #close(reason: Error): void {
     this.#disposed = true;
+    this.#table.intervals.delete(this.#onShutdown);
     if (this.#refed) keepAlive(-1);
     if (this.#token !== undefined) resourceClosed(this.#token);
-    this.#wake?.abort(closedError());
+    this.#wake?.abort(reason);
   }
 
   /** Same as {@link Interval.close}. */
@@ -643,14 +669,18 @@ export class Interval implements AsyncIterable<Instant>, Disposable {
     this.close();
   }
 
-  /** Ticks until the interval is closed (the loop then ends). */
+  /**
+   * Ticks until the interval is closed (the loop then ends); throws `ERR_RUNTIME_SHUTDOWN` if its
+   * runtime shuts down.
+   */
   async *[Symbol.asyncIterator](): AsyncGenerator<Instant, void, undefined> {
-    while (!this.#disposed) {
+    // After a shutdown the next tick throws its error rather than ending the loop quietly.
+    while (!this.#disposed || this.#shutDown) {
       let t: Instant;
       try {
         t = await this.tick();
       } catch (err) {
-        if (this.#disposed) return;
+        if (this.#disposed && !this.#shutDown) return;
         throw err;
       }
       yield t;
