@@ -1,7 +1,9 @@
 // The paused test clock. Everything here is serial: the clock is shared by the whole thread.
 import test from 'ava';
 import { pause, resume, advance, isPaused, Instant, interval, sleep, timeout, Runtime, type MissedTickBehavior } from 'kyoto';
-import { bridge, realDelay } from './helpers';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { bridge, packageRoot, realDelay, withTimeout } from './helpers';
 
 const near = (x: number): number => Math.round(x * 1000) / 1000;
 
@@ -157,4 +159,46 @@ test.serial('auto-advance on a paused clock never fires a sleep early', async (t
     ),
   );
   t.is(seen.length, 7);
+});
+
+test.serial('after pause() and a shutdown of the default runtime, sleeps on the fresh default handle still auto-advance', async (t) => {
+  pause();
+  await Runtime.default().shutdown();
+  t.true(isPaused(), 'the default runtime (and its clock) is shared: only this handle was shut down');
+  await withTimeout(sleep(60_000), 10_000, 'a sleep on the paused clock');
+  t.pass();
+});
+
+/** A worker thread that pauses the default clock, reports it, and stays alive until terminated. */
+async function pausingWorker(): Promise<Worker> {
+  const entry = path.join(packageRoot, 'dist', 'index.js');
+  const w = new Worker(
+    `const k = require(${JSON.stringify(entry)});
+     k.pause();
+     require('node:worker_threads').parentPort.postMessage('paused');
+     setInterval(() => {}, 1000);`,
+    { eval: true },
+  );
+  await withTimeout(new Promise((r) => w.once('message', r)), 20_000, 'the worker pausing the clock');
+  return w;
+}
+
+test.serial('a sleep on the default runtime auto-advances when a worker thread paused the clock', async (t) => {
+  const w = await pausingWorker();
+  try {
+    t.true(isPaused());
+    await withTimeout(sleep(60_000), 10_000, 'a sleep on the clock paused by the worker');
+    t.pass();
+  } finally {
+    await w.terminate();
+  }
+});
+
+test.serial('the clock a worker thread paused runs again once that worker is terminated', async (t) => {
+  const w = await pausingWorker();
+  await w.terminate();
+  t.false(isPaused());
+  const before = Instant.now();
+  await withTimeout(sleep(10), 10_000, 'a sleep after the worker is gone');
+  t.true(Instant.now().valueOf() - before.valueOf() >= 10);
 });

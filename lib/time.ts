@@ -220,8 +220,6 @@ class TimerTable {
   readonly #unrefed = new Map<number, TimerGroup>();
   readonly #phase: number;
   readonly now: () => number;
-  /** Whether this thread paused the runtime's clock (auto-advance is then its job). */
-  paused = false;
   /** Open intervals of this runtime in this thread: each is closed when the runtime shuts down. */
   readonly intervals = new Set<{ shutDown(): void }>();
 
@@ -272,7 +270,12 @@ class TimerTable {
       const at = key === DUE ? now : key + this.#phase;
       const nrt = this.nrt;
       g.id = submitCallbacks(this.rt, (id) => nrt.sleepUntil(id, at, refed, true), g.fire, g.fail);
-      if (this.paused) scheduleAutoAdvance();
+      // The clock may have been paused by another thread (the default runtime's is shared) or
+      // before this handle existed: whoever waits on a paused clock helps it auto-advance.
+      if (nrt.isClockPaused()) {
+        pausedTables.add(this);
+        scheduleAutoAdvance();
+      }
     }
     if (observingResources()) {
       // kyoto/console, diagnostics_channel: one resource per sleep, closed when it fires or aborts.
@@ -285,7 +288,7 @@ class TimerTable {
 
   /** A group fired: on a paused clock, the next idle moment may jump to the next timer. */
   fired(): void {
-    if (this.paused) scheduleAutoAdvance();
+    if (pausedTables.has(this)) scheduleAutoAdvance();
   }
 }
 
@@ -300,6 +303,10 @@ function timersOf(rt: Runtime): TimerTable {
   return t;
 }
 
+/**
+ * Tables of this thread whose clock was seen paused (by `pause()` or at a sleep): their idle
+ * moments auto-advance it. A table leaves once its clock runs again or its runtime shut down.
+ */
 const pausedTables = new Set<TimerTable>();
 let autoAdvanceScheduled = false;
 
@@ -327,7 +334,10 @@ function autoAdvance(): void {
   // Completions not yet delivered: this thread is not idle; their batch re-arms the check.
   if (native.bridgeQueued() > 0) return;
   for (const t of pausedTables) {
-    if (t.rt.isShutdown || !t.nrt.isClockPaused()) continue;
+    if (t.rt.isShutdown || !t.nrt.isClockPaused()) {
+      pausedTables.delete(t);
+      continue;
+    }
     t.nrt.advanceToNextTimer();
   }
   // While operations are pending, native tasks (woken by this jump or about to register timers on
@@ -740,13 +750,14 @@ export function intervalAt(start: Instant, periodMs: number, options?: IntervalO
  * Freezes the runtime's clock (the default runtime's unless `options.runtime` is given): every
  * kyoto timer of that runtime (JS-facing and native) then follows the virtual clock, which moves
  * only with {@link advance} — or, when the runtime and this JS thread are idle, jumps to the next
- * timer. The default runtime is shared by every thread of the process, and so is its clock.
+ * timer. The default runtime is shared by every thread of the process, and so is its clock: a
+ * thread waiting on it while paused helps it auto-advance, and when a `worker_threads` thread that
+ * paused it exits (or is terminated) without {@link resume}, the clock resumes.
  * @param options - `runtime`: the runtime whose clock to pause.
  */
 export function pause(options?: RuntimeOption): void {
   const t = timersOf(runtimeOf(optionsBag<RuntimeOption>(options)));
   t.nrt.pauseClock();
-  t.paused = true;
   pausedTables.add(t);
   scheduleAutoAdvance();
 }
@@ -758,7 +769,6 @@ export function pause(options?: RuntimeOption): void {
 export function resume(options?: RuntimeOption): void {
   const t = timersOf(runtimeOf(optionsBag<RuntimeOption>(options)));
   t.nrt.resumeClock();
-  t.paused = false;
   pausedTables.delete(t);
 }
 

@@ -2,7 +2,7 @@
 //! process-wide default runtime.
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -118,6 +118,9 @@ pub struct RtInner {
     phase: f64,
     max_blocking_threads: Option<u32>,
     owner: Mutex<Owner>,
+    /// Bumped by every successful pause and resume: an env's teardown resumes the clock only if
+    /// its own pause is still the latest change (see `NativeRuntime::pause_clock`).
+    pause_gen: AtomicU64,
 }
 
 impl RtInner {
@@ -233,6 +236,7 @@ fn build(opts: &RuntimeOptions) -> Result<Arc<RtInner>> {
         phase,
         max_blocking_threads: opts.max_blocking_threads,
         owner: Mutex::new(owner),
+        pause_gen: AtomicU64::new(0),
     }))
 }
 
@@ -425,15 +429,36 @@ impl NativeRuntime {
     }
 
     /// Pauses this runtime's clock; false if it was already paused.
-    #[napi]
-    pub fn pause_clock(&self) -> bool {
-        self.rt.handle.pause_clock().is_ok()
+    ///
+    /// The clock of the default runtime is shared by every thread, and only the thread that paused
+    /// it knows when its test is over: when that thread's env goes away (a worker that ended or was
+    /// terminated) with the clock still paused by it, the clock resumes, so other threads' timers
+    /// never wait forever on a clock nobody will advance.
+    #[napi(catch_unwind)]
+    pub fn pause_clock(&self) -> Result<bool> {
+        let env = bridge::current()?;
+        if self.rt.handle.pause_clock().is_err() {
+            return Ok(false);
+        }
+        let gen = self.rt.pause_gen.fetch_add(1, Ordering::AcqRel) + 1;
+        let rt = self.rt.clone();
+        env.on_teardown(Box::new(move || {
+            if rt.pause_gen.load(Ordering::Acquire) == gen {
+                let _ = rt.handle.resume_clock();
+            }
+        }));
+        Ok(true)
     }
 
     /// Restarts this runtime's clock; false if it was not paused.
     #[napi]
     pub fn resume_clock(&self) -> bool {
-        self.rt.handle.resume_clock().is_ok()
+        let resumed = self.rt.handle.resume_clock().is_ok();
+        if resumed {
+            // The pausing env's teardown hook no longer applies.
+            self.rt.pause_gen.fetch_add(1, Ordering::AcqRel);
+        }
+        resumed
     }
 
     /// Whether this runtime's clock is paused.
