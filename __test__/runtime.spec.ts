@@ -90,6 +90,19 @@ test('KYOTO_WORKER_THREADS sets the default runtime’s worker count', (t) => {
   t.is(out.trim(), '3');
 });
 
+test('a KYOTO_WORKER_THREADS above 1024 is ignored: the default runtime starts with its usual worker count', (t) => {
+  const workers = (env: NodeJS.ProcessEnv): string =>
+    execFileSync(process.execPath, ['-e', "console.log(require('kyoto').Runtime.default().metrics().workers)"], {
+      cwd: packageRoot,
+      env: { ...process.env, ...env },
+      encoding: 'utf8',
+      timeout: 20_000,
+    }).trim();
+  const usual = workers({ KYOTO_WORKER_THREADS: '' });
+  t.is(workers({ KYOTO_WORKER_THREADS: '99999999999' }), usual);
+  t.is(workers({ KYOTO_WORKER_THREADS: '4294967297' }), usual);
+});
+
 test('options.runtime must be a Runtime', (t) => {
   t.throws(() => sleep(1, { runtime: {} as Runtime }), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
 });

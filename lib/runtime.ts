@@ -177,8 +177,9 @@ export class Runtime implements OpOwner {
   }
 
   /**
-   * The default runtime: multi-thread, one worker per core (`KYOTO_WORKER_THREADS` overrides),
-   * started on first use and shared by every thread of the process.
+   * The default runtime: multi-thread, one worker per core (`KYOTO_WORKER_THREADS` overrides with
+   * an integer from 1 to 1024; other values are ignored), started on first use and shared by every
+   * thread of the process.
    */
   static default(): Runtime {
     if (defaultRuntime === undefined || defaultRuntime.#closed) {
