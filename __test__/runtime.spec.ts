@@ -103,6 +103,15 @@ test('a KYOTO_WORKER_THREADS above 1024 is ignored: the default runtime starts w
   t.is(workers({ KYOTO_WORKER_THREADS: '4294967297' }), usual);
 });
 
+test('a threadName containing a NUL character is rejected with ERR_INVALID_ARG_VALUE, natively too', (t) => {
+  for (const flavor of ['multi_thread', 'current_thread'] as const) {
+    t.throws(() => new Runtime({ flavor, threadName: 'a\0b' }), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_VALUE' });
+    // The native constructor behind it returns an argument error instead of a caught panic.
+    const NativeRuntime = (native as unknown as { NativeRuntime: new (o: object) => unknown }).NativeRuntime;
+    t.throws(() => new NativeRuntime({ flavor, threadName: 'a\0b' }), { code: 'InvalidArg' });
+  }
+});
+
 test('options.runtime must be a Runtime', (t) => {
   t.throws(() => sleep(1, { runtime: {} as Runtime }), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
 });

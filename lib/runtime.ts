@@ -20,7 +20,7 @@ export interface RuntimeOptions {
   flavor?: 'multi_thread' | 'current_thread';
   /** Worker threads of a multi-thread runtime; default one per core. */
   workerThreads?: number;
-  /** Prefix of the runtime threads' names. */
+  /** Prefix of the runtime threads' names (no NUL characters). */
   threadName?: string;
   /** Scheduler ticks between two polls of the I/O and timer driver (Tokio default 61). */
   eventInterval?: number;
@@ -88,6 +88,10 @@ function nativeOptions(opts: RuntimeOptions): {
   }
   if (opts.threadName !== undefined) {
     validateString(opts.threadName, 'options.threadName');
+    // Thread names are C strings.
+    if (opts.threadName.includes('\0')) {
+      throw invalidArgValue('options.threadName', 'must not contain null characters', opts.threadName);
+    }
     out.threadName = opts.threadName;
   }
   if (opts.eventInterval !== undefined) {

@@ -174,6 +174,10 @@ fn build(opts: &RuntimeOptions) -> Result<Arc<RtInner>> {
         .thread_name
         .clone()
         .unwrap_or_else(|| "kyoto-worker".to_owned());
+    // std's thread spawn panics on a name with a NUL (it becomes a C string).
+    if name.contains('\0') {
+        return Err(arg_error("threadName must not contain a NUL character"));
+    }
     b.thread_name(name.clone());
     // The builder's asserts are checked here first, so they never panic.
     if let Some(n) = opts.worker_threads {
