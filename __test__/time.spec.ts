@@ -251,3 +251,19 @@ test('timeout and timeoutAt reject with ERR_RUNTIME_SHUTDOWN when their runtime 
   t.true(workSignal!.aborted);
   t.is((workSignal!.reason as { code?: string }).code, 'ERR_RUNTIME_SHUTDOWN');
 });
+
+test('Instant cannot be constructed directly, so no bogus instant reaches the timers', async (t) => {
+  t.throws(() => new (Instant as unknown as new (ms: unknown) => Instant)(NaN), { instanceOf: TypeError, code: 'ERR_ILLEGAL_CONSTRUCTOR' });
+  t.throws(() => new (Instant as unknown as new (ms: unknown) => Instant)('x'), { instanceOf: TypeError, code: 'ERR_ILLEGAL_CONSTRUCTOR' });
+  await sleepUntil(Instant.now().add(1));
+});
+
+test('a sleep whose native registration threw leaves no timer group behind for later sleeps', async (t) => {
+  // Internal: the runtime's timer table (a NaN deadline is what the native side refuses).
+  const rt = Runtime.default();
+  await sleep(0);
+  const table = (rt as unknown as { _timers: { sleepUntil(d: number, s: undefined, refed: boolean): Promise<void> } })._timers;
+  t.throws(() => table.sleepUntil(NaN, undefined, true));
+  // Before the fix the second call joined the failed group and never settled.
+  t.throws(() => table.sleepUntil(NaN, undefined, true));
+});

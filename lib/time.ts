@@ -32,14 +32,18 @@ import {
 export class Instant {
   readonly #ms: number;
 
-  /** @internal Use {@link Instant.now}. */
-  constructor(ms: number) {
+  /**
+   * @internal Use {@link Instant.now}, {@link Instant.add}, {@link Instant.sub}; `new` throws
+   * `ERR_ILLEGAL_CONSTRUCTOR` (an instant is always a number on the runtime clock).
+   */
+  constructor(token: typeof kConstruct, ms: number) {
+    if (token !== kConstruct) throw illegalConstructor();
     this.#ms = ms;
   }
 
   /** The current instant of the runtime clock. */
   static now(): Instant {
-    return new Instant(native.now());
+    return new Instant(kConstruct, native.now());
   }
 
   /** Milliseconds since this instant (0 if it is in the future). */
@@ -56,13 +60,13 @@ export class Instant {
   /** This instant plus `ms`. */
   add(ms: number): Instant {
     validateNumber(ms, 'ms', -Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
-    return new Instant(this.#ms + ms);
+    return new Instant(kConstruct, this.#ms + ms);
   }
 
   /** This instant minus `ms`. */
   sub(ms: number): Instant {
     validateNumber(ms, 'ms', -Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
-    return new Instant(this.#ms - ms);
+    return new Instant(kConstruct, this.#ms - ms);
   }
 
   /** The instant in ms on the runtime clock (monotonic; origin is process start-up). */
@@ -266,10 +270,11 @@ class TimerTable {
     let g = map.get(key);
     if (g === undefined) {
       g = new TimerGroup(this, map, key);
-      map.set(key, g);
       const at = key === DUE ? now : key + this.#phase;
       const nrt = this.nrt;
       g.id = submitCallbacks(this.rt, (id) => nrt.sleepUntil(id, at, refed, true), g.fire, g.fail);
+      // Only once submitted: a group whose submit threw would never fire for later sleeps.
+      map.set(key, g);
       // The clock may have been paused by another thread (the default runtime's is shared) or
       // before this handle existed: whoever waits on a paused clock helps it auto-advance.
       if (nrt.isClockPaused()) {
@@ -608,7 +613,7 @@ export class Interval implements AsyncIterable<Instant>, Disposable {
       const now = this.#table.now();
       this.#deadline =
         now - timeout > MISSED_THRESHOLD_MS ? nextTimeout(this.#behavior, timeout, now, this.#period) : timeout + this.#period;
-      return new Instant(timeout);
+      return new Instant(kConstruct, timeout);
     }
   }
 
