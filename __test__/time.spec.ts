@@ -267,3 +267,21 @@ test('a sleep whose native registration threw leaves no timer group behind for l
   // Before the fix the second call joined the failed group and never settled.
   t.throws(() => table.sleepUntil(NaN, undefined, true));
 });
+
+test('a tick queued behind another rejects as soon as its signal aborts, without taking a tick', async (t) => {
+  const iv = interval(60_000);
+  const first0 = await iv.tick();
+  const first = iv.tick(); // waits a whole period
+  const ac = new AbortController();
+  const queued = iv.tick({ signal: ac.signal });
+  const next = iv.tick();
+  ac.abort();
+  await t.throwsAsync(withTimeout(queued, 5000, 'the aborted queued tick'), { name: 'AbortError' });
+  t.false(await isSettled(first));
+  iv.resetImmediately();
+  await first;
+  t.false(await isSettled(next), 'the aborted call did not use up a tick: the one after waits a period');
+  iv.close();
+  await t.throwsAsync(next, { code: 'ERR_INTERVAL_CLOSED' });
+  t.true(first0 instanceof Instant);
+});

@@ -532,6 +532,7 @@ export class Interval implements AsyncIterable<Instant>, Disposable {
   readonly #rt: Runtime;
   readonly #table: TimerTable;
   #deadline: number;
+  /** The queue of tick() calls: each settles its own promise, so this one never rejects. */
   #chain: Promise<unknown> = Promise.resolve();
   #wake: AbortController | undefined;
   #disposed = false;
@@ -578,14 +579,29 @@ export class Interval implements AsyncIterable<Instant>, Disposable {
 
   /**
    * Waits for the next tick and resolves with its scheduled instant. Concurrent calls are served in
-   * order. Rejects with `ERR_INTERVAL_CLOSED` once disposed.
+   * order. Rejects with `ERR_INTERVAL_CLOSED` once disposed. Aborting `signal` rejects the call at
+   * once, even while it waits behind earlier calls (it then gives up its turn without a tick).
    */
   tick(options?: { signal?: AbortSignal }): Promise<Instant> {
     const opts = optionsBag<{ signal?: AbortSignal }>(options);
     validateSignal(opts.signal);
-    const run = this.#chain.then(() => this.#tick(opts.signal));
-    this.#chain = run.catch(() => {});
-    return run;
+    const signal = opts.signal;
+    if (signal?.aborted) return Promise.reject(abortReason(signal));
+    return new Promise<Instant>((resolve, reject) => {
+      // A call still queued behind earlier ticks rejects as soon as its signal aborts and gives
+      // up its turn (no tick is consumed); once running, `#tick` handles the abort itself.
+      let abandoned = false;
+      const onQueuedAbort = (): void => {
+        abandoned = true;
+        reject(abortReason(signal!));
+      };
+      signal?.addEventListener('abort', onQueuedAbort, { once: true });
+      this.#chain = this.#chain.then(() => {
+        signal?.removeEventListener('abort', onQueuedAbort);
+        if (abandoned) return;
+        return this.#tick(signal).then(resolve, reject);
+      });
+    });
   }
 
   async #tick(signal: AbortSignal | undefined): Promise<Instant> {
