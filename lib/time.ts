@@ -666,15 +666,22 @@ export class Interval implements AsyncIterable<Instant>, Disposable {
   /** Lets the process exit while this interval is alive (ticks awaited meanwhile do not hold it). */
   unref(): this {
     if (this.#refed && !this.#disposed) keepAlive(-1);
-    this.#refed = false;
+    this.#setRefed(false);
     return this;
   }
 
-  /** Undoes {@link Interval.unref}. */
+  /** Undoes {@link Interval.unref} (a tick already waiting holds the process again). */
   ref(): this {
     if (!this.#refed && !this.#disposed) keepAlive(1);
-    this.#refed = true;
+    this.#setRefed(true);
     return this;
+  }
+
+  #setRefed(refed: boolean): void {
+    if (this.#refed === refed) return;
+    this.#refed = refed;
+    // A tick already waiting registered its timer with the old flag: wake it to re-register.
+    this.#wake?.abort(RESET);
   }
 
   /** Whether the interval holds the process alive. */
