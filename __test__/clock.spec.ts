@@ -202,3 +202,20 @@ test.serial('the clock a worker thread paused runs again once that worker is ter
   await withTimeout(sleep(10), 10_000, 'a sleep after the worker is gone');
   t.true(Instant.now().valueOf() - before.valueOf() >= 10);
 });
+
+test.serial('once advance() resolves, the callbacks of the sleeps it fired have run', async (t) => {
+  pause();
+  await realDelay(5); // let the auto-advance check scheduled by pause() pass
+  const ran: string[] = [];
+  void sleep(10).then(() => ran.push('plain'));
+  void sleep(10, { signal: new AbortController().signal }).then(() => ran.push('cancellable'));
+  void sleep(10)
+    .then(() => undefined)
+    .then(() => ran.push('chained'));
+  const later = sleep(1000); // what an auto-advance would jump to
+  const a = Instant.now();
+  await advance(11);
+  t.deepEqual(ran.sort(), ['cancellable', 'chained', 'plain']);
+  t.is(near(Instant.now().valueOf() - a.valueOf()), 11, 'and the clock did not auto-advance meanwhile');
+  await later;
+});

@@ -8,6 +8,7 @@ import { native, type NativeRuntime } from './native';
 import { submit, submitCallbacks, cancelOp, keepAlive, setAfterBatch } from './bridge';
 import { Runtime, type RuntimeOption } from './runtime';
 import { runtimeOf } from './runtime/of';
+import { clockHeld, holdClock, releaseClock, setOnClockReleased } from './runtime/clock-hold';
 import { observingResources, resourceCreated, resourceClosed, type ResourceToken } from './console/instrument';
 
 import {
@@ -338,6 +339,9 @@ function autoAdvance(): void {
   if (pausedTables.size === 0) return;
   // Completions not yet delivered: this thread is not idle; their batch re-arms the check.
   if (native.bridgeQueued() > 0) return;
+  // Work of this thread holds the clock (blocking tasks, yieldNow, an advance() letting woken work
+  // run): the last release re-arms the check.
+  if (clockHeld()) return;
   for (const t of pausedTables) {
     if (t.rt.isShutdown || !t.nrt.isClockPaused()) {
       pausedTables.delete(t);
@@ -354,6 +358,9 @@ function autoAdvance(): void {
 // Completions of any kind (native tasks, sync waits, I/O) mean the thread was busy: look again at
 // the next idle moment.
 setAfterBatch(() => {
+  if (pausedTables.size > 0) scheduleAutoAdvance();
+});
+setOnClockReleased(() => {
   if (pausedTables.size > 0) scheduleAutoAdvance();
 });
 
@@ -814,7 +821,9 @@ export function isPaused(options?: RuntimeOption): boolean {
 
 /**
  * Moves the paused clock forward by exactly `ms` and resolves once the timers that came due have
- * fired. Rejects with `ERR_CLOCK_NOT_PAUSED` when the clock runs.
+ * fired and what they woke has run: like Tokio's `advance`, it yields (one macrotask turn, during
+ * which the clock does not auto-advance), so `sleep(10).then(f)` has run `f` once `advance(10)`
+ * resolves. Rejects with `ERR_CLOCK_NOT_PAUSED` when the clock runs.
  * @param ms - a duration >= 0.
  * @param options - `runtime`: the runtime whose clock to advance.
  */
@@ -829,5 +838,20 @@ export function advance(ms: number, options?: RuntimeOption): Promise<void> {
   // The timers that came due completed while the clock moved (on this thread); an operation due at
   // once is queued behind them, so its completion arrives after theirs.
   const nrt = t.nrt;
-  return submit<void>(rt, (id) => nrt.sleepUntil(id, -1e12, true, false));
+  const due = submit<void>(rt, (id) => nrt.sleepUntil(id, -1e12, true, false));
+  holdClock();
+  return due.then(
+    () =>
+      new Promise<void>((resolve) => {
+        // Callbacks of the timers that fired run in the microtasks before this macrotask.
+        setImmediate(() => {
+          releaseClock();
+          resolve();
+        });
+      }),
+    (err: unknown) => {
+      releaseClock();
+      throw err;
+    },
+  );
 }
