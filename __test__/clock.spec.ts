@@ -1,6 +1,7 @@
 // The paused test clock. Everything here is serial: the clock is shared by the whole thread.
 import test from 'ava';
-import { pause, resume, advance, isPaused, Instant, interval, sleep, timeout, Runtime, type MissedTickBehavior } from 'kyoto';
+import { pause, resume, advance, isPaused, Instant, interval, sleep, timeout, Runtime, spawnBlocking, type MissedTickBehavior } from 'kyoto';
+import { pathToFileURL } from 'node:url';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { bridge, packageRoot, realDelay, withTimeout } from './helpers';
@@ -218,4 +219,14 @@ test.serial('once advance() resolves, the callbacks of the sleeps it fired have 
   t.deepEqual(ran.sort(), ['cancellable', 'chained', 'plain']);
   t.is(near(Instant.now().valueOf() - a.valueOf()), 11, 'and the clock did not auto-advance meanwhile');
   await later;
+});
+
+test.serial('a running spawnBlocking task keeps the paused clock from auto-advancing', async (t) => {
+  const fixture = pathToFileURL(path.join(__dirname, 'fixtures', 'blocking.js'));
+  await spawnBlocking(fixture, 'add', 1, 2); // a warm pool: this is not about worker start-up
+  pause();
+  const a = Instant.now();
+  // 200 real ms in the worker; the runtime is not idle meanwhile, so the 60 s timeout never elapses.
+  t.is(await timeout(60_000, spawnBlocking(fixture, 'later', 200, 'done')), 'done');
+  t.is(near(Instant.now().valueOf() - a.valueOf()), 0);
 });

@@ -478,7 +478,8 @@ export function select<B extends Branches>(branches: B, options?: { signal?: Abo
  * comes back structured-cloned; an error or rejection becomes a {@link JoinError} whose `cause` is
  * it. A task that has started cannot be aborted (`abort()` then does nothing); one aborted before
  * it starts never runs and its handle rejects with a cancelled {@link JoinError}. Idle pool
- * threads do not keep the process alive.
+ * threads do not keep the process alive. As in Tokio, a paused clock (`kyoto/time`'s `pause`)
+ * does not auto-advance while a blocking task of this thread is in flight.
  * @param moduleUrl - a `file:` (or `data:`) URL, or an absolute path, of an ES or CommonJS module.
  * @param exportName - the exported function to call (`default.<name>` is tried too).
  * @param args - its arguments.
