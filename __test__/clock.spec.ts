@@ -1,6 +1,6 @@
 // The paused test clock. Everything here is serial: the clock is shared by the whole thread.
 import test from 'ava';
-import { pause, resume, advance, isPaused, Instant, interval, sleep, timeout, Runtime, spawnBlocking, type MissedTickBehavior } from 'kyoto';
+import { pause, resume, advance, isPaused, Instant, interval, sleep, timeout, Runtime, spawnBlocking, yieldNow, type MissedTickBehavior } from 'kyoto';
 import { pathToFileURL } from 'node:url';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -228,5 +228,17 @@ test.serial('a running spawnBlocking task keeps the paused clock from auto-advan
   const a = Instant.now();
   // 200 real ms in the worker; the runtime is not idle meanwhile, so the 60 s timeout never elapses.
   t.is(await timeout(60_000, spawnBlocking(fixture, 'later', 200, 'done')), 'done');
+  t.is(near(Instant.now().valueOf() - a.valueOf()), 0);
+});
+
+test.serial('a task looping on yieldNow() keeps the paused clock from auto-advancing', async (t) => {
+  pause();
+  await realDelay(5); // let the auto-advance check scheduled by pause() pass
+  const a = Instant.now();
+  const work = async (): Promise<string> => {
+    for (let i = 0; i < 50; i++) await yieldNow();
+    return 'done';
+  };
+  t.is(await timeout(1000, work), 'done');
   t.is(near(Instant.now().valueOf() - a.valueOf()), 0);
 });

@@ -16,6 +16,7 @@ import {
 } from './errors';
 import { Runtime } from './runtime';
 import { spawnBlockingOn } from './task/blocking';
+import { holdClock, releaseClock } from './runtime/clock-hold';
 import { observingTasks, taskSpawned, taskEnded, firstPoll, type TaskRec, type TaskOutcome } from './console/instrument';
 
 let nextTaskId = 1;
@@ -231,20 +232,26 @@ export function spawn<T>(fn: TaskFn<T>, options?: SpawnOptions): JoinHandle<T> {
 
 /**
  * Resolves after letting pending timers, I/O and other callbacks run (a turn of the event loop),
- * like Tokio's `yield_now`.
+ * like Tokio's `yield_now`. The yielding task is still runnable, so a paused clock does not
+ * auto-advance while a `yieldNow()` is pending.
  */
 export function yieldNow(options?: { signal?: AbortSignal }): Promise<void> {
   const opts = optionsBag<{ signal?: AbortSignal }>(options);
   validateSignal(opts.signal);
   const signal = opts.signal;
   if (signal?.aborted) return Promise.reject(abortReason(signal));
+  // A task yielding is still runnable: a paused clock must not auto-advance meanwhile (Tokio's
+  // runtime is not idle either).
+  holdClock();
   return new Promise<void>((resolve, reject) => {
     const onAbort = (): void => {
       clearImmediate(im);
+      releaseClock();
       reject(abortReason(signal!));
     };
     const im = setImmediate(() => {
       signal?.removeEventListener('abort', onAbort);
+      releaseClock();
       resolve();
     });
     signal?.addEventListener('abort', onAbort, { once: true });
