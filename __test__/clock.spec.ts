@@ -242,3 +242,31 @@ test.serial('a task looping on yieldNow() keeps the paused clock from auto-advan
   t.is(await timeout(1000, work), 'done');
   t.is(near(Instant.now().valueOf() - a.valueOf()), 0);
 });
+
+// The last tests: they move this process's default clock by decades for good.
+
+test.serial('advance() refuses what the clock cannot represent with a RangeError instead of clamping', async (t) => {
+  pause();
+  const a = Instant.now();
+  t.throws(() => advance(2e12), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => advance(Number.MAX_SAFE_INTEGER), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' });
+  t.is(Instant.now().valueOf(), a.valueOf());
+  await advance(1e12);
+  t.is(near(Instant.now().valueOf() - a.valueOf()), 1e12, 'the largest advance is exact');
+  // Decades later, sleeps still wait their whole duration.
+  const b = Instant.now();
+  await withTimeout(sleep(60_000), 10_000, 'a sleep after a huge advance');
+  t.true(Instant.now().valueOf() - b.valueOf() >= 60_000);
+});
+
+test.serial('a sleep beyond the far-future limit does not make later sleeps fire at once', async (t) => {
+  pause();
+  await realDelay(5); // let the auto-advance check scheduled by pause() pass
+  // Clamped to 1e12 ms ahead of the clock; auto-advance jumps there.
+  const a = Instant.now();
+  await withTimeout(sleep(1e13), 10_000, 'a far-future sleep on the paused clock');
+  t.true(Instant.now().valueOf() - a.valueOf() >= 1e12 - 1);
+  const b = Instant.now();
+  await withTimeout(sleep(5000), 10_000, 'a sleep after it');
+  t.true(Instant.now().valueOf() - b.valueOf() >= 5000);
+});

@@ -1,7 +1,8 @@
 /**
  * `kyoto/time`: `sleep`, `timeout`, `interval` and `Instant` on the runtime's timer wheel, plus the
  * pausable test clock. Durations are milliseconds (fractions allowed); deadlines are rounded up to
- * the wheel's 1 ms resolution.
+ * the wheel's 1 ms resolution. A deadline more than 1e12 ms (about 31 years) ahead of the clock is
+ * treated as that far-future deadline, like Tokio's.
  * @module
  */
 import { native, type NativeRuntime } from './native';
@@ -819,19 +820,31 @@ export function isPaused(options?: RuntimeOption): boolean {
   return timersOf(runtimeOf(optionsBag<RuntimeOption>(options))).nrt.isClockPaused();
 }
 
+/** Largest single {@link advance}: the furthest deadline the native timers represent exactly. */
+const MAX_ADVANCE_MS = 1e12;
+/** The paused clock never moves past this (ms since the clock's origin; about 3,170 years). */
+const MAX_CLOCK_MS = 1e14;
+
 /**
  * Moves the paused clock forward by exactly `ms` and resolves once the timers that came due have
  * fired and what they woke has run: like Tokio's `advance`, it yields (one macrotask turn, during
  * which the clock does not auto-advance), so `sleep(10).then(f)` has run `f` once `advance(10)`
  * resolves. Rejects with `ERR_CLOCK_NOT_PAUSED` when the clock runs.
- * @param ms - a duration >= 0.
+ * @param ms - a duration >= 0 and <= 1e12 (about 31 years); the clock cannot be moved past 1e14 ms
+ *   after its origin either.
  * @param options - `runtime`: the runtime whose clock to advance.
+ * @throws RangeError `ERR_OUT_OF_RANGE` for a negative `ms` or one beyond those limits (which the
+ *   native clock would otherwise clamp silently).
  */
 export function advance(ms: number, options?: RuntimeOption): Promise<void> {
   validateDuration(ms, 'ms');
+  if (ms > MAX_ADVANCE_MS) throw outOfRange('ms', `<= ${MAX_ADVANCE_MS}`, ms);
   const opts = optionsBag<RuntimeOption>(options);
   const rt = runtimeOf(opts);
   const t = timersOf(rt);
+  if (t.now() + ms > MAX_CLOCK_MS) {
+    throw outOfRange('ms', `<= ${Math.max(0, MAX_CLOCK_MS - t.now())} (the clock stops at ${MAX_CLOCK_MS} ms)`, ms);
+  }
   if (!t.nrt.advanceClock(ms)) {
     return Promise.reject(codedError('ERR_CLOCK_NOT_PAUSED', 'the clock is not paused; call pause() first'));
   }

@@ -477,6 +477,13 @@ impl NativeRuntime {
         if !ms.is_finite() || ms < 0.0 {
             return Err(arg_error("ms must be a finite number >= 0"));
         }
+        // ms_duration would clamp a longer advance silently.
+        if ms > time::MAX_AHEAD_MS {
+            return Err(Error::new(
+                Status::InvalidArg,
+                format!("ms must be <= {}", time::MAX_AHEAD_MS),
+            ));
+        }
         match self.rt.handle.advance_clock(ms_duration(ms)) {
             Ok(()) => Ok(true),
             Err(kyoto_rt::runtime::ClockError::NotPaused) => Ok(false),
