@@ -112,6 +112,16 @@ test('a threadName containing a NUL character is rejected with ERR_INVALID_ARG_V
   }
 });
 
+test('metrics().blockingThreads counts the worker threads of the spawnBlocking pool', async (t) => {
+  const rt = new Runtime({ flavor: 'current_thread', maxBlockingThreads: 2 });
+  const before = rt.metrics().blockingThreads;
+  const fixture = path.join(__dirname, 'fixtures', 'blocking.js');
+  t.is(await rt.spawnBlocking<number>(fixture, 'add', 1, 2), 3);
+  // One task needs one pool thread; it stays alive (idle) after the task.
+  t.is(rt.metrics().blockingThreads, before + 1);
+  await rt.shutdown();
+});
+
 test('options.runtime must be a Runtime', (t) => {
   t.throws(() => sleep(1, { runtime: {} as Runtime }), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
 });

@@ -54,7 +54,10 @@ export interface RuntimeMetrics {
   ioEvents: number;
   /** Times a task was forced to yield because its cooperative budget ran out. */
   budgetForcedYields: number;
-  /** Live threads of the blocking pool. */
+  /**
+   * Live threads of the blocking pools: the native runtime's, plus the worker threads that
+   * `spawnBlocking` started for this runtime in the calling JS thread (each JS thread has its own).
+   */
   blockingThreads: number;
 }
 
@@ -201,7 +204,10 @@ export class Runtime implements OpOwner {
 
   /** A snapshot of the runtime's counters. */
   metrics(): RuntimeMetrics {
-    return this.#native.metrics() as RuntimeMetrics;
+    const m = this.#native.metrics() as RuntimeMetrics;
+    const pool = this._blocking as { readonly liveWorkers: number } | undefined;
+    if (pool !== undefined) m.blockingThreads += pool.liveWorkers;
+    return m;
   }
 
   /**

@@ -305,6 +305,11 @@ class BlockingPool {
     if (!this.#closed && this.#head < this.#queue.length) this.#dispatch();
   }
 
+  /** Worker threads of this pool that are alive (idle or busy); `Runtime.metrics()` counts them. */
+  get liveWorkers(): number {
+    return this.#workers.length;
+  }
+
   /** Cancels queued tasks and stops the workers (their running tasks end as cancelled). */
   close(): void {
     if (this.#closed) return;
