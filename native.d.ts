@@ -42,7 +42,14 @@ export declare class NativeRuntime {
   sleepUntil(id: number, deadline: number, refed: boolean, cancellable: boolean): void
   /** This runtime's clock, in ms since the process-wide origin. */
   now(): number
-  /** Pauses this runtime's clock; false if it was already paused. */
+  /**
+   * Pauses this runtime's clock; false if it was already paused.
+   *
+   * The clock of the default runtime is shared by every thread, and only the thread that paused
+   * it knows when its test is over: when that thread's env goes away (a worker that ended or was
+   * terminated) with the clock still paused by it, the clock resumes, so other threads' timers
+   * never wait forever on a clock nobody will advance.
+   */
   pauseClock(): boolean
   /** Restarts this runtime's clock; false if it was not paused. */
   resumeClock(): boolean

@@ -1,7 +1,10 @@
 // The paused test clock. Everything here is serial: the clock is shared by the whole thread.
 import test from 'ava';
-import { pause, resume, advance, isPaused, Instant, interval, sleep, timeout, Runtime, type MissedTickBehavior } from 'kyoto';
-import { bridge, realDelay } from './helpers';
+import { pause, resume, advance, isPaused, Instant, interval, sleep, timeout, Runtime, spawnBlocking, yieldNow, type MissedTickBehavior } from 'kyoto';
+import { pathToFileURL } from 'node:url';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { bridge, packageRoot, realDelay, withTimeout } from './helpers';
 
 const near = (x: number): number => Math.round(x * 1000) / 1000;
 
@@ -157,4 +160,113 @@ test.serial('auto-advance on a paused clock never fires a sleep early', async (t
     ),
   );
   t.is(seen.length, 7);
+});
+
+test.serial('after pause() and a shutdown of the default runtime, sleeps on the fresh default handle still auto-advance', async (t) => {
+  pause();
+  await Runtime.default().shutdown();
+  t.true(isPaused(), 'the default runtime (and its clock) is shared: only this handle was shut down');
+  await withTimeout(sleep(60_000), 10_000, 'a sleep on the paused clock');
+  t.pass();
+});
+
+/** A worker thread that pauses the default clock, reports it, and stays alive until terminated. */
+async function pausingWorker(): Promise<Worker> {
+  const entry = path.join(packageRoot, 'dist', 'index.js');
+  const w = new Worker(
+    `const k = require(${JSON.stringify(entry)});
+     k.pause();
+     require('node:worker_threads').parentPort.postMessage('paused');
+     setInterval(() => {}, 1000);`,
+    { eval: true },
+  );
+  await withTimeout(new Promise((r) => w.once('message', r)), 20_000, 'the worker pausing the clock');
+  return w;
+}
+
+test.serial('a sleep on the default runtime auto-advances when a worker thread paused the clock', async (t) => {
+  const w = await pausingWorker();
+  try {
+    t.true(isPaused());
+    await withTimeout(sleep(60_000), 10_000, 'a sleep on the clock paused by the worker');
+    t.pass();
+  } finally {
+    await w.terminate();
+  }
+});
+
+test.serial('the clock a worker thread paused runs again once that worker is terminated', async (t) => {
+  const w = await pausingWorker();
+  await w.terminate();
+  t.false(isPaused());
+  const before = Instant.now();
+  await withTimeout(sleep(10), 10_000, 'a sleep after the worker is gone');
+  t.true(Instant.now().valueOf() - before.valueOf() >= 10);
+});
+
+test.serial('once advance() resolves, the callbacks of the sleeps it fired have run', async (t) => {
+  pause();
+  await realDelay(5); // let the auto-advance check scheduled by pause() pass
+  const ran: string[] = [];
+  void sleep(10).then(() => ran.push('plain'));
+  void sleep(10, { signal: new AbortController().signal }).then(() => ran.push('cancellable'));
+  void sleep(10)
+    .then(() => undefined)
+    .then(() => ran.push('chained'));
+  const later = sleep(1000); // what an auto-advance would jump to
+  const a = Instant.now();
+  await advance(11);
+  t.deepEqual(ran.sort(), ['cancellable', 'chained', 'plain']);
+  t.is(near(Instant.now().valueOf() - a.valueOf()), 11, 'and the clock did not auto-advance meanwhile');
+  await later;
+});
+
+test.serial('a running spawnBlocking task keeps the paused clock from auto-advancing', async (t) => {
+  const fixture = pathToFileURL(path.join(__dirname, 'fixtures', 'blocking.js'));
+  await spawnBlocking(fixture, 'add', 1, 2); // a warm pool: this is not about worker start-up
+  pause();
+  const a = Instant.now();
+  // 200 real ms in the worker; the runtime is not idle meanwhile, so the 60 s timeout never elapses.
+  t.is(await timeout(60_000, spawnBlocking(fixture, 'later', 200, 'done')), 'done');
+  t.is(near(Instant.now().valueOf() - a.valueOf()), 0);
+});
+
+test.serial('a task looping on yieldNow() keeps the paused clock from auto-advancing', async (t) => {
+  pause();
+  await realDelay(5); // let the auto-advance check scheduled by pause() pass
+  const a = Instant.now();
+  const work = async (): Promise<string> => {
+    for (let i = 0; i < 50; i++) await yieldNow();
+    return 'done';
+  };
+  t.is(await timeout(1000, work), 'done');
+  t.is(near(Instant.now().valueOf() - a.valueOf()), 0);
+});
+
+// The last tests: they move this process's default clock by decades for good.
+
+test.serial('advance() refuses what the clock cannot represent with a RangeError instead of clamping', async (t) => {
+  pause();
+  const a = Instant.now();
+  t.throws(() => advance(2e12), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => advance(Number.MAX_SAFE_INTEGER), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' });
+  t.is(Instant.now().valueOf(), a.valueOf());
+  await advance(1e12);
+  t.is(near(Instant.now().valueOf() - a.valueOf()), 1e12, 'the largest advance is exact');
+  // Decades later, sleeps still wait their whole duration.
+  const b = Instant.now();
+  await withTimeout(sleep(60_000), 10_000, 'a sleep after a huge advance');
+  t.true(Instant.now().valueOf() - b.valueOf() >= 60_000);
+});
+
+test.serial('a sleep beyond the far-future limit does not make later sleeps fire at once', async (t) => {
+  pause();
+  await realDelay(5); // let the auto-advance check scheduled by pause() pass
+  // Clamped to 1e12 ms ahead of the clock; auto-advance jumps there.
+  const a = Instant.now();
+  await withTimeout(sleep(1e13), 10_000, 'a far-future sleep on the paused clock');
+  t.true(Instant.now().valueOf() - a.valueOf() >= 1e12 - 1);
+  const b = Instant.now();
+  await withTimeout(sleep(5000), 10_000, 'a sleep after it');
+  t.true(Instant.now().valueOf() - b.valueOf() >= 5000);
 });

@@ -88,6 +88,55 @@ test('an unref’d interval does not keep the process alive', async (t) => {
   t.is(res.code, 0);
 });
 
+test('an interval whose runtime shuts down stops holding the process, and its ticks reject with ERR_RUNTIME_SHUTDOWN', async (t) => {
+  const r = run(`
+    (async () => {
+      const k = require('kyoto');
+      const rt = new k.Runtime({ flavor: 'current_thread' });
+      const iv = k.interval(100_000, { runtime: rt });
+      await iv.tick();
+      const pending = iv.tick();
+      await rt.shutdown();
+      await pending.catch((e) => console.log('pending ' + e.code));
+      await iv.tick().catch((e) => console.log('next ' + e.code));
+      console.log('hasRef ' + iv.hasRef());
+    })()`);
+  const res = await within(r.exited, 10_000);
+  t.not(res, 'timeout', 'the process exits once the runtime is shut down');
+  if (res === 'timeout') return r.kill();
+  t.is(res.code, 0);
+  t.deepEqual(r.lines, ['pending ERR_RUNTIME_SHUTDOWN', 'next ERR_RUNTIME_SHUTDOWN', 'hasRef false']);
+});
+
+test('unref() releases the process even while a tick is already waiting, and ref() holds it again', async (t) => {
+  const released = run(`
+    (async () => {
+      const iv = require('kyoto').interval(100_000);
+      await iv.tick();
+      iv.tick().then(() => console.log('ticked'));
+      await new Promise((r) => setImmediate(r));
+      iv.unref();
+      console.log('unref');
+    })()`);
+  const res = await within(released.exited, 10_000);
+  t.not(res, 'timeout', 'the waiting tick no longer holds the process');
+  if (res === 'timeout') return released.kill();
+  t.deepEqual(released.lines, ['unref']);
+
+  const held = run(`
+    (async () => {
+      const iv = require('kyoto').interval(300).unref();
+      await iv.tick();
+      iv.tick().then(() => { console.log('ticked'); iv.close(); });
+      await new Promise((r) => setImmediate(r));
+      iv.ref();
+    })()`);
+  const res2 = await within(held.exited, 10_000);
+  t.not(res2, 'timeout');
+  if (res2 === 'timeout') return held.kill();
+  t.deepEqual(held.lines, ['ticked'], 'ref() made the waiting tick hold the process until it fired');
+});
+
 test('a pending sleep on an explicit runtime keeps the process alive until it fires', async (t) => {
   const r = run(
     "const k = require('kyoto'); const rt = new k.Runtime({ workerThreads: 1 }); k.sleep(300, { runtime: rt }).then(() => console.log('late'))",

@@ -90,6 +90,38 @@ test('KYOTO_WORKER_THREADS sets the default runtime’s worker count', (t) => {
   t.is(out.trim(), '3');
 });
 
+test('a KYOTO_WORKER_THREADS above 1024 is ignored: the default runtime starts with its usual worker count', (t) => {
+  const workers = (env: NodeJS.ProcessEnv): string =>
+    execFileSync(process.execPath, ['-e', "console.log(require('kyoto').Runtime.default().metrics().workers)"], {
+      cwd: packageRoot,
+      env: { ...process.env, ...env },
+      encoding: 'utf8',
+      timeout: 20_000,
+    }).trim();
+  const usual = workers({ KYOTO_WORKER_THREADS: '' });
+  t.is(workers({ KYOTO_WORKER_THREADS: '99999999999' }), usual);
+  t.is(workers({ KYOTO_WORKER_THREADS: '4294967297' }), usual);
+});
+
+test('a threadName containing a NUL character is rejected with ERR_INVALID_ARG_VALUE, natively too', (t) => {
+  for (const flavor of ['multi_thread', 'current_thread'] as const) {
+    t.throws(() => new Runtime({ flavor, threadName: 'a\0b' }), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_VALUE' });
+    // The native constructor behind it returns an argument error instead of a caught panic.
+    const NativeRuntime = (native as unknown as { NativeRuntime: new (o: object) => unknown }).NativeRuntime;
+    t.throws(() => new NativeRuntime({ flavor, threadName: 'a\0b' }), { code: 'InvalidArg' });
+  }
+});
+
+test('metrics().blockingThreads counts the worker threads of the spawnBlocking pool', async (t) => {
+  const rt = new Runtime({ flavor: 'current_thread', maxBlockingThreads: 2 });
+  const before = rt.metrics().blockingThreads;
+  const fixture = path.join(__dirname, 'fixtures', 'blocking.js');
+  t.is(await rt.spawnBlocking<number>(fixture, 'add', 1, 2), 3);
+  // One task needs one pool thread; it stays alive (idle) after the task.
+  t.is(rt.metrics().blockingThreads, before + 1);
+  await rt.shutdown();
+});
+
 test('options.runtime must be a Runtime', (t) => {
   t.throws(() => sleep(1, { runtime: {} as Runtime }), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
 });

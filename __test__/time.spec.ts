@@ -1,6 +1,6 @@
 import test from 'ava';
 import { sleep, sleepUntil, timeout, timeoutAt, Instant, Elapsed, interval, intervalAt, Runtime } from 'kyoto';
-import { isSettled, realDelay, native } from './helpers';
+import { isSettled, realDelay, native, withTimeout } from './helpers';
 
 test('sleep(ms) resolves after at least ms', async (t) => {
   const start = Instant.now();
@@ -231,4 +231,57 @@ test('time functions run on an explicit runtime', async (t) => {
   await sleep(1, { runtime: rt });
   t.is(await timeout(100, Promise.resolve(3), { runtime: rt }), 3);
   await rt.shutdown();
+});
+
+test('timeout and timeoutAt reject with ERR_RUNTIME_SHUTDOWN when their runtime shuts down, aborting the work', async (t) => {
+  const rt = new Runtime({ flavor: 'current_thread' });
+  let workSignal: AbortSignal | undefined;
+  const p1 = timeout(
+    60_000,
+    (signal) => {
+      workSignal = signal;
+      return new Promise(() => {});
+    },
+    { runtime: rt },
+  );
+  const p2 = timeoutAt(Instant.now().add(60_000), new Promise(() => {}), { runtime: rt });
+  await rt.shutdown(1000);
+  await t.throwsAsync(withTimeout(p1, 5000, 'timeout'), { code: 'ERR_RUNTIME_SHUTDOWN' });
+  await t.throwsAsync(withTimeout(p2, 5000, 'timeoutAt'), { code: 'ERR_RUNTIME_SHUTDOWN' });
+  t.true(workSignal!.aborted);
+  t.is((workSignal!.reason as { code?: string }).code, 'ERR_RUNTIME_SHUTDOWN');
+});
+
+test('Instant cannot be constructed directly, so no bogus instant reaches the timers', async (t) => {
+  t.throws(() => new (Instant as unknown as new (ms: unknown) => Instant)(NaN), { instanceOf: TypeError, code: 'ERR_ILLEGAL_CONSTRUCTOR' });
+  t.throws(() => new (Instant as unknown as new (ms: unknown) => Instant)('x'), { instanceOf: TypeError, code: 'ERR_ILLEGAL_CONSTRUCTOR' });
+  await sleepUntil(Instant.now().add(1));
+});
+
+test('a sleep whose native registration threw leaves no timer group behind for later sleeps', async (t) => {
+  // Internal: the runtime's timer table (a NaN deadline is what the native side refuses).
+  const rt = Runtime.default();
+  await sleep(0);
+  const table = (rt as unknown as { _timers: { sleepUntil(d: number, s: undefined, refed: boolean): Promise<void> } })._timers;
+  t.throws(() => table.sleepUntil(NaN, undefined, true));
+  // Before the fix the second call joined the failed group and never settled.
+  t.throws(() => table.sleepUntil(NaN, undefined, true));
+});
+
+test('a tick queued behind another rejects as soon as its signal aborts, without taking a tick', async (t) => {
+  const iv = interval(60_000);
+  const first0 = await iv.tick();
+  const first = iv.tick(); // waits a whole period
+  const ac = new AbortController();
+  const queued = iv.tick({ signal: ac.signal });
+  const next = iv.tick();
+  ac.abort();
+  await t.throwsAsync(withTimeout(queued, 5000, 'the aborted queued tick'), { name: 'AbortError' });
+  t.false(await isSettled(first));
+  iv.resetImmediately();
+  await first;
+  t.false(await isSettled(next), 'the aborted call did not use up a tick: the one after waits a period');
+  iv.close();
+  await t.throwsAsync(next, { code: 'ERR_INTERVAL_CLOSED' });
+  t.true(first0 instanceof Instant);
 });

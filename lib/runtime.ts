@@ -20,7 +20,7 @@ export interface RuntimeOptions {
   flavor?: 'multi_thread' | 'current_thread';
   /** Worker threads of a multi-thread runtime; default one per core. */
   workerThreads?: number;
-  /** Prefix of the runtime threads' names. */
+  /** Prefix of the runtime threads' names (no NUL characters). */
   threadName?: string;
   /** Scheduler ticks between two polls of the I/O and timer driver (Tokio default 61). */
   eventInterval?: number;
@@ -54,7 +54,10 @@ export interface RuntimeMetrics {
   ioEvents: number;
   /** Times a task was forced to yield because its cooperative budget ran out. */
   budgetForcedYields: number;
-  /** Live threads of the blocking pool. */
+  /**
+   * Live threads of the blocking pools: the native runtime's, plus the worker threads that
+   * `spawnBlocking` started for this runtime in the calling JS thread (each JS thread has its own).
+   */
   blockingThreads: number;
 }
 
@@ -88,6 +91,10 @@ function nativeOptions(opts: RuntimeOptions): {
   }
   if (opts.threadName !== undefined) {
     validateString(opts.threadName, 'options.threadName');
+    // Thread names are C strings.
+    if (opts.threadName.includes('\0')) {
+      throw invalidArgValue('options.threadName', 'must not contain null characters', opts.threadName);
+    }
     out.threadName = opts.threadName;
   }
   if (opts.eventInterval !== undefined) {
@@ -177,8 +184,9 @@ export class Runtime implements OpOwner {
   }
 
   /**
-   * The default runtime: multi-thread, one worker per core (`KYOTO_WORKER_THREADS` overrides),
-   * started on first use and shared by every thread of the process.
+   * The default runtime: multi-thread, one worker per core (`KYOTO_WORKER_THREADS` overrides with
+   * an integer from 1 to 1024; other values are ignored), started on first use and shared by every
+   * thread of the process.
    */
   static default(): Runtime {
     if (defaultRuntime === undefined || defaultRuntime.#closed) {
@@ -196,7 +204,10 @@ export class Runtime implements OpOwner {
 
   /** A snapshot of the runtime's counters. */
   metrics(): RuntimeMetrics {
-    return this.#native.metrics() as RuntimeMetrics;
+    const m = this.#native.metrics() as RuntimeMetrics;
+    const pool = this._blocking as { readonly liveWorkers: number } | undefined;
+    if (pool !== undefined) m.blockingThreads += pool.liveWorkers;
+    return m;
   }
 
   /**

@@ -16,6 +16,7 @@ import {
 } from './errors';
 import { Runtime } from './runtime';
 import { spawnBlockingOn } from './task/blocking';
+import { holdClock, releaseClock } from './runtime/clock-hold';
 import { observingTasks, taskSpawned, taskEnded, firstPoll, type TaskRec, type TaskOutcome } from './console/instrument';
 
 let nextTaskId = 1;
@@ -231,20 +232,26 @@ export function spawn<T>(fn: TaskFn<T>, options?: SpawnOptions): JoinHandle<T> {
 
 /**
  * Resolves after letting pending timers, I/O and other callbacks run (a turn of the event loop),
- * like Tokio's `yield_now`.
+ * like Tokio's `yield_now`. The yielding task is still runnable, so a paused clock does not
+ * auto-advance while a `yieldNow()` is pending.
  */
 export function yieldNow(options?: { signal?: AbortSignal }): Promise<void> {
   const opts = optionsBag<{ signal?: AbortSignal }>(options);
   validateSignal(opts.signal);
   const signal = opts.signal;
   if (signal?.aborted) return Promise.reject(abortReason(signal));
+  // A task yielding is still runnable: a paused clock must not auto-advance meanwhile (Tokio's
+  // runtime is not idle either).
+  holdClock();
   return new Promise<void>((resolve, reject) => {
     const onAbort = (): void => {
       clearImmediate(im);
+      releaseClock();
       reject(abortReason(signal!));
     };
     const im = setImmediate(() => {
       signal?.removeEventListener('abort', onAbort);
+      releaseClock();
       resolve();
     });
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -478,7 +485,8 @@ export function select<B extends Branches>(branches: B, options?: { signal?: Abo
  * comes back structured-cloned; an error or rejection becomes a {@link JoinError} whose `cause` is
  * it. A task that has started cannot be aborted (`abort()` then does nothing); one aborted before
  * it starts never runs and its handle rejects with a cancelled {@link JoinError}. Idle pool
- * threads do not keep the process alive.
+ * threads do not keep the process alive. As in Tokio, a paused clock (`kyoto/time`'s `pause`)
+ * does not auto-advance while a blocking task of this thread is in flight.
  * @param moduleUrl - a `file:` (or `data:`) URL, or an absolute path, of an ES or CommonJS module.
  * @param exportName - the exported function to call (`default.<name>` is tried too).
  * @param args - its arguments.

@@ -1,13 +1,15 @@
 /**
  * `kyoto/time`: `sleep`, `timeout`, `interval` and `Instant` on the runtime's timer wheel, plus the
  * pausable test clock. Durations are milliseconds (fractions allowed); deadlines are rounded up to
- * the wheel's 1 ms resolution.
+ * the wheel's 1 ms resolution. A deadline more than 1e12 ms (about 31 years) ahead of the clock is
+ * treated as that far-future deadline, like Tokio's.
  * @module
  */
 import { native, type NativeRuntime } from './native';
 import { submit, submitCallbacks, cancelOp, keepAlive, setAfterBatch } from './bridge';
 import { Runtime, type RuntimeOption } from './runtime';
 import { runtimeOf } from './runtime/of';
+import { clockHeld, holdClock, releaseClock, setOnClockReleased } from './runtime/clock-hold';
 import { observingResources, resourceCreated, resourceClosed, type ResourceToken } from './console/instrument';
 
 import {
@@ -32,14 +34,18 @@ import {
 export class Instant {
   readonly #ms: number;
 
-  /** @internal Use {@link Instant.now}. */
-  constructor(ms: number) {
+  /**
+   * @internal Use {@link Instant.now}, {@link Instant.add}, {@link Instant.sub}; `new` throws
+   * `ERR_ILLEGAL_CONSTRUCTOR` (an instant is always a number on the runtime clock).
+   */
+  constructor(token: typeof kConstruct, ms: number) {
+    if (token !== kConstruct) throw illegalConstructor();
     this.#ms = ms;
   }
 
   /** The current instant of the runtime clock. */
   static now(): Instant {
-    return new Instant(native.now());
+    return new Instant(kConstruct, native.now());
   }
 
   /** Milliseconds since this instant (0 if it is in the future). */
@@ -56,13 +62,13 @@ export class Instant {
   /** This instant plus `ms`. */
   add(ms: number): Instant {
     validateNumber(ms, 'ms', -Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
-    return new Instant(this.#ms + ms);
+    return new Instant(kConstruct, this.#ms + ms);
   }
 
   /** This instant minus `ms`. */
   sub(ms: number): Instant {
     validateNumber(ms, 'ms', -Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
-    return new Instant(this.#ms - ms);
+    return new Instant(kConstruct, this.#ms - ms);
   }
 
   /** The instant in ms on the runtime clock (monotonic; origin is process start-up). */
@@ -220,8 +226,8 @@ class TimerTable {
   readonly #unrefed = new Map<number, TimerGroup>();
   readonly #phase: number;
   readonly now: () => number;
-  /** Whether this thread paused the runtime's clock (auto-advance is then its job). */
-  paused = false;
+  /** Open intervals of this runtime in this thread: each is closed when the runtime shuts down. */
+  readonly intervals = new Set<{ shutDown(): void }>();
 
   constructor(
     readonly rt: Runtime,
@@ -230,6 +236,11 @@ class TimerTable {
   ) {
     this.#phase = nrt.tickPhase;
     this.now = shared ? native.now : () => nrt.now();
+    // One hook per table, not per interval: the runtime keeps its hooks until it shuts down.
+    rt._onShutdown(() => {
+      for (const iv of this.intervals) iv.shutDown();
+      this.intervals.clear();
+    });
   }
 
   /**
@@ -261,11 +272,17 @@ class TimerTable {
     let g = map.get(key);
     if (g === undefined) {
       g = new TimerGroup(this, map, key);
-      map.set(key, g);
       const at = key === DUE ? now : key + this.#phase;
       const nrt = this.nrt;
       g.id = submitCallbacks(this.rt, (id) => nrt.sleepUntil(id, at, refed, true), g.fire, g.fail);
-      if (this.paused) scheduleAutoAdvance();
+      // Only once submitted: a group whose submit threw would never fire for later sleeps.
+      map.set(key, g);
+      // The clock may have been paused by another thread (the default runtime's is shared) or
+      // before this handle existed: whoever waits on a paused clock helps it auto-advance.
+      if (nrt.isClockPaused()) {
+        pausedTables.add(this);
+        scheduleAutoAdvance();
+      }
     }
     if (observingResources()) {
       // kyoto/console, diagnostics_channel: one resource per sleep, closed when it fires or aborts.
@@ -278,7 +295,7 @@ class TimerTable {
 
   /** A group fired: on a paused clock, the next idle moment may jump to the next timer. */
   fired(): void {
-    if (this.paused) scheduleAutoAdvance();
+    if (pausedTables.has(this)) scheduleAutoAdvance();
   }
 }
 
@@ -293,6 +310,10 @@ function timersOf(rt: Runtime): TimerTable {
   return t;
 }
 
+/**
+ * Tables of this thread whose clock was seen paused (by `pause()` or at a sleep): their idle
+ * moments auto-advance it. A table leaves once its clock runs again or its runtime shut down.
+ */
 const pausedTables = new Set<TimerTable>();
 let autoAdvanceScheduled = false;
 
@@ -319,8 +340,14 @@ function autoAdvance(): void {
   if (pausedTables.size === 0) return;
   // Completions not yet delivered: this thread is not idle; their batch re-arms the check.
   if (native.bridgeQueued() > 0) return;
+  // Work of this thread holds the clock (blocking tasks, yieldNow, an advance() letting woken work
+  // run): the last release re-arms the check.
+  if (clockHeld()) return;
   for (const t of pausedTables) {
-    if (t.rt.isShutdown || !t.nrt.isClockPaused()) continue;
+    if (t.rt.isShutdown || !t.nrt.isClockPaused()) {
+      pausedTables.delete(t);
+      continue;
+    }
     t.nrt.advanceToNextTimer();
   }
   // While operations are pending, native tasks (woken by this jump or about to register timers on
@@ -332,6 +359,9 @@ function autoAdvance(): void {
 // Completions of any kind (native tasks, sync waits, I/O) mean the thread was busy: look again at
 // the next idle moment.
 setAfterBatch(() => {
+  if (pausedTables.size > 0) scheduleAutoAdvance();
+});
+setOnClockReleased(() => {
   if (pausedTables.size > 0) scheduleAutoAdvance();
 });
 
@@ -448,7 +478,14 @@ function runWithDeadline<T>(deadline: number, work: TimeoutWork<T>, opts: WaitOp
         workAc.abort(elapsed);
         reject(elapsed);
       },
-      () => {},
+      (err) => {
+        // Our own abort (the work settled first, or the outer signal) is already handled; anything
+        // else (the runtime shut down) ends the wait: the work is told why and the caller sees it.
+        if (done) return;
+        finish();
+        workAc.abort(err);
+        reject(err);
+      },
     );
   });
 }
@@ -503,11 +540,22 @@ export class Interval implements AsyncIterable<Instant>, Disposable {
   readonly #rt: Runtime;
   readonly #table: TimerTable;
   #deadline: number;
+  /** The queue of tick() calls: each settles its own promise, so this one never rejects. */
   #chain: Promise<unknown> = Promise.resolve();
   #wake: AbortController | undefined;
   #disposed = false;
+  /** Closed because its runtime shut down: ticks then reject with `ERR_RUNTIME_SHUTDOWN`. */
+  #shutDown = false;
   #refed = true;
   #token: ResourceToken | undefined;
+  /** The runtime's shutdown closes the interval (and releases the process). */
+  readonly #onShutdown = {
+    shutDown: (): void => {
+      if (this.#disposed) return;
+      this.#shutDown = true;
+      this.#close(runtimeShutdownError());
+    },
+  };
 
   /** @internal Use {@link interval} / {@link intervalAt}. */
   constructor(token: typeof kConstruct, start: number, period: number, behavior: MissedTickBehavior, rt: Runtime) {
@@ -517,6 +565,7 @@ export class Interval implements AsyncIterable<Instant>, Disposable {
     this.#behavior = behavior;
     this.#rt = rt;
     this.#table = timersOf(rt);
+    this.#table.intervals.add(this.#onShutdown);
     keepAlive(1);
     if (observingResources()) {
       this.#token = resourceCreated('timer', 'Interval', [
@@ -538,19 +587,38 @@ export class Interval implements AsyncIterable<Instant>, Disposable {
 
   /**
    * Waits for the next tick and resolves with its scheduled instant. Concurrent calls are served in
-   * order. Rejects with `ERR_INTERVAL_CLOSED` once disposed.
+   * order. Rejects with `ERR_INTERVAL_CLOSED` once disposed. Aborting `signal` rejects the call at
+   * once, even while it waits behind earlier calls (it then gives up its turn without a tick).
    */
   tick(options?: { signal?: AbortSignal }): Promise<Instant> {
     const opts = optionsBag<{ signal?: AbortSignal }>(options);
     validateSignal(opts.signal);
-    const run = this.#chain.then(() => this.#tick(opts.signal));
-    this.#chain = run.catch(() => {});
+    const signal = opts.signal;
+    const run = new Promise<Instant>((resolve, reject) => {
+      if (signal?.aborted) return reject(abortReason(signal));
+      // A call still queued behind earlier ticks rejects as soon as its signal aborts and gives
+      // up its turn (no tick is consumed); once running, `#tick` handles the abort itself.
+      let abandoned = false;
+      const onQueuedAbort = (): void => {
+        abandoned = true;
+        reject(abortReason(signal!));
+      };
+      signal?.addEventListener('abort', onQueuedAbort, { once: true });
+      this.#chain = this.#chain.then(() => {
+        signal?.removeEventListener('abort', onQueuedAbort);
+        if (abandoned) return;
+        return this.#tick(signal).then(resolve, reject);
+      });
+    });
+    // As before: a tick nobody awaits (e.g. pending when the interval closes) is no unhandled
+    // rejection.
+    run.catch(() => {});
     return run;
   }
 
   async #tick(signal: AbortSignal | undefined): Promise<Instant> {
     for (;;) {
-      if (this.#disposed) throw closedError();
+      if (this.#disposed) throw this.#shutDown ? runtimeShutdownError() : closedError();
       if (signal?.aborted) throw abortReason(signal);
       const deadline = this.#deadline;
       if (this.#table.now() < deadline) {
@@ -573,7 +641,7 @@ export class Interval implements AsyncIterable<Instant>, Disposable {
       const now = this.#table.now();
       this.#deadline =
         now - timeout > MISSED_THRESHOLD_MS ? nextTimeout(this.#behavior, timeout, now, this.#period) : timeout + this.#period;
-      return new Instant(timeout);
+      return new Instant(kConstruct, timeout);
     }
   }
 
@@ -606,15 +674,22 @@ export class Interval implements AsyncIterable<Instant>, Disposable {
   /** Lets the process exit while this interval is alive (ticks awaited meanwhile do not hold it). */
   unref(): this {
     if (this.#refed && !this.#disposed) keepAlive(-1);
-    this.#refed = false;
+    this.#setRefed(false);
     return this;
   }
 
-  /** Undoes {@link Interval.unref}. */
+  /** Undoes {@link Interval.unref} (a tick already waiting holds the process again). */
   ref(): this {
     if (!this.#refed && !this.#disposed) keepAlive(1);
-    this.#refed = true;
+    this.#setRefed(true);
     return this;
+  }
+
+  #setRefed(refed: boolean): void {
+    if (this.#refed === refed) return;
+    this.#refed = refed;
+    // A tick already waiting registered its timer with the old flag: wake it to re-register.
+    this.#wake?.abort(RESET);
   }
 
   /** Whether the interval holds the process alive. */
@@ -622,13 +697,21 @@ export class Interval implements AsyncIterable<Instant>, Disposable {
     return this.#refed && !this.#disposed;
   }
 
-  /** Stops the interval: a pending tick rejects with `ERR_INTERVAL_CLOSED`; releases the process. */
+  /**
+   * Stops the interval: a pending tick rejects with `ERR_INTERVAL_CLOSED`; releases the process.
+   * Shutting its runtime down closes it too (ticks then reject with `ERR_RUNTIME_SHUTDOWN`).
+   */
   close(): void {
     if (this.#disposed) return;
+    this.#close(closedError());
+  }
+
+  #close(reason: Error): void {
     this.#disposed = true;
+    this.#table.intervals.delete(this.#onShutdown);
     if (this.#refed) keepAlive(-1);
     if (this.#token !== undefined) resourceClosed(this.#token);
-    this.#wake?.abort(closedError());
+    this.#wake?.abort(reason);
   }
 
   /** Same as {@link Interval.close}. */
@@ -636,14 +719,18 @@ export class Interval implements AsyncIterable<Instant>, Disposable {
     this.close();
   }
 
-  /** Ticks until the interval is closed (the loop then ends). */
+  /**
+   * Ticks until the interval is closed (the loop then ends); throws `ERR_RUNTIME_SHUTDOWN` if its
+   * runtime shuts down.
+   */
   async *[Symbol.asyncIterator](): AsyncGenerator<Instant, void, undefined> {
-    while (!this.#disposed) {
+    // After a shutdown the next tick throws its error rather than ending the loop quietly.
+    while (!this.#disposed || this.#shutDown) {
       let t: Instant;
       try {
         t = await this.tick();
       } catch (err) {
-        if (this.#disposed) return;
+        if (this.#disposed && !this.#shutDown) return;
         throw err;
       }
       yield t;
@@ -703,13 +790,14 @@ export function intervalAt(start: Instant, periodMs: number, options?: IntervalO
  * Freezes the runtime's clock (the default runtime's unless `options.runtime` is given): every
  * kyoto timer of that runtime (JS-facing and native) then follows the virtual clock, which moves
  * only with {@link advance} — or, when the runtime and this JS thread are idle, jumps to the next
- * timer. The default runtime is shared by every thread of the process, and so is its clock.
+ * timer. The default runtime is shared by every thread of the process, and so is its clock: a
+ * thread waiting on it while paused helps it auto-advance, and when a `worker_threads` thread that
+ * paused it exits (or is terminated) without {@link resume}, the clock resumes.
  * @param options - `runtime`: the runtime whose clock to pause.
  */
 export function pause(options?: RuntimeOption): void {
   const t = timersOf(runtimeOf(optionsBag<RuntimeOption>(options)));
   t.nrt.pauseClock();
-  t.paused = true;
   pausedTables.add(t);
   scheduleAutoAdvance();
 }
@@ -721,7 +809,6 @@ export function pause(options?: RuntimeOption): void {
 export function resume(options?: RuntimeOption): void {
   const t = timersOf(runtimeOf(optionsBag<RuntimeOption>(options)));
   t.nrt.resumeClock();
-  t.paused = false;
   pausedTables.delete(t);
 }
 
@@ -733,22 +820,51 @@ export function isPaused(options?: RuntimeOption): boolean {
   return timersOf(runtimeOf(optionsBag<RuntimeOption>(options))).nrt.isClockPaused();
 }
 
+/** Largest single {@link advance}: the furthest deadline the native timers represent exactly. */
+const MAX_ADVANCE_MS = 1e12;
+/** The paused clock never moves past this (ms since the clock's origin; about 3,170 years). */
+const MAX_CLOCK_MS = 1e14;
+
 /**
  * Moves the paused clock forward by exactly `ms` and resolves once the timers that came due have
- * fired. Rejects with `ERR_CLOCK_NOT_PAUSED` when the clock runs.
- * @param ms - a duration >= 0.
+ * fired and what they woke has run: like Tokio's `advance`, it yields (one macrotask turn, during
+ * which the clock does not auto-advance), so `sleep(10).then(f)` has run `f` once `advance(10)`
+ * resolves. Rejects with `ERR_CLOCK_NOT_PAUSED` when the clock runs.
+ * @param ms - a duration >= 0 and <= 1e12 (about 31 years); the clock cannot be moved past 1e14 ms
+ *   after its origin either.
  * @param options - `runtime`: the runtime whose clock to advance.
+ * @throws RangeError `ERR_OUT_OF_RANGE` for a negative `ms` or one beyond those limits (which the
+ *   native clock would otherwise clamp silently).
  */
 export function advance(ms: number, options?: RuntimeOption): Promise<void> {
   validateDuration(ms, 'ms');
+  if (ms > MAX_ADVANCE_MS) throw outOfRange('ms', `<= ${MAX_ADVANCE_MS}`, ms);
   const opts = optionsBag<RuntimeOption>(options);
   const rt = runtimeOf(opts);
   const t = timersOf(rt);
+  if (t.now() + ms > MAX_CLOCK_MS) {
+    throw outOfRange('ms', `<= ${Math.max(0, MAX_CLOCK_MS - t.now())} (the clock stops at ${MAX_CLOCK_MS} ms)`, ms);
+  }
   if (!t.nrt.advanceClock(ms)) {
     return Promise.reject(codedError('ERR_CLOCK_NOT_PAUSED', 'the clock is not paused; call pause() first'));
   }
   // The timers that came due completed while the clock moved (on this thread); an operation due at
   // once is queued behind them, so its completion arrives after theirs.
   const nrt = t.nrt;
-  return submit<void>(rt, (id) => nrt.sleepUntil(id, -1e12, true, false));
+  const due = submit<void>(rt, (id) => nrt.sleepUntil(id, -1e12, true, false));
+  holdClock();
+  return due.then(
+    () =>
+      new Promise<void>((resolve) => {
+        // Callbacks of the timers that fired run in the microtasks before this macrotask.
+        setImmediate(() => {
+          releaseClock();
+          resolve();
+        });
+      }),
+    (err: unknown) => {
+      releaseClock();
+      throw err;
+    },
+  );
 }

@@ -14,6 +14,7 @@ import { availableParallelism } from 'node:os';
 import { invalidArgValue, validateString, runtimeShutdownError } from '../errors';
 import type { Runtime } from '../runtime';
 import { JoinHandle } from '../task';
+import { holdClock, releaseClock } from '../runtime/clock-hold';
 
 /** Tasks per dispatch message. */
 const CHUNK = 256;
@@ -250,6 +251,9 @@ class BlockingPool {
       }
       if (sent.length === 0) continue;
       w.inflight += sent.length;
+      // A blocking task in flight keeps a paused clock from auto-advancing (as in Tokio); released
+      // in #finish.
+      holdClock(sent.length);
       w.ref();
       try {
         w.worker.postMessage(msg);
@@ -278,6 +282,7 @@ class BlockingPool {
     this.state[slot] = FREE;
     w.free.push(slot);
     w.inflight--;
+    releaseClock();
     task.handle._complete(status, value);
   }
 
@@ -298,6 +303,11 @@ class BlockingPool {
     this.#bases.push(w.base);
     void w.worker.terminate();
     if (!this.#closed && this.#head < this.#queue.length) this.#dispatch();
+  }
+
+  /** Worker threads of this pool that are alive (idle or busy); `Runtime.metrics()` counts them. */
+  get liveWorkers(): number {
+    return this.#workers.length;
   }
 
   /** Cancels queued tasks and stops the workers (their running tasks end as cancelled). */

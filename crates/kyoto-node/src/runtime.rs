@@ -2,7 +2,7 @@
 //! process-wide default runtime.
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -118,6 +118,9 @@ pub struct RtInner {
     phase: f64,
     max_blocking_threads: Option<u32>,
     owner: Mutex<Owner>,
+    /// Bumped by every successful pause and resume: an env's teardown resumes the clock only if
+    /// its own pause is still the latest change (see `NativeRuntime::pause_clock`).
+    pause_gen: AtomicU64,
 }
 
 impl RtInner {
@@ -171,6 +174,10 @@ fn build(opts: &RuntimeOptions) -> Result<Arc<RtInner>> {
         .thread_name
         .clone()
         .unwrap_or_else(|| "kyoto-worker".to_owned());
+    // std's thread spawn panics on a name with a NUL (it becomes a C string).
+    if name.contains('\0') {
+        return Err(arg_error("threadName must not contain a NUL character"));
+    }
     b.thread_name(name.clone());
     // The builder's asserts are checked here first, so they never panic.
     if let Some(n) = opts.worker_threads {
@@ -233,6 +240,7 @@ fn build(opts: &RuntimeOptions) -> Result<Arc<RtInner>> {
         phase,
         max_blocking_threads: opts.max_blocking_threads,
         owner: Mutex::new(owner),
+        pause_gen: AtomicU64::new(0),
     }))
 }
 
@@ -425,15 +433,36 @@ impl NativeRuntime {
     }
 
     /// Pauses this runtime's clock; false if it was already paused.
-    #[napi]
-    pub fn pause_clock(&self) -> bool {
-        self.rt.handle.pause_clock().is_ok()
+    ///
+    /// The clock of the default runtime is shared by every thread, and only the thread that paused
+    /// it knows when its test is over: when that thread's env goes away (a worker that ended or was
+    /// terminated) with the clock still paused by it, the clock resumes, so other threads' timers
+    /// never wait forever on a clock nobody will advance.
+    #[napi(catch_unwind)]
+    pub fn pause_clock(&self) -> Result<bool> {
+        let env = bridge::current()?;
+        if self.rt.handle.pause_clock().is_err() {
+            return Ok(false);
+        }
+        let gen = self.rt.pause_gen.fetch_add(1, Ordering::AcqRel) + 1;
+        let rt = self.rt.clone();
+        env.on_teardown(Box::new(move || {
+            if rt.pause_gen.load(Ordering::Acquire) == gen {
+                let _ = rt.handle.resume_clock();
+            }
+        }));
+        Ok(true)
     }
 
     /// Restarts this runtime's clock; false if it was not paused.
     #[napi]
     pub fn resume_clock(&self) -> bool {
-        self.rt.handle.resume_clock().is_ok()
+        let resumed = self.rt.handle.resume_clock().is_ok();
+        if resumed {
+            // The pausing env's teardown hook no longer applies.
+            self.rt.pause_gen.fetch_add(1, Ordering::AcqRel);
+        }
+        resumed
     }
 
     /// Whether this runtime's clock is paused.
@@ -447,6 +476,13 @@ impl NativeRuntime {
     pub fn advance_clock(&self, ms: f64) -> Result<bool> {
         if !ms.is_finite() || ms < 0.0 {
             return Err(arg_error("ms must be a finite number >= 0"));
+        }
+        // ms_duration would clamp a longer advance silently.
+        if ms > time::MAX_AHEAD_MS {
+            return Err(Error::new(
+                Status::InvalidArg,
+                format!("ms must be <= {}", time::MAX_AHEAD_MS),
+            ));
         }
         match self.rt.handle.advance_clock(ms_duration(ms)) {
             Ok(()) => Ok(true),

@@ -22,9 +22,15 @@ use kyoto_rt::Handle;
 
 use crate::bridge::{Op, Value};
 
-/// Latest deadline a JS timer may ask for: about 31 years after the origin (later ones are
-/// clamped, like Tokio's far-future deadline).
-const MAX_MS: f64 = 1e12;
+/// Furthest a JS timer may reach ahead of the clock: about 31 years (later deadlines are clamped
+/// to it, like Tokio's far-future deadline). Relative to the clock, not to the origin: a paused
+/// clock advanced by years must still give later sleeps their whole duration.
+pub const MAX_AHEAD_MS: f64 = 1e12;
+
+/// Bound of any instant given in ms since the origin (about 31,700 years): far beyond what the
+/// clock reaches (`advance` moves it by at most [`MAX_AHEAD_MS`] per call, and JS refuses to move
+/// it past 1e14 ms), small enough to stay exact in nanoseconds.
+const MAX_MS: f64 = 1e15;
 
 /// The process-wide origin of JS milliseconds: every runtime clock reading is reported to JS as
 /// milliseconds since this instant, so `Instant`s of different runtimes compare (while their
@@ -159,7 +165,8 @@ impl Wake for TimerOp {
 /// Returns a canceller that removes it (the op is then dropped without a completion if JS claimed
 /// it first).
 pub fn register(handle: &Handle, op: Op, deadline_ms: f64) -> Box<dyn FnOnce()> {
-    let deadline = from_ms(deadline_ms);
+    let far = to_ms(handle.clock_now()) + MAX_AHEAD_MS;
+    let deadline = from_ms(deadline_ms.min(far));
     let sleep = {
         let _enter = handle.enter();
         sleep_until(deadline)

@@ -34,12 +34,23 @@ pub struct Builder {
 /// The environment variable that sets the default worker count.
 pub const WORKER_THREADS_ENV: &str = "KYOTO_WORKER_THREADS";
 
-/// The worker count [`WORKER_THREADS_ENV`] asks for, if it is set to a positive integer.
+/// The largest worker count [`WORKER_THREADS_ENV`] may ask for (the JS `workerThreads` cap).
+pub const MAX_WORKER_THREADS_FROM_ENV: usize = 1024;
+
+/// The worker count [`WORKER_THREADS_ENV`] asks for, if it is set to an integer in
+/// `1..=MAX_WORKER_THREADS_FROM_ENV`. Other values are ignored: a typo must not make the process
+/// try to start billions of threads (and abort on the allocation).
 pub fn worker_threads_from_env() -> Option<usize> {
     std::env::var(WORKER_THREADS_ENV)
         .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|&n| n > 0)
+        .and_then(|v| parse_worker_threads(&v))
+}
+
+fn parse_worker_threads(v: &str) -> Option<usize> {
+    v.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|&n| (1..=MAX_WORKER_THREADS_FROM_ENV).contains(&n))
 }
 
 impl Builder {
@@ -218,5 +229,20 @@ impl Builder {
                 ))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_worker_threads;
+
+    #[test]
+    fn worker_threads_env_values_out_of_range_are_ignored() {
+        assert_eq!(parse_worker_threads(" 3 "), Some(3));
+        assert_eq!(parse_worker_threads("1024"), Some(1024));
+        assert_eq!(parse_worker_threads("1025"), None);
+        assert_eq!(parse_worker_threads("99999999999"), None);
+        assert_eq!(parse_worker_threads("0"), None);
+        assert_eq!(parse_worker_threads("x"), None);
     }
 }
