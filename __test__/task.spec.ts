@@ -323,15 +323,20 @@ test('spawnBlocking: a throw or a rejection becomes a JoinError (panic) with the
 test('spawnBlocking: abort before start prevents the task; a started task cannot be aborted', async (t) => {
   const rt = new Runtime({ maxBlockingThreads: 1 });
   await rt.spawnBlocking(fixture, 'add', 0, 0); // the worker is up and the module loaded
-  const running = rt.spawnBlocking<string>(fixture, 'spin', 300, 'ran');
+  const flags = new Int32Array(new SharedArrayBuffer(8)); // [started, released]
+  const running = rt.spawnBlocking<string>(fixture, 'holdUntilReleased', flags, 'ran');
   const queued = rt.spawnBlocking<string>(fixture, 'spin', 1, 'should not run');
   const later = rt.spawnBlocking<string>(fixture, 'add', 'a', 'b');
-  await realDelay(60); // `running` has started, `queued` waits behind it in the worker's batch
+  // `running` has started; `queued` waits behind it.
+  for (let i = 0; i < 2000 && Atomics.load(flags, 0) === 0; i++) await realDelay(5);
+  t.is(Atomics.load(flags, 0), 1, 'the first task started');
   running.abort();
   queued.abort();
   const err = await t.throwsAsync(queued);
   t.true((err as JoinError).isCancelled());
   t.true(queued.isFinished());
+  Atomics.store(flags, 1, 1);
+  Atomics.notify(flags, 1);
   t.is(await running, 'ran');
   t.is(await later, 'ab');
   // aborted synchronously, before dispatch
