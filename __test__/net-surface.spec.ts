@@ -346,6 +346,51 @@ test('the halves of a closed stream reject reads and writes with ERR_SOCKET_CLOS
   l.close();
 });
 
+test('a closed read half rejects its reads with ERR_SOCKET_CLOSED while the write half goes on', async (t) => {
+  const { l, c, s } = await tcpPair();
+  const [r, w] = c.split();
+  await s.write('unread');
+  r.close();
+  await t.throwsAsync(r.read(Buffer.alloc(4)), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(r.readExact(Buffer.alloc(4)), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(r.readChunk(), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(r.peek(Buffer.alloc(4)), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(r.readToEnd(), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(r[Symbol.asyncIterator]().next(), { code: 'ERR_SOCKET_CLOSED' });
+  await w.write('still writing');
+  t.is(await readString(s, 13, 'the write half'), 'still writing');
+  w.close();
+  for (const x of [s, l]) x.close();
+});
+
+test('closing the read half, then the write half, still delivers every pending write before the end of stream', async (t) => {
+  const { l, c, s } = await tcpPair();
+  const [r, w] = c.split();
+  const chunk = Buffer.alloc(200_000, 7);
+  const writes: Array<Promise<number>> = [];
+  for (let i = 0; i < 40; i++) writes.push(w.write(chunk)); // more than the kernel and kyoto take at once
+  r.close();
+  w.close(); // the last half: the stream closes once its shutdown went out
+  const got = await withTimeout(s.readToEnd(), 20_000, 'the peer reading to the end');
+  t.is(got.length, 40 * chunk.length);
+  for (const p of writes) t.is(await p, chunk.length);
+  await withTimeout(
+    (async () => {
+      while (!c.closed) await realDelay(5);
+    })(),
+    5000,
+    'the stream closing after its shutdown',
+  );
+  for (const x of [s, l]) x.close();
+});
+
+test('peek() and read() into an empty buffer resolve 0 at once', async (t) => {
+  const { l, c, s } = await tcpPair();
+  t.is(await withTimeout(c.peek(Buffer.alloc(0)), 5000, 'peek'), 0);
+  t.is(await withTimeout(c.read(Buffer.alloc(0)), 5000, 'read'), 0);
+  for (const x of [c, s, l]) x.close();
+});
+
 test('a closed UDP socket rejects recvFrom, peekFrom and recvMany with ERR_SOCKET_CLOSED, waiting or not', async (t) => {
   const u = await UdpSocket.bind('127.0.0.1:0');
   const waiting: Array<Promise<unknown>> = [u.recvFrom(Buffer.alloc(4)), u.peekFrom(Buffer.alloc(4)), u.recvMany(8)];

@@ -7,6 +7,7 @@
  * @module
  */
 import { codedError, invalidArgType } from '../errors';
+import { closedError } from './common';
 import type { SignalOption } from './types';
 
 /** `readExact` over a stream's `read`: fills `buf`, or rejects with `ERR_UNEXPECTED_EOF`. */
@@ -67,6 +68,21 @@ export interface SplitStream extends AsyncIterable<Buffer> {
 /** How many of a stream's two halves are still open. @internal */
 export interface SplitState {
   open: number;
+  /** The write half's shutdown once it was closed: the stream closes after it, not before. */
+  ending?: Promise<void>;
+}
+
+/** What a closed half's reads answer (as its stream's would once closed). */
+function closedHalf(): Promise<never> {
+  return Promise.reject(closedError());
+}
+
+/** Counts a half out; the last one out closes the stream, after the write half's shutdown. */
+function releaseHalf(s: SplitStream, state: SplitState): void {
+  if (state.open === 0 || --state.open > 0) return;
+  // Closing at once would reject the writes the shutdown still waits for (made before the close).
+  if (state.ending !== undefined) void state.ending.then(() => s.close());
+  else s.close();
 }
 
 /** The read half of a split stream: its reads, and `close()` for this half. */
@@ -77,34 +93,35 @@ export class StreamReadHalf<S extends SplitStream> implements AsyncIterable<Buff
     /** @internal */ readonly _s: S,
     /** @internal */ readonly _state: SplitState,
   ) {}
-  /** Reads into `buf` (see the stream's `read`). */
+  /** Reads into `buf` (see the stream's `read`). A closed half rejects with `ERR_SOCKET_CLOSED`. */
   read(buf: Uint8Array, options?: SignalOption): Promise<number> {
-    return this._s.read(buf, options);
+    return this.#closed ? closedHalf() : this._s.read(buf, options);
   }
   /** Fills `buf` (see the stream's `readExact`). */
   readExact(buf: Uint8Array, options?: SignalOption): Promise<number> {
-    return this._s.readExact(buf, options);
+    return this.#closed ? closedHalf() : this._s.readExact(buf, options);
   }
   /** The next chunk, or `undefined` at end of stream (see the stream's `readChunk`). */
   readChunk(options?: SignalOption): Promise<Buffer | undefined> {
-    return this._s.readChunk(options);
+    return this.#closed ? closedHalf() : this._s.readChunk(options);
   }
   /** Reads until end of stream (see the stream's `readToEnd`). */
   readToEnd(options?: SignalOption): Promise<Buffer> {
-    return this._s.readToEnd(options);
+    return this.#closed ? closedHalf() : this._s.readToEnd(options);
   }
   /** Reads without consuming (see the stream's `peek`). */
   peek(buf: Uint8Array, options?: SignalOption): Promise<number> {
-    return this._s.peek(buf, options);
+    return this.#closed ? closedHalf() : this._s.peek(buf, options);
   }
   /** Drops this half (once: a second call does nothing); the stream closes when both halves are closed. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    if (this._state.open > 0 && --this._state.open === 0) this._s.close();
+    releaseHalf(this._s, this._state);
   }
   /** The received chunks until end of stream. */
   [Symbol.asyncIterator](): AsyncIterator<Buffer> {
+    if (this.#closed) return { next: closedHalf };
     return this._s[Symbol.asyncIterator]();
   }
 }
@@ -140,7 +157,7 @@ export class StreamWriteHalf<S extends SplitStream> {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    if (!this._s.closed) void this._s.shutdown().catch(() => {});
-    if (this._state.open > 0 && --this._state.open === 0) this._s.close();
+    if (!this._s.closed) this._state.ending = this._s.shutdown().catch(() => {});
+    releaseHalf(this._s, this._state);
   }
 }

@@ -639,6 +639,7 @@ export class TcpStream implements AsyncIterable<Buffer> {
     if (this.#closed) return Promise.reject(closedError());
     if (this.#buffered > 0) return Promise.resolve(this.#take(buf, true));
     if (this.#eof) return this.#readErr ? Promise.reject(this.#readErr) : Promise.resolve(0);
+    if (buf.length === 0) return Promise.resolve(0); // as read(): nothing to wait for
     return this.#wait(buf, true, options?.signal) as Promise<number>;
   }
 
