@@ -61,6 +61,8 @@ export interface SplitStream extends AsyncIterable<Buffer> {
   shutdown(options?: SignalOption): Promise<void>;
   /** Closes the stream. */
   close(): void;
+  /** @internal Whether writes made earlier still wait for room (closing now would reject them). */
+  _writesWaiting?(): boolean;
   /** Whether `close()` was called. */
   readonly closed: boolean;
 }
@@ -81,7 +83,7 @@ function closedHalf(): Promise<never> {
 function releaseHalf(s: SplitStream, state: SplitState): void {
   if (state.open === 0 || --state.open > 0) return;
   // Closing at once would reject the writes the shutdown still waits for (made before the close).
-  if (state.ending !== undefined) void state.ending.then(() => s.close());
+  if (state.ending !== undefined && s._writesWaiting?.() === true) void state.ending.then(() => s.close());
   else s.close();
 }
 

@@ -712,6 +712,11 @@ export class TcpStream implements AsyncIterable<Buffer> {
     return this.#inTurn(options?.signal, () => this.#write(bytes, options));
   }
 
+  /** @internal Whether writes or frames wait for room (see `SplitStream._writesWaiting`). */
+  _writesWaiting(): boolean {
+    return this.#waitingWrites > 0;
+  }
+
   /** Runs a write or frame that cannot be handed over at once in its turn (see `#writeTurns`). */
   #inTurn<T>(signal: AbortSignal | undefined, op: () => Promise<T>): Promise<T> {
     this.#waitingWrites++;
