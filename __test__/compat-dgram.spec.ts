@@ -616,3 +616,37 @@ test.serial('parity with node:dgram: send callbacks come in send order, whatever
   const [viaNode, viaKyoto] = await bothWays(scriptCallbackOrder);
   t.deepEqual(viaKyoto, viaNode);
 });
+
+/**
+ * A node:dgram socket connected to `port`: its sends reach the kernel before `send()` returns, so a
+ * burst sent in one go is queued whole at the receiver before it reads any of it.
+ */
+async function burstSender(port: number): Promise<nodeDgram.Socket> {
+  const tx = nodeDgram.createSocket('udp4');
+  await new Promise<void>((r) => tx.connect(port, '127.0.0.1', () => r()));
+  return tx;
+}
+
+// `await once(socket, 'message')` in a loop: the next listener is added a microtask after the last
+// one fired. Every datagram of a burst reaches it.
+async function scriptOnceLoop(m: DgramLike): Promise<string[]> {
+  const rx = await bound(m);
+  const tx = await burstSender(rx.address().port);
+  for (let i = 0; i < 5; i++) tx.send(`m${i}`);
+  const got: string[] = [];
+  for (;;) {
+    const [msg] = await nextMessage(rx);
+    got.push(String(msg));
+    if (got.length === 1) tx.send('end'); // ends the loop, whatever was lost of the burst
+    if (String(msg) === 'end') break;
+  }
+  tx.close();
+  await closed(rx);
+  return got;
+}
+
+test.serial('parity with node:dgram: a loop awaiting once(socket, \'message\') receives every datagram of a burst', async (t) => {
+  const [viaNode, viaKyoto] = await bothWays(scriptOnceLoop);
+  t.deepEqual(viaKyoto, viaNode);
+  t.deepEqual(viaNode, ['m0', 'm1', 'm2', 'm3', 'm4', 'end']);
+});

@@ -407,6 +407,15 @@ export class Socket extends EventEmitter {
     });
   }
 
+  /**
+   * Emits received datagrams one `'message'` each, as node:dgram's handle does, which is read a
+   * datagram at a time from the event loop. What a batch read must not change from that:
+   * - A datagram is not emitted to nobody while a listener is on its way: `await once(socket,
+   *   'message')` in a loop re-adds its listener a microtask after the last one, so with none, the
+   *   next datagram waits for one to be added, or for a turn of the loop (then it is lost, as it
+   *   would be with node:dgram).
+   * The common case, a persistent listener keeping up, awaits nothing per datagram.
+   */
   async #receive(sock: UdpSocket): Promise<void> {
     for (;;) {
       let batch: Array<{ data: Buffer; address: { address: string; family: 'IPv4' | 'IPv6'; port: number } }>;
@@ -424,10 +433,33 @@ export class Socket extends EventEmitter {
       }
       for (const d of batch) {
         if (this.#sock !== sock) return;
+        if (this.listenerCount('message') === 0) {
+          await this.#listenerOrTurn();
+          if (this.#sock !== sock) return;
+        }
         const a = d.address;
         this.#emitSafely('message', d.data, { address: a.address, family: a.family, port: a.port, size: d.data.length });
       }
     }
+  }
+
+  /**
+   * Resolves once a `'message'` listener is being added (`'newListener'` comes just before it is)
+   * or a turn of the loop passed, whichever first: true for the turn.
+   */
+  #listenerOrTurn(): Promise<boolean> {
+    return new Promise((resolve) => {
+      const onNew = (event: string | symbol): void => {
+        if (event === 'message') done(false);
+      };
+      const timer = setImmediate(() => done(true));
+      const done = (turned: boolean): void => {
+        clearImmediate(timer);
+        this.removeListener('newListener', onNew);
+        resolve(turned);
+      };
+      this.on('newListener', onNew);
+    });
   }
 
   /** Emits; a throwing listener becomes an uncaught exception (as with `node:dgram`), not a rejection. */
