@@ -650,3 +650,32 @@ test.serial('parity with node:dgram: a loop awaiting once(socket, \'message\') r
   t.deepEqual(viaKyoto, viaNode);
   t.deepEqual(viaNode, ['m0', 'm1', 'm2', 'm3', 'm4', 'end']);
 });
+
+// A backlog of datagrams: node:dgram reads at most 32 per socket per turn of the event loop, so
+// timers and immediates run while it is handled.
+async function scriptBacklog(m: DgramLike): Promise<number[]> {
+  const rx = await bound(m);
+  const tx = await burstSender(rx.address().port);
+  const n = 96;
+  /** How many messages had been emitted when an immediate set at message 1, 33, 65 ran. */
+  const seenByImmediate: number[] = [];
+  let seen = 0;
+  const all = new Promise<void>((resolve) =>
+    rx.on('message', () => {
+      if (seen++ % 32 === 0) setImmediate(() => seenByImmediate.push(seen));
+      if (seen === n) resolve();
+    }),
+  );
+  for (let i = 0; i < n; i++) tx.send('x');
+  await within(all, 10_000, 'the backlog');
+  await new Promise((r) => setImmediate(r));
+  tx.close();
+  await closed(rx);
+  return seenByImmediate;
+}
+
+test.serial('parity with node:dgram: a backlog is emitted 32 datagrams per turn of the event loop', async (t) => {
+  const [viaNode, viaKyoto] = await bothWays(scriptBacklog);
+  t.deepEqual(viaKyoto, viaNode);
+  t.deepEqual(viaNode, [32, 64, 96]);
+});

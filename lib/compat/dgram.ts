@@ -15,7 +15,7 @@ import { EventEmitter } from 'node:events';
 import { isIP, isIPv4, isIPv6 } from 'node:net';
 import * as util from 'node:util';
 import { native } from '../native';
-import { errnoOf, ipv4ToInt, parseNativeAddr, systemError, type SystemError } from '../net/core';
+import { currentBatch, errnoOf, ipv4ToInt, parseNativeAddr, systemError, type SystemError } from '../net/core';
 import { networkInterfaces } from 'node:os';
 import { O_REUSE_ADDR, O_REUSE_PORT, O_V6_ONLY, callReporting, reportUncaught } from '../net/common';
 import { UdpSocket } from '../net';
@@ -414,11 +414,16 @@ export class Socket extends EventEmitter {
    *   'message')` in a loop re-adds its listener a microtask after the last one, so with none, the
    *   next datagram waits for one to be added, or for a turn of the loop (then it is lost, as it
    *   would be with node:dgram).
+   * - libuv reads at most 32 datagrams per socket per loop turn, so a backlog does not hold timers
+   *   and I/O back: after 32 emitted in a row, the loop yields a turn (`setImmediate`).
    * The common case, a persistent listener keeping up, awaits nothing per datagram.
    */
   async #receive(sock: UdpSocket): Promise<void> {
+    /** Datagrams emitted since the loop last let a turn pass. */
+    let inRow = 0;
     for (;;) {
       let batch: Array<{ data: Buffer; address: { address: string; family: 'IPv4' | 'IPv6'; port: number } }>;
+      const before = currentBatch();
       try {
         batch = await sock.recvMany(64);
       } catch (e) {
@@ -431,12 +436,21 @@ export class Socket extends EventEmitter {
         this.#emitSafely('error', typeof errno === 'number' ? systemError(Math.abs(errno), 'recvmsg') : e);
         continue;
       }
+      // A batch delivered since the call came from the loop (the receive waited for it): a new
+      // turn. One taken from what was queued continues this turn's run.
+      if (currentBatch() !== before) inRow = 0;
       for (const d of batch) {
         if (this.#sock !== sock) return;
-        if (this.listenerCount('message') === 0) {
-          await this.#listenerOrTurn();
+        if (inRow >= 32) {
+          await new Promise((r) => setImmediate(r));
+          inRow = 0;
           if (this.#sock !== sock) return;
         }
+        if (this.listenerCount('message') === 0) {
+          if (await this.#listenerOrTurn()) inRow = 0;
+          if (this.#sock !== sock) return;
+        }
+        inRow++;
         const a = d.address;
         this.#emitSafely('message', d.data, { address: a.address, family: a.family, port: a.port, size: d.data.length });
       }
