@@ -1,6 +1,7 @@
 // kyoto/compat/dgram behaves like node:dgram (loopback only).
 import test from 'ava';
 import * as nodeDgram from 'node:dgram';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import * as path from 'node:path';
 import * as dgram from 'kyoto/compat/dgram';
@@ -678,4 +679,56 @@ test.serial('parity with node:dgram: a backlog is emitted 32 datagrams per turn 
   const [viaNode, viaKyoto] = await bothWays(scriptBacklog);
   t.deepEqual(viaKyoto, viaNode);
   t.deepEqual(viaNode, [32, 64, 96]);
+});
+
+/** Runs `code` in a child Node process (killed after 15 s; its stderr dropped): exit code and stdout. */
+function quietChild(code: string): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['-e', code], { cwd: packageRoot, stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.on('close', (c) => {
+      clearTimeout(timer);
+      resolve({ code: c, out });
+    });
+  });
+}
+
+test('parity with node:dgram: a throwing \'message\' listener is an uncaught exception before the next datagram of a burst is emitted', async (t) => {
+  const compat = JSON.stringify(path.join(packageRoot, 'dist', 'lib', 'compat', 'dgram.js'));
+  // `handled` datagrams reach the listener; nothing handles the exception: the process dies at once.
+  const unhandled = (mod: string): string => `
+    const dgram = require(${mod});
+    const rx = dgram.createSocket('udp4');
+    let handled = 0;
+    process.on('exit', (code) => console.log('exit', code, 'after', handled));
+    rx.on('message', (m) => { handled++; if (String(m) === 'bad') throw new Error('boom'); });
+    rx.bind(0, '127.0.0.1', () => {
+      const tx = require('node:dgram').createSocket('udp4');
+      tx.connect(rx.address().port, '127.0.0.1', () => { tx.send('bad'); tx.send('m2'); tx.send('m3'); });
+    });`;
+  // With an uncaughtException handler, each exception comes before the next message.
+  const handled = (mod: string): string => `
+    const dgram = require(${mod});
+    const rx = dgram.createSocket('udp4');
+    const log = [];
+    process.on('uncaughtException', (e) => log.push('uncaught ' + e.message));
+    rx.on('message', (m) => {
+      log.push('message ' + m);
+      if (String(m) !== 'c') throw new Error('boom ' + m);
+      console.log(log.join(', '));
+      rx.close();
+      tx.close();
+    });
+    const tx = require('node:dgram').createSocket('udp4');
+    rx.bind(0, '127.0.0.1', () => {
+      tx.connect(rx.address().port, '127.0.0.1', () => { tx.send('a'); tx.send('b'); tx.send('c'); });
+    });`;
+  for (const make of [unhandled, handled]) {
+    const viaNode = await quietChild(make("'node:dgram'"));
+    const viaKyoto = await quietChild(make(compat));
+    t.deepEqual(viaKyoto, viaNode);
+  }
+  t.deepEqual(await quietChild(unhandled("'node:dgram'")), { code: 1, out: 'exit 1 after 1\n' });
 });

@@ -416,6 +416,8 @@ export class Socket extends EventEmitter {
    *   would be with node:dgram).
    * - libuv reads at most 32 datagrams per socket per loop turn, so a backlog does not hold timers
    *   and I/O back: after 32 emitted in a row, the loop yields a turn (`setImmediate`).
+   * - A listener that throws is an uncaught exception before the next datagram is emitted: the
+   *   process dies there when nothing handles it, as with node:dgram.
    * The common case, a persistent listener keeping up, awaits nothing per datagram.
    */
   async #receive(sock: UdpSocket): Promise<void> {
@@ -452,7 +454,10 @@ export class Socket extends EventEmitter {
         }
         inRow++;
         const a = d.address;
-        this.#emitSafely('message', d.data, { address: a.address, family: a.family, port: a.port, size: d.data.length });
+        if (!this.#emitSafely('message', d.data, { address: a.address, family: a.family, port: a.port, size: d.data.length })) {
+          // The uncaught exception's tick comes first: it ends the process unless handled.
+          await new Promise((r) => process.nextTick(r));
+        }
       }
     }
   }
@@ -476,12 +481,17 @@ export class Socket extends EventEmitter {
     });
   }
 
-  /** Emits; a throwing listener becomes an uncaught exception (as with `node:dgram`), not a rejection. */
-  #emitSafely(event: string, ...args: unknown[]): void {
+  /**
+   * Emits; a throwing listener becomes an uncaught exception (as with `node:dgram`), not a
+   * rejection. False when one threw.
+   */
+  #emitSafely(event: string, ...args: unknown[]): boolean {
     try {
       this.emit(event, ...args);
+      return true;
     } catch (e) {
       reportUncaught(e);
+      return false;
     }
   }
 
