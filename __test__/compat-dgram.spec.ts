@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import * as path from 'node:path';
 import * as dgram from 'kyoto/compat/dgram';
 import * as kyoto from 'kyoto';
-import { packageRoot, runClusterFixture, runNodeChild, unixTest, uvErrno } from './helpers';
+import { linuxTestSerial, packageRoot, runClusterFixture, runNodeChild, unixTest, uvErrno } from './helpers';
 
 type DgramLike = typeof dgram;
 
@@ -731,4 +731,34 @@ test('parity with node:dgram: a throwing \'message\' listener is an uncaught exc
     t.deepEqual(viaKyoto, viaNode);
   }
   t.deepEqual(await quietChild(unhandled("'node:dgram'")), { code: 1, out: 'exit 1 after 1\n' });
+});
+
+// A datagram from another sender already queued when the socket connects: Linux keeps it, and
+// node:dgram emits it after 'connect' (only later ones are filtered by the kernel).
+async function scriptConnectKeepsQueued(m: DgramLike): Promise<string[]> {
+  const rx = await bound(m);
+  const peer = await bound(nodeDgram as unknown as DgramLike);
+  const other = await burstSender(rx.address().port);
+  const got: string[] = [];
+  const fromPeer = new Promise<void>((resolve) =>
+    rx.on('message', (msg: Buffer) => {
+      got.push(String(msg));
+      if (String(msg) === 'from the peer') resolve();
+    }),
+  );
+  other.send('queued before connect');
+  await new Promise<void>((r) => rx.connect(peer.address().port, '127.0.0.1', () => r()));
+  other.send('sent after connect');
+  peer.send('from the peer', rx.address().port, '127.0.0.1');
+  await within(fromPeer, 10_000, 'the peer\'s datagram');
+  other.close();
+  await closed(peer);
+  await closed(rx);
+  return got;
+}
+
+linuxTestSerial('parity with node:dgram: connect() keeps datagrams other senders got queued before it (Linux)', async (t) => {
+  const [viaNode, viaKyoto] = await bothWays(scriptConnectKeepsQueued);
+  t.deepEqual(viaKyoto, viaNode);
+  t.deepEqual(viaNode, ['queued before connect', 'from the peer']);
 });

@@ -546,31 +546,30 @@ export class Socket extends EventEmitter {
     this.#lookup(address, 0, (ex, ip) => {
       const sock = this.#sock;
       if (sock === undefined) return;
-      const fail = (e: unknown): void => {
+      let err: unknown = ex;
+      if (!err) {
+        try {
+          // Connected at once, as node:dgram's handle is, and without kyoto's filter by peer:
+          // datagrams other senders got queued before still arrive, as with node:dgram on Linux.
+          sock._connect(ip, port, false);
+        } catch (e) {
+          err = withHostPort(e, 'connect', address, port);
+        }
+      }
+      if (err) {
         this.#connectState = DISCONNECTED;
         process.nextTick(() => {
           if (callback) {
             this.removeListener('connect', callback);
-            callback(e as Error);
+            callback(err as Error);
           } else {
-            this.emit('error', e);
+            this.emit('error', err);
           }
         });
-      };
-      if (ex) {
-        fail(ex);
         return;
       }
-      sock.connect({ address: ip, port }).then(
-        () => {
-          if (this.#sock !== sock) return;
-          this.#connectState = CONNECTED;
-          process.nextTick(() => this.emit('connect'));
-        },
-        (e) => {
-          if (this.#sock === sock) fail(withHostPort(e, 'connect', address, port));
-        },
-      );
+      this.#connectState = CONNECTED;
+      process.nextTick(() => this.emit('connect'));
     });
   }
 
