@@ -762,3 +762,31 @@ linuxTestSerial('parity with node:dgram: connect() keeps datagrams other senders
   t.deepEqual(viaKyoto, viaNode);
   t.deepEqual(viaNode, ['queued before connect', 'from the peer']);
 });
+
+// A send with an address made while connect() is under way: by the time it is sent the socket is
+// connected, and node:dgram calls back with EISCONN, sending nothing.
+async function scriptSendWhileConnecting(m: DgramLike): Promise<string[]> {
+  const out: string[] = [];
+  const peer = await bound(m);
+  const other = await bound(m);
+  const s = await bound(m);
+  other.on('message', (msg: Buffer) => out.push(`other got ${msg}`));
+  const otherPort = other.address().port;
+  s.connect(peer.address().port, '127.0.0.1');
+  const e = await new Promise<(Error & Record<string, unknown>) | null>((resolve) =>
+    s.send('to other', otherPort, '127.0.0.1', (err) => resolve(err as (Error & Record<string, unknown>) | null)),
+  );
+  out.push(e === null ? 'sent' : `${e.code} ${e.errno === uvErrno(String(e.code))} ${e.syscall} ${e.address} ${e.port === otherPort} ${e.message.replace(String(otherPort), 'PORT')}`);
+  const got = nextMessage(peer);
+  s.send('to peer');
+  out.push(`peer got ${(await got)[0]}`);
+  await new Promise((r) => setImmediate(r));
+  for (const x of [s, peer, other]) await closed(x);
+  return out;
+}
+
+test.serial('parity with node:dgram: a send with an address made before \'connect\' fires fails with EISCONN and sends nothing', async (t) => {
+  const [viaNode, viaKyoto] = await bothWays(scriptSendWhileConnecting);
+  t.deepEqual(viaKyoto, viaNode);
+  t.deepEqual(viaNode, ['EISCONN true send 127.0.0.1 true send EISCONN 127.0.0.1:PORT', 'peer got to peer']);
+});

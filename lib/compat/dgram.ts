@@ -715,6 +715,12 @@ export class Socket extends EventEmitter {
       const sock = this.#sock;
       if (sock === undefined) return;
       const done = this.#inOrder(cb);
+      // Connected since this send was made (its connect's lookup came first): libuv refuses an
+      // address on a connected socket, so node:dgram calls back with EISCONN and sends nothing.
+      if (!connected && this.#connectState === CONNECTED) {
+        done(withHostPort(systemError(errnoOf('EISCONN'), 'send'), 'send', address, port) as Error);
+        return;
+      }
       // What the kernel would refuse, refused here, so that it reaches the callback as with node:dgram.
       const refused = connected ? 0 : this.#refusal(ip);
       if (refused !== 0) {
