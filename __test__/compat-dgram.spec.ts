@@ -790,3 +790,21 @@ test.serial('parity with node:dgram: a send with an address made before \'connec
   t.deepEqual(viaKyoto, viaNode);
   t.deepEqual(viaNode, ['EISCONN true send 127.0.0.1 true send EISCONN 127.0.0.1:PORT', 'peer got to peer']);
 });
+
+// connect() to an address of the other family: libuv's EINVAL, as bind() gives.
+async function scriptConnectOtherFamily(m: DgramLike): Promise<string[]> {
+  const out: string[] = [];
+  for (const [type, address] of [['udp4', '::1'], ['udp6', '127.0.0.1']] as const) {
+    const s = m.createSocket(type);
+    const e = await new Promise<(Error & Record<string, unknown>) | undefined>((resolve) => s.connect(9, address, (err) => resolve(err as Error & Record<string, unknown>)));
+    out.push(e === undefined ? `${type} to ${address}: connected` : `${type} to ${address}: ${e.code} ${e.errno === uvErrno(String(e.code))} ${e.syscall} ${e.address} ${e.port} ${e.message}`);
+    await closed(s);
+  }
+  return out;
+}
+
+test.serial('parity with node:dgram: connect() to an address of the other family fails with EINVAL', async (t) => {
+  const [viaNode, viaKyoto] = await bothWays(scriptConnectOtherFamily);
+  t.deepEqual(viaKyoto, viaNode);
+  t.true(viaNode[0].startsWith('udp4 to ::1: EINVAL true connect ::1 9'));
+});

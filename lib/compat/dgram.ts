@@ -547,6 +547,9 @@ export class Socket extends EventEmitter {
       const sock = this.#sock;
       if (sock === undefined) return;
       let err: unknown = ex;
+      // libuv refuses an address of the other family itself (EINVAL), before the kernel would
+      // (EAFNOSUPPORT), as bind does.
+      if (!err && !this.#familyFits(ip)) err = withHostPort(systemError(errnoOf('EINVAL'), 'connect'), 'connect', address, port);
       if (!err) {
         try {
           // Connected at once, as node:dgram's handle is, and without kyoto's filter by peer:
