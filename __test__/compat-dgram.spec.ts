@@ -808,3 +808,53 @@ test.serial('parity with node:dgram: connect() to an address of the other family
   t.deepEqual(viaKyoto, viaNode);
   t.true(viaNode[0].startsWith('udp4 to ::1: EINVAL true connect ::1 9'));
 });
+
+// bind() does not validate its port: node:dgram binds `port || 0` taken as a uint32, of which libuv
+// keeps the low 16 bits. Errors name the port as given.
+async function scriptBindPorts(m: DgramLike): Promise<string[]> {
+  const out: string[] = [];
+  const fixed = new Set([1, 65531, 65532, 65533, 65534, 65535]);
+  const bindOutcome = (s: dgram.Socket, bind: () => void): Promise<string> =>
+    new Promise((resolve) => {
+      s.once('error', (e: Error & Record<string, unknown>) =>
+        resolve(`error ${e.code} ${e.message} ${typeof e.port} ${String(e.port)}`),
+      );
+      s.once('listening', () => {
+        const { port } = s.address();
+        resolve(`port ${fixed.has(port) ? port : port > 0 ? 'free' : port}`);
+      });
+      try {
+        bind();
+      } catch (e) {
+        resolve(`throws ${(e as { code?: string }).code}`);
+      }
+    });
+  const values: unknown[] = [NaN, -1, -2.5, 65536, 65536 + 65534, 65533.7, 'abc', '', ' 65532 ', '0xfffb', true, false, null, undefined, 1e20, Infinity];
+  for (const v of values) {
+    const s = m.createSocket('udp4');
+    out.push(`${typeof v} ${String(v)}: ${await bindOutcome(s, () => s.bind(v as number, '127.0.0.1'))}`);
+    await closed(s);
+  }
+  const o = m.createSocket('udp4');
+  out.push(`options { port: -1 }: ${await bindOutcome(o, () => o.bind({ port: -1, address: '127.0.0.1' }))}`);
+  await closed(o);
+  // Taken ports, given as a string and as a value that wraps to it.
+  const taken = await bound(m);
+  const p = taken.address().port;
+  for (const v of [String(p), p - 65536, p + 65536]) {
+    const s = m.createSocket('udp4');
+    const outcome = await bindOutcome(s, () => s.bind(v as number, '127.0.0.1'));
+    const shown = outcome.replaceAll(String(p + 65536), 'P + 65536').replaceAll(String(p - 65536), 'P - 65536').replaceAll(String(p), 'P');
+    out.push(`taken as ${typeof v} ${v === String(p) ? 'P' : (v as number) < 0 ? 'P - 65536' : 'P + 65536'}: ${shown}`);
+    await closed(s);
+  }
+  await closed(taken);
+  return out;
+}
+
+test.serial('parity with node:dgram: bind() takes any port value as node:dgram does, and its errors name the port as given', async (t) => {
+  const [viaNode, viaKyoto] = await bothWays(scriptBindPorts);
+  t.deepEqual(viaKyoto, viaNode);
+  t.true(viaNode.includes('number -1: port 65535'));
+  t.true(viaNode.includes('string abc: port free'));
+});

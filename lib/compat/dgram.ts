@@ -143,14 +143,17 @@ function isConnected(): Error {
   return nodeError(Error, 'ERR_SOCKET_DGRAM_IS_CONNECTED', 'Already connected');
 }
 
-/** Node's `ExceptionWithHostPort` (no libuv description in the message: `bind EADDRINUSE 0.0.0.0:41234`). */
-function withHostPort(err: unknown, syscall: string, address?: string, port?: number): unknown {
+/**
+ * Node's `ExceptionWithHostPort` (no libuv description in the message: `bind EADDRINUSE 0.0.0.0:41234`).
+ * `port` is what the caller gave (bind's is not validated: `'80'` or `-1` show as given).
+ */
+function withHostPort(err: unknown, syscall: string, address?: string, port?: unknown): unknown {
   const e = err as SystemError;
   if (typeof e?.errno !== 'number' || typeof e.code !== 'string') return err;
   // node:dgram names the port only when there is one.
-  const out = systemError(Math.abs(e.errno), syscall, address, port || undefined);
+  const out = systemError(Math.abs(e.errno), syscall, address, (port || undefined) as number | undefined);
   let details = '';
-  if (port && port > 0) details = ` ${address}:${port}`;
+  if (port && (port as number) > 0) details = ` ${address}:${port}`;
   else if (address) details = ` ${address}`;
   out.message = `${syscall} ${out.code}${details}`;
   return out;
@@ -325,8 +328,12 @@ export class Socket extends EventEmitter {
     } else {
       address = typeof args[1] === 'function' ? '' : args[1];
     }
-    if (typeof port === 'function') port = undefined;
-    const p = port === undefined || port === null ? 0 : validatePort(port, 'Port');
+    // As node:dgram, the port is not validated: its handle binds `port || 0` taken as a uint32,
+    // of which libuv keeps the low 16 bits (-1 binds 65535, 65536 any free port, '80' port 80).
+    // A symbol or bigint, which node:dgram fails on with an uncaught TypeError after the lookup,
+    // throws ERR_SOCKET_BAD_PORT here.
+    if (typeof port === 'symbol' || typeof port === 'bigint') validatePort(port, 'Port');
+    const p = (Number(port || 0) >>> 0) & 0xffff;
     if (address !== undefined && address !== null && address !== '' && typeof address !== 'string') {
       throw argType('address', 'of type string', address);
     }
@@ -353,18 +360,18 @@ export class Socket extends EventEmitter {
       }
       if (!this.#familyFits(ip)) {
         this.#bindState = UNBOUND;
-        this.emit('error', withHostPort(systemError(errnoOf('EINVAL'), 'bind'), 'bind', ip, p));
+        this.emit('error', withHostPort(systemError(errnoOf('EINVAL'), 'bind'), 'bind', ip, port));
         return;
       }
       // As node:dgram: a cluster worker's socket is the primary's, shared by every worker (Unix).
       if (!exclusive && process.platform !== 'win32' && inClusterWorker()) {
-        this.#bindInCluster(ip, p);
+        this.#bindInCluster(ip, port);
         return;
       }
       const h = native.netUdpBind(ip, p, this.#flags, this.#sendBufferSize, this.#recvBufferSize);
       if (h < 0) {
         this.#bindState = UNBOUND;
-        this.emit('error', withHostPort(systemError(-h, 'bind'), 'bind', ip, p));
+        this.emit('error', withHostPort(systemError(-h, 'bind'), 'bind', ip, port));
         return;
       }
       this.#startReceiving(new UdpSocket(h));
@@ -384,9 +391,10 @@ export class Socket extends EventEmitter {
    * A cluster worker's bind, as node:dgram's `bindServerHandle`: node:cluster's `_getServer` asks
    * the primary, which binds the socket once and passes it to every worker over IPC; kyoto takes a
    * duplicate of its descriptor and keeps the libuv handle until close (which tells the primary).
-   * node:cluster itself tells the primary when this socket emits `'listening'`.
+   * node:cluster itself tells the primary when this socket emits `'listening'`. `port` is bind's,
+   * as given: the primary binds it as node:dgram's handle does.
    */
-  #bindInCluster(ip: string, port: number): void {
+  #bindInCluster(ip: string, port: unknown): void {
     // libuv's UV_UDP_IPV6ONLY (1) and UV_UDP_REUSEADDR (4), which the primary binds with.
     const flags = (this.#flags & O_V6_ONLY ? 1 : 0) | (this.#flags & O_REUSE_ADDR ? 4 : 0);
     const query = { address: ip, port, addressType: this.type, fd: -1, flags };
