@@ -858,3 +858,34 @@ test.serial('parity with node:dgram: bind() takes any port value as node:dgram d
   t.true(viaNode.includes('number -1: port 65535'));
   t.true(viaNode.includes('string abc: port free'));
 });
+
+// bind()'s address: any falsy one is the any address; dns.lookup refuses another that is not a
+// string, naming it "hostname", and the socket stays binding.
+async function scriptBindAddresses(m: DgramLike): Promise<string[]> {
+  const out: string[] = [];
+  for (const a of [123, true, {}, ['127.0.0.1'], Symbol('a'), 0, false, NaN, null, '']) {
+    const s = m.createSocket('udp4');
+    const what = typeof a === 'symbol' ? 'a symbol' : `${typeof a} ${JSON.stringify(a)}`;
+    try {
+      await new Promise<void>((resolve) => s.bind(0, a as string, () => resolve()));
+      out.push(`${what}: bound to ${s.address().address}`);
+    } catch (e) {
+      const err = e as Error & { code?: string };
+      let again = 'binds again';
+      try {
+        s.bind(0);
+      } catch (e2) {
+        again = `then ${(e2 as { code?: string }).code}`;
+      }
+      out.push(`${what}: ${err.name} ${err.code} ${err.message}; ${again}`);
+    }
+    await closed(s);
+  }
+  return out;
+}
+
+test.serial('parity with node:dgram: bind() to an address that is not a string is the any address when falsy, else dns.lookup\'s "hostname" error', async (t) => {
+  const [viaNode, viaKyoto] = await bothWays(scriptBindAddresses);
+  t.deepEqual(viaKyoto, viaNode);
+  t.true(viaNode.includes('number 123: TypeError ERR_INVALID_ARG_TYPE The "hostname" argument must be of type string. Received type number (123); then ERR_SOCKET_ALREADY_BOUND'));
+});

@@ -334,9 +334,6 @@ export class Socket extends EventEmitter {
     // throws ERR_SOCKET_BAD_PORT here.
     if (typeof port === 'symbol' || typeof port === 'bigint') validatePort(port, 'Port');
     const p = (Number(port || 0) >>> 0) & 0xffff;
-    if (address !== undefined && address !== null && address !== '' && typeof address !== 'string') {
-      throw argType('address', 'of type string', address);
-    }
     this.#bindState = BINDING;
     if (typeof cb === 'function') {
       const onListening = (): void => {
@@ -350,7 +347,9 @@ export class Socket extends EventEmitter {
       this.on('error', removeListeners);
       this.on('listening', onListening);
     }
-    const addr = (address as string) || (this.type === 'udp4' ? '0.0.0.0' : '::');
+    // As node:dgram: any falsy address is the any address, and another that is not a string is
+    // the lookup's to refuse (dns.lookup throws, naming it "hostname", with the socket left binding).
+    const addr = (address || (this.type === 'udp4' ? '0.0.0.0' : '::')) as string;
     this.#lookup(addr, 0, (err, ip) => {
       if (this.#closed) return;
       if (err) {
