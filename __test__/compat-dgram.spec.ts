@@ -675,7 +675,8 @@ async function scriptBacklog(m: DgramLike): Promise<number[]> {
   return seenByImmediate;
 }
 
-test.serial('parity with node:dgram: a backlog is emitted 32 datagrams per turn of the event loop', async (t) => {
+// libuv on Unix reads 32 per turn (uv__udp_io); its Windows reads were not measured.
+(process.platform === 'win32' ? test.serial.skip : test.serial)('parity with node:dgram: a backlog is emitted 32 datagrams per turn of the event loop', async (t) => {
   const [viaNode, viaKyoto] = await bothWays(scriptBacklog);
   t.deepEqual(viaKyoto, viaNode);
   t.deepEqual(viaNode, [32, 64, 96]);
