@@ -1,11 +1,12 @@
 // kyoto/compat/dgram behaves like node:dgram (loopback only).
 import test from 'ava';
 import * as nodeDgram from 'node:dgram';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import * as path from 'node:path';
 import * as dgram from 'kyoto/compat/dgram';
 import * as kyoto from 'kyoto';
-import { packageRoot, runClusterFixture, runNodeChild, unixTest, uvErrno } from './helpers';
+import { linuxTestSerial, packageRoot, runClusterFixture, runNodeChild, unixTest, uvErrno } from './helpers';
 
 type DgramLike = typeof dgram;
 
@@ -615,4 +616,277 @@ async function scriptCallbackOrder(m: DgramLike): Promise<string[]> {
 test.serial('parity with node:dgram: send callbacks come in send order, whatever the sizes and family', async (t) => {
   const [viaNode, viaKyoto] = await bothWays(scriptCallbackOrder);
   t.deepEqual(viaKyoto, viaNode);
+});
+
+/**
+ * A node:dgram socket connected to `port`: its sends reach the kernel before `send()` returns, so a
+ * burst sent in one go is queued whole at the receiver before it reads any of it.
+ */
+async function burstSender(port: number): Promise<nodeDgram.Socket> {
+  const tx = nodeDgram.createSocket('udp4');
+  await new Promise<void>((r) => tx.connect(port, '127.0.0.1', () => r()));
+  return tx;
+}
+
+// `await once(socket, 'message')` in a loop: the next listener is added a microtask after the last
+// one fired. Every datagram of a burst reaches it.
+async function scriptOnceLoop(m: DgramLike): Promise<string[]> {
+  const rx = await bound(m);
+  const tx = await burstSender(rx.address().port);
+  for (let i = 0; i < 5; i++) tx.send(`m${i}`);
+  const got: string[] = [];
+  for (;;) {
+    const [msg] = await nextMessage(rx);
+    got.push(String(msg));
+    if (got.length === 1) tx.send('end'); // ends the loop, whatever was lost of the burst
+    if (String(msg) === 'end') break;
+  }
+  tx.close();
+  await closed(rx);
+  return got;
+}
+
+test.serial('parity with node:dgram: a loop awaiting once(socket, \'message\') receives every datagram of a burst', async (t) => {
+  const [viaNode, viaKyoto] = await bothWays(scriptOnceLoop);
+  t.deepEqual(viaKyoto, viaNode);
+  t.deepEqual(viaNode, ['m0', 'm1', 'm2', 'm3', 'm4', 'end']);
+});
+
+// A backlog of datagrams: node:dgram reads at most 32 per socket per turn of the event loop, so
+// timers and immediates run while it is handled.
+async function scriptBacklog(m: DgramLike): Promise<number[]> {
+  const rx = await bound(m);
+  const tx = await burstSender(rx.address().port);
+  const n = 96;
+  /** How many messages had been emitted when an immediate set at message 1, 33, 65 ran. */
+  const seenByImmediate: number[] = [];
+  let seen = 0;
+  const all = new Promise<void>((resolve) =>
+    rx.on('message', () => {
+      if (seen++ % 32 === 0) setImmediate(() => seenByImmediate.push(seen));
+      if (seen === n) resolve();
+    }),
+  );
+  for (let i = 0; i < n; i++) tx.send('x');
+  await within(all, 10_000, 'the backlog');
+  await new Promise((r) => setImmediate(r));
+  tx.close();
+  await closed(rx);
+  return seenByImmediate;
+}
+
+// libuv on Unix reads 32 per turn (uv__udp_io); its Windows reads were not measured.
+(process.platform === 'win32' ? test.serial.skip : test.serial)('parity with node:dgram: a backlog is emitted 32 datagrams per turn of the event loop', async (t) => {
+  const [viaNode, viaKyoto] = await bothWays(scriptBacklog);
+  t.deepEqual(viaKyoto, viaNode);
+  t.deepEqual(viaNode, [32, 64, 96]);
+});
+
+/** Runs `code` in a child Node process (killed after 15 s; its stderr dropped): exit code and stdout. */
+function quietChild(code: string): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['-e', code], { cwd: packageRoot, stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.on('close', (c) => {
+      clearTimeout(timer);
+      resolve({ code: c, out });
+    });
+  });
+}
+
+test('parity with node:dgram: a throwing \'message\' listener is an uncaught exception before the next datagram of a burst is emitted', async (t) => {
+  const compat = JSON.stringify(path.join(packageRoot, 'dist', 'lib', 'compat', 'dgram.js'));
+  // `handled` datagrams reach the listener; nothing handles the exception: the process dies at once.
+  const unhandled = (mod: string): string => `
+    const dgram = require(${mod});
+    const rx = dgram.createSocket('udp4');
+    let handled = 0;
+    process.on('exit', (code) => console.log('exit', code, 'after', handled));
+    rx.on('message', (m) => { handled++; if (String(m) === 'bad') throw new Error('boom'); });
+    rx.bind(0, '127.0.0.1', () => {
+      const tx = require('node:dgram').createSocket('udp4');
+      tx.connect(rx.address().port, '127.0.0.1', () => { tx.send('bad'); tx.send('m2'); tx.send('m3'); });
+    });`;
+  // With an uncaughtException handler, each exception comes before the next message.
+  const handled = (mod: string): string => `
+    const dgram = require(${mod});
+    const rx = dgram.createSocket('udp4');
+    const log = [];
+    process.on('uncaughtException', (e) => log.push('uncaught ' + e.message));
+    rx.on('message', (m) => {
+      log.push('message ' + m);
+      if (String(m) !== 'c') throw new Error('boom ' + m);
+      console.log(log.join(', '));
+      rx.close();
+      tx.close();
+    });
+    const tx = require('node:dgram').createSocket('udp4');
+    rx.bind(0, '127.0.0.1', () => {
+      tx.connect(rx.address().port, '127.0.0.1', () => { tx.send('a'); tx.send('b'); tx.send('c'); });
+    });`;
+  for (const make of [unhandled, handled]) {
+    const viaNode = await quietChild(make("'node:dgram'"));
+    const viaKyoto = await quietChild(make(compat));
+    t.deepEqual(viaKyoto, viaNode);
+  }
+  t.deepEqual(await quietChild(unhandled("'node:dgram'")), { code: 1, out: 'exit 1 after 1\n' });
+});
+
+// A datagram from another sender already queued when the socket connects: Linux keeps it, and
+// node:dgram emits it after 'connect' (only later ones are filtered by the kernel).
+async function scriptConnectKeepsQueued(m: DgramLike): Promise<string[]> {
+  const rx = await bound(m);
+  const peer = await bound(nodeDgram as unknown as DgramLike);
+  const other = await burstSender(rx.address().port);
+  const got: string[] = [];
+  const fromPeer = new Promise<void>((resolve) =>
+    rx.on('message', (msg: Buffer) => {
+      got.push(String(msg));
+      if (String(msg) === 'from the peer') resolve();
+    }),
+  );
+  other.send('queued before connect');
+  await new Promise<void>((r) => rx.connect(peer.address().port, '127.0.0.1', () => r()));
+  other.send('sent after connect');
+  peer.send('from the peer', rx.address().port, '127.0.0.1');
+  await within(fromPeer, 10_000, 'the peer\'s datagram');
+  other.close();
+  await closed(peer);
+  await closed(rx);
+  return got;
+}
+
+linuxTestSerial('parity with node:dgram: connect() keeps datagrams other senders got queued before it (Linux)', async (t) => {
+  const [viaNode, viaKyoto] = await bothWays(scriptConnectKeepsQueued);
+  t.deepEqual(viaKyoto, viaNode);
+  t.deepEqual(viaNode, ['queued before connect', 'from the peer']);
+});
+
+// A send with an address made while connect() is under way: by the time it is sent the socket is
+// connected, and node:dgram calls back with EISCONN, sending nothing.
+async function scriptSendWhileConnecting(m: DgramLike): Promise<string[]> {
+  const out: string[] = [];
+  const peer = await bound(m);
+  const other = await bound(m);
+  const s = await bound(m);
+  other.on('message', (msg: Buffer) => out.push(`other got ${msg}`));
+  const otherPort = other.address().port;
+  s.connect(peer.address().port, '127.0.0.1');
+  const e = await new Promise<(Error & Record<string, unknown>) | null>((resolve) =>
+    s.send('to other', otherPort, '127.0.0.1', (err) => resolve(err as (Error & Record<string, unknown>) | null)),
+  );
+  out.push(e === null ? 'sent' : `${e.code} ${e.errno === uvErrno(String(e.code))} ${e.syscall} ${e.address} ${e.port === otherPort} ${e.message.replace(String(otherPort), 'PORT')}`);
+  const got = nextMessage(peer);
+  s.send('to peer');
+  out.push(`peer got ${(await got)[0]}`);
+  await new Promise((r) => setImmediate(r));
+  for (const x of [s, peer, other]) await closed(x);
+  return out;
+}
+
+test.serial('parity with node:dgram: a send with an address made before \'connect\' fires fails with EISCONN and sends nothing', async (t) => {
+  const [viaNode, viaKyoto] = await bothWays(scriptSendWhileConnecting);
+  t.deepEqual(viaKyoto, viaNode);
+  t.deepEqual(viaNode, ['EISCONN true send 127.0.0.1 true send EISCONN 127.0.0.1:PORT', 'peer got to peer']);
+});
+
+// connect() to an address of the other family: libuv's EINVAL, as bind() gives.
+async function scriptConnectOtherFamily(m: DgramLike): Promise<string[]> {
+  const out: string[] = [];
+  for (const [type, address] of [['udp4', '::1'], ['udp6', '127.0.0.1']] as const) {
+    const s = m.createSocket(type);
+    const e = await new Promise<(Error & Record<string, unknown>) | undefined>((resolve) => s.connect(9, address, (err) => resolve(err as Error & Record<string, unknown>)));
+    out.push(e === undefined ? `${type} to ${address}: connected` : `${type} to ${address}: ${e.code} ${e.errno === uvErrno(String(e.code))} ${e.syscall} ${e.address} ${e.port} ${e.message}`);
+    await closed(s);
+  }
+  return out;
+}
+
+test.serial('parity with node:dgram: connect() to an address of the other family fails with EINVAL', async (t) => {
+  const [viaNode, viaKyoto] = await bothWays(scriptConnectOtherFamily);
+  t.deepEqual(viaKyoto, viaNode);
+  t.true(viaNode[0].startsWith('udp4 to ::1: EINVAL true connect ::1 9'));
+});
+
+// bind() does not validate its port: node:dgram binds `port || 0` taken as a uint32, of which libuv
+// keeps the low 16 bits. Errors name the port as given.
+async function scriptBindPorts(m: DgramLike): Promise<string[]> {
+  const out: string[] = [];
+  const fixed = new Set([1, 65531, 65532, 65533, 65534, 65535]);
+  const bindOutcome = (s: dgram.Socket, bind: () => void): Promise<string> =>
+    new Promise((resolve) => {
+      s.once('error', (e: Error & Record<string, unknown>) =>
+        resolve(`error ${e.code} ${e.message} ${typeof e.port} ${String(e.port)}`),
+      );
+      s.once('listening', () => {
+        const { port } = s.address();
+        resolve(`port ${fixed.has(port) ? port : port > 0 ? 'free' : port}`);
+      });
+      try {
+        bind();
+      } catch (e) {
+        resolve(`throws ${(e as { code?: string }).code}`);
+      }
+    });
+  const values: unknown[] = [NaN, -1, -2.5, 65536, 65536 + 65534, 65533.7, 'abc', '', ' 65532 ', '0xfffb', true, false, null, undefined, 1e20, Infinity];
+  for (const v of values) {
+    const s = m.createSocket('udp4');
+    out.push(`${typeof v} ${String(v)}: ${await bindOutcome(s, () => s.bind(v as number, '127.0.0.1'))}`);
+    await closed(s);
+  }
+  const o = m.createSocket('udp4');
+  out.push(`options { port: -1 }: ${await bindOutcome(o, () => o.bind({ port: -1, address: '127.0.0.1' }))}`);
+  await closed(o);
+  // Taken ports, given as a string and as a value that wraps to it.
+  const taken = await bound(m);
+  const p = taken.address().port;
+  for (const v of [String(p), p - 65536, p + 65536]) {
+    const s = m.createSocket('udp4');
+    const outcome = await bindOutcome(s, () => s.bind(v as number, '127.0.0.1'));
+    const shown = outcome.replaceAll(String(p + 65536), 'P + 65536').replaceAll(String(p - 65536), 'P - 65536').replaceAll(String(p), 'P');
+    out.push(`taken as ${typeof v} ${v === String(p) ? 'P' : (v as number) < 0 ? 'P - 65536' : 'P + 65536'}: ${shown}`);
+    await closed(s);
+  }
+  await closed(taken);
+  return out;
+}
+
+test.serial('parity with node:dgram: bind() takes any port value as node:dgram does, and its errors name the port as given', async (t) => {
+  const [viaNode, viaKyoto] = await bothWays(scriptBindPorts);
+  t.deepEqual(viaKyoto, viaNode);
+  t.true(viaNode.includes('number -1: port 65535'));
+  t.true(viaNode.includes('string abc: port free'));
+});
+
+// bind()'s address: any falsy one is the any address; dns.lookup refuses another that is not a
+// string, naming it "hostname", and the socket stays binding.
+async function scriptBindAddresses(m: DgramLike): Promise<string[]> {
+  const out: string[] = [];
+  for (const a of [123, true, {}, ['127.0.0.1'], Symbol('a'), 0, false, NaN, null, '']) {
+    const s = m.createSocket('udp4');
+    const what = typeof a === 'symbol' ? 'a symbol' : `${typeof a} ${JSON.stringify(a)}`;
+    try {
+      await new Promise<void>((resolve) => s.bind(0, a as string, () => resolve()));
+      out.push(`${what}: bound to ${s.address().address}`);
+    } catch (e) {
+      const err = e as Error & { code?: string };
+      let again = 'binds again';
+      try {
+        s.bind(0);
+      } catch (e2) {
+        again = `then ${(e2 as { code?: string }).code}`;
+      }
+      out.push(`${what}: ${err.name} ${err.code} ${err.message}; ${again}`);
+    }
+    await closed(s);
+  }
+  return out;
+}
+
+test.serial('parity with node:dgram: bind() to an address that is not a string is the any address when falsy, else dns.lookup\'s "hostname" error', async (t) => {
+  const [viaNode, viaKyoto] = await bothWays(scriptBindAddresses);
+  t.deepEqual(viaKyoto, viaNode);
+  t.true(viaNode.includes('number 123: TypeError ERR_INVALID_ARG_TYPE The "hostname" argument must be of type string. Received type number (123); then ERR_SOCKET_ALREADY_BOUND'));
 });

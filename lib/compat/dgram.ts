@@ -15,7 +15,7 @@ import { EventEmitter } from 'node:events';
 import { isIP, isIPv4, isIPv6 } from 'node:net';
 import * as util from 'node:util';
 import { native } from '../native';
-import { errnoOf, ipv4ToInt, parseNativeAddr, systemError, type SystemError } from '../net/core';
+import { currentBatch, errnoOf, ipv4ToInt, parseNativeAddr, systemError, type SystemError } from '../net/core';
 import { networkInterfaces } from 'node:os';
 import { O_REUSE_ADDR, O_REUSE_PORT, O_V6_ONLY, callReporting, reportUncaught } from '../net/common';
 import { UdpSocket } from '../net';
@@ -143,14 +143,17 @@ function isConnected(): Error {
   return nodeError(Error, 'ERR_SOCKET_DGRAM_IS_CONNECTED', 'Already connected');
 }
 
-/** Node's `ExceptionWithHostPort` (no libuv description in the message: `bind EADDRINUSE 0.0.0.0:41234`). */
-function withHostPort(err: unknown, syscall: string, address?: string, port?: number): unknown {
+/**
+ * Node's `ExceptionWithHostPort` (no libuv description in the message: `bind EADDRINUSE 0.0.0.0:41234`).
+ * `port` is what the caller gave (bind's is not validated: `'80'` or `-1` show as given).
+ */
+function withHostPort(err: unknown, syscall: string, address?: string, port?: unknown): unknown {
   const e = err as SystemError;
   if (typeof e?.errno !== 'number' || typeof e.code !== 'string') return err;
   // node:dgram names the port only when there is one.
-  const out = systemError(Math.abs(e.errno), syscall, address, port || undefined);
+  const out = systemError(Math.abs(e.errno), syscall, address, (port || undefined) as number | undefined);
   let details = '';
-  if (port && port > 0) details = ` ${address}:${port}`;
+  if (port && (port as number) > 0) details = ` ${address}:${port}`;
   else if (address) details = ` ${address}`;
   out.message = `${syscall} ${out.code}${details}`;
   return out;
@@ -325,11 +328,12 @@ export class Socket extends EventEmitter {
     } else {
       address = typeof args[1] === 'function' ? '' : args[1];
     }
-    if (typeof port === 'function') port = undefined;
-    const p = port === undefined || port === null ? 0 : validatePort(port, 'Port');
-    if (address !== undefined && address !== null && address !== '' && typeof address !== 'string') {
-      throw argType('address', 'of type string', address);
-    }
+    // As node:dgram, the port is not validated: its handle binds `port || 0` taken as a uint32,
+    // of which libuv keeps the low 16 bits (-1 binds 65535, 65536 any free port, '80' port 80).
+    // A symbol or bigint, which node:dgram fails on with an uncaught TypeError after the lookup,
+    // throws ERR_SOCKET_BAD_PORT here.
+    if (typeof port === 'symbol' || typeof port === 'bigint') validatePort(port, 'Port');
+    const p = (Number(port || 0) >>> 0) & 0xffff;
     this.#bindState = BINDING;
     if (typeof cb === 'function') {
       const onListening = (): void => {
@@ -343,7 +347,9 @@ export class Socket extends EventEmitter {
       this.on('error', removeListeners);
       this.on('listening', onListening);
     }
-    const addr = (address as string) || (this.type === 'udp4' ? '0.0.0.0' : '::');
+    // As node:dgram: any falsy address is the any address, and another that is not a string is
+    // the lookup's to refuse (dns.lookup throws, naming it "hostname", with the socket left binding).
+    const addr = (address || (this.type === 'udp4' ? '0.0.0.0' : '::')) as string;
     this.#lookup(addr, 0, (err, ip) => {
       if (this.#closed) return;
       if (err) {
@@ -353,18 +359,18 @@ export class Socket extends EventEmitter {
       }
       if (!this.#familyFits(ip)) {
         this.#bindState = UNBOUND;
-        this.emit('error', withHostPort(systemError(errnoOf('EINVAL'), 'bind'), 'bind', ip, p));
+        this.emit('error', withHostPort(systemError(errnoOf('EINVAL'), 'bind'), 'bind', ip, port));
         return;
       }
       // As node:dgram: a cluster worker's socket is the primary's, shared by every worker (Unix).
       if (!exclusive && process.platform !== 'win32' && inClusterWorker()) {
-        this.#bindInCluster(ip, p);
+        this.#bindInCluster(ip, port);
         return;
       }
       const h = native.netUdpBind(ip, p, this.#flags, this.#sendBufferSize, this.#recvBufferSize);
       if (h < 0) {
         this.#bindState = UNBOUND;
-        this.emit('error', withHostPort(systemError(-h, 'bind'), 'bind', ip, p));
+        this.emit('error', withHostPort(systemError(-h, 'bind'), 'bind', ip, port));
         return;
       }
       this.#startReceiving(new UdpSocket(h));
@@ -384,9 +390,10 @@ export class Socket extends EventEmitter {
    * A cluster worker's bind, as node:dgram's `bindServerHandle`: node:cluster's `_getServer` asks
    * the primary, which binds the socket once and passes it to every worker over IPC; kyoto takes a
    * duplicate of its descriptor and keeps the libuv handle until close (which tells the primary).
-   * node:cluster itself tells the primary when this socket emits `'listening'`.
+   * node:cluster itself tells the primary when this socket emits `'listening'`. `port` is bind's,
+   * as given: the primary binds it as node:dgram's handle does.
    */
-  #bindInCluster(ip: string, port: number): void {
+  #bindInCluster(ip: string, port: unknown): void {
     // libuv's UV_UDP_IPV6ONLY (1) and UV_UDP_REUSEADDR (4), which the primary binds with.
     const flags = (this.#flags & O_V6_ONLY ? 1 : 0) | (this.#flags & O_REUSE_ADDR ? 4 : 0);
     const query = { address: ip, port, addressType: this.type, fd: -1, flags };
@@ -407,9 +414,25 @@ export class Socket extends EventEmitter {
     });
   }
 
+  /**
+   * Emits received datagrams one `'message'` each, as node:dgram's handle does, which is read a
+   * datagram at a time from the event loop. What a batch read must not change from that:
+   * - A datagram is not emitted to nobody while a listener is on its way: `await once(socket,
+   *   'message')` in a loop re-adds its listener a microtask after the last one, so with none, the
+   *   next datagram waits for one to be added, or for a turn of the loop (then it is lost, as it
+   *   would be with node:dgram).
+   * - libuv reads at most 32 datagrams per socket per loop turn, so a backlog does not hold timers
+   *   and I/O back: after 32 emitted in a row, the loop yields a turn (`setImmediate`).
+   * - A listener that throws is an uncaught exception before the next datagram is emitted: the
+   *   process dies there when nothing handles it, as with node:dgram.
+   * The common case, a persistent listener keeping up, awaits nothing per datagram.
+   */
   async #receive(sock: UdpSocket): Promise<void> {
+    /** Datagrams emitted since the loop last let a turn pass. */
+    let inRow = 0;
     for (;;) {
       let batch: Array<{ data: Buffer; address: { address: string; family: 'IPv4' | 'IPv6'; port: number } }>;
+      const before = currentBatch();
       try {
         batch = await sock.recvMany(64);
       } catch (e) {
@@ -422,20 +445,60 @@ export class Socket extends EventEmitter {
         this.#emitSafely('error', typeof errno === 'number' ? systemError(Math.abs(errno), 'recvmsg') : e);
         continue;
       }
+      // A batch delivered since the call came from the loop (the receive waited for it): a new
+      // turn. One taken from what was queued continues this turn's run.
+      if (currentBatch() !== before) inRow = 0;
       for (const d of batch) {
         if (this.#sock !== sock) return;
+        if (inRow >= 32) {
+          await new Promise((r) => setImmediate(r));
+          inRow = 0;
+          if (this.#sock !== sock) return;
+        }
+        if (this.listenerCount('message') === 0) {
+          if (await this.#listenerOrTurn()) inRow = 0;
+          if (this.#sock !== sock) return;
+        }
+        inRow++;
         const a = d.address;
-        this.#emitSafely('message', d.data, { address: a.address, family: a.family, port: a.port, size: d.data.length });
+        if (!this.#emitSafely('message', d.data, { address: a.address, family: a.family, port: a.port, size: d.data.length })) {
+          // The uncaught exception's tick comes first: it ends the process unless handled.
+          await new Promise((r) => process.nextTick(r));
+        }
       }
     }
   }
 
-  /** Emits; a throwing listener becomes an uncaught exception (as with `node:dgram`), not a rejection. */
-  #emitSafely(event: string, ...args: unknown[]): void {
+  /**
+   * Resolves once a `'message'` listener is being added (`'newListener'` comes just before it is)
+   * or a turn of the loop passed, whichever first: true for the turn.
+   */
+  #listenerOrTurn(): Promise<boolean> {
+    return new Promise((resolve) => {
+      const onNew = (event: string | symbol): void => {
+        if (event === 'message') done(false);
+      };
+      const timer = setImmediate(() => done(true));
+      const done = (turned: boolean): void => {
+        clearImmediate(timer);
+        this.removeListener('newListener', onNew);
+        resolve(turned);
+      };
+      this.on('newListener', onNew);
+    });
+  }
+
+  /**
+   * Emits; a throwing listener becomes an uncaught exception (as with `node:dgram`), not a
+   * rejection. False when one threw.
+   */
+  #emitSafely(event: string, ...args: unknown[]): boolean {
     try {
       this.emit(event, ...args);
+      return true;
     } catch (e) {
       reportUncaught(e);
+      return false;
     }
   }
 
@@ -490,31 +553,33 @@ export class Socket extends EventEmitter {
     this.#lookup(address, 0, (ex, ip) => {
       const sock = this.#sock;
       if (sock === undefined) return;
-      const fail = (e: unknown): void => {
+      let err: unknown = ex;
+      // libuv refuses an address of the other family itself (EINVAL), before the kernel would
+      // (EAFNOSUPPORT), as bind does.
+      if (!err && !this.#familyFits(ip)) err = withHostPort(systemError(errnoOf('EINVAL'), 'connect'), 'connect', address, port);
+      if (!err) {
+        try {
+          // Connected at once, as node:dgram's handle is, and without kyoto's filter by peer:
+          // datagrams other senders got queued before still arrive, as with node:dgram on Linux.
+          sock._connect(ip, port, false);
+        } catch (e) {
+          err = withHostPort(e, 'connect', address, port);
+        }
+      }
+      if (err) {
         this.#connectState = DISCONNECTED;
         process.nextTick(() => {
           if (callback) {
             this.removeListener('connect', callback);
-            callback(e as Error);
+            callback(err as Error);
           } else {
-            this.emit('error', e);
+            this.emit('error', err);
           }
         });
-      };
-      if (ex) {
-        fail(ex);
         return;
       }
-      sock.connect({ address: ip, port }).then(
-        () => {
-          if (this.#sock !== sock) return;
-          this.#connectState = CONNECTED;
-          process.nextTick(() => this.emit('connect'));
-        },
-        (e) => {
-          if (this.#sock === sock) fail(withHostPort(e, 'connect', address, port));
-        },
-      );
+      this.#connectState = CONNECTED;
+      process.nextTick(() => this.emit('connect'));
     });
   }
 
@@ -660,6 +725,12 @@ export class Socket extends EventEmitter {
       const sock = this.#sock;
       if (sock === undefined) return;
       const done = this.#inOrder(cb);
+      // Connected since this send was made (its connect's lookup came first): libuv refuses an
+      // address on a connected socket, so node:dgram calls back with EISCONN and sends nothing.
+      if (!connected && this.#connectState === CONNECTED) {
+        done(withHostPort(systemError(errnoOf('EISCONN'), 'send'), 'send', address, port) as Error);
+        return;
+      }
       // What the kernel would refuse, refused here, so that it reaches the callback as with node:dgram.
       const refused = connected ? 0 : this.#refusal(ip);
       if (refused !== 0) {

@@ -287,12 +287,24 @@ export class UdpSocket {
   async connect(addr: AddressLike, options?: SignalOption): Promise<void> {
     checkSignal(options?.signal);
     const { host, port } = await untilAborted(resolveAddr(addr), options?.signal);
+    this._connect(host, port, true);
+  }
+
+  /**
+   * @internal Connects to the IP `host` at once. `filter` false keeps datagrams other senders got
+   * queued before (for compat/dgram: node:dgram on Linux still emits those, as the kernel keeps them).
+   */
+  _connect(host: string, port: number, filter: boolean): void {
     if (this.#core.closed) throw closedError();
     flushWrites(); // sends queued for the old peer go to it
     const r = native.netUdpConnect(this._h, host, port);
     if (r < 0) throw systemError(-r, 'connect', host, port);
     this.#connected = true;
     this.#peerHost = host;
+    if (!filter) {
+      this.#core.onlyFrom(undefined);
+      return;
+    }
     const peer = this.peerAddr();
     this.#core.onlyFrom((a) => a.port === peer.port && a.address === peer.address);
   }
