@@ -789,6 +789,32 @@ test('shutdown() made while earlier writes wait for room sends its FIN after the
   for (const x of [l, c, s]) x.close();
 });
 
+test('close() with a linger time and unsent data returns without stopping the thread, and the data still reaches the peer', async (t) => {
+  const { l, c, s } = await tcpPair();
+  // Unsent data: more than the kernel buffers hold while the peer does not read.
+  const chunk = Buffer.alloc(1 << 20, 3);
+  let written = 0;
+  for (let i = 0; i < 32; i++) {
+    const w = c.write(chunk);
+    if (!(await Promise.race([w.then(() => true), realDelay(200).then(() => false)]))) {
+      void w.catch(() => {});
+      written += chunk.length; // taken or queued: it goes out before the end of stream
+      break;
+    }
+    written += chunk.length;
+  }
+  c.setLinger(5000);
+  // The kernel's close(2) with SO_LINGER set would stop this thread for up to 5 s: a timer set
+  // right after the close must not wait anywhere near that long.
+  const before = Date.now();
+  c.close();
+  await new Promise((r) => setTimeout(r, 0));
+  t.true(Date.now() - before < 2500, `the thread went on after ${Date.now() - before} ms`);
+  const got = await withTimeout(s.readToEnd(), 20_000, 'the peer reading to the end');
+  t.is(got.length, written);
+  for (const x of [s, l]) x.close();
+});
+
 test('flush() and shutdown() after a write the kernel refused reject with its error instead of confirming the bytes', async (t) => {
   for (const kind of ['tcp reset', 'unix peer closed'] as const) {
     let c: TcpStream;

@@ -900,7 +900,9 @@ export class TcpStream implements AsyncIterable<Buffer> {
   /**
    * Sets `SO_LINGER`: how long closing waits for unsent data, in ms (`null` turns it off). The
    * kernel counts whole seconds, so a time is rounded up to the next second; only `0` makes
-   * `close()` discard unsent data and reset the connection.
+   * `close()` discard unsent data and reset the connection. Closing never blocks a thread: with a
+   * time above 0, `close()` returns at once and the unsent data still goes out in the background
+   * (the kernel's close would otherwise stop the calling thread for that long).
    */
   setLinger(ms: number | null): void {
     if (ms !== null) validateNumber(ms, 'ms', 0, 2 ** 31);

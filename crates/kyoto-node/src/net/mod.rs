@@ -153,8 +153,16 @@ fn close_sock(shared: &Shared, sock: &Sock) {
     if let Kind::Stream(s) = &sock.kind {
         if !sock.has(F_CLOSED | F_WRITE_FAILED) {
             let mut st = sock.lock();
+            let so_linger = s.with_ref(|r| r.linger()).ok().flatten();
             // An abortive close (`SO_LINGER` 0: compat's resetAndDestroy) resets at once instead.
-            let abortive = s.with_ref(|r| r.linger()).ok().flatten() == Some(Duration::ZERO);
+            let abortive = so_linger == Some(Duration::ZERO);
+            if so_linger.is_some_and(|d| d > Duration::ZERO) {
+                // A timed linger makes close(2) block the thread that drops the descriptor (the
+                // JS thread, or a runtime worker) until the data went or the time is up. Without
+                // it the kernel sends what it holds in the background, and kyoto's task lingers
+                // for its own backlog below: nobody's thread stops.
+                let _ = s.with_ref(|r| r.set_linger(None));
+            }
             if st.backlog() > 0 && !abortive {
                 linger = flush_backlog_now(s, &mut st).is_ok() && st.backlog() > 0;
             }
