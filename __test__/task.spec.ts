@@ -346,6 +346,15 @@ test('spawnBlocking: abort before start prevents the task; a started task cannot
   await rt.shutdown();
 });
 
+test('spawnBlocking runs two blocking tasks at once when two threads are allowed, not one after the other', async (t) => {
+  const rt = new Runtime({ maxBlockingThreads: 2 });
+  const flags = new Int32Array(new SharedArrayBuffer(8));
+  // Each waits for the other to start: only concurrent tasks both see the other.
+  const both = await Promise.all([rt.spawnBlocking<boolean>(fixture, 'meetOther', flags, 0), rt.spawnBlocking<boolean>(fixture, 'meetOther', flags, 1)]);
+  t.deepEqual(both, [true, true]);
+  await rt.shutdown();
+});
+
 test('spawnBlocking validates its arguments', (t) => {
   t.throws(() => spawnBlocking(5 as unknown as string, 'x'), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
   t.throws(() => spawnBlocking('relative/path.js', 'x'), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_VALUE' });

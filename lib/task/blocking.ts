@@ -219,13 +219,17 @@ class BlockingPool {
     if (waiting === 0) return;
     let busy = 0;
     for (const w of this.#workers) busy += w.inflight;
-    const want = Math.min(this.#size, Math.ceil((waiting + busy) / CHUNK));
+    // As Tokio's pool: a task does not wait behind a running one while a thread could be added
+    // (a worker runs its tasks one after another, so two blocking tasks on one would be serial).
+    const want = Math.min(this.#size, waiting + busy);
     while (this.#workers.length < want && this.#bases.length > 0) {
       this.#workers.push(new PoolWorker(this, this.#bases.pop()!));
     }
     const n = this.#workers.length;
+    // The least busy first: a task goes to an idle worker before one with tasks ahead of it.
+    const order = n === 1 ? this.#workers : this.#workers.slice().sort((a, b) => a.inflight - b.inflight);
     for (let wi = 0; wi < n && waiting > 0; wi++) {
-      const w = this.#workers[wi];
+      const w = order[wi];
       const room = PER_WORKER - w.inflight;
       if (room <= 0) continue;
       const take = Math.min(room, CHUNK, Math.max(1, Math.ceil(waiting / n)));
