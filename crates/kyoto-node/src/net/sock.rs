@@ -333,7 +333,11 @@ pub struct St {
     pub drain_wanted: bool,
     pub shutdown_pending: bool,
     pub abort: Option<AbortHandle>,
+    /// A listener out of descriptors, or a Unix datagram to a path whose receiver was full: the
+    /// timer to wait out before trying again.
     pub retry: Option<Pin<Box<kyoto_rt::time::Sleep>>>,
+    /// The last such Unix datagram wait (doubled on each retry that still finds the receiver full).
+    pub dgram_backoff: Duration,
     /// A lingering stream's deadline ([`LINGER_LIMIT`] from its first linger poll).
     pub linger_until: Option<Pin<Box<kyoto_rt::time::Sleep>>>,
     /// Unix datagram sockets: pending readiness waits (they own an `Arc` of the socket).
@@ -1498,7 +1502,8 @@ fn unix_dgram_send_on(
 ) -> io::Result<(bool, bool)> {
     let mut st = sock.lock();
     let was_empty = st.dout.is_empty();
-    if was_empty {
+    // Not while a retry timer runs: the queued datagrams go first.
+    if was_empty && st.retry.is_none() {
         let r = match &path {
             Some(p) => u.try_send_to(data, p),
             None => u.try_send(data),
@@ -1521,6 +1526,12 @@ fn unix_dgram_send_on(
     Ok((blocked, was_empty))
 }
 
+/// The first and the longest wait before a Unix datagram to a full receiver is tried again.
+#[cfg(unix)]
+const BACKOFF_MIN: Duration = Duration::from_millis(1);
+#[cfg(unix)]
+const BACKOFF_MAX: Duration = Duration::from_millis(50);
+
 #[cfg(unix)]
 fn poll_unix_dgram(
     sock: &Arc<Sock>,
@@ -1530,14 +1541,35 @@ fn poll_unix_dgram(
     {
         let mut st = sock.lock();
         let st = &mut *st;
-        while let Some(d) = st.dout.front() {
+        let waiting = match st.retry.as_mut().map(|t| t.as_mut().poll(cx)) {
+            Some(Poll::Pending) => true,
+            Some(Poll::Ready(())) => {
+                st.retry = None;
+                false
+            }
+            None => false,
+        };
+        while let Some(d) = st.dout.front().filter(|_| !waiting) {
             let r = match &d.path {
                 Some(p) => u.try_send_to(&d.data, p),
                 None => u.try_send(&d.data),
             };
+            if !matches!(&r, Err(e) if is_would_block(e)) {
+                st.dgram_backoff = Duration::ZERO;
+            }
             match r {
                 Ok(_) => {
                     st.dout.pop_front();
+                }
+                Err(e) if is_would_block(&e) && d.path.is_some() => {
+                    // An unconnected socket is writable whenever its own buffer is, however full
+                    // the receiver's queue: waiting for that would spin. Poll on a timer instead.
+                    st.dgram_backoff = (st.dgram_backoff * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
+                    let mut t = Box::pin(kyoto_rt::time::sleep(st.dgram_backoff));
+                    if t.as_mut().poll(cx).is_pending() {
+                        st.retry = Some(t);
+                        break;
+                    }
                 }
                 Err(e) if is_would_block(&e) => {
                     let u2 = u.clone();
