@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { UnixDatagram, UnixListener, UnixStream, copy } from 'kyoto';
-import { UNIX_SOCKETS, unixTest } from './helpers';
+import { UNIX_SOCKETS, unixTest, withTimeout } from './helpers';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'kyoto-unix-'));
 let n = 0;
@@ -111,6 +111,28 @@ unixTest('a closed UnixDatagram refuses datagrams as soon as close() returns', a
   await t.throwsAsync(x.send('anyone?'), { code: 'ECONNREFUSED' });
   u.close();
   x.close();
+});
+
+unixTest('Unix socket addresses keep the whole path, "|" characters included', async (t) => {
+  const sub = mkdtempSync(path.join(dir, 'a|b-'));
+  const p = path.join(sub, 'svc|v2.sock');
+  const l = await UnixListener.bind(p);
+  t.is(l.localAddr().path, p);
+  const acc = l.accept();
+  const c = await UnixStream.connect(p);
+  const [s] = await withTimeout(acc, 5000, 'accept');
+  const pd = path.join(sub, 'dg|1|.sock');
+  const d = UnixDatagram.bind(pd);
+  const e = UnixDatagram.bind(path.join(sub, '|e'));
+  t.teardown(() => [c, s, l, d, e].forEach((x) => x.close()));
+  t.is(c.peerAddr().path, p);
+  t.is(s.localAddr().path, p);
+  t.is(d.localAddr().path, pd);
+  e.connect(pd);
+  t.is(e.peerAddr().path, pd);
+  await e.send('x');
+  const r = await withTimeout(d.recvFrom(Buffer.alloc(4)), 5000, 'recvFrom');
+  t.is(r.address.path, path.join(sub, '|e'));
 });
 
 if (!UNIX_SOCKETS) {

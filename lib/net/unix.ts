@@ -22,7 +22,9 @@ export interface UnixSocketAddress {
 
 function unixAddr(s: string, syscall: string): UnixSocketAddress {
   if (s.startsWith('!')) throw systemError(Number(s.slice(1)), syscall);
-  return { path: s.split('|')[1] ?? '' };
+  // `u|<path>|0`: the path is everything between the first and the last `|` (it may hold some).
+  const end = s.lastIndexOf('|');
+  return { path: end > 1 ? s.slice(2, end) : '' };
 }
 
 function validatePath(path: unknown): asserts path is string {
