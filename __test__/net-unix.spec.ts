@@ -1,5 +1,5 @@
 import test from 'ava';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { UnixDatagram, UnixListener, UnixStream, copy } from 'kyoto';
@@ -133,6 +133,27 @@ unixTest('Unix socket addresses keep the whole path, "|" characters included', a
   await e.send('x');
   const r = await withTimeout(d.recvFrom(Buffer.alloc(4)), 5000, 'recvFrom');
   t.is(r.address.path, path.join(sub, '|e'));
+});
+
+unixTest('a path with a NUL byte after its start is refused with ERR_INVALID_ARG_VALUE everywhere, and nothing is created', async (t) => {
+  const sub = mkdtempSync(path.join(dir, 'nul-'));
+  const bad = path.join(sub, 'real.sock\0suffix');
+  const code = 'ERR_INVALID_ARG_VALUE';
+  const made: Array<{ close(): void }> = [];
+  t.teardown(() => made.forEach((x) => x.close()));
+  // Before the fix a listener bound, and a stream connected to, the path cut at the NUL: close them.
+  const keep = <T extends { close(): void }>(x: T): T => (made.push(x), x);
+  await t.throwsAsync(UnixListener.bind(bad).then(keep), { instanceOf: TypeError, code });
+  await t.throwsAsync(UnixStream.connect(bad).then(keep), { instanceOf: TypeError, code });
+  t.throws(() => keep(UnixDatagram.bind(bad)), { instanceOf: TypeError, code });
+  t.deepEqual(readdirSync(sub), [], 'no socket file was made from the part before the NUL');
+  // A listener on the part before the NUL is not reached through the longer path either.
+  keep(await UnixListener.bind(path.join(sub, 'real.sock')));
+  await t.throwsAsync(UnixStream.connect(bad).then(keep), { instanceOf: TypeError, code });
+  const u = keep(UnixDatagram.unbound());
+  await t.throwsAsync(u.sendTo('x', bad), { instanceOf: TypeError, code });
+  await t.throwsAsync(u.sendMany([{ data: 'x', address: { path: bad } }]), { instanceOf: TypeError, code });
+  t.throws(() => u.connect(bad), { instanceOf: TypeError, code });
 });
 
 if (!UNIX_SOCKETS) {

@@ -27,9 +27,17 @@ function unixAddr(s: string, syscall: string): UnixSocketAddress {
   return { path: end > 1 ? s.slice(2, end) : '' };
 }
 
+/** Linux has abstract socket names: a path that starts with a NUL. */
+const ABSTRACT_NAMES = process.platform === 'linux';
+
 function validatePath(path: unknown): asserts path is string {
   if (typeof path !== 'string') throw invalidArgType('path', 'of type string', path);
   if (path === '') throw invalidArgValue('path', 'must not be empty', path);
+  // The kernel reads a path up to its first NUL: one further on would silently name another
+  // socket. A leading one starts an abstract name, on Linux.
+  if (path.indexOf('\0', ABSTRACT_NAMES ? 1 : 0) >= 0) {
+    throw invalidArgValue('path', `must not contain a NUL byte${ABSTRACT_NAMES ? ' (except a leading one, for an abstract name)' : ''}`, path);
+  }
 }
 
 /** Whether this platform has Unix domain sockets (the native functions exist everywhere). */
