@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { UnixDatagram, UnixListener, UnixStream, copy } from 'kyoto';
-import { UNIX_SOCKETS, unixTest, withTimeout } from './helpers';
+import { UNIX_SOCKETS, linuxTest, unixTest, withTimeout } from './helpers';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'kyoto-unix-'));
 let n = 0;
@@ -154,6 +154,39 @@ unixTest('a path with a NUL byte after its start is refused with ERR_INVALID_ARG
   await t.throwsAsync(u.sendTo('x', bad), { instanceOf: TypeError, code });
   await t.throwsAsync(u.sendMany([{ data: 'x', address: { path: bad } }]), { instanceOf: TypeError, code });
   t.throws(() => u.connect(bad), { instanceOf: TypeError, code });
+});
+
+linuxTest('abstract names (a leading NUL) work for listeners, streams and datagrams, and addresses give them as node:net does', async (t) => {
+  const name = `\0kyoto-test-${process.pid}-`;
+  const ln = `${name}listener`;
+  const made: Array<{ close(): void }> = [];
+  t.teardown(() => made.forEach((x) => x.close()));
+  const keep = <T extends { close(): void }>(x: T): T => (made.push(x), x);
+  const l = keep(await UnixListener.bind(ln));
+  t.is(l.localAddr().path, ln);
+  const acc = l.accept();
+  const c = keep(await UnixStream.connect(ln));
+  const [s] = await withTimeout(acc, 5000, 'accept');
+  keep(s);
+  t.is(c.peerAddr().path, ln);
+  t.is(s.localAddr().path, ln);
+  await c.write('abstract');
+  const b = Buffer.alloc(8);
+  await withTimeout(s.readExact(b), 5000, 'read');
+  t.is(b.toString(), 'abstract');
+  const na = `${name}dgram-a`;
+  const nb = `${name}dgram-b`;
+  const a = keep(UnixDatagram.bind(na));
+  const d = keep(UnixDatagram.bind(nb));
+  t.is(a.localAddr().path, na);
+  await a.sendTo('to b', nb);
+  const r = await withTimeout(d.recvFrom(b), 5000, 'recvFrom');
+  t.is(b.subarray(0, r.bytes).toString(), 'to b');
+  t.is(r.address.path, na);
+  d.connect(na);
+  t.is(d.peerAddr().path, na);
+  await d.send('to a');
+  t.is(b.subarray(0, await withTimeout(a.recv(b), 5000, 'recv')).toString(), 'to a');
 });
 
 if (!UNIX_SOCKETS) {

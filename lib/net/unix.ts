@@ -14,7 +14,11 @@ import type { AddressLike, SignalOption } from './types';
 import { TcpStream, waitConnected } from './tcp-stream';
 import { TcpListener } from './tcp-listener';
 
-/** The address of a Unix domain socket (`path` is `''` for an unnamed socket). */
+/**
+ * The address of a Unix domain socket (`path` is `''` for an unnamed socket). On Linux a path
+ * that starts with a NUL (`'\0name'`) is an abstract name, given back the same way, as node:net
+ * does. A NUL anywhere else is refused (`ERR_INVALID_ARG_VALUE`).
+ */
 export interface UnixSocketAddress {
   /** The socket's path. */
   path: string;

@@ -223,14 +223,32 @@ impl Stream {
     }
 }
 
-/// `u|path|0` (path empty for an unnamed socket).
+/// `u|path|0` (path empty for an unnamed socket; see [`unix_path_bytes`]).
 #[cfg(unix)]
 pub fn unix_addr_string(a: &kyoto_rt::net::unix::SocketAddr) -> String {
-    let p = a
-        .as_pathname()
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let p = String::from_utf8_lossy(&unix_path_bytes(a)).into_owned();
     format!("u|{p}|0")
+}
+
+/// What JS is told a Unix socket address is: its path; on Linux `\0name` for an abstract name
+/// (as node:net's `server.address()` reports one); empty for an unnamed socket.
+#[cfg(unix)]
+pub fn unix_path_bytes(a: &kyoto_rt::net::unix::SocketAddr) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    if let Some(p) = a.as_pathname() {
+        return p.as_os_str().as_bytes().to_vec();
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::linux::net::SocketAddrExt;
+        if let Some(name) = a.as_abstract_name() {
+            let mut v = Vec::with_capacity(name.len() + 1);
+            v.push(0);
+            v.extend_from_slice(name);
+            return v;
+        }
+    }
+    Vec::new()
 }
 
 /// A listening socket: TCP or Unix.
@@ -250,13 +268,9 @@ impl Listener {
                 (Stream::Tcp(s), pf, ip)
             }),
             #[cfg(unix)]
-            Listener::Unix(l) => l.poll_accept(cx).map_ok(|(s, a)| {
-                let p = a
-                    .as_pathname()
-                    .map(|p| p.to_string_lossy().into_owned().into_bytes())
-                    .unwrap_or_default();
-                (Stream::Unix(s), 1 << 16, p)
-            }),
+            Listener::Unix(l) => l
+                .poll_accept(cx)
+                .map_ok(|(s, a)| (Stream::Unix(s), 1 << 16, unix_path_bytes(&a))),
         }
     }
 
@@ -1505,7 +1519,7 @@ fn unix_dgram_send_on(
     // Not while a retry timer runs: the queued datagrams go first.
     if was_empty && st.retry.is_none() {
         let r = match &path {
-            Some(p) => u.try_send_to(data, p),
+            Some(p) => unix_send_to(u, data, p),
             None => u.try_send(data),
         };
         match r {
@@ -1532,6 +1546,31 @@ const BACKOFF_MIN: Duration = Duration::from_millis(1);
 #[cfg(unix)]
 const BACKOFF_MAX: Duration = Duration::from_millis(50);
 
+/// Sends a datagram to the socket at `path` (a Linux abstract name when it starts with a NUL,
+/// which the std/mio path API refuses). Not through the readiness registration: a send to a path
+/// never waits for writability (see [`poll_unix_dgram`]).
+#[cfg(unix)]
+fn unix_send_to(
+    u: &kyoto_rt::net::UnixDatagram,
+    data: &[u8],
+    path: &std::path::Path,
+) -> io::Result<usize> {
+    let addr = unix_sock_addr(path)?;
+    socket2::SockRef::from(u).send_to(data, &addr)
+}
+
+/// The socket address of a Unix path: `EINVAL` for one with a NUL past its first byte (the kernel
+/// would cut it there), a Linux abstract name for one that starts with a NUL.
+#[cfg(unix)]
+pub fn unix_sock_addr(path: &std::path::Path) -> io::Result<socket2::SockAddr> {
+    use std::os::unix::ffi::OsStrExt;
+    let b = path.as_os_str().as_bytes();
+    if b.len() > 1 && b[1..].contains(&0) {
+        return Err(io::Error::from_raw_os_error(EINVAL));
+    }
+    socket2::SockAddr::unix(path)
+}
+
 #[cfg(unix)]
 fn poll_unix_dgram(
     sock: &Arc<Sock>,
@@ -1551,7 +1590,7 @@ fn poll_unix_dgram(
         };
         while let Some(d) = st.dout.front().filter(|_| !waiting) {
             let r = match &d.path {
-                Some(p) => u.try_send_to(&d.data, p),
+                Some(p) => unix_send_to(u, &d.data, p),
                 None => u.try_send(&d.data),
             };
             if !matches!(&r, Err(e) if is_would_block(e)) {
@@ -1608,10 +1647,7 @@ fn poll_unix_dgram(
                 *b = vec![0u8; RECV_BATCH * DGRAM_SLOT];
             }
             let (n, addr) = u.try_recv_from(&mut b[..UNIX_DGRAM_MAX])?;
-            let path = addr
-                .as_pathname()
-                .map(|p| p.to_string_lossy().into_owned().into_bytes())
-                .unwrap_or_default();
+            let path = unix_path_bytes(&addr);
             sock.push_data(K_DGRAM, -2, path.len() as i32, &b[..n], &path);
             Ok::<(), io::Error>(())
         });
