@@ -3,8 +3,11 @@
 // connected peer, and Unix datagrams larger than a UDP one.
 import test from 'ava';
 import * as dgram from 'node:dgram';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
 import { UdpSocket, UnixDatagram } from 'kyoto';
-import { UNIX_SOCKETS, realDelay, withTimeout } from './helpers';
+import { UNIX_SOCKETS, isSettled, linuxTestSerial, realDelay, withTimeout } from './helpers';
 
 const unixTest = UNIX_SOCKETS ? test : ((() => {}) as unknown as typeof test);
 /** The receive queue's high-water mark (`DGRAM_HWM` in lib/net/common.ts). */
@@ -21,6 +24,38 @@ async function drainQueued(s: UdpSocket): Promise<number> {
 }
 
 export function defineDgramTests(): void {
+  // Serial: the CPU it measures is the process's, so nothing else of this file may run meanwhile.
+  // Linux: there a full receiver makes a send wait (EAGAIN) rather than fail.
+  linuxTestSerial('an unbound UnixDatagram whose sendTo waits for a full receiver does not spin a CPU, and its datagrams arrive in order', async (t) => {
+    t.timeout(60_000);
+    const dir = mkdtempSync(path.join(tmpdir(), 'kyoto-dgram-'));
+    const to = path.join(dir, 'rx.sock');
+    const rx = UnixDatagram.bind(to);
+    const tx = UnixDatagram.unbound();
+    // A failed assertion ends the test: the blocked sends must not keep the file running.
+    t.teardown(() => {
+      rx.close();
+      tx.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const N = 300;
+    const sends = Array.from({ length: N }, (_, i) => tx.sendTo(`d${i}`, to));
+    await realDelay(200);
+    t.false(await isSettled(sends[N - 1]), 'the receiver\'s queue is full: the last send waits');
+    const cpu0 = process.cpuUsage();
+    const wall0 = process.hrtime.bigint();
+    await realDelay(1000);
+    const cpu = process.cpuUsage(cpu0);
+    const wallUs = Number(process.hrtime.bigint() - wall0) / 1000;
+    // Before the fix the wait retried the send nonstop (~66 % of a CPU); idle it is ~0 %.
+    t.true(cpu.user + cpu.system < 0.3 * wallUs, `${Math.round((cpu.user + cpu.system) / 1000)} ms of CPU in ${Math.round(wallUs / 1000)} ms`);
+    const buf = Buffer.alloc(16);
+    const got: string[] = [];
+    for (let i = 0; i < N; i++) got.push(buf.subarray(0, await withTimeout(rx.recv(buf), 5000, `datagram ${i}`)).toString());
+    t.deepEqual(got, Array.from({ length: N }, (_, i) => `d${i}`));
+    t.deepEqual(await withTimeout(Promise.all(sends), 5000, 'the sends'), Array.from({ length: N }, (_, i) => `d${i}`.length));
+  });
+
   test('a recvMany burst stops at a receive waiting after it: datagrams reach their receivers in order', async (t) => {
     const rx = await UdpSocket.bind('127.0.0.1:0');
     const tx = await UdpSocket.bind('127.0.0.1:0');

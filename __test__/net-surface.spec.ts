@@ -167,6 +167,35 @@ test('TcpSocket.v6() binds, listens and connects over ::1', async (t) => {
   l.close();
 });
 
+test('TcpSocket.v4() and v6() connect only within their family: an address of the other fails as the OS fails it, and "localhost" is their loopback', async (t) => {
+  const l4 = await TcpListener.bind('127.0.0.1:0');
+  const l6 = await TcpListener.bind('[::1]:0');
+  const made: Array<{ close(): void }> = [l4, l6];
+  t.teardown(() => made.forEach((x) => x.close()));
+  const p4 = l4.localAddr().port;
+  const p6 = l6.localAddr().port;
+  // What connect(2) answers on Linux (and Tokio's TcpSocket passes on): an AF_INET socket given
+  // an IPv6 address, EAFNOSUPPORT; an AF_INET6 one given an IPv4 address, EINVAL.
+  const shape = (e: unknown): object => {
+    const { code, syscall, address, port } = e as Record<string, unknown>;
+    return { code, syscall, address, port };
+  };
+  // Before the fix both connected: close what they made.
+  const keep = (c: TcpStream): TcpStream => (made.push(c), c);
+  const e4 = await t.throwsAsync(TcpSocket.v4().connect(l6.localAddr()).then(keep));
+  t.deepEqual(shape(e4), { code: 'EAFNOSUPPORT', syscall: 'connect', address: '::1', port: p6 });
+  const e6 = await t.throwsAsync(TcpSocket.v6().connect(`127.0.0.1:${p4}`).then(keep));
+  t.deepEqual(shape(e6), { code: 'EINVAL', syscall: 'connect', address: '127.0.0.1', port: p4 });
+  const accepted4 = l4.accept();
+  const c4 = keep(await withTimeout(TcpSocket.v4().connect(`localhost:${p4}`), 5000, 'connect v4'));
+  t.deepEqual(c4.peerAddr(), { address: '127.0.0.1', family: 'IPv4', port: p4 });
+  const accepted6 = l6.accept();
+  const c6 = keep(await withTimeout(TcpSocket.v6().connect(`localhost:${p6}`), 5000, 'connect v6'));
+  t.deepEqual(c6.peerAddr(), { address: '::1', family: 'IPv6', port: p6 });
+  keep((await withTimeout(accepted4, 5000, 'accept v4'))[0]);
+  keep((await withTimeout(accepted6, 5000, 'accept v6'))[0]);
+});
+
 test('TcpSocket buffer sizes below 1 or not integers are RangeErrors ERR_OUT_OF_RANGE', (t) => {
   for (const sock of [TcpSocket.v4(), TcpSocket.v6()]) {
     for (const n of [0, -1, 1.5, NaN]) {

@@ -1,9 +1,9 @@
 import test from 'ava';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { UnixDatagram, UnixListener, UnixStream, copy } from 'kyoto';
-import { UNIX_SOCKETS, unixTest } from './helpers';
+import { UNIX_SOCKETS, linuxTest, unixTest, withTimeout } from './helpers';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'kyoto-unix-'));
 let n = 0;
@@ -13,7 +13,6 @@ test.after.always(() => rmSync(dir, { recursive: true, force: true }));
 unixTest('UnixListener accepts a UnixStream; bytes flow both ways; addresses are paths', async (t) => {
   const p = sockPath();
   const l = await UnixListener.bind(p);
-  t.is(l.localAddr().path, p);
   const acc = l.accept();
   const c = await UnixStream.connect(p);
   const [s, peer] = await acc;
@@ -111,6 +110,82 @@ unixTest('a closed UnixDatagram refuses datagrams as soon as close() returns', a
   await t.throwsAsync(x.send('anyone?'), { code: 'ECONNREFUSED' });
   u.close();
   x.close();
+});
+
+unixTest('Unix socket addresses keep the whole path, "|" characters included', async (t) => {
+  const sub = mkdtempSync(path.join(dir, 'a|b-'));
+  const p = path.join(sub, 'svc|v2.sock');
+  const l = await UnixListener.bind(p);
+  const acc = l.accept();
+  const c = await UnixStream.connect(p);
+  const [s] = await withTimeout(acc, 5000, 'accept');
+  const pd = path.join(sub, 'dg|1|.sock');
+  const d = UnixDatagram.bind(pd);
+  const e = UnixDatagram.bind(path.join(sub, '|e'));
+  t.teardown(() => [c, s, l, d, e].forEach((x) => x.close()));
+  t.is(l.localAddr().path, p);
+  t.is(c.peerAddr().path, p);
+  t.is(s.localAddr().path, p);
+  t.is(d.localAddr().path, pd);
+  e.connect(pd);
+  t.is(e.peerAddr().path, pd);
+  await e.send('x');
+  const r = await withTimeout(d.recvFrom(Buffer.alloc(4)), 5000, 'recvFrom');
+  t.is(r.address.path, path.join(sub, '|e'));
+});
+
+unixTest('a path with a NUL byte after its start is refused with ERR_INVALID_ARG_VALUE everywhere, and nothing is created', async (t) => {
+  const sub = mkdtempSync(path.join(dir, 'nul-'));
+  const bad = path.join(sub, 'real.sock\0suffix');
+  const code = 'ERR_INVALID_ARG_VALUE';
+  const made: Array<{ close(): void }> = [];
+  t.teardown(() => made.forEach((x) => x.close()));
+  // Before the fix a listener bound, and a stream connected to, the path cut at the NUL: close them.
+  const keep = <T extends { close(): void }>(x: T): T => (made.push(x), x);
+  await t.throwsAsync(UnixListener.bind(bad).then(keep), { instanceOf: TypeError, code });
+  await t.throwsAsync(UnixStream.connect(bad).then(keep), { instanceOf: TypeError, code });
+  t.throws(() => keep(UnixDatagram.bind(bad)), { instanceOf: TypeError, code });
+  t.deepEqual(readdirSync(sub), [], 'no socket file was made from the part before the NUL');
+  // A listener on the part before the NUL is not reached through the longer path either.
+  keep(await UnixListener.bind(path.join(sub, 'real.sock')));
+  await t.throwsAsync(UnixStream.connect(bad).then(keep), { instanceOf: TypeError, code });
+  const u = keep(UnixDatagram.unbound());
+  await t.throwsAsync(u.sendTo('x', bad), { instanceOf: TypeError, code });
+  await t.throwsAsync(u.sendMany([{ data: 'x', address: { path: bad } }]), { instanceOf: TypeError, code });
+  t.throws(() => u.connect(bad), { instanceOf: TypeError, code });
+});
+
+linuxTest('abstract names (a leading NUL) work for listeners, streams and datagrams, and addresses give them as node:net does', async (t) => {
+  const name = `\0kyoto-test-${process.pid}-`;
+  const ln = `${name}listener`;
+  const made: Array<{ close(): void }> = [];
+  t.teardown(() => made.forEach((x) => x.close()));
+  const keep = <T extends { close(): void }>(x: T): T => (made.push(x), x);
+  const l = keep(await UnixListener.bind(ln));
+  t.is(l.localAddr().path, ln);
+  const acc = l.accept();
+  const c = keep(await UnixStream.connect(ln));
+  const [s] = await withTimeout(acc, 5000, 'accept');
+  keep(s);
+  t.is(c.peerAddr().path, ln);
+  t.is(s.localAddr().path, ln);
+  await c.write('abstract');
+  const b = Buffer.alloc(8);
+  await withTimeout(s.readExact(b), 5000, 'read');
+  t.is(b.toString(), 'abstract');
+  const na = `${name}dgram-a`;
+  const nb = `${name}dgram-b`;
+  const a = keep(UnixDatagram.bind(na));
+  const d = keep(UnixDatagram.bind(nb));
+  t.is(a.localAddr().path, na);
+  await a.sendTo('to b', nb);
+  const r = await withTimeout(d.recvFrom(b), 5000, 'recvFrom');
+  t.is(b.subarray(0, r.bytes).toString(), 'to b');
+  t.is(r.address.path, na);
+  d.connect(na);
+  t.is(d.peerAddr().path, na);
+  await d.send('to a');
+  t.is(b.subarray(0, await withTimeout(a.recv(b), 5000, 'recv')).toString(), 'to a');
 });
 
 if (!UNIX_SOCKETS) {

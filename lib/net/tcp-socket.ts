@@ -3,11 +3,13 @@
  * a `TcpListener` (`listen`) or a `TcpStream` (`connect`).
  * @module
  */
+import * as dns from 'node:dns/promises';
 import * as net from 'node:net';
 import { codedError, invalidArgValue, optionsBag, validateInteger } from '../errors';
 import type { Runtime, RuntimeOption } from '../runtime';
-import { splitAddr, resolveAddr, socketRuntime, checkSignal, untilAborted, MAX_BACKLOG, O_REUSE_ADDR, O_REUSE_PORT } from './common';
+import { splitAddr, socketRuntime, checkSignal, untilAborted, MAX_BACKLOG, O_REUSE_ADDR, O_REUSE_PORT } from './common';
 import type { AddressLike, SignalOption } from './types';
+import { errnoOf, systemError } from './core';
 import { TcpStream, connectTcp } from './tcp-stream';
 import { TcpListener, listenTcp } from './tcp-listener';
 
@@ -75,11 +77,39 @@ export class TcpSocket {
     this.#take();
     return listenTcp(b.host, b.port, backlog, this.#flags, this.#snd, this.#rcv, this.#runtime);
   }
-  /** Connects to `addr`. */
+  /**
+   * `addr` as an address of this socket's family: a name resolved to one, an IP literal of the
+   * other family rejected as the OS rejects it (`connect` would otherwise open a socket of the
+   * destination's family).
+   */
+  async #resolve(addr: AddressLike): Promise<{ host: string; port: number }> {
+    const { host, port } = splitAddr(addr);
+    const family = this._v6 ? 6 : 4;
+    // "localhost" is the loopback address of either family whatever /etc/hosts says (RFC 6761);
+    // other names are looked up here, not through resolveAddr's cache, which is not per family.
+    const ip = net.isIP(host)
+      ? host
+      : host === 'localhost'
+        ? this._v6
+          ? '::1'
+          : '127.0.0.1'
+        : (await dns.lookup(host, { family })).address;
+    if (net.isIP(ip) !== family) {
+      // Linux: connect(2) of an AF_INET socket to an IPv6 address is EAFNOSUPPORT; of an AF_INET6
+      // one to an IPv4 address (a sockaddr_in, too short), EINVAL; Tokio's TcpSocket passes both on.
+      throw systemError(errnoOf(this._v6 ? 'EINVAL' : 'EAFNOSUPPORT'), 'connect', ip, port);
+    }
+    return { host: ip, port };
+  }
+  /**
+   * Connects to `addr`, an address of this socket's family (a name is resolved to one;
+   * `localhost` is `127.0.0.1` or `::1`). One of the other family rejects as connect(2) does on
+   * Linux: `EAFNOSUPPORT` for a v4 socket, `EINVAL` for a v6 one.
+   */
   async connect(addr: AddressLike, options?: SignalOption): Promise<TcpStream> {
     checkSignal(options?.signal);
     this.#take();
-    const { host, port } = await untilAborted(resolveAddr(addr), options?.signal);
+    const { host, port } = await untilAborted(this.#resolve(addr), options?.signal);
     return connectTcp(
       host,
       port,

@@ -14,7 +14,11 @@ import type { AddressLike, SignalOption } from './types';
 import { TcpStream, waitConnected } from './tcp-stream';
 import { TcpListener } from './tcp-listener';
 
-/** The address of a Unix domain socket (`path` is `''` for an unnamed socket). */
+/**
+ * The address of a Unix domain socket (`path` is `''` for an unnamed socket). On Linux a path
+ * that starts with a NUL (`'\0name'`) is an abstract name, given back the same way, as node:net
+ * does. A NUL anywhere else is refused (`ERR_INVALID_ARG_VALUE`).
+ */
 export interface UnixSocketAddress {
   /** The socket's path. */
   path: string;
@@ -22,12 +26,22 @@ export interface UnixSocketAddress {
 
 function unixAddr(s: string, syscall: string): UnixSocketAddress {
   if (s.startsWith('!')) throw systemError(Number(s.slice(1)), syscall);
-  return { path: s.split('|')[1] ?? '' };
+  // `u|<path>|0`: the path is everything between the first and the last `|` (it may hold some).
+  const end = s.lastIndexOf('|');
+  return { path: end > 1 ? s.slice(2, end) : '' };
 }
+
+/** Linux has abstract socket names: a path that starts with a NUL. */
+const ABSTRACT_NAMES = process.platform === 'linux';
 
 function validatePath(path: unknown): asserts path is string {
   if (typeof path !== 'string') throw invalidArgType('path', 'of type string', path);
   if (path === '') throw invalidArgValue('path', 'must not be empty', path);
+  // The kernel reads a path up to its first NUL: one further on would silently name another
+  // socket. A leading one starts an abstract name, on Linux.
+  if (path.indexOf('\0', ABSTRACT_NAMES ? 1 : 0) >= 0) {
+    throw invalidArgValue('path', `must not contain a NUL byte${ABSTRACT_NAMES ? ' (except a leading one, for an abstract name)' : ''}`, path);
+  }
 }
 
 /** Whether this platform has Unix domain sockets (the native functions exist everywhere). */

@@ -223,14 +223,32 @@ impl Stream {
     }
 }
 
-/// `u|path|0` (path empty for an unnamed socket).
+/// `u|path|0` (path empty for an unnamed socket; see [`unix_path_bytes`]).
 #[cfg(unix)]
 pub fn unix_addr_string(a: &kyoto_rt::net::unix::SocketAddr) -> String {
-    let p = a
-        .as_pathname()
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let p = String::from_utf8_lossy(&unix_path_bytes(a)).into_owned();
     format!("u|{p}|0")
+}
+
+/// What JS is told a Unix socket address is: its path; on Linux `\0name` for an abstract name
+/// (as node:net's `server.address()` reports one); empty for an unnamed socket.
+#[cfg(unix)]
+pub fn unix_path_bytes(a: &kyoto_rt::net::unix::SocketAddr) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    if let Some(p) = a.as_pathname() {
+        return p.as_os_str().as_bytes().to_vec();
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::linux::net::SocketAddrExt;
+        if let Some(name) = a.as_abstract_name() {
+            let mut v = Vec::with_capacity(name.len() + 1);
+            v.push(0);
+            v.extend_from_slice(name);
+            return v;
+        }
+    }
+    Vec::new()
 }
 
 /// A listening socket: TCP or Unix.
@@ -250,13 +268,9 @@ impl Listener {
                 (Stream::Tcp(s), pf, ip)
             }),
             #[cfg(unix)]
-            Listener::Unix(l) => l.poll_accept(cx).map_ok(|(s, a)| {
-                let p = a
-                    .as_pathname()
-                    .map(|p| p.to_string_lossy().into_owned().into_bytes())
-                    .unwrap_or_default();
-                (Stream::Unix(s), 1 << 16, p)
-            }),
+            Listener::Unix(l) => l
+                .poll_accept(cx)
+                .map_ok(|(s, a)| (Stream::Unix(s), 1 << 16, unix_path_bytes(&a))),
         }
     }
 
@@ -333,7 +347,11 @@ pub struct St {
     pub drain_wanted: bool,
     pub shutdown_pending: bool,
     pub abort: Option<AbortHandle>,
+    /// A listener out of descriptors, or a Unix datagram to a path whose receiver was full: the
+    /// timer to wait out before trying again.
     pub retry: Option<Pin<Box<kyoto_rt::time::Sleep>>>,
+    /// The last such Unix datagram wait (doubled on each retry that still finds the receiver full).
+    pub dgram_backoff: Duration,
     /// A lingering stream's deadline ([`LINGER_LIMIT`] from its first linger poll).
     pub linger_until: Option<Pin<Box<kyoto_rt::time::Sleep>>>,
     /// Unix datagram sockets: pending readiness waits (they own an `Arc` of the socket).
@@ -1503,9 +1521,10 @@ fn unix_dgram_send_on(
 ) -> io::Result<(bool, bool)> {
     let mut st = sock.lock();
     let was_empty = st.dout.is_empty();
-    if was_empty {
+    // Not while a retry timer runs: the queued datagrams go first.
+    if was_empty && st.retry.is_none() {
         let r = match &path {
-            Some(p) => u.try_send_to(data, p),
+            Some(p) => unix_send_to(u, data, p),
             None => u.try_send(data),
         };
         match r {
@@ -1526,6 +1545,37 @@ fn unix_dgram_send_on(
     Ok((blocked, was_empty))
 }
 
+/// The first and the longest wait before a Unix datagram to a full receiver is tried again.
+#[cfg(unix)]
+const BACKOFF_MIN: Duration = Duration::from_millis(1);
+#[cfg(unix)]
+const BACKOFF_MAX: Duration = Duration::from_millis(50);
+
+/// Sends a datagram to the socket at `path` (a Linux abstract name when it starts with a NUL,
+/// which the std/mio path API refuses). Not through the readiness registration: a send to a path
+/// never waits for writability (see [`poll_unix_dgram`]).
+#[cfg(unix)]
+fn unix_send_to(
+    u: &kyoto_rt::net::UnixDatagram,
+    data: &[u8],
+    path: &std::path::Path,
+) -> io::Result<usize> {
+    let addr = unix_sock_addr(path)?;
+    socket2::SockRef::from(u).send_to(data, &addr)
+}
+
+/// The socket address of a Unix path: `EINVAL` for one with a NUL past its first byte (the kernel
+/// would cut it there), a Linux abstract name for one that starts with a NUL.
+#[cfg(unix)]
+pub fn unix_sock_addr(path: &std::path::Path) -> io::Result<socket2::SockAddr> {
+    use std::os::unix::ffi::OsStrExt;
+    let b = path.as_os_str().as_bytes();
+    if b.len() > 1 && b[1..].contains(&0) {
+        return Err(io::Error::from_raw_os_error(EINVAL));
+    }
+    socket2::SockAddr::unix(path)
+}
+
 #[cfg(unix)]
 fn poll_unix_dgram(
     sock: &Arc<Sock>,
@@ -1535,14 +1585,35 @@ fn poll_unix_dgram(
     {
         let mut st = sock.lock();
         let st = &mut *st;
-        while let Some(d) = st.dout.front() {
+        let waiting = match st.retry.as_mut().map(|t| t.as_mut().poll(cx)) {
+            Some(Poll::Pending) => true,
+            Some(Poll::Ready(())) => {
+                st.retry = None;
+                false
+            }
+            None => false,
+        };
+        while let Some(d) = st.dout.front().filter(|_| !waiting) {
             let r = match &d.path {
-                Some(p) => u.try_send_to(&d.data, p),
+                Some(p) => unix_send_to(u, &d.data, p),
                 None => u.try_send(&d.data),
             };
+            if !matches!(&r, Err(e) if is_would_block(e)) {
+                st.dgram_backoff = Duration::ZERO;
+            }
             match r {
                 Ok(_) => {
                     st.dout.pop_front();
+                }
+                Err(e) if is_would_block(&e) && d.path.is_some() => {
+                    // An unconnected socket is writable whenever its own buffer is, however full
+                    // the receiver's queue: waiting for that would spin. Poll on a timer instead.
+                    st.dgram_backoff = (st.dgram_backoff * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
+                    let mut t = Box::pin(kyoto_rt::time::sleep(st.dgram_backoff));
+                    if t.as_mut().poll(cx).is_pending() {
+                        st.retry = Some(t);
+                        break;
+                    }
                 }
                 Err(e) if is_would_block(&e) => {
                     let u2 = u.clone();
@@ -1581,10 +1652,7 @@ fn poll_unix_dgram(
                 *b = vec![0u8; RECV_BATCH * DGRAM_SLOT];
             }
             let (n, addr) = u.try_recv_from(&mut b[..UNIX_DGRAM_MAX])?;
-            let path = addr
-                .as_pathname()
-                .map(|p| p.to_string_lossy().into_owned().into_bytes())
-                .unwrap_or_default();
+            let path = unix_path_bytes(&addr);
             sock.push_data(K_DGRAM, -2, path.len() as i32, &b[..n], &path);
             Ok::<(), io::Error>(())
         });

@@ -282,7 +282,12 @@ pub fn net_unix_dgram(path: String, runtime: Option<&NativeRuntime>) -> Result<i
     let r = if path.is_empty() {
         UnixDatagram::unbound()
     } else {
-        UnixDatagram::bind(&path)
+        // Through socket2, which (unlike std's path API) takes a Linux abstract name.
+        (|| {
+            let s = Socket::new(Domain::UNIX, Type::DGRAM, None)?;
+            s.bind(&unix_sock_addr(path.as_ref())?)?;
+            UnixDatagram::from_std(s.into())
+        })()
     };
     Ok(match r {
         Ok(u) => register_dgram(&n, &rt, u),
@@ -308,7 +313,9 @@ pub fn net_unix_dgram_connect(h: u32, path: String) -> Result<i32> {
     with_sock(
         h,
         |_, s| match &s.kind {
-            Kind::UnixDgram(u) => match u.try_with(|u| u.connect(&path)) {
+            Kind::UnixDgram(u) => match u
+                .try_with(|u| socket2::SockRef::from(u).connect(&unix_sock_addr(path.as_ref())?))
+            {
                 Ok(()) => 0,
                 Err(e) => neg(&e),
             },
