@@ -844,6 +844,37 @@ test('close() with a linger time and unsent data returns without stopping the th
   for (const x of [s, l]) x.close();
 });
 
+test.serial('a host name is looked up for every connect, so a changed address is followed', async (t) => {
+  const dns = (await import('node:dns')).promises as { lookup: (...a: unknown[]) => Promise<unknown> };
+  const real = dns.lookup;
+  // The name first points at a listener on 127.0.0.1, then at one on 127.0.0.2 (Linux routes all
+  // of 127/8 to loopback; elsewhere the second half is skipped).
+  const first = await TcpListener.bind('127.0.0.1:0');
+  const second = await TcpListener.bind('127.0.0.2:0').catch(() => undefined);
+  let target = '127.0.0.1';
+  let lookups = 0;
+  dns.lookup = async () => {
+    lookups++;
+    return { address: target, family: 4 };
+  };
+  try {
+    const c1 = await TcpStream.connect({ host: 'service.kyoto-test.invalid', port: first.localAddr().port });
+    t.is(c1.peerAddr().address, '127.0.0.1');
+    c1.close();
+    if (second !== undefined) {
+      target = '127.0.0.2';
+      const c2 = await TcpStream.connect({ host: 'service.kyoto-test.invalid', port: second.localAddr().port });
+      t.is(c2.peerAddr().address, '127.0.0.2');
+      c2.close();
+    }
+    t.is(lookups, second === undefined ? 1 : 2, 'one lookup per connect');
+  } finally {
+    dns.lookup = real;
+    first.close();
+    second?.close();
+  }
+});
+
 test('flush() and shutdown() after a write the kernel refused reject with its error instead of confirming the bytes', async (t) => {
   for (const kind of ['tcp reset', 'unix peer closed'] as const) {
     let c: TcpStream;

@@ -104,16 +104,15 @@ export function splitAddr(addr: unknown, name = 'addr'): { host: string; port: n
   return { host: host as string, port: port as number };
 }
 
-const lookupCache = new Map<string, string>();
-
+/**
+ * The address to use for `host` (of `family` if given), looked up anew every time as node:net
+ * does: no cache here, so a name whose address changes is followed, and a lookup of one family is
+ * never answered with an address of the other.
+ */
 export async function resolveHost(host: string, family?: 4 | 6): Promise<string> {
   if (net.isIP(host)) return host;
   if (host === 'localhost' && family !== 6) return '127.0.0.1';
-  const cached = lookupCache.get(host);
-  if (cached !== undefined) return cached;
   const r = await dns.promises.lookup(host, family ? { family } : {});
-  if (lookupCache.size > 256) lookupCache.clear();
-  lookupCache.set(host, r.address);
   return r.address;
 }
 
