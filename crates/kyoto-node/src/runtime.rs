@@ -297,11 +297,15 @@ impl NativeRuntime {
         let env = bridge::current()?;
         let rt = build(&opts)?;
         let shut = Arc::new(AtomicBool::new(false));
-        let (rt2, shut2) = (rt.clone(), shut.clone());
+        // Weak: the hook lives as long as the env, and a strong reference would keep a runtime
+        // that was shut down and collected (its epoll and eventfd descriptors) until then.
+        let (rt2, shut2) = (Arc::downgrade(&rt), shut.clone());
         env.on_teardown(Box::new(move || {
-            if !shut2.swap(true, Ordering::AcqRel) {
-                // Never block env teardown on runtime threads.
-                let _ = spawn_shutdown(rt2, Duration::from_secs(5), None);
+            if let Some(rt2) = rt2.upgrade() {
+                if !shut2.swap(true, Ordering::AcqRel) {
+                    // Never block env teardown on runtime threads.
+                    let _ = spawn_shutdown(rt2, Duration::from_secs(5), None);
+                }
             }
         }));
         Ok(NativeRuntime {
@@ -445,10 +449,12 @@ impl NativeRuntime {
             return Ok(false);
         }
         let gen = self.rt.pause_gen.fetch_add(1, Ordering::AcqRel) + 1;
-        let rt = self.rt.clone();
+        let rt = Arc::downgrade(&self.rt); // as in `new`: the hook must not keep the runtime
         env.on_teardown(Box::new(move || {
-            if rt.pause_gen.load(Ordering::Acquire) == gen {
-                let _ = rt.handle.resume_clock();
+            if let Some(rt) = rt.upgrade() {
+                if rt.pause_gen.load(Ordering::Acquire) == gen {
+                    let _ = rt.handle.resume_clock();
+                }
             }
         }));
         Ok(true)
