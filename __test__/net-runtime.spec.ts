@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Runtime, TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream } from 'kyoto';
+import { Runtime, TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream, copy } from 'kyoto';
 import { packageRoot, withTimeout } from './helpers';
 
 function sockPath(tag: string): string {
@@ -145,6 +145,38 @@ test('shutting the runtime down fails pending accept, read, write and recv with 
   u.close();
   p.close();
   peer.close();
+});
+
+test('a native copy on a runtime that shuts down rejects with ERR_RUNTIME_SHUTDOWN', async (t) => {
+  for (const flavor of ['current_thread', 'multi_thread'] as const) {
+    const rt = new Runtime({ flavor, workerThreads: flavor === 'multi_thread' ? 1 : undefined });
+    const l = await TcpListener.bind('127.0.0.1:0', { runtime: rt });
+    const accepted = l.accept();
+    const c = await TcpStream.connect(l.localAddr(), { runtime: rt });
+    const [s] = await accepted;
+    const echo = copy(s, s);
+    await c.writeAll('ping');
+    await withTimeout(c.readExact(Buffer.alloc(4)), 5000, `${flavor}: the echo`);
+    await rt.shutdown();
+    await t.throwsAsync(withTimeout(echo, 5000, `${flavor}: the copy`), { code: 'ERR_RUNTIME_SHUTDOWN' }, flavor);
+    for (const x of [c, s, l]) x.close();
+  }
+});
+
+test('a listener on a runtime that shut down no longer keeps the process alive', (t) => {
+  const script = `
+    const { Runtime, TcpListener } = require('kyoto');
+    (async () => {
+      const rt = new Runtime({ workerThreads: 1 });
+      const idle = await TcpListener.bind('127.0.0.1:0', { runtime: rt });
+      const waiting = await TcpListener.bind('127.0.0.1:0', { runtime: rt });
+      waiting.accept().catch((e) => console.log(e.code));
+      await rt.shutdown();
+      idle.ref(); // cannot hold a process for a runtime that is gone
+    })();
+  `;
+  const out = execFileSync(process.execPath, ['-e', script], { cwd: packageRoot, encoding: 'utf8', timeout: 20_000 });
+  t.is(out.trim(), 'ERR_RUNTIME_SHUTDOWN');
 });
 
 test('a Unix datagram socket on a runtime that shut down refuses sends and receives with ERR_RUNTIME_SHUTDOWN', async (t) => {

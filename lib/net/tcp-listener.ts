@@ -79,6 +79,8 @@ export class TcpListener implements AsyncIterable<TcpStream> {
   }
   #refd = true;
   #closed = false;
+  /** Its runtime shut down: it neither accepts nor holds the process again. */
+  #dead = false;
   #err: Error | undefined;
 
   /** @internal */
@@ -122,6 +124,12 @@ export class TcpListener implements AsyncIterable<TcpStream> {
       // runtime's is kept regardless: it fails every later call).
       if (waiting.length === 0 || isRuntimeShutdown(err)) this.#err = err;
       for (const [, rej] of waiting) rej(err);
+      // A listener whose runtime is gone can never accept again: it stops holding the process.
+      if (isRuntimeShutdown(err)) {
+        if (this.#refd) hold(-1);
+        this.#refd = false;
+        this.#dead = true;
+      }
     }
   }
 
@@ -173,7 +181,7 @@ export class TcpListener implements AsyncIterable<TcpStream> {
 
   /** Keeps the process alive while this listener is open (the default). */
   ref(): this {
-    if (!this.#refd && !this.#closed) {
+    if (!this.#refd && !this.#closed && !this.#dead) {
       this.#refd = true;
       hold(1);
     }
@@ -185,6 +193,7 @@ export class TcpListener implements AsyncIterable<TcpStream> {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#refd) hold(-1);
+    this.#refd = false;
     native.netClose(this._h);
     unregister(this._h);
     for (const [, rej] of this.#waiters.splice(0)) rej(closedError());

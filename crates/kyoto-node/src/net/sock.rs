@@ -519,6 +519,11 @@ impl Sock {
 /// The errno JS reports for `e` (positive; `systemError` negates it): the OS's own number on Unix,
 /// libuv's translation of the Win32/WinSock code on Windows (what Node's error map knows).
 pub fn errno(e: &io::Error) -> i32 {
+    // An operation that failed because the runtime shut down (a native copy, say) reports that,
+    // not EIO.
+    if kyoto_rt::io::is_shutdown_error(e) {
+        return E_RUNTIME_SHUTDOWN;
+    }
     let os = e.raw_os_error().unwrap_or(match e.kind() {
         io::ErrorKind::UnexpectedEof => 0,
         io::ErrorKind::WriteZero => EPIPE,

@@ -29,6 +29,7 @@ pub mod util;
 pub use futures_io::{AsyncBufRead, AsyncRead, AsyncWrite};
 pub use interest::Interest;
 pub use ready::Ready;
+pub use scheduled_io::is_shutdown_error;
 pub use util::{
     copy, copy_bidirectional, copy_bidirectional_with_sizes, AsyncReadExt, AsyncWriteExt,
 };

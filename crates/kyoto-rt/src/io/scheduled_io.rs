@@ -32,9 +32,27 @@ fn tick_of(word: usize) -> u16 {
     ((word & TICK_BITS) >> TICK_SHIFT) as u16
 }
 
+/// The payload of [`shutdown_error`], so callers can tell that error from the OS's
+/// ([`is_shutdown_error`]).
+#[derive(Debug)]
+struct RuntimeShutDown;
+
+impl std::fmt::Display for RuntimeShutDown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the runtime has shut down")
+    }
+}
+
+impl std::error::Error for RuntimeShutDown {}
+
 /// The error every operation on a resource returns once its runtime has shut down.
 pub(crate) fn shutdown_error() -> std::io::Error {
-    std::io::Error::other("the runtime has shut down")
+    std::io::Error::other(RuntimeShutDown)
+}
+
+/// Whether `e` is the error an I/O resource returns because its runtime has shut down.
+pub fn is_shutdown_error(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|i| i.is::<RuntimeShutDown>())
 }
 
 /// One direction of a resource, for the `poll_*_ready` methods that keep a single waker each.
