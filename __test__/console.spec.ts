@@ -834,3 +834,47 @@ test.serial('a listening console holds the process open; unref() lets it exit', 
   t.is(run(true), '', 'an unref()ed console lets the process exit at once');
   t.is(run(false).trim(), 'still alive', 'a ref()ed console holds the process until close()');
 });
+
+/** Runs `code` in a child Node with `--expose-gc` (cwd: the package root); resolves its last stdout line. */
+function childLastLine(code: string): string {
+  const out = execFileSync(process.execPath, ['--expose-gc', '-e', code], { cwd: packageRoot, encoding: 'utf8', timeout: 60_000 });
+  return out.trim().split('\n').pop()!;
+}
+
+test.serial("tasks that awaited a shared settled promise or raced a never-settling one are not kept once they ended and were evicted", (t) => {
+  // Weak references to the records of 2 000 ended tasks, per pattern: with retention 0 they are
+  // evicted at the next publish, and nothing else may hold them (before the fix, the settled
+  // `ready` and the pending `shutdown` listed every task that awaited them, forever).
+  const code = `
+    const k = require('./dist/index.js');
+    const I = require('./dist/lib/console/instrument.js');
+    const ready = Promise.resolve(1);
+    (async () => {
+      await ready;
+      const shutdown = new Promise(() => {});
+      const srv = await k.serveConsole({ port: 0, publishInterval: 20, retention: 0 });
+      const alive = async (refs) => {
+        for (let i = 0; i < 100 && [...I.tasks.values()].some((r) => r.origin === 'js'); i++) await new Promise((r) => setTimeout(r, 20));
+        await new Promise((r) => setTimeout(r, 50));
+        global.gc(); global.gc();
+        return refs.filter((r) => r.deref() !== undefined).length;
+      };
+      const run = async (body) => {
+        const hs = [];
+        for (let i = 0; i < 2000; i++) hs.push(k.spawn(body));
+        const refs = [...I.tasks.values()].filter((r) => r.origin === 'js').map((r) => new WeakRef(r));
+        await Promise.all(hs);
+        return [refs.length, await alive(refs)];
+      };
+      const settled = await run(async () => { await ready; await k.sleep(1); });
+      const raced = await run(async () => { await Promise.race([k.sleep(1), shutdown]); });
+      await srv.close();
+      console.log(JSON.stringify({ settled, raced, shutdown: !!shutdown }));
+    })().catch((e) => { console.log('ERR ' + e.stack); process.exit(1); });`;
+  const r = JSON.parse(childLastLine(code)) as { settled: [number, number]; raced: [number, number] };
+  t.is(r.settled[0], 2000, 'the records were seen');
+  t.is(r.raced[0], 2000);
+  // Generous: a few may still be referenced from the last tick's bookkeeping.
+  t.true(r.settled[1] < 50, `records of tasks that awaited a settled promise still alive: ${r.settled[1]} of 2000`);
+  t.true(r.raced[1] < 50, `records of tasks that raced a pending promise still alive: ${r.raced[1]} of 2000`);
+});
