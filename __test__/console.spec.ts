@@ -878,3 +878,39 @@ test.serial("tasks that awaited a shared settled promise or raced a never-settli
   t.true(r.settled[1] < 50, `records of tasks that awaited a settled promise still alive: ${r.settled[1]} of 2000`);
   t.true(r.raced[1] < 50, `records of tasks that raced a pending promise still alive: ${r.raced[1]} of 2000`);
 });
+
+/** Completed task records the thread's consoles keep. */
+function completedRecords(): number {
+  let n = 0;
+  for (const r of instrument.tasks.values()) if ((r as { dropped: number }).dropped !== 0) n++;
+  return n;
+}
+
+test.serial('a client that pauses and disconnects does not leave the console paused, and the retention cap holds while paused', async (t) => {
+  await withConsole(async (console) => {
+    // A pausing client that stays connected: retention (60 s) waits, the 10 000 cap does not.
+    const holder = connect(console.port);
+    t.is((await call(holder, SERVICE + 'Pause').trailers)['grpc-status'], '0');
+    t.true(console.paused);
+    const hs: Array<JoinHandle<number>> = [];
+    for (let i = 0; i < 10_500; i++) hs.push(spawn(() => i));
+    await Promise.all(hs);
+    for (let i = 0; i < 100 && completedRecords() > 10_000; i++) await realDelay(20);
+    t.true(completedRecords() <= 10_000, `completed tasks kept while paused: ${completedRecords()}`);
+
+    // It goes away without Resume: updates resume, as when the last watcher leaves console-subscriber.
+    holder.destroy();
+    for (let i = 0; i < 100 && console.paused; i++) await realDelay(20);
+    t.false(console.paused, 'resumed once the pausing client disconnected');
+
+    // Another client's Pause is not undone by a third one disconnecting.
+    const pauser = connect(console.port);
+    await call(pauser, SERVICE + 'Pause').trailers;
+    const other = connect(console.port);
+    await call(other, SERVICE + 'WatchState').next(5000);
+    other.destroy();
+    await realDelay(100);
+    t.true(console.paused, 'still paused: its client is connected');
+    pauser.close();
+  }, 20);
+});

@@ -456,10 +456,12 @@ function refresh(retention: number): void {
     }
   }
   for (const r of I.resources.values()) r.refresh();
-  // While some client is paused, keep everything: it has not seen the final states yet.
-  for (const s of servers) if (s._paused) return;
-  evict(I.tasks, now, retention);
-  evict(I.resources, now, retention);
+  // While some client is paused, keep what retention would drop (it has not seen the final states
+  // yet), but never more than the cap.
+  let paused = false;
+  for (const s of servers) if (s._paused) paused = true;
+  evict(I.tasks, now, paused ? Infinity : retention);
+  evict(I.resources, now, paused ? Infinity : retention);
 }
 
 /** Completed tasks (closed resources) kept at most, oldest forgotten first, whatever the retention. */
@@ -592,6 +594,8 @@ export class ConsoleServer {
   #refed = true;
   /** @internal Pause: no updates are sent until Resume. */
   _paused = false;
+  /** The connection that sent the last Pause: when it closes, updates resume. */
+  #pausedBy: http2.Http2Session | undefined;
 
   /** @internal Use {@link serveConsole}. */
   constructor(token: typeof kConstruct, server: http2.Http2Server, interval: number, retention: number) {
@@ -681,7 +685,12 @@ export class ConsoleServer {
   #onSession(s: http2.ServerHttp2Session): void {
     this.#sessions.add(s);
     s.on('error', () => {});
-    s.on('close', () => this.#sessions.delete(s));
+    s.on('close', () => {
+      this.#sessions.delete(s);
+      // Like console-subscriber once no watcher remains: a client that paused and went away must
+      // not leave the console paused for good (nothing would be sent, or forgotten, again).
+      if (this.#pausedBy === s) this.#setPaused(false, undefined);
+    });
     if (!this.#refed) s.unref();
     if (this.#closing !== undefined) s.close();
   }
@@ -732,12 +741,7 @@ export class ConsoleServer {
         const paused = method === 'Pause';
         if (!respond(stream, () => [GRPC_OK, ''])) return;
         stream.end(frame(new Uint8Array(0))); // PauseResponse / ResumeResponse {}
-        if (this._paused !== paused) {
-          this._paused = paused;
-          const state = frame(encodeState(paused));
-          for (const s of this.#states) s.write(state);
-          if (!paused) this.#tick();
-        }
+        this.#setPaused(paused, paused ? stream.session : undefined);
         return;
       }
       case 'WatchState': {
@@ -773,6 +777,15 @@ export class ConsoleServer {
         return;
       }
     }
+  }
+
+  #setPaused(paused: boolean, by: http2.Http2Session | undefined): void {
+    this.#pausedBy = by;
+    if (this._paused === paused || this.#closing !== undefined) return;
+    this._paused = paused;
+    const state = frame(encodeState(paused));
+    for (const s of this.#states) s.write(state);
+    if (!paused) this.#tick();
   }
 
   /** Sends `w` what changed since its last update (everything when `all`). */
