@@ -914,3 +914,59 @@ test.serial('a client that pauses and disconnects does not leave the console pau
     pauser.close();
   }, 20);
 });
+
+/** Reads `c` until it lists the task named `name` (returns its span id). */
+async function spanOf(c: Call, metas: Map<number, Meta>, name: string): Promise<number> {
+  const u = await until(c, metas, 5000, (x) => x.tasks.some((task) => task.fields.get('task.name') === name));
+  return u.tasks.find((task) => task.fields.get('task.name') === name)!.spanId;
+}
+
+test.serial('a watching client receives the completion of a task that ends between two updates, with retention 0 or another console evicting', async (t) => {
+  // Before, eviction (by age, before each publish) forgot the record before its final version was
+  // sent: the client showed the task running forever.
+  const zero = await serveConsole({ port: 0, publishInterval: 100, retention: 0 });
+  try {
+    const c = call(connect(zero.port), SERVICE + 'WatchUpdates');
+    const metas = new Map<number, Meta>();
+    const h = spawn(() => sleep(250), { name: 'ends-between-updates' });
+    const span = await spanOf(c, metas, 'ends-between-updates');
+    await h;
+    await until(c, metas, 5000, (u) => u.taskStats.get(span)?.dropped !== undefined);
+    t.pass('completion delivered with retention 0');
+  } finally {
+    await zero.close();
+  }
+
+  const a = await serveConsole({ port: 0, publishInterval: 500 });
+  const b = await serveConsole({ port: 0, publishInterval: 20, retention: 0 });
+  try {
+    const c = call(connect(a.port), SERVICE + 'WatchUpdates');
+    const metas = new Map<number, Meta>();
+    const h = spawn(() => sleep(600), { name: 'seen-by-a' });
+    const span = await spanOf(c, metas, 'seen-by-a');
+    await h;
+    await until(c, metas, 5000, (u) => u.taskStats.get(span)?.dropped !== undefined);
+    t.pass("a console with retention 0 does not evict what another console's client is owed");
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+test.serial('a burst of more completions than the retention cap within one update still delivers the completion of a task the client saw running', async (t) => {
+  await withConsole(async (console) => {
+    const c = call(connect(console.port), SERVICE + 'WatchUpdates');
+    const metas = new Map<number, Meta>();
+    const first = spawn(() => sleep(400), { name: 'before-the-burst' });
+    const span = await spanOf(c, metas, 'before-the-burst');
+    await first;
+    const hs: Array<JoinHandle<number>> = [];
+    for (let i = 0; i < 10_001; i++) hs.push(spawn(() => i));
+    await Promise.all(hs);
+    await until(c, metas, 5000, (u) => u.taskStats.get(span)?.dropped !== undefined);
+    t.pass('its completion arrived');
+    for (let i = 0; i < 100 && completedRecords() > 10_000; i++) await realDelay(20);
+    t.true(completedRecords() <= 10_000, `once sent, the cap applies again: ${completedRecords()}`);
+    c.cancel();
+  }, 300);
+});
