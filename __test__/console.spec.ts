@@ -970,3 +970,36 @@ test.serial('a burst of more completions than the retention cap within one updat
     c.cancel();
   }, 300);
 });
+
+test.serial('a WatchTaskDetails client that does not read is not sent a snapshot per interval without limit', (t) => {
+  // In a child: the console's HTTP/2 streams are taken from the server it creates, and a client
+  // with a 1 KiB window asks for details every 10 ms and never reads. After 4 s (~400 snapshots of
+  // ~150 bytes), what waits in the server stream must stay near the bound (16 KiB), not grow.
+  const code = `
+    const http2 = require('node:http2');
+    const streams = [];
+    const create = http2.createServer;
+    http2.createServer = (...a) => { const s = create(...a); s.on('stream', (st) => streams.push(st)); return s; };
+    const k = require('./dist/index.js');
+    const I = require('./dist/lib/console/instrument.js');
+    (async () => {
+      const srv = await k.serveConsole({ port: 0, publishInterval: 10 });
+      const h = k.spawn(async (sig) => { for (let i = 0; i < 100000 && !sig.aborted; i++) await k.sleep(1 + (i % 7)); }, { name: 'busy' });
+      await new Promise((r) => setTimeout(r, 50));
+      const span = [...I.tasks.values()].find((r) => r.name === 'busy').spanId;
+      const body = Buffer.from([0x0a, 2, 0x08, span]);
+      const req = Buffer.alloc(5 + body.length); req.writeUInt32BE(body.length, 1); body.copy(req, 5);
+      const s = http2.connect('http://127.0.0.1:' + srv.port, { settings: { initialWindowSize: 1024 } });
+      s.on('error', () => {});
+      const st = s.request({ ':method': 'POST', ':path': '/rs.tokio.console.instrument.Instrument/WatchTaskDetails', 'content-type': 'application/grpc', te: 'trailers' });
+      st.on('error', () => {}); st.pause(); st.end(req);
+      await new Promise((r) => setTimeout(r, 4000));
+      const buffered = Math.max(...streams.map((x) => x.writableLength));
+      s.destroy(); h.abort(); await h.then(() => {}, () => {}); await srv.close();
+      console.log(JSON.stringify({ buffered }));
+    })().catch((e) => { console.log('ERR ' + e.stack); process.exit(1); });`;
+  const { buffered } = JSON.parse(childLastLine(code)) as { buffered: number };
+  t.log(`buffered for the client that does not read: ${buffered} bytes`);
+  t.true(buffered > 0, 'the client stopped reading');
+  t.true(buffered < 32 * 1024, `buffered: ${buffered} bytes`);
+});

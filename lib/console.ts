@@ -540,6 +540,9 @@ const MAX_REQUEST = 64 * 1024;
 /** A client that has this much unsent skips updates until it catches up (it misses nothing). */
 const MAX_BUFFERED = 8 * 1024 * 1024;
 
+/** A WatchTaskDetails client with this much unsent gets no new snapshot until it catches up. */
+const MAX_DETAILS_BUFFERED = 16 * 1024;
+
 type Stream = http2.ServerHttp2Stream;
 
 function trailersOnly(stream: Stream, code: number, message: string): void {
@@ -894,6 +897,8 @@ export class ConsoleServer {
           d.stream.end();
           continue;
         }
+        // A client that does not read only needs the latest snapshot, not every one since.
+        if (d.stream.writableLength > MAX_DETAILS_BUFFERED) continue;
         d.stream.write(frame(encodeDetails(d.task)));
       }
     } catch {
