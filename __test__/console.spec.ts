@@ -1003,3 +1003,36 @@ test.serial('a WatchTaskDetails client that does not read is not sent a snapshot
   t.true(buffered > 0, 'the client stopped reading');
   t.true(buffered < 32 * 1024, `buffered: ${buffered} bytes`);
 });
+
+test.serial('every watching client is told of dropped native events, not only the first one served', async (t) => {
+  // kyoto-rt's event buffer overflowing is simulated: the next snapshot reports 7 lost events.
+  const nat = native as { consoleSnapshot(): { droppedEvents: number } | null };
+  const orig = nat.consoleSnapshot;
+  let lose = 0;
+  nat.consoleSnapshot = function (this: unknown) {
+    const snap = orig.call(this);
+    if (snap !== null && lose > 0) {
+      snap.droppedEvents += lose;
+      lose = 0;
+    }
+    return snap;
+  };
+  try {
+    await withConsole(async (console) => {
+      const clients = [connect(console.port), connect(console.port)].map((s) => call(s, SERVICE + 'WatchUpdates'));
+      for (const c of clients) await c.next(5000);
+      lose = 7;
+      for (const [i, c] of clients.entries()) {
+        let seen = 0;
+        for (let n = 0; n < 200 && seen < 7; n++) {
+          const m = await c.next(5000);
+          if (m === undefined) break;
+          seen += new Msg(m).msg(2)?.num(4) ?? 0;
+        }
+        t.is(seen, 7, `client ${i + 1}: dropped_events`);
+      }
+    }, 20);
+  } finally {
+    nat.consoleSnapshot = orig;
+  }
+});

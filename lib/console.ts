@@ -385,7 +385,6 @@ function frame(msg: Uint8Array): Buffer {
 
 const nativeTasks = new Map<number, I.TaskRec>();
 let nativeOwned = false;
-let pendingDropped = 0;
 let lastRefresh = 0;
 const servers = new Set<ConsoleServer>();
 
@@ -412,7 +411,6 @@ function hubStop(): void {
   }
   nativeOwned = false;
   nativeTasks.clear();
-  pendingDropped = 0;
 }
 
 /** Every WatchUpdates client of this thread's consoles (eviction keeps what they are owed). */
@@ -431,7 +429,8 @@ function refresh(): void {
       snap = null;
     }
     if (snap != null) {
-      pendingDropped += snap.droppedEvents;
+      // Every client is told, in its next update, of the events lost since its previous one.
+      if (snap.droppedEvents > 0) for (const w of allWatches) w.dropped += snap.droppedEvents;
       for (const r of snap.tasks) {
         let rec = nativeTasks.get(r.id);
         if (rec === undefined) {
@@ -617,6 +616,8 @@ interface Watch {
   sent: WeakMap<object, number>;
   /** Since when (wall ms) updates are skipped because it does not read; 0: it keeps up. */
   stuckSince: number;
+  /** Native task events lost since its last update (its `dropped_events`). */
+  dropped: number;
 }
 
 interface DetailsWatch {
@@ -805,7 +806,7 @@ export class ConsoleServer {
       case 'WatchUpdates': {
         refresh();
         if (!respond(stream, () => [GRPC_OK, ''])) return;
-        const w: Watch = { stream, sent: new WeakMap(), stuckSince: 0 };
+        const w: Watch = { stream, sent: new WeakMap(), stuckSince: 0, dropped: 0 };
         this.#watches.add(w);
         allWatches.add(w);
         stream.on('close', () => {
@@ -879,8 +880,8 @@ export class ConsoleServer {
       }
       marks.push([r, r.v]);
     }
-    const dropped = pendingDropped;
-    pendingDropped = 0;
+    const dropped = w.dropped;
+    w.dropped = 0;
     for (const m of buildUpdates(taskParts, resParts, all, dropped)) s.write(frame(m));
     for (const [rec, v] of marks) w.sent.set(rec, v);
   }
