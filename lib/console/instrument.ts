@@ -265,10 +265,12 @@ let current: TaskRec | undefined;
 /** Promises created by a JS task (during one of its runs). Replaced when the last console stops. */
 let owner = new WeakMap<Promise<unknown>, TaskRef>();
 /**
- * The promises seen created (`init`) and not settled yet, each with the JS tasks that registered a
- * continuation on it (`await p`, `p.then(…)` in one of their runs): `null` for none yet. A promise
- * that is absent is settled (or older than the hook) and can wake no one, so nothing is registered
- * on it — otherwise a shared, long-settled promise would keep every task that ever awaited it.
+ * The JS tasks that registered a continuation on a promise (`await p`, `p.then(…)` in one of their
+ * runs): `null` for none yet (created by a task, pending). A promise a task created that is absent
+ * has settled: nothing is registered on it, it can wake no one. A promise created outside any
+ * task is not tracked until a task waits on it (tracking every promise of the thread would tax
+ * code that runs outside tasks); one that had settled by then gets registrations it never
+ * releases, which the tiny refs and the sweep below keep bounded.
  */
 let waiters = new WeakMap<Promise<unknown>, TaskRef | Waiters | null>();
 let stopHook: (() => void) | undefined;
@@ -282,8 +284,11 @@ interface Waiters {
 
 function addWaiter(p: Promise<unknown>, t: TaskRef): void {
   const w = waiters.get(p);
-  if (w === undefined || w === t) return; // settled or unknown: nothing to wait for
-  if (w === null) waiters.set(p, t);
+  if (w === t) return;
+  if (w === undefined) {
+    if (owner.has(p)) return; // a task's promise, settled: nothing to wait for
+    waiters.set(p, t);
+  } else if (w === null) waiters.set(p, t);
   else if (!('list' in w)) {
     if (w.rec === undefined) waiters.set(p, t);
     else waiters.set(p, { list: [w, t], sweepAt: 8 });
@@ -312,8 +317,8 @@ function installPromiseHook(): void {
   if (stopHook !== undefined) return;
   stopHook = <() => void>promiseHooks.createHook({
     init(p, parent) {
-      waiters.set(p, null); // pending
       if (current === undefined) return;
+      waiters.set(p, null); // pending
       owner.set(p, current.ref);
       current.wakerClones++; // "waker clones" of a JS task: the promises it created
       // `parent` is the promise this one continues (`await parent`, `parent.then(…)`): its
