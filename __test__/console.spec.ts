@@ -1036,3 +1036,22 @@ test.serial('every watching client is told of dropped native events, not only th
     nat.consoleSnapshot = orig;
   }
 });
+
+test.serial('records owed to a paused watching client are kept beyond the cap, up to a hard ceiling, and released once sent', async (t) => {
+  await withConsole(async (console) => {
+    const session = connect(console.port);
+    const c = call(session, SERVICE + 'WatchUpdates');
+    await c.next(5000);
+    await call(session, SERVICE + 'Pause').trailers;
+    const hs: Array<JoinHandle<number>> = [];
+    for (let i = 0; i < 20_500; i++) hs.push(spawn(() => i));
+    await Promise.all(hs);
+    for (let i = 0; i < 100 && completedRecords() > 20_000; i++) await realDelay(20);
+    const kept = completedRecords();
+    t.true(kept > 10_000 && kept <= 20_000, `kept while paused: ${kept}`);
+    await call(session, SERVICE + 'Resume').trailers;
+    for (let i = 0; i < 250 && completedRecords() > 10_000; i++) await realDelay(20);
+    t.true(completedRecords() <= 10_000, `kept once sent: ${completedRecords()}`);
+    c.cancel();
+  }, 20);
+});
