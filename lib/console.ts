@@ -462,8 +462,8 @@ function refresh(): void {
   }
   for (const r of I.resources.values()) r.refresh();
   // While some client is paused, keep what retention would drop (it has not seen the final states
-  // yet), but never more than the cap.
-  // Records are shared by the thread's consoles: keep them as long as the longest retention asks.
+  // yet), but never more than the cap. Records are shared by the thread's consoles: keep them as
+  // long as the longest retention asks.
   let paused = false;
   let retention = 0;
   for (const s of servers) {
@@ -494,7 +494,7 @@ function owed(r: { v: number }, now: number): boolean {
  * besides those still owed to a client.
  */
 const MAX_RETAINED = 10_000;
-/** … and with those, whatever clients are owed (a paused client is owed everything). */
+/** Kept at most counting those owed (a paused client is owed everything): past it the oldest go anyway. */
 const HARD_MAX = 2 * MAX_RETAINED;
 
 function evict(map: Map<number, { dropped: number; v: number }>, now: number, retention: number): void {
