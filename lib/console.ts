@@ -80,7 +80,10 @@ export interface ServeConsoleOptions {
   publishInterval?: number;
   /**
    * How long a completed task or closed resource is kept for clients that connect later (ms, default
-   * 60 000; at most the 10 000 most recent of each are kept).
+   * 60 000; at most the 10 000 most recent of each are kept). A record a connected client has not
+   * received in its final state yet is kept until sent, up to 20 000 of each in all (a client that
+   * has not read its updates for 10 s is no longer waited for). With several consoles in a thread,
+   * the longest retention applies to all.
    */
   retention?: number;
 }
@@ -382,7 +385,6 @@ function frame(msg: Uint8Array): Buffer {
 
 const nativeTasks = new Map<number, I.TaskRec>();
 let nativeOwned = false;
-let pendingDropped = 0;
 let lastRefresh = 0;
 const servers = new Set<ConsoleServer>();
 
@@ -409,11 +411,13 @@ function hubStop(): void {
   }
   nativeOwned = false;
   nativeTasks.clear();
-  pendingDropped = 0;
 }
 
+/** Every WatchUpdates client of this thread's consoles (eviction keeps what they are owed). */
+const allWatches = new Set<Watch>();
+
 /** Pulls native task changes, re-reads resource attributes and forgets expired records. */
-function refresh(retention: number): void {
+function refresh(): void {
   const now = I.wallNow();
   if (now - lastRefresh < 5) return;
   lastRefresh = now;
@@ -425,7 +429,8 @@ function refresh(retention: number): void {
       snap = null;
     }
     if (snap != null) {
-      pendingDropped += snap.droppedEvents;
+      // Every client is told, in its next update, of the events lost since its previous one.
+      if (snap.droppedEvents > 0) for (const w of allWatches) w.dropped += snap.droppedEvents;
       for (const r of snap.tasks) {
         let rec = nativeTasks.get(r.id);
         if (rec === undefined) {
@@ -456,28 +461,66 @@ function refresh(retention: number): void {
     }
   }
   for (const r of I.resources.values()) r.refresh();
-  // While some client is paused, keep everything: it has not seen the final states yet.
-  for (const s of servers) if (s._paused) return;
-  evict(I.tasks, now, retention);
-  evict(I.resources, now, retention);
+  // While some client is paused, keep what retention would drop (it has not seen the final states
+  // yet), but never more than the cap. Records are shared by the thread's consoles: keep them as
+  // long as the longest retention asks.
+  let paused = false;
+  let retention = 0;
+  for (const s of servers) {
+    if (s._paused) paused = true;
+    retention = Math.max(retention, s._retention);
+  }
+  evict(I.tasks, now, paused ? Infinity : retention);
+  evict(I.resources, now, paused ? Infinity : retention);
 }
 
-/** Completed tasks (closed resources) kept at most, oldest forgotten first, whatever the retention. */
-const MAX_RETAINED = 10_000;
+/** A client that could not take an update for this long no longer holds records back. */
+const STUCK_MS = 10_000;
 
-function evict(map: Map<number, { dropped: number }>, now: number, retention: number): void {
+/**
+ * Whether some client has not received the final version of `r` (console-subscriber keeps such
+ * records: evicting one leaves the client showing the task running, or the resource open, forever).
+ */
+function owed(r: { v: number }, now: number): boolean {
+  for (const w of allWatches) {
+    if (w.stuckSince !== 0 && now - w.stuckSince > STUCK_MS) continue;
+    if (w.sent.get(r) !== r.v) return true;
+  }
+  return false;
+}
+
+/**
+ * Completed tasks (closed resources) kept at most, oldest forgotten first, whatever the retention,
+ * besides those still owed to a client.
+ */
+const MAX_RETAINED = 10_000;
+/** Kept at most counting those owed (a paused client is owed everything): past it the oldest go anyway. */
+const HARD_MAX = 2 * MAX_RETAINED;
+
+function evict(map: Map<number, { dropped: number; v: number }>, now: number, retention: number): void {
   let retained = 0;
+  let owing: Set<object> | undefined;
   for (const [k, r] of map) {
     if (r.dropped === 0) continue;
-    if (now - r.dropped > retention) map.delete(k);
+    if (allWatches.size > 0 && owed(r, now)) (owing ??= new Set()).add(r);
+    else if (now - r.dropped > retention) map.delete(k);
     else retained++;
   }
-  if (retained <= MAX_RETAINED) return;
-  // Insertion order is creation order: drop the oldest completed ones.
+  const owedCount = owing?.size ?? 0;
+  if (retained > MAX_RETAINED) {
+    // Insertion order is creation order: drop the oldest completed ones.
+    for (const [k, r] of map) {
+      if (r.dropped === 0 || owing?.has(r) === true) continue;
+      map.delete(k);
+      if (--retained <= MAX_RETAINED) break;
+    }
+  }
+  let total = retained + owedCount;
+  if (total <= HARD_MAX) return;
   for (const [k, r] of map) {
     if (r.dropped === 0) continue;
     map.delete(k);
-    if (--retained <= MAX_RETAINED) return;
+    if (--total <= HARD_MAX) return;
   }
 }
 
@@ -495,6 +538,9 @@ const GRPC_UNAVAILABLE = 14;
 const MAX_REQUEST = 64 * 1024;
 /** A client that has this much unsent skips updates until it catches up (it misses nothing). */
 const MAX_BUFFERED = 8 * 1024 * 1024;
+
+/** A WatchTaskDetails client with this much unsent gets no new snapshot until it catches up. */
+const MAX_DETAILS_BUFFERED = 16 * 1024;
 
 type Stream = http2.ServerHttp2Stream;
 
@@ -568,6 +614,10 @@ interface Watch {
   stream: Stream;
   /** Version of each record last sent to this client. */
   sent: WeakMap<object, number>;
+  /** Since when (wall ms) updates are skipped because it does not read; 0: it keeps up. */
+  stuckSince: number;
+  /** Native task events lost since its last update (its `dropped_events`). */
+  dropped: number;
 }
 
 interface DetailsWatch {
@@ -582,7 +632,8 @@ interface DetailsWatch {
  */
 export class ConsoleServer {
   readonly #server: http2.Http2Server;
-  readonly #retention: number;
+  /** @internal How long completed records are kept for later clients (ms). */
+  readonly _retention: number;
   readonly #sessions = new Set<http2.ServerHttp2Session>();
   readonly #watches = new Set<Watch>();
   readonly #details = new Set<DetailsWatch>();
@@ -592,12 +643,14 @@ export class ConsoleServer {
   #refed = true;
   /** @internal Pause: no updates are sent until Resume. */
   _paused = false;
+  /** The connection that sent the last Pause: when it closes, updates resume. */
+  #pausedBy: http2.Http2Session | undefined;
 
   /** @internal Use {@link serveConsole}. */
   constructor(token: typeof kConstruct, server: http2.Http2Server, interval: number, retention: number) {
     if (token !== kConstruct) throw illegalConstructor();
     this.#server = server;
-    this.#retention = retention;
+    this._retention = retention;
     server.on('session', (s) => this.#onSession(s));
     server.on('stream', (stream, headers) => this.#onStream(stream, headers));
     this.#timer = setInterval(() => this.#tick(), interval);
@@ -654,7 +707,10 @@ export class ConsoleServer {
       this.#timer = undefined;
       servers.delete(this);
       hubStop();
-      for (const w of this.#watches) w.stream.end();
+      for (const w of this.#watches) {
+        w.stream.end();
+        allWatches.delete(w);
+      }
       for (const d of this.#details) d.stream.end();
       for (const s of this.#states) s.end();
       this.#watches.clear();
@@ -681,7 +737,12 @@ export class ConsoleServer {
   #onSession(s: http2.ServerHttp2Session): void {
     this.#sessions.add(s);
     s.on('error', () => {});
-    s.on('close', () => this.#sessions.delete(s));
+    s.on('close', () => {
+      this.#sessions.delete(s);
+      // Like console-subscriber once no watcher remains: a client that paused and went away must
+      // not leave the console paused for good (nothing would be sent, or forgotten, again).
+      if (this.#pausedBy === s) this.#setPaused(false, undefined);
+    });
     if (!this.#refed) s.unref();
     if (this.#closing !== undefined) s.close();
   }
@@ -732,12 +793,7 @@ export class ConsoleServer {
         const paused = method === 'Pause';
         if (!respond(stream, () => [GRPC_OK, ''])) return;
         stream.end(frame(new Uint8Array(0))); // PauseResponse / ResumeResponse {}
-        if (this._paused !== paused) {
-          this._paused = paused;
-          const state = frame(encodeState(paused));
-          for (const s of this.#states) s.write(state);
-          if (!paused) this.#tick();
-        }
+        this.#setPaused(paused, paused ? stream.session : undefined);
         return;
       }
       case 'WatchState': {
@@ -748,11 +804,15 @@ export class ConsoleServer {
         return;
       }
       case 'WatchUpdates': {
-        refresh(this.#retention);
+        refresh();
         if (!respond(stream, () => [GRPC_OK, ''])) return;
-        const w: Watch = { stream, sent: new WeakMap() };
+        const w: Watch = { stream, sent: new WeakMap(), stuckSince: 0, dropped: 0 };
         this.#watches.add(w);
-        stream.on('close', () => this.#watches.delete(w));
+        allWatches.add(w);
+        stream.on('close', () => {
+          this.#watches.delete(w);
+          allWatches.delete(w);
+        });
         this.#send(w, true);
         return;
       }
@@ -775,11 +835,24 @@ export class ConsoleServer {
     }
   }
 
+  #setPaused(paused: boolean, by: http2.Http2Session | undefined): void {
+    this.#pausedBy = by;
+    if (this._paused === paused || this.#closing !== undefined) return;
+    this._paused = paused;
+    const state = frame(encodeState(paused));
+    for (const s of this.#states) s.write(state);
+    if (!paused) this.#tick();
+  }
+
   /** Sends `w` what changed since its last update (everything when `all`). */
   #send(w: Watch, all: boolean): void {
     const s = w.stream;
     if (s.destroyed || s.closed) return;
-    if (!all && s.writableLength > MAX_BUFFERED) return;
+    if (!all && s.writableLength > MAX_BUFFERED) {
+      if (w.stuckSince === 0) w.stuckSince = I.wallNow();
+      return;
+    }
+    w.stuckSince = 0;
     const taskParts: Uint8Array[][] = [];
     const resParts: Uint8Array[][] = [];
     const marks: Array<[object, number]> = [];
@@ -807,8 +880,8 @@ export class ConsoleServer {
       }
       marks.push([r, r.v]);
     }
-    const dropped = pendingDropped;
-    pendingDropped = 0;
+    const dropped = w.dropped;
+    w.dropped = 0;
     for (const m of buildUpdates(taskParts, resParts, all, dropped)) s.write(frame(m));
     for (const [rec, v] of marks) w.sent.set(rec, v);
   }
@@ -816,7 +889,7 @@ export class ConsoleServer {
   #tick(): void {
     if (this.#closing !== undefined) return;
     try {
-      refresh(this.#retention);
+      refresh();
       if (this._paused) return;
       for (const w of this.#watches) this.#send(w, false);
       for (const d of this.#details) {
@@ -825,6 +898,8 @@ export class ConsoleServer {
           d.stream.end();
           continue;
         }
+        // A client that does not read only needs the latest snapshot, not every one since.
+        if (d.stream.writableLength > MAX_DETAILS_BUFFERED) continue;
         d.stream.write(frame(encodeDetails(d.task)));
       }
     } catch {

@@ -150,6 +150,7 @@ export class JoinHandle<T> implements PromiseLike<T> {
 
   #ended(outcome: TaskOutcome): void {
     taskEnded(this.id, this.name, this.#ac === undefined ? 'blocking' : 'local', this.#rec, outcome);
+    this.#rec = undefined; // a handle the app keeps must not keep the console's record after it is evicted
   }
 
   /** @internal Settles an external handle: `status` 1 = value, 0 = failed with `value`, 2 = cancelled. */

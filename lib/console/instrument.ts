@@ -78,6 +78,13 @@ export class TaskRec implements Versioned {
   lastWake = 0;
   /** First wake since the last poll started (0: none). */
   woken = 0;
+  /** The last settlement that woke it (a task listed twice on one promise is woken once). */
+  wakeSeq = 0;
+  /**
+   * What promises point to (owner and waiter maps): cleared when the task ends, so a promise that
+   * outlives the task (one raced against a long-lived one) keeps a tiny object, not the record.
+   */
+  readonly ref: TaskRef = { rec: this };
   outcome: string | undefined;
   /** Poll durations (JS tasks; native ones are read from kyoto-rt on demand). */
   pollTimes: Histogram | undefined;
@@ -144,8 +151,14 @@ export class TaskRec implements Versioned {
     this.pollEnd();
     this.outcome = outcome;
     this.dropped = wallNow();
+    this.ref.rec = undefined;
     this.v++;
   }
+}
+
+/** A JS task as promises know it: `rec` is unset once the task ended. */
+export interface TaskRef {
+  rec: TaskRec | undefined;
 }
 
 /** One attribute of a resource: a field name and a value. */
@@ -249,23 +262,55 @@ export function callerLocation(): Loc | undefined {
 
 /** The JS task whose code runs right now (its first poll or a continuation), if any. */
 let current: TaskRec | undefined;
-/** Promises created by a JS task (during one of its runs). */
-const owner = new WeakMap<Promise<unknown>, TaskRec>();
-/** Promises a JS task registered a continuation on (`await p`, `p.then(…)` in one of its runs). */
-const awaitedBy = new WeakMap<Promise<unknown>, TaskRec | TaskRec[]>();
+/** Promises created by a JS task (during one of its runs). Replaced when the last console stops. */
+let owner = new WeakMap<Promise<unknown>, TaskRef>();
+/**
+ * The JS tasks that registered a continuation on a promise (`await p`, `p.then(…)` in one of their
+ * runs): `null` for none yet (created by a task, pending). A promise a task created that is absent
+ * has settled: nothing is registered on it, it can wake no one. A promise created outside any
+ * task is not tracked until a task waits on it (tracking every promise of the thread would tax
+ * code that runs outside tasks); one that had settled by then gets registrations it never
+ * releases, which the tiny refs and the sweep below keep bounded.
+ */
+let waiters = new WeakMap<Promise<unknown>, TaskRef | Waiters | null>();
 let stopHook: (() => void) | undefined;
 
-function addWaiter(p: Promise<unknown>, t: TaskRec): void {
-  const w = awaitedBy.get(p);
-  if (w === undefined) awaitedBy.set(p, t);
-  else if (w === t) return;
-  else if (Array.isArray(w)) {
-    if (!w.includes(t)) w.push(t);
-  } else awaitedBy.set(p, [w, t]);
+/** Several tasks waiting on one promise. */
+interface Waiters {
+  list: TaskRef[];
+  /** Length at which ended tasks are swept out (a promise that never settles would keep them all). */
+  sweepAt: number;
 }
 
-function wakeWaiter(t: TaskRec): void {
-  if (t !== current && t.dropped === 0) t.wake();
+function addWaiter(p: Promise<unknown>, t: TaskRef): void {
+  const w = waiters.get(p);
+  if (w === t) return;
+  if (w === undefined) {
+    if (owner.has(p)) return; // a task's promise, settled: nothing to wait for
+    waiters.set(p, t);
+  } else if (w === null) waiters.set(p, t);
+  else if (!('list' in w)) {
+    if (w.rec === undefined) waiters.set(p, t);
+    else waiters.set(p, { list: [w, t], sweepAt: 8 });
+  } else {
+    const list = w.list;
+    if (list[list.length - 1] === t) return; // the same task again (settle() wakes a task once anyway)
+    list.push(t);
+    if (list.length >= w.sweepAt) {
+      // Amortized O(1) per registration: sweep only once the list doubled since the last sweep.
+      let n = 0;
+      for (const x of list) if (x.rec !== undefined) list[n++] = x;
+      list.length = n;
+      w.sweepAt = Math.max(8, 2 * n);
+    }
+  }
+}
+
+/** Bumped per settlement: a task listed twice on one promise is woken once. */
+let settleSeq = 0;
+
+function wakeWaiter(t: TaskRec | undefined): void {
+  if (t !== undefined && t !== current && t.dropped === 0) t.wake();
 }
 
 function installPromiseHook(): void {
@@ -273,35 +318,42 @@ function installPromiseHook(): void {
   stopHook = <() => void>promiseHooks.createHook({
     init(p, parent) {
       if (current === undefined) return;
-      owner.set(p, current);
+      waiters.set(p, null); // pending
+      owner.set(p, current.ref);
       current.wakerClones++; // "waker clones" of a JS task: the promises it created
       // `parent` is the promise this one continues (`await parent`, `parent.then(…)`): its
       // settlement resumes the task.
-      if (parent !== undefined) addWaiter(parent, current);
+      if (parent !== undefined) addWaiter(parent, current.ref);
     },
     before(p) {
-      const t = owner.get(p);
+      const t = owner.get(p)?.rec;
       if (t === undefined || t.dropped !== 0) return;
       current = t;
       t.pollStart();
     },
     after(p) {
-      const t = owner.get(p);
+      const t = owner.get(p)?.rec;
       if (t === undefined || t !== current) return;
       current = undefined;
       t.pollEnd();
     },
     settled(p) {
-      const t = owner.get(p);
+      const t = owner.get(p)?.rec;
       if (t !== undefined && t.dropped === 0) {
         t.wakerDrops++; // … and those that settled
         t.v++;
       }
-      const w = awaitedBy.get(p);
+      const w = waiters.get(p);
       if (w === undefined) return;
-      awaitedBy.delete(p);
-      if (Array.isArray(w)) for (const x of w) wakeWaiter(x);
-      else wakeWaiter(w);
+      waiters.delete(p);
+      if (w === null) return;
+      if (!('list' in w)) return wakeWaiter(w.rec);
+      const seq = ++settleSeq;
+      for (const { rec } of w.list) {
+        if (rec === undefined || rec.wakeSeq === seq) continue;
+        rec.wakeSeq = seq;
+        wakeWaiter(rec);
+      }
     },
   });
 }
@@ -437,6 +489,9 @@ export function consoleStopped(): void {
   stopHook?.();
   stopHook = undefined;
   current = undefined;
+  // Promises outlive the console: forget which tasks they belong to and which tasks wait on them.
+  owner = new WeakMap();
+  waiters = new WeakMap();
   tasks.clear();
   resources.clear();
 }
