@@ -563,6 +563,12 @@ export declare function netPipeOpen(path: string, runtime?: NativeRuntime | unde
 /** Stream/UDP: read (K_DATA / K_DGRAM events) while `on`. */
 export declare function netRead(h: number, on: boolean): number
 
+/**
+ * Re-arms the threadsafe function after a large delivery (JS calls it from `setImmediate` when
+ * `onBatch` got a count of 0): delivers what queued meanwhile.
+ */
+export declare function netRearm(): void
+
 /** Holds (or releases) the event loop for the env's ref'd sockets and pending operations. */
 export declare function netRef(on: boolean): void
 

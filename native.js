@@ -877,6 +877,7 @@ module.exports.netPeerCred = nativeBinding.netPeerCred
 module.exports.netPipeCreate = nativeBinding.netPipeCreate
 module.exports.netPipeOpen = nativeBinding.netPipeOpen
 module.exports.netRead = nativeBinding.netRead
+module.exports.netRearm = nativeBinding.netRearm
 module.exports.netRef = nativeBinding.netRef
 module.exports.netSetOpt = nativeBinding.netSetOpt
 module.exports.netShutdown = nativeBinding.netShutdown

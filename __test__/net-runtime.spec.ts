@@ -5,7 +5,8 @@ import { createHash } from 'node:crypto';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Runtime, TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream, copy } from 'kyoto';
-import { packageRoot, withTimeout } from './helpers';
+import * as net from 'node:net';
+import { packageRoot, runNodeChild, withTimeout } from './helpers';
 
 function sockPath(tag: string): string {
   return path.join(os.tmpdir(), `kyoto-rt-${process.pid}-${tag}-${Math.random().toString(36).slice(2)}.sock`);
@@ -161,6 +162,38 @@ test('a native copy on a runtime that shuts down rejects with ERR_RUNTIME_SHUTDO
     await t.throwsAsync(withTimeout(echo, 5000, `${flavor}: the copy`), { code: 'ERR_RUNTIME_SHUTDOWN' }, flavor);
     for (const x of [c, s, l]) x.close();
   }
+});
+
+test('a framed echo on a custom runtime flooded by its peer still lets the event loop turn: timers fire', async (t) => {
+  // The peer (here, node:net) writes lines as fast as the connection takes them.
+  const line = Buffer.from('hello world line\n'.repeat(500));
+  const server = net.createServer((s) => {
+    s.on('error', () => {});
+    s.resume();
+    const pump = (): void => {
+      while (!s.destroyed && s.write(line));
+    };
+    s.on('drain', pump);
+    pump();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  for (const flavor of ['current_thread', 'multi_thread']) {
+    const code = `
+      const { Runtime, TcpStream, framed, LinesCodec } = require('kyoto');
+      const { Worker } = require('node:worker_threads');
+      // A watchdog off the JS thread: a starved loop would never run a timer of its own.
+      new Worker("setTimeout(() => { require('fs').writeSync(1, 'starved'); process.kill(process.pid, 'SIGKILL'); }, 8000)", { eval: true }).unref();
+      (async () => {
+        const c = await TcpStream.connect('127.0.0.1:${port}', { runtime: new Runtime({ flavor: '${flavor}' }) });
+        const f = framed(c, new LinesCodec());
+        (async () => { for (;;) { const x = await f.next(); if (x === undefined) break; await f.send(x); } })().catch(() => {});
+        setTimeout(() => { console.log('timer fired'); process.exit(0); }, 50);
+      })();`;
+    const r = await runNodeChild(code, 20_000);
+    t.is(r.out.trim(), 'timer fired', flavor);
+  }
+  server.close();
 });
 
 test('a listener on a runtime that shut down no longer keeps the process alive', (t) => {

@@ -95,7 +95,18 @@ export function currentBatch(): number {
   return batchNo;
 }
 
+/** Asks for the events queued since a large delivery (see `onBatch`'s count of 0). */
+function rearm(): void {
+  native.netRearm();
+}
+
 function onBatch(count: number): void {
+  // 0: a large delivery came from another runtime's threads and more waits behind it; it is
+  // asked for from the next loop turn, so that timers and I/O callbacks run in between.
+  if (count === 0) {
+    setImmediate(rearm);
+    return;
+  }
   batchNo = (batchNo + 1) | 0;
   for (let i = 0; i < count; i++) {
     const o = i * EV;

@@ -469,7 +469,39 @@ unsafe extern "C" fn call_js(
     if n.closed.get() {
         return;
     }
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| n.deliver(js_cb, false)));
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let delivered = n.deliver(js_cb, false);
+        let mut q = n.shared.q.lock();
+        if q.evs.is_empty() || q.closed {
+            q.armed = false;
+        } else if delivered < DEFER_AFTER {
+            // More arrived meanwhile: Node dispatches the next call in this loop turn, as before.
+            q.wake();
+        } else {
+            // A large batch, and more behind it: the next waits for a later loop turn (JS re-arms
+            // from setImmediate, `net_rearm`), or a producer that keeps the queue full would have
+            // Node's dispatch loop deliver up to 1 000 batches back to back, starving timers.
+            drop(q);
+            n.call(js_cb, 0, false);
+        }
+    }));
+}
+
+/// Bytes one delivery of the threadsafe function may carry before the next one waits for a later
+/// turn of the event loop (see `call_js`).
+const DEFER_AFTER: usize = 256 * 1024;
+
+/// Re-arms the threadsafe function after a large delivery (JS calls it from `setImmediate` when
+/// `onBatch` got a count of 0): delivers what queued meanwhile.
+#[napi(catch_unwind)]
+pub fn net_rearm() -> Result<()> {
+    let n = net()?;
+    let mut q = n.shared.q.lock();
+    q.armed = false;
+    if !q.evs.is_empty() && !q.closed {
+        q.wake();
+    }
+    Ok(())
 }
 
 unsafe extern "C" fn env_cleanup(_arg: *mut c_void) {
@@ -564,7 +596,12 @@ impl NetEnv {
             // SAFETY: JS thread, live TSFN: an idle env never holds the loop.
             unsafe { sys::napi_unref_threadsafe_function(raw, tsfn) };
         }
-        self.shared.q.lock().tsfn = tsfn;
+        let mut q = self.shared.q.lock();
+        q.tsfn = tsfn;
+        if !q.evs.is_empty() && !q.armed {
+            q.wake();
+        }
+        drop(q);
         self.tsfn.set(tsfn);
         Ok(())
     }
@@ -658,13 +695,15 @@ impl NetEnv {
     }
 
     /// Takes the queue and hands it to JS, one call per chunk that fits the shared arrays.
-    fn deliver(&self, js_cb: sys::napi_value, make_callback: bool) {
+    /// Delivers what is queued to JS; returns the bytes it carried.
+    fn deliver(&self, js_cb: sys::napi_value, make_callback: bool) -> usize {
         let (mut evs, mut data) = std::mem::take(&mut *self.spare.borrow_mut());
         {
             let mut g = self.shared.q.lock();
             std::mem::swap(&mut g.evs, &mut evs);
             std::mem::swap(&mut g.data, &mut data);
         }
+        let delivered = data.len();
         let mut i = 0;
         while i < evs.len() && !self.closed.get() {
             let base = evs[i].off as usize;
@@ -714,6 +753,7 @@ impl NetEnv {
             data = Vec::with_capacity(64 * 1024);
         }
         *self.spare.borrow_mut() = (evs, data);
+        delivered
     }
 
     fn call(&self, js_cb: sys::napi_value, count: u32, make_callback: bool) {

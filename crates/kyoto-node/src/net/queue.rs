@@ -119,25 +119,37 @@ pub struct QInner {
     /// The env's TSFN (multi_thread data path only); null otherwise or once the env is gone.
     pub tsfn: sys::napi_threadsafe_function,
     pub closed: bool,
+    /// A TSFN call is on its way or its delivery is running: pushes need not call again. The
+    /// delivery clears it (or calls again at once, or has JS re-arm from a later loop turn: see
+    /// `call_js` in `mod.rs`), so the JS thread gets one wake-up per batch, not one per push.
+    pub armed: bool,
 }
 
 impl QInner {
-    /// Appends `ev`; the push that makes the queue non-empty wakes the JS thread (through the TSFN,
+    /// Appends `ev`; a push while no wake-up is armed wakes the JS thread (through the TSFN,
     /// unless this thread is driving the env's own runtime: that turn delivers it).
     fn add(&mut self, ev: Ev) {
-        let was_empty = self.evs.is_empty();
         self.evs.push(ev);
-        if was_empty && !self.tsfn.is_null() && !DRIVING.get() {
-            // The queue is unbounded, so a non-blocking call never waits.
-            // SAFETY: non-null, and nulled under the queue's lock (held by the caller through
-            // `&mut self`) before Node may free it.
-            unsafe {
-                sys::napi_call_threadsafe_function(
-                    self.tsfn,
-                    ptr::null_mut(),
-                    sys::ThreadsafeFunctionCallMode::nonblocking,
-                );
-            }
+        if !self.armed && !DRIVING.get() {
+            self.wake();
+        }
+    }
+
+    /// Calls the TSFN (when there is one) and marks the wake-up armed.
+    pub fn wake(&mut self) {
+        if self.tsfn.is_null() {
+            return;
+        }
+        self.armed = true;
+        // The queue is unbounded, so a non-blocking call never waits.
+        // SAFETY: non-null, and nulled under the queue's lock (held by the caller through
+        // `&mut self`) before Node may free it.
+        unsafe {
+            sys::napi_call_threadsafe_function(
+                self.tsfn,
+                ptr::null_mut(),
+                sys::ThreadsafeFunctionCallMode::nonblocking,
+            );
         }
     }
 }
@@ -169,6 +181,7 @@ impl Queue {
                 data: Vec::with_capacity(64 * 1024),
                 tsfn: ptr::null_mut(),
                 closed: false,
+                armed: false,
             }),
         }
     }
