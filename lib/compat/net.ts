@@ -539,8 +539,6 @@ export class Socket extends Duplex {
   #onread: OnReadOpts | undefined;
   #onreadPaused = false;
   #timer: NodeJS.Timeout | undefined;
-  /** What the stream had not sent when the idle timer last fired (node's `kLastWriteQueueSize`). */
-  #lastUnsent = 0;
   #bytesRead = 0;
   #bytesDispatched = 0;
   #pendingData: Buffer | null = null;
@@ -1174,9 +1172,7 @@ export class Socket extends Duplex {
    * a large write the peer is slowly taking is activity, as node:net counts it.
    */
   _onTimeout(): void {
-    const unsent = this.#stream?._unsent() ?? 0;
-    if (unsent > 0 && unsent !== this.#lastUnsent) {
-      this.#lastUnsent = unsent;
+    if (this.#stream?._writeMoved() === true) {
       this._unrefTimer();
       return;
     }

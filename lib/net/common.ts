@@ -107,11 +107,13 @@ export function splitAddr(addr: unknown, name = 'addr'): { host: string; port: n
 /**
  * The address to use for `host` (of `family` if given), looked up anew every time as node:net
  * does: no cache here, so a name whose address changes is followed, and a lookup of one family is
- * never answered with an address of the other.
+ * never answered with an address of the other. `localhost` is the loopback address of the family
+ * (`127.0.0.1` without one) whatever `/etc/hosts` says (RFC 6761). An IP literal is returned as
+ * is, whatever its family.
  */
 export async function resolveHost(host: string, family?: 4 | 6): Promise<string> {
   if (net.isIP(host)) return host;
-  if (host === 'localhost' && family !== 6) return '127.0.0.1';
+  if (host === 'localhost') return family === 6 ? '::1' : '127.0.0.1';
   const r = await dns.promises.lookup(host, family ? { family } : {});
   return r.address;
 }

@@ -3,11 +3,10 @@
  * a `TcpListener` (`listen`) or a `TcpStream` (`connect`).
  * @module
  */
-import * as dns from 'node:dns/promises';
 import * as net from 'node:net';
 import { codedError, invalidArgValue, optionsBag, validateInteger } from '../errors';
 import type { Runtime, RuntimeOption } from '../runtime';
-import { splitAddr, socketRuntime, checkSignal, untilAborted, MAX_BACKLOG, O_REUSE_ADDR, O_REUSE_PORT } from './common';
+import { splitAddr, resolveHost, socketRuntime, checkSignal, untilAborted, MAX_BACKLOG, O_REUSE_ADDR, O_REUSE_PORT } from './common';
 import type { AddressLike, SignalOption } from './types';
 import { errnoOf, systemError } from './core';
 import { TcpStream, connectTcp } from './tcp-stream';
@@ -85,15 +84,7 @@ export class TcpSocket {
   async #resolve(addr: AddressLike): Promise<{ host: string; port: number }> {
     const { host, port } = splitAddr(addr);
     const family = this._v6 ? 6 : 4;
-    // "localhost" is the loopback address of either family whatever /etc/hosts says (RFC 6761);
-    // other names are looked up here, not through resolveAddr's cache, which is not per family.
-    const ip = net.isIP(host)
-      ? host
-      : host === 'localhost'
-        ? this._v6
-          ? '::1'
-          : '127.0.0.1'
-        : (await dns.lookup(host, { family })).address;
+    const ip = await resolveHost(host, family);
     if (net.isIP(ip) !== family) {
       // Linux: connect(2) of an AF_INET socket to an IPv6 address is EAFNOSUPPORT; of an AF_INET6
       // one to an IPv4 address (a sockaddr_in, too short), EINVAL; Tokio's TcpSocket passes both on.

@@ -162,6 +162,8 @@ export class TcpStream implements AsyncIterable<Buffer> {
   #copying = false;
   /** What the large write in progress (`#writeDirect`) has not handed to native code yet. */
   #directLeft = 0;
+  /** The unsent byte count `_writeMoved` last saw move. */
+  #lastUnsent = 0;
   #peer: SocketAddress | undefined;
   #node: Duplex | undefined;
   #framer: FrameSink | undefined;
@@ -765,12 +767,16 @@ export class TcpStream implements AsyncIterable<Buffer> {
   }
 
   /**
-   * @internal Bytes written that the kernel has not taken yet: the native backlog and what a large
-   * write still holds back. Its changes tell a write's progress (node's `writeQueueSize`, for the
-   * idle timeouts of compat and `toNodeStream()`).
+   * @internal Whether bytes written and not yet taken by the kernel (the native backlog, and what a
+   * large write still holds back) are there and changed since the last call that saw them move: a
+   * write in progress. node:net's idle timeout asks the same of its `writeQueueSize`; compat's and
+   * `toNodeStream()`'s ask this before firing.
    */
-  _unsent(): number {
-    return this.#closed ? 0 : native.netBacklog(this._h) + this.#directLeft;
+  _writeMoved(): boolean {
+    const unsent = this.#closed ? 0 : native.netBacklog(this._h) + this.#directLeft;
+    if (unsent === 0 || unsent === this.#lastUnsent) return false;
+    this.#lastUnsent = unsent;
+    return true;
   }
 
   /**
@@ -1125,16 +1131,10 @@ export class TcpStream implements AsyncIterable<Buffer> {
       idle = undefined;
       if (cb) d.once('timeout', cb);
       if (ms > 0 && !d.destroyed) {
-        let lastUnsent = 0;
         idle = setTimeout(() => {
-          // Unsent bytes that moved since the last firing are a write in progress (as node:net).
-          const unsent = self._unsent();
-          if (unsent > 0 && unsent !== lastUnsent) {
-            lastUnsent = unsent;
-            idle?.refresh();
-          } else {
-            d.emit('timeout');
-          }
+          // A write in progress is activity (as node:net counts it).
+          if (self._writeMoved()) idle?.refresh();
+          else d.emit('timeout');
         }, ms);
         idle.unref();
       }
