@@ -164,36 +164,56 @@ test('a native copy on a runtime that shuts down rejects with ERR_RUNTIME_SHUTDO
   }
 });
 
-test('a framed echo on a custom runtime flooded by its peer still lets the event loop turn: timers fire', async (t) => {
+test('a framed echo flooded by its peer still lets the event loop turn: timers and immediates run', async (t) => {
   // The peer (here, node:net) writes lines as fast as the connection takes them.
   const line = Buffer.from('hello world line\n'.repeat(500));
+  const conns = new Set<net.Socket>();
   const server = net.createServer((s) => {
+    conns.add(s);
+    s.on('close', () => conns.delete(s));
     s.on('error', () => {});
     s.resume();
     const pump = (): void => {
-      while (!s.destroyed && s.write(line));
+      while (!s.destroyed && s.write(line)) {}
     };
     s.on('drain', pump);
     pump();
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as net.AddressInfo).port;
-  for (const flavor of ['current_thread', 'multi_thread']) {
+  // The env's own runtime, and a socket on another runtime of either flavor (its events reach the
+  // JS thread from other threads, the case that starved the loop).
+  t.teardown(() => {
+    // (A failed assertion throws: the server must not outlive the test either way.)
+    server.close();
+    for (const s of conns) s.destroy();
+  });
+  for (const runtime of ['undefined', "new Runtime({ flavor: 'current_thread' })", "new Runtime({ flavor: 'multi_thread' })"]) {
     const code = `
       const { Runtime, TcpStream, framed, LinesCodec } = require('kyoto');
       const { Worker } = require('node:worker_threads');
       // A watchdog off the JS thread: a starved loop would never run a timer of its own.
-      new Worker("setTimeout(() => { require('fs').writeSync(1, 'starved'); process.kill(process.pid, 'SIGKILL'); }, 8000)", { eval: true }).unref();
+      new Worker("setTimeout(() => { require('fs').writeSync(1, 'starved'); process.kill(process.pid, 'SIGKILL'); }, 15000)", { eval: true }).unref();
       (async () => {
-        const c = await TcpStream.connect('127.0.0.1:${port}', { runtime: new Runtime({ flavor: '${flavor}' }) });
+        const c = await TcpStream.connect('127.0.0.1:${port}', { runtime: ${runtime} });
         const f = framed(c, new LinesCodec());
-        (async () => { for (;;) { const x = await f.next(); if (x === undefined) break; await f.send(x); } })().catch(() => {});
-        setTimeout(() => { console.log('timer fired'); process.exit(0); }, 50);
+        let frames = 0;
+        for (;;) {
+          const x = await f.next();
+          if (x === undefined) break;
+          // Once the flood is in full flow (the loop stopped turning only then), a timer and an
+          // immediate must still get their turn.
+          if (++frames === 100000) {
+            let immediate = false;
+            setImmediate(() => { immediate = true; });
+            setTimeout(() => { console.log(immediate ? 'timer fired' : 'no immediate'); process.exit(0); }, 20);
+          }
+          await f.send(x);
+        }
       })();`;
-    const r = await runNodeChild(code, 20_000);
-    t.is(r.out.trim(), 'timer fired', flavor);
+    const r = await runNodeChild(code, 30_000);
+    t.is(r.out.trim(), 'timer fired', runtime);
   }
-  server.close();
 });
 
 test('a listener on a runtime that shut down no longer keeps the process alive', (t) => {

@@ -534,6 +534,7 @@ unsafe extern "C" fn on_poll(_h: *mut c_void, _status: std::ffi::c_int, _events:
     turn();
 }
 
+/// The deadline timer's callback, and the "soon" idle handle's (see `uv.rs`).
 #[cfg(unix)]
 unsafe extern "C" fn on_timer(_h: *mut c_void) {
     turn();
@@ -545,7 +546,15 @@ fn turn() {
     let Some(n) = NET.with(|n| n.borrow().0.clone()) else {
         return;
     };
-    if n.closed.get() || n.in_turn.get() {
+    if n.closed.get() {
+        return;
+    }
+    // Whatever called, this turn is the one a pending `run_soon` asked for; the turn asks again
+    // at its end if more is left.
+    if let Some(uv) = n.uv.borrow().as_ref() {
+        uv.soon_done();
+    }
+    if n.in_turn.get() {
         return;
     }
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| n.turn()));

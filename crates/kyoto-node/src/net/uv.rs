@@ -1,6 +1,12 @@
 //! libuv glue for the `current_thread` data path: the runtime's poller descriptor is watched by a
-//! `uv_poll` handle on the env's own loop, and two `uv_timer`s run the runtime again soon (tasks
-//! still queued) or at its next timer deadline. libuv is not linked: Node exports it, so the few
+//! `uv_poll` handle on the env's own loop, a `uv_idle` runs the runtime again on the next loop
+//! iteration (tasks or events still queued), and a `uv_timer` at its next timer deadline.
+//!
+//! "Again soon" is an idle handle, not a zero timer: libuv before 1.48 (Node 20's 1.46) runs a
+//! timer restarted with 0 from its own callback again in the same timers phase, so a turn that
+//! always finds more queued (a peer flooding a socket on another runtime) never let the loop
+//! reach JS timers or `setImmediate`. An idle callback restarted from itself runs next
+//! iteration, and an active idle handle keeps the poll phase from blocking meanwhile. libuv is not linked: Node exports it, so the few
 //! functions needed are resolved from the running process with `dlsym(RTLD_DEFAULT, ..)`.
 #![cfg(unix)]
 use std::ffi::{c_int, c_void, CStr};
@@ -15,6 +21,9 @@ type PollStartFn = unsafe extern "C" fn(*mut c_void, c_int, PollCb) -> c_int;
 type TimerInitFn = unsafe extern "C" fn(*mut c_void, *mut c_void) -> c_int;
 type TimerStartFn = unsafe extern "C" fn(*mut c_void, TimerCb, u64, u64) -> c_int;
 type TimerStopFn = unsafe extern "C" fn(*mut c_void) -> c_int;
+type IdleInitFn = unsafe extern "C" fn(*mut c_void, *mut c_void) -> c_int;
+type IdleStartFn = unsafe extern "C" fn(*mut c_void, TimerCb) -> c_int;
+type IdleStopFn = unsafe extern "C" fn(*mut c_void) -> c_int;
 type CloseFn = unsafe extern "C" fn(*mut c_void, Option<CloseCb>);
 type RefFn = unsafe extern "C" fn(*mut c_void);
 
@@ -24,6 +33,9 @@ pub struct UvApi {
     timer_init: TimerInitFn,
     timer_start: TimerStartFn,
     timer_stop: TimerStopFn,
+    idle_init: IdleInitFn,
+    idle_start: IdleStartFn,
+    idle_stop: IdleStopFn,
     close: CloseFn,
     uv_ref: RefFn,
     uv_unref: RefFn,
@@ -44,6 +56,9 @@ pub fn api() -> Option<&'static UvApi> {
         let timer_init = sym(c"uv_timer_init")?;
         let timer_start = sym(c"uv_timer_start")?;
         let timer_stop = sym(c"uv_timer_stop")?;
+        let idle_init = sym(c"uv_idle_init")?;
+        let idle_start = sym(c"uv_idle_start")?;
+        let idle_stop = sym(c"uv_idle_stop")?;
         let close = sym(c"uv_close")?;
         let uv_ref = sym(c"uv_ref")?;
         let uv_unref = sym(c"uv_unref")?;
@@ -55,6 +70,9 @@ pub fn api() -> Option<&'static UvApi> {
                 timer_init: std::mem::transmute::<*mut c_void, TimerInitFn>(timer_init),
                 timer_start: std::mem::transmute::<*mut c_void, TimerStartFn>(timer_start),
                 timer_stop: std::mem::transmute::<*mut c_void, TimerStopFn>(timer_stop),
+                idle_init: std::mem::transmute::<*mut c_void, IdleInitFn>(idle_init),
+                idle_start: std::mem::transmute::<*mut c_void, IdleStartFn>(idle_start),
+                idle_stop: std::mem::transmute::<*mut c_void, IdleStopFn>(idle_stop),
                 close: std::mem::transmute::<*mut c_void, CloseFn>(close),
                 uv_ref: std::mem::transmute::<*mut c_void, RefFn>(uv_ref),
                 uv_unref: std::mem::transmute::<*mut c_void, RefFn>(uv_unref),
@@ -64,7 +82,8 @@ pub fn api() -> Option<&'static UvApi> {
     .as_ref()
 }
 
-/// Room for any libuv handle struct (uv_poll_t and uv_timer_t are < 200 bytes on 64-bit).
+/// Room for any libuv handle struct (uv_poll_t, uv_timer_t and uv_idle_t are < 200 bytes on
+/// 64-bit).
 const HANDLE_WORDS: usize = 64;
 
 fn alloc_handle() -> *mut c_void {
@@ -107,10 +126,11 @@ impl UvGlue {
                 free_handle(timer);
                 return Err(format!("uv_poll_init failed: {r}"));
             }
-            (api.timer_init)(uv_loop, soon);
+            (api.idle_init)(uv_loop, soon);
             (api.timer_init)(uv_loop, timer);
             (api.poll_start)(poll, UV_READABLE, on_poll);
-            // Timers never hold the loop open; the poll handle does only while JS asks (ref()).
+            // The idle and timer handles never hold the loop open; the poll handle does only
+            // while JS asks (ref()).
             (api.uv_unref)(soon);
             (api.uv_unref)(timer);
             (api.uv_unref)(poll);
@@ -139,13 +159,24 @@ impl UvGlue {
         }
     }
 
-    /// Runs `cb` on the next loop iteration.
+    /// Runs `cb` once, in the idle phase of this loop iteration (when called before it) or the
+    /// next one (see the module docs). `cb` must call [`UvGlue::soon_done`] first.
     pub fn run_soon(&self, cb: TimerCb) {
         if self.closed {
             return;
         }
-        // SAFETY: live handle on its loop's thread; restarting a running timer is allowed.
-        unsafe { (self.api.timer_start)(self.soon, cb, 0, 0) };
+        // SAFETY: live handle on its loop's thread; starting an active idle handle is a no-op.
+        unsafe { (self.api.idle_start)(self.soon, cb) };
+    }
+
+    /// Stops the idle handle of [`UvGlue::run_soon`]: its callback is running, or no longer
+    /// needed.
+    pub fn soon_done(&self) {
+        if self.closed {
+            return;
+        }
+        // SAFETY: live handle on its loop's thread; stopping a stopped idle handle is a no-op.
+        unsafe { (self.api.idle_stop)(self.soon) };
     }
 
     /// Runs `cb` in `ms` milliseconds (replacing an earlier deadline), or never with `None`.
