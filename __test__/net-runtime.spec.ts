@@ -216,6 +216,47 @@ test('a framed echo flooded by its peer still lets the event loop turn: timers a
   }
 });
 
+test('a loop of sends the kernel takes at once still lets timers run: UDP sendTo and send, TCP write and framed send', async (t) => {
+  // The TCP peer is this process (a node:net server that reads everything): the kernel keeps
+  // taking the child's writes, so none of them ever has to wait.
+  const conns = new Set<net.Socket>();
+  const server = net.createServer((s) => {
+    conns.add(s);
+    s.on('close', () => conns.delete(s));
+    s.on('error', () => {});
+    s.resume();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => {
+    server.close();
+    for (const s of conns) s.destroy();
+  });
+  const port = (server.address() as net.AddressInfo).port;
+  const loops: Record<string, string> = {
+    sendTo: `const u = await UdpSocket.bind('127.0.0.1:0'); const to = u.localAddr(); const b = Buffer.alloc(100);
+      for (;;) await u.sendTo(b, to);`,
+    send: `const u = await UdpSocket.bind('127.0.0.1:0'); await u.connect(u.localAddr()); const b = Buffer.alloc(100);
+      for (;;) await u.send(b);`,
+    write: `const c = await TcpStream.connect('127.0.0.1:${port}'); const b = Buffer.alloc(64);
+      for (;;) await c.write(b);`,
+    framed: `const f = framed(await TcpStream.connect('127.0.0.1:${port}'), new LinesCodec());
+      for (;;) await f.send('a line');`,
+  };
+  for (const [name, loop] of Object.entries(loops)) {
+    const code = `
+      const { UdpSocket, TcpStream, framed, LinesCodec } = require('kyoto');
+      const { Worker } = require('node:worker_threads');
+      // A watchdog off the JS thread: a starved loop would never run a timer of its own.
+      new Worker("setTimeout(() => { require('fs').writeSync(1, 'starved'); process.kill(process.pid, 'SIGKILL'); }, 10000)", { eval: true }).unref();
+      (async () => {
+        setTimeout(() => { console.log('timer fired'); process.exit(0); }, 100);
+        ${loop}
+      })().catch((e) => { console.log('loop failed', e); process.exit(1); });`;
+    const r = await runNodeChild(code, 30_000);
+    t.is(r.out.trim(), 'timer fired', name);
+  }
+});
+
 test('a listener on a runtime that shut down no longer keeps the process alive', (t) => {
   const script = `
     const { Runtime, TcpListener } = require('kyoto');

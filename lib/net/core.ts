@@ -11,6 +11,7 @@
 import * as util from 'node:util';
 import { copyBytes, copyOut } from './bytes';
 import { native } from '../native';
+import { refillBudget } from '../runtime/coop';
 import { runtimeShutdownError } from '../errors';
 import {
   observingResources,
@@ -107,6 +108,7 @@ function onBatch(count: number): void {
     setImmediate(rearm);
     return;
   }
+  refillBudget();
   batchNo = (batchNo + 1) | 0;
   for (let i = 0; i < count; i++) {
     const o = i * EV;

@@ -7,6 +7,7 @@
  */
 import { Duplex } from 'node:stream';
 import { native, type NativeRuntime } from '../native';
+import { settleNow } from '../runtime/coop';
 import { Runtime, type RuntimeOption } from '../runtime';
 import { codedError, invalidArgType, optionsBag, validateInteger, validateNumber } from '../errors';
 import {
@@ -407,7 +408,7 @@ export class TcpStream implements AsyncIterable<Buffer> {
     if (this.#closed) return Promise.reject(closedError());
     if (this.#writeErr) return Promise.reject(this.#writeErr);
     if (this.#shutdown) return Promise.reject(codedError('ERR_STREAM_WRITE_AFTER_END', 'write after end'));
-    if (this.#waitingWrites === 0 && !isBlocked(this._h) && this.#queueFrameNow(body, hdr, nl, max) >= 0) return Promise.resolve();
+    if (this.#waitingWrites === 0 && !isBlocked(this._h) && this.#queueFrameNow(body, hdr, nl, max) >= 0) return settleNow(undefined);
     return this.#inTurn(signal, () => this.#sendFrame(body, hdr, nl, max, tooBig, signal));
   }
 
@@ -432,7 +433,7 @@ export class TcpStream implements AsyncIterable<Buffer> {
     if (this.#writeErr) return Promise.reject(this.#writeErr);
     if (isBlocked(this._h)) return this.#blockedWait(signal).then(() => this.#sendFrame(body, hdr, nl, max, tooBig, signal));
     const r = this.#queueFrameNow(body, hdr, nl, max);
-    if (r >= 0) return Promise.resolve();
+    if (r >= 0) return settleNow(undefined);
     const bytes = typeof body === 'string' ? Buffer.from(body) : body;
     if (r === -2 || bytes.length > max) return Promise.reject(tooBig(bytes.length));
     // Without the signal: a frame that started going out must go out whole, or the peer's framing
@@ -710,7 +711,7 @@ export class TcpStream implements AsyncIterable<Buffer> {
     if (this.#closed) return Promise.reject(closedError());
     if (this.#writeErr) return Promise.reject(this.#writeErr);
     if (this.#shutdown) return Promise.reject(codedError('ERR_STREAM_WRITE_AFTER_END', 'write after end'));
-    if (this.#waitingWrites === 0 && !isBlocked(this._h) && this.#queueSmall(bytes)) return Promise.resolve(bytes.length);
+    if (this.#waitingWrites === 0 && !isBlocked(this._h) && this.#queueSmall(bytes)) return settleNow(bytes.length);
     return this.#inTurn(options?.signal, () => this.#write(bytes, options));
   }
 
@@ -735,7 +736,7 @@ export class TcpStream implements AsyncIterable<Buffer> {
     if (this.#closed) return Promise.reject(closedError());
     if (this.#writeErr) return Promise.reject(this.#writeErr);
     if (isBlocked(this._h)) return this.#blockedWait(options?.signal).then(() => this.#write(bytes, options));
-    if (this.#queueSmall(bytes)) return Promise.resolve(bytes.length);
+    if (this.#queueSmall(bytes)) return settleNow(bytes.length);
     return this.#writeDirect(bytes, options);
   }
 
@@ -798,6 +799,7 @@ export class TcpStream implements AsyncIterable<Buffer> {
   }
 
   async #writeDirect(bytes: Uint8Array, options?: SignalOption): Promise<number> {
+    let waited = false;
     try {
       for (let off = 0; off < bytes.length; ) {
         const end = Math.min(bytes.length, off + DIRECT_WRITE_MAX);
@@ -805,13 +807,16 @@ export class TcpStream implements AsyncIterable<Buffer> {
         if (r < 0) throw (this.#writeErr ??= systemError(-r, 'write'));
         off = end;
         this.#directLeft = bytes.length - off;
-        if (r === 1 || isBlocked(this._h)) await this.#blockedWait(options?.signal);
+        if (r === 1 || isBlocked(this._h)) {
+          waited = true;
+          await this.#blockedWait(options?.signal);
+        }
         if (this.#writeErr) throw this.#writeErr;
       }
     } finally {
       this.#directLeft = 0;
     }
-    return bytes.length;
+    return waited ? bytes.length : settleNow(bytes.length);
   }
 
   /** Writes all of `data` (same as {@link TcpStream.write}: it always takes everything). */

@@ -6,6 +6,7 @@
  */
 import * as net from 'node:net';
 import { native, type NativeRuntime } from '../native';
+import { settleNow } from '../runtime/coop';
 import type { RuntimeOption } from '../runtime';
 import { codedError, invalidArgType, optionsBag, validateInteger, validateString } from '../errors';
 import {
@@ -172,11 +173,11 @@ export class UdpSocket {
     }
     const stop = signalRejection(signal);
     if (stop !== undefined) return stop;
-    if (this._sendNow(bytes, host, port)) return Promise.resolve(bytes.length);
+    if (this._sendNow(bytes, host, port)) return settleNow(bytes.length);
     const r = native.netUdpSend(this._h, bytes, host, port);
     if (r < 0) return Promise.reject(systemError(-r, 'send', host || undefined, host ? port : undefined));
     if (r === 1) return this.#core.waitDrain(signal).then(() => bytes.length);
-    return Promise.resolve(bytes.length);
+    return settleNow(bytes.length);
   }
 
   /**
@@ -204,7 +205,7 @@ export class UdpSocket {
   sendTo(data: Uint8Array | string, addr: AddressLike, options?: SignalOption): Promise<number> {
     const signal = options?.signal;
     if (signal === undefined && addr !== undefined && this.#queueFast(data, addr)) {
-      return Promise.resolve((data as Uint8Array).length);
+      return settleNow((data as Uint8Array).length);
     }
     let bytes: Uint8Array;
     let a: { host: string; port: number };
@@ -262,7 +263,7 @@ export class UdpSocket {
         if (!this.#queueFast(data, address)) break;
       }
     }
-    return i === msgs.length ? Promise.resolve(i) : this.#sendRest(msgs, i, options);
+    return i === msgs.length ? settleNow(i) : this.#sendRest(msgs, i, options);
   }
 
   async #sendRest(

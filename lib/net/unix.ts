@@ -5,6 +5,7 @@
  * @module
  */
 import { native } from '../native';
+import { settleNow } from '../runtime/coop';
 import type { RuntimeOption } from '../runtime';
 import { codedError, invalidArgType, invalidArgValue, optionsBag, validateInteger } from '../errors';
 import { K_DGRAM, K_DRAIN, K_ERROR, SYSCALLS, pinRuntime, rarena, register, systemError, unregister, type SocketAddress } from './core';
@@ -235,7 +236,7 @@ export class UnixDatagram {
     const r = native.netUnixDgramSend(this._h, bytes, path ?? '');
     if (r < 0) return Promise.reject(systemError(-r, 'send', path || undefined));
     if (r === 1) return this.#core.waitDrain(signal).then(() => bytes.length);
-    return Promise.resolve(bytes.length);
+    return settleNow(bytes.length);
   }
 
   /**

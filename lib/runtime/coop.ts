@@ -1,0 +1,50 @@
+/**
+ * Cooperative yielding for operations that can settle at once, after tokio's `coop` budget.
+ *
+ * A send the kernel takes at once (a datagram, a small write to a peer that keeps reading)
+ * resolves its promise without waiting for any event. A loop of `await sock.sendTo(...)` then runs
+ * entirely in microtasks: the event loop never turns, so timers, I/O callbacks and
+ * `setImmediate` starve for as long as the loop runs. (`node:dgram` cannot do that: its send
+ * callbacks come from a later loop turn.)
+ *
+ * Invariant: at most {@link BUDGET} such operations settle between two turns of the event loop.
+ * Each spends one unit; once the budget is spent, the next settles from `setImmediate` instead,
+ * and that callback refills it. Every native delivery (`net/core.ts` `onBatch`, itself a loop
+ * turn) refills it too, so code driven by I/O events, as servers are, never waits for the
+ * refill. What this costs a tight loop: one `setImmediate` per {@link BUDGET} operations.
+ * @module
+ */
+
+/** Operations that may settle at once between two loop turns (tokio spends 128 per task poll). */
+const BUDGET = 128;
+
+let left = BUDGET;
+/** Settlements waiting for the refill, in the order they were asked for. */
+let waiting: Array<() => void> = [];
+
+function refill(): void {
+  left = BUDGET;
+  const ws = waiting;
+  waiting = [];
+  for (const w of ws) w();
+}
+
+/** The event loop turned (a native delivery is running): the budget is whole again. */
+export function refillBudget(): void {
+  left = BUDGET;
+}
+
+/**
+ * `Promise.resolve(value)` while the budget lasts; once it is spent, a promise that resolves
+ * with `value` after the loop's next check phase (timers and I/O get their turn first).
+ */
+export function settleNow<T>(value: T): Promise<T> {
+  if (left > 0) {
+    left--;
+    return Promise.resolve(value);
+  }
+  return new Promise<T>((resolve) => {
+    if (waiting.length === 0) setImmediate(refill);
+    waiting.push(() => resolve(value));
+  });
+}
