@@ -587,6 +587,16 @@ export declare function netSetOpt(h: number, opt: number, a: number, b: number):
 export declare function netShutdown(h: number): number
 
 /**
+ * `Runtime.default().shutdown()` on this thread: every socket whose task runs on the env's own
+ * runtime or the shared default one ends as if its runtime had shut down. Writes JS queued before
+ * go out first; then each socket is marked blocked (so later writes and sends wait instead of
+ * being acknowledged) and its task and copies are aborted: their drops report
+ * `ERR_RUNTIME_SHUTDOWN` for every wait, and JS fails later calls with it. Sockets made afterwards
+ * work as before (the default runtime's next handle). Nothing to do before the env exists.
+ */
+export declare function netShutdownDefault(): void
+
+/**
  * Starts a connect; returns the stream's handle (K_CONNECTED or K_ERROR follows) or a negative
  * errno (less [`CONNECT_BIND_FAILED`] when the local bind failed).
  */

@@ -881,6 +881,7 @@ module.exports.netRearm = nativeBinding.netRearm
 module.exports.netRef = nativeBinding.netRef
 module.exports.netSetOpt = nativeBinding.netSetOpt
 module.exports.netShutdown = nativeBinding.netShutdown
+module.exports.netShutdownDefault = nativeBinding.netShutdownDefault
 module.exports.netTcpConnect = nativeBinding.netTcpConnect
 module.exports.netTcpListen = nativeBinding.netTcpListen
 module.exports.netUdpBind = nativeBinding.netUdpBind

@@ -257,6 +257,60 @@ test('a loop of sends the kernel takes at once still lets timers run: UDP sendTo
   }
 });
 
+test('shutting down the default runtime ends this thread’s sockets made without a runtime; writes acknowledged before still arrive, and new sockets work', async (t) => {
+  // In a child: the shutdown ends every default socket of the thread, the other tests' included.
+  const received: Buffer[] = [];
+  const server = net.createServer((s) => {
+    s.on('error', () => {});
+    s.on('data', (d) => received.push(d));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => server.close());
+  const port = (server.address() as net.AddressInfo).port;
+  const code = `
+    const { Runtime, TcpListener, TcpStream, UdpSocket, copy } = require('kyoto');
+    const outcome = (p) => p.then(() => 'resolved', (e) => e.code);
+    (async () => {
+      const l = await TcpListener.bind('127.0.0.1:0');
+      const accepting = outcome(l.accept()); // nobody connects
+      const a = await TcpStream.connect('127.0.0.1:${port}');
+      await a.write('acknowledged before the shutdown');
+      const l2 = await TcpListener.bind('127.0.0.1:0');
+      const b = await TcpStream.connect(l2.localAddr());
+      const [bs] = await l2.accept();
+      const reading = outcome(b.read(Buffer.alloc(16)));
+      const echo = outcome(copy(bs, bs));
+      const u = await UdpSocket.bind('127.0.0.1:0');
+      const receiving = outcome(u.recv(Buffer.alloc(16)));
+      await Runtime.default().shutdown();
+      const r = {
+        pending: await Promise.all([accepting, reading, echo, receiving]),
+        later: await Promise.all([outcome(a.write('after')), outcome(b.read(Buffer.alloc(4))), outcome(l.accept()), outcome(u.sendTo('x', u.localAddr()))]),
+      };
+      for (const x of [l, a, l2, b, bs, u]) x.close();
+      // A fresh default: new sockets work.
+      const l3 = await TcpListener.bind('127.0.0.1:0');
+      const c = await TcpStream.connect(l3.localAddr());
+      const [cs] = await l3.accept();
+      await c.writeAll('ping');
+      const buf = Buffer.alloc(4);
+      await cs.readExact(buf);
+      r.fresh = buf.toString();
+      console.log(JSON.stringify(r));
+      process.exit(0);
+    })();`;
+  const r = await runNodeChild(code, 30_000);
+  const shut = 'ERR_RUNTIME_SHUTDOWN';
+  t.deepEqual(JSON.parse(r.out), { pending: [shut, shut, shut, shut], later: [shut, shut, shut, shut], fresh: 'ping' });
+  await withTimeout(
+    (async () => {
+      while (Buffer.concat(received).toString() !== 'acknowledged before the shutdown') await new Promise((res) => setTimeout(res, 10));
+    })(),
+    5000,
+    'the acknowledged write',
+  );
+});
+
 test('a listener on a runtime that shut down no longer keeps the process alive', (t) => {
   const script = `
     const { Runtime, TcpListener } = require('kyoto');

@@ -212,15 +212,19 @@ export class Runtime implements OpOwner {
 
   /**
    * Shuts the runtime down: every operation pending on it rejects with `ERR_RUNTIME_SHUTDOWN`, its
-   * tasks are dropped and its threads stop (waiting at most `timeoutMs` for them). Shutting down
-   * the shared default runtime only affects the calling thread's operations; the next use of
-   * {@link Runtime.default} gets a fresh handle.
+   * tasks are dropped and its threads stop (waiting at most `timeoutMs` for them). Its sockets end
+   * as well: their waits reject with `ERR_RUNTIME_SHUTDOWN`, and so do later calls on them (writes
+   * acknowledged before go out first). Shutting down the shared default runtime only affects the
+   * calling thread's operations and sockets (those made without `{ runtime }`, or with this
+   * handle); the next use of {@link Runtime.default} gets a fresh handle, and sockets made
+   * afterwards work.
    * @param timeoutMs - how long to wait for the threads to stop; default 5000.
    */
   shutdown(timeoutMs = 5000): Promise<void> {
     validateDuration(timeoutMs, 'timeoutMs');
     if (this.#shutdownPromise !== undefined) return this.#shutdownPromise;
     this.#closed = true;
+    if (this.#shared) native.netShutdownDefault();
     rejectAll(this, runtimeShutdownError);
     for (const fn of this.#shutdownHooks.splice(0)) fn();
     const nativeRt = this.#native;

@@ -244,10 +244,16 @@ fn build(opts: &RuntimeOptions) -> Result<Arc<RtInner>> {
     }))
 }
 
+static DEFAULT: OnceLock<std::result::Result<Arc<RtInner>, String>> = OnceLock::new();
+
+/// The default runtime if something started it (never starts it).
+pub fn started_default_runtime() -> Option<&'static Arc<RtInner>> {
+    DEFAULT.get().and_then(|r| r.as_ref().ok())
+}
+
 /// The process-wide default runtime (multi-thread, `KYOTO_WORKER_THREADS` or one worker per
 /// core), started on first use and shared by every env; never shut down natively.
 pub fn default_runtime() -> Result<&'static Arc<RtInner>> {
-    static DEFAULT: OnceLock<std::result::Result<Arc<RtInner>, String>> = OnceLock::new();
     DEFAULT
         .get_or_init(|| {
             build(&RuntimeOptions {

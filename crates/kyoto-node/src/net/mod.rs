@@ -118,6 +118,11 @@ impl Shared {
             s.entries[idx as usize] = Some(sock.clone());
             sock
         };
+        if rt.ptr_eq(&self.handle)
+            || crate::runtime::started_default_runtime().is_some_and(|d| rt.ptr_eq(d.handle()))
+        {
+            sock.set(F_ON_DEFAULT);
+        }
         let h = sock.h;
         let jh = rt.spawn(SockTask::new(sock.clone()));
         sock.lock().abort = Some(jh.abort_handle());

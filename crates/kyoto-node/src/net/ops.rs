@@ -704,6 +704,56 @@ pub fn net_copy(op: u32, src: u32, dst: u32, bidi: bool) -> Result<i32> {
     Ok(0)
 }
 
+/// `Runtime.default().shutdown()` on this thread: every socket whose task runs on the env's own
+/// runtime or the shared default one ends as if its runtime had shut down. Writes JS queued before
+/// go out first; then each socket is marked blocked (so later writes and sends wait instead of
+/// being acknowledged) and its task and copies are aborted: their drops report
+/// `ERR_RUNTIME_SHUTDOWN` for every wait, and JS fails later calls with it. Sockets made afterwards
+/// work as before (the default runtime's next handle). Nothing to do before the env exists.
+#[napi(catch_unwind)]
+pub fn net_shutdown_default() -> Result<()> {
+    let Ok(n) = net() else {
+        return Ok(());
+    };
+    n.flush();
+    let socks: Vec<Arc<Sock>> = n
+        .shared
+        .slab()
+        .entries
+        .iter()
+        .flatten()
+        .filter(|s| s.has(F_ON_DEFAULT) && !s.has(F_CLOSED) && !s.has(F_KILLED))
+        .cloned()
+        .collect();
+    if socks.is_empty() {
+        return Ok(());
+    }
+    for s in &socks {
+        s.set(F_KILLED);
+        n.set_blocked(s.h);
+        let abort = s.lock().abort.take();
+        if let Some(a) = abort {
+            a.abort();
+        }
+    }
+    let copies: Vec<AbortHandle> = {
+        let mut c = n.shared.copies.lock().unwrap_or_else(|e| e.into_inner());
+        let ids: Vec<u32> = c
+            .iter()
+            .filter(|(_, (_, a, b))| socks.iter().any(|s| s.h == *a || s.h == *b))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.into_iter()
+            .filter_map(|id| c.remove(&id).map(|x| x.0))
+            .collect()
+    };
+    for a in copies {
+        a.abort();
+    }
+    n.kick();
+    Ok(())
+}
+
 /// Forgets a finished copy (JS calls this when it got K_COPY).
 #[napi(catch_unwind)]
 pub fn net_copy_done(op: u32) -> Result<()> {

@@ -62,6 +62,11 @@ pub const F_FRAME_ACTIVE: u32 = 2048;
 pub const F_LINGER: u32 = 4096;
 /// A lingering stream sent everything and its FIN: it waits for the peer's (see [`poll_linger`]).
 pub const F_LINGER_FIN: u32 = 8192;
+/// The socket's task runs on its env's own runtime or on the shared default one: what
+/// `Runtime.default().shutdown()` ends for the calling thread (see `net_shutdown_default`).
+pub const F_ON_DEFAULT: u32 = 16384;
+/// Ended by `Runtime.default().shutdown()`: its task and copies report `ERR_RUNTIME_SHUTDOWN`.
+pub const F_KILLED: u32 = 32768;
 
 /// How long a closed stream goes on offering its unsent bytes to a peer that does not take them.
 pub const LINGER_LIMIT: Duration = Duration::from_secs(60);
@@ -1496,8 +1501,14 @@ impl Future for CopyTask {
 impl Drop for CopyTask {
     fn drop(&mut self) {
         // Aborted (a stream closed, the env or runtime went away): settle the JS side anyway.
+        let killed = [&self.a.src, &self.a.dst].iter().any(|s| s.has(F_KILLED));
+        let why = if killed {
+            E_RUNTIME_SHUTDOWN
+        } else {
+            ECANCELED
+        };
         self.finish(Some((
-            io::Error::from_raw_os_error(ECANCELED),
+            io::Error::from_raw_os_error(why),
             SYS_READ | COPY_NO_FAULT,
         )));
     }
