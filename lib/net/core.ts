@@ -108,7 +108,7 @@ function onBatch(count: number): void {
     setImmediate(rearm);
     return;
   }
-  refillBudget();
+  refillBudget(count);
   batchNo = (batchNo + 1) | 0;
   for (let i = 0; i < count; i++) {
     const o = i * EV;
