@@ -20,10 +20,13 @@
 const BUDGET = 128;
 
 let left = BUDGET;
+/** A refill is scheduled: the budget was spent from in this turn of the loop. */
+let refillScheduled = false;
 /** Settlements waiting for the refill, in the order they were asked for. */
 let waiting: Array<() => void> = [];
 
 function refill(): void {
+  refillScheduled = false;
   left = BUDGET;
   const ws = waiting;
   waiting = [];
@@ -42,9 +45,15 @@ export function refillBudget(events: number): void {
 
 /**
  * `Promise.resolve(value)` while the budget lasts; once it is spent, a promise that resolves
- * with `value` after the loop's next check phase (timers and I/O get their turn first).
+ * with `value` from `setImmediate` (after this turn's I/O; timers come first in the next).
  */
 export function settleNow<T>(value: T): Promise<T> {
+  // The first spend of a turn schedules the refill for its check phase: the budget is per turn
+  // of the loop, never spread over many (a plain `left` would run out across macrotasks).
+  if (!refillScheduled) {
+    refillScheduled = true;
+    setImmediate(refill);
+  }
   // (Behind settlements already waiting, even if a delivery refilled the budget meanwhile: they
   // settle in the order they were asked for.)
   if (left > 0 && waiting.length === 0) {
@@ -52,7 +61,6 @@ export function settleNow<T>(value: T): Promise<T> {
     return Promise.resolve(value);
   }
   return new Promise<T>((resolve) => {
-    if (waiting.length === 0) setImmediate(refill);
     waiting.push(() => resolve(value));
   });
 }
