@@ -1,5 +1,7 @@
-// Sockets given `{ runtime }`: their I/O runs on that runtime's threads, and its shutdown ends them.
-import test from 'ava';
+// Sockets given `{ runtime }` (their I/O runs on that runtime's threads, and its shutdown ends
+// them), the default runtime's shutdown, and the event loop's fairness under floods and tight
+// send loops.
+import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as os from 'node:os';
@@ -7,6 +9,28 @@ import * as path from 'node:path';
 import { Runtime, TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream, copy } from 'kyoto';
 import * as net from 'node:net';
 import { packageRoot, runNodeChild, withTimeout } from './helpers';
+
+/**
+ * A node:net server in this process that reads (and drops) everything, and runs `onConnection`
+ * for each connection; it and its connections end with the test, even one whose assertion threw.
+ * Resolves with its port.
+ */
+async function readingServer(t: ExecutionContext, onConnection: (s: net.Socket) => void): Promise<number> {
+  const conns = new Set<net.Socket>();
+  const server = net.createServer((s) => {
+    conns.add(s);
+    s.on('close', () => conns.delete(s));
+    s.on('error', () => {});
+    s.resume();
+    onConnection(s);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => {
+    server.close();
+    for (const s of conns) s.destroy();
+  });
+  return (server.address() as net.AddressInfo).port;
+}
 
 function sockPath(tag: string): string {
   return path.join(os.tmpdir(), `kyoto-rt-${process.pid}-${tag}-${Math.random().toString(36).slice(2)}.sock`);
@@ -167,27 +191,15 @@ test('a native copy on a runtime that shuts down rejects with ERR_RUNTIME_SHUTDO
 test('a framed echo flooded by its peer still lets the event loop turn: timers and immediates run', async (t) => {
   // The peer (here, node:net) writes lines as fast as the connection takes them.
   const line = Buffer.from('hello world line\n'.repeat(500));
-  const conns = new Set<net.Socket>();
-  const server = net.createServer((s) => {
-    conns.add(s);
-    s.on('close', () => conns.delete(s));
-    s.on('error', () => {});
-    s.resume();
+  const port = await readingServer(t, (s) => {
     const pump = (): void => {
       while (!s.destroyed && s.write(line)) {}
     };
     s.on('drain', pump);
     pump();
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as net.AddressInfo).port;
   // The env's own runtime, and a socket on another runtime of either flavor (its events reach the
   // JS thread from other threads, the case that starved the loop).
-  t.teardown(() => {
-    // (A failed assertion throws: the server must not outlive the test either way.)
-    server.close();
-    for (const s of conns) s.destroy();
-  });
   for (const runtime of ['undefined', "new Runtime({ flavor: 'current_thread' })", "new Runtime({ flavor: 'multi_thread' })"]) {
     const code = `
       const { Runtime, TcpStream, framed, LinesCodec } = require('kyoto');
@@ -219,19 +231,7 @@ test('a framed echo flooded by its peer still lets the event loop turn: timers a
 test('a loop of sends the kernel takes at once still lets timers run: UDP sendTo and send, TCP write and framed send', async (t) => {
   // The TCP peer is this process (a node:net server that reads everything): the kernel keeps
   // taking the child's writes, so none of them ever has to wait.
-  const conns = new Set<net.Socket>();
-  const server = net.createServer((s) => {
-    conns.add(s);
-    s.on('close', () => conns.delete(s));
-    s.on('error', () => {});
-    s.resume();
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => {
-    server.close();
-    for (const s of conns) s.destroy();
-  });
-  const port = (server.address() as net.AddressInfo).port;
+  const port = await readingServer(t, () => {});
   const loops: Record<string, string> = {
     sendTo: `const u = await UdpSocket.bind('127.0.0.1:0'); const to = u.localAddr(); const b = Buffer.alloc(100);
       for (;;) await u.sendTo(b, to);`,

@@ -86,6 +86,25 @@ impl Shared {
         self.slab.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Aborts (and forgets) every native copy with an end `touches` picks; their drops report
+    /// to JS. The aborts run after the lock is released.
+    fn abort_copies(&self, touches: impl Fn(u32) -> bool) {
+        let copies: Vec<AbortHandle> = {
+            let mut c = self.copies.lock().unwrap_or_else(|e| e.into_inner());
+            let ids: Vec<u32> = c
+                .iter()
+                .filter(|(_, (_, a, b))| touches(*a) || touches(*b))
+                .map(|(id, _)| *id)
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| c.remove(&id).map(|x| x.0))
+                .collect()
+        };
+        for a in copies {
+            a.abort();
+        }
+    }
+
     /// Registers a new socket under a fresh handle and spawns its task on `rt` (whose reactor the
     /// socket is registered with). `None` when the env is gone or the table is full (the socket is
     /// then closed).
@@ -197,20 +216,7 @@ fn close_sock(shared: &Shared, sock: &Sock) {
     } else if let Some(a) = abort {
         a.abort();
     }
-    let copies: Vec<AbortHandle> = {
-        let mut c = shared.copies.lock().unwrap_or_else(|e| e.into_inner());
-        let ids: Vec<u32> = c
-            .iter()
-            .filter(|(_, (_, a, b))| *a == sock.h || *b == sock.h)
-            .map(|(id, _)| *id)
-            .collect();
-        ids.into_iter()
-            .filter_map(|id| c.remove(&id).map(|x| x.0))
-            .collect()
-    };
-    for a in copies {
-        a.abort();
-    }
+    shared.abort_copies(|h| h == sock.h);
 }
 
 /// JS-thread state of one env.

@@ -736,20 +736,7 @@ pub fn net_shutdown_default() -> Result<()> {
             a.abort();
         }
     }
-    let copies: Vec<AbortHandle> = {
-        let mut c = n.shared.copies.lock().unwrap_or_else(|e| e.into_inner());
-        let ids: Vec<u32> = c
-            .iter()
-            .filter(|(_, (_, a, b))| socks.iter().any(|s| s.h == *a || s.h == *b))
-            .map(|(id, _)| *id)
-            .collect();
-        ids.into_iter()
-            .filter_map(|id| c.remove(&id).map(|x| x.0))
-            .collect()
-    };
-    for a in copies {
-        a.abort();
-    }
+    n.shared.abort_copies(|h| socks.iter().any(|s| s.h == h));
     n.kick();
     Ok(())
 }
