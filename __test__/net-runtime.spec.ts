@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Runtime, TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream, copy } from 'kyoto';
+import { LinesCodec, Runtime, TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream, copy, framed } from 'kyoto';
 import * as net from 'node:net';
 import { packageRoot, runNodeChild, withTimeout } from './helpers';
 
@@ -188,6 +188,22 @@ test('a native copy on a runtime that shuts down rejects with ERR_RUNTIME_SHUTDO
   }
 });
 
+test('framed() on a stream whose runtime just shut down ends with ERR_RUNTIME_SHUTDOWN instead of waiting forever', async (t) => {
+  for (let i = 0; i < 5; i++) {
+    const rt = new Runtime({ flavor: 'multi_thread', workerThreads: 1 });
+    const l = await TcpListener.bind('127.0.0.1:0', { runtime: rt });
+    const c = await TcpStream.connect(l.localAddr(), { runtime: rt });
+    const [s] = await l.accept();
+    t.teardown(() => {
+      for (const x of [c, s, l]) x.close();
+    });
+    await rt.shutdown();
+    // (The task may be gone before framed() claims the stream: no framing marker will come.)
+    const f = framed(c, new LinesCodec());
+    await t.throwsAsync(withTimeout(f.next(), 5000, `round ${i}: next()`), { code: 'ERR_RUNTIME_SHUTDOWN' });
+  }
+});
+
 test('a framed echo flooded by its peer still lets the event loop turn: timers and immediates run', async (t) => {
   // The peer (here, node:net) writes lines as fast as the connection takes them.
   const line = Buffer.from('hello world line\n'.repeat(500));
@@ -282,12 +298,16 @@ test('shutting down the default runtime ends this thread’s sockets made withou
       const echo = outcome(copy(bs, bs));
       const u = await UdpSocket.bind('127.0.0.1:0');
       const receiving = outcome(u.recv(Buffer.alloc(16)));
+      const l4 = await TcpListener.bind('127.0.0.1:0');
+      const d = await TcpStream.connect(l4.localAddr());
+      const [ds] = await l4.accept();
+      const lateCopy = outcome(copy(ds, d)); // its native part starts after the shutdown below
       await Runtime.default().shutdown();
       const r = {
-        pending: await Promise.all([accepting, reading, echo, receiving]),
+        pending: await Promise.all([accepting, reading, echo, receiving, lateCopy]),
         later: await Promise.all([outcome(a.write('after')), outcome(b.read(Buffer.alloc(4))), outcome(l.accept()), outcome(u.sendTo('x', u.localAddr()))]),
       };
-      for (const x of [l, a, l2, b, bs, u]) x.close();
+      for (const x of [l, a, l2, b, bs, u, l4, d, ds]) x.close();
       // A fresh default: new sockets work.
       const l3 = await TcpListener.bind('127.0.0.1:0');
       const c = await TcpStream.connect(l3.localAddr());
@@ -301,7 +321,7 @@ test('shutting down the default runtime ends this thread’s sockets made withou
     })();`;
   const r = await runNodeChild(code, 30_000);
   const shut = 'ERR_RUNTIME_SHUTDOWN';
-  t.deepEqual(JSON.parse(r.out), { pending: [shut, shut, shut, shut], later: [shut, shut, shut, shut], fresh: 'ping' });
+  t.deepEqual(JSON.parse(r.out), { pending: [shut, shut, shut, shut, shut], later: [shut, shut, shut, shut], fresh: 'ping' });
   await withTimeout(
     (async () => {
       while (Buffer.concat(received).toString() !== 'acknowledged before the shutdown') await new Promise((res) => setTimeout(res, 10));

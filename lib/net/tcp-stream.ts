@@ -34,6 +34,7 @@ import {
   copyFromArena,
   arenaChunk,
   connectError,
+  E_RUNTIME_SHUTDOWN,
   register,
   systemError,
   unregister,
@@ -323,6 +324,9 @@ export class TcpStream implements AsyncIterable<Buffer> {
           if (this.#readErr === undefined) this.#readErrno = a;
           this.#readErr ??= systemError(a, 'read');
           this.#eof = true;
+          // The socket's runtime shut down: its task is gone, and if it went before `framed()`
+          // claimed the stream, no marker will ever come. Nothing more can be read either.
+          if (a === E_RUNTIME_SHUTDOWN) this.#frameSync(f);
         }
         return true;
       default:

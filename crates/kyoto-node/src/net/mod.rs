@@ -704,6 +704,17 @@ impl NetEnv {
         }
     }
 
+    /// Runs a turn of the env's own `current_thread` runtime soon, queued events or not (tasks
+    /// JS woke or aborted from outside a turn).
+    fn turn_soon(&self) {
+        #[cfg(unix)]
+        if !self.threaded && !self.in_turn.get() {
+            if let Some(uv) = self.uv.borrow().as_ref() {
+                uv.run_soon(on_timer);
+            }
+        }
+    }
+
     /// After a JS-initiated call: make sure queued events or tasks get a turn soon.
     fn kick(&self) {
         #[cfg(unix)]

@@ -691,6 +691,10 @@ pub fn net_copy(op: u32, src: u32, dst: u32, bidi: bool) -> Result<i32> {
     if a.stream().is_none() || b.stream().is_none() {
         return Ok(-einval());
     }
+    // Ended by `Runtime.default().shutdown()` since JS began the copy: nothing would drive it.
+    if a.has(F_KILLED) || b.has(F_KILLED) {
+        return Ok(-E_RUNTIME_SHUTDOWN);
+    }
     a.set(F_COPYING);
     b.set(F_COPYING);
     let task = CopyTask::new(op, n.shared.clone(), a, b, bidi);
@@ -737,7 +741,9 @@ pub fn net_shutdown_default() -> Result<()> {
         }
     }
     n.shared.abort_copies(|h| socks.iter().any(|s| s.h == h));
-    n.kick();
+    // An abort only schedules the task: on the env's own runtime nothing may drive it until the
+    // next socket event, so ask for a turn now.
+    n.turn_soon();
     Ok(())
 }
 
