@@ -188,6 +188,39 @@ test('a native copy on a runtime that shuts down rejects with ERR_RUNTIME_SHUTDO
   }
 });
 
+test('after the default runtime shuts down, compat servers, sockets and toNodeStream() close without crashing a program with no error listeners', async (t) => {
+  const code = `
+    const k = require('kyoto');
+    const cnet = require('kyoto/compat/net');
+    const cdgram = require('kyoto/compat/dgram');
+    const closed = [];
+    const note = (what) => () => closed.push(what);
+    (async () => {
+      const l = await k.TcpListener.bind('127.0.0.1:0');
+      const c = await k.TcpStream.connect(l.localAddr());
+      const [s] = await l.accept();
+      const d = c.toNodeStream();
+      d.resume();
+      d.on('close', note('duplex'));
+      const srv = cnet.createServer((sock) => sock.on('close', note('accepted')));
+      srv.on('close', note('server'));
+      await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+      const cs = cnet.connect(srv.address().port, '127.0.0.1');
+      cs.on('close', note('client'));
+      await new Promise((r) => cs.on('connect', r));
+      const u = cdgram.createSocket('udp4');
+      u.on('close', note('dgram'));
+      await new Promise((r) => u.bind(0, '127.0.0.1', r));
+      await k.Runtime.default().shutdown();
+      const t0 = Date.now();
+      while (closed.length < 5 && Date.now() - t0 < 10000) await new Promise((r) => setTimeout(r, 20));
+      console.log(JSON.stringify(closed.sort()));
+      process.exit(0);
+    })();`;
+  const r = await runNodeChild(code, 30_000);
+  t.deepEqual(JSON.parse(r.out), ['accepted', 'client', 'dgram', 'duplex', 'server']);
+});
+
 test('framed() on a stream whose runtime just shut down ends with ERR_RUNTIME_SHUTDOWN instead of waiting forever', async (t) => {
   for (let i = 0; i < 5; i++) {
     const rt = new Runtime({ flavor: 'multi_thread', workerThreads: 1 });

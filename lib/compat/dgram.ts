@@ -17,7 +17,7 @@ import * as util from 'node:util';
 import { native } from '../native';
 import { currentBatch, errnoOf, ipv4ToInt, parseNativeAddr, systemError, type SystemError } from '../net/core';
 import { networkInterfaces } from 'node:os';
-import { O_REUSE_ADDR, O_REUSE_PORT, O_V6_ONLY, callReporting, reportUncaught } from '../net/common';
+import { O_REUSE_ADDR, O_REUSE_PORT, O_V6_ONLY, callReporting, isRuntimeShutdown, reportUncaught } from '../net/common';
 import { UdpSocket } from '../net';
 import {
   argType,
@@ -441,8 +441,18 @@ export class Socket extends EventEmitter {
         // datagrams together): node:dgram reports send failures only to the send's callback, never
         // as 'error', so neither is this one. The common refusals are caught before queueing.
         if ((e as SystemError).syscall === 'send') continue;
+        // The socket's runtime is gone (`Runtime.default().shutdown()`): no receive can succeed,
+        // so the socket closes, an end the program asked for, told to 'error' listeners only.
+        if (isRuntimeShutdown(e as Error)) {
+          if (this.listenerCount('error') > 0) this.#emitSafely('error', e);
+          if (this.#sock === sock) this.close();
+          return;
+        }
         const errno = (e as SystemError).errno;
         this.#emitSafely('error', typeof errno === 'number' ? systemError(Math.abs(errno), 'recvmsg') : e);
+        // A turn before the next receive: an error that repeats must not spin the loop.
+        await new Promise((r) => setImmediate(r));
+        if (this.#sock !== sock) return;
         continue;
       }
       // A batch delivered since the call came from the loop (the receive waited for it): a new

@@ -40,7 +40,7 @@ import {
   type SocketAddress as KyotoAddress,
 } from '../net';
 import { waitConnected } from '../net/tcp-stream';
-import { O_REUSE_PORT, O_V6_ONLY, callReporting, pushReporting, reportUncaught } from '../net/common';
+import { O_REUSE_PORT, O_V6_ONLY, callReporting, isRuntimeShutdown, pushReporting, reportUncaught } from '../net/common';
 import { listenTcp } from '../net/tcp-listener';
 import {
   argType,
@@ -1101,6 +1101,9 @@ export class Socket extends Duplex {
 
   /** @internal */
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    // A socket ended by its runtime's shutdown (`Runtime.default().shutdown()`), an end the
+    // program asked for: told to 'error' listeners, never an uncaught exception without one.
+    if (err !== null && isRuntimeShutdown(err) && this.listenerCount('error') === 0) err = null;
     this.connecting = false;
     clearTimeout(this.#timer);
     this.#timer = undefined;
@@ -1644,8 +1647,15 @@ export class Server extends EventEmitter {
         [s] = await l.accept();
       } catch (e) {
         if (this.#listener !== l) return;
-        // Like node:net: report it and keep listening (a later accept may succeed).
-        this.emit('error', e);
+        // The listener's runtime is gone (`Runtime.default().shutdown()`): no accept can succeed,
+        // so the server closes, an end the program asked for, told to 'error' listeners only.
+        if (isRuntimeShutdown(e as Error)) {
+          if (this.listenerCount('error') > 0) callReporting(() => this.emit('error', e));
+          if (this.#listener === l) this.close();
+          return;
+        }
+        // Like node:net: report it (with no 'error' listener, as an uncaught exception) and keep
+        // listening, a later accept may succeed.
         await new Promise((r) => setImmediate(r));
         continue;
       }
