@@ -861,7 +861,9 @@ test.serial('parity with node:dgram: bind() takes any port value as node:dgram d
 });
 
 // bind()'s address: any falsy one is the any address; dns.lookup refuses another that is not a
-// string, naming it "hostname", and the socket stays binding.
+// string, naming it "hostname", and the socket stays binding. From Node 24.19 and 26.5 a value
+// whose string is a literal IP of the family (['127.0.0.1']) binds it without dns.lookup, and a
+// symbol fails on that conversion (nodejs/node#64133); kyoto/compat/dgram follows the running Node.
 async function scriptBindAddresses(m: DgramLike): Promise<string[]> {
   const out: string[] = [];
   for (const a of [123, true, {}, ['127.0.0.1'], Symbol('a'), 0, false, NaN, null, '']) {

@@ -941,7 +941,8 @@ async function scriptOnread(m: NetLike): Promise<Record<string, unknown>> {
 
 async function scriptWriteBookkeeping(m: NetLike): Promise<Record<string, unknown>> {
   // A 64 KiB write on an idle connection is taken at once; then, with the peer not reading, a
-  // write left waiting when the socket is destroyed calls back without an error.
+  // write left waiting when the socket is destroyed calls back without an error before Node 22.9,
+  // and from 22.9 with `write ECANCELED`, which the socket then holds as `errored`.
   const server = m.createServer({ pauseOnConnect: true }, () => server.close());
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const c = m.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
@@ -951,7 +952,7 @@ async function scriptWriteBookkeeping(m: NetLike): Promise<Record<string, unknow
   let waiting = 0;
   let pendingCb: unknown = 'not called';
   for (let i = 0; i < 2000; i++) {
-    if (!c.write(Buffer.alloc(64 * 1024), (err) => (pendingCb = err === null || err === undefined ? null : (err as { code?: string }).code))) {
+    if (!c.write(Buffer.alloc(64 * 1024), (err) => (pendingCb = err === null || err === undefined ? null : describeErr(err)))) {
       waiting = c.writableLength;
       break;
     }
@@ -959,7 +960,13 @@ async function scriptWriteBookkeeping(m: NetLike): Promise<Record<string, unknow
   }
   c.destroy();
   await once(c, 'close');
-  return { first, firstLength, waited: waiting > 0, pendingCb };
+  const errored = c.errored === null ? null : describeErr(c.errored);
+  return { first, firstLength, waited: waiting > 0, pendingCb, errored };
+}
+
+function describeErr(err: Error): string {
+  const e = err as Error & { code?: string; errno?: number; syscall?: string };
+  return `${e.constructor.name} ${e.code} ${e.errno} ${e.syscall} ${e.message}`;
 }
 
 async function scriptSlowReader(m: NetLike): Promise<Record<string, unknown>> {

@@ -870,6 +870,37 @@ test('10 000 aborted waits leave no listeners on a long-lived signal', async (t)
   t.is(getEventListeners(long.signal, 'abort').length, 0);
 });
 
+// A watch receiver's pending waits, and a channel iterator's pending next()s, all listen to one
+// signal of kyoto's own: Node 20 (whose AbortSignals take 10 listeners before warning, Node 22 on
+// has no limit) must not print a MaxListenersExceededWarning for kyoto's own signal.
+test.serial('many pending waits on one watch receiver or one channel iterator print no MaxListenersExceededWarning', async (t) => {
+  const warnings: string[] = [];
+  const onWarning = (w: Error): void => {
+    if (w.name === 'MaxListenersExceededWarning') warnings.push(w.message);
+  };
+  process.on('warning', onWarning);
+  try {
+    const [wtx, wrx] = watch.channel(0);
+    const changed = Array.from({ length: 20 }, () => wrx.changed());
+    const [tx, rx] = mpsc.unboundedChannel<number>();
+    const it = rx[Symbol.asyncIterator]();
+    const nexts = Array.from({ length: 20 }, () => it.next());
+    await tick();
+    await tick(); // a warning is emitted on a later tick
+    for (let i = 0; i < 20; i++) tx.send(i);
+    t.deepEqual((await Promise.all(nexts)).map((r) => r.value), Array.from({ length: 20 }, (_, i) => i));
+    wtx.send(1);
+    await Promise.race(changed); // one wait sees the change (and marks it seen)...
+    wrx.close(); // ...the others reject with RecvError
+    const settled = await Promise.allSettled(changed);
+    t.is(settled.filter((r) => r.status === 'fulfilled').length, 1);
+    await tick();
+    t.deepEqual(warnings, []);
+  } finally {
+    process.off('warning', onWarning);
+  }
+});
+
 test('broadcast: the largest capacity costs nothing until values arrive, in JS and shared mode', async (t) => {
   // The ring used to be allocated up front: channel(2 ** 30) filled an 8 GiB array and V8 aborted
   // the process; shared, the native ring was 2^30 slots. Both now grow as values arrive.

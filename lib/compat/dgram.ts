@@ -101,6 +101,26 @@ export interface AddressInfo {
 type SendCallback = (error: Error | null, bytes?: number) => void;
 type Lookup = NonNullable<SocketOptions['lookup']>;
 
+/**
+ * Whether node:dgram's default lookup answers a literal IP of the socket's family itself, on the
+ * next tick, without dns.lookup (nodejs/node#64133: Node 24.19 and 26.5 on). Its `isIP` check
+ * takes the address to a string first, so there bind() to `['127.0.0.1']` binds 127.0.0.1, and to
+ * a symbol throws the TypeError of that conversion instead of dns.lookup's "hostname" error.
+ */
+const LITERAL_SKIPS_LOOKUP = ((): boolean => {
+  const [major, minor] = process.versions.node.split('.').map(Number);
+  return major > 26 || (major === 26 && minor >= 5) || (major === 24 && minor >= 19);
+})();
+
+/** node:dgram's default lookup where {@link LITERAL_SKIPS_LOOKUP}. */
+const literalOrDnsLookup: Lookup = (address, family, cb) => {
+  if (isIP(address) === family) {
+    process.nextTick(cb, null, address, family);
+    return;
+  }
+  (dns.lookup as unknown as Lookup)(address, family, cb);
+};
+
 const UNBOUND = 0;
 const BINDING = 1;
 const BOUND = 2;
@@ -271,7 +291,7 @@ export class Socket extends EventEmitter {
       throw nodeError(TypeError, 'ERR_SOCKET_BAD_TYPE', 'Bad socket type specified. Valid types are: udp4, udp6');
     }
     this.type = type;
-    const base = lookup ?? (dns.lookup as unknown as Lookup);
+    const base = lookup ?? (LITERAL_SKIPS_LOOKUP ? literalOrDnsLookup : (dns.lookup as unknown as Lookup));
     const family = type === 'udp4' ? 4 : 6;
     const dflt = type === 'udp4' ? '127.0.0.1' : '::1';
     this.#lookup = (address, _family, cb) => base(address || dflt, family, cb);
@@ -350,8 +370,10 @@ export class Socket extends EventEmitter {
     // As node:dgram: any falsy address is the any address, and another that is not a string is
     // the lookup's to refuse (dns.lookup throws, naming it "hostname", with the socket left binding).
     const addr = (address || (this.type === 'udp4' ? '0.0.0.0' : '::')) as string;
-    this.#lookup(addr, 0, (err, ip) => {
+    this.#lookup(addr, 0, (err, found) => {
       if (this.#closed) return;
+      // As node:dgram's handle, which takes the address to a string (see LITERAL_SKIPS_LOOKUP).
+      const ip = typeof found === 'string' || found == null ? found : String(found);
       if (err) {
         this.#bindState = UNBOUND;
         this.emit('error', err);

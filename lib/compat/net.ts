@@ -280,6 +280,17 @@ function socketClosed(): Error {
   return nodeError(Error, 'ERR_SOCKET_CLOSED', 'Socket is closed');
 }
 
+/**
+ * Whether node:net calls a write still waiting when the socket is destroyed back with its error
+ * (libuv's `ECANCELED`, which also becomes the socket's `errored`): Node 22.9 on
+ * (nodejs/node#54032 checks the write's status before `destroyed`). Before, it called back
+ * without an error.
+ */
+const DESTROYED_WRITE_ERRS = ((): boolean => {
+  const [major, minor] = process.versions.node.split('.').map(Number);
+  return major > 22 || (major === 22 && minor >= 9);
+})();
+
 /** Node's `getTimerDuration`. */
 function timerDuration(msecs: unknown, name: string): number {
   validateNumber(msecs, name);
@@ -1061,13 +1072,19 @@ export class Socket extends Duplex {
       cb();
       return;
     }
-    // A write still waiting when the socket is destroyed calls back without an error (node:net).
+    // A write still waiting when the socket is destroyed calls back as node:net's does: without
+    // an error before Node 22.9; from 22.9 with `write ECANCELED`, libuv's status for a write
+    // cut off by the close (or with the write's own system error if it had failed by itself).
     s.write(data).then(
       () => {
         this._unrefTimer(); // a completed write is activity (node:net's kUpdateTimer)
         callReporting(cb);
       },
-      (err: Error) => callReporting(cb, this.destroyed ? null : err),
+      (err: Error) => {
+        if (!this.destroyed) callReporting(cb, err);
+        else if (!DESTROYED_WRITE_ERRS) callReporting(cb, null);
+        else callReporting(cb, typeof (err as { errno?: unknown }).errno === 'number' ? err : errnoError('ECANCELED', 'write'));
+      },
     );
   }
 

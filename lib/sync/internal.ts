@@ -3,8 +3,21 @@
  * semaphore (Tokio's `batch_semaphore`) that Semaphore, Mutex, RwLock and bounded mpsc are built on.
  * @module
  */
+import { setMaxListeners } from 'node:events';
 import { abortReason, invalidArgType, outOfRange, validateSignal } from '../errors';
 import { AcquireError, TryAcquireError } from './errors';
+
+/**
+ * An AbortController of kyoto's own whose signal every pending wait of one object listens to,
+ * so with no limit on its listeners, as every AbortSignal has from Node 22 (nodejs/node#55816).
+ * On Node 20 the limit is 10: an 11th pending wait would print a MaxListenersExceededWarning,
+ * though each listener goes when its wait settles.
+ */
+export function ownController(): AbortController {
+  const ac = new AbortController();
+  setMaxListeners(0, ac.signal);
+  return ac;
+}
 
 /** A node of a {@link WaitList}. */
 export interface WaitNode {
@@ -417,7 +430,7 @@ export class RecvIterator<T> implements AsyncIterableIterator<T> {
   /** The next message, or `{ done: true }` once the channel is closed and drained or `return()` was called. */
   next(): Promise<IteratorResult<T, undefined>> {
     if (this.#done) return Promise.resolve({ done: true, value: undefined });
-    const ac = (this.#ac ??= new AbortController());
+    const ac = (this.#ac ??= ownController());
     let p: Promise<T | typeof ITER_END>;
     try {
       p = this.#recv(ac.signal);

@@ -9,7 +9,7 @@
  */
 import { abortReason, illegalConstructor, kConstruct, invalidArgType } from '../errors';
 import { InvalidStateError, RecvError, SendError } from './errors';
-import { RESOLVED, WaitList, Waiter, signalOf, type WaitOptions } from './internal';
+import { RESOLVED, WaitList, Waiter, ownController, signalOf, type WaitOptions } from './internal';
 import { CELL, encode, makeHandle, nwait, registerReviver, sn, track, untrack, type NCell, type SyncHandle } from './native';
 
 /** What a collected shared end gives back: its holding. */
@@ -358,7 +358,7 @@ export class WatchReceiver<T> {
   }
 
   #wait(seen: number, user: AbortSignal | undefined): Promise<void> {
-    const own = (this.#ac ??= new AbortController()).signal;
+    const own = (this.#ac ??= ownController()).signal;
     const signal = user === undefined ? own : AbortSignal.any([user, own]);
     const n = this.#s.n;
     if (n === undefined) return waitOn(this.#s.waiters, signal);
