@@ -113,6 +113,8 @@ impl Shared {
         rt: &kyoto_rt::Handle,
         make: impl FnOnce(u32) -> Sock,
     ) -> Option<u32> {
+        let on_default = rt.ptr_eq(&self.handle)
+            || crate::runtime::started_default_runtime().is_some_and(|d| rt.ptr_eq(d.handle()));
         let sock = {
             let mut s = self.slab();
             if s.closed {
@@ -134,17 +136,23 @@ impl Shared {
             *g = if *g >= 2047 { 1 } else { *g + 1 };
             let h = (*g << IDX_BITS) | idx;
             let sock = Arc::new(make(h));
+            // Flagged before the table shows it: `net_shutdown_default` (JS thread) may look at
+            // any moment while a worker registers an accepted stream.
+            if on_default {
+                sock.set(F_ON_DEFAULT);
+            }
             s.entries[idx as usize] = Some(sock.clone());
             sock
         };
-        if rt.ptr_eq(&self.handle)
-            || crate::runtime::started_default_runtime().is_some_and(|d| rt.ptr_eq(d.handle()))
-        {
-            sock.set(F_ON_DEFAULT);
-        }
         let h = sock.h;
         let jh = rt.spawn(SockTask::new(sock.clone()));
-        sock.lock().abort = Some(jh.abort_handle());
+        let mut st = sock.lock();
+        // A default shutdown that found no abort handle yet: this task must end too.
+        if sock.has(F_KILLED) {
+            jh.abort();
+        } else {
+            st.abort = Some(jh.abort_handle());
+        }
         Some(h)
     }
 
@@ -717,11 +725,8 @@ impl NetEnv {
 
     /// After a JS-initiated call: make sure queued events or tasks get a turn soon.
     fn kick(&self) {
-        #[cfg(unix)]
-        if !self.threaded && !self.in_turn.get() && !self.shared.q.is_empty() {
-            if let Some(uv) = self.uv.borrow().as_ref() {
-                uv.run_soon(on_timer);
-            }
+        if !self.shared.q.is_empty() {
+            self.turn_soon();
         }
     }
 
