@@ -447,7 +447,7 @@ test.serial('WatchUpdates lists a spawned JS task with its name and metadata, th
 
     release();
     t.is(await h, 42);
-    const done = await until(c, metas, 5000, (u) => u.taskStats.get(task.spanId)?.dropped !== undefined);
+    const done = await untilDropped(c, metas, task.spanId);
     const s = done.taskStats.get(task.spanId)!;
     t.false(done.tasks.some((x) => x.spanId === task.spanId), 'not announced twice');
     t.true(s.polls >= 5, `polls moved: ${s.polls}`);
@@ -921,17 +921,30 @@ async function spanOf(c: Call, metas: Map<number, Meta>, name: string): Promise<
   return u.tasks.find((task) => task.fields.get('task.name') === name)!.spanId;
 }
 
+/** Reads `c` until the task of span `span` is reported dropped: its completion arrived. */
+function untilDropped(c: Call, metas: Map<number, Meta>, span: number): Promise<UpdateView> {
+  return until(c, metas, 5000, (u) => u.taskStats.get(span)?.dropped !== undefined);
+}
+
+/**
+ * Watches the console at `port` while a task named `name` sleeps `ms`: resolves once the watching
+ * client, which saw it running, has its completion.
+ */
+async function watchTaskToEnd(port: number, name: string, ms: number): Promise<void> {
+  const c = call(connect(port), SERVICE + 'WatchUpdates');
+  const metas = new Map<number, Meta>();
+  const h = spawn(() => sleep(ms), { name });
+  const span = await spanOf(c, metas, name);
+  await h;
+  await untilDropped(c, metas, span);
+}
+
 test.serial('a watching client receives the completion of a task that ends between two updates, with retention 0 or another console evicting', async (t) => {
   // Before, eviction (by age, before each publish) forgot the record before its final version was
   // sent: the client showed the task running forever.
   const zero = await serveConsole({ port: 0, publishInterval: 100, retention: 0 });
   try {
-    const c = call(connect(zero.port), SERVICE + 'WatchUpdates');
-    const metas = new Map<number, Meta>();
-    const h = spawn(() => sleep(250), { name: 'ends-between-updates' });
-    const span = await spanOf(c, metas, 'ends-between-updates');
-    await h;
-    await until(c, metas, 5000, (u) => u.taskStats.get(span)?.dropped !== undefined);
+    await watchTaskToEnd(zero.port, 'ends-between-updates', 250);
     t.pass('completion delivered with retention 0');
   } finally {
     await zero.close();
@@ -940,12 +953,7 @@ test.serial('a watching client receives the completion of a task that ends betwe
   const a = await serveConsole({ port: 0, publishInterval: 500 });
   const b = await serveConsole({ port: 0, publishInterval: 20, retention: 0 });
   try {
-    const c = call(connect(a.port), SERVICE + 'WatchUpdates');
-    const metas = new Map<number, Meta>();
-    const h = spawn(() => sleep(600), { name: 'seen-by-a' });
-    const span = await spanOf(c, metas, 'seen-by-a');
-    await h;
-    await until(c, metas, 5000, (u) => u.taskStats.get(span)?.dropped !== undefined);
+    await watchTaskToEnd(a.port, 'seen-by-a', 600);
     t.pass("a console with retention 0 does not evict what another console's client is owed");
   } finally {
     await a.close();
@@ -963,7 +971,7 @@ test.serial('a burst of more completions than the retention cap within one updat
     const hs: Array<JoinHandle<number>> = [];
     for (let i = 0; i < 10_001; i++) hs.push(spawn(() => i));
     await Promise.all(hs);
-    await until(c, metas, 5000, (u) => u.taskStats.get(span)?.dropped !== undefined);
+    await untilDropped(c, metas, span);
     t.pass('its completion arrived');
     for (let i = 0; i < 100 && completedRecords() > 10_000; i++) await realDelay(20);
     t.true(completedRecords() <= 10_000, `once sent, the cap applies again: ${completedRecords()}`);
