@@ -17,7 +17,7 @@ import * as util from 'node:util';
 import { native } from '../native';
 import { currentBatch, errnoOf, ipv4ToInt, parseNativeAddr, systemError, type SystemError } from '../net/core';
 import { networkInterfaces } from 'node:os';
-import { O_REUSE_ADDR, O_REUSE_PORT, O_V6_ONLY, callReporting, isRuntimeShutdown, reportUncaught } from '../net/common';
+import { O_REUSE_ADDR, O_REUSE_PORT, O_V6_ONLY, callReporting, errorToReport, isRuntimeShutdown, reportUncaught } from '../net/common';
 import { UdpSocket } from '../net';
 import {
   argType,
@@ -464,9 +464,9 @@ export class Socket extends EventEmitter {
         // as 'error', so neither is this one. The common refusals are caught before queueing.
         if ((e as SystemError).syscall === 'send') continue;
         // The socket's runtime is gone (`Runtime.default().shutdown()`): no receive can succeed,
-        // so the socket closes, an end the program asked for, told to 'error' listeners only.
+        // so the socket closes.
         if (isRuntimeShutdown(e as Error)) {
-          if (this.listenerCount('error') > 0) this.#emitSafely('error', e);
+          if (errorToReport(e as Error, this) !== null) this.#emitSafely('error', e);
           if (this.#sock === sock) this.close();
           return;
         }

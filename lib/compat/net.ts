@@ -40,7 +40,7 @@ import {
   type SocketAddress as KyotoAddress,
 } from '../net';
 import { waitConnected } from '../net/tcp-stream';
-import { O_REUSE_PORT, O_V6_ONLY, callReporting, isRuntimeShutdown, pushReporting, reportUncaught } from '../net/common';
+import { O_REUSE_PORT, O_V6_ONLY, callReporting, errorToReport, isRuntimeShutdown, pushReporting, reportUncaught } from '../net/common';
 import { listenTcp } from '../net/tcp-listener';
 import {
   argType,
@@ -1118,9 +1118,7 @@ export class Socket extends Duplex {
 
   /** @internal */
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    // A socket ended by its runtime's shutdown (`Runtime.default().shutdown()`), an end the
-    // program asked for: told to 'error' listeners, never an uncaught exception without one.
-    if (err !== null && isRuntimeShutdown(err) && this.listenerCount('error') === 0) err = null;
+    err = errorToReport(err, this);
     this.connecting = false;
     clearTimeout(this.#timer);
     this.#timer = undefined;
@@ -1665,9 +1663,9 @@ export class Server extends EventEmitter {
       } catch (e) {
         if (this.#listener !== l) return;
         // The listener's runtime is gone (`Runtime.default().shutdown()`): no accept can succeed,
-        // so the server closes, an end the program asked for, told to 'error' listeners only.
+        // so the server closes.
         if (isRuntimeShutdown(e as Error)) {
-          if (this.listenerCount('error') > 0) callReporting(() => this.emit('error', e));
+          if (errorToReport(e as Error, this) !== null) callReporting(() => this.emit('error', e));
           if (this.#listener === l) this.close();
           return;
         }

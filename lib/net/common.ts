@@ -17,6 +17,15 @@ export function isRuntimeShutdown(e: Error): boolean {
   return (e as { code?: string }).code === 'ERR_RUNTIME_SHUTDOWN';
 }
 
+/**
+ * What an emitter of node's streams and sockets (compat's, `toNodeStream()`'s) reports for `err`:
+ * `err`, except that an end by its runtime's shutdown, which the program asked for, goes to
+ * 'error' listeners only and is never an uncaught exception without one (null then).
+ */
+export function errorToReport(err: Error | null, emitter: { listenerCount(event: string): number }): Error | null {
+  return err !== null && isRuntimeShutdown(err) && emitter.listenerCount('error') === 0 ? null : err;
+}
+
 /** Rejects and removes every waiter of `ws`, releasing their loop hold (through `release`). */
 export function rejectAll(ws: Array<{ reject: (e: unknown) => void }>, err: Error, release: (delta: number) => void = hold): void {
   const all = ws.splice(0);

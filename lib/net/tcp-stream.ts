@@ -65,7 +65,7 @@ import {
   O_NODELAY,
   O_KEEPALIVE,
   callReporting,
-  isRuntimeShutdown,
+  errorToReport,
   pushReporting,
 } from './common';
 import type { AddressLike, SignalOption } from './types';
@@ -1107,9 +1107,7 @@ export class TcpStream implements AsyncIterable<Buffer> {
         if (idle !== undefined) clearTimeout(idle);
         idle = undefined;
         self.close();
-        // Ended by its runtime's shutdown, an end the program asked for: told to 'error'
-        // listeners, never an uncaught exception without one (as compat's Socket).
-        cb(err !== null && isRuntimeShutdown(err) && d.listenerCount('error') === 0 ? null : err);
+        cb(errorToReport(err, d));
       },
     });
     const extra = d as Duplex & Record<string, unknown>;
