@@ -356,6 +356,9 @@ export declare function consoleSnapshot(): NativeTaskSnapshot | null
  */
 export declare function consoleTaskHistograms(id: number): NativeTaskHistograms | null
 
+/** How many teardown hooks the calling env holds (internal: a test checks they stay bounded). */
+export declare function envTeardownHooks(): number
+
 /**
  * Adds `delta` (±) to this thread's count of things holding the event loop open (JS-level handles
  * such as an `Interval`). The loop is held while the count of holds and ref'd operations is > 0.

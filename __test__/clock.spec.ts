@@ -4,7 +4,7 @@ import { pause, resume, advance, isPaused, Instant, interval, sleep, timeout, Ru
 import { pathToFileURL } from 'node:url';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { bridge, packageRoot, realDelay, withTimeout } from './helpers';
+import { bridge, native, packageRoot, realDelay, withTimeout } from './helpers';
 
 const near = (x: number): number => Math.round(x * 1000) / 1000;
 
@@ -23,6 +23,17 @@ test.serial('pause/resume/isPaused toggle the clock, and a paused clock stands s
   t.false(isPaused());
   await new Promise((r) => setTimeout(r, 5));
   t.true(Instant.now() > a);
+});
+
+test.serial('pausing and resuming the clock again and again keeps one teardown hook for it', (t) => {
+  pause();
+  resume();
+  const before = native.envTeardownHooks();
+  for (let i = 0; i < 1000; i++) {
+    pause();
+    resume();
+  }
+  t.is(native.envTeardownHooks(), before);
 });
 
 test.serial('advance(ms) is exact for Instant', async (t) => {

@@ -15,6 +15,8 @@ export interface NativeForTests {
   bridgeRefs(): number;
   testCompleteFromThread(ids: number[], value?: string | null): void;
   now(): number;
+  /** How many env-teardown hooks the calling thread's env holds. */
+  envTeardownHooks(): number;
 }
 
 /** The bridge module's test-visible functions. */

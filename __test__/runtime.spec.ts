@@ -2,7 +2,7 @@ import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { Runtime, sleep } from 'kyoto';
+import { Runtime, pause, sleep } from 'kyoto';
 import { descriptorsOpenedSince, linuxTestSerial, openDescriptors, packageRoot, bridge, native, realDelay } from './helpers';
 
 test('Runtime.default() is lazily created, shared and multi-thread', (t) => {
@@ -22,6 +22,18 @@ test('metrics() has every documented field with the right shape', (t) => {
     t.true(Array.isArray(m[k]), k);
     t.is(m[k].length, m.workers, k);
   }
+});
+
+test.serial('runtimes made and shut down in a loop leave nothing behind in the env', async (t) => {
+  // Each one's paused clock too: its hook goes with the runtime.
+  await new Runtime({ flavor: 'current_thread' }).shutdown();
+  const before = native.envTeardownHooks();
+  for (let i = 0; i < 40; i++) {
+    const rt = new Runtime({ flavor: i % 2 === 0 ? 'current_thread' : 'multi_thread', workerThreads: 1 });
+    if (i % 4 === 1) pause({ runtime: rt });
+    await rt.shutdown();
+  }
+  t.is(native.envTeardownHooks(), before);
 });
 
 test('a current_thread runtime has one worker and runs sleeps', async (t) => {

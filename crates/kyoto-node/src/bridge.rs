@@ -216,8 +216,23 @@ pub struct EnvState {
     cap: usize,
     spare: RefCell<Vec<Completion>>,
     cancellable: RefCell<HashMap<u32, Cancellable>>,
-    teardown: RefCell<Vec<Box<dyn FnOnce()>>>,
+    teardown: RefCell<Vec<(TeardownKey, TeardownHook)>>,
     closed: Cell<bool>,
+}
+
+type TeardownHook = Box<dyn FnOnce()>;
+
+/// What a teardown hook is for: an env keeps at most one hook per key, so a hook registered again
+/// (each `pauseClock()`) replaces the last instead of piling up, and one whose object went away
+/// first (a runtime shut down or collected) can be taken back.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum TeardownKey {
+    /// The env's holdings of shared sync objects.
+    Holds,
+    /// Shutting down the runtime at this address, which the env owns.
+    Runtime(usize),
+    /// Resuming the clock the env paused on the runtime at this address.
+    ClockPause(usize),
 }
 
 thread_local! {
@@ -471,9 +486,32 @@ impl EnvState {
         self.sink.lock().queue.len()
     }
 
-    /// Runs `f` when the env is torn down (e.g. shut down a runtime the env created).
-    pub fn on_teardown(&self, f: Box<dyn FnOnce()>) {
-        self.teardown.borrow_mut().push(f);
+    /// Runs `f` when the env is torn down (e.g. shut down a runtime the env created), in place of
+    /// any hook already registered under `key`.
+    pub fn on_teardown(&self, key: TeardownKey, f: Box<dyn FnOnce()>) {
+        let mut hooks = self.teardown.borrow_mut();
+        match hooks.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = f,
+            None => hooks.push((key, f)),
+        }
+    }
+
+    /// Forgets the hook registered under `key`, if any, without running it.
+    pub fn cancel_teardown(&self, key: TeardownKey) {
+        // The old hook drops after the borrow ends: what it captured may have drop code of its own.
+        let taken = {
+            let mut hooks = self.teardown.borrow_mut();
+            hooks
+                .iter()
+                .position(|(k, _)| *k == key)
+                .map(|i| hooks.remove(i))
+        };
+        drop(taken);
+    }
+
+    /// How many teardown hooks are registered (for tests of their bound).
+    pub fn teardown_hooks(&self) -> usize {
+        self.teardown.borrow().len()
     }
 
     /// Drains the queue and delivers it to JS in as few calls as possible.
@@ -610,7 +648,9 @@ unsafe extern "C" fn env_cleanup(_arg: *mut c_void) {
             cancel();
         }
     }
-    for f in state.teardown.borrow_mut().drain(..) {
+    // Taken out first: a hook may drop objects whose `Drop` cancels hooks of their own.
+    let hooks = std::mem::take(&mut *state.teardown.borrow_mut());
+    for (_, f) in hooks {
         f();
     }
 }

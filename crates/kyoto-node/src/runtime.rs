@@ -12,7 +12,7 @@ use kyoto_rt::Handle;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
-use crate::bridge::{self, Value};
+use crate::bridge::{self, TeardownKey, Value};
 use crate::time;
 
 /// Options of `new Runtime(...)` (validated by the TypeScript layer, checked again here).
@@ -305,15 +305,20 @@ impl NativeRuntime {
         let shut = Arc::new(AtomicBool::new(false));
         // Weak: the hook lives as long as the env, and a strong reference would keep a runtime
         // that was shut down and collected (its epoll and eventfd descriptors) until then.
+        // `shutdown()` and `Drop` take the hook back, so runtimes made and ended in a loop leave
+        // nothing behind in the env.
         let (rt2, shut2) = (Arc::downgrade(&rt), shut.clone());
-        env.on_teardown(Box::new(move || {
-            if let Some(rt2) = rt2.upgrade() {
-                if !shut2.swap(true, Ordering::AcqRel) {
-                    // Never block env teardown on runtime threads.
-                    let _ = spawn_shutdown(rt2, Duration::from_secs(5), None);
+        env.on_teardown(
+            TeardownKey::Runtime(Arc::as_ptr(&rt) as usize),
+            Box::new(move || {
+                if let Some(rt2) = rt2.upgrade() {
+                    if !shut2.swap(true, Ordering::AcqRel) {
+                        // Never block env teardown on runtime threads.
+                        let _ = spawn_shutdown(rt2, Duration::from_secs(5), None);
+                    }
                 }
-            }
-        }));
+            }),
+        );
         Ok(NativeRuntime {
             rt,
             owned: true,
@@ -456,13 +461,18 @@ impl NativeRuntime {
         }
         let gen = self.rt.pause_gen.fetch_add(1, Ordering::AcqRel) + 1;
         let rt = Arc::downgrade(&self.rt); // as in `new`: the hook must not keep the runtime
-        env.on_teardown(Box::new(move || {
-            if let Some(rt) = rt.upgrade() {
-                if rt.pause_gen.load(Ordering::Acquire) == gen {
-                    let _ = rt.handle.resume_clock();
+                                           // Keyed by runtime: this pause's hook replaces the env's last one for this runtime, whose
+                                           // pause has ended (this one could not have started otherwise).
+        env.on_teardown(
+            TeardownKey::ClockPause(Arc::as_ptr(&self.rt) as usize),
+            Box::new(move || {
+                if let Some(rt) = rt.upgrade() {
+                    if rt.pause_gen.load(Ordering::Acquire) == gen {
+                        let _ = rt.handle.resume_clock();
+                    }
                 }
-            }
-        }));
+            }),
+        );
         Ok(true)
     }
 
@@ -545,11 +555,32 @@ impl NativeRuntime {
             op.complete(Value::Undefined);
             return Ok(());
         }
+        self.forget_teardown();
         spawn_shutdown(self.rt.clone(), ms_duration(timeout_ms), Some(op))
     }
 }
 
+/// How many teardown hooks the calling env holds (internal: a test checks they stay bounded).
+#[napi]
+pub fn env_teardown_hooks() -> Result<u32> {
+    Ok(bridge::current()?.teardown_hooks() as u32)
+}
+
 impl NativeRuntime {
+    /// Takes back this env's hooks for an owned runtime that ended: nothing is left to do for it
+    /// at env teardown.
+    fn forget_teardown(&self) {
+        if !self.owned {
+            return;
+        }
+        // No env: it is being torn down, and its hooks were taken out already.
+        if let Ok(env) = bridge::current() {
+            let at = Arc::as_ptr(&self.rt) as usize;
+            env.cancel_teardown(TeardownKey::Runtime(at));
+            env.cancel_teardown(TeardownKey::ClockPause(at));
+        }
+    }
+
     /// The runtime behind this handle (for other modules of the binding).
     #[allow(dead_code)]
     pub fn inner(&self) -> &Arc<RtInner> {
@@ -563,5 +594,6 @@ impl Drop for NativeRuntime {
         if self.owned && !self.shut.swap(true, Ordering::AcqRel) {
             let _ = spawn_shutdown(self.rt.clone(), Duration::from_secs(5), None);
         }
+        self.forget_teardown();
     }
 }

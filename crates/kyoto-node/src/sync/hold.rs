@@ -120,10 +120,13 @@ pub fn current() -> napi::Result<Arc<EnvHold>> {
         }),
     });
     let h2 = hold.clone();
-    state.on_teardown(Box::new(move || {
-        HOLD.with(|h| h.borrow_mut().take());
-        h2.kill();
-    }));
+    state.on_teardown(
+        crate::bridge::TeardownKey::Holds,
+        Box::new(move || {
+            HOLD.with(|h| h.borrow_mut().take());
+            h2.kill();
+        }),
+    );
     HOLD.with(|h| *h.borrow_mut() = Some(hold.clone()));
     Ok(hold)
 }
