@@ -83,6 +83,18 @@ test('a loop of lock operations that all complete at once still lets timers run 
   });
 });
 
+test('a loop of joins of tasks that finish without waiting still lets timers run: spawn and JoinSet', async (t) => {
+  await timerFiresBeside(t, {
+    spawn: `for (;;) await spawn(() => 1);`,
+    'spawn, async body': `for (;;) await spawn(async () => 1);`,
+    'spawn, failing task': `for (;;) await spawn(() => { throw new Error('x'); }).catch(() => {});`,
+    'a handle joined again': `const h = spawn(() => 1); for (;;) await h;`,
+    'JoinSet joinNext': `const s = new JoinSet(); for (;;) { s.spawn(() => 1); await s.joinNext(); }`,
+    'JoinSet joinNext, empty': `const s = new JoinSet(); for (;;) await s.joinNext();`,
+    'JoinSet joinAll': `for (;;) { const s = new JoinSet(); s.spawn(() => 1); s.spawn(async () => 2); await s.joinAll(); }`,
+  });
+});
+
 test('a settlement that waits for the coop budget keeps what its call took: values in call order, a lock held at once, an abort too late to matter', async (t) => {
   const code = `${PRELUDE}
     // From a timer callback: a turn that has spent no budget yet.
