@@ -6,8 +6,12 @@
  */
 import { abortReason, illegalConstructor, kConstruct } from '../errors';
 import { InvalidStateError, RecvError, TryRecvError } from './errors';
-import { RESOLVED, WaitList, Waiter, signalOf, type WaitOptions } from './internal';
+import { WaitList, Waiter, signalOf, type WaitOptions } from './internal';
 import { CELL, CLOSED, EMPTY, encode, makeHandle, nwait, registerReviver, sn, track, untrack, type NCell, type SyncHandle } from './native';
+import { rejectNow, settleNow } from '../runtime/coop';
+
+// A promise settled at the call (a value already sent, a closed channel) settles through the coop
+// budget, so a loop of such calls still lets the event loop turn.
 
 class Cell<T> {
   value: T | undefined = undefined;
@@ -40,7 +44,7 @@ class Cell<T> {
     const w = this.rx;
     if (w !== null) {
       this.rx = null;
-      nativeRecv<T>(this).then(w.resolve, w.reject);
+      nativeRecv<T>(this, true).then(w.resolve, w.reject);
     }
     for (const cw of this.closedWaiters.drain()) {
       const signal = cw.signal;
@@ -69,14 +73,17 @@ class Cell<T> {
   }
 }
 
-/** Shared mode: the value (awaiting it), or `RecvError` when the sender closed unsent. */
-function nativeRecv<T>(c: Cell<T>): Promise<T> {
+/**
+ * Shared mode: the value (awaiting it), or `RecvError` when the sender closed unsent. `waited`:
+ * the receive has waited already (its outcome then settles outside the coop budget).
+ */
+function nativeRecv<T>(c: Cell<T>, waited: boolean): Promise<T> {
   const n = c.n!;
   const r = n.osTryRecv();
-  if (r === EMPTY) return nwait<void>(undefined, (id) => n.osRecvWait(id)).then(() => nativeRecv<T>(c));
+  if (r === EMPTY) return nwait<void>(undefined, (id) => n.osRecvWait(id)).then(() => nativeRecv<T>(c, true));
   c.dropRx();
-  if (r === CLOSED) return Promise.reject(new RecvError('closed'));
-  return Promise.resolve(r as T);
+  if (r === CLOSED) return waited ? Promise.reject(new RecvError('closed')) : rejectNow(new RecvError('closed'));
+  return waited ? Promise.resolve(r as T) : settleNow(r as T);
 }
 
 /** Drops the sender end without sending (explicit close, or the sender object was collected). */
@@ -172,11 +179,11 @@ export class OneshotSender<T> {
     const c = this.#c;
     const n = c.n;
     if (n !== undefined) {
-      if (n.osRxClosed()) return RESOLVED;
+      if (n.osRxClosed()) return settleNow(undefined);
       return nwait<void>(signal, (id) => n.osClosedWait(id));
     }
-    if (c.rxClosed) return RESOLVED;
-    if (signal !== undefined && signal.aborted) return Promise.reject(abortReason(signal));
+    if (c.rxClosed) return settleNow(undefined);
+    if (signal !== undefined && signal.aborted) return rejectNow(abortReason(signal));
     return new Promise<void>((resolve, reject) => {
       const w = new Waiter<void>(resolve, reject);
       c.closedWaiters.push(w);
@@ -239,10 +246,10 @@ export class OneshotReceiver<T> implements PromiseLike<T> {
   }
 
   #promise(): Promise<T> {
-    if (this.#moved) return Promise.reject(movedError());
+    if (this.#moved) return rejectNow(movedError());
     const c = this.#c;
     if (c.promise !== null) return c.promise;
-    if (c.n !== undefined) return (c.promise = nativeRecv<T>(c));
+    if (c.n !== undefined) return (c.promise = nativeRecv<T>(c, false));
     if (c.has) {
       const v = c.value as T;
       c.value = undefined;
@@ -250,9 +257,9 @@ export class OneshotReceiver<T> implements PromiseLike<T> {
       c.taken = true;
       c.rxClosed = true;
       c.wakeClosed();
-      return (c.promise = Promise.resolve(v));
+      return (c.promise = settleNow(v));
     }
-    if (c.txClosed || c.rxClosed) return (c.promise = Promise.reject(new RecvError('closed')));
+    if (c.txClosed || c.rxClosed) return (c.promise = rejectNow(new RecvError('closed')));
     return (c.promise = new Promise<T>((resolve, reject) => {
       c.rx = new Waiter<T>(
         (v) => {
