@@ -28,11 +28,7 @@
  * `code: 'ERR_DATA_CLONE'` before anything moves: thrown by synchronous calls, a rejection of
  * Promise-returning ones (a bounded `Sender.send`).
  *
- * Every wait takes `{ signal }`; aborting it behaves as dropping the Tokio future. What completes at
- * the call settles through tokio's coop budget: at most 128 such settlements (socket sends
- * included) between two turns of the event loop, the rest from `setImmediate`, so a loop of them
- * cannot starve timers and I/O; what the call did (a message taken, a lock acquired) is done at
- * the call either way.
+ * Every wait takes `{ signal }`; aborting it behaves as dropping the Tokio future.
  * @module
  */
 export * as mpsc from './sync/mpsc';

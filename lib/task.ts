@@ -17,7 +17,6 @@ import {
 import { Runtime } from './runtime';
 import { spawnBlockingOn } from './task/blocking';
 import { holdClock, releaseClock } from './runtime/clock-hold';
-import { rejectNow, sameTurn, settleNow, turnMark } from './runtime/coop';
 import { observingTasks, taskSpawned, taskEnded, firstPoll, type TaskRec, type TaskOutcome } from './console/instrument';
 
 let nextTaskId = 1;
@@ -65,18 +64,6 @@ function panicMessage(cause: unknown): string {
 
 type Outcome<T> = { ok: true; value: T } | { ok: false; error: JoinError };
 
-/**
- * What a join returns for `o`, asked for in the turn `mark` was taken in. A result that arrives in
- * that same turn (the task had finished, or finished without waiting for the loop) settles
- * through the coop budget, as a tokio `JoinHandle` poll that completes spends it: a loop of
- * `await spawn(...)` must still let the event loop turn. One that arrives later waited already.
- */
-function joined<T>(o: { ok: true; value: T } | { ok: false; error: unknown }, mark: number): T | Promise<T> {
-  if (sameTurn(mark)) return o.ok ? settleNow(o.value) : rejectNow(o.error);
-  if (o.ok) return o.value;
-  throw o.error;
-}
-
 /** Options of {@link spawn}. */
 export interface SpawnOptions {
   /** A name for diagnostics. */
@@ -104,6 +91,7 @@ export class JoinHandle<T> implements PromiseLike<T> {
   #settle: ((o: Outcome<T>) => void) | undefined;
   /** @internal Settles with the outcome; never rejects. */
   readonly _outcome: Promise<Outcome<T>>;
+  #result: Promise<T> | undefined;
   /** Spawned while a console served or a `kyoto:task:*` channel had subscribers. */
   #observed = false;
   #rec: TaskRec | undefined;
@@ -175,10 +163,14 @@ export class JoinHandle<T> implements PromiseLike<T> {
     else settle({ ok: false, error: new JoinError(this.id, status === 2, status === 2 ? undefined : value) });
   }
 
-  /** The task's value as a promise, for one join (see {@link joined}). */
   #promise(): Promise<T> {
-    const mark = turnMark();
-    return this._outcome.then((o) => joined(o, mark));
+    if (this.#result === undefined) {
+      this.#result = this._outcome.then((o) => {
+        if (o.ok) return o.value;
+        throw o.error;
+      });
+    }
+    return this.#result;
   }
 
   /** Settles with the task's value, or rejects with its {@link JoinError}. */
@@ -322,12 +314,14 @@ export class JoinSet<T> implements AsyncIterable<T>, AsyncDisposable {
     const opts = optionsBag<{ signal?: AbortSignal }>(options);
     validateSignal(opts.signal);
     const signal = opts.signal;
-    const mark = turnMark();
     for (;;) {
       const o = this.#take();
-      if (o !== undefined) return joined(o, mark);
-      if (this.#tasks.size === 0) return joined({ ok: true, value: undefined }, mark);
-      if (signal?.aborted) return joined({ ok: false, error: abortReason(signal) }, mark);
+      if (o !== undefined) {
+        if (o.ok) return o.value;
+        throw o.error;
+      }
+      if (this.#tasks.size === 0) return undefined;
+      if (signal?.aborted) throw abortReason(signal);
       await new Promise<void>((resolve, reject) => {
         const onAbort = (): void => {
           this.#waiters = this.#waiters.filter((w) => w !== wake);

@@ -9,12 +9,8 @@
  */
 import { abortReason, illegalConstructor, kConstruct, invalidArgType, outOfRange } from '../errors';
 import { InvalidStateError, RecvError, SendError, TryRecvError } from './errors';
-import { ITER_END, RecvIterator, WaitList, Waiter, signalOf, type WaitOptions } from './internal';
+import { ITER_END, RESOLVED, RecvIterator, WaitList, Waiter, signalOf, type WaitOptions } from './internal';
 import { CELL, CLOSED, EMPTY, encode, makeHandle, nwait, registerReviver, sn, track, untrack, type NCell, type SyncHandle } from './native';
-import { rejectNow, settleNow } from '../runtime/coop';
-
-// A promise settled at the call (a value already there, a lag, a closed channel) settles through
-// the coop budget, so a loop of such calls still lets the event loop turn.
 
 const MAX_CAPACITY = 2 ** 30;
 
@@ -143,8 +139,6 @@ class RxWaiter<T> extends Waiter<void> {
 const RESULT_EMPTY = 0;
 const RESULT_CLOSED = 1;
 
-const laggedRecvError = (n: number): RecvError => new RecvError('lagged', n);
-
 /**
  * The sending half of a broadcast channel. Obtained from {@link channel}; not constructed directly
  * (`new` throws `ERR_ILLEGAL_CONSTRUCTOR`).
@@ -238,11 +232,11 @@ export class BroadcastSender<T> {
     const s = this.#s;
     const n = s.n;
     if (n !== undefined) {
-      if (n.bcRxCount() === 0) return settleNow(undefined);
+      if (n.bcRxCount() === 0) return RESOLVED;
       return nwait<void>(signal, (id) => n.bcClosedWait(id));
     }
-    if (s.rxCount === 0) return settleNow(undefined);
-    if (signal !== undefined && signal.aborted) return rejectNow(abortReason(signal));
+    if (s.rxCount === 0) return RESOLVED;
+    if (signal !== undefined && signal.aborted) return Promise.reject(abortReason(signal));
     return new Promise<void>((resolve, reject) => {
       const w = new Waiter<void>(resolve, reject);
       s.closedWaiters.push(w);
@@ -365,39 +359,13 @@ export class BroadcastReceiver<T> implements AsyncIterable<T> {
    * The next value; `undefined` once every sender is closed and everything retained was received.
    * Rejects once with `RecvError` (`kind: 'lagged'`, `skipped`) after falling behind. Cancel-safe.
    */
-  recv(options?: WaitOptions): Promise<T | undefined> {
-    let signal: AbortSignal | undefined;
-    try {
-      signal = signalOf(options);
-    } catch (e) {
-      return rejectNow(e); // (a rejection, as from the async function this was)
-    }
-    return this.#recv(signal, undefined);
-  }
-
-  /**
-   * A receive: the next value, `end` once the channel is closed and drained. What is there at
-   * the call settles through the coop budget; then it waits until something is.
-   */
-  #recv<E>(signal: AbortSignal | undefined, end: E): Promise<T | E> {
-    let r: { v: T } | number;
-    try {
-      r = this.#poll(laggedRecvError);
-    } catch (e) {
-      return rejectNow(e);
-    }
-    if (typeof r === 'object') return settleNow(r.v);
-    if (r === RESULT_CLOSED) return settleNow(end);
-    if (signal !== undefined && signal.aborted) return rejectNow(abortReason(signal));
-    return this.#waitAndRecv(signal, end);
-  }
-
-  async #waitAndRecv<E>(signal: AbortSignal | undefined, end: E): Promise<T | E> {
+  async recv(options?: WaitOptions): Promise<T | undefined> {
+    const signal = signalOf(options);
     for (;;) {
-      await this.#wait(signal);
-      const r = this.#poll(laggedRecvError);
+      const r = this.#poll((n) => new RecvError('lagged', n));
       if (typeof r === 'object') return r.v;
-      if (r === RESULT_CLOSED) return end;
+      if (r === RESULT_CLOSED) return undefined;
+      await this.#wait(signal);
     }
   }
 
@@ -498,7 +466,14 @@ export class BroadcastReceiver<T> implements AsyncIterable<T> {
    * `return()` (a `break` out of `for await`) cancels a wait in flight.
    */
   [Symbol.asyncIterator](): AsyncIterableIterator<T> {
-    return new RecvIterator<T>((signal) => this.#recv(signal, ITER_END));
+    return new RecvIterator<T>(async (signal) => {
+      for (;;) {
+        const r = this.#poll((n) => new RecvError('lagged', n));
+        if (typeof r === 'object') return r.v;
+        if (r === RESULT_CLOSED) return ITER_END;
+        await this.#wait(signal);
+      }
+    });
   }
 }
 

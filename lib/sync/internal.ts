@@ -6,7 +6,6 @@
 import { setMaxListeners } from 'node:events';
 import { abortReason, invalidArgType, outOfRange, validateSignal } from '../errors';
 import { AcquireError, TryAcquireError } from './errors';
-import { rejectNow, settleNow } from '../runtime/coop';
 
 /**
  * An AbortController of kyoto's own whose signal every pending wait of one object listens to,
@@ -152,6 +151,8 @@ export function validatePermits(n: unknown, name = 'n'): asserts n is number {
   if (!Number.isInteger(n) || n < 0 || n > MAX_PERMITS) throw outOfRange(name, `an integer >= 0 && <= ${MAX_PERMITS}`, n);
 }
 
+export const RESOLVED: Promise<void> = Promise.resolve();
+
 /**
  * Declares that instances of `cls` are not thenables, on its prototype. Resolving a promise with an
  * object looks up its `then`; without this the lookup walks the whole prototype chain down to
@@ -273,14 +274,13 @@ export class JsSem implements SemCore {
   }
 
   acquire<T, O>(n: number, signal: AbortSignal | undefined, make: Make<T, O>, owner: O): Promise<T> {
-    // Settled at once: through the coop budget (the permits are taken now either way).
-    if (this.closed) return rejectNow(new AcquireError());
+    if (this.closed) return Promise.reject(new AcquireError());
     if (n === 0 || (this.queue.size === 0 && this.permits >= n)) {
       this.permits -= n;
       this.held += n;
-      return settleNow(make(owner, 0, n));
+      return Promise.resolve(make(owner, 0, n));
     }
-    if (signal !== undefined && signal.aborted) return rejectNow(abortReason(signal));
+    if (signal !== undefined && signal.aborted) return Promise.reject(abortReason(signal));
     const w = new SemWaiter(n, make, owner);
     // (TurboFan inlines this executor into the Promise constructor.)
     const p = new Promise<T>((resolve, reject) => {
@@ -429,14 +429,14 @@ export class RecvIterator<T> implements AsyncIterableIterator<T> {
 
   /** The next message, or `{ done: true }` once the channel is closed and drained or `return()` was called. */
   next(): Promise<IteratorResult<T, undefined>> {
-    if (this.#done) return settleNow({ done: true, value: undefined });
+    if (this.#done) return Promise.resolve({ done: true, value: undefined });
     const ac = (this.#ac ??= ownController());
     let p: Promise<T | typeof ITER_END>;
     try {
       p = this.#recv(ac.signal);
     } catch (e) {
       this.#done = true;
-      return rejectNow(e);
+      return Promise.reject(e);
     }
     return p.then(
       (v): IteratorResult<T, undefined> => {
@@ -459,7 +459,7 @@ export class RecvIterator<T> implements AsyncIterableIterator<T> {
       this.#done = true;
       this.#ac?.abort(RETURNED);
     }
-    return settleNow({ done: true, value: undefined });
+    return Promise.resolve({ done: true, value: undefined });
   }
 
   /** This iterator. */

@@ -14,7 +14,7 @@
  */
 import { abortReason, illegalConstructor, kConstruct, invalidArgType, outOfRange, validateInteger } from '../errors';
 import { InvalidStateError, SendError, TryAcquireError, TryRecvError, TrySendError } from './errors';
-import { ITER_END, JsSem, MAX_PERMITS, RecvIterator, type Make, WaitList, Waiter, notThenable, signalOf, validatePermits, type WaitOptions } from './internal';
+import { ITER_END, JsSem, MAX_PERMITS, RESOLVED, RecvIterator, type Make, WaitList, Waiter, notThenable, signalOf, validatePermits, type WaitOptions } from './internal';
 import {
   BATCH,
   BATCH_MAX,
@@ -31,14 +31,11 @@ import {
   type NChan,
   type SyncHandle,
 } from './native';
-import { rejectNow, settleNow } from '../runtime/coop';
-
-// A promise settled at the call (a message taken, a send done, a closed channel) settles through
-// the coop budget, so a loop of such calls still lets the event loop turn. Only the settlement
-// can wait: what the call did is done.
 
 const END: unique symbol = Symbol('kyoto.sync.end');
 type End = typeof END;
+const RESOLVED_UNDEFINED: Promise<undefined> = Promise.resolve(undefined);
+const RESOLVED_EMPTY_ARRAY = (): Promise<never[]> => Promise.resolve([]);
 
 /** Slots of a sender ring (must match `RING_N` and the layout in `crates/kyoto-node/src/sync/ring.rs`). */
 const RING_N = 1024;
@@ -404,10 +401,10 @@ class Chan<T> {
 
   /** Waits for the next message or the end. */
   next(signal: AbortSignal | undefined): Promise<T | End> {
-    if (this.n !== undefined) return nativeNext(this, signal, false);
-    if (this.len > 0) return settleNow(this.take());
-    if (this.closed() && this.idle()) return settleNow(END);
-    if (signal !== undefined && signal.aborted) return rejectNow(abortReason(signal));
+    if (this.n !== undefined) return nativeNext(this, signal);
+    if (this.len > 0) return Promise.resolve(this.take());
+    if (this.closed() && this.idle()) return Promise.resolve(END);
+    if (signal !== undefined && signal.aborted) return Promise.reject(abortReason(signal));
     return new Promise<T | End>((resolve, reject) => {
       const w = new Waiter<T | End>(resolve, reject);
       this.rxWaiters.push(w);
@@ -451,7 +448,7 @@ class Chan<T> {
     for (const w of this.rxWaiters.drain()) {
       const signal = w.signal;
       w.disarm();
-      nativeNext<T>(this, signal, true).then(w.resolve, w.reject);
+      nativeNext<T>(this, signal).then(w.resolve, w.reject);
     }
     for (const w of this.closedWaiters.drain()) {
       const signal = w.signal;
@@ -462,21 +459,14 @@ class Chan<T> {
   }
 }
 
-/**
- * Shared mode: the next message or the end, waiting in native code while there is neither.
- * `waited`: the receive has waited already (its outcome then settles outside the coop budget).
- */
-function nativeNext<T>(c: Chan<T>, signal: AbortSignal | undefined, waited: boolean): Promise<T | End> {
-  if (c.rxMoved) return waited ? Promise.reject(rxMovedError()) : rejectNow(rxMovedError());
-  let v: T | End;
-  if (c.blen > 0) v = c.bshift();
-  else {
-    const n = c.n!;
-    const k = c.pull(n, c.cap === 0 ? BATCH_MAX : 1);
-    if (k === 0) return nativeRecvWait(c, n, signal).then(() => nativeNext<T>(c, signal, true));
-    v = k > 0 ? c.bshift() : END;
-  }
-  return waited ? Promise.resolve(v) : settleNow(v);
+function nativeNext<T>(c: Chan<T>, signal: AbortSignal | undefined): Promise<T | End> {
+  if (c.rxMoved) return Promise.reject(rxMovedError());
+  if (c.blen > 0) return Promise.resolve(c.bshift());
+  const n = c.n!;
+  const k = c.pull(n, c.cap === 0 ? BATCH_MAX : 1);
+  if (k > 0) return Promise.resolve(c.bshift());
+  if (k < 0) return Promise.resolve(END);
+  return nativeRecvWait(c, n, signal).then(() => nativeNext<T>(c, signal));
 }
 
 /** Waits for the native channel to have something for the receiver, counted in `rxPending`. */
@@ -496,7 +486,7 @@ function nativeRecvWait<T>(c: Chan<T>, n: NChan, signal: AbortSignal | undefined
 const rxMovedError = (): InvalidStateError => new InvalidStateError('this receiver was moved to another thread by share()');
 
 function nativeClosed(n: NChan, signal: AbortSignal | undefined): Promise<void> {
-  if (n.rxClosed()) return settleNow(undefined);
+  if (n.rxClosed()) return RESOLVED;
   return nwait<void>(signal, (id) => n.closedWait(id));
 }
 
@@ -510,7 +500,7 @@ const dropReceiver = (c: Chan<unknown>, key: number): void => {
 const releasePermit = (c: Chan<unknown>, key: number): void => c.permitRelease(key, MAX_PERMITS);
 
 function sendersClosed(): Promise<never> {
-  return rejectNow(new InvalidStateError('this sender was closed'));
+  return Promise.reject(new InvalidStateError('this sender was closed'));
 }
 
 /** Common sender methods. */
@@ -535,8 +525,8 @@ abstract class SenderBase<T> {
     const signal = signalOf(options);
     const c = this._c;
     if (c.n !== undefined) return nativeClosed(c.n, signal);
-    if (c.rxClosed) return settleNow(undefined);
-    if (signal !== undefined && signal.aborted) return rejectNow(abortReason(signal));
+    if (c.rxClosed) return RESOLVED;
+    if (signal !== undefined && signal.aborted) return Promise.reject(abortReason(signal));
     return new Promise<void>((resolve, reject) => {
       const w = new Waiter<void>(resolve, reject);
       c.closedWaiters.push(w);
@@ -649,19 +639,19 @@ export class Sender<T> extends SenderBase<T> {
     const c = this._c;
     const n = c.n;
     if (n !== undefined) {
-      if (boundedRingPut(c as Chan<unknown>, n, value)) return settleNow(undefined);
+      if (boundedRingPut(c as Chan<unknown>, n, value)) return RESOLVED;
       try {
         return nativeSend(n, value, signal);
       } catch (e) {
-        return rejectNow(e); // the value could not be cloned (a Promise API does not throw)
+        return Promise.reject(e); // the value could not be cloned (a Promise API does not throw)
       }
     }
     const s = c.sem!;
-    if (c.rxClosed) return rejectNow(new SendError());
+    if (c.rxClosed) return Promise.reject(new SendError());
     if (s.queue.size === 0 && s.permits > 0) {
       s.permits--;
       c.deliver(value);
-      return settleNow(undefined);
+      return RESOLVED;
     }
     return s.acquire(1, signal, (o: Chan<T>, key) => o.permitSend(key, value), c).catch(mapSendError);
   }
@@ -702,15 +692,15 @@ export class Sender<T> extends SenderBase<T> {
     const signal = signalOf(options);
     if (this._dropped) return sendersClosed();
     const c = this._c;
-    if (n > c.cap) return rejectNow(new SendError('requested more slots than the channel capacity'));
+    if (n > c.cap) return Promise.reject(new SendError('requested more slots than the channel capacity'));
     const nc = c.n;
     if (nc !== undefined) {
       const k = nc.tryReserve(n);
-      if (k >= 0) return settleNow(new Permit<T>(kConstruct, c, k, n));
-      if (k === -2) return rejectNow(new SendError());
+      if (k >= 0) return Promise.resolve(new Permit<T>(kConstruct, c, k, n));
+      if (k === -2) return Promise.reject(new SendError());
       return nwait<number>(signal, (id) => nc.reserveWait(id, n)).then((key) => new Permit<T>(kConstruct, c, key, n), mapSendError);
     }
-    if (c.rxClosed) return rejectNow(new SendError());
+    if (c.rxClosed) return Promise.reject(new SendError());
     return c.sem!.acquire(n, signal, makePermit as Make<Permit<T>, Chan<T>>, c).catch(mapSendError);
   }
 
@@ -770,8 +760,8 @@ function nativeSend<T>(n: NChan, value: T, signal: AbortSignal | undefined): Pro
   const tag = tagOf(value);
   const p = payload(value, tag);
   const r = n.trySend(p, tag);
-  if (r === 0) return settleNow(undefined);
-  if (r === 2) return rejectNow(new SendError());
+  if (r === 0) return RESOLVED;
+  if (r === 2) return Promise.reject(new SendError());
   return nwait<number>(signal, (id) => n.reserveWait(id, 1)).then((key) => n.permitSend(key, p, tag), mapSendError);
 }
 
@@ -840,12 +830,12 @@ export class Receiver<T> implements AsyncIterable<T> {
     try {
       c = this.#live();
     } catch (e) {
-      return rejectNow(e);
+      return Promise.reject(e);
     }
     if (c.n === undefined) {
-      if (c.len > 0) return settleNow(c.take());
-      if (c.closed() && c.idle()) return settleNow(undefined);
-    } else if (c.blen > 0) return settleNow(c.bshift());
+      if (c.len > 0) return Promise.resolve(c.take());
+      if (c.closed() && c.idle()) return RESOLVED_UNDEFINED;
+    } else if (c.blen > 0) return Promise.resolve(c.bshift());
     return c.next(signal).then(unEnd);
   }
 
@@ -860,11 +850,11 @@ export class Receiver<T> implements AsyncIterable<T> {
     try {
       c = this.#live();
     } catch (e) {
-      return rejectNow(e);
+      return Promise.reject(e);
     }
-    if (limit === 0) return settleNow([]);
-    if (c.n !== undefined) return nativeMany<T>(c, limit, signal, false);
-    if (c.len > 0) return settleNow(c.takeMany(limit));
+    if (limit === 0) return RESOLVED_EMPTY_ARRAY();
+    if (c.n !== undefined) return nativeMany<T>(c, limit, signal);
+    if (c.len > 0) return Promise.resolve(c.takeMany(limit));
     return c.next(signal).then((v) => {
       if (v === END) return [];
       const out = [v];
@@ -976,18 +966,14 @@ function unEnd<T>(v: T | End): T | undefined {
   return v === END ? undefined : v;
 }
 
-/** Shared mode: `recvMany`; `waited` as in {@link nativeNext}. */
-function nativeMany<T>(c: Chan<T>, limit: number, signal: AbortSignal | undefined, waited: boolean): Promise<T[]> {
-  if (c.rxMoved) return waited ? Promise.reject(rxMovedError()) : rejectNow(rxMovedError());
-  let out: T[];
-  if (c.blen > 0) out = c.btake(limit);
-  else {
-    const n = c.n!;
-    const k = c.pull(n, limit);
-    if (k === 0) return nativeRecvWait(c, n, signal).then(() => nativeMany<T>(c, limit, signal, true));
-    out = k > 0 ? c.btake(limit) : [];
-  }
-  return waited ? Promise.resolve(out) : settleNow(out);
+function nativeMany<T>(c: Chan<T>, limit: number, signal: AbortSignal | undefined): Promise<T[]> {
+  if (c.rxMoved) return Promise.reject(rxMovedError());
+  if (c.blen > 0) return Promise.resolve(c.btake(limit));
+  const n = c.n!;
+  const k = c.pull(n, limit);
+  if (k > 0) return Promise.resolve(c.btake(limit));
+  if (k < 0) return RESOLVED_EMPTY_ARRAY();
+  return nativeRecvWait(c, n, signal).then(() => nativeMany<T>(c, limit, signal));
 }
 
 /**

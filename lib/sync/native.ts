@@ -6,10 +6,9 @@
 import * as v8 from 'node:v8';
 import { native } from '../native';
 import { submitCancellable, type OpOwner } from '../bridge';
-import { abortReason, dataCloneError, invalidArgType, outOfRange } from '../errors';
+import { dataCloneError, invalidArgType, outOfRange } from '../errors';
 import { AcquireError, InvalidHandleError, SendError, TryAcquireError } from './errors';
 import { MAX_PERMITS, type Make, type SemCore } from './internal';
-import { rejectNow, settleNow } from '../runtime/coop';
 
 /** Shared semaphore state (Semaphore, Mutex, RwLock). */
 export interface NSem {
@@ -320,13 +319,8 @@ export function payload(v: unknown, tag: number): unknown {
 
 const OWNER = { _ownerTag: true } as OpOwner;
 
-/**
- * A cross-thread wait: `start(id)` queues a native waiter naming op `id` of this env. With
- * `signal` aborted already, it rejects at once (through the coop budget, as every settlement of
- * `kyoto/sync` made at the call) and nothing is queued.
- */
+/** A cross-thread wait: `start(id)` queues a native waiter naming op `id` of this env. */
 export function nwait<T>(signal: AbortSignal | undefined, start: (id: number) => void): Promise<T> {
-  if (signal !== undefined && signal.aborted) return rejectNow(abortReason(signal));
   return submitCancellable<T>(OWNER, signal, (id) => start(id));
 }
 
@@ -392,9 +386,8 @@ export class NativeSemCore implements SemCore {
 
   acquire<T, O>(need: number, signal: AbortSignal | undefined, make: Make<T, O>, owner: O): Promise<T> {
     const k = this.n.tryAcquire(need);
-    // Settled at once: through the coop budget (the permits are taken now either way).
-    if (k >= 0) return settleNow(make(owner, k, need));
-    if (k === -2) return rejectNow(new AcquireError());
+    if (k >= 0) return Promise.resolve(make(owner, k, need));
+    if (k === -2) return Promise.reject(new AcquireError());
     return nwait<number>(signal, (id) => this.n.acquireWait(id, need)).then((key) => make(owner, key, need), mapSemError);
   }
 

@@ -4,7 +4,7 @@
  */
 import { abortReason, invalidArgType, validateInteger } from '../errors';
 import { SetError } from './errors';
-import { JsSem, KEY, WaitList, Waiter, signalOf, type WaitOptions } from './internal';
+import { JsSem, KEY, RESOLVED, WaitList, Waiter, signalOf, type WaitOptions } from './internal';
 import {
   CELL,
   EMPTY,
@@ -18,11 +18,6 @@ import {
   type NNotify,
   type SyncHandle,
 } from './native';
-import { rejectNow, sameTurn, settleNow, turnMark } from '../runtime/coop';
-
-// A promise settled at the call (a stored permit consumed, the last party arriving, a value
-// already set) settles through the coop budget, so a loop of such calls still lets the event
-// loop turn.
 
 // How `fromShared` builds each class over revived native state. Assigned in the classes' static
 // blocks, which can set #private fields, rather than being statics: user code must not be able to
@@ -49,14 +44,14 @@ export class Notify {
     const signal = signalOf(options);
     const n = this.#n;
     if (n !== undefined) {
-      if (n.tryTake()) return settleNow(undefined);
+      if (n.tryTake()) return RESOLVED;
       return nwait<void>(signal, (id) => n.wait(id));
     }
     if (this.#permit) {
       this.#permit = false;
-      return settleNow(undefined);
+      return RESOLVED;
     }
-    if (signal !== undefined && signal.aborted) return rejectNow(abortReason(signal));
+    if (signal !== undefined && signal.aborted) return Promise.reject(abortReason(signal));
     return new Promise<void>((resolve, reject) => {
       const w = new Waiter<void>(resolve, reject);
       this.#waiters.push(w);
@@ -153,14 +148,14 @@ export class Barrier {
     if (nb !== undefined) {
       return nwait<number>(signal, (id) => nb.wait(id)).then((x) => (x === 1 ? LEADER : FOLLOWER));
     }
-    if (signal !== undefined && signal.aborted) return rejectNow(abortReason(signal));
+    if (signal !== undefined && signal.aborted) return Promise.reject(abortReason(signal));
     this.#arrived++;
     if (this.#arrived >= this.#n) {
       const ws = this.#waiting;
       this.#waiting = [];
       this.#arrived = 0;
       for (const w of ws) w.settle(FOLLOWER);
-      return settleNow(LEADER);
+      return Promise.resolve(LEADER);
     }
     return new Promise<BarrierWaitResult>((resolve, reject) => {
       const w = new Waiter<BarrierWaitResult>(resolve, reject);
@@ -270,8 +265,6 @@ export class OnceCell<T> {
   async getOrInit(init: () => T | PromiseLike<T>, options?: WaitOptions): Promise<T> {
     if (typeof init !== 'function') throw invalidArgType('init', 'of type function', init);
     const signal = signalOf(options);
-    // Set already: at once (an initialisation here spends budget in its acquire instead).
-    if (this.#n === undefined && this.#set) return settleNow(this.#value as T);
     for (;;) {
       if (this.#n !== undefined) return this.#nativeGetOrInit(this.#n, init, signal);
       if (this.#set) return this.#value as T;
@@ -330,12 +323,9 @@ export class OnceCell<T> {
   }
 
   async #nativeGetOrInit(n: NCell, init: () => T | PromiseLike<T>, signal: AbortSignal | undefined): Promise<T> {
-    // A value had in the turn of the call (set already, or by an `init` that never waited for the
-    // loop) settles through the coop budget.
-    const mark = turnMark();
     for (;;) {
       const k = n.oTryBegin();
-      if (k === -2) return sameTurn(mark) ? settleNow(n.oGet() as T) : (n.oGet() as T);
+      if (k === -2) return n.oGet() as T;
       if (k > 0) {
         let v: T;
         try {
@@ -351,7 +341,7 @@ export class OnceCell<T> {
           n.oAbandon(k);
           throw e;
         }
-        return sameTurn(mark) ? settleNow(v) : v;
+        return v;
       }
       await nwait<void>(signal, (id) => n.oWait(id));
     }

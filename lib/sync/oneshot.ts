@@ -6,12 +6,8 @@
  */
 import { abortReason, illegalConstructor, kConstruct } from '../errors';
 import { InvalidStateError, RecvError, TryRecvError } from './errors';
-import { WaitList, Waiter, signalOf, type WaitOptions } from './internal';
+import { RESOLVED, WaitList, Waiter, signalOf, type WaitOptions } from './internal';
 import { CELL, CLOSED, EMPTY, encode, makeHandle, nwait, registerReviver, sn, track, untrack, type NCell, type SyncHandle } from './native';
-import { rejectNow, settleNow } from '../runtime/coop';
-
-// A promise settled at the call (a value already sent, a closed channel) settles through the coop
-// budget, so a loop of such calls still lets the event loop turn.
 
 class Cell<T> {
   value: T | undefined = undefined;
@@ -44,7 +40,7 @@ class Cell<T> {
     const w = this.rx;
     if (w !== null) {
       this.rx = null;
-      nativeRecv<T>(this, true).then(w.resolve, w.reject);
+      nativeRecv<T>(this).then(w.resolve, w.reject);
     }
     for (const cw of this.closedWaiters.drain()) {
       const signal = cw.signal;
@@ -73,17 +69,14 @@ class Cell<T> {
   }
 }
 
-/**
- * Shared mode: the value (awaiting it), or `RecvError` when the sender closed unsent. `waited`:
- * the receive has waited already (its outcome then settles outside the coop budget).
- */
-function nativeRecv<T>(c: Cell<T>, waited: boolean): Promise<T> {
+/** Shared mode: the value (awaiting it), or `RecvError` when the sender closed unsent. */
+function nativeRecv<T>(c: Cell<T>): Promise<T> {
   const n = c.n!;
   const r = n.osTryRecv();
-  if (r === EMPTY) return nwait<void>(undefined, (id) => n.osRecvWait(id)).then(() => nativeRecv<T>(c, true));
+  if (r === EMPTY) return nwait<void>(undefined, (id) => n.osRecvWait(id)).then(() => nativeRecv<T>(c));
   c.dropRx();
-  if (r === CLOSED) return waited ? Promise.reject(new RecvError('closed')) : rejectNow(new RecvError('closed'));
-  return waited ? Promise.resolve(r as T) : settleNow(r as T);
+  if (r === CLOSED) return Promise.reject(new RecvError('closed'));
+  return Promise.resolve(r as T);
 }
 
 /** Drops the sender end without sending (explicit close, or the sender object was collected). */
@@ -179,11 +172,11 @@ export class OneshotSender<T> {
     const c = this.#c;
     const n = c.n;
     if (n !== undefined) {
-      if (n.osRxClosed()) return settleNow(undefined);
+      if (n.osRxClosed()) return RESOLVED;
       return nwait<void>(signal, (id) => n.osClosedWait(id));
     }
-    if (c.rxClosed) return settleNow(undefined);
-    if (signal !== undefined && signal.aborted) return rejectNow(abortReason(signal));
+    if (c.rxClosed) return RESOLVED;
+    if (signal !== undefined && signal.aborted) return Promise.reject(abortReason(signal));
     return new Promise<void>((resolve, reject) => {
       const w = new Waiter<void>(resolve, reject);
       c.closedWaiters.push(w);
@@ -246,10 +239,10 @@ export class OneshotReceiver<T> implements PromiseLike<T> {
   }
 
   #promise(): Promise<T> {
-    if (this.#moved) return rejectNow(movedError());
+    if (this.#moved) return Promise.reject(movedError());
     const c = this.#c;
     if (c.promise !== null) return c.promise;
-    if (c.n !== undefined) return (c.promise = nativeRecv<T>(c, false));
+    if (c.n !== undefined) return (c.promise = nativeRecv<T>(c));
     if (c.has) {
       const v = c.value as T;
       c.value = undefined;
@@ -257,9 +250,9 @@ export class OneshotReceiver<T> implements PromiseLike<T> {
       c.taken = true;
       c.rxClosed = true;
       c.wakeClosed();
-      return (c.promise = settleNow(v));
+      return (c.promise = Promise.resolve(v));
     }
-    if (c.txClosed || c.rxClosed) return (c.promise = rejectNow(new RecvError('closed')));
+    if (c.txClosed || c.rxClosed) return (c.promise = Promise.reject(new RecvError('closed')));
     return (c.promise = new Promise<T>((resolve, reject) => {
       c.rx = new Waiter<T>(
         (v) => {

@@ -9,12 +9,8 @@
  */
 import { abortReason, illegalConstructor, kConstruct, invalidArgType } from '../errors';
 import { InvalidStateError, RecvError, SendError } from './errors';
-import { WaitList, Waiter, ownController, signalOf, type WaitOptions } from './internal';
+import { RESOLVED, WaitList, Waiter, ownController, signalOf, type WaitOptions } from './internal';
 import { CELL, encode, makeHandle, nwait, registerReviver, sn, track, untrack, type NCell, type SyncHandle } from './native';
-import { rejectNow, settleNow } from '../runtime/coop';
-
-// A promise settled at the call (a value not seen yet, a closed channel) settles through the coop
-// budget, so a loop of such calls still lets the event loop turn.
 
 /** What a collected shared end gives back: its holding. */
 const dropEnd = (n: NCell, key: number): void => n.dropEnd(key);
@@ -99,7 +95,7 @@ function dropJsEnd<T>(e: EndRef<T, object>): void {
 }
 
 function waitOn(list: WaitList<Waiter<void>>, signal: AbortSignal | undefined): Promise<void> {
-  if (signal !== undefined && signal.aborted) return rejectNow(abortReason(signal));
+  if (signal !== undefined && signal.aborted) return Promise.reject(abortReason(signal));
   return new Promise<void>((resolve, reject) => {
     const w = new Waiter<void>(resolve, reject);
     list.push(w);
@@ -267,10 +263,10 @@ export class WatchSender<T> {
     const signal = signalOf(options);
     const n = this.#s.n;
     if (n !== undefined) {
-      if (n.wRxCount() === 0) return settleNow(undefined);
+      if (n.wRxCount() === 0) return RESOLVED;
       return nwait<void>(signal, (id) => n.wClosedWait(id));
     }
-    if (this.#s.rxCount === 0) return settleNow(undefined);
+    if (this.#s.rxCount === 0) return RESOLVED;
     return waitOn(this.#s.closedWaiters, signal);
   }
 
@@ -407,35 +403,17 @@ export class WatchReceiver<T> {
    * Resolves (marking the value seen) once the value is unseen — at once if it already is, even on
    * a closed channel. Rejects with `RecvError` only when the channel is closed and the value seen.
    */
-  changed(options?: WaitOptions): Promise<void> {
-    let signal: AbortSignal | undefined;
-    let ver: number;
-    try {
-      signal = signalOf(options);
-      if (this.#closed) return rejectNow(new RecvError('closed'));
-      ver = this.#version();
-      if (this.#seen !== ver) {
-        this.#seen = ver;
-        return settleNow(undefined);
-      }
-      if (this.#isClosed()) return rejectNow(new RecvError('closed'));
-    } catch (e) {
-      return rejectNow(e); // (a rejection, as from the async function this was)
-    }
-    return this.#waitChanged(ver, signal);
-  }
-
-  /** {@link changed} once the value at the call was seen: waits for a later one. */
-  async #waitChanged(ver: number, signal: AbortSignal | undefined): Promise<void> {
+  async changed(options?: WaitOptions): Promise<void> {
+    const signal = signalOf(options);
     for (;;) {
-      await this.#wait(ver, signal);
       if (this.#closed) throw new RecvError('closed');
-      ver = this.#version();
+      const ver = this.#version();
       if (this.#seen !== ver) {
         this.#seen = ver;
         return;
       }
       if (this.#isClosed()) throw new RecvError('closed');
+      await this.#wait(ver, signal);
     }
   }
 
@@ -446,18 +424,11 @@ export class WatchReceiver<T> {
   async waitFor(pred: (value: T) => boolean, options?: WaitOptions): Promise<T> {
     if (typeof pred !== 'function') throw invalidArgType('pred', 'of type function', pred);
     const signal = signalOf(options);
-    // What the first look finds settles through the coop budget; after a wait, at once.
-    for (let waited = false; ; waited = true) {
-      let closed = this.#closed;
-      if (!closed) {
-        const v = this.borrowAndUpdate();
-        if (pred(v)) return waited ? v : settleNow(v);
-        closed = this.#isClosed();
-      }
-      if (closed) {
-        if (waited) throw new RecvError('closed');
-        return rejectNow(new RecvError('closed'));
-      }
+    for (;;) {
+      if (this.#closed) throw new RecvError('closed');
+      const v = this.borrowAndUpdate();
+      if (pred(v)) return v;
+      if (this.#isClosed()) throw new RecvError('closed');
       await this.#wait(this.#seen, signal);
     }
   }
