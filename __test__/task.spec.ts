@@ -1,5 +1,5 @@
 import test from 'ava';
-import { spawn, spawnBlocking, JoinHandle, JoinError, JoinSet, yieldNow, select, sleep, Runtime } from 'kyoto';
+import { spawn, spawnBlocking, JoinHandle, JoinError, JoinSet, yieldNow, select, sleep, timeout, mpsc, Mutex, Runtime } from 'kyoto';
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { pathToFileURL, fileURLToPath } from 'node:url';
@@ -382,4 +382,30 @@ test('an idle blocking pool does not keep the process alive', (t) => {
     { cwd: packageRoot, encoding: 'utf8', timeout: 10_000 },
   );
   t.is(out.trim(), '42');
+});
+
+test('a receive or a lock that completes at the call wins select() and timeout() against a timer, however busy the turn was', async (t) => {
+  // Guards any coop budget for kyoto/sync: a fast path that took a message or a lock at the call
+  // but settled later would lose the race to a timer delivered meanwhile, and with it the message
+  // (or the lock, for good).
+  const out = await new Promise<{ key: string; value: unknown; held: boolean; unlockedAfter: boolean }>((resolve, reject) => {
+    setTimeout(() => {
+      (async () => {
+        const [t0, r0] = mpsc.unboundedChannel<number>();
+        for (let i = 0; i < 1000; i++) {
+          t0.send(i);
+          void r0.recv();
+        }
+        const [tx, rx] = mpsc.unboundedChannel<string>();
+        tx.send('msg');
+        const m = new Mutex(0);
+        const r = await select({ a: (signal) => rx.recv({ signal }), b: (signal) => sleep(0, { signal }) });
+        const g = await timeout(0, (signal) => m.lock({ signal }));
+        const held = g.held;
+        g.release();
+        resolve({ key: r.key, value: r.value, held, unlockedAfter: !m.isLocked() });
+      })().catch(reject);
+    }, 1);
+  });
+  t.deepEqual(out, { key: 'a', value: 'msg', held: true, unlockedAfter: true });
 });
