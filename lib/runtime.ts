@@ -217,7 +217,9 @@ export class Runtime implements OpOwner {
    * acknowledged before go out first). Shutting down the shared default runtime only affects the
    * calling thread's operations and sockets (those made without `{ runtime }`, or with this
    * handle); the next use of {@link Runtime.default} gets a fresh handle, and sockets made
-   * afterwards work.
+   * afterwards work. JS tasks (`spawn`, `JoinSet`) run on the thread's own event loop, not on a
+   * runtime, so they are not aborted: a task whose pending operation rejects with
+   * `ERR_RUNTIME_SHUTDOWN` fails with it (its `JoinError`'s `cause`) unless it catches it.
    * @param timeoutMs - how long to wait for the threads to stop; default 5000.
    */
   shutdown(timeoutMs = 5000): Promise<void> {
