@@ -313,9 +313,13 @@ test('write() stays true past the highWaterMark while the socket takes the bytes
     c.resume();
     await once(c, 'close');
     await closeServer(server);
-    // kyoto's own backlog alone takes 64 KiB; the kernel far more on Linux.
+    // kyoto's own backlog alone takes 64 KiB; the kernel far more on Linux. On the multi_thread
+    // data path (KYOTO_NET_FLAVOR=multi_thread, Windows' only one) a runtime worker does the
+    // send(2)s, so a synchronous burst fills the backlog before the kernel sees a byte of it.
     t.true(accepted > 64, `${accepted} KiB before write() returned false`);
-    if (process.platform === 'linux') t.true(accepted > 256, `${accepted} KiB before write() returned false`);
+    if (process.platform === 'linux' && ((m as unknown) === nodeNet || kyoto.netFlavor === 'current_thread')) {
+      t.true(accepted > 256, `${accepted} KiB before write() returned false`);
+    }
   }
 });
 
