@@ -356,7 +356,7 @@ export declare function consoleSnapshot(): NativeTaskSnapshot | null
  */
 export declare function consoleTaskHistograms(id: number): NativeTaskHistograms | null
 
-/** How many teardown hooks the calling env holds (internal: a test checks they stay bounded). */
+/** How many env-teardown hooks this thread holds (a test checks that they stay bounded). */
 export declare function envTeardownHooks(): number
 
 /**

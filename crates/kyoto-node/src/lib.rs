@@ -58,6 +58,12 @@ pub fn bridge_refs() -> Result<f64> {
     Ok(bridge::current()?.refs() as f64)
 }
 
+/// How many env-teardown hooks this thread holds (a test checks that they stay bounded).
+#[napi]
+pub fn env_teardown_hooks() -> Result<u32> {
+    Ok(bridge::current()?.teardown_hooks() as u32)
+}
+
 /// Number of completions queued for this thread and not yet delivered to JS (the paused clock's
 /// auto-advance waits until they are: the JS thread is not idle before).
 #[napi]

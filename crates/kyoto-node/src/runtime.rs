@@ -560,12 +560,6 @@ impl NativeRuntime {
     }
 }
 
-/// How many teardown hooks the calling env holds (internal: a test checks they stay bounded).
-#[napi]
-pub fn env_teardown_hooks() -> Result<u32> {
-    Ok(bridge::current()?.teardown_hooks() as u32)
-}
-
 impl NativeRuntime {
     /// Takes back this env's hooks for an owned runtime that ended: nothing is left to do for it
     /// at env teardown.
