@@ -384,6 +384,21 @@ test('an idle blocking pool does not keep the process alive', (t) => {
   t.is(out.trim(), '42');
 });
 
+test('a blocking task whose arguments cannot be cloned does not keep the process alive', (t) => {
+  // The task fails at dispatch, before any worker answers: the worker it was meant for must be
+  // released like one that answered (it was kept ref'd, so the process never exited).
+  const out = execFileSync(
+    process.execPath,
+    [
+      '-e',
+      `const k = require('kyoto'); k.spawnBlocking(${JSON.stringify(fixture.href)}, 'add', () => 1, 2).then(` +
+        `() => console.log('resolved'), (e) => console.log(e.isPanic() ? 'panic' : 'other'));`,
+    ],
+    { cwd: packageRoot, encoding: 'utf8', timeout: 10_000 },
+  );
+  t.is(out.trim(), 'panic');
+});
+
 test('a receive or a lock that completes at the call wins select() and timeout() against a timer, however busy the turn was', async (t) => {
   // Guards any coop budget for kyoto/sync: a fast path that took a message or a lock at the call
   // but settled later would lose the race to a timer delivered meanwhile, and with it the message
