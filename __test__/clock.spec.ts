@@ -1,6 +1,6 @@
 // The paused test clock. Everything here is serial: the clock is shared by the whole thread.
 import test from 'ava';
-import { pause, resume, advance, isPaused, Instant, interval, sleep, timeout, Runtime, spawnBlocking, yieldNow, type MissedTickBehavior } from 'kyoto';
+import { pause, resume, advance, isPaused, Instant, interval, sleep, sleepUntil, timeout, timeoutAt, spawn, Runtime, spawnBlocking, yieldNow, type MissedTickBehavior } from 'kyoto';
 import { pathToFileURL } from 'node:url';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -71,6 +71,25 @@ test.serial('timers fire in deadline order on the paused clock', async (t) => {
 test.serial('timeout elapses on the paused clock', async (t) => {
   pause();
   await t.throwsAsync(timeout(5000, new Promise(() => {})), { code: 'ERR_ELAPSED' });
+});
+
+test.serial('work that settles on the tick of the deadline wins the timeout, as in Tokio', async (t) => {
+  // Tokio's Timeout polls the work before the deadline: when both are due on the same tick, the
+  // work's value comes out. A sleep of the same length ends on the same tick as the timeout's own.
+  pause();
+  t.is(await timeout(10, sleep(10).then(() => 'chained')), 'chained');
+  t.is(
+    await timeout(10, async (signal) => {
+      await sleep(10, { signal });
+      return 'async fn';
+    }),
+    'async fn',
+  );
+  t.is(await timeout(10, spawn(async () => (await sleep(10), 'task'))), 'task');
+  const at = Instant.now().add(25);
+  t.is(await timeoutAt(at, sleepUntil(at).then(() => 'at')), 'at');
+  // One tick later is still too late.
+  await t.throwsAsync(timeout(10, sleep(11).then(() => 'late')), { code: 'ERR_ELAPSED' });
 });
 
 async function scenario(behavior: MissedTickBehavior): Promise<number[]> {

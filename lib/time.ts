@@ -473,10 +473,19 @@ function runWithDeadline<T>(deadline: number, work: TimeoutWork<T>, opts: WaitOp
     sleepUntilMs(deadline, rt, timerAc.signal).then(
       () => {
         if (done) return;
-        finish();
-        const elapsed = new Elapsed();
-        workAc.abort(elapsed);
-        reject(elapsed);
+        // Like Tokio's Timeout, which polls the work before the deadline: work woken on this same
+        // tick (a sleep as long as the limit, a task awaiting one) settles through microtasks
+        // after this callback, and must still win. Decide once they have run: at the next
+        // macrotask, during which a paused clock must not move on.
+        holdClock();
+        setImmediate(() => {
+          releaseClock();
+          if (done) return;
+          finish();
+          const elapsed = new Elapsed();
+          workAc.abort(elapsed);
+          reject(elapsed);
+        });
       },
       (err) => {
         // Our own abort (the work settled first, or the outer signal) is already handled; anything
@@ -492,7 +501,8 @@ function runWithDeadline<T>(deadline: number, work: TimeoutWork<T>, opts: WaitOp
 
 /**
  * Runs `work` with a time limit. Rejects with {@link Elapsed} (and aborts the work's signal) if
- * `ms` passes first; work that has already settled wins even at a 0 deadline.
+ * `ms` passes first; work that has already settled wins even at a 0 deadline, and so does work
+ * that settles on the deadline's own tick (as Tokio polls the work before the deadline).
  * @param ms - the limit, >= 0.
  * @param work - a promise, or `(signal) => promise` (the signal aborts on elapse).
  * @param options - an outer `signal`; `runtime`.
