@@ -220,6 +220,27 @@ test('JoinSet is async-iterable in completion order', async (t) => {
   t.deepEqual(seen, [1, 2]);
 });
 
+test('a JoinSet emptied by detachAll while it is iterated or joined ends the loop without a phantom value', async (t) => {
+  const set = new JoinSet<number>();
+  set.spawn(never);
+  const seen: number[] = [];
+  const loop = (async () => {
+    for await (const v of set) seen.push(v);
+  })();
+  const all = set.joinAll();
+  await yieldNow();
+  set.detachAll();
+  await loop;
+  t.deepEqual(seen, []);
+  t.deepEqual(await all, []);
+  // A task that returns undefined is still a value.
+  const set2 = new JoinSet<undefined>();
+  set2.spawn(() => undefined);
+  const vals: unknown[] = [];
+  for await (const v of set2) vals.push(v);
+  t.deepEqual(vals, [undefined]);
+});
+
 test('JoinSet.joinNext can be aborted', async (t) => {
   const set = new JoinSet<void>();
   set.spawn(never);

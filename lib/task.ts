@@ -313,13 +313,20 @@ export class JoinSet<T> implements AsyncIterable<T>, AsyncDisposable {
   async joinNext(options?: { signal?: AbortSignal }): Promise<T | undefined> {
     const opts = optionsBag<{ signal?: AbortSignal }>(options);
     validateSignal(opts.signal);
-    const signal = opts.signal;
+    const o = await this.#next(opts.signal);
+    if (o === undefined) return undefined;
+    if (o.ok) return o.value;
+    throw o.error;
+  }
+
+  /**
+   * The outcome of the next task to finish; `undefined` once the set is empty. Loops and `joinAll`
+   * use it rather than `joinNext`, whose `undefined` could also be a task's value.
+   */
+  async #next(signal: AbortSignal | undefined): Promise<Outcome<T> | undefined> {
     for (;;) {
       const o = this.#take();
-      if (o !== undefined) {
-        if (o.ok) return o.value;
-        throw o.error;
-      }
+      if (o !== undefined) return o;
       if (this.#tasks.size === 0) return undefined;
       if (signal?.aborted) throw abortReason(signal);
       await new Promise<void>((resolve, reject) => {
@@ -355,16 +362,15 @@ export class JoinSet<T> implements AsyncIterable<T>, AsyncDisposable {
   async joinAll(): Promise<T[]> {
     const out: T[] = [];
     for (;;) {
-      let v: T | undefined;
-      try {
-        if (this.#tasks.size === 0) return out;
-        v = await this.joinNext();
-      } catch (err) {
+      // Emptied meanwhile (detachAll): done, without a value for the set's absence.
+      const o = await this.#next(undefined);
+      if (o === undefined) return out;
+      if (!o.ok) {
         this.abortAll();
         this.detachAll();
-        throw err;
+        throw o.error;
       }
-      out.push(v as T);
+      out.push(o.value);
     }
   }
 
@@ -402,8 +408,12 @@ export class JoinSet<T> implements AsyncIterable<T>, AsyncDisposable {
 
   /** Yields task values in completion order until the set is empty; a failure throws. */
   async *[Symbol.asyncIterator](): AsyncGenerator<T, void, undefined> {
-    while (this.#tasks.size > 0) {
-      yield (await this.joinNext()) as T;
+    for (;;) {
+      // Emptied meanwhile (detachAll) ends the loop rather than yielding `undefined`.
+      const o = await this.#next(undefined);
+      if (o === undefined) return;
+      if (!o.ok) throw o.error;
+      yield o.value;
     }
   }
 }
