@@ -1,6 +1,8 @@
 import test from 'ava';
 import { sleep, sleepUntil, timeout, timeoutAt, Instant, Elapsed, interval, intervalAt, Runtime } from 'kyoto';
 import { isSettled, realDelay, native, withTimeout } from './helpers';
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
 
 test('sleep(ms) resolves after at least ms', async (t) => {
   const start = Instant.now();
@@ -284,4 +286,39 @@ test('a tick queued behind another rejects as soon as its signal aborts, without
   iv.close();
   await t.throwsAsync(next, { code: 'ERR_INTERVAL_CLOSED' });
   t.true(first0 instanceof Instant);
+});
+
+/** `global.gc` without `--expose-gc` on the command line (the flag applies to new contexts). */
+const gc: () => void = (() => {
+  v8.setFlagsFromString('--expose-gc');
+  return vm.runInNewContext('gc') as () => void;
+})();
+
+test('sleeps aborted before a far deadline they share with another sleep are released at once', async (t) => {
+  // Sleeps ending on one tick share a wheel entry; here a long sleep keeps the entry alive for an
+  // hour. Each sleep aborted meanwhile (a timeoutAt(d, work) whose work won, a select() loser)
+  // used to stay in the entry, with its signal, until the deadline: memory grew with every call.
+  const d = Instant.now().add(3_600_000);
+  const holder = new AbortController();
+  const held = sleepUntil(d, { signal: holder.signal }).catch(() => 'aborted');
+  for (let i = 0; i < 100; i++) t.is(await timeoutAt(d, async () => i), i);
+  const refs: WeakRef<AbortSignal>[] = [];
+  // In a function of its own, so that no frame of the test holds the last signal.
+  const abortOne = async (): Promise<unknown> => {
+    const ac = new AbortController();
+    const p = sleepUntil(d, { signal: ac.signal }).catch(() => 'aborted');
+    refs.push(new WeakRef(ac.signal));
+    ac.abort();
+    return p;
+  };
+  for (let i = 0; i < 20; i++) t.is(await abortOne(), 'aborted');
+  const alive = (): number => refs.filter((r) => r.deref() !== undefined).length;
+  for (let i = 0; i < 10 && alive() > 0; i++) {
+    await realDelay(1); // a WeakRef keeps its target alive until the end of the job that read it
+    gc();
+  }
+  t.is(alive(), 0, 'the signals of the aborted sleeps are collected');
+  t.false(await isSettled(held));
+  holder.abort();
+  t.is(await held, 'aborted');
 });

@@ -116,9 +116,16 @@ class Member {
   readonly onAbort = (): void => {
     if (this.dead) return;
     this.dead = true;
-    if (this.token !== undefined) resourceClosed(this.token);
+    // Leave the group at once: it may live for hours more (a shared deadline, as with many
+    // `timeoutAt(d, work)` whose work won), and must not keep every abandoned sleep until then.
+    const g = this.group;
+    g.members?.delete(this);
+    if (this.token !== undefined) {
+      g.tokens?.delete(this.token);
+      resourceClosed(this.token);
+    }
     this.reject(abortReason(this.signal));
-    this.group.release();
+    g.release();
   };
 }
 
@@ -134,9 +141,10 @@ class TimerGroup {
   promise: Promise<void> | undefined;
   resolveAll: (() => void) | undefined;
   rejectAll: ((reason: unknown) => void) | undefined;
-  members: Member[] | undefined;
+  /** Cancellable sleeps still waiting, in the order they joined (the order they settle in). */
+  members: Set<Member> | undefined;
   /** Resources of the sleeps in this group (instrumentation on only); closed when it fires. */
-  tokens: ResourceToken[] | undefined;
+  tokens: Set<ResourceToken> | undefined;
 
   constructor(
     readonly table: TimerTable,
@@ -162,7 +170,7 @@ class TimerGroup {
     return new Promise<void>((resolve, reject) => {
       const m = new Member(this, resolve as () => void, reject, signal);
       m.token = token;
-      (this.members ??= []).push(m);
+      (this.members ??= new Set()).add(m);
       signal.addEventListener('abort', m.onAbort, { once: true });
     });
   }
@@ -287,7 +295,7 @@ class TimerTable {
     if (observingResources()) {
       // kyoto/console, diagnostics_channel: one resource per sleep, closed when it fires or aborts.
       const token = resourceCreated('timer', 'Sleep', [{ name: 'duration', value: Math.max(0, Math.round(ms)), unit: 'ms' }], undefined, parent);
-      (g.tokens ??= []).push(token);
+      (g.tokens ??= new Set()).add(token);
       return signal === undefined ? g.join() : g.joinCancellable(signal, token);
     }
     return signal === undefined ? g.join() : g.joinCancellable(signal);
