@@ -322,3 +322,32 @@ test('sleeps aborted before a far deadline they share with another sleep are rel
   holder.abort();
   t.is(await held, 'aborted');
 });
+
+test('an interval behind schedule lets the event loop run while it catches up', async (t) => {
+  // Ticks already due resolve without a timer. A consumer that never catches up (a burst of
+  // missed ticks, or work slower than the period) used to get them through microtasks alone and
+  // starved every timer, I/O and setImmediate callback for as long as it looped. Tokio's coop
+  // budget makes such a task yield every 128 ready ticks.
+  const start = Instant.now().sub(10_000);
+  const iv = intervalAt(start, 1); // 10,000 missed ticks: burst
+  let turns = 0;
+  let stop = false;
+  const spin = (): void => {
+    turns++;
+    if (!stop) setImmediate(spin);
+  };
+  setImmediate(spin);
+  let n = 0;
+  let last = -1;
+  let inOrder = true;
+  for await (const tick of iv) {
+    const rel = tick.valueOf() - start.valueOf();
+    if (Math.round(rel - last) !== 1 && last >= 0) inOrder = false;
+    last = rel;
+    if (++n === 1000) break;
+  }
+  stop = true;
+  iv.close();
+  t.true(inOrder, 'the ticks are still the scheduled instants, one period apart');
+  t.true(turns >= 2, `the event loop turned ${turns} times during 1000 ready ticks`);
+});

@@ -544,6 +544,34 @@ export interface IntervalOptions extends RuntimeOption {
 /** A tick is "missed" only when it is observed more than this many ms late (Tokio's rule). */
 const MISSED_THRESHOLD_MS = 5;
 
+/**
+ * Ticks in a row that were already due (no timer waited for): after this many, the next one first
+ * lets the event loop turn, as Tokio's coop budget (128) makes a task always ready yield.
+ */
+const READY_TICK_BUDGET = 128;
+
+/**
+ * Resolves at the next macrotask (rejects if `signal` aborts first). The interval is still
+ * runnable meanwhile: a paused clock must not auto-advance (as with `yieldNow`).
+ */
+function turn(signal: AbortSignal | undefined): Promise<void> {
+  if (signal?.aborted) return Promise.reject(abortReason(signal));
+  holdClock();
+  return new Promise<void>((resolve, reject) => {
+    const onAbort = (): void => {
+      clearImmediate(im);
+      releaseClock();
+      reject(abortReason(signal!));
+    };
+    const im = setImmediate(() => {
+      signal?.removeEventListener('abort', onAbort);
+      releaseClock();
+      resolve();
+    });
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
 class Reset {}
 const RESET = new Reset();
 
@@ -561,6 +589,8 @@ export class Interval implements AsyncIterable<Instant>, Disposable {
   /** The queue of tick() calls: each settles its own promise, so this one never rejects. */
   #chain: Promise<unknown> = Promise.resolve();
   #wake: AbortController | undefined;
+  /** Ticks in a row returned without waiting (see {@link READY_TICK_BUDGET}). */
+  #ready = 0;
   #disposed = false;
   /** Closed because its runtime shut down: ticks then reject with `ERR_RUNTIME_SHUTDOWN`. */
   #shutDown = false;
@@ -639,7 +669,16 @@ export class Interval implements AsyncIterable<Instant>, Disposable {
       if (this.#disposed) throw this.#shutDown ? runtimeShutdownError() : closedError();
       if (signal?.aborted) throw abortReason(signal);
       const deadline = this.#deadline;
-      if (this.#table.now() < deadline) {
+      if (this.#table.now() >= deadline) {
+        // Already due: a consumer behind schedule would otherwise get every tick through
+        // microtasks alone and starve timers and I/O for as long as it loops.
+        if (++this.#ready > READY_TICK_BUDGET) {
+          this.#ready = 0;
+          await turn(signal);
+          continue; // closed, aborted or reset meanwhile: look again
+        }
+      } else {
+        this.#ready = 0;
         const wake = new AbortController();
         this.#wake = wake;
         const onAbort = (): void => wake.abort(abortReason(signal!));
