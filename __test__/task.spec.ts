@@ -281,6 +281,23 @@ test('select rejects when the first branch to settle rejects', async (t) => {
   t.true(other!.aborted);
 });
 
+test('aborting select from outside tells every branch the caller’s reason', async (t) => {
+  const ac = new AbortController();
+  const why = new Error('caller gave up');
+  const seen: unknown[] = [];
+  const p = select(
+    {
+      a: (s) => new Promise((_, reject) => s.addEventListener('abort', () => (seen.push(s.reason), reject(s.reason)), { once: true })),
+      b: (s) => sleep(60_000, { signal: s }).catch((e: unknown) => (seen.push(e), Promise.reject(e))),
+    },
+    { signal: ac.signal },
+  );
+  ac.abort(why);
+  t.is(await t.throwsAsync(p), why);
+  await yieldNow();
+  t.deepEqual(seen, [why, why]);
+});
+
 test('select validates branches and honours an outer signal', async (t) => {
   t.throws(() => select({}), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_VALUE' });
   t.throws(() => select(null as unknown as Record<string, never>), { code: 'ERR_INVALID_ARG_TYPE' });

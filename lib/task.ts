@@ -449,17 +449,20 @@ export function select<B extends Branches>(branches: B, options?: { signal?: Abo
   return new Promise<SelectResult<B>>((resolve, reject) => {
     const controllers = keys.map(() => new AbortController());
     let done = false;
-    const settle = (winner: number): void => {
+    const settle = (winner: number, reason?: unknown): void => {
       done = true;
       outer?.removeEventListener('abort', onOuter);
+      const why = reason ?? new AbortError('another select branch settled first');
       controllers.forEach((c, i) => {
-        if (i !== winner) c.abort(new AbortError('another select branch settled first'));
+        if (i !== winner) c.abort(why);
       });
     };
     const onOuter = (): void => {
       if (done) return;
-      settle(-1);
-      reject(abortReason(outer!));
+      // The branches are told the caller's reason, as timeout() tells its work.
+      const reason = abortReason(outer!);
+      settle(-1, reason);
+      reject(reason);
     };
     outer?.addEventListener('abort', onOuter, { once: true });
     keys.forEach((key, i) => {
