@@ -241,6 +241,34 @@ test('a JoinSet emptied by detachAll while it is iterated or joined ends the loo
   t.deepEqual(vals, [undefined]);
 });
 
+test('JoinSet.joinAll and shutdown take a signal, like every wait', async (t) => {
+  const set = new JoinSet<number>();
+  set.spawn(async () => 1);
+  let stubborn: AbortSignal | undefined;
+  let release!: () => void;
+  set.spawn((s) => ((stubborn = s), new Promise<number>((resolve) => (release = () => resolve(2)))));
+  const ac = new AbortController();
+  const all = set.joinAll({ signal: ac.signal });
+  await yieldNow();
+  ac.abort();
+  await t.throwsAsync(all, { name: 'AbortError' });
+  t.is(set.size, 1, 'the task not joined yet stays in the set');
+  t.false(stubborn!.aborted);
+  // shutdown aborts the task, which ignores it; giving up the wait leaves the task in the set.
+  const ac2 = new AbortController();
+  const down = set.shutdown({ signal: ac2.signal });
+  await yieldNow();
+  t.true(stubborn!.aborted);
+  ac2.abort(new Error('enough'));
+  t.is((await t.throwsAsync(down))!.message, 'enough');
+  t.is(set.size, 1);
+  await t.throwsAsync(set.shutdown({ signal: AbortSignal.abort() }), { name: 'AbortError' });
+  await t.throwsAsync(set.joinAll({ signal: 'no' as unknown as AbortSignal }), { code: 'ERR_INVALID_ARG_TYPE' });
+  release();
+  await set.shutdown();
+  t.is(set.size, 0);
+});
+
 test('JoinSet.joinNext can be aborted', async (t) => {
   const set = new JoinSet<void>();
   set.spawn(never);

@@ -358,12 +358,16 @@ export class JoinSet<T> implements AsyncIterable<T>, AsyncDisposable {
   /**
    * Waits for every task and returns their values in completion order. The first failure aborts
    * the remaining tasks, removes them from the set and rejects with its {@link JoinError}.
+   * Aborting `signal` rejects with its reason: the tasks not joined yet stay in the set, the
+   * values joined until then are dropped (as when Tokio's `join_all` future is dropped).
    */
-  async joinAll(): Promise<T[]> {
+  async joinAll(options?: { signal?: AbortSignal }): Promise<T[]> {
+    const opts = optionsBag<{ signal?: AbortSignal }>(options);
+    validateSignal(opts.signal);
     const out: T[] = [];
     for (;;) {
       // Emptied meanwhile (detachAll): done, without a value for the set's absence.
-      const o = await this.#next(undefined);
+      const o = await this.#next(opts.signal);
       if (o === undefined) return out;
       if (!o.ok) {
         this.abortAll();
@@ -389,16 +393,16 @@ export class JoinSet<T> implements AsyncIterable<T>, AsyncDisposable {
     for (const wake of w) wake();
   }
 
-  /** Aborts every task and waits until all have stopped; the set is then empty. */
-  async shutdown(): Promise<void> {
+  /**
+   * Aborts every task and waits until all have stopped; the set is then empty. Aborting `signal`
+   * stops the wait (rejecting with its reason); the tasks that have not stopped yet stay in the set.
+   */
+  async shutdown(options?: { signal?: AbortSignal }): Promise<void> {
+    const opts = optionsBag<{ signal?: AbortSignal }>(options);
+    validateSignal(opts.signal);
     this.abortAll();
-    while (this.#tasks.size > 0) {
-      try {
-        await this.joinNext();
-      } catch {
-        // cancelled or failed: dropped, like Tokio's shutdown
-      }
-    }
+    // Failed and cancelled tasks are dropped, like Tokio's shutdown; an abort of the wait throws.
+    while ((await this.#next(opts.signal)) !== undefined);
   }
 
   /** Same as {@link JoinSet.shutdown}. */
