@@ -119,6 +119,30 @@ test.serial('interval Skip: after a missed tick the next is the next multiple of
   t.deepEqual(await scenario('skip'), [0, 300, 600, 1200]);
 });
 
+test.serial('interval Skip: late by a whole number of periods, the next tick is a full period ahead', async (t) => {
+  // Tokio computes `(now - missed) % period` in nanoseconds: 0 here, so the next tick is at
+  // now + period. In float milliseconds the remainder often came out a hair under a period and
+  // the next tick was due at once.
+  pause();
+  await realDelay(5); // let the auto-advance check scheduled by pause() pass
+  const wrong: string[] = [];
+  for (const period of [0.1, 0.3, 0.7, 1.1, 16.7, 33.3]) {
+    for (let periods = 10; periods < 40; periods += 3) {
+      const iv = interval(period, { missedTickBehavior: 'skip' });
+      await iv.tick();
+      await advance(period * (periods + 1)); // the tick at `period` is `periods` periods late
+      const missed = await iv.tick();
+      const now = Instant.now();
+      const next = await iv.tick();
+      iv.close();
+      if (now.valueOf() - missed.valueOf() <= 5) continue; // not missed: nothing to check
+      const ahead = near(next.valueOf() - now.valueOf());
+      if (Math.abs(ahead - period) > 1e-3) wrong.push(`period ${period}, ${periods} late: next tick ${ahead} ms ahead`);
+    }
+  }
+  t.deepEqual(wrong, []);
+});
+
 test.serial('a tick less than 5 ms late is not missed', async (t) => {
   pause();
   const start = Instant.now();

@@ -806,8 +806,23 @@ function nextTimeout(behavior: MissedTickBehavior, timeout: number, now: number,
     case 'delay':
       return now + period;
     case 'skip':
-      return now + period - ((now - timeout) % period);
+      return now + period - lateness(now - timeout, period);
   }
+}
+
+/**
+ * `late % period`, as Tokio computes it: in whole nanoseconds. Clock readings are whole
+ * nanoseconds but reach JS as float milliseconds, so `%` on them sees a lateness of exactly n
+ * periods as a hair under n and answers almost a whole period: Skip then scheduled the next tick
+ * at once instead of a period later. Beyond what doubles hold exactly, plain `%`.
+ */
+function lateness(late: number, period: number): number {
+  const lateNs = Math.round(late * 1e6);
+  const periodNs = Math.round(period * 1e6);
+  if (periodNs > 0 && lateNs <= Number.MAX_SAFE_INTEGER && periodNs <= Number.MAX_SAFE_INTEGER) {
+    return (lateNs % periodNs) / 1e6;
+  }
+  return late % period;
 }
 
 function makeInterval(start: number, period: unknown, options: unknown): Interval {
