@@ -1,6 +1,6 @@
 // The paused test clock. Everything here is serial: the clock is shared by the whole thread.
 import test from 'ava';
-import { pause, resume, advance, isPaused, Instant, interval, sleep, timeout, Runtime, spawnBlocking, yieldNow, type MissedTickBehavior } from 'kyoto';
+import { pause, resume, advance, isPaused, Instant, interval, sleep, sleepUntil, timeout, timeoutAt, spawn, Runtime, spawnBlocking, yieldNow, type MissedTickBehavior } from 'kyoto';
 import { pathToFileURL } from 'node:url';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -73,6 +73,25 @@ test.serial('timeout elapses on the paused clock', async (t) => {
   await t.throwsAsync(timeout(5000, new Promise(() => {})), { code: 'ERR_ELAPSED' });
 });
 
+test.serial('work that settles on the tick of the deadline wins the timeout, as in Tokio', async (t) => {
+  // Tokio's Timeout polls the work before the deadline: when both are due on the same tick, the
+  // work's value comes out. A sleep of the same length ends on the same tick as the timeout's own.
+  pause();
+  t.is(await timeout(10, sleep(10).then(() => 'chained')), 'chained');
+  t.is(
+    await timeout(10, async (signal) => {
+      await sleep(10, { signal });
+      return 'async fn';
+    }),
+    'async fn',
+  );
+  t.is(await timeout(10, spawn(async () => (await sleep(10), 'task'))), 'task');
+  const at = Instant.now().add(25);
+  t.is(await timeoutAt(at, sleepUntil(at).then(() => 'at')), 'at');
+  // One tick later is still too late.
+  await t.throwsAsync(timeout(10, sleep(11).then(() => 'late')), { code: 'ERR_ELAPSED' });
+});
+
 async function scenario(behavior: MissedTickBehavior): Promise<number[]> {
   pause();
   const start = Instant.now();
@@ -98,6 +117,30 @@ test.serial('interval Delay: after a missed tick the next is one period after it
 
 test.serial('interval Skip: after a missed tick the next is the next multiple of the period', async (t) => {
   t.deepEqual(await scenario('skip'), [0, 300, 600, 1200]);
+});
+
+test.serial('interval Skip: late by a whole number of periods, the next tick is a full period ahead', async (t) => {
+  // Tokio computes `(now - missed) % period` in nanoseconds: 0 here, so the next tick is at
+  // now + period. In float milliseconds the remainder often came out a hair under a period and
+  // the next tick was due at once.
+  pause();
+  await realDelay(5); // let the auto-advance check scheduled by pause() pass
+  const wrong: string[] = [];
+  for (const period of [0.1, 0.3, 0.7, 1.1, 16.7, 33.3]) {
+    for (let periods = 10; periods < 40; periods += 3) {
+      const iv = interval(period, { missedTickBehavior: 'skip' });
+      await iv.tick();
+      await advance(period * (periods + 1)); // the tick at `period` is `periods` periods late
+      const missed = await iv.tick();
+      const now = Instant.now();
+      const next = await iv.tick();
+      iv.close();
+      if (now.valueOf() - missed.valueOf() <= 5) continue; // not missed: nothing to check
+      const ahead = near(next.valueOf() - now.valueOf());
+      if (Math.abs(ahead - period) > 1e-3) wrong.push(`period ${period}, ${periods} late: next tick ${ahead} ms ahead`);
+    }
+  }
+  t.deepEqual(wrong, []);
 });
 
 test.serial('a tick less than 5 ms late is not missed', async (t) => {

@@ -220,6 +220,55 @@ test('JoinSet is async-iterable in completion order', async (t) => {
   t.deepEqual(seen, [1, 2]);
 });
 
+test('a JoinSet emptied by detachAll while it is iterated or joined ends the loop without a phantom value', async (t) => {
+  const set = new JoinSet<number>();
+  set.spawn(never);
+  const seen: number[] = [];
+  const loop = (async () => {
+    for await (const v of set) seen.push(v);
+  })();
+  const all = set.joinAll();
+  await yieldNow();
+  set.detachAll();
+  await loop;
+  t.deepEqual(seen, []);
+  t.deepEqual(await all, []);
+  // A task that returns undefined is still a value.
+  const set2 = new JoinSet<undefined>();
+  set2.spawn(() => undefined);
+  const vals: unknown[] = [];
+  for await (const v of set2) vals.push(v);
+  t.deepEqual(vals, [undefined]);
+});
+
+test('JoinSet.joinAll and shutdown take a signal, like every wait', async (t) => {
+  const set = new JoinSet<number>();
+  set.spawn(async () => 1);
+  let stubborn: AbortSignal | undefined;
+  let release!: () => void;
+  set.spawn((s) => ((stubborn = s), new Promise<number>((resolve) => (release = () => resolve(2)))));
+  const ac = new AbortController();
+  const all = set.joinAll({ signal: ac.signal });
+  await yieldNow();
+  ac.abort();
+  await t.throwsAsync(all, { name: 'AbortError' });
+  t.is(set.size, 1, 'the task not joined yet stays in the set');
+  t.false(stubborn!.aborted);
+  // shutdown aborts the task, which ignores it; giving up the wait leaves the task in the set.
+  const ac2 = new AbortController();
+  const down = set.shutdown({ signal: ac2.signal });
+  await yieldNow();
+  t.true(stubborn!.aborted);
+  ac2.abort(new Error('enough'));
+  t.is((await t.throwsAsync(down))!.message, 'enough');
+  t.is(set.size, 1);
+  await t.throwsAsync(set.shutdown({ signal: AbortSignal.abort() }), { name: 'AbortError' });
+  await t.throwsAsync(set.joinAll({ signal: 'no' as unknown as AbortSignal }), { code: 'ERR_INVALID_ARG_TYPE' });
+  release();
+  await set.shutdown();
+  t.is(set.size, 0);
+});
+
 test('JoinSet.joinNext can be aborted', async (t) => {
   const set = new JoinSet<void>();
   set.spawn(never);
@@ -258,6 +307,23 @@ test('select rejects when the first branch to settle rejects', async (t) => {
   );
   t.is(err, boom);
   t.true(other!.aborted);
+});
+
+test('aborting select from outside tells every branch the caller’s reason', async (t) => {
+  const ac = new AbortController();
+  const why = new Error('caller gave up');
+  const seen: unknown[] = [];
+  const p = select(
+    {
+      a: (s) => new Promise((_, reject) => s.addEventListener('abort', () => (seen.push(s.reason), reject(s.reason)), { once: true })),
+      b: (s) => sleep(60_000, { signal: s }).catch((e: unknown) => (seen.push(e), Promise.reject(e))),
+    },
+    { signal: ac.signal },
+  );
+  ac.abort(why);
+  t.is(await t.throwsAsync(p), why);
+  await yieldNow();
+  t.deepEqual(seen, [why, why]);
 });
 
 test('select validates branches and honours an outer signal', async (t) => {
@@ -382,6 +448,21 @@ test('an idle blocking pool does not keep the process alive', (t) => {
     { cwd: packageRoot, encoding: 'utf8', timeout: 10_000 },
   );
   t.is(out.trim(), '42');
+});
+
+test('a blocking task whose arguments cannot be cloned does not keep the process alive', (t) => {
+  // The task fails at dispatch, before any worker answers: the worker it was meant for must be
+  // released like one that answered (it was kept ref'd, so the process never exited).
+  const out = execFileSync(
+    process.execPath,
+    [
+      '-e',
+      `const k = require('kyoto'); k.spawnBlocking(${JSON.stringify(fixture.href)}, 'add', () => 1, 2).then(` +
+        `() => console.log('resolved'), (e) => console.log(e.isPanic() ? 'panic' : 'other'));`,
+    ],
+    { cwd: packageRoot, encoding: 'utf8', timeout: 10_000 },
+  );
+  t.is(out.trim(), 'panic');
 });
 
 test('a receive or a lock that completes at the call is never lost to select() or timeout(), however busy the turn was', async (t) => {

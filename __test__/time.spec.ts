@@ -1,6 +1,8 @@
 import test from 'ava';
 import { sleep, sleepUntil, timeout, timeoutAt, Instant, Elapsed, interval, intervalAt, Runtime } from 'kyoto';
 import { isSettled, realDelay, native, withTimeout } from './helpers';
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
 
 test('sleep(ms) resolves after at least ms', async (t) => {
   const start = Instant.now();
@@ -284,4 +286,68 @@ test('a tick queued behind another rejects as soon as its signal aborts, without
   iv.close();
   await t.throwsAsync(next, { code: 'ERR_INTERVAL_CLOSED' });
   t.true(first0 instanceof Instant);
+});
+
+/** `global.gc` without `--expose-gc` on the command line (the flag applies to new contexts). */
+const gc: () => void = (() => {
+  v8.setFlagsFromString('--expose-gc');
+  return vm.runInNewContext('gc') as () => void;
+})();
+
+test('sleeps aborted before a far deadline they share with another sleep are released at once', async (t) => {
+  // Sleeps ending on one tick share a wheel entry; here a long sleep keeps the entry alive for an
+  // hour. Each sleep aborted meanwhile (a timeoutAt(d, work) whose work won, a select() loser)
+  // used to stay in the entry, with its signal, until the deadline: memory grew with every call.
+  const d = Instant.now().add(3_600_000);
+  const holder = new AbortController();
+  const held = sleepUntil(d, { signal: holder.signal }).catch(() => 'aborted');
+  for (let i = 0; i < 100; i++) t.is(await timeoutAt(d, async () => i), i);
+  const refs: WeakRef<AbortSignal>[] = [];
+  // In a function of its own, so that no frame of the test holds the last signal.
+  const abortOne = async (): Promise<unknown> => {
+    const ac = new AbortController();
+    const p = sleepUntil(d, { signal: ac.signal }).catch(() => 'aborted');
+    refs.push(new WeakRef(ac.signal));
+    ac.abort();
+    return p;
+  };
+  for (let i = 0; i < 20; i++) t.is(await abortOne(), 'aborted');
+  const alive = (): number => refs.filter((r) => r.deref() !== undefined).length;
+  for (let i = 0; i < 10 && alive() > 0; i++) {
+    await realDelay(1); // a WeakRef keeps its target alive until the end of the job that read it
+    gc();
+  }
+  t.is(alive(), 0, 'the signals of the aborted sleeps are collected');
+  t.false(await isSettled(held));
+  holder.abort();
+  t.is(await held, 'aborted');
+});
+
+test('an interval behind schedule lets the event loop run while it catches up', async (t) => {
+  // Ticks already due resolve without a timer. A consumer that never catches up (a burst of
+  // missed ticks, or work slower than the period) used to get them through microtasks alone and
+  // starved every timer, I/O and setImmediate callback for as long as it looped. Tokio's coop
+  // budget makes such a task yield every 128 ready ticks.
+  const start = Instant.now().sub(10_000);
+  const iv = intervalAt(start, 1); // 10,000 missed ticks: burst
+  let turns = 0;
+  let stop = false;
+  const spin = (): void => {
+    turns++;
+    if (!stop) setImmediate(spin);
+  };
+  setImmediate(spin);
+  let n = 0;
+  let last = -1;
+  let inOrder = true;
+  for await (const tick of iv) {
+    const rel = tick.valueOf() - start.valueOf();
+    if (Math.round(rel - last) !== 1 && last >= 0) inOrder = false;
+    last = rel;
+    if (++n === 1000) break;
+  }
+  stop = true;
+  iv.close();
+  t.true(inOrder, 'the ticks are still the scheduled instants, one period apart');
+  t.true(turns >= 2, `the event loop turned ${turns} times during 1000 ready ticks`);
 });

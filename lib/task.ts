@@ -313,13 +313,20 @@ export class JoinSet<T> implements AsyncIterable<T>, AsyncDisposable {
   async joinNext(options?: { signal?: AbortSignal }): Promise<T | undefined> {
     const opts = optionsBag<{ signal?: AbortSignal }>(options);
     validateSignal(opts.signal);
-    const signal = opts.signal;
+    const o = await this.#next(opts.signal);
+    if (o === undefined) return undefined;
+    if (o.ok) return o.value;
+    throw o.error;
+  }
+
+  /**
+   * The outcome of the next task to finish; `undefined` once the set is empty. Loops and `joinAll`
+   * use it rather than `joinNext`, whose `undefined` could also be a task's value.
+   */
+  async #next(signal: AbortSignal | undefined): Promise<Outcome<T> | undefined> {
     for (;;) {
       const o = this.#take();
-      if (o !== undefined) {
-        if (o.ok) return o.value;
-        throw o.error;
-      }
+      if (o !== undefined) return o;
       if (this.#tasks.size === 0) return undefined;
       if (signal?.aborted) throw abortReason(signal);
       await new Promise<void>((resolve, reject) => {
@@ -351,20 +358,23 @@ export class JoinSet<T> implements AsyncIterable<T>, AsyncDisposable {
   /**
    * Waits for every task and returns their values in completion order. The first failure aborts
    * the remaining tasks, removes them from the set and rejects with its {@link JoinError}.
+   * Aborting `signal` rejects with its reason: the tasks not joined yet stay in the set, the
+   * values joined until then are dropped (as when Tokio's `join_all` future is dropped).
    */
-  async joinAll(): Promise<T[]> {
+  async joinAll(options?: { signal?: AbortSignal }): Promise<T[]> {
+    const opts = optionsBag<{ signal?: AbortSignal }>(options);
+    validateSignal(opts.signal);
     const out: T[] = [];
     for (;;) {
-      let v: T | undefined;
-      try {
-        if (this.#tasks.size === 0) return out;
-        v = await this.joinNext();
-      } catch (err) {
+      // Emptied meanwhile (detachAll): done, without a value for the set's absence.
+      const o = await this.#next(opts.signal);
+      if (o === undefined) return out;
+      if (!o.ok) {
         this.abortAll();
         this.detachAll();
-        throw err;
+        throw o.error;
       }
-      out.push(v as T);
+      out.push(o.value);
     }
   }
 
@@ -383,16 +393,16 @@ export class JoinSet<T> implements AsyncIterable<T>, AsyncDisposable {
     for (const wake of w) wake();
   }
 
-  /** Aborts every task and waits until all have stopped; the set is then empty. */
-  async shutdown(): Promise<void> {
+  /**
+   * Aborts every task and waits until all have stopped; the set is then empty. Aborting `signal`
+   * stops the wait (rejecting with its reason); the tasks that have not stopped yet stay in the set.
+   */
+  async shutdown(options?: { signal?: AbortSignal }): Promise<void> {
+    const opts = optionsBag<{ signal?: AbortSignal }>(options);
+    validateSignal(opts.signal);
     this.abortAll();
-    while (this.#tasks.size > 0) {
-      try {
-        await this.joinNext();
-      } catch {
-        // cancelled or failed: dropped, like Tokio's shutdown
-      }
-    }
+    // Failed and cancelled tasks are dropped, like Tokio's shutdown; an abort of the wait throws.
+    while ((await this.#next(opts.signal)) !== undefined);
   }
 
   /** Same as {@link JoinSet.shutdown}. */
@@ -402,8 +412,12 @@ export class JoinSet<T> implements AsyncIterable<T>, AsyncDisposable {
 
   /** Yields task values in completion order until the set is empty; a failure throws. */
   async *[Symbol.asyncIterator](): AsyncGenerator<T, void, undefined> {
-    while (this.#tasks.size > 0) {
-      yield (await this.joinNext()) as T;
+    for (;;) {
+      // Emptied meanwhile (detachAll) ends the loop rather than yielding `undefined`.
+      const o = await this.#next(undefined);
+      if (o === undefined) return;
+      if (!o.ok) throw o.error;
+      yield o.value;
     }
   }
 }
@@ -439,17 +453,20 @@ export function select<B extends Branches>(branches: B, options?: { signal?: Abo
   return new Promise<SelectResult<B>>((resolve, reject) => {
     const controllers = keys.map(() => new AbortController());
     let done = false;
-    const settle = (winner: number): void => {
+    const settle = (winner: number, reason?: unknown): void => {
       done = true;
       outer?.removeEventListener('abort', onOuter);
+      const why = reason ?? new AbortError('another select branch settled first');
       controllers.forEach((c, i) => {
-        if (i !== winner) c.abort(new AbortError('another select branch settled first'));
+        if (i !== winner) c.abort(why);
       });
     };
     const onOuter = (): void => {
       if (done) return;
-      settle(-1);
-      reject(abortReason(outer!));
+      // The branches are told the caller's reason, as timeout() tells its work.
+      const reason = abortReason(outer!);
+      settle(-1, reason);
+      reject(reason);
     };
     outer?.addEventListener('abort', onOuter, { once: true });
     keys.forEach((key, i) => {

@@ -116,9 +116,16 @@ class Member {
   readonly onAbort = (): void => {
     if (this.dead) return;
     this.dead = true;
-    if (this.token !== undefined) resourceClosed(this.token);
+    // Leave the group at once: it may live for hours more (a shared deadline, as with many
+    // `timeoutAt(d, work)` whose work won), and must not keep every abandoned sleep until then.
+    const g = this.group;
+    g.members?.delete(this);
+    if (this.token !== undefined) {
+      g.tokens?.delete(this.token);
+      resourceClosed(this.token);
+    }
     this.reject(abortReason(this.signal));
-    this.group.release();
+    g.release();
   };
 }
 
@@ -134,9 +141,10 @@ class TimerGroup {
   promise: Promise<void> | undefined;
   resolveAll: (() => void) | undefined;
   rejectAll: ((reason: unknown) => void) | undefined;
-  members: Member[] | undefined;
+  /** Cancellable sleeps still waiting, in the order they joined (the order they settle in). */
+  members: Set<Member> | undefined;
   /** Resources of the sleeps in this group (instrumentation on only); closed when it fires. */
-  tokens: ResourceToken[] | undefined;
+  tokens: Set<ResourceToken> | undefined;
 
   constructor(
     readonly table: TimerTable,
@@ -162,7 +170,7 @@ class TimerGroup {
     return new Promise<void>((resolve, reject) => {
       const m = new Member(this, resolve as () => void, reject, signal);
       m.token = token;
-      (this.members ??= []).push(m);
+      (this.members ??= new Set()).add(m);
       signal.addEventListener('abort', m.onAbort, { once: true });
     });
   }
@@ -287,7 +295,7 @@ class TimerTable {
     if (observingResources()) {
       // kyoto/console, diagnostics_channel: one resource per sleep, closed when it fires or aborts.
       const token = resourceCreated('timer', 'Sleep', [{ name: 'duration', value: Math.max(0, Math.round(ms)), unit: 'ms' }], undefined, parent);
-      (g.tokens ??= []).push(token);
+      (g.tokens ??= new Set()).add(token);
       return signal === undefined ? g.join() : g.joinCancellable(signal, token);
     }
     return signal === undefined ? g.join() : g.joinCancellable(signal);
@@ -473,10 +481,19 @@ function runWithDeadline<T>(deadline: number, work: TimeoutWork<T>, opts: WaitOp
     sleepUntilMs(deadline, rt, timerAc.signal).then(
       () => {
         if (done) return;
-        finish();
-        const elapsed = new Elapsed();
-        workAc.abort(elapsed);
-        reject(elapsed);
+        // Like Tokio's Timeout, which polls the work before the deadline: work woken on this same
+        // tick (a sleep as long as the limit, a task awaiting one) settles through microtasks
+        // after this callback, and must still win. Decide once they have run: at the next
+        // macrotask, during which a paused clock must not move on.
+        holdClock();
+        setImmediate(() => {
+          releaseClock();
+          if (done) return;
+          finish();
+          const elapsed = new Elapsed();
+          workAc.abort(elapsed);
+          reject(elapsed);
+        });
       },
       (err) => {
         // Our own abort (the work settled first, or the outer signal) is already handled; anything
@@ -492,7 +509,8 @@ function runWithDeadline<T>(deadline: number, work: TimeoutWork<T>, opts: WaitOp
 
 /**
  * Runs `work` with a time limit. Rejects with {@link Elapsed} (and aborts the work's signal) if
- * `ms` passes first; work that has already settled wins even at a 0 deadline.
+ * `ms` passes first; work that has already settled wins even at a 0 deadline, and so does work
+ * that settles on the deadline's own tick (as Tokio polls the work before the deadline).
  * @param ms - the limit, >= 0.
  * @param work - a promise, or `(signal) => promise` (the signal aborts on elapse).
  * @param options - an outer `signal`; `runtime`.
@@ -526,6 +544,34 @@ export interface IntervalOptions extends RuntimeOption {
 /** A tick is "missed" only when it is observed more than this many ms late (Tokio's rule). */
 const MISSED_THRESHOLD_MS = 5;
 
+/**
+ * Ticks in a row that were already due (no timer waited for): after this many, the next one first
+ * lets the event loop turn, as Tokio's coop budget (128) makes a task always ready yield.
+ */
+const READY_TICK_BUDGET = 128;
+
+/**
+ * Resolves at the next macrotask (rejects if `signal` aborts first). The interval is still
+ * runnable meanwhile: a paused clock must not auto-advance (as with `yieldNow`).
+ */
+function turn(signal: AbortSignal | undefined): Promise<void> {
+  if (signal?.aborted) return Promise.reject(abortReason(signal));
+  holdClock();
+  return new Promise<void>((resolve, reject) => {
+    const onAbort = (): void => {
+      clearImmediate(im);
+      releaseClock();
+      reject(abortReason(signal!));
+    };
+    const im = setImmediate(() => {
+      signal?.removeEventListener('abort', onAbort);
+      releaseClock();
+      resolve();
+    });
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
 class Reset {}
 const RESET = new Reset();
 
@@ -543,6 +589,8 @@ export class Interval implements AsyncIterable<Instant>, Disposable {
   /** The queue of tick() calls: each settles its own promise, so this one never rejects. */
   #chain: Promise<unknown> = Promise.resolve();
   #wake: AbortController | undefined;
+  /** Ticks in a row returned without waiting (see {@link READY_TICK_BUDGET}). */
+  #ready = 0;
   #disposed = false;
   /** Closed because its runtime shut down: ticks then reject with `ERR_RUNTIME_SHUTDOWN`. */
   #shutDown = false;
@@ -621,7 +669,16 @@ export class Interval implements AsyncIterable<Instant>, Disposable {
       if (this.#disposed) throw this.#shutDown ? runtimeShutdownError() : closedError();
       if (signal?.aborted) throw abortReason(signal);
       const deadline = this.#deadline;
-      if (this.#table.now() < deadline) {
+      if (this.#table.now() >= deadline) {
+        // Already due: a consumer behind schedule would otherwise get every tick through
+        // microtasks alone and starve timers and I/O for as long as it loops.
+        if (++this.#ready > READY_TICK_BUDGET) {
+          this.#ready = 0;
+          await turn(signal);
+          continue; // closed, aborted or reset meanwhile: look again
+        }
+      } else {
+        this.#ready = 0;
         const wake = new AbortController();
         this.#wake = wake;
         const onAbort = (): void => wake.abort(abortReason(signal!));
@@ -749,8 +806,23 @@ function nextTimeout(behavior: MissedTickBehavior, timeout: number, now: number,
     case 'delay':
       return now + period;
     case 'skip':
-      return now + period - ((now - timeout) % period);
+      return now + period - lateness(now - timeout, period);
   }
+}
+
+/**
+ * `late % period`, as Tokio computes it: in whole nanoseconds. Clock readings are whole
+ * nanoseconds but reach JS as float milliseconds, so `%` on them sees a lateness of exactly n
+ * periods as a hair under n and answers almost a whole period: Skip then scheduled the next tick
+ * at once instead of a period later. Beyond what doubles hold exactly, plain `%`.
+ */
+function lateness(late: number, period: number): number {
+  const lateNs = Math.round(late * 1e6);
+  const periodNs = Math.round(period * 1e6);
+  if (periodNs > 0 && lateNs <= Number.MAX_SAFE_INTEGER && periodNs <= Number.MAX_SAFE_INTEGER) {
+    return (lateNs % periodNs) / 1e6;
+  }
+  return late % period;
 }
 
 function makeInterval(start: number, period: unknown, options: unknown): Interval {

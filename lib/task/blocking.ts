@@ -270,6 +270,9 @@ class BlockingPool {
             this.#finish(w, task.slot, 0, err);
           }
         }
+        // Tasks that failed here get no answer from the worker: if none went, nothing will unref
+        // it (onResults does that), and the idle worker would hold the process open.
+        if (w.inflight === 0) w.unref();
       }
     }
     if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
