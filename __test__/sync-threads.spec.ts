@@ -926,3 +926,27 @@ test('shared permits, guards and channel ends collected without release() or clo
     watch: true,
   });
 });
+
+test('getOrInit() then share() in the same tick: the initialisation still runs and every thread gets its value', async (t) => {
+  // The caller's turn is granted at once, but init runs a microtask later: share() in between
+  // must not leave the initialisation claimed by nobody (every getOrInit would wait forever).
+  const cell = new OnceCell<number>();
+  let runs = 0;
+  const first = cell.getOrInit(() => ++runs * 10);
+  const h = cell.share();
+  t.is(await bounded(first, 10_000, 'getOrInit'), 10);
+  t.is(cell.get(), 10);
+  const counters = new Int32Array(new SharedArrayBuffer(4));
+  const w = spawn({ task: 'once-init', id: 1, n: 0, handles: [h], counters });
+  t.deepEqual(await bounded(w.next(), 10_000, 'worker'), { v: 10 }, 'a worker sees the value, not an endless initialisation');
+  await bounded(w.exited, 10_000, 'worker exit');
+  t.is(runs, 1);
+  t.is(Atomics.load(counters, 0), 0, 'the worker did not initialise again');
+
+  // Two callers queued before the share: one initialises, both get its value.
+  const cell2 = new OnceCell<string>();
+  const a = cell2.getOrInit(() => 'a');
+  const b = cell2.getOrInit(() => 'b');
+  cell2.share();
+  t.deepEqual(await bounded(Promise.all([a, b]), 10_000, 'both callers'), ['a', 'a']);
+});

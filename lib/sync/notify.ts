@@ -276,7 +276,16 @@ export class OnceCell<T> {
         if (this.#n !== undefined) continue;
         throw e;
       }
-      if (this.#n !== undefined) continue;
+      const sharedEarly = this.#shared();
+      if (sharedEarly !== undefined) {
+        // Shared after our turn came but before init ran: share() claimed the native
+        // initialisation for us (it cannot tell a turn granted from an init running). Give it
+        // back and go the native way, or every caller on every thread would wait for an
+        // initialisation nobody runs.
+        const key = this.#takeInitKey();
+        if (key !== 0) sharedEarly.oAbandon(key);
+        continue;
+      }
       if (this.#set) {
         this.#sem.release(0, 1);
         return this.#value as T;
