@@ -927,6 +927,35 @@ test('shared permits, guards and channel ends collected without release() or clo
   });
 });
 
+test('share() leaves the bytes a reader already has intact: a broadcast value received, a watch value borrowed, a OnceCell value read', (t) => {
+  // Each of these values is its own ArrayBuffer (not a slice of Node's Buffer pool): moving it
+  // into native memory would detach it, emptying what the reader holds.
+  const [tx, rx] = broadcast.channel<Buffer>(4);
+  const later = tx.subscribe();
+  tx.send(Buffer.alloc(64, 7));
+  const got = rx.tryRecv();
+  const h = tx.share();
+  t.is(got.byteLength, 64, 'the receiver that had read it keeps it');
+  t.deepEqual([...got], Array<number>(64).fill(7));
+  t.deepEqual([...later.tryRecv()], Array<number>(64).fill(7), 'the one that had not still gets it');
+  fromShared<broadcast.Sender<Buffer>>(h).close();
+
+  const [wtx, wrx] = watch.channel(new Uint8Array([1, 2, 3, 4]));
+  const seen = wrx.borrowAndUpdate();
+  const hw = wtx.share();
+  t.is(seen.byteLength, 4, 'the borrowed watch value stays');
+  t.deepEqual([...seen], [1, 2, 3, 4]);
+  t.deepEqual([...wrx.borrow()], [1, 2, 3, 4]);
+  fromShared<watch.Sender<Uint8Array>>(hw).close();
+
+  const cell = new OnceCell<ArrayBuffer>();
+  cell.set(new Float64Array([1.5, 2.5]).buffer);
+  const v = cell.get()!;
+  cell.share();
+  t.is(v.byteLength, 16, 'the value read from the OnceCell stays');
+  t.deepEqual([...new Float64Array(cell.get()!)], [1.5, 2.5]);
+});
+
 test('getOrInit() then share() in the same tick: the initialisation still runs and every thread gets its value', async (t) => {
   // The caller's turn is granted at once, but init runs a microtask later: share() in between
   // must not leave the initialisation claimed by nobody (every getOrInit would wait forever).
@@ -949,4 +978,32 @@ test('getOrInit() then share() in the same tick: the initialisation still runs a
   const b = cell2.getOrInit(() => 'b');
   cell2.share();
   t.deepEqual(await bounded(Promise.all([a, b]), 10_000, 'both callers'), ['a', 'a']);
+});
+
+test('getOrInit() on a shared OnceCell returns the initialiser\'s bytes intact to its caller, as to every other', async (t) => {
+  const cell = new OnceCell<Uint8Array>();
+  const other = fromShared<OnceCell<Uint8Array>>(cell.share());
+  const v = await cell.getOrInit(() => new Uint8Array([9, 8, 7]));
+  t.is(v.byteLength, 3, 'the caller that initialised gets the value');
+  t.deepEqual([...v], [9, 8, 7]);
+  t.deepEqual([...(await other.getOrInit(() => new Uint8Array(0)))], [9, 8, 7]);
+
+  // Shared while the initialisation runs: it finishes natively, with the same result.
+  const cell2 = new OnceCell<DataView>();
+  let go!: () => void;
+  let started!: () => void;
+  const gate = new Promise<void>((resolve) => (go = resolve));
+  const running = new Promise<void>((resolve) => (started = resolve));
+  const init = cell2.getOrInit(async () => {
+    started();
+    await gate;
+    return new DataView(new Uint8Array([5, 6]).buffer);
+  });
+  await bounded(running);
+  const h2 = cell2.share();
+  go();
+  const dv = await bounded(init);
+  t.is(dv.byteLength, 2);
+  t.is(dv.getUint8(1), 6);
+  t.is(fromShared<OnceCell<DataView>>(h2).get()!.getUint8(0), 5);
 });

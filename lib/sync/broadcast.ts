@@ -10,7 +10,7 @@
 import { abortReason, illegalConstructor, kConstruct, invalidArgType, outOfRange } from '../errors';
 import { InvalidStateError, RecvError, SendError, TryRecvError } from './errors';
 import { ITER_END, RESOLVED, RecvIterator, WaitList, Waiter, signalOf, type WaitOptions } from './internal';
-import { CELL, CLOSED, EMPTY, encode, makeHandle, nwait, registerReviver, sn, track, untrack, type NCell, type SyncHandle } from './native';
+import { CELL, CLOSED, EMPTY, encode, encodeKept, makeHandle, nwait, registerReviver, sn, track, untrack, type NCell, type SyncHandle } from './native';
 
 const MAX_CAPACITY = 2 ** 30;
 
@@ -68,8 +68,10 @@ class Shared<T> {
     for (const p of this.rxs) if (p.r!.deref() === undefined) dropJsRx(p);
     for (const t of this.txs) if (t.r.deref() === undefined) dropJsTx(t);
     // Serialize the retained values first: a non-cloneable one throws before anything moves.
+    // Receivers that read a value already hold it (the sender may too): its bytes are copied,
+    // not moved out from under them.
     const retained: [number, [unknown, number]][] = [];
-    for (let pos = Math.max(0, this.tail - this.cap); pos < this.tail; pos++) retained.push([pos, encode(this.buf[pos & this.mask])]);
+    for (let pos = Math.max(0, this.tail - this.cap); pos < this.tail; pos++) retained.push([pos, encodeKept(this.buf[pos & this.mask])]);
     const n = sn().syncBcastCreate(this.cap, this.tail, this.tx);
     this.n = n; // before adopting ends: their safety net refers to it
     for (const [pos, [p, tag]] of retained) n.bcPut(pos, p, tag);

@@ -9,6 +9,7 @@ import {
   CELL,
   EMPTY,
   encode,
+  encodeKept,
   makeHandle,
   nwait,
   registerReviver,
@@ -305,7 +306,7 @@ export class OnceCell<T> {
         const key = this.#takeInitKey();
         let enc: [unknown, number];
         try {
-          enc = encode(v);
+          enc = encodeKept(v); // v is returned: its bytes must not move
         } catch (e) {
           shared.oAbandon(key);
           throw e;
@@ -344,7 +345,7 @@ export class OnceCell<T> {
           throw e;
         }
         try {
-          const [p, tag] = encode(v);
+          const [p, tag] = encodeKept(v); // v is returned: its bytes must not move
           n.oFinish(k, p, tag);
         } catch (e) {
           n.oAbandon(k);
@@ -363,7 +364,7 @@ export class OnceCell<T> {
   share(): SyncHandle {
     if (this.#handle !== undefined) return this.#handle;
     if (this.#n === undefined) {
-      const [p, tag] = this.#set ? encode(this.#value) : [undefined, 0];
+      const [p, tag] = this.#set ? encodeKept(this.#value) : [undefined, 0]; // what get() returned stays intact
       const n = sn().syncOnceCreate(this.#set, p, tag);
       if (!this.#set && this.#sem.permits === 0) {
         // An initialisation is running here: it continues as this env's native initialisation.
