@@ -1007,3 +1007,44 @@ test('getOrInit() on a shared OnceCell returns the initialiser\'s bytes intact t
   t.is(dv.getUint8(1), 6);
   t.is(fromShared<OnceCell<DataView>>(h2).get()!.getUint8(0), 5);
 });
+
+test('a lock guard taken before share() keeps working on the value it gave out: writes through it are stored on release', async (t) => {
+  // As with Arc<Mutex<T>> in Tokio: sharing the lock while a guard is held does not change what
+  // that guard protects. Code that read the value before share() and writes to it afterwards
+  // must not write to an object the lock no longer has.
+  const m = new Mutex({ items: [1] });
+  const g = await m.lock();
+  const state = g.value;
+  const h = m.share();
+  state.items.push(2);
+  t.is(g.value, state, 'the guard still gives out the object it gave out before');
+  g.release();
+  const other = fromShared<Mutex<{ items: number[] }>>(h);
+  const g2 = await bounded(other.lock());
+  t.deepEqual(g2.value, { items: [1, 2] });
+  g2.release();
+
+  // RwLock: a write guard from before share() (then downgraded), and readers from before it.
+  const l = new RwLock({ n: 1 });
+  const w = await l.write();
+  const obj = w.value;
+  l.share();
+  obj.n = 2;
+  const r = w.downgrade();
+  t.is(r.value, obj);
+  r.release();
+  t.deepEqual((await bounded(l.read())).value, { n: 2 });
+
+  const l2 = new RwLock(new Uint8Array([1, 2, 3]));
+  const r1 = await l2.read();
+  const bytes = r1.value;
+  const r2 = l2.tryRead();
+  l2.share();
+  t.is(bytes.byteLength, 3, 'the bytes a reader holds are not moved out from under it');
+  t.is(r2.value, bytes);
+  r1.release();
+  r2.release();
+  const wg = await bounded(l2.write());
+  t.deepEqual([...wg.value], [1, 2, 3]);
+  wg.release();
+});
