@@ -1048,3 +1048,26 @@ test('a lock guard taken before share() keeps working on the value it gave out: 
   t.deepEqual([...wg.value], [1, 2, 3]);
   wg.release();
 });
+
+test('set() on a shared OnceCell that fails (initialising elsewhere) leaves the caller\'s bytes intact, as in one thread', async (t) => {
+  const cell = new OnceCell<Uint8Array>();
+  const h = cell.share();
+  let done!: (v: Uint8Array) => void;
+  let started!: () => void;
+  const running = new Promise<void>((resolve) => (started = resolve));
+  const init = cell.getOrInit(
+    () =>
+      new Promise<Uint8Array>((resolve) => {
+        started();
+        done = resolve;
+      }),
+  );
+  await bounded(running);
+  const mine = new Uint8Array([1, 2, 3, 4]);
+  t.throws(() => fromShared<OnceCell<Uint8Array>>(h).set(mine), { code: 'ERR_ONCE_CELL_SET', message: /initiali/ });
+  t.is(mine.byteLength, 4, 'nothing was stored, so nothing was taken');
+  done(new Uint8Array([9]));
+  t.deepEqual([...(await bounded(init))], [9]);
+  t.throws(() => cell.set(mine), { code: 'ERR_ONCE_CELL_SET' });
+  t.deepEqual([...mine], [1, 2, 3, 4]);
+});

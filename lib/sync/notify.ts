@@ -8,7 +8,6 @@ import { JsSem, KEY, RESOLVED, WaitList, Waiter, signalOf, type WaitOptions } fr
 import {
   CELL,
   EMPTY,
-  encode,
   encodeKept,
   makeHandle,
   nwait,
@@ -249,7 +248,10 @@ export class OnceCell<T> {
   set(value: T): void {
     const n = this.#n;
     if (n !== undefined) {
-      const [p, tag] = encode(value);
+      // The bytes are copied, not moved: a set() that fails (another thread set or is
+      // initialising) stores nothing and must take nothing, and, as in one thread, the caller
+      // may go on using what it stored.
+      const [p, tag] = encodeKept(value);
       const r = n.oSet(p, tag);
       if (r === 1) throw new SetError('already_initialized');
       if (r === 2) throw new SetError('initializing');
