@@ -408,8 +408,9 @@ export class BroadcastReceiver<T> implements AsyncIterable<T> {
 
   /** Values this receiver has not seen (counted from its cursor, so it can exceed the capacity before a lag is reported). */
   get len(): number {
+    if (this.#closed || this.#moved) return 0; // it will receive nothing more
     const s = this.#s;
-    if (s.n !== undefined) return this.#closed || this.#moved ? 0 : s.n.bcRxLen(this.#id);
+    if (s.n !== undefined) return s.n.bcRxLen(this.#id);
     return s.tail - this.#p.next;
   }
 
