@@ -926,3 +926,148 @@ test('shared permits, guards and channel ends collected without release() or clo
     watch: true,
   });
 });
+
+test('share() leaves the bytes a reader already has intact: a broadcast value received, a watch value borrowed, a OnceCell value read', (t) => {
+  // Each of these values is its own ArrayBuffer (not a slice of Node's Buffer pool): moving it
+  // into native memory would detach it, emptying what the reader holds.
+  const [tx, rx] = broadcast.channel<Buffer>(4);
+  const later = tx.subscribe();
+  tx.send(Buffer.alloc(64, 7));
+  const got = rx.tryRecv();
+  const h = tx.share();
+  t.is(got.byteLength, 64, 'the receiver that had read it keeps it');
+  t.deepEqual([...got], Array<number>(64).fill(7));
+  t.deepEqual([...later.tryRecv()], Array<number>(64).fill(7), 'the one that had not still gets it');
+  fromShared<broadcast.Sender<Buffer>>(h).close();
+
+  const [wtx, wrx] = watch.channel(new Uint8Array([1, 2, 3, 4]));
+  const seen = wrx.borrowAndUpdate();
+  const hw = wtx.share();
+  t.is(seen.byteLength, 4, 'the borrowed watch value stays');
+  t.deepEqual([...seen], [1, 2, 3, 4]);
+  t.deepEqual([...wrx.borrow()], [1, 2, 3, 4]);
+  fromShared<watch.Sender<Uint8Array>>(hw).close();
+
+  const cell = new OnceCell<ArrayBuffer>();
+  cell.set(new Float64Array([1.5, 2.5]).buffer);
+  const v = cell.get()!;
+  cell.share();
+  t.is(v.byteLength, 16, 'the value read from the OnceCell stays');
+  t.deepEqual([...new Float64Array(cell.get()!)], [1.5, 2.5]);
+});
+
+test('getOrInit() then share() in the same tick: the initialisation still runs and every thread gets its value', async (t) => {
+  // The caller's turn is granted at once, but init runs a microtask later: share() in between
+  // must not leave the initialisation claimed by nobody (every getOrInit would wait forever).
+  const cell = new OnceCell<number>();
+  let runs = 0;
+  const first = cell.getOrInit(() => ++runs * 10);
+  const h = cell.share();
+  t.is(await bounded(first, 10_000, 'getOrInit'), 10);
+  t.is(cell.get(), 10);
+  const counters = new Int32Array(new SharedArrayBuffer(4));
+  const w = spawn({ task: 'once-init', id: 1, n: 0, handles: [h], counters });
+  t.deepEqual(await bounded(w.next(), 10_000, 'worker'), { v: 10 }, 'a worker sees the value, not an endless initialisation');
+  await bounded(w.exited, 10_000, 'worker exit');
+  t.is(runs, 1);
+  t.is(Atomics.load(counters, 0), 0, 'the worker did not initialise again');
+
+  // Two callers queued before the share: one initialises, both get its value.
+  const cell2 = new OnceCell<string>();
+  const a = cell2.getOrInit(() => 'a');
+  const b = cell2.getOrInit(() => 'b');
+  cell2.share();
+  t.deepEqual(await bounded(Promise.all([a, b]), 10_000, 'both callers'), ['a', 'a']);
+});
+
+test('getOrInit() on a shared OnceCell returns the initialiser\'s bytes intact to its caller, as to every other', async (t) => {
+  const cell = new OnceCell<Uint8Array>();
+  const other = fromShared<OnceCell<Uint8Array>>(cell.share());
+  const v = await cell.getOrInit(() => new Uint8Array([9, 8, 7]));
+  t.is(v.byteLength, 3, 'the caller that initialised gets the value');
+  t.deepEqual([...v], [9, 8, 7]);
+  t.deepEqual([...(await other.getOrInit(() => new Uint8Array(0)))], [9, 8, 7]);
+
+  // Shared while the initialisation runs: it finishes natively, with the same result.
+  const cell2 = new OnceCell<DataView>();
+  let go!: () => void;
+  let started!: () => void;
+  const gate = new Promise<void>((resolve) => (go = resolve));
+  const running = new Promise<void>((resolve) => (started = resolve));
+  const init = cell2.getOrInit(async () => {
+    started();
+    await gate;
+    return new DataView(new Uint8Array([5, 6]).buffer);
+  });
+  await bounded(running);
+  const h2 = cell2.share();
+  go();
+  const dv = await bounded(init);
+  t.is(dv.byteLength, 2);
+  t.is(dv.getUint8(1), 6);
+  t.is(fromShared<OnceCell<DataView>>(h2).get()!.getUint8(0), 5);
+});
+
+test('a lock guard taken before share() keeps working on the value it gave out: writes through it are stored on release', async (t) => {
+  // As with Arc<Mutex<T>> in Tokio: sharing the lock while a guard is held does not change what
+  // that guard protects. Code that read the value before share() and writes to it afterwards
+  // must not write to an object the lock no longer has.
+  const m = new Mutex({ items: [1] });
+  const g = await m.lock();
+  const state = g.value;
+  const h = m.share();
+  state.items.push(2);
+  t.is(g.value, state, 'the guard still gives out the object it gave out before');
+  g.release();
+  const other = fromShared<Mutex<{ items: number[] }>>(h);
+  const g2 = await bounded(other.lock());
+  t.deepEqual(g2.value, { items: [1, 2] });
+  g2.release();
+
+  // RwLock: a write guard from before share() (then downgraded), and readers from before it.
+  const l = new RwLock({ n: 1 });
+  const w = await l.write();
+  const obj = w.value;
+  l.share();
+  obj.n = 2;
+  const r = w.downgrade();
+  t.is(r.value, obj);
+  r.release();
+  t.deepEqual((await bounded(l.read())).value, { n: 2 });
+
+  const l2 = new RwLock(new Uint8Array([1, 2, 3]));
+  const r1 = await l2.read();
+  const bytes = r1.value;
+  const r2 = l2.tryRead();
+  l2.share();
+  t.is(bytes.byteLength, 3, 'the bytes a reader holds are not moved out from under it');
+  t.is(r2.value, bytes);
+  r1.release();
+  r2.release();
+  const wg = await bounded(l2.write());
+  t.deepEqual([...wg.value], [1, 2, 3]);
+  wg.release();
+});
+
+test('set() on a shared OnceCell that fails (initialising elsewhere) leaves the caller\'s bytes intact, as in one thread', async (t) => {
+  const cell = new OnceCell<Uint8Array>();
+  const h = cell.share();
+  let done!: (v: Uint8Array) => void;
+  let started!: () => void;
+  const running = new Promise<void>((resolve) => (started = resolve));
+  const init = cell.getOrInit(
+    () =>
+      new Promise<Uint8Array>((resolve) => {
+        started();
+        done = resolve;
+      }),
+  );
+  await bounded(running);
+  const mine = new Uint8Array([1, 2, 3, 4]);
+  t.throws(() => fromShared<OnceCell<Uint8Array>>(h).set(mine), { code: 'ERR_ONCE_CELL_SET', message: /initiali/ });
+  t.is(mine.byteLength, 4, 'nothing was stored, so nothing was taken');
+  done(new Uint8Array([9]));
+  t.deepEqual([...(await bounded(init))], [9]);
+  t.throws(() => cell.set(mine), { code: 'ERR_ONCE_CELL_SET' });
+  t.deepEqual([...mine], [1, 2, 3, 4]);
+});

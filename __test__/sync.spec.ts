@@ -403,6 +403,20 @@ test('broadcast resubscribe starts at the tail', async (t) => {
   t.is(await rx.recv(), 1);
 });
 
+test('a closed broadcast receiver has nothing left to receive: len 0 and isEmpty(), in one thread as when shared', (t) => {
+  for (const shared of [false, true]) {
+    const [tx, rx] = broadcast.channel<number>(4);
+    if (shared) fromShared<broadcast.Sender<number>>(tx.share()).close();
+    tx.send(1);
+    tx.send(2);
+    t.is(rx.len, 2);
+    rx.close();
+    t.throws(() => rx.tryRecv(), { code: 'ERR_CHANNEL_CLOSED' });
+    t.is(rx.len, 0, shared ? 'shared' : 'same-thread');
+    t.true(rx.isEmpty());
+  }
+});
+
 // ---------------------------------------------------------------------------------------------
 // watch
 

@@ -10,7 +10,7 @@
 import { abortReason, illegalConstructor, kConstruct, invalidArgType, outOfRange } from '../errors';
 import { InvalidStateError, RecvError, SendError, TryRecvError } from './errors';
 import { ITER_END, RESOLVED, RecvIterator, WaitList, Waiter, signalOf, type WaitOptions } from './internal';
-import { CELL, CLOSED, EMPTY, encode, makeHandle, nwait, registerReviver, sn, track, untrack, type NCell, type SyncHandle } from './native';
+import { CELL, CLOSED, EMPTY, encode, encodeKept, makeHandle, nwait, registerReviver, sn, track, untrack, type NCell, type SyncHandle } from './native';
 
 const MAX_CAPACITY = 2 ** 30;
 
@@ -68,8 +68,10 @@ class Shared<T> {
     for (const p of this.rxs) if (p.r!.deref() === undefined) dropJsRx(p);
     for (const t of this.txs) if (t.r.deref() === undefined) dropJsTx(t);
     // Serialize the retained values first: a non-cloneable one throws before anything moves.
+    // Receivers that read a value already hold it (the sender may too): its bytes are copied,
+    // not moved out from under them.
     const retained: [number, [unknown, number]][] = [];
-    for (let pos = Math.max(0, this.tail - this.cap); pos < this.tail; pos++) retained.push([pos, encode(this.buf[pos & this.mask])]);
+    for (let pos = Math.max(0, this.tail - this.cap); pos < this.tail; pos++) retained.push([pos, encodeKept(this.buf[pos & this.mask])]);
     const n = sn().syncBcastCreate(this.cap, this.tail, this.tx);
     this.n = n; // before adopting ends: their safety net refers to it
     for (const [pos, [p, tag]] of retained) n.bcPut(pos, p, tag);
@@ -406,8 +408,9 @@ export class BroadcastReceiver<T> implements AsyncIterable<T> {
 
   /** Values this receiver has not seen (counted from its cursor, so it can exceed the capacity before a lag is reported). */
   get len(): number {
+    if (this.#closed || this.#moved) return 0; // it will receive nothing more
     const s = this.#s;
-    if (s.n !== undefined) return this.#closed || this.#moved ? 0 : s.n.bcRxLen(this.#id);
+    if (s.n !== undefined) return s.n.bcRxLen(this.#id);
     return s.tail - this.#p.next;
   }
 

@@ -367,6 +367,24 @@ export function encode(v: unknown): [unknown, number] {
   return [payload(v, tag), tag];
 }
 
+/**
+ * Like {@link encode}, for a value that JS code can still reach afterwards — one a receiver already
+ * got, a borrower holds or a call returns: a Buffer, typed array, DataView or ArrayBuffer is copied
+ * first, so moving it into native memory detaches the copy and not the bytes that code holds.
+ */
+export function encodeKept(v: unknown): [unknown, number] {
+  return encode(copyBytes(v));
+}
+
+function copyBytes(v: unknown): unknown {
+  if (typeof v !== 'object' || v === null) return v;
+  if (v instanceof ArrayBuffer) return v.slice(0);
+  if (!ArrayBuffer.isView(v)) return v;
+  if (Buffer.isBuffer(v)) return Buffer.from(v); // (a Buffer's slice() is a view, not a copy)
+  if (v instanceof DataView) return new DataView(v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength));
+  return (v as unknown as Uint8Array).slice();
+}
+
 /** Maps a native "semaphore closed" (a channel's capacity) to a channel `SendError`. */
 export function mapSendError(e: unknown): never {
   if (e instanceof AcquireError || (e as { code?: string })?.code === 'ERR_SEMAPHORE_CLOSED') throw new SendError();

@@ -8,7 +8,7 @@ import { JsSem, KEY, RESOLVED, WaitList, Waiter, signalOf, type WaitOptions } fr
 import {
   CELL,
   EMPTY,
-  encode,
+  encodeKept,
   makeHandle,
   nwait,
   registerReviver,
@@ -248,7 +248,10 @@ export class OnceCell<T> {
   set(value: T): void {
     const n = this.#n;
     if (n !== undefined) {
-      const [p, tag] = encode(value);
+      // The bytes are copied, not moved: a set() that fails (another thread set or is
+      // initialising) stores nothing and must take nothing, and, as in one thread, the caller
+      // may go on using what it stored.
+      const [p, tag] = encodeKept(value);
       const r = n.oSet(p, tag);
       if (r === 1) throw new SetError('already_initialized');
       if (r === 2) throw new SetError('initializing');
@@ -276,7 +279,16 @@ export class OnceCell<T> {
         if (this.#n !== undefined) continue;
         throw e;
       }
-      if (this.#n !== undefined) continue;
+      const sharedEarly = this.#shared();
+      if (sharedEarly !== undefined) {
+        // Shared after our turn came but before init ran: share() claimed the native
+        // initialisation for us (it cannot tell a turn granted from an init running). Give it
+        // back and go the native way, or every caller on every thread would wait for an
+        // initialisation nobody runs.
+        const key = this.#takeInitKey();
+        if (key !== 0) sharedEarly.oAbandon(key);
+        continue;
+      }
       if (this.#set) {
         this.#sem.release(0, 1);
         return this.#value as T;
@@ -296,7 +308,7 @@ export class OnceCell<T> {
         const key = this.#takeInitKey();
         let enc: [unknown, number];
         try {
-          enc = encode(v);
+          enc = encodeKept(v); // v is returned: its bytes must not move
         } catch (e) {
           shared.oAbandon(key);
           throw e;
@@ -335,7 +347,7 @@ export class OnceCell<T> {
           throw e;
         }
         try {
-          const [p, tag] = encode(v);
+          const [p, tag] = encodeKept(v); // v is returned: its bytes must not move
           n.oFinish(k, p, tag);
         } catch (e) {
           n.oAbandon(k);
@@ -354,7 +366,7 @@ export class OnceCell<T> {
   share(): SyncHandle {
     if (this.#handle !== undefined) return this.#handle;
     if (this.#n === undefined) {
-      const [p, tag] = this.#set ? encode(this.#value) : [undefined, 0];
+      const [p, tag] = this.#set ? encodeKept(this.#value) : [undefined, 0]; // what get() returned stays intact
       const n = sn().syncOnceCreate(this.#set, p, tag);
       if (!this.#set && this.#sem.permits === 0) {
         // An initialisation is running here: it continues as this env's native initialisation.

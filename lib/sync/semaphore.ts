@@ -9,6 +9,7 @@ import { InvalidStateError, TryAcquireError, TryLockError } from './errors';
 import { JsSem, KEY, MAX_PERMITS, notThenable, signalOf, validatePermits, type SemCore, type WaitOptions } from './internal';
 import {
   NativeSemCore,
+  encodeKept,
   makeHandle,
   payload,
   registerReviver,
@@ -258,6 +259,15 @@ abstract class Locked<T> {
   _value: T;
   /** @internal */
   _native: NSem | undefined = undefined;
+  /**
+   * @internal Shared mode: the value as share() found it, for the guards taken before (key 0).
+   * Code may hold that object and write through it, as through a Tokio guard across a clone of
+   * the Arc: those guards go on giving it out and store it back on release. `_keptHeld`: the
+   * permits those guards still hold; at 0 the object is let go.
+   */
+  _kept: T | undefined = undefined;
+  /** @internal */
+  _keptHeld = 0;
   #handle: SyncHandle | undefined;
 
   constructor(value: T, permits: number) {
@@ -271,14 +281,28 @@ abstract class Locked<T> {
     if (this.#handle !== undefined) return this.#handle;
     if (this._native === undefined) {
       const value = this._value;
-      const tag = tagOf(value);
-      const p = payload(value, tag); // may throw (ERR_DATA_CLONE) before anything moves
+      // May throw (ERR_DATA_CLONE) before anything moves. The bytes are copied: a guard may hold them.
+      const [p, tag] = encodeKept(value);
+      const held = (this._core as JsSem).held;
       const n = toNative(this._core as JsSem, max, (c) => (this._core = c));
       n.setValue(p, tag);
       this._native = n;
+      if (held > 0) {
+        this._kept = value;
+        this._keptHeld = held;
+      }
       this._value = undefined as T;
     }
     return (this.#handle = makeHandle(type, this._native.share(kind)));
+  }
+
+  /** @internal Guards from before share() gave back `n` permits. */
+  _unkeep(n: number): void {
+    this._keptHeld -= n;
+    if (this._keptHeld <= 0) {
+      this._keptHeld = 0;
+      this._kept = undefined;
+    }
   }
 }
 
@@ -314,7 +338,8 @@ abstract class GuardBase<T> implements Disposable {
     const l = this._live();
     if (l._native === undefined) return l._value;
     if (!this.#fetched) {
-      this.#cached = l._native.getValue() as T;
+      // A guard from before share() (key 0) goes on with the object it gave out then.
+      this.#cached = this._key === 0 ? l._kept : (l._native.getValue() as T);
       this.#fetched = true;
     }
     return this.#cached as T;
@@ -341,6 +366,14 @@ abstract class GuardBase<T> implements Disposable {
     if (l === null) return;
     this._lock = null;
     if (this._key !== 0) untrack(this);
+    else if (l._native !== undefined) {
+      // A guard from before share(): what was written through the object it gave out is stored.
+      if (!this.#fetched) {
+        this.#cached = l._kept;
+        this.#fetched = true;
+      }
+      l._unkeep(this._n);
+    }
     if (this.#fetched && this._writes()) {
       const v = this.#cached;
       this.#cached = undefined;
@@ -474,12 +507,16 @@ export class RwLockWriteGuard<T> extends GuardBase<T> {
   downgrade(): RwLockReadGuard<T> {
     const l = this._live() as RwLock<T>;
     const v = this._get();
-    if (l._native !== undefined) {
-      const tag = tagOf(v);
-      l._native.setValue(payload(v, tag), tag);
-    }
     const key = this._key;
     const extra = this._n - 1;
+    if (l._native !== undefined) {
+      const [p, tag] = encodeKept(v); // the read guard of a guard from before share() gives out v
+      l._native.setValue(p, tag);
+      if (key === 0) {
+        l._kept = v;
+        l._unkeep(extra);
+      }
+    }
     this._lock = null;
     if (key !== 0) untrack(this);
     l._core.release(key, extra);

@@ -10,7 +10,7 @@
 import { abortReason, illegalConstructor, kConstruct, invalidArgType } from '../errors';
 import { InvalidStateError, RecvError, SendError } from './errors';
 import { RESOLVED, WaitList, Waiter, ownController, signalOf, type WaitOptions } from './internal';
-import { CELL, encode, makeHandle, nwait, registerReviver, sn, track, untrack, type NCell, type SyncHandle } from './native';
+import { CELL, encode, encodeKept, makeHandle, nwait, registerReviver, sn, track, untrack, type NCell, type SyncHandle } from './native';
 
 /** What a collected shared end gives back: its holding. */
 const dropEnd = (n: NCell, key: number): void => n.dropEnd(key);
@@ -47,7 +47,7 @@ class Shared<T> {
     // nothing to do); deref keeps every other end alive until this job ends.
     for (const e of this.txs) if (e.r.deref() === undefined) dropJsEnd(e);
     for (const e of this.rxs) if (e.r.deref() === undefined) dropJsEnd(e);
-    const [p, tag] = encode(this.value); // may throw before anything moves
+    const [p, tag] = encodeKept(this.value); // may throw before anything moves; borrowers keep theirs
     const n = sn().syncWatchCreate(p, tag, this.version, this.tx);
     this.n = n; // before adopting ends: their safety net refers to it
     for (const e of this.txs) e.r.deref()!._adopt(n.adoptEnd(CELL.W_TX, 0));
