@@ -16,7 +16,7 @@ import {
 } from './errors';
 import { Runtime } from './runtime';
 import { spawnBlockingOn } from './task/blocking';
-import { holdClock, releaseClock } from './runtime/clock-hold';
+import { nextTurn } from './runtime/turn';
 import { observingTasks, taskSpawned, taskEnded, firstPoll, type TaskRec, type TaskOutcome } from './console/instrument';
 
 let nextTaskId = 1;
@@ -239,24 +239,7 @@ export function spawn<T>(fn: TaskFn<T>, options?: SpawnOptions): JoinHandle<T> {
 export function yieldNow(options?: { signal?: AbortSignal }): Promise<void> {
   const opts = optionsBag<{ signal?: AbortSignal }>(options);
   validateSignal(opts.signal);
-  const signal = opts.signal;
-  if (signal?.aborted) return Promise.reject(abortReason(signal));
-  // A task yielding is still runnable: a paused clock must not auto-advance meanwhile (Tokio's
-  // runtime is not idle either).
-  holdClock();
-  return new Promise<void>((resolve, reject) => {
-    const onAbort = (): void => {
-      clearImmediate(im);
-      releaseClock();
-      reject(abortReason(signal!));
-    };
-    const im = setImmediate(() => {
-      signal?.removeEventListener('abort', onAbort);
-      releaseClock();
-      resolve();
-    });
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
+  return nextTurn(opts.signal);
 }
 
 /**

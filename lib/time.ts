@@ -10,6 +10,7 @@ import { submit, submitCallbacks, cancelOp, keepAlive, setAfterBatch } from './b
 import { Runtime, type RuntimeOption } from './runtime';
 import { runtimeOf } from './runtime/of';
 import { clockHeld, holdClock, releaseClock, setOnClockReleased } from './runtime/clock-hold';
+import { nextTurn } from './runtime/turn';
 import { observingResources, resourceCreated, resourceClosed, type ResourceToken } from './console/instrument';
 
 import {
@@ -550,28 +551,6 @@ const MISSED_THRESHOLD_MS = 5;
  */
 const READY_TICK_BUDGET = 128;
 
-/**
- * Resolves at the next macrotask (rejects if `signal` aborts first). The interval is still
- * runnable meanwhile: a paused clock must not auto-advance (as with `yieldNow`).
- */
-function turn(signal: AbortSignal | undefined): Promise<void> {
-  if (signal?.aborted) return Promise.reject(abortReason(signal));
-  holdClock();
-  return new Promise<void>((resolve, reject) => {
-    const onAbort = (): void => {
-      clearImmediate(im);
-      releaseClock();
-      reject(abortReason(signal!));
-    };
-    const im = setImmediate(() => {
-      signal?.removeEventListener('abort', onAbort);
-      releaseClock();
-      resolve();
-    });
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
 class Reset {}
 const RESET = new Reset();
 
@@ -674,7 +653,7 @@ export class Interval implements AsyncIterable<Instant>, Disposable {
         // microtasks alone and starve timers and I/O for as long as it loops.
         if (++this.#ready > READY_TICK_BUDGET) {
           this.#ready = 0;
-          await turn(signal);
+          await nextTurn(signal);
           continue; // closed, aborted or reset meanwhile: look again
         }
       } else {
