@@ -1497,6 +1497,9 @@ export class Server extends EventEmitter {
     }
     if (cb !== null) this.once('listening', cb);
     const backlogFromArgs = toNumber(args.length > 1 && args[1]) || toNumber(args.length > 2 && args[2]);
+    // As node:net, whose handle takes the backlog as an int32: `'5'` (say, from an environment
+    // variable) is 5, what is no number 0 (then the default).
+    const backlog = looseNumber(normalized.backlog || backlogFromArgs || 0) | 0;
     if (normalized._handle || normalized.handle) throw notSupported('net', 'server.listen(handle)');
     const options: Record<string, unknown> = { ...normalized };
     let flags = options.ipv6Only === true ? O_V6_ONLY : 0;
@@ -1510,7 +1513,7 @@ export class Server extends EventEmitter {
       this.once('close', off);
     }
     if (typeof options.fd === 'number' && options.fd >= 0) {
-      this.#listenOnFd(options.fd, (options.backlog as number) || backlogFromArgs || 511);
+      this.#listenOnFd(options.fd, backlog || 511);
       return this;
     }
     if (
@@ -1523,7 +1526,6 @@ export class Server extends EventEmitter {
     }
     if (typeof options.port === 'number' || typeof options.port === 'string') {
       const port = validatePort(options.port, 'options.port');
-      const backlog = (options.backlog as number) || backlogFromArgs || 0;
       if (options.reusePort === true && !REUSE_PORT_SUPPORTED) {
         const host = (options.host as string | undefined) ?? '::';
         process.nextTick(() => this.emit('error', systemError(errnoOf('ENOTSUP'), 'listen', host, port)));
@@ -1543,10 +1545,10 @@ export class Server extends EventEmitter {
       if (this.#inCluster) {
         // The primary binds the path and deals the connections out, as for a port (node:net's
         // readableAll/writableAll have no handle to act on there either).
-        this.#listenInCluster(path, -1, -1, (options.backlog as number) || backlogFromArgs || 0, 0);
+        this.#listenInCluster(path, -1, -1, backlog, 0);
         return this;
       }
-      this.#setupListen(path, -1, (options.backlog as number) || backlogFromArgs || 0, 0);
+      this.#setupListen(path, -1, backlog, 0);
       if (this.#listener === undefined) return this;
       let mode = 0;
       if (options.readableAll === true) mode |= 0o444;
