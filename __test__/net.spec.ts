@@ -616,6 +616,32 @@ test('disconnect() undoes connect(): the UDP socket hears every sender again', a
   other.close();
 });
 
+test('a UDP destination of port 0 is refused up front with ERR_SOCKET_BAD_PORT, and a refused connect() leaves the socket unconnected', async (t) => {
+  const a = await UdpSocket.bind('127.0.0.1:0');
+  const b = await UdpSocket.bind('127.0.0.1:0');
+  // The kernel takes connect(2) to port 0 and refuses every send to it: a bad argument, as node:dgram has it.
+  await t.throwsAsync(a.connect({ address: '127.0.0.1', port: 0 }), { instanceOf: RangeError, code: 'ERR_SOCKET_BAD_PORT' });
+  await t.throwsAsync(a.connect('127.0.0.1:0'), { instanceOf: RangeError, code: 'ERR_SOCKET_BAD_PORT' });
+  t.throws(() => a.peerAddr(), { code: 'ENOTCONN' });
+  await t.throwsAsync(a.send('x'), { code: 'ERR_SOCKET_DGRAM_NOT_CONNECTED' });
+  t.throws(() => a.disconnect(), { code: 'ERR_SOCKET_DGRAM_NOT_CONNECTED' });
+  // A send to port 0 rejects itself rather than resolving and failing the next receive with EINVAL.
+  for (const to of [{ address: '127.0.0.1', port: 0 }, '127.0.0.1:0', 'localhost:0']) {
+    await t.throwsAsync(a.sendTo(Buffer.from('x'), to), { instanceOf: RangeError, code: 'ERR_SOCKET_BAD_PORT' });
+  }
+  await t.throwsAsync(a.sendMany([{ data: 'x', address: { address: '127.0.0.1', port: 0 } }]), { code: 'ERR_SOCKET_BAD_PORT' });
+  // The socket is as it was: it connects, sends and receives.
+  await a.connect(b.localAddr());
+  await a.send('after');
+  const buf = Buffer.alloc(16);
+  const n = await withTimeout(b.recv(buf), 5000, 'recv');
+  t.is(buf.subarray(0, n).toString(), 'after');
+  await b.sendTo('back', a.localAddr());
+  t.is(buf.subarray(0, await withTimeout(a.recv(buf), 5000, 'recv on a')).toString(), 'back');
+  a.close();
+  b.close();
+});
+
 test('peekFrom twice returns the same datagram', async (t) => {
   const a = await UdpSocket.bind('127.0.0.1:0');
   const b = await UdpSocket.bind('127.0.0.1:0');
