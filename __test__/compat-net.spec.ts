@@ -1029,8 +1029,30 @@ async function scriptBacklogValues(m: NetLike): Promise<Record<string, unknown>>
   return { out };
 }
 
+async function scriptLocalAddressOfOtherFamily(m: NetLike): Promise<Record<string, unknown>> {
+  // node:net binds localAddress as an address of the peer's family, which fails with `bind EINVAL`
+  // naming the local address (and its port only when one was given) before any connect.
+  const out: unknown[] = [];
+  for (const [host, localAddress, localPort] of [
+    ['127.0.0.1', '::1', undefined],
+    ['127.0.0.1', '::1', 0],
+    ['::1', '127.0.0.1', undefined],
+  ] as const) {
+    const server = m.createServer((s) => s.end());
+    await new Promise<void>((r) => server.listen(0, host, r));
+    const c = m.connect({ port: (server.address() as net.AddressInfo).port, host, localAddress, localPort } as net.NetConnectOpts);
+    const log = record(c, ['connect', 'close']);
+    const [e] = (await once(c, 'error')) as [Error & Record<string, unknown>];
+    await once(c, 'close');
+    out.push([log, e.code, e.errno, e.syscall, e.address, e.port, e.message]);
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+  return { out };
+}
+
 for (const [name, script] of [
   ['listen() with a backlog that is not a number', scriptBacklogValues],
+  ['a local address of the other family', scriptLocalAddressOfOtherFamily],
   ['reads into the caller\'s buffer (onread), with a pause', scriptOnread],
   ['sockets nobody reads, and a reused socket', scriptUnreadSockets],
   ['error details (local end, a taken local port, lookup family, argument values)', scriptErrorDetails],

@@ -822,9 +822,17 @@ export class Socket extends Duplex {
             failed(e);
           }
         : failed;
+    // node:net binds the local address as one of the peer's family (uv_ip4_addr / uv_ip6_addr):
+    // one of the other family is EINVAL there, before the kernel sees it.
+    if (local && isIP(local) !== family) {
+      fail(systemError(errnoOf('EINVAL'), 'bind', local, localPort || undefined, false));
+      return false;
+    }
     const h = native.netTcpConnect(address, port, local, localPort ?? 0, 0, 0, 0);
     if (h < 0) {
-      fail(connectError(h, address, port, local, localPort ?? 0));
+      const e = connectError(h, address, port, local, localPort ?? 0);
+      // node:net's ExceptionWithHostPort names the local port only when one was asked for.
+      fail(e.syscall === 'bind' && !localPort ? systemError(Math.abs(e.errno), 'bind', local, undefined, false) : e);
       return false;
     }
     this.#track(new TcpStream(h), address, port, fail);
