@@ -642,6 +642,30 @@ test('a UDP destination of port 0 is refused up front with ERR_SOCKET_BAD_PORT, 
   b.close();
 });
 
+test("a UDP socket bound to an IPv6 address reaches 'localhost' as ::1, by sendTo and by connect", async (t) => {
+  // localhost is the loopback address of the socket's family (as TcpSocket.v6() resolves it), not
+  // 127.0.0.1, which an AF_INET6 socket bound to ::1 cannot reach: the datagram was lost and the
+  // next receive failed with ENETUNREACH; connect() failed with EAFNOSUPPORT.
+  const a = await UdpSocket.bind('[::1]:0');
+  const b = await UdpSocket.bind('[::1]:0');
+  const port = b.localAddr().port;
+  const buf = Buffer.alloc(16);
+  await a.sendTo('by name', `localhost:${port}`);
+  const r = await b.recvFrom(buf, { signal: AbortSignal.timeout(5000) });
+  t.is(buf.subarray(0, r.bytes).toString(), 'by name');
+  t.deepEqual(r.address, a.localAddr());
+  await a.connect({ host: 'localhost', port });
+  t.deepEqual(a.peerAddr(), b.localAddr());
+  await a.send('connected');
+  t.is(buf.subarray(0, await b.recv(buf, { signal: AbortSignal.timeout(5000) })).toString(), 'connected');
+  // An IPv4 socket still reaches it as 127.0.0.1.
+  const c = await UdpSocket.bind('127.0.0.1:0');
+  const d = await UdpSocket.bind('127.0.0.1:0');
+  await c.sendTo('v4', `localhost:${d.localAddr().port}`);
+  t.is(buf.subarray(0, await d.recv(buf, { signal: AbortSignal.timeout(5000) })).toString(), 'v4');
+  for (const s of [a, b, c, d]) s.close();
+});
+
 test('peekFrom twice returns the same datagram', async (t) => {
   const a = await UdpSocket.bind('127.0.0.1:0');
   const b = await UdpSocket.bind('127.0.0.1:0');

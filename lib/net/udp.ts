@@ -228,7 +228,7 @@ export class UdpSocket {
     const badPort = destinationPortError(a.port, 'addr');
     if (badPort !== undefined) return Promise.reject(badPort);
     if (net.isIP(a.host)) return this.#send(bytes, a.host, a.port, signal);
-    return untilAborted(resolveHost(a.host), signal).then((host) => this.#send(bytes, host, a.port, signal));
+    return untilAborted(this.#resolveHost(a.host), signal).then((host) => this.#send(bytes, host, a.port, signal));
   }
 
   /**
@@ -299,10 +299,33 @@ export class UdpSocket {
    */
   async connect(addr: AddressLike, options?: SignalOption): Promise<void> {
     checkSignal(options?.signal);
-    const { host, port } = await untilAborted(resolveAddr(addr), options?.signal);
+    const { host, port } = await untilAborted(
+      (async () => {
+        const a = splitAddr(addr);
+        return { host: await this.#resolveHost(a.host), port: a.port };
+      })(),
+      options?.signal,
+    );
     const badPort = destinationPortError(port, 'addr');
     if (badPort !== undefined) throw badPort;
     this._connect(host, port, true);
+  }
+
+  /**
+   * `host` looked up for a destination. `localhost` is the loopback address of this socket's family
+   * (as `TcpSocket.v6()` has it): `::1` for an IPv6 socket, which could not reach `127.0.0.1` when
+   * bound to `::1`. Other names are looked up in both families, as before: a dual-stack socket
+   * reaches an IPv4-only host through its mapped address.
+   */
+  #resolveHost(host: string): Promise<string> {
+    if (host !== 'localhost') return resolveHost(host);
+    let family: 4 | 6 | undefined;
+    try {
+      family = this.localAddr().family === 'IPv6' ? 6 : 4;
+    } catch {
+      family = undefined; // closed: the send or connect fails on its own
+    }
+    return resolveHost(host, family);
   }
 
   /**
