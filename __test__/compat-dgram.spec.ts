@@ -943,3 +943,30 @@ test.serial('parity with node:dgram: a buffer-size error on an unbound socket ca
   const [viaNode, viaKyoto] = await bothWays(scriptBufferSizeErrorInfo);
   t.deepEqual(viaKyoto, viaNode);
 });
+
+// disconnect() checks the connection before anything else, as node:dgram's does: a socket that
+// is not connected says so (ERR_SOCKET_DGRAM_NOT_CONNECTED) even once closed.
+async function scriptDisconnectNotConnected(m: DgramLike): Promise<string[]> {
+  const out: string[] = [];
+  const s = m.createSocket('udp4');
+  const tryDisconnect = (when: string): void => {
+    try {
+      s.disconnect();
+      out.push(`${when}: disconnected`);
+    } catch (e) {
+      out.push(`${when}: ${(e as { code?: string }).code}`);
+    }
+  };
+  tryDisconnect('unbound');
+  await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', () => resolve()));
+  tryDisconnect('bound');
+  await closed(s);
+  tryDisconnect('closed');
+  return out;
+}
+
+test.serial('parity with node:dgram: disconnect() of a socket never connected is ERR_SOCKET_DGRAM_NOT_CONNECTED, closed or not', async (t) => {
+  const [viaNode, viaKyoto] = await bothWays(scriptDisconnectNotConnected);
+  t.deepEqual(viaKyoto, viaNode);
+  t.deepEqual(viaNode, ['unbound: ERR_SOCKET_DGRAM_NOT_CONNECTED', 'bound: ERR_SOCKET_DGRAM_NOT_CONNECTED', 'closed: ERR_SOCKET_DGRAM_NOT_CONNECTED']);
+});

@@ -625,8 +625,10 @@ export class Socket extends EventEmitter {
    * `send` needs a port and address. Throws `ERR_SOCKET_DGRAM_NOT_CONNECTED` when not connected.
    */
   disconnect(): void {
+    // As node:dgram: the connection is checked first, so a closed socket never connected says so.
+    if (this.#connectState !== CONNECTED) throw notConnected();
     this.#healthCheck();
-    if (this.#connectState !== CONNECTED || this.#sock === undefined) throw notConnected();
+    if (this.#sock === undefined) throw notConnected();
     this.#sock.disconnect();
     this.#connectState = DISCONNECTED;
   }
