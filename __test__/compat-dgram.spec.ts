@@ -892,3 +892,81 @@ test.serial('parity with node:dgram: bind() to an address that is not a string i
   t.deepEqual(viaKyoto, viaNode);
   t.true(viaNode.includes('number 123: TypeError ERR_INVALID_ARG_TYPE The "hostname" argument must be of type string. Received type number (123); then ERR_SOCKET_ALREADY_BOUND'));
 });
+
+// bind()'s callback is a 'listening' listener that removes itself (and its 'error' partner) once
+// it ran, or once the bind failed: node:dgram leaves no listener behind either way.
+async function scriptBindCallbackListeners(m: DgramLike): Promise<string[]> {
+  const out: string[] = [];
+  const counts = (s: dgram.Socket): string => `listening ${s.listenerCount('listening')}, error ${s.listenerCount('error')}`;
+  const taken = await bound(m);
+  const s = m.createSocket('udp4');
+  s.on('error', () => {});
+  let calls = 0;
+  s.bind(taken.address().port, '127.0.0.1', () => calls++);
+  await within(once(s, 'error'), 10_000, 'EADDRINUSE');
+  out.push(`after a failed bind: ${counts(s)}`);
+  await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', () => resolve()));
+  out.push(`after a bind: ${counts(s)}`);
+  // Nothing of bind() answers a later 'listening' (node:cluster and user code may emit one).
+  s.emit('listening');
+  out.push(`bind callbacks: ${calls}`);
+  await closed(s);
+  await closed(taken);
+  return out;
+}
+
+test.serial('parity with node:dgram: bind(cb) leaves no listener behind once the callback ran or the bind failed', async (t) => {
+  const [viaNode, viaKyoto] = await bothWays(scriptBindCallbackListeners);
+  t.deepEqual(viaKyoto, viaNode);
+  t.deepEqual(viaNode, ['after a failed bind: listening 0, error 1', 'after a bind: listening 0, error 1', 'bind callbacks: 0']);
+});
+
+// ERR_SOCKET_BUFFER_SIZE carries the system error's `info` as node:dgram builds it (code, errno,
+// message, syscall).
+async function scriptBufferSizeErrorInfo(m: DgramLike): Promise<unknown[]> {
+  const s = m.createSocket('udp4');
+  const out: unknown[] = [];
+  for (const f of [() => s.getRecvBufferSize(), () => s.setSendBufferSize(4096)]) {
+    try {
+      f();
+      out.push('no error');
+    } catch (e) {
+      const err = e as Error & { code?: string; info?: unknown };
+      out.push([err.name, err.code, err.message, err.info]);
+    }
+  }
+  await closed(s);
+  return out;
+}
+
+test.serial('parity with node:dgram: a buffer-size error on an unbound socket carries the same info, message included', async (t) => {
+  const [viaNode, viaKyoto] = await bothWays(scriptBufferSizeErrorInfo);
+  t.deepEqual(viaKyoto, viaNode);
+});
+
+// disconnect() checks the connection before anything else, as node:dgram's does: a socket that
+// is not connected says so (ERR_SOCKET_DGRAM_NOT_CONNECTED) even once closed.
+async function scriptDisconnectNotConnected(m: DgramLike): Promise<string[]> {
+  const out: string[] = [];
+  const s = m.createSocket('udp4');
+  const tryDisconnect = (when: string): void => {
+    try {
+      s.disconnect();
+      out.push(`${when}: disconnected`);
+    } catch (e) {
+      out.push(`${when}: ${(e as { code?: string }).code}`);
+    }
+  };
+  tryDisconnect('unbound');
+  await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', () => resolve()));
+  tryDisconnect('bound');
+  await closed(s);
+  tryDisconnect('closed');
+  return out;
+}
+
+test.serial('parity with node:dgram: disconnect() of a socket never connected is ERR_SOCKET_DGRAM_NOT_CONNECTED, closed or not', async (t) => {
+  const [viaNode, viaKyoto] = await bothWays(scriptDisconnectNotConnected);
+  t.deepEqual(viaKyoto, viaNode);
+  t.deepEqual(viaNode, ['unbound: ERR_SOCKET_DGRAM_NOT_CONNECTED', 'bound: ERR_SOCKET_DGRAM_NOT_CONNECTED', 'closed: ERR_SOCKET_DGRAM_NOT_CONNECTED']);
+});

@@ -998,7 +998,61 @@ async function scriptSlowReader(m: NetLike): Promise<Record<string, unknown>> {
   return { got, timeouts, written };
 }
 
+async function scriptBacklogValues(m: NetLike): Promise<Record<string, unknown>> {
+  // node:net takes listen()'s backlog option as its handle does, as an int32 (a string from an
+  // environment variable included): every one of these listens.
+  const out: string[] = [];
+  let n = 0;
+  for (const backlog of ['5', 'x', true, {}, [], '']) {
+    const forms: Array<[string, (s: net.Server) => void]> = [
+      ['port and host', (s) => s.listen({ port: 0, host: '127.0.0.1', backlog } as net.ListenOptions)],
+      ['port', (s) => s.listen({ port: 0, backlog } as net.ListenOptions)],
+    ];
+    if (UNIX_SOCKETS) forms.push(['path', (s) => s.listen({ path: path.join(dir, `backlog-${n++}.sock`), backlog } as net.ListenOptions)]);
+    for (const [form, listenIt] of forms) {
+      const server = m.createServer();
+      let outcome: string;
+      try {
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          listenIt(server);
+          server.once('listening', resolve);
+        });
+        outcome = 'listening';
+      } catch (e) {
+        outcome = `${(e as Error).name} ${(e as { code?: string }).code}`;
+      }
+      out.push(`${JSON.stringify(backlog)} (${form}): ${outcome}`);
+      if (server.listening) await new Promise<void>((r) => server.close(() => r()));
+    }
+  }
+  return { out };
+}
+
+async function scriptLocalAddressOfOtherFamily(m: NetLike): Promise<Record<string, unknown>> {
+  // node:net binds localAddress as an address of the peer's family, which fails with `bind EINVAL`
+  // naming the local address (and its port only when one was given) before any connect.
+  const out: unknown[] = [];
+  for (const [host, localAddress, localPort] of [
+    ['127.0.0.1', '::1', undefined],
+    ['127.0.0.1', '::1', 0],
+    ['::1', '127.0.0.1', undefined],
+  ] as const) {
+    const server = m.createServer((s) => s.end());
+    await new Promise<void>((r) => server.listen(0, host, r));
+    const c = m.connect({ port: (server.address() as net.AddressInfo).port, host, localAddress, localPort } as net.NetConnectOpts);
+    const log = record(c, ['connect', 'close']);
+    const [e] = (await once(c, 'error')) as [Error & Record<string, unknown>];
+    await once(c, 'close');
+    out.push([log, e.code, e.errno, e.syscall, e.address, e.port, e.message]);
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+  return { out };
+}
+
 for (const [name, script] of [
+  ['listen() with a backlog that is not a number', scriptBacklogValues],
+  ['a local address of the other family', scriptLocalAddressOfOtherFamily],
   ['reads into the caller\'s buffer (onread), with a pause', scriptOnread],
   ['sockets nobody reads, and a reused socket', scriptUnreadSockets],
   ['error details (local end, a taken local port, lookup family, argument values)', scriptErrorDetails],

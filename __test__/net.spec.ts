@@ -616,6 +616,56 @@ test('disconnect() undoes connect(): the UDP socket hears every sender again', a
   other.close();
 });
 
+test('a UDP destination of port 0 is refused up front with ERR_SOCKET_BAD_PORT, and a refused connect() leaves the socket unconnected', async (t) => {
+  const a = await UdpSocket.bind('127.0.0.1:0');
+  const b = await UdpSocket.bind('127.0.0.1:0');
+  // The kernel takes connect(2) to port 0 and refuses every send to it: a bad argument, as node:dgram has it.
+  await t.throwsAsync(a.connect({ address: '127.0.0.1', port: 0 }), { instanceOf: RangeError, code: 'ERR_SOCKET_BAD_PORT' });
+  await t.throwsAsync(a.connect('127.0.0.1:0'), { instanceOf: RangeError, code: 'ERR_SOCKET_BAD_PORT' });
+  t.throws(() => a.peerAddr(), { code: 'ENOTCONN' });
+  await t.throwsAsync(a.send('x'), { code: 'ERR_SOCKET_DGRAM_NOT_CONNECTED' });
+  t.throws(() => a.disconnect(), { code: 'ERR_SOCKET_DGRAM_NOT_CONNECTED' });
+  // A send to port 0 rejects itself rather than resolving and failing the next receive with EINVAL.
+  for (const to of [{ address: '127.0.0.1', port: 0 }, '127.0.0.1:0', 'localhost:0']) {
+    await t.throwsAsync(a.sendTo(Buffer.from('x'), to), { instanceOf: RangeError, code: 'ERR_SOCKET_BAD_PORT' });
+  }
+  await t.throwsAsync(a.sendMany([{ data: 'x', address: { address: '127.0.0.1', port: 0 } }]), { code: 'ERR_SOCKET_BAD_PORT' });
+  // The socket is as it was: it connects, sends and receives.
+  await a.connect(b.localAddr());
+  await a.send('after');
+  const buf = Buffer.alloc(16);
+  const n = await withTimeout(b.recv(buf), 5000, 'recv');
+  t.is(buf.subarray(0, n).toString(), 'after');
+  await b.sendTo('back', a.localAddr());
+  t.is(buf.subarray(0, await withTimeout(a.recv(buf), 5000, 'recv on a')).toString(), 'back');
+  a.close();
+  b.close();
+});
+
+test("a UDP socket bound to an IPv6 address reaches 'localhost' as ::1, by sendTo and by connect", async (t) => {
+  // localhost is the loopback address of the socket's family (as TcpSocket.v6() resolves it), not
+  // 127.0.0.1, which an AF_INET6 socket bound to ::1 cannot reach: the datagram was lost and the
+  // next receive failed with ENETUNREACH; connect() failed with EAFNOSUPPORT.
+  const a = await UdpSocket.bind('[::1]:0');
+  const b = await UdpSocket.bind('[::1]:0');
+  const port = b.localAddr().port;
+  const buf = Buffer.alloc(16);
+  await a.sendTo('by name', `localhost:${port}`);
+  const r = await b.recvFrom(buf, { signal: AbortSignal.timeout(5000) });
+  t.is(buf.subarray(0, r.bytes).toString(), 'by name');
+  t.deepEqual(r.address, a.localAddr());
+  await a.connect({ host: 'localhost', port });
+  t.deepEqual(a.peerAddr(), b.localAddr());
+  await a.send('connected');
+  t.is(buf.subarray(0, await b.recv(buf, { signal: AbortSignal.timeout(5000) })).toString(), 'connected');
+  // An IPv4 socket still reaches it as 127.0.0.1.
+  const c = await UdpSocket.bind('127.0.0.1:0');
+  const d = await UdpSocket.bind('127.0.0.1:0');
+  await c.sendTo('v4', `localhost:${d.localAddr().port}`);
+  t.is(buf.subarray(0, await d.recv(buf, { signal: AbortSignal.timeout(5000) })).toString(), 'v4');
+  for (const s of [a, b, c, d]) s.close();
+});
+
 test('peekFrom twice returns the same datagram', async (t) => {
   const a = await UdpSocket.bind('127.0.0.1:0');
   const b = await UdpSocket.bind('127.0.0.1:0');

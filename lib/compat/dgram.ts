@@ -187,7 +187,11 @@ function bufferSizeError(syscall: string, errno: number): Error {
     'ERR_SOCKET_BUFFER_SIZE',
     `Could not get or set buffer size: ${syscall} returned ${sys.code}${desc ? ` (${desc})` : ''}`,
   );
-  Object.assign(err, { name: 'SystemError', errno: sys.errno, syscall, info: { errno: sys.errno, code: sys.code, syscall } });
+  const info: Record<string, unknown> = { errno: sys.errno, code: sys.code };
+  // node:dgram's `info` is libuv's view of the error: its description is `message`.
+  if (desc !== undefined) info.message = desc;
+  info.syscall = syscall;
+  Object.assign(err, { name: 'SystemError', errno: sys.errno, syscall, info });
   return err;
 }
 
@@ -356,8 +360,9 @@ export class Socket extends EventEmitter {
     const p = (Number(port || 0) >>> 0) & 0xffff;
     this.#bindState = BINDING;
     if (typeof cb === 'function') {
+      // As node:dgram's: whichever comes first removes both, so neither outlives the bind.
       const onListening = (): void => {
-        this.removeListener('error', removeListeners);
+        removeListeners();
         (cb as () => void).call(this);
       };
       const removeListeners = (): void => {
@@ -620,8 +625,10 @@ export class Socket extends EventEmitter {
    * `send` needs a port and address. Throws `ERR_SOCKET_DGRAM_NOT_CONNECTED` when not connected.
    */
   disconnect(): void {
+    // As node:dgram: the connection is checked first, so a closed socket never connected says so.
+    if (this.#connectState !== CONNECTED) throw notConnected();
     this.#healthCheck();
-    if (this.#connectState !== CONNECTED || this.#sock === undefined) throw notConnected();
+    if (this.#sock === undefined) throw notConnected();
     this.#sock.disconnect();
     this.#connectState = DISCONNECTED;
   }

@@ -822,9 +822,17 @@ export class Socket extends Duplex {
             failed(e);
           }
         : failed;
+    // node:net binds the local address as one of the peer's family (uv_ip4_addr / uv_ip6_addr):
+    // one of the other family is EINVAL there, before the kernel sees it.
+    if (local && isIP(local) !== family) {
+      fail(systemError(errnoOf('EINVAL'), 'bind', local, localPort || undefined, false));
+      return false;
+    }
     const h = native.netTcpConnect(address, port, local, localPort ?? 0, 0, 0, 0);
     if (h < 0) {
-      fail(connectError(h, address, port, local, localPort ?? 0));
+      const e = connectError(h, address, port, local, localPort ?? 0);
+      // node:net's ExceptionWithHostPort names the local port only when one was asked for.
+      fail(e.syscall === 'bind' && !localPort ? systemError(Math.abs(e.errno), 'bind', local, undefined, false) : e);
       return false;
     }
     this.#track(new TcpStream(h), address, port, fail);
@@ -1497,6 +1505,9 @@ export class Server extends EventEmitter {
     }
     if (cb !== null) this.once('listening', cb);
     const backlogFromArgs = toNumber(args.length > 1 && args[1]) || toNumber(args.length > 2 && args[2]);
+    // As node:net, whose handle takes the backlog as an int32: `'5'` (say, from an environment
+    // variable) is 5, what is no number 0 (then the default).
+    const backlog = looseNumber(normalized.backlog || backlogFromArgs || 0) | 0;
     if (normalized._handle || normalized.handle) throw notSupported('net', 'server.listen(handle)');
     const options: Record<string, unknown> = { ...normalized };
     let flags = options.ipv6Only === true ? O_V6_ONLY : 0;
@@ -1510,7 +1521,7 @@ export class Server extends EventEmitter {
       this.once('close', off);
     }
     if (typeof options.fd === 'number' && options.fd >= 0) {
-      this.#listenOnFd(options.fd, (options.backlog as number) || backlogFromArgs || 511);
+      this.#listenOnFd(options.fd, backlog || 511);
       return this;
     }
     if (
@@ -1523,7 +1534,6 @@ export class Server extends EventEmitter {
     }
     if (typeof options.port === 'number' || typeof options.port === 'string') {
       const port = validatePort(options.port, 'options.port');
-      const backlog = (options.backlog as number) || backlogFromArgs || 0;
       if (options.reusePort === true && !REUSE_PORT_SUPPORTED) {
         const host = (options.host as string | undefined) ?? '::';
         process.nextTick(() => this.emit('error', systemError(errnoOf('ENOTSUP'), 'listen', host, port)));
@@ -1543,10 +1553,10 @@ export class Server extends EventEmitter {
       if (this.#inCluster) {
         // The primary binds the path and deals the connections out, as for a port (node:net's
         // readableAll/writableAll have no handle to act on there either).
-        this.#listenInCluster(path, -1, -1, (options.backlog as number) || backlogFromArgs || 0, 0);
+        this.#listenInCluster(path, -1, -1, backlog, 0);
         return this;
       }
-      this.#setupListen(path, -1, (options.backlog as number) || backlogFromArgs || 0, 0);
+      this.#setupListen(path, -1, backlog, 0);
       if (this.#listener === undefined) return this;
       let mode = 0;
       if (options.readableAll === true) mode |= 0o444;

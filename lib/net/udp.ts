@@ -8,7 +8,7 @@ import * as net from 'node:net';
 import { native, type NativeRuntime } from '../native';
 import { settleNow } from '../runtime/coop';
 import type { RuntimeOption } from '../runtime';
-import { codedError, invalidArgType, optionsBag, validateInteger, validateString } from '../errors';
+import { codedError, invalidArgType, optionsBag, outOfRange, validateInteger, validateString } from '../errors';
 import {
   K_DGRAM,
   K_DRAIN,
@@ -58,6 +58,16 @@ const MAX_V4_PAYLOAD = 65_507;
  */
 function maxPayload(host: string): number {
   return net.isIPv6(host) && !/^::ffff:/i.test(host) ? 65_527 : MAX_V4_PAYLOAD;
+}
+
+/**
+ * `port` as a destination: 0 is refused (`ERR_SOCKET_BAD_PORT`), as node:dgram refuses it. The
+ * kernel would take a `connect(2)` to it and then refuse every send (`EINVAL`), which, a send being
+ * reported once queued, would only reach the next receive.
+ */
+function destinationPortError(port: number, name: string): Error | undefined {
+  if (port !== 0) return undefined;
+  return Object.assign(outOfRange(`${name}.port`, '>= 1 && <= 65535', port), { code: 'ERR_SOCKET_BAD_PORT' });
 }
 
 /**
@@ -215,8 +225,10 @@ export class UdpSocket {
     } catch (e) {
       return Promise.reject(e);
     }
+    const badPort = destinationPortError(a.port, 'addr');
+    if (badPort !== undefined) return Promise.reject(badPort);
     if (net.isIP(a.host)) return this.#send(bytes, a.host, a.port, signal);
-    return untilAborted(resolveHost(a.host), signal).then((host) => this.#send(bytes, host, a.port, signal));
+    return untilAborted(this.#resolveHost(a.host), signal).then((host) => this.#send(bytes, host, a.port, signal));
   }
 
   /**
@@ -287,8 +299,33 @@ export class UdpSocket {
    */
   async connect(addr: AddressLike, options?: SignalOption): Promise<void> {
     checkSignal(options?.signal);
-    const { host, port } = await untilAborted(resolveAddr(addr), options?.signal);
+    const { host, port } = await untilAborted(
+      (async () => {
+        const a = splitAddr(addr);
+        return { host: await this.#resolveHost(a.host), port: a.port };
+      })(),
+      options?.signal,
+    );
+    const badPort = destinationPortError(port, 'addr');
+    if (badPort !== undefined) throw badPort;
     this._connect(host, port, true);
+  }
+
+  /**
+   * `host` looked up for a destination. `localhost` is the loopback address of this socket's family
+   * (as `TcpSocket.v6()` has it): `::1` for an IPv6 socket, which could not reach `127.0.0.1` when
+   * bound to `::1`. Other names are looked up in both families, as before: a dual-stack socket
+   * reaches an IPv4-only host through its mapped address.
+   */
+  #resolveHost(host: string): Promise<string> {
+    if (host !== 'localhost') return resolveHost(host);
+    let family: 4 | 6 | undefined;
+    try {
+      family = this.localAddr().family === 'IPv6' ? 6 : 4;
+    } catch {
+      family = undefined; // closed: the send or connect fails on its own
+    }
+    return resolveHost(host, family);
   }
 
   /**
@@ -300,14 +337,23 @@ export class UdpSocket {
     flushWrites(); // sends queued for the old peer go to it
     const r = native.netUdpConnect(this._h, host, port);
     if (r < 0) throw systemError(-r, 'connect', host, port);
+    // Connected only once nothing can fail: a connect that throws leaves the socket unconnected.
+    let from: ((a: SocketAddress) => boolean) | undefined;
+    if (filter) {
+      let peer: SocketAddress;
+      try {
+        peer = this.peerAddr();
+      } catch (e) {
+        native.netUdpDisconnect(this._h);
+        this.#connected = false;
+        this.#core.onlyFrom(undefined);
+        throw e;
+      }
+      from = (a) => a.port === peer.port && a.address === peer.address;
+    }
     this.#connected = true;
     this.#peerHost = host;
-    if (!filter) {
-      this.#core.onlyFrom(undefined);
-      return;
-    }
-    const peer = this.peerAddr();
-    this.#core.onlyFrom((a) => a.port === peer.port && a.address === peer.address);
+    this.#core.onlyFrom(from);
   }
 
   /**
