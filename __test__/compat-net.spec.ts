@@ -1274,3 +1274,60 @@ test('listen({ reusePort }) shares a port between servers on Linux and is ENOTSU
   for (const s of [a, b]) await new Promise<void>((r) => s.close(() => r()));
 });
 
+
+test('awaiting connect, connection and end of two sockets one after the other works as on node:net', async (t) => {
+  // node emits each from a libuv callback of its own, with promise jobs run in between; events
+  // that one native batch brought used to be emitted back to back, so the second was emitted
+  // before the code awaiting the first could listen for it, and the await hung.
+  const timers = new Set<NodeJS.Timeout>();
+  const within = <T>(p: Promise<T>, what: string): Promise<T> =>
+    Promise.race([
+      p,
+      new Promise<T>((_, reject) => {
+        const tm = setTimeout(() => reject(new Error(`${what} never came`)), 3000);
+        timers.add(tm);
+      }),
+    ]);
+  const open: Array<{ destroy(): void } | net.Server> = [];
+  t.teardown(() => {
+    for (const tm of timers) clearTimeout(tm);
+    for (const o of open) if ('listening' in o) o.close(); else o.destroy();
+  });
+  for (const m of [nodeNet, net] as Array<typeof net>) {
+    const name = m === net ? 'compat' : 'node';
+    for (let round = 0; round < 5; round++) {
+      // Accepts: two clients (node's own) connect at once; the server awaits one, then the other.
+      const server = m.createServer();
+      open.push(server);
+      const port = await listen(server, 0, '127.0.0.1');
+      const c1 = nodeNet.connect(port, '127.0.0.1');
+      const c2 = nodeNet.connect(port, '127.0.0.1');
+      open.push(c1, c2);
+      const [a] = (await within(once(server, 'connection'), `${name}: the first connection`)) as [net.Socket];
+      const [b] = (await within(once(server, 'connection'), `${name}: the second connection`)) as [net.Socket];
+      open.push(a, b);
+      // Connects: two clients of the module under test, awaited one after the other.
+      const accepted: net.Socket[] = [];
+      server.on('connection', (x: net.Socket) => accepted.push(x));
+      const d1 = m.connect(port, '127.0.0.1');
+      const d2 = m.connect(port, '127.0.0.1');
+      open.push(d1, d2);
+      d1.resume();
+      d2.resume();
+      await within(once(d1, 'connect'), `${name}: the first connect`);
+      await within(once(d2, 'connect'), `${name}: the second connect`);
+      // Ends: both peers end at once; the clients' ends are awaited one after the other.
+      for (let i = 0; accepted.length < 2 && i < 3000; i++) await new Promise((r) => setTimeout(r, 1));
+      t.is(accepted.length, 2, `${name}: both connects accepted`);
+      const [e1, e2] = accepted;
+      open.push(e1, e2);
+      e1.end();
+      e2.end();
+      await within(once(d1, 'end'), `${name}: the first end`);
+      await within(once(d2, 'end'), `${name}: the second end`);
+      for (const x of [a, b, c1, c2, d1, d2, e1, e2]) x.destroy();
+      await closeServer(server);
+    }
+    t.pass(name);
+  }
+});

@@ -714,9 +714,18 @@ export class Socket extends Duplex {
           stream.close();
           return;
         }
-        this.#attempt = undefined;
-        this.#connectingStream = undefined;
-        this.#afterConnect(stream);
+        // 'connect' from a callback of its own, as node's comes from libuv's: connections that
+        // complete in one native batch would otherwise emit back to back, before code awaiting
+        // the first (`await once(a, 'connect'); await once(b, 'connect')`) listens for the next.
+        setImmediate(() => {
+          if (this.#attempt !== ac) {
+            stream.close(); // destroyed (or connecting elsewhere) meanwhile
+            return;
+          }
+          this.#attempt = undefined;
+          this.#connectingStream = undefined;
+          this.#afterConnect(stream);
+        });
       },
       (e: Error) => {
         if (this.#attempt !== ac || ac.signal.aborted) return;
@@ -992,8 +1001,11 @@ export class Socket extends Duplex {
         if (this.#stream !== s) return;
         if (n === 0) {
           this.#reading = false;
-          this.push(null);
-          this.read(0);
+          setImmediate(() => {
+            if (this.#stream !== s) return;
+            this.push(null); // from a callback of its own, as in #pump
+            this.read(0);
+          });
           return;
         }
         this.#bytesRead += n;
@@ -1039,10 +1051,16 @@ export class Socket extends Duplex {
           this.destroy(err);
           return false;
         }
-        this.push(null);
-        // As node:net does: a socket nobody reads still ends (and, without allowHalfOpen,
-        // ends its side too) once its buffer is empty.
-        this.read(0);
+        // From a callback of its own, as node's end of stream comes from libuv's read callback:
+        // sockets that reach EOF in one native batch would otherwise emit 'end' back to back,
+        // before code awaiting the first (`await once(a, 'end')`) listens on the next.
+        setImmediate(() => {
+          if (this.#stream !== s) return;
+          this.push(null);
+          // As node:net does: a socket nobody reads still ends (and, without allowHalfOpen,
+          // ends its side too) once its buffer is empty.
+          this.read(0);
+        });
         return false;
       }
       this.#bytesRead += chunk.length;
@@ -1688,12 +1706,21 @@ export class Server extends EventEmitter {
         s.close();
         return;
       }
-      try {
-        this.#onConnection(s);
-      } catch (e) {
-        // A throwing 'connection' listener is an uncaught exception, as with node:net.
-        reportUncaught(e);
-      }
+      // 'connection' from a callback of its own, as node's from libuv's: connections accepted
+      // in one native batch would otherwise emit back to back, before code awaiting the first
+      // (`await once(server, 'connection')`) listens for the next.
+      setImmediate(() => {
+        if (this.#listener !== l) {
+          s.close(); // closed meanwhile
+          return;
+        }
+        try {
+          this.#onConnection(s);
+        } catch (e) {
+          // A throwing 'connection' listener is an uncaught exception, as with node:net.
+          reportUncaught(e);
+        }
+      });
     }
   }
 
