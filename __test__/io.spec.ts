@@ -43,6 +43,28 @@ test('copy hands over bytes JS had already buffered', async (t) => {
   l.close();
 });
 
+test('copy into a stream keeps the bytes that stream had already received for its own reads', async (t) => {
+  const src = await tcpPair();
+  const dst = await tcpPair();
+  await dst.c.write('for dst');
+  t.is(await dst.s.peek(Buffer.alloc(7)), 7); // buffered on dst's JS side, unread
+  const copying = copy(src.s, dst.s);
+  await src.c.write('x');
+  await src.c.shutdown();
+  t.is(await withTimeout(copying, 5000, 'copy'), 1);
+  const got = Buffer.alloc(7);
+  await withTimeout(dst.s.readExact(got), 5000, 'the read of what dst had received');
+  t.is(got.toString(), 'for dst');
+  const one = Buffer.alloc(1);
+  await withTimeout(dst.c.readExact(one), 5000, 'the copied byte');
+  t.is(one.toString(), 'x');
+  for (const p of [src, dst]) {
+    p.c.close();
+    p.s.close();
+    p.l.close();
+  }
+});
+
 test('copyBidirectional returns [0, 4] after a shuts down and b writes 4 bytes then closes', async (t) => {
   const la = await TcpListener.bind('127.0.0.1:0');
   const lb = await TcpListener.bind('127.0.0.1:0');

@@ -69,7 +69,7 @@ async function beginNativeCopy(pairs: ReadonlyArray<readonly [TcpStream, TcpStre
   // As a JS read or write of a closed stream would (native code would say EBADF).
   for (const [r, w] of pairs) if (r.closed || w.closed) throw closedError();
   const pre = pairs.map(([r]) => r._beginCopy());
-  for (const [, w] of pairs) if (!pairs.some(([r]) => r === w)) w._beginCopy();
+  for (const [, w] of pairs) if (!pairs.some(([r]) => r === w)) w._beginCopy(false);
   try {
     for (let i = 0; i < pairs.length; i++) if (pre[i].length > 0) await pairs[i][1].write(pre[i]);
     await Promise.all(pairs.map(([, w]) => w.flush()));

@@ -1017,14 +1017,18 @@ export class TcpStream implements AsyncIterable<Buffer> {
     return it;
   }
 
-  /** @internal Hands buffered data over for a native copy and stops JS reads. */
-  _beginCopy(): Buffer {
+  /**
+   * @internal Stops JS reads for a native copy and, when the copy reads this stream (`source`),
+   * hands it what JS had buffered. A stream the copy only writes keeps its buffered bytes for its
+   * own later reads: they were sent to it, not to the copy.
+   */
+  _beginCopy(source = true): Buffer {
     this.#copying = true;
     if (this.#reading) {
       this.#reading = false;
       native.netRead(this._h, false);
     }
-    return this.#takeBuffered();
+    return source ? this.#takeBuffered() : Buffer.alloc(0);
   }
 
   /**
