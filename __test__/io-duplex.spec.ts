@@ -181,3 +181,46 @@ test('closing a split read half twice does not close the stream under its open w
   t.true(a.closed, 'both halves closed: the stream is closed');
   b.close();
 });
+
+test('a duplex() write made while an earlier one waits for room goes after it, not into the room a read made', async (t) => {
+  const [a, b] = duplex(4);
+  const first = a.write('AAAAAAAA'); // 4 bytes in, waits for room for the rest
+  await new Promise((r) => setImmediate(r));
+  const two = Buffer.alloc(2);
+  const read = b.read(two); // makes room for 2 bytes at once...
+  const second = a.write('BB'); // ...which this later write must not take
+  t.is(await read, 2);
+  const rest = Buffer.alloc(8);
+  await withTimeout(b.readExact(rest), 5000, 'the rest');
+  t.is(two.toString() + rest.toString(), 'AAAAAAAABB');
+  t.deepEqual(await Promise.all([first, second]), [8, 2]);
+  a.close();
+  b.close();
+});
+
+test('shutdown() of a duplex() end lets a write made before it finish, then ends the stream', async (t) => {
+  const [a, b] = duplex(4);
+  const write = a.write('AAAAAAAA'); // waits for room after 4 bytes
+  const shutdown = a.shutdown();
+  await t.throwsAsync(a.write('late'), { code: 'ERR_STREAM_WRITE_AFTER_END' });
+  const all = await withTimeout(b.readToEnd(), 5000, 'readToEnd');
+  t.is(all.toString(), 'AAAAAAAA');
+  t.is(await write, 8);
+  await t.notThrowsAsync(shutdown);
+  a.close();
+  b.close();
+});
+
+test('closing both split halves of a duplex() end lets a write made before finish, then closes the end', async (t) => {
+  const [a, b] = duplex(4);
+  const [rh, wh] = a.split();
+  const write = wh.write('AAAAAAAA'); // waits for room after 4 bytes
+  rh.close();
+  wh.close();
+  const all = await withTimeout(b.readToEnd(), 5000, 'readToEnd');
+  t.is(all.toString(), 'AAAAAAAA');
+  t.is(await write, 8);
+  await new Promise((r) => setImmediate(r));
+  t.true(a.closed);
+  b.close();
+});
