@@ -1018,17 +1018,17 @@ export class TcpStream implements AsyncIterable<Buffer> {
   }
 
   /**
-   * @internal Stops JS reads for a native copy and, when the copy reads this stream (`source`),
-   * hands it what JS had buffered. A stream the copy only writes keeps its buffered bytes for its
-   * own later reads: they were sent to it, not to the copy.
+   * @internal Hands buffered data over for a native copy that reads this stream, and stops JS
+   * reads. Only a copy's sources call it: a stream a copy only writes keeps reading on its own
+   * (and its buffered bytes, which were sent to it, not to the copy).
    */
-  _beginCopy(source = true): Buffer {
+  _beginCopy(): Buffer {
     this.#copying = true;
     if (this.#reading) {
       this.#reading = false;
       native.netRead(this._h, false);
     }
-    return source ? this.#takeBuffered() : Buffer.alloc(0);
+    return this.#takeBuffered();
   }
 
   /**
