@@ -224,3 +224,23 @@ test('closing both split halves of a duplex() end lets a write made before finis
   t.true(a.closed);
   b.close();
 });
+
+test('closing a duplex() end destroys its toNodeStream() without an error, as closing a TCP stream does', async (t) => {
+  for (const reading of [true, false]) {
+    const [a, b] = duplex(64);
+    const d = a.toNodeStream();
+    const errors: unknown[] = [];
+    d.on('error', (e) => errors.push(e));
+    const closed = new Promise<void>((r) => d.once('close', () => r()));
+    if (reading) {
+      d.on('data', () => {});
+      await b.write('hi');
+      await new Promise((r) => setImmediate(r));
+    }
+    a.close();
+    await withTimeout(closed, 5000, `'close' (reading: ${reading})`);
+    t.true(d.destroyed);
+    t.deepEqual(errors, [], `reading: ${reading}`);
+    b.close();
+  }
+});

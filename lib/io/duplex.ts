@@ -268,6 +268,10 @@ export class DuplexStream implements AsyncIterable<Buffer> {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    // Closing is destroying for a Duplex over it, as for a TCP stream's: 'close', no 'error' (its
+    // read loop would otherwise fail with ERR_SOCKET_CLOSED, uncaught without a listener).
+    const node = this.#node;
+    if (node !== undefined && !node.destroyed) node.destroy();
     const incoming = this.#in;
     const outgoing = this.#out;
     incoming.broken = true;
