@@ -9,7 +9,7 @@
  */
 import * as buffer from 'node:buffer';
 import { codedError, invalidArgType, optionsBag, validateInteger, validateNumber, validateSignal } from './errors';
-import { COPY_NO_FAULT, COPY_REVERSE, SYSCALLS, startCopy, systemError } from './net/core';
+import { COPY_NO_FAULT, COPY_REVERSE, E_RUNTIME_SHUTDOWN, SYSCALLS, startCopy, systemError } from './net/core';
 import type { SignalOption, TcpStream } from './net';
 import { nativeStream } from './net/stream-of';
 import { checkSignal, closedError } from './net/common';
@@ -46,7 +46,11 @@ function nativeCopy(a: TcpStream, b: TcpStream, bidi: boolean): Promise<[number,
         return;
       }
       const sys = code & 0xff;
-      const err = systemError(errno, SYSCALLS[sys] ?? 'read');
+      // Cancelled because one of the streams was closed: as a JS copy's read or write of it (and
+      // a copy that starts on a closed stream) would say, not a system error of a read that never
+      // failed (ECANCELED, EBADF).
+      const closedUnder = (code & COPY_NO_FAULT) !== 0 && errno !== E_RUNTIME_SHUTDOWN && (a.closed || b.closed);
+      const err = closedUnder ? closedError() : systemError(errno, SYSCALLS[sys] ?? 'read');
       // The stream whose read failed keeps the error for its later reads; otherwise both go back
       // to JS reads (the kernel repeats an end of stream the copy saw).
       const failed = sys !== 0 || (code & COPY_NO_FAULT) !== 0 ? undefined : (code & COPY_REVERSE) !== 0 ? b : a;
