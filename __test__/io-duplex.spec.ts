@@ -244,3 +244,14 @@ test('closing a duplex() end destroys its toNodeStream() without an error, as cl
     b.close();
   }
 });
+
+test('peek() into an empty buffer on a duplex() end with nothing buffered resolves 0 at once, as read() and a TCP peek do', async (t) => {
+  const [a, b] = duplex(8);
+  t.is(await withTimeout(a.peek(new Uint8Array(0)), 5000, 'an empty peek'), 0);
+  await b.write('x');
+  t.is(await a.peek(new Uint8Array(0)), 0);
+  t.is((await a.readChunk())!.toString(), 'x');
+  a.close();
+  await t.throwsAsync(a.peek(new Uint8Array(0)), { code: 'ERR_SOCKET_CLOSED' });
+  b.close();
+});

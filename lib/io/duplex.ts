@@ -147,6 +147,11 @@ export class DuplexStream implements AsyncIterable<Buffer> {
   /** Like {@link DuplexStream.read}, but leaves the bytes to be read again. */
   async peek(buf: Uint8Array, options?: SignalOption): Promise<number> {
     if (!(buf instanceof Uint8Array)) throw invalidArgType('buf', 'an instance of Uint8Array', buf);
+    if (buf.length === 0 && !this.#closed) {
+      // As read() (and a TCP stream's peek): nothing to wait for.
+      checkSignal(options?.signal);
+      return 0;
+    }
     return this.#readWith(options?.signal, (p) => p.take(buf, true), 0);
   }
 
