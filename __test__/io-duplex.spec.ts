@@ -255,3 +255,17 @@ test('peek() into an empty buffer on a duplex() end with nothing buffered resolv
   await t.throwsAsync(a.peek(new Uint8Array(0)), { code: 'ERR_SOCKET_CLOSED' });
   b.close();
 });
+
+test('return() of a duplex() iterator ends its waiting next(), and the data goes to the next read, as on a TCP stream', async (t) => {
+  const [a, b] = duplex(64);
+  const it = a[Symbol.asyncIterator]();
+  const waiting = it.next();
+  await it.return!();
+  t.deepEqual(await withTimeout(waiting, 5000, 'the waiting next()'), { done: true, value: undefined });
+  await b.write('data');
+  const buf = Buffer.alloc(8);
+  const n = await withTimeout(a.read(buf), 5000, 'the read after return()');
+  t.is(buf.subarray(0, n).toString(), 'data');
+  a.close();
+  b.close();
+});

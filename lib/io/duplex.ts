@@ -297,19 +297,29 @@ export class DuplexStream implements AsyncIterable<Buffer> {
   /** The chunks written by the other end, until end of stream. */
   [Symbol.asyncIterator](): AsyncIterableIterator<Buffer> {
     let done = false;
+    /** Ends the iterator's waiting reads at `return()`. */
+    const stop = new AbortController();
     const it: AsyncIterableIterator<Buffer> = {
       next: async (): Promise<IteratorResult<Buffer, undefined>> => {
         if (done) return ITER_DONE;
-        const value = await this.readChunk();
+        let value: Buffer | undefined;
+        try {
+          value = await this.readChunk({ signal: stop.signal });
+        } catch (e) {
+          if (stop.signal.aborted) return ITER_DONE;
+          throw e;
+        }
         if (value === undefined) {
           done = true;
           return ITER_DONE;
         }
         return { done: false, value };
       },
-      // `break` out of a `for await` ends the iteration, not the stream.
+      // `break` out of a `for await` ends the iteration, not the stream. A next() still waiting
+      // ends too (done), so the data it waited for goes to the stream's next read, as on a TCP stream.
       return: async (): Promise<IteratorResult<Buffer, undefined>> => {
         done = true;
+        stop.abort();
         return ITER_DONE;
       },
       [Symbol.asyncIterator]: () => it,
