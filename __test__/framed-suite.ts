@@ -15,7 +15,7 @@ import {
   netFlavor,
   type Framed,
 } from 'kyoto';
-import { UNIX_SOCKETS, realDelay, runNodeChild } from './helpers';
+import { UNIX_SOCKETS, realDelay, runNodeChild, withTimeout } from './helpers';
 
 const req = createRequire(__filename);
 const native: { netFrameStats(h: number): number[] } = req('../lib/native.js').native;
@@ -320,6 +320,19 @@ export function defineFramedTests(opts: { withJsFallback: boolean }): void {
       await p.w.write(ld(1, Buffer.from('bye')));
       p.w.close();
       t.deepEqual((await collect(f)).map(String), ['bye']);
+      p.done();
+    });
+
+    test(`over ${on}, return() of an iterator ends its waiting next() and the frame goes to the next reader`, async (t) => {
+      const p = await tr.make();
+      const f = framed(p.r, new LinesCodec());
+      const it = f[Symbol.asyncIterator]();
+      const waiting = it.next();
+      await it.return!();
+      t.deepEqual(await withTimeout(waiting, 5000, 'the waiting next()'), { done: true, value: undefined });
+      t.deepEqual(await it.next(), { done: true, value: undefined });
+      await p.w.write('line\n');
+      t.is(await withTimeout(f.next(), 5000, 'next() after return()'), 'line');
       p.done();
     });
 

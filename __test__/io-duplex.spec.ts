@@ -181,3 +181,91 @@ test('closing a split read half twice does not close the stream under its open w
   t.true(a.closed, 'both halves closed: the stream is closed');
   b.close();
 });
+
+test('a duplex() write made while an earlier one waits for room goes after it, not into the room a read made', async (t) => {
+  const [a, b] = duplex(4);
+  const first = a.write('AAAAAAAA'); // 4 bytes in, waits for room for the rest
+  await new Promise((r) => setImmediate(r));
+  const two = Buffer.alloc(2);
+  const read = b.read(two); // makes room for 2 bytes at once...
+  const second = a.write('BB'); // ...which this later write must not take
+  t.is(await read, 2);
+  const rest = Buffer.alloc(8);
+  await withTimeout(b.readExact(rest), 5000, 'the rest');
+  t.is(two.toString() + rest.toString(), 'AAAAAAAABB');
+  t.deepEqual(await Promise.all([first, second]), [8, 2]);
+  a.close();
+  b.close();
+});
+
+test('shutdown() of a duplex() end lets a write made before it finish, then ends the stream', async (t) => {
+  const [a, b] = duplex(4);
+  const write = a.write('AAAAAAAA'); // waits for room after 4 bytes
+  const shutdown = a.shutdown();
+  await t.throwsAsync(a.write('late'), { code: 'ERR_STREAM_WRITE_AFTER_END' });
+  const all = await withTimeout(b.readToEnd(), 5000, 'readToEnd');
+  t.is(all.toString(), 'AAAAAAAA');
+  t.is(await write, 8);
+  await t.notThrowsAsync(shutdown);
+  a.close();
+  b.close();
+});
+
+test('closing both split halves of a duplex() end lets a write made before finish, then closes the end', async (t) => {
+  const [a, b] = duplex(4);
+  const [rh, wh] = a.split();
+  const write = wh.write('AAAAAAAA'); // waits for room after 4 bytes
+  rh.close();
+  wh.close();
+  const all = await withTimeout(b.readToEnd(), 5000, 'readToEnd');
+  t.is(all.toString(), 'AAAAAAAA');
+  t.is(await write, 8);
+  await new Promise((r) => setImmediate(r));
+  t.true(a.closed);
+  b.close();
+});
+
+test('closing a duplex() end destroys its toNodeStream() without an error, as closing a TCP stream does', async (t) => {
+  for (const reading of [true, false]) {
+    const [a, b] = duplex(64);
+    const d = a.toNodeStream();
+    const errors: unknown[] = [];
+    d.on('error', (e) => errors.push(e));
+    const closed = new Promise<void>((r) => d.once('close', () => r()));
+    if (reading) {
+      d.on('data', () => {});
+      await b.write('hi');
+      await new Promise((r) => setImmediate(r));
+    }
+    a.close();
+    await withTimeout(closed, 5000, `'close' (reading: ${reading})`);
+    t.true(d.destroyed);
+    t.deepEqual(errors, [], `reading: ${reading}`);
+    b.close();
+  }
+});
+
+test('peek() into an empty buffer on a duplex() end with nothing buffered resolves 0 at once, as read() and a TCP peek do', async (t) => {
+  const [a, b] = duplex(8);
+  t.is(await withTimeout(a.peek(new Uint8Array(0)), 5000, 'an empty peek'), 0);
+  await b.write('x');
+  t.is(await a.peek(new Uint8Array(0)), 0);
+  t.is((await a.readChunk())!.toString(), 'x');
+  a.close();
+  await t.throwsAsync(a.peek(new Uint8Array(0)), { code: 'ERR_SOCKET_CLOSED' });
+  b.close();
+});
+
+test('return() of a duplex() iterator ends its waiting next(), and the data goes to the next read, as on a TCP stream', async (t) => {
+  const [a, b] = duplex(64);
+  const it = a[Symbol.asyncIterator]();
+  const waiting = it.next();
+  await it.return!();
+  t.deepEqual(await withTimeout(waiting, 5000, 'the waiting next()'), { done: true, value: undefined });
+  await b.write('data');
+  const buf = Buffer.alloc(8);
+  const n = await withTimeout(a.read(buf), 5000, 'the read after return()');
+  t.is(buf.subarray(0, n).toString(), 'data');
+  a.close();
+  b.close();
+});

@@ -1,7 +1,7 @@
 // Parts of kyoto/io's surface that users rely on and no other spec pins down: BufReader.read's
 // buffering, its argument checks, an aborted readLine, and framed()/copy() on a closed stream.
 import test from 'ava';
-import { AbortError, BufReader, LengthDelimitedCodec, LinesCodec, copy, duplex, framed, type Reader } from 'kyoto';
+import { AbortError, BufReader, LengthDelimitedCodec, LinesCodec, copy, copyBidirectional, duplex, framed, type Reader } from 'kyoto';
 import { isSettled, tcpPair, withTimeout } from './helpers';
 
 
@@ -145,6 +145,26 @@ test('copy() from a closed kyoto stream into another writer rejects with ERR_SOC
   t.is(await r.read(Buffer.alloc(4)), 0);
   s.close();
   l.close();
+});
+
+test('closing either stream under a running native copy rejects it with ERR_SOCKET_CLOSED, as under a JS copy', async (t) => {
+  for (const which of ['source', 'destination'] as const) {
+    for (const bidi of [false, true]) {
+      const a = await tcpPair();
+      const b = await tcpPair();
+      const copying: Promise<unknown> = bidi ? copyBidirectional(a.s, b.s) : copy(a.s, b.s);
+      await a.c.write('x');
+      const one = Buffer.alloc(1);
+      await withTimeout(b.c.readExact(one), 5000, 'the copy running'); // it took the streams over
+      (which === 'source' ? a.s : b.s).close();
+      await t.throwsAsync(withTimeout(copying, 5000, 'copy'), { code: 'ERR_SOCKET_CLOSED' }, `${which}, bidi: ${bidi}`);
+      for (const p of [a, b]) {
+        p.c.close();
+        p.s.close();
+        p.l.close();
+      }
+    }
+  }
 });
 
 test('two readLine() calls in flight on a BufReader return the two lines in order', async (t) => {

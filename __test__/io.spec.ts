@@ -43,6 +43,83 @@ test('copy hands over bytes JS had already buffered', async (t) => {
   l.close();
 });
 
+test('copy into a stream keeps the bytes that stream had already received for its own reads', async (t) => {
+  const src = await tcpPair();
+  const dst = await tcpPair();
+  await dst.c.write('for dst');
+  t.is(await dst.s.peek(Buffer.alloc(7)), 7); // buffered on dst's JS side, unread
+  const copying = copy(src.s, dst.s);
+  await src.c.write('x');
+  await src.c.shutdown();
+  t.is(await withTimeout(copying, 5000, 'copy'), 1);
+  const got = Buffer.alloc(7);
+  await withTimeout(dst.s.readExact(got), 5000, 'the read of what dst had received');
+  t.is(got.toString(), 'for dst');
+  const one = Buffer.alloc(1);
+  await withTimeout(dst.c.readExact(one), 5000, 'the copied byte');
+  t.is(one.toString(), 'x');
+  for (const p of [src, dst]) {
+    p.c.close();
+    p.s.close();
+    p.l.close();
+  }
+});
+
+test('a native copy leaves its source writable and its destination readable while it runs', async (t) => {
+  // A proxy that pipes an upload natively and still answers on the source connection (acks) and
+  // reads the destination's replies in JS: neither may wait for the copy to end.
+  const src = await tcpPair();
+  const dst = await tcpPair();
+  const [srcRead, srcWrite] = src.s.split();
+  const [dstRead, dstWrite] = dst.s.split();
+  const copying = copy(srcRead, dstWrite);
+  await src.c.write('upload');
+  const up = Buffer.alloc(6);
+  await withTimeout(dst.c.readExact(up), 5000, 'the copied bytes');
+  t.is(up.toString(), 'upload');
+  await srcWrite.write('ack');
+  const ack = Buffer.alloc(3);
+  await withTimeout(src.c.readExact(ack), 5000, 'a write to the source during the copy');
+  t.is(ack.toString(), 'ack');
+  await dst.c.write('reply');
+  const reply = Buffer.alloc(5);
+  await withTimeout(dstRead.readExact(reply), 5000, 'a read of the destination during the copy');
+  t.is(reply.toString(), 'reply');
+  t.false(await isSettled(copying));
+  await src.c.shutdown();
+  t.is(await withTimeout(copying, 5000, 'copy'), 6);
+  for (const p of [src, dst]) {
+    p.c.close();
+    p.s.close();
+    p.l.close();
+  }
+});
+
+test('two one-way native copies in opposite directions each end on their own EOF', async (t) => {
+  // The first copy to end must not hand back the streams the other copy still uses.
+  const a = await tcpPair();
+  const b = await tcpPair();
+  const ab = copy(a.s, b.s);
+  const ba = copy(b.s, a.s);
+  await a.c.write('one');
+  await a.c.shutdown();
+  t.is(await withTimeout(ab, 5000, 'a to b'), 3);
+  await b.c.write('two');
+  const got = Buffer.alloc(3);
+  await withTimeout(a.c.readExact(got), 5000, 'b to a after a to b ended');
+  t.is(got.toString(), 'two');
+  await b.c.shutdown();
+  t.is(await withTimeout(ba, 5000, 'b to a'), 3);
+  const one = Buffer.alloc(3);
+  await withTimeout(b.c.readExact(one), 5000, 'a to b');
+  t.is(one.toString(), 'one');
+  for (const p of [a, b]) {
+    p.c.close();
+    p.s.close();
+    p.l.close();
+  }
+});
+
 test('copyBidirectional returns [0, 4] after a shuts down and b writes 4 bytes then closes', async (t) => {
   const la = await TcpListener.bind('127.0.0.1:0');
   const lb = await TcpListener.bind('127.0.0.1:0');

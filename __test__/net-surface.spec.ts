@@ -491,6 +491,25 @@ test('UDP TTLs out of range are RangeErrors ERR_OUT_OF_RANGE, a non-number a Typ
   u.close();
 });
 
+test('TcpStream setNoDelay, setKeepAlive and connect() refuse a non-boolean switch with a TypeError instead of reading it as truthy', async (t) => {
+  const { l, c, s } = await tcpPair();
+  for (const junk of ['no', 0, 1, null, {}]) {
+    t.throws(() => c.setNoDelay(junk as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' }, `setNoDelay(${String(junk)})`);
+    t.throws(() => c.setKeepAlive(junk as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' }, `setKeepAlive(${String(junk)})`);
+  }
+  t.notThrows(() => c.setNoDelay());
+  t.notThrows(() => c.setKeepAlive(false));
+  await t.throwsAsync(TcpStream.connect(l.localAddr(), { noDelay: 'false' as never }), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
+  await t.throwsAsync(TcpStream.connect(l.localAddr(), { keepAlive: 1 as never }), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
+  // A Node library calling the Duplex's setNoDelay(1) is coerced there, as node:net does.
+  const d = c.toNodeStream() as unknown as { setNoDelay(on?: unknown): unknown; setKeepAlive(on?: unknown, ms?: number): unknown };
+  t.notThrows(() => d.setNoDelay(1));
+  t.notThrows(() => d.setKeepAlive(1, 1000));
+  c.close();
+  s.close();
+  l.close();
+});
+
 test('TcpStream setTtl(0) and setKeepAlive(true, -1) are RangeErrors ERR_OUT_OF_RANGE', async (t) => {
   const { l, c, s } = await tcpPair();
   t.throws(() => c.setTtl(0), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' });

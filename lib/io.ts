@@ -9,7 +9,7 @@
  */
 import * as buffer from 'node:buffer';
 import { codedError, invalidArgType, optionsBag, validateInteger, validateNumber, validateSignal } from './errors';
-import { COPY_NO_FAULT, COPY_REVERSE, SYSCALLS, startCopy, systemError } from './net/core';
+import { COPY_NO_FAULT, COPY_REVERSE, E_RUNTIME_SHUTDOWN, SYSCALLS, startCopy, systemError } from './net/core';
 import type { SignalOption, TcpStream } from './net';
 import { nativeStream } from './net/stream-of';
 import { checkSignal, closedError } from './net/common';
@@ -37,47 +37,50 @@ export interface Writer {
 function nativeCopy(a: TcpStream, b: TcpStream, bidi: boolean): Promise<[number, number]> {
   return new Promise((resolve, reject) => {
     const op = startCopy(a._h, b._h, bidi, (errno, code, aToB, bToA) => {
+      // Only the copy's sources were taken from JS reads (`beginNativeCopy`): `b` is one only
+      // when the copy is bidirectional.
       if (errno === 0) {
         a._endCopy(true);
-        b._endCopy(bidi);
+        if (bidi) b._endCopy(true);
         resolve([aToB, bToA]);
         return;
       }
       const sys = code & 0xff;
-      const err = systemError(errno, SYSCALLS[sys] ?? 'read');
+      // Cancelled because one of the streams was closed: as a JS copy's read or write of it (and
+      // a copy that starts on a closed stream) would say, not a system error of a read that never
+      // failed (ECANCELED, EBADF).
+      const closedUnder = (code & COPY_NO_FAULT) !== 0 && errno !== E_RUNTIME_SHUTDOWN && (a.closed || b.closed);
+      const err = closedUnder ? closedError() : systemError(errno, SYSCALLS[sys] ?? 'read');
       // The stream whose read failed keeps the error for its later reads; otherwise both go back
       // to JS reads (the kernel repeats an end of stream the copy saw).
       const failed = sys !== 0 || (code & COPY_NO_FAULT) !== 0 ? undefined : (code & COPY_REVERSE) !== 0 ? b : a;
       a._endCopy(false, failed === a ? err : undefined, errno);
-      b._endCopy(false, failed === b ? err : undefined, errno);
+      if (bidi) b._endCopy(false, failed === b ? err : undefined, errno);
       reject(err);
     });
     if (op < 0) {
       a._endCopy(false);
-      b._endCopy(false);
+      if (bidi) b._endCopy(false);
       reject(systemError(-op, 'copy'));
     }
   });
 }
 
 /**
- * Hands the streams to a native copy: what JS had already read from each goes to the other first,
- * and the writers' queues are flushed (the native copy owns their readiness from then on). If
- * that fails, both streams go back to JS, as they were.
+ * Hands the streams to a native copy: what JS had already read from each source goes to its
+ * writer first, and the writers' queues are flushed (the native copy owns the sources' read
+ * sides and the writers' write sides from then on; a writer's own reads, and a source's own
+ * writes, go on). If that fails, the sources go back to JS reads, as they were.
  */
 async function beginNativeCopy(pairs: ReadonlyArray<readonly [TcpStream, TcpStream]>): Promise<number[]> {
   // As a JS read or write of a closed stream would (native code would say EBADF).
   for (const [r, w] of pairs) if (r.closed || w.closed) throw closedError();
   const pre = pairs.map(([r]) => r._beginCopy());
-  for (const [, w] of pairs) if (!pairs.some(([r]) => r === w)) w._beginCopy();
   try {
     for (let i = 0; i < pairs.length; i++) if (pre[i].length > 0) await pairs[i][1].write(pre[i]);
     await Promise.all(pairs.map(([, w]) => w.flush()));
   } catch (e) {
-    for (const [r, w] of pairs) {
-      r._endCopy(false);
-      w._endCopy(false);
-    }
+    for (const [r] of pairs) r._endCopy(false);
     throw e;
   }
   return pre.map((p) => p.length);
@@ -119,7 +122,6 @@ export async function copy(reader: Reader, writer: Writer, options?: SignalOptio
     const [pre] = await beginNativeCopy([[a, b]]);
     if (a._eof) {
       a._endCopy(true);
-      b._endCopy(false);
       await b.flush();
       return pre;
     }

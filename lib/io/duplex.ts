@@ -4,8 +4,10 @@
  *
  * Each direction is a {@link Pipe} holding at most `maxBuf` bytes: a write waits while the pipe is
  * full and a read while it is empty. Ending one direction and closing one end follow TCP:
- * - `shutdown()` ends the end's outgoing direction: the peer reads what was buffered, then 0 (EOF);
- *   later writes reject with `ERR_STREAM_WRITE_AFTER_END`.
+ * - `shutdown()` ends the end's outgoing direction once the writes made before it went in: the
+ *   peer reads what was buffered, then 0 (EOF); later writes reject with `ERR_STREAM_WRITE_AFTER_END`.
+ * - Writes keep the order they were made in: one made while an earlier one waits for room waits
+ *   behind it.
  * - `close()` ends both directions of that end: the peer reads what was buffered, then EOF, and its
  *   writes reject with `EPIPE` (bytes it had buffered towards the closed end are dropped). The
  *   closed end's own calls, including those waiting, reject with `ERR_SOCKET_CLOSED`.
@@ -16,9 +18,10 @@
 import { Duplex } from 'node:stream';
 import { codedError, illegalConstructor, invalidArgType, kConstruct } from '../errors';
 import { errnoOf, systemError } from '../net/core';
-import { checkSignal, closedError, pushReporting, removeWaiter, toBytes, withSignal } from '../net/common';
+import { checkSignal, closedError, pushReporting, removeWaiter, toBytes, untilAborted, withSignal } from '../net/common';
 import type { SignalOption } from '../net/types';
 import { readExactFrom, readToEndFrom, StreamReadHalf, StreamWriteHalf, type SplitState } from '../net/halves';
+import { Turns } from './turns';
 
 /** One direction of a {@link duplex} pair. */
 class Pipe {
@@ -92,7 +95,17 @@ export class DuplexStream implements AsyncIterable<Buffer> {
   #in: Pipe;
   #out: Pipe;
   #closed = false;
+  /** `shutdown()` was called: later writes are refused. */
   #shutdown = false;
+  /** Settles once the shutdown happened (after the writes made before it). */
+  #ending: Promise<void> | undefined;
+  /**
+   * Writes that could not put all their bytes in the pipe at once go one after another, and later
+   * writes queue behind them: a write made while an earlier one waits for room must not slip its
+   * bytes into the room a read just made, in the middle of the earlier write's (as on a TCP stream).
+   */
+  readonly #writeTurns = new Turns();
+  #waitingWrites = 0;
   #node: Duplex | undefined;
 
   /** @internal */
@@ -134,6 +147,11 @@ export class DuplexStream implements AsyncIterable<Buffer> {
   /** Like {@link DuplexStream.read}, but leaves the bytes to be read again. */
   async peek(buf: Uint8Array, options?: SignalOption): Promise<number> {
     if (!(buf instanceof Uint8Array)) throw invalidArgType('buf', 'an instance of Uint8Array', buf);
+    if (buf.length === 0 && !this.#closed) {
+      // As read() (and a TCP stream's peek): nothing to wait for.
+      checkSignal(options?.signal);
+      return 0;
+    }
     return this.#readWith(options?.signal, (p) => p.take(buf, true), 0);
   }
 
@@ -161,27 +179,56 @@ export class DuplexStream implements AsyncIterable<Buffer> {
     const bytes = toBytes(data);
     checkSignal(options?.signal);
     const out = this.#out;
+    if (this.#closed) throw closedError();
+    if (this.#shutdown) throw codedError('ERR_STREAM_WRITE_AFTER_END', 'write after end');
+    if (out.broken) throw brokenPipe();
+    if (bytes.length === 0) return 0; // nothing to wait for room for
+    if (this.#waitingWrites === 0 && out.max - out.buffered >= bytes.length) {
+      this.#put(bytes);
+      return bytes.length;
+    }
+    this.#waitingWrites++;
+    try {
+      return await this.#writeTurns.run(options?.signal, () => this.#writeWaiting(bytes, options?.signal));
+    } finally {
+      this.#waitingWrites--;
+    }
+  }
+
+  /** Puts `bytes` in the outgoing pipe (the caller checked there is room). */
+  #put(bytes: Uint8Array): void {
+    const out = this.#out;
+    // A copy: the caller may reuse its buffer once the write resolved.
+    out.chunks.push(Buffer.from(bytes));
+    out.buffered += bytes.length;
+    out.wakeReaders();
+  }
+
+  /**
+   * A write in its turn, waiting for room as it goes. A `shutdown()` called after the write was
+   * made does not stop it: the end of stream follows it.
+   */
+  async #writeWaiting(bytes: Uint8Array, signal: AbortSignal | undefined): Promise<number> {
+    const out = this.#out;
     let off = 0;
-    do {
+    while (off < bytes.length) {
       if (this.#closed) throw closedError();
-      if (this.#shutdown) throw codedError('ERR_STREAM_WRITE_AFTER_END', 'write after end');
       if (out.broken) throw brokenPipe();
-      if (bytes.length === 0) return 0; // nothing to wait for room for
       const room = out.max - out.buffered;
       if (room <= 0) {
-        await wakeup(out.writers, options?.signal);
+        await wakeup(out.writers, signal);
         continue;
       }
       const k = Math.min(room, bytes.length - off);
-      if (k > 0) {
-        // A copy: the caller may reuse its buffer once the write resolved.
-        out.chunks.push(Buffer.from(bytes.subarray(off, off + k)));
-        out.buffered += k;
-        off += k;
-        out.wakeReaders();
-      }
-    } while (off < bytes.length);
+      this.#put(bytes.subarray(off, off + k));
+      off += k;
+    }
     return bytes.length;
+  }
+
+  /** @internal Whether writes made earlier still wait for room (see `SplitStream._writesWaiting`). */
+  _writesWaiting(): boolean {
+    return this.#waitingWrites > 0;
   }
 
   /** Writes all of `data` (same as {@link DuplexStream.write}: it always takes everything). */
@@ -195,20 +242,41 @@ export class DuplexStream implements AsyncIterable<Buffer> {
     if (this.#closed) throw closedError();
   }
 
-  /** Ends this end's writing: the other end reads what is buffered, then EOF. Idempotent (also after a later `close()`). */
+  /**
+   * Ends this end's writing: the other end reads what is buffered, then EOF. Writes made before it
+   * that still wait for room go first (later writes are refused); it resolves once the end was
+   * sent. Idempotent (also after a later `close()`). An abort ends the caller's wait only.
+   */
   async shutdown(options?: SignalOption): Promise<void> {
     checkSignal(options?.signal);
-    if (this.#shutdown) return;
-    if (this.#closed) throw closedError();
-    this.#shutdown = true;
-    this.#out.ended = true;
-    this.#out.wakeReaders();
+    if (this.#ending === undefined) {
+      if (this.#closed) throw closedError();
+      this.#shutdown = true;
+      const end = (): void => {
+        if (this.#closed) throw closedError();
+        this.#out.ended = true;
+        this.#out.wakeReaders();
+      };
+      const earlier = this.#writeTurns.settled;
+      if (earlier === undefined) {
+        end();
+        this.#ending = Promise.resolve();
+      } else {
+        this.#ending = earlier.then(end);
+        this.#ending.catch(() => {});
+      }
+    }
+    return untilAborted(this.#ending, options?.signal);
   }
 
   /** Closes this end (see the module notes): both directions end. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    // Closing is destroying for a Duplex over it, as for a TCP stream's: 'close', no 'error' (its
+    // read loop would otherwise fail with ERR_SOCKET_CLOSED, uncaught without a listener).
+    const node = this.#node;
+    if (node !== undefined && !node.destroyed) node.destroy();
     const incoming = this.#in;
     const outgoing = this.#out;
     incoming.broken = true;
@@ -229,19 +297,29 @@ export class DuplexStream implements AsyncIterable<Buffer> {
   /** The chunks written by the other end, until end of stream. */
   [Symbol.asyncIterator](): AsyncIterableIterator<Buffer> {
     let done = false;
+    /** Ends the iterator's waiting reads at `return()`. */
+    const stop = new AbortController();
     const it: AsyncIterableIterator<Buffer> = {
       next: async (): Promise<IteratorResult<Buffer, undefined>> => {
         if (done) return ITER_DONE;
-        const value = await this.readChunk();
+        let value: Buffer | undefined;
+        try {
+          value = await this.readChunk({ signal: stop.signal });
+        } catch (e) {
+          if (stop.signal.aborted) return ITER_DONE;
+          throw e;
+        }
         if (value === undefined) {
           done = true;
           return ITER_DONE;
         }
         return { done: false, value };
       },
-      // `break` out of a `for await` ends the iteration, not the stream.
+      // `break` out of a `for await` ends the iteration, not the stream. A next() still waiting
+      // ends too (done), so the data it waited for goes to the stream's next read, as on a TCP stream.
       return: async (): Promise<IteratorResult<Buffer, undefined>> => {
         done = true;
+        stop.abort();
         return ITER_DONE;
       },
       [Symbol.asyncIterator]: () => it,

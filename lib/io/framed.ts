@@ -155,13 +155,23 @@ abstract class FrameSource<T> {
   /** A frame left the queue. */
   protected dequeued(): void {}
 
-  /** `next()` for iteration: one promise per frame, settled with the iterator result. */
-  nextResult(): Promise<IteratorResult<T, undefined>> {
+  /**
+   * `next()` for iteration: one promise per frame, settled with the iterator result. `stop` is the
+   * iterator's: its `return()` aborts it, which ends a waiting call with `done` (the frame it
+   * waited for stays for the next reader).
+   */
+  nextResult(stop: AbortSignal): Promise<IteratorResult<T, undefined>> {
     if (this.#head < this.#q.length) {
       const item = this.#take();
       return item instanceof FrameFailure ? Promise.reject(item.error) : Promise.resolve({ done: false, value: item });
     }
-    return this.next().then((value) => (value === undefined ? { done: true, value: undefined } : { done: false, value }));
+    return this.next({ signal: stop }).then(
+      (value) => (value === undefined ? { done: true, value: undefined } : { done: false, value }),
+      (e: unknown) => {
+        if (stop.aborted) return { done: true, value: undefined };
+        throw e;
+      },
+    );
   }
 
   next(options?: SignalOption): Promise<T | undefined> {
@@ -652,9 +662,15 @@ export function framed(stream: Reader | Writer, codec: LinesCodec | LengthDelimi
     next: (options?: SignalOption): Promise<string | Buffer | undefined> => source.next(options),
     send,
     [Symbol.asyncIterator](): AsyncIterator<string | Buffer, undefined> {
+      // `break` out of a `for await` ends the iteration, not the stream: a next() still waiting
+      // ends with done, and the frame it waited for goes to the stream's next reader.
+      const stop = new AbortController();
       return {
-        next: () => source.nextResult(),
-        return: async () => ({ done: true, value: undefined }),
+        next: () => (stop.signal.aborted ? Promise.resolve({ done: true, value: undefined }) : source.nextResult(stop.signal)),
+        return: async () => {
+          stop.abort();
+          return { done: true, value: undefined };
+        },
       };
     },
   } as Framed<string> | Framed<Buffer>;

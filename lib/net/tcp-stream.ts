@@ -196,6 +196,9 @@ export class TcpStream implements AsyncIterable<Buffer> {
     options?: SignalOption & RuntimeOption & { noDelay?: boolean; keepAlive?: boolean },
   ): Promise<TcpStream> {
     const opts = optionsBag<SignalOption & RuntimeOption & { noDelay?: boolean; keepAlive?: boolean }>(options);
+    for (const k of ['noDelay', 'keepAlive'] as const) {
+      if (opts[k] !== undefined && typeof opts[k] !== 'boolean') throw invalidArgType(`options.${k}`, 'of type boolean', opts[k]);
+    }
     checkSignal(opts.signal);
     socketRuntime(opts); // validates before the lookup
     const { host, port } = await untilAborted(resolveAddr(addr), opts.signal);
@@ -899,8 +902,9 @@ export class TcpStream implements AsyncIterable<Buffer> {
     if (r < 0) throw systemError(-r, name);
   }
 
-  /** Sets `TCP_NODELAY`. */
+  /** Sets `TCP_NODELAY` (`on`: a boolean, default true). */
   setNoDelay(on = true): void {
+    if (typeof on !== 'boolean') throw invalidArgType('on', 'of type boolean', on);
     this.#opt(1, on ? 1 : 0);
   }
 
@@ -909,6 +913,7 @@ export class TcpStream implements AsyncIterable<Buffer> {
    * counts whole seconds: the delay is rounded up, and capped at 32 767 s (Linux's limit).
    */
   setKeepAlive(on = true, initialDelayMs = 0): void {
+    if (typeof on !== 'boolean') throw invalidArgType('on', 'of type boolean', on);
     validateNumber(initialDelayMs, 'initialDelayMs', 0, 2 ** 31);
     this.#opt(2, on ? 1 : 0, initialDelayMs);
   }
@@ -1017,7 +1022,11 @@ export class TcpStream implements AsyncIterable<Buffer> {
     return it;
   }
 
-  /** @internal Hands buffered data over for a native copy and stops JS reads. */
+  /**
+   * @internal Hands buffered data over for a native copy that reads this stream, and stops JS
+   * reads. Only a copy's sources call it: a stream a copy only writes keeps reading on its own
+   * (and its buffered bytes, which were sent to it, not to the copy).
+   */
   _beginCopy(): Buffer {
     this.#copying = true;
     if (this.#reading) {
@@ -1122,7 +1131,7 @@ export class TcpStream implements AsyncIterable<Buffer> {
     extra.remoteFamily = peer?.family;
     extra.setNoDelay = (on?: boolean) => {
       try {
-        self.setNoDelay(on ?? true);
+        self.setNoDelay(Boolean(on ?? true)); // node:net's coerces
       } catch {
         /* closed */
       }
@@ -1130,7 +1139,7 @@ export class TcpStream implements AsyncIterable<Buffer> {
     };
     extra.setKeepAlive = (on?: boolean, delay?: number) => {
       try {
-        self.setKeepAlive(on ?? false, delay ?? 0);
+        self.setKeepAlive(Boolean(on), delay ?? 0); // node:net's coerces
       } catch {
         /* closed */
       }

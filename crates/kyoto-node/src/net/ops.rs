@@ -695,8 +695,9 @@ pub fn net_copy(op: u32, src: u32, dst: u32, bidi: bool) -> Result<i32> {
     if a.has(F_KILLED) || b.has(F_KILLED) {
         return Ok(-E_RUNTIME_SHUTDOWN);
     }
-    a.set(F_COPYING);
-    b.set(F_COPYING);
+    let (rd, wr) = copy_flags(bidi);
+    a.set(rd);
+    b.set(wr);
     let task = CopyTask::new(op, n.shared.clone(), a, b, bidi);
     let jh = n.shared.handle.spawn(task);
     n.shared

@@ -43,7 +43,8 @@ pub const UNIX_DGRAM_MAX: usize = RECV_BATCH * DGRAM_SLOT;
 
 pub const F_READING: u32 = 1;
 pub const F_CLOSED: u32 = 2;
-pub const F_COPYING: u32 = 4;
+/// A native copy writes this stream: its task leaves the write side (the backlog) alone.
+pub const F_COPY_WRITE: u32 = 4;
 pub const F_ARMED: u32 = 8;
 pub const F_EOF: u32 = 16;
 pub const F_THROTTLED: u32 = 32;
@@ -67,6 +68,19 @@ pub const F_LINGER_FIN: u32 = 8192;
 pub const F_ON_DEFAULT: u32 = 16384;
 /// Ended by `Runtime.default().shutdown()`: its task and copies report `ERR_RUNTIME_SHUTDOWN`.
 pub const F_KILLED: u32 = 32768;
+/// A native copy reads this stream: its task does not read it. Each direction of a stream has
+/// its own flag, so a copy into a stream leaves its reads running, and one out of it its writes.
+pub const F_COPY_READ: u32 = 65536;
+
+/// The flags a native copy sets on (and clears from) its source and its destination: a
+/// bidirectional copy reads and writes both.
+pub fn copy_flags(bidi: bool) -> (u32, u32) {
+    if bidi {
+        (F_COPY_READ | F_COPY_WRITE, F_COPY_READ | F_COPY_WRITE)
+    } else {
+        (F_COPY_READ, F_COPY_WRITE)
+    }
+}
 
 /// How long a closed stream goes on offering its unsent bytes to a peer that does not take them.
 pub const LINGER_LIMIT: Duration = Duration::from_secs(60);
@@ -508,7 +522,8 @@ impl Sock {
 
     fn may_read(&self) -> bool {
         let f = self.flags.load(Ordering::Acquire);
-        if f & (F_READING | F_CLOSED | F_COPYING | F_EOF | F_CONNECTING | F_FRAME_HOLD) != F_READING
+        if f & (F_READING | F_CLOSED | F_COPY_READ | F_EOF | F_CONNECTING | F_FRAME_HOLD)
+            != F_READING
         {
             return false;
         }
@@ -787,7 +802,7 @@ pub fn stream_write(sock: &Sock, data: &[u8], direct: bool) -> (bool, bool) {
     let mut st = sock.lock();
     let mut data = data;
     let was_empty = st.backlog() == 0;
-    if direct && was_empty && !sock.has(F_COPYING | F_CONNECTING) {
+    if direct && was_empty && !sock.has(F_COPY_WRITE | F_CONNECTING) {
         // A stream accepted in this turn has had no writable report yet, so its cached readiness
         // says "wait": with nothing queued, ask the socket itself once before queueing.
         let mut asked = false;
@@ -1051,11 +1066,9 @@ fn poll_stream(sock: &Arc<Sock>, s: &Stream, cx: &mut Context<'_>) -> bool {
             }
         }
     }
-    if sock.has(F_COPYING) {
-        return false;
-    }
-    // Write side: flush the backlog.
-    {
+    // Write side: flush the backlog (unless a native copy writes the stream: the backlog follows
+    // what it wrote, once it ended).
+    if !sock.has(F_COPY_WRITE) {
         let mut st = sock.lock();
         if st.backlog() > 0 && !sock.has(F_WRITE_FAILED) {
             match poll_flush_backlog(s, &mut st, Some(cx)) {
@@ -1459,8 +1472,11 @@ impl CopyTask {
             return;
         }
         self.finished = true;
+        // Only this copy's flags: another copy may still read or write the other direction.
+        let (rd, wr) = copy_flags(self.b.is_some());
+        self.a.src.clear(rd);
+        self.a.dst.clear(wr);
         for s in [&self.a.src, &self.a.dst] {
-            s.clear(F_COPYING);
             s.wake();
         }
         let (a, b) = match &err {
