@@ -24,7 +24,7 @@ import {
   fromShared,
   dropShared,
 } from 'kyoto/sync';
-import { isSettled } from './helpers';
+import { isSettled, runNodeChild } from './helpers';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 
@@ -928,4 +928,32 @@ test('broadcast: the largest capacity costs nothing until values arrive, in JS a
   t.true(process.memoryUsage().rss - rss0 < 64 << 20, 'no up-front ring');
   shared.close();
   rx.close();
+});
+
+test('a Barrier wait aborted before share() still counts, and does not keep the process alive', async (t) => {
+  // Its arrival carries over to the shared barrier (a wait is not cancel-safe, as in Tokio), but
+  // nothing awaits it any more: it used to become a ref'd native wait that held the event loop
+  // until its generation completed, which here it never does.
+  const code = `
+    const { Barrier } = require('kyoto/sync');
+    (async () => {
+      const b = new Barrier(3);
+      const ac = new AbortController();
+      const aborted = b.wait({ signal: ac.signal }).catch((e) => e.name);
+      ac.abort();
+      console.log(await aborted);
+      b.share();
+      // With the aborted arrival counted, two more complete a generation.
+      const c = new Barrier(3);
+      const ac2 = new AbortController();
+      const gone = c.wait({ signal: ac2.signal }).catch(() => {});
+      ac2.abort();
+      await gone;
+      c.share();
+      const r = await Promise.all([c.wait(), c.wait()]);
+      console.log(r.filter((x) => x.isLeader).length === 1 ? 'released' : 'no leader');
+    })();`;
+  const r = await runNodeChild(code, 10_000);
+  t.false(r.timedOut, 'the process exited by itself');
+  t.is(r.out.trim(), 'AbortError\nreleased');
 });

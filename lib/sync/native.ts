@@ -5,7 +5,7 @@
  */
 import * as v8 from 'node:v8';
 import { native } from '../native';
-import { submitCancellable, type OpOwner } from '../bridge';
+import { cancelOp, submitCallbacks, submitCancellable, type OpOwner } from '../bridge';
 import { dataCloneError, invalidArgType, outOfRange } from '../errors';
 import { AcquireError, InvalidHandleError, SendError, TryAcquireError } from './errors';
 import { MAX_PERMITS, type Make, type SemCore } from './internal';
@@ -322,6 +322,16 @@ const OWNER = { _ownerTag: true } as OpOwner;
 /** A cross-thread wait: `start(id)` queues a native waiter naming op `id` of this env. */
 export function nwait<T>(signal: AbortSignal | undefined, start: (id: number) => void): Promise<T> {
   return submitCancellable<T>(OWNER, signal, (id) => start(id));
+}
+
+const ignore = (): void => {};
+
+/**
+ * A cross-thread wait nobody awaits any more, whose start still counts (an aborted Barrier
+ * arrival carried over by `share()`): started, then cancelled at once, so it holds no event loop.
+ */
+export function nwaitAbandoned(start: (id: number) => void): void {
+  cancelOp(submitCallbacks(OWNER, start, ignore, ignore));
 }
 
 function mapSemError(e: unknown): never {

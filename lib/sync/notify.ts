@@ -11,6 +11,7 @@ import {
   encodeKept,
   makeHandle,
   nwait,
+  nwaitAbandoned,
   registerReviver,
   sn,
   type NBarrier,
@@ -120,6 +121,9 @@ export interface BarrierWaitResult {
   readonly isLeader: boolean;
 }
 
+/** The resolve of a Barrier wait that was aborted (its arrival still counts). */
+const ABANDONED = (): void => {};
+
 const LEADER: BarrierWaitResult = Object.freeze({ isLeader: true });
 const FOLLOWER: BarrierWaitResult = Object.freeze({ isLeader: false });
 
@@ -165,7 +169,7 @@ export class Barrier {
           w.onAbort = undefined;
           w.signal = undefined;
           // The arrival stays counted (not cancel-safe, as in Tokio); only this promise rejects.
-          w.resolve = () => {};
+          w.resolve = ABANDONED;
           reject(abortReason(signal));
         });
       }
@@ -183,6 +187,11 @@ export class Barrier {
       this.#arrived = 0;
       this.#nb = nb;
       for (const w of ws) {
+        if (w.resolve === ABANDONED) {
+          // An aborted wait: its arrival counts, but nothing waits on it to hold the loop for.
+          nwaitAbandoned((id) => nb.wait(id));
+          continue;
+        }
         const signal = w.signal;
         w.disarm();
         nwait<number>(signal, (id) => nb.wait(id)).then((x) => w.resolve(x === 1 ? LEADER : FOLLOWER), w.reject);
