@@ -624,6 +624,10 @@ test.serial('parity with node:dgram: send callbacks come in send order, whatever
  */
 async function burstSender(port: number): Promise<nodeDgram.Socket> {
   const tx = nodeDgram.createSocket('udp4');
+  // Connected: once the receiver closes, an ICMP port-unreachable for a datagram still on its
+  // way comes back as an ECONNREFUSED 'error' (seen on the multi_thread path, where the receiver
+  // can close before the last datagrams of a burst reached it). Not what these tests look at.
+  tx.on('error', () => {});
   await new Promise<void>((r) => tx.connect(port, '127.0.0.1', () => r()));
   return tx;
 }
@@ -678,8 +682,15 @@ async function scriptBacklog(m: DgramLike): Promise<number[]> {
 // libuv on Unix reads 32 per turn (uv__udp_io); its Windows reads were not measured.
 (process.platform === 'win32' ? test.serial.skip : test.serial)('parity with node:dgram: a backlog is emitted 32 datagrams per turn of the event loop', async (t) => {
   const [viaNode, viaKyoto] = await bothWays(scriptBacklog);
-  t.deepEqual(viaKyoto, viaNode);
   t.deepEqual(viaNode, [32, 64, 96]);
+  if (kyoto.netFlavor === 'multi_thread') {
+    // A runtime worker reads the datagrams as they arrive, so no backlog need form before JS
+    // sees the first: what holds is that no turn emits more than 32.
+    const perTurn = viaKyoto.map((n, i) => n - (i === 0 ? 0 : viaKyoto[i - 1]));
+    t.true(perTurn.every((k) => k >= 1 && k <= 32), JSON.stringify(viaKyoto));
+  } else {
+    t.deepEqual(viaKyoto, viaNode);
+  }
 });
 
 /** Runs `code` in a child Node process (killed after 15 s; its stderr dropped): exit code and stdout. */
