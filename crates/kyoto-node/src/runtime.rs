@@ -460,9 +460,10 @@ impl NativeRuntime {
             return Ok(false);
         }
         let gen = self.rt.pause_gen.fetch_add(1, Ordering::AcqRel) + 1;
-        let rt = Arc::downgrade(&self.rt); // as in `new`: the hook must not keep the runtime
-                                           // Keyed by runtime: this pause's hook replaces the env's last one for this runtime, whose
-                                           // pause has ended (this one could not have started otherwise).
+        // Weak, as in `new`: the hook must not keep the runtime. Keyed by runtime: this pause's
+        // hook replaces the env's last one for this runtime, whose pause has ended (this one could
+        // not have started otherwise).
+        let rt = Arc::downgrade(&self.rt);
         env.on_teardown(
             TeardownKey::ClockPause(Arc::as_ptr(&self.rt) as usize),
             Box::new(move || {
