@@ -1001,11 +1001,7 @@ export class Socket extends Duplex {
         if (this.#stream !== s) return;
         if (n === 0) {
           this.#reading = false;
-          setImmediate(() => {
-            if (this.#stream !== s) return;
-            this.push(null); // from a callback of its own, as in #pump
-            this.read(0);
-          });
+          this.#endSoon(s);
           return;
         }
         this.#bytesRead += n;
@@ -1040,6 +1036,22 @@ export class Socket extends Duplex {
     return super.resume();
   }
 
+  /**
+   * `s` reached its end of stream: ends the readable side from a callback of its own, as node's
+   * end of stream comes from libuv's read callback. Sockets that reach EOF in one native batch
+   * would otherwise emit 'end' back to back, before code awaiting the first
+   * (`await once(a, 'end')`) listens on the next.
+   */
+  #endSoon(s: TcpStream): void {
+    setImmediate(() => {
+      if (this.#stream !== s) return;
+      this.push(null);
+      // As node:net does: a socket nobody reads still ends (and, without allowHalfOpen, ends its
+      // side too) once its buffer is empty.
+      this.read(0);
+    });
+  }
+
   #pump(s: TcpStream): void {
     // Chunks are pushed to us as they arrive (no promise per read); false stops them until the
     // readable buffer drains and _read asks again.
@@ -1051,16 +1063,7 @@ export class Socket extends Duplex {
           this.destroy(err);
           return false;
         }
-        // From a callback of its own, as node's end of stream comes from libuv's read callback:
-        // sockets that reach EOF in one native batch would otherwise emit 'end' back to back,
-        // before code awaiting the first (`await once(a, 'end')`) listens on the next.
-        setImmediate(() => {
-          if (this.#stream !== s) return;
-          this.push(null);
-          // As node:net does: a socket nobody reads still ends (and, without allowHalfOpen,
-          // ends its side too) once its buffer is empty.
-          this.read(0);
-        });
+        this.#endSoon(s);
         return false;
       }
       this.#bytesRead += chunk.length;
