@@ -484,11 +484,9 @@ function runWithDeadline<T>(deadline: number, work: TimeoutWork<T>, opts: WaitOp
         if (done) return;
         // Like Tokio's Timeout, which polls the work before the deadline: work woken on this same
         // tick (a sleep as long as the limit, a task awaiting one) settles through microtasks
-        // after this callback, and must still win. Decide once they have run: at the next
-        // macrotask, during which a paused clock must not move on.
-        holdClock();
-        setImmediate(() => {
-          releaseClock();
+        // after this callback, and must still win. Decide once they have run: after a turn of
+        // the loop, during which a paused clock must not move on.
+        void nextTurn(undefined).then(() => {
           if (done) return;
           finish();
           const elapsed = new Elapsed();
