@@ -1324,10 +1324,12 @@ test('awaiting connect, connection and end of two sockets one after the other wo
       open.push(d1, d2);
       d1.resume();
       d2.resume();
-      await both(
-        () => within(once(d1, 'connect'), `${name}: the first connect`),
-        () => within(once(d2, 'connect'), `${name}: the second connect`),
-      );
+      const onBoth = (event: string): Promise<unknown> =>
+        both(
+          () => within(once(d1, event), `${name}: the first ${event}`),
+          () => within(once(d2, event), `${name}: the second ${event}`),
+        );
+      await onBoth('connect');
       // Ends: both peers end at once; the clients' ends are awaited one after the other.
       for (let i = 0; accepted.length < 2 && i < 3000; i++) await new Promise((r) => setTimeout(r, 1));
       t.is(accepted.length, 2, `${name}: both connects accepted`);
@@ -1335,10 +1337,7 @@ test('awaiting connect, connection and end of two sockets one after the other wo
       open.push(e1, e2);
       e1.end();
       e2.end();
-      await both(
-        () => within(once(d1, 'end'), `${name}: the first end`),
-        () => within(once(d2, 'end'), `${name}: the second end`),
-      );
+      await onBoth('end');
       for (const x of [a, b, c1, c2, d1, d2, e1, e2]) x.destroy();
       await closeServer(server);
     }
