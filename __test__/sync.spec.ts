@@ -118,6 +118,19 @@ test('mpsc a released permit after close ends the stream', async (t) => {
   t.is(await end, undefined);
 });
 
+test('mpsc concurrent receives end once the last permit of a closed channel sends', async (t) => {
+  for (const close of ['senders', 'receiver'] as const) {
+    const [tx, rx] = mpsc.channel<string>(1);
+    const permit = await tx.reserve();
+    if (close === 'senders') tx.close();
+    else rx.close();
+    const both = Promise.all([rx.recv(), rx.recv()]);
+    permit.send('x');
+    if (!t.true(await isSettled(both), close)) return;
+    t.deepEqual(await both, ['x', undefined], close);
+  }
+});
+
 test('mpsc the channel closes for the receiver when every sender clone is closed', async (t) => {
   const [tx, rx] = mpsc.unboundedChannel<number>();
   const tx2 = tx.clone();
