@@ -897,6 +897,30 @@ test('10 000 aborted waits leave no listeners on a long-lived signal', async (t)
   t.is(getEventListeners(long.signal, 'abort').length, 0);
 });
 
+test('watch waits given a signal, aborted or settled, leave nothing behind on the heap', async (t) => {
+  const [tx, rx] = watch.channel(0);
+  const long = new AbortController();
+  const round = async (): Promise<void> => {
+    for (let i = 0; i < 10_000; i++) {
+      const ac = new AbortController();
+      const p = rx.changed({ signal: ac.signal });
+      ac.abort();
+      await p.catch(() => {});
+      const q = rx.waitFor((v) => v === i + 1, { signal: long.signal });
+      tx.send(i + 1);
+      await q;
+    }
+  };
+  await round(); // warm-up
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  await round();
+  gc();
+  const grown = process.memoryUsage().heapUsed - before;
+  t.true(grown < 4 << 20, `heap grew ${(grown / 1048576).toFixed(1)} MiB over 20 000 waits`);
+  t.is(getEventListeners(long.signal, 'abort').length, 0);
+});
+
 // A watch receiver's pending waits, and a channel iterator's pending next()s, all listen to one
 // signal of kyoto's own: Node 20 (whose AbortSignals take 10 listeners before warning, Node 22 on
 // has no limit) must not print a MaxListenersExceededWarning for kyoto's own signal.
