@@ -743,6 +743,25 @@ test('OnceCell: concurrent getOrInit share one initialisation; a failed one lets
   t.is(t.throws(() => c.set(3), { instanceOf: SetError })!.kind, 'already_initialized');
 });
 
+test('OnceCell: aborting a getOrInit whose initialiser hangs rejects it and lets the next caller initialise, in JS and shared mode', async (t) => {
+  for (const mode of ['js', 'shared'] as const) {
+    const c = new OnceCell<string>();
+    if (mode === 'shared') c.share();
+    const ac = new AbortController();
+    const hung = c.getOrInit(() => new Promise<string>(() => {}), { signal: ac.signal });
+    const next = c.getOrInit(async () => 'next');
+    await tick();
+    ac.abort();
+    if (!t.true(await isSettled(hung), mode)) return;
+    await t.throwsAsync(hung, { code: 'ABORT_ERR' }, mode);
+    // (a shared wait completes through the runtime's bridge: give it a few turns, bounded)
+    for (let i = 0; i < 100 && !(await isSettled(next)); i++) await tick();
+    if (!t.true(await isSettled(next), mode)) return;
+    t.is(await next, 'next', mode);
+    t.is(c.get(), 'next', mode);
+  }
+});
+
 // ---------------------------------------------------------------------------------------------
 // abort listeners
 
