@@ -705,6 +705,13 @@ test('RwLock maxReaders limits concurrent readers', async (t) => {
   t.throws(() => new RwLock(0, { maxReaders: 0 }), { instanceOf: RangeError });
 });
 
+test('RwLock options that are not an object throw ERR_INVALID_ARG_TYPE instead of being ignored', (t) => {
+  for (const junk of [5, 'x', null, [2]]) {
+    t.throws(() => new RwLock(0, junk as unknown as { maxReaders: number }), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
+  }
+  t.is(new RwLock(0, undefined).maxReaders, new RwLock(0, {}).maxReaders);
+});
+
 // ---------------------------------------------------------------------------------------------
 // Barrier, OnceCell
 
