@@ -273,6 +273,40 @@ test('mpsc and broadcast: an iterator\'s return() ends its pending next() and th
   }
 });
 
+test('broadcast and watch: a receive woken by a send but aborted before it ran takes nothing', async (t) => {
+  // As select() does to a losing branch: the send wakes the wait, and in the same tick another
+  // branch wins and aborts it. Like a dropped Tokio future, it must leave the value unreceived.
+  const [btx, brx] = broadcast.channel<string>(4);
+  let ac = new AbortController();
+  const recv = brx.recv({ signal: ac.signal });
+  await tick();
+  btx.send('v');
+  ac.abort();
+  await t.throwsAsync(recv, { code: 'ABORT_ERR' });
+  t.is(brx.tryRecv(), 'v');
+
+  const it = brx[Symbol.asyncIterator]();
+  const next = it.next();
+  await tick();
+  btx.send('w');
+  await it.return!();
+  t.deepEqual(await next, { done: true, value: undefined });
+  t.is(brx.tryRecv(), 'w');
+
+  const [wtx, wrx] = watch.channel(0);
+  const waits = [(signal: AbortSignal) => wrx.changed({ signal }), (signal: AbortSignal) => wrx.waitFor((v) => v === 2, { signal })];
+  for (const [i, wait] of waits.entries()) {
+    ac = new AbortController();
+    const p = wait(ac.signal);
+    await tick();
+    wtx.send(i + 1);
+    ac.abort();
+    await t.throwsAsync(p, { code: 'ABORT_ERR' });
+    t.true(wrx.hasChanged(), 'the change is still unseen');
+    wrx.borrowAndUpdate();
+  }
+});
+
 test('mpsc unbounded send is synchronous and throws SendError after the receiver closed', (t) => {
   const [tx, rx] = mpsc.unboundedChannel<number>();
   tx.send(1);

@@ -433,6 +433,9 @@ export class WatchReceiver<T> {
       }
       if (this.#isClosed()) throw new RecvError('closed');
       await this.#wait(ver, signal);
+      // Woken by a send but aborted before running (a select() branch that lost in the same
+      // tick): the change stays unseen, as for a Tokio future dropped before it is polled again.
+      if (signal !== undefined && signal.aborted) throw abortReason(signal);
     }
   }
 
@@ -449,6 +452,7 @@ export class WatchReceiver<T> {
       if (pred(v)) return v;
       if (this.#isClosed()) throw new RecvError('closed');
       await this.#wait(this.#seen, signal);
+      if (signal !== undefined && signal.aborted) throw abortReason(signal); // (as in changed())
     }
   }
 
