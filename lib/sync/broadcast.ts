@@ -138,6 +138,15 @@ class RxWaiter<T> extends Waiter<void> {
   }
 }
 
+/**
+ * After a wake-up, before taking anything: a wait woken by a send but aborted before it ran (a
+ * select() branch that lost in the same tick, an iterator's return()) takes nothing, as a Tokio
+ * future dropped before it is polled again.
+ */
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal !== undefined && signal.aborted) throw abortReason(signal);
+}
+
 const RESULT_EMPTY = 0;
 const RESULT_CLOSED = 1;
 
@@ -368,6 +377,7 @@ export class BroadcastReceiver<T> implements AsyncIterable<T> {
       if (typeof r === 'object') return r.v;
       if (r === RESULT_CLOSED) return undefined;
       await this.#wait(signal);
+      throwIfAborted(signal);
     }
   }
 
@@ -475,6 +485,7 @@ export class BroadcastReceiver<T> implements AsyncIterable<T> {
         if (typeof r === 'object') return r.v;
         if (r === RESULT_CLOSED) return ITER_END;
         await this.#wait(signal);
+        throwIfAborted(signal);
       }
     });
   }

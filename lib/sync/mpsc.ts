@@ -350,6 +350,8 @@ class Chan<T> {
     if (w !== null) {
       this.returnPermits(1);
       w.settle(v);
+      // A closed channel's last permit may just have come back: other receives waiting end now.
+      if (this.rxClosed || this.tx === 0) this.checkEnd();
       return;
     }
     this.q.push(v);

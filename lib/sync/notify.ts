@@ -210,8 +210,34 @@ export class Barrier {
 }
 
 /**
+ * Runs `init`, settling as it does unless `signal` aborts first: then it rejects with the abort
+ * reason and what `init` later gives is ignored, as a Tokio `get_or_init` future dropped while
+ * initialising (the next caller initialises). Not started once `signal` has aborted.
+ */
+function orAbort<T>(init: () => T | PromiseLike<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return Promise.resolve(init());
+  if (signal.aborted) return Promise.reject(abortReason(signal));
+  const p = Promise.resolve(init());
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(abortReason(signal));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
+/**
  * A value set at most once (Tokio's `OnceCell`). Concurrent `getOrInit` callers share one
- * initialisation; if it throws (or rejects), the next waiting caller runs its own initialiser.
+ * initialisation; if it throws (or rejects), or its caller's signal aborts, the next waiting
+ * caller runs its own initialiser.
  * `share()` moves the cell into native memory so workers share it: the initialiser runs in the
  * thread of the caller that wins, the others wait; if that thread dies mid-initialisation, a
  * waiting caller retries. Values are then structured-cloned (each `get()` returns a copy).
@@ -273,7 +299,10 @@ export class OnceCell<T> {
     this.#sem.close();
   }
 
-  /** The value, initialising it with `init()` first if needed (one initialiser at a time). */
+  /**
+   * The value, initialising it with `init()` first if needed (one initialiser at a time). Aborting
+   * `signal` while `init` runs rejects at once and lets the next caller initialise.
+   */
   async getOrInit(init: () => T | PromiseLike<T>, options?: WaitOptions): Promise<T> {
     if (typeof init !== 'function') throw invalidArgType('init', 'of type function', init);
     const signal = signalOf(options);
@@ -304,7 +333,7 @@ export class OnceCell<T> {
       }
       let v: T;
       try {
-        v = await init();
+        v = await orAbort(init, signal);
       } catch (e) {
         const sn2 = this.#shared();
         if (sn2 !== undefined) sn2.oAbandon(this.#takeInitKey());
@@ -350,7 +379,7 @@ export class OnceCell<T> {
       if (k > 0) {
         let v: T;
         try {
-          v = await init();
+          v = await orAbort(init, signal);
         } catch (e) {
           n.oAbandon(k);
           throw e;

@@ -4,7 +4,7 @@
  * memory so other workers can revive it with `fromShared`.
  * @module
  */
-import { illegalConstructor, invalidArgType, kConstruct, validateInteger } from '../errors';
+import { illegalConstructor, invalidArgType, kConstruct, optionsBag, validateInteger } from '../errors';
 import { InvalidStateError, TryAcquireError, TryLockError } from './errors';
 import { JsSem, KEY, MAX_PERMITS, notThenable, signalOf, validatePermits, type SemCore, type WaitOptions } from './internal';
 import {
@@ -543,7 +543,7 @@ export class RwLock<T = void> extends Locked<T> {
    * @param options - `maxReaders` (an integer `1..2^32-1`).
    */
   constructor(value: T, options?: RwLockOptions) {
-    const max = options?.maxReaders ?? DEFAULT_MAX_READERS;
+    const max = optionsBag<RwLockOptions>(options).maxReaders ?? DEFAULT_MAX_READERS;
     validateInteger(max, 'options.maxReaders', 1, 0xffffffff);
     super(value, max);
     this._max = max;

@@ -359,7 +359,26 @@ export class WatchReceiver<T> {
 
   #wait(seen: number, user: AbortSignal | undefined): Promise<void> {
     const own = (this.#ac ??= ownController()).signal;
-    const signal = user === undefined ? own : AbortSignal.any([user, own]);
+    if (user === undefined) return this.#waitOn(seen, own);
+    // Either signal ends the wait. Not AbortSignal.any: on Node 20 every signal it makes stays
+    // reachable from its sources until they abort (over 1 KiB per wait on a long-lived signal).
+    if (user.aborted) return Promise.reject(abortReason(user));
+    const ac = new AbortController();
+    const onUser = (): void => ac.abort(abortReason(user));
+    const onOwn = (): void => ac.abort(own.reason);
+    user.addEventListener('abort', onUser, { once: true });
+    own.addEventListener('abort', onOwn, { once: true });
+    const off = (): void => {
+      user.removeEventListener('abort', onUser);
+      own.removeEventListener('abort', onOwn);
+    };
+    return this.#waitOn(seen, ac.signal).then(off, (e: unknown) => {
+      off();
+      throw e;
+    });
+  }
+
+  #waitOn(seen: number, signal: AbortSignal): Promise<void> {
     const n = this.#s.n;
     if (n === undefined) return waitOn(this.#s.waiters, signal);
     return nwait<void>(signal, (id) => n.wChangedWait(id, seen));
@@ -414,6 +433,9 @@ export class WatchReceiver<T> {
       }
       if (this.#isClosed()) throw new RecvError('closed');
       await this.#wait(ver, signal);
+      // Woken by a send but aborted before running (a select() branch that lost in the same
+      // tick): the change stays unseen, as for a Tokio future dropped before it is polled again.
+      if (signal !== undefined && signal.aborted) throw abortReason(signal);
     }
   }
 
@@ -430,6 +452,7 @@ export class WatchReceiver<T> {
       if (pred(v)) return v;
       if (this.#isClosed()) throw new RecvError('closed');
       await this.#wait(this.#seen, signal);
+      if (signal !== undefined && signal.aborted) throw abortReason(signal); // (as in changed())
     }
   }
 
