@@ -1,5 +1,5 @@
 import test from 'ava';
-import { spawn, spawnBlocking, JoinHandle, JoinError, JoinSet, yieldNow, select, sleep, timeout, mpsc, Mutex, Runtime } from 'kyoto';
+import { spawn, spawnBlocking, JoinHandle, JoinError, JoinSet, yieldNow, select, sleep, timeout, mpsc, Mutex, Runtime, Semaphore } from 'kyoto';
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { pathToFileURL, fileURLToPath } from 'node:url';
@@ -505,4 +505,51 @@ test('a receive or a lock that completes at the call is never lost to select() o
   });
   t.true(out.recv === 'received' || out.recv === 'still queued', out.recv);
   t.true(out.lock === 'acquired' || out.lock === 'elapsed, unlocked', out.lock);
+});
+
+test('select() releases the lock or permit a losing branch acquired in the same tick', async (t) => {
+  // Both branches are handed their lock when it frees, in one tick; select() can return only one.
+  // The other's guard, which no caller can ever reach, is dropped as Rust drops a losing output.
+  const m1 = new Mutex(0);
+  const m2 = new Mutex(0);
+  const g1 = await m1.lock();
+  const g2 = await m2.lock();
+  const p = select({ a: (s) => m1.lock({ signal: s }), b: (s) => m2.lock({ signal: s }) });
+  g1.release();
+  g2.release();
+  const won = await p;
+  won.value.release();
+  await sleep(1);
+  t.false(m1.isLocked(), 'm1');
+  t.false(m2.isLocked(), 'm2 (the loser)');
+
+  const sem = new Semaphore(2);
+  const held = await sem.acquire(2);
+  const q = select({ a: (s) => sem.acquire(1, { signal: s }), b: (s) => sem.acquire(1, { signal: s }) });
+  held.release();
+  (await q).value.release();
+  await sleep(1);
+  t.is(sem.availablePermits(), 2);
+});
+
+test('timeout() releases the lock its own work acquired after the deadline, but not a value the caller can still reach', async (t) => {
+  const m = new Mutex(0);
+  // Work that takes the lock only once told the deadline passed: timeout() has rejected by then.
+  const late = timeout(1, async (signal) => {
+    await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+    return m.lock();
+  });
+  await t.throwsAsync(late, { code: 'ERR_ELAPSED' });
+  await sleep(5);
+  t.false(m.isLocked(), 'the unclaimed guard was released');
+
+  // A promise the caller passed in is still theirs: its value is not touched.
+  let go!: () => void;
+  const mine = new Promise<void>((resolve) => (go = resolve)).then(() => m.lock());
+  await t.throwsAsync(timeout(1, mine), { code: 'ERR_ELAPSED' });
+  go();
+  const guard = await mine;
+  await sleep(5);
+  t.true(guard.held);
+  guard.release();
 });

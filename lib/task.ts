@@ -17,6 +17,7 @@ import {
 import { Runtime } from './runtime';
 import { spawnBlockingOn } from './task/blocking';
 import { nextTurn } from './runtime/turn';
+import { disposeUnclaimed } from './runtime/unclaimed';
 import { observingTasks, taskSpawned, taskEnded, firstPoll, type TaskRec, type TaskOutcome } from './console/instrument';
 
 let nextTaskId = 1;
@@ -420,7 +421,9 @@ export type SelectResult<B extends Branches> = { [K in keyof B]: Selected<K, Bra
 
 /**
  * Runs every branch and settles like the first one to settle (resolving `{ key, value }`, or
- * rejecting with its error); the other branches' signals are aborted.
+ * rejecting with its error); the other branches' signals are aborted. A lock guard or permit that
+ * a losing branch resolves with anyway (acquired in the same tick) is released, as Tokio drops a
+ * losing output; other values of losing branches are ignored.
  * @param branches - an object of `(signal) => value | promise`.
  * @param options - an outer `signal` that aborts every branch and rejects.
  */
@@ -464,7 +467,10 @@ export function select<B extends Branches>(branches: B, options?: { signal?: Abo
       }
       Promise.resolve(ret).then(
         (value) => {
-          if (done) return;
+          if (done) {
+            disposeUnclaimed(value); // a lost branch's output is dropped, as in Tokio
+            return;
+          }
           settle(i);
           resolve({ key, value } as SelectResult<B>);
         },

@@ -11,6 +11,7 @@ import { Runtime, type RuntimeOption } from './runtime';
 import { runtimeOf } from './runtime/of';
 import { clockHeld, holdClock, releaseClock, setOnClockReleased } from './runtime/clock-hold';
 import { nextTurn } from './runtime/turn';
+import { disposeUnclaimed } from './runtime/unclaimed';
 import { observingResources, resourceCreated, resourceClosed, type ResourceToken } from './console/instrument';
 
 import {
@@ -467,7 +468,12 @@ function runWithDeadline<T>(deadline: number, work: TimeoutWork<T>, opts: WaitOp
     // trip (a macrotask), so work that has already settled wins even at a 0 deadline.
     Promise.resolve(started).then(
       (value) => {
-        if (done) return;
+        if (done) {
+          // Work this call started settled past the decision: nobody can take its value. A
+          // promise the caller passed in is theirs to await, so its value is left alone.
+          if (typeof work === 'function') disposeUnclaimed(value);
+          return;
+        }
         finish();
         timerAc.abort();
         resolve(value);
@@ -509,7 +515,8 @@ function runWithDeadline<T>(deadline: number, work: TimeoutWork<T>, opts: WaitOp
 /**
  * Runs `work` with a time limit. Rejects with {@link Elapsed} (and aborts the work's signal) if
  * `ms` passes first; work that has already settled wins even at a 0 deadline, and so does work
- * that settles on the deadline's own tick (as Tokio polls the work before the deadline).
+ * that settles on the deadline's own tick (as Tokio polls the work before the deadline). A lock
+ * guard or permit that work given as a function resolves with after the rejection is released.
  * @param ms - the limit, >= 0.
  * @param work - a promise, or `(signal) => promise` (the signal aborts on elapse).
  * @param options - an outer `signal`; `runtime`.

@@ -12,6 +12,7 @@
  * keeps it with one send counter per channel whose numbers the receiver merges by (`chan.rs`).
  * @module
  */
+import { releasedIfUnclaimed } from '../runtime/unclaimed';
 import { abortReason, illegalConstructor, kConstruct, invalidArgType, outOfRange, validateInteger } from '../errors';
 import { InvalidStateError, SendError, TryAcquireError, TryRecvError, TrySendError } from './errors';
 import { ITER_END, JsSem, MAX_PERMITS, RESOLVED, RecvIterator, type Make, WaitList, Waiter, notThenable, signalOf, validatePermits, type WaitOptions } from './internal';
@@ -624,6 +625,7 @@ export class Permit<T> implements Disposable {
     this.release();
   }
 }
+releasedIfUnclaimed(Permit.prototype); // capacity a lost select() branch reserved goes back
 
 /**
  * The sending half of a bounded channel. Clone it for more producers. Obtained from {@link

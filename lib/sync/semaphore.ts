@@ -4,6 +4,7 @@
  * memory so other workers can revive it with `fromShared`.
  * @module
  */
+import { releasedIfUnclaimed } from '../runtime/unclaimed';
 import { illegalConstructor, invalidArgType, kConstruct, optionsBag, validateInteger } from '../errors';
 import { InvalidStateError, TryAcquireError, TryLockError } from './errors';
 import { JsSem, KEY, MAX_PERMITS, notThenable, signalOf, validatePermits, type SemCore, type WaitOptions } from './internal';
@@ -148,6 +149,7 @@ export class SemaphorePermit implements Disposable {
     this.release();
   }
 }
+releasedIfUnclaimed(SemaphorePermit.prototype); // a permit a lost select() branch took goes back
 
 // How `fromShared` builds a Semaphore over revived native state. Assigned in the class's static
 // block, which can set #native, rather than being a static: user code must not be able to make an
@@ -400,6 +402,7 @@ abstract class GuardBase<T> implements Disposable {
     this.release();
   }
 }
+releasedIfUnclaimed(GuardBase.prototype); // a lock a lost select() branch took is unlocked
 
 /**
  * Exclusive access to a {@link Mutex}'s value until {@link release}. Obtained from `lock()` /
