@@ -65,6 +65,31 @@ test('new Runtime rejects bad options with Node-style errors', (t) => {
   t.throws(() => new Runtime(42 as unknown as object), { code: 'ERR_INVALID_ARG_TYPE' });
 });
 
+test('new Runtime reads each option once, so a getter cannot slip an unchecked value past validation', async (t) => {
+  // A getter that answers a valid value first and something else afterwards.
+  const flipping = <T>(first: T, then: T): (() => T) => {
+    let reads = 0;
+    return () => (reads++ === 0 ? first : then);
+  };
+  const zero = flipping(1, 0);
+  const ok = new Runtime({
+    get workerThreads() {
+      return zero();
+    },
+  });
+  t.is(ok.metrics().workers, 1, 'the value that was checked is the one used');
+  await ok.shutdown();
+  const many = flipping<number | undefined>(undefined, 5000);
+  const rt = new Runtime({
+    get workerThreads() {
+      return many();
+    },
+    flavor: 'current_thread',
+  });
+  t.is(rt.metrics().workers, 1, 'an option absent at the check stays absent');
+  await rt.shutdown();
+});
+
 test('shutdown() rejects pending operations with ERR_RUNTIME_SHUTDOWN', async (t) => {
   const rt = new Runtime({ workerThreads: 1 });
   const pending = sleep(60_000, { runtime: rt });
