@@ -2,7 +2,7 @@ import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { Runtime, pause, sleep } from 'kyoto';
+import { JoinError, Runtime, pause, sleep } from 'kyoto';
 import { descriptorsOpenedSince, linuxTestSerial, openDescriptors, packageRoot, bridge, native, realDelay } from './helpers';
 
 test('Runtime.default() is lazily created, shared and multi-thread', (t) => {
@@ -181,6 +181,20 @@ test('metrics().blockingThreads counts the worker threads of the spawnBlocking p
   t.is(await rt.spawnBlocking<number>(fixture, 'add', 1, 2), 3);
   // One task needs one pool thread; it stays alive (idle) after the task.
   t.is(rt.metrics().blockingThreads, before + 1);
+  await rt.shutdown();
+});
+
+test('a blocking task that ends its pool thread fails alone: the tasks queued behind it on that thread still run', async (t) => {
+  const rt = new Runtime({ flavor: 'current_thread', maxBlockingThreads: 1 });
+  const fixture = path.join(__dirname, 'fixtures', 'blocking.js');
+  t.is(await rt.spawnBlocking<number>(fixture, 'add', 0, 0), 0); // the thread is up, the module loaded
+  // One pool thread: all four go to it in one batch, the three behind the first not started yet.
+  const dying = rt.spawnBlocking(fixture, 'exitThread', 7);
+  const behind = [1, 2, 3].map((i) => rt.spawnBlocking<number>(fixture, 'add', i, 10));
+  const err = await t.throwsAsync<JoinError>(dying);
+  t.true(err!.isPanic());
+  t.deepEqual(await Promise.all(behind), [11, 12, 13]);
+  t.is(await rt.spawnBlocking<number>(fixture, 'add', 2, 2), 4);
   await rt.shutdown();
 });
 

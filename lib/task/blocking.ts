@@ -304,8 +304,26 @@ class BlockingPool {
     w.dead = true;
     const at = this.#workers.indexOf(w);
     if (at >= 0) this.#workers.splice(at, 1);
+    const unstarted: BlockingTask[] = [];
     for (const task of w.tasks) {
-      if (task !== undefined) this.#finish(w, task.slot, this.#closed ? 2 : 0, err);
+      if (task === undefined) continue;
+      // A task the thread never started did not die with it: as in Tokio, a blocking task fails
+      // only by itself. It goes back to the queue, ahead of later tasks, for another thread.
+      if (!this.#closed && Atomics.compareExchange(this.state, task.slot, QUEUED, FREE) === QUEUED) {
+        w.tasks[task.slot - w.base] = undefined;
+        w.free.push(task.slot);
+        w.inflight--;
+        releaseClock(); // held again when it is dispatched
+        task.worker = undefined;
+        task.slot = -1;
+        unstarted.push(task);
+      } else {
+        this.#finish(w, task.slot, this.#closed ? 2 : 0, err);
+      }
+    }
+    if (unstarted.length > 0) {
+      unstarted.sort((a, b) => a.handle.id - b.handle.id);
+      this.#queue.splice(this.#head, 0, ...unstarted);
     }
     this.#bases.push(w.base);
     void w.worker.terminate();
