@@ -198,6 +198,30 @@ test('a blocking task that ends its pool thread fails alone: the tasks queued be
   await rt.shutdown();
 });
 
+test('answers a pool thread sent before it died are delivered, even when its error reaches this thread first', async (t) => {
+  t.timeout(60_000);
+  const rt = new Runtime({ flavor: 'current_thread', maxBlockingThreads: 1 });
+  const fixture = path.join(__dirname, 'fixtures', 'blocking.js');
+  // Which of the thread's answer and its uncaught error this thread sees first is up to the
+  // scheduler (the error comes first now and then): many rounds, bounded in count and time.
+  const end = Date.now() + 10_000;
+  let rounds = 0;
+  for (; rounds < 200 && Date.now() < end; rounds++) {
+    await rt.spawnBlocking(fixture, 'add', 0, 0); // a new thread, the module loaded
+    const flags = new Int32Array(new SharedArrayBuffer(4));
+    const done = rt.spawnBlocking<number>(fixture, 'add', 1, 2);
+    const dies = rt.spawnBlocking<string>(fixture, 'returnThenDie', flags, 'answered');
+    const got = await Promise.allSettled([done, dies]);
+    if (got[0].status === 'rejected' || got[1].status === 'rejected') {
+      t.fail(`round ${rounds}: an answer sent before the thread died was lost (${String((got[0] as PromiseRejectedResult).reason ?? (got[1] as PromiseRejectedResult).reason)})`);
+      break;
+    }
+    t.deepEqual([got[0].value, got[1].value], [3, 'answered']);
+  }
+  t.true(rounds > 0);
+  await rt.shutdown();
+});
+
 test('options.runtime must be a Runtime', (t) => {
   t.throws(() => sleep(1, { runtime: {} as Runtime }), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
 });

@@ -148,8 +148,14 @@ class PoolWorker {
       name: 'kyoto-blocking',
     });
     this.worker.on('message', (m: unknown[]) => pool.onResults(this, m));
-    this.worker.on('error', (err) => pool.onDeath(this, err));
-    this.worker.on('exit', (code) => pool.onDeath(this, new Error(`blocking worker exited with code ${code}`)));
+    // The thread's death is settled at 'exit', which Node emits once it has delivered every answer
+    // the thread posted: its uncaught error can arrive ahead of them, and settling at 'error' would
+    // fail tasks whose answers were already on their way.
+    let error: { readonly err: unknown } | undefined;
+    this.worker.on('error', (err) => (error ??= { err }));
+    this.worker.on('exit', (code) =>
+      pool.onDeath(this, error !== undefined ? error.err : new Error(`blocking worker exited with code ${code}`)),
+    );
     this.unref();
   }
 
