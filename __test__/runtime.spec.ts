@@ -143,6 +143,41 @@ linuxTestSerial('runtimes that were shut down and collected give back their desc
   t.true(grew <= 8, `descriptors grew by ${grew}`);
 });
 
+linuxTestSerial('a runtime collected without shutdown() stops its blocking pool threads too, and is not collected while a task runs', (t) => {
+  // In a child: runtimes dropped after a blocking task each, then collected; the threads of the
+  // process are counted before and after. One more is dropped while its task still runs.
+  const fixture = path.join(__dirname, 'fixtures', 'blocking.js');
+  const code = `
+    const v8 = require('node:v8'); const vm = require('node:vm'); const fs = require('node:fs');
+    v8.setFlagsFromString('--expose-gc'); const gc = vm.runInNewContext('gc');
+    const { Runtime } = require('kyoto');
+    const fixture = ${JSON.stringify(fixture)};
+    const threads = () => fs.readdirSync('/proc/self/task').length;
+    const collect = async () => { for (let j = 0; j < 10; j++) { gc(); await new Promise((r) => setTimeout(r, 50)); } };
+    (async () => {
+      const warm = new Runtime({ flavor: 'current_thread', maxBlockingThreads: 1 });
+      await warm.spawnBlocking(fixture, 'add', 1, 1);
+      await warm.shutdown();
+      await collect();
+      const before = threads();
+      for (let i = 0; i < 8; i++) {
+        await new Runtime({ flavor: 'current_thread', maxBlockingThreads: 1 }).spawnBlocking(fixture, 'add', i, 1);
+      }
+      const running = new Runtime({ flavor: 'current_thread', maxBlockingThreads: 1 }).spawnBlocking(fixture, 'later', 300, 'finished');
+      await collect();
+      const value = await running;
+      await collect();
+      console.log(JSON.stringify({ grew: threads() - before, value }));
+    })();`;
+  const out = JSON.parse(execFileSync(process.execPath, ['-e', code], { cwd: packageRoot, encoding: 'utf8', timeout: 60_000 }).trim()) as {
+    grew: number;
+    value: string;
+  };
+  t.is(out.value, 'finished', 'a runtime whose blocking task runs is not collected under it');
+  // Each pool thread of a collected runtime stayed before (9 here); V8 may start a helper thread.
+  t.true(out.grew <= 2, `threads grew by ${out.grew}`);
+});
+
 test('KYOTO_WORKER_THREADS sets the default runtime’s worker count', (t) => {
   const out = execFileSync(
     process.execPath,

@@ -189,6 +189,11 @@ class BlockingPool {
   readonly #bases: number[] = [];
   #scheduled = false;
   #closed = false;
+  /**
+   * The runtime, held only while tasks are queued or running: a runtime dropped while its pool
+   * is idle can be collected, and then its threads stop (see `spawnBlockingOn`).
+   */
+  keptRuntime: Runtime | undefined;
 
   constructor(size: number) {
     this.#size = size;
@@ -196,7 +201,7 @@ class BlockingPool {
     for (let i = size - 1; i >= 0; i--) this.#bases.push(i * PER_WORKER);
   }
 
-  submit(url: string, name: string, args: unknown[]): JoinHandle<unknown> {
+  submit(owner: Runtime, url: string, name: string, args: unknown[]): JoinHandle<unknown> {
     let task: BlockingTask | undefined = undefined;
     const handle = new JoinHandle<unknown>(null, undefined, () => this.#cancel(task!));
     task = new BlockingTask(url, name, args, handle);
@@ -205,6 +210,7 @@ class BlockingPool {
       return handle;
     }
     this.#queue.push(task);
+    this.keptRuntime = owner;
     if (!this.#scheduled) {
       this.#scheduled = true;
       queueMicrotask(() => {
@@ -285,6 +291,7 @@ class BlockingPool {
       this.#queue = this.#queue.slice(this.#head);
       this.#head = 0;
     }
+    this.#releaseRuntimeIfIdle();
   }
 
   #finish(w: PoolWorker, slot: number, status: number, value: unknown): void {
@@ -303,6 +310,13 @@ class BlockingPool {
     for (let i = 0; i < m.length; i += 3) this.#finish(w, m[i] as number, m[i + 1] as number, m[i + 2]);
     if (w.inflight === 0) w.unref();
     if (this.#head < this.#queue.length) this.#dispatch();
+    else this.#releaseRuntimeIfIdle();
+  }
+
+  #releaseRuntimeIfIdle(): void {
+    if (this.#head < this.#queue.length) return;
+    for (const w of this.#workers) if (w.inflight > 0) return;
+    this.keptRuntime = undefined;
   }
 
   onDeath(w: PoolWorker, err: unknown): void {
@@ -334,6 +348,7 @@ class BlockingPool {
     this.#bases.push(w.base);
     void w.worker.terminate();
     if (!this.#closed && this.#head < this.#queue.length) this.#dispatch();
+    else this.#releaseRuntimeIfIdle();
   }
 
   /** Worker threads of this pool that are alive (idle or busy); `Runtime.metrics()` counts them. */
@@ -345,6 +360,7 @@ class BlockingPool {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.keptRuntime = undefined;
     for (let i = this.#head; i < this.#queue.length; i++) this.#queue[i].handle._complete(2, undefined);
     this.#queue = [];
     this.#head = 0;
@@ -374,7 +390,13 @@ function parseModuleUrl(moduleUrl: string): string {
   }
 }
 
-/** Submits a blocking task to `rt`'s pool (made on first use; closed when `rt` shuts down). */
+/**
+ * Pools whose runtime was collected without `shutdown()`, as the native runtime's threads stop
+ * then: idle by then (a pool holds its runtime while it has tasks), so closing loses nothing.
+ */
+const orphaned = new FinalizationRegistry<BlockingPool>((pool) => pool.close());
+
+/** Submits a blocking task to `rt`'s pool (made on first use; closed when `rt` shuts down or is collected). */
 export function spawnBlockingOn<T>(rt: Runtime, moduleUrl: string | URL, exportName: string, args: unknown[]): JoinHandle<T> {
   const url = moduleUrlOf(moduleUrl);
   validateString(exportName, 'exportName');
@@ -387,6 +409,7 @@ export function spawnBlockingOn<T>(rt: Runtime, moduleUrl: string | URL, exportN
     rt._blocking = pool;
     const p = pool;
     rt._onShutdown(() => p.close());
+    orphaned.register(rt, p);
   }
-  return pool.submit(url, exportName, args) as JoinHandle<T>;
+  return pool.submit(rt, url, exportName, args) as JoinHandle<T>;
 }
