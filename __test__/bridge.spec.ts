@@ -1,5 +1,5 @@
 import test from 'ava';
-import { Runtime } from 'kyoto';
+import { Runtime, Semaphore, fromShared } from 'kyoto';
 import { native, bridge, realDelay, nativeOf } from './helpers';
 
 const owner = { _ownerTag: true as const };
@@ -23,6 +23,24 @@ test('a panic in a native task becomes a rejected promise', async (t) => {
   t.regex(err!.message, /panic requested by panicOp/);
   // the runtime keeps working afterwards
   t.is(await bridge.submit(owner, (id) => nrt.noop(id)), undefined);
+});
+
+test('a wait whose signal’s removeEventListener throws rejects with that error; the other completions of its batch still arrive', async (t) => {
+  // Waits on shared objects take the caller's signal as given: any object with AbortSignal's methods.
+  const sem = fromShared<Semaphore>(new Semaphore(0).share());
+  const other = fromShared<Semaphore>(new Semaphore(0).share());
+  const boom = new Error('removeEventListener failed');
+  const signal = { aborted: false, addEventListener() {}, removeEventListener() { throw boom; } } as unknown as AbortSignal;
+  const first = sem.acquire(1, { signal });
+  const second = other.acquire(1);
+  // Both complete now, natively: one batch.
+  sem.addPermits(1);
+  other.addPermits(1);
+  t.is(await t.throwsAsync(first), boom);
+  (await second).release();
+  // A signal that lacks removeEventListener is refused at the call, with a code.
+  const lacking = { aborted: false, addEventListener() {} } as unknown as AbortSignal;
+  await t.throwsAsync(async () => sem.acquire(1, { signal: lacking }), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
 });
 
 test('completions produced by a plain native thread all arrive, in order', async (t) => {

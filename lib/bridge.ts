@@ -29,12 +29,26 @@ class Pending {
     public onAbort: (() => void) | undefined,
   ) {}
 
-  detach(): void {
+  /**
+   * Removes the abort listener, then resolves (`ok`) or rejects with `value`. Never throws: it
+   * runs amid a batch of other operations' completions. A signal is any object with the
+   * AbortSignal methods, and if its `removeEventListener` throws, this operation rejects with that
+   * error instead.
+   */
+  settle(ok: boolean, value: unknown): void {
     if (this.onAbort !== undefined) {
-      this.signal!.removeEventListener('abort', this.onAbort);
+      const { signal, onAbort } = this;
       this.onAbort = undefined;
       this.signal = undefined;
+      try {
+        signal!.removeEventListener('abort', onAbort);
+      } catch (err) {
+        this.reject(err);
+        return;
+      }
     }
+    if (ok) this.resolve(value);
+    else this.reject(value);
   }
 }
 
@@ -72,21 +86,18 @@ function onBatch(count: number, values: unknown[] | undefined): void {
     if (status === 0) {
       if (p === undefined) continue;
       pending.delete(id);
-      p.detach();
-      p.resolve(undefined);
+      p.settle(true, undefined);
     } else if (status === 1) {
       const value = values![vi++];
       if (p === undefined) continue;
       pending.delete(id);
-      p.detach();
-      p.resolve(value);
+      p.settle(true, value);
     } else {
       const code = values![vi++] as string;
       const message = values![vi++] as string;
       if (p === undefined) continue;
       pending.delete(id);
-      p.detach();
-      p.reject(codedError(code, message));
+      p.settle(false, codedError(code, message));
     }
   }
 }
@@ -123,9 +134,8 @@ export function submitCancellable<T>(
       const p = pending.get(id);
       if (p === undefined) return;
       pending.delete(id);
-      p.detach();
       native.cancel(id);
-      reject(abortReason(signal));
+      p.settle(false, abortReason(signal));
     };
     pending.set(id, new Pending(resolve as (v: unknown) => void, reject, owner, signal, onAbort));
     signal.addEventListener('abort', onAbort, { once: true });
@@ -159,9 +169,8 @@ export function rejectAll(owner: OpOwner, reason: () => unknown): void {
   for (const [id, p] of pending) {
     if (p.owner !== owner) continue;
     pending.delete(id);
-    p.detach();
     native.cancel(id);
-    p.reject(reason());
+    p.settle(false, reason());
   }
 }
 
