@@ -43,6 +43,17 @@ test('a wait whose signal’s removeEventListener throws rejects with that error
   await t.throwsAsync(async () => sem.acquire(1, { signal: lacking }), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
 });
 
+test('a wait whose signal’s addEventListener throws fails without starting: it takes nothing', async (t) => {
+  const sem = fromShared<Semaphore>(new Semaphore(0).share());
+  const boom = new Error('addEventListener failed');
+  const signal = { aborted: false, addEventListener() { throw boom; }, removeEventListener() {} } as unknown as AbortSignal;
+  t.is(await t.throwsAsync(async () => sem.acquire(1, { signal })), boom);
+  // A wait left queued would be granted this permit at once (natively, within addPermits).
+  sem.addPermits(1);
+  t.is(sem.availablePermits(), 1, 'the failed acquire holds no permit');
+  sem.tryAcquire(1).release();
+});
+
 test('completions produced by a plain native thread all arrive, in order', async (t) => {
   const ids: number[] = [];
   const order: number[] = [];

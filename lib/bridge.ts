@@ -129,7 +129,6 @@ export function submitCancellable<T>(
   if (signal.aborted) return Promise.reject(abortReason(signal));
   const id = allocId();
   return new Promise<T>((resolve, reject) => {
-    start(id, true);
     const onAbort = (): void => {
       const p = pending.get(id);
       if (p === undefined) return;
@@ -137,8 +136,16 @@ export function submitCancellable<T>(
       native.cancel(id);
       p.settle(false, abortReason(signal));
     };
-    pending.set(id, new Pending(resolve as (v: unknown) => void, reject, owner, signal, onAbort));
+    // Listening comes first: a signal whose addEventListener throws fails the call before the
+    // operation starts, not after (a wait it started would go on, and take what it waited for).
     signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      start(id, true);
+    } catch (err) {
+      signal.removeEventListener('abort', onAbort);
+      throw err;
+    }
+    pending.set(id, new Pending(resolve as (v: unknown) => void, reject, owner, signal, onAbort));
   });
 }
 
