@@ -1,6 +1,8 @@
 import test from 'ava';
 import { Runtime, Semaphore, fromShared } from 'kyoto';
-import { native, bridge, realDelay, nativeOf } from './helpers';
+import { Worker } from 'node:worker_threads';
+import * as path from 'node:path';
+import { native, bridge, realDelay, nativeOf, packageRoot } from './helpers';
 
 const owner = { _ownerTag: true as const };
 
@@ -72,6 +74,34 @@ test('completions produced by a plain native thread all arrive, in order', async
   const values = await Promise.all(ps);
   t.true(values.every((v) => v === 'x'));
   t.deepEqual(order, [...Array(5000).keys()]);
+});
+
+test('a completion callback that throws does not cost the rest of its batch their completions', async (t) => {
+  // In a worker, which handles the error the batch rethrows once it is done.
+  const lib = path.join(packageRoot, 'dist', 'lib');
+  const w = new Worker(
+    `const { parentPort, workerData } = require('node:worker_threads');
+     const bridge = require(workerData.lib + '/bridge.js');
+     const { native } = require(workerData.lib + '/native.js');
+     const errors = [];
+     process.on('uncaughtException', (e) => errors.push(e.message));
+     const owner = { _ownerTag: true };
+     const ids = [];
+     bridge.submitCallbacks(owner, (id) => ids.push(id), () => { throw new Error('a callback threw'); }, () => {});
+     const rest = [];
+     for (let i = 0; i < 100; i++) rest.push(bridge.submit(owner, (id) => ids.push(id)));
+     native.testCompleteFromThread(ids); // in order, from one thread: the first batch holds the throwing one and more
+     const bound = new Promise((r) => setTimeout(() => r('some never settled'), 5000));
+     Promise.race([Promise.all(rest).then(() => 'all settled'), bound]).then((outcome) => parentPort.postMessage({ outcome, errors }));`,
+    { eval: true, workerData: { lib } },
+  );
+  const got = await new Promise<{ outcome: string; errors: string[] }>((resolve, reject) => {
+    w.once('message', resolve);
+    w.once('error', reject);
+  });
+  await w.terminate();
+  t.is(got.outcome, 'all settled');
+  t.deepEqual(got.errors, ['a callback threw'], 'the error still surfaces, once');
 });
 
 test.serial('many concurrent no-ops settle and the event-loop holds return to zero', async (t) => {

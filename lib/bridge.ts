@@ -79,27 +79,33 @@ export function setAfterBatch(fn: () => void): void {
 function onBatch(count: number, values: unknown[] | undefined): void {
   afterBatch?.();
   let vi = 0;
+  // A callback of `submitCallbacks` may throw: the batch goes on (its other operations would never
+  // settle otherwise), and the first error is thrown once it is done.
+  let failed: { readonly err: unknown } | undefined;
   for (let i = 0; i < count; i++) {
     const id = ids[i];
     const status = statuses[i];
     const p = pending.get(id);
-    if (status === 0) {
-      if (p === undefined) continue;
-      pending.delete(id);
-      p.settle(true, undefined);
-    } else if (status === 1) {
-      const value = values![vi++];
-      if (p === undefined) continue;
-      pending.delete(id);
-      p.settle(true, value);
-    } else {
+    let ok = true;
+    let value: unknown = undefined;
+    if (status === 1) {
+      value = values![vi++];
+    } else if (status !== 0) {
       const code = values![vi++] as string;
       const message = values![vi++] as string;
       if (p === undefined) continue;
-      pending.delete(id);
-      p.settle(false, codedError(code, message));
+      ok = false;
+      value = codedError(code, message);
+    }
+    if (p === undefined) continue;
+    pending.delete(id);
+    try {
+      p.settle(ok, value);
+    } catch (err) {
+      failed ??= { err };
     }
   }
+  if (failed !== undefined) throw failed.err;
 }
 
 native.bridgeInit(onBatch, ids, statuses);
