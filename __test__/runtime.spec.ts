@@ -101,6 +101,28 @@ test('shutdown() rejects pending operations with ERR_RUNTIME_SHUTDOWN', async (t
   t.is(rt.shutdown(), done, 'shutdown is idempotent');
 });
 
+test('shutdown() rejects every pending operation and stops the runtime even when rejecting one of them throws', async (t) => {
+  const rt = new Runtime({ workerThreads: 1 });
+  // A caller's signal may be any object with AbortSignal's methods; this one throws when the sleep
+  // it was given to removes its listener.
+  const signal = { aborted: false, addEventListener() {}, removeEventListener() { throw new Error('removeEventListener failed'); } } as unknown as AbortSignal;
+  const first = sleep(60_000, { runtime: rt });
+  sleep(50_000, { runtime: rt, signal }).catch(() => {});
+  const last = sleep(70_000, { runtime: rt });
+  try {
+    rt.shutdown(); // may throw that error
+  } catch {
+    // the runtime shuts down all the same
+  }
+  const outcome = (p: Promise<void>): Promise<unknown> =>
+    Promise.race([p.then(() => 'resolved', (e: { code?: string }) => e.code), realDelay(2000).then(() => 'still pending')]);
+  t.is(await outcome(first), 'ERR_RUNTIME_SHUTDOWN');
+  t.is(await outcome(last), 'ERR_RUNTIME_SHUTDOWN');
+  t.true(rt.isShutdown);
+  await rt.shutdown(); // the shutdown under way: completes once the runtime's threads stopped
+  await t.throwsAsync(async () => sleep(1, { runtime: rt }), { code: 'ERR_RUNTIME_SHUTDOWN' });
+});
+
 test('shutdown() validates its timeout', (t) => {
   const rt = new Runtime({ workerThreads: 1 });
   t.throws(() => rt.shutdown(-1), { code: 'ERR_OUT_OF_RANGE' });

@@ -177,14 +177,24 @@ export function cancelOp(id: number): void {
   if (pending.delete(id)) native.cancel(id);
 }
 
-/** Rejects every pending operation of `owner` with `reason()` and cancels what can be cancelled. */
+/**
+ * Rejects every pending operation of `owner` with `reason()` and cancels what can be cancelled.
+ * As in a batch, a callback that throws does not stop the others: the first error is thrown once
+ * all are rejected.
+ */
 export function rejectAll(owner: OpOwner, reason: () => unknown): void {
+  let failed: { readonly err: unknown } | undefined;
   for (const [id, p] of pending) {
     if (p.owner !== owner) continue;
     pending.delete(id);
     native.cancel(id);
-    p.settle(false, reason());
+    try {
+      p.settle(false, reason());
+    } catch (err) {
+      failed ??= { err };
+    }
   }
+  if (failed !== undefined) throw failed.err;
 }
 
 /** Number of operations waiting for a completion in this thread (tests, diagnostics). */

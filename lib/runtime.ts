@@ -230,11 +230,19 @@ export class Runtime implements OpOwner {
     if (this.#shutdownPromise !== undefined) return this.#shutdownPromise;
     this.#closed = true;
     if (this.#shared) native.netShutdownDefault();
-    rejectAll(this, runtimeShutdownError);
+    let failed: { readonly err: unknown } | undefined;
+    try {
+      rejectAll(this, runtimeShutdownError);
+    } catch (err) {
+      failed = { err };
+    }
     for (const fn of this.#shutdownHooks.splice(0)) fn();
     const nativeRt = this.#native;
     const done = submit<void>(SHUTDOWN_OWNER, (id) => nativeRt.shutdown(id, timeoutMs));
     this.#shutdownPromise = done;
+    // A pending operation's callback threw as it was rejected (a caller's signal whose
+    // removeEventListener throws): the runtime shut down all the same, and the caller gets the error.
+    if (failed !== undefined) throw failed.err;
     return done;
   }
 
