@@ -255,6 +255,27 @@ test('a blocking task that ends its pool thread fails alone: the tasks queued be
   await rt.shutdown();
 });
 
+test('tasks of a pool thread that never came up fail, instead of waiting on threads started again and again', (t) => {
+  // In a child whose worker threads all end before they read a message (as when a thread cannot
+  // start): the task fails with that, after one thread.
+  const fixture = path.join(__dirname, 'fixtures', 'blocking.js');
+  const code = `
+    const wt = require('node:worker_threads');
+    const Real = wt.Worker;
+    let made = 0;
+    wt.Worker = class extends Real { constructor() { made++; super('process.exit(1)', { eval: true }); } };
+    const { Runtime } = require('kyoto');
+    const rt = new Runtime({ flavor: 'current_thread', maxBlockingThreads: 1 });
+    const report = (outcome) => { console.log(JSON.stringify({ outcome, made })); process.exit(0); };
+    const bound = setTimeout(() => report('still pending'), 3000);
+    rt.spawnBlocking(${JSON.stringify(fixture)}, 'add', 1, 2).then(() => 'resolved', (e) => e.code).then(report);`;
+  const out = JSON.parse(execFileSync(process.execPath, ['-e', code], { cwd: packageRoot, encoding: 'utf8', timeout: 20_000 }).trim()) as {
+    outcome: string;
+    made: number;
+  };
+  t.deepEqual(out, { outcome: 'ERR_TASK_PANICKED', made: 1 });
+});
+
 test('answers a pool thread sent before it died are delivered, even when its error reaches this thread first', async (t) => {
   t.timeout(60_000);
   const rt = new Runtime({ flavor: 'current_thread', maxBlockingThreads: 1 });

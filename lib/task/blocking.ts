@@ -136,6 +136,8 @@ class PoolWorker {
   inflight = 0;
   refed = true;
   dead = false;
+  /** The thread ran: it answered, or started a task (a thread that never came up is not retried). */
+  ran = false;
 
   constructor(
     readonly pool: BlockingPool,
@@ -307,6 +309,7 @@ class BlockingPool {
   }
 
   onResults(w: PoolWorker, m: unknown[]): void {
+    w.ran = true;
     for (let i = 0; i < m.length; i += 3) this.#finish(w, m[i] as number, m[i + 1] as number, m[i + 2]);
     if (w.inflight === 0) w.unref();
     if (this.#head < this.#queue.length) this.#dispatch();
@@ -325,11 +328,13 @@ class BlockingPool {
     const at = this.#workers.indexOf(w);
     if (at >= 0) this.#workers.splice(at, 1);
     const unstarted: BlockingTask[] = [];
+    // A task the thread never started did not die with it: as in Tokio, a blocking task fails only
+    // by itself. It goes back to the queue, ahead of later tasks, for another thread; unless this
+    // thread never came up (it could not start: another would not either), when all fail as before.
+    const retry = !this.#closed && (w.ran || w.tasks.some((t) => t !== undefined && Atomics.load(this.state, t.slot) === RUNNING));
     for (const task of w.tasks) {
       if (task === undefined) continue;
-      // A task the thread never started did not die with it: as in Tokio, a blocking task fails
-      // only by itself. It goes back to the queue, ahead of later tasks, for another thread.
-      if (!this.#closed && Atomics.compareExchange(this.state, task.slot, QUEUED, FREE) === QUEUED) {
+      if (retry && Atomics.compareExchange(this.state, task.slot, QUEUED, FREE) === QUEUED) {
         w.tasks[task.slot - w.base] = undefined;
         w.free.push(task.slot);
         w.inflight--;
