@@ -255,6 +255,19 @@ test('a blocking task that ends its pool thread fails alone: the tasks queued be
   await rt.shutdown();
 });
 
+test('tasks that ran on a pool thread still loading their module have their answers delivered before a timer of one of them can end it', async (t) => {
+  const rt = new Runtime({ flavor: 'current_thread', maxBlockingThreads: 1 });
+  const fixture = path.join(__dirname, 'fixtures', 'blocking.js');
+  const flags = new Int32Array(new SharedArrayBuffer(4));
+  // A new thread: both wait for the module, then run in this order; the first ends the thread
+  // from an immediate, after both returned.
+  const dies = rt.spawnBlocking<string>(fixture, 'returnThenDie', flags, 'answered');
+  const done = rt.spawnBlocking<number>(fixture, 'add', 1, 2);
+  t.is(await done, 3);
+  t.is(await dies, 'answered');
+  await rt.shutdown();
+});
+
 test('tasks of a pool thread that never came up fail, instead of waiting on threads started again and again', (t) => {
   // In a child whose worker threads all end before they read a message (as when a thread cannot
   // start): the task fails with that, after one thread.

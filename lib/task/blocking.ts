@@ -36,6 +36,7 @@ const loaded = new Map();
 const loading = new Map();
 let out = [];
 let later = false;
+let soon = false;
 function send(o) {
   try {
     parentPort.postMessage(o);
@@ -109,7 +110,10 @@ parentPort.on('message', (m) => {
         const args = m[i + 1];
         load(url).then((mod) => {
           run(slot, mod, url, name, args);
-          if (!later) { later = true; setImmediate(flush); }
+          // Answered once the tasks that waited for this load have run (they all run in this
+          // microtask checkpoint), as a loaded module's are at the end of their message: before
+          // any timer or immediate of theirs, which could end the thread first.
+          if (!soon) { soon = true; queueMicrotask(() => { soon = false; flush(); }); }
         }, (e) => settle(slot, 0, e));
       }
     }
