@@ -2,7 +2,7 @@ import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { Runtime, pause, sleep } from 'kyoto';
+import { JoinError, Runtime, pause, sleep } from 'kyoto';
 import { descriptorsOpenedSince, linuxTestSerial, openDescriptors, packageRoot, bridge, native, realDelay } from './helpers';
 
 test('Runtime.default() is lazily created, shared and multi-thread', (t) => {
@@ -65,6 +65,31 @@ test('new Runtime rejects bad options with Node-style errors', (t) => {
   t.throws(() => new Runtime(42 as unknown as object), { code: 'ERR_INVALID_ARG_TYPE' });
 });
 
+test('new Runtime reads each option once, so a getter cannot slip an unchecked value past validation', async (t) => {
+  // A getter that answers a valid value first and something else afterwards.
+  const flipping = <T>(first: T, then: T): (() => T) => {
+    let reads = 0;
+    return () => (reads++ === 0 ? first : then);
+  };
+  const zero = flipping(1, 0);
+  const ok = new Runtime({
+    get workerThreads() {
+      return zero();
+    },
+  });
+  t.is(ok.metrics().workers, 1, 'the value that was checked is the one used');
+  await ok.shutdown();
+  const many = flipping<number | undefined>(undefined, 5000);
+  const rt = new Runtime({
+    get workerThreads() {
+      return many();
+    },
+    flavor: 'current_thread',
+  });
+  t.is(rt.metrics().workers, 1, 'an option absent at the check stays absent');
+  await rt.shutdown();
+});
+
 test('shutdown() rejects pending operations with ERR_RUNTIME_SHUTDOWN', async (t) => {
   const rt = new Runtime({ workerThreads: 1 });
   const pending = sleep(60_000, { runtime: rt });
@@ -74,6 +99,28 @@ test('shutdown() rejects pending operations with ERR_RUNTIME_SHUTDOWN', async (t
   t.true(rt.isShutdown);
   await t.throwsAsync(async () => sleep(1, { runtime: rt }), { code: 'ERR_RUNTIME_SHUTDOWN' });
   t.is(rt.shutdown(), done, 'shutdown is idempotent');
+});
+
+test('shutdown() rejects every pending operation and stops the runtime even when rejecting one of them throws', async (t) => {
+  const rt = new Runtime({ workerThreads: 1 });
+  // A caller's signal may be any object with AbortSignal's methods; this one throws when the sleep
+  // it was given to removes its listener.
+  const signal = { aborted: false, addEventListener() {}, removeEventListener() { throw new Error('removeEventListener failed'); } } as unknown as AbortSignal;
+  const first = sleep(60_000, { runtime: rt });
+  sleep(50_000, { runtime: rt, signal }).catch(() => {});
+  const last = sleep(70_000, { runtime: rt });
+  try {
+    rt.shutdown(); // may throw that error
+  } catch {
+    // the runtime shuts down all the same
+  }
+  const outcome = (p: Promise<void>): Promise<unknown> =>
+    Promise.race([p.then(() => 'resolved', (e: { code?: string }) => e.code), realDelay(2000).then(() => 'still pending')]);
+  t.is(await outcome(first), 'ERR_RUNTIME_SHUTDOWN');
+  t.is(await outcome(last), 'ERR_RUNTIME_SHUTDOWN');
+  t.true(rt.isShutdown);
+  await rt.shutdown(); // the shutdown under way: completes once the runtime's threads stopped
+  await t.throwsAsync(async () => sleep(1, { runtime: rt }), { code: 'ERR_RUNTIME_SHUTDOWN' });
 });
 
 test('shutdown() validates its timeout', (t) => {
@@ -118,6 +165,41 @@ linuxTestSerial('runtimes that were shut down and collected give back their desc
   t.true(grew <= 8, `descriptors grew by ${grew}`);
 });
 
+linuxTestSerial('a runtime collected without shutdown() stops its blocking pool threads too, and is not collected while a task runs', (t) => {
+  // In a child: runtimes dropped after a blocking task each, then collected; the threads of the
+  // process are counted before and after. One more is dropped while its task still runs.
+  const fixture = path.join(__dirname, 'fixtures', 'blocking.js');
+  const code = `
+    const v8 = require('node:v8'); const vm = require('node:vm'); const fs = require('node:fs');
+    v8.setFlagsFromString('--expose-gc'); const gc = vm.runInNewContext('gc');
+    const { Runtime } = require('kyoto');
+    const fixture = ${JSON.stringify(fixture)};
+    const threads = () => fs.readdirSync('/proc/self/task').length;
+    const collect = async () => { for (let j = 0; j < 10; j++) { gc(); await new Promise((r) => setTimeout(r, 50)); } };
+    (async () => {
+      const warm = new Runtime({ flavor: 'current_thread', maxBlockingThreads: 1 });
+      await warm.spawnBlocking(fixture, 'add', 1, 1);
+      await warm.shutdown();
+      await collect();
+      const before = threads();
+      for (let i = 0; i < 8; i++) {
+        await new Runtime({ flavor: 'current_thread', maxBlockingThreads: 1 }).spawnBlocking(fixture, 'add', i, 1);
+      }
+      const running = new Runtime({ flavor: 'current_thread', maxBlockingThreads: 1 }).spawnBlocking(fixture, 'later', 300, 'finished');
+      await collect();
+      const value = await running;
+      await collect();
+      console.log(JSON.stringify({ grew: threads() - before, value }));
+    })();`;
+  const out = JSON.parse(execFileSync(process.execPath, ['-e', code], { cwd: packageRoot, encoding: 'utf8', timeout: 60_000 }).trim()) as {
+    grew: number;
+    value: string;
+  };
+  t.is(out.value, 'finished', 'a runtime whose blocking task runs is not collected under it');
+  // Each pool thread of a collected runtime stayed before (9 here); V8 may start a helper thread.
+  t.true(out.grew <= 2, `threads grew by ${out.grew}`);
+});
+
 test('KYOTO_WORKER_THREADS sets the default runtime’s worker count', (t) => {
   const out = execFileSync(
     process.execPath,
@@ -156,6 +238,78 @@ test('metrics().blockingThreads counts the worker threads of the spawnBlocking p
   t.is(await rt.spawnBlocking<number>(fixture, 'add', 1, 2), 3);
   // One task needs one pool thread; it stays alive (idle) after the task.
   t.is(rt.metrics().blockingThreads, before + 1);
+  await rt.shutdown();
+});
+
+test('a blocking task that ends its pool thread fails alone: the tasks queued behind it on that thread still run', async (t) => {
+  const rt = new Runtime({ flavor: 'current_thread', maxBlockingThreads: 1 });
+  const fixture = path.join(__dirname, 'fixtures', 'blocking.js');
+  t.is(await rt.spawnBlocking<number>(fixture, 'add', 0, 0), 0); // the thread is up, the module loaded
+  // One pool thread: all four go to it in one batch, the three behind the first not started yet.
+  const dying = rt.spawnBlocking(fixture, 'exitThread', 7);
+  const behind = [1, 2, 3].map((i) => rt.spawnBlocking<number>(fixture, 'add', i, 10));
+  const err = await t.throwsAsync<JoinError>(dying);
+  t.true(err!.isPanic());
+  t.deepEqual(await Promise.all(behind), [11, 12, 13]);
+  t.is(await rt.spawnBlocking<number>(fixture, 'add', 2, 2), 4);
+  await rt.shutdown();
+});
+
+test('tasks that ran on a pool thread still loading their module have their answers delivered before a timer of one of them can end it', async (t) => {
+  const rt = new Runtime({ flavor: 'current_thread', maxBlockingThreads: 1 });
+  const fixture = path.join(__dirname, 'fixtures', 'blocking.js');
+  const flags = new Int32Array(new SharedArrayBuffer(4));
+  // A new thread: both wait for the module, then run in this order; the first ends the thread
+  // from an immediate, after both returned.
+  const dies = rt.spawnBlocking<string>(fixture, 'returnThenDie', flags, 'answered');
+  const done = rt.spawnBlocking<number>(fixture, 'add', 1, 2);
+  t.is(await done, 3);
+  t.is(await dies, 'answered');
+  await rt.shutdown();
+});
+
+test('tasks of a pool thread that never came up fail, instead of waiting on threads started again and again', (t) => {
+  // In a child whose worker threads all end before they read a message (as when a thread cannot
+  // start): the task fails with that, after one thread.
+  const fixture = path.join(__dirname, 'fixtures', 'blocking.js');
+  const code = `
+    const wt = require('node:worker_threads');
+    const Real = wt.Worker;
+    let made = 0;
+    wt.Worker = class extends Real { constructor() { made++; super('process.exit(1)', { eval: true }); } };
+    const { Runtime } = require('kyoto');
+    const rt = new Runtime({ flavor: 'current_thread', maxBlockingThreads: 1 });
+    const report = (outcome) => { console.log(JSON.stringify({ outcome, made })); process.exit(0); };
+    const bound = setTimeout(() => report('still pending'), 3000);
+    rt.spawnBlocking(${JSON.stringify(fixture)}, 'add', 1, 2).then(() => 'resolved', (e) => e.code).then(report);`;
+  const out = JSON.parse(execFileSync(process.execPath, ['-e', code], { cwd: packageRoot, encoding: 'utf8', timeout: 20_000 }).trim()) as {
+    outcome: string;
+    made: number;
+  };
+  t.deepEqual(out, { outcome: 'ERR_TASK_PANICKED', made: 1 });
+});
+
+test('answers a pool thread sent before it died are delivered, even when its error reaches this thread first', async (t) => {
+  t.timeout(60_000);
+  const rt = new Runtime({ flavor: 'current_thread', maxBlockingThreads: 1 });
+  const fixture = path.join(__dirname, 'fixtures', 'blocking.js');
+  // Which of the thread's answer and its uncaught error this thread sees first is up to the
+  // scheduler (the error comes first now and then): many rounds, bounded in count and time.
+  const end = Date.now() + 10_000;
+  let rounds = 0;
+  for (; rounds < 200 && Date.now() < end; rounds++) {
+    await rt.spawnBlocking(fixture, 'add', 0, 0); // a new thread, the module loaded
+    const flags = new Int32Array(new SharedArrayBuffer(4));
+    const done = rt.spawnBlocking<number>(fixture, 'add', 1, 2);
+    const dies = rt.spawnBlocking<string>(fixture, 'returnThenDie', flags, 'answered');
+    const got = await Promise.allSettled([done, dies]);
+    if (got[0].status === 'rejected' || got[1].status === 'rejected') {
+      t.fail(`round ${rounds}: an answer sent before the thread died was lost (${String((got[0] as PromiseRejectedResult).reason ?? (got[1] as PromiseRejectedResult).reason)})`);
+      break;
+    }
+    t.deepEqual([got[0].value, got[1].value], [3, 'answered']);
+  }
+  t.true(rounds > 0);
   await rt.shutdown();
 });
 

@@ -29,12 +29,26 @@ class Pending {
     public onAbort: (() => void) | undefined,
   ) {}
 
-  detach(): void {
+  /**
+   * Removes the abort listener, then resolves (`ok`) or rejects with `value`. Never throws: it
+   * runs amid a batch of other operations' completions. A signal is any object with the
+   * AbortSignal methods, and if its `removeEventListener` throws, this operation rejects with that
+   * error instead.
+   */
+  settle(ok: boolean, value: unknown): void {
     if (this.onAbort !== undefined) {
-      this.signal!.removeEventListener('abort', this.onAbort);
+      const { signal, onAbort } = this;
       this.onAbort = undefined;
       this.signal = undefined;
+      try {
+        signal!.removeEventListener('abort', onAbort);
+      } catch (err) {
+        this.reject(err);
+        return;
+      }
     }
+    if (ok) this.resolve(value);
+    else this.reject(value);
   }
 }
 
@@ -65,30 +79,33 @@ export function setAfterBatch(fn: () => void): void {
 function onBatch(count: number, values: unknown[] | undefined): void {
   afterBatch?.();
   let vi = 0;
+  // A callback of `submitCallbacks` may throw: the batch goes on (its other operations would never
+  // settle otherwise), and the first error is thrown once it is done.
+  let failed: { readonly err: unknown } | undefined;
   for (let i = 0; i < count; i++) {
     const id = ids[i];
     const status = statuses[i];
     const p = pending.get(id);
-    if (status === 0) {
-      if (p === undefined) continue;
-      pending.delete(id);
-      p.detach();
-      p.resolve(undefined);
-    } else if (status === 1) {
-      const value = values![vi++];
-      if (p === undefined) continue;
-      pending.delete(id);
-      p.detach();
-      p.resolve(value);
-    } else {
+    let ok = true;
+    let value: unknown = undefined;
+    if (status === 1) {
+      value = values![vi++];
+    } else if (status !== 0) {
       const code = values![vi++] as string;
       const message = values![vi++] as string;
       if (p === undefined) continue;
-      pending.delete(id);
-      p.detach();
-      p.reject(codedError(code, message));
+      ok = false;
+      value = codedError(code, message);
+    }
+    if (p === undefined) continue;
+    pending.delete(id);
+    try {
+      p.settle(ok, value);
+    } catch (err) {
+      failed ??= { err };
     }
   }
+  if (failed !== undefined) throw failed.err;
 }
 
 native.bridgeInit(onBatch, ids, statuses);
@@ -118,17 +135,23 @@ export function submitCancellable<T>(
   if (signal.aborted) return Promise.reject(abortReason(signal));
   const id = allocId();
   return new Promise<T>((resolve, reject) => {
-    start(id, true);
     const onAbort = (): void => {
       const p = pending.get(id);
       if (p === undefined) return;
       pending.delete(id);
-      p.detach();
       native.cancel(id);
-      reject(abortReason(signal));
+      p.settle(false, abortReason(signal));
     };
-    pending.set(id, new Pending(resolve as (v: unknown) => void, reject, owner, signal, onAbort));
+    // Listening comes first: a signal whose addEventListener throws fails the call before the
+    // operation starts, not after (a wait it started would go on, and take what it waited for).
     signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      start(id, true);
+    } catch (err) {
+      signal.removeEventListener('abort', onAbort);
+      throw err;
+    }
+    pending.set(id, new Pending(resolve as (v: unknown) => void, reject, owner, signal, onAbort));
   });
 }
 
@@ -154,15 +177,24 @@ export function cancelOp(id: number): void {
   if (pending.delete(id)) native.cancel(id);
 }
 
-/** Rejects every pending operation of `owner` with `reason()` and cancels what can be cancelled. */
+/**
+ * Rejects every pending operation of `owner` with `reason()` and cancels what can be cancelled.
+ * As in a batch, a callback that throws does not stop the others: the first error is thrown once
+ * all are rejected.
+ */
 export function rejectAll(owner: OpOwner, reason: () => unknown): void {
+  let failed: { readonly err: unknown } | undefined;
   for (const [id, p] of pending) {
     if (p.owner !== owner) continue;
     pending.delete(id);
-    p.detach();
     native.cancel(id);
-    p.reject(reason());
+    try {
+      p.settle(false, reason());
+    } catch (err) {
+      failed ??= { err };
+    }
   }
+  if (failed !== undefined) throw failed.err;
 }
 
 /** Number of operations waiting for a completion in this thread (tests, diagnostics). */

@@ -173,7 +173,9 @@ export function validateSignal(value: unknown, name = 'options.signal'): asserts
     value === null ||
     typeof value !== 'object' ||
     typeof (value as AbortSignal).aborted !== 'boolean' ||
-    typeof (value as AbortSignal).addEventListener !== 'function'
+    typeof (value as AbortSignal).addEventListener !== 'function' ||
+    // Called when the wait ends: a signal without it would fail the completion, not the call.
+    typeof (value as AbortSignal).removeEventListener !== 'function'
   ) {
     throw invalidArgType(name, 'an instance of AbortSignal', value);
   }

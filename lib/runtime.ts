@@ -78,36 +78,39 @@ function nativeOptions(opts: RuntimeOptions): {
   maxBlockingThreads?: number;
 } {
   const out: ReturnType<typeof nativeOptions> = {};
-  if (opts.flavor !== undefined) {
-    validateString(opts.flavor, 'options.flavor');
-    if (opts.flavor !== 'multi_thread' && opts.flavor !== 'current_thread') {
-      throw invalidArgValue('options.flavor', "must be 'multi_thread' or 'current_thread'", opts.flavor);
+  // Each option is read once: a getter answering differently on a second read must not slip an
+  // unchecked value past the checks (the native ones have no Node-style codes or upper bounds).
+  const { flavor, workerThreads, threadName, eventInterval, globalQueueInterval, maxBlockingThreads } = opts;
+  if (flavor !== undefined) {
+    validateString(flavor, 'options.flavor');
+    if (flavor !== 'multi_thread' && flavor !== 'current_thread') {
+      throw invalidArgValue('options.flavor', "must be 'multi_thread' or 'current_thread'", flavor);
     }
-    out.flavor = opts.flavor;
+    out.flavor = flavor;
   }
-  if (opts.workerThreads !== undefined) {
-    validateInteger(opts.workerThreads, 'options.workerThreads', 1, 1024);
-    out.workerThreads = opts.workerThreads;
+  if (workerThreads !== undefined) {
+    validateInteger(workerThreads, 'options.workerThreads', 1, 1024);
+    out.workerThreads = workerThreads;
   }
-  if (opts.threadName !== undefined) {
-    validateString(opts.threadName, 'options.threadName');
+  if (threadName !== undefined) {
+    validateString(threadName, 'options.threadName');
     // Thread names are C strings.
-    if (opts.threadName.includes('\0')) {
-      throw invalidArgValue('options.threadName', 'must not contain null characters', opts.threadName);
+    if (threadName.includes('\0')) {
+      throw invalidArgValue('options.threadName', 'must not contain null characters', threadName);
     }
-    out.threadName = opts.threadName;
+    out.threadName = threadName;
   }
-  if (opts.eventInterval !== undefined) {
-    validateInteger(opts.eventInterval, 'options.eventInterval', 1, MAX_U32);
-    out.eventInterval = opts.eventInterval;
+  if (eventInterval !== undefined) {
+    validateInteger(eventInterval, 'options.eventInterval', 1, MAX_U32);
+    out.eventInterval = eventInterval;
   }
-  if (opts.globalQueueInterval !== undefined) {
-    validateInteger(opts.globalQueueInterval, 'options.globalQueueInterval', 1, MAX_U32);
-    out.globalQueueInterval = opts.globalQueueInterval;
+  if (globalQueueInterval !== undefined) {
+    validateInteger(globalQueueInterval, 'options.globalQueueInterval', 1, MAX_U32);
+    out.globalQueueInterval = globalQueueInterval;
   }
-  if (opts.maxBlockingThreads !== undefined) {
-    validateInteger(opts.maxBlockingThreads, 'options.maxBlockingThreads', 1, 65536);
-    out.maxBlockingThreads = opts.maxBlockingThreads;
+  if (maxBlockingThreads !== undefined) {
+    validateInteger(maxBlockingThreads, 'options.maxBlockingThreads', 1, 65536);
+    out.maxBlockingThreads = maxBlockingThreads;
   }
   return out;
 }
@@ -227,11 +230,19 @@ export class Runtime implements OpOwner {
     if (this.#shutdownPromise !== undefined) return this.#shutdownPromise;
     this.#closed = true;
     if (this.#shared) native.netShutdownDefault();
-    rejectAll(this, runtimeShutdownError);
+    let failed: { readonly err: unknown } | undefined;
+    try {
+      rejectAll(this, runtimeShutdownError);
+    } catch (err) {
+      failed = { err };
+    }
     for (const fn of this.#shutdownHooks.splice(0)) fn();
     const nativeRt = this.#native;
     const done = submit<void>(SHUTDOWN_OWNER, (id) => nativeRt.shutdown(id, timeoutMs));
     this.#shutdownPromise = done;
+    // A pending operation's callback threw as it was rejected (a caller's signal whose
+    // removeEventListener throws): the runtime shut down all the same, and the caller gets the error.
+    if (failed !== undefined) throw failed.err;
     return done;
   }
 

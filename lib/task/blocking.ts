@@ -36,6 +36,7 @@ const loaded = new Map();
 const loading = new Map();
 let out = [];
 let later = false;
+let soon = false;
 function send(o) {
   try {
     parentPort.postMessage(o);
@@ -109,7 +110,10 @@ parentPort.on('message', (m) => {
         const args = m[i + 1];
         load(url).then((mod) => {
           run(slot, mod, url, name, args);
-          if (!later) { later = true; setImmediate(flush); }
+          // Answered once the tasks that waited for this load have run (they all run in this
+          // microtask checkpoint), as a loaded module's are at the end of their message: before
+          // any timer or immediate of theirs, which could end the thread first.
+          if (!soon) { soon = true; queueMicrotask(() => { soon = false; flush(); }); }
         }, (e) => settle(slot, 0, e));
       }
     }
@@ -136,6 +140,8 @@ class PoolWorker {
   inflight = 0;
   refed = true;
   dead = false;
+  /** The thread ran: it answered, or started a task (a thread that never came up is not retried). */
+  ran = false;
 
   constructor(
     readonly pool: BlockingPool,
@@ -148,8 +154,14 @@ class PoolWorker {
       name: 'kyoto-blocking',
     });
     this.worker.on('message', (m: unknown[]) => pool.onResults(this, m));
-    this.worker.on('error', (err) => pool.onDeath(this, err));
-    this.worker.on('exit', (code) => pool.onDeath(this, new Error(`blocking worker exited with code ${code}`)));
+    // The thread's death is settled at 'exit', which Node emits once it has delivered every answer
+    // the thread posted: its uncaught error can arrive ahead of them, and settling at 'error' would
+    // fail tasks whose answers were already on their way.
+    let error: { readonly err: unknown } | undefined;
+    this.worker.on('error', (err) => (error ??= { err }));
+    this.worker.on('exit', (code) =>
+      pool.onDeath(this, error !== undefined ? error.err : new Error(`blocking worker exited with code ${code}`)),
+    );
     this.unref();
   }
 
@@ -183,6 +195,11 @@ class BlockingPool {
   readonly #bases: number[] = [];
   #scheduled = false;
   #closed = false;
+  /**
+   * The runtime, held only while tasks are queued or running: a runtime dropped while its pool
+   * is idle can be collected, and then its threads stop (see `spawnBlockingOn`).
+   */
+  keptRuntime: Runtime | undefined;
 
   constructor(size: number) {
     this.#size = size;
@@ -190,7 +207,7 @@ class BlockingPool {
     for (let i = size - 1; i >= 0; i--) this.#bases.push(i * PER_WORKER);
   }
 
-  submit(url: string, name: string, args: unknown[]): JoinHandle<unknown> {
+  submit(owner: Runtime, url: string, name: string, args: unknown[]): JoinHandle<unknown> {
     let task: BlockingTask | undefined = undefined;
     const handle = new JoinHandle<unknown>(null, undefined, () => this.#cancel(task!));
     task = new BlockingTask(url, name, args, handle);
@@ -199,6 +216,7 @@ class BlockingPool {
       return handle;
     }
     this.#queue.push(task);
+    this.keptRuntime = owner;
     if (!this.#scheduled) {
       this.#scheduled = true;
       queueMicrotask(() => {
@@ -279,6 +297,7 @@ class BlockingPool {
       this.#queue = this.#queue.slice(this.#head);
       this.#head = 0;
     }
+    this.#releaseRuntimeIfIdle();
   }
 
   #finish(w: PoolWorker, slot: number, status: number, value: unknown): void {
@@ -294,9 +313,17 @@ class BlockingPool {
   }
 
   onResults(w: PoolWorker, m: unknown[]): void {
+    w.ran = true;
     for (let i = 0; i < m.length; i += 3) this.#finish(w, m[i] as number, m[i + 1] as number, m[i + 2]);
     if (w.inflight === 0) w.unref();
     if (this.#head < this.#queue.length) this.#dispatch();
+    else this.#releaseRuntimeIfIdle();
+  }
+
+  #releaseRuntimeIfIdle(): void {
+    if (this.#head < this.#queue.length) return;
+    for (const w of this.#workers) if (w.inflight > 0) return;
+    this.keptRuntime = undefined;
   }
 
   onDeath(w: PoolWorker, err: unknown): void {
@@ -304,12 +331,33 @@ class BlockingPool {
     w.dead = true;
     const at = this.#workers.indexOf(w);
     if (at >= 0) this.#workers.splice(at, 1);
+    const unstarted: BlockingTask[] = [];
+    // A task the thread never started did not die with it: as in Tokio, a blocking task fails only
+    // by itself. It goes back to the queue, ahead of later tasks, for another thread; unless this
+    // thread never came up (it could not start: another would not either), when all fail as before.
+    const retry = !this.#closed && (w.ran || w.tasks.some((t) => t !== undefined && Atomics.load(this.state, t.slot) === RUNNING));
     for (const task of w.tasks) {
-      if (task !== undefined) this.#finish(w, task.slot, this.#closed ? 2 : 0, err);
+      if (task === undefined) continue;
+      if (retry && Atomics.compareExchange(this.state, task.slot, QUEUED, FREE) === QUEUED) {
+        w.tasks[task.slot - w.base] = undefined;
+        w.free.push(task.slot);
+        w.inflight--;
+        releaseClock(); // held again when it is dispatched
+        task.worker = undefined;
+        task.slot = -1;
+        unstarted.push(task);
+      } else {
+        this.#finish(w, task.slot, this.#closed ? 2 : 0, err);
+      }
+    }
+    if (unstarted.length > 0) {
+      unstarted.sort((a, b) => a.handle.id - b.handle.id);
+      this.#queue.splice(this.#head, 0, ...unstarted);
     }
     this.#bases.push(w.base);
     void w.worker.terminate();
     if (!this.#closed && this.#head < this.#queue.length) this.#dispatch();
+    else this.#releaseRuntimeIfIdle();
   }
 
   /** Worker threads of this pool that are alive (idle or busy); `Runtime.metrics()` counts them. */
@@ -321,6 +369,7 @@ class BlockingPool {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.keptRuntime = undefined;
     for (let i = this.#head; i < this.#queue.length; i++) this.#queue[i].handle._complete(2, undefined);
     this.#queue = [];
     this.#head = 0;
@@ -350,7 +399,13 @@ function parseModuleUrl(moduleUrl: string): string {
   }
 }
 
-/** Submits a blocking task to `rt`'s pool (made on first use; closed when `rt` shuts down). */
+/**
+ * Pools whose runtime was collected without `shutdown()`, as the native runtime's threads stop
+ * then: idle by then (a pool holds its runtime while it has tasks), so closing loses nothing.
+ */
+const orphaned = new FinalizationRegistry<BlockingPool>((pool) => pool.close());
+
+/** Submits a blocking task to `rt`'s pool (made on first use; closed when `rt` shuts down or is collected). */
 export function spawnBlockingOn<T>(rt: Runtime, moduleUrl: string | URL, exportName: string, args: unknown[]): JoinHandle<T> {
   const url = moduleUrlOf(moduleUrl);
   validateString(exportName, 'exportName');
@@ -363,6 +418,7 @@ export function spawnBlockingOn<T>(rt: Runtime, moduleUrl: string | URL, exportN
     rt._blocking = pool;
     const p = pool;
     rt._onShutdown(() => p.close());
+    orphaned.register(rt, p);
   }
-  return pool.submit(url, exportName, args) as JoinHandle<T>;
+  return pool.submit(rt, url, exportName, args) as JoinHandle<T>;
 }

@@ -481,7 +481,9 @@ pub fn from_js(env: sys::napi_env, v: sys::napi_value, tag: u32) -> napi::Result
     let st = unsafe { sys::napi_is_typedarray(env, v, &mut is) };
     check(st, "napi_is_typedarray")?;
     if is {
-        let mut ty = 0;
+        // Node leaves the kind unwritten for a typed array it has no napi kind for (Float16Array
+        // before `napi_float16_array`): the sentinel tells that apart from an Int8Array.
+        let mut ty = UNKNOWN_KIND;
         let mut len = 0usize;
         let mut data = ptr::null_mut();
         let mut ab = ptr::null_mut();
@@ -491,7 +493,9 @@ pub fn from_js(env: sys::napi_env, v: sys::napi_value, tag: u32) -> napi::Result
             sys::napi_get_typedarray_info(env, v, &mut ty, &mut len, &mut data, &mut ab, &mut off)
         };
         check(st, "napi_get_typedarray_info")?;
-        let size = elem_size(ty);
+        let size = elem_size(ty).ok_or_else(|| {
+            err("kyoto/sync: this kind of typed array cannot be moved; send a copy of its bytes")
+        })?;
         let bytes = len
             .checked_mul(size)
             .ok_or_else(|| err("typed array too large"))?;
@@ -541,13 +545,22 @@ pub fn from_js(env: sys::napi_env, v: sys::napi_value, tag: u32) -> napi::Result
     ))
 }
 
-fn elem_size(ty: sys::napi_typedarray_type) -> usize {
+/// What `napi_get_typedarray_info` is given to write the kind into: no napi kind has this value.
+const UNKNOWN_KIND: sys::napi_typedarray_type = -1;
+
+/// `napi_float16_array` (Node-API's kind of `Float16Array`, newer than these bindings).
+const FLOAT16_KIND: sys::napi_typedarray_type = 11;
+
+/// Bytes per element of a typed array of kind `ty`; `None` for a kind this code does not know,
+/// whose length in bytes it therefore cannot tell (guessing would read past the array's memory).
+fn elem_size(ty: sys::napi_typedarray_type) -> Option<usize> {
     use sys::TypedarrayType as T;
     match ty {
-        T::int8_array | T::uint8_array | T::uint8_clamped_array => 1,
-        T::int16_array | T::uint16_array => 2,
-        T::int32_array | T::uint32_array | T::float32_array => 4,
-        _ => 8, // float64, bigint64, biguint64
+        T::int8_array | T::uint8_array | T::uint8_clamped_array => Some(1),
+        T::int16_array | T::uint16_array | FLOAT16_KIND => Some(2),
+        T::int32_array | T::uint32_array | T::float32_array => Some(4),
+        T::float64_array | T::bigint64_array | T::biguint64_array => Some(8),
+        _ => None,
     }
 }
 
@@ -747,5 +760,36 @@ impl Msg {
             }
             _ => unreachable!("primitives handled above"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_typed_array_is_copied_by_its_real_byte_length_and_an_unknown_kind_is_refused() {
+        use sys::TypedarrayType as T;
+        let known = [
+            (T::int8_array, 1),
+            (T::uint8_array, 1),
+            (T::uint8_clamped_array, 1),
+            (T::int16_array, 2),
+            (T::uint16_array, 2),
+            (T::int32_array, 4),
+            (T::uint32_array, 4),
+            (T::float32_array, 4),
+            (T::float64_array, 8),
+            (T::bigint64_array, 8),
+            (T::biguint64_array, 8),
+            // Node >= 24 reports a Float16Array as kind 11: two bytes an element, not eight.
+            (FLOAT16_KIND, 2),
+        ];
+        for (ty, size) in known {
+            assert_eq!(elem_size(ty), Some(size), "kind {ty}");
+        }
+        // A kind Node left unwritten, or one added after this code: its size is unknown.
+        assert_eq!(elem_size(UNKNOWN_KIND), None);
+        assert_eq!(elem_size(12), None);
     }
 }
