@@ -351,3 +351,20 @@ test('an interval behind schedule lets the event loop run while it catches up', 
   t.true(inOrder, 'the ticks are still the scheduled instants, one period apart');
   t.true(turns >= 2, `the event loop turned ${turns} times during 1000 ready ticks`);
 });
+
+test("a sleep whose signal's removeEventListener throws rejects with that error; the sleeps of its group still fire", async (t) => {
+  const boom = new Error('removeEventListener threw');
+  const odd = { aborted: false, addEventListener() {}, removeEventListener() { throw boom; } } as unknown as AbortSignal;
+  const others = [sleep(5), sleep(5)];
+  const mine = sleep(5, { signal: odd });
+  const outcome = await Promise.race([
+    Promise.allSettled([mine, ...others]),
+    new Promise((resolve) => setTimeout(() => resolve('hung'), 2_000)),
+  ]);
+  t.not(outcome, 'hung');
+  const [m, a, b] = outcome as PromiseSettledResult<void>[];
+  t.is(m.status, 'rejected');
+  t.is((m as PromiseRejectedResult).reason, boom);
+  t.is(a.status, 'fulfilled');
+  t.is(b.status, 'fulfilled');
+});

@@ -136,6 +136,21 @@ class Member {
  * (registered directly in the wheel, no task), one bridge operation. A sleep without a signal gets
  * `promise.then()` (a promise of its own, resolved with the group); a cancellable one a member entry.
  */
+/**
+ * Stops listening to a member's signal; false if its `removeEventListener` threw, in which case the
+ * member is rejected with that error (a user's signal-like object must not cost the rest of the
+ * group, or the batch it fires in, their settlement).
+ */
+function unlisten(m: { signal: AbortSignal; onAbort: () => void; reject: (e: unknown) => void }): boolean {
+  try {
+    m.signal.removeEventListener('abort', m.onAbort);
+    return true;
+  } catch (err) {
+    m.reject(err);
+    return false;
+  }
+}
+
 class TimerGroup {
   id = 0;
   /** Sleeps still waiting: the group's native timer is cancelled when this drops to 0. */
@@ -203,8 +218,7 @@ class TimerGroup {
       for (const m of ms) {
         if (m.dead) continue;
         m.dead = true;
-        m.signal.removeEventListener('abort', m.onAbort);
-        m.resolve();
+        if (unlisten(m)) m.resolve();
       }
     }
     this.resolveAll?.();
@@ -219,8 +233,7 @@ class TimerGroup {
       for (const m of ms) {
         if (m.dead) continue;
         m.dead = true;
-        m.signal.removeEventListener('abort', m.onAbort);
-        m.reject(reason);
+        if (unlisten(m)) m.reject(reason);
       }
     }
     this.rejectAll?.(reason);
