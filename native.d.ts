@@ -356,6 +356,12 @@ export declare function consoleSnapshot(): NativeTaskSnapshot | null
  */
 export declare function consoleTaskHistograms(id: number): NativeTaskHistograms | null
 
+/**
+ * The exports registered as `name` in this env; registers `exports` first if there are none. A
+ * module that gets back something other than its own `exports` is a later copy and must use it.
+ */
+export declare function envModule(name: string, exports: object): object
+
 /** How many env-teardown hooks this thread holds (a test checks that they stay bounded). */
 export declare function envTeardownHooks(): number
 

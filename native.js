@@ -850,6 +850,7 @@ module.exports.consoleAttach = nativeBinding.consoleAttach
 module.exports.consoleDetach = nativeBinding.consoleDetach
 module.exports.consoleSnapshot = nativeBinding.consoleSnapshot
 module.exports.consoleTaskHistograms = nativeBinding.consoleTaskHistograms
+module.exports.envModule = nativeBinding.envModule
 module.exports.envTeardownHooks = nativeBinding.envTeardownHooks
 module.exports.keepAlive = nativeBinding.keepAlive
 module.exports.netAddr = nativeBinding.netAddr

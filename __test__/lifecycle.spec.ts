@@ -212,3 +212,44 @@ for (const flavor of ['current_thread', 'multi_thread']) {
     }
   });
 }
+
+test('a second copy of the package in one thread (a cleared require.cache, Jest) works beside the first', async (t) => {
+  // The addon is loaded once, its JS files twice: the native bridge, data path and sync codec
+  // answer the first copy's callbacks only, so the second copy's awaits used to never settle.
+  const r = run(`
+    const root = process.cwd();
+    const k1 = require('kyoto');
+    (async () => {
+      await k1.sleep(1);
+      for (const key of Object.keys(require.cache)) if (key.startsWith(root)) delete require.cache[key];
+      const k2 = require('kyoto');
+      console.log(k1.sleep === k2.sleep ? 'same copy' : 'second copy');
+      await k2.sleep(1);
+      console.log('slept');
+      console.log(await k2.timeout(1000, k2.sleep(1).then(() => 'in time')));
+      const l = await k1.TcpListener.bind('127.0.0.1:0');
+      const c = await k2.TcpStream.connect(l.localAddr());
+      const [s] = await l.accept();
+      await c.write(Buffer.from('ping'));
+      const b = Buffer.alloc(4);
+      await s.readExact(b);
+      console.log('read ' + b);
+      c.close(); s.close(); l.close();
+      const m = new k2.Mutex(0);
+      const g = await m.lock();
+      m.share();
+      const waiting = m.lock();
+      g.release();
+      (await waiting).release();
+      console.log('shared lock');
+      const m1 = k1.fromShared(m.share());
+      (await m1.lock()).release();
+      console.log('across copies');
+    })().catch((e) => { console.log('failed ' + e); process.exitCode = 1; });
+  `);
+  const out = await within(r.exited, 20_000);
+  if (out === 'timeout') r.kill();
+  t.deepEqual(r.lines, ['second copy', 'slept', 'in time', 'read ping', 'shared lock', 'across copies']);
+  t.not(out, 'timeout', 'the process exits by itself');
+  t.is(out !== 'timeout' ? out.code : undefined, 0);
+});

@@ -7,8 +7,12 @@
  * two typed arrays shared with native code at init and the few values that exist in one array.
  * @module
  */
-import { native } from './native';
+import { firstCopy, native } from './native';
 import { abortReason, codedError } from './errors';
+
+// A later evaluation of this file in this env (Jest's per-file module registries, a cleared
+// require.cache) takes the first one's exports: see firstCopy().
+const first = firstCopy('bridge', exports);
 
 const CAPACITY = 4096;
 const ids = new Uint32Array(CAPACITY);
@@ -71,9 +75,16 @@ function allocId(): number {
 
 let afterBatch: (() => void) | undefined;
 
-/** Registers the function called after every batch (the paused clock's auto-advance). */
+/**
+ * Registers a function called after every batch (the paused clock's auto-advance). Each copy of
+ * `kyoto/time` in the env registers its own (see firstCopy()); they run in that order.
+ */
 export function setAfterBatch(fn: () => void): void {
-  afterBatch = fn;
+  const before = afterBatch;
+  afterBatch = before === undefined ? fn : (): void => {
+    before();
+    fn();
+  };
 }
 
 function onBatch(count: number, values: unknown[] | undefined): void {
@@ -108,7 +119,7 @@ function onBatch(count: number, values: unknown[] | undefined): void {
   if (failed !== undefined) throw failed.err;
 }
 
-native.bridgeInit(onBatch, ids, statuses);
+if (first === exports) native.bridgeInit(onBatch, ids, statuses);
 
 /**
  * Starts a native operation: `start(id)` submits it (and may throw); the returned promise settles
@@ -206,3 +217,5 @@ export function pendingCount(): number {
 export function keepAlive(delta: 1 | -1): void {
   native.keepAlive(delta);
 }
+
+if (first !== exports) module.exports = first;

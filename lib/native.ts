@@ -18,3 +18,14 @@ export const native: typeof Native = require('../../native.js');
 export type NativeRuntime = Native.NativeRuntime;
 /** @internal */
 export type NativeRuntimeMetrics = Native.RuntimeMetrics;
+
+/**
+ * @internal For a module that owns per-env native state (the bridge, the socket data path, the sync
+ * codec): `moduleExports` if this is the env's first evaluation of module `name`, else the first
+ * evaluation's exports, which a later copy must take as its own (`module.exports = first`) — the
+ * native side answers only the first copy's callbacks. Later copies come from Jest's per-file
+ * module registries or a cleared `require.cache` (see `crates/kyoto-node/src/env_module.rs`).
+ */
+export function firstCopy<T extends object>(name: string, moduleExports: T): T {
+  return native.envModule(name, moduleExports) as T;
+}

@@ -10,7 +10,7 @@
  */
 import * as util from 'node:util';
 import { copyBytes, copyOut } from './bytes';
-import { native } from '../native';
+import { firstCopy, native } from '../native';
 import { refillBudget } from '../runtime/coop';
 import { runtimeShutdownError } from '../errors';
 import {
@@ -20,6 +20,10 @@ import {
   type Attr,
   type ResourceToken,
 } from '../console/instrument';
+
+// A later evaluation of this file in this env (Jest's per-file module registries, a cleared
+// require.cache) takes the first one's exports: see firstCopy().
+const first = firstCopy('net/core', exports);
 
 /** Ints per event record. */
 const EV = 6;
@@ -138,7 +142,7 @@ function onBatch(count: number): void {
 
 const requested = (process.env.KYOTO_NET_FLAVOR ?? 'current_thread').trim();
 /** The data path in use: `'current_thread'` (uv_poll on this thread's loop) or `'multi_thread'`. */
-export const flavor: string = native.netInit(
+export const flavor: string = first !== exports ? '' : native.netInit(
   requested === 'multi_thread' ? 'multi_thread' : 'current_thread',
   onBatch,
   ev,
@@ -244,7 +248,7 @@ export function flushWrites(): void {
 }
 // A write queued in the turn that calls process.exit() still goes out, as node:net's (whose
 // small writes reach the kernel inside write()).
-process.on('exit', flushWrites);
+if (first === exports) process.on('exit', flushWrites);
 
 /** A stream's native backlog high-water mark (`sock.rs` `BACKLOG_HWM`). */
 export const BACKLOG_HWM = 64 * 1024;
@@ -574,3 +578,5 @@ export function systemError(
   Error.captureStackTrace?.(err, systemError);
   return err;
 }
+
+if (first !== exports) module.exports = first;

@@ -4,11 +4,15 @@
  * @module
  */
 import * as v8 from 'node:v8';
-import { native } from '../native';
+import { firstCopy, native } from '../native';
 import { cancelOp, submitCallbacks, submitCancellable, type OpOwner } from '../bridge';
 import { dataCloneError, invalidArgType, outOfRange } from '../errors';
 import { AcquireError, InvalidHandleError, SendError, TryAcquireError } from './errors';
 import { MAX_PERMITS, type Make, type SemCore } from './internal';
+
+// A later evaluation of this file in this env (Jest's per-file module registries, a cleared
+// require.cache) takes the first one's exports: see firstCopy().
+const first = firstCopy('sync/native', exports);
 
 /** Shared semaphore state (Semaphore, Mutex, RwLock). */
 export interface NSem {
@@ -576,3 +580,5 @@ export function dropShared(handle: SyncHandle): boolean {
 export function checkType(value: unknown, ctor: abstract new (...a: never[]) => unknown, name: string, expected: string): void {
   if (!(value instanceof ctor)) throw invalidArgType(name, expected, value);
 }
+
+if (first !== exports) module.exports = first;

@@ -9,6 +9,7 @@
 
 mod bridge;
 pub mod console;
+pub mod env_module;
 pub mod net;
 mod runtime;
 pub mod sync;
