@@ -3,6 +3,7 @@
 // waits, toNodeStream(), and IPv4 broadcast and multicast delivery (in a network namespace).
 import test, { type ExecutionContext } from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
+import * as http from 'node:http';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Duplex } from 'node:stream';
@@ -790,6 +791,56 @@ test('toNodeStream().setTimeout(ms) is an idle timeout: traffic keeps putting it
   await withTimeout(new Promise((r) => d.once('timeout', r)), 10_000, 'the idle timeout');
   d.destroy();
   for (const x of [l, c]) x.close();
+});
+
+test("toNodeStream() has net.Socket's ref() and unref(): a keep-alive http.Agent reuses it, and an unref()ed one does not hold the process", async (t) => {
+  // A keep-alive Agent unref()s a socket when it goes idle and ref()s it when a request reuses it.
+  const server = http.createServer((_req, res) => res.end('hi'));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  const c = await TcpStream.connect({ host: '127.0.0.1', port });
+  const d = c.toNodeStream() as Duplex & { ref(): unknown; unref(): unknown };
+  t.is(d.unref(), d);
+  t.is(d.ref(), d);
+  const agent = new http.Agent({ keepAlive: true });
+  let made = 0;
+  (agent as unknown as { createConnection: () => Duplex }).createConnection = () => {
+    made++;
+    return d;
+  };
+  const get = (): Promise<string> =>
+    new Promise((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port, agent }, (res) => {
+          let body = '';
+          res.setEncoding('utf8').on('data', (x: string) => (body += x));
+          res.on('end', () => resolve(body));
+        })
+        .on('error', reject);
+    });
+  t.is(await withTimeout(get(), 5000, 'the first request'), 'hi');
+  t.is(await withTimeout(get(), 5000, 'the request on the reused socket'), 'hi');
+  t.is(made, 1, 'the second request reused the idle socket');
+  agent.destroy();
+  server.close();
+
+  const child = await runNodeChild(
+    `const { TcpListener, TcpStream } = require('kyoto/net');
+     (async () => {
+       const l = await TcpListener.bind('127.0.0.1:0');
+       const c = await TcpStream.connect(l.localAddr());
+       const [s] = await l.accept();
+       l.close();
+       const d = c.toNodeStream();
+       d.resume(); // a read is pending
+       d.unref();
+       console.log('reading');
+       setTimeout(() => console.log('held'), 5000).unref();
+     })();`,
+    20_000,
+  );
+  t.false(child.timedOut);
+  t.is(child.out.trim(), 'reading', 'the unref()ed Duplex did not hold the process');
 });
 
 test('closing a TcpStream under its toNodeStream() destroys the Duplex without an error: close, no uncaught error', async (t) => {

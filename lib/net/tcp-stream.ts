@@ -1166,6 +1166,15 @@ export class TcpStream implements AsyncIterable<Buffer> {
         return {};
       }
     };
+    // As net.Socket's: a keep-alive http.Agent unref()s an idle socket and ref()s it for reuse.
+    extra.ref = () => {
+      self.ref();
+      return d;
+    };
+    extra.unref = () => {
+      self.unref();
+      return d;
+    };
     this.#node = d;
     return d;
   }
