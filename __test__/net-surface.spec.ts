@@ -914,6 +914,41 @@ test('close() with a linger time and unsent data returns without stopping the th
   for (const x of [s, l]) x.close();
 });
 
+test.serial('TcpStream.connect tries every address a host name has, in order, and rejects with the last one\'s error when none accepts', async (t) => {
+  const dns = (await import('node:dns')).promises as { lookup: (...a: unknown[]) => Promise<unknown> };
+  const real = dns.lookup;
+  // The name has ::1 first, where nothing listens (or IPv6 is off), then 127.0.0.1, as a dual-stack
+  // name does when only one family serves (Tokio's connect tries each in turn).
+  const addrs = [
+    { address: '::1', family: 6 },
+    { address: '127.0.0.1', family: 4 },
+  ];
+  dns.lookup = async (host: unknown, options: unknown) => {
+    if (host !== 'two.kyoto-test.invalid') return real(host, options);
+    return (options as { all?: boolean } | undefined)?.all === true ? addrs : addrs[0];
+  };
+  const l = await TcpListener.bind('127.0.0.1:0');
+  const gone = await TcpListener.bind('127.0.0.1:0');
+  const closedPort = gone.localAddr().port;
+  gone.close();
+  try {
+    const c = await withTimeout(TcpStream.connect({ host: 'two.kyoto-test.invalid', port: l.localAddr().port }), 5000, 'connect');
+    t.is(c.peerAddr().address, '127.0.0.1');
+    const [s] = await withTimeout(l.accept(), 5000, 'accept');
+    await c.write('ping');
+    t.is(await readString(s, 4, 'server read'), 'ping');
+    c.close();
+    s.close();
+    const e = await t.throwsAsync(withTimeout(TcpStream.connect(`two.kyoto-test.invalid:${closedPort}`), 5000, 'refused connect'), {
+      code: 'ECONNREFUSED',
+    });
+    t.like(e, { syscall: 'connect', address: '127.0.0.1', port: closedPort });
+  } finally {
+    dns.lookup = real;
+    l.close();
+  }
+});
+
 test.serial('a host name is looked up for every connect, so a changed address is followed', async (t) => {
   const dns = (await import('node:dns')).promises as { lookup: (...a: unknown[]) => Promise<unknown> };
   const real = dns.lookup;
@@ -923,9 +958,10 @@ test.serial('a host name is looked up for every connect, so a changed address is
   const second = await TcpListener.bind('127.0.0.2:0').catch(() => undefined);
   let target = '127.0.0.1';
   let lookups = 0;
-  dns.lookup = async () => {
+  dns.lookup = async (_host: unknown, options: unknown) => {
     lookups++;
-    return { address: target, family: 4 };
+    const a = { address: target, family: 4 };
+    return (options as { all?: boolean } | undefined)?.all === true ? [a] : a;
   };
   try {
     const c1 = await TcpStream.connect({ host: 'service.kyoto-test.invalid', port: first.localAddr().port });

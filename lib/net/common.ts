@@ -127,6 +127,16 @@ export async function resolveHost(host: string, family?: 4 | 6): Promise<string>
   return r.address;
 }
 
+/**
+ * Every address `host` names, in the resolver's order (as {@link resolveHost}, looked up anew each
+ * time; an IP literal and `localhost` are one address): what a connect tries in turn, as Tokio's does.
+ */
+export async function resolveHostAll(host: string): Promise<string[]> {
+  if (net.isIP(host) || host === 'localhost') return [await resolveHost(host)];
+  const all = await dns.promises.lookup(host, { all: true });
+  return all.map((a) => a.address);
+}
+
 export async function resolveAddr(addr: unknown, name = 'addr'): Promise<{ host: string; port: number }> {
   const { host, port } = splitAddr(addr, name);
   return { host: await resolveHost(host), port };

@@ -48,7 +48,8 @@ import {
   openSocket,
   READ_HWM,
   READ_LWM,
-  resolveAddr,
+  resolveHostAll,
+  splitAddr,
   checkSignal,
   capturedResolve,
   capturedReject,
@@ -201,9 +202,20 @@ export class TcpStream implements AsyncIterable<Buffer> {
     }
     checkSignal(opts.signal);
     socketRuntime(opts); // validates before the lookup
-    const { host, port } = await untilAborted(resolveAddr(addr), opts.signal);
+    const { host, port } = splitAddr(addr);
+    const ips = await untilAborted(resolveHostAll(host), opts.signal);
     const flags = (opts.noDelay ? O_NODELAY : 0) | (opts.keepAlive ? O_KEEPALIVE : 0);
-    return connectTcp(host, port, '', 0, flags, 0, 0, opts.signal, opts.runtime);
+    // Each address in turn until one accepts; none: the last one's error (Tokio's connect).
+    let err: unknown;
+    for (const ip of ips) {
+      try {
+        return await connectTcp(ip, port, '', 0, flags, 0, 0, opts.signal, opts.runtime);
+      } catch (e) {
+        if (opts.signal?.aborted) throw e;
+        err = e;
+      }
+    }
+    throw err;
   }
 
   static {
