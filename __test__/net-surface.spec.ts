@@ -454,6 +454,30 @@ test('stream reads given something other than a Uint8Array reject with a TypeErr
   l.close();
 });
 
+test('a write of a typed array, DataView or ArrayBuffer whose memory was transferred away writes nothing, as a detached Uint8Array does, instead of failing without a code', async (t) => {
+  const { l, c, s } = await tcpPair();
+  /** `view` of a fresh buffer, made before the buffer's memory is transferred away. */
+  const detached = (view: (ab: ArrayBuffer) => unknown): Uint8Array => {
+    const ab = new ArrayBuffer(8);
+    const v = view(ab);
+    structuredClone(ab, { transfer: [ab] });
+    return v as Uint8Array;
+  };
+  const views: Array<[string, Uint8Array]> = [
+    ['Uint8Array', detached((ab) => new Uint8Array(ab))],
+    ['Float32Array', detached((ab) => new Float32Array(ab))],
+    ['DataView', detached((ab) => new DataView(ab))],
+    ['ArrayBuffer', detached((ab) => ab)],
+  ];
+  for (const [what, v] of views) t.is(await c.write(v), 0, what);
+  // Nothing went out in their place: the peer reads the next write's bytes first.
+  await c.write('next');
+  t.is(await readString(s, 4, 'read'), 'next');
+  c.close();
+  s.close();
+  l.close();
+});
+
 test('UDP receives given something other than a Uint8Array are TypeErrors ERR_INVALID_ARG_TYPE; recvMany below 1 is a RangeError ERR_OUT_OF_RANGE', async (t) => {
   const u = await UdpSocket.bind('127.0.0.1:0');
   for (const bad of ['buf', 16, null, undefined, new ArrayBuffer(4)]) {

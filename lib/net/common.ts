@@ -225,8 +225,16 @@ export function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined):
 export function toBytes(data: unknown, name = 'data'): Uint8Array {
   if (data instanceof Uint8Array) return data;
   if (typeof data === 'string') return Buffer.from(data);
-  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  // Memory transferred away (a detached buffer) reads as empty, as a detached Uint8Array does;
+  // a new view of it would throw an uncoded TypeError.
+  if (ArrayBuffer.isView(data)) {
+    try {
+      return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    } catch {
+      return new Uint8Array(0);
+    }
+  }
+  if (data instanceof ArrayBuffer) return data.byteLength === 0 ? new Uint8Array(0) : new Uint8Array(data);
   throw invalidArgType(name, 'a string, Buffer, TypedArray or DataView', data);
 }
 
