@@ -756,6 +756,20 @@ test('returning from a stream iterator while its next() waits ends that next(), 
   for (const x of [l, c, s]) x.close();
 });
 
+test("returning from a listener's iterator while its next() waits ends that next(), and the connection goes to the next accept()", async (t) => {
+  const l = await TcpListener.bind('127.0.0.1:0');
+  const it = l[Symbol.asyncIterator]();
+  const pending = it.next();
+  t.deepEqual(await withTimeout(it.return!(), 5000, 'return()'), { done: true, value: undefined });
+  t.deepEqual(await withTimeout(pending, 5000, 'the pending next()'), { done: true, value: undefined });
+  t.deepEqual(await it.next(), { done: true, value: undefined }, 'the iteration stays ended');
+  const c = await TcpStream.connect(l.localAddr());
+  const [s] = await withTimeout(l.accept(), 5000, 'the accept after the iteration');
+  await c.write('first');
+  t.is(await readString(s, 5, 'read'), 'first');
+  for (const x of [l, c, s]) x.close();
+});
+
 test('a read made before copy() took the stream resolves 0 once the copy reached end of stream', async (t) => {
   const a = await tcpPair();
   const b = await tcpPair();

@@ -205,17 +205,40 @@ export class TcpListener implements AsyncIterable<TcpStream> {
     this.close();
   }
 
-  /** Accepted connections, until the listener is closed. */
-  async *[Symbol.asyncIterator](): AsyncIterator<TcpStream> {
-    for (;;) {
-      let s: TcpStream;
-      try {
-        [s] = await this.accept();
-      } catch (e) {
-        if (this.#closed) return;
-        throw e;
-      }
-      yield s;
-    }
+  /**
+   * Accepted connections, until the listener is closed. `return()` (a `break` out of a `for
+   * await`) ends the iteration, not the listener: a `next()` still waiting ends too (done), and
+   * the connection it waited for goes to the next `accept()`.
+   */
+  [Symbol.asyncIterator](): AsyncIterableIterator<TcpStream> {
+    let done = false;
+    /** The accepts that waiting `next()` calls are in (a `return()` aborts them). */
+    const waiting = new Set<AbortController>();
+    const end: IteratorResult<TcpStream, undefined> = Object.freeze({ value: undefined, done: true });
+    const it: AsyncIterableIterator<TcpStream> = {
+      next: async (): Promise<IteratorResult<TcpStream, undefined>> => {
+        if (done) return end;
+        const ac = new AbortController();
+        waiting.add(ac);
+        try {
+          const [s] = await this.accept({ signal: ac.signal });
+          return { value: s, done: false };
+        } catch (e) {
+          const ended = done || this.#closed;
+          done = true; // as a generator that threw
+          if (ended) return end;
+          throw e;
+        } finally {
+          waiting.delete(ac);
+        }
+      },
+      return: (): Promise<IteratorResult<TcpStream, undefined>> => {
+        done = true;
+        for (const ac of waiting) ac.abort();
+        return Promise.resolve(end);
+      },
+      [Symbol.asyncIterator]: () => it,
+    };
+    return it;
   }
 }
