@@ -987,6 +987,32 @@ test.serial('TcpStream.connect tries every address a host name has, in order, an
   }
 });
 
+test.serial('TcpListener.bind binds the first address of a host name that can be bound, and rejects with the last one\'s error when none can', async (t) => {
+  const dns = (await import('node:dns')).promises as { lookup: (...a: unknown[]) => Promise<unknown> };
+  const real = dns.lookup;
+  // 192.0.2.1 (TEST-NET-1) is no address of this host: binding it fails with EADDRNOTAVAIL at once.
+  let addrs = [
+    { address: '192.0.2.1', family: 4 },
+    { address: '127.0.0.1', family: 4 },
+  ];
+  dns.lookup = async (host: unknown, options: unknown) => {
+    if (host !== 'bind.kyoto-test.invalid') return real(host, options);
+    return (options as { all?: boolean } | undefined)?.all === true ? addrs : addrs[0];
+  };
+  try {
+    const l = await TcpListener.bind('bind.kyoto-test.invalid:0');
+    t.is(l.localAddr().address, '127.0.0.1');
+    l.close();
+    addrs = [addrs[1], addrs[0]];
+    const used = await TcpListener.bind('127.0.0.1:0');
+    const e = await t.throwsAsync(TcpListener.bind({ host: 'bind.kyoto-test.invalid', port: used.localAddr().port }), { code: 'EADDRNOTAVAIL' });
+    t.like(e, { syscall: 'listen', address: '192.0.2.1' });
+    used.close();
+  } finally {
+    dns.lookup = real;
+  }
+});
+
 test.serial('a host name is looked up for every connect, so a changed address is followed', async (t) => {
   const dns = (await import('node:dns')).promises as { lookup: (...a: unknown[]) => Promise<unknown> };
   const real = dns.lookup;

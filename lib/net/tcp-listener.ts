@@ -26,7 +26,8 @@ import {
 import {
   isRuntimeShutdown,
   openSocket,
-  resolveAddr,
+  resolveHostAll,
+  splitAddr,
   checkSignal,
   signalRejection,
   untilAborted,
@@ -91,16 +92,27 @@ export class TcpListener implements AsyncIterable<TcpStream> {
   }
 
   /**
-   * Binds and listens on `addr` (port 0 picks a free port; see {@link TcpListener.localAddr}).
+   * Binds and listens on `addr` (port 0 picks a free port; see {@link TcpListener.localAddr}). A
+   * host name's addresses are tried in turn: the first that binds is used.
    */
   static async bind(addr: AddressLike, options?: BindOptions): Promise<TcpListener> {
     const opts = optionsBag<BindOptions>(options);
     checkSignal(opts.signal);
     const backlog = opts.backlog ?? 1024;
     validateInteger(backlog, 'options.backlog', 1, MAX_BACKLOG);
-    const { host, port } = await untilAborted(resolveAddr(addr), opts.signal);
+    const { host, port } = splitAddr(addr);
+    const ips = await untilAborted(resolveHostAll(host), opts.signal);
     const flags = (opts.reuseAddr ? O_REUSE_ADDR : 0) | (opts.reusePort ? O_REUSE_PORT : 0);
-    return listenTcp(host, port, backlog, flags, 0, 0, opts.runtime);
+    // The first address that binds; none: the last one's error (Tokio's bind).
+    let err: unknown;
+    for (const ip of ips) {
+      try {
+        return listenTcp(ip, port, backlog, flags, 0, 0, opts.runtime);
+      } catch (e) {
+        err = e;
+      }
+    }
+    throw err;
   }
 
   /** @internal */

@@ -188,7 +188,8 @@ export class TcpStream implements AsyncIterable<Buffer> {
   }
 
   /**
-   * Connects to `addr`.
+   * Connects to `addr`. A host name's addresses are tried in turn until one accepts; when none
+   * does, the last one's error rejects.
    * @param addr - `"host:port"`, `{ host, port }` or `{ address, port }`.
    * @param options - `signal`, `noDelay`, `keepAlive`.
    */
