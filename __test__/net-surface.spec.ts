@@ -535,6 +535,20 @@ test('TcpStream setNoDelay, setKeepAlive and connect() refuse a non-boolean swit
   l.close();
 });
 
+test('TcpSocket setReuseAddr/setReusePort and TcpListener.bind reuseAddr/reusePort refuse a non-boolean switch with a TypeError instead of reading it as truthy', async (t) => {
+  const sock = TcpSocket.v4();
+  for (const junk of ['false', 0, 1, null, {}]) {
+    t.throws(() => sock.setReuseAddr(junk as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' }, `setReuseAddr(${String(junk)})`);
+    t.throws(() => sock.setReusePort(junk as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' }, `setReusePort(${String(junk)})`);
+    await t.throwsAsync(TcpListener.bind('127.0.0.1:0', { reuseAddr: junk as never }), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
+    await t.throwsAsync(TcpListener.bind('127.0.0.1:0', { reusePort: junk as never }), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
+  }
+  t.notThrows(() => sock.setReuseAddr(false));
+  t.notThrows(() => sock.setReusePort(true));
+  const l = await TcpListener.bind('127.0.0.1:0', { reuseAddr: false, reusePort: true });
+  l.close();
+});
+
 test('TcpStream setTtl(0) and setKeepAlive(true, -1) are RangeErrors ERR_OUT_OF_RANGE', async (t) => {
   const { l, c, s } = await tcpPair();
   t.throws(() => c.setTtl(0), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' });

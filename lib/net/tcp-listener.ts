@@ -6,7 +6,7 @@
  */
 import { native, type NativeRuntime } from '../native';
 import { Runtime, type RuntimeOption } from '../runtime';
-import { optionsBag, validateInteger } from '../errors';
+import { invalidArgType, optionsBag, validateInteger } from '../errors';
 import {
   K_ACCEPT,
   K_ERROR,
@@ -97,6 +97,9 @@ export class TcpListener implements AsyncIterable<TcpStream> {
    */
   static async bind(addr: AddressLike, options?: BindOptions): Promise<TcpListener> {
     const opts = optionsBag<BindOptions>(options);
+    for (const k of ['reuseAddr', 'reusePort'] as const) {
+      if (opts[k] !== undefined && typeof opts[k] !== 'boolean') throw invalidArgType(`options.${k}`, 'of type boolean', opts[k]);
+    }
     checkSignal(opts.signal);
     const backlog = opts.backlog ?? 1024;
     validateInteger(backlog, 'options.backlog', 1, MAX_BACKLOG);
