@@ -393,6 +393,50 @@ test('a closed read half rejects its reads with ERR_SOCKET_CLOSED while the writ
   for (const x of [s, l]) x.close();
 });
 
+test('closing a read half ends its waiting reads with ERR_SOCKET_CLOSED, and they no longer hold the process', async (t) => {
+  const { l, c, s } = await tcpPair();
+  const [r, w] = c.split();
+  const ac = new AbortController();
+  const it = r[Symbol.asyncIterator]();
+  const waiting: Array<[string, Promise<unknown>]> = [
+    ['read', r.read(Buffer.alloc(4))],
+    ['read with a signal', r.read(Buffer.alloc(4), { signal: ac.signal })],
+    ['readChunk', r.readChunk()],
+    ['peek', r.peek(Buffer.alloc(4))],
+    ['readExact', r.readExact(Buffer.alloc(4))],
+    ['readToEnd', r.readToEnd()],
+    ['iterator next()', it.next()],
+  ];
+  for (const [what, p] of waiting) t.false(await isSettled(p), what);
+  r.close();
+  for (const [what, p] of waiting) await t.throwsAsync(withTimeout(p, 5000, what), { code: 'ERR_SOCKET_CLOSED' }, what);
+  await t.throwsAsync(it.next(), { code: 'ERR_SOCKET_CLOSED' }, 'a later next() of the same iterator');
+  // The write half goes on, and the stream closes with it.
+  await w.write('still writing');
+  t.is(await readString(s, 13, 'the write half'), 'still writing');
+  w.close();
+  t.true(c.closed);
+  for (const x of [s, l]) x.close();
+
+  const child = await runNodeChild(
+    `const { TcpListener, TcpStream } = require('kyoto/net');
+     (async () => {
+       const l = await TcpListener.bind('127.0.0.1:0');
+       const c = await TcpStream.connect(l.localAddr());
+       const [s] = await l.accept();
+       l.close();
+       const [r, w] = c.split();
+       r.read(Buffer.alloc(4)).catch((e) => console.log(e.code));
+       r.close();
+       await w.write('x');
+       setTimeout(() => console.log('held'), 5000).unref();
+     })();`,
+    20_000,
+  );
+  t.false(child.timedOut);
+  t.is(child.out.trim(), 'ERR_SOCKET_CLOSED', 'the closed half neither kept its read waiting nor held the process');
+});
+
 test('closing the read half, then the write half, still delivers every pending write before the end of stream', async (t) => {
   const { l, c, s } = await tcpPair();
   const [r, w] = c.split();
