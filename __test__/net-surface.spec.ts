@@ -7,7 +7,7 @@ import * as http from 'node:http';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Duplex } from 'node:stream';
-import { AbortError, TcpListener, TcpSocket, TcpStream, UdpSocket, UnixListener, UnixStream, copy } from 'kyoto';
+import { AbortError, LinesCodec, TcpListener, TcpSocket, TcpStream, UdpSocket, UnixListener, UnixStream, copy, framed } from 'kyoto';
 import { UNIX_SOCKETS, isSettled, linuxTest, realDelay, runInLinkNamespace, runNodeChild, tcpPair, unixTest, withTimeout } from './helpers';
 
 
@@ -435,6 +435,21 @@ test('closing a read half ends its waiting reads with ERR_SOCKET_CLOSED, and the
   );
   t.false(child.timedOut);
   t.is(child.out.trim(), 'ERR_SOCKET_CLOSED', 'the closed half neither kept its read waiting nor held the process');
+});
+
+test("copy() and framed() from a closed read half reject with ERR_SOCKET_CLOSED and leave the stream's data unread", async (t) => {
+  const { l, c, s } = await tcpPair();
+  const to = await tcpPair(); // a kyoto writer: the copy would run natively
+  const [r, w] = c.split();
+  r.close();
+  await s.write('kept\n');
+  await s.shutdown();
+  await t.throwsAsync(withTimeout(copy(r, to.c), 5000, 'copy'), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(withTimeout(framed(r, new LinesCodec()).next(), 5000, 'framed'), { code: 'ERR_SOCKET_CLOSED' });
+  // Nothing was taken from the stream behind the half.
+  t.is(await readString(c, 5, 'the stream'), 'kept\n');
+  w.close();
+  for (const x of [s, l, to.c, to.s, to.l]) x.close();
 });
 
 test('closing the read half, then the write half, still delivers every pending write before the end of stream', async (t) => {

@@ -102,6 +102,10 @@ export class StreamReadHalf<S extends SplitStream> implements AsyncIterable<Buff
     /** @internal */ readonly _s: S,
     /** @internal */ readonly _state: SplitState,
   ) {}
+  /** @internal Whether `close()` was called (native copies and framing then take no stream from it). */
+  get _closed(): boolean {
+    return this.#closed;
+  }
   /** `options` with a signal that this half's `close()` aborts too. */
   #opts(options: SignalOption | undefined): SignalOption | undefined {
     const own = (this.#ac ??= ownController()).signal;

@@ -1195,9 +1195,12 @@ export class TcpStream implements AsyncIterable<Buffer> {
 
 /** The read half of a split {@link TcpStream}: its reads, and the connection's addresses. */
 export class ReadHalf extends StreamReadHalf<TcpStream> {
-  /** @internal The stream this half reads (see `net/stream-of.ts`). */
-  [kStream](): TcpStream {
-    return this._s;
+  /**
+   * @internal The stream this half reads (see `net/stream-of.ts`); none once the half is closed,
+   * so a native copy or framer cannot read the stream through it (its reads reject instead).
+   */
+  [kStream](): TcpStream | undefined {
+    return this._closed ? undefined : this._s;
   }
   /** See {@link TcpStream.peerAddr}. */
   peerAddr(): SocketAddress {
