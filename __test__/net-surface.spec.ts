@@ -954,6 +954,52 @@ test("toNodeStream() has net.Socket's ref() and unref(): a keep-alive http.Agent
   t.is(child.out.trim(), 'reading', 'the unref()ed Duplex did not hold the process');
 });
 
+test("toNodeStream() ends with its peer, as a net.Socket does: a keep-alive http.Agent drops an idle socket the server closed and sends the next request on a new one", async (t) => {
+  // The peer's FIN ends the Duplex's own side too (node:net's default allowHalfOpen: false), so it
+  // closes, and the peer reads end of stream.
+  {
+    const { l, c, s } = await tcpPair();
+    const d = c.toNodeStream();
+    d.resume();
+    const closed = new Promise((r) => d.once('close', r));
+    await s.shutdown();
+    await withTimeout(closed, 5000, "the Duplex's close after the peer's FIN");
+    t.is((await withTimeout(s.readToEnd(), 5000, 'EOF from the Duplex')).length, 0);
+    t.true(c.closed);
+    for (const x of [s, l]) x.close();
+  }
+  const server = http.createServer((_req, res) => res.end('hi'));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  const streams = [await TcpStream.connect({ host: '127.0.0.1', port }), await TcpStream.connect({ host: '127.0.0.1', port })];
+  const agent = new http.Agent({ keepAlive: true });
+  const made: Duplex[] = [];
+  (agent as unknown as { createConnection: () => Duplex }).createConnection = () => {
+    const d = streams[made.length].toNodeStream();
+    made.push(d);
+    return d;
+  };
+  const get = (): Promise<string> =>
+    new Promise((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port, agent }, (res) => {
+          let body = '';
+          res.setEncoding('utf8').on('data', (x: string) => (body += x));
+          res.on('end', () => resolve(body));
+        })
+        .on('error', reject);
+    });
+  t.is(await withTimeout(get(), 5000, 'the first request'), 'hi');
+  const idleClosed = new Promise((r) => made[0].once('close', r));
+  server.closeIdleConnections();
+  await withTimeout(idleClosed, 5000, 'the idle socket closing after the server closed it');
+  t.is(await withTimeout(get(), 5000, 'the request after the server closed the idle connection'), 'hi');
+  t.is(made.length, 2, 'the second request went out on a new connection');
+  agent.destroy();
+  server.close();
+  for (const x of streams) x.close();
+});
+
 test('closing a TcpStream under its toNodeStream() destroys the Duplex without an error: close, no uncaught error', async (t) => {
   const { l, c, s } = await tcpPair();
   const d = s.toNodeStream();

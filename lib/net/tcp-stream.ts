@@ -1075,7 +1075,8 @@ export class TcpStream implements AsyncIterable<Buffer> {
   /**
    * A Node `stream.Duplex` over this connection, for any Node library (e.g.
    * `http.Server#emit('connection', stream.toNodeStream())`). Ending it sends a FIN; destroying it
-   * closes the connection.
+   * closes the connection. Like a `net.Socket` (without `allowHalfOpen`), it ends its own side once
+   * the peer's end of stream was read, then closes.
    */
   toNodeStream(): Duplex {
     if (this.#node) return this.#node;
@@ -1101,7 +1102,10 @@ export class TcpStream implements AsyncIterable<Buffer> {
         );
     };
     const d = new Duplex({
-      allowHalfOpen: true,
+      // As a net.Socket by default: the peer's end of stream ends this side too, and the Duplex
+      // closes. Node's clients count on it (a keep-alive http.Agent drops an idle socket the server
+      // closed only once it closes); http.Server handles a client's end itself either way.
+      allowHalfOpen: false,
       read() {
         if (reading) return;
         reading = true;
