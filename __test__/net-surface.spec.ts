@@ -3,10 +3,11 @@
 // waits, toNodeStream(), and IPv4 broadcast and multicast delivery (in a network namespace).
 import test, { type ExecutionContext } from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
+import * as http from 'node:http';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Duplex } from 'node:stream';
-import { AbortError, TcpListener, TcpSocket, TcpStream, UdpSocket, UnixListener, UnixStream, copy } from 'kyoto';
+import { AbortError, LinesCodec, TcpListener, TcpSocket, TcpStream, UdpSocket, UnixListener, UnixStream, copy, framed } from 'kyoto';
 import { UNIX_SOCKETS, isSettled, linuxTest, realDelay, runInLinkNamespace, runNodeChild, tcpPair, unixTest, withTimeout } from './helpers';
 
 
@@ -392,6 +393,65 @@ test('a closed read half rejects its reads with ERR_SOCKET_CLOSED while the writ
   for (const x of [s, l]) x.close();
 });
 
+test('closing a read half ends its waiting reads with ERR_SOCKET_CLOSED, and they no longer hold the process', async (t) => {
+  const { l, c, s } = await tcpPair();
+  const [r, w] = c.split();
+  const ac = new AbortController();
+  const it = r[Symbol.asyncIterator]();
+  const waiting: Array<[string, Promise<unknown>]> = [
+    ['read', r.read(Buffer.alloc(4))],
+    ['read with a signal', r.read(Buffer.alloc(4), { signal: ac.signal })],
+    ['readChunk', r.readChunk()],
+    ['peek', r.peek(Buffer.alloc(4))],
+    ['readExact', r.readExact(Buffer.alloc(4))],
+    ['readToEnd', r.readToEnd()],
+    ['iterator next()', it.next()],
+  ];
+  for (const [what, p] of waiting) t.false(await isSettled(p), what);
+  r.close();
+  for (const [what, p] of waiting) await t.throwsAsync(withTimeout(p, 5000, what), { code: 'ERR_SOCKET_CLOSED' }, what);
+  await t.throwsAsync(it.next(), { code: 'ERR_SOCKET_CLOSED' }, 'a later next() of the same iterator');
+  // The write half goes on, and the stream closes with it.
+  await w.write('still writing');
+  t.is(await readString(s, 13, 'the write half'), 'still writing');
+  w.close();
+  t.true(c.closed);
+  for (const x of [s, l]) x.close();
+
+  const child = await runNodeChild(
+    `const { TcpListener, TcpStream } = require('kyoto/net');
+     (async () => {
+       const l = await TcpListener.bind('127.0.0.1:0');
+       const c = await TcpStream.connect(l.localAddr());
+       const [s] = await l.accept();
+       l.close();
+       const [r, w] = c.split();
+       r.read(Buffer.alloc(4)).catch((e) => console.log(e.code));
+       r.close();
+       await w.write('x');
+       setTimeout(() => console.log('held'), 5000).unref();
+     })();`,
+    20_000,
+  );
+  t.false(child.timedOut);
+  t.is(child.out.trim(), 'ERR_SOCKET_CLOSED', 'the closed half neither kept its read waiting nor held the process');
+});
+
+test("copy() and framed() from a closed read half reject with ERR_SOCKET_CLOSED and leave the stream's data unread", async (t) => {
+  const { l, c, s } = await tcpPair();
+  const to = await tcpPair(); // a kyoto writer: the copy would run natively
+  const [r, w] = c.split();
+  r.close();
+  await s.write('kept\n');
+  await s.shutdown();
+  await t.throwsAsync(withTimeout(copy(r, to.c), 5000, 'copy'), { code: 'ERR_SOCKET_CLOSED' });
+  await t.throwsAsync(withTimeout(framed(r, new LinesCodec()).next(), 5000, 'framed'), { code: 'ERR_SOCKET_CLOSED' });
+  // Nothing was taken from the stream behind the half.
+  t.is(await readString(c, 5, 'the stream'), 'kept\n');
+  w.close();
+  for (const x of [s, l, to.c, to.s, to.l]) x.close();
+});
+
 test('closing the read half, then the write half, still delivers every pending write before the end of stream', async (t) => {
   const { l, c, s } = await tcpPair();
   const [r, w] = c.split();
@@ -453,6 +513,30 @@ test('stream reads given something other than a Uint8Array reject with a TypeErr
   l.close();
 });
 
+test('a write of a typed array, DataView or ArrayBuffer whose memory was transferred away writes nothing, as a detached Uint8Array does, instead of failing without a code', async (t) => {
+  const { l, c, s } = await tcpPair();
+  /** `view` of a fresh buffer, made before the buffer's memory is transferred away. */
+  const detached = (view: (ab: ArrayBuffer) => unknown): Uint8Array => {
+    const ab = new ArrayBuffer(8);
+    const v = view(ab);
+    structuredClone(ab, { transfer: [ab] });
+    return v as Uint8Array;
+  };
+  const views: Array<[string, Uint8Array]> = [
+    ['Uint8Array', detached((ab) => new Uint8Array(ab))],
+    ['Float32Array', detached((ab) => new Float32Array(ab))],
+    ['DataView', detached((ab) => new DataView(ab))],
+    ['ArrayBuffer', detached((ab) => ab)],
+  ];
+  for (const [what, v] of views) t.is(await c.write(v), 0, what);
+  // Nothing went out in their place: the peer reads the next write's bytes first.
+  await c.write('next');
+  t.is(await readString(s, 4, 'read'), 'next');
+  c.close();
+  s.close();
+  l.close();
+});
+
 test('UDP receives given something other than a Uint8Array are TypeErrors ERR_INVALID_ARG_TYPE; recvMany below 1 is a RangeError ERR_OUT_OF_RANGE', async (t) => {
   const u = await UdpSocket.bind('127.0.0.1:0');
   for (const bad of ['buf', 16, null, undefined, new ArrayBuffer(4)]) {
@@ -507,6 +591,20 @@ test('TcpStream setNoDelay, setKeepAlive and connect() refuse a non-boolean swit
   t.notThrows(() => d.setKeepAlive(1, 1000));
   c.close();
   s.close();
+  l.close();
+});
+
+test('TcpSocket setReuseAddr/setReusePort and TcpListener.bind reuseAddr/reusePort refuse a non-boolean switch with a TypeError instead of reading it as truthy', async (t) => {
+  const sock = TcpSocket.v4();
+  for (const junk of ['false', 0, 1, null, {}]) {
+    t.throws(() => sock.setReuseAddr(junk as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' }, `setReuseAddr(${String(junk)})`);
+    t.throws(() => sock.setReusePort(junk as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' }, `setReusePort(${String(junk)})`);
+    await t.throwsAsync(TcpListener.bind('127.0.0.1:0', { reuseAddr: junk as never }), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
+    await t.throwsAsync(TcpListener.bind('127.0.0.1:0', { reusePort: junk as never }), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
+  }
+  t.notThrows(() => sock.setReuseAddr(false));
+  t.notThrows(() => sock.setReusePort(true));
+  const l = await TcpListener.bind('127.0.0.1:0', { reuseAddr: false, reusePort: true });
   l.close();
 });
 
@@ -731,6 +829,20 @@ test('returning from a stream iterator while its next() waits ends that next(), 
   for (const x of [l, c, s]) x.close();
 });
 
+test("returning from a listener's iterator while its next() waits ends that next(), and the connection goes to the next accept()", async (t) => {
+  const l = await TcpListener.bind('127.0.0.1:0');
+  const it = l[Symbol.asyncIterator]();
+  const pending = it.next();
+  t.deepEqual(await withTimeout(it.return!(), 5000, 'return()'), { done: true, value: undefined });
+  t.deepEqual(await withTimeout(pending, 5000, 'the pending next()'), { done: true, value: undefined });
+  t.deepEqual(await it.next(), { done: true, value: undefined }, 'the iteration stays ended');
+  const c = await TcpStream.connect(l.localAddr());
+  const [s] = await withTimeout(l.accept(), 5000, 'the accept after the iteration');
+  await c.write('first');
+  t.is(await readString(s, 5, 'read'), 'first');
+  for (const x of [l, c, s]) x.close();
+});
+
 test('a read made before copy() took the stream resolves 0 once the copy reached end of stream', async (t) => {
   const a = await tcpPair();
   const b = await tcpPair();
@@ -790,6 +902,102 @@ test('toNodeStream().setTimeout(ms) is an idle timeout: traffic keeps putting it
   await withTimeout(new Promise((r) => d.once('timeout', r)), 10_000, 'the idle timeout');
   d.destroy();
   for (const x of [l, c]) x.close();
+});
+
+test("toNodeStream() has net.Socket's ref() and unref(): a keep-alive http.Agent reuses it, and an unref()ed one does not hold the process", async (t) => {
+  // A keep-alive Agent unref()s a socket when it goes idle and ref()s it when a request reuses it.
+  const server = http.createServer((_req, res) => res.end('hi'));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  const c = await TcpStream.connect({ host: '127.0.0.1', port });
+  const d = c.toNodeStream() as Duplex & { ref(): unknown; unref(): unknown };
+  t.is(d.unref(), d);
+  t.is(d.ref(), d);
+  const agent = new http.Agent({ keepAlive: true });
+  let made = 0;
+  (agent as unknown as { createConnection: () => Duplex }).createConnection = () => {
+    made++;
+    return d;
+  };
+  const get = (): Promise<string> =>
+    new Promise((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port, agent }, (res) => {
+          let body = '';
+          res.setEncoding('utf8').on('data', (x: string) => (body += x));
+          res.on('end', () => resolve(body));
+        })
+        .on('error', reject);
+    });
+  t.is(await withTimeout(get(), 5000, 'the first request'), 'hi');
+  t.is(await withTimeout(get(), 5000, 'the request on the reused socket'), 'hi');
+  t.is(made, 1, 'the second request reused the idle socket');
+  agent.destroy();
+  server.close();
+
+  const child = await runNodeChild(
+    `const { TcpListener, TcpStream } = require('kyoto/net');
+     (async () => {
+       const l = await TcpListener.bind('127.0.0.1:0');
+       const c = await TcpStream.connect(l.localAddr());
+       const [s] = await l.accept();
+       l.close();
+       const d = c.toNodeStream();
+       d.resume(); // a read is pending
+       d.unref();
+       console.log('reading');
+       setTimeout(() => console.log('held'), 5000).unref();
+     })();`,
+    20_000,
+  );
+  t.false(child.timedOut);
+  t.is(child.out.trim(), 'reading', 'the unref()ed Duplex did not hold the process');
+});
+
+test("toNodeStream() ends with its peer, as a net.Socket does: a keep-alive http.Agent drops an idle socket the server closed and sends the next request on a new one", async (t) => {
+  // The peer's FIN ends the Duplex's own side too (node:net's default allowHalfOpen: false), so it
+  // closes, and the peer reads end of stream.
+  {
+    const { l, c, s } = await tcpPair();
+    const d = c.toNodeStream();
+    d.resume();
+    const closed = new Promise((r) => d.once('close', r));
+    await s.shutdown();
+    await withTimeout(closed, 5000, "the Duplex's close after the peer's FIN");
+    t.is((await withTimeout(s.readToEnd(), 5000, 'EOF from the Duplex')).length, 0);
+    t.true(c.closed);
+    for (const x of [s, l]) x.close();
+  }
+  const server = http.createServer((_req, res) => res.end('hi'));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  const streams = [await TcpStream.connect({ host: '127.0.0.1', port }), await TcpStream.connect({ host: '127.0.0.1', port })];
+  const agent = new http.Agent({ keepAlive: true });
+  const made: Duplex[] = [];
+  (agent as unknown as { createConnection: () => Duplex }).createConnection = () => {
+    const d = streams[made.length].toNodeStream();
+    made.push(d);
+    return d;
+  };
+  const get = (): Promise<string> =>
+    new Promise((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port, agent }, (res) => {
+          let body = '';
+          res.setEncoding('utf8').on('data', (x: string) => (body += x));
+          res.on('end', () => resolve(body));
+        })
+        .on('error', reject);
+    });
+  t.is(await withTimeout(get(), 5000, 'the first request'), 'hi');
+  const idleClosed = new Promise((r) => made[0].once('close', r));
+  server.closeIdleConnections();
+  await withTimeout(idleClosed, 5000, 'the idle socket closing after the server closed it');
+  t.is(await withTimeout(get(), 5000, 'the request after the server closed the idle connection'), 'hi');
+  t.is(made.length, 2, 'the second request went out on a new connection');
+  agent.destroy();
+  server.close();
+  for (const x of streams) x.close();
 });
 
 test('closing a TcpStream under its toNodeStream() destroys the Duplex without an error: close, no uncaught error', async (t) => {
@@ -863,6 +1071,67 @@ test('close() with a linger time and unsent data returns without stopping the th
   for (const x of [s, l]) x.close();
 });
 
+test.serial('TcpStream.connect tries every address a host name has, in order, and rejects with the last one\'s error when none accepts', async (t) => {
+  const dns = (await import('node:dns')).promises as { lookup: (...a: unknown[]) => Promise<unknown> };
+  const real = dns.lookup;
+  // The name has ::1 first, where nothing listens (or IPv6 is off), then 127.0.0.1, as a dual-stack
+  // name does when only one family serves (Tokio's connect tries each in turn).
+  const addrs = [
+    { address: '::1', family: 6 },
+    { address: '127.0.0.1', family: 4 },
+  ];
+  dns.lookup = async (host: unknown, options: unknown) => {
+    if (host !== 'two.kyoto-test.invalid') return real(host, options);
+    return (options as { all?: boolean } | undefined)?.all === true ? addrs : addrs[0];
+  };
+  const l = await TcpListener.bind('127.0.0.1:0');
+  const gone = await TcpListener.bind('127.0.0.1:0');
+  const closedPort = gone.localAddr().port;
+  gone.close();
+  try {
+    const c = await withTimeout(TcpStream.connect({ host: 'two.kyoto-test.invalid', port: l.localAddr().port }), 5000, 'connect');
+    t.is(c.peerAddr().address, '127.0.0.1');
+    const [s] = await withTimeout(l.accept(), 5000, 'accept');
+    await c.write('ping');
+    t.is(await readString(s, 4, 'server read'), 'ping');
+    c.close();
+    s.close();
+    const e = await t.throwsAsync(withTimeout(TcpStream.connect(`two.kyoto-test.invalid:${closedPort}`), 5000, 'refused connect'), {
+      code: 'ECONNREFUSED',
+    });
+    t.like(e, { syscall: 'connect', address: '127.0.0.1', port: closedPort });
+  } finally {
+    dns.lookup = real;
+    l.close();
+  }
+});
+
+test.serial('TcpListener.bind binds the first address of a host name that can be bound, and rejects with the last one\'s error when none can', async (t) => {
+  const dns = (await import('node:dns')).promises as { lookup: (...a: unknown[]) => Promise<unknown> };
+  const real = dns.lookup;
+  // 192.0.2.1 (TEST-NET-1) is no address of this host: binding it fails with EADDRNOTAVAIL at once.
+  let addrs = [
+    { address: '192.0.2.1', family: 4 },
+    { address: '127.0.0.1', family: 4 },
+  ];
+  dns.lookup = async (host: unknown, options: unknown) => {
+    if (host !== 'bind.kyoto-test.invalid') return real(host, options);
+    return (options as { all?: boolean } | undefined)?.all === true ? addrs : addrs[0];
+  };
+  try {
+    const l = await TcpListener.bind('bind.kyoto-test.invalid:0');
+    t.is(l.localAddr().address, '127.0.0.1');
+    l.close();
+    addrs = [addrs[1], addrs[0]];
+    const used = await TcpListener.bind('127.0.0.1:0');
+    const e = await t.throwsAsync(TcpListener.bind({ host: 'bind.kyoto-test.invalid', port: used.localAddr().port }), { code: 'EADDRNOTAVAIL' });
+    t.like(e, { syscall: 'listen', address: '192.0.2.1' });
+    used.close();
+  } finally {
+    dns.lookup = real;
+  }
+});
+
 test.serial('a host name is looked up for every connect, so a changed address is followed', async (t) => {
   const dns = (await import('node:dns')).promises as { lookup: (...a: unknown[]) => Promise<unknown> };
   const real = dns.lookup;
@@ -872,9 +1141,10 @@ test.serial('a host name is looked up for every connect, so a changed address is
   const second = await TcpListener.bind('127.0.0.2:0').catch(() => undefined);
   let target = '127.0.0.1';
   let lookups = 0;
-  dns.lookup = async () => {
+  dns.lookup = async (_host: unknown, options: unknown) => {
     lookups++;
-    return { address: target, family: 4 };
+    const a = { address: target, family: 4 };
+    return (options as { all?: boolean } | undefined)?.all === true ? [a] : a;
   };
   try {
     const c1 = await TcpStream.connect({ host: 'service.kyoto-test.invalid', port: first.localAddr().port });

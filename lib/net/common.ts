@@ -127,6 +127,16 @@ export async function resolveHost(host: string, family?: 4 | 6): Promise<string>
   return r.address;
 }
 
+/**
+ * Every address `host` names, in the resolver's order (as {@link resolveHost}, looked up anew each
+ * time; an IP literal and `localhost` are one address): what a connect tries in turn, as Tokio's does.
+ */
+export async function resolveHostAll(host: string): Promise<string[]> {
+  if (net.isIP(host) || host === 'localhost') return [await resolveHost(host)];
+  const all = await dns.promises.lookup(host, { all: true });
+  return all.map((a) => a.address);
+}
+
 export async function resolveAddr(addr: unknown, name = 'addr'): Promise<{ host: string; port: number }> {
   const { host, port } = splitAddr(addr, name);
   return { host: await resolveHost(host), port };
@@ -215,8 +225,16 @@ export function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined):
 export function toBytes(data: unknown, name = 'data'): Uint8Array {
   if (data instanceof Uint8Array) return data;
   if (typeof data === 'string') return Buffer.from(data);
-  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  // Memory transferred away (a detached buffer) reads as empty, as a detached Uint8Array does;
+  // a new view of it would throw an uncoded TypeError.
+  if (ArrayBuffer.isView(data)) {
+    try {
+      return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    } catch {
+      return new Uint8Array(0);
+    }
+  }
+  if (data instanceof ArrayBuffer) return data.byteLength === 0 ? new Uint8Array(0) : new Uint8Array(data);
   throw invalidArgType(name, 'a string, Buffer, TypedArray or DataView', data);
 }
 

@@ -7,6 +7,7 @@
  * @module
  */
 import { codedError, invalidArgType } from '../errors';
+import { ownController } from '../sync/internal';
 import { closedError } from './common';
 import type { SignalOption } from './types';
 
@@ -90,41 +91,96 @@ function releaseHalf(s: SplitStream, state: SplitState): void {
 /** The read half of a split stream: its reads, and `close()` for this half. */
 export class StreamReadHalf<S extends SplitStream> implements AsyncIterable<Buffer> {
   #closed = false;
+  /**
+   * Aborted (with `ERR_SOCKET_CLOSED`) by `close()`: every read of this half waits under its
+   * signal, so dropping the half ends them instead of leaving them to hold the process and take
+   * data nobody will see.
+   */
+  #ac: AbortController | undefined;
   /** @internal */
   constructor(
     /** @internal */ readonly _s: S,
     /** @internal */ readonly _state: SplitState,
   ) {}
+  /** @internal Whether `close()` was called (native copies and framing then take no stream from it). */
+  get _closed(): boolean {
+    return this.#closed;
+  }
+  /** `options` with a signal that this half's `close()` aborts too. */
+  #opts(options: SignalOption | undefined): SignalOption | undefined {
+    const own = (this.#ac ??= ownController()).signal;
+    const user = options?.signal;
+    if (user === undefined) return { signal: own };
+    // Not an AbortSignal: the stream's to refuse (ERR_INVALID_ARG_TYPE).
+    if (!(user instanceof AbortSignal)) return options;
+    return { signal: AbortSignal.any([user, own]) };
+  }
   /** Reads into `buf` (see the stream's `read`). A closed half rejects with `ERR_SOCKET_CLOSED`. */
   read(buf: Uint8Array, options?: SignalOption): Promise<number> {
-    return this.#closed ? closedHalf() : this._s.read(buf, options);
+    return this.#closed ? closedHalf() : this._s.read(buf, this.#opts(options));
   }
   /** Fills `buf` (see the stream's `readExact`). */
   readExact(buf: Uint8Array, options?: SignalOption): Promise<number> {
-    return this.#closed ? closedHalf() : this._s.readExact(buf, options);
+    return this.#closed ? closedHalf() : this._s.readExact(buf, this.#opts(options));
   }
   /** The next chunk, or `undefined` at end of stream (see the stream's `readChunk`). */
   readChunk(options?: SignalOption): Promise<Buffer | undefined> {
-    return this.#closed ? closedHalf() : this._s.readChunk(options);
+    return this.#closed ? closedHalf() : this._s.readChunk(this.#opts(options));
   }
   /** Reads until end of stream (see the stream's `readToEnd`). */
   readToEnd(options?: SignalOption): Promise<Buffer> {
-    return this.#closed ? closedHalf() : this._s.readToEnd(options);
+    return this.#closed ? closedHalf() : this._s.readToEnd(this.#opts(options));
   }
   /** Reads without consuming (see the stream's `peek`). */
   peek(buf: Uint8Array, options?: SignalOption): Promise<number> {
-    return this.#closed ? closedHalf() : this._s.peek(buf, options);
+    return this.#closed ? closedHalf() : this._s.peek(buf, this.#opts(options));
   }
-  /** Drops this half (once: a second call does nothing); the stream closes when both halves are closed. */
+  /**
+   * Drops this half (once: a second call does nothing): its waiting reads reject with
+   * `ERR_SOCKET_CLOSED`; the stream closes when both halves are closed.
+   */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#ac?.abort(closedError());
     releaseHalf(this._s, this._state);
   }
-  /** The received chunks until end of stream. */
-  [Symbol.asyncIterator](): AsyncIterator<Buffer> {
-    if (this.#closed) return { next: closedHalf };
-    return this._s[Symbol.asyncIterator]();
+  /**
+   * The received chunks until end of stream. `return()` ends the iteration (a `next()` still
+   * waiting ends too, and its data goes to the next read); closing the half rejects a waiting
+   * `next()` with `ERR_SOCKET_CLOSED`, as closing the stream does.
+   */
+  [Symbol.asyncIterator](): AsyncIterableIterator<Buffer> {
+    let done = false;
+    const stop = new AbortController();
+    // One signal for the iterator's reads: its return() and the half's close() both end them.
+    let signal: AbortSignal | undefined;
+    const it: AsyncIterableIterator<Buffer> = {
+      next: async (): Promise<IteratorResult<Buffer, undefined>> => {
+        if (done) return { value: undefined, done: true };
+        if (this.#closed) throw closedError();
+        signal ??= AbortSignal.any([stop.signal, (this.#ac ??= ownController()).signal]);
+        let value: Buffer | undefined;
+        try {
+          value = await this._s.readChunk({ signal });
+        } catch (e) {
+          if (stop.signal.aborted) return { value: undefined, done: true };
+          throw e;
+        }
+        if (value === undefined) {
+          done = true;
+          return { value: undefined, done: true };
+        }
+        return { value, done: false };
+      },
+      return: (): Promise<IteratorResult<Buffer, undefined>> => {
+        done = true;
+        stop.abort();
+        return Promise.resolve({ value: undefined, done: true });
+      },
+      [Symbol.asyncIterator]: () => it,
+    };
+    return it;
   }
 }
 

@@ -6,7 +6,7 @@
  */
 import { native, type NativeRuntime } from '../native';
 import { Runtime, type RuntimeOption } from '../runtime';
-import { optionsBag, validateInteger } from '../errors';
+import { invalidArgType, optionsBag, validateInteger } from '../errors';
 import {
   K_ACCEPT,
   K_ERROR,
@@ -26,7 +26,8 @@ import {
 import {
   isRuntimeShutdown,
   openSocket,
-  resolveAddr,
+  resolveHostAll,
+  splitAddr,
   checkSignal,
   signalRejection,
   untilAborted,
@@ -91,16 +92,30 @@ export class TcpListener implements AsyncIterable<TcpStream> {
   }
 
   /**
-   * Binds and listens on `addr` (port 0 picks a free port; see {@link TcpListener.localAddr}).
+   * Binds and listens on `addr` (port 0 picks a free port; see {@link TcpListener.localAddr}). A
+   * host name's addresses are tried in turn: the first that binds is used.
    */
   static async bind(addr: AddressLike, options?: BindOptions): Promise<TcpListener> {
     const opts = optionsBag<BindOptions>(options);
+    for (const k of ['reuseAddr', 'reusePort'] as const) {
+      if (opts[k] !== undefined && typeof opts[k] !== 'boolean') throw invalidArgType(`options.${k}`, 'of type boolean', opts[k]);
+    }
     checkSignal(opts.signal);
     const backlog = opts.backlog ?? 1024;
     validateInteger(backlog, 'options.backlog', 1, MAX_BACKLOG);
-    const { host, port } = await untilAborted(resolveAddr(addr), opts.signal);
+    const { host, port } = splitAddr(addr);
+    const ips = await untilAborted(resolveHostAll(host), opts.signal);
     const flags = (opts.reuseAddr ? O_REUSE_ADDR : 0) | (opts.reusePort ? O_REUSE_PORT : 0);
-    return listenTcp(host, port, backlog, flags, 0, 0, opts.runtime);
+    // The first address that binds; none: the last one's error (Tokio's bind).
+    let err: unknown;
+    for (const ip of ips) {
+      try {
+        return listenTcp(ip, port, backlog, flags, 0, 0, opts.runtime);
+      } catch (e) {
+        err = e;
+      }
+    }
+    throw err;
   }
 
   /** @internal */
@@ -205,17 +220,40 @@ export class TcpListener implements AsyncIterable<TcpStream> {
     this.close();
   }
 
-  /** Accepted connections, until the listener is closed. */
-  async *[Symbol.asyncIterator](): AsyncIterator<TcpStream> {
-    for (;;) {
-      let s: TcpStream;
-      try {
-        [s] = await this.accept();
-      } catch (e) {
-        if (this.#closed) return;
-        throw e;
-      }
-      yield s;
-    }
+  /**
+   * Accepted connections, until the listener is closed. `return()` (a `break` out of a `for
+   * await`) ends the iteration, not the listener: a `next()` still waiting ends too (done), and
+   * the connection it waited for goes to the next `accept()`.
+   */
+  [Symbol.asyncIterator](): AsyncIterableIterator<TcpStream> {
+    let done = false;
+    /** The accepts that waiting `next()` calls are in (a `return()` aborts them). */
+    const waiting = new Set<AbortController>();
+    const end: IteratorResult<TcpStream, undefined> = Object.freeze({ value: undefined, done: true });
+    const it: AsyncIterableIterator<TcpStream> = {
+      next: async (): Promise<IteratorResult<TcpStream, undefined>> => {
+        if (done) return end;
+        const ac = new AbortController();
+        waiting.add(ac);
+        try {
+          const [s] = await this.accept({ signal: ac.signal });
+          return { value: s, done: false };
+        } catch (e) {
+          const ended = done || this.#closed;
+          done = true; // as a generator that threw
+          if (ended) return end;
+          throw e;
+        } finally {
+          waiting.delete(ac);
+        }
+      },
+      return: (): Promise<IteratorResult<TcpStream, undefined>> => {
+        done = true;
+        for (const ac of waiting) ac.abort();
+        return Promise.resolve(end);
+      },
+      [Symbol.asyncIterator]: () => it,
+    };
+    return it;
   }
 }

@@ -4,7 +4,7 @@
  * @module
  */
 import * as net from 'node:net';
-import { codedError, invalidArgValue, optionsBag, validateInteger } from '../errors';
+import { codedError, invalidArgType, invalidArgValue, optionsBag, validateInteger } from '../errors';
 import type { Runtime, RuntimeOption } from '../runtime';
 import { splitAddr, resolveHost, socketRuntime, checkSignal, untilAborted, MAX_BACKLOG, O_REUSE_ADDR, O_REUSE_PORT } from './common';
 import type { AddressLike, SignalOption } from './types';
@@ -42,10 +42,12 @@ export class TcpSocket {
   }
   /** `SO_REUSEADDR`. */
   setReuseAddr(on: boolean): void {
+    if (typeof on !== 'boolean') throw invalidArgType('on', 'of type boolean', on);
     this.#flags = on ? this.#flags | O_REUSE_ADDR : this.#flags & ~O_REUSE_ADDR;
   }
   /** `SO_REUSEPORT`. */
   setReusePort(on: boolean): void {
+    if (typeof on !== 'boolean') throw invalidArgType('on', 'of type boolean', on);
     this.#flags = on ? this.#flags | O_REUSE_PORT : this.#flags & ~O_REUSE_PORT;
   }
   /** `SO_SNDBUF`. */

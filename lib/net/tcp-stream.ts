@@ -48,7 +48,8 @@ import {
   openSocket,
   READ_HWM,
   READ_LWM,
-  resolveAddr,
+  resolveHostAll,
+  splitAddr,
   checkSignal,
   capturedResolve,
   capturedReject,
@@ -187,7 +188,8 @@ export class TcpStream implements AsyncIterable<Buffer> {
   }
 
   /**
-   * Connects to `addr`.
+   * Connects to `addr`. A host name's addresses are tried in turn until one accepts; when none
+   * does, the last one's error rejects.
    * @param addr - `"host:port"`, `{ host, port }` or `{ address, port }`.
    * @param options - `signal`, `noDelay`, `keepAlive`.
    */
@@ -201,9 +203,20 @@ export class TcpStream implements AsyncIterable<Buffer> {
     }
     checkSignal(opts.signal);
     socketRuntime(opts); // validates before the lookup
-    const { host, port } = await untilAborted(resolveAddr(addr), opts.signal);
+    const { host, port } = splitAddr(addr);
+    const ips = await untilAborted(resolveHostAll(host), opts.signal);
     const flags = (opts.noDelay ? O_NODELAY : 0) | (opts.keepAlive ? O_KEEPALIVE : 0);
-    return connectTcp(host, port, '', 0, flags, 0, 0, opts.signal, opts.runtime);
+    // Each address in turn until one accepts; none: the last one's error (Tokio's connect).
+    let err: unknown;
+    for (const ip of ips) {
+      try {
+        return await connectTcp(ip, port, '', 0, flags, 0, 0, opts.signal, opts.runtime);
+      } catch (e) {
+        if (opts.signal?.aborted) throw e;
+        err = e;
+      }
+    }
+    throw err;
   }
 
   static {
@@ -1062,7 +1075,8 @@ export class TcpStream implements AsyncIterable<Buffer> {
   /**
    * A Node `stream.Duplex` over this connection, for any Node library (e.g.
    * `http.Server#emit('connection', stream.toNodeStream())`). Ending it sends a FIN; destroying it
-   * closes the connection.
+   * closes the connection. Like a `net.Socket` (without `allowHalfOpen`), it ends its own side once
+   * the peer's end of stream was read, then closes.
    */
   toNodeStream(): Duplex {
     if (this.#node) return this.#node;
@@ -1088,7 +1102,10 @@ export class TcpStream implements AsyncIterable<Buffer> {
         );
     };
     const d = new Duplex({
-      allowHalfOpen: true,
+      // As a net.Socket by default: the peer's end of stream ends this side too, and the Duplex
+      // closes. Node's clients count on it (a keep-alive http.Agent drops an idle socket the server
+      // closed only once it closes); http.Server handles a client's end itself either way.
+      allowHalfOpen: false,
       read() {
         if (reading) return;
         reading = true;
@@ -1166,6 +1183,15 @@ export class TcpStream implements AsyncIterable<Buffer> {
         return {};
       }
     };
+    // As net.Socket's: a keep-alive http.Agent unref()s an idle socket and ref()s it for reuse.
+    extra.ref = () => {
+      self.ref();
+      return d;
+    };
+    extra.unref = () => {
+      self.unref();
+      return d;
+    };
     this.#node = d;
     return d;
   }
@@ -1173,9 +1199,12 @@ export class TcpStream implements AsyncIterable<Buffer> {
 
 /** The read half of a split {@link TcpStream}: its reads, and the connection's addresses. */
 export class ReadHalf extends StreamReadHalf<TcpStream> {
-  /** @internal The stream this half reads (see `net/stream-of.ts`). */
-  [kStream](): TcpStream {
-    return this._s;
+  /**
+   * @internal The stream this half reads (see `net/stream-of.ts`); none once the half is closed,
+   * so a native copy or framer cannot read the stream through it (its reads reject instead).
+   */
+  [kStream](): TcpStream | undefined {
+    return this._closed ? undefined : this._s;
   }
   /** See {@link TcpStream.peerAddr}. */
   peerAddr(): SocketAddress {
