@@ -258,6 +258,20 @@ export function defineFramedTests(opts: { withJsFallback: boolean }): void {
       p.done();
     });
 
+    test(`over ${on}, a frame whose memory was transferred away is sent empty, not refused with an uncoded TypeError`, async (t) => {
+      const p = await tr.make();
+      const codec = new LengthDelimitedCodec();
+      const a = framed(p.w, codec);
+      const b = framed(p.r, codec);
+      const gone = new Float32Array(4);
+      structuredClone(gone.buffer, { transfer: [gone.buffer] });
+      await a.send(gone as unknown as Uint8Array); // any view is taken at run time
+      await a.send('after');
+      t.is((await b.next())!.length, 0);
+      t.is((await b.next())!.toString(), 'after');
+      p.done();
+    });
+
     test(`over ${on}, a stream ending inside a header or a payload rejects with ERR_UNEXPECTED_EOF`, async (t) => {
       for (const tail of [Buffer.from([0, 0]), Buffer.from([0, 0, 0, 5, 1, 2])]) {
         const p = await tr.make();

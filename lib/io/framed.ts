@@ -593,7 +593,15 @@ class NoSource<T> extends FrameSource<T> {
 
 function frameBytes(frame: unknown): Uint8Array | string {
   if (typeof frame === 'string' || frame instanceof Uint8Array) return frame;
-  if (ArrayBuffer.isView(frame)) return new Uint8Array(frame.buffer, frame.byteOffset, frame.byteLength);
+  if (ArrayBuffer.isView(frame)) {
+    // A view of memory transferred away reads as empty, as a detached Uint8Array does (kyoto/net's
+    // writes do the same); a new view of it would throw an uncoded TypeError.
+    try {
+      return new Uint8Array(frame.buffer, frame.byteOffset, frame.byteLength);
+    } catch {
+      return new Uint8Array(0);
+    }
+  }
   throw invalidArgType('frame', 'a string, Buffer, TypedArray or DataView', frame);
 }
 
