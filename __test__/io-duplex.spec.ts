@@ -3,6 +3,8 @@
 import test from 'ava';
 import { DuplexStream, duplex } from '../index';
 import { isSettled, withTimeout } from './helpers';
+import * as http from 'node:http';
+import type { Duplex } from 'node:stream';
 
 test('a duplex() end reads exactly, peeks, reads chunks, iterates and reads to the end', async (t) => {
   const [a, b] = duplex(1024);
@@ -268,4 +270,57 @@ test('return() of a duplex() iterator ends its waiting next(), and the data goes
   t.is(buf.subarray(0, n).toString(), 'data');
   a.close();
   b.close();
+});
+
+test("a duplex() end's toNodeStream() behaves as a net.Socket for http: ends with its peer, and has the socket methods http.Agent calls", async (t) => {
+  // The peer's end of stream ends this side too and the Duplex closes (net.Socket's default).
+  {
+    const [a, b] = duplex(64);
+    const d = a.toNodeStream();
+    d.resume();
+    const closed = new Promise((r) => d.once('close', r));
+    await b.shutdown();
+    await withTimeout(closed, 5000, "the Duplex's close after the peer's end");
+    t.is((await withTimeout(b.readToEnd(), 5000, 'end of stream from the Duplex')).length, 0);
+  }
+  // A keep-alive http.Agent calls setKeepAlive(), unref(), setTimeout() on an idle socket and ref()
+  // on reuse: over an in-memory pair all exist and return the Duplex.
+  const server = http.createServer((_req, res) => res.end('hi'));
+  const agent = new http.Agent({ keepAlive: true });
+  const made: Duplex[] = [];
+  (agent as unknown as { createConnection: () => Duplex }).createConnection = () => {
+    const [a, b] = duplex(4096);
+    server.emit('connection', b.toNodeStream());
+    const d = a.toNodeStream();
+    made.push(d);
+    return d;
+  };
+  const get = (): Promise<string> =>
+    new Promise((resolve, reject) => {
+      http
+        .get({ host: 'in-memory', agent }, (res) => {
+          let body = '';
+          res.setEncoding('utf8').on('data', (x: string) => (body += x));
+          res.on('end', () => resolve(body));
+        })
+        .on('error', reject);
+    });
+  t.is(await withTimeout(get(), 5000, 'the first request'), 'hi');
+  t.is(await withTimeout(get(), 5000, 'the second request'), 'hi');
+  t.is(made.length, 1, 'the second request reused the idle connection');
+  t.is((made[0] as unknown as { unref(): Duplex }).unref(), made[0]);
+  t.is((made[0] as unknown as { ref(): Duplex }).ref(), made[0]);
+  agent.destroy();
+  server.close();
+});
+
+test("a duplex() end's toNodeStream() emits 'timeout' after setTimeout(ms) without reads or writes, as a net.Socket", async (t) => {
+  const [a, b] = duplex(64);
+  const d = a.toNodeStream();
+  d.resume();
+  const timedOut = new Promise<void>((r) => (d as unknown as { setTimeout(ms: number, cb: () => void): void }).setTimeout(30, r));
+  await b.write(Buffer.from('x')); // activity first; the timer then restarts
+  await withTimeout(timedOut, 5000, "'timeout'");
+  t.false(d.destroyed, "'timeout' only tells; it does not close");
+  d.destroy();
 });

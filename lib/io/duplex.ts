@@ -335,13 +335,19 @@ export class DuplexStream implements AsyncIterable<Buffer> {
 
   /**
    * A Node `stream.Duplex` over this end: ending it shuts the end down, destroying it closes it.
-   * The same object on every call.
+   * The same object on every call. As a TCP stream's (and a `net.Socket` without `allowHalfOpen`),
+   * it ends its own side once the peer's end of stream was read, then closes, and it has the
+   * `net.Socket` methods a keep-alive `http.Agent` calls: `setTimeout()` (an idle timeout, as
+   * node:net's), and `ref()`, `unref()`, `setKeepAlive()`, `setNoDelay()`, which do nothing for
+   * an in-memory pair (it holds no process and has no TCP options).
    */
   toNodeStream(): Duplex {
     if (this.#node) return this.#node;
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const self = this;
     let reading = false;
+    /** `setTimeout(ms)`: 'timeout' after `ms` without reads or writes, as node:net's idle timeout. */
+    let idle: NodeJS.Timeout | undefined;
     const pull = async (d: Duplex): Promise<void> => {
       try {
         for (;;) {
@@ -350,6 +356,7 @@ export class DuplexStream implements AsyncIterable<Buffer> {
             d.push(null);
             return;
           }
+          idle?.refresh();
           if (!pushReporting(d, c)) return;
         }
       } catch (e) {
@@ -359,23 +366,44 @@ export class DuplexStream implements AsyncIterable<Buffer> {
       }
     };
     const d = new Duplex({
-      allowHalfOpen: true,
+      // As a TCP stream's toNodeStream() and a net.Socket: the peer's end ends this side too (a
+      // keep-alive http.Agent drops a socket only once it closes).
+      allowHalfOpen: false,
       read() {
         if (reading) return;
         reading = true;
         void pull(this);
       },
       write(chunk: Buffer, _enc, cb) {
+        idle?.refresh();
         self.write(chunk).then(() => cb(), cb);
       },
       final(cb) {
         self.shutdown().then(() => cb(), cb);
       },
       destroy(err, cb) {
+        if (idle !== undefined) clearTimeout(idle);
+        idle = undefined;
         self.close();
         cb(err);
       },
     });
+    // net.Socket's, which a keep-alive http.Agent calls on its idle and reused sockets: ref/unref
+    // and the TCP options do nothing for an in-memory pair (it holds no process).
+    const extra = d as Duplex & Record<'ref' | 'unref' | 'setKeepAlive' | 'setNoDelay', () => Duplex> & {
+      setTimeout(ms: number, cb?: () => void): Duplex;
+    };
+    extra.ref = extra.unref = extra.setKeepAlive = extra.setNoDelay = () => d;
+    extra.setTimeout = (ms: number, cb?: () => void) => {
+      if (idle !== undefined) clearTimeout(idle);
+      idle = undefined;
+      if (cb) d.once('timeout', cb);
+      if (ms > 0 && !d.destroyed) {
+        idle = setTimeout(() => d.emit('timeout'), ms);
+        idle.unref();
+      }
+      return d;
+    };
     this.#node = d;
     return d;
   }
