@@ -480,6 +480,12 @@ export declare function netClose(h: number): number
  */
 export declare function netCopy(op: number, src: number, dst: number, bidi: boolean): number
 
+/**
+ * Stops a running copy (its read half was closed): the copy task is aborted, and its drop reports
+ * K_COPY with `ECANCELED` and no fault, as when one of its streams is closed.
+ */
+export declare function netCopyAbort(op: number): void
+
 /** Forgets a finished copy (JS calls this when it got K_COPY). */
 export declare function netCopyDone(op: number): void
 

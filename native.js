@@ -860,6 +860,7 @@ module.exports.netArm = nativeBinding.netArm
 module.exports.netBacklog = nativeBinding.netBacklog
 module.exports.netClose = nativeBinding.netClose
 module.exports.netCopy = nativeBinding.netCopy
+module.exports.netCopyAbort = nativeBinding.netCopyAbort
 module.exports.netCopyDone = nativeBinding.netCopyDone
 module.exports.netDrain = nativeBinding.netDrain
 module.exports.netDupFd = nativeBinding.netDupFd

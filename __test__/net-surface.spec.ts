@@ -452,6 +452,23 @@ test("copy() and framed() from a closed read half reject with ERR_SOCKET_CLOSED 
   for (const x of [s, l, to.c, to.s, to.l]) x.close();
 });
 
+test('closing a read half stops a native copy() reading through it: the copy rejects with ERR_SOCKET_CLOSED and later data stays in the stream', async (t) => {
+  const { l, c, s } = await tcpPair();
+  const to = await tcpPair(); // a kyoto writer: the copy runs natively
+  const [r, w] = c.split();
+  const copying = copy(r, to.c);
+  await s.write('before\n');
+  t.is(await readString(to.s, 7, 'the copied bytes'), 'before\n');
+  r.close();
+  await t.throwsAsync(withTimeout(copying, 5000, 'the copy after its half closed'), { code: 'ERR_SOCKET_CLOSED' });
+  await s.write('after\n');
+  await s.shutdown();
+  // Not copied: the stream behind the half still has it.
+  t.is(await readString(c, 6, 'the stream'), 'after\n');
+  w.close();
+  for (const x of [s, l, to.c, to.s, to.l]) x.close();
+});
+
 test('closing the read half, then the write half, still delivers every pending write before the end of stream', async (t) => {
   const { l, c, s } = await tcpPair();
   const [r, w] = c.split();

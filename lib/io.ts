@@ -12,6 +12,8 @@ import { codedError, invalidArgType, optionsBag, validateInteger, validateNumber
 import { COPY_NO_FAULT, COPY_REVERSE, E_RUNTIME_SHUTDOWN, SYSCALLS, startCopy, systemError } from './net/core';
 import type { SignalOption, TcpStream } from './net';
 import { nativeStream } from './net/stream-of';
+import { StreamReadHalf } from './net/halves';
+import { native } from './native';
 import { checkSignal, closedError } from './net/common';
 import { Turns } from './io/turns';
 import { readSome } from './io/read-some';
@@ -34,9 +36,15 @@ export interface Writer {
   flush?(options?: SignalOption): Promise<void>;
 }
 
-function nativeCopy(a: TcpStream, b: TcpStream, bidi: boolean): Promise<[number, number]> {
+/**
+ * Runs a native copy. `stop` (the source's read half closing) aborts it: it then rejects with
+ * `ERR_SOCKET_CLOSED`, as a read of the closed half would.
+ */
+function nativeCopy(a: TcpStream, b: TcpStream, bidi: boolean, stop?: AbortSignal): Promise<[number, number]> {
   return new Promise((resolve, reject) => {
+    const onStop = (): void => native.netCopyAbort(op);
     const op = startCopy(a._h, b._h, bidi, (errno, code, aToB, bToA) => {
+      stop?.removeEventListener('abort', onStop);
       // Only the copy's sources were taken from JS reads (`beginNativeCopy`): `b` is one only
       // when the copy is bidirectional.
       if (errno === 0) {
@@ -49,7 +57,8 @@ function nativeCopy(a: TcpStream, b: TcpStream, bidi: boolean): Promise<[number,
       // Cancelled because one of the streams was closed: as a JS copy's read or write of it (and
       // a copy that starts on a closed stream) would say, not a system error of a read that never
       // failed (ECANCELED, EBADF).
-      const closedUnder = (code & COPY_NO_FAULT) !== 0 && errno !== E_RUNTIME_SHUTDOWN && (a.closed || b.closed);
+      const closedUnder =
+        (code & COPY_NO_FAULT) !== 0 && errno !== E_RUNTIME_SHUTDOWN && (a.closed || b.closed || stop?.aborted === true);
       const err = closedUnder ? closedError() : systemError(errno, SYSCALLS[sys] ?? 'read');
       // The stream whose read failed keeps the error for its later reads; otherwise both go back
       // to JS reads (the kernel repeats an end of stream the copy saw).
@@ -62,6 +71,9 @@ function nativeCopy(a: TcpStream, b: TcpStream, bidi: boolean): Promise<[number,
       a._endCopy(false);
       if (bidi) b._endCopy(false);
       reject(systemError(-op, 'copy'));
+    } else if (stop !== undefined) {
+      if (stop.aborted) onStop();
+      else stop.addEventListener('abort', onStop, { once: true });
     }
   });
 }
@@ -125,7 +137,9 @@ export async function copy(reader: Reader, writer: Writer, options?: SignalOptio
       await b.flush();
       return pre;
     }
-    const [n] = await nativeCopy(a, b, false);
+    // From a read half: closing it stops the copy (the stream itself stays open).
+    const stop = reader instanceof StreamReadHalf ? reader._closeSignal() : undefined;
+    const [n] = await nativeCopy(a, b, false, stop);
     return n + pre;
   }
   validateSignal(opts.signal);

@@ -106,6 +106,10 @@ export class StreamReadHalf<S extends SplitStream> implements AsyncIterable<Buff
   get _closed(): boolean {
     return this.#closed;
   }
+  /** @internal A signal that this half's `close()` aborts (a native copy reading through it stops). */
+  _closeSignal(): AbortSignal {
+    return (this.#ac ??= ownController()).signal;
+  }
   /** `options` with a signal that this half's `close()` aborts too. */
   #opts(options: SignalOption | undefined): SignalOption | undefined {
     const own = (this.#ac ??= ownController()).signal;

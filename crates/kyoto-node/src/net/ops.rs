@@ -748,6 +748,26 @@ pub fn net_shutdown_default() -> Result<()> {
     Ok(())
 }
 
+/// Stops a running copy (its read half was closed): the copy task is aborted, and its drop reports
+/// K_COPY with `ECANCELED` and no fault, as when one of its streams is closed.
+#[napi(catch_unwind)]
+pub fn net_copy_abort(op: u32) -> Result<()> {
+    let n = net()?;
+    let abort = n
+        .shared
+        .copies
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&op);
+    if let Some((a, _, _)) = abort {
+        a.abort();
+        // An abort only schedules the task: on the env's own runtime nothing may drive it until
+        // the next socket event.
+        n.turn_soon();
+    }
+    Ok(())
+}
+
 /// Forgets a finished copy (JS calls this when it got K_COPY).
 #[napi(catch_unwind)]
 pub fn net_copy_done(op: u32) -> Result<()> {
