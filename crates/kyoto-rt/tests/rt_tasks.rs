@@ -472,3 +472,43 @@ fn block_on_inside_a_task_panics_instead_of_deadlocking() {
         .unwrap_err();
     assert!(err.is_panic());
 }
+
+#[test]
+fn a_current_thread_runtime_keeps_working_after_its_block_on_future_panicked() {
+    let rt = Arc::new(Builder::new_current_thread().build().unwrap());
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(async {
+            // The task wakes this future, then yields: its wake is deferred to after the next
+            // driver poll when the future panics, and it must not be lost with the `block_on`.
+            let (tx, rx) = oneshot::channel();
+            let _yielded = kyoto_rt::spawn(async move {
+                let _ = tx.send(());
+                task::yield_now().await;
+            });
+            let _ = rx.await;
+            panic!("boom");
+        })
+    }));
+    assert!(caught.is_err());
+    // Run the next `block_on` on another thread so a lost core fails the test instead of hanging.
+    let (tx, rx) = mpsc::channel();
+    let r = rt.clone();
+    std::thread::spawn(move || {
+        let out = r.block_on(async {
+            kyoto_rt::time::sleep(Duration::from_millis(1)).await;
+            kyoto_rt::spawn(async { 4 }).await.unwrap()
+        });
+        let _ = tx.send(out);
+    });
+    let out = rx.recv_timeout(Duration::from_secs(10));
+    assert_eq!(
+        out,
+        Ok(4),
+        "block_on after a panicking block_on never completed"
+    );
+    assert_eq!(
+        rt.metrics().alive_tasks,
+        0,
+        "the task that yielded before the panic ran to completion"
+    );
+}

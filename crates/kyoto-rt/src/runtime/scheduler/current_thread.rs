@@ -134,13 +134,51 @@ impl CurrentThread {
         }
     }
 
+    /// Installs the scheduler context and runs `f` with the core.
+    ///
+    /// If `f` unwinds (the `block_on` future panicked), the core — which sits in the context
+    /// whenever user code runs — goes back to the scheduler, so the runtime stays usable, as in
+    /// Tokio; the yields deferred meanwhile are woken first so those tasks are not lost.
+    fn drive_core<R>(
+        &self,
+        handle: &Arc<Handle>,
+        core: Box<Core>,
+        f: impl FnOnce(&Context, Box<Core>) -> (Box<Core>, R),
+    ) -> (Box<Core>, R) {
+        struct ReturnOnUnwind<'a>(&'a CurrentThread, &'a Context);
+        impl Drop for ReturnOnUnwind<'_> {
+            fn drop(&mut self) {
+                if self.1.core.borrow().is_none() {
+                    return; // `f` returned the core itself
+                }
+                self.1.wake_deferred_in_place();
+                if let Some(core) = self.1.core.borrow_mut().take() {
+                    self.0.return_core(core);
+                }
+            }
+        }
+        let _enter = context::set_current(&super::Handle::CurrentThread(handle.clone()));
+        let cx = super::Context::CurrentThread(Context {
+            handle: handle.clone(),
+            core: RefCell::new(None),
+            defer: RefCell::new(Vec::new()),
+        });
+        context::set_scheduler(&cx, || {
+            let super::Context::CurrentThread(cx) = &cx else {
+                unreachable!("a current-thread scheduler runs a current-thread context")
+            };
+            let _guard = ReturnOnUnwind(self, cx);
+            f(cx, core)
+        })
+    }
+
     /// Runs `future` to completion on this thread, driving the scheduler meanwhile.
     pub(crate) fn block_on<F: Future>(&self, handle: &Arc<Handle>, future: F) -> F::Output {
         let mut future = pin!(future);
         let thread_waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
         loop {
             if let Some(core) = self.take_core() {
-                let (core, out) = drive_core(handle, core, |cx, core| {
+                let (core, out) = self.drive_core(handle, core, |cx, core| {
                     cx.block_on_loop(core, future.as_mut())
                 });
                 self.return_core(core);
@@ -173,7 +211,7 @@ impl CurrentThread {
     /// at its end: they still run only after a driver poll, the one the next call starts with.
     pub(crate) fn drive(&self, handle: &Arc<Handle>, max_tasks: usize) -> Option<DriveOutcome> {
         let core = self.take_core()?;
-        let (core, ()) = drive_core(handle, core, |cx, mut core| {
+        let (core, ()) = self.drive_core(handle, core, |cx, mut core| {
             core = cx.park(core, Some(Duration::ZERO));
             for _ in 0..max_tasks {
                 core.tick = core.tick.wrapping_add(1);
@@ -215,7 +253,7 @@ impl CurrentThread {
             handle.shared.owned.close_and_shutdown_all();
             return;
         };
-        let (core, ()) = drive_core(handle, core, |cx, mut core| {
+        let (core, ()) = self.drive_core(handle, core, |cx, mut core| {
             // With the core in the context, tasks woken by the cancellations land in `core.tasks`.
             *cx.core.borrow_mut() = Some(core);
             handle.shared.owned.close_and_shutdown_all();
@@ -233,26 +271,6 @@ impl CurrentThread {
         });
         self.return_core(core);
     }
-}
-
-/// Installs the scheduler context and runs `f` with the core.
-fn drive_core<R>(
-    handle: &Arc<Handle>,
-    core: Box<Core>,
-    f: impl FnOnce(&Context, Box<Core>) -> (Box<Core>, R),
-) -> (Box<Core>, R) {
-    let _enter = context::set_current(&super::Handle::CurrentThread(handle.clone()));
-    let cx = super::Context::CurrentThread(Context {
-        handle: handle.clone(),
-        core: RefCell::new(None),
-        defer: RefCell::new(Vec::new()),
-    });
-    context::set_scheduler(&cx, || {
-        let super::Context::CurrentThread(cx) = &cx else {
-            unreachable!("a current-thread scheduler runs a current-thread context")
-        };
-        f(cx, core)
-    })
 }
 
 struct ThreadWaker(std::thread::Thread);
