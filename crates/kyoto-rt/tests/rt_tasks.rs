@@ -512,3 +512,38 @@ fn a_current_thread_runtime_keeps_working_after_its_block_on_future_panicked() {
         "the task that yielded before the panic ran to completion"
     );
 }
+
+#[test]
+fn a_second_thread_blocking_on_a_current_thread_runtime_is_inside_the_runtime_while_it_waits() {
+    let rt = Builder::new_current_thread().build().unwrap();
+    let (driving_tx, driving_rx) = mpsc::channel();
+    let (done_tx, done_rx) = oneshot::channel::<()>();
+    std::thread::scope(|s| {
+        // This thread holds the core (drives) until the second one is done.
+        let driver = s.spawn(|| {
+            rt.block_on(async move {
+                driving_tx.send(()).unwrap();
+                let _ = done_rx.await;
+            })
+        });
+        driving_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the first block_on started");
+        let waiter = s.spawn(|| {
+            let out = rt.block_on(async {
+                let start = kyoto_rt::time::Instant::now();
+                kyoto_rt::time::sleep(Duration::from_millis(1)).await;
+                let v = kyoto_rt::spawn(async { 7 }).await.unwrap();
+                assert!(start.elapsed() >= Duration::from_millis(1));
+                v
+            });
+            drop(done_tx);
+            out
+        });
+        assert_eq!(
+            waiter.join().map_err(|_| "the waiting block_on panicked"),
+            Ok(7)
+        );
+        driver.join().expect("the driving block_on returns");
+    });
+}

@@ -93,12 +93,12 @@ impl Runtime {
                  used to drive asynchronous tasks."
             );
         };
+        // Entered for the whole call: a current-thread `block_on` that waits for another thread
+        // to hand over the core polls its future outside the core's context meanwhile.
+        let _enter = self.handle.enter();
         match (&self.kind, &self.handle.inner) {
             (Kind::CurrentThread(s), scheduler::Handle::CurrentThread(h)) => s.block_on(h, future),
-            _ => {
-                let _enter = self.handle.enter();
-                super::handle::park_on(future)
-            }
+            _ => super::handle::park_on(future),
         }
     }
 
