@@ -547,3 +547,39 @@ fn a_second_thread_blocking_on_a_current_thread_runtime_is_inside_the_runtime_wh
         driver.join().expect("the driving block_on returns");
     });
 }
+
+#[test]
+fn dropping_a_multi_thread_runtime_from_one_of_its_own_tasks_shuts_it_down_without_hanging() {
+    let rt = Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let handle = rt.handle().clone();
+    let pending_dropped = Arc::new(AtomicBool::new(false));
+    let flag = DropFlag(pending_dropped.clone());
+    rt.spawn(async move {
+        let _flag = flag;
+        pending::<()>().await
+    });
+    let owner = Arc::new(std::sync::Mutex::new(Some(rt)));
+    let (tx, rx) = mpsc::channel();
+    let o = owner.clone();
+    handle.spawn(async move {
+        let rt = o.lock().unwrap().take();
+        drop(rt);
+        let _ = tx.send(());
+    });
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(10)),
+        Ok(()),
+        "the drop returned to the task"
+    );
+    let start = Instant::now();
+    while !pending_dropped.load(SeqCst) && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        pending_dropped.load(SeqCst),
+        "the other tasks were cancelled"
+    );
+}

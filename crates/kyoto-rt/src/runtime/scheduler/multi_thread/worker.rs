@@ -298,6 +298,11 @@ impl Context {
         }
     }
 
+    /// Whether this is a worker of the runtime `handle`.
+    pub(crate) fn is_worker_of(&self, handle: &Handle) -> bool {
+        std::ptr::eq(&*self.handle, handle)
+    }
+
     pub(crate) fn defer(&self, waker: &Waker) {
         let mut defer = self.defer.borrow_mut();
         // A task that yields twice before the driver runs needs one wake.
