@@ -188,11 +188,16 @@ impl CurrentThread {
                     None => panic!("the runtime shut down while `block_on` was waiting"),
                 }
             }
-            // Another thread drives: wait for our future, or for the core to come back.
-            self.waiters
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(std::thread::current());
+            // Another thread drives: wait for our future, or for the core to come back. Listed
+            // once: this loop turns at every wake and every 10 ms, and only `return_core` empties
+            // the list.
+            {
+                let me = std::thread::current();
+                let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+                if !waiters.iter().any(|t| t.id() == me.id()) {
+                    waiters.push(me);
+                }
+            }
             let mut cx = TaskContext::from_waker(&thread_waker);
             if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
                 return v;
@@ -518,5 +523,68 @@ impl Schedule for Arc<Handle> {
 
     fn release(&self, id: Id) {
         self.shared.owned.remove(id);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::runtime::blocking::BlockingPool;
+
+    #[test]
+    fn a_thread_waiting_for_the_core_is_listed_once_however_often_its_future_is_woken() {
+        let (driver, driver_handle) = driver::Driver::new(driver::Cfg {
+            nevents: 64,
+            start_paused: false,
+        })
+        .expect("driver");
+        let driver_handle = Arc::new(driver_handle);
+        let pool = BlockingPool::new(
+            "test".into(),
+            1,
+            Duration::from_secs(1),
+            Arc::downgrade(&driver_handle),
+        );
+        let config = Config {
+            event_interval: 61,
+            global_queue_interval: 31,
+            disable_lifo_slot: true,
+        };
+        let (scheduler, handle) =
+            CurrentThread::new(driver, driver_handle, pool.spawner().clone(), config);
+        let (driving_tx, driving_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = crate::sync::oneshot::channel::<()>();
+        std::thread::scope(|s| {
+            let driving = s.spawn(|| {
+                scheduler.block_on(&handle, async move {
+                    driving_tx.send(()).expect("the test waits");
+                    let _ = done_rx.await;
+                })
+            });
+            driving_rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the first block_on holds the core");
+            // A future that wakes itself on each of its first 20 polls: the waiting loop turns 20
+            // times without the core.
+            let mut polls = 0;
+            scheduler.block_on(
+                &handle,
+                std::future::poll_fn(|cx| {
+                    polls += 1;
+                    if polls < 20 {
+                        cx.waker().wake_by_ref();
+                        Poll::Pending
+                    } else {
+                        Poll::Ready(())
+                    }
+                }),
+            );
+            let listed = scheduler.waiters.lock().expect("not poisoned").len();
+            drop(done_tx);
+            driving.join().expect("the driving block_on returns");
+            assert_eq!(listed, 1, "the waiting thread is listed once");
+        });
+        scheduler.shutdown(&handle);
+        pool.shutdown(Duration::from_secs(1));
     }
 }
