@@ -356,6 +356,22 @@ fn spawn_blocking_runs_on_the_pool_and_respects_the_cap() {
 }
 
 #[test]
+fn a_blocking_task_runs_inside_its_runtime() {
+    for (name, rt) in runtimes() {
+        let spawned = rt.block_on(async {
+            task::spawn_blocking(|| {
+                let handle = kyoto_rt::Handle::try_current().expect("inside the runtime");
+                let _now = kyoto_rt::time::Instant::now();
+                handle.block_on(kyoto_rt::spawn(async { 6 * 7 }))
+            })
+            .await
+            .unwrap()
+        });
+        assert_eq!(spawned.map_err(|e| e.to_string()), Ok(42), "{name}");
+    }
+}
+
+#[test]
 fn shutdown_timeout_does_not_wait_for_a_running_blocking_task() {
     let rt = Builder::new_current_thread().build().unwrap();
     let (started_tx, started_rx) = mpsc::channel();
