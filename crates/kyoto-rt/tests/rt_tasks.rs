@@ -599,3 +599,33 @@ fn dropping_a_multi_thread_runtime_from_one_of_its_own_tasks_shuts_it_down_witho
         "the other tasks were cancelled"
     );
 }
+
+#[test]
+fn dropping_a_multi_thread_runtime_whose_tasks_keep_yielding_returns() {
+    // The shutdown's wake-up of a worker could be consumed by the driver poll that a yield waits
+    // for; that worker then parked for good once its tasks were cancelled elsewhere.
+    for round in 0..30 {
+        let rt = Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        for _ in 0..4 {
+            rt.spawn(async {
+                loop {
+                    task::yield_now().await
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_micros(round % 5 * 200));
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            drop(rt);
+            let _ = tx.send(());
+        });
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)),
+            Ok(()),
+            "round {round}: the drop never returned"
+        );
+    }
+}

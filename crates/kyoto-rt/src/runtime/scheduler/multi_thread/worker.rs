@@ -205,7 +205,11 @@ impl Context {
                 self.park(core)
             } else {
                 // Yielded tasks wait for one driver poll, not for a real park.
-                self.park_internal(core, Some(Duration::ZERO))
+                let mut core = self.park_internal(core, Some(Duration::ZERO));
+                // That poll may have consumed the unpark of `Handle::close`: read the flag it
+                // stands for now, or the next park would sleep through the shutdown.
+                core.maintenance(&self.handle);
+                core
             };
         }
         self.handle.shared.owned.close_and_shutdown_all();
