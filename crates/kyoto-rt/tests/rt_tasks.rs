@@ -629,3 +629,69 @@ fn dropping_a_multi_thread_runtime_whose_tasks_keep_yielding_returns() {
         );
     }
 }
+
+/// A waker that panics when woken.
+struct PanickingWaker;
+
+impl std::task::Wake for PanickingWaker {
+    fn wake(self: Arc<Self>) {
+        panic!("the join handle's waker panicked");
+    }
+}
+
+#[test]
+fn a_join_handle_waker_that_panics_does_not_take_down_the_worker() {
+    for (name, rt) in runtimes() {
+        let (tx, rx) = oneshot::channel::<()>();
+        let mut join = rt.spawn(async move {
+            let _ = rx.await;
+            1
+        });
+        // Polled from outside any task, with a waker of its own.
+        let waker = std::task::Waker::from(Arc::new(PanickingWaker));
+        let polled = Pin::new(&mut join).poll(&mut Context::from_waker(&waker));
+        assert!(polled.is_pending(), "{name}");
+        tx.send(()).unwrap();
+        // The completing task wakes that waker; the runtime must keep running tasks after it.
+        let (done_tx, done_rx) = mpsc::channel();
+        let handle = rt.handle().clone();
+        let first = join.abort_handle();
+        let r = Arc::new(rt);
+        let driver = {
+            let r = r.clone();
+            std::thread::spawn(move || {
+                let out = r.block_on(async {
+                    for _ in 0..100_000 {
+                        if first.is_finished() {
+                            break;
+                        }
+                        task::yield_now().await;
+                    }
+                    assert!(first.is_finished(), "the first task completed");
+                    let mut outs = Vec::new();
+                    for i in 0..3 {
+                        outs.push(handle.spawn(async move { i }).await.unwrap());
+                    }
+                    outs
+                });
+                let _ = done_tx.send(out);
+            })
+        };
+        assert_eq!(
+            done_rx.recv_timeout(Duration::from_secs(10)),
+            Ok(vec![0, 1, 2]),
+            "{name}: tasks still run"
+        );
+        driver.join().unwrap();
+        let (dropped_tx, dropped_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            drop(r);
+            let _ = dropped_tx.send(());
+        });
+        assert_eq!(
+            dropped_rx.recv_timeout(Duration::from_secs(10)),
+            Ok(()),
+            "{name}: the runtime shuts down"
+        );
+    }
+}
