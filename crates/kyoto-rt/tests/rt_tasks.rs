@@ -695,3 +695,23 @@ fn a_join_handle_waker_that_panics_does_not_take_down_the_worker() {
         );
     }
 }
+
+#[test]
+fn dropping_a_runtime_from_one_of_its_blocking_tasks_returns() {
+    for (name, rt) in runtimes() {
+        let handle = rt.handle().clone();
+        let owner = Arc::new(std::sync::Mutex::new(Some(rt)));
+        let (tx, rx) = mpsc::channel();
+        let o = owner.clone();
+        let _blocking = handle.spawn_blocking(move || {
+            let rt = o.lock().unwrap().take();
+            drop(rt);
+            let _ = tx.send(());
+        });
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)),
+            Ok(()),
+            "{name}: the drop never returned"
+        );
+    }
+}
