@@ -715,3 +715,26 @@ fn dropping_a_runtime_from_one_of_its_blocking_tasks_returns() {
         );
     }
 }
+
+#[test]
+fn a_join_error_is_send_and_sync_so_it_converts_into_a_boxed_error_like_tokios() {
+    fn send_sync<T: Send + Sync + 'static>(_: &T) {}
+    let rt = Builder::new_current_thread().build().unwrap();
+    let err = rt
+        .block_on(rt.spawn(async {
+            if true {
+                panic!("boxed");
+            }
+        }))
+        .unwrap_err();
+    send_sync(&err);
+    assert_eq!(err.panic_message(), Some("boxed"));
+    let boxed: Box<dyn std::error::Error + Send + Sync> = err.into();
+    assert!(boxed.to_string().contains("boxed"), "{boxed}");
+    let err = rt
+        .block_on(rt.spawn(async { std::panic::panic_any(7u8) }))
+        .unwrap_err();
+    assert_eq!(err.panic_message(), None);
+    let payload = err.try_into_panic().expect("a panic");
+    assert_eq!(payload.downcast_ref::<u8>(), Some(&7));
+}
