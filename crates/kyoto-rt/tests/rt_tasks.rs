@@ -738,3 +738,28 @@ fn a_join_error_is_send_and_sync_so_it_converts_into_a_boxed_error_like_tokios()
     let payload = err.try_into_panic().expect("a panic");
     assert_eq!(payload.downcast_ref::<u8>(), Some(&7));
 }
+
+#[test]
+fn a_block_on_future_that_keeps_waking_itself_lets_tasks_and_timers_run() {
+    let rt = Builder::new_current_thread().build().unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let d = done.clone();
+    let finished = rt.block_on(async move {
+        // The task needs a turn, then the driver (its timer), then a turn again.
+        kyoto_rt::spawn(async move {
+            kyoto_rt::time::sleep(Duration::from_millis(1)).await;
+            d.store(true, SeqCst);
+        });
+        let start = Instant::now();
+        let mut spins = 0u64;
+        // Spends the coop budget over and over: each time the budget runs out the future is
+        // woken at once and returns Pending.
+        while !done.load(SeqCst) && spins < 50_000_000 && start.elapsed() < Duration::from_secs(10)
+        {
+            task::consume_budget().await;
+            spins += 1;
+        }
+        done.load(SeqCst)
+    });
+    assert!(finished, "the spawned task never completed");
+}

@@ -324,10 +324,10 @@ impl Context {
             if handle.shared.owned.is_closed() {
                 return (core, None);
             }
+            // Up to `event_interval` tasks between two polls of the future even when it was woken
+            // meanwhile (as in Tokio): a future that keeps waking itself (a spent coop budget, a
+            // hand-rolled yield) must not starve the tasks and the driver it may be waiting on.
             for _ in 0..handle.shared.config.event_interval {
-                if handle.shared.woken.load(Acquire) {
-                    continue 'outer;
-                }
                 core.tick = core.tick.wrapping_add(1);
                 match core.next_task(handle) {
                     Some(task) => core = self.run_task(core, task),
