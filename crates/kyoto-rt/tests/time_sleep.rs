@@ -210,3 +210,43 @@ fn sleeps_are_send_sync_and_unpin() {
     check::<time::Interval>();
     check::<time::Timeout<std::future::Ready<()>>>();
 }
+
+#[test]
+fn a_sleep_that_comes_due_while_its_worker_is_busy_still_completes() {
+    let runtimes = [
+        ("current_thread", current_thread()),
+        (
+            "multi_thread",
+            Builder::new_multi_thread()
+                .worker_threads(1)
+                .build()
+                .expect("build a multi-thread runtime"),
+        ),
+    ];
+    for (name, rt) in runtimes {
+        let rt = std::sync::Arc::new(rt);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let r = rt.clone();
+        std::thread::spawn(move || {
+            let out = r.block_on(async {
+                let sleeper = kyoto_rt::spawn(async {
+                    sleep(Duration::from_millis(1)).await;
+                    1
+                });
+                // Keeps the only thread busy past the sleep's deadline: the timer is then fired
+                // when the thread next parks, and its task must run before the thread blocks.
+                let busy = kyoto_rt::spawn(async {
+                    std::thread::sleep(Duration::from_millis(20));
+                    2
+                });
+                (sleeper.await.unwrap(), busy.await.unwrap())
+            });
+            let _ = tx.send(out);
+        });
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)),
+            Ok((1, 2)),
+            "{name}: the sleeping task was never woken"
+        );
+    }
+}

@@ -147,7 +147,13 @@ impl Driver {
         timeout: Option<Duration>,
     ) {
         let time = &handle.time;
-        time.process();
+        // Timers that came due while the caller was busy wake their tasks here, into the caller's
+        // queue, which it looks at only after this park: it must not block then.
+        let timeout = if time.process() > 0 {
+            Some(Duration::ZERO)
+        } else {
+            timeout
+        };
         if time.clock.is_paused() {
             self.park_paused(handle, timeout);
         } else {
