@@ -277,6 +277,9 @@ fn try_read_and_try_write_follow_the_cached_readiness() {
                 .await
                 .expect("ready");
             if !ready.is_readable() {
+                // Only writable so far: let the driver report the data (`ready` does not wait
+                // while the socket is writable).
+                kyoto_rt::task::yield_now().await;
                 continue;
             }
             match server.try_read(&mut buf[got..]) {

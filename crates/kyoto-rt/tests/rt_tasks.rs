@@ -356,6 +356,22 @@ fn spawn_blocking_runs_on_the_pool_and_respects_the_cap() {
 }
 
 #[test]
+fn a_blocking_task_runs_inside_its_runtime() {
+    for (name, rt) in runtimes() {
+        let spawned = rt.block_on(async {
+            task::spawn_blocking(|| {
+                let handle = kyoto_rt::Handle::try_current().expect("inside the runtime");
+                let _now = kyoto_rt::time::Instant::now();
+                handle.block_on(kyoto_rt::spawn(async { 6 * 7 }))
+            })
+            .await
+            .unwrap()
+        });
+        assert_eq!(spawned.map_err(|e| e.to_string()), Ok(42), "{name}");
+    }
+}
+
+#[test]
 fn shutdown_timeout_does_not_wait_for_a_running_blocking_task() {
     let rt = Builder::new_current_thread().build().unwrap();
     let (started_tx, started_rx) = mpsc::channel();
@@ -471,4 +487,279 @@ fn block_on_inside_a_task_panics_instead_of_deadlocking() {
         }))
         .unwrap_err();
     assert!(err.is_panic());
+}
+
+#[test]
+fn a_current_thread_runtime_keeps_working_after_its_block_on_future_panicked() {
+    let rt = Arc::new(Builder::new_current_thread().build().unwrap());
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(async {
+            // The task wakes this future, then yields: its wake is deferred to after the next
+            // driver poll when the future panics, and it must not be lost with the `block_on`.
+            let (tx, rx) = oneshot::channel();
+            let _yielded = kyoto_rt::spawn(async move {
+                let _ = tx.send(());
+                task::yield_now().await;
+            });
+            let _ = rx.await;
+            panic!("boom");
+        })
+    }));
+    assert!(caught.is_err());
+    // Run the next `block_on` on another thread so a lost core fails the test instead of hanging.
+    let (tx, rx) = mpsc::channel();
+    let r = rt.clone();
+    std::thread::spawn(move || {
+        let out = r.block_on(async {
+            kyoto_rt::time::sleep(Duration::from_millis(1)).await;
+            kyoto_rt::spawn(async { 4 }).await.unwrap()
+        });
+        let _ = tx.send(out);
+    });
+    let out = rx.recv_timeout(Duration::from_secs(10));
+    assert_eq!(
+        out,
+        Ok(4),
+        "block_on after a panicking block_on never completed"
+    );
+    assert_eq!(
+        rt.metrics().alive_tasks,
+        0,
+        "the task that yielded before the panic ran to completion"
+    );
+}
+
+#[test]
+fn a_second_thread_blocking_on_a_current_thread_runtime_is_inside_the_runtime_while_it_waits() {
+    let rt = Builder::new_current_thread().build().unwrap();
+    let (driving_tx, driving_rx) = mpsc::channel();
+    let (done_tx, done_rx) = oneshot::channel::<()>();
+    std::thread::scope(|s| {
+        // This thread holds the core (drives) until the second one is done.
+        let driver = s.spawn(|| {
+            rt.block_on(async move {
+                driving_tx.send(()).unwrap();
+                let _ = done_rx.await;
+            })
+        });
+        driving_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the first block_on started");
+        let waiter = s.spawn(|| {
+            let out = rt.block_on(async {
+                let start = kyoto_rt::time::Instant::now();
+                kyoto_rt::time::sleep(Duration::from_millis(1)).await;
+                let v = kyoto_rt::spawn(async { 7 }).await.unwrap();
+                assert!(start.elapsed() >= Duration::from_millis(1));
+                v
+            });
+            drop(done_tx);
+            out
+        });
+        assert_eq!(
+            waiter.join().map_err(|_| "the waiting block_on panicked"),
+            Ok(7)
+        );
+        driver.join().expect("the driving block_on returns");
+    });
+}
+
+#[test]
+fn dropping_a_multi_thread_runtime_from_one_of_its_own_tasks_shuts_it_down_without_hanging() {
+    let rt = Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let handle = rt.handle().clone();
+    let pending_dropped = Arc::new(AtomicBool::new(false));
+    let flag = DropFlag(pending_dropped.clone());
+    rt.spawn(async move {
+        let _flag = flag;
+        pending::<()>().await
+    });
+    let owner = Arc::new(std::sync::Mutex::new(Some(rt)));
+    let (tx, rx) = mpsc::channel();
+    let o = owner.clone();
+    handle.spawn(async move {
+        let rt = o.lock().unwrap().take();
+        drop(rt);
+        let _ = tx.send(());
+    });
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(10)),
+        Ok(()),
+        "the drop returned to the task"
+    );
+    let start = Instant::now();
+    while !pending_dropped.load(SeqCst) && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        pending_dropped.load(SeqCst),
+        "the other tasks were cancelled"
+    );
+}
+
+#[test]
+fn dropping_a_multi_thread_runtime_whose_tasks_keep_yielding_returns() {
+    // The shutdown's wake-up of a worker could be consumed by the driver poll that a yield waits
+    // for; that worker then parked for good once its tasks were cancelled elsewhere.
+    for round in 0..30 {
+        let rt = Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        for _ in 0..4 {
+            rt.spawn(async {
+                loop {
+                    task::yield_now().await
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_micros(round % 5 * 200));
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            drop(rt);
+            let _ = tx.send(());
+        });
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)),
+            Ok(()),
+            "round {round}: the drop never returned"
+        );
+    }
+}
+
+/// A waker that panics when woken.
+struct PanickingWaker;
+
+impl std::task::Wake for PanickingWaker {
+    fn wake(self: Arc<Self>) {
+        panic!("the join handle's waker panicked");
+    }
+}
+
+#[test]
+fn a_join_handle_waker_that_panics_does_not_take_down_the_worker() {
+    for (name, rt) in runtimes() {
+        let (tx, rx) = oneshot::channel::<()>();
+        let mut join = rt.spawn(async move {
+            let _ = rx.await;
+            1
+        });
+        // Polled from outside any task, with a waker of its own.
+        let waker = std::task::Waker::from(Arc::new(PanickingWaker));
+        let polled = Pin::new(&mut join).poll(&mut Context::from_waker(&waker));
+        assert!(polled.is_pending(), "{name}");
+        tx.send(()).unwrap();
+        // The completing task wakes that waker; the runtime must keep running tasks after it.
+        let (done_tx, done_rx) = mpsc::channel();
+        let handle = rt.handle().clone();
+        let first = join.abort_handle();
+        let r = Arc::new(rt);
+        let driver = {
+            let r = r.clone();
+            std::thread::spawn(move || {
+                let out = r.block_on(async {
+                    for _ in 0..100_000 {
+                        if first.is_finished() {
+                            break;
+                        }
+                        task::yield_now().await;
+                    }
+                    assert!(first.is_finished(), "the first task completed");
+                    let mut outs = Vec::new();
+                    for i in 0..3 {
+                        outs.push(handle.spawn(async move { i }).await.unwrap());
+                    }
+                    outs
+                });
+                let _ = done_tx.send(out);
+            })
+        };
+        assert_eq!(
+            done_rx.recv_timeout(Duration::from_secs(10)),
+            Ok(vec![0, 1, 2]),
+            "{name}: tasks still run"
+        );
+        driver.join().unwrap();
+        let (dropped_tx, dropped_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            drop(r);
+            let _ = dropped_tx.send(());
+        });
+        assert_eq!(
+            dropped_rx.recv_timeout(Duration::from_secs(10)),
+            Ok(()),
+            "{name}: the runtime shuts down"
+        );
+    }
+}
+
+#[test]
+fn dropping_a_runtime_from_one_of_its_blocking_tasks_returns() {
+    for (name, rt) in runtimes() {
+        let handle = rt.handle().clone();
+        let owner = Arc::new(std::sync::Mutex::new(Some(rt)));
+        let (tx, rx) = mpsc::channel();
+        let o = owner.clone();
+        let _blocking = handle.spawn_blocking(move || {
+            let rt = o.lock().unwrap().take();
+            drop(rt);
+            let _ = tx.send(());
+        });
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)),
+            Ok(()),
+            "{name}: the drop never returned"
+        );
+    }
+}
+
+#[test]
+fn a_join_error_is_send_and_sync_so_it_converts_into_a_boxed_error_like_tokios() {
+    fn send_sync<T: Send + Sync + 'static>(_: &T) {}
+    let rt = Builder::new_current_thread().build().unwrap();
+    let err = rt
+        .block_on(rt.spawn(async {
+            if true {
+                panic!("boxed");
+            }
+        }))
+        .unwrap_err();
+    send_sync(&err);
+    assert_eq!(err.panic_message(), Some("boxed"));
+    let boxed: Box<dyn std::error::Error + Send + Sync> = err.into();
+    assert!(boxed.to_string().contains("boxed"), "{boxed}");
+    let err = rt
+        .block_on(rt.spawn(async { std::panic::panic_any(7u8) }))
+        .unwrap_err();
+    assert_eq!(err.panic_message(), None);
+    let payload = err.try_into_panic().expect("a panic");
+    assert_eq!(payload.downcast_ref::<u8>(), Some(&7));
+}
+
+#[test]
+fn a_block_on_future_that_keeps_waking_itself_lets_tasks_and_timers_run() {
+    let rt = Builder::new_current_thread().build().unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let d = done.clone();
+    let finished = rt.block_on(async move {
+        // The task needs a turn, then the driver (its timer), then a turn again.
+        kyoto_rt::spawn(async move {
+            kyoto_rt::time::sleep(Duration::from_millis(1)).await;
+            d.store(true, SeqCst);
+        });
+        let start = Instant::now();
+        let mut spins = 0u64;
+        // Spends the coop budget over and over: each time the budget runs out the future is
+        // woken at once and returns Pending.
+        while !done.load(SeqCst) && spins < 50_000_000 && start.elapsed() < Duration::from_secs(10)
+        {
+            task::consume_budget().await;
+            spins += 1;
+        }
+        done.load(SeqCst)
+    });
+    assert!(finished, "the spawned task never completed");
 }

@@ -210,3 +210,94 @@ fn sleeps_are_send_sync_and_unpin() {
     check::<time::Interval>();
     check::<time::Timeout<std::future::Ready<()>>>();
 }
+
+#[test]
+fn a_sleep_that_comes_due_while_its_worker_is_busy_still_completes() {
+    let runtimes = [
+        ("current_thread", current_thread()),
+        (
+            "multi_thread",
+            Builder::new_multi_thread()
+                .worker_threads(1)
+                .build()
+                .expect("build a multi-thread runtime"),
+        ),
+    ];
+    for (name, rt) in runtimes {
+        let rt = std::sync::Arc::new(rt);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let r = rt.clone();
+        std::thread::spawn(move || {
+            let out = r.block_on(async {
+                let sleeper = kyoto_rt::spawn(async {
+                    sleep(Duration::from_millis(1)).await;
+                    1
+                });
+                // Keeps the only thread busy past the sleep's deadline: the timer is then fired
+                // when the thread next parks, and its task must run before the thread blocks.
+                let busy = kyoto_rt::spawn(async {
+                    std::thread::sleep(Duration::from_millis(20));
+                    2
+                });
+                (sleeper.await.unwrap(), busy.await.unwrap())
+            });
+            let _ = tx.send(out);
+        });
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)),
+            Ok((1, 2)),
+            "{name}: the sleeping task was never woken"
+        );
+    }
+}
+
+/// A waker that panics when woken.
+struct PanickingWaker;
+
+impl std::task::Wake for PanickingWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        panic!("the sleep's waker panicked");
+    }
+}
+
+#[test]
+fn a_sleep_polled_with_a_waker_that_panics_does_not_stop_the_runtime() {
+    let rt = Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let mut bad = {
+        let _enter = rt.enter();
+        sleep(Duration::from_millis(1))
+    };
+    let waker = Waker::from(std::sync::Arc::new(PanickingWaker));
+    let polled = Pin::new(&mut bad).poll(&mut Context::from_waker(&waker));
+    assert!(polled.is_pending());
+    // The worker fires that timer; later sleeps and tasks must still complete.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = rt.handle().clone();
+    std::thread::spawn(move || {
+        let out = handle.block_on(handle.spawn(async {
+            sleep(Duration::from_millis(20)).await;
+            7
+        }));
+        let _ = tx.send(out.ok());
+    });
+    let out = rx.recv_timeout(Duration::from_secs(10));
+    if out != Ok(Some(7)) {
+        // Dropping a runtime whose worker died would hang this test instead of failing it.
+        std::mem::forget(rt);
+        panic!("tasks and timers stopped after the panicking waker: {out:?}");
+    }
+    assert!(bad.is_elapsed());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(rt);
+        let _ = tx.send(());
+    });
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(10)),
+        Ok(()),
+        "the runtime shuts down"
+    );
+}

@@ -103,14 +103,20 @@ impl Handle {
             .spawn(future, Id::next(), std::panic::Location::caller())
     }
 
-    /// Runs `f` on the blocking pool.
+    /// Runs `f` on the blocking pool, inside this runtime (`Handle::current`, `spawn`, timers and
+    /// `Instant::now` work in `f`, as in Tokio).
     #[track_caller]
     pub fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
     where
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        self.inner.blocking().spawn_blocking(f)
+        // The pool's threads belong to no runtime: each closure enters its own.
+        let rt = self.inner.clone();
+        self.inner.blocking().spawn_blocking(move || {
+            let _enter = context::set_current(&rt);
+            f()
+        })
     }
 
     /// Enters the runtime's context on this thread until the guard drops.

@@ -25,6 +25,7 @@ pub(crate) enum Kind {
 
 /// A kyoto runtime. Dropping it shuts it down: every task is cancelled (its future dropped), and the
 /// drop waits for running blocking tasks; use [`Runtime::shutdown_timeout`] to bound that wait.
+/// Dropped (or shut down) by one of its own multi-thread workers, it does not wait at all.
 pub struct Runtime {
     kind: Kind,
     handle: Handle,
@@ -93,12 +94,12 @@ impl Runtime {
                  used to drive asynchronous tasks."
             );
         };
+        // Entered for the whole call: a current-thread `block_on` that waits for another thread
+        // to hand over the core polls its future outside the core's context meanwhile.
+        let _enter = self.handle.enter();
         match (&self.kind, &self.handle.inner) {
             (Kind::CurrentThread(s), scheduler::Handle::CurrentThread(h)) => s.block_on(h, future),
-            _ => {
-                let _enter = self.handle.enter();
-                super::handle::park_on(future)
-            }
+            _ => super::handle::park_on(future),
         }
     }
 
@@ -150,7 +151,13 @@ impl Runtime {
             return;
         }
         self.shut_down = true;
-        let timeout = timeout.unwrap_or(Duration::MAX);
+        let timeout = if self.on_own_worker() {
+            // Dropped by one of its own tasks: that worker cannot finish shutting down while it
+            // waits here, so waiting would deadlock it. Shut down in the background instead.
+            Duration::ZERO
+        } else {
+            timeout.unwrap_or(Duration::MAX)
+        };
         let start = std::time::Instant::now();
         match (&mut self.kind, &self.handle.inner) {
             (Kind::CurrentThread(s), scheduler::Handle::CurrentThread(h)) => s.shutdown(h),
@@ -159,6 +166,16 @@ impl Runtime {
         }
         self.blocking_pool
             .shutdown(timeout.saturating_sub(start.elapsed()));
+    }
+
+    /// Whether the calling thread is one of this (multi-thread) runtime's workers.
+    fn on_own_worker(&self) -> bool {
+        let scheduler::Handle::MultiThread(h) = &self.handle.inner else {
+            return false;
+        };
+        context::with_scheduler(
+            |cx| matches!(cx, Some(scheduler::Context::MultiThread(cx)) if cx.is_worker_of(h)),
+        )
     }
 }
 

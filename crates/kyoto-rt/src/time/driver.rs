@@ -82,6 +82,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Wakes a timer's waker. A timer may be polled with any waker (not only a task's); one that
+/// panics must not unwind through the thread driving the timers (a worker would die with its
+/// core, and the runtime's shutdown wait for it forever), nor cost the other timers their wake.
+fn wake(w: Waker) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || w.wake()));
+}
+
 /// `d` in whole milliseconds, rounded up.
 fn ceil_millis(d: Duration) -> u64 {
     let ms = d.as_nanos().div_ceil(NANOS_PER_MILLI);
@@ -147,7 +154,13 @@ impl Driver {
         timeout: Option<Duration>,
     ) {
         let time = &handle.time;
-        time.process();
+        // Timers that came due while the caller was busy wake their tasks here, into the caller's
+        // queue, which it looks at only after this park: it must not block then.
+        let timeout = if time.process() > 0 {
+            Some(Duration::ZERO)
+        } else {
+            timeout
+        };
         if time.clock.is_paused() {
             self.park_paused(handle, timeout);
         } else {
@@ -340,7 +353,7 @@ impl Handle {
                 self.num_timers.store(inner.wheel.len(), Ordering::Relaxed);
             }
             for w in wakers.drain(..) {
-                w.wake();
+                wake(w);
             }
             if done {
                 return total;
@@ -358,7 +371,7 @@ impl Handle {
         // Completed outside the wheel lock: nothing polls these under it, and no new entry can join.
         for shared in drained {
             if let Some(w) = shared.complete(SHUTDOWN) {
-                w.wake();
+                wake(w);
             }
         }
     }

@@ -15,6 +15,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+thread_local! {
+    /// The pool this thread belongs to (null: none), so a shutdown from a pool thread can tell.
+    /// Only compared, never dereferenced; the thread keeps its pool alive while it runs.
+    static POOL: std::cell::Cell<*const Inner> = const { std::cell::Cell::new(std::ptr::null()) };
+}
+
 pub(crate) struct BlockingPool {
     spawner: Spawner,
 }
@@ -94,8 +100,11 @@ impl BlockingPool {
             task.0.shutdown();
             inner.allow_auto_advance();
         }
+        // Called from one of this pool's threads (a blocking task dropped its runtime), the caller
+        // cannot wait for its own thread to exit: it waits for the others.
+        let me = usize::from(POOL.with(|p| std::ptr::eq(p.get(), &**inner)));
         let mut shared = inner.lock();
-        while shared.num_threads > 0 {
+        while shared.num_threads > me {
             shared = match deadline {
                 None => inner.exited.wait(shared).unwrap_or_else(|e| e.into_inner()),
                 Some(deadline) => {
@@ -217,6 +226,7 @@ impl Spawner {
 
     fn run(&self) {
         let inner = &self.inner;
+        POOL.with(|p| p.set(&**inner));
         let mut shared = inner.lock();
         'outer: loop {
             while let Some(task) = shared.queue.pop_front() {
@@ -257,7 +267,8 @@ impl Spawner {
             }
         }
         shared.num_threads -= 1;
-        if shared.num_threads == 0 {
+        // At 1 too: the one left may be a pool thread waiting in `shutdown` for the others.
+        if shared.num_threads <= 1 {
             inner.exited.notify_all();
         }
     }

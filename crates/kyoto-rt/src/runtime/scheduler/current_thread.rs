@@ -134,13 +134,51 @@ impl CurrentThread {
         }
     }
 
+    /// Installs the scheduler context and runs `f` with the core.
+    ///
+    /// If `f` unwinds (the `block_on` future panicked), the core — which sits in the context
+    /// whenever user code runs — goes back to the scheduler, so the runtime stays usable, as in
+    /// Tokio; the yields deferred meanwhile are woken first so those tasks are not lost.
+    fn drive_core<R>(
+        &self,
+        handle: &Arc<Handle>,
+        core: Box<Core>,
+        f: impl FnOnce(&Context, Box<Core>) -> (Box<Core>, R),
+    ) -> (Box<Core>, R) {
+        struct ReturnOnUnwind<'a>(&'a CurrentThread, &'a Context);
+        impl Drop for ReturnOnUnwind<'_> {
+            fn drop(&mut self) {
+                if self.1.core.borrow().is_none() {
+                    return; // `f` returned the core itself
+                }
+                self.1.wake_deferred_in_place();
+                if let Some(core) = self.1.core.borrow_mut().take() {
+                    self.0.return_core(core);
+                }
+            }
+        }
+        let _enter = context::set_current(&super::Handle::CurrentThread(handle.clone()));
+        let cx = super::Context::CurrentThread(Context {
+            handle: handle.clone(),
+            core: RefCell::new(None),
+            defer: RefCell::new(Vec::new()),
+        });
+        context::set_scheduler(&cx, || {
+            let super::Context::CurrentThread(cx) = &cx else {
+                unreachable!("a current-thread scheduler runs a current-thread context")
+            };
+            let _guard = ReturnOnUnwind(self, cx);
+            f(cx, core)
+        })
+    }
+
     /// Runs `future` to completion on this thread, driving the scheduler meanwhile.
     pub(crate) fn block_on<F: Future>(&self, handle: &Arc<Handle>, future: F) -> F::Output {
         let mut future = pin!(future);
         let thread_waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
         loop {
             if let Some(core) = self.take_core() {
-                let (core, out) = drive_core(handle, core, |cx, core| {
+                let (core, out) = self.drive_core(handle, core, |cx, core| {
                     cx.block_on_loop(core, future.as_mut())
                 });
                 self.return_core(core);
@@ -150,11 +188,16 @@ impl CurrentThread {
                     None => panic!("the runtime shut down while `block_on` was waiting"),
                 }
             }
-            // Another thread drives: wait for our future, or for the core to come back.
-            self.waiters
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(std::thread::current());
+            // Another thread drives: wait for our future, or for the core to come back. Listed
+            // once: this loop turns at every wake and every 10 ms, and only `return_core` empties
+            // the list.
+            {
+                let me = std::thread::current();
+                let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+                if !waiters.iter().any(|t| t.id() == me.id()) {
+                    waiters.push(me);
+                }
+            }
             let mut cx = TaskContext::from_waker(&thread_waker);
             if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
                 return v;
@@ -173,7 +216,7 @@ impl CurrentThread {
     /// at its end: they still run only after a driver poll, the one the next call starts with.
     pub(crate) fn drive(&self, handle: &Arc<Handle>, max_tasks: usize) -> Option<DriveOutcome> {
         let core = self.take_core()?;
-        let (core, ()) = drive_core(handle, core, |cx, mut core| {
+        let (core, ()) = self.drive_core(handle, core, |cx, mut core| {
             core = cx.park(core, Some(Duration::ZERO));
             for _ in 0..max_tasks {
                 core.tick = core.tick.wrapping_add(1);
@@ -215,7 +258,7 @@ impl CurrentThread {
             handle.shared.owned.close_and_shutdown_all();
             return;
         };
-        let (core, ()) = drive_core(handle, core, |cx, mut core| {
+        let (core, ()) = self.drive_core(handle, core, |cx, mut core| {
             // With the core in the context, tasks woken by the cancellations land in `core.tasks`.
             *cx.core.borrow_mut() = Some(core);
             handle.shared.owned.close_and_shutdown_all();
@@ -233,26 +276,6 @@ impl CurrentThread {
         });
         self.return_core(core);
     }
-}
-
-/// Installs the scheduler context and runs `f` with the core.
-fn drive_core<R>(
-    handle: &Arc<Handle>,
-    core: Box<Core>,
-    f: impl FnOnce(&Context, Box<Core>) -> (Box<Core>, R),
-) -> (Box<Core>, R) {
-    let _enter = context::set_current(&super::Handle::CurrentThread(handle.clone()));
-    let cx = super::Context::CurrentThread(Context {
-        handle: handle.clone(),
-        core: RefCell::new(None),
-        defer: RefCell::new(Vec::new()),
-    });
-    context::set_scheduler(&cx, || {
-        let super::Context::CurrentThread(cx) = &cx else {
-            unreachable!("a current-thread scheduler runs a current-thread context")
-        };
-        f(cx, core)
-    })
 }
 
 struct ThreadWaker(std::thread::Thread);
@@ -301,10 +324,10 @@ impl Context {
             if handle.shared.owned.is_closed() {
                 return (core, None);
             }
+            // Up to `event_interval` tasks between two polls of the future even when it was woken
+            // meanwhile (as in Tokio): a future that keeps waking itself (a spent coop budget, a
+            // hand-rolled yield) must not starve the tasks and the driver it may be waiting on.
             for _ in 0..handle.shared.config.event_interval {
-                if handle.shared.woken.load(Acquire) {
-                    continue 'outer;
-                }
                 core.tick = core.tick.wrapping_add(1);
                 match core.next_task(handle) {
                     Some(task) => core = self.run_task(core, task),
@@ -500,5 +523,68 @@ impl Schedule for Arc<Handle> {
 
     fn release(&self, id: Id) {
         self.shared.owned.remove(id);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::runtime::blocking::BlockingPool;
+
+    #[test]
+    fn a_thread_waiting_for_the_core_is_listed_once_however_often_its_future_is_woken() {
+        let (driver, driver_handle) = driver::Driver::new(driver::Cfg {
+            nevents: 64,
+            start_paused: false,
+        })
+        .expect("driver");
+        let driver_handle = Arc::new(driver_handle);
+        let pool = BlockingPool::new(
+            "test".into(),
+            1,
+            Duration::from_secs(1),
+            Arc::downgrade(&driver_handle),
+        );
+        let config = Config {
+            event_interval: 61,
+            global_queue_interval: 31,
+            disable_lifo_slot: true,
+        };
+        let (scheduler, handle) =
+            CurrentThread::new(driver, driver_handle, pool.spawner().clone(), config);
+        let (driving_tx, driving_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = crate::sync::oneshot::channel::<()>();
+        std::thread::scope(|s| {
+            let driving = s.spawn(|| {
+                scheduler.block_on(&handle, async move {
+                    driving_tx.send(()).expect("the test waits");
+                    let _ = done_rx.await;
+                })
+            });
+            driving_rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the first block_on holds the core");
+            // A future that wakes itself on each of its first 20 polls: the waiting loop turns 20
+            // times without the core.
+            let mut polls = 0;
+            scheduler.block_on(
+                &handle,
+                std::future::poll_fn(|cx| {
+                    polls += 1;
+                    if polls < 20 {
+                        cx.waker().wake_by_ref();
+                        Poll::Pending
+                    } else {
+                        Poll::Ready(())
+                    }
+                }),
+            );
+            let listed = scheduler.waiters.lock().expect("not poisoned").len();
+            drop(done_tx);
+            driving.join().expect("the driving block_on returns");
+            assert_eq!(listed, 1, "the waiting thread is listed once");
+        });
+        scheduler.shutdown(&handle);
+        pool.shutdown(Duration::from_secs(1));
     }
 }

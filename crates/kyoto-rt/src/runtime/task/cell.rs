@@ -120,8 +120,10 @@ where
         if let Some(out) = discard {
             let _ = catch_unwind(AssertUnwindSafe(move || drop(out)));
         }
+        // The join handle may have been polled with any waker; one that panics must not take the
+        // worker (and the runtime's shutdown) with it.
         if let Some(w) = waker {
-            w.wake();
+            let _ = catch_unwind(AssertUnwindSafe(move || w.wake()));
         }
         self.scheduler.release(self.id);
     }

@@ -5,8 +5,18 @@ use std::fmt;
 
 enum Repr {
     Cancelled,
-    Panic(Box<dyn Any + Send + 'static>),
+    /// The payload, and its message when it is a string (copied out at the panic, so that
+    /// `panic_message` needs no shared access to the payload).
+    Panic(Payload, Option<String>),
 }
+
+/// A panic payload, reachable only by value: `JoinError` is then `Sync` (as Tokio's is, so it
+/// converts into `Box<dyn Error + Send + Sync>` and `anyhow::Error`) without the payload being so.
+struct Payload(Box<dyn Any + Send + 'static>);
+
+// SAFETY: `Payload` gives no access to its content through a shared reference (its only use is
+// `JoinError::try_into_panic`, by value), so sharing a `&Payload` between threads shares nothing.
+unsafe impl Sync for Payload {}
 
 /// A task failed to complete: it was cancelled (aborted, or its runtime shut down) or it panicked.
 pub struct JoinError {
@@ -14,7 +24,6 @@ pub struct JoinError {
     id: Id,
 }
 
-// SAFETY-free: the panic payload is only reachable through `&mut self`/`self`, never shared.
 impl JoinError {
     pub(crate) fn cancelled(id: Id) -> JoinError {
         JoinError {
@@ -24,8 +33,12 @@ impl JoinError {
     }
 
     pub(crate) fn panic(id: Id, payload: Box<dyn Any + Send + 'static>) -> JoinError {
+        let message = payload
+            .downcast_ref::<&'static str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned());
         JoinError {
-            repr: Repr::Panic(payload),
+            repr: Repr::Panic(Payload(payload), message),
             id,
         }
     }
@@ -37,7 +50,7 @@ impl JoinError {
 
     /// The task panicked.
     pub fn is_panic(&self) -> bool {
-        matches!(self.repr, Repr::Panic(_))
+        matches!(self.repr, Repr::Panic(..))
     }
 
     /// The id of the task that failed.
@@ -48,7 +61,7 @@ impl JoinError {
     /// The panic payload, or the error back when the task was cancelled.
     pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
         match self.repr {
-            Repr::Panic(p) => Ok(p),
+            Repr::Panic(p, _) => Ok(p.0),
             Repr::Cancelled => Err(self),
         }
     }
@@ -56,10 +69,7 @@ impl JoinError {
     /// The panic message, when the payload is a string.
     pub fn panic_message(&self) -> Option<&str> {
         match &self.repr {
-            Repr::Panic(p) => p
-                .downcast_ref::<&'static str>()
-                .copied()
-                .or_else(|| p.downcast_ref::<String>().map(String::as_str)),
+            Repr::Panic(_, message) => message.as_deref(),
             Repr::Cancelled => None,
         }
     }
@@ -69,10 +79,10 @@ impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.repr, self.panic_message()) {
             (Repr::Cancelled, _) => write!(f, "task {} was cancelled", self.id),
-            (Repr::Panic(_), Some(msg)) => {
+            (Repr::Panic(..), Some(msg)) => {
                 write!(f, "task {} panicked with message {:?}", self.id, msg)
             }
-            (Repr::Panic(_), None) => write!(f, "task {} panicked", self.id),
+            (Repr::Panic(..), None) => write!(f, "task {} panicked", self.id),
         }
     }
 }
@@ -81,8 +91,8 @@ impl fmt::Debug for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.repr, self.panic_message()) {
             (Repr::Cancelled, _) => write!(f, "JoinError::Cancelled({})", self.id),
-            (Repr::Panic(_), Some(msg)) => write!(f, "JoinError::Panic({}, {:?})", self.id, msg),
-            (Repr::Panic(_), None) => write!(f, "JoinError::Panic({}, ..)", self.id),
+            (Repr::Panic(..), Some(msg)) => write!(f, "JoinError::Panic({}, {:?})", self.id, msg),
+            (Repr::Panic(..), None) => write!(f, "JoinError::Panic({}, ..)", self.id),
         }
     }
 }

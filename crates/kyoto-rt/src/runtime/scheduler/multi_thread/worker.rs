@@ -205,7 +205,11 @@ impl Context {
                 self.park(core)
             } else {
                 // Yielded tasks wait for one driver poll, not for a real park.
-                self.park_internal(core, Some(Duration::ZERO))
+                let mut core = self.park_internal(core, Some(Duration::ZERO));
+                // That poll may have consumed the unpark of `Handle::close`: read the flag it
+                // stands for now, or the next park would sleep through the shutdown.
+                core.maintenance(&self.handle);
+                core
             };
         }
         self.handle.shared.owned.close_and_shutdown_all();
@@ -296,6 +300,11 @@ impl Context {
         for waker in deferred {
             waker.wake();
         }
+    }
+
+    /// Whether this is a worker of the runtime `handle`.
+    pub(crate) fn is_worker_of(&self, handle: &Handle) -> bool {
+        std::ptr::eq(&*self.handle, handle)
     }
 
     pub(crate) fn defer(&self, waker: &Waker) {
