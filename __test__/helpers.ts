@@ -2,6 +2,7 @@
 import test from 'ava';
 import { spawn as spawnChild } from 'node:child_process';
 import { readdirSync, readlinkSync } from 'node:fs';
+import * as http from 'node:http';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import * as util from 'node:util';
@@ -241,4 +242,17 @@ export async function tcpPair(): Promise<{ l: TcpListener; c: TcpStream; s: TcpS
   const c = await TcpStream.connect(l.localAddr());
   const [s] = await accepted;
   return { l, c, s };
+}
+
+/** GETs `/` through `agent` (whose `createConnection` a test replaced) and resolves with the body. */
+export function httpGetBody(agent: http.Agent, host: string, port?: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host, port, agent }, (res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (x: string) => (body += x));
+        res.on('end', () => resolve(body));
+      })
+      .on('error', reject);
+  });
 }

@@ -2,7 +2,7 @@
 // shutting down like a TCP connection.
 import test from 'ava';
 import { DuplexStream, duplex } from '../index';
-import { isSettled, withTimeout } from './helpers';
+import { httpGetBody, isSettled, withTimeout } from './helpers';
 import * as http from 'node:http';
 import type { Duplex } from 'node:stream';
 
@@ -295,16 +295,7 @@ test("a duplex() end's toNodeStream() behaves as a net.Socket for http: ends wit
     made.push(d);
     return d;
   };
-  const get = (): Promise<string> =>
-    new Promise((resolve, reject) => {
-      http
-        .get({ host: 'in-memory', agent }, (res) => {
-          let body = '';
-          res.setEncoding('utf8').on('data', (x: string) => (body += x));
-          res.on('end', () => resolve(body));
-        })
-        .on('error', reject);
-    });
+  const get = (): Promise<string> => httpGetBody(agent, 'in-memory');
   t.is(await withTimeout(get(), 5000, 'the first request'), 'hi');
   t.is(await withTimeout(get(), 5000, 'the second request'), 'hi');
   t.is(made.length, 1, 'the second request reused the idle connection');

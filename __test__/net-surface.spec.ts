@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Duplex } from 'node:stream';
 import { AbortError, LinesCodec, TcpListener, TcpSocket, TcpStream, UdpSocket, UnixListener, UnixStream, copy, framed } from 'kyoto';
-import { UNIX_SOCKETS, isSettled, linuxTest, realDelay, runInLinkNamespace, runNodeChild, tcpPair, unixTest, withTimeout } from './helpers';
+import { UNIX_SOCKETS, httpGetBody, isSettled, linuxTest, realDelay, runInLinkNamespace, runNodeChild, tcpPair, unixTest, withTimeout } from './helpers';
 
 
 /** Reads exactly `n` bytes from `s` (bounded) as a string. */
@@ -936,16 +936,7 @@ test("toNodeStream() has net.Socket's ref() and unref(): a keep-alive http.Agent
     made++;
     return d;
   };
-  const get = (): Promise<string> =>
-    new Promise((resolve, reject) => {
-      http
-        .get({ host: '127.0.0.1', port, agent }, (res) => {
-          let body = '';
-          res.setEncoding('utf8').on('data', (x: string) => (body += x));
-          res.on('end', () => resolve(body));
-        })
-        .on('error', reject);
-    });
+  const get = (): Promise<string> => httpGetBody(agent, '127.0.0.1', port);
   t.is(await withTimeout(get(), 5000, 'the first request'), 'hi');
   t.is(await withTimeout(get(), 5000, 'the request on the reused socket'), 'hi');
   t.is(made, 1, 'the second request reused the idle socket');
@@ -996,16 +987,7 @@ test("toNodeStream() ends with its peer, as a net.Socket does: a keep-alive http
     made.push(d);
     return d;
   };
-  const get = (): Promise<string> =>
-    new Promise((resolve, reject) => {
-      http
-        .get({ host: '127.0.0.1', port, agent }, (res) => {
-          let body = '';
-          res.setEncoding('utf8').on('data', (x: string) => (body += x));
-          res.on('end', () => resolve(body));
-        })
-        .on('error', reject);
-    });
+  const get = (): Promise<string> => httpGetBody(agent, '127.0.0.1', port);
   t.is(await withTimeout(get(), 5000, 'the first request'), 'hi');
   const idleClosed = new Promise((r) => made[0].once('close', r));
   server.closeIdleConnections();
