@@ -18,6 +18,8 @@ import {
   RwLock,
   type SyncHandle,
 } from 'kyoto/sync';
+import { select } from 'kyoto/task';
+import { sleep } from 'kyoto/time';
 
 const FIXTURE = path.join(__dirname, 'fixtures', 'sync-worker.js');
 
@@ -381,6 +383,22 @@ test('shared-mode mpsc channel(1): the freed slot goes to the waiting reserve an
   t.is(await bounded(rx.recv()), 3);
   rx.close();
   await t.throwsAsync(tx.send(4), { code: 'ERR_CHANNEL_CLOSED' });
+});
+
+test('a shared channel\'s recv() that loses a select() to a sleep ending in the same batch leaves its message in the channel', async (t) => {
+  for (const [tx, rx] of [mpsc.channel<number>(4), mpsc.unboundedChannel<number>()] as const) {
+    tx.share(); // native mode, as when an end is posted to a worker
+    for (let i = 0; i < 30; i++) {
+      const raced = select({ m: (signal) => rx.recv({ signal }), t: (signal) => sleep(1, { signal }) });
+      // Let the sleep come due before the send wakes the receive, so both settle in one batch.
+      const until = Date.now() + 3;
+      while (Date.now() < until);
+      void tx.send(i);
+      const r = await bounded(raced);
+      // Whichever branch won, the message is received exactly once.
+      t.is(r.key === 'm' ? r.value : rx.tryRecv(), i);
+    }
+  }
 });
 
 test('shared bounded channel, values sent without a native call: full at capacity, a freed slot goes to the waiting send before a racing trySend', async (t) => {

@@ -469,7 +469,12 @@ function nativeNext<T>(c: Chan<T>, signal: AbortSignal | undefined): Promise<T |
   const k = c.pull(n, c.cap === 0 ? BATCH_MAX : 1);
   if (k > 0) return Promise.resolve(c.bshift());
   if (k < 0) return Promise.resolve(END);
-  return nativeRecvWait(c, n, signal).then(() => nativeNext<T>(c, signal));
+  return nativeRecvWait(c, n, signal).then(() => {
+    // Woken but aborted before pulling (a select() branch that lost in the same batch): the
+    // message stays in the channel, as for a Tokio recv() dropped before it is polled again.
+    if (signal !== undefined && signal.aborted) throw abortReason(signal);
+    return nativeNext<T>(c, signal);
+  });
 }
 
 /** Waits for the native channel to have something for the receiver, counted in `rxPending`. */
@@ -977,7 +982,10 @@ function nativeMany<T>(c: Chan<T>, limit: number, signal: AbortSignal | undefine
   const k = c.pull(n, limit);
   if (k > 0) return Promise.resolve(c.btake(limit));
   if (k < 0) return RESOLVED_EMPTY_ARRAY();
-  return nativeRecvWait(c, n, signal).then(() => nativeMany<T>(c, limit, signal));
+  return nativeRecvWait(c, n, signal).then(() => {
+    if (signal !== undefined && signal.aborted) throw abortReason(signal); // (as in nativeNext)
+    return nativeMany<T>(c, limit, signal);
+  });
 }
 
 /**
