@@ -401,6 +401,29 @@ test('a shared channel\'s recv() that loses a select() to a sleep ending in the 
   }
 });
 
+test('a shared Notify\'s notified() that loses a select() to a sleep ending in the same batch passes its notifyOne() on', async (t) => {
+  const n = new Notify();
+  n.share();
+  for (let i = 0; i < 30; i++) {
+    const raced = select({ n: (signal) => n.notified({ signal }), t: (signal) => sleep(1, { signal }) });
+    const until = Date.now() + 3; // the sleep comes due before the notification wakes the waiter
+    while (Date.now() < until);
+    n.notifyOne();
+    if ((await bounded(raced)).key === 'n') continue;
+    // As a Tokio Notified dropped after notify_one picked it: the permit is stored for the next.
+    await bounded(n.notified(), 5_000, 'the passed-on notification');
+  }
+  // notifyWaiters() stores nothing, also for a waiter that lost its race.
+  const raced = select({ n: (signal) => n.notified({ signal }), t: (signal) => sleep(1, { signal }) });
+  const until = Date.now() + 3;
+  while (Date.now() < until);
+  n.notifyWaiters();
+  await bounded(raced);
+  await delay(10);
+  const later = select({ n: (signal) => n.notified({ signal }).then(() => 'notified'), t: (signal) => sleep(20, { signal }).then(() => 'none') });
+  t.is((await bounded(later)).value, 'none');
+});
+
 test('shared bounded channel, values sent without a native call: full at capacity, a freed slot goes to the waiting send before a racing trySend', async (t) => {
   const [tx, rx] = mpsc.channel<number | { n: number }>(2);
   fromShared<mpsc.Sender<number>>(tx.share()).close();
