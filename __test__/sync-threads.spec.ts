@@ -401,6 +401,24 @@ test('a shared channel\'s recv() that loses a select() to a sleep ending in the 
   }
 });
 
+test('a shared channel\'s send() that loses a select() to a sleep ending in the same batch as its freed slot never sends', async (t) => {
+  const [tx, rx] = mpsc.channel<number>(1);
+  tx.share();
+  for (let i = 0; i < 30; i++) {
+    await bounded(tx.send(-1)); // full
+    const raced = select({ s: (signal) => tx.send(i, { signal }), t: (signal) => sleep(1, { signal }) });
+    const until = Date.now() + 3; // the sleep comes due before the receive frees the slot
+    while (Date.now() < until);
+    t.is(await bounded(rx.recv()), -1);
+    const r = await bounded(raced);
+    await delay(1);
+    // As Tokio's send() in a select!: a branch that lost has sent nothing (and freed its slot).
+    if (r.key === 't') t.is(t.throws(() => rx.tryRecv())!.message, 'channel empty');
+    else t.is(rx.tryRecv(), i);
+  }
+  t.is(tx.capacity(), 1);
+});
+
 test('a shared Notify\'s notified() that loses a select() to a sleep ending in the same batch passes its notifyOne() on', async (t) => {
   const n = new Notify();
   n.share();

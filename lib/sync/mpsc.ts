@@ -771,8 +771,21 @@ function nativeSend<T>(n: NChan, value: T, signal: AbortSignal | undefined): Pro
   const r = n.trySend(p, tag);
   if (r === 0) return RESOLVED;
   if (r === 2) return Promise.reject(new SendError());
-  return nwait<number>(signal, (id) => n.reserveWait(id, 1)).then((key) => n.permitSend(key, p, tag), mapSendError);
+  return nwait<number>(signal, (id) => n.reserveWait(id, 1))
+    .then(same, mapSendError)
+    .then((key) => {
+      // Given its slot but aborted before sending (a select() branch that the same batch settled,
+      // before or after the slot, has aborted it by this second microtask): the slot goes back
+      // and the value is dropped, as Tokio's send() guarantees when another branch completes.
+      if (signal !== undefined && signal.aborted) {
+        n.permitRelease(key, 1);
+        throw abortReason(signal);
+      }
+      n.permitSend(key, p, tag);
+    });
 }
+
+const same = (key: number): number => key;
 
 /**
  * The sending half of an unbounded channel: `send` never waits. Obtained from {@link
