@@ -419,6 +419,19 @@ test('a shared channel\'s send() that loses a select() to a sleep ending in the 
   t.is(tx.capacity(), 1);
 });
 
+test('a shared broadcast recv() woken just before a sleep that wins its select() leaves the value to the next recv()', async (t) => {
+  const [tx, rx] = broadcast.channel<number>(16);
+  tx.share();
+  for (let i = 0; i < 30; i++) {
+    const raced = select({ m: (signal) => rx.recv({ signal }), t: (signal) => sleep(1, { signal }) });
+    tx.send(i); // the wake-up is queued first, then the sleep comes due: one batch, in that order
+    const until = Date.now() + 3;
+    while (Date.now() < until);
+    const r = await bounded(raced);
+    t.is(r.key === 'm' ? r.value : rx.tryRecv(), i);
+  }
+});
+
 test('a shared Notify\'s notified() that loses a select() to a sleep ending in the same batch passes its notifyOne() on', async (t) => {
   const n = new Notify();
   n.share();
