@@ -390,10 +390,13 @@ test('a shared channel\'s recv() that loses a select() to a sleep ending in the 
     tx.share(); // native mode, as when an end is posted to a worker
     for (let i = 0; i < 30; i++) {
       const raced = select({ m: (signal) => rx.recv({ signal }), t: (signal) => sleep(1, { signal }) });
-      // Let the sleep come due before the send wakes the receive, so both settle in one batch.
+      // The send wakes the receive before or after the sleep comes due: both settle in one batch,
+      // in that order.
+      const wakeFirst = i % 2 === 1;
+      if (wakeFirst) void tx.send(i);
       const until = Date.now() + 3;
       while (Date.now() < until);
-      void tx.send(i);
+      if (!wakeFirst) void tx.send(i);
       const r = await bounded(raced);
       // Whichever branch won, the message is received exactly once.
       t.is(r.key === 'm' ? r.value : rx.tryRecv(), i);
@@ -437,9 +440,12 @@ test('a shared Notify\'s notified() that loses a select() to a sleep ending in t
   n.share();
   for (let i = 0; i < 30; i++) {
     const raced = select({ n: (signal) => n.notified({ signal }), t: (signal) => sleep(1, { signal }) });
-    const until = Date.now() + 3; // the sleep comes due before the notification wakes the waiter
+    // The notification wakes the waiter before or after the sleep comes due (one batch).
+    const wakeFirst = i % 2 === 1;
+    if (wakeFirst) n.notifyOne();
+    const until = Date.now() + 3;
     while (Date.now() < until);
-    n.notifyOne();
+    if (!wakeFirst) n.notifyOne();
     if ((await bounded(raced)).key === 'n') continue;
     // As a Tokio Notified dropped after notify_one picked it: the permit is stored for the next.
     await bounded(n.notified(), 5_000, 'the passed-on notification');
