@@ -18,6 +18,8 @@ import {
   RwLock,
   type SyncHandle,
 } from 'kyoto/sync';
+import { select } from 'kyoto/task';
+import { sleep } from 'kyoto/time';
 
 const FIXTURE = path.join(__dirname, 'fixtures', 'sync-worker.js');
 
@@ -381,6 +383,82 @@ test('shared-mode mpsc channel(1): the freed slot goes to the waiting reserve an
   t.is(await bounded(rx.recv()), 3);
   rx.close();
   await t.throwsAsync(tx.send(4), { code: 'ERR_CHANNEL_CLOSED' });
+});
+
+test('a shared channel\'s recv() that loses a select() to a sleep ending in the same batch leaves its message in the channel', async (t) => {
+  for (const [tx, rx] of [mpsc.channel<number>(4), mpsc.unboundedChannel<number>()] as const) {
+    tx.share(); // native mode, as when an end is posted to a worker
+    for (let i = 0; i < 30; i++) {
+      const raced = select({ m: (signal) => rx.recv({ signal }), t: (signal) => sleep(1, { signal }) });
+      // The send wakes the receive before or after the sleep comes due: both settle in one batch,
+      // in that order.
+      const wakeFirst = i % 2 === 1;
+      if (wakeFirst) void tx.send(i);
+      const until = Date.now() + 3;
+      while (Date.now() < until);
+      if (!wakeFirst) void tx.send(i);
+      const r = await bounded(raced);
+      // Whichever branch won, the message is received exactly once.
+      t.is(r.key === 'm' ? r.value : rx.tryRecv(), i);
+    }
+  }
+});
+
+test('a shared channel\'s send() that loses a select() to a sleep ending in the same batch as its freed slot never sends', async (t) => {
+  const [tx, rx] = mpsc.channel<number>(1);
+  tx.share();
+  for (let i = 0; i < 30; i++) {
+    await bounded(tx.send(-1)); // full
+    const raced = select({ s: (signal) => tx.send(i, { signal }), t: (signal) => sleep(1, { signal }) });
+    const until = Date.now() + 3; // the sleep comes due before the receive frees the slot
+    while (Date.now() < until);
+    t.is(await bounded(rx.recv()), -1);
+    const r = await bounded(raced);
+    await delay(1);
+    // As Tokio's send() in a select!: a branch that lost has sent nothing (and freed its slot).
+    if (r.key === 't') t.is(t.throws(() => rx.tryRecv())!.message, 'channel empty');
+    else t.is(rx.tryRecv(), i);
+  }
+  t.is(tx.capacity(), 1);
+});
+
+test('a shared broadcast recv() woken just before a sleep that wins its select() leaves the value to the next recv()', async (t) => {
+  const [tx, rx] = broadcast.channel<number>(16);
+  tx.share();
+  for (let i = 0; i < 30; i++) {
+    const raced = select({ m: (signal) => rx.recv({ signal }), t: (signal) => sleep(1, { signal }) });
+    tx.send(i); // the wake-up is queued first, then the sleep comes due: one batch, in that order
+    const until = Date.now() + 3;
+    while (Date.now() < until);
+    const r = await bounded(raced);
+    t.is(r.key === 'm' ? r.value : rx.tryRecv(), i);
+  }
+});
+
+test('a shared Notify\'s notified() that loses a select() to a sleep ending in the same batch passes its notifyOne() on', async (t) => {
+  const n = new Notify();
+  n.share();
+  for (let i = 0; i < 30; i++) {
+    const raced = select({ n: (signal) => n.notified({ signal }), t: (signal) => sleep(1, { signal }) });
+    // The notification wakes the waiter before or after the sleep comes due (one batch).
+    const wakeFirst = i % 2 === 1;
+    if (wakeFirst) n.notifyOne();
+    const until = Date.now() + 3;
+    while (Date.now() < until);
+    if (!wakeFirst) n.notifyOne();
+    if ((await bounded(raced)).key === 'n') continue;
+    // As a Tokio Notified dropped after notify_one picked it: the permit is stored for the next.
+    await bounded(n.notified(), 5_000, 'the passed-on notification');
+  }
+  // notifyWaiters() stores nothing, also for a waiter that lost its race.
+  const raced = select({ n: (signal) => n.notified({ signal }), t: (signal) => sleep(1, { signal }) });
+  const until = Date.now() + 3;
+  while (Date.now() < until);
+  n.notifyWaiters();
+  await bounded(raced);
+  await delay(10);
+  const later = select({ n: (signal) => n.notified({ signal }).then(() => 'notified'), t: (signal) => sleep(20, { signal }).then(() => 'none') });
+  t.is((await bounded(later)).value, 'none');
 });
 
 test('shared bounded channel, values sent without a native call: full at capacity, a freed slot goes to the waiting send before a racing trySend', async (t) => {

@@ -294,6 +294,8 @@ export class BroadcastSender<T> {
   }
 }
 
+const noop = (): void => {};
+
 /**
  * A receiving half of a broadcast channel. Obtained from {@link channel} and `subscribe()`; not
  * constructed directly (`new` throws `ERR_ILLEGAL_CONSTRUCTOR`).
@@ -387,7 +389,10 @@ export class BroadcastReceiver<T> implements AsyncIterable<T> {
     const n = s.n;
     if (n !== undefined) {
       const id = this.#id;
-      return nwait<void>(signal, (op) => n.bcRecvWait(op, id));
+      // Settles one microtask after the wake-up, so recv() checks its signal where a shared mpsc
+      // recv() does: a select() branch that the same batch settled after this wake-up has aborted
+      // it by then (at the first, it had only if that branch came first).
+      return nwait<void>(signal, (op) => n.bcRecvWait(op, id)).then(noop);
     }
     return new Promise<void>((resolve, reject) => {
       const w = new RxWaiter<T>(this, resolve, reject);

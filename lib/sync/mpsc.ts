@@ -469,7 +469,12 @@ function nativeNext<T>(c: Chan<T>, signal: AbortSignal | undefined): Promise<T |
   const k = c.pull(n, c.cap === 0 ? BATCH_MAX : 1);
   if (k > 0) return Promise.resolve(c.bshift());
   if (k < 0) return Promise.resolve(END);
-  return nativeRecvWait(c, n, signal).then(() => nativeNext<T>(c, signal));
+  return nativeRecvWait(c, n, signal).then(() => {
+    // Woken but aborted before pulling (a select() branch that lost in the same batch): the
+    // message stays in the channel, as for a Tokio recv() dropped before it is polled again.
+    if (signal !== undefined && signal.aborted) throw abortReason(signal);
+    return nativeNext<T>(c, signal);
+  });
 }
 
 /** Waits for the native channel to have something for the receiver, counted in `rxPending`. */
@@ -766,8 +771,21 @@ function nativeSend<T>(n: NChan, value: T, signal: AbortSignal | undefined): Pro
   const r = n.trySend(p, tag);
   if (r === 0) return RESOLVED;
   if (r === 2) return Promise.reject(new SendError());
-  return nwait<number>(signal, (id) => n.reserveWait(id, 1)).then((key) => n.permitSend(key, p, tag), mapSendError);
+  return nwait<number>(signal, (id) => n.reserveWait(id, 1))
+    .then(same, mapSendError)
+    .then((key) => {
+      // Given its slot but aborted before sending (a select() branch that the same batch settled,
+      // before or after the slot, has aborted it by this second microtask): the slot goes back
+      // and the value is dropped, as Tokio's send() guarantees when another branch completes.
+      if (signal !== undefined && signal.aborted) {
+        n.permitRelease(key, 1);
+        throw abortReason(signal);
+      }
+      n.permitSend(key, p, tag);
+    });
 }
+
+const same = (key: number): number => key;
 
 /**
  * The sending half of an unbounded channel: `send` never waits. Obtained from {@link
@@ -977,7 +995,10 @@ function nativeMany<T>(c: Chan<T>, limit: number, signal: AbortSignal | undefine
   const k = c.pull(n, limit);
   if (k > 0) return Promise.resolve(c.btake(limit));
   if (k < 0) return RESOLVED_EMPTY_ARRAY();
-  return nativeRecvWait(c, n, signal).then(() => nativeMany<T>(c, limit, signal));
+  return nativeRecvWait(c, n, signal).then(() => {
+    if (signal !== undefined && signal.aborted) throw abortReason(signal); // (as in nativeNext)
+    return nativeMany<T>(c, limit, signal);
+  });
 }
 
 /**

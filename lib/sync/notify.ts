@@ -46,7 +46,7 @@ export class Notify {
     const n = this.#n;
     if (n !== undefined) {
       if (n.tryTake()) return RESOLVED;
-      return nwait<void>(signal, (id) => n.wait(id));
+      return nativeNotified(n, signal);
     }
     if (this.#permit) {
       this.#permit = false;
@@ -100,7 +100,7 @@ export class Notify {
       for (const w of this.#waiters.drain()) {
         const signal = w.signal;
         w.disarm();
-        nwait<void>(signal, (id) => n.wait(id)).then(w.resolve, w.reject);
+        nativeNotified(n, signal).then(w.resolve, w.reject);
       }
     }
     return (this.#handle = makeHandle('Notify', this.#n.share()));
@@ -113,6 +113,25 @@ export class Notify {
       return x;
     };
   }
+}
+
+/** How a shared wait was woken (the native op's value). */
+const BY_ONE = 1;
+
+const same = (how: number): number => how;
+
+/** A shared `notified()` wait. */
+function nativeNotified(n: NNotify, signal: AbortSignal | undefined): Promise<void> {
+  // Checked one microtask after the wake-up (where a shared recv() pulls its message): a select()
+  // branch that the same batch settled, before or after this one, has aborted the wait by then.
+  return nwait<number>(signal, (id) => n.wait(id)).then(same).then((how) => {
+    // Woken but aborted before running (that branch won): a notifyOne() passes on, as from a
+    // Tokio Notified dropped after it was picked.
+    if (signal !== undefined && signal.aborted) {
+      if (how === BY_ONE) n.notifyOne();
+      throw abortReason(signal);
+    }
+  });
 }
 
 /** What {@link Barrier.wait} resolves with. */

@@ -44,7 +44,9 @@ impl Notify {
         std::mem::take(&mut self.lock().permit)
     }
 
-    /// Registers a waiter; `how` records how it was woken (for cancellation).
+    /// Registers a waiter; `how` records how it was woken (for cancellation). The op completes
+    /// with that too (`BY_ONE`, `BY_ALL`): a waiter aborted after its completion reached JS passes
+    /// a `notify_one` on from there.
     pub fn wait(&self, wait: u64, how: Arc<AtomicU8>, op: Op) {
         let now = {
             let mut st = self.lock();
@@ -57,7 +59,7 @@ impl Notify {
             }
         };
         if let Some(op) = now {
-            op.complete(Value::Undefined);
+            op.complete(Value::Number(BY_ONE as f64));
         }
     }
 
@@ -76,7 +78,7 @@ impl Notify {
         };
         if let Some(w) = w {
             w.how.store(BY_ONE, Ordering::Release);
-            w.op.complete(Value::Undefined);
+            w.op.complete(Value::Number(BY_ONE as f64));
         }
     }
 
@@ -92,7 +94,7 @@ impl Notify {
         let ws: Vec<NWaiter> = self.lock().waiters.drain(..).collect();
         for w in ws {
             w.how.store(BY_ALL, Ordering::Release);
-            w.op.complete(Value::Undefined);
+            w.op.complete(Value::Number(BY_ALL as f64));
         }
     }
 
