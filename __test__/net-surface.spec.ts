@@ -19,6 +19,25 @@ async function readString(s: { readExact(buf: Uint8Array): Promise<number> }, n:
 }
 
 /**
+ * Runs `fn` while `dns.promises.lookup` answers `host` with `answer()` (every address when asked
+ * for all, else the first); other names resolve as usual.
+ */
+async function withFakeLookup<T>(host: string, answer: () => Array<{ address: string; family: number }>, fn: () => Promise<T>): Promise<T> {
+  const dns = (await import('node:dns')).promises as { lookup: (...a: unknown[]) => Promise<unknown> };
+  const real = dns.lookup;
+  dns.lookup = async (name: unknown, options: unknown) => {
+    if (name !== host) return real(name, options);
+    const addrs = answer();
+    return (options as { all?: boolean } | undefined)?.all === true ? addrs : addrs[0];
+  };
+  try {
+    return await fn();
+  } finally {
+    dns.lookup = real;
+  }
+}
+
+/**
  * Connects with `connect`, takes the connection from `accepted` (an `accept()` begun before),
  * checks that `text` crosses it from client to server, and closes both ends.
  */
@@ -1071,53 +1090,42 @@ test('close() with a linger time and unsent data returns without stopping the th
 });
 
 test.serial('TcpStream.connect tries every address a host name has, in order, and rejects with the last one\'s error when none accepts', async (t) => {
-  const dns = (await import('node:dns')).promises as { lookup: (...a: unknown[]) => Promise<unknown> };
-  const real = dns.lookup;
   // The name has ::1 first, where nothing listens (or IPv6 is off), then 127.0.0.1, as a dual-stack
   // name does when only one family serves (Tokio's connect tries each in turn).
   const addrs = [
     { address: '::1', family: 6 },
     { address: '127.0.0.1', family: 4 },
   ];
-  dns.lookup = async (host: unknown, options: unknown) => {
-    if (host !== 'two.kyoto-test.invalid') return real(host, options);
-    return (options as { all?: boolean } | undefined)?.all === true ? addrs : addrs[0];
-  };
   const l = await TcpListener.bind('127.0.0.1:0');
   const gone = await TcpListener.bind('127.0.0.1:0');
   const closedPort = gone.localAddr().port;
   gone.close();
   try {
-    const c = await withTimeout(TcpStream.connect({ host: 'two.kyoto-test.invalid', port: l.localAddr().port }), 5000, 'connect');
-    t.is(c.peerAddr().address, '127.0.0.1');
-    const [s] = await withTimeout(l.accept(), 5000, 'accept');
-    await c.write('ping');
-    t.is(await readString(s, 4, 'server read'), 'ping');
-    c.close();
-    s.close();
-    const e = await t.throwsAsync(withTimeout(TcpStream.connect(`two.kyoto-test.invalid:${closedPort}`), 5000, 'refused connect'), {
-      code: 'ECONNREFUSED',
+    await withFakeLookup('two.kyoto-test.invalid', () => addrs, async () => {
+      const c = await withTimeout(TcpStream.connect({ host: 'two.kyoto-test.invalid', port: l.localAddr().port }), 5000, 'connect');
+      t.is(c.peerAddr().address, '127.0.0.1');
+      const [s] = await withTimeout(l.accept(), 5000, 'accept');
+      await c.write('ping');
+      t.is(await readString(s, 4, 'server read'), 'ping');
+      c.close();
+      s.close();
+      const e = await t.throwsAsync(withTimeout(TcpStream.connect(`two.kyoto-test.invalid:${closedPort}`), 5000, 'refused connect'), {
+        code: 'ECONNREFUSED',
+      });
+      t.like(e, { syscall: 'connect', address: '127.0.0.1', port: closedPort });
     });
-    t.like(e, { syscall: 'connect', address: '127.0.0.1', port: closedPort });
   } finally {
-    dns.lookup = real;
     l.close();
   }
 });
 
 test.serial('TcpListener.bind binds the first address of a host name that can be bound, and rejects with the last one\'s error when none can', async (t) => {
-  const dns = (await import('node:dns')).promises as { lookup: (...a: unknown[]) => Promise<unknown> };
-  const real = dns.lookup;
   // 192.0.2.1 (TEST-NET-1) is no address of this host: binding it fails with EADDRNOTAVAIL at once.
   let addrs = [
     { address: '192.0.2.1', family: 4 },
     { address: '127.0.0.1', family: 4 },
   ];
-  dns.lookup = async (host: unknown, options: unknown) => {
-    if (host !== 'bind.kyoto-test.invalid') return real(host, options);
-    return (options as { all?: boolean } | undefined)?.all === true ? addrs : addrs[0];
-  };
-  try {
+  await withFakeLookup('bind.kyoto-test.invalid', () => addrs, async () => {
     const l = await TcpListener.bind('bind.kyoto-test.invalid:0');
     t.is(l.localAddr().address, '127.0.0.1');
     l.close();
@@ -1126,38 +1134,34 @@ test.serial('TcpListener.bind binds the first address of a host name that can be
     const e = await t.throwsAsync(TcpListener.bind({ host: 'bind.kyoto-test.invalid', port: used.localAddr().port }), { code: 'EADDRNOTAVAIL' });
     t.like(e, { syscall: 'listen', address: '192.0.2.1' });
     used.close();
-  } finally {
-    dns.lookup = real;
-  }
+  });
 });
 
 test.serial('a host name is looked up for every connect, so a changed address is followed', async (t) => {
-  const dns = (await import('node:dns')).promises as { lookup: (...a: unknown[]) => Promise<unknown> };
-  const real = dns.lookup;
   // The name first points at a listener on 127.0.0.1, then at one on 127.0.0.2 (Linux routes all
   // of 127/8 to loopback; elsewhere the second half is skipped).
   const first = await TcpListener.bind('127.0.0.1:0');
   const second = await TcpListener.bind('127.0.0.2:0').catch(() => undefined);
   let target = '127.0.0.1';
   let lookups = 0;
-  dns.lookup = async (_host: unknown, options: unknown) => {
+  const answer = (): Array<{ address: string; family: number }> => {
     lookups++;
-    const a = { address: target, family: 4 };
-    return (options as { all?: boolean } | undefined)?.all === true ? [a] : a;
+    return [{ address: target, family: 4 }];
   };
   try {
-    const c1 = await TcpStream.connect({ host: 'service.kyoto-test.invalid', port: first.localAddr().port });
-    t.is(c1.peerAddr().address, '127.0.0.1');
-    c1.close();
-    if (second !== undefined) {
-      target = '127.0.0.2';
-      const c2 = await TcpStream.connect({ host: 'service.kyoto-test.invalid', port: second.localAddr().port });
-      t.is(c2.peerAddr().address, '127.0.0.2');
-      c2.close();
-    }
-    t.is(lookups, second === undefined ? 1 : 2, 'one lookup per connect');
+    await withFakeLookup('service.kyoto-test.invalid', answer, async () => {
+      const c1 = await TcpStream.connect({ host: 'service.kyoto-test.invalid', port: first.localAddr().port });
+      t.is(c1.peerAddr().address, '127.0.0.1');
+      c1.close();
+      if (second !== undefined) {
+        target = '127.0.0.2';
+        const c2 = await TcpStream.connect({ host: 'service.kyoto-test.invalid', port: second.localAddr().port });
+        t.is(c2.peerAddr().address, '127.0.0.2');
+        c2.close();
+      }
+      t.is(lookups, second === undefined ? 1 : 2, 'one lookup per connect');
+    });
   } finally {
-    dns.lookup = real;
     first.close();
     second?.close();
   }
