@@ -249,7 +249,7 @@ pub fn current() -> napi::Result<Rc<EnvState>> {
     })
 }
 
-fn check(status: sys::napi_status, what: &str) -> napi::Result<()> {
+pub(crate) fn check(status: sys::napi_status, what: &str) -> napi::Result<()> {
     if status == sys::Status::napi_ok {
         Ok(())
     } else {

@@ -21,6 +21,8 @@ use napi::bindgen_prelude::*;
 use napi::sys;
 use napi_derive::napi;
 
+use crate::bridge::check;
+
 thread_local! {
     /// The registered exports of this thread's env, by module name.
     static MODULES: RefCell<HashMap<String, RefPtr>> = RefCell::new(HashMap::new());
@@ -35,17 +37,6 @@ struct RefPtr(sys::napi_ref);
 extern "C" fn forget_modules(_: *mut c_void) {
     MODULES.with(|m| m.borrow_mut().clear());
     HOOKED.with(|h| h.set(false));
-}
-
-fn check(status: sys::napi_status, what: &str) -> Result<()> {
-    if status == sys::Status::napi_ok {
-        Ok(())
-    } else {
-        Err(Error::new(
-            Status::GenericFailure,
-            format!("kyoto: {what} failed (napi status {status})"),
-        ))
-    }
 }
 
 /// The exports registered as `name` in this env; registers `exports` first if there are none. A
@@ -70,29 +61,23 @@ pub fn env_module<'env>(
         let mut value = ptr::null_mut();
         // SAFETY: `r` is a strong reference of this env (entries are forgotten before the env's
         // references are deleted, see the module docs); `value` is a valid out-pointer.
-        check(
-            unsafe { sys::napi_get_reference_value(raw_env, r.0, &mut value) },
-            "napi_get_reference_value",
-        )?;
+        let status = unsafe { sys::napi_get_reference_value(raw_env, r.0, &mut value) };
+        check(status, "napi_get_reference_value")?;
         // SAFETY: `value` is a live value of this env in the current callback scope.
         return unsafe { Unknown::from_napi_value(raw_env, value) };
     }
     if !HOOKED.with(|h| h.get()) {
         // SAFETY: `forget_modules` takes no data and is a valid `extern "C"` function.
-        check(
-            unsafe {
-                sys::napi_add_env_cleanup_hook(raw_env, Some(forget_modules), ptr::null_mut())
-            },
-            "napi_add_env_cleanup_hook",
-        )?;
+        let status = unsafe {
+            sys::napi_add_env_cleanup_hook(raw_env, Some(forget_modules), ptr::null_mut())
+        };
+        check(status, "napi_add_env_cleanup_hook")?;
         HOOKED.with(|h| h.set(true));
     }
     let mut r = ptr::null_mut();
     // SAFETY: live env; `exports` is a value of the current callback scope; `r` is an out-pointer.
-    check(
-        unsafe { sys::napi_create_reference(raw_env, exports.raw(), 1, &mut r) },
-        "napi_create_reference",
-    )?;
+    let status = unsafe { sys::napi_create_reference(raw_env, exports.raw(), 1, &mut r) };
+    check(status, "napi_create_reference")?;
     MODULES.with(|m| m.borrow_mut().insert(name, RefPtr(r)));
     Ok(exports)
 }
