@@ -30,7 +30,7 @@ import * as buffer from 'node:buffer';
 import { codedError, invalidArgType, optionsBag, outOfRange, validateSignal, abortReason } from '../errors';
 import { K_EOF, K_ERROR, K_FRAMES, K_FRAME_ERR, arenaChunk, encodeFrame, rarena, systemError } from '../net/core';
 import { WriteHalf, ReadHalf, type SignalOption, type TcpStream } from '../net';
-import type { FrameSink } from '../net/common';
+import { toBytes, type FrameSink } from '../net/common';
 import { kyotoStream } from '../net/stream-of';
 import { native } from '../native';
 import type { Reader, Writer } from '../io';
@@ -593,15 +593,8 @@ class NoSource<T> extends FrameSource<T> {
 
 function frameBytes(frame: unknown): Uint8Array | string {
   if (typeof frame === 'string' || frame instanceof Uint8Array) return frame;
-  if (ArrayBuffer.isView(frame)) {
-    // A view of memory transferred away reads as empty, as a detached Uint8Array does (kyoto/net's
-    // writes do the same); a new view of it would throw an uncoded TypeError.
-    try {
-      return new Uint8Array(frame.buffer, frame.byteOffset, frame.byteLength);
-    } catch {
-      return new Uint8Array(0);
-    }
-  }
+  // (A view of memory transferred away reads as empty, as kyoto/net's writes take it.)
+  if (ArrayBuffer.isView(frame)) return toBytes(frame, 'frame');
   throw invalidArgType('frame', 'a string, Buffer, TypedArray or DataView', frame);
 }
 
