@@ -456,6 +456,30 @@ test('closing a read half ends its waiting reads with ERR_SOCKET_CLOSED, and the
   t.is(child.out.trim(), 'ERR_SOCKET_CLOSED', 'the closed half neither kept its read waiting nor held the process');
 });
 
+test("closing a read half ends only that half's reads; a read made on the stream itself, or through another half, gets the data", async (t) => {
+  const { l, c, s } = await tcpPair();
+  const [r1] = c.split();
+  const [r2] = c.split();
+  const ac = new AbortController();
+  const own = r1.read(Buffer.alloc(4));
+  const buf = Buffer.alloc(4);
+  const viaStream = c.read(buf);
+  const viaOther = r2.readChunk();
+  // A read of the half with the caller's signal: that signal still aborts it, and the close too.
+  const aborted = r2.read(Buffer.alloc(4), { signal: ac.signal });
+  ac.abort();
+  await t.throwsAsync(aborted, { name: 'AbortError' });
+  r1.close();
+  await t.throwsAsync(withTimeout(own, 5000, 'the half read'), { code: 'ERR_SOCKET_CLOSED' });
+  t.false(await isSettled(viaStream), "the stream's own read still waits");
+  await s.write('abcdefgh');
+  t.is(await withTimeout(viaStream, 5000, "the stream's read"), 4);
+  t.is(buf.toString(), 'abcd');
+  const chunk = await withTimeout(viaOther, 5000, "the other half's read");
+  t.is(chunk?.toString(), 'efgh', 'the other half reads what follows, nothing lost or repeated');
+  for (const x of [c, s, l]) x.close();
+});
+
 test("copy() and framed() from a closed read half reject with ERR_SOCKET_CLOSED and leave the stream's data unread", async (t) => {
   const { l, c, s } = await tcpPair();
   const to = await tcpPair(); // a kyoto writer: the copy would run natively

@@ -11,6 +11,23 @@ import { ownController } from '../sync/internal';
 import { closedError } from './common';
 import type { SignalOption } from './types';
 
+/**
+ * @internal The key of a read's `options` naming the read half that made it. A stream that knows it
+ * ({@link SplitStream._dropReads}) tags the read's waiter with the half, so closing the half ends its
+ * reads without an AbortSignal listener per read (the hot path of a split stream's read loop).
+ */
+export const kReadOwner = Symbol.for('kyoto.readOwner'); // one symbol for every copy of this file (see firstCopy())
+
+/** @internal What a read's owner answers: whether its half was closed (its reads then reject). */
+export interface ReadOwner {
+  readonly _closed: boolean;
+}
+
+/** @internal Read options that may name their read half. */
+export interface OwnedReadOptions extends SignalOption {
+  [kReadOwner]?: ReadOwner;
+}
+
 /** `readExact` over a stream's `read`: fills `buf`, or rejects with `ERR_UNEXPECTED_EOF`. */
 export async function readExactFrom(
   s: { read(buf: Uint8Array, options?: SignalOption): Promise<number> },
@@ -66,6 +83,11 @@ export interface SplitStream extends AsyncIterable<Buffer> {
   _writesWaiting?(): boolean;
   /** Whether `close()` was called. */
   readonly closed: boolean;
+  /**
+   * @internal Rejects with `err` the waiting reads whose options named `owner` ({@link kReadOwner}).
+   * A stream that has it also refuses a read whose owner is closed (`ERR_SOCKET_CLOSED`).
+   */
+  _dropReads?(owner: ReadOwner, err: Error): void;
 }
 
 /** How many of a stream's two halves are still open. @internal */
@@ -110,10 +132,19 @@ export class StreamReadHalf<S extends SplitStream> implements AsyncIterable<Buff
   _closeSignal(): AbortSignal {
     return (this.#ac ??= ownController()).signal;
   }
-  /** `options` with a signal that this half's `close()` aborts too. */
+  /** The options of a read made with none, naming this half (made once). */
+  #owned: OwnedReadOptions | undefined;
+  /**
+   * `options` that let this half's `close()` end the read: naming this half where the stream takes
+   * an owner, else with a signal that `close()` aborts too.
+   */
   #opts(options: SignalOption | undefined): SignalOption | undefined {
-    const own = (this.#ac ??= ownController()).signal;
     const user = options?.signal;
+    if (this._s._dropReads !== undefined) {
+      if (user === undefined) return (this.#owned ??= { [kReadOwner]: this });
+      return { signal: user, [kReadOwner]: this } as OwnedReadOptions;
+    }
+    const own = (this.#ac ??= ownController()).signal;
     if (user === undefined) return { signal: own };
     // Not an AbortSignal: the stream's to refuse (ERR_INVALID_ARG_TYPE).
     if (!(user instanceof AbortSignal)) return options;
@@ -146,6 +177,7 @@ export class StreamReadHalf<S extends SplitStream> implements AsyncIterable<Buff
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this._s._dropReads?.(this, closedError());
     this.#ac?.abort(closedError());
     releaseHalf(this._s, this._state);
   }
@@ -163,10 +195,12 @@ export class StreamReadHalf<S extends SplitStream> implements AsyncIterable<Buff
       next: async (): Promise<IteratorResult<Buffer, undefined>> => {
         if (done) return { value: undefined, done: true };
         if (this.#closed) throw closedError();
-        signal ??= AbortSignal.any([stop.signal, (this.#ac ??= ownController()).signal]);
+        // Where the stream takes an owner, the half's close() ends the read through it.
+        const owned = this._s._dropReads !== undefined;
+        signal ??= owned ? stop.signal : AbortSignal.any([stop.signal, (this.#ac ??= ownController()).signal]);
         let value: Buffer | undefined;
         try {
-          value = await this._s.readChunk({ signal });
+          value = await this._s.readChunk(owned ? ({ signal, [kReadOwner]: this } as OwnedReadOptions) : { signal });
         } catch (e) {
           if (stop.signal.aborted) return { value: undefined, done: true };
           throw e;

@@ -42,7 +42,7 @@ import {
 } from './core';
 import { kStream } from './stream-of';
 import { Turns } from '../io/turns';
-import { readExactFrom, readToEndFrom, StreamReadHalf, StreamWriteHalf } from './halves';
+import { kReadOwner, readExactFrom, readToEndFrom, StreamReadHalf, StreamWriteHalf, type OwnedReadOptions, type ReadOwner } from './halves';
 import {
   socketRuntime,
   openSocket,
@@ -79,6 +79,8 @@ interface ReadWaiter {
    * the chunk itself), or false.
    */
   iter: object | false;
+  /** The read half that made this read (see `kReadOwner`), or undefined. */
+  owner: ReadOwner | undefined;
   resolve: (v: number | Buffer | undefined | IteratorResult<Buffer, undefined>) => void;
   reject: (e: unknown) => void;
 }
@@ -618,17 +620,18 @@ export class TcpStream implements AsyncIterable<Buffer> {
     peek: boolean,
     signal: AbortSignal | undefined,
     iter: object | false = false,
+    owner: ReadOwner | undefined = undefined,
   ): Promise<number | Buffer | undefined | IteratorResult<Buffer, undefined>> {
     if (!this.#reading && !this.#eof && !this.#closed) this.#maybeResume();
     if (signal === undefined) {
       // The hot path: one promise and one waiter record per read.
       const p = new Promise(capture);
       if (this.#waiters.length === 0) this.#holds.add(1);
-      this.#waiters.push({ buf, peek, iter, resolve: capturedResolve, reject: capturedReject });
+      this.#waiters.push({ buf, peek, iter, owner, resolve: capturedResolve, reject: capturedReject });
       return p as Promise<number | Buffer | undefined | IteratorResult<Buffer, undefined>>;
     }
     return withSignal(signal, (resolve, reject) => {
-      const w: ReadWaiter = { buf, peek, iter, resolve, reject };
+      const w: ReadWaiter = { buf, peek, iter, owner, resolve, reject };
       if (this.#waiters.length === 0) this.#holds.add(1);
       this.#waiters.push(w);
       return () => removeWaiter(this.#waiters, w, (d) => this.#holds.add(d));
@@ -647,11 +650,12 @@ export class TcpStream implements AsyncIterable<Buffer> {
     const stop = signalRejection(options?.signal);
     if (stop !== undefined) return stop;
     if (this.#framer !== undefined) return Promise.reject(framedError());
-    if (this.#closed) return Promise.reject(closedError());
+    const owner = (options as OwnedReadOptions | undefined)?.[kReadOwner];
+    if (this.#closed || owner?._closed === true) return Promise.reject(closedError());
     if (this.#buffered > 0) return Promise.resolve(this.#take(buf, false));
     if (this.#eof) return this.#readErr ? Promise.reject(this.#readErr) : Promise.resolve(0);
     if (buf.length === 0) return Promise.resolve(0);
-    return this.#wait(buf, false, options?.signal) as Promise<number>;
+    return this.#wait(buf, false, options?.signal, false, owner) as Promise<number>;
   }
 
   /** Reads into `buf` without consuming the data. */
@@ -660,11 +664,12 @@ export class TcpStream implements AsyncIterable<Buffer> {
     const stop = signalRejection(options?.signal);
     if (stop !== undefined) return stop;
     if (this.#framer !== undefined) return Promise.reject(framedError());
-    if (this.#closed) return Promise.reject(closedError());
+    const owner = (options as OwnedReadOptions | undefined)?.[kReadOwner];
+    if (this.#closed || owner?._closed === true) return Promise.reject(closedError());
     if (this.#buffered > 0) return Promise.resolve(this.#take(buf, true));
     if (this.#eof) return this.#readErr ? Promise.reject(this.#readErr) : Promise.resolve(0);
     if (buf.length === 0) return Promise.resolve(0); // as read(): nothing to wait for
-    return this.#wait(buf, true, options?.signal) as Promise<number>;
+    return this.#wait(buf, true, options?.signal, false, owner) as Promise<number>;
   }
 
   /** Fills `buf` completely; rejects with `ERR_UNEXPECTED_EOF` if the stream ends first. */
@@ -677,10 +682,11 @@ export class TcpStream implements AsyncIterable<Buffer> {
     const stop = signalRejection(options?.signal);
     if (stop !== undefined) return stop;
     if (this.#framer !== undefined) return Promise.reject(framedError());
-    if (this.#closed) return Promise.reject(closedError());
+    const owner = (options as OwnedReadOptions | undefined)?.[kReadOwner];
+    if (this.#closed || owner?._closed === true) return Promise.reject(closedError());
     if (this.#buffered > 0) return Promise.resolve(this.#takeChunk());
     if (this.#eof) return this.#readErr ? Promise.reject(this.#readErr) : Promise.resolve(undefined);
-    return this.#wait(undefined, false, options?.signal) as Promise<Buffer | undefined>;
+    return this.#wait(undefined, false, options?.signal, false, owner) as Promise<Buffer | undefined>;
   }
 
   /** Reads until end of stream. */
@@ -950,6 +956,15 @@ export class TcpStream implements AsyncIterable<Buffer> {
   }
 
   /** Splits into a read half and a write half (closing the write half sends a FIN). */
+  /** @internal Rejects with `err` the waiting reads made by the read half `owner` (its `close()`). */
+  _dropReads(owner: ReadOwner, err: Error): void {
+    const w = this.#waiters;
+    if (!w.some((x) => x.owner === owner)) return;
+    this.#waiters = w.filter((x) => x.owner !== owner);
+    if (this.#waiters.length === 0) this.#holds.add(-1);
+    for (const x of w) if (x.owner === owner) x.reject(err);
+  }
+
   split(): [ReadHalf, WriteHalf] {
     const state = { open: 2 };
     return [new ReadHalf(this, state), new WriteHalf(this, state)];
