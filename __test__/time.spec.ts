@@ -18,6 +18,22 @@ test('sleep(0) and fractional durations resolve', async (t) => {
   t.pass();
 });
 
+test('many sleeps ending on the same tick, with and without signals, each settle on their own: aborts reject only theirs, a shutdown rejects the rest', async (t) => {
+  const rt = new Runtime({ flavor: 'current_thread' });
+  const plain = Array.from({ length: 50 }, () => sleep(30, { runtime: rt }));
+  const acs = Array.from({ length: 50 }, () => new AbortController());
+  const cancellable = acs.map((ac) => sleep(30, { runtime: rt, signal: ac.signal }));
+  acs[7].abort();
+  await t.throwsAsync(cancellable[7], { name: 'AbortError' });
+  await Promise.all([...plain, ...cancellable.filter((_, i) => i !== 7)]);
+  t.pass('every other sleep of the tick resolved');
+
+  const late = Array.from({ length: 20 }, () => sleep(60_000, { runtime: rt }));
+  const caught = late.map((p) => p.then(() => 'resolved', (e: { code?: string }) => e.code));
+  await rt.shutdown();
+  t.deepEqual(await Promise.all(caught), Array(20).fill('ERR_RUNTIME_SHUTDOWN'));
+});
+
 test('sleep validates its arguments', (t) => {
   t.throws(() => sleep(-1), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' });
   t.throws(() => sleep(NaN), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' });
