@@ -955,7 +955,6 @@ export class TcpStream implements AsyncIterable<Buffer> {
     this.#opt(4, ttl);
   }
 
-  /** Splits into a read half and a write half (closing the write half sends a FIN). */
   /** @internal Rejects with `err` the waiting reads made by the read half `owner` (its `close()`). */
   _dropReads(owner: ReadOwner, err: Error): void {
     const w = this.#waiters;
@@ -965,6 +964,7 @@ export class TcpStream implements AsyncIterable<Buffer> {
     for (const x of w) if (x.owner === owner) x.reject(err);
   }
 
+  /** Splits into a read half and a write half (closing the write half sends a FIN). */
   split(): [ReadHalf, WriteHalf] {
     const state = { open: 2 };
     return [new ReadHalf(this, state), new WriteHalf(this, state)];
