@@ -17,6 +17,12 @@
 //! A source whose OS deregistration fails stays in the set (leaked until shutdown) rather than risk a
 //! dangling token.
 //!
+//! # Wakers
+//!
+//! Readiness wakers are woken outside every lock, and each through
+//! [`wake_catching_panic`](crate::runtime::wake_catching_panic): a waker that panics is skipped, the
+//! thread dispatching (a worker) carries on.
+//!
 //! # Shutdown
 //!
 //! `shutdown` marks every registered resource shut down (they wake their waiters and from then on
@@ -149,8 +155,10 @@ impl Driver {
             let io = unsafe { &*ptr };
             io.set_readiness(self.tick, ready);
             io.take_wakers(ready, &mut self.wakers);
+            // A resource may be polled with any waker, not only a task's: one that panics must not
+            // unwind through the worker parked here, nor cost the wakers after it their wake-up.
             for waker in self.wakers.drain(..) {
-                waker.wake();
+                crate::runtime::wake_catching_panic(waker);
             }
         }
         if dispatched > 0 {

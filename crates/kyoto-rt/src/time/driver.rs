@@ -86,7 +86,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// panics must not unwind through the thread driving the timers (a worker would die with its
 /// core, and the runtime's shutdown wait for it forever), nor cost the other timers their wake.
 fn wake(w: Waker) {
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || w.wake()));
+    crate::runtime::wake_catching_panic(w);
 }
 
 /// `d` in whole milliseconds, rounded up.
