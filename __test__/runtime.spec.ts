@@ -36,6 +36,31 @@ test.serial('runtimes made and shut down in a loop leave nothing behind in the e
   t.is(native.envTeardownHooks(), before);
 });
 
+linuxTestSerial('runtimes shut down while still referenced keep no descriptor open, and still reject operations', async (t) => {
+  // Until they were collected, each kept its driver's registry (a dup of the epoll descriptor)
+  // and its wake-up eventfd: a loop of short-lived runtimes ran out of descriptors before V8
+  // collected any.
+  await new Runtime({ flavor: 'current_thread' }).shutdown(); // anything made once per process
+  await new Runtime({ workerThreads: 1 }).shutdown();
+  const before = openDescriptors();
+  const kept: Runtime[] = [];
+  for (let i = 0; i < 200; i++) {
+    const rt = new Runtime({ flavor: i % 2 === 0 ? 'current_thread' : 'multi_thread', workerThreads: 1 });
+    if (i % 10 === 0) await sleep(1, { runtime: rt }); // some that ran a timer
+    await rt.shutdown();
+    kept.push(rt);
+  }
+  const added = await descriptorsOpenedSince(before);
+  t.true(added.length <= 4, `${added.length} descriptors stay open: ${added.slice(0, 8).join(', ')}`);
+  for (const rt of [kept[0], kept[1], kept[199]]) {
+    t.true(rt.isShutdown);
+    await t.throwsAsync(async () => sleep(1, { runtime: rt }), { code: 'ERR_RUNTIME_SHUTDOWN' });
+    t.throws(() => rt.spawnBlocking(path.join(__dirname, 'fixtures', 'blocking.js'), 'add', 1, 2), { code: 'ERR_RUNTIME_SHUTDOWN' });
+    await rt.shutdown(); // a second shutdown is a no-op
+  }
+  t.is(kept.length, 200);
+});
+
 test('a current_thread runtime has one worker and runs sleeps', async (t) => {
   const rt = new Runtime({ flavor: 'current_thread' });
   t.is(rt.metrics().flavor, 'current_thread');
