@@ -293,6 +293,23 @@ test('tasks that ran on a pool thread still loading their module have their answ
   await rt.shutdown();
 });
 
+test("an async blocking task's answer is sent when it settles, before another task's timer can end the thread", async (t) => {
+  const rt = new Runtime({ flavor: 'current_thread', maxBlockingThreads: 1 });
+  const fixture = path.join(__dirname, 'fixtures', 'blocking.js');
+  t.is(await rt.spawnBlocking<number>(fixture, 'add', 0, 0), 0); // the thread is up, the module loaded
+  // One pool thread, one batch: the first task's timer resolves it, and in the same timers phase
+  // the second task's timer (same delay, armed after) throws uncaught, ending the thread.
+  for (const round of ['module loaded', 'module loading']) {
+    const finishes = rt.spawnBlocking<string>(fixture, 'later', 20, 'finished');
+    const throws = rt.spawnBlocking<string>(fixture, 'throwFromTimer', 20);
+    const [finished, thrower] = await Promise.allSettled([finishes, throws]);
+    t.deepEqual(finished, { status: 'fulfilled', value: 'finished' }, round);
+    t.deepEqual(thrower, { status: 'fulfilled', value: 'scheduled' }, round);
+  }
+  t.is(await rt.spawnBlocking<number>(fixture, 'add', 2, 2), 4);
+  await rt.shutdown();
+});
+
 test('tasks of a pool thread that never came up fail, instead of waiting on threads started again and again', (t) => {
   // In a child whose worker threads all end before they read a message (as when a thread cannot
   // start): the task fails with that, after one thread.
