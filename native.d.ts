@@ -59,7 +59,7 @@ export declare class NativeRuntime {
   advanceClock(ms: number): boolean
   /**
    * On a paused clock, jumps to the next timer and fires it (called by JS when its thread is
-   * idle). Returns whether the clock moved.
+   * idle), however far away it is. Returns whether the clock moved or a timer fired.
    */
   advanceToNextTimer(): boolean
   /** A snapshot of the runtime's metrics. */

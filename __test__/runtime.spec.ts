@@ -36,6 +36,31 @@ test.serial('runtimes made and shut down in a loop leave nothing behind in the e
   t.is(native.envTeardownHooks(), before);
 });
 
+linuxTestSerial('runtimes shut down while still referenced keep no descriptor open, and still reject operations', async (t) => {
+  // Until they were collected, each kept its driver's registry (a dup of the epoll descriptor)
+  // and its wake-up eventfd: a loop of short-lived runtimes ran out of descriptors before V8
+  // collected any.
+  await new Runtime({ flavor: 'current_thread' }).shutdown(); // anything made once per process
+  await new Runtime({ workerThreads: 1 }).shutdown();
+  const before = openDescriptors();
+  const kept: Runtime[] = [];
+  for (let i = 0; i < 200; i++) {
+    const rt = new Runtime({ flavor: i % 2 === 0 ? 'current_thread' : 'multi_thread', workerThreads: 1 });
+    if (i % 10 === 0) await sleep(1, { runtime: rt }); // some that ran a timer
+    await rt.shutdown();
+    kept.push(rt);
+  }
+  const added = await descriptorsOpenedSince(before);
+  t.true(added.length <= 4, `${added.length} descriptors stay open: ${added.slice(0, 8).join(', ')}`);
+  for (const rt of [kept[0], kept[1], kept[199]]) {
+    t.true(rt.isShutdown);
+    await t.throwsAsync(async () => sleep(1, { runtime: rt }), { code: 'ERR_RUNTIME_SHUTDOWN' });
+    t.throws(() => rt.spawnBlocking(path.join(__dirname, 'fixtures', 'blocking.js'), 'add', 1, 2), { code: 'ERR_RUNTIME_SHUTDOWN' });
+    await rt.shutdown(); // a second shutdown is a no-op
+  }
+  t.is(kept.length, 200);
+});
+
 test('a current_thread runtime has one worker and runs sleeps', async (t) => {
   const rt = new Runtime({ flavor: 'current_thread' });
   t.is(rt.metrics().flavor, 'current_thread');
@@ -265,6 +290,23 @@ test('tasks that ran on a pool thread still loading their module have their answ
   const done = rt.spawnBlocking<number>(fixture, 'add', 1, 2);
   t.is(await done, 3);
   t.is(await dies, 'answered');
+  await rt.shutdown();
+});
+
+test("an async blocking task's answer is sent when it settles, before another task's timer can end the thread", async (t) => {
+  const rt = new Runtime({ flavor: 'current_thread', maxBlockingThreads: 1 });
+  const fixture = path.join(__dirname, 'fixtures', 'blocking.js');
+  t.is(await rt.spawnBlocking<number>(fixture, 'add', 0, 0), 0); // the thread is up, the module loaded
+  // One pool thread, one batch: the first task's timer resolves it, and in the same timers phase
+  // the second task's timer (same delay, armed after) throws uncaught, ending the thread.
+  for (const round of ['module loaded', 'module loading']) {
+    const finishes = rt.spawnBlocking<string>(fixture, 'later', 20, 'finished');
+    const throws = rt.spawnBlocking<string>(fixture, 'throwFromTimer', 20);
+    const [finished, thrower] = await Promise.allSettled([finishes, throws]);
+    t.deepEqual(finished, { status: 'fulfilled', value: 'finished' }, round);
+    t.deepEqual(thrower, { status: 'fulfilled', value: 'scheduled' }, round);
+  }
+  t.is(await rt.spawnBlocking<number>(fixture, 'add', 2, 2), 4);
   await rt.shutdown();
 });
 

@@ -26,17 +26,18 @@ const QUEUED = 1;
 const RUNNING = 2;
 const CANCELLED = 3;
 
-// The worker: runs every task of a batch, answers with one message per batch (plus one per tick for
-// tasks that settle later). A batch is a list of groups `url, export, count, (slot, args) × count`;
-// a result is `slot, status, value` (status 1 value, 0 error, 2 cancelled before it started).
+// The worker: runs every task of a batch, answers with one message per batch (the tasks that waited
+// for their module: one per module, once they ran), and one per async task as it settles. Every
+// answer goes out synchronously, as soon as it is known: a thread ends at the first uncaught error
+// (another task's timer or immediate throwing), and an answer kept for later would be lost with it,
+// failing a task that had finished. A batch is a list of groups `url, export, count, (slot, args) ×
+// count`; a result is `slot, status, value` (status 1 value, 0 error, 2 cancelled before it started).
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const state = new Uint8Array(workerData.state);
 const loaded = new Map();
 const loading = new Map();
 let out = [];
-let later = false;
-let soon = false;
 function send(o) {
   try {
     parentPort.postMessage(o);
@@ -59,10 +60,7 @@ function flush() {
 }
 function settle(slot, status, value) {
   out.push(slot, status, value);
-  if (!later) {
-    later = true;
-    setImmediate(flush);
-  }
+  flush();
 }
 function run(slot, mod, url, name, args) {
   let fn = mod[name];
@@ -94,6 +92,8 @@ function load(url) {
   return p;
 }
 parentPort.on('message', (m) => {
+  // Tasks waiting for their module: url → [slot, name, args, ...].
+  let waiting;
   let i = 0;
   while (i < m.length) {
     const url = m[i], name = m[i + 1], end = i + 3 + 2 * m[i + 2];
@@ -107,18 +107,26 @@ parentPort.on('message', (m) => {
       if (mod !== undefined) {
         run(slot, mod, url, name, m[i + 1]);
       } else {
-        const args = m[i + 1];
-        load(url).then((mod) => {
-          run(slot, mod, url, name, args);
-          // Answered once the tasks that waited for this load have run (they all run in this
-          // microtask checkpoint), as a loaded module's are at the end of their message: before
-          // any timer or immediate of theirs, which could end the thread first.
-          if (!soon) { soon = true; queueMicrotask(() => { soon = false; flush(); }); }
-        }, (e) => settle(slot, 0, e));
+        if (waiting === undefined) waiting = new Map();
+        let list = waiting.get(url);
+        if (list === undefined) waiting.set(url, (list = []));
+        list.push(slot, name, m[i + 1]);
       }
     }
   }
   flush();
+  if (waiting === undefined) return;
+  for (const [url, list] of waiting) {
+    load(url).then((mod) => {
+      for (let j = 0; j < list.length; j += 3) run(list[j], mod, url, list[j + 1], list[j + 2]);
+      // Answered as soon as they ran, as a loaded module's tasks are at the end of their message:
+      // before any timer, immediate or microtask of theirs, which could end the thread first.
+      flush();
+    }, (e) => {
+      for (let j = 0; j < list.length; j += 3) out.push(list[j], 0, e);
+      flush();
+    });
+  }
 });
 `;
 

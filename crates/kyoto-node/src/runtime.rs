@@ -515,7 +515,7 @@ impl NativeRuntime {
     }
 
     /// On a paused clock, jumps to the next timer and fires it (called by JS when its thread is
-    /// idle). Returns whether the clock moved.
+    /// idle), however far away it is. Returns whether the clock moved or a timer fired.
     #[napi]
     pub fn advance_to_next_timer(&self) -> bool {
         self.rt.handle.advance_clock_to_next_timer()

@@ -223,3 +223,113 @@ fn a_task_looping_on_a_ready_socket_yields_to_other_tasks() {
     });
     assert!(rt.metrics().budget_forced_yields > 0);
 }
+
+/// A waker that panics when woken.
+struct PanickingWaker;
+
+impl Wake for PanickingWaker {
+    fn wake(self: Arc<Self>) {
+        panic!("the socket's readiness waker panicked");
+    }
+}
+
+/// Runs one task per worker of `rt`, each waiting (at most `limit`) until all of them run at the
+/// same time: true when every worker took one.
+fn every_worker_runs_a_task(rt: &kyoto_rt::Runtime, workers: usize, limit: Duration) -> bool {
+    let arrived = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (tx, rx) = std::sync::mpsc::channel();
+    for _ in 0..workers {
+        let (arrived, tx) = (arrived.clone(), tx.clone());
+        rt.spawn(async move {
+            arrived.fetch_add(1, Ordering::SeqCst);
+            let end = Instant::now() + limit;
+            // Blocks this worker on purpose: only another worker can bring the count up.
+            while arrived.load(Ordering::SeqCst) < workers && Instant::now() < end {
+                thread::yield_now();
+            }
+            let _ = tx.send(arrived.load(Ordering::SeqCst) >= workers);
+        });
+    }
+    drop(tx);
+    (0..workers).all(|_| rx.recv_timeout(limit * 2) == Ok(true))
+}
+
+#[test]
+fn a_socket_whose_readiness_waker_panics_costs_no_worker_and_the_runtime_still_shuts_down() {
+    const WORKERS: usize = 2;
+    let rt = Builder::new_multi_thread()
+        .worker_threads(WORKERS)
+        .build()
+        .expect("runtime");
+    let socket = {
+        let _enter = rt.enter();
+        let std = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        std.set_nonblocking(true).expect("non-blocking");
+        Arc::new(kyoto_rt::net::UdpSocket::from_std(std).expect("register"))
+    };
+    let waker = Waker::from(Arc::new(PanickingWaker));
+    assert!(socket
+        .poll_recv_ready(&mut Context::from_waker(&waker))
+        .is_pending());
+    // A task waiting for the same readiness: the driver wakes it with the panicking waker.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let waiting = socket.clone();
+    rt.spawn(async move {
+        let _ = ready_tx.send(waiting.readable().await.is_ok());
+    });
+    // The datagram makes the socket readable: the worker holding the driver wakes both wakers.
+    let peer = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind the peer");
+    peer.send_to(b"x", socket.local_addr().expect("address"))
+        .expect("send");
+    let woken = ready_rx.recv_timeout(Duration::from_secs(5));
+    let all_run = every_worker_runs_a_task(&rt, WORKERS, Duration::from_secs(5));
+    if !all_run {
+        // Dropping a runtime that lost a worker would hang this test instead of failing it.
+        std::mem::forget((rt, socket));
+        panic!("a worker stopped running tasks after the panicking waker");
+    }
+    assert_eq!(woken, Ok(true), "the other waiter was woken too");
+    // The socket still works, and the runtime shuts down in bounded time.
+    let mut buf = [0u8; 4];
+    let got = run(&rt, async {
+        socket.recv_from(&mut buf).await.map(|(n, _)| n)
+    });
+    assert_eq!(got.expect("recv"), 1);
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        drop(socket);
+        drop(rt);
+        let _ = tx.send(());
+    });
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(10)),
+        Ok(()),
+        "the runtime shuts down"
+    );
+}
+
+#[test]
+fn a_socket_whose_readiness_waker_panics_does_not_unwind_through_block_on() {
+    let rt = current_thread();
+    let socket = {
+        let _enter = rt.enter();
+        let std = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        std.set_nonblocking(true).expect("non-blocking");
+        kyoto_rt::net::UdpSocket::from_std(std).expect("register")
+    };
+    let waker = Waker::from(Arc::new(PanickingWaker));
+    assert!(socket
+        .poll_recv_ready(&mut Context::from_waker(&waker))
+        .is_pending());
+    let peer = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind the peer");
+    peer.send_to(b"x", socket.local_addr().expect("address"))
+        .expect("send");
+    // `block_on` drives the driver on this thread, which dispatches the datagram's readiness.
+    let mut buf = [0u8; 4];
+    let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run(&rt, async {
+            socket.recv_from(&mut buf).await.map(|(n, _)| n)
+        })
+    }));
+    assert_eq!(got.expect("block_on did not unwind").expect("recv"), 1);
+}

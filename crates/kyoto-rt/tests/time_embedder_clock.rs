@@ -2,6 +2,7 @@
 use kyoto_rt::runtime::{Builder, ClockError};
 use kyoto_rt::sync::oneshot;
 use kyoto_rt::time::sleep;
+use std::future::Future;
 use std::time::Duration;
 
 #[test]
@@ -61,4 +62,37 @@ fn advance_clock_moves_a_paused_clock_exactly_and_fires_due_timers() {
     });
     assert!(done);
     assert!(!h.advance_clock_to_next_timer(), "no timer left");
+}
+
+#[test]
+fn advancing_to_a_timer_decades_away_reaches_it_in_one_call_and_says_so() {
+    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    for years in [1, 3, 40, 100, 1000] {
+        let rt = Builder::new_current_thread().build().unwrap();
+        let h = rt.handle().clone();
+        h.pause_clock().unwrap();
+        let start = h.clock_now();
+        let mut far = {
+            let _enter = rt.enter();
+            Box::pin(sleep(YEAR * years))
+        };
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(far.as_mut().poll(&mut cx).is_pending(), "registered");
+        assert!(
+            h.advance_clock_to_next_timer(),
+            "{years} years: the clock moved to the timer and fired it"
+        );
+        assert!(
+            h.clock_now().duration_since(start) >= YEAR * years,
+            "{years} years: the clock reached the deadline"
+        );
+        assert!(
+            far.as_mut().poll(&mut cx).is_ready(),
+            "{years} years: fired"
+        );
+        // Nothing pending any more: false, and the clock stays where it is.
+        let at = h.clock_now();
+        assert!(!h.advance_clock_to_next_timer());
+        assert_eq!(h.clock_now(), at, "{years} years: false moved the clock");
+    }
 }

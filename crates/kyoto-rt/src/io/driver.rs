@@ -17,14 +17,28 @@
 //! A source whose OS deregistration fails stays in the set (leaked until shutdown) rather than risk a
 //! dangling token.
 //!
+//! # Wakers
+//!
+//! Readiness wakers are woken outside every lock, and each through
+//! [`wake_catching_panic`](crate::runtime::wake_catching_panic): a waker that panics is skipped, the
+//! thread dispatching (a worker) carries on.
+//!
 //! # Shutdown
 //!
 //! `shutdown` marks every registered resource shut down (they wake their waiters and from then on
 //! fail with "the runtime has shut down"), refuses new registrations, and stops dispatching: a `park`
 //! after shutdown only waits.
+//!
+//! It also closes the handle's two descriptors (the registry's duplicate of the poller and the
+//! `mio::Waker`'s eventfd), which would otherwise stay open for as long as anything holds the
+//! handle: a socket, a `runtime::Handle`, the JS object of a runtime not yet collected. They sit in
+//! a [`Releasable`]: using them stays lock-free (the waker is on every unpark's path), and the last
+//! user closes them once shutdown let go. From then on an unpark does nothing (nobody is left to
+//! wake), a deregistration has nothing to undo, and a registration fails with the shutdown error.
 use super::scheduled_io::{ScheduledIo, MAX_TICK};
 use super::{Interest, Ready};
-use crate::loom::sync::atomic::{AtomicU64, Ordering};
+use crate::loom::cell::UnsafeCell;
+use crate::loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use crate::loom::sync::{Arc, Mutex, MutexGuard};
 use std::io;
 use std::sync::PoisonError;
@@ -50,10 +64,106 @@ pub(crate) struct Driver {
 
 /// Shared access to the reactor: registering resources and unparking the driver. Any thread.
 pub(crate) struct Handle {
-    registry: mio::Registry,
-    waker: mio::Waker,
+    /// The registry and the waker, closed at shutdown (see the module docs).
+    fds: Releasable<Fds>,
     synced: Mutex<Synced>,
     io_events: AtomicU64,
+}
+
+/// The descriptors a [`Handle`] holds.
+struct Fds {
+    registry: mio::Registry,
+    waker: mio::Waker,
+}
+
+/// A value any thread may use until it is released, then dropped by whoever uses it last, without
+/// a lock.
+///
+/// `state` is [`OPEN`] (until [`release`](Self::release)) plus [`USER`] for every thread inside
+/// [`with`](Self::with). A user enters only while `OPEN` is set (a CAS), so once it is clear the
+/// count can only fall; the thread that brings the state to zero (the releaser if nobody is inside,
+/// else the last user to leave) is the only one left, and drops the value.
+pub(crate) struct Releasable<T> {
+    state: AtomicUsize,
+    value: UnsafeCell<Option<T>>,
+}
+
+const OPEN: usize = 1;
+const USER: usize = 2;
+
+// SAFETY: the value is only shared as `&T` among the users inside `with` (so `T: Sync` is needed),
+// and dropped by exactly one thread (so `T: Send`), after every user has left (see the type's docs).
+unsafe impl<T: Send + Sync> Sync for Releasable<T> {}
+
+impl<T> Releasable<T> {
+    pub(crate) fn new(value: T) -> Releasable<T> {
+        Releasable {
+            state: AtomicUsize::new(OPEN),
+            value: UnsafeCell::new(Some(value)),
+        }
+    }
+
+    /// Calls `f` with the value, or returns `None` once it has been released.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&T) -> R) -> Option<R> {
+        let mut curr = self.state.load(Ordering::Acquire);
+        loop {
+            if curr & OPEN == 0 {
+                return None;
+            }
+            match self.state.compare_exchange_weak(
+                curr,
+                curr + USER,
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(actual) => curr = actual,
+            }
+        }
+        /// Leaves on unwind too, so a panicking `f` cannot keep the value forever.
+        struct Leave<'a, T>(&'a Releasable<T>);
+        impl<T> Drop for Leave<'_, T> {
+            fn drop(&mut self) {
+                // AcqRel: our use happens before the drop, and the last one out sees every use.
+                if self.0.state.fetch_sub(USER, Ordering::AcqRel) == USER {
+                    self.0.drop_value();
+                }
+            }
+        }
+        let leave = Leave(self);
+        let out = self.value.with(|value| {
+            // SAFETY: we entered while `OPEN` was set, so the value is `Some` and is not dropped
+            // before we leave (`drop_value` runs only once the state reached zero); meanwhile it is
+            // only ever shared, never mutated.
+            let value = unsafe { &*value };
+            value.as_ref().map(f)
+        });
+        drop(leave);
+        out
+    }
+
+    /// Stops new uses; the value is dropped now if nobody is using it, else by the last user.
+    /// Idempotent.
+    pub(crate) fn release(&self) {
+        if self.state.fetch_and(!OPEN, Ordering::AcqRel) == OPEN {
+            self.drop_value();
+        }
+    }
+
+    /// Whether [`release`](Self::release) was called.
+    #[allow(dead_code)]
+    pub(crate) fn is_released(&self) -> bool {
+        self.state.load(Ordering::Acquire) & OPEN == 0
+    }
+
+    fn drop_value(&self) {
+        let value = self.value.with_mut(|value| {
+            // SAFETY: called by the one thread that brought the state to zero: `OPEN` is clear, so
+            // nobody can enter, and nobody is inside.
+            unsafe { (*value).take() }
+        });
+        drop(value);
+    }
 }
 
 /// The registration set, under the handle's lock.
@@ -97,8 +207,7 @@ impl Driver {
             is_shutdown: false,
         };
         let handle = Handle {
-            registry,
-            waker,
+            fds: Releasable::new(Fds { registry, waker }),
             synced: Mutex::new(Synced {
                 is_shutdown: false,
                 slots: Vec::new(),
@@ -149,8 +258,10 @@ impl Driver {
             let io = unsafe { &*ptr };
             io.set_readiness(self.tick, ready);
             io.take_wakers(ready, &mut self.wakers);
+            // A resource may be polled with any waker, not only a task's: one that panics must not
+            // unwind through the worker parked here, nor cost the wakers after it their wake-up.
             for waker in self.wakers.drain(..) {
-                waker.wake();
+                crate::runtime::wake_catching_panic(waker);
             }
         }
         if dispatched > 0 {
@@ -175,6 +286,9 @@ impl Driver {
         for io in ios {
             io.shutdown();
         }
+        // Nothing will be registered or dispatched any more: close the handle's descriptors now,
+        // not when the last holder of the handle lets go of it.
+        handle.fds.release();
     }
 
     /// The epoll/kqueue descriptor: readable whenever a `park(Some(ZERO))` would find events.
@@ -194,8 +308,9 @@ impl Handle {
 
     /// Makes a `park` in progress (or the next one) return at once.
     pub(crate) fn unpark(&self) {
-        // A failed wake leaves the poller to its timeout; nothing better can be done.
-        let _ = self.waker.wake();
+        // A failed wake leaves the poller to its timeout; nothing better can be done. After
+        // shutdown there is no waker, and no driver dispatching anything to wake.
+        let _ = self.fds.with(|fds| fds.waker.wake());
     }
 
     /// Readiness events dispatched to resources since the driver started (a metric).
@@ -232,10 +347,15 @@ impl Handle {
             synced.slots[slot] = Some(io.clone());
             io
         };
-        if let Err(e) = self
-            .registry
-            .register(source, token_of(&io), interest.to_mio())
-        {
+        let registered = self
+            .fds
+            .with(|fds| {
+                fds.registry
+                    .register(source, token_of(&io), interest.to_mio())
+            })
+            // Shut down since the check above.
+            .unwrap_or_else(|| Err(super::scheduled_io::shutdown_error()));
+        if let Err(e) = registered {
             // Never registered with the OS, so no event can name it: remove it at once.
             self.lock().remove(&io);
             return Err(e);
@@ -253,8 +373,12 @@ impl Handle {
         fd: std::os::fd::RawFd,
     ) -> io::Result<()> {
         let both = Interest::READABLE.add(Interest::WRITABLE).to_mio();
-        self.registry
-            .reregister(&mut mio::unix::SourceFd(&fd), token_of(io), both)
+        self.fds
+            .with(|fds| {
+                fds.registry
+                    .reregister(&mut mio::unix::SourceFd(&fd), token_of(io), both)
+            })
+            .unwrap_or_else(|| Err(super::scheduled_io::shutdown_error()))
     }
 
     /// Removes `source` from the poller and queues `io` for release at the next park.
@@ -264,8 +388,11 @@ impl Handle {
         source: &mut impl mio::event::Source,
     ) -> io::Result<()> {
         // On failure the source may still be in the OS poller, so `io` must stay alive: it stays in
-        // the registration set until shutdown.
-        self.registry.deregister(source)?;
+        // the registration set until shutdown. After shutdown (no registry any more) nothing is
+        // dispatched, and the set was emptied: there is nothing to undo.
+        self.fds
+            .with(|fds| fds.registry.deregister(source))
+            .unwrap_or(Ok(()))?;
         io.clear_wakers();
         let notify = {
             let mut synced = self.lock();
@@ -298,5 +425,132 @@ impl Handle {
         };
         // The last references may drop here, outside the lock.
         drop(released);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize as StdAtomicUsize;
+
+    /// Counts its drops.
+    struct Counted<'a>(&'a StdAtomicUsize);
+
+    impl Drop for Counted<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_released_value_is_dropped_at_once_when_unused_and_never_handed_out_again() {
+        let drops = StdAtomicUsize::new(0);
+        let cell = Releasable::new(Counted(&drops));
+        assert_eq!(cell.with(|_| 7), Some(7));
+        assert!(!cell.is_released());
+        cell.release();
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        assert!(cell.is_released());
+        assert_eq!(cell.with(|_| 7), None);
+        cell.release();
+        drop(cell);
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "dropped exactly once");
+    }
+
+    #[test]
+    fn a_value_released_while_in_use_is_dropped_by_its_last_user() {
+        let drops = StdAtomicUsize::new(0);
+        let cell = Releasable::new(Counted(&drops));
+        cell.with(|_| {
+            cell.with(|_| {
+                cell.release();
+                assert_eq!(drops.load(Ordering::SeqCst), 0, "still in use");
+                assert!(cell.with(|_| ()).is_none(), "no new user once released");
+            });
+            assert_eq!(drops.load(Ordering::SeqCst), 0, "one user left");
+        });
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        drop(cell);
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "dropped exactly once");
+    }
+
+    #[test]
+    fn a_value_never_released_is_dropped_with_its_cell() {
+        let drops = StdAtomicUsize::new(0);
+        drop(Releasable::new(Counted(&drops)));
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_shut_down_driver_lets_go_of_its_handle_s_descriptors_and_the_handle_still_answers() {
+        let (mut driver, handle) = Driver::new(16).expect("driver");
+        let mut early = mio::net::UdpSocket::bind("127.0.0.1:0".parse().unwrap()).expect("bind");
+        let io = handle
+            .add_source(&mut early, Interest::READABLE)
+            .expect("registered");
+        handle.unpark();
+        assert!(driver.park(&handle, Some(Duration::ZERO)), "the unpark");
+        driver.shutdown(&handle);
+        assert!(handle.fds.is_released());
+        // Each use of the handle after shutdown has its usual answer, without the descriptors.
+        handle.unpark();
+        let mut late = mio::net::UdpSocket::bind("127.0.0.1:0".parse().unwrap()).expect("bind");
+        let err = handle
+            .add_source(&mut late, Interest::READABLE)
+            .err()
+            .expect("refused");
+        assert!(super::super::scheduled_io::is_shutdown_error(&err));
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            let err = handle
+                .add_write_interest(&io, early.as_raw_fd())
+                .expect_err("refused");
+            assert!(super::super::scheduled_io::is_shutdown_error(&err));
+        }
+        handle
+            .deregister_source(&io, &mut early)
+            .expect("nothing to undo");
+        assert!(!driver.park(&handle, Some(Duration::ZERO)));
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::loom::sync::atomic::AtomicUsize;
+
+    /// Counts its drops.
+    struct Counted(Arc<AtomicUsize>);
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A user racing the release (as an unpark racing the driver's shutdown): the user either gets
+    /// the value, which stays alive for the whole use, or is turned away; the value is dropped
+    /// exactly once, by whichever of the two is last.
+    #[test]
+    fn a_use_racing_the_release_never_sees_a_dropped_value_and_the_value_drops_once() {
+        loom::model(|| {
+            let drops = Arc::new(AtomicUsize::new(0));
+            let cell = Arc::new(Releasable::new(Counted(drops.clone())));
+            let user = {
+                let (cell, drops) = (cell.clone(), drops.clone());
+                crate::loom::thread::spawn(move || {
+                    cell.with(|_| {
+                        assert_eq!(drops.load(Ordering::SeqCst), 0, "used after its drop");
+                    })
+                    .is_some()
+                })
+            };
+            cell.release();
+            let _used = user.join().expect("the user does not panic");
+            assert_eq!(drops.load(Ordering::SeqCst), 1);
+            drop(cell);
+            assert_eq!(drops.load(Ordering::SeqCst), 1);
+        });
     }
 }

@@ -210,7 +210,8 @@ impl ScheduledIo {
             waiters.take_matching(Ready::ALL, &mut wakers);
         }
         for waker in wakers {
-            waker.wake();
+            // Called by the thread shutting the driver down (a worker): see the I/O driver's docs.
+            crate::runtime::wake_catching_panic(waker);
         }
     }
 

@@ -217,9 +217,10 @@ impl Handle {
         Ok(())
     }
 
-    /// Moves a paused clock to the next pending timer's deadline and fires it. Returns false when
-    /// the clock runs or no timer is pending. The embedder calls this when it knows the runtime is
-    /// idle — the auto-advance of a paused clock, under the embedder's control.
+    /// Moves a paused clock to the next pending timer's deadline, however far away, and fires it.
+    /// Returns true when it did (the clock moved, or a timer already due fired); false, having
+    /// changed nothing, when the clock runs or no timer is pending. The embedder calls this when it
+    /// knows the runtime is idle — the auto-advance of a paused clock, under the embedder's control.
     pub fn advance_clock_to_next_timer(&self) -> bool {
         let driver = self.inner.driver();
         let advanced = driver.time.advance_to_next_timer();

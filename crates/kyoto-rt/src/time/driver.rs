@@ -86,7 +86,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// panics must not unwind through the thread driving the timers (a worker would die with its
 /// core, and the runtime's shutdown wait for it forever), nor cost the other timers their wake.
 fn wake(w: Waker) {
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || w.wake()));
+    crate::runtime::wake_catching_panic(w);
 }
 
 /// `d` in whole milliseconds, rounded up.
@@ -190,16 +190,8 @@ impl Driver {
         let woke = self.park.park(&handle.io, io_timeout);
         // An I/O event or an unpark from another thread means the runtime is not idle after all.
         if can_auto_advance && has_timers && !woke {
-            // Nothing happened: jump to the next timer. The wheel may first name points where
-            // entries move to a lower level (never later than the earliest deadline), so walk
-            // those until something fires.
-            for _ in 0..4 * super::wheel::NUM_LEVELS {
-                let Some(tick) = time.next_tick() else { break };
-                time.clock.advance_to(time.tick_to_instant(tick));
-                if time.process() > 0 {
-                    break;
-                }
-            }
+            // Nothing happened: jump to the next timer and fire it.
+            time.jump_to_earliest_timer();
         }
     }
 
@@ -243,24 +235,31 @@ impl Handle {
         self.process()
     }
 
-    /// Moves a paused clock to the next timer's deadline and fires what came due. Returns false
-    /// (and changes nothing) when the clock runs or no timer is pending.
+    /// Moves a paused clock to the next timer's deadline, however far away, and fires what came
+    /// due. Returns whether it did (the clock moved or a timer fired); false, with nothing changed,
+    /// when the clock runs or no timer is pending.
     pub(crate) fn advance_to_next_timer(&self) -> bool {
         if !self.clock.is_paused() {
             return false;
         }
-        // The wheel may first name points where entries move to a lower level (never later than
-        // the earliest deadline), so walk those until something fires.
-        for _ in 0..4 * super::wheel::NUM_LEVELS {
-            let Some(tick) = self.next_tick() else {
+        self.jump_to_earliest_timer()
+    }
+
+    /// Moves a paused clock straight to the earliest timer's deadline (not to the wheel's next
+    /// cascade point, which for a timer decades away is one of many), then fires what is due.
+    /// Returns whether the clock moved or a timer fired.
+    fn jump_to_earliest_timer(&self) -> bool {
+        let moved = {
+            let inner = lock(&self.inner);
+            let Some(tick) = inner.wheel.earliest_deadline() else {
                 return false;
             };
-            self.clock.advance_to(self.tick_to_instant(tick));
-            if self.process() > 0 {
-                return true;
-            }
-        }
-        false
+            // Under the wheel lock (the clock's lock nests inside it, as in `register`): the timer
+            // cannot be cancelled between the choice of the tick and the move.
+            self.clock.advance_to(self.tick_to_instant(tick))
+        };
+        let fired = self.process();
+        moved || fired > 0
     }
 
     /// Number of timers waiting in the wheel (a metric).

@@ -396,7 +396,8 @@ impl Context {
     fn wake_deferred_in_place(&self) {
         let deferred = std::mem::take(&mut *self.defer.borrow_mut());
         for w in deferred {
-            w.wake();
+            // `yield_now` may be polled with any waker, not only a task's.
+            crate::runtime::wake_catching_panic(w);
         }
     }
 

@@ -123,7 +123,7 @@ where
         // The join handle may have been polled with any waker; one that panics must not take the
         // worker (and the runtime's shutdown) with it.
         if let Some(w) = waker {
-            let _ = catch_unwind(AssertUnwindSafe(move || w.wake()));
+            crate::runtime::wake_catching_panic(w);
         }
         self.scheduler.release(self.id);
     }

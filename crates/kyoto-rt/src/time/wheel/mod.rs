@@ -195,6 +195,40 @@ impl<T> Wheel<T> {
         self.next_slot_expiration().map(|e| e.deadline)
     }
 
+    /// The deadline of the earliest entry, exactly (unlike [`next_expiration`](Self::next_expiration),
+    /// which may name an earlier cascade point); `Some(elapsed)` if entries are pending; `None` if the
+    /// wheel is empty. Polling at the returned tick hands that entry out.
+    ///
+    /// Costs a walk of one slot's list, or of the whole top level when only it holds entries (which
+    /// is a ring there: its next occupied slot may hold an entry rotations away, another slot a nearer
+    /// one).
+    pub(crate) fn earliest_deadline(&self) -> Option<u64> {
+        if !self.pending.is_empty() {
+            return Some(self.elapsed);
+        }
+        let level = self.levels.iter().position(|l| !l.is_empty())?;
+        let slots: &[List] = if level < NUM_LEVELS - 1 {
+            // Below the top, the next occupied slot of the lowest non-empty level holds the earliest
+            // entries (see the module invariant).
+            let exp = self.levels[level].next_expiration(self.elapsed)?;
+            std::slice::from_ref(&self.levels[level].slots[exp.slot])
+        } else {
+            &self.levels[level].slots
+        };
+        let mut earliest = None;
+        for list in slots {
+            let mut key = list.head;
+            while key != NIL {
+                let Cell::Occupied(node) = &self.slab[key] else {
+                    unreachable!("a slot list links only occupied cells")
+                };
+                earliest = Some(earliest.map_or(node.when, |e: u64| e.min(node.when)));
+                key = node.next;
+            }
+        }
+        earliest
+    }
+
     /// Hands out one entry whose deadline is at or before `now`, or `None` once there is none left,
     /// at which point every tick up to `now` has been processed. A `now` before the last processed
     /// tick is treated as that tick (time never goes backwards for the wheel).
@@ -643,6 +677,11 @@ mod tests {
                 }
             }
             assert_eq!(wheel.len(), live.len());
+            assert_eq!(
+                wheel.earliest_deadline(),
+                live.values().map(|&(_, when)| when).min(),
+                "the earliest deadline is exact"
+            );
         }
     }
 

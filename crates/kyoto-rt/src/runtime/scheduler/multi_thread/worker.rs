@@ -40,6 +40,9 @@
 //!    timers and sockets complete with a shutdown error) and signals `shutdown_done`, which
 //!    `Runtime::shutdown_timeout` waits on.
 //!
+//! A worker that dies of a panic escaping its loop (none should: user code is called under
+//! `catch_unwind`) closes the runtime and hands over no core; the last worker counts it all the same.
+//!
 //! A push that races with step 3 re-checks `is_shutdown` after pushing and drains the injector
 //! itself, so no task reference is left behind in a queue (which would leak the scheduler through
 //! the task's own reference to it).
@@ -78,7 +81,8 @@ pub(super) struct Shared {
     is_shutdown: AtomicBool,
     // Cores travel between threads boxed so handing one over moves a pointer, not the struct.
     #[allow(clippy::vec_box)]
-    shutdown_cores: Mutex<Vec<Box<Core>>>,
+    /// The cores of the workers that left their loop (`None`: a worker that died with its core).
+    shutdown_cores: Mutex<Vec<Option<Box<Core>>>>,
     shutdown_done: (Mutex<bool>, Condvar),
     driver: LoomArc<SharedDriver>,
     config: Config,
@@ -169,20 +173,37 @@ pub(super) fn create(
 }
 
 /// A worker thread's body.
+///
+/// Every call into user code on this thread catches its panics (task polls, wakers woken by the
+/// drivers or for deferred yields). Should a panic escape all the same, the worker's core is lost:
+/// the runtime then shuts down (tasks cancelled, the driver shut down) rather than run on with a
+/// worker its peers would go on handing work to and its shutdown would wait for forever.
 pub(super) fn run(handle: Arc<Handle>, core: Box<Core>) {
-    let _enter = context::set_current(&scheduler::Handle::MultiThread(handle.clone()));
-    let cx = scheduler::Context::MultiThread(Context {
-        index: core.index,
-        handle,
-        core: RefCell::new(None),
-        defer: RefCell::new(Vec::new()),
-    });
-    context::set_scheduler(&cx, || {
-        let scheduler::Context::MultiThread(cx) = &cx else {
-            unreachable!("a multi-thread worker runs a multi-thread context")
-        };
-        cx.run(core)
-    });
+    let index = core.index;
+    let worker = {
+        let handle = handle.clone();
+        move || {
+            let _enter = context::set_current(&scheduler::Handle::MultiThread(handle.clone()));
+            let cx = scheduler::Context::MultiThread(Context {
+                index,
+                handle,
+                core: RefCell::new(None),
+                defer: RefCell::new(Vec::new()),
+            });
+            context::set_scheduler(&cx, || {
+                let scheduler::Context::MultiThread(cx) = &cx else {
+                    unreachable!("a multi-thread worker runs a multi-thread context")
+                };
+                cx.run(core)
+            });
+        }
+    };
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(worker)).is_err() {
+        // The panic was reported by the hook; what is left is to let the others shut down.
+        handle.close();
+        handle.shared.owned.close_and_shutdown_all();
+        handle.shutdown_core(None);
+    }
 }
 
 impl Context {
@@ -213,7 +234,7 @@ impl Context {
             };
         }
         self.handle.shared.owned.close_and_shutdown_all();
-        self.handle.shutdown_core(core);
+        self.handle.shutdown_core(Some(core));
     }
 
     fn maintenance(&self, mut core: Box<Core>) -> Box<Core> {
@@ -298,7 +319,8 @@ impl Context {
         // Take the list first: waking may defer again (a task that yields on every poll).
         let deferred = std::mem::take(&mut *self.defer.borrow_mut());
         for waker in deferred {
-            waker.wake();
+            // `yield_now` may be polled with any waker, not only a task's.
+            crate::runtime::wake_catching_panic(waker);
         }
     }
 
@@ -557,7 +579,8 @@ impl Handle {
         }
     }
 
-    fn shutdown_core(&self, core: Box<Core>) {
+    /// Hands a worker's core over for the final drain; `None` for a worker that died with its core.
+    fn shutdown_core(&self, core: Option<Box<Core>>) {
         let mut cores = self
             .shared
             .shutdown_cores
@@ -569,7 +592,7 @@ impl Handle {
         }
         // The last worker out finalizes.
         let mut cores = std::mem::take(&mut *cores);
-        for core in cores.iter_mut() {
+        for core in cores.iter_mut().flatten() {
             core.drain();
         }
         while self.shared.inject.pop().is_some() {}
