@@ -488,6 +488,29 @@ test('closing a read half stops a native copy() reading through it: the copy rej
   for (const x of [s, l, to.c, to.s, to.l]) x.close();
 });
 
+for (const how of ['closing its write half', 'shutting its write half down', 'shutting the stream down'] as const) {
+  test(`${how} stops a native copy() writing into it: the copy rejects with ERR_STREAM_WRITE_AFTER_END and later data stays in the source`, async (t) => {
+    const from = await tcpPair();
+    const to = await tcpPair(); // a kyoto writer: the copy runs natively
+    const [r, w] = to.c.split();
+    const copying = copy(from.s, how === 'shutting the stream down' ? to.c : w);
+    await from.c.write('before\n');
+    t.is(await readString(to.s, 7, 'the copied bytes'), 'before\n');
+    if (how === 'closing its write half') w.close();
+    else if (how === 'shutting its write half down') await w.shutdown();
+    else await to.c.shutdown();
+    await t.throwsAsync(withTimeout(copying, 5000, 'the copy after its writer ended'), { code: 'ERR_STREAM_WRITE_AFTER_END' });
+    // The peer got the end of stream right after what was copied.
+    t.is((await withTimeout(to.s.readToEnd(), 5000, 'the peer reading to the end')).length, 0);
+    await from.c.write('after\n');
+    // Not copied: the source still has it.
+    t.is(await readString(from.s, 6, 'the source'), 'after\n');
+    r.close();
+    w.close();
+    for (const x of [from.c, from.s, from.l, to.c, to.s, to.l]) x.close();
+  });
+}
+
 test('closing the read half, then the write half, still delivers every pending write before the end of stream', async (t) => {
   const { l, c, s } = await tcpPair();
   const [r, w] = c.split();

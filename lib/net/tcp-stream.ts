@@ -155,6 +155,8 @@ export class TcpStream implements AsyncIterable<Buffer> {
   #connect: [(s: TcpStream) => void, (e: unknown) => void, string, number] | undefined;
   #closed = false;
   #shutdown: Promise<void> | undefined;
+  /** Aborted by the first `shutdown()`: a native copy writing into this stream stops. */
+  #writeEnd: AbortController | undefined;
   /**
    * Writes and frames that could not be handed over at once (no room, or large): they go out one
    * after another, and later ones queue behind them rather than overtake them in the turn where
@@ -891,6 +893,9 @@ export class TcpStream implements AsyncIterable<Buffer> {
           if (this.#writeErr) throw this.#writeErr;
         });
       };
+      // A native copy writing into this stream would go on reading its source and find the end
+      // only at its next write (EPIPE), or never: it stops now.
+      this.#writeEnd?.abort();
       // Writes made before it that still wait for room (or go out in pieces) go first.
       const earlier = this.#writeTurns.settled;
       this.#shutdown = earlier === undefined ? start() : earlier.then(start);
@@ -1033,6 +1038,16 @@ export class TcpStream implements AsyncIterable<Buffer> {
       [Symbol.asyncIterator]: () => it,
     };
     return it;
+  }
+
+  /**
+   * @internal A signal aborted once this stream's writing ended (`shutdown()`, and so closing its
+   * write half): a native copy writing into it stops then.
+   */
+  _writeEndSignal(): AbortSignal {
+    this.#writeEnd ??= new AbortController();
+    if (this.#shutdown !== undefined) this.#writeEnd.abort();
+    return this.#writeEnd.signal;
   }
 
   /**
