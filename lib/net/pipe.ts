@@ -134,11 +134,17 @@ export class NamedPipeServer extends NamedPipe {
   /**
    * Waits until a client has opened this instance (at once if one already has). Rejects with the
    * connection's error, or `ERR_SOCKET_CLOSED` if the instance is closed first. Aborting the wait
-   * leaves the instance waiting for its client.
+   * leaves the instance waiting for its client. Bad options (a `signal` that is not an
+   * `AbortSignal`) reject with `ERR_INVALID_ARG_TYPE`, as every waiting call's do.
    */
   connect(options?: SignalOption): Promise<void> {
-    const { signal } = optionsBag<SignalOption>(options);
-    validateSignal(signal);
+    let signal: AbortSignal | undefined;
+    try {
+      signal = optionsBag<SignalOption>(options).signal;
+      validateSignal(signal);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     if (signal === undefined) return this.#connected;
     return withSignal<void>(signal, (resolve, reject) => {
       this.#connected.then(resolve, reject);
