@@ -104,13 +104,23 @@ export class UnixStream extends TcpStream {
   }
 }
 
+/** Options of {@link UnixListener.bind}. */
+export interface UnixBindOptions extends SignalOption, RuntimeOption {
+  /** Listen backlog (default 1024). */
+  backlog?: number;
+}
+
 /** A listening Unix domain socket. Keeps the process alive until closed or `unref()`ed. */
 export class UnixListener extends TcpListener {
-  /** Binds and listens on `path` (which must not exist). */
-  static override async bind(path: AddressLike | string, options?: RuntimeOption & { backlog?: number }): Promise<UnixListener> {
+  /**
+   * Binds and listens on `path` (which must not exist). An already aborted `signal` rejects with
+   * its reason (or an `AbortError`, `ABORT_ERR`) and binds nothing, as {@link TcpListener.bind}.
+   */
+  static override async bind(path: AddressLike | string, options?: UnixBindOptions): Promise<UnixListener> {
     validatePath(path);
+    const opts = optionsBag<UnixBindOptions>(options);
+    checkSignal(opts.signal);
     if (!UNIX_SOCKETS) unixOnly();
-    const opts = optionsBag<RuntimeOption & { backlog?: number }>(options);
     const backlog = opts.backlog ?? 1024;
     validateInteger(backlog, 'options.backlog', 1, MAX_BACKLOG);
     return new UnixListener(openSocket(opts, (nrt) => native.netUnixListen(path, backlog, nrt), 'listen', path));
