@@ -180,9 +180,15 @@ export class TcpListener implements AsyncIterable<TcpStream> {
     });
   }
 
-  /** The bound address. */
+  /** The bound address. Throws `ERR_SOCKET_CLOSED` once the listener is closed, as `accept()` rejects. */
   localAddr(): SocketAddress {
-    return parseNativeAddr(native.netAddr(this._h, false), 'getsockname');
+    return parseNativeAddr(this._addr(), 'getsockname');
+  }
+
+  /** @internal The native `getsockname` answer; throws `ERR_SOCKET_CLOSED` once closed. */
+  _addr(): string {
+    if (this.#closed) throw closedError();
+    return native.netAddr(this._h, false);
   }
 
   /** Lets the process exit while this listener is open. */

@@ -904,13 +904,15 @@ export class TcpStream implements AsyncIterable<Buffer> {
     return untilAborted(this.#shutdown, options?.signal);
   }
 
-  /** The local address. */
+  /** The local address. Throws `ERR_SOCKET_CLOSED` once the stream is closed, as its waits reject. */
   localAddr(): SocketAddress {
+    if (this.#closed) throw closedError();
     return parseNativeAddr(native.netAddr(this._h, false), 'getsockname');
   }
 
-  /** The peer's address. */
+  /** The peer's address. Throws `ERR_SOCKET_CLOSED` once the stream is closed, as its waits reject. */
   peerAddr(): SocketAddress {
+    if (this.#closed) throw closedError();
     this.#peer ??= parseNativeAddr(native.netAddr(this._h, true), 'getpeername');
     return this.#peer;
   }

@@ -443,12 +443,17 @@ export class UdpSocket {
     const r = native.netMulticastIfV6(this._h, iface);
     if (r < 0) throw systemError(-r, 'setsockopt');
   }
-  /** The bound address. */
+  /** The bound address. Throws `ERR_SOCKET_CLOSED` once the socket is closed, as its waits reject. */
   localAddr(): SocketAddress {
+    if (this.#core.closed) throw closedError();
     return parseNativeAddr(native.netAddr(this._h, false), 'getsockname');
   }
-  /** The address {@link UdpSocket.connect} connected to; throws `ENOTCONN` when not connected. */
+  /**
+   * The address {@link UdpSocket.connect} connected to; throws `ENOTCONN` when not connected, and
+   * `ERR_SOCKET_CLOSED` once the socket is closed (as its waits reject).
+   */
   peerAddr(): SocketAddress {
+    if (this.#core.closed) throw closedError();
     return parseNativeAddr(native.netAddr(this._h, true), 'getpeername');
   }
   /** Closes the socket; pending receives and blocked sends reject with `ERR_SOCKET_CLOSED`. */

@@ -85,13 +85,15 @@ export class UnixStream extends TcpStream {
     return [new UnixStream(r[0]), new UnixStream(r[1])];
   }
 
-  /** The local address. */
+  /** The local address. Throws `ERR_SOCKET_CLOSED` once the stream is closed, as its waits reject. */
   override localAddr(): SocketAddress & UnixSocketAddress {
+    if (this.closed) throw closedError();
     return unixAddr(native.netAddr(this._h, false), 'getsockname') as SocketAddress & UnixSocketAddress;
   }
 
-  /** The peer's address. */
+  /** The peer's address. Throws `ERR_SOCKET_CLOSED` once the stream is closed, as its waits reject. */
   override peerAddr(): SocketAddress & UnixSocketAddress {
+    if (this.closed) throw closedError();
     return unixAddr(native.netAddr(this._h, true), 'getpeername') as SocketAddress & UnixSocketAddress;
   }
 
@@ -137,9 +139,9 @@ export class UnixListener extends TcpListener {
     return super.accept(options) as Promise<[UnixStream, SocketAddress & UnixSocketAddress]>;
   }
 
-  /** The bound path. */
+  /** The bound path. Throws `ERR_SOCKET_CLOSED` once the listener is closed, as `accept()` rejects. */
   override localAddr(): SocketAddress & UnixSocketAddress {
-    return unixAddr(native.netAddr(this._h, false), 'getsockname') as SocketAddress & UnixSocketAddress;
+    return unixAddr(this._addr(), 'getsockname') as SocketAddress & UnixSocketAddress;
   }
 }
 
@@ -291,13 +293,15 @@ export class UnixDatagram {
     if (r < 0) throw systemError(-r, 'connect', path);
   }
 
-  /** The bound address. */
+  /** The bound address. Throws `ERR_SOCKET_CLOSED` once the socket is closed, as its waits reject. */
   localAddr(): UnixSocketAddress {
+    if (this.#core.closed) throw closedError();
     return unixAddr(native.netAddr(this._h, false), 'getsockname');
   }
 
-  /** The connected peer's address. */
+  /** The connected peer's address. Throws `ERR_SOCKET_CLOSED` once the socket is closed, as its waits reject. */
   peerAddr(): UnixSocketAddress {
+    if (this.#core.closed) throw closedError();
     return unixAddr(native.netAddr(this._h, true), 'getpeername');
   }
 
