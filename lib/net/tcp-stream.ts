@@ -42,6 +42,7 @@ import {
 } from './core';
 import { kStream } from './stream-of';
 import { Turns } from '../io/turns';
+import { freshResource } from '../runtime/unclaimed';
 import { readExactFrom, readToEndFrom, StreamReadHalf, StreamWriteHalf } from './halves';
 import {
   socketRuntime,
@@ -127,6 +128,33 @@ export function connectTcp(
   return waitConnected(new TcpStream(h), host, port, signal);
 }
 
+/** The options of {@link TcpStream.connect}. */
+type ConnectOpts = SignalOption & RuntimeOption & { noDelay?: boolean; keepAlive?: boolean };
+
+/** {@link TcpStream.connect}'s work. */
+async function connectTo(addr: AddressLike, options: ConnectOpts | undefined): Promise<TcpStream> {
+  const opts = optionsBag<ConnectOpts>(options);
+  for (const k of ['noDelay', 'keepAlive'] as const) {
+    if (opts[k] !== undefined && typeof opts[k] !== 'boolean') throw invalidArgType(`options.${k}`, 'of type boolean', opts[k]);
+  }
+  checkSignal(opts.signal);
+  socketRuntime(opts); // validates before the lookup
+  const { host, port } = splitAddr(addr);
+  const ips = await untilAborted(resolveHostAll(host), opts.signal);
+  const flags = (opts.noDelay ? O_NODELAY : 0) | (opts.keepAlive ? O_KEEPALIVE : 0);
+  // Each address in turn until one accepts; none: the last one's error (Tokio's connect).
+  let err: unknown;
+  for (const ip of ips) {
+    try {
+      return await connectTcp(ip, port, '', 0, flags, 0, 0, opts.signal, opts.runtime);
+    } catch (e) {
+      if (opts.signal?.aborted) throw e;
+      err = e;
+    }
+  }
+  throw err;
+}
+
 /**
  * @internal A push consumer of a stream's read side (see `TcpStream._sink`): a chunk, or
  * `undefined` at end of stream (with `err` after a read error); `false` detaches it.
@@ -191,34 +219,16 @@ export class TcpStream implements AsyncIterable<Buffer> {
 
   /**
    * Connects to `addr`. A host name's addresses are tried in turn until one accepts; when none
-   * does, the last one's error rejects.
+   * does, the last one's error rejects. The stream is the caller's alone: a losing `select()`
+   * branch's (or a `timeout()`'s that elapsed) is closed.
    * @param addr - `"host:port"`, `{ host, port }` or `{ address, port }`.
    * @param options - `signal`, `noDelay`, `keepAlive`.
    */
-  static async connect(
+  static connect(
     addr: AddressLike,
     options?: SignalOption & RuntimeOption & { noDelay?: boolean; keepAlive?: boolean },
   ): Promise<TcpStream> {
-    const opts = optionsBag<SignalOption & RuntimeOption & { noDelay?: boolean; keepAlive?: boolean }>(options);
-    for (const k of ['noDelay', 'keepAlive'] as const) {
-      if (opts[k] !== undefined && typeof opts[k] !== 'boolean') throw invalidArgType(`options.${k}`, 'of type boolean', opts[k]);
-    }
-    checkSignal(opts.signal);
-    socketRuntime(opts); // validates before the lookup
-    const { host, port } = splitAddr(addr);
-    const ips = await untilAborted(resolveHostAll(host), opts.signal);
-    const flags = (opts.noDelay ? O_NODELAY : 0) | (opts.keepAlive ? O_KEEPALIVE : 0);
-    // Each address in turn until one accepts; none: the last one's error (Tokio's connect).
-    let err: unknown;
-    for (const ip of ips) {
-      try {
-        return await connectTcp(ip, port, '', 0, flags, 0, 0, opts.signal, opts.runtime);
-      } catch (e) {
-        if (opts.signal?.aborted) throw e;
-        err = e;
-      }
-    }
-    throw err;
+    return freshResource(connectTo(addr, options), (s) => s.close());
   }
 
   static {
