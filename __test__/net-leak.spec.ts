@@ -198,3 +198,62 @@ linuxTestSerial('UDP sockets closed with datagrams in flight both ways and recei
     t.deepEqual(JSON.parse(out.trim().split('\n').pop()!), { leaked: 0, settled: 600 }, `${flavor}: ${out}`);
   }
 });
+
+test.serial("select() over two accepts that both complete closes the losing branch's stream: its client reads the end, and no socket is left", async (t) => {
+  t.timeout(60_000);
+  await kyoto.sleep(1);
+  const base = netLive();
+  for (let i = 0; i < 5; i++) {
+    const l1 = await kyoto.TcpListener.bind('127.0.0.1:0');
+    const l2 = await kyoto.TcpListener.bind('127.0.0.1:0');
+    // Both clients are connected before the select: both accepts complete in the same turn.
+    const c1 = await kyoto.TcpStream.connect(l1.localAddr());
+    const c2 = await kyoto.TcpStream.connect(l2.localAddr());
+    const won = await withTimeout(
+      kyoto.select({ a: (signal) => l1.accept({ signal }), b: (signal) => l2.accept({ signal }) }),
+      5000,
+      'select',
+    );
+    const [s] = won.value;
+    const loserClient = won.key === 'a' ? c2 : c1;
+    // The loser's stream is closed by the select, not by the listener's close: it is read first.
+    const end = await withTimeout(loserClient.read(Buffer.alloc(1)).catch(() => 0), 5000, "the losing branch's client reading its end");
+    t.is(end, 0);
+    // The winner's stream is the caller's and works.
+    await (won.key === 'a' ? c1 : c2).write('x');
+    const buf = Buffer.alloc(1);
+    await withTimeout(s.readExact(buf), 5000, "the winner's stream");
+    t.is(buf.toString(), 'x');
+    for (const x of [s, c1, c2, l1, l2]) x.close();
+  }
+  t.is(await liveSettlesAt(base), base);
+});
+
+test.serial('a losing select() branch that made a socket pair at once has both ends closed; a stream the branch did not make is left alone', async (t) => {
+  await kyoto.sleep(1);
+  const base = netLive();
+  if (UNIX_SOCKETS) {
+    const won = await kyoto.select({ a: () => kyoto.UnixStream.pair(), b: () => kyoto.UnixStream.pair() });
+    t.is(won.key, 'a');
+    const [x, y] = won.value;
+    await x.write('y');
+    const buf = Buffer.alloc(1);
+    await withTimeout(y.readExact(buf), 5000, "the winner's pair");
+    x.close();
+    y.close();
+    t.is(await liveSettlesAt(base), base);
+  }
+  // A stream made before the select, handed back by a losing branch, stays the caller's.
+  const l = await kyoto.TcpListener.bind('127.0.0.1:0');
+  const acc = l.accept();
+  const c = await kyoto.TcpStream.connect(l.localAddr());
+  const [s] = await acc;
+  const won = await kyoto.select({ a: () => 1, b: () => s });
+  t.is(won.key, 'a');
+  t.false(s.closed);
+  await c.write('z');
+  const buf = Buffer.alloc(1);
+  await withTimeout(s.readExact(buf), 5000, 'the stream a losing branch handed back');
+  for (const x of [s, c, l]) x.close();
+  t.is(await liveSettlesAt(base), base);
+});

@@ -34,6 +34,23 @@ test('the pipe classes do not inherit TcpStream.connect: it rejects and points t
   }
 });
 
+test('NamedPipeServer#connect rejects bad arguments with a coded error, never throws, like every other wait', async (t) => {
+  // Off Windows no instance can be created; the arguments are checked before the instance is
+  // touched, so a bare object of the class reaches the same checks.
+  const server = WINDOWS ? NamedPipeServer.create(pipeName()) : (Object.create(NamedPipeServer.prototype) as NamedPipeServer);
+  try {
+    for (const options of [{ signal: 'x' }, { signal: {} }, 5, 'x']) {
+      let p: Promise<void> | undefined;
+      t.notThrows(() => {
+        p = server.connect(options as unknown as { signal?: AbortSignal });
+      });
+      await t.throwsAsync(p!, { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
+    }
+  } finally {
+    if (WINDOWS) server.close();
+  }
+});
+
 if (!WINDOWS) {
   test('named pipes refuse with ERR_FEATURE_UNAVAILABLE_ON_PLATFORM off Windows', async (t) => {
     t.throws(() => NamedPipeServer.create(pipeName()), { code: 'ERR_FEATURE_UNAVAILABLE_ON_PLATFORM' });

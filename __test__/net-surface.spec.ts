@@ -7,7 +7,7 @@ import * as http from 'node:http';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Duplex } from 'node:stream';
-import { AbortError, LinesCodec, TcpListener, TcpSocket, TcpStream, UdpSocket, UnixListener, UnixStream, copy, framed } from 'kyoto';
+import { AbortError, LinesCodec, TcpListener, TcpSocket, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream, copy, framed } from 'kyoto';
 import { UNIX_SOCKETS, httpGetBody, isSettled, linuxTest, realDelay, runInLinkNamespace, runNodeChild, tcpPair, unixTest, withTimeout } from './helpers';
 
 
@@ -359,6 +359,58 @@ test('a closed stream rejects flush, shutdown, peek, readChunk, readExact and re
   l.close();
 });
 
+/** Checks that each of `getters` throws ERR_SOCKET_CLOSED (what the closed socket's waits reject with). */
+function throwsClosed(t: ExecutionContext, getters: Record<string, () => unknown>): void {
+  for (const [name, get] of Object.entries(getters)) {
+    t.throws(get, { code: 'ERR_SOCKET_CLOSED' }, name);
+  }
+}
+
+test('localAddr() and peerAddr() of a closed TCP stream, listener or UDP socket throw ERR_SOCKET_CLOSED, as its waits reject', async (t) => {
+  const { l, c, s } = await tcpPair();
+  const [r, w] = c.split();
+  const u = await UdpSocket.bind('127.0.0.1:0');
+  await u.connect(l.localAddr()); // a peer to ask for
+  const udpPeer = u.peerAddr();
+  t.is(udpPeer.port, l.localAddr().port);
+  s.peerAddr(); // a peer address known before the close
+  for (const x of [c, s, l, u]) x.close();
+  throwsClosed(t, {
+    'connected stream localAddr': () => c.localAddr(),
+    'connected stream peerAddr': () => c.peerAddr(),
+    'accepted stream localAddr': () => s.localAddr(),
+    'accepted stream peerAddr': () => s.peerAddr(),
+    'read half peerAddr': () => r.peerAddr(),
+    'write half localAddr': () => w.localAddr(),
+    'listener localAddr': () => l.localAddr(),
+    'UDP localAddr': () => u.localAddr(),
+    'UDP peerAddr': () => u.peerAddr(),
+  });
+  await t.throwsAsync(c.read(Buffer.alloc(1)), { code: 'ERR_SOCKET_CLOSED' });
+});
+
+unixTest('localAddr() and peerAddr() of a closed Unix stream, listener or datagram socket throw ERR_SOCKET_CLOSED, as their waits reject', async (t) => {
+  const p = path.join(unixDir, 'closed-addr.sock');
+  const l = await UnixListener.bind(p);
+  const accepted = l.accept();
+  const c = await UnixStream.connect(p);
+  const [s] = await withTimeout(accepted, 5000, 'accept');
+  const d = UnixDatagram.bind(path.join(unixDir, 'closed-addr.dgram'));
+  const [pa, pb] = UnixDatagram.pair();
+  for (const x of [c, s, l, d, pa]) x.close();
+  throwsClosed(t, {
+    'stream localAddr': () => c.localAddr(),
+    'stream peerAddr': () => c.peerAddr(),
+    'accepted stream localAddr': () => s.localAddr(),
+    'accepted stream peerAddr': () => s.peerAddr(),
+    'listener localAddr': () => l.localAddr(),
+    'datagram localAddr': () => d.localAddr(),
+    'datagram peerAddr': () => d.peerAddr(),
+    'pair end peerAddr': () => pa.peerAddr(),
+  });
+  pb.close();
+});
+
 test('peek, readChunk and readExact waiting when the stream is closed reject with ERR_SOCKET_CLOSED', async (t) => {
   const { l, c, s } = await tcpPair();
   const peeking = c.peek(Buffer.alloc(4));
@@ -511,6 +563,29 @@ test('closing a read half stops a native copy() reading through it: the copy rej
   w.close();
   for (const x of [s, l, to.c, to.s, to.l]) x.close();
 });
+
+for (const how of ['closing its write half', 'shutting its write half down', 'shutting the stream down'] as const) {
+  test(`${how} stops a native copy() writing into it: the copy rejects with ERR_STREAM_WRITE_AFTER_END and later data stays in the source`, async (t) => {
+    const from = await tcpPair();
+    const to = await tcpPair(); // a kyoto writer: the copy runs natively
+    const [r, w] = to.c.split();
+    const copying = copy(from.s, how === 'shutting the stream down' ? to.c : w);
+    await from.c.write('before\n');
+    t.is(await readString(to.s, 7, 'the copied bytes'), 'before\n');
+    if (how === 'closing its write half') w.close();
+    else if (how === 'shutting its write half down') await w.shutdown();
+    else await to.c.shutdown();
+    await t.throwsAsync(withTimeout(copying, 5000, 'the copy after its writer ended'), { code: 'ERR_STREAM_WRITE_AFTER_END' });
+    // The peer got the end of stream right after what was copied.
+    t.is((await withTimeout(to.s.readToEnd(), 5000, 'the peer reading to the end')).length, 0);
+    await from.c.write('after\n');
+    // Not copied: the source still has it.
+    t.is(await readString(from.s, 6, 'the source'), 'after\n');
+    r.close();
+    w.close();
+    for (const x of [from.c, from.s, from.l, to.c, to.s, to.l]) x.close();
+  });
+}
 
 test('closing the read half, then the write half, still delivers every pending write before the end of stream', async (t) => {
   const { l, c, s } = await tcpPair();

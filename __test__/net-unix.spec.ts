@@ -1,9 +1,9 @@
 import test from 'ava';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { UnixDatagram, UnixListener, UnixStream, copy } from 'kyoto';
-import { UNIX_SOCKETS, linuxTest, unixTest, withTimeout } from './helpers';
+import { UNIX_SOCKETS, descriptorsOpenedSince, linuxTest, openDescriptors, unixTest, withTimeout } from './helpers';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'kyoto-unix-'));
 let n = 0;
@@ -27,6 +27,23 @@ unixTest('UnixListener accepts a UnixStream; bytes flow both ways; addresses are
   t.is(await s.read(b), 0);
   c.close();
   s.close();
+  l.close();
+});
+
+unixTest('UnixListener.bind takes a signal as TcpListener.bind does: an aborted one rejects with ABORT_ERR and binds nothing', async (t) => {
+  const p = sockPath();
+  const before = openDescriptors();
+  const ac = new AbortController();
+  ac.abort();
+  await t.throwsAsync(UnixListener.bind(p, { signal: ac.signal }), { code: 'ABORT_ERR' });
+  const why = new Error('why');
+  await t.throwsAsync(UnixListener.bind(p, { signal: AbortSignal.abort(why) }), { is: why });
+  await t.throwsAsync(UnixListener.bind(p, { signal: 'x' as unknown as AbortSignal }), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
+  t.false(existsSync(p), 'no socket file');
+  t.deepEqual(await descriptorsOpenedSince(before), [], 'no descriptor');
+  // A live signal binds as usual.
+  const l = await UnixListener.bind(p, { signal: new AbortController().signal });
+  t.true(existsSync(p));
   l.close();
 });
 

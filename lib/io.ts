@@ -38,13 +38,16 @@ export interface Writer {
 
 /**
  * Runs a native copy. `stop` (the source's read half closing) aborts it: it then rejects with
- * `ERR_SOCKET_CLOSED`, as a read of the closed half would.
+ * `ERR_SOCKET_CLOSED`, as a read of the closed half would. `ended` (the writer's writing ending:
+ * its `shutdown()`, its write half's `close()`) aborts it too: it then rejects with
+ * `ERR_STREAM_WRITE_AFTER_END`, as a write of the ended writer would.
  */
-function nativeCopy(a: TcpStream, b: TcpStream, bidi: boolean, stop?: AbortSignal): Promise<[number, number]> {
+function nativeCopy(a: TcpStream, b: TcpStream, bidi: boolean, stop?: AbortSignal, ended?: AbortSignal): Promise<[number, number]> {
   return new Promise((resolve, reject) => {
     const onStop = (): void => native.netCopyAbort(op);
     const op = startCopy(a._h, b._h, bidi, (errno, code, aToB, bToA) => {
       stop?.removeEventListener('abort', onStop);
+      ended?.removeEventListener('abort', onStop);
       // Only the copy's sources were taken from JS reads (`beginNativeCopy`): `b` is one only
       // when the copy is bidirectional.
       if (errno === 0) {
@@ -59,7 +62,15 @@ function nativeCopy(a: TcpStream, b: TcpStream, bidi: boolean, stop?: AbortSigna
       // failed (ECANCELED, EBADF).
       const closedUnder =
         (code & COPY_NO_FAULT) !== 0 && errno !== E_RUNTIME_SHUTDOWN && (a.closed || b.closed || stop?.aborted === true);
-      const err = closedUnder ? closedError() : systemError(errno, SYSCALLS[sys] ?? 'read');
+      // The writer's end came first (a write the copy made past the FIN, before the abort
+      // reached it, failed with EPIPE): as a JS copy's next write would.
+      const afterEnd =
+        !closedUnder && ended?.aborted === true && errno !== E_RUNTIME_SHUTDOWN && ((code & COPY_NO_FAULT) !== 0 || SYSCALLS[sys] === 'write');
+      const err = closedUnder
+        ? closedError()
+        : afterEnd
+          ? codedError('ERR_STREAM_WRITE_AFTER_END', 'write after end')
+          : systemError(errno, SYSCALLS[sys] ?? 'read');
       // The stream whose read failed keeps the error for its later reads; otherwise both go back
       // to JS reads (the kernel repeats an end of stream the copy saw).
       const failed = sys !== 0 || (code & COPY_NO_FAULT) !== 0 ? undefined : (code & COPY_REVERSE) !== 0 ? b : a;
@@ -71,9 +82,15 @@ function nativeCopy(a: TcpStream, b: TcpStream, bidi: boolean, stop?: AbortSigna
       a._endCopy(false);
       if (bidi) b._endCopy(false);
       reject(systemError(-op, 'copy'));
-    } else if (stop !== undefined) {
-      if (stop.aborted) onStop();
-      else stop.addEventListener('abort', onStop, { once: true });
+    } else {
+      for (const sig of [stop, ended]) {
+        if (sig === undefined) continue;
+        if (sig.aborted) {
+          onStop();
+          break;
+        }
+        sig.addEventListener('abort', onStop, { once: true });
+      }
     }
   });
 }
@@ -122,7 +139,10 @@ function validateEnd(name: string, v: unknown, methods: ReadonlyArray<'read' | '
 
 /**
  * Copies everything `reader` produces into `writer` until end of stream; resolves with the byte
- * count. Native when both are kyoto streams (`copy(s, s)` echoes a connection).
+ * count. Native when both are kyoto streams (`copy(s, s)` echoes a connection). Ending the
+ * writer's writing meanwhile (its `shutdown()`, or closing it when it is a write half) stops the
+ * copy: it rejects with `ERR_STREAM_WRITE_AFTER_END`, as a write into it would, and what the
+ * source still has stays there; closing a read half it reads stops it with `ERR_SOCKET_CLOSED`.
  */
 export async function copy(reader: Reader, writer: Writer, options?: SignalOption): Promise<number> {
   validateEnd('reader', reader, ['read']);
@@ -137,9 +157,10 @@ export async function copy(reader: Reader, writer: Writer, options?: SignalOptio
       await b.flush();
       return pre;
     }
-    // From a read half: closing it stops the copy (the stream itself stays open).
+    // From a read half: closing it stops the copy (the stream itself stays open). Ending the
+    // writer's writing (its shutdown(), its write half's close()) stops it too.
     const stop = reader instanceof StreamReadHalf ? reader._closeSignal() : undefined;
-    const [n] = await nativeCopy(a, b, false, stop);
+    const [n] = await nativeCopy(a, b, false, stop, b._writeEndSignal());
     return n + pre;
   }
   validateSignal(opts.signal);

@@ -24,5 +24,5 @@ export { TcpStream, ReadHalf, WriteHalf } from './net/tcp-stream';
 export { TcpListener, type BindOptions } from './net/tcp-listener';
 export { TcpSocket } from './net/tcp-socket';
 export { UdpSocket } from './net/udp';
-export { UnixStream, UnixListener, UnixDatagram, type UnixSocketAddress, type UCred } from './net/unix';
+export { UnixStream, UnixListener, UnixDatagram, type UnixBindOptions, type UnixSocketAddress, type UCred } from './net/unix';
 export { NamedPipe, NamedPipeServer, NamedPipeClient, type NamedPipeServerOptions } from './net/pipe';

@@ -17,7 +17,7 @@ import {
 import { Runtime } from './runtime';
 import { spawnBlockingOn } from './task/blocking';
 import { nextTurn } from './runtime/turn';
-import { disposeUnclaimed } from './runtime/unclaimed';
+import { disposeUnclaimed, inClaimWindow } from './runtime/unclaimed';
 import { observingTasks, taskSpawned, taskEnded, firstPoll, type TaskRec, type TaskOutcome } from './console/instrument';
 
 let nextTaskId = 1;
@@ -423,7 +423,10 @@ export type SelectResult<B extends Branches> = { [K in keyof B]: Selected<K, Bra
  * Runs every branch and settles like the first one to settle (resolving `{ key, value }`, or
  * rejecting with its error); the other branches' signals are aborted. A lock guard or permit that
  * a losing branch resolves with anyway (acquired in the same tick) is released, as Tokio drops a
- * losing output; other values of losing branches are ignored.
+ * losing output, and so is a socket that a branch's own call made and returned as is (its promise
+ * returned directly, as `(signal) => listener.accept({ signal })`): an accepted or connected
+ * stream is closed, a bound listener or datagram socket too. Other values of losing branches
+ * (anything an `async` branch awaited itself) are ignored.
  * @param branches - an object of `(signal) => value | promise`.
  * @param options - an outer `signal` that aborts every branch and rejects.
  */
@@ -458,8 +461,9 @@ export function select<B extends Branches>(branches: B, options?: { signal?: Abo
     keys.forEach((key, i) => {
       if (done) return;
       let ret: unknown;
+      let window: number;
       try {
-        ret = branches[key](controllers[i].signal);
+        [ret, window] = inClaimWindow(() => branches[key](controllers[i].signal));
       } catch (err) {
         settle(i);
         reject(err);
@@ -468,7 +472,7 @@ export function select<B extends Branches>(branches: B, options?: { signal?: Abo
       Promise.resolve(ret).then(
         (value) => {
           if (done) {
-            disposeUnclaimed(value); // a lost branch's output is dropped, as in Tokio
+            disposeUnclaimed(value, ret, window); // a lost branch's output is dropped, as in Tokio
             return;
           }
           settle(i);

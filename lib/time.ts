@@ -11,7 +11,7 @@ import { Runtime, type RuntimeOption } from './runtime';
 import { runtimeOf } from './runtime/of';
 import { clockHeld, holdClock, releaseClock, setOnClockReleased } from './runtime/clock-hold';
 import { nextTurn } from './runtime/turn';
-import { disposeUnclaimed } from './runtime/unclaimed';
+import { disposeUnclaimed, inClaimWindow } from './runtime/unclaimed';
 import { observingResources, resourceCreated, resourceClosed, type ResourceToken } from './console/instrument';
 
 import {
@@ -456,9 +456,10 @@ function runWithDeadline<T>(deadline: number, work: TimeoutWork<T>, opts: WaitOp
   if (outer?.aborted) return Promise.reject(abortReason(outer));
   const workAc = new AbortController();
   let started: PromiseLike<T> | T;
+  let window: number | undefined;
   if (typeof work === 'function') {
     try {
-      started = (work as (signal: AbortSignal) => PromiseLike<T> | T)(workAc.signal);
+      [started, window] = inClaimWindow(() => (work as (signal: AbortSignal) => PromiseLike<T> | T)(workAc.signal));
     } catch (err) {
       return Promise.reject(err);
     }
@@ -487,7 +488,7 @@ function runWithDeadline<T>(deadline: number, work: TimeoutWork<T>, opts: WaitOp
         if (done) {
           // Work this call started settled past the decision: nobody can take its value. A
           // promise the caller passed in is theirs to await, so its value is left alone.
-          if (typeof work === 'function') disposeUnclaimed(value);
+          if (typeof work === 'function') disposeUnclaimed(value, started, window);
           return;
         }
         finish();
@@ -532,7 +533,9 @@ function runWithDeadline<T>(deadline: number, work: TimeoutWork<T>, opts: WaitOp
  * Runs `work` with a time limit. Rejects with {@link Elapsed} (and aborts the work's signal) if
  * `ms` passes first; work that has already settled wins even at a 0 deadline, and so does work
  * that settles on the deadline's own tick (as Tokio polls the work before the deadline). A lock
- * guard or permit that work given as a function resolves with after the rejection is released.
+ * guard or permit that work given as a function resolves with after the rejection is released,
+ * and so is a socket its call made and returned as is (`(signal) => TcpStream.connect(addr, {
+ * signal })`: the stream is closed); see `select()`.
  * @param ms - the limit, >= 0.
  * @param work - a promise, or `(signal) => promise` (the signal aborts on elapse).
  * @param options - an outer `signal`; `runtime`.

@@ -12,6 +12,7 @@ import { checkSignal, openSocket, withSignal } from './common';
 import type { SignalOption } from './types';
 import { TcpStream, waitConnected } from './tcp-stream';
 import type { UnixSocketAddress } from './unix';
+import { freshResource } from '../runtime/unclaimed';
 
 function windowsOnly(): never {
   throw codedError('ERR_FEATURE_UNAVAILABLE_ON_PLATFORM', 'Windows named pipes are not available on this platform');
@@ -128,17 +129,23 @@ export class NamedPipeServer extends NamedPipe {
     // Observed by connect(); a server closed before any connect() call must not be an unhandled
     // rejection.
     s.#connected.catch(() => {});
-    return s;
+    return freshResource(s, (x) => x.close()); // a losing select() branch's is closed
   }
 
   /**
    * Waits until a client has opened this instance (at once if one already has). Rejects with the
    * connection's error, or `ERR_SOCKET_CLOSED` if the instance is closed first. Aborting the wait
-   * leaves the instance waiting for its client.
+   * leaves the instance waiting for its client. Bad options (a `signal` that is not an
+   * `AbortSignal`) reject with `ERR_INVALID_ARG_TYPE`, as every waiting call's do.
    */
   connect(options?: SignalOption): Promise<void> {
-    const { signal } = optionsBag<SignalOption>(options);
-    validateSignal(signal);
+    let signal: AbortSignal | undefined;
+    try {
+      signal = optionsBag<SignalOption>(options).signal;
+      validateSignal(signal);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     if (signal === undefined) return this.#connected;
     return withSignal<void>(signal, (resolve, reject) => {
       this.#connected.then(resolve, reject);
@@ -157,7 +164,12 @@ export class NamedPipeClient extends NamedPipe {
    * (retry after a short sleep) and `ENOENT` when the name has no instance; it never waits for an
    * instance to free up.
    */
-  static async open(path: string, options?: RuntimeOption & SignalOption): Promise<NamedPipeClient> {
+  static open(path: string, options?: RuntimeOption & SignalOption): Promise<NamedPipeClient> {
+    // Only its caller holds the pipe: a losing select() branch's is closed.
+    return freshResource(NamedPipeClient.#open(path, options), (p) => p.close());
+  }
+
+  static async #open(path: string, options: (RuntimeOption & SignalOption) | undefined): Promise<NamedPipeClient> {
     validatePipePath(path);
     const opts = optionsBag<RuntimeOption & SignalOption>(options);
     checkSignal(opts.signal);

@@ -39,6 +39,7 @@ import {
 } from './common';
 import type { AddressLike, SignalOption } from './types';
 import { TcpStream } from './tcp-stream';
+import { freshResource } from '../runtime/unclaimed';
 
 /** Options of {@link TcpListener.bind}. */
 export interface BindOptions extends SignalOption, RuntimeOption {
@@ -63,6 +64,30 @@ export function listenTcp(
   const open = (nrt: NativeRuntime | undefined): number =>
     native.netTcpListen(host, port, backlog, flags, snd, rcv, nrt);
   return new TcpListener(openSocket({ runtime }, open, 'listen', host, port));
+}
+
+/** {@link TcpListener.bind}'s work. */
+async function bindTcp(addr: AddressLike, options: BindOptions | undefined): Promise<TcpListener> {
+  const opts = optionsBag<BindOptions>(options);
+  for (const k of ['reuseAddr', 'reusePort'] as const) {
+    if (opts[k] !== undefined && typeof opts[k] !== 'boolean') throw invalidArgType(`options.${k}`, 'of type boolean', opts[k]);
+  }
+  checkSignal(opts.signal);
+  const backlog = opts.backlog ?? 1024;
+  validateInteger(backlog, 'options.backlog', 1, MAX_BACKLOG);
+  const { host, port } = splitAddr(addr);
+  const ips = await untilAborted(resolveHostAll(host), opts.signal);
+  const flags = (opts.reuseAddr ? O_REUSE_ADDR : 0) | (opts.reusePort ? O_REUSE_PORT : 0);
+  // The first address that binds; none: the last one's error (Tokio's bind).
+  let err: unknown;
+  for (const ip of ips) {
+    try {
+      return listenTcp(ip, port, backlog, flags, 0, 0, opts.runtime);
+    } catch (e) {
+      err = e;
+    }
+  }
+  throw err;
 }
 
 /** A listening TCP socket. Keeps the process alive until closed or `unref()`ed. */
@@ -95,27 +120,9 @@ export class TcpListener implements AsyncIterable<TcpStream> {
    * Binds and listens on `addr` (port 0 picks a free port; see {@link TcpListener.localAddr}). A
    * host name's addresses are tried in turn: the first that binds is used.
    */
-  static async bind(addr: AddressLike, options?: BindOptions): Promise<TcpListener> {
-    const opts = optionsBag<BindOptions>(options);
-    for (const k of ['reuseAddr', 'reusePort'] as const) {
-      if (opts[k] !== undefined && typeof opts[k] !== 'boolean') throw invalidArgType(`options.${k}`, 'of type boolean', opts[k]);
-    }
-    checkSignal(opts.signal);
-    const backlog = opts.backlog ?? 1024;
-    validateInteger(backlog, 'options.backlog', 1, MAX_BACKLOG);
-    const { host, port } = splitAddr(addr);
-    const ips = await untilAborted(resolveHostAll(host), opts.signal);
-    const flags = (opts.reuseAddr ? O_REUSE_ADDR : 0) | (opts.reusePort ? O_REUSE_PORT : 0);
-    // The first address that binds; none: the last one's error (Tokio's bind).
-    let err: unknown;
-    for (const ip of ips) {
-      try {
-        return listenTcp(ip, port, backlog, flags, 0, 0, opts.runtime);
-      } catch (e) {
-        err = e;
-      }
-    }
-    throw err;
+  static bind(addr: AddressLike, options?: BindOptions): Promise<TcpListener> {
+    // Only its caller holds the listener: a losing select() branch's is closed.
+    return freshResource(bindTcp(addr, options), (l) => l.close());
   }
 
   /** @internal */
@@ -154,8 +161,15 @@ export class TcpListener implements AsyncIterable<TcpStream> {
     native.netArm(this._h, on);
   }
 
-  /** Waits for a connection: `[stream, peerAddress]`. */
+  /**
+   * Waits for a connection: `[stream, peerAddress]`. The stream is the caller's alone: a losing
+   * `select()` branch's (or a `timeout()`'s that elapsed) is closed.
+   */
   accept(options?: SignalOption): Promise<[TcpStream, SocketAddress]> {
+    return freshResource(this.#accept(options), (v) => v[0].close());
+  }
+
+  #accept(options: SignalOption | undefined): Promise<[TcpStream, SocketAddress]> {
     const stop = signalRejection(options?.signal);
     if (stop !== undefined) return stop;
     const q = this.#queue.shift();
@@ -180,9 +194,15 @@ export class TcpListener implements AsyncIterable<TcpStream> {
     });
   }
 
-  /** The bound address. */
+  /** The bound address. Throws `ERR_SOCKET_CLOSED` once the listener is closed, as `accept()` rejects. */
   localAddr(): SocketAddress {
-    return parseNativeAddr(native.netAddr(this._h, false), 'getsockname');
+    return parseNativeAddr(this._addr(), 'getsockname');
+  }
+
+  /** @internal The native `getsockname` answer; throws `ERR_SOCKET_CLOSED` once closed. */
+  _addr(): string {
+    if (this.#closed) throw closedError();
+    return native.netAddr(this._h, false);
   }
 
   /** Lets the process exit while this listener is open. */

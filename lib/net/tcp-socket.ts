@@ -11,6 +11,7 @@ import type { AddressLike, SignalOption } from './types';
 import { errnoOf, systemError } from './core';
 import { TcpStream, connectTcp } from './tcp-stream';
 import { TcpListener, listenTcp } from './tcp-listener';
+import { freshResource } from '../runtime/unclaimed';
 
 /** An unconnected TCP socket to set options on before `bind`+`listen` or `connect`. */
 export class TcpSocket {
@@ -76,7 +77,8 @@ export class TcpSocket {
     validateInteger(backlog, 'backlog', 1, MAX_BACKLOG);
     const b = this.#bind ?? { host: this._v6 ? '::' : '0.0.0.0', port: 0 };
     this.#take();
-    return listenTcp(b.host, b.port, backlog, this.#flags, this.#snd, this.#rcv, this.#runtime);
+    const l = listenTcp(b.host, b.port, backlog, this.#flags, this.#snd, this.#rcv, this.#runtime);
+    return freshResource(l, (x) => x.close()); // a losing select() branch's is closed
   }
   /**
    * `addr` as an address of this socket's family: a name resolved to one, an IP literal of the
@@ -99,7 +101,12 @@ export class TcpSocket {
    * `localhost` is `127.0.0.1` or `::1`). One of the other family rejects as connect(2) does on
    * Linux: `EAFNOSUPPORT` for a v4 socket, `EINVAL` for a v6 one.
    */
-  async connect(addr: AddressLike, options?: SignalOption): Promise<TcpStream> {
+  connect(addr: AddressLike, options?: SignalOption): Promise<TcpStream> {
+    // Only its caller holds the stream: a losing select() branch's is closed.
+    return freshResource(this.#connect(addr, options), (s) => s.close());
+  }
+
+  async #connect(addr: AddressLike, options: SignalOption | undefined): Promise<TcpStream> {
     checkSignal(options?.signal);
     this.#take();
     const { host, port } = await untilAborted(this.#resolve(addr), options?.signal);

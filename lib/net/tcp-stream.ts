@@ -42,6 +42,7 @@ import {
 } from './core';
 import { kStream } from './stream-of';
 import { Turns } from '../io/turns';
+import { freshResource } from '../runtime/unclaimed';
 import { kReadOwner, readExactFrom, readToEndFrom, StreamReadHalf, StreamWriteHalf, type OwnedReadOptions, type ReadOwner } from './halves';
 import {
   socketRuntime,
@@ -129,6 +130,33 @@ export function connectTcp(
   return waitConnected(new TcpStream(h), host, port, signal);
 }
 
+/** The options of {@link TcpStream.connect}. */
+type ConnectOpts = SignalOption & RuntimeOption & { noDelay?: boolean; keepAlive?: boolean };
+
+/** {@link TcpStream.connect}'s work. */
+async function connectTo(addr: AddressLike, options: ConnectOpts | undefined): Promise<TcpStream> {
+  const opts = optionsBag<ConnectOpts>(options);
+  for (const k of ['noDelay', 'keepAlive'] as const) {
+    if (opts[k] !== undefined && typeof opts[k] !== 'boolean') throw invalidArgType(`options.${k}`, 'of type boolean', opts[k]);
+  }
+  checkSignal(opts.signal);
+  socketRuntime(opts); // validates before the lookup
+  const { host, port } = splitAddr(addr);
+  const ips = await untilAborted(resolveHostAll(host), opts.signal);
+  const flags = (opts.noDelay ? O_NODELAY : 0) | (opts.keepAlive ? O_KEEPALIVE : 0);
+  // Each address in turn until one accepts; none: the last one's error (Tokio's connect).
+  let err: unknown;
+  for (const ip of ips) {
+    try {
+      return await connectTcp(ip, port, '', 0, flags, 0, 0, opts.signal, opts.runtime);
+    } catch (e) {
+      if (opts.signal?.aborted) throw e;
+      err = e;
+    }
+  }
+  throw err;
+}
+
 /**
  * @internal A push consumer of a stream's read side (see `TcpStream._sink`): a chunk, or
  * `undefined` at end of stream (with `err` after a read error); `false` detaches it.
@@ -157,6 +185,8 @@ export class TcpStream implements AsyncIterable<Buffer> {
   #connect: [(s: TcpStream) => void, (e: unknown) => void, string, number] | undefined;
   #closed = false;
   #shutdown: Promise<void> | undefined;
+  /** Aborted by the first `shutdown()`: a native copy writing into this stream stops. */
+  #writeEnd: AbortController | undefined;
   /**
    * Writes and frames that could not be handed over at once (no room, or large): they go out one
    * after another, and later ones queue behind them rather than overtake them in the turn where
@@ -191,34 +221,16 @@ export class TcpStream implements AsyncIterable<Buffer> {
 
   /**
    * Connects to `addr`. A host name's addresses are tried in turn until one accepts; when none
-   * does, the last one's error rejects.
+   * does, the last one's error rejects. The stream is the caller's alone: a losing `select()`
+   * branch's (or a `timeout()`'s that elapsed) is closed.
    * @param addr - `"host:port"`, `{ host, port }` or `{ address, port }`.
    * @param options - `signal`, `noDelay`, `keepAlive`.
    */
-  static async connect(
+  static connect(
     addr: AddressLike,
     options?: SignalOption & RuntimeOption & { noDelay?: boolean; keepAlive?: boolean },
   ): Promise<TcpStream> {
-    const opts = optionsBag<SignalOption & RuntimeOption & { noDelay?: boolean; keepAlive?: boolean }>(options);
-    for (const k of ['noDelay', 'keepAlive'] as const) {
-      if (opts[k] !== undefined && typeof opts[k] !== 'boolean') throw invalidArgType(`options.${k}`, 'of type boolean', opts[k]);
-    }
-    checkSignal(opts.signal);
-    socketRuntime(opts); // validates before the lookup
-    const { host, port } = splitAddr(addr);
-    const ips = await untilAborted(resolveHostAll(host), opts.signal);
-    const flags = (opts.noDelay ? O_NODELAY : 0) | (opts.keepAlive ? O_KEEPALIVE : 0);
-    // Each address in turn until one accepts; none: the last one's error (Tokio's connect).
-    let err: unknown;
-    for (const ip of ips) {
-      try {
-        return await connectTcp(ip, port, '', 0, flags, 0, 0, opts.signal, opts.runtime);
-      } catch (e) {
-        if (opts.signal?.aborted) throw e;
-        err = e;
-      }
-    }
-    throw err;
+    return freshResource(connectTo(addr, options), (s) => s.close());
   }
 
   static {
@@ -897,6 +909,9 @@ export class TcpStream implements AsyncIterable<Buffer> {
           if (this.#writeErr) throw this.#writeErr;
         });
       };
+      // A native copy writing into this stream would go on reading its source and find the end
+      // only at its next write (EPIPE), or never: it stops now.
+      this.#writeEnd?.abort();
       // Writes made before it that still wait for room (or go out in pieces) go first.
       const earlier = this.#writeTurns.settled;
       this.#shutdown = earlier === undefined ? start() : earlier.then(start);
@@ -905,13 +920,15 @@ export class TcpStream implements AsyncIterable<Buffer> {
     return untilAborted(this.#shutdown, options?.signal);
   }
 
-  /** The local address. */
+  /** The local address. Throws `ERR_SOCKET_CLOSED` once the stream is closed, as its waits reject. */
   localAddr(): SocketAddress {
+    if (this.#closed) throw closedError();
     return parseNativeAddr(native.netAddr(this._h, false), 'getsockname');
   }
 
-  /** The peer's address. */
+  /** The peer's address. Throws `ERR_SOCKET_CLOSED` once the stream is closed, as its waits reject. */
   peerAddr(): SocketAddress {
+    if (this.#closed) throw closedError();
     this.#peer ??= parseNativeAddr(native.netAddr(this._h, true), 'getpeername');
     return this.#peer;
   }
@@ -1048,6 +1065,16 @@ export class TcpStream implements AsyncIterable<Buffer> {
       [Symbol.asyncIterator]: () => it,
     };
     return it;
+  }
+
+  /**
+   * @internal A signal aborted once this stream's writing ended (`shutdown()`, and so closing its
+   * write half): a native copy writing into it stops then.
+   */
+  _writeEndSignal(): AbortSignal {
+    this.#writeEnd ??= new AbortController();
+    if (this.#shutdown !== undefined) this.#writeEnd.abort();
+    return this.#writeEnd.signal;
   }
 
   /**

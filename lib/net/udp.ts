@@ -45,6 +45,7 @@ import {
   O_REUSE_PORT,
 } from './common';
 import type { AddressLike, SignalOption } from './types';
+import { freshResource } from '../runtime/unclaimed';
 
 /** One datagram of `recvMany` / `sendMany`. */
 export type Datagram = DatagramOf<SocketAddress>;
@@ -114,9 +115,17 @@ export class UdpSocket {
   }
 
   /** Binds to `addr` (port 0 picks a free port). */
-  static async bind(
+  static bind(
     addr: AddressLike,
     options?: RuntimeOption & SignalOption & { reuseAddr?: boolean; reusePort?: boolean },
+  ): Promise<UdpSocket> {
+    // Only its caller holds the socket: a losing select() branch's is closed.
+    return freshResource(UdpSocket.#bind(addr, options), (u) => u.close());
+  }
+
+  static async #bind(
+    addr: AddressLike,
+    options: (RuntimeOption & SignalOption & { reuseAddr?: boolean; reusePort?: boolean }) | undefined,
   ): Promise<UdpSocket> {
     const opts = optionsBag<RuntimeOption & SignalOption & { reuseAddr?: boolean; reusePort?: boolean }>(options);
     checkSignal(opts.signal);
@@ -443,12 +452,17 @@ export class UdpSocket {
     const r = native.netMulticastIfV6(this._h, iface);
     if (r < 0) throw systemError(-r, 'setsockopt');
   }
-  /** The bound address. */
+  /** The bound address. Throws `ERR_SOCKET_CLOSED` once the socket is closed, as its waits reject. */
   localAddr(): SocketAddress {
+    if (this.#core.closed) throw closedError();
     return parseNativeAddr(native.netAddr(this._h, false), 'getsockname');
   }
-  /** The address {@link UdpSocket.connect} connected to; throws `ENOTCONN` when not connected. */
+  /**
+   * The address {@link UdpSocket.connect} connected to; throws `ENOTCONN` when not connected, and
+   * `ERR_SOCKET_CLOSED` once the socket is closed (as its waits reject).
+   */
   peerAddr(): SocketAddress {
+    if (this.#core.closed) throw closedError();
     return parseNativeAddr(native.netAddr(this._h, true), 'getpeername');
   }
   /** Closes the socket; pending receives and blocked sends reject with `ERR_SOCKET_CLOSED`. */

@@ -14,6 +14,7 @@ import { socketRuntime, openSocket, checkSignal, toBytes, closedError, MAX_BACKL
 import type { AddressLike, SignalOption } from './types';
 import { TcpStream, waitConnected } from './tcp-stream';
 import { TcpListener } from './tcp-listener';
+import { freshResource } from '../runtime/unclaimed';
 
 /**
  * The address of a Unix domain socket (`path` is `''` for an unnamed socket). On Linux a path
@@ -62,20 +63,38 @@ export interface UCred {
   gid: number;
 }
 
+/** Closes both sockets of a pair nobody can claim. */
+function closeBoth(p: [{ close(): void }, { close(): void }]): void {
+  p[0].close();
+  p[1].close();
+}
+
+/** {@link UnixStream.connect}'s work. */
+async function connectUnix(path: AddressLike | string, options: (SignalOption & RuntimeOption) | undefined): Promise<UnixStream> {
+  validatePath(path);
+  const opts = optionsBag<SignalOption & RuntimeOption>(options);
+  checkSignal(opts.signal);
+  if (!UNIX_SOCKETS) unixOnly();
+  const h = openSocket(opts, (nrt) => native.netUnixConnect(path, nrt), 'connect', path);
+  return waitConnected(new UnixStream(h), path, -1, opts.signal);
+}
+
 /** A connected Unix domain stream socket: the methods of {@link TcpStream}, plus {@link UnixStream.peerCred}. */
 export class UnixStream extends TcpStream {
-  /** Connects to the socket at `path`. */
-  static override async connect(path: AddressLike | string, options?: SignalOption & RuntimeOption): Promise<UnixStream> {
-    validatePath(path);
-    const opts = optionsBag<SignalOption & RuntimeOption>(options);
-    checkSignal(opts.signal);
-    if (!UNIX_SOCKETS) unixOnly();
-    const h = openSocket(opts, (nrt) => native.netUnixConnect(path, nrt), 'connect', path);
-    return waitConnected(new UnixStream(h), path, -1, opts.signal);
+  /**
+   * Connects to the socket at `path`. The stream is the caller's alone: a losing `select()`
+   * branch's (or a `timeout()`'s that elapsed) is closed.
+   */
+  static override connect(path: AddressLike | string, options?: SignalOption & RuntimeOption): Promise<UnixStream> {
+    return freshResource(connectUnix(path, options), (s) => s.close());
   }
 
   /** A connected pair of Unix streams (like `socketpair(2)`). */
   static pair(options?: RuntimeOption): [UnixStream, UnixStream] {
+    return freshResource(UnixStream.#pair(options), closeBoth);
+  }
+
+  static #pair(options: RuntimeOption | undefined): [UnixStream, UnixStream] {
     if (!UNIX_SOCKETS) unixOnly();
     const [rt, nrt] = socketRuntime(optionsBag<RuntimeOption>(options));
     const r = native.netUnixPair(nrt);
@@ -85,13 +104,15 @@ export class UnixStream extends TcpStream {
     return [new UnixStream(r[0]), new UnixStream(r[1])];
   }
 
-  /** The local address. */
+  /** The local address. Throws `ERR_SOCKET_CLOSED` once the stream is closed, as its waits reject. */
   override localAddr(): SocketAddress & UnixSocketAddress {
+    if (this.closed) throw closedError();
     return unixAddr(native.netAddr(this._h, false), 'getsockname') as SocketAddress & UnixSocketAddress;
   }
 
-  /** The peer's address. */
+  /** The peer's address. Throws `ERR_SOCKET_CLOSED` once the stream is closed, as its waits reject. */
   override peerAddr(): SocketAddress & UnixSocketAddress {
+    if (this.closed) throw closedError();
     return unixAddr(native.netAddr(this._h, true), 'getpeername') as SocketAddress & UnixSocketAddress;
   }
 
@@ -104,13 +125,28 @@ export class UnixStream extends TcpStream {
   }
 }
 
+/** Options of {@link UnixListener.bind}. */
+export interface UnixBindOptions extends SignalOption, RuntimeOption {
+  /** Listen backlog (default 1024). */
+  backlog?: number;
+}
+
 /** A listening Unix domain socket. Keeps the process alive until closed or `unref()`ed. */
 export class UnixListener extends TcpListener {
-  /** Binds and listens on `path` (which must not exist). */
-  static override async bind(path: AddressLike | string, options?: RuntimeOption & { backlog?: number }): Promise<UnixListener> {
+  /**
+   * Binds and listens on `path` (which must not exist). An already aborted `signal` rejects with
+   * its reason (or an `AbortError`, `ABORT_ERR`) and binds nothing, as {@link TcpListener.bind}.
+   */
+  static override bind(path: AddressLike | string, options?: UnixBindOptions): Promise<UnixListener> {
+    // Only its caller holds the listener: a losing select() branch's is closed.
+    return freshResource(UnixListener.#bind(path, options), (l) => l.close());
+  }
+
+  static async #bind(path: AddressLike | string, options: UnixBindOptions | undefined): Promise<UnixListener> {
     validatePath(path);
+    const opts = optionsBag<UnixBindOptions>(options);
+    checkSignal(opts.signal);
     if (!UNIX_SOCKETS) unixOnly();
-    const opts = optionsBag<RuntimeOption & { backlog?: number }>(options);
     const backlog = opts.backlog ?? 1024;
     validateInteger(backlog, 'options.backlog', 1, MAX_BACKLOG);
     return new UnixListener(openSocket(opts, (nrt) => native.netUnixListen(path, backlog, nrt), 'listen', path));
@@ -127,9 +163,9 @@ export class UnixListener extends TcpListener {
     return super.accept(options) as Promise<[UnixStream, SocketAddress & UnixSocketAddress]>;
   }
 
-  /** The bound path. */
+  /** The bound path. Throws `ERR_SOCKET_CLOSED` once the listener is closed, as `accept()` rejects. */
   override localAddr(): SocketAddress & UnixSocketAddress {
-    return unixAddr(native.netAddr(this._h, false), 'getsockname') as SocketAddress & UnixSocketAddress;
+    return unixAddr(this._addr(), 'getsockname') as SocketAddress & UnixSocketAddress;
   }
 }
 
@@ -154,14 +190,16 @@ export class UnixDatagram {
     validatePath(path);
     if (!UNIX_SOCKETS) unixOnly();
     const opts = optionsBag<RuntimeOption>(options);
-    return new UnixDatagram(openSocket(opts, (nrt) => native.netUnixDgram(path, nrt), 'bind', path));
+    const d = new UnixDatagram(openSocket(opts, (nrt) => native.netUnixDgram(path, nrt), 'bind', path));
+    return freshResource(d, (s) => s.close()); // a losing select() branch's is closed
   }
 
   /** An unbound socket (it can send, and receive once connected or on a pair). */
   static unbound(options?: RuntimeOption): UnixDatagram {
     if (!UNIX_SOCKETS) unixOnly();
     const opts = optionsBag<RuntimeOption>(options);
-    return new UnixDatagram(openSocket(opts, (nrt) => native.netUnixDgram('', nrt), 'socket'));
+    const d = new UnixDatagram(openSocket(opts, (nrt) => native.netUnixDgram('', nrt), 'socket'));
+    return freshResource(d, (s) => s.close());
   }
 
   /** A connected pair. */
@@ -172,7 +210,7 @@ export class UnixDatagram {
     if (r.length === 1) throw systemError(-r[0], 'socketpair');
     pinRuntime(r[0], rt);
     pinRuntime(r[1], rt);
-    return [new UnixDatagram(r[0]), new UnixDatagram(r[1])];
+    return freshResource<[UnixDatagram, UnixDatagram]>([new UnixDatagram(r[0]), new UnixDatagram(r[1])], closeBoth);
   }
 
   /** @internal */
@@ -281,13 +319,15 @@ export class UnixDatagram {
     if (r < 0) throw systemError(-r, 'connect', path);
   }
 
-  /** The bound address. */
+  /** The bound address. Throws `ERR_SOCKET_CLOSED` once the socket is closed, as its waits reject. */
   localAddr(): UnixSocketAddress {
+    if (this.#core.closed) throw closedError();
     return unixAddr(native.netAddr(this._h, false), 'getsockname');
   }
 
-  /** The connected peer's address. */
+  /** The connected peer's address. Throws `ERR_SOCKET_CLOSED` once the socket is closed, as its waits reject. */
   peerAddr(): UnixSocketAddress {
+    if (this.#core.closed) throw closedError();
     return unixAddr(native.netAddr(this._h, true), 'getpeername');
   }
 
