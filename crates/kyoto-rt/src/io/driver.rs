@@ -21,11 +21,7 @@
 //!
 //! `shutdown` marks every registered resource shut down (they wake their waiters and from then on
 //! fail with "the runtime has shut down"), refuses new registrations, and stops dispatching: a `park`
-//! after shutdown only waits. It also closes the handle's descriptors (the registry's duplicate of
-//! the poller and the waker's eventfd): handles outlive the runtime (an embedder's runtime object
-//! until it is collected, sockets made on it), and a program making and ending runtimes one after
-//! another would otherwise run out of descriptors. Nothing parks on a driver after its shutdown
-//! (it is dropped, or its runtime is being dropped), so no unpark is needed from then on.
+//! after shutdown only waits.
 use super::scheduled_io::{ScheduledIo, MAX_TICK};
 use super::{Interest, Ready};
 use crate::loom::sync::atomic::{AtomicU64, Ordering};
@@ -54,16 +50,10 @@ pub(crate) struct Driver {
 
 /// Shared access to the reactor: registering resources and unparking the driver. Any thread.
 pub(crate) struct Handle {
-    /// The registry and the waker; `None` once the driver shut down (their descriptors closed).
-    os: Mutex<Option<Os>>,
-    synced: Mutex<Synced>,
-    io_events: AtomicU64,
-}
-
-/// The handle's own descriptors: a registry (a duplicate of the poller's) and the waker.
-struct Os {
     registry: mio::Registry,
     waker: mio::Waker,
+    synced: Mutex<Synced>,
+    io_events: AtomicU64,
 }
 
 /// The registration set, under the handle's lock.
@@ -107,7 +97,8 @@ impl Driver {
             is_shutdown: false,
         };
         let handle = Handle {
-            os: Mutex::new(Some(Os { registry, waker })),
+            registry,
+            waker,
             synced: Mutex::new(Synced {
                 is_shutdown: false,
                 slots: Vec::new(),
@@ -184,9 +175,6 @@ impl Driver {
         for io in ios {
             io.shutdown();
         }
-        // Closes the registry's duplicate of the poller and the waker's eventfd now, not when the
-        // last handle goes.
-        drop(handle.take_os());
     }
 
     /// The epoll/kqueue descriptor: readable whenever a `park(Some(ZERO))` would find events.
@@ -204,21 +192,10 @@ impl Handle {
         self.synced.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn os(&self) -> MutexGuard<'_, Option<Os>> {
-        // Only ever replaced whole: consistent even if a panic poisoned it.
-        self.os.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn take_os(&self) -> Option<Os> {
-        self.os().take()
-    }
-
-    /// Makes a `park` in progress (or the next one) return at once. Nothing after shutdown.
+    /// Makes a `park` in progress (or the next one) return at once.
     pub(crate) fn unpark(&self) {
-        if let Some(os) = self.os().as_ref() {
-            // A failed wake leaves the poller to its timeout; nothing better can be done.
-            let _ = os.waker.wake();
-        }
+        // A failed wake leaves the poller to its timeout; nothing better can be done.
+        let _ = self.waker.wake();
     }
 
     /// Readiness events dispatched to resources since the driver started (a metric).
@@ -255,14 +232,10 @@ impl Handle {
             synced.slots[slot] = Some(io.clone());
             io
         };
-        let registered = match self.os().as_ref() {
-            Some(os) => os
-                .registry
-                .register(source, token_of(&io), interest.to_mio()),
-            // Shut down since the check above.
-            None => Err(super::scheduled_io::shutdown_error()),
-        };
-        if let Err(e) = registered {
+        if let Err(e) = self
+            .registry
+            .register(source, token_of(&io), interest.to_mio())
+        {
             // Never registered with the OS, so no event can name it: remove it at once.
             self.lock().remove(&io);
             return Err(e);
@@ -280,12 +253,8 @@ impl Handle {
         fd: std::os::fd::RawFd,
     ) -> io::Result<()> {
         let both = Interest::READABLE.add(Interest::WRITABLE).to_mio();
-        match self.os().as_ref() {
-            Some(os) => os
-                .registry
-                .reregister(&mut mio::unix::SourceFd(&fd), token_of(io), both),
-            None => Err(super::scheduled_io::shutdown_error()),
-        }
+        self.registry
+            .reregister(&mut mio::unix::SourceFd(&fd), token_of(io), both)
     }
 
     /// Removes `source` from the poller and queues `io` for release at the next park.
@@ -295,11 +264,8 @@ impl Handle {
         source: &mut impl mio::event::Source,
     ) -> io::Result<()> {
         // On failure the source may still be in the OS poller, so `io` must stay alive: it stays in
-        // the registration set until shutdown. After shutdown the driver dispatches nothing, and
-        // the handle has no registry left: the source's descriptor leaves the poller as it closes.
-        if let Some(os) = self.os().as_ref() {
-            os.registry.deregister(source)?;
-        }
+        // the registration set until shutdown.
+        self.registry.deregister(source)?;
         io.clear_wakers();
         let notify = {
             let mut synced = self.lock();
