@@ -188,6 +188,35 @@ test('a native copy on a runtime that shuts down rejects with ERR_RUNTIME_SHUTDO
   }
 });
 
+test('a native copy between a default-runtime stream and a stream on a Runtime that shuts down rejects with ERR_RUNTIME_SHUTDOWN, whichever end that stream is', async (t) => {
+  // The copy task runs on the thread's own runtime: the other runtime's shutdown must still end
+  // it, even while it waits on the surviving stream (here: for bytes that never come).
+  for (const flavor of ['current_thread', 'multi_thread'] as const) {
+    for (const into of [true, false]) {
+      const rt = new Runtime({ flavor, workerThreads: flavor === 'multi_thread' ? 1 : undefined });
+      const onRt = await TcpListener.bind('127.0.0.1:0', { runtime: rt });
+      const ownAccepted = onRt.accept();
+      const own = await TcpStream.connect(onRt.localAddr(), { runtime: rt });
+      const [ownPeer] = await ownAccepted;
+      const dl = await TcpListener.bind('127.0.0.1:0');
+      const defAccepted = dl.accept();
+      const def = await TcpStream.connect(dl.localAddr());
+      const [defPeer] = await defAccepted;
+      t.teardown(() => {
+        for (const x of [onRt, own, ownPeer, dl, def, defPeer]) x.close();
+      });
+      const what = `${flavor}, copy ${into ? 'into' : 'out of'} the runtime's stream`;
+      // A byte through first: the copy is running when the runtime shuts down.
+      const copying = into ? copy(def, ownPeer) : copy(ownPeer, def);
+      copying.catch(() => {});
+      await (into ? defPeer : own).write('x');
+      await withTimeout((into ? own : defPeer).readExact(Buffer.alloc(1)), 5000, `${what}: the first byte`);
+      await rt.shutdown();
+      await t.throwsAsync(withTimeout(copying, 5000, what), { code: 'ERR_RUNTIME_SHUTDOWN' }, what);
+    }
+  }
+});
+
 test('after the default runtime shuts down, compat servers, sockets and toNodeStream() close without crashing a program with no error listeners', async (t) => {
   const code = `
     const k = require('kyoto');

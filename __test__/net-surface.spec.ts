@@ -532,6 +532,21 @@ test("closing a read half ends only that half's reads; a read made on the stream
   for (const x of [c, s, l]) x.close();
 });
 
+test('a read half closed under its readExact() hands the bytes it had read back to the stream', async (t) => {
+  const { l, c, s } = await tcpPair();
+  const [r] = c.split();
+  const exact = r.readExact(Buffer.alloc(8));
+  await s.write('abcd');
+  await realDelay(50); // the four bytes reach the half's readExact
+  r.close();
+  await t.throwsAsync(withTimeout(exact, 5000, 'readExact'), { code: 'ERR_SOCKET_CLOSED' });
+  await s.write('efgh');
+  const buf = Buffer.alloc(8);
+  t.is(await withTimeout(c.readExact(buf), 5000, "the stream's readExact"), 8);
+  t.is(buf.toString(), 'abcdefgh', 'nothing the closed half had read is lost');
+  for (const x of [c, s, l]) x.close();
+});
+
 test("copy() and framed() from a closed read half reject with ERR_SOCKET_CLOSED and leave the stream's data unread", async (t) => {
   const { l, c, s } = await tcpPair();
   const to = await tcpPair(); // a kyoto writer: the copy would run natively

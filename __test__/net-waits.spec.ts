@@ -3,9 +3,9 @@
 // ref()/unref(), and the fixes that came with them (setLinger's unit, a write half's close()).
 import test from 'ava';
 import { Duplex } from 'node:stream';
-import { TcpListener, TcpStream, UdpSocket, UnixDatagram } from '../index';
+import { TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixStream, type DuplexStream, type ReadHalf } from '../index';
 import { BufReader, LinesCodec, copy, copyBidirectional, duplex, framed, type Reader, type Writer } from '../index';
-import { isSettled, realDelay, runNodeChild, smallBufferTcpPair, tcpPair, unixTest, withTimeout } from './helpers';
+import { UNIX_SOCKETS, isSettled, realDelay, runNodeChild, smallBufferTcpPair, tcpPair, unixTest, withTimeout } from './helpers';
 
 
 const NOT_SIGNALS: unknown[] = ['x', null, {}, { aborted: false }, 1];
@@ -90,6 +90,57 @@ test('an already aborted signal rejects a read, an accept or a receive even when
   t.is((await u.recvMany(8)).length, 1, 'neither the refused receive nor the refused send touched the queue');
   for (const x of [c, s, c2, u]) x.close();
   l.close();
+});
+
+test('an aborted readToEnd or readExact loses no bytes: the next read gets what it had read, on TCP, Unix and duplex() streams, and through a read half', async (t) => {
+  const pairs: Array<[string, () => Promise<[{ write(d: string): Promise<number>; shutdown(): Promise<void>; close(): void }, TcpStream | DuplexStream | ReadHalf, () => void]>]> = [
+    ['tcp', async () => {
+      const { l, c, s } = await tcpPair();
+      return [c, s, () => [l, c, s].forEach((x) => x.close())];
+    }],
+    ['tcp read half', async () => {
+      const { l, c, s } = await tcpPair();
+      const [rh] = s.split();
+      return [c, rh, () => [l, c, s].forEach((x) => x.close())];
+    }],
+    ['duplex', async () => {
+      const [a, b] = duplex(1024);
+      return [a, b, () => [a, b].forEach((x) => x.close())];
+    }],
+  ];
+  if (UNIX_SOCKETS) {
+    pairs.push(['unix', async () => {
+      const [a, b] = UnixStream.pair();
+      return [a, b, () => [a, b].forEach((x) => x.close())];
+    }]);
+  }
+  for (const [what, make] of pairs) {
+    const [w, r, done] = await make();
+    try {
+      // readToEnd: two pieces arrive, no end of stream; the wait is aborted.
+      await w.write('abc');
+      const ac = new AbortController();
+      const all = r.readToEnd({ signal: ac.signal });
+      await realDelay(20);
+      await w.write('def');
+      await realDelay(20);
+      ac.abort();
+      await t.throwsAsync(all, { code: 'ABORT_ERR' }, what);
+      // readExact: those 6 bytes and 3 more, of 16; aborted.
+      const ac2 = new AbortController();
+      const buf = Buffer.alloc(16);
+      const exact = r.readExact(buf, { signal: ac2.signal });
+      await w.write('ghi');
+      await realDelay(20);
+      ac2.abort();
+      await t.throwsAsync(exact, { code: 'ABORT_ERR' }, what);
+      await w.write('jkl');
+      await w.shutdown();
+      t.is(String(await withTimeout(r.readToEnd(), 5000, what)), 'abcdefghijkl', what);
+    } finally {
+      done();
+    }
+  }
 });
 
 test('shutdown() waits under a signal without losing its idempotence: an aborted wait leaves the FIN going out', async (t) => {

@@ -155,7 +155,10 @@ export class DuplexStream implements AsyncIterable<Buffer> {
     return this.#readWith(options?.signal, (p) => p.take(buf, true), 0);
   }
 
-  /** Fills `buf` completely; rejects with `ERR_UNEXPECTED_EOF` if the stream ends first. */
+  /**
+   * Fills `buf` completely; rejects with `ERR_UNEXPECTED_EOF` if the stream ends first. An abort
+   * loses nothing: the bytes it had read go back to the stream for the next read.
+   */
   readExact(buf: Uint8Array, options?: SignalOption): Promise<number> {
     return readExactFrom(this, buf, options);
   }
@@ -165,9 +168,24 @@ export class DuplexStream implements AsyncIterable<Buffer> {
     return this.#readWith<Buffer | undefined>(options?.signal, (p) => p.takeChunk(), undefined);
   }
 
-  /** Reads until end of stream. */
+  /**
+   * Reads until end of stream. An abort loses nothing: the bytes it had read go back to the
+   * stream for the next read.
+   */
   readToEnd(options?: SignalOption): Promise<Buffer> {
     return readToEndFrom(this, options);
+  }
+
+  /**
+   * @internal Puts `bytes` a read consumed back in front of what the other end wrote, for the next
+   * read (an aborted `readExact` or `readToEnd` gives back what it had read). They may take the
+   * pipe past `maxBuf` for a while, as they were in it before. Nothing once closed.
+   */
+  _unread(bytes: Buffer): void {
+    if (this.#closed || bytes.length === 0) return;
+    this.#in.chunks.unshift(bytes);
+    this.#in.buffered += bytes.length;
+    this.#in.wakeReaders();
   }
 
   /**

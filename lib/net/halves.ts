@@ -28,32 +28,69 @@ export interface OwnedReadOptions extends SignalOption {
   [kReadOwner]?: ReadOwner;
 }
 
-/** `readExact` over a stream's `read`: fills `buf`, or rejects with `ERR_UNEXPECTED_EOF`. */
+/**
+ * A stream that can take back bytes a read consumed (kyoto's streams and `duplex()` ends): they go
+ * in front of what it holds, for its next read.
+ */
+interface Unreadable {
+  _unread?(bytes: Buffer): void;
+}
+
+/**
+ * Hands `parts` back to `s` when the read that consumed them was aborted (`options.signal`) or its
+ * read half closed: an aborted `readExact` or `readToEnd` loses no bytes, the next read of the
+ * stream gets them. Any other failure (an error of the stream) keeps its own meaning.
+ */
+function giveBack(s: Unreadable, parts: Buffer[], options: SignalOption | undefined): void {
+  const ended = options?.signal?.aborted === true || (options as OwnedReadOptions | undefined)?.[kReadOwner]?._closed === true;
+  if (!ended || s._unread === undefined) return;
+  const bytes = parts.length === 1 ? parts[0] : Buffer.concat(parts);
+  if (bytes.length > 0) s._unread(bytes);
+}
+
+/**
+ * `readExact` over a stream's `read`: fills `buf`, or rejects with `ERR_UNEXPECTED_EOF`. Aborted,
+ * it gives the bytes it had read back to the stream (`buf` keeps a copy of them).
+ */
 export async function readExactFrom(
-  s: { read(buf: Uint8Array, options?: SignalOption): Promise<number> },
+  s: { read(buf: Uint8Array, options?: SignalOption): Promise<number> } & Unreadable,
   buf: Uint8Array,
   options: SignalOption | undefined,
 ): Promise<number> {
   if (!(buf instanceof Uint8Array)) throw invalidArgType('buf', 'an instance of Uint8Array', buf);
   let n = 0;
-  while (n < buf.length) {
-    const k = await s.read(buf.subarray(n), options);
-    if (k === 0) throw codedError('ERR_UNEXPECTED_EOF', `early eof: read ${n} of ${buf.length} bytes`);
-    n += k;
+  try {
+    while (n < buf.length) {
+      const k = await s.read(buf.subarray(n), options);
+      if (k === 0) throw codedError('ERR_UNEXPECTED_EOF', `early eof: read ${n} of ${buf.length} bytes`);
+      n += k;
+    }
+  } catch (e) {
+    // A copy: the caller owns `buf` and may reuse it at once.
+    if (n > 0) giveBack(s, [Buffer.from(buf.subarray(0, n))], options);
+    throw e;
   }
   return n;
 }
 
-/** `readToEnd` over a stream's `readChunk`: every chunk until end of stream, as one Buffer. */
+/**
+ * `readToEnd` over a stream's `readChunk`: every chunk until end of stream, as one Buffer. Aborted,
+ * it gives what it had read back to the stream.
+ */
 export async function readToEndFrom(
-  s: { readChunk(options?: SignalOption): Promise<Buffer | undefined> },
+  s: { readChunk(options?: SignalOption): Promise<Buffer | undefined> } & Unreadable,
   options: SignalOption | undefined,
 ): Promise<Buffer> {
   const parts: Buffer[] = [];
-  for (;;) {
-    const c = await s.readChunk(options);
-    if (c === undefined) return Buffer.concat(parts);
-    parts.push(c);
+  try {
+    for (;;) {
+      const c = await s.readChunk(options);
+      if (c === undefined) return Buffer.concat(parts);
+      parts.push(c);
+    }
+  } catch (e) {
+    giveBack(s, parts, options);
+    throw e;
   }
 }
 

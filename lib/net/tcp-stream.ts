@@ -540,6 +540,26 @@ export class TcpStream implements AsyncIterable<Buffer> {
     return n;
   }
 
+  /**
+   * @internal Puts `bytes` a read consumed back in front of what the stream holds, for the next
+   * read (an aborted `readExact` or `readToEnd` gives back what it had read). Nothing once closed.
+   */
+  _unread(bytes: Buffer): void {
+    if (this.#closed || bytes.length === 0) return;
+    if (this.#chunkOff > 0) {
+      this.#chunks[0] = this.#chunks[0].subarray(this.#chunkOff);
+      this.#chunkOff = 0;
+    }
+    this.#chunks.unshift(bytes);
+    this.#buffered += bytes.length;
+    if (this.#buffered > this._readHwm && this.#reading) {
+      this.#reading = false;
+      native.netRead(this._h, false);
+    }
+    // Reads that came in while the aborted one held these bytes.
+    this.#service();
+  }
+
   #takeChunk(): Buffer {
     const c = this.#chunks.shift()!;
     const out = this.#chunkOff > 0 ? c.subarray(this.#chunkOff) : c;
@@ -684,7 +704,10 @@ export class TcpStream implements AsyncIterable<Buffer> {
     return this.#wait(buf, true, options?.signal, false, owner) as Promise<number>;
   }
 
-  /** Fills `buf` completely; rejects with `ERR_UNEXPECTED_EOF` if the stream ends first. */
+  /**
+   * Fills `buf` completely; rejects with `ERR_UNEXPECTED_EOF` if the stream ends first. An abort
+   * loses nothing: the bytes it had read go back to the stream for the next read.
+   */
   readExact(buf: Uint8Array, options?: SignalOption): Promise<number> {
     return readExactFrom(this, buf, options);
   }
@@ -701,7 +724,10 @@ export class TcpStream implements AsyncIterable<Buffer> {
     return this.#wait(undefined, false, options?.signal, false, owner) as Promise<Buffer | undefined>;
   }
 
-  /** Reads until end of stream. */
+  /**
+   * Reads until end of stream. An abort loses nothing: the bytes it had read go back to the
+   * stream for the next read.
+   */
   readToEnd(options?: SignalOption): Promise<Buffer> {
     return readToEndFrom(this, options);
   }

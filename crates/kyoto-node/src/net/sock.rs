@@ -948,6 +948,12 @@ impl Drop for SockTask {
         for &s in sys {
             sock.push(Ev::new(sock.h, K_ERROR, E_RUNTIME_SHUTDOWN, s));
         }
+        // Native copies run on the env's own runtime, not necessarily this socket's: one between
+        // this stream and a stream on a live runtime could wait on that one forever (for bytes
+        // that never come) before it touched this dead one. End them now, with the same error,
+        // and refuse new ones (`net_copy`).
+        sock.set(F_KILLED);
+        sock.shared.abort_copies(|h| h == sock.h);
     }
 }
 
