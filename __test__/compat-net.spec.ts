@@ -1089,8 +1089,23 @@ async function scriptWritesAcrossReset(m: NetLike): Promise<Record<string, unkno
   return { log: log.map((l) => l.replace(/^error:(ECONNRESET|EPIPE)$/, 'error:reset')), errored: resetCode(c.errored) };
 }
 
+async function scriptDestroyWithErrorDuringWrite(m: NetLike): Promise<Record<string, unknown>> {
+  // destroy(err) while a write waits for room (the peer reads nothing): 'error' comes first, then
+  // the callback of the write buffered behind it (with err), then 'close'.
+  const { c, peer, log, closed } = await nodePeerPair(m);
+  peer.pause();
+  const chunk = Buffer.alloc(64 * 1024);
+  for (let i = 0; i < 2000 && c.write(chunk); i++) await new Promise((r) => setImmediate(r));
+  c.write('x', (err) => log.push(`cb:${err?.message}`));
+  c.destroy(Object.assign(new Error('boom'), { code: 'BOOM' }));
+  await closed;
+  peer.destroy();
+  return { log, errored: c.errored?.message };
+}
+
 for (const [name, script] of [
   ['writes made after the peer reset the connection', scriptWritesAcrossReset],
+  ['destroy(err) while a write waits for room', scriptDestroyWithErrorDuringWrite],
   ['listen() with a backlog that is not a number', scriptBacklogValues],
   ['a local address of the other family', scriptLocalAddressOfOtherFamily],
   ['reads into the caller\'s buffer (onread), with a pause', scriptOnread],

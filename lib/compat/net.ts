@@ -1130,9 +1130,18 @@ export class Socket extends Duplex {
         callReporting(cb);
       },
       (err: Error) => {
-        if (!this.destroyed) callReporting(cb, err);
-        else if (!DESTROYED_WRITE_ERRS) callReporting(cb, null);
-        else callReporting(cb, typeof (err as { errno?: unknown }).errno === 'number' ? err : errnoError('ECANCELED', 'write'));
+        if (!this.destroyed) {
+          callReporting(cb, err);
+          return;
+        }
+        const status = !DESTROYED_WRITE_ERRS
+          ? null
+          : typeof (err as { errno?: unknown }).errno === 'number'
+            ? err
+            : errnoError('ECANCELED', 'write');
+        // node:net's write request is called back by the handle's close, after destroy() emitted
+        // 'error': so are the writes buffered behind it (a write callback never precedes it).
+        process.nextTick(() => callReporting(cb, status));
       },
     );
   }
