@@ -1197,6 +1197,18 @@ export class Socket extends Duplex {
       cb = encoding;
       encoding = undefined;
     }
+    // What node's Writable would turn into an uncoded TypeError: an encoding that cannot even be
+    // printed (a view of a detached buffer) is unknown, and a detached chunk is empty, as it reads.
+    if (encoding && typeof encoding !== 'string') {
+      let shown: string;
+      try {
+        shown = String(encoding);
+      } catch {
+        shown = typeof encoding;
+      }
+      throw nodeError(TypeError, 'ERR_UNKNOWN_ENCODING', `Unknown encoding: ${shown}`);
+    }
+    if (chunk instanceof Uint8Array && chunk.byteLength === 0) chunk = Buffer.alloc(0);
     if (typeof cb === 'function') {
       const user = cb;
       cb = (err?: Error | null): void => {
