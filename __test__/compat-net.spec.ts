@@ -1050,7 +1050,62 @@ async function scriptLocalAddressOfOtherFamily(m: NetLike): Promise<Record<strin
   return { out };
 }
 
+/** A connection from `m`'s client to a node:net server: node's reset (resetAndDestroy) is synchronous. */
+async function nodePeerPair(
+  m: NetLike,
+  opts: { allowHalfOpen?: boolean } = {},
+): Promise<{ c: net.Socket; peer: nodeNet.Socket; log: string[]; closed: Promise<unknown> }> {
+  let peer: nodeNet.Socket | undefined;
+  const server = nodeNet.createServer(opts, (s) => {
+    server.close();
+    peer = s;
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const c = m.connect({ port: (server.address() as nodeNet.AddressInfo).port, host: '127.0.0.1', ...opts });
+  const log = record(c, ['end', 'finish', 'error', 'close']);
+  const closed = new Promise((r) => c.once('close', r)); // (once() would reject on 'error')
+  await once(c, 'connect');
+  while (peer === undefined) await new Promise((r) => setImmediate(r));
+  return { c, peer, log, closed };
+}
+
+/** A reset is reported as ECONNRESET or EPIPE, depending on which of a read or a write met it first. */
+function resetCode(err: Error | null | undefined): string {
+  if (err === null || err === undefined) return 'ok';
+  const code = (err as { code?: string }).code;
+  return code === 'ECONNRESET' || code === 'EPIPE' ? 'reset' : String(code);
+}
+
+async function scriptWritesAcrossReset(m: NetLike): Promise<Record<string, unknown>> {
+  // Writes made once the peer reset the connection never reach it: their callbacks get the reset
+  // (before the socket's 'error'), never a success, while a write the peer took still succeeds.
+  const { c, peer, log, closed } = await nodePeerPair(m);
+  c.write('before', (err) => log.push(`before:${resetCode(err)}`));
+  await new Promise((r) => setTimeout(r, 10));
+  peer.resetAndDestroy();
+  c.write('after', (err) => log.push(`after:${resetCode(err)}`));
+  c.write('after2', (err) => log.push(`after2:${resetCode(err)}`));
+  await closed;
+  return { log: log.map((l) => l.replace(/^error:(ECONNRESET|EPIPE)$/, 'error:reset')), errored: resetCode(c.errored) };
+}
+
+async function scriptDestroyWithErrorDuringWrite(m: NetLike): Promise<Record<string, unknown>> {
+  // destroy(err) while a write waits for room (the peer reads nothing): 'error' comes first, then
+  // the callback of the write buffered behind it (with err), then 'close'.
+  const { c, peer, log, closed } = await nodePeerPair(m);
+  peer.pause();
+  const chunk = Buffer.alloc(64 * 1024);
+  for (let i = 0; i < 2000 && c.write(chunk); i++) await new Promise((r) => setImmediate(r));
+  c.write('x', (err) => log.push(`cb:${err?.message}`));
+  c.destroy(Object.assign(new Error('boom'), { code: 'BOOM' }));
+  await closed;
+  peer.destroy();
+  return { log, errored: c.errored?.message };
+}
+
 for (const [name, script] of [
+  ['writes made after the peer reset the connection', scriptWritesAcrossReset],
+  ['destroy(err) while a write waits for room', scriptDestroyWithErrorDuringWrite],
   ['listen() with a backlog that is not a number', scriptBacklogValues],
   ['a local address of the other family', scriptLocalAddressOfOtherFamily],
   ['reads into the caller\'s buffer (onread), with a pause', scriptOnread],

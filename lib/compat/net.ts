@@ -28,7 +28,7 @@ import { chmodSync, statSync, unlinkSync } from 'node:fs';
 import * as nodeNet from 'node:net';
 import { Duplex, addAbortSignal, type DuplexOptions } from 'node:stream';
 import { native } from '../native';
-import { connectError, errnoOf, systemError } from '../net/core';
+import { connectError, errnoOf, flushWrites, systemError } from '../net/core';
 import {
   NamedPipe,
   NamedPipeClient,
@@ -274,6 +274,17 @@ function normalizeArgs(args: unknown[]): Normalized {
   arr = [options, typeof cb === 'function' ? (cb as (...a: unknown[]) => void) : null];
   arr[kNormalized] = true;
   return arr;
+}
+
+/**
+ * Whether the kernel took the bytes written at once up to a point: `err` is undefined until known,
+ * then null (taken) or the error of the write that failed; `waiting` holds the write callbacks
+ * (with the status the stream gave them) that wait for the answer.
+ */
+interface TakenCheck {
+  started: boolean;
+  err: Error | null | undefined;
+  waiting: Array<[(err?: Error | null) => void, Error | null | undefined]>;
 }
 
 function socketClosed(): Error {
@@ -553,6 +564,9 @@ export class Socket extends Duplex {
   #bytesRead = 0;
   #bytesDispatched = 0;
   #pendingData: Buffer | null = null;
+  /** The latest check of bytes written at once (`#checkTaken`), and those not yet settled. */
+  #check: TakenCheck | undefined;
+  #checks = new Set<TakenCheck>();
   #noDelay = false;
   #keepAlive = false;
   #keepAliveDelay = 0;
@@ -1060,7 +1074,12 @@ export class Socket extends Duplex {
       if (chunk === undefined) {
         this.#reading = false;
         if (err !== undefined) {
-          this.destroy(err);
+          // A reset found by a write: node:net reports the write's error (its write fails first).
+          // Bytes still in kyoto's buffers never left: their callbacks get the error, before the
+          // socket's 'error' (as node:net's write callbacks precede it).
+          const failed = s._writeError() ?? err;
+          if (typeof (failed as { errno?: unknown }).errno === 'number') for (const check of [...this.#checks]) this.#settle(check, failed);
+          this.destroy(failed);
           return false;
         }
         this.#endSoon(s);
@@ -1099,6 +1118,7 @@ export class Socket extends Duplex {
     // stays 0 and write() returns true until kyoto's backlog is full, as node:net's does.
     if (s._writeNow(data)) {
       cb();
+      this.#checkTaken(s);
       return;
     }
     // A write still waiting when the socket is destroyed calls back as node:net's does: without
@@ -1110,11 +1130,95 @@ export class Socket extends Duplex {
         callReporting(cb);
       },
       (err: Error) => {
-        if (!this.destroyed) callReporting(cb, err);
-        else if (!DESTROYED_WRITE_ERRS) callReporting(cb, null);
-        else callReporting(cb, typeof (err as { errno?: unknown }).errno === 'number' ? err : errnoError('ECANCELED', 'write'));
+        if (!this.destroyed) {
+          callReporting(cb, err);
+          return;
+        }
+        const status = !DESTROYED_WRITE_ERRS
+          ? null
+          : typeof (err as { errno?: unknown }).errno === 'number'
+            ? err
+            : errnoError('ECANCELED', 'write');
+        // node:net's write request is called back by the handle's close, after destroy() emitted
+        // 'error': so are the writes buffered behind it (a write callback never precedes it).
+        process.nextTick(() => callReporting(cb, status));
       },
     );
+  }
+
+  /**
+   * Bytes written at once sit in kyoto's write table (then its native backlog) until the kernel
+   * takes them: checks, after the table went out this turn, whether it did. A failed write (the
+   * peer reset the connection, a broken pipe) destroys the socket with its error, and `write()`
+   * callbacks waiting on the check get that error instead of a success, as node:net's writes
+   * the kernel refused do.
+   */
+  #checkTaken(s: TcpStream): void {
+    if (this.#check !== undefined && !this.#check.started) return;
+    const check: TakenCheck = { started: false, err: undefined, waiting: [] };
+    this.#check = check;
+    this.#checks.add(check);
+    queueMicrotask(() => {
+      check.started = true; // bytes written from now on need a check of their own
+      flushWrites();
+      s.flush().then(
+        () => this.#settle(check, null),
+        (e: Error) => {
+          const failed = s._writeError();
+          if (failed !== undefined) {
+            this.#settle(check, failed);
+            if (this.#stream === s) this.destroy(failed);
+          } else if (typeof (e as { errno?: unknown }).errno === 'number') {
+            this.#settle(check, e);
+          } else {
+            // Closed meanwhile (destroy()): as a write still waiting when node:net's socket is
+            // destroyed, whose bytes go out with the close.
+            this.#settle(check, DESTROYED_WRITE_ERRS ? errnoError('ECANCELED', 'write') : null);
+          }
+        },
+      );
+    });
+  }
+
+  /** Calls back the writes waiting on `check` (with `err` when their bytes never left). */
+  #settle(check: TakenCheck, err: Error | null): void {
+    if (check.err !== undefined) return;
+    check.err = err;
+    this.#checks.delete(check);
+    for (const [user, own] of check.waiting.splice(0)) callReporting(user, err ?? own);
+  }
+
+  /**
+   * Writes `chunk` (see node:net); `cb` learns whether the kernel took it: a write kyoto took at
+   * once calls back after its bytes left kyoto's buffers, with the write's error if they never did.
+   */
+  override write(chunk: unknown, encoding?: BufferEncoding | ((err?: Error | null) => void), cb?: (err?: Error | null) => void): boolean {
+    if (typeof encoding === 'function') {
+      cb = encoding;
+      encoding = undefined;
+    }
+    // What node's Writable would turn into an uncoded TypeError: an encoding that cannot even be
+    // printed (a view of a detached buffer) is unknown, and a detached chunk is empty, as it reads.
+    if (encoding && typeof encoding !== 'string') {
+      let shown: string;
+      try {
+        shown = String(encoding);
+      } catch {
+        shown = typeof encoding;
+      }
+      throw nodeError(TypeError, 'ERR_UNKNOWN_ENCODING', `Unknown encoding: ${shown}`);
+    }
+    if (chunk instanceof Uint8Array && chunk.byteLength === 0) chunk = Buffer.alloc(0);
+    if (typeof cb === 'function') {
+      const user = cb;
+      cb = (err?: Error | null): void => {
+        const check = this.#check;
+        if ((err !== null && err !== undefined) || check === undefined) user(err);
+        else if (check.err === undefined) check.waiting.push([user, err]);
+        else user(check.err ?? err);
+      };
+    }
+    return super.write(chunk, encoding as BufferEncoding, cb);
   }
 
   /** @internal */
@@ -1422,7 +1526,7 @@ export class Socket extends Duplex {
 
 function writeAfterFIN(this: Socket, chunk: unknown, encoding?: unknown, cb?: unknown): boolean {
   if (!this.writableEnded) {
-    return Duplex.prototype.write.call(this, chunk, encoding as BufferEncoding, cb as () => void);
+    return Socket.prototype.write.call(this, chunk, encoding as BufferEncoding, cb as () => void);
   }
   if (typeof encoding === 'function') cb = encoding;
   const er = nodeError(Error, 'EPIPE', 'This socket has been ended by the other party');

@@ -786,6 +786,11 @@ export class TcpStream implements AsyncIterable<Buffer> {
     return this.#inTurn(options?.signal, () => this.#write(bytes, options));
   }
 
+  /** @internal The error of this stream's failed write, if one failed (`compat`'s 'error' prefers it). */
+  _writeError(): Error | undefined {
+    return this.#writeErr;
+  }
+
   /** @internal Whether writes or frames wait for room (see `SplitStream._writesWaiting`). */
   _writesWaiting(): boolean {
     return this.#waitingWrites > 0;

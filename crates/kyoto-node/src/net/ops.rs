@@ -48,6 +48,15 @@ pub const CONNECT_BIND_FAILED: i32 = 1 << 16;
 /// failed (the error is the write's, `syscall: 'write'`).
 pub const WRITE_FAILED: i32 = 1 << 17;
 
+/// [`failed_write`] with the socket's state already locked.
+fn failed_write_locked(s: &Sock, st: &St) -> Option<i32> {
+    if !s.has(F_WRITE_FAILED) {
+        return None;
+    }
+    let e = st.write_errno;
+    Some(-((if e == 0 { epipe() } else { e }) + WRITE_FAILED))
+}
+
 /// `-(errno + WRITE_FAILED)` of the write that failed on `s`, if one did.
 fn failed_write(s: &Sock) -> Option<i32> {
     if !s.has(F_WRITE_FAILED) {
@@ -331,7 +340,9 @@ pub fn net_drain(h: u32) -> Result<i32> {
             }
             let mut st = s.lock();
             if st.backlog() == 0 && st.dout.is_empty() {
-                0
+                // A runtime worker may have failed the write since the check above: an empty
+                // backlog is a drained one only if no write failed (see `poll_stream`).
+                failed_write_locked(s, &st).unwrap_or(0)
             } else {
                 st.drain_wanted = true;
                 drop(st);
@@ -359,6 +370,9 @@ pub fn net_shutdown(h: u32) -> Result<i32> {
                 return r;
             }
             let mut st = s.lock();
+            if let Some(r) = failed_write_locked(s, &st) {
+                return r; // failed on a runtime worker since the check above
+            }
             if st.backlog() == 0 {
                 drop(st);
                 match shutdown_write(stream) {

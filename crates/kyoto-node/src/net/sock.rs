@@ -1179,11 +1179,14 @@ fn poll_stream(sock: &Arc<Sock>, s: &Stream, cx: &mut Context<'_>) -> bool {
                 Poll::Pending => {}
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => {
+                    // Marked failed before the backlog reads as empty (both under the lock):
+                    // `net_drain`/`net_shutdown` on the JS thread must never see the lost bytes as
+                    // a drained backlog, which JS would report as written.
+                    st.write_errno = errno(&e);
+                    sock.set(F_WRITE_FAILED);
                     st.out.clear();
                     st.out_pos = 0;
-                    st.write_errno = errno(&e);
                     drop(st);
-                    sock.set(F_WRITE_FAILED);
                     sock.push_err(&e, SYS_WRITE);
                     st = sock.lock();
                 }
