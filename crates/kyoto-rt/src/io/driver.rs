@@ -132,9 +132,8 @@ impl<T> Releasable<T> {
         }
         let leave = Leave(self);
         let out = self.value.with(|value| {
-            // SAFETY: we entered while `OPEN` was set, so the value is `Some` and is not dropped
-            // before we leave (`drop_value` runs only once the state reached zero); meanwhile it is
-            // only ever shared, never mutated.
+            // We entered while `OPEN` was set, and `drop_value` runs only once the state reached zero.
+            // SAFETY: so the value is `Some`, alive until we leave, and only ever shared, never mutated.
             let value = unsafe { &*value };
             value.as_ref().map(f)
         });
