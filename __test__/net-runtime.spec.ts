@@ -142,6 +142,7 @@ test('shutting the runtime down fails pending accept, read, write and recv with 
   const c = await TcpStream.connect(peer.localAddr(), { runtime: rt });
   const [p] = await peerAccepted;
   const u = await UdpSocket.bind('127.0.0.1:0', { runtime: rt });
+  const uAddr = u.localAddr(); // its descriptor closes with the runtime
 
   const accept = l.accept();
   const read = c.read(Buffer.alloc(16));
@@ -160,8 +161,10 @@ test('shutting the runtime down fails pending accept, read, write and recv with 
   await t.throwsAsync(withTimeout(c.read(Buffer.alloc(16)), 5000, 'second read'), code);
   await t.throwsAsync(withTimeout(u.recv(Buffer.alloc(16)), 5000, 'second recv'), code);
   // A datagram sent on a dead runtime is refused, not silently dropped.
-  await t.throwsAsync(withTimeout(u.sendTo('x', u.localAddr()), 5000, 'sendTo'), code);
-  await t.throwsAsync(withTimeout(u.sendMany([{ data: Buffer.from('x'), address: u.localAddr() }]), 5000, 'sendMany'), code);
+  await t.throwsAsync(withTimeout(u.sendTo('x', uAddr), 5000, 'sendTo'), code);
+  await t.throwsAsync(withTimeout(u.sendMany([{ data: Buffer.from('x'), address: uAddr }]), 5000, 'sendMany'), code);
+  // Its address went with its descriptor.
+  t.throws(() => u.localAddr(), code);
   // New sockets on it are refused.
   await t.throwsAsync(TcpListener.bind('127.0.0.1:0', { runtime: rt }), code);
   await t.throwsAsync(TcpStream.connect(peer.localAddr(), { runtime: rt }), code);
@@ -360,6 +363,7 @@ test('shutting down the default runtime ends this thread’s sockets made withou
       const echo = outcome(copy(bs, bs));
       const u = await UdpSocket.bind('127.0.0.1:0');
       const receiving = outcome(u.recv(Buffer.alloc(16)));
+      const uAddr = u.localAddr(); // its descriptor closes with the runtime
       const l4 = await TcpListener.bind('127.0.0.1:0');
       const d = await TcpStream.connect(l4.localAddr());
       const [ds] = await l4.accept();
@@ -367,7 +371,7 @@ test('shutting down the default runtime ends this thread’s sockets made withou
       await Runtime.default().shutdown();
       const r = {
         pending: await Promise.all([accepting, reading, echo, receiving, lateCopy]),
-        later: await Promise.all([outcome(a.write('after')), outcome(b.read(Buffer.alloc(4))), outcome(l.accept()), outcome(u.sendTo('x', u.localAddr()))]),
+        later: await Promise.all([outcome(a.write('after')), outcome(b.read(Buffer.alloc(4))), outcome(l.accept()), outcome(u.sendTo('x', uAddr))]),
       };
       for (const x of [l, a, l2, b, bs, u, l4, d, ds]) x.close();
       // A fresh default: new sockets work.
@@ -391,6 +395,112 @@ test('shutting down the default runtime ends this thread’s sockets made withou
     5000,
     'the acknowledged write',
   );
+});
+
+test('the peer of a stream on a Runtime that shut down reads the acknowledged writes, then end of stream, without close()', async (t) => {
+  // The stream's peer lives on the default runtime; nothing closes the stream on the dead one.
+  const kinds = process.platform === 'win32' ? (['tcp'] as const) : (['tcp', 'unix'] as const);
+  for (const flavor of ['current_thread', 'multi_thread'] as const) {
+    for (const kind of kinds) {
+      const what = `${flavor}, ${kind}`;
+      const rt = new Runtime({ flavor, workerThreads: flavor === 'multi_thread' ? 1 : undefined });
+      const p = sockPath('eof');
+      const l = kind === 'tcp' ? await TcpListener.bind('127.0.0.1:0') : await UnixListener.bind(p);
+      const accepted = l.accept();
+      const c = kind === 'tcp' ? await TcpStream.connect(l.localAddr(), { runtime: rt }) : await UnixStream.connect(p, { runtime: rt });
+      const [s] = await accepted;
+      t.teardown(() => {
+        for (const x of [l, s, c]) x.close();
+      });
+      const payload = Buffer.alloc(256 * 1024, 7);
+      await c.writeAll(payload); // acknowledged: it must arrive
+      await c.write('last');
+      await rt.shutdown();
+      const got = await withTimeout(s.readToEnd(), 10_000, `${what}: the peer's read to end of stream`);
+      t.is(got.length, payload.length + 4, what);
+      t.is(got.subarray(payload.length).toString(), 'last', what);
+      // The dead stream keeps failing with the runtime's error, and close() stays harmless.
+      await t.throwsAsync(withTimeout(c.write('more'), 5000, `${what}: write`), { code: 'ERR_RUNTIME_SHUTDOWN' }, what);
+      await t.throwsAsync(withTimeout(c.read(Buffer.alloc(4)), 5000, `${what}: read`), { code: 'ERR_RUNTIME_SHUTDOWN' }, what);
+      c.close();
+      c.close();
+    }
+  }
+});
+
+test('a listener on a Runtime that shut down refuses new connections without close()', async (t) => {
+  const kinds = process.platform === 'win32' ? (['tcp'] as const) : (['tcp', 'unix'] as const);
+  for (const flavor of ['current_thread', 'multi_thread'] as const) {
+    for (const kind of kinds) {
+      const what = `${flavor}, ${kind}`;
+      const rt = new Runtime({ flavor, workerThreads: flavor === 'multi_thread' ? 1 : undefined });
+      const p = sockPath('refuse');
+      const l = kind === 'tcp' ? await TcpListener.bind('127.0.0.1:0', { runtime: rt }) : await UnixListener.bind(p, { runtime: rt });
+      const addr = l.localAddr();
+      t.teardown(() => l.close());
+      await rt.shutdown();
+      const err = await t.throwsAsync(
+        withTimeout(kind === 'tcp' ? TcpStream.connect(addr) : UnixStream.connect(p), 5000, `${what}: connect`),
+        undefined,
+        what,
+      );
+      t.true(['ECONNREFUSED', 'ENOENT'].includes((err as { code?: string }).code ?? ''), `${what}: ${String((err as { code?: string }).code)}`);
+      await t.throwsAsync(withTimeout(l.accept(), 5000, `${what}: accept`), { code: 'ERR_RUNTIME_SHUTDOWN' }, what);
+      l.close();
+      l.close();
+    }
+  }
+});
+
+test('a Runtime that shut down gives back its sockets’ descriptors without close() or GC', async (t) => {
+  if (process.platform !== 'linux') {
+    t.pass('descriptors are counted through /proc/self/fd');
+    return;
+  }
+  for (const flavor of ['current_thread', 'multi_thread']) {
+    // In a child: the count is the process's, which the other tests of this file change.
+    const code = `
+      const fs = require('node:fs');
+      const os = require('node:os');
+      const path = require('node:path');
+      const { Runtime, TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream } = require('kyoto');
+      const fds = () => fs.readdirSync('/proc/self/fd').length;
+      (async () => {
+        const l = await TcpListener.bind('127.0.0.1:0');
+        const p = path.join(os.tmpdir(), 'kyoto-fd-' + process.pid + '.sock');
+        const ul = await UnixListener.bind(p);
+        // Warm up the default side (its runtime and data path) and the addon's descriptors.
+        const w = new Runtime({ flavor: '${flavor}', workerThreads: 1 });
+        const wc = await TcpStream.connect(l.localAddr(), { runtime: w });
+        const [ws] = await l.accept();
+        wc.close(); ws.close();
+        await w.shutdown();
+        await new Promise((r) => setTimeout(r, 50));
+        const before = fds();
+        const rt = new Runtime({ flavor: '${flavor}', workerThreads: 1 });
+        const o = { runtime: rt };
+        const c = await TcpStream.connect(l.localAddr(), o);
+        const [s] = await l.accept();
+        const uc = await UnixStream.connect(p, o);
+        const [us] = await ul.accept();
+        const keep = [c, uc, await TcpListener.bind('127.0.0.1:0', o), await UdpSocket.bind('127.0.0.1:0', o), ...UnixStream.pair(o), ...UnixDatagram.pair(o)];
+        await rt.shutdown();
+        // The peers see end of stream once the dead runtime's streams closed; then they go too.
+        await s.readToEnd(); await us.readToEnd();
+        s.close(); us.close();
+        let after = fds();
+        for (let i = 0; i < 100 && after > before; i++) {
+          await new Promise((r) => setTimeout(r, 20));
+          after = fds();
+        }
+        for (const x of keep) x.close();
+        l.close(); ul.close();
+        console.log(JSON.stringify({ leaked: after - before }));
+        process.exit(0);
+      })();`;
+    const r = await runNodeChild(code, 30_000);
+    t.deepEqual(JSON.parse(r.out || '{}'), { leaked: 0 }, flavor);
+  }
 });
 
 test('a listener on a runtime that shut down no longer keeps the process alive', (t) => {

@@ -217,7 +217,9 @@ export class Runtime implements OpOwner {
    * Shuts the runtime down: every operation pending on it rejects with `ERR_RUNTIME_SHUTDOWN`, its
    * tasks are dropped and its threads stop (waiting at most `timeoutMs` for them). Its sockets end
    * as well: their waits reject with `ERR_RUNTIME_SHUTDOWN`, and so do later calls on them (writes
-   * acknowledged before go out first). Shutting down the shared default runtime only affects the
+   * acknowledged before go out first), addresses included, and their descriptors close without
+   * waiting for `close()`: a stream's peer reads end of stream after those writes, a listener
+   * refuses new connections (a later `close()` does nothing). Shutting down the shared default runtime only affects the
    * calling thread's operations and sockets (those made without `{ runtime }`, or with this
    * handle); the next use of {@link Runtime.default} gets a fresh handle, and sockets made
    * afterwards work. JS tasks (`spawn`, `JoinSet`) run on the thread's own event loop, not on a

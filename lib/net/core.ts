@@ -206,8 +206,18 @@ function addressReader(e: Endpoint): () => Attr[] | undefined {
 
 /** Records that socket `h` runs on `runtime` (no-op for `undefined`). */
 export function pinRuntime(h: number, runtime: object | undefined): void {
-  if (runtime !== undefined) runtimes.set(h, runtime);
+  if (runtime === undefined) return;
+  runtimes.set(h, runtime);
+  // Its shutdown closes its sockets (natively, once their backlog went out): what JS acknowledged
+  // but still holds in the write table must reach them first.
+  if (!flushOnShutdown.has(runtime)) {
+    flushOnShutdown.add(runtime);
+    (runtime as { _onShutdown?: (fn: () => void) => void })._onShutdown?.(flushWrites);
+  }
 }
+
+/** Runtimes whose shutdown sends the write table first (see {@link pinRuntime}). */
+const flushOnShutdown = new WeakSet<object>();
 
 /** The runtime socket `h` was created on (`undefined`: the data path's own). */
 export function pinnedRuntime(h: number): object | undefined {

@@ -407,7 +407,13 @@ export class TcpStream implements AsyncIterable<Buffer> {
     if (this.#copying) throw codedError('ERR_INVALID_STATE', 'the stream is being copied natively');
     if (!this.#closed) {
       const r = native.netFrame(this._h, kind, max, fieldBytes);
-      if (r < 0) throw systemError(-r, 'framed');
+      if (r === -E_RUNTIME_SHUTDOWN) {
+        // Its runtime shut down and closed the stream (its error may still be on the way): the
+        // framing ends with that error, as a read would.
+        if (this.#readErr === undefined) this.#readErrno = E_RUNTIME_SHUTDOWN;
+        this.#readErr ??= systemError(E_RUNTIME_SHUTDOWN, 'read');
+        this.#eof = true;
+      } else if (r < 0) throw systemError(-r, 'framed');
     }
     this.#framer = sink;
     if (this.#reading) {

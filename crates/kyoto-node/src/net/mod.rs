@@ -70,6 +70,8 @@ struct Slab {
     gens: Vec<u32>,
     free: Vec<u32>,
     closed: bool,
+    /// Handles of streams taken out because their runtime shut down (see `Shared::remove_killed`).
+    killed: std::collections::HashSet<u32>,
 }
 
 /// State shared by an env's JS thread and its socket tasks.
@@ -166,6 +168,7 @@ impl Shared {
 
     fn remove(&self, h: u32) -> Option<Arc<Sock>> {
         let mut s = self.slab();
+        s.killed.remove(&h);
         let idx = (h & IDX_MASK) as usize;
         match s.entries.get(idx) {
             Some(Some(sock)) if sock.h == h => {
@@ -175,6 +178,21 @@ impl Shared {
             }
             _ => None,
         }
+    }
+
+    /// Takes a socket whose runtime shut down out of the table (see `sock::release_killed`),
+    /// remembering its handle: JS calls on it fail with [`E_RUNTIME_SHUTDOWN`] until JS closes it.
+    pub fn remove_killed(&self, h: u32) -> Option<Arc<Sock>> {
+        let sock = self.remove(h);
+        if sock.is_some() {
+            self.slab().killed.insert(h);
+        }
+        sock
+    }
+
+    /// Whether `h` is a socket [`Shared::remove_killed`] took out (and JS has not closed yet).
+    pub fn was_killed(&self, h: u32) -> bool {
+        self.slab().killed.contains(&h)
     }
 }
 
@@ -1023,12 +1041,68 @@ fn adopt<S, T>(
     }
 }
 
-fn with_sock<T>(h: u32, f: impl FnOnce(&NetEnv, &Arc<Sock>) -> T, missing: T) -> Result<T> {
+fn with_sock<T: Gone>(h: u32, f: impl FnOnce(&NetEnv, &Arc<Sock>) -> T, missing: T) -> Result<T> {
     let n = net()?;
     let Some(sock) = n.shared.get(h) else {
-        return Ok(missing);
+        // A stream whose runtime shut down left the table with its descriptor: its calls fail
+        // with the runtime's error, not EBADF.
+        return Ok(if n.shared.was_killed(h) {
+            missing.gone()
+        } else {
+            missing
+        });
     };
     let out = f(&n, &sock);
     n.kick();
-    Ok(out)
+    // A listener's or datagram socket's descriptor closed with its runtime: the same.
+    Ok(if sock.has(F_KILLED) { out.gone() } else { out })
+}
+
+/// A native call's result: `gone` turns its `EBADF` into [`E_RUNTIME_SHUTDOWN`] for a socket
+/// whose runtime shut down (and closed its descriptor).
+trait Gone {
+    fn gone(self) -> Self;
+}
+
+impl Gone for i32 {
+    fn gone(self) -> i32 {
+        if self == -ebadf() {
+            -E_RUNTIME_SHUTDOWN
+        } else {
+            self
+        }
+    }
+}
+
+impl Gone for f64 {
+    fn gone(self) -> f64 {
+        if self == f64::from(-ebadf()) {
+            f64::from(-E_RUNTIME_SHUTDOWN)
+        } else {
+            self
+        }
+    }
+}
+
+/// Counts (backlog bytes, buffer stats): nothing to translate.
+impl Gone for i64 {
+    fn gone(self) -> i64 {
+        self
+    }
+}
+
+impl Gone for Vec<f64> {
+    fn gone(self) -> Vec<f64> {
+        self
+    }
+}
+
+impl Gone for String {
+    fn gone(self) -> String {
+        if self == format!("!{}", ebadf()) {
+            format!("!{E_RUNTIME_SHUTDOWN}")
+        } else {
+            self
+        }
+    }
 }

@@ -954,6 +954,104 @@ impl Drop for SockTask {
         // and refuse new ones (`net_copy`).
         sock.set(F_KILLED);
         sock.shared.abort_copies(|h| h == sock.h);
+        release_killed(sock);
+    }
+}
+
+/// Sends the rest of a killed stream's backlog (what the kernel did not take at once) from a
+/// thread of its own, as the kernel would after `close(2)`: the stream's reactor is gone, so
+/// nothing else would wake for it. Gives up on an error, or after [`LINGER_LIMIT`]; the
+/// descriptor closes when the thread lets the socket go.
+fn linger_killed(sock: Arc<Sock>) {
+    let run = move || {
+        let Some(s) = sock.stream() else {
+            return;
+        };
+        let deadline = std::time::Instant::now() + LINGER_LIMIT;
+        loop {
+            let mut st = sock.lock();
+            if flush_backlog_now(s, &mut st).is_err() || st.backlog() == 0 {
+                return;
+            }
+            drop(st);
+            if std::time::Instant::now() >= deadline {
+                return;
+            }
+            wait_writable(s);
+        }
+    };
+    if std::thread::Builder::new()
+        .name("kyoto-linger".into())
+        .spawn(run)
+        .is_err()
+    {
+        // No thread: the rest is dropped, as a reset would.
+    }
+}
+
+/// Waits (up to 100 ms) for a stream with no reactor to take more bytes.
+fn wait_writable(s: &Stream) {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        let fd = match s {
+            Stream::Tcp(t) => t.as_raw_fd(),
+            Stream::Unix(u) => u.as_raw_fd(),
+        };
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: `p` is one valid pollfd for the call, and `fd` stays open while `s` is borrowed.
+        unsafe { libc::poll(&mut p, 1, 100) };
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = s;
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Gives up the descriptor of a socket whose runtime is gone, as Tokio closes a runtime's sockets
+/// with it: the peer of a stream sees its end (or a reset, if it left bytes unread, as with
+/// `close(2)`), and a listener refuses new connections. A stream first offers the kernel what JS
+/// had acknowledged (nothing is left to send the rest). Listeners and datagram sockets close now
+/// and stay in the table (their JS calls fail with the error pushed above); a stream leaves the
+/// table, so its descriptor closes with the last reference (this task's, or an aborted copy's):
+/// never twice, as only that drop closes it. JS already failed every later call on it.
+fn release_killed(sock: &Arc<Sock>) {
+    match &sock.kind {
+        Kind::Stream(s) => {
+            // `try_lock`: a task aborted while its spawner holds the lock (`Shared::insert`) may
+            // be dropped right there; its backlog is empty then.
+            let mut left = false;
+            if let Ok(mut st) = sock.st.try_lock() {
+                if st.backlog() > 0 && !sock.has(F_WRITE_FAILED) {
+                    left = flush_backlog_now(s, &mut st).is_ok() && st.backlog() > 0;
+                }
+                if !left {
+                    st.out = Vec::new();
+                    st.out_pos = 0;
+                }
+            }
+            let taken = sock.shared.remove_killed(sock.h);
+            if left {
+                linger_killed(sock.clone());
+            }
+            drop(taken);
+        }
+        Kind::Listener(l) => drop(l.take()),
+        Kind::Udp(u) => drop(u.take()),
+        #[cfg(unix)]
+        Kind::UnixDgram(u) => {
+            let taken = u.take();
+            let futures = sock
+                .st
+                .try_lock()
+                .map(|mut st| (st.rd.take(), st.wr.take()));
+            drop((futures, taken));
+        }
     }
 }
 
