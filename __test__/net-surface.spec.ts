@@ -7,7 +7,7 @@ import * as http from 'node:http';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Duplex } from 'node:stream';
-import { AbortError, LinesCodec, TcpListener, TcpSocket, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream, copy, framed } from 'kyoto';
+import { AbortError, LinesCodec, TcpListener, TcpSocket, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream, copy, copyBidirectional, framed } from 'kyoto';
 import { UNIX_SOCKETS, httpGetBody, isSettled, linuxTest, realDelay, runInLinkNamespace, runNodeChild, tcpPair, unixTest, withTimeout } from './helpers';
 
 
@@ -599,6 +599,31 @@ for (const how of ['closing its write half', 'shutting its write half down', 'sh
     r.close();
     w.close();
     for (const x of [from.c, from.s, from.l, to.c, to.s, to.l]) x.close();
+  });
+}
+
+for (const which of ['a', 'b'] as const) {
+  test(`shutting down stream ${which} of a native copyBidirectional() mid-copy stops it: it rejects with ERR_STREAM_WRITE_AFTER_END and later data stays in the sources`, async (t) => {
+    const x = await tcpPair();
+    const y = await tcpPair();
+    t.teardown(() => {
+      for (const s of [x.c, x.s, x.l, y.c, y.s, y.l]) s.close();
+    });
+    // x.s ⇄ y.c: both kyoto streams, so the copy runs natively.
+    const copying = copyBidirectional(x.s, y.c);
+    copying.catch(() => {});
+    await x.c.write('a→b\n');
+    t.is(await readString(y.s, 6, 'a → b'), 'a→b\n');
+    await y.s.write('b→a\n');
+    t.is(await readString(x.c, 6, 'b → a'), 'b→a\n');
+    const [ended, peerOfEnded, otherSourcePeer, otherSource] = which === 'a' ? [x.s, x.c, y.s, y.c] : [y.c, y.s, x.c, x.s];
+    await ended.shutdown();
+    await t.throwsAsync(withTimeout(copying, 5000, 'the copy after its writer ended'), { code: 'ERR_STREAM_WRITE_AFTER_END' });
+    // The ended stream's peer got its end of stream right after what was copied.
+    t.is((await withTimeout(peerOfEnded.readToEnd(), 5000, 'the peer of the ended stream reading to the end')).length, 0);
+    // Neither direction copies any more: what comes later stays in its source.
+    await otherSourcePeer.write('later\n');
+    t.is(await readString(otherSource, 6, 'the source of the direction into the ended stream'), 'later\n');
   });
 }
 

@@ -169,7 +169,9 @@ export async function copy(reader: Reader, writer: Writer, options?: SignalOptio
 
 /**
  * Copies `a → b` and `b → a` at once until both reach end of stream; when one side ends, the
- * other side's writer is shut down. Resolves with `[aToB, bToA]`.
+ * other side's writer is shut down. Resolves with `[aToB, bToA]`. Between kyoto streams, the
+ * caller shutting either stream down meanwhile stops the copy as it stops {@link copy}: it rejects
+ * with `ERR_STREAM_WRITE_AFTER_END`, and what the sources still have stays there.
  */
 export async function copyBidirectional(
   a: Reader & Writer,
@@ -186,8 +188,22 @@ export async function copyBidirectional(
       [na, nb],
       [nb, na],
     ]);
-    const [x, y] = await nativeCopy(na, nb, true);
-    return [x + preA, y + preB];
+    // The caller ending either stream's writing (its shutdown()) mid-copy ends the direction
+    // into it as copy() would, and with it the whole copy (as Tokio's future ends on the first
+    // failed direction): it rejects with ERR_STREAM_WRITE_AFTER_END. The copy's own shutdown of
+    // a writer at end of stream is native and aborts nothing.
+    const ended = new AbortController();
+    const endA = na._writeEndSignal();
+    const endB = nb._writeEndSignal();
+    const onEnd = (): void => ended.abort();
+    if (endA.aborted || endB.aborted) onEnd();
+    for (const sig of [endA, endB]) sig.addEventListener('abort', onEnd, { once: true });
+    try {
+      const [x, y] = await nativeCopy(na, nb, true, undefined, ended.signal);
+      return [x + preA, y + preB];
+    } finally {
+      for (const sig of [endA, endB]) sig.removeEventListener('abort', onEnd);
+    }
   }
   validateSignal(opts.signal);
   // Both directions wait on one signal: the caller's abort, or the first direction's failure,
