@@ -413,10 +413,14 @@ test('the peer of a stream on a Runtime that shut down reads the acknowledged wr
         for (const x of [l, s, c]) x.close();
       });
       const payload = Buffer.alloc(256 * 1024, 7);
+      // The peer reads from the start: 256 KiB is more than a Unix socket's kernel buffers hold, and
+      // the multi_thread data path reads only while a read is pending (no read-ahead), so a peer that
+      // had not started would hold writeAll() back forever.
+      const reading = s.readToEnd();
       await c.writeAll(payload); // acknowledged: it must arrive
       await c.write('last');
       await rt.shutdown();
-      const got = await withTimeout(s.readToEnd(), 10_000, `${what}: the peer's read to end of stream`);
+      const got = await withTimeout(reading, 10_000, `${what}: the peer's read to end of stream`);
       t.is(got.length, payload.length + 4, what);
       t.is(got.subarray(payload.length).toString(), 'last', what);
       // The dead stream keeps failing with the runtime's error, and close() stays harmless.

@@ -700,7 +700,14 @@ pub fn net_copy(op: u32, src: u32, dst: u32, bidi: bool) -> Result<i32> {
     let n = net()?;
     n.flush();
     let (Some(a), Some(b)) = (n.shared.get(src), n.shared.get(dst)) else {
-        return Ok(-ebadf());
+        // A stream whose runtime shut down may already have left the table (its task's drop
+        // released it): the copy fails with the runtime's error, as its other calls do.
+        let killed = n.shared.was_killed(src) || n.shared.was_killed(dst);
+        return Ok(if killed {
+            -E_RUNTIME_SHUTDOWN
+        } else {
+            -ebadf()
+        });
     };
     if a.stream().is_none() || b.stream().is_none() {
         return Ok(-einval());
