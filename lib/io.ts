@@ -38,16 +38,15 @@ export interface Writer {
 
 /**
  * Runs a native copy. `stop` (the source's read half closing) aborts it: it then rejects with
- * `ERR_SOCKET_CLOSED`, as a read of the closed half would. `ended` (the writer's writing ending:
- * its `shutdown()`, its write half's `close()`) aborts it too: it then rejects with
+ * `ERR_SOCKET_CLOSED`, as a read of the closed half would. Any of `ended` (a writer's writing
+ * ending: its `shutdown()`, its write half's `close()`) aborts it too: it then rejects with
  * `ERR_STREAM_WRITE_AFTER_END`, as a write of the ended writer would.
  */
-function nativeCopy(a: TcpStream, b: TcpStream, bidi: boolean, stop?: AbortSignal, ended?: AbortSignal): Promise<[number, number]> {
+function nativeCopy(a: TcpStream, b: TcpStream, bidi: boolean, stop?: AbortSignal, ended: readonly AbortSignal[] = []): Promise<[number, number]> {
   return new Promise((resolve, reject) => {
     const onStop = (): void => native.netCopyAbort(op);
     const op = startCopy(a._h, b._h, bidi, (errno, code, aToB, bToA) => {
-      stop?.removeEventListener('abort', onStop);
-      ended?.removeEventListener('abort', onStop);
+      for (const sig of [stop, ...ended]) sig?.removeEventListener('abort', onStop);
       // Only the copy's sources were taken from JS reads (`beginNativeCopy`): `b` is one only
       // when the copy is bidirectional.
       if (errno === 0) {
@@ -65,7 +64,7 @@ function nativeCopy(a: TcpStream, b: TcpStream, bidi: boolean, stop?: AbortSigna
       // The writer's end came first (a write the copy made past the FIN, before the abort
       // reached it, failed with EPIPE): as a JS copy's next write would.
       const afterEnd =
-        !closedUnder && ended?.aborted === true && errno !== E_RUNTIME_SHUTDOWN && ((code & COPY_NO_FAULT) !== 0 || SYSCALLS[sys] === 'write');
+        !closedUnder && ended.some((sig) => sig.aborted) && errno !== E_RUNTIME_SHUTDOWN && ((code & COPY_NO_FAULT) !== 0 || SYSCALLS[sys] === 'write');
       const err = closedUnder
         ? closedError()
         : afterEnd
@@ -83,7 +82,7 @@ function nativeCopy(a: TcpStream, b: TcpStream, bidi: boolean, stop?: AbortSigna
       if (bidi) b._endCopy(false);
       reject(systemError(-op, 'copy'));
     } else {
-      for (const sig of [stop, ended]) {
+      for (const sig of [stop, ...ended]) {
         if (sig === undefined) continue;
         if (sig.aborted) {
           onStop();
@@ -160,7 +159,7 @@ export async function copy(reader: Reader, writer: Writer, options?: SignalOptio
     // From a read half: closing it stops the copy (the stream itself stays open). Ending the
     // writer's writing (its shutdown(), its write half's close()) stops it too.
     const stop = reader instanceof StreamReadHalf ? reader._closeSignal() : undefined;
-    const [n] = await nativeCopy(a, b, false, stop, b._writeEndSignal());
+    const [n] = await nativeCopy(a, b, false, stop, [b._writeEndSignal()]);
     return n + pre;
   }
   validateSignal(opts.signal);
@@ -192,18 +191,8 @@ export async function copyBidirectional(
     // into it as copy() would, and with it the whole copy (as Tokio's future ends on the first
     // failed direction): it rejects with ERR_STREAM_WRITE_AFTER_END. The copy's own shutdown of
     // a writer at end of stream is native and aborts nothing.
-    const ended = new AbortController();
-    const endA = na._writeEndSignal();
-    const endB = nb._writeEndSignal();
-    const onEnd = (): void => ended.abort();
-    if (endA.aborted || endB.aborted) onEnd();
-    for (const sig of [endA, endB]) sig.addEventListener('abort', onEnd, { once: true });
-    try {
-      const [x, y] = await nativeCopy(na, nb, true, undefined, ended.signal);
-      return [x + preA, y + preB];
-    } finally {
-      for (const sig of [endA, endB]) sig.removeEventListener('abort', onEnd);
-    }
+    const [x, y] = await nativeCopy(na, nb, true, undefined, [na._writeEndSignal(), nb._writeEndSignal()]);
+    return [x + preA, y + preB];
   }
   validateSignal(opts.signal);
   // Both directions wait on one signal: the caller's abort, or the first direction's failure,
